@@ -1,0 +1,37 @@
+/* Names for error codes: project codes here, errno codes through strerror. */
+#include "engine/err.h"
+
+#include <string.h>
+
+const char *err_str(int err)
+{
+	switch (err) {
+	case 0:
+		return "success";
+	case WAL_ERR_CORRUPT:
+		return "WAL record corrupt";
+	case RAFT_ERR_NOT_LEADER:
+		return "not the leader";
+	case RAFT_ERR_TRANSFER:
+		return "leadership transfer in progress";
+	case RAFT_ERR_CONF_PENDING:
+		return "membership change already pending";
+	case RAFT_ERR_CONF_INVALID:
+		return "invalid membership";
+	case RAFT_ERR_COMPACTED:
+		return "index compacted";
+	case RAFT_ERR_UNAVAILABLE:
+		return "index not in log";
+	case RAFT_ERR_NO_QUORUM:
+		return "no quorum";
+	case WAL_ERR_FAILED:
+		return "WAL failed; refusing further work";
+	case WAL_ERR_GAP:
+		return "WAL has a gap in a group's indexes";
+	default:
+		break;
+	}
+	if (err < 0 && err > -ERR_BASE)
+		return strerror(-err);
+	return "unknown error";
+}

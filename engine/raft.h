@@ -1,0 +1,388 @@
+/* The Raft core: a pure, deterministic state machine for one Raft group.
+ *
+ * No I/O, no clock, no threads, no globals. Time enters as an argument, the
+ * randomness of election timeouts comes from a PRNG seeded by the config, and
+ * messages are values. The caller (a shard, or the simulator) feeds inputs:
+ *
+ *   raft_step(msg, now)        a message from a peer
+ *   raft_tick(now)             time passed; cheap when no deadline is due
+ *   raft_propose(bufs)         new entries (leader only)
+ *   raft_persisted(index, term) entries up to index (of that term) are durable
+ *   raft_applied(index)        the state machine applied up to index
+ *   raft_compact(index)        a snapshot covers index: drop the log up to it
+ *   raft_peer_down(node)       the transport saw that node's process die
+ *   raft_read_index, raft_transfer, raft_change, raft_quiesce
+ *
+ * and collects the work to do with raft_ready(): hard state and entries to
+ * persist, messages to send at once, messages to send only once everything
+ * handed out so far is durable, committed entries to apply, a snapshot to
+ * install, and confirmed reads. A ready is borrowed until the next call into
+ * the engine: the caller copies what it keeps (it serialises entries into the
+ * WAL batch and messages into peer buffers anyway).
+ *
+ * Durability contract (Raft thesis §3.8, §10.2.1): the caller persists ready
+ * items in the order readies were taken. msgs may leave at once; msgs_after
+ * leave only once everything handed out by this ready and every earlier one
+ * is durable. The leader sends AppendEntries before its own write finishes
+ * and counts itself toward the quorum only after raft_persisted(). */
+#ifndef ENGINE_RAFT_H
+#define ENGINE_RAFT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define RAFT_MEMBERS_MAX  16 /* Members (voters, learners, witnesses) of one group. */
+#define RAFT_INFLIGHT_MAX 64 /* Compile-time cap of a follower's inflight window. */
+#define RAFT_NONE         0  /* No node: node ids start at 1. */
+#define RAFT_DEADLINE_NONE UINT64_MAX
+
+enum raft_role {
+	RAFT_ROLE_FOLLOWER,
+	RAFT_ROLE_PRE_CANDIDATE,
+	RAFT_ROLE_CANDIDATE,
+	RAFT_ROLE_LEADER,
+};
+
+enum raft_entry_type {
+	RAFT_ENTRY_NORMAL = 0, /* An embedder payload. */
+	RAFT_ENTRY_NOOP = 1,   /* A new leader's first entry (thesis §6.4). */
+	RAFT_ENTRY_CONF = 2,   /* A membership; payload is raft_conf_encode() bytes. */
+};
+
+/* Member roles within one configuration. */
+enum raft_member_role {
+	RAFT_MEMBER_NONE = 0,    /* Not in this configuration. */
+	RAFT_MEMBER_VOTER = 1,   /* Votes, counts in quorums, may lead. */
+	RAFT_MEMBER_LEARNER = 2, /* Receives the log; never votes or counts. */
+	RAFT_MEMBER_WITNESS = 3, /* Votes and counts; keeps entry metadata only; never leads. */
+};
+
+struct raft_member {
+	uint64_t id;
+	uint8_t role;     /* enum raft_member_role in the new (or only) configuration. */
+	uint8_t role_old; /* In the outgoing configuration while joint; NONE otherwise. */
+};
+
+/* A membership. While joint (thesis §4.3), decisions need a majority of the
+ * voters of the old and of the new configuration separately. */
+struct raft_conf {
+	struct raft_member members[RAFT_MEMBERS_MAX];
+	uint32_t members_count;
+	bool joint;
+};
+
+struct raft_entry {
+	uint64_t term;
+	uint64_t index;
+	uint32_t type; /* enum raft_entry_type */
+	uint32_t size; /* Payload bytes; 0 for a witness's metadata-only copy. */
+	const void *data;
+};
+
+struct raft_buf {
+	const void *data;
+	uint32_t size;
+};
+
+struct raft_hard_state {
+	uint64_t term;
+	uint64_t vote;
+	uint64_t commit;
+};
+
+/* What a snapshot covers. The state machine's bytes travel outside the engine. */
+struct raft_snapshot_meta {
+	uint64_t index;
+	uint64_t term;
+	struct raft_conf conf;
+};
+
+enum raft_msg_type {
+	RAFT_MSG_APPEND = 1,        /* index/log_term: the entry before entries; commit. */
+	RAFT_MSG_APPEND_RESP,       /* index: highest index matched; or reject + hint. */
+	RAFT_MSG_VOTE,              /* index/log_term: candidate's last entry. */
+	RAFT_MSG_VOTE_RESP,         /* reject */
+	RAFT_MSG_PRE_VOTE,          /* term is the term the candidate would take. */
+	RAFT_MSG_PRE_VOTE_RESP,     /* reject; term echoes the request when granted. */
+	RAFT_MSG_HEARTBEAT,         /* commit; context: heartbeat sequence. */
+	RAFT_MSG_HEARTBEAT_RESP,    /* context echoed. */
+	RAFT_MSG_SNAPSHOT,          /* snapshot: what to install. */
+	RAFT_MSG_TIMEOUT_NOW,       /* Leadership transfer: campaign at once. */
+	RAFT_MSG_READ_INDEX,        /* Follower to leader: context identifies the read. */
+	RAFT_MSG_READ_INDEX_RESP,   /* index: read index; context echoed; reject if refused. */
+	RAFT_MSG_TYPE_COUNT,
+};
+
+enum raft_msg_flags {
+	RAFT_MSG_FLAG_TRANSFER = 1u << 0,   /* A vote caused by leadership transfer. */
+	RAFT_MSG_FLAG_QUIESCE = 1u << 1,    /* Heartbeat: leader is going quiet. */
+	RAFT_MSG_FLAG_METADATA = 1u << 2,   /* Append to a witness: drop NORMAL payloads. */
+};
+
+struct raft_msg {
+	uint64_t group; /* Stamped by the engine from its config; routing only. */
+	uint64_t from;
+	uint64_t to;
+	uint64_t term;
+	uint64_t log_term;
+	uint64_t index;
+	uint64_t commit;
+	uint64_t context;
+	uint64_t hint_index; /* Reject of APPEND: follower's conflict hint (§5.3 optimisation). */
+	uint64_t hint_term;
+	uint32_t type; /* enum raft_msg_type */
+	uint32_t flags;
+	bool reject;
+	uint32_t entries_count;
+	const struct raft_entry *entries; /* Borrowed: valid until the next engine call. */
+	const struct raft_snapshot_meta *snapshot; /* SNAPSHOT only; borrowed likewise. */
+};
+
+/* A read confirmed linearizable: serve it once applied >= index. */
+struct raft_read {
+	uint64_t context;
+	uint64_t index;
+};
+
+struct raft_ready {
+	struct raft_hard_state hard;
+	bool hard_changed; /* Persist hard before msgs_after leave. */
+	const struct raft_snapshot_meta *snapshot; /* Install (restore) before applying more. */
+	const struct raft_entry *entries;   /* Append to the log; may overwrite a suffix. */
+	const struct raft_entry *committed; /* Apply in order. */
+	const struct raft_msg *msgs;        /* Send now. */
+	const struct raft_msg *msgs_after;  /* Send once all handed out so far is durable. */
+	const struct raft_read *reads;
+	uint32_t entries_count;
+	uint32_t committed_count;
+	uint32_t msgs_count;
+	uint32_t msgs_after_count;
+	uint32_t reads_count;
+};
+
+struct raft_config {
+	uint64_t id;                   /* This node; >= 1. */
+	uint64_t group;                /* Stamped on messages. */
+	uint64_t seed;                 /* PRNG seed for election jitter. */
+	uint32_t election_timeout_ms;  /* Base; each timeout is drawn in [base, 2*base). */
+	uint32_t heartbeat_interval_ms;
+	uint32_t clock_drift_max_ms;   /* Lease reads assume clocks drift less than this. */
+	uint32_t inflight_count_max;   /* Per follower, <= RAFT_INFLIGHT_MAX. */
+	uint32_t inflight_size_max;    /* Payload bytes in flight per follower. */
+	uint32_t msg_size_max;         /* Payload bytes per APPEND. */
+	uint32_t entry_size_max;       /* Largest single proposal. */
+	uint64_t uncommitted_size_max; /* Leader refuses proposals past this (-EAGAIN). */
+	uint32_t reads_max;            /* Pending ReadIndex requests. */
+	bool pre_vote;
+	bool check_quorum;
+	bool lease_read;               /* Serve reads on the leader's lease when valid. */
+	bool quiesce;                  /* Allow the leader to put the group to sleep. */
+	uint32_t quiesce_after_ms;     /* Idle time before a leader quiesces. */
+};
+
+/* What survived on stable storage, for raft_init(). A brand-new group passes
+ * its bootstrap membership as snapshot->conf with index 0 and term 0. A node
+ * that joins an existing group passes an empty conf and waits to be contacted. */
+struct raft_boot {
+	struct raft_hard_state hard;
+	struct raft_snapshot_meta snapshot;
+	const struct raft_entry *entries; /* snapshot.index + 1 ..., contiguous. */
+	uint32_t entries_count;
+};
+
+struct raft_inflight {
+	uint64_t last_index;
+	uint32_t size;
+};
+
+enum raft_progress_state {
+	RAFT_PROGRESS_PROBE,     /* One append at a time until the follower's log matches. */
+	RAFT_PROGRESS_REPLICATE, /* Pipelined appends within the inflight window. */
+	RAFT_PROGRESS_SNAPSHOT,  /* Waiting for the follower to install a snapshot. */
+};
+
+/* The leader's view of one member. */
+struct raft_progress {
+	uint64_t id;
+	uint64_t match;
+	uint64_t next;
+	uint64_t snapshot_index; /* SNAPSHOT: the index sent. */
+	uint64_t acked_seq;      /* Highest heartbeat sequence acknowledged. */
+	uint64_t state_ms;       /* When the current state (probe or snapshot) was entered. */
+	uint8_t state;           /* enum raft_progress_state */
+	bool probe_sent;         /* PROBE: an append is outstanding. */
+	bool recent_active;      /* CheckQuorum: heard from since the last check. */
+	bool down;               /* The transport reported the process gone. */
+	uint32_t inflight_head, inflight_count, inflight_size;
+	struct raft_inflight inflight[RAFT_INFLIGHT_MAX];
+};
+
+/* Internal buffers, owned and reused: visible only so struct raft can be embedded. */
+struct raft_chunk;
+struct raft_log {
+	struct raft_entry *ring; /* Entries first..last, at (head + i) % cap. */
+	struct raft_chunk **chunks; /* Chunk holding each entry's payload, parallel to ring. */
+	uint64_t cap, head, count;
+	uint64_t snapshot_index, snapshot_term;
+	uint64_t stable_index;   /* Durable (raft_persisted). */
+	uint64_t handed_index;   /* Handed out in a ready for persistence. */
+	struct raft_chunk *chunk_open, *chunk_free;
+	uint32_t chunk_free_count;
+};
+
+struct raft_conf_slot {
+	uint64_t index; /* Log index of the CONF entry; 0 for the boot/snapshot conf. */
+	struct raft_conf conf;
+};
+
+struct raft_pending_read {
+	uint64_t context;
+	uint64_t index;
+	uint64_t seq;  /* Heartbeat sequence that must be acked by a quorum; 0: waiting. */
+	uint64_t from; /* Node that asked (self or a follower). */
+};
+
+struct raft {
+	struct raft_config config;
+	uint64_t term, vote, commit, leader;
+	uint64_t applied, applying; /* Applied by the state machine / handed out to apply. */
+	uint8_t role;
+	bool quiesced;
+	bool hard_dirty;
+	bool snapshot_dirty;        /* snapshot_out is to be handed out. */
+	bool leader_down;           /* Our leader's process is gone: skip the wait. */
+	uint64_t rng;
+	uint64_t now_ms;
+	uint64_t election_deadline_ms, heartbeat_deadline_ms, check_quorum_deadline_ms;
+	uint64_t quiesce_deadline_ms;
+	uint64_t leader_heard_ms;   /* Last message from the current leader. */
+	uint64_t transfer_target, transfer_deadline_ms;
+	uint64_t uncommitted_size;
+	uint64_t votes_granted[RAFT_MEMBERS_MAX], votes_rejected[RAFT_MEMBERS_MAX];
+	uint32_t votes_granted_count, votes_rejected_count;
+	struct raft_log log;
+	struct raft_conf_slot *confs; /* Configuration history; last is in force. */
+	uint32_t confs_count, confs_cap;
+	struct raft_progress *progress; /* One per member, including self. */
+	uint32_t progress_count;
+	uint64_t hb_seq;            /* Last heartbeat sequence sent. */
+	uint64_t hb_sent_ms[16];    /* Send time of sequence s at s % 16 (for the lease). */
+	uint64_t lease_until_ms;    /* Leader: lease reads allowed before this. */
+	struct raft_pending_read *reads_pending;
+	uint32_t reads_pending_count;
+	struct raft_snapshot_meta snapshot_out;
+	/* Ready output buffers, reused. */
+	struct raft_msg *msgs;
+	uint32_t msgs_count, msgs_cap;
+	struct raft_msg *msgs_after;
+	uint32_t msgs_after_count, msgs_after_cap;
+	struct raft_read *reads_out;
+	uint32_t reads_out_count, reads_out_cap;
+	struct raft_entry *scratch;  /* Linearised entries for readies and messages. */
+	uint32_t scratch_count, scratch_cap;
+	struct raft_snapshot_meta *msg_snapshots; /* Per outgoing SNAPSHOT message. */
+	uint32_t msg_snapshots_count;
+	struct raft_hard_state hard_handed;
+	/* Counters for metrics and tests. */
+	uint64_t elections_started;
+};
+
+/* Fill config with defaults: 1000 ms election, 100 ms heartbeat, PreVote and
+ * CheckQuorum on, lease reads off, 32 inflight, 1 MiB messages. */
+void raft_config_default(struct raft_config *config, uint64_t id, uint64_t group);
+
+/* Start the engine from what storage kept. Returns 0, -ENOMEM, -EINVAL. */
+int raft_init(struct raft *raft, const struct raft_config *config, const struct raft_boot *boot,
+	      uint64_t now_ms);
+void raft_deinit(struct raft *raft);
+
+/* A message from a peer. Handles stale and malformed-but-decodable input
+ * (unknown sender, old term) by ignoring it; never asserts on peer input. */
+void raft_step(struct raft *raft, const struct raft_msg *msg, uint64_t now_ms);
+
+/* Advance time: elections, heartbeats, CheckQuorum, transfer timeouts. */
+void raft_tick(struct raft *raft, uint64_t now_ms);
+
+/* The time at which raft_tick() next has work, or RAFT_DEADLINE_NONE when
+ * quiesced. The shard keeps every group on one timer wheel with this. */
+uint64_t raft_next_deadline(const struct raft *raft);
+
+/* Append entries as the leader. *first_index receives the index of the first
+ * one; they follow contiguously in the current term. Returns 0,
+ * RAFT_ERR_NOT_LEADER, RAFT_ERR_TRANSFER, -EMSGSIZE (an entry exceeds
+ * entry_size_max), -EAGAIN (uncommitted log too large), -EINVAL (count 0). */
+int raft_propose(struct raft *raft, const struct raft_buf *bufs, uint32_t count,
+		 uint64_t *first_index);
+
+/* Ask for a linearizable read identified by context (ReadIndex, thesis §6.4;
+ * or the lease, §6.4.1, when config.lease_read and the lease holds). The
+ * answer comes as a raft_read in a later ready. Returns 0,
+ * RAFT_ERR_NOT_LEADER (a follower with no known leader), -EAGAIN (queue full). */
+int raft_read_index(struct raft *raft, uint64_t context, uint64_t now_ms);
+
+/* Hand leadership to target (thesis §3.10). Proposals are refused until the
+ * transfer ends (target elected, or an election timeout passes). Returns 0,
+ * RAFT_ERR_NOT_LEADER, -EINVAL (target not a voter, or self), RAFT_ERR_TRANSFER. */
+int raft_transfer(struct raft *raft, uint64_t target, uint64_t now_ms);
+
+/* Move to the membership target by joint consensus: the leader appends the
+ * joint configuration, and once it commits, the final one. Returns 0,
+ * RAFT_ERR_NOT_LEADER, RAFT_ERR_CONF_PENDING, RAFT_ERR_CONF_INVALID. */
+int raft_change(struct raft *raft, const struct raft_conf *target);
+
+/* Entries up to index, whose term is term, are durable. Stale reports (the
+ * entry was since overwritten) are ignored. */
+void raft_persisted(struct raft *raft, uint64_t index, uint64_t term);
+
+/* The state machine has applied everything up to index. */
+void raft_applied(struct raft *raft, uint64_t index);
+
+/* A snapshot of the state machine at index (<= applied) exists: drop the log
+ * up to it. Returns 0, RAFT_ERR_COMPACTED (already), RAFT_ERR_UNAVAILABLE. */
+int raft_compact(struct raft *raft, uint64_t index);
+
+/* The transport learned that node's process is gone. A follower whose leader
+ * that is starts PreVote at once; a leader drops its lease. See raft.c for
+ * why this keeps every safety property. */
+void raft_peer_down(struct raft *raft, uint64_t node, uint64_t now_ms);
+
+/* The transport reached node again (connection re-established). */
+void raft_peer_up(struct raft *raft, uint64_t node);
+
+/* The leader finished (ok) or gave up sending a snapshot to node. */
+void raft_snapshot_sent(struct raft *raft, uint64_t node, bool ok, uint64_t now_ms);
+
+bool raft_has_ready(const struct raft *raft);
+/* Take the work to do. Borrowed until the next call into the engine. */
+void raft_ready(struct raft *raft, struct raft_ready *ready);
+
+/* Queries. */
+enum raft_role raft_role(const struct raft *raft);
+bool raft_is_leader(const struct raft *raft);
+uint64_t raft_leader(const struct raft *raft);
+uint64_t raft_term(const struct raft *raft);
+uint64_t raft_commit_index(const struct raft *raft);
+uint64_t raft_last_index(const struct raft *raft);
+uint64_t raft_first_index(const struct raft *raft);
+bool raft_is_quiesced(const struct raft *raft);
+const struct raft_conf *raft_conf(const struct raft *raft);
+/* The entry at index, or NULL when compacted or past the end. Borrowed. */
+const struct raft_entry *raft_entry_at(const struct raft *raft, uint64_t index);
+/* The term at index; 0 when unknown. */
+uint64_t raft_term_at(const struct raft *raft, uint64_t index);
+const struct raft_progress *raft_progress_of(const struct raft *raft, uint64_t node);
+
+/* Membership helpers. */
+enum raft_member_role raft_conf_role(const struct raft_conf *conf, uint64_t id);
+int raft_conf_add(struct raft_conf *conf, uint64_t id, enum raft_member_role role);
+bool raft_conf_is_voter(const struct raft_conf *conf, uint64_t id); /* In either half. */
+/* Encoded size of conf; encode writes it to buf (of at least that size). */
+uint32_t raft_conf_encoded_size(const struct raft_conf *conf);
+void raft_conf_encode(const struct raft_conf *conf, void *buf);
+/* Returns 0 or -EINVAL on malformed bytes. */
+int raft_conf_decode(struct raft_conf *conf, const void *buf, uint32_t size);
+
+const char *raft_role_name(enum raft_role role);
+const char *raft_msg_type_name(uint32_t type);
+
+#endif /* ENGINE_RAFT_H */

@@ -1,0 +1,18 @@
+/* Public entry points of include/flotilla.h that need no running node. */
+#include "flotilla.h"
+
+#include "engine/err.h"
+
+#define STR2(x) #x
+#define STR(x)  STR2(x)
+
+const char *fl_strerror(int err)
+{
+	return err_str(err);
+}
+
+const char *fl_version(void)
+{
+	return STR(FLOTILLA_VERSION_MAJOR) "." STR(FLOTILLA_VERSION_MINOR) "." STR(
+		FLOTILLA_VERSION_PATCH);
+}
