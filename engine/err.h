@@ -8,16 +8,16 @@
 
 enum {
 	ERR_BASE = 4096,
-	WAL_ERR_CORRUPT = -(ERR_BASE + 1),     /* A record failed its checksum mid-log. */
-	RAFT_ERR_NOT_LEADER = -(ERR_BASE + 2), /* Only the leader may do this. */
-	RAFT_ERR_TRANSFER = -(ERR_BASE + 3),   /* A leadership transfer is pending. */
+	WAL_ERR_CORRUPT = -(ERR_BASE + 1),       /* A record failed its checksum mid-log. */
+	RAFT_ERR_NOT_LEADER = -(ERR_BASE + 2),   /* Only the leader may do this. */
+	RAFT_ERR_TRANSFER = -(ERR_BASE + 3),     /* A leadership transfer is pending. */
 	RAFT_ERR_CONF_PENDING = -(ERR_BASE + 4), /* A membership change is not yet done. */
 	RAFT_ERR_CONF_INVALID = -(ERR_BASE + 5), /* The requested membership is not valid. */
-	RAFT_ERR_COMPACTED = -(ERR_BASE + 6),  /* The index is below the compacted log. */
-	RAFT_ERR_UNAVAILABLE = -(ERR_BASE + 7), /* The index is past the end of the log. */
-	RAFT_ERR_NO_QUORUM = -(ERR_BASE + 8),  /* Not enough members to do this safely. */
-	WAL_ERR_FAILED = -(ERR_BASE + 9),      /* The WAL saw a fatal error and refuses work. */
-	WAL_ERR_GAP = -(ERR_BASE + 10),        /* A group's indexes have a hole. */
+	RAFT_ERR_COMPACTED = -(ERR_BASE + 6),    /* The index is below the compacted log. */
+	RAFT_ERR_UNAVAILABLE = -(ERR_BASE + 7),  /* The index is past the end of the log. */
+	RAFT_ERR_NO_QUORUM = -(ERR_BASE + 8),    /* Not enough members to do this safely. */
+	WAL_ERR_FAILED = -(ERR_BASE + 9),        /* The WAL saw a fatal error and refuses work. */
+	WAL_ERR_GAP = -(ERR_BASE + 10),          /* A group's indexes have a hole. */
 	ERR_LAST = -(ERR_BASE + 11),
 };
 

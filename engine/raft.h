@@ -31,9 +31,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define RAFT_MEMBERS_MAX  16 /* Members (voters, learners, witnesses) of one group. */
-#define RAFT_INFLIGHT_MAX 64 /* Compile-time cap of a follower's inflight window. */
-#define RAFT_NONE         0  /* No node: node ids start at 1. */
+#define RAFT_MEMBERS_MAX   16 /* Members (voters, learners, witnesses) of one group. */
+#define RAFT_INFLIGHT_MAX  32 /* Compile-time cap of a follower's inflight window. */
+#define RAFT_NONE          0  /* No node: node ids start at 1. */
 #define RAFT_DEADLINE_NONE UINT64_MAX
 
 enum raft_role {
@@ -98,25 +98,25 @@ struct raft_snapshot_meta {
 };
 
 enum raft_msg_type {
-	RAFT_MSG_APPEND = 1,        /* index/log_term: the entry before entries; commit. */
-	RAFT_MSG_APPEND_RESP,       /* index: highest index matched; or reject + hint. */
-	RAFT_MSG_VOTE,              /* index/log_term: candidate's last entry. */
-	RAFT_MSG_VOTE_RESP,         /* reject */
-	RAFT_MSG_PRE_VOTE,          /* term is the term the candidate would take. */
-	RAFT_MSG_PRE_VOTE_RESP,     /* reject; term echoes the request when granted. */
-	RAFT_MSG_HEARTBEAT,         /* commit; context: heartbeat sequence. */
-	RAFT_MSG_HEARTBEAT_RESP,    /* context echoed. */
-	RAFT_MSG_SNAPSHOT,          /* snapshot: what to install. */
-	RAFT_MSG_TIMEOUT_NOW,       /* Leadership transfer: campaign at once. */
-	RAFT_MSG_READ_INDEX,        /* Follower to leader: context identifies the read. */
-	RAFT_MSG_READ_INDEX_RESP,   /* index: read index; context echoed; reject if refused. */
+	RAFT_MSG_APPEND = 1,      /* index/log_term: the entry before entries; commit. */
+	RAFT_MSG_APPEND_RESP,     /* index: highest index matched; or reject + hint. */
+	RAFT_MSG_VOTE,            /* index/log_term: candidate's last entry. */
+	RAFT_MSG_VOTE_RESP,       /* reject */
+	RAFT_MSG_PRE_VOTE,        /* term is the term the candidate would take. */
+	RAFT_MSG_PRE_VOTE_RESP,   /* reject; term echoes the request when granted. */
+	RAFT_MSG_HEARTBEAT,       /* commit; context: heartbeat sequence. */
+	RAFT_MSG_HEARTBEAT_RESP,  /* context echoed. */
+	RAFT_MSG_SNAPSHOT,        /* snapshot: what to install. */
+	RAFT_MSG_TIMEOUT_NOW,     /* Leadership transfer: campaign at once. */
+	RAFT_MSG_READ_INDEX,      /* Follower to leader: context identifies the read. */
+	RAFT_MSG_READ_INDEX_RESP, /* index: read index; context echoed; reject if refused. */
 	RAFT_MSG_TYPE_COUNT,
 };
 
 enum raft_msg_flags {
-	RAFT_MSG_FLAG_TRANSFER = 1u << 0,   /* A vote caused by leadership transfer. */
-	RAFT_MSG_FLAG_QUIESCE = 1u << 1,    /* Heartbeat: leader is going quiet. */
-	RAFT_MSG_FLAG_METADATA = 1u << 2,   /* Append to a witness: drop NORMAL payloads. */
+	RAFT_MSG_FLAG_TRANSFER = 1u << 0, /* A vote caused by leadership transfer. */
+	RAFT_MSG_FLAG_QUIESCE = 1u << 1,  /* Heartbeat: leader is going quiet. */
+	RAFT_MSG_FLAG_METADATA = 1u << 2, /* Append to a witness: drop NORMAL payloads. */
 };
 
 struct raft_msg {
@@ -134,11 +134,12 @@ struct raft_msg {
 	uint32_t flags;
 	bool reject;
 	uint32_t entries_count;
-	const struct raft_entry *entries; /* Borrowed: valid until the next engine call. */
+	const struct raft_entry *entries;          /* Borrowed: valid until the next engine call. */
 	const struct raft_snapshot_meta *snapshot; /* SNAPSHOT only; borrowed likewise. */
 };
 
-/* A read confirmed linearizable: serve it once applied >= index. */
+/* A read confirmed linearizable: serve it once applied >= index. index 0
+ * means the read was refused (leadership lost or no leader): retry it. */
 struct raft_read {
 	uint64_t context;
 	uint64_t index;
@@ -146,12 +147,12 @@ struct raft_read {
 
 struct raft_ready {
 	struct raft_hard_state hard;
-	bool hard_changed; /* Persist hard before msgs_after leave. */
+	bool hard_changed;                         /* Persist hard before msgs_after leave. */
 	const struct raft_snapshot_meta *snapshot; /* Install (restore) before applying more. */
-	const struct raft_entry *entries;   /* Append to the log; may overwrite a suffix. */
-	const struct raft_entry *committed; /* Apply in order. */
-	const struct raft_msg *msgs;        /* Send now. */
-	const struct raft_msg *msgs_after;  /* Send once all handed out so far is durable. */
+	const struct raft_entry *entries;          /* Append to the log; may overwrite a suffix. */
+	const struct raft_entry *committed;        /* Apply in order. */
+	const struct raft_msg *msgs;               /* Send now. */
+	const struct raft_msg *msgs_after;         /* Send once all handed out so far is durable. */
 	const struct raft_read *reads;
 	uint32_t entries_count;
 	uint32_t committed_count;
@@ -161,10 +162,10 @@ struct raft_ready {
 };
 
 struct raft_config {
-	uint64_t id;                   /* This node; >= 1. */
-	uint64_t group;                /* Stamped on messages. */
-	uint64_t seed;                 /* PRNG seed for election jitter. */
-	uint32_t election_timeout_ms;  /* Base; each timeout is drawn in [base, 2*base). */
+	uint64_t id;                  /* This node; >= 1. */
+	uint64_t group;               /* Stamped on messages. */
+	uint64_t seed;                /* PRNG seed for election jitter. */
+	uint32_t election_timeout_ms; /* Base; each timeout is drawn in [base, 2*base). */
 	uint32_t heartbeat_interval_ms;
 	uint32_t clock_drift_max_ms;   /* Lease reads assume clocks drift less than this. */
 	uint32_t inflight_count_max;   /* Per follower, <= RAFT_INFLIGHT_MAX. */
@@ -175,9 +176,9 @@ struct raft_config {
 	uint32_t reads_max;            /* Pending ReadIndex requests. */
 	bool pre_vote;
 	bool check_quorum;
-	bool lease_read;               /* Serve reads on the leader's lease when valid. */
-	bool quiesce;                  /* Allow the leader to put the group to sleep. */
-	uint32_t quiesce_after_ms;     /* Idle time before a leader quiesces. */
+	bool lease_read;           /* Serve reads on the leader's lease when valid. */
+	bool quiesce;              /* Allow the leader to put the group to sleep. */
+	uint32_t quiesce_after_ms; /* Idle time before a leader quiesces. */
 };
 
 /* What survived on stable storage, for raft_init(). A brand-new group passes
@@ -188,6 +189,8 @@ struct raft_boot {
 	struct raft_snapshot_meta snapshot;
 	const struct raft_entry *entries; /* snapshot.index + 1 ..., contiguous. */
 	uint32_t entries_count;
+	uint64_t
+	    applied; /* The state machine already holds entries up to here (0: snapshot.index). */
 };
 
 struct raft_inflight {
@@ -217,28 +220,29 @@ struct raft_progress {
 	struct raft_inflight inflight[RAFT_INFLIGHT_MAX];
 };
 
-/* Internal buffers, owned and reused: visible only so struct raft can be embedded. */
+/* Internal state, visible only so that struct raft can be embedded. */
 struct raft_chunk;
 struct raft_log {
-	struct raft_entry *ring; /* Entries first..last, at (head + i) % cap. */
-	struct raft_chunk **chunks; /* Chunk holding each entry's payload, parallel to ring. */
+	struct raft_entry *entries; /* Entries first..last at entries[head ..]: contiguous. */
+	struct raft_chunk **chunks; /* Chunk holding each entry's payload, parallel. */
 	uint64_t cap, head, count;
 	uint64_t snapshot_index, snapshot_term;
-	uint64_t stable_index;   /* Durable (raft_persisted). */
-	uint64_t handed_index;   /* Handed out in a ready for persistence. */
+	uint64_t stable_index; /* Durable (raft_persisted). */
+	uint64_t handed_index; /* Handed out in a ready for persistence. */
 	struct raft_chunk *chunk_open, *chunk_free;
 	uint32_t chunk_free_count;
 };
 
 struct raft_conf_slot {
-	uint64_t index; /* Log index of the CONF entry; 0 for the boot/snapshot conf. */
+	uint64_t
+	    index; /* Log index of the CONF entry; for the base slot, at or below the snapshot. */
 	struct raft_conf conf;
 };
 
 struct raft_pending_read {
 	uint64_t context;
 	uint64_t index;
-	uint64_t seq;  /* Heartbeat sequence that must be acked by a quorum; 0: waiting. */
+	uint64_t seq;  /* Heartbeat sequence a quorum must acknowledge; 0: not yet sent. */
 	uint64_t from; /* Node that asked (self or a follower). */
 };
 
@@ -248,43 +252,40 @@ struct raft {
 	uint64_t applied, applying; /* Applied by the state machine / handed out to apply. */
 	uint8_t role;
 	bool quiesced;
-	bool hard_dirty;
-	bool snapshot_dirty;        /* snapshot_out is to be handed out. */
-	bool leader_down;           /* Our leader's process is gone: skip the wait. */
+	bool leader_down;    /* Our leader's process is gone (raft_peer_down). */
+	bool snapshot_dirty; /* snap is to be handed out for installation. */
+	bool ready_taken;    /* The output buffers belong to the last ready. */
+	bool hb_pending;     /* A heartbeat round is owed to confirm reads. */
+	bool lease_revoked;  /* A transfer was started this term: no lease reads. */
 	uint64_t rng;
 	uint64_t now_ms;
 	uint64_t election_deadline_ms, heartbeat_deadline_ms, check_quorum_deadline_ms;
 	uint64_t quiesce_deadline_ms;
-	uint64_t leader_heard_ms;   /* Last message from the current leader. */
+	uint64_t leader_heard_ms; /* Last message from the current leader. */
 	uint64_t transfer_target, transfer_deadline_ms;
 	uint64_t uncommitted_size;
 	uint64_t votes_granted[RAFT_MEMBERS_MAX], votes_rejected[RAFT_MEMBERS_MAX];
 	uint32_t votes_granted_count, votes_rejected_count;
 	struct raft_log log;
-	struct raft_conf_slot *confs; /* Configuration history; last is in force. */
+	struct raft_snapshot_meta snap; /* Where the log begins; handed out when installed. */
+	struct raft_conf_slot *confs;   /* Configuration history; the last is in force. */
 	uint32_t confs_count, confs_cap;
-	struct raft_progress *progress; /* One per member, including self. */
+	struct raft_progress *progress; /* Leader only: one per member, self included. */
 	uint32_t progress_count;
-	uint64_t hb_seq;            /* Last heartbeat sequence sent. */
-	uint64_t hb_sent_ms[16];    /* Send time of sequence s at s % 16 (for the lease). */
-	uint64_t lease_until_ms;    /* Leader: lease reads allowed before this. */
+	uint64_t hb_seq;         /* Last heartbeat sequence sent. */
+	uint64_t hb_sent_ms[16]; /* Send time of sequence s at s % 16 (for the lease). */
+	uint64_t lease_until_ms; /* Leader: lease reads are safe before this. */
 	struct raft_pending_read *reads_pending;
 	uint32_t reads_pending_count;
-	struct raft_snapshot_meta snapshot_out;
-	/* Ready output buffers, reused. */
-	struct raft_msg *msgs;
-	uint32_t msgs_count, msgs_cap;
-	struct raft_msg *msgs_after;
-	uint32_t msgs_after_count, msgs_after_cap;
+	struct raft_hard_state hard_handed;
+	/* Ready output buffers, reused across readies. */
+	struct raft_msg *msgs, *msgs_after;
+	uint32_t msgs_count, msgs_cap, msgs_after_count, msgs_after_cap;
 	struct raft_read *reads_out;
 	uint32_t reads_out_count, reads_out_cap;
-	struct raft_entry *scratch;  /* Linearised entries for readies and messages. */
-	uint32_t scratch_count, scratch_cap;
-	struct raft_snapshot_meta *msg_snapshots; /* Per outgoing SNAPSHOT message. */
-	uint32_t msg_snapshots_count;
-	struct raft_hard_state hard_handed;
 	/* Counters for metrics and tests. */
 	uint64_t elections_started;
+	uint64_t leaderships_won;
 };
 
 /* Fill config with defaults: 1000 ms election, 100 ms heartbeat, PreVote and

@@ -1,7 +1,6 @@
 /* Public entry points of include/flotilla.h that need no running node. */
-#include "flotilla.h"
-
 #include "engine/err.h"
+#include "flotilla.h"
 
 #define STR2(x) #x
 #define STR(x)  STR2(x)
@@ -14,5 +13,5 @@ const char *fl_strerror(int err)
 const char *fl_version(void)
 {
 	return STR(FLOTILLA_VERSION_MAJOR) "." STR(FLOTILLA_VERSION_MINOR) "." STR(
-		FLOTILLA_VERSION_PATCH);
+	    FLOTILLA_VERSION_PATCH);
 }

@@ -26,8 +26,8 @@ static void test_errno_codes_use_strerror(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_project_codes_have_names),
-		cmocka_unit_test(test_errno_codes_use_strerror),
+	    cmocka_unit_test(test_project_codes_have_names),
+	    cmocka_unit_test(test_errno_codes_use_strerror),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
