@@ -10,13 +10,13 @@
 /* MODULES: one declaration and one call per bench/bench_<module>.c, matching the
  * sources list in bench/meson.build. Keep both lists in the same order. */
 void bench_harness_register(void);
-/* void bench_raft_register(void); */
+void bench_raft_register(void);
 /* void bench_wal_register(void); */
 
 int main(int argc, char **argv)
 {
 	bench_harness_register();
-	/* bench_raft_register(); */
+	bench_raft_register();
 	/* bench_wal_register(); */
 	return bench_main(argc, argv);
 }
