@@ -1,0 +1,269 @@
+/* Encoding and checked decoding of everything that crosses a peer connection.
+ *
+ * HANDSHAKE: 48 bytes, little-endian, sent once by each side.
+ *    0: u32 magic         WIRE_MAGIC
+ *    4: u32 version       WIRE_VERSION
+ *    8: u64 cluster_id
+ *   16: u64 node_id
+ *   24: u32 shard_index
+ *   28: u32 shard_count
+ *   32: u64 reserved      zero (authentication proof, later)
+ *   40: u64 checksum      xxh3-64 of bytes 0..39
+ *
+ * FRAME: 16-byte header, then the body.
+ *    0: u32 body_size     at most WIRE_FRAME_SIZE_MAX
+ *    4: u32 kind          enum wire_frame_kind
+ *    8: u64 checksum      xxh3-64 of the body, seeded with body_size | kind << 32
+ *
+ * RAFT MESSAGE inside a WIRE_FRAME_RAFT body; messages follow back to back.
+ *    0: u64 group          8: u64 from          16: u64 to
+ *   24: u64 term          32: u64 log_term     40: u64 index
+ *   48: u64 commit        56: u64 context      64: u64 hint_index
+ *   72: u64 hint_term
+ *   80: u8 type, u8 flags, u8 reject, u8 zero
+ *   84: u32 entries_count
+ *   88: entries, each: u64 term, u32 type, u32 size, payload padded to 8
+ *       (entry i has index index + 1 + i)
+ *   then, for SNAPSHOT only: u64 index, u64 term, u32 conf_size, u32 zero,
+ *       conf bytes (raft_conf_encode) padded to 8. */
+#include "shard/wire.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include <xxhash.h>
+
+#define WIRE_ENTRY_HEADER_SIZE    16
+#define WIRE_SNAPSHOT_HEADER_SIZE 24
+
+static void put_u32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put_u64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t get_u32(const uint8_t *p)
+{
+	uint32_t v = 0;
+
+	for (int i = 0; i < 4; i++)
+		v |= (uint32_t)p[i] << (8 * i);
+	return v;
+}
+
+static uint64_t get_u64(const uint8_t *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < 8; i++)
+		v |= (uint64_t)p[i] << (8 * i);
+	return v;
+}
+
+static size_t pad8(size_t n)
+{
+	return (n + 7) & ~(size_t)7;
+}
+
+void wire_handshake_encode(const struct wire_handshake *hs, uint8_t *buf)
+{
+	put_u32(buf, WIRE_MAGIC);
+	put_u32(buf + 4, hs->version);
+	put_u64(buf + 8, hs->cluster_id);
+	put_u64(buf + 16, hs->node_id);
+	put_u32(buf + 24, hs->shard_index);
+	put_u32(buf + 28, hs->shard_count);
+	put_u64(buf + 32, 0);
+	put_u64(buf + 40, XXH3_64bits(buf, 40));
+}
+
+int wire_handshake_decode(struct wire_handshake *hs, const uint8_t *buf)
+{
+	if (get_u32(buf) != WIRE_MAGIC || get_u64(buf + 40) != XXH3_64bits(buf, 40))
+		return -EPROTO;
+	hs->version = get_u32(buf + 4);
+	hs->cluster_id = get_u64(buf + 8);
+	hs->node_id = get_u64(buf + 16);
+	hs->shard_index = get_u32(buf + 24);
+	hs->shard_count = get_u32(buf + 28);
+	if (hs->version != WIRE_VERSION)
+		return -EPROTO;
+	return 0;
+}
+
+static bool strip_payload(const struct raft_msg *msg, const struct raft_entry *e)
+{
+	return (msg->flags & RAFT_MSG_FLAG_METADATA) && e->type == RAFT_ENTRY_NORMAL;
+}
+
+size_t wire_msg_size(const struct raft_msg *msg)
+{
+	size_t size = WIRE_MSG_HEADER_SIZE;
+
+	for (uint32_t i = 0; i < msg->entries_count; i++) {
+		const struct raft_entry *e = &msg->entries[i];
+
+		size += WIRE_ENTRY_HEADER_SIZE + (strip_payload(msg, e) ? 0 : pad8(e->size));
+	}
+	if (msg->type == RAFT_MSG_SNAPSHOT && msg->snapshot)
+		size +=
+		    WIRE_SNAPSHOT_HEADER_SIZE + pad8(raft_conf_encoded_size(&msg->snapshot->conf));
+	return size;
+}
+
+size_t wire_msg_encode(const struct raft_msg *msg, uint8_t *buf)
+{
+	uint8_t *p = buf;
+
+	put_u64(p, msg->group);
+	put_u64(p + 8, msg->from);
+	put_u64(p + 16, msg->to);
+	put_u64(p + 24, msg->term);
+	put_u64(p + 32, msg->log_term);
+	put_u64(p + 40, msg->index);
+	put_u64(p + 48, msg->commit);
+	put_u64(p + 56, msg->context);
+	put_u64(p + 64, msg->hint_index);
+	put_u64(p + 72, msg->hint_term);
+	p[80] = (uint8_t)msg->type;
+	p[81] = (uint8_t)msg->flags;
+	p[82] = msg->reject ? 1 : 0;
+	p[83] = 0;
+	put_u32(p + 84, msg->entries_count);
+	p += WIRE_MSG_HEADER_SIZE;
+	for (uint32_t i = 0; i < msg->entries_count; i++) {
+		const struct raft_entry *e = &msg->entries[i];
+		uint32_t size = strip_payload(msg, e) ? 0 : e->size;
+
+		put_u64(p, e->term);
+		put_u32(p + 8, e->type);
+		put_u32(p + 12, size);
+		p += WIRE_ENTRY_HEADER_SIZE;
+		if (size) {
+			memcpy(p, e->data, size);
+			memset(p + size, 0, pad8(size) - size);
+			p += pad8(size);
+		}
+	}
+	if (msg->type == RAFT_MSG_SNAPSHOT && msg->snapshot) {
+		uint32_t conf_size = raft_conf_encoded_size(&msg->snapshot->conf);
+
+		put_u64(p, msg->snapshot->index);
+		put_u64(p + 8, msg->snapshot->term);
+		put_u32(p + 16, conf_size);
+		put_u32(p + 20, 0);
+		p += WIRE_SNAPSHOT_HEADER_SIZE;
+		raft_conf_encode(&msg->snapshot->conf, p);
+		memset(p + conf_size, 0, pad8(conf_size) - conf_size);
+		p += pad8(conf_size);
+	}
+	return (size_t)(p - buf);
+}
+
+int wire_msg_decode(const uint8_t *buf, size_t size, size_t *used, struct raft_msg *msg,
+		    struct raft_entry *entries, uint32_t entries_cap,
+		    struct raft_snapshot_meta *snapshot)
+{
+	const uint8_t *p = buf, *end = buf + size;
+	uint32_t count;
+
+	if (size < WIRE_MSG_HEADER_SIZE)
+		return -EPROTO;
+	memset(msg, 0, sizeof(*msg));
+	msg->group = get_u64(p);
+	msg->from = get_u64(p + 8);
+	msg->to = get_u64(p + 16);
+	msg->term = get_u64(p + 24);
+	msg->log_term = get_u64(p + 32);
+	msg->index = get_u64(p + 40);
+	msg->commit = get_u64(p + 48);
+	msg->context = get_u64(p + 56);
+	msg->hint_index = get_u64(p + 64);
+	msg->hint_term = get_u64(p + 72);
+	msg->type = p[80];
+	msg->flags = p[81];
+	if (p[82] > 1 || p[83] != 0 || msg->type == 0 || msg->type >= RAFT_MSG_TYPE_COUNT)
+		return -EPROTO;
+	msg->reject = p[82] == 1;
+	count = get_u32(p + 84);
+	p += WIRE_MSG_HEADER_SIZE;
+	if (count > 0 && msg->type != RAFT_MSG_APPEND)
+		return -EPROTO;
+	if (count > entries_cap)
+		return -E2BIG;
+	if (msg->index > UINT64_MAX - count)
+		return -EPROTO;
+	for (uint32_t i = 0; i < count; i++) {
+		struct raft_entry *e = &entries[i];
+
+		if ((size_t)(end - p) < WIRE_ENTRY_HEADER_SIZE)
+			return -EPROTO;
+		e->term = get_u64(p);
+		e->type = get_u32(p + 8);
+		e->size = get_u32(p + 12);
+		e->index = msg->index + 1 + i;
+		p += WIRE_ENTRY_HEADER_SIZE;
+		if (e->type > RAFT_ENTRY_CONF || (size_t)(end - p) < pad8(e->size))
+			return -EPROTO;
+		e->data = e->size ? p : NULL;
+		p += pad8(e->size);
+	}
+	msg->entries_count = count;
+	msg->entries = count ? entries : NULL;
+	if (msg->type == RAFT_MSG_SNAPSHOT) {
+		uint32_t conf_size;
+
+		if ((size_t)(end - p) < WIRE_SNAPSHOT_HEADER_SIZE)
+			return -EPROTO;
+		snapshot->index = get_u64(p);
+		snapshot->term = get_u64(p + 8);
+		conf_size = get_u32(p + 16);
+		if (get_u32(p + 20) != 0)
+			return -EPROTO;
+		p += WIRE_SNAPSHOT_HEADER_SIZE;
+		if ((size_t)(end - p) < pad8(conf_size) ||
+		    raft_conf_decode(&snapshot->conf, p, conf_size) != 0)
+			return -EPROTO;
+		p += pad8(conf_size);
+		msg->snapshot = snapshot;
+	}
+	*used = (size_t)(p - buf);
+	return 0;
+}
+
+static uint64_t frame_checksum(uint32_t kind, uint32_t body_size, const uint8_t *body)
+{
+	return XXH3_64bits_withSeed(body, body_size, (uint64_t)body_size | (uint64_t)kind << 32);
+}
+
+void wire_frame_seal(uint8_t *frame, uint32_t kind, uint32_t body_size)
+{
+	put_u32(frame, body_size);
+	put_u32(frame + 4, kind);
+	put_u64(frame + 8, frame_checksum(kind, body_size, frame + WIRE_FRAME_HEADER_SIZE));
+}
+
+int wire_frame_header_decode(struct wire_frame_header *header, const uint8_t *buf)
+{
+	header->body_size = get_u32(buf);
+	header->kind = get_u32(buf + 4);
+	header->checksum = get_u64(buf + 8);
+	if (header->body_size > WIRE_FRAME_SIZE_MAX)
+		return -EMSGSIZE;
+	if (header->kind != WIRE_FRAME_RAFT)
+		return -EPROTO;
+	return 0;
+}
+
+int wire_frame_verify(const struct wire_frame_header *header, const uint8_t *body)
+{
+	if (frame_checksum(header->kind, header->body_size, body) != header->checksum)
+		return -EBADMSG;
+	return 0;
+}

@@ -1,0 +1,69 @@
+/* The wire codec between shards of different nodes: handshake, frames, and
+ * Raft messages of many groups inside one frame.
+ *
+ * Encoding writes into caller buffers and never allocates. Decoding checks
+ * every length and field against the bytes actually received and returns an
+ * error for anything malformed: input from the network must never crash the
+ * node. Decoded messages borrow the frame's bytes for entry payloads. */
+#ifndef SHARD_WIRE_H
+#define SHARD_WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/raft.h"
+
+#define WIRE_MAGIC             0x414c5446u /* "FTLA" little-endian. */
+#define WIRE_VERSION           1
+#define WIRE_HANDSHAKE_SIZE    48
+#define WIRE_FRAME_HEADER_SIZE 16
+#define WIRE_FRAME_SIZE_MAX    (64u << 20) /* Body bytes of one frame. */
+#define WIRE_MSG_HEADER_SIZE   88
+
+enum wire_frame_kind {
+	WIRE_FRAME_RAFT = 1, /* A batch of Raft messages of any groups. */
+};
+
+struct wire_handshake {
+	uint32_t version;
+	uint64_t cluster_id;
+	uint64_t node_id;
+	uint32_t shard_index;
+	uint32_t shard_count;
+};
+
+struct wire_frame_header {
+	uint32_t body_size;
+	uint32_t kind;
+	uint64_t checksum;
+};
+
+/* Write the handshake into buf (WIRE_HANDSHAKE_SIZE bytes). */
+void wire_handshake_encode(const struct wire_handshake *hs, uint8_t *buf);
+/* Returns 0, or -EPROTO for a bad magic, version or checksum. */
+int wire_handshake_decode(struct wire_handshake *hs, const uint8_t *buf);
+
+/* Bytes msg takes inside a frame body. */
+size_t wire_msg_size(const struct raft_msg *msg);
+/* Encode msg at buf (wire_msg_size(msg) bytes). Payloads of NORMAL entries are
+ * left out when msg carries RAFT_MSG_FLAG_METADATA (for witnesses). */
+size_t wire_msg_encode(const struct raft_msg *msg, uint8_t *buf);
+
+/* Decode one message from buf of size bytes. entries (capacity entries_cap)
+ * receives the entries, whose payloads point into buf; snapshot receives the
+ * snapshot meta of a SNAPSHOT message. *used gets the bytes consumed.
+ * Returns 0, -EPROTO (malformed), -E2BIG (more entries than entries_cap). */
+int wire_msg_decode(const uint8_t *buf, size_t size, size_t *used, struct raft_msg *msg,
+		    struct raft_entry *entries, uint32_t entries_cap,
+		    struct raft_snapshot_meta *snapshot);
+
+/* Seal a frame whose body (body_size bytes) follows the header at frame. */
+void wire_frame_seal(uint8_t *frame, uint32_t kind, uint32_t body_size);
+/* Check a frame header (from WIRE_FRAME_HEADER_SIZE bytes). Returns 0, or
+ * -EMSGSIZE when the body exceeds WIRE_FRAME_SIZE_MAX, -EPROTO for an
+ * unknown kind. */
+int wire_frame_header_decode(struct wire_frame_header *header, const uint8_t *buf);
+/* Verify the body against the header's checksum. Returns 0 or -EBADMSG. */
+int wire_frame_verify(const struct wire_frame_header *header, const uint8_t *body);
+
+#endif /* SHARD_WIRE_H */
