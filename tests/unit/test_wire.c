@@ -215,7 +215,7 @@ static void test_random_bytes_never_crash(void **state)
 			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
 			buf[i] = (uint8_t)x;
 		}
-		if (size > 84) { /* Make some of them plausible headers. */
+		if (size >= 88) { /* Make some of them plausible headers. */
 			buf[80] = (uint8_t)(1 + round % (RAFT_MSG_TYPE_COUNT - 1));
 			buf[82] = buf[83] = 0;
 			memset(buf + 85, 0, 3);
