@@ -28,6 +28,14 @@ const char *err_str(int err)
 		return "WAL failed; refusing further work";
 	case WAL_ERR_GAP:
 		return "WAL has a gap in a group's indexes";
+	case ERR_NO_GROUP:
+		return "no such group on this node";
+	case ERR_STOPPING:
+		return "shutting down";
+	case ERR_DROPPED:
+		return "entry dropped from the log before it committed";
+	case ERR_GROUP_EXISTS:
+		return "group already exists on this node";
 	default:
 		break;
 	}

@@ -1,14 +1,177 @@
 /* Flotilla: a multi-Raft replication engine on io_uring.
  *
- * This is the public header an embedder includes. Errors are 0 or a negative
- * value: a negative errno or a Flotilla code below the errno range; fl_strerror()
- * names both. */
+ * This is the public header an embedder includes. A node hosts many Raft
+ * groups, spread over shard threads; each group replicates a log of opaque
+ * entries to its members on other nodes and hands committed entries, in
+ * order, to the embedder's state machine.
+ *
+ * Errors are 0 or a negative value: a negative errno (-ENOMEM, -EAGAIN, ...)
+ * or a Flotilla code below the errno range (FL_ERR_*); fl_strerror() names
+ * both.
+ *
+ * Threads: every function may be called from any thread, except where it
+ * says otherwise. Callbacks run on the shard thread that owns the group: they
+ * must not block, and must not call the blocking helpers (*_sync). */
 #ifndef FLOTILLA_H
 #define FLOTILLA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #define FLOTILLA_VERSION_MAJOR 0
 #define FLOTILLA_VERSION_MINOR 1
 #define FLOTILLA_VERSION_PATCH 0
+
+enum {
+	FL_ERR_BASE = 4096,
+	FL_ERR_NOT_LEADER = -(FL_ERR_BASE + 2),   /* The leader hint says where to go. */
+	FL_ERR_TRANSFER = -(FL_ERR_BASE + 3),     /* Leadership transfer in progress: retry. */
+	FL_ERR_CONF_PENDING = -(FL_ERR_BASE + 4), /* A membership change is not done yet. */
+	FL_ERR_CONF_INVALID = -(FL_ERR_BASE + 5),
+	FL_ERR_WAL_FAILED = -(FL_ERR_BASE + 9), /* The shard's WAL failed: the group is stopped. */
+	FL_ERR_NO_GROUP = -(FL_ERR_BASE + 20),  /* No such group on this node. */
+	FL_ERR_STOPPING = -(FL_ERR_BASE + 21),  /* The node or group is shutting down. */
+	FL_ERR_DROPPED = -(FL_ERR_BASE + 22),   /* The entry lost its place in the log
+						 * (leadership changed before it committed);
+						 * it was not applied. */
+	FL_ERR_GROUP_EXISTS = -(FL_ERR_BASE + 23),
+};
+
+#define FL_MEMBERS_MAX 16
+
+struct fl_node;
+
+/* One committed entry handed to the state machine. Borrowed for the call. */
+struct fl_entry {
+	uint64_t index;
+	uint64_t term;
+	const void *data;
+	uint32_t size;
+};
+
+/* The embedder's state machine, shared by all groups of the node. */
+struct fl_sm_ops {
+	/* Apply committed entries of group, in log order; write one result per
+	 * entry into results (handed to the proposer's callback on the leader).
+	 * Runs on the group's shard thread. */
+	void (*apply)(void *ctx, uint64_t group, const struct fl_entry *entries, uint32_t count,
+		      uint64_t *results);
+	void *ctx;
+};
+
+struct fl_peer {
+	uint64_t id;      /* Node id, >= 1. */
+	const char *addr; /* "host:port" of its peer listener. */
+};
+
+struct fl_node_config {
+	uint64_t node_id;            /* >= 1, unique in the cluster. */
+	uint64_t cluster_id;         /* Peers of another cluster are refused. */
+	const char *data_dir;        /* One WAL directory per shard below it. */
+	const char *listen_addr;     /* "host:port" for peers; port 0 picks one. */
+	const struct fl_peer *peers; /* Every other node; may be empty. */
+	uint32_t peers_count;
+	uint32_t shards_count;          /* 0: the number of CPUs. Same on every node. */
+	uint32_t tick_ms;               /* Timer granularity; default 10. */
+	uint32_t election_timeout_ms;   /* Default 1000. */
+	uint32_t heartbeat_interval_ms; /* Default 100. */
+	uint32_t entry_size_max;        /* Default 1 MiB. */
+	uint32_t inbox_max;             /* Requests queued per shard; default 65536. */
+	bool quiesce;                   /* Idle groups stop ticking; default on. */
+	bool lease_read;                /* Serve reads on the leader lease; default off. */
+	struct fl_sm_ops sm;
+};
+
+/* Fill config with defaults for node_id; the caller sets dirs, addresses and sm. */
+void fl_node_config_default(struct fl_node_config *config, uint64_t node_id);
+
+/* Open the WALs (recovering every group found in them), start the shard
+ * threads and the peer listener. Returns 0 and *node, or -EINVAL (bad
+ * config), -EADDRINUSE, -ENOSYS/-EPERM (io_uring unavailable; the log says
+ * why), FL_ERR_* from recovery, or -errno from the file system. */
+int fl_node_start(const struct fl_node_config *config, struct fl_node **node);
+
+/* Stop gracefully: refuse new requests, finish what is in flight, make the
+ * WALs durable and close them, join the threads, free the node. Requests
+ * still queued get FL_ERR_STOPPING. */
+void fl_node_stop(struct fl_node *node);
+
+/* The port the peer listener is bound to (useful with port 0). */
+uint16_t fl_node_port(const struct fl_node *node);
+
+/* Completion of an asynchronous request. rv is 0 or an error; for a proposal,
+ * result is what the state machine's apply returned for the entry. leader is
+ * the leader's node id when known (useful with FL_ERR_NOT_LEADER), else 0. */
+typedef void (*fl_done_cb)(void *arg, int rv, uint64_t result, uint64_t leader);
+
+/* Create group on this node with the initial voters members (this node among
+ * them). Every initial member must be created with the same list. Returns at
+ * once; cb may be NULL. */
+int fl_group_create(struct fl_node *node, uint64_t group, const uint64_t *members,
+		    uint32_t members_count, fl_done_cb cb, void *arg);
+
+/* Host group on this node as a new member: it waits to be contacted by the
+ * group's leader after the leader adds it (fl_add_learner / fl_add_voter). */
+int fl_group_join(struct fl_node *node, uint64_t group, fl_done_cb cb, void *arg);
+
+/* Stop and remove group from this node (its WAL records are dropped). */
+int fl_group_remove(struct fl_node *node, uint64_t group, fl_done_cb cb, void *arg);
+
+/* Propose one entry. data is copied before return. cb runs once the entry is
+ * applied on this node (rv 0, result from apply) or failed (FL_ERR_NOT_LEADER
+ * with a leader hint, FL_ERR_NO_GROUP, FL_ERR_STOPPING, FL_ERR_DROPPED,
+ * -EMSGSIZE, -EAGAIN when the shard's queue or the group's uncommitted log is
+ * full). Returns 0 or the same errors when they are known at once. */
+int fl_propose(struct fl_node *node, uint64_t group, const void *data, uint32_t size, fl_done_cb cb,
+	       void *arg);
+
+/* Linearizable read barrier (ReadIndex, or the lease when enabled): cb runs
+ * with rv 0 once this node's state machine reflects every write acknowledged
+ * before the call; then read the state machine. */
+int fl_read(struct fl_node *node, uint64_t group, fl_done_cb cb, void *arg);
+
+/* Hand leadership of group to target. cb runs when the request is accepted. */
+int fl_transfer(struct fl_node *node, uint64_t group, uint64_t target, fl_done_cb cb, void *arg);
+
+/* Membership, by joint consensus underneath. cb runs once the change is
+ * proposed and accepted by the leader; the group reaches it when it commits. */
+int fl_add_voter(struct fl_node *node, uint64_t group, uint64_t member, fl_done_cb cb, void *arg);
+int fl_add_learner(struct fl_node *node, uint64_t group, uint64_t member, fl_done_cb cb, void *arg);
+int fl_promote(struct fl_node *node, uint64_t group, uint64_t member, fl_done_cb cb, void *arg);
+int fl_remove_member(struct fl_node *node, uint64_t group, uint64_t member, fl_done_cb cb,
+		     void *arg);
+
+/* Blocking helpers: wait for the callback. Not from a callback. */
+int fl_propose_sync(struct fl_node *node, uint64_t group, const void *data, uint32_t size,
+		    uint64_t *result, uint64_t *leader);
+int fl_read_sync(struct fl_node *node, uint64_t group, uint64_t *leader);
+
+struct fl_metrics {
+	uint64_t groups;
+	uint64_t leaders;
+	uint64_t proposals;
+	uint64_t commits; /* Entries committed in groups this node leads. */
+	uint64_t applied; /* Entries handed to apply. */
+	uint64_t fsyncs;
+	uint64_t wal_bytes;
+	uint64_t bytes_in;
+	uint64_t bytes_out;
+	uint64_t elections;   /* Elections this node started. */
+	uint64_t leaderships; /* Times this node became a leader. */
+	uint64_t snapshots_sent;
+	uint64_t snapshots_received;
+	uint64_t peers_refused; /* Connections closed for a bad handshake or frame. */
+	uint32_t shards_count;
+	uint32_t inbox_depth_max; /* Deepest shard queue right now. */
+};
+
+/* A snapshot of the node's counters, summed over its shards. */
+void fl_node_metrics(struct fl_node *node, struct fl_metrics *metrics);
+
+/* Leader of group as this node knows it (0 if unknown), and whether this
+ * node is it. Returns 0 or FL_ERR_NO_GROUP. Blocking: asks the shard. */
+int fl_group_leader(struct fl_node *node, uint64_t group, uint64_t *leader);
 
 /* Text for an error returned by any Flotilla function. Never NULL. */
 const char *fl_strerror(int err);

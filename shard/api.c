@@ -2,6 +2,17 @@
 #include "engine/err.h"
 #include "flotilla.h"
 
+/* The public codes are the engine's codes under other names. */
+_Static_assert((int)FL_ERR_NOT_LEADER == (int)RAFT_ERR_NOT_LEADER, "public error codes match");
+_Static_assert((int)FL_ERR_TRANSFER == (int)RAFT_ERR_TRANSFER, "public error codes match");
+_Static_assert((int)FL_ERR_CONF_PENDING == (int)RAFT_ERR_CONF_PENDING, "public error codes match");
+_Static_assert((int)FL_ERR_CONF_INVALID == (int)RAFT_ERR_CONF_INVALID, "public error codes match");
+_Static_assert((int)FL_ERR_WAL_FAILED == (int)WAL_ERR_FAILED, "public error codes match");
+_Static_assert((int)FL_ERR_NO_GROUP == (int)ERR_NO_GROUP, "public error codes match");
+_Static_assert((int)FL_ERR_STOPPING == (int)ERR_STOPPING, "public error codes match");
+_Static_assert((int)FL_ERR_DROPPED == (int)ERR_DROPPED, "public error codes match");
+_Static_assert((int)FL_ERR_GROUP_EXISTS == (int)ERR_GROUP_EXISTS, "public error codes match");
+
 #define STR2(x) #x
 #define STR(x)  STR2(x)
 
