@@ -1,0 +1,467 @@
+/* The node's net thread: the one place that blocks on connection set-up, so
+ * that shard loops never do.
+ *
+ * It accepts peer connections on the node's listen address, reads the
+ * peer's handshake with a time limit, checks it (cluster id, a known node id,
+ * the same shard count, a shard index in range), answers with our own, and
+ * hands the socket to the shard of that index. It also dials peers for the
+ * shards: connect with a time limit, exchange handshakes, and hand the socket
+ * back, or report the errno (ECONNREFUSED is how a shard learns that a peer
+ * process is gone). Connections are one-way: a node sends on the connections
+ * it dialled and receives on the ones it accepted. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "engine/err.h"
+#include "shard/shard.h"
+#include "shard/wire.h"
+
+enum {
+	NET_HANDSHAKE_TIMEOUT_MS = 1000,
+	NET_CONNECT_TIMEOUT_MS = 500,
+	NET_DIALS_MAX = 1024,
+	NET_SOCKET_BUFFER = 4 << 20,
+};
+
+struct net_dial {
+	uint32_t shard_index;
+	uint64_t peer;
+};
+
+struct node_net {
+	struct node_net_config config;
+	struct node_net_peer *peers;
+	struct shard **shards;
+	int listen_fd;
+	int wake_fd[2]; /* A pipe: dial requests and stop wake the poll. */
+	uint16_t port;
+	pthread_t accept_thread, dial_thread;
+	pthread_cond_t dial_cond;
+	_Atomic bool stopping;
+	_Atomic bool ready;   /* Every shard is running: accept connections. */
+	pthread_mutex_t lock; /* Guards the dial queue (not the replication path). */
+	struct net_dial dials[NET_DIALS_MAX];
+	uint32_t dials_count;
+};
+
+static int addr_parse(const char *text, struct sockaddr_storage *addr, socklen_t *len)
+{
+	char host[256];
+	const char *colon = strrchr(text, ':');
+	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res;
+	size_t host_len;
+
+	if (colon == NULL || colon == text)
+		return -EINVAL;
+	host_len = (size_t)(colon - text);
+	if (host_len >= sizeof(host))
+		return -EINVAL;
+	memcpy(host, text, host_len);
+	host[host_len] = '\0';
+	if (getaddrinfo(host, colon + 1, &hints, &res) != 0)
+		return -EINVAL;
+	memcpy(addr, res->ai_addr, res->ai_addrlen);
+	*len = res->ai_addrlen;
+	freeaddrinfo(res);
+	return 0;
+}
+
+static void socket_tune(int fd)
+{
+	int one = 1, size = NET_SOCKET_BUFFER;
+
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+}
+
+/* Read or write exactly size bytes within timeout_ms. Returns 0 or -errno. */
+static int io_exact(int fd, void *buf, size_t size, bool writing, int timeout_ms)
+{
+	size_t done = 0;
+
+	while (done < size) {
+		struct pollfd pfd = {.fd = fd, .events = writing ? POLLOUT : POLLIN};
+		ssize_t n;
+		int rv = poll(&pfd, 1, timeout_ms);
+
+		if (rv == 0)
+			return -ETIMEDOUT;
+		if (rv < 0 && errno != EINTR)
+			return -errno;
+		if (rv < 0)
+			continue;
+		n = writing ? send(fd, (char *)buf + done, size - done, MSG_NOSIGNAL)
+			    : recv(fd, (char *)buf + done, size - done, 0);
+		if (n == 0)
+			return -ECONNRESET;
+		if (n < 0 && errno != EINTR && errno != EAGAIN)
+			return -errno;
+		if (n > 0)
+			done += (size_t)n;
+	}
+	return 0;
+}
+
+static bool net_peer_known(const struct node_net *net, uint64_t id)
+{
+	for (uint32_t i = 0; i < net->config.peers_count; i++)
+		if (net->peers[i].id == id)
+			return true;
+	return false;
+}
+
+/* Check a peer's handshake. Returns NULL if fine, else why it is refused. */
+static const char *handshake_check(const struct node_net *net, const struct wire_handshake *hs,
+				   uint64_t expect_node, uint32_t expect_shard)
+{
+	if (hs->cluster_id != net->config.cluster_id)
+		return "another cluster id";
+	if (!net_peer_known(net, hs->node_id))
+		return "unknown node id";
+	if (expect_node != 0 && hs->node_id != expect_node)
+		return "not the node dialled";
+	if (hs->shard_count != net->config.shards_count)
+		return "a different shard count";
+	if (hs->shard_index >= net->config.shards_count ||
+	    (expect_shard != UINT32_MAX && hs->shard_index != expect_shard))
+		return "a bad shard index";
+	return NULL;
+}
+
+static void handshake_ours(const struct node_net *net, uint32_t shard_index, uint8_t *buf)
+{
+	struct wire_handshake hs = {.version = WIRE_VERSION,
+				    .cluster_id = net->config.cluster_id,
+				    .node_id = net->config.node_id,
+				    .shard_index = shard_index,
+				    .shard_count = net->config.shards_count};
+
+	wire_handshake_encode(&hs, buf);
+}
+
+static void net_hand_over(struct node_net *net, uint32_t shard_index, struct shard_req *req)
+{
+	if (shard_submit(net->shards[shard_index], req) != 0) {
+		if (req->type == SHARD_REQ_CONN)
+			close(req->fd);
+		free(req);
+	}
+}
+
+static void net_refused(struct node_net *net, const char *why)
+{
+	node_log(net->config.node_id, "refused a peer connection: %s", why);
+	atomic_fetch_add_explicit(&shard_stats(net->shards[0])->peers_refused, 1,
+				  memory_order_relaxed);
+}
+
+static void net_accept(struct node_net *net)
+{
+	uint8_t buf[WIRE_HANDSHAKE_SIZE];
+	struct wire_handshake hs;
+	struct shard_req *req;
+	const char *why;
+	int fd = accept4(net->listen_fd, NULL, NULL, SOCK_CLOEXEC), rv;
+
+	if (fd < 0)
+		return;
+	rv = io_exact(fd, buf, sizeof(buf), false, NET_HANDSHAKE_TIMEOUT_MS);
+	if (rv != 0) {
+		net_refused(net,
+			    rv == -ETIMEDOUT ? "no handshake in time" : "closed during handshake");
+		close(fd);
+		return;
+	}
+	if (wire_handshake_decode(&hs, buf) != 0) {
+		net_refused(net, "malformed handshake (magic, version or checksum)");
+		close(fd);
+		return;
+	}
+	why = handshake_check(net, &hs, 0, UINT32_MAX);
+	if (why != NULL) {
+		char line[128];
+
+		snprintf(line, sizeof(line), "node %llu has %s", (unsigned long long)hs.node_id,
+			 why);
+		net_refused(net, line);
+		close(fd);
+		return;
+	}
+	handshake_ours(net, hs.shard_index, buf);
+	if (io_exact(fd, buf, sizeof(buf), true, NET_HANDSHAKE_TIMEOUT_MS) != 0) {
+		close(fd);
+		return;
+	}
+	socket_tune(fd);
+	req = calloc(1, sizeof(*req));
+	if (req == NULL) {
+		close(fd);
+		return;
+	}
+	req->type = SHARD_REQ_CONN;
+	req->fd = fd;
+	req->member = hs.node_id;
+	net_hand_over(net, hs.shard_index, req);
+}
+
+static const char *net_peer_addr(const struct node_net *net, uint64_t id)
+{
+	for (uint32_t i = 0; i < net->config.peers_count; i++)
+		if (net->peers[i].id == id)
+			return net->peers[i].addr;
+	return NULL;
+}
+
+/* Dial peer for shard_index. Returns the connected socket or -errno. */
+static int net_connect(struct node_net *net, uint32_t shard_index, uint64_t peer)
+{
+	const char *text = net_peer_addr(net, peer);
+	struct sockaddr_storage addr;
+	socklen_t len;
+	uint8_t buf[WIRE_HANDSHAKE_SIZE];
+	struct wire_handshake hs;
+	int fd, rv, err = 0;
+	socklen_t err_len = sizeof(err);
+
+	if (text == NULL || addr_parse(text, &addr, &len) != 0)
+		return -EINVAL;
+	fd = socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&addr, len) != 0 && errno != EINPROGRESS) {
+		rv = -errno;
+		goto err;
+	}
+	{
+		struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+
+		rv = poll(&pfd, 1, NET_CONNECT_TIMEOUT_MS);
+		if (rv == 0) {
+			rv = -ETIMEDOUT;
+			goto err;
+		}
+	}
+	getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &err_len);
+	if (err != 0) {
+		rv = -err;
+		goto err;
+	}
+	handshake_ours(net, shard_index, buf);
+	rv = io_exact(fd, buf, sizeof(buf), true, NET_HANDSHAKE_TIMEOUT_MS);
+	if (rv == 0)
+		rv = io_exact(fd, buf, sizeof(buf), false, NET_HANDSHAKE_TIMEOUT_MS);
+	if (rv != 0)
+		goto err;
+	if (wire_handshake_decode(&hs, buf) != 0 ||
+	    handshake_check(net, &hs, peer, shard_index) != NULL) {
+		net_refused(net, "the dialled peer answered with a bad handshake");
+		rv = -EPROTO;
+		goto err;
+	}
+	/* Blocking again: the shard's io_uring does the waiting from here on. */
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+	socket_tune(fd);
+	return fd;
+err:
+	close(fd);
+	return rv;
+}
+
+static void net_dial_one(struct node_net *net, struct net_dial d)
+{
+	struct shard_req *req = calloc(1, sizeof(*req));
+	int fd = net_connect(net, d.shard_index, d.peer);
+
+	if (req == NULL) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	req->member = d.peer;
+	if (fd >= 0) {
+		req->type = SHARD_REQ_CONN;
+		req->fd = fd;
+		req->outgoing = true;
+	} else {
+		req->type = SHARD_REQ_DIAL_FAILED;
+		req->fd = -fd;
+	}
+	net_hand_over(net, d.shard_index, req);
+}
+
+/* Accepting and dialling run on two threads: two nodes dialling each other
+ * must each be able to answer the other's handshake meanwhile. */
+static void *net_accept_main(void *arg)
+{
+	struct node_net *net = arg;
+
+	while (!atomic_load(&net->stopping)) {
+		struct pollfd pfds[2] = {{.fd = net->listen_fd, .events = POLLIN},
+					 {.fd = net->wake_fd[0], .events = POLLIN}};
+
+		if (!atomic_load(&net->ready))
+			pfds[0].fd = -1; /* poll ignores it */
+		if (poll(pfds, 2, 100) <= 0)
+			continue;
+		if (pfds[0].revents & POLLIN)
+			net_accept(net);
+		if (pfds[1].revents & POLLIN) {
+			char drain[64];
+
+			(void)!read(net->wake_fd[0], drain, sizeof(drain));
+		}
+	}
+	return NULL;
+}
+
+static void *net_dial_main(void *arg)
+{
+	struct node_net *net = arg;
+	struct net_dial dials[NET_DIALS_MAX];
+
+	for (;;) {
+		uint32_t count;
+
+		pthread_mutex_lock(&net->lock);
+		while (net->dials_count == 0 && !atomic_load(&net->stopping))
+			pthread_cond_wait(&net->dial_cond, &net->lock);
+		count = net->dials_count;
+		memcpy(dials, net->dials, count * sizeof(dials[0]));
+		net->dials_count = 0;
+		pthread_mutex_unlock(&net->lock);
+		if (atomic_load(&net->stopping))
+			return NULL;
+		for (uint32_t i = 0; i < count && !atomic_load(&net->stopping); i++)
+			net_dial_one(net, dials[i]);
+	}
+}
+
+void node_net_dial(struct node_net *net, uint32_t shard_index, uint64_t peer)
+{
+	pthread_mutex_lock(&net->lock);
+	if (net->dials_count < NET_DIALS_MAX) {
+		net->dials[net->dials_count++] = (struct net_dial){shard_index, peer};
+		pthread_cond_signal(&net->dial_cond);
+	}
+	pthread_mutex_unlock(&net->lock);
+}
+
+static int net_listen(struct node_net *net, char *why, size_t why_size)
+{
+	struct sockaddr_storage addr;
+	socklen_t len;
+	int one = 1;
+
+	if (addr_parse(net->config.listen_addr, &addr, &len) != 0) {
+		snprintf(why, why_size, "cannot parse listen address %s", net->config.listen_addr);
+		return -EINVAL;
+	}
+	net->listen_fd = socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (net->listen_fd < 0)
+		return -errno;
+	setsockopt(net->listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(net->listen_fd, (struct sockaddr *)&addr, len) != 0 ||
+	    listen(net->listen_fd, 256) != 0) {
+		int rv = -errno;
+
+		snprintf(why, why_size, "cannot listen on %s: %s", net->config.listen_addr,
+			 strerror(errno));
+		close(net->listen_fd);
+		return rv;
+	}
+	len = sizeof(addr);
+	getsockname(net->listen_fd, (struct sockaddr *)&addr, &len);
+	net->port = ntohs(addr.ss_family == AF_INET ? ((struct sockaddr_in *)&addr)->sin_port
+						    : ((struct sockaddr_in6 *)&addr)->sin6_port);
+	return 0;
+}
+
+int node_net_start(struct node_net **out, const struct node_net_config *config,
+		   struct shard **shards, char *why, size_t why_size)
+{
+	struct node_net *net = calloc(1, sizeof(*net));
+	int rv;
+
+	if (net == NULL)
+		return -ENOMEM;
+	net->config = *config;
+	net->shards = shards;
+	net->peers = calloc(config->peers_count ? config->peers_count : 1, sizeof(*net->peers));
+	if (net->peers == NULL) {
+		free(net);
+		return -ENOMEM;
+	}
+	memcpy(net->peers, config->peers, config->peers_count * sizeof(*net->peers));
+	pthread_mutex_init(&net->lock, NULL);
+	pthread_cond_init(&net->dial_cond, NULL);
+	rv = net_listen(net, why, why_size);
+	if (rv != 0)
+		goto err;
+	if (pipe2(net->wake_fd, O_CLOEXEC | O_NONBLOCK) != 0) {
+		rv = -errno;
+		goto err_after_listen;
+	}
+	rv = -pthread_create(&net->accept_thread, NULL, net_accept_main, net);
+	if (rv != 0)
+		goto err_after_pipe;
+	rv = -pthread_create(&net->dial_thread, NULL, net_dial_main, net);
+	if (rv != 0) {
+		atomic_store(&net->stopping, true);
+		pthread_join(net->accept_thread, NULL);
+		goto err_after_pipe;
+	}
+	*out = net;
+	return 0;
+err_after_pipe:
+	close(net->wake_fd[0]);
+	close(net->wake_fd[1]);
+err_after_listen:
+	close(net->listen_fd);
+err:
+	pthread_cond_destroy(&net->dial_cond);
+	pthread_mutex_destroy(&net->lock);
+	free(net->peers);
+	free(net);
+	return rv;
+}
+
+void node_net_stop(struct node_net *net)
+{
+	atomic_store(&net->stopping, true);
+	(void)!write(net->wake_fd[1], "s", 1);
+	pthread_mutex_lock(&net->lock);
+	pthread_cond_signal(&net->dial_cond);
+	pthread_mutex_unlock(&net->lock);
+	pthread_join(net->accept_thread, NULL);
+	pthread_join(net->dial_thread, NULL);
+	close(net->listen_fd);
+	close(net->wake_fd[0]);
+	close(net->wake_fd[1]);
+	pthread_cond_destroy(&net->dial_cond);
+	pthread_mutex_destroy(&net->lock);
+	free(net->peers);
+	free(net);
+}
+
+void node_net_ready(struct node_net *net)
+{
+	atomic_store(&net->ready, true);
+	(void)!write(net->wake_fd[1], "r", 1);
+}
+
+uint16_t node_net_port(const struct node_net *net)
+{
+	return net->port;
+}

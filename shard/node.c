@@ -1,0 +1,378 @@
+/* The public API of include/flotilla.h: a node is its shards plus the net
+ * thread. Requests are routed to the shard that owns the group (xxh3 of the
+ * group id modulo the shard count, the same on every node) and answered
+ * through callbacks that run on that shard's thread. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <xxhash.h>
+
+#include "engine/err.h"
+#include "engine/raft.h"
+#include "flotilla.h"
+#include "shard/shard.h"
+
+struct fl_node {
+	struct fl_node_config config;
+	struct shard **shards;
+	uint32_t shards_count;
+	struct node_net *net;
+	uint64_t *peer_ids;
+	struct node_net_peer *net_peers;
+};
+
+void fl_node_config_default(struct fl_node_config *config, uint64_t node_id)
+{
+	*config = (struct fl_node_config){
+	    .node_id = node_id,
+	    .cluster_id = 1,
+	    .data_dir = NULL,
+	    .listen_addr = "127.0.0.1:0",
+	    .shards_count = 0,
+	    .tick_ms = 10,
+	    .election_timeout_ms = 1000,
+	    .heartbeat_interval_ms = 100,
+	    .entry_size_max = 1u << 20,
+	    .inbox_max = 65536,
+	    .quiesce = true,
+	    .lease_read = false,
+	};
+}
+
+static uint32_t node_shard_of(const struct fl_node *node, uint64_t group)
+{
+	return (uint32_t)(XXH3_64bits(&group, sizeof(group)) % node->shards_count);
+}
+
+static int config_check(const struct fl_node_config *c)
+{
+	if (c->node_id == 0 || c->data_dir == NULL || c->listen_addr == NULL || c->tick_ms == 0 ||
+	    c->heartbeat_interval_ms == 0 || c->election_timeout_ms <= c->heartbeat_interval_ms ||
+	    c->entry_size_max == 0 || c->peers_count > 4 * FL_MEMBERS_MAX)
+		return -EINVAL;
+	for (uint32_t i = 0; i < c->peers_count; i++)
+		if (c->peers[i].id == 0 || c->peers[i].id == c->node_id ||
+		    c->peers[i].addr == NULL ||
+		    strlen(c->peers[i].addr) >= sizeof(((struct node_net_peer *)0)->addr))
+			return -EINVAL;
+	return 0;
+}
+
+static void node_free(struct fl_node *node)
+{
+	free(node->shards);
+	free(node->peer_ids);
+	free(node->net_peers);
+	free(node);
+}
+
+int fl_node_start(const struct fl_node_config *config, struct fl_node **out)
+{
+	struct fl_node *node;
+	struct node_net_config nc;
+	char why[512] = "";
+	int rv = config_check(config);
+	uint32_t started = 0;
+
+	if (rv != 0)
+		return rv;
+	node = calloc(1, sizeof(*node));
+	if (node == NULL)
+		return -ENOMEM;
+	node->config = *config;
+	node->shards_count =
+	    config->shards_count ? config->shards_count : (uint32_t)sysconf(_SC_NPROCESSORS_ONLN);
+	node->shards = calloc(node->shards_count, sizeof(*node->shards));
+	node->peer_ids = calloc(config->peers_count + 1, sizeof(*node->peer_ids));
+	node->net_peers = calloc(config->peers_count + 1, sizeof(*node->net_peers));
+	if (!node->shards || !node->peer_ids || !node->net_peers) {
+		node_free(node);
+		return -ENOMEM;
+	}
+	for (uint32_t i = 0; i < config->peers_count; i++) {
+		node->peer_ids[i] = config->peers[i].id;
+		node->net_peers[i].id = config->peers[i].id;
+		snprintf(node->net_peers[i].addr, sizeof(node->net_peers[i].addr), "%s",
+			 config->peers[i].addr);
+	}
+	if (mkdir(config->data_dir, 0755) != 0 && errno != EEXIST) {
+		rv = -errno;
+		node_log(config->node_id, "cannot create %s: %s", config->data_dir,
+			 strerror(errno));
+		node_free(node);
+		return rv;
+	}
+	nc = (struct node_net_config){.node_id = config->node_id,
+				      .cluster_id = config->cluster_id,
+				      .shards_count = node->shards_count,
+				      .listen_addr = config->listen_addr,
+				      .peers = node->net_peers,
+				      .peers_count = config->peers_count};
+	rv = node_net_start(&node->net, &nc, node->shards, why, sizeof(why));
+	if (rv != 0)
+		goto err;
+	for (; started < node->shards_count; started++) {
+		struct shard_config sc = {
+		    .node_id = config->node_id,
+		    .cluster_id = config->cluster_id,
+		    .shard_index = started,
+		    .shards_count = node->shards_count,
+		    .tick_ms = config->tick_ms,
+		    .election_timeout_ms = config->election_timeout_ms,
+		    .heartbeat_interval_ms = config->heartbeat_interval_ms,
+		    .entry_size_max = config->entry_size_max,
+		    .inbox_max = config->inbox_max ? config->inbox_max : 65536,
+		    .quiesce = config->quiesce,
+		    .lease_read = config->lease_read,
+		    .sm = config->sm,
+		    .peers = node->peer_ids,
+		    .peers_count = config->peers_count,
+		    .net = node->net,
+		};
+
+		snprintf(sc.wal_dir, sizeof(sc.wal_dir), "%s/shard-%u", config->data_dir, started);
+		rv = shard_start(&node->shards[started], &sc, why, sizeof(why));
+		if (rv != 0)
+			goto err_after_shards;
+	}
+	node_net_ready(node->net);
+	node_log(config->node_id, "started: %u shards, peers on port %u", node->shards_count,
+		 node_net_port(node->net));
+	*out = node;
+	return 0;
+err_after_shards:
+	node_net_stop(node->net);
+	while (started-- > 0)
+		shard_stop(node->shards[started]);
+err:
+	node_log(config->node_id, "cannot start: %s (%s)", why, err_str(rv));
+	node_free(node);
+	return rv;
+}
+
+void fl_node_stop(struct fl_node *node)
+{
+	node_net_stop(node->net);
+	for (uint32_t i = 0; i < node->shards_count; i++)
+		shard_stop(node->shards[i]);
+	node_log(node->config.node_id, "stopped");
+	node_free(node);
+}
+
+uint16_t fl_node_port(const struct fl_node *node)
+{
+	return node_net_port(node->net);
+}
+
+static struct shard_req *req_new(uint32_t type, uint64_t group, size_t extra, fl_done_cb cb,
+				 void *arg)
+{
+	struct shard_req *req = malloc(sizeof(*req) + extra);
+
+	if (req == NULL)
+		return NULL;
+	memset(req, 0, sizeof(*req));
+	req->type = type;
+	req->group = group;
+	req->fd = -1;
+	req->cb = cb;
+	req->arg = arg;
+	return req;
+}
+
+static int req_submit(struct fl_node *node, struct shard_req *req)
+{
+	int rv = shard_submit(node->shards[node_shard_of(node, req->group)], req);
+
+	if (rv != 0)
+		free(req);
+	return rv;
+}
+
+int fl_group_create(struct fl_node *node, uint64_t group, const uint64_t *members,
+		    uint32_t members_count, fl_done_cb cb, void *arg)
+{
+	struct shard_req *req;
+
+	if (members_count == 0 || members_count > FL_MEMBERS_MAX)
+		return FL_ERR_CONF_INVALID;
+	req = req_new(SHARD_REQ_GROUP_CREATE, group, members_count * sizeof(uint64_t), cb, arg);
+	if (req == NULL)
+		return -ENOMEM;
+	memcpy(req->data, members, members_count * sizeof(uint64_t));
+	req->size = members_count;
+	return req_submit(node, req);
+}
+
+static int simple_req(struct fl_node *node, uint32_t type, uint64_t group, uint64_t member,
+		      uint32_t change, fl_done_cb cb, void *arg)
+{
+	struct shard_req *req = req_new(type, group, 0, cb, arg);
+
+	if (req == NULL)
+		return -ENOMEM;
+	req->member = member;
+	req->change = change;
+	return req_submit(node, req);
+}
+
+int fl_group_join(struct fl_node *node, uint64_t group, fl_done_cb cb, void *arg)
+{
+	return simple_req(node, SHARD_REQ_GROUP_JOIN, group, 0, 0, cb, arg);
+}
+
+int fl_group_remove(struct fl_node *node, uint64_t group, fl_done_cb cb, void *arg)
+{
+	return simple_req(node, SHARD_REQ_GROUP_REMOVE, group, 0, 0, cb, arg);
+}
+
+int fl_propose(struct fl_node *node, uint64_t group, const void *data, uint32_t size, fl_done_cb cb,
+	       void *arg)
+{
+	struct shard_req *req;
+
+	if (size > node->config.entry_size_max)
+		return -EMSGSIZE;
+	req = req_new(SHARD_REQ_PROPOSE, group, size, cb, arg);
+	if (req == NULL)
+		return -ENOMEM;
+	memcpy(req->data, data, size);
+	req->size = size;
+	return req_submit(node, req);
+}
+
+int fl_read(struct fl_node *node, uint64_t group, fl_done_cb cb, void *arg)
+{
+	return simple_req(node, SHARD_REQ_READ, group, 0, 0, cb, arg);
+}
+
+int fl_transfer(struct fl_node *node, uint64_t group, uint64_t target, fl_done_cb cb, void *arg)
+{
+	return simple_req(node, SHARD_REQ_TRANSFER, group, target, 0, cb, arg);
+}
+
+int fl_add_voter(struct fl_node *node, uint64_t group, uint64_t member, fl_done_cb cb, void *arg)
+{
+	return simple_req(node, SHARD_REQ_CHANGE, group, member, SHARD_CHANGE_ADD_VOTER, cb, arg);
+}
+
+int fl_add_learner(struct fl_node *node, uint64_t group, uint64_t member, fl_done_cb cb, void *arg)
+{
+	return simple_req(node, SHARD_REQ_CHANGE, group, member, SHARD_CHANGE_ADD_LEARNER, cb, arg);
+}
+
+int fl_promote(struct fl_node *node, uint64_t group, uint64_t member, fl_done_cb cb, void *arg)
+{
+	return simple_req(node, SHARD_REQ_CHANGE, group, member, SHARD_CHANGE_PROMOTE, cb, arg);
+}
+
+int fl_remove_member(struct fl_node *node, uint64_t group, uint64_t member, fl_done_cb cb,
+		     void *arg)
+{
+	return simple_req(node, SHARD_REQ_CHANGE, group, member, SHARD_CHANGE_REMOVE, cb, arg);
+}
+
+/* A caller thread waiting for one callback. */
+struct waiter {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool done;
+	int rv;
+	uint64_t result, leader;
+};
+
+static void waiter_done(void *arg, int rv, uint64_t result, uint64_t leader)
+{
+	struct waiter *w = arg;
+
+	pthread_mutex_lock(&w->lock);
+	w->done = true;
+	w->rv = rv;
+	w->result = result;
+	w->leader = leader;
+	pthread_cond_signal(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+}
+
+static void waiter_init(struct waiter *w)
+{
+	*w = (struct waiter){0};
+	pthread_mutex_init(&w->lock, NULL);
+	pthread_cond_init(&w->cond, NULL);
+}
+
+static int waiter_wait(struct waiter *w, int submitted, uint64_t *result, uint64_t *leader)
+{
+	if (submitted == 0) {
+		pthread_mutex_lock(&w->lock);
+		while (!w->done)
+			pthread_cond_wait(&w->cond, &w->lock);
+		pthread_mutex_unlock(&w->lock);
+	} else {
+		w->rv = submitted;
+	}
+	if (result)
+		*result = w->result;
+	if (leader)
+		*leader = w->leader;
+	pthread_mutex_destroy(&w->lock);
+	pthread_cond_destroy(&w->cond);
+	return w->rv;
+}
+
+int fl_propose_sync(struct fl_node *node, uint64_t group, const void *data, uint32_t size,
+		    uint64_t *result, uint64_t *leader)
+{
+	struct waiter w;
+
+	waiter_init(&w);
+	return waiter_wait(&w, fl_propose(node, group, data, size, waiter_done, &w), result,
+			   leader);
+}
+
+int fl_read_sync(struct fl_node *node, uint64_t group, uint64_t *leader)
+{
+	struct waiter w;
+
+	waiter_init(&w);
+	return waiter_wait(&w, fl_read(node, group, waiter_done, &w), NULL, leader);
+}
+
+int fl_group_leader(struct fl_node *node, uint64_t group, uint64_t *leader)
+{
+	struct waiter w;
+
+	waiter_init(&w);
+	return waiter_wait(&w, simple_req(node, SHARD_REQ_LEADER, group, 0, 0, waiter_done, &w),
+			   NULL, leader);
+}
+
+void fl_node_metrics(struct fl_node *node, struct fl_metrics *m)
+{
+	memset(m, 0, sizeof(*m));
+	m->shards_count = node->shards_count;
+	for (uint32_t i = 0; i < node->shards_count; i++) {
+		struct shard_stats *st = shard_stats(node->shards[i]);
+		uint64_t depth = shard_inbox_depth(node->shards[i]);
+
+		m->groups += atomic_load_explicit(&st->groups, memory_order_relaxed);
+		m->leaders += atomic_load_explicit(&st->leaders, memory_order_relaxed);
+		m->proposals += atomic_load_explicit(&st->proposals, memory_order_relaxed);
+		m->commits += atomic_load_explicit(&st->commits, memory_order_relaxed);
+		m->applied += atomic_load_explicit(&st->applied, memory_order_relaxed);
+		m->bytes_in += atomic_load_explicit(&st->bytes_in, memory_order_relaxed);
+		m->bytes_out += atomic_load_explicit(&st->bytes_out, memory_order_relaxed);
+		m->elections += atomic_load_explicit(&st->elections, memory_order_relaxed);
+		m->leaderships += atomic_load_explicit(&st->leaderships, memory_order_relaxed);
+		m->peers_refused += atomic_load_explicit(&st->peers_refused, memory_order_relaxed);
+		m->fsyncs += shard_wal_fsyncs(node->shards[i]);
+		m->wal_bytes += shard_wal_bytes(node->shards[i]);
+		if (depth > m->inbox_depth_max)
+			m->inbox_depth_max = (uint32_t)depth;
+	}
+}

@@ -1,0 +1,1667 @@
+/* One shard: a thread that owns a loop, a WAL, a table of Raft groups and
+ * the connections to the same shard index of every peer node.
+ *
+ * The happy path of one turn is:
+ *   1. the loop reaped completions: received frames were decoded and stepped
+ *      into their groups; a durable WAL batch released the groups' persisted
+ *      positions and the messages that waited for it; sends recycled buffers;
+ *   2. drain the inbox: requests of application threads; proposals for the
+ *      same group become one raft_propose();
+ *   3. tick the groups whose deadline passed (a heap of deadlines: quiet and
+ *      quiesced groups cost nothing);
+ *   4. take the ready of every dirty group: its hard state and entries go into
+ *      the open WAL batch, its messages into the per-peer frame, its
+ *      msgs_after behind the WAL position that covers them, its committed
+ *      entries to the state machine in one apply call;
+ *   5. one WAL write + fdatasync for the whole batch (group commit), one send
+ *      per peer, then wait in io_uring_submit_and_wait.
+ *
+ * Failure modes: a failed fdatasync or write fails the WAL for good (never
+ * retried: the kernel may have dropped the pages) and every group of the
+ * shard stops with FL_ERR_WAL_FAILED; malformed input from a peer closes that
+ * connection; a slow or dead peer has its output dropped past a bound (Raft
+ * retransmits). */
+#include "shard/shard.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <xxhash.h>
+
+#include "engine/assert.h"
+#include "engine/err.h"
+#include "engine/raft.h"
+#include "io/loop.h"
+#include "io/wal.h"
+#include "shard/inbox.h"
+#include "shard/wire.h"
+
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+
+enum {
+	SHARD_OUT_SIZE_MAX = 64 << 20,   /* Bytes queued to one peer before dropping. */
+	SHARD_FRAME_BODY_SOFT = 4 << 20, /* Start a new frame past this. */
+	SHARD_RECV_SIZE = 1 << 20,       /* Initial receive buffer per connection. */
+	SHARD_CONNS_MAX = 64,            /* Incoming connections per shard. */
+	SHARD_REDIAL_MIN_MS = 50,
+	SHARD_REDIAL_MAX_MS = 1000,
+};
+
+struct buf {
+	uint8_t *data;
+	size_t len, cap;
+};
+
+static int buf_reserve(struct buf *b, size_t more)
+{
+	size_t cap = b->cap ? b->cap : 4096;
+	uint8_t *p;
+
+	if (b->len + more <= b->cap)
+		return 0;
+	while (cap < b->len + more)
+		cap *= 2;
+	p = realloc(b->data, cap);
+	if (p == NULL)
+		return -ENOMEM;
+	b->data = p;
+	b->cap = cap;
+	return 0;
+}
+
+static void buf_free(struct buf *b)
+{
+	free(b->data);
+	*b = (struct buf){0};
+}
+
+struct pending_prop {
+	uint64_t index, term;
+	fl_done_cb cb;
+	void *arg;
+};
+
+struct pending_read {
+	uint64_t key; /* Read context while confirming; read index while applying. */
+	fl_done_cb cb;
+	void *arg;
+};
+
+struct group {
+	uint64_t id;
+	struct raft raft;
+	struct group *dirty_next;
+	bool dirty;
+	bool was_leader;
+	uint64_t scheduled_ms; /* Deadline already in the heap. */
+	uint64_t last_leader;
+	struct pending_prop *props; /* Ring, oldest first. */
+	uint32_t props_head, props_count, props_cap;
+	struct shard_req *batch_head, *batch_tail; /* Proposals of this turn. */
+	uint32_t batch_count;
+	bool batched;
+	struct group *batch_next;
+	struct pending_read *reads, *reads_apply;
+	uint32_t reads_count, reads_cap, reads_apply_count, reads_apply_cap;
+};
+
+struct heap_item {
+	uint64_t deadline_ms;
+	uint64_t group;
+};
+
+struct persist_item {
+	uint64_t batch, group, index, term;
+};
+
+enum peer_state { PEER_DOWN, PEER_DIALING, PEER_UP, PEER_CLOSING };
+
+struct peer {
+	struct shard *shard;
+	uint64_t id;
+	int fd;
+	uint8_t state;
+	bool reported_down; /* Groups were told peer_down. */
+	bool sending;
+	uint32_t ops; /* In flight on fd. */
+	uint64_t redial_ms, backoff_ms;
+	struct buf out, flight; /* Filling, and being sent. */
+	size_t frame_start;     /* Offset of the open frame's header in out; SIZE_MAX: none. */
+	size_t flight_sent;
+	struct loop_op send_op, probe_op;
+	uint8_t probe_byte;
+};
+
+struct conn {
+	struct shard *shard;
+	int fd;
+	uint64_t peer;
+	bool closing;
+	bool received; /* Bytes arrived; the turn parses them and posts the next receive. */
+	uint32_t ops;
+	struct buf in;
+	struct loop_op recv_op;
+};
+
+struct shard {
+	struct shard_config config;
+	pthread_t thread;
+	struct loop loop;
+	struct wal wal;
+	struct inbox inbox;
+	_Atomic bool sleeping;
+	_Atomic bool stopping;
+	bool stopped;
+	bool wal_failed;
+	int wal_error;          /* Reported by the durable callback. */
+	uint64_t durable_batch; /* Likewise. */
+	uint64_t now_ms;
+	struct loop_timer tick;
+	bool tick_armed;
+	/* Groups: open addressing by id. */
+	struct group **table;
+	uint64_t table_cap, groups_count;
+	struct group *dirty_head;
+	struct group *batched_head;
+	struct heap_item *heap;
+	uint32_t heap_count, heap_cap;
+	struct persist_item *persist;
+	uint64_t persist_head, persist_count, persist_cap;
+	struct buf held; /* Messages waiting for a WAL batch: see shard_hold(). */
+	size_t held_off;
+	struct peer *peers;
+	uint32_t peers_count;
+	struct conn *conns[SHARD_CONNS_MAX];
+	uint64_t read_ctx;
+	/* Scratch, reused every turn. */
+	struct wal_entry *wal_entries;
+	uint32_t wal_entries_cap;
+	struct raft_entry *dec_entries;
+	uint32_t dec_entries_cap;
+	struct fl_entry *apply_entries;
+	uint64_t *apply_results;
+	uint32_t apply_cap;
+	struct raft_buf *prop_bufs;
+	uint32_t prop_bufs_cap;
+	struct shard_stats stats;
+};
+
+static void stat_add(_Atomic uint64_t *counter, uint64_t n)
+{
+	atomic_fetch_add_explicit(counter, n, memory_order_relaxed);
+}
+
+static void *grow_array(void *p, uint32_t *cap, uint32_t need, size_t elem)
+{
+	uint32_t cap_new = *cap ? *cap : 8;
+	void *q;
+
+	if (need <= *cap)
+		return p;
+	while (cap_new < need)
+		cap_new *= 2;
+	q = realloc(p, (size_t)cap_new * elem);
+	ASSERT(q != NULL); /* Scratch arrays grow to the peak of one turn, then stay. */
+	*cap = cap_new;
+	return q;
+}
+
+/* ------------------------------------------------------------ group table */
+
+static uint64_t group_hash(uint64_t id)
+{
+	return XXH3_64bits(&id, sizeof(id));
+}
+
+static struct group *group_find(struct shard *s, uint64_t id)
+{
+	uint64_t mask = s->table_cap - 1;
+
+	for (uint64_t i = group_hash(id) & mask;; i = (i + 1) & mask) {
+		struct group *g = s->table[i];
+
+		if (g == NULL)
+			return NULL;
+		if (g->id == id)
+			return g;
+	}
+}
+
+static void table_put(struct group **table, uint64_t cap, struct group *g)
+{
+	uint64_t mask = cap - 1, i = group_hash(g->id) & mask;
+
+	while (table[i] != NULL)
+		i = (i + 1) & mask;
+	table[i] = g;
+}
+
+static int group_insert(struct shard *s, struct group *g)
+{
+	if ((s->groups_count + 1) * 2 > s->table_cap) {
+		uint64_t cap = s->table_cap * 2;
+		struct group **table = calloc(cap, sizeof(*table));
+
+		if (table == NULL)
+			return -ENOMEM;
+		for (uint64_t i = 0; i < s->table_cap; i++)
+			if (s->table[i])
+				table_put(table, cap, s->table[i]);
+		free(s->table);
+		s->table = table;
+		s->table_cap = cap;
+	}
+	table_put(s->table, s->table_cap, g);
+	s->groups_count++;
+	stat_add(&s->stats.groups, 1);
+	return 0;
+}
+
+/* Remove by backward shift, so that probes never need tombstones. */
+static void group_erase(struct shard *s, struct group *g)
+{
+	uint64_t mask = s->table_cap - 1, i = group_hash(g->id) & mask;
+
+	while (s->table[i] != g)
+		i = (i + 1) & mask;
+	s->table[i] = NULL;
+	for (uint64_t j = (i + 1) & mask; s->table[j] != NULL; j = (j + 1) & mask) {
+		struct group *h = s->table[j];
+
+		s->table[j] = NULL;
+		table_put(s->table, s->table_cap, h);
+	}
+	s->groups_count--;
+	atomic_fetch_sub_explicit(&s->stats.groups, 1, memory_order_relaxed);
+}
+
+/* ------------------------------------------------------------ deadlines */
+
+static void heap_push(struct shard *s, uint64_t deadline_ms, uint64_t group)
+{
+	uint32_t i;
+
+	s->heap = grow_array(s->heap, &s->heap_cap, s->heap_count + 1, sizeof(*s->heap));
+	i = s->heap_count++;
+	while (i > 0) {
+		uint32_t parent = (i - 1) / 2;
+
+		if (s->heap[parent].deadline_ms <= deadline_ms)
+			break;
+		s->heap[i] = s->heap[parent];
+		i = parent;
+	}
+	s->heap[i] = (struct heap_item){deadline_ms, group};
+}
+
+static struct heap_item heap_pop(struct shard *s)
+{
+	struct heap_item top = s->heap[0], last = s->heap[--s->heap_count];
+	uint32_t i = 0;
+
+	for (;;) {
+		uint32_t child = 2 * i + 1;
+
+		if (child >= s->heap_count)
+			break;
+		if (child + 1 < s->heap_count &&
+		    s->heap[child + 1].deadline_ms < s->heap[child].deadline_ms)
+			child++;
+		if (last.deadline_ms <= s->heap[child].deadline_ms)
+			break;
+		s->heap[i] = s->heap[child];
+		i = child;
+	}
+	if (s->heap_count > 0)
+		s->heap[i] = last;
+	return top;
+}
+
+/* Keep the heap holding the group's next deadline. Stale items (a deadline
+ * that moved) are skipped when popped. */
+static void group_schedule(struct shard *s, struct group *g)
+{
+	uint64_t d = raft_next_deadline(&g->raft);
+
+	if (d == RAFT_DEADLINE_NONE || d == g->scheduled_ms)
+		return;
+	if (g->scheduled_ms != 0 && g->scheduled_ms <= d && g->scheduled_ms > s->now_ms)
+		return; /* An earlier wake-up is already queued; it reschedules. */
+	g->scheduled_ms = d;
+	heap_push(s, d, g->id);
+}
+
+static void group_dirty(struct shard *s, struct group *g)
+{
+	if (g->dirty)
+		return;
+	g->dirty = true;
+	g->dirty_next = s->dirty_head;
+	s->dirty_head = g;
+}
+
+/* ---------------------------------------------------------------- peers */
+
+static struct peer *peer_find(struct shard *s, uint64_t id)
+{
+	for (uint32_t i = 0; i < s->peers_count; i++)
+		if (s->peers[i].id == id)
+			return &s->peers[i];
+	return NULL;
+}
+
+/* Room for size bytes of messages in the peer's open frame, or NULL when
+ * the message is dropped: the peer is not connected or too far behind. */
+static uint8_t *peer_reserve(struct shard *s, struct peer *p, size_t size)
+{
+	uint8_t *at;
+
+	if (p->state != PEER_UP || p->out.len + p->flight.len + size > SHARD_OUT_SIZE_MAX) {
+		stat_add(&s->stats.msgs_dropped, 1);
+		return NULL; /* Raft retransmits what is lost. */
+	}
+	if (p->frame_start != SIZE_MAX &&
+	    p->out.len - p->frame_start - WIRE_FRAME_HEADER_SIZE + size > SHARD_FRAME_BODY_SOFT) {
+		wire_frame_seal(p->out.data + p->frame_start, WIRE_FRAME_RAFT,
+				(uint32_t)(p->out.len - p->frame_start - WIRE_FRAME_HEADER_SIZE));
+		p->frame_start = SIZE_MAX;
+	}
+	if (buf_reserve(&p->out, size + WIRE_FRAME_HEADER_SIZE) != 0) {
+		stat_add(&s->stats.msgs_dropped, 1);
+		return NULL;
+	}
+	if (p->frame_start == SIZE_MAX) {
+		p->frame_start = p->out.len;
+		p->out.len += WIRE_FRAME_HEADER_SIZE;
+	}
+	at = p->out.data + p->out.len;
+	p->out.len += size;
+	return at;
+}
+
+static void peer_queue(struct shard *s, struct peer *p, const struct raft_msg *m)
+{
+	size_t size = wire_msg_size(m);
+	uint8_t *at = peer_reserve(s, p, size);
+
+	if (at)
+		wire_msg_encode(m, at);
+}
+
+static void peer_send(struct shard *s, struct peer *p);
+
+static void peer_close(struct shard *s, struct peer *p, const char *why)
+{
+	if (p->state != PEER_UP)
+		return;
+	node_log(s->config.node_id, "shard %u: connection to node %llu lost: %s",
+		 s->config.shard_index, (unsigned long long)p->id, why);
+	p->state = PEER_CLOSING;
+	shutdown(p->fd, SHUT_RDWR); /* Completes the outstanding probe and send. */
+}
+
+static void peer_maybe_closed(struct shard *s, struct peer *p)
+{
+	if (p->state != PEER_CLOSING || p->ops > 0)
+		return;
+	close(p->fd);
+	p->fd = -1;
+	p->out.len = p->flight.len = 0;
+	p->frame_start = SIZE_MAX;
+	p->sending = false;
+	p->state = PEER_DOWN;
+	p->backoff_ms = SHARD_REDIAL_MIN_MS;
+	p->redial_ms = s->now_ms; /* Redial at once: a refusal proves the process gone. */
+}
+
+static void peer_send_done(struct loop_op *op, int res)
+{
+	struct peer *p = container_of(op, struct peer, send_op);
+	struct shard *s = p->shard;
+
+	p->ops--;
+	if (res <= 0) {
+		p->sending = false;
+		peer_close(s, p, res == 0 ? "send wrote nothing" : strerror(-res));
+		peer_maybe_closed(s, p);
+		return;
+	}
+	stat_add(&s->stats.bytes_out, (uint64_t)res);
+	p->flight_sent += (size_t)res;
+	if (p->flight_sent < p->flight.len && p->state == PEER_UP) {
+		/* A short send: the rest goes out next. */
+		p->ops++;
+		loop_send(&s->loop, &p->send_op, p->fd, p->flight.data + p->flight_sent,
+			  (uint32_t)(p->flight.len - p->flight_sent), 0, peer_send_done);
+		return;
+	}
+	p->sending = false;
+	p->flight.len = 0;
+	peer_maybe_closed(s, p);
+}
+
+/* One send per peer per turn: the frames gathered this turn go out together. */
+static void peer_send(struct shard *s, struct peer *p)
+{
+	struct buf tmp;
+
+	if (p->state != PEER_UP || p->sending || p->out.len == 0)
+		return;
+	if (p->frame_start != SIZE_MAX) {
+		wire_frame_seal(p->out.data + p->frame_start, WIRE_FRAME_RAFT,
+				(uint32_t)(p->out.len - p->frame_start - WIRE_FRAME_HEADER_SIZE));
+		p->frame_start = SIZE_MAX;
+	}
+	tmp = p->flight;
+	p->flight = p->out;
+	p->out = tmp;
+	p->out.len = 0;
+	p->flight_sent = 0;
+	p->sending = true;
+	p->ops++;
+	loop_send(&s->loop, &p->send_op, p->fd, p->flight.data, (uint32_t)p->flight.len, 0,
+		  peer_send_done);
+}
+
+/* Our outgoing connections carry no data towards us: a completed receive on
+ * one means the peer closed it (or reset it). */
+static void peer_probe_done(struct loop_op *op, int res)
+{
+	struct peer *p = container_of(op, struct peer, probe_op);
+
+	p->ops--;
+	peer_close(p->shard, p,
+		   res == 0  ? "closed by peer"
+		   : res < 0 ? strerror(-res)
+			     : "unexpected data");
+	peer_maybe_closed(p->shard, p);
+}
+
+static void groups_peer_event(struct shard *s, uint64_t node, bool up)
+{
+	for (uint64_t i = 0; i < s->table_cap; i++) {
+		struct group *g = s->table[i];
+
+		if (g == NULL)
+			continue;
+		if (up)
+			raft_peer_up(&g->raft, node);
+		else
+			raft_peer_down(&g->raft, node, s->now_ms);
+		group_dirty(s, g);
+	}
+}
+
+static void peer_connected(struct shard *s, struct peer *p, int fd)
+{
+	if (p->state == PEER_UP || p->state == PEER_CLOSING) {
+		close(fd); /* Lost a race with an older dial; keep the one we have. */
+		return;
+	}
+	p->fd = fd;
+	p->state = PEER_UP;
+	p->backoff_ms = SHARD_REDIAL_MIN_MS;
+	p->frame_start = SIZE_MAX;
+	p->ops++;
+	loop_recv(&s->loop, &p->probe_op, fd, &p->probe_byte, 1, 0, peer_probe_done);
+	if (p->reported_down) {
+		p->reported_down = false;
+		node_log(s->config.node_id, "shard %u: node %llu is back", s->config.shard_index,
+			 (unsigned long long)p->id);
+		groups_peer_event(s, p->id, true);
+	}
+}
+
+static void peer_dial_failed(struct shard *s, struct peer *p, int err)
+{
+	if (p->state != PEER_DIALING)
+		return;
+	p->state = PEER_DOWN;
+	/* Only a refused connection is evidence that the process is gone: a
+	 * timeout may be a slow network, and must not release leader stickiness
+	 * (see raft_peer_down). */
+	if (err == ECONNREFUSED && !p->reported_down) {
+		p->reported_down = true;
+		node_log(s->config.node_id, "shard %u: node %llu refuses connections: down",
+			 s->config.shard_index, (unsigned long long)p->id);
+		groups_peer_event(s, p->id, false);
+	}
+	p->redial_ms = s->now_ms + p->backoff_ms;
+	p->backoff_ms =
+	    p->backoff_ms * 2 > SHARD_REDIAL_MAX_MS ? SHARD_REDIAL_MAX_MS : p->backoff_ms * 2;
+}
+
+static void peers_dial(struct shard *s)
+{
+	for (uint32_t i = 0; i < s->peers_count; i++) {
+		struct peer *p = &s->peers[i];
+
+		if (p->state != PEER_DOWN || s->now_ms < p->redial_ms)
+			continue;
+		p->state = PEER_DIALING;
+		node_net_dial(s->config.net, s->config.shard_index, p->id);
+	}
+}
+
+/* ------------------------------------------------------- incoming frames */
+
+static void conn_free(struct shard *s, struct conn *c)
+{
+	for (int i = 0; i < SHARD_CONNS_MAX; i++)
+		if (s->conns[i] == c)
+			s->conns[i] = NULL;
+	close(c->fd);
+	buf_free(&c->in);
+	free(c);
+}
+
+static void conn_refuse(struct shard *s, struct conn *c, const char *why)
+{
+	node_log(s->config.node_id, "shard %u: closing connection from node %llu: %s",
+		 s->config.shard_index, (unsigned long long)c->peer, why);
+	stat_add(&s->stats.peers_refused, 1);
+	c->closing = true;
+}
+
+static void shard_step(struct shard *s, uint64_t peer, const struct raft_msg *m)
+{
+	struct group *g;
+
+	if (m->from != peer || m->to != s->config.node_id)
+		return; /* A peer speaks only for itself, and only to us. */
+	g = group_find(s, m->group);
+	if (g == NULL)
+		return; /* Not hosted here (yet, or any more). */
+	raft_step(&g->raft, m, s->now_ms);
+	group_dirty(s, g);
+}
+
+/* Decode every message of a verified frame body. Returns 0 or -EPROTO. */
+static int conn_frame(struct shard *s, struct conn *c, const uint8_t *body, size_t size)
+{
+	while (size > 0) {
+		struct raft_snapshot_meta snap;
+		struct raft_msg m;
+		size_t used = 0;
+		int rv = wire_msg_decode(body, size, &used, &m, s->dec_entries, s->dec_entries_cap,
+					 &snap);
+
+		if (rv == -E2BIG) {
+			s->dec_entries =
+			    grow_array(s->dec_entries, &s->dec_entries_cap,
+				       s->dec_entries_cap * 2 + 1024, sizeof(*s->dec_entries));
+			continue;
+		}
+		if (rv != 0)
+			return rv;
+		shard_step(s, c->peer, &m);
+		body += used;
+		size -= used;
+	}
+	return 0;
+}
+
+static void conn_recv_post(struct shard *s, struct conn *c);
+
+static void conn_recv_done(struct loop_op *op, int res)
+{
+	struct conn *c = container_of(op, struct conn, recv_op);
+	struct shard *s = c->shard;
+
+	c->ops--;
+	if (res <= 0 || c->closing || atomic_load(&s->stopping)) {
+		conn_free(s, c);
+		return;
+	}
+	stat_add(&s->stats.bytes_in, (uint64_t)res);
+	c->in.len += (size_t)res;
+	c->received = true; /* Parsed by the turn: see wal_durable_done() for why. */
+}
+
+static void conn_parse(struct shard *s, struct conn *c)
+{
+	size_t off = 0;
+
+	c->received = false;
+	while (c->in.len - off >= WIRE_FRAME_HEADER_SIZE) {
+		struct wire_frame_header h;
+		int rv = wire_frame_header_decode(&h, c->in.data + off);
+
+		if (rv != 0) {
+			conn_refuse(s, c, rv == -EMSGSIZE ? "frame too large" : "bad frame kind");
+			break;
+		}
+		if (c->in.len - off < WIRE_FRAME_HEADER_SIZE + h.body_size) {
+			if (buf_reserve(&c->in, WIRE_FRAME_HEADER_SIZE + h.body_size) != 0)
+				conn_refuse(s, c, "out of memory");
+			break;
+		}
+		if (wire_frame_verify(&h, c->in.data + off + WIRE_FRAME_HEADER_SIZE) != 0) {
+			conn_refuse(s, c, "frame checksum mismatch");
+			break;
+		}
+		if (conn_frame(s, c, c->in.data + off + WIRE_FRAME_HEADER_SIZE, h.body_size) != 0) {
+			conn_refuse(s, c, "malformed message");
+			break;
+		}
+		off += WIRE_FRAME_HEADER_SIZE + h.body_size;
+	}
+	if (c->closing) {
+		conn_free(s, c);
+		return;
+	}
+	memmove(c->in.data, c->in.data + off, c->in.len - off);
+	c->in.len -= off;
+	conn_recv_post(s, c);
+}
+
+static void conn_recv_post(struct shard *s, struct conn *c)
+{
+	if (c->in.cap - c->in.len < 4096 && buf_reserve(&c->in, c->in.cap) != 0) {
+		conn_free(s, c);
+		return;
+	}
+	c->ops++;
+	loop_recv(&s->loop, &c->recv_op, c->fd, c->in.data + c->in.len,
+		  (uint32_t)(c->in.cap - c->in.len), 0, conn_recv_done);
+}
+
+static void conn_adopt(struct shard *s, int fd, uint64_t peer)
+{
+	struct conn *c = calloc(1, sizeof(*c));
+	int slot = -1;
+
+	for (int i = 0; i < SHARD_CONNS_MAX && slot < 0; i++)
+		if (s->conns[i] == NULL)
+			slot = i;
+	if (c == NULL || slot < 0 || buf_reserve(&c->in, SHARD_RECV_SIZE) != 0) {
+		free(c);
+		close(fd);
+		return;
+	}
+	*c = (struct conn){.shard = s, .fd = fd, .peer = peer, .in = c->in};
+	s->conns[slot] = c;
+	conn_recv_post(s, c);
+}
+
+/* ------------------------------------------------------------ durability */
+
+static void persist_push(struct shard *s, struct persist_item item)
+{
+	if (s->persist_count == s->persist_cap) {
+		uint64_t cap = s->persist_cap ? s->persist_cap * 2 : 256;
+		struct persist_item *p = malloc(cap * sizeof(*p));
+
+		ASSERT(p != NULL);
+		for (uint64_t i = 0; i < s->persist_count; i++)
+			p[i] = s->persist[(s->persist_head + i) % s->persist_cap];
+		free(s->persist);
+		s->persist = p;
+		s->persist_cap = cap;
+		s->persist_head = 0;
+	}
+	s->persist[(s->persist_head + s->persist_count++) % s->persist_cap] = item;
+}
+
+/* HELD MESSAGE: records in s->held, oldest first, each
+ *    0: u64 batch   send once this WAL batch is durable
+ *    8: u64 peer
+ *   16: u64 size    of the encoded message that follows, padded to 8 */
+static void shard_hold(struct shard *s, uint64_t batch, const struct raft_msg *m)
+{
+	size_t size = wire_msg_size(m);
+	uint8_t *p;
+
+	if (buf_reserve(&s->held, 24 + size) != 0) {
+		stat_add(&s->stats.msgs_dropped, 1);
+		return;
+	}
+	p = s->held.data + s->held.len;
+	memcpy(p, &batch, 8);
+	memcpy(p + 8, &m->to, 8);
+	memcpy(p + 16, &(uint64_t){size}, 8);
+	wire_msg_encode(m, p + 24);
+	s->held.len += 24 + size;
+}
+
+static void held_release(struct shard *s, uint64_t durable)
+{
+	while (s->held_off < s->held.len) {
+		uint8_t *p = s->held.data + s->held_off;
+		uint64_t batch, peer, size;
+		struct peer *pe;
+		uint8_t *at;
+
+		memcpy(&batch, p, 8);
+		if (batch > durable)
+			break;
+		memcpy(&peer, p + 8, 8);
+		memcpy(&size, p + 16, 8);
+		pe = peer_find(s, peer);
+		at = pe ? peer_reserve(s, pe, size) : NULL;
+		if (at)
+			memcpy(at, p + 24, size);
+		s->held_off += 24 + size;
+	}
+	if (s->held_off == s->held.len)
+		s->held.len = s->held_off = 0;
+}
+
+static void groups_fail_all(struct shard *s, int rv);
+
+/* Runs inside loop_run(): only note the news; the turn acts on it, so that no
+ * engine is called while a ready of it may be borrowed. */
+static void wal_durable_done(struct wal *wal, uint64_t batch, int rv)
+{
+	struct shard *s = container_of(wal, struct shard, wal);
+
+	if (rv < 0)
+		s->wal_error = rv;
+	if (batch > s->durable_batch)
+		s->durable_batch = batch;
+}
+
+static void durable_process(struct shard *s)
+{
+	uint64_t batch = s->durable_batch;
+
+	if (s->wal_error && !s->wal_failed) {
+		node_log(s->config.node_id, "shard %u: WAL failed, stopping its groups: %s",
+			 s->config.shard_index, wal_why(&s->wal));
+		s->wal_failed = true;
+		groups_fail_all(s, WAL_ERR_FAILED);
+	}
+	while (s->persist_count > 0) {
+		struct persist_item *it = &s->persist[s->persist_head];
+		struct group *g;
+
+		if (it->batch > batch)
+			break;
+		g = group_find(s, it->group);
+		if (g) {
+			raft_persisted(&g->raft, it->index, it->term);
+			group_dirty(s, g);
+		}
+		s->persist_head = (s->persist_head + 1) % s->persist_cap;
+		s->persist_count--;
+	}
+	held_release(s, batch);
+}
+
+/* ------------------------------------------------------------ callbacks */
+
+static void done(fl_done_cb cb, void *arg, int rv, uint64_t result, uint64_t leader)
+{
+	if (cb)
+		cb(arg, rv, result, leader);
+}
+
+static void group_fail_requests(struct group *g, int rv)
+{
+	uint64_t leader = raft_leader(&g->raft);
+
+	while (g->props_count > 0) {
+		struct pending_prop *p = &g->props[g->props_head];
+
+		done(p->cb, p->arg, rv, 0, leader);
+		g->props_head = (g->props_head + 1) % g->props_cap;
+		g->props_count--;
+	}
+	for (uint32_t i = 0; i < g->reads_count; i++)
+		done(g->reads[i].cb, g->reads[i].arg, rv, 0, leader);
+	for (uint32_t i = 0; i < g->reads_apply_count; i++)
+		done(g->reads_apply[i].cb, g->reads_apply[i].arg, rv, 0, leader);
+	g->reads_count = g->reads_apply_count = 0;
+}
+
+static void groups_fail_all(struct shard *s, int rv)
+{
+	for (uint64_t i = 0; i < s->table_cap; i++)
+		if (s->table[i])
+			group_fail_requests(s->table[i], rv);
+}
+
+static void props_push(struct group *g, struct pending_prop p)
+{
+	if (g->props_count == g->props_cap) {
+		uint32_t cap = g->props_cap ? g->props_cap * 2 : 16;
+		struct pending_prop *q = malloc(cap * sizeof(*q));
+
+		ASSERT(q != NULL);
+		for (uint32_t i = 0; i < g->props_count; i++)
+			q[i] = g->props[(g->props_head + i) % g->props_cap];
+		free(g->props);
+		g->props = q;
+		g->props_cap = cap;
+		g->props_head = 0;
+	}
+	g->props[(g->props_head + g->props_count++) % g->props_cap] = p;
+}
+
+/* Entry index has been applied with term: settle the proposals up to it. */
+static void props_settle(struct group *g, uint64_t index, uint64_t term, uint64_t result)
+{
+	while (g->props_count > 0) {
+		struct pending_prop *p = &g->props[g->props_head];
+
+		if (p->index > index)
+			break;
+		if (p->index == index && p->term == term)
+			done(p->cb, p->arg, 0, result, raft_leader(&g->raft));
+		else
+			done(p->cb, p->arg, ERR_DROPPED, 0, raft_leader(&g->raft));
+		g->props_head = (g->props_head + 1) % g->props_cap;
+		g->props_count--;
+	}
+}
+
+static void reads_settle(struct group *g, uint64_t applied)
+{
+	uint32_t kept = 0;
+
+	for (uint32_t i = 0; i < g->reads_apply_count; i++) {
+		struct pending_read *r = &g->reads_apply[i];
+
+		if (r->key <= applied)
+			done(r->cb, r->arg, 0, 0, raft_leader(&g->raft));
+		else
+			g->reads_apply[kept++] = *r;
+	}
+	g->reads_apply_count = kept;
+}
+
+/* ------------------------------------------------------------- readies */
+
+static void group_apply(struct shard *s, struct group *g, const struct raft_ready *rd)
+{
+	uint32_t n = 0, k = 0;
+	uint64_t last;
+
+	if (rd->committed_count == 0)
+		return;
+	if (rd->committed_count > s->apply_cap) {
+		uint32_t cap = s->apply_cap;
+
+		s->apply_entries = grow_array(s->apply_entries, &s->apply_cap, rd->committed_count,
+					      sizeof(*s->apply_entries));
+		s->apply_results = grow_array(s->apply_results, &cap, rd->committed_count,
+					      sizeof(*s->apply_results));
+	}
+	for (uint32_t i = 0; i < rd->committed_count; i++) {
+		const struct raft_entry *e = &rd->committed[i];
+
+		if (e->type != RAFT_ENTRY_NORMAL)
+			continue;
+		s->apply_entries[n++] = (struct fl_entry){
+		    .index = e->index, .term = e->term, .data = e->data, .size = e->size};
+	}
+	if (n > 0 && s->config.sm.apply)
+		s->config.sm.apply(s->config.sm.ctx, g->id, s->apply_entries, n, s->apply_results);
+	for (uint32_t i = 0; i < rd->committed_count; i++) {
+		const struct raft_entry *e = &rd->committed[i];
+		uint64_t result = 0;
+
+		if (e->type == RAFT_ENTRY_NORMAL)
+			result = s->config.sm.apply ? s->apply_results[k++] : 0;
+		props_settle(g, e->index, e->term, result);
+	}
+	last = rd->committed[rd->committed_count - 1].index;
+	stat_add(&s->stats.applied, rd->committed_count);
+	if (g->was_leader)
+		stat_add(&s->stats.commits, rd->committed_count);
+	raft_applied(&g->raft, last);
+	reads_settle(g, last);
+}
+
+static void group_reads(struct group *g, const struct raft_ready *rd)
+{
+	for (uint32_t i = 0; i < rd->reads_count; i++) {
+		const struct raft_read *r = &rd->reads[i];
+
+		for (uint32_t j = 0; j < g->reads_count; j++) {
+			struct pending_read p = g->reads[j];
+
+			if (p.key != r->context)
+				continue;
+			g->reads[j] = g->reads[--g->reads_count];
+			if (r->index == 0) {
+				done(p.cb, p.arg, RAFT_ERR_NOT_LEADER, 0, raft_leader(&g->raft));
+			} else if (r->index <= g->raft.applied) {
+				done(p.cb, p.arg, 0, 0, raft_leader(&g->raft));
+			} else {
+				g->reads_apply =
+				    grow_array(g->reads_apply, &g->reads_apply_cap,
+					       g->reads_apply_count + 1, sizeof(*g->reads_apply));
+				g->reads_apply[g->reads_apply_count++] =
+				    (struct pending_read){r->index, p.cb, p.arg};
+			}
+			break;
+		}
+	}
+}
+
+/* Append entries (and hard state) of a ready to the WAL, retrying while the
+ * batch buffers are full: records must go in ready order. */
+static int wal_append_ready(struct shard *s, struct group *g, const struct raft_ready *rd)
+{
+	int rv = 0;
+
+	for (int tries = 0; tries < 100000; tries++) {
+		rv = 0;
+		if (rd->snapshot)
+			rv = wal_append_mark(&s->wal, g->id, rd->snapshot->index,
+					     rd->snapshot->term);
+		if (rv == 0 && rd->entries_count > 0) {
+			s->wal_entries = grow_array(s->wal_entries, &s->wal_entries_cap,
+						    rd->entries_count, sizeof(*s->wal_entries));
+			for (uint32_t i = 0; i < rd->entries_count; i++)
+				s->wal_entries[i] = (struct wal_entry){.term = rd->entries[i].term,
+								       .type = rd->entries[i].type,
+								       .size = rd->entries[i].size,
+								       .data = rd->entries[i].data};
+			rv = wal_append_entries(&s->wal, g->id, rd->entries[0].index,
+						s->wal_entries, rd->entries_count);
+		}
+		if (rv == 0 && rd->hard_changed) {
+			struct wal_hard hard = {rd->hard.term, rd->hard.vote, rd->hard.commit};
+
+			rv = wal_append_hard(&s->wal, g->id, &hard);
+		}
+		if (rv != -EAGAIN)
+			return rv;
+		/* Buffers full: let a batch finish, then try again. Appends are
+		 * idempotent here only because none of the above succeeded. */
+		wal_flush(&s->wal);
+		loop_run(&s->loop, 1);
+	}
+	return rv;
+}
+
+static void group_ready(struct shard *s, struct group *g)
+{
+	struct raft_ready rd;
+	uint64_t position;
+	int rv;
+
+	raft_ready(&g->raft, &rd);
+	if (rd.snapshot || rd.entries_count > 0 || rd.hard_changed) {
+		rv = s->wal_failed ? WAL_ERR_FAILED : wal_append_ready(s, g, &rd);
+		if (rv != 0) {
+			if (!s->wal_failed)
+				node_log(s->config.node_id, "shard %u: WAL append failed: %s",
+					 s->config.shard_index, err_str(rv));
+			s->wal_failed = true;
+			groups_fail_all(s, WAL_ERR_FAILED);
+			return; /* Nothing may leave that depends on this ready. */
+		}
+		if (rd.entries_count > 0) {
+			const struct raft_entry *last = &rd.entries[rd.entries_count - 1];
+
+			persist_push(s, (struct persist_item){wal_position(&s->wal), g->id,
+							      last->index, last->term});
+		}
+	}
+	for (uint32_t i = 0; i < rd.msgs_count; i++) {
+		struct peer *p = peer_find(s, rd.msgs[i].to);
+
+		if (p)
+			peer_queue(s, p, &rd.msgs[i]);
+	}
+	position = wal_position(&s->wal);
+	for (uint32_t i = 0; i < rd.msgs_after_count; i++) {
+		struct peer *p = peer_find(s, rd.msgs_after[i].to);
+
+		if (p == NULL)
+			continue;
+		if (position > wal_durable(&s->wal))
+			shard_hold(s, position, &rd.msgs_after[i]);
+		else
+			peer_queue(s, p, &rd.msgs_after[i]);
+	}
+	group_reads(g, &rd);
+	group_apply(s, g, &rd); /* Last: it calls back into the engine. */
+}
+
+static void group_process(struct shard *s, struct group *g)
+{
+	bool leader;
+
+	for (int i = 0; i < 16 && raft_has_ready(&g->raft); i++)
+		group_ready(s, g);
+	leader = raft_is_leader(&g->raft);
+	if (leader != g->was_leader) {
+		if (leader) {
+			stat_add(&s->stats.leaders, 1);
+			stat_add(&s->stats.leaderships, 1);
+		} else {
+			atomic_fetch_sub_explicit(&s->stats.leaders, 1, memory_order_relaxed);
+		}
+		g->was_leader = leader;
+	}
+	if (raft_leader(&g->raft) != g->last_leader) {
+		g->last_leader = raft_leader(&g->raft);
+		if (g->last_leader != RAFT_NONE)
+			node_log(s->config.node_id, "group %llu: leader is node %llu, term %llu",
+				 (unsigned long long)g->id, (unsigned long long)g->last_leader,
+				 (unsigned long long)raft_term(&g->raft));
+	}
+	group_schedule(s, g);
+}
+
+/* -------------------------------------------------------- group lifecycle */
+
+static int group_open(struct shard *s, uint64_t id, const struct raft_boot *boot,
+		      struct group **out)
+{
+	struct group *g = calloc(1, sizeof(*g));
+	struct raft_config rc;
+	int rv;
+
+	if (g == NULL)
+		return -ENOMEM;
+	raft_config_default(&rc, s->config.node_id, id);
+	rc.seed = XXH3_64bits_withSeed(&id, sizeof(id), s->config.node_id);
+	rc.election_timeout_ms = s->config.election_timeout_ms;
+	rc.heartbeat_interval_ms = s->config.heartbeat_interval_ms;
+	rc.clock_drift_max_ms = s->config.election_timeout_ms / 10;
+	rc.entry_size_max = s->config.entry_size_max;
+	rc.quiesce = s->config.quiesce;
+	rc.quiesce_after_ms = s->config.election_timeout_ms * 3;
+	rc.lease_read = s->config.lease_read;
+	g->id = id;
+	rv = raft_init(&g->raft, &rc, boot, s->now_ms);
+	if (rv != 0) {
+		free(g);
+		return rv;
+	}
+	rv = group_insert(s, g);
+	if (rv != 0) {
+		raft_deinit(&g->raft);
+		free(g);
+		return rv;
+	}
+	group_dirty(s, g);
+	*out = g;
+	return 0;
+}
+
+static void group_close(struct shard *s, struct group *g, int rv)
+{
+	group_fail_requests(g, rv);
+	if (g->was_leader)
+		atomic_fetch_sub_explicit(&s->stats.leaders, 1, memory_order_relaxed);
+	group_erase(s, g);
+	raft_deinit(&g->raft);
+	free(g->props);
+	free(g->reads);
+	free(g->reads_apply);
+	free(g);
+}
+
+/* A new group starts from one CONF entry at index 1, term 1, the same on every
+ * initial member, so that their logs match from the first entry. */
+static int group_create(struct shard *s, uint64_t id, const uint64_t *members, uint32_t count)
+{
+	struct raft_conf conf = {0};
+	uint8_t buf[8 + 16 * RAFT_MEMBERS_MAX];
+	struct raft_entry entry = {.term = 1, .index = 1, .type = RAFT_ENTRY_CONF, .data = buf};
+	struct raft_boot boot = {
+	    .hard = {.term = 1, .commit = 1}, .entries = &entry, .entries_count = 1};
+	struct group *g;
+
+	if (group_find(s, id))
+		return ERR_GROUP_EXISTS;
+	for (uint32_t i = 0; i < count; i++)
+		if (raft_conf_add(&conf, members[i], RAFT_MEMBER_VOTER) != 0)
+			return RAFT_ERR_CONF_INVALID;
+	if (raft_conf_role(&conf, s->config.node_id) != RAFT_MEMBER_VOTER)
+		return RAFT_ERR_CONF_INVALID;
+	raft_conf_encode(&conf, buf);
+	entry.size = raft_conf_encoded_size(&conf);
+	/* The engine hands the boot entry out as already durable; it goes to the
+	 * WAL here, ahead of anything the group does. */
+	{
+		struct wal_entry we = {
+		    .term = 1, .type = RAFT_ENTRY_CONF, .size = entry.size, .data = buf};
+		struct wal_hard hard = {1, 0, 1};
+		int rv = wal_append_entries(&s->wal, id, 1, &we, 1);
+
+		if (rv == 0)
+			rv = wal_append_hard(&s->wal, id, &hard);
+		if (rv != 0)
+			return rv;
+	}
+	return group_open(s, id, &boot, &g);
+}
+
+static int group_join(struct shard *s, uint64_t id)
+{
+	struct raft_boot boot = {0};
+	struct wal_hard hard = {0, 0, 0};
+	struct group *g;
+	int rv;
+
+	if (group_find(s, id))
+		return ERR_GROUP_EXISTS;
+	rv = wal_append_hard(&s->wal, id, &hard); /* So a restart knows the group. */
+	if (rv != 0)
+		return rv;
+	return group_open(s, id, &boot, &g);
+}
+
+/* Rebuild every group the WAL knows, from its records. */
+static int groups_recover(struct shard *s, char *why, size_t why_size)
+{
+	const struct wal_group *wg = NULL;
+
+	while ((wg = wal_group_next(&s->wal, wg)) != NULL) {
+		struct raft_boot boot = {0};
+		struct wal_read rd = {0};
+		struct raft_entry *entries = NULL;
+		struct group *g;
+		uint64_t next = wg->first_index;
+		uint32_t count = 0, cap = 0;
+		int rv = 0;
+
+		if (wg->removed)
+			continue;
+		boot.hard = (struct raft_hard_state){wg->hard.term, wg->hard.vote, wg->hard.commit};
+		boot.snapshot.index = wg->mark_index;
+		boot.snapshot.term = wg->mark_term;
+		while (next <= wg->last_index && rv == 0) {
+			rv =
+			    wal_read_sync(&s->wal, &rd, wg->group, next, wg->last_index, 64u << 20);
+			if (rv == 0) {
+				entries = grow_array(entries, &cap, count + rd.entries_count,
+						     sizeof(*entries));
+				for (uint32_t i = 0; i < rd.entries_count; i++) {
+					const struct wal_entry *we = &rd.entries[i];
+					void *copy = we->size ? malloc(we->size) : NULL;
+
+					ASSERT(we->size == 0 || copy != NULL);
+					if (we->size)
+						memcpy(copy, we->data, we->size);
+					entries[count++] = (struct raft_entry){.term = we->term,
+									       .index = next + i,
+									       .type = we->type,
+									       .size = we->size,
+									       .data = copy};
+				}
+				next += rd.entries_count;
+			}
+			wal_read_release(&rd);
+		}
+		boot.entries = entries;
+		boot.entries_count = count;
+		if (rv == 0)
+			rv = group_open(s, wg->group, &boot, &g);
+		for (uint32_t i = 0; i < count; i++)
+			free((void *)entries[i].data);
+		free(entries);
+		if (rv != 0) {
+			snprintf(why, why_size, "group %llu could not be recovered: %s",
+				 (unsigned long long)wg->group, err_str(rv));
+			return rv;
+		}
+	}
+	return 0;
+}
+
+/* ---------------------------------------------------------------- inbox */
+
+static void req_free(struct shard_req *req)
+{
+	free(req);
+}
+
+static void req_change(struct shard *s, struct group *g, struct shard_req *req)
+{
+	struct raft_conf target = *raft_conf(&g->raft);
+	int rv = 0;
+
+	/* The target is the current final configuration with one member changed. */
+	for (uint32_t i = 0; i < target.members_count; i++)
+		target.members[i].role_old = RAFT_MEMBER_NONE;
+	switch (req->change) {
+	case SHARD_CHANGE_ADD_VOTER:
+	case SHARD_CHANGE_PROMOTE:
+		rv = raft_conf_add(&target, req->member, RAFT_MEMBER_VOTER);
+		break;
+	case SHARD_CHANGE_ADD_LEARNER:
+		rv = raft_conf_add(&target, req->member, RAFT_MEMBER_LEARNER);
+		break;
+	case SHARD_CHANGE_REMOVE: {
+		uint32_t k = 0;
+
+		for (uint32_t i = 0; i < target.members_count; i++)
+			if (target.members[i].id != req->member)
+				target.members[k++] = target.members[i];
+		rv = k == target.members_count ? RAFT_ERR_CONF_INVALID : 0;
+		target.members_count = k;
+		break;
+	}
+	default:
+		rv = -EINVAL;
+	}
+	/* Drop members that only the old half of a joint configuration had. */
+	{
+		uint32_t k = 0;
+
+		for (uint32_t i = 0; i < target.members_count; i++)
+			if (target.members[i].role != RAFT_MEMBER_NONE)
+				target.members[k++] = target.members[i];
+		target.members_count = k;
+		target.joint = false;
+	}
+	if (rv == 0)
+		rv = raft_change(&g->raft, &target);
+	done(req->cb, req->arg, rv == -ENOSPC ? RAFT_ERR_CONF_INVALID : rv, 0,
+	     raft_leader(&g->raft));
+	(void)s;
+}
+
+/* Proposals of one drain are gathered per group and appended with one call. */
+static void batch_add(struct shard *s, struct group *g, struct shard_req *req)
+{
+	req->next = NULL;
+	if (g->batch_tail)
+		g->batch_tail->next = req;
+	else
+		g->batch_head = req;
+	g->batch_tail = req;
+	g->batch_count++;
+	if (!g->batched) {
+		g->batched = true;
+		g->batch_next = s->batched_head;
+		s->batched_head = g;
+	}
+}
+
+static void batch_flush(struct shard *s, struct group *g)
+{
+	struct shard_req *req;
+	uint64_t first = 0, term = raft_term(&g->raft);
+	uint32_t n = 0;
+	int rv;
+
+	s->prop_bufs =
+	    grow_array(s->prop_bufs, &s->prop_bufs_cap, g->batch_count, sizeof(*s->prop_bufs));
+	for (req = g->batch_head; req; req = req->next)
+		s->prop_bufs[n++] = (struct raft_buf){.data = req->data, .size = req->size};
+	rv = s->wal_failed ? WAL_ERR_FAILED : raft_propose(&g->raft, s->prop_bufs, n, &first);
+	if (rv == 0)
+		stat_add(&s->stats.proposals, n);
+	for (uint32_t i = 0; (req = g->batch_head) != NULL; i++) {
+		g->batch_head = req->next;
+		if (rv == 0)
+			props_push(g, (struct pending_prop){first + i, term, req->cb, req->arg});
+		else
+			done(req->cb, req->arg, rv, 0, raft_leader(&g->raft));
+		req_free(req);
+	}
+	g->batch_tail = NULL;
+	g->batch_count = 0;
+	g->batched = false;
+	group_dirty(s, g);
+}
+
+static void req_handle(struct shard *s, struct shard_req *req)
+{
+	struct group *g = NULL;
+	int rv = 0;
+
+	switch (req->type) {
+	case SHARD_REQ_CONN:
+		if (req->outgoing) {
+			struct peer *p = peer_find(s, req->member);
+
+			if (p)
+				peer_connected(s, p, req->fd);
+			else
+				close(req->fd);
+		} else {
+			conn_adopt(s, req->fd, req->member);
+		}
+		req_free(req);
+		return;
+	case SHARD_REQ_DIAL_FAILED: {
+		struct peer *p = peer_find(s, req->member);
+
+		if (p)
+			peer_dial_failed(s, p, req->fd);
+		req_free(req);
+		return;
+	}
+	case SHARD_REQ_GROUP_CREATE:
+		rv = s->wal_failed
+			 ? WAL_ERR_FAILED
+			 : group_create(s, req->group, (const uint64_t *)req->data, req->size);
+		done(req->cb, req->arg, rv, 0, 0);
+		req_free(req);
+		return;
+	case SHARD_REQ_GROUP_JOIN:
+		rv = s->wal_failed ? WAL_ERR_FAILED : group_join(s, req->group);
+		done(req->cb, req->arg, rv, 0, 0);
+		req_free(req);
+		return;
+	default:
+		break;
+	}
+	g = group_find(s, req->group);
+	if (g == NULL) {
+		done(req->cb, req->arg, ERR_NO_GROUP, 0, 0);
+		req_free(req);
+		return;
+	}
+	switch (req->type) {
+	case SHARD_REQ_PROPOSE:
+		batch_add(s, g, req);
+		return; /* Freed by batch_flush(). */
+	case SHARD_REQ_READ: {
+		uint64_t ctx = ++s->read_ctx;
+
+		rv = raft_read_index(&g->raft, ctx, s->now_ms);
+		if (rv == 0) {
+			g->reads = grow_array(g->reads, &g->reads_cap, g->reads_count + 1,
+					      sizeof(*g->reads));
+			g->reads[g->reads_count++] = (struct pending_read){ctx, req->cb, req->arg};
+		} else {
+			done(req->cb, req->arg, rv, 0, raft_leader(&g->raft));
+		}
+		break;
+	}
+	case SHARD_REQ_TRANSFER:
+		rv = raft_transfer(&g->raft, req->member, s->now_ms);
+		done(req->cb, req->arg, rv, 0, raft_leader(&g->raft));
+		break;
+	case SHARD_REQ_CHANGE:
+		req_change(s, g, req);
+		break;
+	case SHARD_REQ_LEADER:
+		done(req->cb, req->arg, 0, raft_is_leader(&g->raft), raft_leader(&g->raft));
+		break;
+	case SHARD_REQ_GROUP_REMOVE:
+		if (s->wal_failed || (rv = wal_append_removed(&s->wal, g->id)) != 0) {
+			done(req->cb, req->arg, s->wal_failed ? WAL_ERR_FAILED : rv, 0, 0);
+			break;
+		}
+		group_close(s, g, ERR_STOPPING);
+		done(req->cb, req->arg, 0, 0, 0);
+		req_free(req);
+		return;
+	default:
+		done(req->cb, req->arg, -EINVAL, 0, 0);
+		break;
+	}
+	group_dirty(s, g);
+	req_free(req);
+}
+
+static void inbox_drain(struct shard *s)
+{
+	struct shard_req *req;
+
+	for (int i = 0; i < 65536 && (req = inbox_pop(&s->inbox)) != NULL; i++)
+		req_handle(s, req);
+	while (s->batched_head) {
+		struct group *g = s->batched_head;
+
+		s->batched_head = g->batch_next;
+		batch_flush(s, g);
+	}
+}
+
+/* ------------------------------------------------------------------ loop */
+
+static void tick_done(struct loop_op *op, int res)
+{
+	struct loop_timer *t = container_of(op, struct loop_timer, op);
+	struct shard *s = container_of(t, struct shard, tick);
+
+	(void)res;
+	s->tick_armed = false;
+}
+
+static void groups_tick(struct shard *s)
+{
+	while (s->heap_count > 0 && s->heap[0].deadline_ms <= s->now_ms) {
+		struct heap_item it = heap_pop(s);
+		struct group *g = group_find(s, it.group);
+
+		if (g == NULL || g->scheduled_ms != it.deadline_ms)
+			continue; /* Removed, or rescheduled since. */
+		g->scheduled_ms = 0;
+		raft_tick(&g->raft, s->now_ms);
+		group_dirty(s, g);
+	}
+}
+
+static void shard_turn(struct shard *s)
+{
+	s->now_ms = loop_now_ns(&s->loop) / 1000000;
+	for (int i = 0; i < SHARD_CONNS_MAX; i++)
+		if (s->conns[i] && s->conns[i]->received)
+			conn_parse(s, s->conns[i]);
+	durable_process(s);
+	inbox_drain(s);
+	groups_tick(s);
+	peers_dial(s);
+	for (int rounds = 0; rounds < 4 && s->dirty_head; rounds++) {
+		struct group *list = s->dirty_head;
+
+		s->dirty_head = NULL;
+		while (list) {
+			struct group *g = list;
+
+			list = g->dirty_next;
+			g->dirty = false;
+			group_process(s, g);
+		}
+	}
+	if (!s->wal_failed && wal_flush(&s->wal) != 0 && !s->wal_failed) {
+		s->wal_failed = true;
+		groups_fail_all(s, WAL_ERR_FAILED);
+	}
+	for (uint32_t i = 0; i < s->peers_count; i++)
+		peer_send(s, &s->peers[i]);
+	if (!s->tick_armed) {
+		s->tick_armed = true;
+		loop_timeout(&s->loop, &s->tick, s->config.tick_ms, tick_done);
+	}
+}
+
+static void *shard_main(void *arg)
+{
+	struct shard *s = arg;
+
+	while (!atomic_load(&s->stopping)) {
+		bool idle;
+
+		shard_turn(s);
+		/* Sleep only if nothing is queued: producers wake us when they see
+		 * sleeping set, and we look at the inbox after setting it. */
+		atomic_store(&s->sleeping, true);
+		idle = s->dirty_head == NULL && inbox_depth(&s->inbox) == 0 &&
+		       !atomic_load(&s->stopping);
+		loop_run(&s->loop, idle ? 1 : 0);
+		atomic_store(&s->sleeping, false);
+	}
+	return NULL;
+}
+
+int shard_submit(struct shard *s, struct shard_req *req)
+{
+	int rv;
+
+	if (atomic_load(&s->stopping))
+		return ERR_STOPPING;
+	rv = inbox_push(&s->inbox, req);
+	if (rv != 0)
+		return rv;
+	if (atomic_load(&s->sleeping))
+		loop_wake(&s->loop);
+	return 0;
+}
+
+static void shard_free(struct shard *s)
+{
+	for (int i = 0; i < SHARD_CONNS_MAX; i++)
+		if (s->conns[i]) {
+			close(s->conns[i]->fd);
+			buf_free(&s->conns[i]->in);
+			free(s->conns[i]);
+		}
+	for (uint32_t i = 0; i < s->peers_count; i++) {
+		if (s->peers[i].fd >= 0)
+			close(s->peers[i].fd);
+		buf_free(&s->peers[i].out);
+		buf_free(&s->peers[i].flight);
+	}
+	/* group_close() shifts the table under a forward scan: restart it. */
+	for (uint64_t i = 0; i < s->table_cap;) {
+		if (s->table[i])
+			group_close(s, s->table[i], ERR_STOPPING);
+		else
+			i++;
+	}
+	free(s->table);
+	free(s->heap);
+	free(s->persist);
+	buf_free(&s->held);
+	free(s->peers);
+	free(s->wal_entries);
+	free(s->dec_entries);
+	free(s->apply_entries);
+	free(s->apply_results);
+	free(s->prop_bufs);
+	inbox_deinit(&s->inbox);
+	free(s);
+}
+
+int shard_start(struct shard **out, const struct shard_config *config, char *why, size_t why_size)
+{
+	struct shard *s = calloc(1, sizeof(*s));
+	struct loop_config lc = {.sq_entries = 1024};
+	struct wal_config wc;
+	int rv;
+
+	if (s == NULL)
+		return -ENOMEM;
+	s->config = *config;
+	s->table_cap = 64;
+	s->table = calloc(s->table_cap, sizeof(*s->table));
+	s->peers = calloc(config->peers_count ? config->peers_count : 1, sizeof(*s->peers));
+	rv = s->table && s->peers ? inbox_init(&s->inbox, config->inbox_max) : -ENOMEM;
+	if (rv != 0)
+		goto err;
+	for (uint32_t i = 0; i < config->peers_count; i++)
+		s->peers[i] = (struct peer){.shard = s,
+					    .id = config->peers[i],
+					    .fd = -1,
+					    .frame_start = SIZE_MAX,
+					    .backoff_ms = SHARD_REDIAL_MIN_MS};
+	s->peers_count = config->peers_count;
+	rv = loop_init(&s->loop, &lc);
+	if (rv != 0) {
+		snprintf(why, why_size, "%s", loop_why(&s->loop));
+		goto err;
+	}
+	wal_config_default(&wc);
+	wc.durable_cb = wal_durable_done;
+	rv = wal_init(&s->wal, &s->loop, config->wal_dir, &wc);
+	if (rv != 0) {
+		snprintf(why, why_size, "WAL %s: %s", config->wal_dir, wal_why(&s->wal));
+		goto err_after_loop;
+	}
+	s->now_ms = loop_now_ns(&s->loop) / 1000000;
+	rv = groups_recover(s, why, why_size);
+	if (rv != 0)
+		goto err_after_wal;
+	rv = -pthread_create(&s->thread, NULL, shard_main, s);
+	if (rv != 0) {
+		snprintf(why, why_size, "cannot start shard thread: %s", strerror(-rv));
+		goto err_after_wal;
+	}
+	*out = s;
+	return 0;
+err_after_wal:
+	wal_deinit(&s->wal);
+err_after_loop:
+	loop_deinit(&s->loop);
+err:
+	shard_free(s);
+	return rv;
+}
+
+void shard_stop(struct shard *s)
+{
+	struct shard_req *req;
+
+	atomic_store(&s->stopping, true);
+	loop_wake(&s->loop);
+	pthread_join(s->thread, NULL);
+	/* Finish what was asked before the stop, then fail the rest. */
+	shard_turn(s);
+	while ((req = inbox_pop(&s->inbox)) != NULL) {
+		done(req->cb, req->arg, ERR_STOPPING, 0, 0);
+		req_free(req);
+	}
+	if (!s->wal_failed)
+		wal_sync(&s->wal);
+	for (uint32_t i = 0; i < s->peers_count; i++)
+		if (s->peers[i].state == PEER_UP)
+			shutdown(s->peers[i].fd, SHUT_RDWR);
+	for (int i = 0; i < SHARD_CONNS_MAX; i++)
+		if (s->conns[i])
+			shutdown(s->conns[i]->fd, SHUT_RDWR);
+	for (int i = 0; i < 100 && loop_inflight(&s->loop) > 1; i++)
+		loop_run(&s->loop, 1); /* Let the closed sockets' operations finish. */
+	wal_deinit(&s->wal);
+	loop_deinit(&s->loop);
+	shard_free(s);
+}
+
+struct shard_stats *shard_stats(struct shard *s)
+{
+	return &s->stats;
+}
+
+uint64_t shard_inbox_depth(struct shard *s)
+{
+	return inbox_depth(&s->inbox);
+}
+
+uint64_t shard_wal_fsyncs(struct shard *s)
+{
+	return __atomic_load_n(&s->wal.stats.fsyncs, __ATOMIC_RELAXED);
+}
+
+uint64_t shard_wal_bytes(struct shard *s)
+{
+	return __atomic_load_n(&s->wal.stats.bytes_written, __ATOMIC_RELAXED);
+}
+
+void node_log(uint64_t node_id, const char *fmt, ...)
+{
+	struct timespec ts;
+	struct tm tm;
+	char line[1024];
+	int n;
+	va_list ap;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	n = snprintf(line, sizeof(line),
+		     "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ node %llu: ", tm.tm_year + 1900,
+		     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+		     ts.tv_nsec / 1000000, (unsigned long long)node_id);
+	va_start(ap, fmt);
+	vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "%s\n", line);
+}

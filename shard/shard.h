@@ -1,0 +1,129 @@
+/* A shard: one thread, one io_uring loop, one WAL, a table of Raft groups and
+ * the connections to the same shard of every peer node.
+ *
+ * Application threads reach a shard only through shard_submit() (a bounded
+ * queue plus a wake-up). Everything else happens on the shard thread, without
+ * locks: see shard.c for the turn of the loop. */
+#ifndef SHARD_SHARD_H
+#define SHARD_SHARD_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "flotilla.h"
+
+struct shard;
+struct node_net;
+
+enum shard_req_type {
+	SHARD_REQ_GROUP_CREATE = 1,
+	SHARD_REQ_GROUP_JOIN,
+	SHARD_REQ_GROUP_REMOVE,
+	SHARD_REQ_PROPOSE,
+	SHARD_REQ_READ,
+	SHARD_REQ_TRANSFER,
+	SHARD_REQ_CHANGE, /* member + change below */
+	SHARD_REQ_LEADER, /* Report the leader through the callback's leader. */
+	SHARD_REQ_CONN,   /* The net thread hands over a connected socket. */
+	SHARD_REQ_DIAL_FAILED,
+};
+
+enum shard_change {
+	SHARD_CHANGE_ADD_VOTER = 1,
+	SHARD_CHANGE_ADD_LEARNER,
+	SHARD_CHANGE_PROMOTE,
+	SHARD_CHANGE_REMOVE,
+};
+
+/* A request from another thread. Allocated by the caller with its payload
+ * behind it; the shard frees it once the callback ran. */
+struct shard_req {
+	struct shard_req *next; /* Shard-private chaining. */
+	uint32_t type;
+	uint32_t change;
+	uint64_t group;
+	uint64_t member; /* TRANSFER target, CHANGE member, CONN/DIAL peer. */
+	int fd;          /* CONN: the socket; DIAL_FAILED: the errno. */
+	bool outgoing;   /* CONN: we dialled it. */
+	fl_done_cb cb;
+	void *arg;
+	uint32_t size;              /* PROPOSE: payload bytes; CREATE: members count. */
+	_Alignas(8) uint8_t data[]; /* PROPOSE: payload; CREATE: uint64_t members. */
+};
+
+struct shard_config {
+	uint64_t node_id;
+	uint64_t cluster_id;
+	uint32_t shard_index;
+	uint32_t shards_count;
+	char wal_dir[4096];
+	uint32_t tick_ms;
+	uint32_t election_timeout_ms;
+	uint32_t heartbeat_interval_ms;
+	uint32_t entry_size_max;
+	uint32_t inbox_max;
+	bool quiesce;
+	bool lease_read;
+	struct fl_sm_ops sm;
+	const uint64_t *peers; /* Node ids of every other node. */
+	uint32_t peers_count;
+	struct node_net *net; /* Dials for us. */
+};
+
+/* Counters, written by the shard thread, read by anyone (relaxed atomics). */
+struct shard_stats {
+	_Atomic uint64_t groups, leaders, proposals, commits, applied;
+	_Atomic uint64_t bytes_in, bytes_out, elections, leaderships, peers_refused;
+	_Atomic uint64_t msgs_dropped;
+};
+
+/* Create the shard: open and recover its WAL (recovering every group in it)
+ * and start its thread. Returns 0 or a negative error; *why then says why. */
+int shard_start(struct shard **shard, const struct shard_config *config, char *why,
+		size_t why_size);
+
+/* Stop the thread after finishing in-flight work and syncing the WAL; fail
+ * queued requests with FL_ERR_STOPPING; free everything. */
+void shard_stop(struct shard *shard);
+
+/* Hand a request to the shard. Any thread. Returns 0, -EAGAIN (queue full)
+ * or FL_ERR_STOPPING. On success the shard owns req. */
+int shard_submit(struct shard *shard, struct shard_req *req);
+
+struct shard_stats *shard_stats(struct shard *shard);
+uint64_t shard_inbox_depth(struct shard *shard);
+uint64_t shard_wal_fsyncs(struct shard *shard);
+uint64_t shard_wal_bytes(struct shard *shard);
+
+/* The net thread: accepts peer connections (checking their handshake) and
+ * dials peers on behalf of shards. */
+struct node_net_peer {
+	uint64_t id;
+	char addr[256];
+};
+
+struct node_net_config {
+	uint64_t node_id;
+	uint64_t cluster_id;
+	uint32_t shards_count;
+	const char *listen_addr;
+	const struct node_net_peer *peers;
+	uint32_t peers_count;
+};
+
+int node_net_start(struct node_net **net, const struct node_net_config *config,
+		   struct shard **shards, char *why, size_t why_size);
+void node_net_stop(struct node_net *net);
+/* Every shard of the array passed to node_net_start() is running now. */
+void node_net_ready(struct node_net *net);
+uint16_t node_net_port(const struct node_net *net);
+/* Ask for a connection from shard shard_index to peer; the result arrives in
+ * that shard's inbox as SHARD_REQ_CONN or SHARD_REQ_DIAL_FAILED. */
+void node_net_dial(struct node_net *net, uint32_t shard_index, uint64_t peer);
+
+/* Log a line to stderr with a timestamp and the node id. */
+void node_log(uint64_t node_id, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#endif /* SHARD_SHARD_H */
