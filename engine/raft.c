@@ -50,14 +50,18 @@ static uint64_t min_u64(uint64_t a, uint64_t b)
 	return a < b ? a : b;
 }
 
-/* splitmix64: a small, well-mixed PRNG; the whole engine state is its seed. */
-static uint64_t rng_next(struct raft *raft)
+/* The splitmix64 finaliser: a well-mixed hash of 64 bits. */
+static uint64_t mix64(uint64_t z)
 {
-	uint64_t z = (raft->rng += 0x9E3779B97F4A7C15ull);
-
 	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
 	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
 	return z ^ (z >> 31);
+}
+
+/* splitmix64: a small, well-mixed PRNG; the whole engine state is its seed. */
+static uint64_t rng_next(struct raft *raft)
+{
+	return mix64(raft->rng += 0x9E3779B97F4A7C15ull);
 }
 
 static void *grow(void *array, uint32_t *cap, uint32_t need, size_t elem)
@@ -845,8 +849,15 @@ static void send_append(struct raft *raft, struct raft_progress *pr, bool allow_
 
 static void bcast_append(struct raft *raft, bool allow_empty)
 {
-	for (uint32_t i = 0; i < raft->progress_count; i++)
-		send_append(raft, &raft->progress[i], allow_empty);
+	for (uint32_t i = 0; i < raft->progress_count; i++) {
+		struct raft_progress *pr = &raft->progress[i];
+
+		send_append(raft, pr, allow_empty);
+		/* Replicating: fill the window, msg_size_max bytes per append. */
+		while (pr->state == RAFT_PROGRESS_REPLICATE && pr->id != raft->config.id &&
+		       pr->next <= log_last(&raft->log) && !inflight_full(raft, pr))
+			send_append(raft, pr, false);
+	}
 }
 
 static void bcast_heartbeat(struct raft *raft, uint32_t flags)
@@ -1015,7 +1026,14 @@ static bool log_up_to_date(const struct raft *raft, uint64_t last_term, uint64_t
  * do not help anyone else win. This is also what the leader lease rests on. */
 static bool in_lease(const struct raft *raft)
 {
-	if (!raft->config.check_quorum || raft->leader == RAFT_NONE || raft->leader_down)
+	if (!raft->config.check_quorum)
+		return false;
+	/* A restarted node may have acknowledged a leader just before it went
+	 * down without remembering it: it keeps that promise for one election
+	 * timeout after it starts. */
+	if (raft->now_ms < raft->boot_sticky_until_ms)
+		return true;
+	if (raft->leader == RAFT_NONE || raft->leader_down)
 		return false;
 	if (raft->role == RAFT_ROLE_LEADER || raft->quiesced)
 		return true;
@@ -1080,13 +1098,19 @@ static void handle_append(struct raft *raft, const struct raft_msg *m)
 		resp->hint_term = log_term_at(log, hint);
 		return;
 	}
+	/* Malformed (indexes not contiguous, terms decreasing or from the
+	 * future): ignore the whole message, before changing anything. */
+	for (uint32_t i = 0; i < m->entries_count; i++) {
+		const struct raft_entry *e = &m->entries[i];
+
+		if (e->index != m->index + 1 + i || e->term < m->log_term || e->term > m->term ||
+		    (i > 0 && e->term < m->entries[i - 1].term))
+			return;
+	}
 	for (uint32_t i = 0; i < m->entries_count; i++) {
 		const struct raft_entry *e = &m->entries[i];
 		uint64_t index = m->index + 1 + i;
 
-		if (e->index != index || e->term < m->log_term || e->term > m->term ||
-		    (i > 0 && e->term < m->entries[i - 1].term))
-			return; /* Malformed: entry terms must not decrease. */
 		if (index <= log_last(log)) {
 			if (log_term_at(log, index) == e->term)
 				continue;
@@ -1328,7 +1352,10 @@ void raft_step(struct raft *raft, const struct raft_msg *m, uint64_t now_ms)
 	raft->now_ms = max_u64(raft->now_ms, now_ms);
 	if (!msg_is_valid(raft, m))
 		return;
-	if (!(m->type == RAFT_MSG_HEARTBEAT && (m->flags & RAFT_MSG_FLAG_QUIESCE)))
+	/* The quiesce heartbeat must not wake the group it puts to sleep, nor
+	 * may late answers to heartbeats: they bring no work. */
+	if (!(m->type == RAFT_MSG_HEARTBEAT && (m->flags & RAFT_MSG_FLAG_QUIESCE)) &&
+	    m->type != RAFT_MSG_HEARTBEAT_RESP)
 		wake(raft);
 	if (!step_term(raft, m))
 		return;
@@ -1714,9 +1741,32 @@ int raft_compact(struct raft *raft, uint64_t index)
  * evidence that the process died (its connection closed and an immediate
  * reconnect was refused), never on a mere timeout. As defence in depth, a
  * leader that sees any peer go down drops its own lease at once. */
+/* This node's place among the voters that may take over from a dead leader,
+ * in an order drawn per group (so a dead node's groups spread their new
+ * leaders over the survivors). */
+static uint64_t takeover_rank(const struct raft *raft, uint64_t dead)
+{
+	const struct raft_conf *conf = conf_current(raft);
+	uint64_t rank = 0, mine = mix64(raft->config.group ^ mix64(raft->config.id));
+
+	for (uint32_t i = 0; i < conf->members_count; i++) {
+		const struct raft_member *m = &conf->members[i];
+
+		if (m->id == dead || m->id == raft->config.id ||
+		    !(m->role == RAFT_MEMBER_VOTER ||
+		      (conf->joint && m->role_old == RAFT_MEMBER_VOTER &&
+		       m->role != RAFT_MEMBER_WITNESS)))
+			continue;
+		if (mix64(raft->config.group ^ mix64(m->id)) < mine)
+			rank++;
+	}
+	return rank;
+}
+
 void raft_peer_down(struct raft *raft, uint64_t node, uint64_t now_ms)
 {
 	struct raft_progress *pr;
+	uint64_t rank;
 
 	out_begin(raft);
 	raft->now_ms = max_u64(raft->now_ms, now_ms);
@@ -1726,6 +1776,10 @@ void raft_peer_down(struct raft *raft, uint64_t node, uint64_t now_ms)
 			return;
 		pr->down = true;
 		raft->lease_until_ms = 0;
+		/* Late acks of heartbeats sent before now must not restore the
+		 * lease: skip the sequence past the ring, so reads_process()
+		 * takes a lease only from heartbeats sent after this. */
+		raft->hb_seq += HB_RING;
 		if (pr->state == RAFT_PROGRESS_REPLICATE)
 			progress_become(raft, pr, RAFT_PROGRESS_PROBE);
 		return;
@@ -1734,8 +1788,17 @@ void raft_peer_down(struct raft *raft, uint64_t node, uint64_t now_ms)
 		return;
 	raft->leader_down = true;
 	raft->quiesced = false;
-	if (raft->role == RAFT_ROLE_FOLLOWER && raft_is_promotable(raft))
+	if (raft->role != RAFT_ROLE_FOLLOWER || !raft_is_promotable(raft))
+		return;
+	rank = takeover_rank(raft, node);
+	if (rank == 0) {
 		campaign(raft, false);
+		return;
+	}
+	/* The others wait their turn, so that survivors do not all campaign at
+	 * once and split the vote; each turn is half a heartbeat interval. */
+	raft->election_deadline_ms =
+	    raft->now_ms + rank * max_u64(1, raft->config.heartbeat_interval_ms / 2);
 }
 
 void raft_peer_up(struct raft *raft, uint64_t node)
@@ -1909,7 +1972,11 @@ int raft_init(struct raft *raft, const struct raft_config *config, const struct 
 		return -EINVAL;
 	memset(raft, 0, sizeof(*raft));
 	raft->config = *config;
+	/* splitmix64 steps its state by a constant, so seeds that differ by a
+	 * multiple of it (id * constant, as in the default config) would give
+	 * nodes the same timeouts shifted by a draw: start from a hash instead. */
 	raft->rng = config->seed;
+	raft->rng = rng_next(raft);
 	raft->now_ms = now_ms;
 	raft->reads_pending = calloc(config->reads_max, sizeof(*raft->reads_pending));
 	if (raft->reads_pending == NULL)
@@ -1941,6 +2008,7 @@ int raft_init(struct raft *raft, const struct raft_config *config, const struct 
 	raft->hard_handed = (struct raft_hard_state){raft->term, raft->vote, raft->commit};
 	raft->role = RAFT_ROLE_FOLLOWER;
 	raft->leader_heard_ms = now_ms;
+	raft->boot_sticky_until_ms = now_ms + config->election_timeout_ms;
 	election_timer_reset(raft);
 	return 0;
 err:

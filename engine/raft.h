@@ -261,7 +261,8 @@ struct raft {
 	uint64_t now_ms;
 	uint64_t election_deadline_ms, heartbeat_deadline_ms, check_quorum_deadline_ms;
 	uint64_t quiesce_deadline_ms;
-	uint64_t leader_heard_ms; /* Last message from the current leader. */
+	uint64_t leader_heard_ms;      /* Last message from the current leader. */
+	uint64_t boot_sticky_until_ms; /* Refuse to elect others until then (see in_lease). */
 	uint64_t transfer_target, transfer_deadline_ms;
 	uint64_t uncommitted_size;
 	uint64_t votes_granted[RAFT_MEMBERS_MAX], votes_rejected[RAFT_MEMBERS_MAX];

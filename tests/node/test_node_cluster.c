@@ -6,7 +6,9 @@
  * exactly once, in log order, with identical state machines on every node.
  * Then it stops every node, starts them again from their WALs, checks that
  * the state machines were rebuilt identically, and that the groups elect
- * leaders and take writes again. Every wait is bounded.
+ * leaders and take writes again. Last, a rolling restart: each node in turn
+ * stops while the other two keep taking writes, then restarts and catches
+ * up. Every wait is bounded.
  *
  * Arguments: groups proposals-per-group shards-per-node (defaults 50 200 2). */
 #include <arpa/inet.h>
@@ -122,15 +124,21 @@ static void node_start(int i)
 	CHECK(fl_node_start(&config, &nodes[i]) == 0);
 }
 
-/* Propose one entry to group, following leader hints, for up to 10 s. */
-static uint64_t propose(uint64_t group, const void *data, uint32_t size)
+/* Propose one entry to group, following leader hints, for up to 10 s,
+ * never through node index down (stopped). */
+static uint64_t propose_avoiding(uint64_t group, const void *data, uint32_t size, int down)
 {
 	uint64_t deadline = now_ms() + 10000, target = 1 + group % NODES;
 
 	while (now_ms() < deadline) {
 		uint64_t result = 0, leader = 0;
-		int rv = fl_propose_sync(nodes[target - 1], group, data, size, &result, &leader);
+		int rv;
 
+		if ((int)target - 1 == down) {
+			target = target % NODES + 1;
+			continue;
+		}
+		rv = fl_propose_sync(nodes[target - 1], group, data, size, &result, &leader);
 		if (rv == 0)
 			return result;
 		if (rv == FL_ERR_NOT_LEADER && leader >= 1 && leader <= NODES && leader != target)
@@ -143,6 +151,11 @@ static uint64_t propose(uint64_t group, const void *data, uint32_t size)
 	fprintf(stderr, "group %llu: no leader took the proposal in 10 s\n",
 		(unsigned long long)group);
 	exit(1);
+}
+
+static uint64_t propose(uint64_t group, const void *data, uint32_t size)
+{
+	return propose_avoiding(group, data, size, -1);
 }
 
 struct writer {
@@ -264,6 +277,19 @@ int main(int argc, char **argv)
 	for (uint32_t g = 1; g <= groups_count; g++)
 		CHECK(propose(g, "after-restart", 13) == per_group + 1);
 	wait_converged(per_group + 1);
+
+	/* Rolling restart: stop each node in turn; the other two keep every
+	 * group available; the node comes back from its WAL and catches up. */
+	for (int i = 0; i < NODES; i++) {
+		uint64_t expect = per_group + 2 + (uint64_t)i;
+
+		fl_node_stop(nodes[i]);
+		nodes[i] = NULL;
+		for (uint32_t g = 1; g <= groups_count; g++)
+			CHECK(propose_avoiding(g, "rolling", 7, i) == expect);
+		node_start(i);
+		wait_converged(expect);
+	}
 	for (int i = 0; i < NODES; i++) {
 		struct fl_metrics m;
 

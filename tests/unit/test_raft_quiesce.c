@@ -1,0 +1,189 @@
+/* Raft engine: quiescence. A group with nothing to do stops ticking and
+ * heartbeating, wakes on any message or proposal, and relies on peer_down
+ * rather than timeouts to notice that a quiet leader died. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "engine/raft.h"
+#include "tests/unit/raft_fixture.h"
+
+#define QUIESCE_AFTER_MS 500
+
+static uint32_t sent_total(const struct fixture *f)
+{
+	uint32_t n = 0;
+
+	for (uint32_t t = 0; t < RAFT_MSG_TYPE_COUNT; t++)
+		n += f->sent[t];
+	return n;
+}
+
+/* Three nodes, 1 leads, idle long enough to quiesce. */
+static void setup_quiesced(struct fixture *f)
+{
+	fx_setup(f, 3);
+	f->config.quiesce = true;
+	f->config.quiesce_after_ms = QUIESCE_AFTER_MS;
+	fx_start(f);
+	fx_elect(f, 1);
+	fx_run(f, QUIESCE_AFTER_MS + 2 * FX_HEARTBEAT_MS, 10);
+}
+
+/* An idle group goes quiet: no deadline, no heartbeats, on every node. */
+static void test_idle_group_stops_ticking_and_heartbeating(void **state)
+{
+	struct fixture f;
+	uint32_t sent;
+
+	(void)state;
+	setup_quiesced(&f);
+	for (uint64_t id = 1; id <= 3; id++) {
+		assert_true(raft_is_quiesced(fx_raft(&f, id)));
+		assert_int_equal(raft_next_deadline(fx_raft(&f, id)), RAFT_DEADLINE_NONE);
+	}
+	sent = sent_total(&f);
+	fx_run(&f, 10 * FX_ELECTION_MS, 100);
+	assert_int_equal(sent_total(&f), sent);
+	fx_deinit(&f);
+}
+
+/* A group with traffic does not quiesce. */
+static void test_busy_group_does_not_quiesce(void **state)
+{
+	struct fixture f;
+
+	(void)state;
+	fx_setup(&f, 3);
+	f.config.quiesce = true;
+	f.config.quiesce_after_ms = QUIESCE_AFTER_MS;
+	fx_start(&f);
+	fx_elect(&f, 1);
+	for (int i = 0; i < 20; i++) {
+		assert_int_equal(fx_propose(&f, 1, 8), 0);
+		fx_run(&f, QUIESCE_AFTER_MS / 4, 10);
+		assert_false(raft_is_quiesced(fx_raft(&f, 1)));
+	}
+	fx_deinit(&f);
+}
+
+/* Quiescence: a quiesced follower does not campaign while its leader is alive and quiet. */
+static void test_quiesced_follower_does_not_campaign(void **state)
+{
+	struct fixture f;
+	uint64_t term;
+
+	(void)state;
+	setup_quiesced(&f);
+	term = raft_term(fx_raft(&f, 1));
+	f.now += 100 * FX_ELECTION_MS;
+	fx_tick(&f, 2);
+	fx_tick(&f, 3);
+	assert_int_equal(f.net_count, 0);
+	assert_int_equal(raft_role(fx_raft(&f, 2)), RAFT_ROLE_FOLLOWER);
+	assert_int_equal(raft_term(fx_raft(&f, 2)), term);
+	assert_int_equal(raft_leader(fx_raft(&f, 2)), 1);
+	fx_deinit(&f);
+}
+
+/* Quiescence: a proposal wakes the leader, its append wakes the followers, and it commits. */
+static void test_proposal_wakes_the_group(void **state)
+{
+	struct fixture f;
+
+	(void)state;
+	setup_quiesced(&f);
+	assert_int_equal(fx_propose(&f, 1, 8), 0);
+	assert_false(raft_is_quiesced(fx_raft(&f, 1)));
+	assert_int_not_equal(raft_next_deadline(fx_raft(&f, 1)), RAFT_DEADLINE_NONE);
+	fx_deliver_all(&f);
+	assert_false(raft_is_quiesced(fx_raft(&f, 2)));
+	assert_int_not_equal(raft_next_deadline(fx_raft(&f, 2)), RAFT_DEADLINE_NONE);
+	assert_int_equal(raft_commit_index(fx_raft(&f, 1)), raft_last_index(fx_raft(&f, 1)));
+	/* Once idle again, it goes back to sleep. */
+	fx_run(&f, QUIESCE_AFTER_MS + 2 * FX_HEARTBEAT_MS, 10);
+	assert_true(raft_is_quiesced(fx_raft(&f, 1)));
+	assert_true(raft_is_quiesced(fx_raft(&f, 3)));
+	fx_deinit(&f);
+}
+
+/* Quiescence: any message wakes a quiesced node, which then keeps its leader. */
+static void test_message_wakes_a_quiesced_node(void **state)
+{
+	struct fixture f;
+	struct raft_msg m;
+
+	(void)state;
+	setup_quiesced(&f);
+	m = fx_msg(RAFT_MSG_PRE_VOTE, 3, 2, raft_term(fx_raft(&f, 2)) + 1);
+	m.index = raft_last_index(fx_raft(&f, 2));
+	m.log_term = raft_term_at(fx_raft(&f, 2), m.index);
+	fx_step(&f, 2, &m);
+	assert_false(raft_is_quiesced(fx_raft(&f, 2)));
+	assert_int_not_equal(raft_next_deadline(fx_raft(&f, 2)), RAFT_DEADLINE_NONE);
+	assert_true(fx_find(&f, RAFT_MSG_PRE_VOTE_RESP, 2, 3)->reject); /* Leader still alive. */
+	/* A read wakes the leader too. */
+	assert_int_equal(fx_read(&f, 1, 42), 0);
+	assert_false(raft_is_quiesced(fx_raft(&f, 1)));
+	fx_deliver_all(&f);
+	assert_true(fx_read_index_of(fx_node(&f, 1), 42) > 0);
+	fx_deinit(&f);
+}
+
+/* Quiescence + peer_down: when the quiet leader dies, its followers elect at once. */
+static void test_peer_down_of_quiesced_leader_starts_election(void **state)
+{
+	struct fixture f;
+	uint64_t term, now;
+
+	(void)state;
+	setup_quiesced(&f);
+	term = raft_term(fx_raft(&f, 1));
+	now = f.now;
+	fx_node(&f, 1)->crashed = true;
+	fx_peer_down(&f, 2, 1);
+	assert_false(raft_is_quiesced(fx_raft(&f, 2)));
+	fx_takeover(&f, 2);
+	assert_int_equal(raft_role(fx_raft(&f, 2)), RAFT_ROLE_PRE_CANDIDATE);
+	fx_deliver_all(&f); /* 3, still quiet and loyal, refuses. */
+	assert_false(raft_is_leader(fx_raft(&f, 2)));
+	fx_peer_down(&f, 3, 1);
+	fx_takeover(&f, 3);
+	fx_deliver_all(&f);
+	assert_true(raft_is_leader(fx_raft(&f, 2)) || raft_is_leader(fx_raft(&f, 3)));
+	assert_int_equal(raft_term(fx_raft(&f, 2)), term + 1);
+	assert_true(f.now - now <= FX_HEARTBEAT_MS); /* Not an election timeout. */
+	fx_deinit(&f);
+}
+
+/* A quiesced leader ignores peer_down of a node outside the group and stays asleep. */
+static void test_quiesced_leader_ignores_peer_down_of_non_member(void **state)
+{
+	struct fixture f;
+
+	(void)state;
+	setup_quiesced(&f);
+	fx_peer_down(&f, 1, 6);
+	assert_true(raft_is_quiesced(fx_raft(&f, 1)));
+	assert_int_equal(f.net_count, 0);
+	fx_deinit(&f);
+}
+
+int main(int argc, char **argv)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_idle_group_stops_ticking_and_heartbeating),
+	    cmocka_unit_test(test_busy_group_does_not_quiesce),
+	    cmocka_unit_test(test_quiesced_follower_does_not_campaign),
+	    cmocka_unit_test(test_proposal_wakes_the_group),
+	    cmocka_unit_test(test_message_wakes_a_quiesced_node),
+	    cmocka_unit_test(test_peer_down_of_quiesced_leader_starts_election),
+	    cmocka_unit_test(test_quiesced_leader_ignores_peer_down_of_non_member),
+	};
+	if (argc > 1)
+		cmocka_set_test_filter(argv[1]); /* A test name, or a pattern with '*'. */
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
