@@ -76,7 +76,7 @@ struct fl_node_config {
 	uint32_t tick_ms;               /* Timer granularity; default 10. */
 	uint32_t election_timeout_ms;   /* Default 1000. */
 	uint32_t heartbeat_interval_ms; /* Default 100. */
-	uint32_t entry_size_max;        /* Default 1 MiB. */
+	uint32_t entry_size_max;        /* Default 1 MiB; at most 16 MiB. */
 	uint32_t inbox_max;             /* Requests queued per shard; default 65536. */
 	bool quiesce;                   /* Idle groups stop ticking; default on. */
 	bool lease_read;                /* Serve reads on the leader lease; default off. */

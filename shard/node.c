@@ -53,7 +53,8 @@ static int config_check(const struct fl_node_config *c)
 {
 	if (c->node_id == 0 || c->data_dir == NULL || c->listen_addr == NULL || c->tick_ms == 0 ||
 	    c->heartbeat_interval_ms == 0 || c->election_timeout_ms <= c->heartbeat_interval_ms ||
-	    c->entry_size_max == 0 || c->peers_count > 4 * FL_MEMBERS_MAX)
+	    c->entry_size_max == 0 || c->entry_size_max > (16u << 20) ||
+	    c->peers_count > 4 * FL_MEMBERS_MAX)
 		return -EINVAL;
 	for (uint32_t i = 0; i < c->peers_count; i++)
 		if (c->peers[i].id == 0 || c->peers[i].id == c->node_id ||

@@ -1353,8 +1353,9 @@ static void req_handle(struct shard *s, struct shard_req *req)
 		break;
 	}
 	g = group_find(s, req->group);
-	if (g == NULL) {
-		done(req->cb, req->arg, ERR_NO_GROUP, 0, 0);
+	if (g == NULL || s->wal_failed) {
+		/* A failed WAL stops every group: nothing it would do is durable. */
+		done(req->cb, req->arg, g == NULL ? ERR_NO_GROUP : WAL_ERR_FAILED, 0, 0);
 		req_free(req);
 		return;
 	}
@@ -1572,6 +1573,17 @@ int shard_start(struct shard **out, const struct shard_config *config, char *why
 		goto err;
 	}
 	wal_config_default(&wc);
+	/* The WAL takes entries of up to a quarter of a batch: size batches so
+	 * that every entry the engine accepts fits (and segments to hold four). */
+	{
+		uint64_t batch = ((uint64_t)config->entry_size_max + 4096) * 4;
+
+		batch = (batch + WAL_BLOCK_SIZE - 1) / WAL_BLOCK_SIZE * WAL_BLOCK_SIZE;
+		if (batch > wc.batch_size_max)
+			wc.batch_size_max = (uint32_t)batch;
+		if ((uint64_t)wc.batch_size_max * 4 > wc.segment_size)
+			wc.segment_size = wc.batch_size_max * 4;
+	}
 	wc.durable_cb = wal_durable_done;
 	rv = wal_init(&s->wal, &s->loop, config->wal_dir, &wc);
 	if (rv != 0) {
