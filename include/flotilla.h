@@ -80,6 +80,11 @@ struct fl_node_config {
 	uint32_t inbox_max;             /* Requests queued per shard; default 65536. */
 	bool quiesce;                   /* Idle groups stop ticking; default on. */
 	bool lease_read;                /* Serve reads on the leader lease; default off. */
+	/* Shared secret for peer authentication (a challenge answered with a
+	 * keyed MAC, libsodium's crypto_auth); NULL: off. Every node of the
+	 * cluster must have the same one, at least 16 bytes. */
+	const void *auth_key;
+	uint32_t auth_key_size;
 	struct fl_sm_ops sm;
 };
 

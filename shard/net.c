@@ -8,7 +8,14 @@
  * shards: connect with a time limit, exchange handshakes, and hand the socket
  * back, or report the errno (ECONNREFUSED is how a shard learns that a peer
  * process is gone). Connections are one-way: a node sends on the connections
- * it dialled and receives on the ones it accepted. */
+ * it dialled and receives on the ones it accepted.
+ *
+ * AUTHENTICATION (when a shared key is configured; both handshakes then carry
+ * WIRE_HANDSHAKE_AUTH, and a node without the key is refused). After the
+ * handshakes, each side sends a 32-byte random challenge and answers the
+ * other's with crypto_auth(key, challenge | sender's handshake | receiver's
+ * handshake), HMAC-SHA-512-256 from libsodium. The MAC binds the handshakes,
+ * so a proof cannot be replayed for another node id, shard or connection. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -16,6 +23,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sodium.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -137,7 +145,48 @@ static const char *handshake_check(const struct node_net *net, const struct wire
 	if (hs->shard_index >= net->config.shards_count ||
 	    (expect_shard != UINT32_MAX && hs->shard_index != expect_shard))
 		return "a bad shard index";
+	if (((hs->flags & WIRE_HANDSHAKE_AUTH) != 0) != net->config.auth)
+		return net->config.auth ? "no authentication" : "authentication we do not use";
 	return NULL;
+}
+
+/* The MAC one side sends: over the other's challenge and both handshakes,
+ * the sender's first. */
+static void auth_mac(const struct node_net *net, uint8_t *mac, const uint8_t *challenge,
+		     const uint8_t *hs_sender, const uint8_t *hs_receiver)
+{
+	uint8_t msg[32 + 2 * WIRE_HANDSHAKE_SIZE];
+
+	memcpy(msg, challenge, 32);
+	memcpy(msg + 32, hs_sender, WIRE_HANDSHAKE_SIZE);
+	memcpy(msg + 32 + WIRE_HANDSHAKE_SIZE, hs_receiver, WIRE_HANDSHAKE_SIZE);
+	crypto_auth(mac, msg, sizeof(msg), net->config.auth_key);
+}
+
+/* Prove we hold the key and check that the peer does. hs_ours and hs_theirs
+ * are the handshakes as sent on the wire. Returns 0, -EACCES on a wrong
+ * proof, or -errno from the socket. */
+static int auth_exchange(const struct node_net *net, int fd, const uint8_t *hs_ours,
+			 const uint8_t *hs_theirs)
+{
+	uint8_t mine[32], theirs[32], mac[crypto_auth_BYTES], got[crypto_auth_BYTES];
+	int rv;
+
+	randombytes_buf(mine, sizeof(mine));
+	rv = io_exact(fd, mine, sizeof(mine), true, NET_HANDSHAKE_TIMEOUT_MS);
+	if (rv == 0)
+		rv = io_exact(fd, theirs, sizeof(theirs), false, NET_HANDSHAKE_TIMEOUT_MS);
+	if (rv != 0)
+		return rv;
+	auth_mac(net, mac, theirs, hs_ours, hs_theirs);
+	rv = io_exact(fd, mac, sizeof(mac), true, NET_HANDSHAKE_TIMEOUT_MS);
+	if (rv == 0)
+		rv = io_exact(fd, got, sizeof(got), false, NET_HANDSHAKE_TIMEOUT_MS);
+	if (rv != 0)
+		return rv;
+	/* What the peer must have sent: our challenge, its handshake first. */
+	auth_mac(net, mac, mine, hs_theirs, hs_ours);
+	return sodium_memcmp(mac, got, sizeof(mac)) == 0 ? 0 : -EACCES;
 }
 
 static void handshake_ours(const struct node_net *net, uint32_t shard_index, uint8_t *buf)
@@ -146,7 +195,8 @@ static void handshake_ours(const struct node_net *net, uint32_t shard_index, uin
 				    .cluster_id = net->config.cluster_id,
 				    .node_id = net->config.node_id,
 				    .shard_index = shard_index,
-				    .shard_count = net->config.shards_count};
+				    .shard_count = net->config.shards_count,
+				    .flags = net->config.auth ? WIRE_HANDSHAKE_AUTH : 0};
 
 	wire_handshake_encode(&hs, buf);
 }
@@ -169,7 +219,7 @@ static void net_refused(struct node_net *net, const char *why)
 
 static void net_accept(struct node_net *net)
 {
-	uint8_t buf[WIRE_HANDSHAKE_SIZE];
+	uint8_t buf[WIRE_HANDSHAKE_SIZE], ours[WIRE_HANDSHAKE_SIZE];
 	struct wire_handshake hs;
 	struct shard_req *req;
 	const char *why;
@@ -199,8 +249,18 @@ static void net_accept(struct node_net *net)
 		close(fd);
 		return;
 	}
-	handshake_ours(net, hs.shard_index, buf);
-	if (io_exact(fd, buf, sizeof(buf), true, NET_HANDSHAKE_TIMEOUT_MS) != 0) {
+	handshake_ours(net, hs.shard_index, ours);
+	if (io_exact(fd, ours, sizeof(ours), true, NET_HANDSHAKE_TIMEOUT_MS) != 0) {
+		close(fd);
+		return;
+	}
+	if (net->config.auth && (rv = auth_exchange(net, fd, ours, buf)) != 0) {
+		char line[128];
+
+		snprintf(line, sizeof(line), "node %llu failed authentication: %s",
+			 (unsigned long long)hs.node_id,
+			 rv == -EACCES ? "wrong key" : strerror(-rv));
+		net_refused(net, line);
 		close(fd);
 		return;
 	}
@@ -230,7 +290,7 @@ static int net_connect(struct node_net *net, uint32_t shard_index, uint64_t peer
 	const char *text = net_peer_addr(net, peer);
 	struct sockaddr_storage addr;
 	socklen_t len;
-	uint8_t buf[WIRE_HANDSHAKE_SIZE];
+	uint8_t buf[WIRE_HANDSHAKE_SIZE], ours[WIRE_HANDSHAKE_SIZE];
 	struct wire_handshake hs;
 	int fd, rv, err = 0;
 	socklen_t err_len = sizeof(err);
@@ -258,8 +318,8 @@ static int net_connect(struct node_net *net, uint32_t shard_index, uint64_t peer
 		rv = -err;
 		goto err;
 	}
-	handshake_ours(net, shard_index, buf);
-	rv = io_exact(fd, buf, sizeof(buf), true, NET_HANDSHAKE_TIMEOUT_MS);
+	handshake_ours(net, shard_index, ours);
+	rv = io_exact(fd, ours, sizeof(ours), true, NET_HANDSHAKE_TIMEOUT_MS);
 	if (rv == 0)
 		rv = io_exact(fd, buf, sizeof(buf), false, NET_HANDSHAKE_TIMEOUT_MS);
 	if (rv != 0)
@@ -268,6 +328,11 @@ static int net_connect(struct node_net *net, uint32_t shard_index, uint64_t peer
 	    handshake_check(net, &hs, peer, shard_index) != NULL) {
 		net_refused(net, "the dialled peer answered with a bad handshake");
 		rv = -EPROTO;
+		goto err;
+	}
+	if (net->config.auth && (rv = auth_exchange(net, fd, ours, buf)) != 0) {
+		if (rv == -EACCES)
+			net_refused(net, "the dialled peer failed authentication: wrong key");
 		goto err;
 	}
 	/* Blocking again: the shard's io_uring does the waiting from here on. */

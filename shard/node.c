@@ -4,6 +4,7 @@
  * through callbacks that run on that shard's thread. */
 #include <errno.h>
 #include <pthread.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,7 +55,7 @@ static int config_check(const struct fl_node_config *c)
 	if (c->node_id == 0 || c->data_dir == NULL || c->listen_addr == NULL || c->tick_ms == 0 ||
 	    c->heartbeat_interval_ms == 0 || c->election_timeout_ms <= c->heartbeat_interval_ms ||
 	    c->entry_size_max == 0 || c->entry_size_max > (16u << 20) ||
-	    c->peers_count > 4 * FL_MEMBERS_MAX)
+	    (c->auth_key != NULL && c->auth_key_size < 16) || c->peers_count > 4 * FL_MEMBERS_MAX)
 		return -EINVAL;
 	for (uint32_t i = 0; i < c->peers_count; i++)
 		if (c->peers[i].id == 0 || c->peers[i].id == c->node_id ||
@@ -108,12 +109,20 @@ int fl_node_start(const struct fl_node_config *config, struct fl_node **out)
 		node_free(node);
 		return rv;
 	}
-	nc = (struct node_net_config){.node_id = config->node_id,
+	nc = (struct node_net_config){.auth = config->auth_key != NULL,
+				      .node_id = config->node_id,
 				      .cluster_id = config->cluster_id,
 				      .shards_count = node->shards_count,
 				      .listen_addr = config->listen_addr,
 				      .peers = node->net_peers,
 				      .peers_count = config->peers_count};
+	/* Any secret of 16 bytes or more becomes a crypto_auth key. */
+	if (nc.auth && (sodium_init() < 0 ||
+			crypto_generichash(nc.auth_key, sizeof(nc.auth_key), config->auth_key,
+					   config->auth_key_size, NULL, 0) != 0)) {
+		node_free(node);
+		return -EINVAL;
+	}
 	rv = node_net_start(&node->net, &nc, node->shards, why, sizeof(why));
 	if (rv != 0)
 		goto err;

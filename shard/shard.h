@@ -105,6 +105,8 @@ struct node_net_peer {
 };
 
 struct node_net_config {
+	bool auth;
+	uint8_t auth_key[32]; /* crypto_auth_KEYBYTES, derived from the configured secret. */
 	uint64_t node_id;
 	uint64_t cluster_id;
 	uint32_t shards_count;

@@ -7,7 +7,8 @@
  *   16: u64 node_id
  *   24: u32 shard_index
  *   28: u32 shard_count
- *   32: u64 reserved      zero (authentication proof, later)
+ *   32: u32 flags         bit 0: authentication follows (see shard/net.c)
+ *   36: u32 reserved      zero
  *   40: u64 checksum      xxh3-64 of bytes 0..39
  *
  * FRAME: 16-byte header, then the body.
@@ -79,7 +80,8 @@ void wire_handshake_encode(const struct wire_handshake *hs, uint8_t *buf)
 	put_u64(buf + 16, hs->node_id);
 	put_u32(buf + 24, hs->shard_index);
 	put_u32(buf + 28, hs->shard_count);
-	put_u64(buf + 32, 0);
+	put_u32(buf + 32, hs->flags);
+	put_u32(buf + 36, 0);
 	put_u64(buf + 40, XXH3_64bits(buf, 40));
 }
 
@@ -92,7 +94,9 @@ int wire_handshake_decode(struct wire_handshake *hs, const uint8_t *buf)
 	hs->node_id = get_u64(buf + 16);
 	hs->shard_index = get_u32(buf + 24);
 	hs->shard_count = get_u32(buf + 28);
-	if (hs->version != WIRE_VERSION)
+	hs->flags = get_u32(buf + 32);
+	if (hs->version != WIRE_VERSION || (hs->flags & ~(uint32_t)WIRE_HANDSHAKE_AUTH) != 0 ||
+	    get_u32(buf + 36) != 0)
 		return -EPROTO;
 	return 0;
 }

@@ -24,8 +24,13 @@ enum wire_frame_kind {
 	WIRE_FRAME_RAFT = 1, /* A batch of Raft messages of any groups. */
 };
 
+enum wire_handshake_flags {
+	WIRE_HANDSHAKE_AUTH = 1u << 0, /* A challenge-response with the shared key follows. */
+};
+
 struct wire_handshake {
 	uint32_t version;
+	uint32_t flags; /* enum wire_handshake_flags */
 	uint64_t cluster_id;
 	uint64_t node_id;
 	uint32_t shard_index;

@@ -23,7 +23,7 @@
 #define CHECK(cond)                                                                                \
 	do {                                                                                       \
 		if (!(cond)) {                                                                     \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);  \
+			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);   \
 			exit(1);                                                                   \
 		}                                                                                  \
 	} while (0)
@@ -40,7 +40,8 @@ static void sm_apply(void *ctx, uint64_t group, const struct fl_entry *entries, 
 
 static int dial(void)
 {
-	struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons(port),
+	struct sockaddr_in addr = {.sin_family = AF_INET,
+				   .sin_port = htons(port),
 				   .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
 
@@ -76,8 +77,11 @@ static void expect_closed(int fd)
 
 static int handshake(uint64_t cluster, uint64_t node, uint32_t shard, uint32_t shards)
 {
-	struct wire_handshake hs = {.version = WIRE_VERSION, .cluster_id = cluster,
-				    .node_id = node, .shard_index = shard, .shard_count = shards};
+	struct wire_handshake hs = {.version = WIRE_VERSION,
+				    .cluster_id = cluster,
+				    .node_id = node,
+				    .shard_index = shard,
+				    .shard_count = shards};
 	uint8_t buf[WIRE_HANDSHAKE_SIZE];
 	int fd = dial();
 
@@ -141,10 +145,10 @@ int main(void)
 	CHECK(fl_node_start(&config, &node) == 0);
 	port = fl_node_port(node);
 
-	expect_closed(handshake(8, 2, 0, 2));  /* Another cluster. */
-	expect_closed(handshake(7, 5, 0, 2));  /* Unknown node. */
-	expect_closed(handshake(7, 2, 0, 3));  /* Another shard count. */
-	expect_closed(handshake(7, 2, 2, 2));  /* Shard index out of range. */
+	expect_closed(handshake(8, 2, 0, 2)); /* Another cluster. */
+	expect_closed(handshake(7, 5, 0, 2)); /* Unknown node. */
+	expect_closed(handshake(7, 2, 0, 3)); /* Another shard count. */
+	expect_closed(handshake(7, 2, 2, 2)); /* Shard index out of range. */
 	for (size_t i = 0; i < sizeof(garbage); i++)
 		garbage[i] = (uint8_t)(i * 37 + 11);
 	fd = dial();

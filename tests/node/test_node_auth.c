@@ -1,0 +1,113 @@
+/* Peer authentication with a shared key.
+ *
+ * Two nodes with the same key form a group and commit. A node with another
+ * key, and one with no key, are refused by both sides (counted in
+ * peers_refused), so the group they would form never elects a leader. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "flotilla.h"
+
+#define CHECK(cond)                                                                                \
+	do {                                                                                       \
+		if (!(cond)) {                                                                     \
+			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);   \
+			exit(1);                                                                   \
+		}                                                                                  \
+	} while (0)
+
+static char root[64] = "flotilla-auth-XXXXXX";
+
+static void sm_apply(void *ctx, uint64_t group, const struct fl_entry *entries, uint32_t count,
+		     uint64_t *results)
+{
+	(void)ctx, (void)group, (void)entries;
+	for (uint32_t i = 0; i < count; i++)
+		results[i] = 7;
+}
+
+static uint16_t free_port(void)
+{
+	struct sockaddr_in addr = {.sin_family = AF_INET,
+				   .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(addr);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	CHECK(fd >= 0);
+	CHECK(bind(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0);
+	CHECK(getsockname(fd, (struct sockaddr *)&addr, &len) == 0);
+	close(fd);
+	return ntohs(addr.sin_port);
+}
+
+/* Start nodes 1 and 2 with keys k1 and k2 (NULL: none); propose to group 1
+ * for up to wait_ms. Returns whether the proposal committed. */
+static bool pair_commits(const char *name, const char *k1, const char *k2, int wait_ms)
+{
+	const char *keys[2] = {k1, k2};
+	struct fl_node *nodes[2];
+	char addrs[2][64], dirs[2][128];
+	uint64_t members[2] = {1, 2}, result = 0, refused = 0;
+	bool ok = false;
+
+	for (int i = 0; i < 2; i++) {
+		snprintf(addrs[i], sizeof(addrs[i]), "127.0.0.1:%u", free_port());
+		snprintf(dirs[i], sizeof(dirs[i]), "%s/%s-%d", root, name, i + 1);
+	}
+	for (int i = 0; i < 2; i++) {
+		struct fl_node_config c;
+		struct fl_peer peer = {.id = (uint64_t)(2 - i), .addr = addrs[1 - i]};
+
+		fl_node_config_default(&c, (uint64_t)i + 1);
+		c.data_dir = dirs[i];
+		c.listen_addr = addrs[i];
+		c.peers = &peer;
+		c.peers_count = 1;
+		c.shards_count = 1;
+		c.election_timeout_ms = 200;
+		c.heartbeat_interval_ms = 20;
+		c.auth_key = keys[i];
+		c.auth_key_size = keys[i] ? (uint32_t)strlen(keys[i]) : 0;
+		c.sm = (struct fl_sm_ops){.apply = sm_apply};
+		CHECK(fl_node_start(&c, &nodes[i]) == 0);
+		CHECK(fl_group_create(nodes[i], 1, members, 2, NULL, NULL) == 0);
+	}
+	for (int t = 0; t < wait_ms / 10 && !ok; t++) {
+		for (int i = 0; i < 2 && !ok; i++)
+			ok =
+			    fl_propose_sync(nodes[i], 1, "k", 1, &result, NULL) == 0 && result == 7;
+		usleep(10000);
+	}
+	for (int i = 0; i < 2; i++) {
+		struct fl_metrics m;
+
+		fl_node_metrics(nodes[i], &m);
+		refused += m.peers_refused;
+		fl_node_stop(nodes[i]);
+	}
+	printf("%s: %s, %llu connections refused\n", name, ok ? "committed" : "no commit",
+	       (unsigned long long)refused);
+	CHECK(ok == (refused == 0));
+	return ok;
+}
+
+int main(void)
+{
+	char cmd[128];
+
+	CHECK(mkdtemp(root) != NULL);
+	CHECK(pair_commits("same-key", "a shared secret of the cluster",
+			   "a shared secret of the cluster", 10000));
+	CHECK(!pair_commits("other-key", "a shared secret of the cluster",
+			    "not the secret of this cluster", 1500));
+	CHECK(!pair_commits("no-key", "a shared secret of the cluster", NULL, 1500));
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
+	CHECK(system(cmd) == 0);
+	printf("ok\n");
+	return 0;
+}
