@@ -400,7 +400,10 @@ static void *net_dial_main(void *arg)
 		uint32_t count;
 
 		pthread_mutex_lock(&net->lock);
-		while (net->dials_count == 0 && !atomic_load(&net->stopping))
+		/* Shards dial as soon as they run, but a connection can be handed
+		 * over only once every shard is registered (node_net_ready). */
+		while ((net->dials_count == 0 || !atomic_load(&net->ready)) &&
+		       !atomic_load(&net->stopping))
 			pthread_cond_wait(&net->dial_cond, &net->lock);
 		count = net->dials_count;
 		memcpy(dials, net->dials, count * sizeof(dials[0]));
@@ -524,6 +527,9 @@ void node_net_ready(struct node_net *net)
 {
 	atomic_store(&net->ready, true);
 	(void)!write(net->wake_fd[1], "r", 1);
+	pthread_mutex_lock(&net->lock);
+	pthread_cond_signal(&net->dial_cond);
+	pthread_mutex_unlock(&net->lock);
 }
 
 uint16_t node_net_port(const struct node_net *net)

@@ -1174,8 +1174,10 @@ static int groups_recover(struct shard *s, char *why, size_t why_size)
 		boot.snapshot.index = wg->mark_index;
 		boot.snapshot.term = wg->mark_term;
 		while (next <= wg->last_index && rv == 0) {
+			/* 64 KiB at a time keeps one read's records (one I/O each) within the
+			 * loop's queue. */
 			rv =
-			    wal_read_sync(&s->wal, &rd, wg->group, next, wg->last_index, 64u << 20);
+			    wal_read_sync(&s->wal, &rd, wg->group, next, wg->last_index, 64u << 10);
 			if (rv == 0) {
 				entries = grow_array(entries, &cap, count + rd.entries_count,
 						     sizeof(*entries));
