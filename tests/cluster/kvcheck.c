@@ -1,0 +1,452 @@
+/* flotilla-kvcheck: drives a running cluster through the client protocol
+ * (tools/client.h) and checks what it answers. The cluster test runs it
+ * between starting, killing and restarting nodes.
+ *
+ *   flotilla-kvcheck --nodes SPEC [--groups N] [--timeout-ms T] COMMAND [options]
+ *     put --prefix P --keys K --ack FILE   PUT K fresh keys in each group 1..N; append
+ *                                          the acknowledged ones to FILE; exit 1 unless all
+ *     verify --ack FILE [--via ID]         GET every key of FILE (first asking node ID,
+ *                                          then following NOT_LEADER); exit 1 on any
+ *                                          missing or different value
+ *     local --ack FILE --via ID            LOCAL_GET every key of FILE on node ID until
+ *                                          all match or the timeout passes: catch-up
+ *     ops [--group G]                      CAS and DELETE semantics on one group
+ *     garbage --via ID                     malformed requests get BAD_REQUEST and a
+ *                                          closed connection; the node keeps serving
+ *     leaders [--via ID]                   print each group's leader (LEADER op)
+ *
+ * SPEC is "1=127.0.0.1:PORT,2=127.0.0.1:PORT,...". Keys are "P-g-i" and values
+ * "value-P-g-i" followed by padding, so a value proves which write it came from. */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tools/client.h"
+
+#define KVCHECK_TEXT_MAX 128
+#define KVCHECK_SHOW_MAX 10 /* Failures printed one by one. */
+
+struct kvcheck {
+	struct client_router router;
+	const char *nodes;
+	uint64_t groups_count;
+	int timeout_ms;
+	const char *prefix;
+	uint32_t keys_count;
+	const char *ack_path;
+	uint64_t via;
+	uint64_t group;
+};
+
+/* One acknowledged write: group, key and value, as the ack file stores them. */
+struct kvcheck_ack {
+	uint64_t group;
+	char key[KVCHECK_TEXT_MAX];
+	char value[KVCHECK_TEXT_MAX];
+};
+
+static uint64_t kvcheck_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static const char *kvcheck_status_name(uint32_t status)
+{
+	static const char *const names[] = {"OK",           "NOT_FOUND", "NOT_LEADER",
+					    "CAS_MISMATCH", "ERROR",     "BAD_REQUEST"};
+
+	return status < sizeof(names) / sizeof(names[0]) ? names[status] : "?";
+}
+
+/* Send the first attempt of every group's calls to node via (0: no seed). */
+static void kvcheck_seed(struct kvcheck *k, struct client_call *calls, uint32_t count)
+{
+	if (k->via == 0)
+		return;
+	for (uint32_t i = 0; i < count; i++)
+		client_router_set_leader(&k->router, calls[i].req.group, k->via);
+}
+
+static int kvcheck_put(struct kvcheck *k)
+{
+	uint32_t count = (uint32_t)k->groups_count * k->keys_count, acked;
+	struct kvcheck_ack *acks = calloc(count, sizeof(*acks));
+	struct client_call *calls = calloc(count, sizeof(*calls));
+	FILE *out;
+
+	if (acks == NULL || calls == NULL || k->prefix == NULL || k->ack_path == NULL)
+		return 2;
+	for (uint32_t i = 0; i < count; i++) {
+		struct kvcheck_ack *a = &acks[i];
+
+		a->group = 1 + i % k->groups_count;
+		snprintf(a->key, sizeof(a->key), "%s-%llu-%u", k->prefix,
+			 (unsigned long long)a->group, i);
+		snprintf(a->value, sizeof(a->value), "value-%s-%.*s", a->key, (int)(i % 40),
+			 "........................................");
+		calls[i].req = (struct client_request){.op = CLIENT_OP_PUT,
+						       .group = a->group,
+						       .key = a->key,
+						       .key_size = (uint32_t)strlen(a->key),
+						       .value = a->value,
+						       .value_size = (uint32_t)strlen(a->value)};
+	}
+	kvcheck_seed(k, calls, count);
+	/* A PUT of a fresh key with a fixed value is safe to send again. */
+	client_router_run(&k->router, calls, count, true, k->timeout_ms);
+	out = fopen(k->ack_path, "a");
+	if (out == NULL) {
+		perror(k->ack_path);
+		return 2;
+	}
+	acked = 0;
+	for (uint32_t i = 0; i < count; i++) {
+		if (calls[i].rv == 0 && calls[i].status == CLIENT_STATUS_OK) {
+			fprintf(out, "%llu %s %s\n", (unsigned long long)acks[i].group, acks[i].key,
+				acks[i].value);
+			acked++;
+		} else if (i - acked < KVCHECK_SHOW_MAX) {
+			fprintf(stderr, "put %s (group %llu): rv %d status %s %.*s\n", acks[i].key,
+				(unsigned long long)acks[i].group, calls[i].rv,
+				kvcheck_status_name(calls[i].status), (int)calls[i].value_size,
+				calls[i].value != NULL ? (const char *)calls[i].value : "");
+		}
+		client_call_clear(&calls[i]);
+	}
+	fclose(out);
+	printf("put: %u of %u acknowledged\n", acked, count);
+	free(calls);
+	free(acks);
+	return acked == count ? 0 : 1;
+}
+
+static struct kvcheck_ack *kvcheck_read_acks(const char *path, uint32_t *count)
+{
+	FILE *in = fopen(path, "r");
+	struct kvcheck_ack *acks = NULL;
+	uint32_t size = 0;
+	unsigned long long group;
+	char key[KVCHECK_TEXT_MAX], value[KVCHECK_TEXT_MAX];
+
+	*count = 0;
+	if (in == NULL) {
+		perror(path);
+		return NULL;
+	}
+	while (fscanf(in, "%llu %127s %127s", &group, key, value) == 3) {
+		if (*count == size) {
+			struct kvcheck_ack *grown;
+
+			size = size == 0 ? 1024 : size * 2;
+			grown = realloc(acks, size * sizeof(*acks));
+			if (grown == NULL)
+				break;
+			acks = grown;
+		}
+		acks[*count].group = group;
+		strcpy(acks[*count].key, key);
+		strcpy(acks[*count].value, value);
+		(*count)++;
+	}
+	fclose(in);
+	return acks;
+}
+
+/* GET (or LOCAL_GET) every acknowledged key; returns how many differ. */
+static uint32_t kvcheck_compare(struct kvcheck *k, const struct kvcheck_ack *acks, uint32_t count,
+				uint32_t op, bool quiet)
+{
+	struct client_call *calls = calloc(count, sizeof(*calls));
+	uint32_t wrong = 0;
+
+	if (calls == NULL)
+		return count;
+	for (uint32_t i = 0; i < count; i++)
+		calls[i].req = (struct client_request){.op = op,
+						       .group = acks[i].group,
+						       .key = acks[i].key,
+						       .key_size = (uint32_t)strlen(acks[i].key)};
+	kvcheck_seed(k, calls, count);
+	client_router_run(&k->router, calls, count, true, k->timeout_ms);
+	for (uint32_t i = 0; i < count; i++) {
+		const struct client_call *c = &calls[i];
+		size_t size = strlen(acks[i].value);
+		bool same = c->rv == 0 && c->status == CLIENT_STATUS_OK && c->value_size == size &&
+			    memcmp(c->value, acks[i].value, size) == 0;
+
+		if (!same && !quiet && wrong < KVCHECK_SHOW_MAX)
+			fprintf(stderr,
+				"%s (group %llu) on node %llu: rv %d status %s value '%.*s'\n",
+				acks[i].key, (unsigned long long)acks[i].group,
+				(unsigned long long)c->node, c->rv, kvcheck_status_name(c->status),
+				(int)c->value_size, c->value != NULL ? (const char *)c->value : "");
+		wrong += !same;
+		client_call_clear(&calls[i]);
+	}
+	free(calls);
+	return wrong;
+}
+
+static int kvcheck_verify(struct kvcheck *k)
+{
+	uint32_t count, wrong;
+	struct kvcheck_ack *acks = kvcheck_read_acks(k->ack_path, &count);
+
+	if (acks == NULL)
+		return 2;
+	wrong = kvcheck_compare(k, acks, count, CLIENT_OP_GET, false);
+	printf("verify via node %llu: %u of %u acknowledged writes read back\n",
+	       (unsigned long long)k->via, count - wrong, count);
+	free(acks);
+	return wrong == 0 && count > 0 ? 0 : 1;
+}
+
+/* Poll node via's own state until it holds every acknowledged write. */
+static int kvcheck_local(struct kvcheck *k)
+{
+	uint64_t deadline = kvcheck_now_ms() + (uint64_t)k->timeout_ms;
+	uint32_t count, wrong = 0;
+	struct kvcheck_ack *acks = kvcheck_read_acks(k->ack_path, &count);
+	int timeout_ms = k->timeout_ms;
+
+	if (acks == NULL || k->via == 0)
+		return 2;
+	k->timeout_ms = 2000;
+	for (int round = 0; round < 1000; round++) {
+		bool last = kvcheck_now_ms() >= deadline;
+
+		wrong = kvcheck_compare(k, acks, count, CLIENT_OP_LOCAL_GET, !last);
+		if (wrong == 0 || last)
+			break;
+		usleep(100 * 1000);
+	}
+	k->timeout_ms = timeout_ms;
+	printf("local state of node %llu: %u of %u acknowledged writes present\n",
+	       (unsigned long long)k->via, count - wrong, count);
+	free(acks);
+	return wrong == 0 && count > 0 ? 0 : 1;
+}
+
+/* Run one call, not idempotent (a CAS or DELETE must run exactly once). */
+static int kvcheck_call(struct kvcheck *k, struct client_call *call, uint32_t want_status,
+			const char *want_value, const char *what)
+{
+	bool ok;
+
+	client_router_run(&k->router, call, 1, false, k->timeout_ms);
+	ok = call->rv == 0 && call->status == want_status &&
+	     (want_value == NULL || (call->value_size == strlen(want_value) &&
+				     memcmp(call->value, want_value, call->value_size) == 0));
+	if (!ok)
+		fprintf(stderr, "ops: %s: rv %d status %s value '%.*s', expected %s '%s'\n", what,
+			call->rv, kvcheck_status_name(call->status), (int)call->value_size,
+			call->value != NULL ? (const char *)call->value : "",
+			kvcheck_status_name(want_status), want_value != NULL ? want_value : "");
+	client_call_clear(call);
+	return ok ? 0 : 1;
+}
+
+static int kvcheck_ops(struct kvcheck *k)
+{
+	char key[64];
+	struct client_request cas = {.op = CLIENT_OP_CAS, .group = k->group, .key = key};
+	struct client_request simple = {.group = k->group, .key = key};
+	struct client_call call = {.req = cas};
+	int failed = 0;
+
+	snprintf(key, sizeof(key), "ops-%ld-%llu", (long)getpid(),
+		 (unsigned long long)kvcheck_now_ms());
+	cas.key_size = simple.key_size = (uint32_t)strlen(key);
+	/* CAS on an absent key: create once, then mismatch with the value. */
+	cas.expected_size = CLIENT_ABSENT;
+	cas.value = "one";
+	cas.value_size = 3;
+	call.req = cas;
+	failed |= kvcheck_call(k, &call, CLIENT_STATUS_OK, NULL, "CAS absent -> one");
+	call.req = cas;
+	failed |= kvcheck_call(k, &call, CLIENT_STATUS_CAS_MISMATCH, "one", "CAS absent again");
+	cas.expected = "two";
+	cas.expected_size = 3;
+	call.req = cas;
+	failed |= kvcheck_call(k, &call, CLIENT_STATUS_CAS_MISMATCH, "one", "CAS two -> one");
+	cas.expected = "one";
+	cas.value = "three";
+	cas.value_size = 5;
+	call.req = cas;
+	failed |= kvcheck_call(k, &call, CLIENT_STATUS_OK, NULL, "CAS one -> three");
+	simple.op = CLIENT_OP_GET;
+	call.req = simple;
+	failed |= kvcheck_call(k, &call, CLIENT_STATUS_OK, "three", "GET after CAS");
+	simple.op = CLIENT_OP_DELETE;
+	call.req = simple;
+	failed |= kvcheck_call(k, &call, CLIENT_STATUS_OK, NULL, "DELETE");
+	call.req = simple;
+	failed |= kvcheck_call(k, &call, CLIENT_STATUS_NOT_FOUND, NULL, "DELETE again");
+	simple.op = CLIENT_OP_GET;
+	call.req = simple;
+	failed |= kvcheck_call(k, &call, CLIENT_STATUS_NOT_FOUND, NULL, "GET after DELETE");
+	call.req = cas; /* Expects "one": the key is gone. */
+	failed |= kvcheck_call(k, &call, CLIENT_STATUS_NOT_FOUND, NULL, "CAS on a deleted key");
+	printf("ops on group %llu: %s\n", (unsigned long long)k->group, failed ? "FAILED" : "ok");
+	return failed;
+}
+
+/* Send raw bytes on a fresh connection to node via; expect BAD_REQUEST, then
+ * the connection closed by the node. Returns 0 when so. */
+static int kvcheck_garbage_one(struct kvcheck *k, const void *bytes, size_t size, const char *what)
+{
+	struct client *c;
+	struct client_response resp;
+	int rv;
+
+	c = client_router_conn(&k->router, k->via);
+	if (c == NULL) {
+		fprintf(stderr, "garbage: cannot connect to node %llu\n",
+			(unsigned long long)k->via);
+		return 1;
+	}
+	if (send(c->fd, bytes, size, MSG_NOSIGNAL) != (ssize_t)size) {
+		client_close(c);
+		return 1;
+	}
+	rv = client_wait(c, &resp, 5000);
+	if (rv != 0 || resp.status != CLIENT_STATUS_BAD_REQUEST) {
+		fprintf(stderr, "garbage: %s: rv %d status %u\n", what, rv, resp.status);
+		client_close(c);
+		return 1;
+	}
+	rv = client_wait(c, &resp, 5000);
+	client_close(c);
+	if (rv != -ECONNRESET) {
+		fprintf(stderr, "garbage: %s: connection not closed (%d)\n", what, rv);
+		return 1;
+	}
+	return 0;
+}
+
+static int kvcheck_garbage(struct kvcheck *k)
+{
+	static const unsigned char oversized[] = {0xff, 0xff, 0xff, 0x7f};
+	static const unsigned char short_frame[] = {3, 0, 0, 0, 1, 2, 3};
+	static const unsigned char bad_op[24] = {20, 0, 0, 0, 77, 0, 0, 0, 9};
+	static const unsigned char bad_key[28] = {24, 0, 0, 0, 2, 0, 0, 0, 9, 0, 0,   0, 0, 0,
+						  0,  0, 1, 0, 0, 0, 0, 0, 0, 0, 200, 0, 0, 0};
+	struct client_call call = {.req = {.op = CLIENT_OP_LEADER, .group = 1}};
+	int failed = 0;
+
+	failed |= kvcheck_garbage_one(k, oversized, sizeof(oversized), "size over 16 MiB");
+	failed |= kvcheck_garbage_one(k, short_frame, sizeof(short_frame), "size under 20");
+	failed |= kvcheck_garbage_one(k, bad_op, sizeof(bad_op), "unknown op");
+	failed |= kvcheck_garbage_one(k, bad_key, sizeof(bad_key), "key past the body");
+	client_router_set_leader(&k->router, 1, k->via);
+	client_router_run(&k->router, &call, 1, true, k->timeout_ms);
+	if (call.rv != 0 || call.status != CLIENT_STATUS_OK) {
+		fprintf(stderr, "garbage: node %llu stopped answering\n",
+			(unsigned long long)k->via);
+		failed = 1;
+	}
+	client_call_clear(&call);
+	printf("garbage on node %llu: %s\n", (unsigned long long)k->via, failed ? "FAILED" : "ok");
+	return failed;
+}
+
+static int kvcheck_leaders(struct kvcheck *k)
+{
+	struct client_call *calls = calloc(k->groups_count, sizeof(*calls));
+	int failed = 0;
+
+	if (calls == NULL)
+		return 2;
+	for (uint64_t g = 0; g < k->groups_count; g++)
+		calls[g].req = (struct client_request){.op = CLIENT_OP_LEADER, .group = g + 1};
+	kvcheck_seed(k, calls, (uint32_t)k->groups_count);
+	client_router_run(&k->router, calls, (uint32_t)k->groups_count, true, k->timeout_ms);
+	for (uint64_t g = 0; g < k->groups_count; g++) {
+		printf("group %llu: leader %llu (rv %d, asked node %llu)\n",
+		       (unsigned long long)g + 1, (unsigned long long)calls[g].leader_hint,
+		       calls[g].rv, (unsigned long long)calls[g].node);
+		failed |= calls[g].rv != 0;
+		client_call_clear(&calls[g]);
+	}
+	free(calls);
+	return failed;
+}
+
+static int kvcheck_usage(void)
+{
+	fprintf(stderr, "usage: flotilla-kvcheck --nodes SPEC [--groups N] [--timeout-ms T] "
+			"put|verify|local|ops|garbage|leaders [--prefix P] [--keys K] "
+			"[--ack FILE] [--via ID] [--group G]\n");
+	return 2;
+}
+
+int main(int argc, char **argv)
+{
+	struct kvcheck k = {.groups_count = 1, .timeout_ms = 20000, .keys_count = 10, .group = 1};
+	const char *command = NULL;
+	int rv;
+
+	for (int i = 1; i < argc; i++) {
+		const char *arg = argv[i];
+		const char *value = i + 1 < argc ? argv[i + 1] : NULL;
+
+		if (strncmp(arg, "--", 2) != 0) {
+			command = arg;
+			continue;
+		}
+		if (value == NULL)
+			return kvcheck_usage();
+		i++;
+		if (strcmp(arg, "--nodes") == 0)
+			k.nodes = value;
+		else if (strcmp(arg, "--groups") == 0)
+			k.groups_count = strtoull(value, NULL, 10);
+		else if (strcmp(arg, "--timeout-ms") == 0)
+			k.timeout_ms = atoi(value);
+		else if (strcmp(arg, "--prefix") == 0)
+			k.prefix = value;
+		else if (strcmp(arg, "--keys") == 0)
+			k.keys_count = (uint32_t)strtoul(value, NULL, 10);
+		else if (strcmp(arg, "--ack") == 0)
+			k.ack_path = value;
+		else if (strcmp(arg, "--via") == 0)
+			k.via = strtoull(value, NULL, 10);
+		else if (strcmp(arg, "--group") == 0)
+			k.group = strtoull(value, NULL, 10);
+		else
+			return kvcheck_usage();
+	}
+	if (command == NULL || k.nodes == NULL || k.groups_count == 0 || k.groups_count > 1000000 ||
+	    k.keys_count == 0 || k.timeout_ms <= 0)
+		return kvcheck_usage();
+	if (client_router_init(&k.router, k.nodes) != 0) {
+		fprintf(stderr, "flotilla-kvcheck: bad --nodes '%s'\n", k.nodes);
+		return 2;
+	}
+	if (strcmp(command, "put") == 0)
+		rv = kvcheck_put(&k);
+	else if (strcmp(command, "verify") == 0 && k.ack_path != NULL)
+		rv = kvcheck_verify(&k);
+	else if (strcmp(command, "local") == 0 && k.ack_path != NULL)
+		rv = kvcheck_local(&k);
+	else if (strcmp(command, "ops") == 0)
+		rv = kvcheck_ops(&k);
+	else if (strcmp(command, "garbage") == 0 && k.via != 0)
+		rv = kvcheck_garbage(&k);
+	else if (strcmp(command, "leaders") == 0)
+		rv = kvcheck_leaders(&k);
+	else
+		rv = kvcheck_usage();
+	client_router_deinit(&k.router);
+	fflush(stdout);
+	return rv;
+}

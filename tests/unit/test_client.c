@@ -1,0 +1,386 @@
+/* The client protocol: codec limits, pipelined connections, router set-up. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "tools/client.h"
+
+static unsigned char *encode(const struct client_request *req, uint32_t *size)
+{
+	unsigned char *buf;
+
+	*size = client_request_size(req);
+	assert_true(*size > 0);
+	buf = malloc(*size);
+	assert_non_null(buf);
+	client_request_encode(req, buf);
+	return buf;
+}
+
+static void store32(unsigned char *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static void test_requests_round_trip_for_every_op(void **state)
+{
+	static const char key[] = "key", expected[] = "old", value[] = "value";
+	const struct client_request reqs[] = {
+	    {.op = CLIENT_OP_PUT,
+	     .request_id = 1,
+	     .group = 9,
+	     .key = key,
+	     .key_size = 3,
+	     .value = value,
+	     .value_size = 5},
+	    {.op = CLIENT_OP_GET, .request_id = 2, .group = 9, .key = key, .key_size = 3},
+	    {.op = CLIENT_OP_DELETE, .request_id = 3, .group = 9, .key = key, .key_size = 3},
+	    {.op = CLIENT_OP_CAS,
+	     .request_id = 4,
+	     .group = 9,
+	     .key = key,
+	     .key_size = 3,
+	     .expected = expected,
+	     .expected_size = 3,
+	     .value = value,
+	     .value_size = 5},
+	    {.op = CLIENT_OP_CAS,
+	     .request_id = 5,
+	     .group = 9,
+	     .key = key,
+	     .key_size = 3,
+	     .expected_size = CLIENT_ABSENT,
+	     .value = value,
+	     .value_size = 5},
+	    {.op = CLIENT_OP_LEADER, .request_id = 6, .group = UINT64_MAX},
+	    {.op = CLIENT_OP_LOCAL_GET, .request_id = 7, .group = 9, .key = key, .key_size = 3},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(reqs) / sizeof(reqs[0]); i++) {
+		const struct client_request *want = &reqs[i];
+		struct client_request got;
+		uint32_t size;
+		unsigned char *buf = encode(want, &size);
+
+		assert_int_equal(client_request_decode(buf, size, &got), (int)size);
+		assert_int_equal(got.op, want->op);
+		assert_int_equal(got.request_id, want->request_id);
+		assert_int_equal(got.group, want->group);
+		assert_int_equal(got.key_size, want->key_size);
+		assert_int_equal(got.value_size, want->value_size);
+		if (want->key_size > 0)
+			assert_memory_equal(got.key, want->key, want->key_size);
+		if (want->value_size > 0)
+			assert_memory_equal(got.value, want->value, want->value_size);
+		if (want->op == CLIENT_OP_CAS) {
+			assert_int_equal(got.expected_size, want->expected_size);
+			if (want->expected_size != CLIENT_ABSENT)
+				assert_memory_equal(got.expected, want->expected, 3);
+		}
+		/* Every strict prefix asks for more bytes. */
+		for (uint32_t cut = 0; cut < size; cut++)
+			assert_int_equal(client_request_decode(buf, cut, &got), 0);
+		free(buf);
+	}
+}
+
+static void test_put_layout_is_byte_exact(void **state)
+{
+	struct client_request req = {.op = CLIENT_OP_PUT,
+				     .request_id = 0x0102030405060708,
+				     .group = 5,
+				     .key = "ab",
+				     .key_size = 2,
+				     .value = "xyz",
+				     .value_size = 3};
+	static const unsigned char want[] = {
+	    33,  0,   0,   0,                /* size: 4 + 8 + 8 + 4 + 4 + 2 + 3 */
+	    1,   0,   0,   0,                /* op PUT */
+	    8,   7,   6,   5,   4,  3, 2, 1, /* request_id */
+	    5,   0,   0,   0,   0,  0, 0, 0, /* group */
+	    2,   0,   0,   0,   3,  0, 0, 0, /* key_size, value_size */
+	    'a', 'b', 'x', 'y', 'z'};
+	uint32_t size;
+	unsigned char *buf = encode(&req, &size);
+
+	(void)state;
+	assert_int_equal(size, sizeof(want));
+	assert_memory_equal(buf, want, sizeof(want));
+	free(buf);
+}
+
+static void test_oversized_requests_fail_from_the_size_field(void **state)
+{
+	unsigned char buf[4];
+	struct client_request got;
+
+	(void)state;
+	store32(buf, CLIENT_REQUEST_SIZE_MAX + 1);
+	assert_int_equal(client_request_decode(buf, sizeof(buf), &got), -EBADMSG);
+	store32(buf, 19); /* Shorter than op, request_id and group. */
+	assert_int_equal(client_request_decode(buf, sizeof(buf), &got), -EBADMSG);
+	store32(buf, CLIENT_REQUEST_SIZE_MAX);
+	assert_int_equal(client_request_decode(buf, sizeof(buf), &got), 0);
+}
+
+static void test_malformed_bodies_are_rejected_with_their_id(void **state)
+{
+	struct client_request req = {
+	    .op = CLIENT_OP_GET, .request_id = 77, .group = 1, .key = "key", .key_size = 3};
+	struct client_request got;
+	uint32_t size;
+	unsigned char *buf = encode(&req, &size);
+
+	(void)state;
+	store32(buf + 4, 99); /* Unknown op. */
+	assert_int_equal(client_request_decode(buf, size, &got), -EBADMSG);
+	assert_int_equal(got.request_id, 77);
+	store32(buf + 4, CLIENT_OP_GET);
+	store32(buf + 24, 4); /* key_size past the body. */
+	assert_int_equal(client_request_decode(buf, size, &got), -EBADMSG);
+	store32(buf + 24, 2); /* key_size short of the body. */
+	assert_int_equal(client_request_decode(buf, size, &got), -EBADMSG);
+	store32(buf + 24, 3);
+	store32(buf + 4, CLIENT_OP_LEADER); /* LEADER takes no body. */
+	assert_int_equal(client_request_decode(buf, size, &got), -EBADMSG);
+	free(buf);
+}
+
+static void test_keys_over_the_limit_are_refused(void **state)
+{
+	static unsigned char key[CLIENT_KEY_SIZE_MAX + 1];
+	struct client_request req = {.op = CLIENT_OP_GET, .key = key, .key_size = sizeof(key)};
+	uint32_t size;
+	unsigned char *buf;
+	struct client_request got;
+
+	(void)state;
+	assert_int_equal(client_request_size(&req), 0);
+	req.key_size = CLIENT_KEY_SIZE_MAX;
+	buf = encode(&req, &size);
+	assert_int_equal(client_request_decode(buf, size, &got), (int)size);
+	free(buf);
+	/* A hand-made request with a larger key. */
+	buf = calloc(1, CLIENT_REQUEST_HEADER_SIZE + 4 + sizeof(key));
+	assert_non_null(buf);
+	store32(buf, CLIENT_REQUEST_HEADER_SIZE + sizeof(key));
+	store32(buf + 4, CLIENT_OP_GET);
+	store32(buf + 24, sizeof(key));
+	assert_int_equal(
+	    client_request_decode(buf, CLIENT_REQUEST_HEADER_SIZE + 4 + sizeof(key), &got),
+	    -EBADMSG);
+	free(buf);
+}
+
+static void test_responses_round_trip(void **state)
+{
+	struct client_response resp = {.status = CLIENT_STATUS_CAS_MISMATCH,
+				       .request_id = 12,
+				       .leader_hint = 3,
+				       .value = "now",
+				       .value_size = 3};
+	unsigned char buf[64];
+	struct client_response got;
+	uint32_t size = client_response_size(3);
+
+	(void)state;
+	assert_int_equal(size, CLIENT_RESPONSE_HEADER_SIZE + 3);
+	client_response_encode(&resp, buf);
+	assert_int_equal(client_response_decode(buf, size, &got), (int)size);
+	assert_int_equal(got.status, resp.status);
+	assert_int_equal(got.request_id, 12);
+	assert_int_equal(got.leader_hint, 3);
+	assert_int_equal(got.value_size, 3);
+	assert_memory_equal(got.value, "now", 3);
+	for (uint32_t cut = 0; cut < size; cut++)
+		assert_int_equal(client_response_decode(buf, cut, &got), 0);
+	store32(buf + 24, 4); /* value_size disagrees with size. */
+	assert_int_equal(client_response_decode(buf, size, &got), -EBADMSG);
+}
+
+/* Random bytes never make the decoder read out of bounds (run under ASan). */
+static void test_random_bytes_decode_safely(void **state)
+{
+	uint64_t seed = 7;
+
+	(void)state;
+	for (int round = 0; round < 20000; round++) {
+		unsigned char *buf;
+		struct client_request req;
+		uint32_t size;
+
+		seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+		size = (uint32_t)(seed >> 58); /* 0..63 bytes */
+		buf = malloc(size + 1);
+		assert_non_null(buf);
+		for (uint32_t i = 0; i < size; i++) {
+			seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+			buf[i] = (unsigned char)(seed >> 56);
+		}
+		if (size >= 4 && (seed & 1) != 0)
+			store32(buf, size - 4); /* Often a plausible size field. */
+		if (size >= 8 && (seed & 2) != 0)
+			store32(buf + 4, (uint32_t)(seed >> 8) % 7);
+		if (client_request_decode(buf, size, &req) > 0) {
+			if (req.key_size > 0)
+				assert_true((const unsigned char *)req.key + req.key_size <=
+					    buf + size);
+			if (req.value_size > 0)
+				assert_true((const unsigned char *)req.value + req.value_size <=
+					    buf + size);
+		}
+		free(buf);
+	}
+}
+
+/* Many requests queued on one connection reach the other end intact; the
+ * answers, sent back in reverse, are all matched by id. */
+static void test_pipelined_requests_and_out_of_order_answers(void **state)
+{
+	enum { COUNT = 200 };
+	struct client c = {.fd = -1};
+	int fds[2];
+	unsigned char *server_in = malloc(1 << 20);
+	size_t server_in_size = 0;
+	bool seen[COUNT] = {false};
+	int off = 0;
+
+	(void)state;
+	assert_non_null(server_in);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds), 0);
+	c.fd = fds[0];
+	for (uint64_t i = 0; i < COUNT; i++) {
+		struct client_request req = {.op = CLIENT_OP_PUT,
+					     .request_id = i,
+					     .group = i % 7,
+					     .key = "k",
+					     .key_size = 1,
+					     .value = &i,
+					     .value_size = sizeof(i)};
+
+		assert_int_equal(client_send(&c, &req), 0);
+	}
+	assert_int_equal(client_flush(&c), 0);
+	for (int tries = 0; tries < 1000; tries++) {
+		ssize_t n = read(fds[1], server_in + server_in_size, (1 << 20) - server_in_size);
+
+		if (n <= 0)
+			break;
+		server_in_size += (size_t)n;
+	}
+	for (int i = 0; i < COUNT; i++) {
+		struct client_request req;
+		int n = client_request_decode(server_in + off, server_in_size - (size_t)off, &req);
+
+		assert_true(n > 0);
+		assert_int_equal(req.request_id, (uint64_t)i);
+		assert_memory_equal(req.value, &req.request_id, sizeof(uint64_t));
+		off += n;
+	}
+	assert_int_equal((size_t)off, server_in_size);
+	for (int i = COUNT - 1; i >= 0; i--) {
+		struct client_response resp = {.status = CLIENT_STATUS_OK,
+					       .request_id = (uint64_t)i,
+					       .value = &i,
+					       .value_size = sizeof(i)};
+		unsigned char buf[64];
+
+		client_response_encode(&resp, buf);
+		assert_int_equal(write(fds[1], buf, client_response_size(sizeof(i))),
+				 (ssize_t)client_response_size(sizeof(i)));
+	}
+	for (int i = 0; i < COUNT; i++) {
+		struct client_response resp;
+		int value;
+
+		assert_int_equal(client_wait(&c, &resp, 1000), 0);
+		assert_true(resp.request_id < COUNT && !seen[resp.request_id]);
+		seen[resp.request_id] = true;
+		memcpy(&value, resp.value, sizeof(value));
+		assert_int_equal((uint64_t)value, resp.request_id);
+	}
+	client_close(&c);
+	close(fds[1]);
+	free(server_in);
+}
+
+static void test_router_parses_node_lists(void **state)
+{
+	struct client_router r;
+
+	(void)state;
+	assert_int_equal(client_router_init(&r, "127.0.0.1:7001,127.0.0.1:7003"), 0);
+	assert_int_equal(r.nodes_count, 2);
+	assert_int_equal(r.nodes[1].id, 2);
+	assert_string_equal(r.nodes[1].addr, "127.0.0.1:7003");
+	assert_int_equal(client_router_leader(&r, 5), 0);
+	client_router_set_leader(&r, 5, 2);
+	assert_int_equal(client_router_leader(&r, 5), 2);
+	assert_int_equal(client_router_leader(&r, 5 + r.leaders_slots), 0);
+	client_router_deinit(&r);
+	assert_int_equal(client_router_init(&r, "3=127.0.0.1:1,7=127.0.0.1:2"), 0);
+	assert_int_equal(r.nodes[0].id, 3);
+	assert_int_equal(r.nodes[1].id, 7);
+	client_router_deinit(&r);
+	assert_int_equal(client_router_init(&r, ""), -EINVAL);
+	assert_int_equal(client_router_init(&r, "1=a:1,1=b:2"), -EINVAL);
+	assert_int_equal(client_router_init(&r, "x=a:1"), -EINVAL);
+}
+
+/* Nobody listens on the port: connect fails at once, without a crash. */
+static void test_connect_to_a_closed_port_fails(void **state)
+{
+	struct client c;
+	struct client_router r;
+	struct client_call call = {.req = {.op = CLIENT_OP_LEADER, .group = 1}};
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in addr = {.sin_family = AF_INET};
+	socklen_t len = sizeof(addr);
+	char text[64];
+
+	(void)state;
+	/* Bind a port and never listen on it: connections to it are refused. */
+	assert_int_equal(client_parse_addr("127.0.0.1:0", &addr), 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&addr, sizeof(addr)), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&addr, &len), 0);
+	snprintf(text, sizeof(text), "127.0.0.1:%u", ntohs(addr.sin_port));
+	assert_int_equal(client_connect(&c, text, 1000), -ECONNREFUSED);
+	assert_int_equal(c.fd, -1);
+	assert_int_equal(client_connect(&c, "no-port", 1000), -EINVAL);
+	assert_int_equal(client_router_init(&r, text), 0);
+	assert_int_equal(client_router_run(&r, &call, 1, true, 100), 0);
+	assert_int_equal(call.rv, -ETIMEDOUT);
+	client_call_clear(&call);
+	client_router_deinit(&r);
+	close(fd);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_requests_round_trip_for_every_op),
+	    cmocka_unit_test(test_put_layout_is_byte_exact),
+	    cmocka_unit_test(test_oversized_requests_fail_from_the_size_field),
+	    cmocka_unit_test(test_malformed_bodies_are_rejected_with_their_id),
+	    cmocka_unit_test(test_keys_over_the_limit_are_refused),
+	    cmocka_unit_test(test_responses_round_trip),
+	    cmocka_unit_test(test_random_bytes_decode_safely),
+	    cmocka_unit_test(test_pipelined_requests_and_out_of_order_answers),
+	    cmocka_unit_test(test_router_parses_node_lists),
+	    cmocka_unit_test(test_connect_to_a_closed_port_fails),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

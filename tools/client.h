@@ -1,0 +1,213 @@
+/* Flotilla's client protocol (docs/client-protocol.md): the codec shared by
+ * flotilla-node and its clients, one pipelined connection (struct client),
+ * and a router over the nodes of a cluster that sends each request to its
+ * group's leader and follows NOT_LEADER hints (struct client_router).
+ *
+ * Nothing here is thread-safe: use one client or router per thread. */
+#ifndef TOOLS_CLIENT_H
+#define TOOLS_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* REQUEST, little-endian; size counts the bytes after the size field.
+ *    0: u32 size           at least 20, at most CLIENT_REQUEST_SIZE_MAX
+ *    4: u32 op             CLIENT_OP_*
+ *    8: u64 request_id     chosen by the client, echoed in the response
+ *   16: u64 group
+ *   24: body, by op:
+ *       PUT        u32 key_size | u32 value_size | key | value
+ *       GET        u32 key_size | key
+ *       DELETE     u32 key_size | key
+ *       CAS        u32 key_size | u32 expected_size | u32 value_size | key | expected | value
+ *                  (expected_size CLIENT_ABSENT: the key must be absent; no expected bytes)
+ *       LEADER     empty
+ *       LOCAL_GET  u32 key_size | key   (debug: this node's state, no read barrier)
+ * RESPONSE, little-endian:
+ *    0: u32 size           24 + value_size
+ *    4: u32 status         CLIENT_STATUS_*
+ *    8: u64 request_id
+ *   16: u64 leader_hint    leader's node id if known, else 0
+ *   24: u32 value_size
+ *   28: value */
+#define CLIENT_REQUEST_SIZE_MAX     (16u << 20)
+#define CLIENT_RESPONSE_SIZE_MAX    (16u << 20)
+#define CLIENT_KEY_SIZE_MAX         (64u << 10)
+#define CLIENT_ABSENT               UINT32_MAX
+#define CLIENT_REQUEST_HEADER_SIZE  24 /* Including the size field. */
+#define CLIENT_RESPONSE_HEADER_SIZE 28 /* Including the size field. */
+#define CLIENT_NODES_MAX            16
+#define CLIENT_ADDR_SIZE_MAX        64
+
+enum {
+	CLIENT_OP_PUT = 1,
+	CLIENT_OP_GET = 2,
+	CLIENT_OP_DELETE = 3,
+	CLIENT_OP_CAS = 4,
+	CLIENT_OP_LEADER = 5,
+	CLIENT_OP_LOCAL_GET = 6,
+};
+
+enum {
+	CLIENT_STATUS_OK = 0,
+	CLIENT_STATUS_NOT_FOUND = 1,
+	CLIENT_STATUS_NOT_LEADER = 2,
+	CLIENT_STATUS_CAS_MISMATCH = 3,
+	CLIENT_STATUS_ERROR = 4,
+	CLIENT_STATUS_BAD_REQUEST = 5,
+};
+
+/* A request. Pointers are borrowed (encode) or point into the decoded buffer
+ * (decode); fields an op does not use are 0/NULL. */
+struct client_request {
+	uint32_t op;
+	uint64_t request_id;
+	uint64_t group;
+	const void *key;
+	const void *expected;
+	const void *value;
+	uint32_t key_size;
+	uint32_t expected_size; /* CAS; CLIENT_ABSENT: the key must be absent. */
+	uint32_t value_size;
+};
+
+struct client_response {
+	uint32_t status;
+	uint64_t request_id;
+	uint64_t leader_hint;
+	const void *value; /* Borrowed from the decoded buffer. */
+	uint32_t value_size;
+};
+
+/* Encoded bytes of req, size field included; 0 when req breaks a limit
+ * (unknown op, key over CLIENT_KEY_SIZE_MAX, size over CLIENT_REQUEST_SIZE_MAX). */
+uint32_t client_request_size(const struct client_request *req);
+
+/* Write req into buf, which holds client_request_size(req) bytes (not 0). */
+void client_request_encode(const struct client_request *req, void *buf);
+
+/* Decode the request at the front of buf, which holds size bytes. Returns the
+ * bytes it takes (> 0), 0 when buf holds only part of it, or -EBADMSG when it
+ * is malformed. On -EBADMSG, req->request_id is the request's id when its
+ * bytes are in buf, else 0. A size field over the limit fails at once, without
+ * waiting for the body. */
+int client_request_decode(const void *buf, size_t size, struct client_request *req);
+
+/* Encoded bytes of a response carrying value_size bytes. */
+uint32_t client_response_size(uint32_t value_size);
+
+/* Write resp into buf, which holds client_response_size(resp->value_size) bytes. */
+void client_response_encode(const struct client_response *resp, void *buf);
+
+/* Same contract as client_request_decode(), for responses. */
+int client_response_decode(const void *buf, size_t size, struct client_response *resp);
+
+/* Parse "host:port" (IPv4 or a name that resolves to one) into *addr, a
+ * struct sockaddr_in. Returns 0 or -EINVAL. */
+struct sockaddr_in;
+int client_parse_addr(const char *text, struct sockaddr_in *addr);
+
+/* One connection with pipelined requests: queue any number with
+ * client_send(), push them with client_flush(), take responses in whatever
+ * order the server sends them with client_receive()/client_wait(). The
+ * socket is non-blocking; fd may go into the caller's poll/epoll set. */
+struct client {
+	int fd; /* -1 when closed. */
+	unsigned char *in;
+	uint32_t in_size; /* Capacity. */
+	uint32_t in_start, in_end;
+	unsigned char *out;
+	uint32_t out_size; /* Capacity. */
+	uint32_t out_start, out_end;
+};
+
+/* Connect to addr ("host:port") within timeout_ms. Returns 0, -EINVAL (bad
+ * address), -ETIMEDOUT, -ENOMEM or -errno from connect (-ECONNREFUSED). */
+int client_connect(struct client *c, const char *addr, int timeout_ms);
+
+/* Close the connection and free its buffers; safe to call twice. */
+void client_close(struct client *c);
+
+/* Queue req for sending. Returns 0, -EINVAL (req breaks a limit) or -ENOMEM. */
+int client_send(struct client *c, const struct client_request *req);
+
+/* Write what the socket takes. Returns 0 (all sent), -EAGAIN (some left:
+ * wait for POLLOUT) or -errno (the connection is unusable). */
+int client_flush(struct client *c);
+
+/* Whether queued bytes wait to be written. */
+bool client_has_output(const struct client *c);
+
+/* Read what the socket has. Returns the bytes read (> 0), -EAGAIN (nothing
+ * yet), -ECONNRESET (closed by the server) or -errno. Invalidates the value
+ * pointers of responses taken before. */
+int client_read(struct client *c);
+
+/* Take the next response already read. Returns 1 (*resp is valid until the
+ * next client_read/client_wait on c), 0 (none complete yet) or -EBADMSG. */
+int client_receive(struct client *c, struct client_response *resp);
+
+/* Flush, then wait up to timeout_ms for one response. Returns 0, -ETIMEDOUT,
+ * -EBADMSG or -errno from the socket. */
+int client_wait(struct client *c, struct client_response *resp, int timeout_ms);
+
+/* A request to run through the router, and its outcome. */
+struct client_call {
+	struct client_request req; /* In; the router sets req.request_id. */
+	int rv;                    /* Out: 0 (answered), -ETIMEDOUT, -ECONNRESET, -EINVAL. */
+	uint32_t status;           /* Out, when rv is 0: CLIENT_STATUS_*. */
+	uint64_t node;             /* Out: the node that answered. */
+	uint64_t leader_hint;      /* Out: the answer's leader hint. */
+	void *value;               /* Out: malloc()ed copy; free with client_call_clear(). */
+	uint32_t value_size;
+	/* Private to the router. */
+	uint64_t sent_id;
+	uint64_t retry_at_ms;
+	uint32_t attempts;
+	bool done;
+};
+
+struct client_node {
+	uint64_t id;
+	char addr[CLIENT_ADDR_SIZE_MAX];
+	struct client conn;
+	uint64_t down_until_ms; /* Do not reconnect before. */
+};
+
+/* The nodes of a cluster and the leader of each group as last heard. */
+struct client_router {
+	struct client_node nodes[CLIENT_NODES_MAX];
+	uint32_t nodes_count;
+	uint64_t *leaders; /* Direct-mapped cache: slot group % leaders_slots. */
+	uint64_t *leaders_group;
+	uint32_t leaders_slots;
+	uint64_t run_seq; /* Tells this run's responses from late ones of an older run. */
+};
+
+/* spec: "ID=HOST:PORT,ID=HOST:PORT,..." or "HOST:PORT,..." (ids 1, 2, ... in
+ * order). Connects lazily. Returns 0, -EINVAL or -ENOMEM. */
+int client_router_init(struct client_router *r, const char *spec);
+void client_router_deinit(struct client_router *r);
+
+/* Cached leader of group, 0 if unknown; and the setter (0 forgets). */
+uint64_t client_router_leader(const struct client_router *r, uint64_t group);
+void client_router_set_leader(struct client_router *r, uint64_t group, uint64_t node);
+
+/* The connection to node id, connected now if needed; NULL when the node is
+ * unknown or unreachable (then not retried for a short while). */
+struct client *client_router_conn(struct client_router *r, uint64_t node);
+
+/* Run calls, pipelined: each goes to its group's leader as last heard (or to
+ * the nodes in turn), NOT_LEADER answers are sent again to the hinted leader,
+ * and everything ends within timeout_ms. With idempotent, an ERROR answer
+ * or a lost connection also leads to a retry (safe for PUT with a fixed value,
+ * GET, LEADER; not for CAS or DELETE, whose retry may see their own effect).
+ * Returns the count of calls that got an answer (rv 0); see each call's rv. */
+uint32_t client_router_run(struct client_router *r, struct client_call *calls, uint32_t count,
+			   bool idempotent, int timeout_ms);
+
+/* Free a call's value and reset its outcome, keeping req. */
+void client_call_clear(struct client_call *call);
+
+#endif /* TOOLS_CLIENT_H */

@@ -1,0 +1,487 @@
+/* The key-value state machine: command codec, per-group maps, apply and get.
+ *
+ * The maps are open-addressing hash tables with linear probing, written here.
+ * Debian ships C hash maps (uthash-dev, libck-dev), but uthash is a set of
+ * intrusive macros and ck_ht a concurrent table with its own memory hooks;
+ * both would add a build dependency for about a hundred lines of code. Keys
+ * hash with XXH3-64, which the project already links. A table holds at most
+ * 3/4 of its slots and doubles when it would hold more; deletion shifts later
+ * entries of the probe run back, so there are no tombstones and lookups stay
+ * short after many deletes.
+ *
+ * Locking: the group table is read-locked to find a group and write-locked
+ * only to add one (the first write to a group). Each group's map has its own
+ * mutex. Apply runs on the group's shard thread and reads may come from any
+ * thread, so the mutex is almost always uncontended. */
+#include "tools/kv.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <xxhash.h>
+
+#define KV_MAP_SLOTS_MIN    16u
+#define KV_GROUPS_SLOTS_MIN 64u
+
+/* One key and its value, allocated together: key bytes, then value bytes. */
+struct kv_item {
+	uint64_t hash;
+	uint32_t key_size;
+	uint32_t value_size;
+	unsigned char bytes[];
+};
+
+struct kv_group {
+	uint64_t id;
+	pthread_mutex_t lock;
+	struct kv_item **slots; /* NULL is empty. */
+	uint32_t slots_count;   /* A power of two. */
+	uint32_t items_count;
+};
+
+static void kv_oom(void)
+{
+	/* Skipping a committed command would make this replica diverge. */
+	fprintf(stderr, "kv: out of memory while applying a committed entry\n");
+	abort();
+}
+
+static uint32_t kv_load32(const unsigned char *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static void kv_store32(unsigned char *p, uint32_t v)
+{
+	p[0] = (unsigned char)v;
+	p[1] = (unsigned char)(v >> 8);
+	p[2] = (unsigned char)(v >> 16);
+	p[3] = (unsigned char)(v >> 24);
+}
+
+static uint32_t kv_expected_bytes(const struct kv_cmd *cmd)
+{
+	return cmd->expected_size == KV_ABSENT ? 0 : cmd->expected_size;
+}
+
+uint32_t kv_cmd_size(const struct kv_cmd *cmd)
+{
+	uint64_t size =
+	    (uint64_t)KV_CMD_HEADER_SIZE + cmd->key_size + kv_expected_bytes(cmd) + cmd->value_size;
+
+	return size > UINT32_MAX ? 0 : (uint32_t)size;
+}
+
+void kv_cmd_encode(const struct kv_cmd *cmd, void *buf)
+{
+	unsigned char *p = buf;
+	uint32_t expected_bytes = kv_expected_bytes(cmd);
+
+	kv_store32(p, cmd->op);
+	kv_store32(p + 4, cmd->key_size);
+	kv_store32(p + 8, cmd->expected_size);
+	kv_store32(p + 12, cmd->value_size);
+	p += KV_CMD_HEADER_SIZE;
+	if (cmd->key_size > 0)
+		memcpy(p, cmd->key, cmd->key_size);
+	p += cmd->key_size;
+	if (expected_bytes > 0)
+		memcpy(p, cmd->expected, expected_bytes);
+	p += expected_bytes;
+	if (cmd->value_size > 0)
+		memcpy(p, cmd->value, cmd->value_size);
+}
+
+int kv_cmd_decode(const void *buf, uint32_t size, struct kv_cmd *cmd)
+{
+	const unsigned char *p = buf;
+	uint64_t need;
+
+	if (size < KV_CMD_HEADER_SIZE)
+		return -EBADMSG;
+	cmd->op = kv_load32(p);
+	cmd->key_size = kv_load32(p + 4);
+	cmd->expected_size = kv_load32(p + 8);
+	cmd->value_size = kv_load32(p + 12);
+	if (cmd->key_size > KV_KEY_SIZE_MAX)
+		return -EBADMSG;
+	switch (cmd->op) {
+	case KV_OP_PUT:
+		if (cmd->expected_size != 0)
+			return -EBADMSG;
+		break;
+	case KV_OP_DELETE:
+		if (cmd->expected_size != 0 || cmd->value_size != 0)
+			return -EBADMSG;
+		break;
+	case KV_OP_CAS:
+		break;
+	default:
+		return -EBADMSG;
+	}
+	need =
+	    (uint64_t)KV_CMD_HEADER_SIZE + cmd->key_size + kv_expected_bytes(cmd) + cmd->value_size;
+	if (need != size)
+		return -EBADMSG;
+	cmd->key = p + KV_CMD_HEADER_SIZE;
+	cmd->expected = p + KV_CMD_HEADER_SIZE + cmd->key_size;
+	cmd->value = p + KV_CMD_HEADER_SIZE + cmd->key_size + kv_expected_bytes(cmd);
+	return 0;
+}
+
+static uint64_t kv_hash_key(const void *key, uint32_t key_size)
+{
+	return XXH3_64bits(key, key_size);
+}
+
+static uint64_t kv_hash_group(uint64_t group)
+{
+	return XXH3_64bits(&group, sizeof(group));
+}
+
+/* --- One group's map. --- */
+
+static bool kv_item_matches(const struct kv_item *item, uint64_t hash, const void *key,
+			    uint32_t key_size)
+{
+	return item->hash == hash && item->key_size == key_size &&
+	       (key_size == 0 || memcmp(item->bytes, key, key_size) == 0);
+}
+
+/* Slot of key, or of the empty slot where it would go. The table is never full. */
+static uint32_t kv_map_find(const struct kv_group *g, uint64_t hash, const void *key,
+			    uint32_t key_size)
+{
+	uint32_t mask = g->slots_count - 1;
+	uint32_t slot = (uint32_t)hash & mask;
+
+	while (g->slots[slot] != NULL && !kv_item_matches(g->slots[slot], hash, key, key_size))
+		slot = (slot + 1) & mask;
+	return slot;
+}
+
+static int kv_map_grow(struct kv_group *g)
+{
+	uint32_t count = g->slots_count * 2;
+	struct kv_item **slots = calloc(count, sizeof(*slots));
+
+	if (slots == NULL)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < g->slots_count; i++) {
+		struct kv_item *item = g->slots[i];
+		uint32_t slot;
+
+		if (item == NULL)
+			continue;
+		slot = (uint32_t)item->hash & (count - 1);
+		while (slots[slot] != NULL)
+			slot = (slot + 1) & (count - 1);
+		slots[slot] = item;
+	}
+	free(g->slots);
+	g->slots = slots;
+	g->slots_count = count;
+	return 0;
+}
+
+static struct kv_item *kv_item_new(uint64_t hash, const void *key, uint32_t key_size,
+				   const void *value, uint32_t value_size)
+{
+	struct kv_item *item = malloc(sizeof(*item) + (size_t)key_size + value_size);
+
+	if (item == NULL)
+		return NULL;
+	item->hash = hash;
+	item->key_size = key_size;
+	item->value_size = value_size;
+	if (key_size > 0)
+		memcpy(item->bytes, key, key_size);
+	if (value_size > 0)
+		memcpy(item->bytes + key_size, value, value_size);
+	return item;
+}
+
+/* Insert or replace. Returns 0 or -ENOMEM (then the map is unchanged). */
+static int kv_map_put(struct kv_group *g, const void *key, uint32_t key_size, const void *value,
+		      uint32_t value_size)
+{
+	uint64_t hash = kv_hash_key(key, key_size);
+	struct kv_item *item = kv_item_new(hash, key, key_size, value, value_size);
+	uint32_t slot;
+
+	if (item == NULL)
+		return -ENOMEM;
+	slot = kv_map_find(g, hash, key, key_size);
+	if (g->slots[slot] != NULL) {
+		free(g->slots[slot]);
+		g->slots[slot] = item;
+		return 0;
+	}
+	/* Keep the load at most 3/4, so probe runs stay short and one slot is free. */
+	if ((uint64_t)(g->items_count + 1) * 4 > (uint64_t)g->slots_count * 3) {
+		if (kv_map_grow(g) != 0) {
+			free(item);
+			return -ENOMEM;
+		}
+		slot = kv_map_find(g, hash, key, key_size);
+	}
+	g->slots[slot] = item;
+	g->items_count++;
+	return 0;
+}
+
+/* Remove the item at slot, then move later items of its probe run back into
+ * the hole when their home slot allows it (backward-shift deletion). */
+static void kv_map_remove_at(struct kv_group *g, uint32_t slot)
+{
+	uint32_t mask = g->slots_count - 1;
+	uint32_t hole = slot;
+	uint32_t next = (slot + 1) & mask;
+
+	free(g->slots[slot]);
+	g->slots[slot] = NULL;
+	g->items_count--;
+	while (g->slots[next] != NULL) {
+		uint32_t home = (uint32_t)g->slots[next]->hash & mask;
+
+		/* The item at next may move to hole iff hole lies on its probe
+		 * path, i.e. cyclically in [home, next). */
+		if (((next - home) & mask) >= ((next - hole) & mask)) {
+			g->slots[hole] = g->slots[next];
+			g->slots[next] = NULL;
+			hole = next;
+		}
+		next = (next + 1) & mask;
+	}
+}
+
+static struct kv_group *kv_group_new(uint64_t id)
+{
+	struct kv_group *g = calloc(1, sizeof(*g));
+
+	if (g == NULL)
+		return NULL;
+	g->slots = calloc(KV_MAP_SLOTS_MIN, sizeof(*g->slots));
+	if (g->slots == NULL) {
+		free(g);
+		return NULL;
+	}
+	g->id = id;
+	g->slots_count = KV_MAP_SLOTS_MIN;
+	pthread_mutex_init(&g->lock, NULL);
+	return g;
+}
+
+static void kv_group_free(struct kv_group *g)
+{
+	for (uint32_t i = 0; i < g->slots_count; i++)
+		free(g->slots[i]);
+	free(g->slots);
+	pthread_mutex_destroy(&g->lock);
+	free(g);
+}
+
+/* --- The group table. --- */
+
+/* Caller holds kv->lock (read or write). */
+static uint32_t kv_groups_find(const struct kv *kv, uint64_t id)
+{
+	uint32_t mask = kv->groups_slots - 1;
+	uint32_t slot = (uint32_t)kv_hash_group(id) & mask;
+
+	while (kv->groups[slot] != NULL && kv->groups[slot]->id != id)
+		slot = (slot + 1) & mask;
+	return slot;
+}
+
+static struct kv_group *kv_group_lookup(struct kv *kv, uint64_t id)
+{
+	struct kv_group *g;
+
+	pthread_rwlock_rdlock(&kv->lock);
+	g = kv->groups[kv_groups_find(kv, id)];
+	pthread_rwlock_unlock(&kv->lock);
+	return g;
+}
+
+/* Caller holds kv->lock for writing. */
+static int kv_groups_grow(struct kv *kv)
+{
+	uint32_t count = kv->groups_slots * 2;
+	struct kv_group **groups = calloc(count, sizeof(*groups));
+
+	if (groups == NULL)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < kv->groups_slots; i++) {
+		struct kv_group *g = kv->groups[i];
+		uint32_t slot;
+
+		if (g == NULL)
+			continue;
+		slot = (uint32_t)kv_hash_group(g->id) & (count - 1);
+		while (groups[slot] != NULL)
+			slot = (slot + 1) & (count - 1);
+		groups[slot] = g;
+	}
+	free(kv->groups);
+	kv->groups = groups;
+	kv->groups_slots = count;
+	return 0;
+}
+
+/* The map of group id, created if it does not exist yet; NULL when out of memory. */
+static struct kv_group *kv_group_get(struct kv *kv, uint64_t id)
+{
+	struct kv_group *g = kv_group_lookup(kv, id);
+	uint32_t slot;
+
+	if (g != NULL)
+		return g;
+	pthread_rwlock_wrlock(&kv->lock);
+	slot = kv_groups_find(kv, id);
+	g = kv->groups[slot];
+	if (g != NULL)
+		goto out; /* Another thread added it between the two locks. */
+	if ((uint64_t)(kv->groups_count + 1) * 4 > (uint64_t)kv->groups_slots * 3) {
+		if (kv_groups_grow(kv) != 0)
+			goto out;
+		slot = kv_groups_find(kv, id);
+	}
+	g = kv_group_new(id);
+	if (g == NULL)
+		goto out;
+	kv->groups[slot] = g;
+	kv->groups_count++;
+out:
+	pthread_rwlock_unlock(&kv->lock);
+	return g;
+}
+
+int kv_init(struct kv *kv)
+{
+	memset(kv, 0, sizeof(*kv));
+	kv->groups = calloc(KV_GROUPS_SLOTS_MIN, sizeof(*kv->groups));
+	if (kv->groups == NULL)
+		return -ENOMEM;
+	kv->groups_slots = KV_GROUPS_SLOTS_MIN;
+	pthread_rwlock_init(&kv->lock, NULL);
+	return 0;
+}
+
+void kv_deinit(struct kv *kv)
+{
+	for (uint32_t i = 0; i < kv->groups_slots; i++)
+		if (kv->groups[i] != NULL)
+			kv_group_free(kv->groups[i]);
+	free(kv->groups);
+	pthread_rwlock_destroy(&kv->lock);
+	memset(kv, 0, sizeof(*kv));
+}
+
+/* --- Apply and read. --- */
+
+/* Caller holds g->lock. */
+static uint64_t kv_apply_cmd(struct kv_group *g, const struct kv_cmd *cmd)
+{
+	uint64_t hash = kv_hash_key(cmd->key, cmd->key_size);
+	uint32_t slot = kv_map_find(g, hash, cmd->key, cmd->key_size);
+	struct kv_item *item = g->slots[slot];
+
+	switch (cmd->op) {
+	case KV_OP_PUT:
+		break;
+	case KV_OP_DELETE:
+		if (item == NULL)
+			return KV_RESULT_NOT_FOUND;
+		kv_map_remove_at(g, slot);
+		return KV_RESULT_OK;
+	case KV_OP_CAS:
+		if (cmd->expected_size == KV_ABSENT) {
+			if (item != NULL)
+				return KV_RESULT_CAS_MISMATCH;
+			break;
+		}
+		if (item == NULL)
+			return KV_RESULT_NOT_FOUND;
+		if (item->value_size != cmd->expected_size ||
+		    (cmd->expected_size > 0 &&
+		     memcmp(item->bytes + item->key_size, cmd->expected, cmd->expected_size) != 0))
+			return KV_RESULT_CAS_MISMATCH;
+		break;
+	default:
+		return KV_RESULT_BAD_ENTRY; /* kv_cmd_decode let no other op through. */
+	}
+	if (kv_map_put(g, cmd->key, cmd->key_size, cmd->value, cmd->value_size) != 0)
+		kv_oom();
+	return KV_RESULT_OK;
+}
+
+void kv_apply(void *ctx, uint64_t group, const struct fl_entry *entries, uint32_t count,
+	      uint64_t *results)
+{
+	struct kv *kv = ctx;
+	struct kv_group *g;
+
+	if (count == 0)
+		return;
+	g = kv_group_get(kv, group);
+	if (g == NULL)
+		kv_oom();
+	pthread_mutex_lock(&g->lock);
+	for (uint32_t i = 0; i < count; i++) {
+		struct kv_cmd cmd;
+
+		/* A malformed entry is rejected the same way on every replica. */
+		if (kv_cmd_decode(entries[i].data, entries[i].size, &cmd) != 0)
+			results[i] = KV_RESULT_BAD_ENTRY;
+		else
+			results[i] = kv_apply_cmd(g, &cmd);
+	}
+	pthread_mutex_unlock(&g->lock);
+}
+
+int kv_get(struct kv *kv, uint64_t group, const void *key, uint32_t key_size, void **value,
+	   uint32_t *value_size)
+{
+	struct kv_group *g = kv_group_lookup(kv, group);
+	struct kv_item *item;
+	int rv = -ENOENT;
+
+	*value = NULL;
+	*value_size = 0;
+	if (g == NULL)
+		return -ENOENT;
+	pthread_mutex_lock(&g->lock);
+	item = g->slots[kv_map_find(g, kv_hash_key(key, key_size), key, key_size)];
+	if (item == NULL)
+		goto out;
+	/* malloc(0) may return NULL; one spare byte keeps NULL meaning failure. */
+	*value = malloc((size_t)item->value_size + 1);
+	if (*value == NULL) {
+		rv = -ENOMEM;
+		goto out;
+	}
+	if (item->value_size > 0)
+		memcpy(*value, item->bytes + item->key_size, item->value_size);
+	*value_size = item->value_size;
+	rv = 0;
+out:
+	pthread_mutex_unlock(&g->lock);
+	return rv;
+}
+
+uint64_t kv_keys_count(struct kv *kv, uint64_t group)
+{
+	struct kv_group *g = kv_group_lookup(kv, group);
+	uint64_t count;
+
+	if (g == NULL)
+		return 0;
+	pthread_mutex_lock(&g->lock);
+	count = g->items_count;
+	pthread_mutex_unlock(&g->lock);
+	return count;
+}
