@@ -12,11 +12,13 @@
 void bench_harness_register(void);
 void bench_raft_register(void);
 void bench_node_register(void);
+void bench_wal_register(void);
 
 int main(int argc, char **argv)
 {
 	bench_harness_register();
 	bench_raft_register();
 	bench_node_register();
+	bench_wal_register();
 	return bench_main(argc, argv);
 }

@@ -78,8 +78,7 @@ static void loop_explain(struct loop *loop, int rv)
 			 "io_uring_setup failed (ENOMEM): not enough memory for the ring, or the "
 			 "locked-memory limit (ulimit -l) is too low for this kernel");
 	} else {
-		snprintf(loop->why, sizeof(loop->why), "io_uring_setup failed: %s",
-			 strerror(-rv));
+		snprintf(loop->why, sizeof(loop->why), "io_uring_setup failed: %s", strerror(-rv));
 	}
 }
 
@@ -297,7 +296,8 @@ void loop_recv(struct loop *loop, struct loop_op *op, int fd, void *buf, uint32_
 
 static void loop_timer_done(struct loop_op *op, int res)
 {
-	struct loop_timer *timer = (struct loop_timer *)((char *)op - offsetof(struct loop_timer, op));
+	struct loop_timer *timer =
+	    (struct loop_timer *)((char *)op - offsetof(struct loop_timer, op));
 
 	timer->armed = false;
 	timer->cb(op, res);
@@ -372,8 +372,7 @@ static int loop_reap(struct loop *loop)
 		struct io_uring_cqe *cqe;
 		unsigned head, n = 0;
 
-		io_uring_for_each_cqe(&loop->ring, head, cqe)
-		{
+		io_uring_for_each_cqe (&loop->ring, head, cqe) {
 			if (n == LOOP_REAP_CHUNK)
 				break;
 			ops[n] = io_uring_cqe_get_data(cqe);

@@ -180,8 +180,7 @@ static bool segment_entries_are_sane(const struct segment_record *record)
 	       record->first_index >= 1;
 }
 
-int segment_record_get(const uint8_t *buf, uint64_t avail, uint64_t seq,
-		       struct segment_record *record)
+int segment_record_peek(const uint8_t *buf, uint64_t avail, struct segment_record *record)
 {
 	if (avail < SEGMENT_RECORD_HEADER_SIZE)
 		return WAL_ERR_CORRUPT;
@@ -205,6 +204,14 @@ int segment_record_get(const uint8_t *buf, uint64_t avail, uint64_t seq,
 	    segment_record_size(record->size) > avail)
 		return WAL_ERR_CORRUPT;
 	if (record->type == SEGMENT_RECORD_HARD && record->size != SEGMENT_HARD_SIZE)
+		return WAL_ERR_CORRUPT;
+	return 0;
+}
+
+int segment_record_get(const uint8_t *buf, uint64_t avail, uint64_t seq,
+		       struct segment_record *record)
+{
+	if (segment_record_peek(buf, avail, record) != 0)
 		return WAL_ERR_CORRUPT;
 	if (get64(buf) !=
 	    XXH3_64bits_withSeed(buf + 8, SEGMENT_RECORD_HEADER_SIZE - 8 + record->size, seq))
@@ -245,7 +252,8 @@ void segment_entries_put_count(uint8_t *payload, uint32_t count)
 
 void segment_entries_put_meta(uint8_t *payload, uint32_t slot, uint32_t size, uint32_t type)
 {
-	uint8_t *meta = payload + SEGMENT_ENTRIES_FIXED_SIZE + (uint64_t)slot * SEGMENT_ENTRY_META_SIZE;
+	uint8_t *meta =
+	    payload + SEGMENT_ENTRIES_FIXED_SIZE + (uint64_t)slot * SEGMENT_ENTRY_META_SIZE;
 
 	put32(meta, size);
 	put32(meta + 4, type);

@@ -87,6 +87,11 @@ void segment_record_put(uint8_t *out, const struct segment_record *record);
  * life of a recycled file never verifies. */
 void segment_record_seal(uint8_t *rec, uint64_t seq);
 
+/* Decode the header at buf and check only that it is plausible (known type
+ * and flags, size within avail), without the checksum. Returns 0 or
+ * WAL_ERR_CORRUPT. */
+int segment_record_peek(const uint8_t *buf, uint64_t avail, struct segment_record *record);
+
 /* Decode and verify the record at buf, of which avail bytes may belong to
  * it. Returns 0, or WAL_ERR_CORRUPT when the header is implausible, the size
  * overruns avail, the checksum fails, or an ENTRIES payload is malformed. */

@@ -23,7 +23,9 @@
  * retry a failed fdatasync: the kernel may have dropped the dirty pages and
  * a retry would report success for lost data). ENOSPC stops it with -ENOSPC.
  * A short write resubmits the rest. Recovery refuses a WAL with a bad record
- * or an index gap anywhere but at the tail. */
+ * or an index gap anywhere but at the tail. A process that dies with direct
+ * writes in flight leaves them to land after its exit: recovery waits for
+ * them first (see wal_file_open). */
 #include "io/wal.h"
 
 #include <dirent.h>
@@ -43,7 +45,7 @@
 #include "engine/assert.h"
 #include "engine/err.h"
 
-#define WAL_CONTAINER_OF(ptr, type, member) ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+#define WAL_CONTAINER_OF(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
 
 /* Worst-case bytes one entry adds to a record of its own: header, count,
  * meta and padding. */
@@ -67,10 +69,10 @@ struct wal_read_part {
 	struct wal_read *read;
 	int fd;
 	uint64_t seq;
-	uint64_t offset;      /* Of the record in the segment file. */
-	uint32_t size;        /* Record bytes. */
-	uint32_t done;        /* Bytes read so far. */
-	uint64_t buf_offset;  /* Where the record goes in read->buf. */
+	uint64_t offset;       /* Of the record in the segment file. */
+	uint32_t size;         /* Record bytes. */
+	uint32_t done;         /* Bytes read so far. */
+	uint64_t buf_offset;   /* Where the record goes in read->buf. */
 	uint64_t record_index; /* The record's first entry. */
 	uint64_t first_index;  /* The run: first live index, live count and term. */
 	uint32_t count;
@@ -397,14 +399,14 @@ static int wal_apply_entries(struct wal_group *g, const struct wal_run *record_r
 		run.count -= (uint32_t)dead;
 	}
 	if (run.first_index > g->last_index + 1) {
-		/* A hole. Appends refuse it; on recovery it is corruption unless
-		 * a later snapshot mark covers it (checked at the end). */
+		/* A hole. Appends refuse it. On recovery it is corruption unless
+		 * later records fill it (copies moved forward by compaction) or
+		 * a later snapshot mark covers it: the end of recovery checks
+		 * that the live log starts right after the mark. */
 		ASSERT(recovering);
-		if (run.first_index > g->gap_index) {
-			g->gap_index = run.first_index;
-			g->gap_seq = run.seq;
-			g->gap_offset = run.offset;
-		}
+		g->gap_index = run.first_index;
+		g->gap_seq = run.seq;
+		g->gap_offset = run.offset;
 		wal_runs_clear(g);
 		g->first_index = run.first_index;
 	} else if (copy) {
@@ -412,12 +414,16 @@ static int wal_apply_entries(struct wal_group *g, const struct wal_run *record_r
 
 		if (g->last_index < last)
 			g->last_index = last;
+		if (run.first_index < g->first_index)
+			g->first_index = run.first_index; /* Fills (part of) a hole. */
 		return wal_runs_put_copy(g, &run);
 	} else {
 		/* §5.3: "If an existing entry conflicts with a new one (same index
 		 * but different terms), delete the existing entry and all that
 		 * follow it." The caller decided; the WAL replaces the suffix. */
 		wal_runs_truncate_from(g, run.first_index);
+		if (run.first_index < g->first_index)
+			g->first_index = run.first_index; /* Recovery: below a hole. */
 	}
 	wal_runs_push(g, &run);
 	g->last_index = run.first_index + run.count - 1;
@@ -430,13 +436,13 @@ static void wal_apply_mark(struct wal_group *g, uint64_t index, uint64_t term, b
 	g->removed = false;
 	if (index < g->mark_index)
 		return; /* Recovery only: a stale mark from an undeleted segment. */
-	if (g->gap_index != 0 && index + 1 >= g->gap_index)
-		g->gap_index = 0; /* The hole was compacted away. */
 	if (keep) {
 		wal_runs_compact_to(g, index);
 		if (g->last_index < index)
 			g->last_index = index;
-		if (g->first_index < index + 1 || g->gap_index == 0)
+		/* Normally first_index becomes index + 1. On recovery a hole
+		 * after the mark stays visible: first_index stays above it. */
+		if (g->first_index < index + 1)
 			g->first_index = index + 1;
 	} else {
 		/* §7: a snapshot that does not match the log replaces all of it. */
@@ -499,7 +505,8 @@ static int wal_segments_push(struct wal *wal, const struct wal_segment *segment)
 		wal->segments = segments;
 		wal->segments_cap = cap;
 	}
-	ASSERT(wal->segments_count == 0 || wal->segments[wal->segments_count - 1].seq < segment->seq);
+	ASSERT(wal->segments_count == 0 ||
+	       wal->segments[wal->segments_count - 1].seq < segment->seq);
 	wal->segments[wal->segments_count++] = *segment;
 	return 0;
 }
@@ -507,6 +514,31 @@ static int wal_segments_push(struct wal *wal, const struct wal_segment *segment)
 static int wal_fsync_dir(struct wal *wal)
 {
 	return fsync(wal->dir_fd) == 0 ? 0 : -errno;
+}
+
+/* With direct_io, batches go through a second descriptor opened O_DIRECT;
+ * everything else uses the buffered one. */
+static int wal_segment_open_direct(struct wal *wal, struct wal_segment *segment)
+{
+	char name[SEGMENT_NAME_SIZE];
+	int rv;
+
+	if (!wal->config.direct_io || wal->config.read_only || segment->write_fd >= 0)
+		return 0;
+	segment_name(name, segment->seq);
+	segment->write_fd = openat(wal->dir_fd, name, O_RDWR | O_DIRECT | O_CLOEXEC);
+	if (segment->write_fd >= 0)
+		return 0;
+	rv = -errno;
+	wal_say(wal, "cannot open segment %s with O_DIRECT (direct_io): %s", name, err_str(rv));
+	return rv;
+}
+
+static void wal_segment_close(struct wal_segment *segment)
+{
+	close(segment->fd);
+	if (segment->write_fd >= 0)
+		close(segment->write_fd);
 }
 
 static int wal_zero_fill(int fd, uint64_t from, uint64_t to)
@@ -530,7 +562,7 @@ static int wal_zero_fill(int fd, uint64_t from, uint64_t to)
  * metadata and an optional zero fill): it runs when a spare is missing. */
 static int wal_spare_create(struct wal *wal)
 {
-	struct wal_segment spare = {0};
+	struct wal_segment spare = {.write_fd = -1};
 	char name[SEGMENT_NAME_SIZE];
 	int fd, rv;
 
@@ -558,9 +590,13 @@ static int wal_spare_create(struct wal *wal)
 	rv = wal_fsync_dir(wal);
 	if (rv != 0)
 		goto err_after_open;
-	spare.seq = wal->next_seq++;
+	spare.seq = wal->next_seq;
 	spare.fd = fd;
 	spare.size = wal->config.segment_size;
+	rv = wal_segment_open_direct(wal, &spare);
+	if (rv != 0)
+		goto err_after_open;
+	wal->next_seq++;
 	wal->spares[wal->spares_count++] = spare;
 	wal->stats.segments_created++;
 	return 0;
@@ -585,8 +621,10 @@ static int wal_spare_ensure(struct wal *wal)
 		char why[sizeof(wal->why)];
 
 		memcpy(why, wal->why, sizeof(why));
-		wal_say(wal, "%s; the WAL refuses further appends (records up to batch %" PRIu64
-			     " are durable and intact)", why, wal->durable_batch);
+		wal_say(wal,
+			"%s; the WAL refuses further appends (records up to batch %" PRIu64
+			" are durable and intact)",
+			why, wal->durable_batch);
 		wal_fail(wal, rv == -ENOSPC ? -ENOSPC : WAL_ERR_FAILED, false);
 	}
 	return rv;
@@ -619,19 +657,60 @@ static int wal_rotate(struct wal *wal)
 
 /* Batches */
 
+/* Bytes a batch keeps free for its closing PAD record with direct_io. */
+static uint64_t wal_pad_reserve(const struct wal *wal)
+{
+	return wal->config.direct_io ? WAL_BLOCK_SIZE + SEGMENT_RECORD_HEADER_SIZE : 0;
+}
+
+/* Bytes the tail segment can still take for records. */
+static uint64_t wal_segment_room(const struct wal *wal, const struct wal_segment *segment)
+{
+	uint64_t left = segment->size - segment->end;
+
+	return left > wal_pad_reserve(wal) ? left - wal_pad_reserve(wal) : 0;
+}
+
 static uint32_t wal_batch_room(const struct wal *wal, const struct wal_batch *batch)
 {
 	const struct wal_segment *tail = wal_tail(wal);
-	uint64_t batch_room = wal->config.batch_size_max - (batch->size - batch->head_size);
-	uint64_t segment_room = tail->size - tail->end;
+	uint64_t batch_room =
+	    wal->config.batch_size_max - wal_pad_reserve(wal) - (batch->size - batch->head_size);
+	uint64_t segment_room = wal_segment_room(wal, tail);
 
 	ASSERT(tail->seq == batch->seq);
 	return (uint32_t)(batch_room < segment_room ? batch_room : segment_room);
 }
 
+static uint8_t *wal_record_begin(struct wal *wal, const struct segment_record *record);
+static uint64_t wal_record_end(struct wal *wal, uint32_t payload_size);
+
+/* With direct_io a write covers whole blocks: a PAD record fills the batch
+ * up to the next block boundary, where the next batch starts. */
+static void wal_batch_pad(struct wal *wal)
+{
+	struct wal_batch *batch = wal->open;
+	uint64_t end = batch->offset + batch->size;
+	uint64_t pad = (WAL_BLOCK_SIZE - end % WAL_BLOCK_SIZE) % WAL_BLOCK_SIZE;
+	struct segment_record record = {.type = SEGMENT_RECORD_PAD, .batch = batch->number};
+	uint8_t *payload;
+
+	if (pad == 0)
+		return;
+	if (pad < SEGMENT_RECORD_HEADER_SIZE)
+		pad += WAL_BLOCK_SIZE;
+	record.size = (uint32_t)(pad - SEGMENT_RECORD_HEADER_SIZE);
+	payload = wal_record_begin(wal, &record);
+	memset(payload, 0, record.size);
+	wal_record_end(wal, record.size);
+	ASSERT((batch->offset + batch->size) % WAL_BLOCK_SIZE == 0);
+}
+
 static void wal_batch_close(struct wal *wal)
 {
 	ASSERT(wal->open->state == WAL_BATCH_OPEN);
+	if (wal->config.direct_io)
+		wal_batch_pad(wal);
 	wal->open->state = WAL_BATCH_QUEUED;
 	wal->open = NULL;
 }
@@ -643,21 +722,37 @@ static int wal_reserve(struct wal *wal, uint64_t upper)
 	uint64_t used = wal->next_batch - 1 - wal->durable_batch;
 	uint64_t half = wal->config.batch_size_max / 2;
 	const struct wal_segment *tail = wal_tail(wal);
+	/* Each new batch takes at least half its size before it closes,
+	 * because an entry is at most a quarter of a batch. One buffer may be
+	 * in flight at any time, so more than all the others is never free.
+	 * With direct_io each batch closed on the way adds its PAD record. */
+	uint64_t need = upper / half + 2;
+	uint64_t segment_need = upper + need * wal_pad_reserve(wal) + SEGMENT_HEADER_SIZE;
 
-	if (upper > wal->config.segment_size / 2 ||
-	    upper > (uint64_t)(wal->config.buffers_count - 2) * half) {
+	if (segment_need > wal->config.segment_size / 2 || need > wal->config.buffers_count - 1) {
 		wal_say(wal, "append of %" PRIu64 " bytes is larger than the WAL can take at once",
 			upper);
 		return -EMSGSIZE;
 	}
 	if (wal->open != NULL && wal_batch_room(wal, wal->open) >= upper)
 		return 0;
-	/* Each new batch takes at least half its size before it closes,
-	 * because an entry is at most a quarter of a batch. */
-	if (wal->config.buffers_count - used < upper / half + 2)
+	if (wal->config.buffers_count - used < need)
 		return -EAGAIN;
-	if (tail == NULL || tail->full || tail->size - tail->end < upper + SEGMENT_HEADER_SIZE)
+	if (tail == NULL || tail->full || wal_segment_room(wal, tail) < segment_need) {
+		/* This append may move to the next segment: make sure nothing
+		 * can fail there (a spare and room to list it). */
+		if (wal->segments_count == wal->segments_cap) {
+			uint32_t cap = wal->segments_cap ? wal->segments_cap * 2 : 16;
+			struct wal_segment *segments =
+			    realloc(wal->segments, sizeof(*segments) * cap);
+
+			if (segments == NULL)
+				return -ENOMEM;
+			wal->segments = segments;
+			wal->segments_cap = cap;
+		}
 		return wal_spare_ensure(wal);
+	}
 	return 0;
 }
 
@@ -673,7 +768,7 @@ static int wal_make_room(struct wal *wal, uint32_t need)
 		return 0;
 	if (wal->open != NULL)
 		wal_batch_close(wal);
-	if (tail == NULL || tail->full || tail->size - tail->end < need) {
+	if (tail == NULL || tail->full || wal_segment_room(wal, tail) < need) {
 		if (tail != NULL)
 			tail->full = true;
 		rv = wal_rotate(wal);
@@ -685,7 +780,7 @@ static int wal_make_room(struct wal *wal, uint32_t need)
 	ASSERT(batch->state == WAL_BATCH_FREE || batch->state == WAL_BATCH_DURABLE);
 	batch->number = wal->next_batch++;
 	batch->seq = tail->seq;
-	batch->fd = tail->fd;
+	batch->fd = tail->write_fd >= 0 ? tail->write_fd : tail->fd;
 	batch->offset = tail->end;
 	batch->size = 0;
 	batch->head_size = 0;
@@ -693,12 +788,12 @@ static int wal_make_room(struct wal *wal, uint32_t need)
 	batch->state = WAL_BATCH_OPEN;
 	if (tail->end == 0) {
 		struct segment_header header = {
-			.seq = tail->seq,
-			.size = tail->size,
-			.prev_end = tail->prev_end,
-			.prev_seq = tail->prev_seq,
-			.first_batch = batch->number,
-			.batch_size_max = wal->config.batch_size_max,
+		    .seq = tail->seq,
+		    .size = tail->size,
+		    .prev_end = tail->prev_end,
+		    .prev_seq = tail->prev_seq,
+		    .first_batch = batch->number,
+		    .batch_size_max = wal->config.batch_size_max,
 		};
 
 		segment_header_put(batch->buf, &header);
@@ -815,11 +910,11 @@ static int wal_append_entries_flags(struct wal *wal, uint64_t group, uint64_t fi
 		uint64_t data_size;
 		uint32_t n = wal_entries_fit(entries + i, entries_count - i, room, &data_size);
 		struct segment_record record = {
-			.group = group,
-			.first_index = first_index + i,
-			.term = entries[i].term,
-			.type = SEGMENT_RECORD_ENTRIES,
-			.flags = flags,
+		    .group = group,
+		    .first_index = first_index + i,
+		    .term = entries[i].term,
+		    .type = SEGMENT_RECORD_ENTRIES,
+		    .flags = flags,
 		};
 		struct wal_run run;
 		uint8_t *payload, *data;
@@ -827,7 +922,7 @@ static int wal_append_entries_flags(struct wal *wal, uint64_t group, uint64_t fi
 		if (n == 0) {
 			/* Not even one entry fits: a new batch, maybe a new segment. */
 			rv = wal_make_room(wal, segment_record_size(segment_entries_payload_size(
-							1, entries[i].size)));
+						    1, entries[i].size)));
 			ASSERT(rv == 0); /* wal_reserve() made sure. */
 			continue;
 		}
@@ -837,7 +932,8 @@ static int wal_append_entries_flags(struct wal *wal, uint64_t group, uint64_t fi
 		segment_entries_put_count(payload, n);
 		data = payload + SEGMENT_ENTRIES_FIXED_SIZE + (uint64_t)n * SEGMENT_ENTRY_META_SIZE;
 		for (uint32_t j = 0; j < n; j++) {
-			segment_entries_put_meta(payload, j, entries[i + j].size, entries[i + j].type);
+			segment_entries_put_meta(payload, j, entries[i + j].size,
+						 entries[i + j].type);
 			if (entries[i + j].size > 0)
 				memcpy(data, entries[i + j].data, entries[i + j].size);
 			data += entries[i + j].size;
@@ -889,7 +985,7 @@ static int wal_append_small(struct wal *wal, struct segment_record *record, cons
 int wal_append_hard(struct wal *wal, uint64_t group, const struct wal_hard *hard)
 {
 	struct segment_record record = {
-		.group = group, .type = SEGMENT_RECORD_HARD, .size = SEGMENT_HARD_SIZE};
+	    .group = group, .type = SEGMENT_RECORD_HARD, .size = SEGMENT_HARD_SIZE};
 	uint8_t payload[SEGMENT_HARD_SIZE];
 	struct wal_group *g;
 	uint64_t seq;
@@ -912,7 +1008,7 @@ int wal_append_hard(struct wal *wal, uint64_t group, const struct wal_hard *hard
 int wal_append_mark(struct wal *wal, uint64_t group, uint64_t index, uint64_t term)
 {
 	struct segment_record record = {
-		.group = group, .first_index = index, .term = term, .type = SEGMENT_RECORD_MARK};
+	    .group = group, .first_index = index, .term = term, .type = SEGMENT_RECORD_MARK};
 	struct wal_group *g;
 	uint64_t seq, at_term;
 	bool keep;
@@ -1009,8 +1105,12 @@ static void wal_batch_done(struct wal *wal, struct wal_batch *batch)
 	wal->writing_batch = 0;
 	wal->stats.batches_written++;
 	if (next < wal->next_batch &&
-	    wal->batches[next % wal->config.buffers_count].state == WAL_BATCH_QUEUED)
+	    wal->batches[next % wal->config.buffers_count].state == WAL_BATCH_QUEUED) {
+		/* A full batch is waiting: hand it to the kernel now rather than
+		 * at the caller's next turn, so the disk does not idle. */
 		wal_batch_submit(wal, &wal->batches[next % wal->config.buffers_count]);
+		loop_submit(wal->loop);
+	}
 	if (wal->config.durable_cb != NULL)
 		wal->config.durable_cb(wal, batch->number, 0);
 }
@@ -1259,8 +1359,9 @@ static void wal_read_part_done(struct loop_op *op, int res)
 		read->rv = -EIO;
 	if (res > 0 && part->done < part->size) {
 		/* Short read: ask for the rest. */
-		loop_read(read->wal->loop, &part->op, part->fd, read->buf + part->buf_offset + part->done,
-			  part->size - part->done, part->offset + part->done, 0, wal_read_part_done);
+		loop_read(read->wal->loop, &part->op, part->fd,
+			  read->buf + part->buf_offset + part->done, part->size - part->done,
+			  part->offset + part->done, 0, wal_read_part_done);
 		return;
 	}
 	if (--read->parts_pending > 0)
@@ -1343,6 +1444,14 @@ int wal_read(struct wal *wal, struct wal_read *read, uint64_t group, uint64_t fi
 		segment = wal_segment_find(wal, part->seq);
 		ASSERT(segment != NULL); /* A live run pins its segment. */
 		part->fd = segment->fd;
+		if (wal->loop == NULL) {
+			/* A read-only WAL opened without a loop (tools) reads directly. */
+			rv = wal_pread_all(part->fd, read->buf + part->buf_offset, part->size,
+					   part->offset);
+			if (rv != 0)
+				return rv;
+			continue;
+		}
 		read->parts_pending++;
 		loop_read(wal->loop, &part->op, part->fd, read->buf + part->buf_offset, part->size,
 			  part->offset, 0, wal_read_part_done);
@@ -1368,6 +1477,7 @@ int wal_read_sync(struct wal *wal, struct wal_read *read, uint64_t group, uint64
 	if (rv != 0)
 		return rv;
 	while (read->cb != NULL) {
+		ASSERT(wal->loop != NULL);
 		rv = loop_run(wal->loop, 1);
 		if (rv < 0)
 			return rv;
@@ -1438,18 +1548,27 @@ static int wal_segment_retire(struct wal *wal)
 		 * again needs no metadata update. The new name is a new
 		 * sequence number, which is also the checksum seed: the old
 		 * records in it no longer verify. */
-		struct wal_segment spare = {.seq = wal->next_seq, .fd = front.fd, .size = front.size};
+		struct wal_segment spare = {.seq = wal->next_seq,
+					    .fd = front.fd,
+					    .write_fd = front.write_fd,
+					    .size = front.size};
+		int rv;
 
 		segment_name(target, wal->next_seq);
 		if (renameat(wal->dir_fd, name, wal->dir_fd, target) != 0)
 			return -errno;
 		wal->next_seq++;
+		rv = wal_segment_open_direct(wal, &spare);
+		if (rv != 0) {
+			wal_segment_close(&spare);
+			return rv;
+		}
 		wal->spares[wal->spares_count++] = spare;
 		wal->stats.segments_recycled++;
 	} else {
 		if (unlinkat(wal->dir_fd, name, 0) != 0)
 			return -errno;
-		close(front.fd);
+		wal_segment_close(&front);
 		wal->stats.segments_deleted++;
 	}
 	wal->segments_count--;
@@ -1525,32 +1644,25 @@ static int wal_record_load(const struct wal *wal, const struct wal_run *run, uin
 	return wal_pread_all(segment->fd, out, run->size, run->offset);
 }
 
-/* Append again the live entries of g (synchronous reads: bounded by
- * rewrite_size_max, and rare). */
-static int wal_rewrite_entries(struct wal *wal, const struct wal_group *g)
+/* The live entries of g, read back (synchronously: bounded by
+ * rewrite_size_max, and rare) into *buf, which the caller frees. */
+static int wal_collect_entries(struct wal *wal, const struct wal_group *g,
+			       struct wal_entry *entries, uint8_t *buf, uint64_t *count)
 {
-	uint64_t group = g->group, first = g->first_index, count = g->last_index + 1 - first;
-	struct wal_entry *entries = calloc(count, sizeof(*entries));
-	uint8_t *buf = malloc(g->live_size ? g->live_size : 1);
-	uint64_t at = 0, n = 0;
-	int rv = 0;
+	uint64_t first = g->first_index, at = 0, n = 0;
 
-	if (entries == NULL || buf == NULL) {
-		rv = -ENOMEM;
-		goto out;
-	}
-	for (uint32_t s = 0; s < g->runs_count && rv == 0; s++) {
+	for (uint32_t s = 0; s < g->runs_count; s++) {
 		const struct wal_run *run = wal_run_at(g, s);
 		struct segment_record record;
 		struct segment_entries cursor;
 		const uint8_t *data;
 		uint32_t size, type;
+		int rv = wal_record_load(wal, run, buf + at);
 
-		rv = wal_record_load(wal, run, buf + at);
 		if (rv == 0)
 			rv = segment_record_get(buf + at, run->size, run->seq, &record);
 		if (rv != 0)
-			break;
+			return rv;
 		segment_entries_init(&cursor, &record);
 		for (uint64_t index = record.first_index;
 		     segment_entries_next(&cursor, &size, &type, &data) &&
@@ -1563,35 +1675,54 @@ static int wal_rewrite_entries(struct wal *wal, const struct wal_group *g)
 		}
 		at += run->size;
 	}
-	if (rv == 0 && n != count)
-		rv = WAL_ERR_CORRUPT;
-	if (rv == 0)
-		rv = wal_append_entries_flags(wal, group, first, entries, (uint32_t)n,
+	*count = n;
+	return n == g->last_index + 1 - first ? 0 : WAL_ERR_CORRUPT;
+}
+
+/* Append again what keeps g alive: mark, hard state, then the entries as
+ * COPY records. Each record is valid on its own and a copy never truncates
+ * what follows it, so a crash midway leaves some entries at their old
+ * place (which stays until the copies are durable), never a loss. All or
+ * nothing for buffers: -EAGAIN before anything is appended. */
+static int wal_rewrite_group(struct wal *wal, struct wal_group *g)
+{
+	uint64_t group = g->group, first = g->first_index, count = 0, upper = 0;
+	uint64_t entries_count = g->last_index + 1 - first;
+	struct wal_entry *entries = calloc(entries_count + 1, sizeof(*entries));
+	uint8_t *buf = malloc(g->live_size ? g->live_size : 1);
+	struct wal_hard hard = g->hard;
+	bool has_hard = g->has_hard;
+	int rv = -ENOMEM;
+
+	if (entries == NULL || buf == NULL)
+		goto out;
+	rv = wal_collect_entries(wal, g, entries, buf, &count);
+	if (rv == 0 && count > 0)
+		rv = wal_check_entries(wal, entries, (uint32_t)count, &upper);
+	if (rv != 0)
+		goto out;
+	/* Room for all of it, and a batch more for the small records. A
+	 * rewrite may take at most half the buffers: more could only happen
+	 * when the WAL is idle, and a busy WAL would stay pinned. */
+	upper +=
+	    2 * SEGMENT_RECORD_HEADER_SIZE + SEGMENT_HARD_SIZE + wal->config.batch_size_max / 2;
+	if (upper / (wal->config.batch_size_max / 2) + 2 > (wal->config.buffers_count - 1) / 2) {
+		rv = -EMSGSIZE;
+		goto out;
+	}
+	rv = wal_reserve(wal, upper);
+	if (rv != 0)
+		goto out;
+	if (g->mark_seq != 0)
+		rv = wal_append_mark(wal, group, g->mark_index, g->mark_term);
+	if (rv == 0 && has_hard)
+		rv = wal_append_hard(wal, group, &hard);
+	if (rv == 0 && count > 0)
+		rv = wal_append_entries_flags(wal, group, first, entries, (uint32_t)count,
 					      SEGMENT_ENTRIES_COPY);
 out:
 	free(entries);
 	free(buf);
-	return rv;
-}
-
-static int wal_rewrite_group(struct wal *wal, struct wal_group *g)
-{
-	uint64_t group = g->group;
-	int rv = 0;
-
-	/* Mark, hard state, then the entries as COPY records: each record is
-	 * valid on its own and a copy never truncates what follows it, so a
-	 * crash midway leaves some entries at their old place (which stays
-	 * until the copies are durable), never a loss. */
-	if (g->mark_seq != 0)
-		rv = wal_append_mark(wal, group, g->mark_index, g->mark_term);
-	if (rv == 0 && g->has_hard) {
-		struct wal_hard hard = g->hard;
-
-		rv = wal_append_hard(wal, group, &hard);
-	}
-	if (rv == 0 && g->last_index >= g->first_index)
-		rv = wal_rewrite_entries(wal, g);
 	return rv;
 }
 
@@ -1717,7 +1848,8 @@ static int wal_file_open(struct wal *wal, struct wal_file *file)
 	int rv;
 
 	segment_name(name, file->seq);
-	file->fd = openat(wal->dir_fd, name, (wal->config.read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	file->fd =
+	    openat(wal->dir_fd, name, (wal->config.read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
 	if (file->fd < 0 || fstat(file->fd, &st) != 0) {
 		rv = -errno;
 		wal_say(wal, "cannot open segment %s: %s", name, err_str(rv));
@@ -1726,6 +1858,12 @@ static int wal_file_open(struct wal *wal, struct wal_file *file)
 	file->size = (uint64_t)st.st_size;
 	if (file->size < SEGMENT_HEADER_SIZE)
 		return 0;
+	/* A process that died may still have direct writes in flight to this
+	 * file: io_uring does not wait for them at exit. A no-op fallocate
+	 * takes the inode lock and waits for in-flight direct I/O (ext4, XFS)
+	 * so that what we read is what stays. Best effort elsewhere. */
+	if (!wal->config.read_only)
+		(void)fallocate(file->fd, FALLOC_FL_KEEP_SIZE, 0, WAL_BLOCK_SIZE);
 	rv = wal_pread_all(file->fd, buf, SEGMENT_HEADER_SIZE, 0);
 	if (rv != 0) {
 		wal_say(wal, "cannot read segment %s: %s", name, err_str(rv));
@@ -1770,8 +1908,13 @@ static int wal_recover_record(struct wal *wal, uint64_t seq, uint64_t offset,
 		struct wal_run run;
 
 		segment_entries_init(&cursor, record);
-		run = (struct wal_run){record->first_index, record->first_index, record->term, seq,
-				       offset, cursor.count, segment_record_size(record->size)};
+		run = (struct wal_run){record->first_index,
+				       record->first_index,
+				       record->term,
+				       seq,
+				       offset,
+				       cursor.count,
+				       segment_record_size(record->size)};
 		rv = wal_runs_reserve(g, 1);
 		if (rv == 0)
 			rv = wal_apply_entries(g, &run, record->flags & SEGMENT_ENTRIES_COPY, true);
@@ -1833,7 +1976,8 @@ static int wal_recover_segment(struct wal *wal, const struct wal_file *file,
 			       const struct segment_header *next, bool is_last, uint8_t *buf,
 			       uint64_t *last_batch)
 {
-	struct wal_segment segment = {.seq = file->seq, .fd = file->fd, .size = file->size};
+	struct wal_segment segment = {
+	    .seq = file->seq, .fd = file->fd, .write_fd = -1, .size = file->size};
 	bool end_known = next != NULL && next->prev_seq == file->seq;
 	uint64_t limit = end_known ? next->prev_end : file->size;
 	uint64_t offset = SEGMENT_HEADER_SIZE;
@@ -1869,8 +2013,9 @@ static int wal_recover_segment(struct wal *wal, const struct wal_file *file,
 		offset += segment_record_size(record.size);
 	}
 	if (end_known && offset != limit) {
-		wal_say_corrupt(wal, file->seq, offset, buf + offset, limit - offset,
-				"record fails verification before the end the next segment records");
+		wal_say_corrupt(
+		    wal, file->seq, offset, buf + offset, limit - offset,
+		    "record fails verification before the end the next segment records");
 		return WAL_ERR_CORRUPT;
 	}
 	if (is_last && offset < file->size) {
@@ -1885,17 +2030,36 @@ static int wal_recover_segment(struct wal *wal, const struct wal_file *file,
 		if (torn_end > file->size)
 			torn_end = file->size;
 		if (!wal_is_zero(buf + offset, torn_end - offset)) {
-			wal->stats.torn = true;
-			wal->stats.torn_seq = file->seq;
-			wal->stats.torn_offset = offset;
+			/* Whatever is there goes: leftovers of a torn batch could
+			 * otherwise verify after a shorter batch written over them.
+			 * It is reported as torn when it starts like a record of the
+			 * last batches; a recycled file's old records do not. */
+			struct segment_record peek;
+
+			wal->tail_zero_end = torn_end;
+			if (segment_record_peek(buf + offset, file->size - offset, &peek) == 0 &&
+			    peek.batch >= *last_batch && peek.batch <= *last_batch + 1) {
+				wal->stats.torn = true;
+				wal->stats.torn_seq = file->seq;
+				wal->stats.torn_offset = offset;
+			}
 		}
 	}
 	segment.end = offset;
 	segment.end_known = end_known;
 	segment.batch_size_max = file->header.batch_size_max;
+	/* Writing on in the last segment needs the same batch bound, and
+	 * with direct_io a block-aligned end. */
 	segment.full = !is_last || offset == file->size ||
-		       file->header.batch_size_max < wal->config.batch_size_max;
-	return wal_segments_push(wal, &segment);
+		       file->header.batch_size_max < wal->config.batch_size_max ||
+		       (wal->config.direct_io && offset % WAL_BLOCK_SIZE != 0);
+	if (!segment.full)
+		rv = wal_segment_open_direct(wal, &segment);
+	if (rv == 0)
+		rv = wal_segments_push(wal, &segment);
+	if (rv != 0 && segment.write_fd >= 0)
+		close(segment.write_fd);
+	return rv;
 }
 
 /* Files after the last valid segment were prepared but never written (or
@@ -1919,8 +2083,15 @@ static int wal_recover_spares(struct wal *wal, struct wal_file *files, uint32_t 
 		segment_name(target, wal->next_seq);
 		if (renameat(wal->dir_fd, name, wal->dir_fd, target) != 0)
 			return -errno;
-		wal->spares[wal->spares_count++] =
-			(struct wal_segment){.seq = wal->next_seq++, .fd = files[i].fd, .size = files[i].size};
+		struct wal_segment spare = {.seq = wal->next_seq++,
+					    .fd = files[i].fd,
+					    .write_fd = -1,
+					    .size = files[i].size};
+		int rv = wal_segment_open_direct(wal, &spare);
+
+		if (rv != 0)
+			return rv;
+		wal->spares[wal->spares_count++] = spare;
 		files[i].fd = -1;
 	}
 	return 0;
@@ -1935,10 +2106,8 @@ static int wal_recover_tail(struct wal *wal)
 
 	if (wal->config.read_only || tail == NULL)
 		return 0;
-	if (wal->stats.torn) {
-		uint64_t end = tail->end + tail->batch_size_max + SEGMENT_HEADER_SIZE;
-
-		rv = wal_zero_fill(tail->fd, tail->end, end < tail->size ? end : tail->size);
+	if (wal->tail_zero_end > tail->end) {
+		rv = wal_zero_fill(tail->fd, tail->end, wal->tail_zero_end);
 		if (rv != 0)
 			return rv;
 	}
@@ -1954,14 +2123,15 @@ static int wal_recover_gaps(struct wal *wal)
 	while ((g = wal_group_next(wal, g)) != NULL) {
 		char name[SEGMENT_NAME_SIZE];
 
-		if (g->gap_index == 0)
+		/* The live log must start right after the mark (or at 1). */
+		if (g->removed || g->first_index <= g->mark_index + 1)
 			continue;
 		segment_name(name, g->gap_seq);
 		wal_say(wal,
 			"segment %s offset %" PRIu64 " group %" PRIu64 ": entries resume at index "
-			"%" PRIu64 " after a hole in the group's log that no later snapshot mark "
-			"covers; refusing to open",
-			name, g->gap_offset, g->group, g->gap_index);
+			"%" PRIu64 " after a hole in the group's log (it is compacted only up to "
+			"%" PRIu64 " and no later record fills the hole); refusing to open",
+			name, g->gap_offset, g->group, g->first_index, g->mark_index);
 		return WAL_ERR_GAP;
 	}
 	return 0;
@@ -1990,8 +2160,9 @@ static int wal_recover(struct wal *wal)
 	}
 	for (uint32_t i = 0; i < valid_end; i++) {
 		if (!files[i].valid) {
-			wal_say_corrupt(wal, files[i].seq, 0, NULL, 0,
-					"segment header is invalid but later segments hold records");
+			wal_say_corrupt(
+			    wal, files[i].seq, 0, NULL, 0,
+			    "segment header is invalid but later segments hold records");
 			rv = WAL_ERR_CORRUPT;
 			goto out;
 		}
@@ -2004,7 +2175,8 @@ static int wal_recover(struct wal *wal)
 	for (uint32_t i = 0; i < valid_end; i++) {
 		const struct segment_header *next = i + 1 < valid_end ? &files[i + 1].header : NULL;
 
-		rv = wal_recover_segment(wal, &files[i], next, i + 1 == valid_end, buf, &last_batch);
+		rv =
+		    wal_recover_segment(wal, &files[i], next, i + 1 == valid_end, buf, &last_batch);
 		if (rv != 0)
 			goto out;
 		files[i].fd = -1; /* The segment owns it now. */
@@ -2048,7 +2220,8 @@ static int wal_config_check(struct wal *wal, const struct wal_config *config)
 
 	if (config->batch_size_max < WAL_BATCH_SIZE_MIN || config->batch_size_max % WAL_BLOCK_SIZE)
 		bad = "batch_size_max must be a multiple of 4096 and at least 16 KiB";
-	else if (config->segment_size % WAL_BLOCK_SIZE || config->segment_size > WAL_SEGMENT_SIZE_MAX ||
+	else if (config->segment_size % WAL_BLOCK_SIZE ||
+		 config->segment_size > WAL_SEGMENT_SIZE_MAX ||
 		 config->segment_size / 4 < config->batch_size_max)
 		bad = "segment_size must be a multiple of 4096, at most 1 GiB and at least four "
 		      "batches";
@@ -2065,9 +2238,9 @@ static int wal_config_check(struct wal *wal, const struct wal_config *config)
 static void wal_free(struct wal *wal)
 {
 	for (uint32_t i = 0; i < wal->segments_count; i++)
-		close(wal->segments[i].fd);
+		wal_segment_close(&wal->segments[i]);
 	for (uint32_t i = 0; i < wal->spares_count; i++)
-		close(wal->spares[i].fd);
+		wal_segment_close(&wal->spares[i]);
 	for (uint32_t i = 0; i < wal->groups_cap; i++)
 		free(wal->groups[i].runs);
 	for (uint32_t i = 0; wal->batches != NULL && i < wal->config.buffers_count; i++)
@@ -2097,9 +2270,9 @@ static int wal_alloc(struct wal *wal)
 		return -ENOMEM;
 	for (uint32_t i = 0; i < count; i++) {
 		wal->batches[i].wal = wal;
+		/* Header, records and pad stay within batch_size_max + a block. */
 		wal->batches[i].buf =
-			aligned_alloc(WAL_BLOCK_SIZE, SEGMENT_HEADER_SIZE + wal->config.batch_size_max +
-							      WAL_BLOCK_SIZE - SEGMENT_HEADER_SIZE);
+		    aligned_alloc(WAL_BLOCK_SIZE, wal->config.batch_size_max + WAL_BLOCK_SIZE);
 		if (wal->batches[i].buf == NULL)
 			return -ENOMEM;
 	}
@@ -2120,6 +2293,7 @@ int wal_init(struct wal *wal, struct loop *loop, const char *dir, const struct w
 	rv = wal_config_check(wal, config);
 	if (rv != 0)
 		goto err;
+	ASSERT(loop != NULL || config->read_only);
 	if (!config->read_only && mkdir(dir, 0755) != 0 && errno != EEXIST) {
 		rv = -errno;
 		wal_say(wal, "cannot create WAL directory %s: %s", dir, err_str(rv));

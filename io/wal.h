@@ -73,6 +73,8 @@ struct wal_config {
 				     * rewritten forward; a larger one is asked to snapshot. */
 	bool zero_fill;             /* Write zeros over new segment files so that later
 				     * fdatasyncs need no extent conversion. */
+	bool direct_io;             /* Write batches with O_DIRECT, each padded to a block;
+				     * reads stay buffered. Needs a file system with O_DIRECT. */
 	bool read_only;             /* Recover and inspect only: no repair, no appends. */
 	wal_durable_cb durable_cb;  /* May be NULL. */
 	wal_scan_cb scan_cb;        /* May be NULL; called during wal_init(). */
@@ -100,8 +102,8 @@ struct wal_group {
 	uint64_t mark_term;
 	struct wal_hard hard;
 	bool has_hard;
-	bool removed; /* A tombstone: the group was removed. */
-	bool used;    /* Private from here on. */
+	bool removed;                             /* A tombstone: the group was removed. */
+	bool used;                                /* Private from here on. */
 	uint64_t hard_seq, mark_seq, removed_seq; /* Segments holding the live records. */
 	uint64_t gap_index, gap_seq, gap_offset;  /* Recovery: a hole not yet covered. */
 	uint64_t live_size;                       /* Bytes of live entries records. */
@@ -112,29 +114,30 @@ struct wal_group {
 /* A segment file in use. */
 struct wal_segment {
 	uint64_t seq;
-	int fd;
+	int fd;               /* Buffered: reads, recovery, zeroing. */
+	int write_fd;         /* O_DIRECT for batch writes with direct_io; -1 otherwise. */
 	uint64_t size;        /* File size. */
 	uint64_t end;         /* Bytes laid out (header and records). */
 	uint64_t first_batch; /* 0 when no record yet. */
 	uint64_t last_batch;
 	uint64_t records_count;
-	uint64_t prev_seq;   /* For the header: the segment written before this one, */
-	uint64_t prev_end;   /* and where its records end. */
+	uint64_t prev_seq;       /* For the header: the segment written before this one, */
+	uint64_t prev_end;       /* and where its records end. */
 	uint32_t batch_size_max; /* Largest write into it, from its header. */
-	bool full;           /* No further batch goes here. */
-	bool end_known;      /* Recovery knew where its records must end. */
+	bool full;               /* No further batch goes here. */
+	bool end_known;          /* Recovery knew where its records must end. */
 };
 
 struct wal_batch {
-	uint8_t *buf;   /* SEGMENT_HEADER_SIZE + batch_size_max bytes, block aligned. */
+	uint8_t *buf; /* SEGMENT_HEADER_SIZE + batch_size_max bytes, block aligned. */
 	struct wal *wal;
 	uint64_t number;
-	uint64_t seq;    /* Segment the batch goes to. */
+	uint64_t seq; /* Segment the batch goes to. */
 	int fd;
-	uint64_t offset; /* File offset of buf[0]. */
-	uint32_t size;   /* Bytes in buf. */
+	uint64_t offset;    /* File offset of buf[0]. */
+	uint32_t size;      /* Bytes in buf. */
 	uint32_t head_size; /* SEGMENT_HEADER_SIZE when the batch starts its segment, else 0. */
-	uint32_t done;   /* Bytes written so far. */
+	uint32_t done;      /* Bytes written so far. */
 	uint8_t state;
 	uint8_t pending;
 	int write_res;
@@ -173,7 +176,8 @@ struct wal_stats {
 	uint64_t groups_snapshot_asked;
 	uint64_t recovered_records;
 	uint64_t recovery_ns;
-	bool torn;            /* Recovery found (and unless read-only, cut) a torn tail. */
+	bool torn; /* Recovery found (and unless read-only, cut) a torn tail:
+		    * a record of the last batches cut short. */
 	uint64_t torn_seq;
 	uint64_t torn_offset;
 };
@@ -183,9 +187,9 @@ struct wal {
 	struct loop *loop;
 	struct wal_config config;
 	int dir_fd;
-	int failed;     /* 0, or why the WAL refuses appends. */
-	bool stopped;   /* A write or fdatasync failed: no further I/O at all. */
-	char why[400];  /* A sentence for the last failure. */
+	int failed;                   /* 0, or why the WAL refuses appends. */
+	bool stopped;                 /* A write or fdatasync failed: no further I/O at all. */
+	char why[400];                /* A sentence for the last failure. */
 	struct wal_segment *segments; /* Live segments, oldest first; the last is the tail. */
 	uint32_t segments_count, segments_cap;
 	struct wal_segment *spares;
@@ -202,6 +206,7 @@ struct wal {
 	uint64_t reclaim_seq;     /* Segments up to here may go ... */
 	uint64_t reclaim_barrier; /* ... once this batch is durable. */
 	uint32_t reads_inflight;
+	uint64_t tail_zero_end; /* Recovery: zero the tail segment from its end to here. */
 	struct wal_stats stats;
 };
 
@@ -226,7 +231,8 @@ struct wal_read {
 void wal_config_default(struct wal_config *config);
 
 /* Open or create the WAL in dir (created if missing) and recover it: verify
- * every record and rebuild every group's state. A bad record at the tail of
+ * every record and rebuild every group's state. loop may be NULL when
+ * config->read_only is set (inspection needs no io_uring). A bad record at the tail of
  * the last segment is a torn write: it is cut off (unless read-only).
  * Returns 0, -EINVAL (bad config), -errno from the file system,
  * WAL_ERR_CORRUPT (a bad record anywhere else) or WAL_ERR_GAP (a hole in a

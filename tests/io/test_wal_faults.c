@@ -1,0 +1,253 @@
+/* The WAL under injected faults, through the loop's fault hook: short
+ * writes, EIO on write and on fdatasync, ENOSPC on write and when a new
+ * segment file is preallocated. What was durable stays intact, nothing
+ * pretends to be durable when it is not, and a failed fdatasync is never
+ * retried. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "engine/err.h"
+#include "io/wal.h"
+#include "tests/io/io_test.h"
+
+#define PAYLOAD_MAX 200
+
+struct fx {
+	struct loop loop;
+	struct wal wal;
+	struct wal_config config;
+	char dir[256];
+	uint64_t durable;
+	int failed_rv;
+	int failed_calls;
+	/* The fault plan: fail the nth operation of a kind (1-based). */
+	enum loop_op_kind kind;
+	int nth;
+	int res;
+	int seen[LOOP_OP_ALLOCATE + 1];
+	uint8_t scratch[64 * PAYLOAD_MAX];
+};
+
+static int fx_fault(void *arg, const struct loop_fault_site *site)
+{
+	struct fx *fx = arg;
+
+	fx->seen[site->kind]++;
+	if (site->kind != fx->kind || fx->seen[site->kind] != fx->nth)
+		return 0;
+	if (fx->res > 0)
+		return (int)(site->size * (uint32_t)fx->res /
+			     100); /* A short write: res percent. */
+	return fx->res;
+}
+
+static void fx_durable(struct wal *wal, uint64_t batch, int rv)
+{
+	struct fx *fx = (struct fx *)(void *)((char *)wal - offsetof(struct fx, wal));
+
+	fx->durable = batch;
+	if (rv != 0) {
+		fx->failed_rv = rv;
+		fx->failed_calls++;
+	}
+}
+
+static int fx_setup(void **state)
+{
+	struct fx *fx = calloc(1, sizeof(*fx));
+
+	io_test_loop_init(&fx->loop);
+	io_test_mkdtemp(fx->dir, "test_wal_faults");
+	wal_config_default(&fx->config);
+	fx->config.segment_size = 128u << 10;
+	fx->config.batch_size_max = 16u << 10;
+	fx->config.durable_cb = fx_durable;
+	assert_int_equal(wal_init(&fx->wal, &fx->loop, fx->dir, &fx->config), 0);
+	*state = fx;
+	return 0;
+}
+
+static int fx_teardown(void **state)
+{
+	struct fx *fx = *state;
+
+	loop_set_fault(&fx->loop, NULL, NULL);
+	if (fx->wal.groups != NULL)
+		wal_deinit(&fx->wal);
+	loop_deinit(&fx->loop);
+	io_test_rmtree(fx->dir);
+	free(fx);
+	return 0;
+}
+
+static void fx_plan(struct fx *fx, enum loop_op_kind kind, int nth, int res)
+{
+	memset(fx->seen, 0, sizeof(fx->seen));
+	fx->kind = kind;
+	fx->nth = nth;
+	fx->res = res;
+	loop_set_fault(&fx->loop, fx_fault, fx);
+}
+
+static int fx_append(struct fx *fx, uint64_t group, uint64_t first, uint32_t count)
+{
+	struct wal_entry entries[64];
+	uint8_t *p = fx->scratch;
+
+	for (uint32_t i = 0; i < count; i++) {
+		entries[i] = (struct wal_entry){.term = 1, .data = p};
+		entries[i].size = io_test_payload(group, first + i, 1, PAYLOAD_MAX, p);
+		p += entries[i].size;
+	}
+	return wal_append_entries(&fx->wal, group, first, entries, count);
+}
+
+/* Reopen without faults and check group holds exactly 1..last intact. */
+static void fx_check_reopen(struct fx *fx, uint64_t group, uint64_t last_min, uint64_t last_max)
+{
+	const struct wal_group *g;
+	uint8_t expect[PAYLOAD_MAX];
+	struct wal_read read;
+
+	loop_set_fault(&fx->loop, NULL, NULL);
+	wal_deinit(&fx->wal);
+	if (wal_init(&fx->wal, &fx->loop, fx->dir, &fx->config) != 0)
+		fail_msg("reopen: %s", wal_why(&fx->wal));
+	g = wal_group_find(&fx->wal, group);
+	assert_non_null(g);
+	assert_true(g->last_index >= last_min);
+	assert_true(g->last_index <= last_max);
+	assert_int_equal(wal_read_sync(&fx->wal, &read, group, 1, g->last_index, 1u << 20), 0);
+	assert_int_equal(read.entries_count, g->last_index);
+	for (uint32_t i = 0; i < read.entries_count; i++) {
+		uint32_t size = io_test_payload(group, i + 1, 1, PAYLOAD_MAX, expect);
+
+		assert_int_equal(read.entries[i].size, size);
+		assert_memory_equal(read.entries[i].data, expect, size);
+	}
+	wal_read_release(&read);
+}
+
+/* A short write is completed by writing the rest and syncing again. */
+static void test_short_write_is_completed(void **state)
+{
+	struct fx *fx = *state;
+
+	fx_plan(fx, LOOP_OP_WRITE, 1, 40);
+	assert_int_equal(fx_append(fx, 1, 1, 20), 0);
+	assert_int_equal(wal_sync(&fx->wal), 0);
+	assert_int_equal(fx->failed_calls, 0);
+	assert_int_equal(fx->seen[LOOP_OP_WRITE], 2); /* The rest went out again ... */
+	assert_int_equal(fx->wal.stats.fsyncs, 2);    /* ... with its own fdatasync. */
+	assert_int_equal(fx->durable, 1);
+	fx_check_reopen(fx, 1, 20, 20);
+}
+
+/* EIO on a write stops the WAL: the batch is not reported durable, appends
+ * fail, and what was durable before is intact. */
+static void test_write_error_stops_the_wal(void **state)
+{
+	struct fx *fx = *state;
+
+	fx_plan(fx, LOOP_OP_WRITE, 2, -EIO);
+	assert_int_equal(fx_append(fx, 1, 1, 10), 0);
+	assert_int_equal(wal_sync(&fx->wal), 0);
+	assert_int_equal(fx_append(fx, 1, 11, 10), 0);
+	assert_int_equal(wal_sync(&fx->wal), WAL_ERR_FAILED);
+	assert_int_equal(fx->failed_rv, WAL_ERR_FAILED);
+	assert_int_equal(fx->durable, 1);
+	assert_int_equal(fx_append(fx, 1, 21, 1), WAL_ERR_FAILED);
+	assert_non_null(strstr(wal_why(&fx->wal), "write"));
+	assert_non_null(strstr(wal_why(&fx->wal), strerror(EIO)));
+	fx_check_reopen(fx, 1, 10, 10);
+}
+
+/* EIO on fdatasync is fatal and never retried: no fdatasync is submitted
+ * after it, whatever the caller does. */
+static void test_fsync_error_is_fatal_and_not_retried(void **state)
+{
+	struct fx *fx = *state;
+
+	fx_plan(fx, LOOP_OP_FSYNC, 2, -EIO);
+	assert_int_equal(fx_append(fx, 1, 1, 10), 0);
+	assert_int_equal(wal_sync(&fx->wal), 0);
+	assert_int_equal(fx_append(fx, 1, 11, 10), 0);
+	assert_int_equal(wal_sync(&fx->wal), WAL_ERR_FAILED);
+	assert_int_equal(fx->durable, 1);
+	assert_int_equal(fx->failed_calls, 1);
+	assert_non_null(strstr(wal_why(&fx->wal), "fdatasync"));
+	assert_int_equal(wal_flush(&fx->wal), WAL_ERR_FAILED);
+	assert_int_equal(wal_sync(&fx->wal), WAL_ERR_FAILED);
+	assert_int_equal(loop_run(&fx->loop, 0), 0);
+	assert_int_equal(fx->seen[LOOP_OP_FSYNC], 2);
+	assert_int_equal(fx_append(fx, 2, 1, 1), WAL_ERR_FAILED);
+	/* The unsynced batch may or may not be on disk; the synced one is. */
+	fx_check_reopen(fx, 1, 10, 20);
+}
+
+/* ENOSPC on a write refuses further appends with a clear error and
+ * corrupts nothing already written. */
+static void test_enospc_on_write_refuses_appends(void **state)
+{
+	struct fx *fx = *state;
+
+	fx_plan(fx, LOOP_OP_WRITE, 3, -ENOSPC);
+	for (uint64_t i = 0; i < 2; i++) {
+		assert_int_equal(fx_append(fx, 1, i * 10 + 1, 10), 0);
+		assert_int_equal(wal_sync(&fx->wal), 0);
+	}
+	assert_int_equal(fx_append(fx, 1, 21, 10), 0);
+	assert_int_equal(wal_sync(&fx->wal), -ENOSPC);
+	assert_int_equal(fx->failed_rv, -ENOSPC);
+	assert_int_equal(fx_append(fx, 1, 31, 1), -ENOSPC);
+	assert_non_null(strstr(wal_why(&fx->wal), strerror(ENOSPC)));
+	fx_check_reopen(fx, 1, 20, 20);
+}
+
+/* ENOSPC when a new segment file is preallocated: the append that needed
+ * it fails as a whole, the batches already laid out still reach the disk,
+ * and nothing written is lost. */
+static void test_enospc_on_new_segment_refuses_appends(void **state)
+{
+	struct fx *fx = *state;
+	uint64_t next = 1;
+	int rv = 0;
+
+	fx_plan(fx, LOOP_OP_ALLOCATE, 2, -ENOSPC); /* The first segment is created. */
+	for (int i = 0; i < 1000 && rv == 0; i++) {
+		rv = fx_append(fx, 1, next, 20);
+		if (rv == 0)
+			next += 20;
+		if (rv == -EAGAIN) {
+			rv = wal_sync(&fx->wal);
+			assert_int_equal(rv, 0);
+		}
+	}
+	assert_int_equal(rv, -ENOSPC);
+	assert_non_null(strstr(wal_why(&fx->wal), "refuses further appends"));
+	assert_int_equal(wal_sync(&fx->wal), 0); /* What was appended is durable. */
+	assert_int_equal(fx_append(fx, 1, next, 1), -ENOSPC);
+	fx_check_reopen(fx, 1, next - 1, next - 1);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_short_write_is_completed, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_write_error_stops_the_wal, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_fsync_error_is_fatal_and_not_retried, fx_setup,
+					    fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_enospc_on_write_refuses_appends, fx_setup,
+					    fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_enospc_on_new_segment_refuses_appends, fx_setup,
+					    fx_teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
