@@ -98,7 +98,8 @@ struct group {
 	struct group *dirty_next;
 	bool dirty;
 	bool was_leader;
-	uint64_t scheduled_ms; /* Deadline already in the heap. */
+	uint64_t scheduled_ms;         /* Deadline already in the heap. */
+	uint64_t hard_term, hard_vote; /* Last written to the WAL. */
 	uint64_t last_leader;
 	struct pending_prop *props; /* Ring, oldest first. */
 	uint32_t props_head, props_count, props_cap;
@@ -967,10 +968,19 @@ static int wal_append_ready(struct shard *s, struct group *g, const struct raft_
 			rv = wal_append_entries(&s->wal, g->id, rd->entries[0].index,
 						s->wal_entries, rd->entries_count);
 		}
-		if (rv == 0 && rd->hard_changed) {
+		/* Term and vote must be durable before what depends on them leaves;
+		 * commit need not be (a restarted node learns it again from the
+		 * leader), so a change of commit alone writes nothing: with many
+		 * groups that would be a record per group per turn. */
+		if (rv == 0 && rd->hard_changed &&
+		    (rd->hard.term != g->hard_term || rd->hard.vote != g->hard_vote)) {
 			struct wal_hard hard = {rd->hard.term, rd->hard.vote, rd->hard.commit};
 
 			rv = wal_append_hard(&s->wal, g->id, &hard);
+			if (rv == 0) {
+				g->hard_term = rd->hard.term;
+				g->hard_vote = rd->hard.vote;
+			}
 		}
 		if (rv != -EAGAIN)
 			return rv;
@@ -1074,6 +1084,8 @@ static int group_open(struct shard *s, uint64_t id, const struct raft_boot *boot
 	rc.quiesce_after_ms = s->config.election_timeout_ms * 3;
 	rc.lease_read = s->config.lease_read;
 	g->id = id;
+	g->hard_term = boot->hard.term;
+	g->hard_vote = boot->hard.vote;
 	rv = raft_init(&g->raft, &rc, boot, s->now_ms);
 	if (rv != 0) {
 		free(g);
