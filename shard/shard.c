@@ -1598,8 +1598,17 @@ int shard_start(struct shard **out, const struct shard_config *config, char *why
 		if ((uint64_t)wc.batch_size_max * 4 > wc.segment_size)
 			wc.segment_size = wc.batch_size_max * 4;
 	}
+	/* O_DIRECT batches measured faster here (buffered writes go through
+	 * io_uring's worker threads); a file system without it gets buffered. */
+	wc.direct_io = true;
 	wc.durable_cb = wal_durable_done;
 	rv = wal_init(&s->wal, &s->loop, config->wal_dir, &wc);
+	if (rv == -EINVAL) {
+		node_log(config->node_id, "shard %u: %s; writing the WAL buffered",
+			 config->shard_index, wal_why(&s->wal));
+		wc.direct_io = false;
+		rv = wal_init(&s->wal, &s->loop, config->wal_dir, &wc);
+	}
 	if (rv != 0) {
 		snprintf(why, why_size, "WAL %s: %s", config->wal_dir, wal_why(&s->wal));
 		goto err_after_loop;
