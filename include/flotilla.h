@@ -57,6 +57,9 @@ struct fl_sm_ops {
 	 * Runs on the group's shard thread. */
 	void (*apply)(void *ctx, uint64_t group, const struct fl_entry *entries, uint32_t count,
 		      uint64_t *results);
+	/* May be NULL. This node learned that group's leader is now leader
+	 * (0: none known) in term. Runs on the group's shard thread. */
+	void (*leader_changed)(void *ctx, uint64_t group, uint64_t leader, uint64_t term);
 	void *ctx;
 };
 

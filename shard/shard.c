@@ -50,6 +50,7 @@ enum {
 	SHARD_CONNS_MAX = 64,            /* Incoming connections per shard. */
 	SHARD_REDIAL_MIN_MS = 50,
 	SHARD_REDIAL_MAX_MS = 1000,
+	SHARD_IDLE_WAKE_MS = 1000, /* Longest sleep of a shard with nothing due. */
 };
 
 struct buf {
@@ -163,7 +164,8 @@ struct shard {
 	uint64_t durable_batch; /* Likewise. */
 	uint64_t now_ms;
 	struct loop_timer tick;
-	bool tick_armed;
+	bool tick_armed, tick_cancelled;
+	uint64_t tick_due_ms;
 	/* Groups: open addressing by id. */
 	struct group **table;
 	uint64_t table_cap, groups_count;
@@ -1055,6 +1057,9 @@ static void group_process(struct shard *s, struct group *g)
 	}
 	if (raft_leader(&g->raft) != g->last_leader) {
 		g->last_leader = raft_leader(&g->raft);
+		if (s->config.sm.leader_changed)
+			s->config.sm.leader_changed(s->config.sm.ctx, g->id, g->last_leader,
+						    raft_term(&g->raft));
 		if (g->last_leader != RAFT_NONE)
 			node_log(s->config.node_id, "group %llu: leader is node %llu, term %llu",
 				 (unsigned long long)g->id, (unsigned long long)g->last_leader,
@@ -1456,6 +1461,32 @@ static void groups_tick(struct shard *s)
 	}
 }
 
+/* One timer per shard, due at the earliest group deadline (or a redial): a
+ * shard whose groups are all quiesced sleeps until a message comes. */
+static void shard_arm_timer(struct shard *s)
+{
+	uint64_t due = s->now_ms + SHARD_IDLE_WAKE_MS;
+
+	if (s->heap_count > 0 && s->heap[0].deadline_ms < due)
+		due = s->heap[0].deadline_ms;
+	for (uint32_t i = 0; i < s->peers_count; i++)
+		if (s->peers[i].state == PEER_DOWN && s->peers[i].redial_ms < due)
+			due = s->peers[i].redial_ms;
+	if (due < s->now_ms + s->config.tick_ms)
+		due = s->now_ms + s->config.tick_ms; /* The tick is the finest grain. */
+	if (s->tick_armed) {
+		if (due + s->config.tick_ms < s->tick_due_ms && !s->tick_cancelled) {
+			loop_timeout_cancel(&s->loop, &s->tick); /* Re-armed next turn. */
+			s->tick_cancelled = true;
+		}
+		return;
+	}
+	s->tick_armed = true;
+	s->tick_cancelled = false;
+	s->tick_due_ms = due;
+	loop_timeout(&s->loop, &s->tick, due - s->now_ms, tick_done);
+}
+
 static void shard_turn(struct shard *s)
 {
 	s->now_ms = loop_now_ns(&s->loop) / 1000000;
@@ -1484,10 +1515,7 @@ static void shard_turn(struct shard *s)
 	}
 	for (uint32_t i = 0; i < s->peers_count; i++)
 		peer_send(s, &s->peers[i]);
-	if (!s->tick_armed) {
-		s->tick_armed = true;
-		loop_timeout(&s->loop, &s->tick, s->config.tick_ms, tick_done);
-	}
+	shard_arm_timer(s);
 }
 
 static void *shard_main(void *arg)

@@ -4,9 +4,9 @@
  * Threads: the library's shard threads run Raft and apply committed entries
  * to the KV maps; a few client threads (--client-threads), each with its own
  * epoll set, share one listening socket (EPOLLEXCLUSIVE) and serve the
- * connections they accept; a monitor thread polls each group's leader (the
- * hint for answers that no library callback carries) and logs how many groups
- * this node leads, while the library logs each group's leader changes; the
+ * connections they accept; leader changes arrive by callback (the hint for
+ * answers that no library callback carries), and a monitor thread logs how
+ * many groups this node leads, while the library logs each change; the
  * main thread waits for SIGTERM or SIGINT. Logs go to stderr, one line each
  * with a UTC timestamp.
  *
@@ -161,7 +161,8 @@ struct server {
 	atomic_uint conns_count;
 	struct worker *workers;
 	uint32_t workers_count;
-	_Atomic uint64_t *leaders; /* Groups 1..groups_count, by the monitor. */
+	_Atomic uint64_t *leaders; /* Groups 1..groups_count, from leader_changed. */
+	atomic_uint leading;       /* Groups this node leads, from leader_changed. */
 	pthread_t monitor;
 	pthread_mutex_t monitor_lock;
 	pthread_cond_t monitor_cond;
@@ -1195,21 +1196,28 @@ static void worker_deinit(struct worker *w)
 
 /* --- Leader monitor. --- */
 
-/* Ask each created group for its leader, for the hints of answers that have
- * no callback to carry one. The library logs each group's leader changes; this
- * logs how many groups this node leads when that count changes. */
+/* The library tells each group's leader changes (on shard threads): keep them
+ * for the hints of answers that have no callback to carry one. */
+static void on_leader_changed(void *ctx, uint64_t group, uint64_t leader, uint64_t term)
+{
+	struct server *s = (struct server *)((char *)ctx - offsetof(struct server, kv));
+	uint64_t old;
+
+	(void)term;
+	if (group == 0 || group > s->opt.groups_count || s->leaders == NULL)
+		return;
+	old = atomic_exchange_explicit(&s->leaders[group - 1], leader, memory_order_relaxed);
+	if (old == s->opt.id && leader != s->opt.id)
+		atomic_fetch_sub_explicit(&s->leading, 1, memory_order_relaxed);
+	else if (old != s->opt.id && leader == s->opt.id)
+		atomic_fetch_add_explicit(&s->leading, 1, memory_order_relaxed);
+}
+
+/* Log how many groups this node leads when that count changes. */
 static void monitor_poll(struct server *s)
 {
-	uint32_t leading = 0;
+	uint32_t leading = atomic_load_explicit(&s->leading, memory_order_relaxed);
 
-	for (uint64_t g = 1; g <= s->opt.groups_count; g++) {
-		uint64_t leader = 0;
-
-		if (fl_group_leader(s->node, g, &leader) != 0)
-			continue;
-		leading += leader == s->opt.id;
-		atomic_store_explicit(&s->leaders[g - 1], leader, memory_order_relaxed);
-	}
 	if (s->opt.groups_count > 0 && leading != s->monitor_leading) {
 		node_log("this node leads %u of %u groups", leading, s->opt.groups_count);
 		s->monitor_leading = leading;
@@ -1228,9 +1236,6 @@ static void *monitor_main(void *arg)
 
 		pthread_mutex_unlock(&s->monitor_lock);
 		monitor_poll(s);
-		/* Each poll asks every group's shard: with many groups, rest at
-		 * least four times as long as the sweep took, so the monitor
-		 * never costs the shards more than a fifth of a thread's time. */
 		wait_ms = 4 * (node_now_ms() - started_ms);
 		if (wait_ms < s->opt.leader_poll_ms)
 			wait_ms = s->opt.leader_poll_ms;
@@ -1420,7 +1425,8 @@ static int server_start_node(struct server *s, struct fl_peer *peers)
 	config.inbox_max = s->opt.inbox_max;
 	config.quiesce = s->opt.quiesce;
 	config.lease_read = s->opt.lease_read;
-	config.sm = (struct fl_sm_ops){.apply = kv_apply, .ctx = &s->kv};
+	config.sm = (struct fl_sm_ops){
+	    .apply = kv_apply, .leader_changed = on_leader_changed, .ctx = &s->kv};
 	return fl_node_start(&config, &s->node);
 }
 
@@ -1539,6 +1545,12 @@ int main(int argc, char **argv)
 	if (kv_init(&s->kv) != 0)
 		return EXIT_FAILURE;
 	server_check_fd_limit(s);
+	/* Before the node starts: recovered groups report their leaders at once. */
+	if (s->opt.groups_count > 0) {
+		s->leaders = calloc(s->opt.groups_count, sizeof(*s->leaders));
+		if (s->leaders == NULL)
+			return EXIT_FAILURE;
+	}
 	rv = server_listen(s);
 	if (rv != 0) {
 		node_log("client listener %s: %s", s->opt.client_addr, strerror(-rv));
@@ -1553,13 +1565,7 @@ int main(int argc, char **argv)
 	node_addr_host(s->opt.client_addr, client_host, sizeof(client_host));
 	node_log("listening: peer %s:%u client %s:%u (flotilla %s)", peer_host,
 		 fl_node_port(s->node), client_host, s->client_port, fl_version());
-	if (s->opt.groups_count > 0) {
-		s->leaders = calloc(s->opt.groups_count, sizeof(*s->leaders));
-		if (s->leaders == NULL)
-			rv = -ENOMEM;
-	}
-	if (rv == 0)
-		rv = server_create_groups(s);
+	rv = server_create_groups(s);
 	if (rv == 0)
 		rv = server_start_threads(s);
 	if (rv != 0) {
