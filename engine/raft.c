@@ -30,7 +30,8 @@
 #define CHUNK_SIZE      (256u * 1024u)
 #define CHUNK_FREE_MAX  4
 #define HB_RING         16
-#define LOG_INITIAL_CAP 64
+#define LOG_INITIAL_CAP 4
+#define CHUNK_FIRST     1024 /* A group's first chunk; each next one doubles up to CHUNK_SIZE. */
 
 struct raft_chunk {
 	struct raft_chunk *next;
@@ -71,7 +72,7 @@ static void *grow(void *array, uint32_t *cap, uint32_t need, size_t elem)
 
 	if (need <= *cap)
 		return array;
-	cap_new = *cap ? *cap * 2 : 8;
+	cap_new = *cap ? *cap * 2 : 2; /* Small: thousands of idle groups. */
 	while (cap_new < need)
 		cap_new *= 2;
 	p = realloc(array, (size_t)cap_new * elem);
@@ -160,10 +161,18 @@ static int chunk_copy(struct raft_log *log, const void *data, uint32_t size,
 				log->chunk_free = c->next;
 				log->chunk_free_count--;
 			} else {
-				c = malloc(sizeof(*c) + CHUNK_SIZE);
+				/* Idle groups keep small chunks; busy ones grow to
+				 * CHUNK_SIZE, which alone are recycled. */
+				uint32_t cap =
+				    log->chunk_next_size ? log->chunk_next_size : CHUNK_FIRST;
+
+				while (cap < need)
+					cap *= 2;
+				c = malloc(sizeof(*c) + cap);
 				if (c == NULL)
 					return -ENOMEM;
-				*c = (struct raft_chunk){.cap = CHUNK_SIZE};
+				*c = (struct raft_chunk){.cap = cap};
+				log->chunk_next_size = cap * 2 > CHUNK_SIZE ? CHUNK_SIZE : cap * 2;
 			}
 			/* The old open chunk lives on while its entries do. */
 			if (log->chunk_open) {
@@ -330,20 +339,36 @@ static int halves(const struct raft_conf *conf)
 	return conf->joint ? 2 : 1;
 }
 
-/* May this node start an election? Voters may; witnesses and learners never. */
-static bool raft_is_promotable(const struct raft *raft)
+/* May id start an election under conf? Voters may; witnesses and learners never. */
+static bool conf_can_lead(const struct raft_conf *conf, uint64_t id)
 {
-	const struct raft_conf *conf = conf_current(raft);
-
 	for (uint32_t i = 0; i < conf->members_count; i++) {
 		const struct raft_member *m = &conf->members[i];
 
-		if (m->id == raft->config.id)
+		if (m->id == id)
 			return m->role == RAFT_MEMBER_VOTER ||
 			       (conf->joint && m->role_old == RAFT_MEMBER_VOTER &&
 				m->role != RAFT_MEMBER_WITNESS);
 	}
 	return false;
+}
+
+static const struct raft_conf *conf_at(const struct raft *raft, uint64_t index);
+
+/* Thesis §4.2.2: "a server that is not part of its own latest configuration
+ * should still start new elections, as it might still be needed until the
+ * C_new entry is committed". So a voter of the committed configuration may
+ * campaign while a later one that demotes or removes it is uncommitted; its
+ * own vote counts only where it is a voter (vote_tally), and once elected
+ * it steps down when C_new commits (conf_advance). Without this, a group
+ * whose most up-to-date logs sit on such nodes (and on witnesses) can elect
+ * no one. */
+static bool raft_is_promotable(const struct raft *raft)
+{
+	if (conf_can_lead(conf_current(raft), raft->config.id))
+		return true;
+	return raft->confs[raft->confs_count - 1].index > raft->commit &&
+	       conf_can_lead(conf_at(raft, raft->commit), raft->config.id);
 }
 
 static struct raft_progress *progress_find(struct raft *raft, uint64_t id)
@@ -401,11 +426,18 @@ static void progress_clear(struct raft *raft)
 	raft->progress_count = 0;
 }
 
-static int cmp_desc(const void *a, const void *b)
+/* Insertion sort, largest first: n is at most RAFT_MEMBERS_MAX, and this runs
+ * on every acknowledgement, where qsort's call overhead showed in profiles. */
+static void sort_desc(uint64_t *v, uint32_t n)
 {
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	for (uint32_t i = 1; i < n; i++) {
+		uint64_t x = v[i];
+		uint32_t j = i;
 
-	return x < y ? 1 : (x > y ? -1 : 0);
+		for (; j > 0 && v[j - 1] < x; j--)
+			v[j] = v[j - 1];
+		v[j] = x;
+	}
 }
 
 /* The largest value that a majority of the voters of every half of the
@@ -430,7 +462,7 @@ static uint64_t quorum_value(const struct raft *raft, bool seq)
 		}
 		if (n == 0)
 			continue;
-		qsort(values, n, sizeof(values[0]), cmp_desc);
+		sort_desc(values, n);
 		result = min_u64(result, values[n / 2]);
 	}
 	return result == UINT64_MAX ? 0 : result;
@@ -1182,8 +1214,10 @@ static void handle_append_resp(struct raft *raft, struct raft_progress *pr,
 	}
 	if (m->index > log_last(&raft->log))
 		return; /* Claims entries we never sent: ignore. */
-	if (pr->state == RAFT_PROGRESS_PROBE)
-		pr->probe_sent = false;
+	/* A PROBE resumes only on progress (progress_become below) or on a
+	 * heartbeat response: if every stale or duplicated response sent a new
+	 * probe, each duplicate would start one more probe/response chain that
+	 * never ends, and traffic would grow without bound. */
 	if (m->index > pr->match) {
 		pr->match = m->index;
 		pr->next = max_u64(pr->next, m->index + 1);
@@ -1553,6 +1587,8 @@ static void handle_read_index(struct raft *raft, uint64_t from, uint64_t context
 		read_answer(raft, from, context, 0);
 		return;
 	}
+	raft->reads_pending = grow(raft->reads_pending, &raft->reads_pending_cap,
+				   raft->reads_pending_count + 1, sizeof(*raft->reads_pending));
 	rd = &raft->reads_pending[raft->reads_pending_count++];
 	*rd = (struct raft_pending_read){.context = context, .from = from};
 	if (committed_in_term(raft)) {
@@ -1978,9 +2014,6 @@ int raft_init(struct raft *raft, const struct raft_config *config, const struct 
 	raft->rng = config->seed;
 	raft->rng = rng_next(raft);
 	raft->now_ms = now_ms;
-	raft->reads_pending = calloc(config->reads_max, sizeof(*raft->reads_pending));
-	if (raft->reads_pending == NULL)
-		return -ENOMEM;
 	raft->snap = boot->snapshot;
 	log_reset(&raft->log, boot->snapshot.index, boot->snapshot.term);
 	conf_push(raft, boot->snapshot.index, &boot->snapshot.conf);
@@ -1998,9 +2031,10 @@ int raft_init(struct raft *raft, const struct raft_config *config, const struct 
 	raft->log.stable_index = raft->log.handed_index = log_last(&raft->log);
 	raft->term = boot->hard.term;
 	raft->vote = boot->hard.vote;
-	raft->commit =
-	    min_u64(max_u64(boot->hard.commit, boot->snapshot.index), log_last(&raft->log));
 	raft->applied = max_u64(boot->applied, boot->snapshot.index);
+	/* What the state machine applied was committed, even where the stored
+	 * commit is older (storage need not persist every commit advance). */
+	raft->commit = min_u64(max_u64(boot->hard.commit, raft->applied), log_last(&raft->log));
 	rv = -EINVAL;
 	if (raft->applied > raft->commit || raft->term < log_last_term(&raft->log))
 		goto err;

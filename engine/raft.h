@@ -231,6 +231,7 @@ struct raft_log {
 	uint64_t handed_index; /* Handed out in a ready for persistence. */
 	struct raft_chunk *chunk_open, *chunk_free;
 	uint32_t chunk_free_count;
+	uint32_t chunk_next_size; /* Bytes of the next chunk to allocate. */
 };
 
 struct raft_conf_slot {
@@ -277,7 +278,7 @@ struct raft {
 	uint64_t hb_sent_ms[16]; /* Send time of sequence s at s % 16 (for the lease). */
 	uint64_t lease_until_ms; /* Leader: lease reads are safe before this. */
 	struct raft_pending_read *reads_pending;
-	uint32_t reads_pending_count;
+	uint32_t reads_pending_count, reads_pending_cap; /* Grown on demand to reads_max. */
 	struct raft_hard_state hard_handed;
 	/* Ready output buffers, reused across readies. */
 	struct raft_msg *msgs, *msgs_after;
