@@ -170,6 +170,8 @@ struct fl_metrics {
 	uint64_t snapshots_sent;
 	uint64_t snapshots_received;
 	uint64_t peers_refused; /* Connections closed for a bad handshake or frame. */
+	uint64_t memory_bytes;  /* Allocated by shard threads from their own jemalloc
+				 * arenas; 0 when Flotilla runs without jemalloc. */
 	uint32_t shards_count;
 	uint32_t inbox_depth_max; /* Deepest shard queue right now. */
 };

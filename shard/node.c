@@ -382,6 +382,7 @@ void fl_node_metrics(struct fl_node *node, struct fl_metrics *m)
 		m->peers_refused += atomic_load_explicit(&st->peers_refused, memory_order_relaxed);
 		m->fsyncs += shard_wal_fsyncs(node->shards[i]);
 		m->wal_bytes += shard_wal_bytes(node->shards[i]);
+		m->memory_bytes += shard_memory(node->shards[i]);
 		if (depth > m->inbox_depth_max)
 			m->inbox_depth_max = (uint32_t)depth;
 	}

@@ -37,6 +37,7 @@
 #include "engine/err.h"
 #include "engine/raft.h"
 #include "io/loop.h"
+#include "io/mem.h"
 #include "io/wal.h"
 #include "shard/inbox.h"
 #include "shard/wire.h"
@@ -192,6 +193,8 @@ struct shard {
 	struct raft_buf *prop_bufs;
 	uint32_t prop_bufs_cap;
 	struct shard_stats stats;
+	unsigned arena;
+	_Atomic bool arena_ready;
 };
 
 static void stat_add(_Atomic uint64_t *counter, uint64_t n)
@@ -1522,6 +1525,11 @@ static void *shard_main(void *arg)
 {
 	struct shard *s = arg;
 
+	/* This thread's allocations (the engines' logs, buffers, messages) come
+	 * from an arena of the shard's own. */
+	if (mem_thread_arena(&s->arena) == 0)
+		atomic_store(&s->arena_ready, true);
+
 	while (!atomic_load(&s->stopping)) {
 		bool idle;
 
@@ -1697,6 +1705,11 @@ struct shard_stats *shard_stats(struct shard *s)
 uint64_t shard_inbox_depth(struct shard *s)
 {
 	return inbox_depth(&s->inbox);
+}
+
+uint64_t shard_memory(struct shard *s)
+{
+	return atomic_load(&s->arena_ready) ? mem_arena_allocated(s->arena) : 0;
 }
 
 uint64_t shard_wal_fsyncs(struct shard *s)

@@ -95,6 +95,8 @@ int shard_submit(struct shard *shard, struct shard_req *req);
 struct shard_stats *shard_stats(struct shard *shard);
 uint64_t shard_inbox_depth(struct shard *shard);
 uint64_t shard_wal_fsyncs(struct shard *shard);
+/* Bytes allocated from the shard thread's own arena (0 without jemalloc). */
+uint64_t shard_memory(struct shard *shard);
 uint64_t shard_wal_bytes(struct shard *shard);
 
 /* The net thread: accepts peer connections (checking their handshake) and

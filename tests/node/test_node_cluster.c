@@ -294,9 +294,11 @@ int main(int argc, char **argv)
 		struct fl_metrics m;
 
 		fl_node_metrics(nodes[i], &m);
-		printf("node %d: groups %llu leaders %llu fsyncs %llu bytes out %llu\n", i + 1,
-		       (unsigned long long)m.groups, (unsigned long long)m.leaders,
-		       (unsigned long long)m.fsyncs, (unsigned long long)m.bytes_out);
+		printf("node %d: groups %llu leaders %llu fsyncs %llu bytes out %llu shard memory "
+		       "%llu\n",
+		       i + 1, (unsigned long long)m.groups, (unsigned long long)m.leaders,
+		       (unsigned long long)m.fsyncs, (unsigned long long)m.bytes_out,
+		       (unsigned long long)m.memory_bytes);
 		CHECK(!sms[i].disorder);
 	}
 	for (int i = 0; i < NODES; i++)
