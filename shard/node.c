@@ -156,9 +156,13 @@ int fl_node_start(const struct fl_node_config *config, struct fl_node **out)
 	*out = node;
 	return 0;
 err_after_shards:
+	/* Shards first (they dial through the net thread), then the net thread
+	 * (it hands connections to shards), then free the shards. */
+	for (uint32_t i = 0; i < started; i++)
+		shard_stop(node->shards[i]);
 	node_net_stop(node->net);
 	while (started-- > 0)
-		shard_stop(node->shards[started]);
+		shard_close(node->shards[started]);
 err:
 	node_log(config->node_id, "cannot start: %s (%s)", why, err_str(rv));
 	node_free(node);
@@ -167,9 +171,12 @@ err:
 
 void fl_node_stop(struct fl_node *node)
 {
-	node_net_stop(node->net);
+	/* The order of err_after_shards in fl_node_start(), for the same reason. */
 	for (uint32_t i = 0; i < node->shards_count; i++)
 		shard_stop(node->shards[i]);
+	node_net_stop(node->net);
+	for (uint32_t i = 0; i < node->shards_count; i++)
+		shard_close(node->shards[i]);
 	node_log(node->config.node_id, "stopped");
 	node_free(node);
 }

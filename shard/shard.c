@@ -1499,7 +1499,8 @@ static void shard_turn(struct shard *s)
 	durable_process(s);
 	inbox_drain(s);
 	groups_tick(s);
-	peers_dial(s);
+	if (!atomic_load(&s->stopping))
+		peers_dial(s);
 	for (int rounds = 0; rounds < 4 && s->dirty_head; rounds++) {
 		struct group *list = s->dirty_head;
 
@@ -1671,12 +1672,17 @@ err:
 
 void shard_stop(struct shard *s)
 {
-	struct shard_req *req;
-
 	atomic_store(&s->stopping, true);
 	loop_wake(&s->loop);
 	pthread_join(s->thread, NULL);
-	/* Finish what was asked before the stop, then fail the rest. */
+}
+
+void shard_close(struct shard *s)
+{
+	struct shard_req *req;
+
+	/* Finish what was asked before the stop (no new dials: the net thread
+	 * is gone), then fail the rest. */
 	shard_turn(s);
 	while ((req = inbox_pop(&s->inbox)) != NULL) {
 		done(req->cb, req->arg, ERR_STOPPING, 0, 0);

@@ -84,9 +84,13 @@ struct shard_stats {
 int shard_start(struct shard **shard, const struct shard_config *config, char *why,
 		size_t why_size);
 
-/* Stop the thread after finishing in-flight work and syncing the WAL; fail
- * queued requests with FL_ERR_STOPPING; free everything. */
+/* Stop the shard's thread; shard_submit() refuses requests from here on. */
 void shard_stop(struct shard *shard);
+
+/* After shard_stop() and once the net thread is stopped: finish in-flight
+ * work, fail queued requests with FL_ERR_STOPPING, sync and close the WAL,
+ * free everything. */
+void shard_close(struct shard *shard);
 
 /* Hand a request to the shard. Any thread. Returns 0, -EAGAIN (queue full)
  * or FL_ERR_STOPPING. On success the shard owns req. */
