@@ -1688,6 +1688,10 @@ int raft_change(struct raft *raft, const struct raft_conf *target)
 		struct raft_member m = target->members[i];
 
 		m.role_old = (uint8_t)raft_conf_role(cur, m.id);
+		/* A witness holds no payloads: as a full voter it could lead
+		 * without the data. It must join anew as a learner instead. */
+		if (m.role_old == RAFT_MEMBER_WITNESS && m.role != RAFT_MEMBER_WITNESS)
+			return RAFT_ERR_CONF_INVALID;
 		joint.members[joint.members_count++] = m;
 	}
 	for (uint32_t i = 0; i < cur->members_count; i++) {

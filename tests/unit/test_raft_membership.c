@@ -131,6 +131,26 @@ static void test_witness_votes_but_never_campaigns(void **state)
 	fx_deinit(&f);
 }
 
+/* A witness has entry metadata only: it may not become a voter or a learner. */
+static void test_witness_cannot_be_promoted(void **state)
+{
+	struct fixture f;
+	struct raft_conf c;
+
+	(void)state;
+	fx_setup(&f, 3);
+	f.conf.members[2].role = RAFT_MEMBER_WITNESS;
+	fx_start(&f);
+	fx_elect(&f, 1);
+	fx_run(&f, 2 * FX_HEARTBEAT_MS, 10);
+	c = *raft_conf(fx_raft(&f, 1));
+	c.members[2].role = RAFT_MEMBER_VOTER;
+	assert_int_equal(fx_change(&f, 1, &c), RAFT_ERR_CONF_INVALID);
+	c.members[2].role = RAFT_MEMBER_LEARNER;
+	assert_int_equal(fx_change(&f, 1, &c), RAFT_ERR_CONF_INVALID);
+	fx_deinit(&f);
+}
+
 /* Thesis §4.3: a change goes through a joint configuration and leaves it on its own. */
 static void test_learner_promotion_enters_and_leaves_joint(void **state)
 {
@@ -572,6 +592,7 @@ int main(int argc, char **argv)
 	    cmocka_unit_test(test_learner_does_not_count_toward_commit),
 	    cmocka_unit_test(test_witness_gets_metadata_appends_and_counts),
 	    cmocka_unit_test(test_witness_votes_but_never_campaigns),
+	    cmocka_unit_test(test_witness_cannot_be_promoted),
 	    cmocka_unit_test(test_learner_promotion_enters_and_leaves_joint),
 	    cmocka_unit_test(test_joint_commit_needs_old_majority),
 	    cmocka_unit_test(test_joint_commit_needs_new_majority),
