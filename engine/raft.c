@@ -2121,6 +2121,16 @@ uint64_t raft_term_at(const struct raft *raft, uint64_t index)
 	return log_term_at(&raft->log, index);
 }
 
+const struct raft_snapshot_meta *raft_snapshot(const struct raft *raft)
+{
+	return &raft->snap;
+}
+
+uint64_t raft_applied_index(const struct raft *raft)
+{
+	return raft->applied;
+}
+
 const struct raft_progress *raft_progress_of(const struct raft *raft, uint64_t node)
 {
 	return progress_find((struct raft *)raft, node);

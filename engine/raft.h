@@ -374,6 +374,10 @@ const struct raft_entry *raft_entry_at(const struct raft *raft, uint64_t index);
 /* The term at index; 0 when unknown. */
 uint64_t raft_term_at(const struct raft *raft, uint64_t index);
 const struct raft_progress *raft_progress_of(const struct raft *raft, uint64_t node);
+/* Where the log begins: the last snapshot taken or installed. Borrowed. */
+const struct raft_snapshot_meta *raft_snapshot(const struct raft *raft);
+/* Entries applied by the state machine (raft_applied). */
+uint64_t raft_applied_index(const struct raft *raft);
 
 /* Membership helpers. */
 enum raft_member_role raft_conf_role(const struct raft_conf *conf, uint64_t id);

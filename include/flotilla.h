@@ -50,6 +50,17 @@ struct fl_entry {
 	uint32_t size;
 };
 
+/* Streams for snapshots: fl_snapshot_write() appends bytes to a snapshot being
+ * saved; fl_snapshot_read() reads the next bytes of one being restored. */
+struct fl_snapshot_writer;
+struct fl_snapshot_reader;
+
+/* Append size bytes. Returns 0 or a negative errno (-ENOSPC, -EIO). */
+int fl_snapshot_write(struct fl_snapshot_writer *w, const void *buf, size_t size);
+
+/* Read up to size bytes. Returns the count (0 at the end) or a negative errno. */
+long fl_snapshot_read(struct fl_snapshot_reader *r, void *buf, size_t size);
+
 /* The embedder's state machine, shared by all groups of the node. */
 struct fl_sm_ops {
 	/* Apply committed entries of group, in log order; write one result per
@@ -60,6 +71,16 @@ struct fl_sm_ops {
 	/* May be NULL. This node learned that group's leader is now leader
 	 * (0: none known) in term. Runs on the group's shard thread. */
 	void (*leader_changed)(void *ctx, uint64_t group, uint64_t leader, uint64_t term);
+	/* May be NULL together (then logs are never compacted). save writes
+	 * group's whole state as of the last entry applied to it; restore
+	 * replaces group's state with what save wrote. Both run on the shard
+	 * thread, save at a consistent point between applies (the group's
+	 * loop turn waits for it: keep it fast, or copy-on-write and stream
+	 * from a consistent view), restore before any later entry is applied.
+	 * Return 0 or a negative errno; a failed restore stops the node's use of
+	 * that snapshot (the leader sends it again). */
+	int (*save)(void *ctx, uint64_t group, struct fl_snapshot_writer *w);
+	int (*restore)(void *ctx, uint64_t group, struct fl_snapshot_reader *r);
 	void *ctx;
 };
 
@@ -83,6 +104,8 @@ struct fl_node_config {
 	uint32_t inbox_max;             /* Requests queued per shard; default 65536. */
 	bool quiesce;                   /* Idle groups stop ticking; default on. */
 	bool lease_read;                /* Serve reads on the leader lease; default off. */
+	uint32_t snapshot_entries;      /* Snapshot a group and compact its log after this
+					 * many applied entries; default 10000. */
 	/* Shared secret for peer authentication (a challenge answered with a
 	 * keyed MAC, libsodium's crypto_auth); NULL: off. Every node of the
 	 * cluster must have the same one, at least 16 bytes. */

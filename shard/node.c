@@ -42,6 +42,7 @@ void fl_node_config_default(struct fl_node_config *config, uint64_t node_id)
 	    .inbox_max = 65536,
 	    .quiesce = true,
 	    .lease_read = false,
+	    .snapshot_entries = 10000,
 	};
 }
 
@@ -139,6 +140,7 @@ int fl_node_start(const struct fl_node_config *config, struct fl_node **out)
 		    .inbox_max = config->inbox_max ? config->inbox_max : 65536,
 		    .quiesce = config->quiesce,
 		    .lease_read = config->lease_read,
+		    .snapshot_entries = config->snapshot_entries,
 		    .sm = config->sm,
 		    .peers = node->peer_ids,
 		    .peers_count = config->peers_count,
@@ -387,6 +389,10 @@ void fl_node_metrics(struct fl_node *node, struct fl_metrics *m)
 		m->elections += atomic_load_explicit(&st->elections, memory_order_relaxed);
 		m->leaderships += atomic_load_explicit(&st->leaderships, memory_order_relaxed);
 		m->peers_refused += atomic_load_explicit(&st->peers_refused, memory_order_relaxed);
+		m->snapshots_sent +=
+		    atomic_load_explicit(&st->snapshots_sent, memory_order_relaxed);
+		m->snapshots_received +=
+		    atomic_load_explicit(&st->snapshots_received, memory_order_relaxed);
 		m->fsyncs += shard_wal_fsyncs(node->shards[i]);
 		m->wal_bytes += shard_wal_bytes(node->shards[i]);
 		m->memory_bytes += shard_memory(node->shards[i]);

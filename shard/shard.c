@@ -40,6 +40,7 @@
 #include "io/mem.h"
 #include "io/wal.h"
 #include "shard/inbox.h"
+#include "shard/snapshot.h"
 #include "shard/wire.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
@@ -52,6 +53,11 @@ enum {
 	SHARD_REDIAL_MIN_MS = 50,
 	SHARD_REDIAL_MAX_MS = 1000,
 	SHARD_IDLE_WAKE_MS = 1000, /* Longest sleep of a shard with nothing due. */
+	SHARD_TRANSFERS_MAX = 8,   /* Snapshots being sent at once by one shard. */
+	SHARD_RECVS_MAX = 8,       /* Snapshots being received at once. */
+	SHARD_CHUNK_SIZE = 1 << 20,
+	SHARD_SNAP_QUEUE_MAX = 4 << 20, /* Chunk bytes queued to a peer: the window. */
+	SHARD_RECLAIM_MS = 1000,
 };
 
 struct buf {
@@ -111,6 +117,20 @@ struct group {
 	struct group *batch_next;
 	struct pending_read *reads, *reads_apply;
 	uint32_t reads_count, reads_cap, reads_apply_count, reads_apply_cap;
+	struct snapshot_meta received; /* Last snapshot file received, awaiting install. */
+	uint64_t snapshot_retry; /* Applied index before which a failed save is not retried. */
+	bool snapshot_wanted;    /* The WAL asked for one (a pinned segment). */
+};
+
+/* A snapshot being streamed to a follower: chunks, then the SNAPSHOT message. */
+struct transfer {
+	bool used;
+	uint64_t group, peer;
+	int fd;
+	uint64_t offset;
+	struct snapshot_meta file;
+	struct raft_snapshot_meta meta;
+	struct raft_msg msg;
 };
 
 struct heap_item {
@@ -195,6 +215,11 @@ struct shard {
 	struct shard_stats stats;
 	unsigned arena;
 	_Atomic bool arena_ready;
+	int snap_dir;
+	struct transfer transfers[SHARD_TRANSFERS_MAX];
+	struct snapshot_recv recvs[SHARD_RECVS_MAX];
+	bool recvs_used[SHARD_RECVS_MAX];
+	uint64_t reclaim_ms;
 };
 
 static void stat_add(_Atomic uint64_t *counter, uint64_t n)
@@ -574,6 +599,10 @@ static void conn_refuse(struct shard *s, struct conn *c, const char *why)
 	c->closing = true;
 }
 
+static bool snapshot_accept(struct shard *s, struct group *g, uint64_t peer,
+			    const struct raft_msg *m);
+static int snapshot_chunk(struct shard *s, uint64_t peer, const uint8_t *body, size_t size);
+
 static void shard_step(struct shard *s, uint64_t peer, const struct raft_msg *m)
 {
 	struct group *g;
@@ -583,6 +612,8 @@ static void shard_step(struct shard *s, uint64_t peer, const struct raft_msg *m)
 	g = group_find(s, m->group);
 	if (g == NULL)
 		return; /* Not hosted here (yet, or any more). */
+	if (m->type == RAFT_MSG_SNAPSHOT && !snapshot_accept(s, g, peer, m))
+		return; /* Its file is not here: the leader sends it again. */
 	raft_step(&g->raft, m, s->now_ms);
 	group_dirty(s, g);
 }
@@ -651,7 +682,11 @@ static void conn_parse(struct shard *s, struct conn *c)
 			conn_refuse(s, c, "frame checksum mismatch");
 			break;
 		}
-		if (conn_frame(s, c, c->in.data + off + WIRE_FRAME_HEADER_SIZE, h.body_size) != 0) {
+		if (h.kind == WIRE_FRAME_SNAPSHOT
+			? snapshot_chunk(s, c->peer, c->in.data + off + WIRE_FRAME_HEADER_SIZE,
+					 h.body_size) != 0
+			: conn_frame(s, c, c->in.data + off + WIRE_FRAME_HEADER_SIZE,
+				     h.body_size) != 0) {
 			conn_refuse(s, c, "malformed message");
 			break;
 		}
@@ -881,6 +916,282 @@ static void reads_settle(struct group *g, uint64_t applied)
 	g->reads_apply_count = kept;
 }
 
+/* ------------------------------------------------------------ snapshots */
+
+/* Append a WAL record, making room when the batch buffers are full. */
+static int wal_append_mark_retry(struct shard *s, uint64_t group, uint64_t index, uint64_t term)
+{
+	int rv = -EAGAIN;
+
+	for (int tries = 0; tries < 100000 && rv == -EAGAIN; tries++) {
+		rv = wal_append_mark(&s->wal, group, index, term);
+		if (rv == -EAGAIN) {
+			wal_flush(&s->wal);
+			loop_run(&s->loop, 1);
+		}
+	}
+	return rv;
+}
+
+/* Snapshot group at its applied index and compact its log there: the file
+ * first, then the engine, the manifest, and the WAL's mark (so that on any
+ * crash the manifest names a durable file and precedes the mark). */
+static void group_snapshot(struct shard *s, struct group *g)
+{
+	uint64_t index = raft_applied_index(&g->raft);
+	struct snapshot_meta meta = {
+	    .group = g->id, .index = index, .term = raft_term_at(&g->raft, index)};
+	int rv;
+
+	if (index <= raft_snapshot(&g->raft)->index || meta.term == 0)
+		return;
+	rv = snapshot_save(s->snap_dir, &meta, s->config.sm.save, s->config.sm.ctx);
+	if (rv == 0)
+		rv = raft_compact(&g->raft, index);
+	if (rv == 0) {
+		meta.conf = raft_snapshot(&g->raft)->conf;
+		rv = snapshot_manifest_write(s->snap_dir, &meta);
+	}
+	if (rv == 0)
+		rv = wal_append_mark_retry(s, g->id, index, meta.term);
+	if (rv != 0) {
+		node_log(s->config.node_id, "group %llu: snapshot at %llu failed: %s",
+			 (unsigned long long)g->id, (unsigned long long)index, err_str(rv));
+		g->snapshot_retry = index + s->config.snapshot_entries;
+		return;
+	}
+	g->snapshot_wanted = false;
+	stat_add(&s->stats.snapshots_taken, 1);
+}
+
+static void group_snapshot_maybe(struct shard *s, struct group *g)
+{
+	uint64_t applied = raft_applied_index(&g->raft);
+
+	if (s->config.sm.save == NULL || s->config.snapshot_entries == 0 || s->wal_failed ||
+	    applied < g->snapshot_retry)
+		return;
+	if (g->snapshot_wanted ||
+	    applied >= raft_snapshot(&g->raft)->index + s->config.snapshot_entries)
+		group_snapshot(s, g);
+}
+
+/* Follower: restore the snapshot the engine installs, make it current. */
+static int group_install(struct shard *s, struct group *g, const struct raft_snapshot_meta *snap)
+{
+	struct snapshot_meta meta = g->received;
+	int rv;
+
+	if (meta.index != snap->index || meta.term != snap->term)
+		return -ENOENT; /* snapshot_accept() let no other through. */
+	meta.conf = snap->conf;
+	rv = s->config.sm.restore
+		 ? snapshot_restore(s->snap_dir, &meta, s->config.sm.restore, s->config.sm.ctx)
+		 : -ENOTSUP;
+	if (rv == 0)
+		rv = snapshot_manifest_write(s->snap_dir, &meta);
+	if (rv == 0)
+		stat_add(&s->stats.snapshots_received, 1);
+	return rv;
+}
+
+static struct transfer *transfer_find(struct shard *s, uint64_t group, uint64_t peer)
+{
+	for (int i = 0; i < SHARD_TRANSFERS_MAX; i++)
+		if (s->transfers[i].used && s->transfers[i].group == group &&
+		    s->transfers[i].peer == peer)
+			return &s->transfers[i];
+	return NULL;
+}
+
+/* Leader: instead of the bare SNAPSHOT message, stream its file first. */
+static void transfer_start(struct shard *s, const struct raft_msg *m)
+{
+	struct transfer *t = NULL;
+	struct snapshot_meta file;
+
+	if (m->snapshot == NULL || transfer_find(s, m->group, m->to) != NULL)
+		return;
+	for (int i = 0; i < SHARD_TRANSFERS_MAX && t == NULL; i++)
+		if (!s->transfers[i].used)
+			t = &s->transfers[i];
+	if (t == NULL || snapshot_manifest_read(s->snap_dir, m->group, &file) != 0 ||
+	    file.index != m->snapshot->index)
+		return; /* Busy, or not on disk: the engine asks again after a timeout. */
+	*t = (struct transfer){.used = true,
+			       .group = m->group,
+			       .peer = m->to,
+			       .file = file,
+			       .meta = *m->snapshot,
+			       .msg = *m};
+	t->msg.snapshot = &t->meta;
+	t->fd = snapshot_open(s->snap_dir, m->group, file.index);
+	if (t->fd < 0)
+		t->used = false;
+}
+
+static void transfer_end(struct shard *s, struct transfer *t, bool ok)
+{
+	struct group *g = group_find(s, t->group);
+
+	close(t->fd);
+	t->used = false;
+	if (g) {
+		raft_snapshot_sent(&g->raft, t->peer, ok, s->now_ms);
+		group_dirty(s, g);
+	}
+	if (ok)
+		stat_add(&s->stats.snapshots_sent, 1);
+}
+
+/* Seal the peer's open message frame so that a chunk frame can follow it. */
+static void peer_frame_close(struct peer *p)
+{
+	if (p->frame_start == SIZE_MAX)
+		return;
+	wire_frame_seal(p->out.data + p->frame_start, WIRE_FRAME_RAFT,
+			(uint32_t)(p->out.len - p->frame_start - WIRE_FRAME_HEADER_SIZE));
+	p->frame_start = SIZE_MAX;
+}
+
+/* Send the next chunks of every transfer, a window's worth per peer, so a
+ * snapshot neither floods the link nor starves other groups' traffic. */
+static void transfers_pump(struct shard *s)
+{
+	for (int i = 0; i < SHARD_TRANSFERS_MAX; i++) {
+		struct transfer *t = &s->transfers[i];
+		struct peer *p = t->used ? peer_find(s, t->peer) : NULL;
+
+		if (!t->used)
+			continue;
+		if (p == NULL || p->state != PEER_UP || group_find(s, t->group) == NULL) {
+			transfer_end(s, t, false);
+			continue;
+		}
+		while (t->offset < t->file.size &&
+		       p->out.len + p->flight.len < SHARD_SNAP_QUEUE_MAX) {
+			uint32_t len = (uint32_t)(t->file.size - t->offset < SHARD_CHUNK_SIZE
+						      ? t->file.size - t->offset
+						      : SHARD_CHUNK_SIZE);
+			struct wire_chunk chunk = {t->group,  t->file.index, t->file.term,
+						   t->offset, t->file.size,  t->file.checksum,
+						   len};
+			size_t frame = WIRE_FRAME_HEADER_SIZE + WIRE_CHUNK_HEADER_SIZE + len;
+			uint8_t *at;
+
+			if (buf_reserve(&p->out, frame) != 0)
+				break;
+			peer_frame_close(p);
+			at = p->out.data + p->out.len;
+			wire_chunk_encode(&chunk, at + WIRE_FRAME_HEADER_SIZE);
+			if (pread(t->fd, at + WIRE_FRAME_HEADER_SIZE + WIRE_CHUNK_HEADER_SIZE, len,
+				  (off_t)t->offset) != (ssize_t)len) {
+				transfer_end(s, t, false);
+				break;
+			}
+			wire_frame_seal(at, WIRE_FRAME_SNAPSHOT,
+					(uint32_t)(WIRE_CHUNK_HEADER_SIZE + len));
+			p->out.len += frame;
+			t->offset += len;
+		}
+		if (t->used && t->offset == t->file.size) {
+			peer_queue(s, p, &t->msg); /* After the last chunk, on the same stream. */
+			transfer_end(s, t, true);
+		}
+	}
+}
+
+static struct snapshot_recv *recv_find(struct shard *s, uint64_t group, uint64_t index,
+				       uint64_t peer, int *slot)
+{
+	for (int i = 0; i < SHARD_RECVS_MAX; i++) {
+		struct snapshot_recv *r = &s->recvs[i];
+
+		if (s->recvs_used[i] && r->group == group && r->index == index && r->peer == peer) {
+			*slot = i;
+			return r;
+		}
+	}
+	return NULL;
+}
+
+/* A chunk of a snapshot file from peer. Returns 0, or -EPROTO to close the
+ * connection. Anything unexpected only drops the partial file. */
+static int snapshot_chunk(struct shard *s, uint64_t peer, const uint8_t *body, size_t size)
+{
+	struct wire_chunk c;
+	struct snapshot_recv *r;
+	int slot = -1;
+
+	if (wire_chunk_decode(&c, body, size) != 0)
+		return -EPROTO;
+	if (group_find(s, c.group) == NULL)
+		return 0;
+	r = recv_find(s, c.group, c.index, peer, &slot);
+	if (r != NULL && (c.offset != r->received || c.size != r->size)) {
+		snapshot_recv_abort(s->snap_dir, r); /* A new attempt, or a gap. */
+		s->recvs_used[slot] = false;
+		r = NULL;
+	}
+	if (r == NULL) {
+		if (c.offset != 0)
+			return 0;
+		for (int i = 0; i < SHARD_RECVS_MAX && slot < 0; i++)
+			if (!s->recvs_used[i])
+				slot = i;
+		if (slot < 0)
+			return 0; /* Too many at once: the leader retries. */
+		r = &s->recvs[slot];
+		*r = (struct snapshot_recv){.group = c.group,
+					    .index = c.index,
+					    .term = c.term,
+					    .size = c.size,
+					    .checksum = c.checksum,
+					    .peer = peer,
+					    .fd = -1};
+		if (snapshot_recv_begin(s->snap_dir, r) != 0)
+			return 0;
+		s->recvs_used[slot] = true;
+	}
+	if (snapshot_recv_write(r, body + WIRE_CHUNK_HEADER_SIZE, c.len) != 0) {
+		snapshot_recv_abort(s->snap_dir, r);
+		s->recvs_used[slot] = false;
+	}
+	return 0;
+}
+
+/* A SNAPSHOT message may reach the engine only if the engine will not need
+ * its file, or the file arrived whole and verified. */
+static bool snapshot_accept(struct shard *s, struct group *g, uint64_t peer,
+			    const struct raft_msg *m)
+{
+	const struct raft_snapshot_meta *snap = m->snapshot;
+	struct snapshot_recv *r;
+	int slot;
+
+	if (snap == NULL)
+		return false;
+	if (snap->index <= raft_commit_index(&g->raft) ||
+	    raft_term_at(&g->raft, snap->index) == snap->term)
+		return true; /* Nothing to install: the engine only answers. */
+	r = recv_find(s, g->id, snap->index, peer, &slot);
+	if (r == NULL || r->term != snap->term)
+		return false;
+	s->recvs_used[slot] = false;
+	if (snapshot_recv_finish(s->snap_dir, r) != 0) {
+		node_log(s->config.node_id, "group %llu: snapshot %llu from node %llu %s",
+			 (unsigned long long)g->id, (unsigned long long)snap->index,
+			 (unsigned long long)peer, "is incomplete or fails its checksum");
+		return false;
+	}
+	g->received = (struct snapshot_meta){.group = g->id,
+					     .index = r->index,
+					     .term = r->term,
+					     .size = r->size,
+					     .checksum = r->checksum};
+	return true;
+}
+
 /* ------------------------------------------------------------- readies */
 
 static void group_apply(struct shard *s, struct group *g, const struct raft_ready *rd)
@@ -1004,6 +1315,16 @@ static void group_ready(struct shard *s, struct group *g)
 	int rv;
 
 	raft_ready(&g->raft, &rd);
+	if (rd.snapshot && (rv = group_install(s, g, rd.snapshot)) != 0) {
+		/* The engine moved on to the snapshot; the state machine could not.
+		 * Stop here rather than apply entries on top of the wrong state. */
+		node_log(s->config.node_id, "group %llu: cannot install snapshot %llu: %s",
+			 (unsigned long long)g->id, (unsigned long long)rd.snapshot->index,
+			 err_str(rv));
+		s->wal_failed = true;
+		groups_fail_all(s, WAL_ERR_FAILED);
+		return;
+	}
 	if (rd.snapshot || rd.entries_count > 0 || rd.hard_changed) {
 		rv = s->wal_failed ? WAL_ERR_FAILED : wal_append_ready(s, g, &rd);
 		if (rv != 0) {
@@ -1024,7 +1345,11 @@ static void group_ready(struct shard *s, struct group *g)
 	for (uint32_t i = 0; i < rd.msgs_count; i++) {
 		struct peer *p = peer_find(s, rd.msgs[i].to);
 
-		if (p)
+		if (p == NULL)
+			continue;
+		if (rd.msgs[i].type == RAFT_MSG_SNAPSHOT)
+			transfer_start(s, &rd.msgs[i]);
+		else
 			peer_queue(s, p, &rd.msgs[i]);
 	}
 	position = wal_position(&s->wal);
@@ -1048,6 +1373,7 @@ static void group_process(struct shard *s, struct group *g)
 
 	for (int i = 0; i < 16 && raft_has_ready(&g->raft); i++)
 		group_ready(s, g);
+	group_snapshot_maybe(s, g);
 	leader = raft_is_leader(&g->raft);
 	if (leader != g->was_leader) {
 		if (leader) {
@@ -1174,6 +1500,39 @@ static int group_join(struct shard *s, uint64_t id)
 	return group_open(s, id, &boot, &g);
 }
 
+/* Start group from its current snapshot, if it has one: restore the state
+ * machine from the file and begin the log after it. The manifest is written
+ * before the WAL's mark, so it is at or past the mark; WAL entries at or
+ * below it are skipped, and a WAL entry at its index with another term
+ * means the log after it was never this snapshot's (Raft §7): dropped. */
+static int group_recover_snapshot(struct shard *s, const struct wal_group *wg,
+				  struct raft_boot *boot, uint64_t *next)
+{
+	struct snapshot_meta meta;
+	uint64_t term = 0;
+	int rv = snapshot_manifest_read(s->snap_dir, wg->group, &meta);
+
+	if (rv == -ENOENT)
+		return wg->mark_index == 0 ? 0 : WAL_ERR_GAP; /* A mark with no snapshot. */
+	if (rv != 0)
+		return rv;
+	if (meta.index < wg->mark_index)
+		return WAL_ERR_GAP;
+	if (s->config.sm.restore == NULL)
+		return -ENOTSUP;
+	rv = snapshot_restore(s->snap_dir, &meta, s->config.sm.restore, s->config.sm.ctx);
+	if (rv != 0)
+		return rv;
+	boot->snapshot = (struct raft_snapshot_meta){meta.index, meta.term, meta.conf};
+	boot->applied = meta.index;
+	*next = meta.index + 1;
+	if (wal_term(&s->wal, wg->group, meta.index, &term) == 0 && term != meta.term)
+		*next = wg->last_index + 1;
+	if (*next < wg->first_index && *next <= wg->last_index)
+		return WAL_ERR_GAP;
+	return 0;
+}
+
 /* Rebuild every group the WAL knows, from its records. */
 static int groups_recover(struct shard *s, char *why, size_t why_size)
 {
@@ -1193,6 +1552,7 @@ static int groups_recover(struct shard *s, char *why, size_t why_size)
 		boot.hard = (struct raft_hard_state){wg->hard.term, wg->hard.vote, wg->hard.commit};
 		boot.snapshot.index = wg->mark_index;
 		boot.snapshot.term = wg->mark_term;
+		rv = group_recover_snapshot(s, wg, &boot, &next);
 		while (next <= wg->last_index && rv == 0) {
 			/* 64 KiB at a time keeps one read's records (one I/O each) within the
 			 * loop's queue. */
@@ -1413,6 +1773,7 @@ static void req_handle(struct shard *s, struct shard_req *req)
 			done(req->cb, req->arg, s->wal_failed ? WAL_ERR_FAILED : rv, 0, 0);
 			break;
 		}
+		snapshot_remove_group(s->snap_dir, g->id);
 		group_close(s, g, ERR_STOPPING);
 		done(req->cb, req->arg, 0, 0, 0);
 		req_free(req);
@@ -1461,6 +1822,26 @@ static void groups_tick(struct shard *s)
 		g->scheduled_ms = 0;
 		raft_tick(&g->raft, s->now_ms);
 		group_dirty(s, g);
+	}
+}
+
+/* Free WAL segments that every group has compacted past; groups that pin
+ * old segments with too much to rewrite are snapshotted at their next turn. */
+static void shard_reclaim(struct shard *s)
+{
+	struct wal_pin pins[16];
+	uint32_t count = 0;
+
+	s->reclaim_ms = s->now_ms + SHARD_RECLAIM_MS;
+	if (s->wal_failed || wal_reclaim(&s->wal, pins, 16, &count) != 0)
+		return;
+	for (uint32_t i = 0; i < count; i++) {
+		struct group *g = group_find(s, pins[i].group);
+
+		if (g && pins[i].action == WAL_PIN_SNAPSHOT) {
+			g->snapshot_wanted = true;
+			group_dirty(s, g);
+		}
 	}
 }
 
@@ -1517,8 +1898,11 @@ static void shard_turn(struct shard *s)
 		s->wal_failed = true;
 		groups_fail_all(s, WAL_ERR_FAILED);
 	}
+	transfers_pump(s);
 	for (uint32_t i = 0; i < s->peers_count; i++)
 		peer_send(s, &s->peers[i]);
+	if (s->now_ms >= s->reclaim_ms)
+		shard_reclaim(s);
 	shard_arm_timer(s);
 }
 
@@ -1568,6 +1952,14 @@ static void shard_free(struct shard *s)
 			buf_free(&s->conns[i]->in);
 			free(s->conns[i]);
 		}
+	for (int i = 0; i < SHARD_TRANSFERS_MAX; i++)
+		if (s->transfers[i].used)
+			close(s->transfers[i].fd);
+	for (int i = 0; i < SHARD_RECVS_MAX; i++)
+		if (s->recvs_used[i])
+			snapshot_recv_abort(s->snap_dir, &s->recvs[i]);
+	if (s->snap_dir >= 0)
+		close(s->snap_dir);
 	for (uint32_t i = 0; i < s->peers_count; i++) {
 		if (s->peers[i].fd >= 0)
 			close(s->peers[i].fd);
@@ -1600,10 +1992,12 @@ int shard_start(struct shard **out, const struct shard_config *config, char *why
 	struct shard *s = calloc(1, sizeof(*s));
 	struct loop_config lc = {.sq_entries = 1024};
 	struct wal_config wc;
+	char snap_dir[sizeof(config->wal_dir) + 16];
 	int rv;
 
 	if (s == NULL)
 		return -ENOMEM;
+	s->snap_dir = -1;
 	s->config = *config;
 	s->table_cap = 64;
 	s->table = calloc(s->table_cap, sizeof(*s->table));
@@ -1637,6 +2031,13 @@ int shard_start(struct shard **out, const struct shard_config *config, char *why
 	}
 	/* O_DIRECT batches measured faster here (buffered writes go through
 	 * io_uring's worker threads); a file system without it gets buffered. */
+	snprintf(snap_dir, sizeof(snap_dir), "%s.snapshots", config->wal_dir);
+	s->snap_dir = snapshot_dir_open(snap_dir);
+	if (s->snap_dir < 0) {
+		rv = s->snap_dir;
+		snprintf(why, why_size, "snapshot directory %s: %s", snap_dir, strerror(-rv));
+		goto err_after_loop;
+	}
 	wc.direct_io = true;
 	wc.durable_cb = wal_durable_done;
 	rv = wal_init(&s->wal, &s->loop, config->wal_dir, &wc);

@@ -66,6 +66,7 @@ struct shard_config {
 	uint32_t inbox_max;
 	bool quiesce;
 	bool lease_read;
+	uint32_t snapshot_entries;
 	struct fl_sm_ops sm;
 	const uint64_t *peers; /* Node ids of every other node. */
 	uint32_t peers_count;
@@ -77,6 +78,7 @@ struct shard_stats {
 	_Atomic uint64_t groups, leaders, proposals, commits, applied;
 	_Atomic uint64_t bytes_in, bytes_out, elections, leaderships, peers_refused;
 	_Atomic uint64_t msgs_dropped;
+	_Atomic uint64_t snapshots_taken, snapshots_sent, snapshots_received;
 };
 
 /* Create the shard: open and recover its WAL (recovering every group in it)

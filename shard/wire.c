@@ -26,7 +26,13 @@
  *   88: entries, each: u64 term, u32 type, u32 size, payload padded to 8
  *       (entry i has index index + 1 + i)
  *   then, for SNAPSHOT only: u64 index, u64 term, u32 conf_size, u32 zero,
- *       conf bytes (raft_conf_encode) padded to 8. */
+ *       conf bytes (raft_conf_encode) padded to 8.
+ *
+ * SNAPSHOT CHUNK: the body of a WIRE_FRAME_SNAPSHOT frame.
+ *    0: u64 group         8: u64 index        16: u64 term
+ *   24: u64 offset       32: u64 size         40: u64 checksum
+ *   48: u32 len          52: u32 zero
+ *   56: len bytes of the file, from offset; offset + len <= size. */
 #include "shard/wire.h"
 
 #include <errno.h>
@@ -241,6 +247,35 @@ int wire_msg_decode(const uint8_t *buf, size_t size, size_t *used, struct raft_m
 	return 0;
 }
 
+void wire_chunk_encode(const struct wire_chunk *c, uint8_t *buf)
+{
+	put_u64(buf, c->group);
+	put_u64(buf + 8, c->index);
+	put_u64(buf + 16, c->term);
+	put_u64(buf + 24, c->offset);
+	put_u64(buf + 32, c->size);
+	put_u64(buf + 40, c->checksum);
+	put_u32(buf + 48, c->len);
+	put_u32(buf + 52, 0);
+}
+
+int wire_chunk_decode(struct wire_chunk *c, const uint8_t *body, size_t size)
+{
+	if (size < WIRE_CHUNK_HEADER_SIZE)
+		return -EPROTO;
+	c->group = get_u64(body);
+	c->index = get_u64(body + 8);
+	c->term = get_u64(body + 16);
+	c->offset = get_u64(body + 24);
+	c->size = get_u64(body + 32);
+	c->checksum = get_u64(body + 40);
+	c->len = get_u32(body + 48);
+	if (get_u32(body + 52) != 0 || c->len != size - WIRE_CHUNK_HEADER_SIZE ||
+	    c->offset > c->size || c->len > c->size - c->offset)
+		return -EPROTO;
+	return 0;
+}
+
 static uint64_t frame_checksum(uint32_t kind, uint32_t body_size, const uint8_t *body)
 {
 	return XXH3_64bits_withSeed(body, body_size, (uint64_t)body_size | (uint64_t)kind << 32);
@@ -260,7 +295,7 @@ int wire_frame_header_decode(struct wire_frame_header *header, const uint8_t *bu
 	header->checksum = get_u64(buf + 8);
 	if (header->body_size > WIRE_FRAME_SIZE_MAX)
 		return -EMSGSIZE;
-	if (header->kind != WIRE_FRAME_RAFT)
+	if (header->kind != WIRE_FRAME_RAFT && header->kind != WIRE_FRAME_SNAPSHOT)
 		return -EPROTO;
 	return 0;
 }

@@ -21,7 +21,21 @@
 #define WIRE_MSG_HEADER_SIZE   88
 
 enum wire_frame_kind {
-	WIRE_FRAME_RAFT = 1, /* A batch of Raft messages of any groups. */
+	WIRE_FRAME_RAFT = 1,     /* A batch of Raft messages of any groups. */
+	WIRE_FRAME_SNAPSHOT = 2, /* One chunk of a snapshot file. */
+};
+
+#define WIRE_CHUNK_HEADER_SIZE 56
+
+/* A chunk of the snapshot file of (group, index); its bytes follow. */
+struct wire_chunk {
+	uint64_t group;
+	uint64_t index;
+	uint64_t term;
+	uint64_t offset;   /* Of the first byte in the file. */
+	uint64_t size;     /* Of the whole file. */
+	uint64_t checksum; /* XXH3-64 of the whole file. */
+	uint32_t len;      /* Bytes in this chunk. */
 };
 
 enum wire_handshake_flags {
@@ -61,6 +75,11 @@ size_t wire_msg_encode(const struct raft_msg *msg, uint8_t *buf);
 int wire_msg_decode(const uint8_t *buf, size_t size, size_t *used, struct raft_msg *msg,
 		    struct raft_entry *entries, uint32_t entries_cap,
 		    struct raft_snapshot_meta *snapshot);
+
+/* Write a chunk header (WIRE_CHUNK_HEADER_SIZE bytes); the data goes after it. */
+void wire_chunk_encode(const struct wire_chunk *chunk, uint8_t *buf);
+/* Decode a chunk frame's body. Returns 0 or -EPROTO. */
+int wire_chunk_decode(struct wire_chunk *chunk, const uint8_t *body, size_t size);
 
 /* Seal a frame whose body (body_size bytes) follows the header at frame. */
 void wire_frame_seal(uint8_t *frame, uint32_t kind, uint32_t body_size);
