@@ -149,11 +149,28 @@ int fl_group_join(struct fl_node *node, uint64_t group, fl_done_cb cb, void *arg
 /* Stop and remove group from this node (its WAL records are dropped). */
 int fl_group_remove(struct fl_node *node, uint64_t group, fl_done_cb cb, void *arg);
 
+/* The groups hosted here: up to max ids into groups, *count set to how many
+ * there are in all (which may exceed max). Blocking: asks every shard. */
+int fl_group_list(struct fl_node *node, uint64_t *groups, uint32_t max, uint32_t *count);
+
+/* One entry of fl_propose_batch(). */
+struct fl_proposal {
+	const void *data;
+	uint32_t size;
+	void *arg; /* Handed to the callback for this entry. */
+};
+
 /* Propose one entry. data is copied before return. cb runs once the entry is
  * applied on this node (rv 0, result from apply) or failed (FL_ERR_NOT_LEADER
  * with a leader hint, FL_ERR_NO_GROUP, FL_ERR_STOPPING, FL_ERR_DROPPED,
  * -EMSGSIZE, -EAGAIN when the shard's queue or the group's uncommitted log is
  * full). Returns 0 or the same errors when they are known at once. */
+/* Propose count entries of one group at once, in order, with one queue slot;
+ * cb runs once per entry with that entry's arg. The payloads are copied.
+ * Returns 0 (every callback will run) or an error (none will). */
+int fl_propose_batch(struct fl_node *node, uint64_t group, const struct fl_proposal *entries,
+		     uint32_t count, fl_done_cb cb);
+
 int fl_propose(struct fl_node *node, uint64_t group, const void *data, uint32_t size, fl_done_cb cb,
 	       void *arg);
 
@@ -197,6 +214,7 @@ struct fl_metrics {
 				 * arenas; 0 when Flotilla runs without jemalloc. */
 	uint32_t shards_count;
 	uint32_t inbox_depth_max; /* Deepest shard queue right now. */
+	uint32_t inbox_depth[64]; /* Each shard's queue right now (the first 64 shards). */
 };
 
 /* A snapshot of the node's counters, summed over its shards. */

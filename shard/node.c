@@ -265,6 +265,37 @@ int fl_propose(struct fl_node *node, uint64_t group, const void *data, uint32_t 
 	return req_submit(node, req);
 }
 
+int fl_propose_batch(struct fl_node *node, uint64_t group, const struct fl_proposal *entries,
+		     uint32_t count, fl_done_cb cb)
+{
+	size_t bytes = (size_t)count * sizeof(struct shard_prop_item);
+	struct shard_prop_item *items;
+	struct shard_req *req;
+
+	if (count == 0)
+		return -EINVAL;
+	for (uint32_t i = 0; i < count; i++) {
+		if (entries[i].size > node->config.entry_size_max)
+			return -EMSGSIZE;
+		bytes += entries[i].size;
+	}
+	if (bytes > UINT32_MAX)
+		return -EMSGSIZE;
+	req = req_new(SHARD_REQ_PROPOSE_BATCH, group, bytes, cb, NULL);
+	if (req == NULL)
+		return -ENOMEM;
+	items = (struct shard_prop_item *)req->data;
+	bytes = (size_t)count * sizeof(*items);
+	for (uint32_t i = 0; i < count; i++) {
+		items[i] = (struct shard_prop_item){
+		    .size = entries[i].size, .offset = (uint32_t)bytes, .arg = entries[i].arg};
+		memcpy(req->data + bytes, entries[i].data, entries[i].size);
+		bytes += entries[i].size;
+	}
+	req->size = count;
+	return req_submit(node, req);
+}
+
 int fl_read(struct fl_node *node, uint64_t group, fl_done_cb cb, void *arg)
 {
 	return simple_req(node, SHARD_REQ_READ, group, 0, 0, cb, arg);
@@ -362,6 +393,37 @@ int fl_read_sync(struct fl_node *node, uint64_t group, uint64_t *leader)
 	return waiter_wait(&w, fl_read(node, group, waiter_done, &w), NULL, leader);
 }
 
+int fl_group_list(struct fl_node *node, uint64_t *groups, uint32_t max, uint32_t *count)
+{
+	uint32_t total = 0;
+
+	for (uint32_t i = 0; i < node->shards_count; i++) {
+		struct shard_req *req =
+		    req_new(SHARD_REQ_LIST, 0, sizeof(struct shard_list), NULL, NULL);
+		struct shard_list *list;
+		struct waiter w;
+		int rv;
+
+		if (req == NULL)
+			return -ENOMEM;
+		list = (struct shard_list *)req->data;
+		*list = (struct shard_list){.groups = groups + (total < max ? total : max),
+					    .max = total < max ? max - total : 0};
+		waiter_init(&w);
+		req->cb = waiter_done;
+		req->arg = &w;
+		rv = shard_submit(node->shards[i], req);
+		if (rv != 0)
+			free(req); /* Otherwise the shard frees it: the count comes as result. */
+		rv = waiter_wait(&w, rv, NULL, NULL);
+		if (rv != 0)
+			return rv;
+		total += (uint32_t)w.result;
+	}
+	*count = total;
+	return 0;
+}
+
 int fl_group_leader(struct fl_node *node, uint64_t group, uint64_t *leader)
 {
 	struct waiter w;
@@ -398,5 +460,7 @@ void fl_node_metrics(struct fl_node *node, struct fl_metrics *m)
 		m->memory_bytes += shard_memory(node->shards[i]);
 		if (depth > m->inbox_depth_max)
 			m->inbox_depth_max = (uint32_t)depth;
+		if (i < 64)
+			m->inbox_depth[i] = (uint32_t)depth;
 	}
 }

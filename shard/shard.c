@@ -119,6 +119,7 @@ struct group {
 	uint32_t reads_count, reads_cap, reads_apply_count, reads_apply_cap;
 	struct snapshot_meta received; /* Last snapshot file received, awaiting install. */
 	uint64_t snapshot_retry; /* Applied index before which a failed save is not retried. */
+	uint64_t elections_seen; /* The engine's count, already added to the stats. */
 	bool snapshot_wanted;    /* The WAL asked for one (a pinned segment). */
 };
 
@@ -1374,6 +1375,10 @@ static void group_process(struct shard *s, struct group *g)
 	for (int i = 0; i < 16 && raft_has_ready(&g->raft); i++)
 		group_ready(s, g);
 	group_snapshot_maybe(s, g);
+	if (g->raft.elections_started != g->elections_seen) {
+		stat_add(&s->stats.elections, g->raft.elections_started - g->elections_seen);
+		g->elections_seen = g->raft.elections_started;
+	}
 	leader = raft_is_leader(&g->raft);
 	if (leader != g->was_leader) {
 		if (leader) {
@@ -1656,7 +1661,7 @@ static void batch_add(struct shard *s, struct group *g, struct shard_req *req)
 	else
 		g->batch_head = req;
 	g->batch_tail = req;
-	g->batch_count++;
+	g->batch_count += req->type == SHARD_REQ_PROPOSE ? 1 : req->size;
 	if (!g->batched) {
 		g->batched = true;
 		g->batch_next = s->batched_head;
@@ -1671,19 +1676,39 @@ static void batch_flush(struct shard *s, struct group *g)
 	uint32_t n = 0;
 	int rv;
 
+	/* batch_count counts entries: a batch request brings several. */
 	s->prop_bufs =
 	    grow_array(s->prop_bufs, &s->prop_bufs_cap, g->batch_count, sizeof(*s->prop_bufs));
-	for (req = g->batch_head; req; req = req->next)
-		s->prop_bufs[n++] = (struct raft_buf){.data = req->data, .size = req->size};
+	for (req = g->batch_head; req; req = req->next) {
+		if (req->type == SHARD_REQ_PROPOSE) {
+			s->prop_bufs[n++] = (struct raft_buf){.data = req->data, .size = req->size};
+			continue;
+		}
+		for (uint32_t k = 0; k < req->size; k++) {
+			const struct shard_prop_item *it =
+			    (const struct shard_prop_item *)req->data + k;
+
+			s->prop_bufs[n++] =
+			    (struct raft_buf){.data = req->data + it->offset, .size = it->size};
+		}
+	}
 	rv = s->wal_failed ? WAL_ERR_FAILED : raft_propose(&g->raft, s->prop_bufs, n, &first);
 	if (rv == 0)
 		stat_add(&s->stats.proposals, n);
-	for (uint32_t i = 0; (req = g->batch_head) != NULL; i++) {
+	for (uint64_t index = first; (req = g->batch_head) != NULL;) {
+		uint32_t k = 0, entries = req->type == SHARD_REQ_PROPOSE ? 1 : req->size;
+
 		g->batch_head = req->next;
-		if (rv == 0)
-			props_push(g, (struct pending_prop){first + i, term, req->cb, req->arg});
-		else
-			done(req->cb, req->arg, rv, 0, raft_leader(&g->raft));
+		for (; k < entries; k++) {
+			void *arg = req->type == SHARD_REQ_PROPOSE
+					? req->arg
+					: ((const struct shard_prop_item *)req->data)[k].arg;
+
+			if (rv == 0)
+				props_push(g, (struct pending_prop){index++, term, req->cb, arg});
+			else
+				done(req->cb, arg, rv, 0, raft_leader(&g->raft));
+		}
 		req_free(req);
 	}
 	g->batch_tail = NULL;
@@ -1731,6 +1756,20 @@ static void req_handle(struct shard *s, struct shard_req *req)
 		done(req->cb, req->arg, rv, 0, 0);
 		req_free(req);
 		return;
+	case SHARD_REQ_LIST: {
+		struct shard_list *list = (struct shard_list *)req->data;
+
+		for (uint64_t i = 0; i < s->table_cap; i++) {
+			if (s->table[i] == NULL)
+				continue;
+			if (list->count < list->max)
+				list->groups[list->count] = s->table[i]->id;
+			list->count++;
+		}
+		done(req->cb, req->arg, 0, list->count, 0); /* The count travels as result. */
+		req_free(req);
+		return;
+	}
 	default:
 		break;
 	}
@@ -1743,6 +1782,7 @@ static void req_handle(struct shard *s, struct shard_req *req)
 	}
 	switch (req->type) {
 	case SHARD_REQ_PROPOSE:
+	case SHARD_REQ_PROPOSE_BATCH:
 		batch_add(s, g, req);
 		return; /* Freed by batch_flush(). */
 	case SHARD_REQ_READ: {

@@ -22,6 +22,8 @@ enum shard_req_type {
 	SHARD_REQ_GROUP_JOIN,
 	SHARD_REQ_GROUP_REMOVE,
 	SHARD_REQ_PROPOSE,
+	SHARD_REQ_PROPOSE_BATCH, /* data: size items, then the payloads. */
+	SHARD_REQ_LIST,          /* Fill the shard_list at arg; cb signals. */
 	SHARD_REQ_READ,
 	SHARD_REQ_TRANSFER,
 	SHARD_REQ_CHANGE, /* member + change below */
@@ -35,6 +37,20 @@ enum shard_change {
 	SHARD_CHANGE_ADD_LEARNER,
 	SHARD_CHANGE_PROMOTE,
 	SHARD_CHANGE_REMOVE,
+};
+
+/* One entry of a SHARD_REQ_PROPOSE_BATCH: its payload is at data + offset. */
+struct shard_prop_item {
+	uint32_t size;
+	uint32_t offset;
+	void *arg;
+};
+
+/* What SHARD_REQ_LIST fills: ids up to max, and how many there are in all. */
+struct shard_list {
+	uint64_t *groups;
+	uint32_t max;
+	uint32_t count;
 };
 
 /* A request from another thread. Allocated by the caller with its payload

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,16 @@ static void sm_apply(void *ctx, uint64_t group, const struct fl_entry *entries, 
 	(void)ctx, (void)group, (void)entries;
 	for (uint32_t i = 0; i < count; i++)
 		results[i] = 42;
+}
+
+static _Atomic int batch_calls, batch_failures;
+
+static void batch_done(void *arg, int rv, uint64_t result, uint64_t leader)
+{
+	(void)arg, (void)leader;
+	if (rv != 0 || result != 42)
+		batch_failures++;
+	batch_calls++;
 }
 
 static int dial(void)
@@ -205,6 +216,25 @@ int main(void)
 		usleep(10000);
 	}
 	CHECK(result == 42);
+
+	/* The same node also serves the rest of the API it is asked for here:
+	 * a batch of proposals with a callback each, the list of groups, metrics. */
+	{
+		static int calls;
+		struct fl_proposal batch[3] = {
+		    {"a", 1, &calls}, {"bb", 2, &calls}, {"ccc", 3, &calls}};
+		uint64_t groups[4] = {0};
+		uint32_t count = 0;
+
+		CHECK(fl_propose_batch(node, 100, batch, 3, batch_done) == 0);
+		for (int i = 0; i < 300 && batch_calls < 3; i++)
+			usleep(10000);
+		CHECK(batch_calls == 3 && batch_failures == 0);
+		CHECK(fl_group_list(node, groups, 4, &count) == 0);
+		CHECK(count == 1 && groups[0] == 100);
+		fl_node_metrics(node, &m);
+		CHECK(m.groups == 1 && m.leaders == 1 && m.elections >= 1 && m.proposals >= 4);
+	}
 	fl_node_stop(node);
 	{
 		char cmd[128];
