@@ -83,6 +83,7 @@ static uint64_t client_body_size(const struct client_request *req)
 	case CLIENT_OP_CAS:
 		return 12 + (uint64_t)req->key_size + expected + req->value_size;
 	case CLIENT_OP_LEADER:
+	case CLIENT_OP_DIGEST:
 		return 0;
 	default:
 		return UINT64_MAX;
@@ -145,6 +146,7 @@ static int client_request_decode_body(const unsigned char *p, uint32_t body_size
 
 	switch (req->op) {
 	case CLIENT_OP_LEADER:
+	case CLIENT_OP_DIGEST:
 		return body_size == 0 ? 0 : -EBADMSG;
 	case CLIENT_OP_PUT:
 		fixed = 8;
@@ -721,7 +723,8 @@ static void client_router_answer(struct client_router *r, struct client_node *no
 		return;
 	}
 	if (call->req.op != CLIENT_OP_LOCAL_GET && call->req.op != CLIENT_OP_LEADER &&
-	    resp->status != CLIENT_STATUS_ERROR && resp->status != CLIENT_STATUS_BAD_REQUEST)
+	    call->req.op != CLIENT_OP_DIGEST && resp->status != CLIENT_STATUS_ERROR &&
+	    resp->status != CLIENT_STATUS_BAD_REQUEST)
 		client_router_set_leader(r, call->req.group, node->id);
 	call->status = resp->status;
 	free(call->value);
@@ -803,4 +806,30 @@ uint32_t client_router_run(struct client_router *r, struct client_call *calls, u
 			answered++;
 	}
 	return answered;
+}
+
+void client_digest_encode(const struct client_digest *digest, void *buf)
+{
+	unsigned char *p = buf;
+
+	p = client_store64(p, digest->applied_count);
+	p = client_store64(p, digest->last_applied_index);
+	p = client_store64(p, digest->digest);
+	p = client_store64(p, digest->order_violations);
+	client_store64(p, digest->keys_count);
+}
+
+int client_digest_decode(const void *value, uint32_t size, struct client_digest *digest)
+{
+	const unsigned char *p = value;
+
+	memset(digest, 0, sizeof(*digest));
+	if (size != CLIENT_DIGEST_SIZE)
+		return -EBADMSG;
+	digest->applied_count = client_load64(p);
+	digest->last_applied_index = client_load64(p + 8);
+	digest->digest = client_load64(p + 16);
+	digest->order_violations = client_load64(p + 24);
+	digest->keys_count = client_load64(p + 32);
+	return 0;
 }

@@ -24,6 +24,7 @@
  *                  (expected_size CLIENT_ABSENT: the key must be absent; no expected bytes)
  *       LEADER     empty
  *       LOCAL_GET  u32 key_size | key   (debug: this node's state, no read barrier)
+ *       DIGEST     empty                (debug: this node's apply record, no read barrier)
  * RESPONSE, little-endian:
  *    0: u32 size           24 + value_size
  *    4: u32 status         CLIENT_STATUS_*
@@ -47,6 +48,7 @@ enum {
 	CLIENT_OP_CAS = 4,
 	CLIENT_OP_LEADER = 5,
 	CLIENT_OP_LOCAL_GET = 6,
+	CLIENT_OP_DIGEST = 7,
 };
 
 enum {
@@ -209,5 +211,29 @@ uint32_t client_router_run(struct client_router *r, struct client_call *calls, u
 
 /* Free a call's value and reset its outcome, keeping req. */
 void client_call_clear(struct client_call *call);
+
+/* DIGEST ANSWER VALUE: what the group's state machine applied on the answering
+ * node, little-endian (docs/client-protocol.md, op 7):
+ *    0: u64 applied_count       entries applied
+ *    8: u64 last_applied_index  index of the last one (0: none)
+ *   16: u64 digest              chain hash over every applied (index, term, payload)
+ *   24: u64 order_violations    applied entries whose index did not exceed the previous
+ *   32: u64 keys_count          keys in the group's map */
+#define CLIENT_DIGEST_SIZE 40
+
+struct client_digest {
+	uint64_t applied_count;
+	uint64_t last_applied_index;
+	uint64_t digest;
+	uint64_t order_violations;
+	uint64_t keys_count;
+};
+
+/* Write digest into buf, which holds CLIENT_DIGEST_SIZE bytes. */
+void client_digest_encode(const struct client_digest *digest, void *buf);
+
+/* Parse a DIGEST answer's value. Returns 0, or -EBADMSG unless size is
+ * CLIENT_DIGEST_SIZE. */
+int client_digest_decode(const void *value, uint32_t size, struct client_digest *digest);
 
 #endif /* TOOLS_CLIENT_H */

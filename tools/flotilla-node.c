@@ -914,6 +914,26 @@ static void conn_local_get(struct conn *c, const struct client_request *req)
 	free(value);
 }
 
+/* DIGEST: what this node's state machine applied to the group, without a
+ * read barrier (debugging: tests compare it across replicas). */
+static void conn_digest(struct conn *c, const struct client_request *req)
+{
+	struct server *s = c->worker->server;
+	unsigned char value[CLIENT_DIGEST_SIZE];
+	struct kv_digest kd;
+	struct client_digest digest;
+
+	kv_digest_get(&s->kv, req->group, &kd);
+	digest = (struct client_digest){.applied_count = kd.applied_count,
+					.last_applied_index = kd.last_applied_index,
+					.digest = kd.digest,
+					.order_violations = kd.order_violations,
+					.keys_count = kd.keys_count};
+	client_digest_encode(&digest, value);
+	conn_respond(c, CLIENT_STATUS_OK, req->request_id, server_leader_hint(s, req->group), value,
+		     sizeof(value));
+}
+
 static void conn_handle(struct conn *c, const struct client_request *req)
 {
 	struct server *s = c->worker->server;
@@ -922,6 +942,10 @@ static void conn_handle(struct conn *c, const struct client_request *req)
 
 	if (req->op == CLIENT_OP_LOCAL_GET) {
 		conn_local_get(c, req);
+		return;
+	}
+	if (req->op == CLIENT_OP_DIGEST) {
+		conn_digest(c, req);
 		return;
 	}
 	p = pending_new(c, req);

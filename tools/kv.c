@@ -40,6 +40,11 @@ struct kv_group {
 	struct kv_item **slots; /* NULL is empty. */
 	uint32_t slots_count;   /* A power of two. */
 	uint32_t items_count;
+	/* The apply path's record, for kv_digest_get(). */
+	uint64_t applied_count;
+	uint64_t last_applied_index;
+	uint64_t digest;
+	uint64_t order_violations;
 };
 
 static void kv_oom(void)
@@ -419,6 +424,32 @@ static uint64_t kv_apply_cmd(struct kv_group *g, const struct kv_cmd *cmd)
 	return KV_RESULT_OK;
 }
 
+/* Fold entry into g's digest (KV_DIGEST in kv.h) and check that indexes
+ * strictly increase: the library hands each committed entry to apply once,
+ * in log order. A violation is counted and logged, not fatal, so the tests
+ * that read it through DIGEST can report every replica's view. Caller holds
+ * g->lock. */
+static void kv_record_applied(struct kv_group *g, const struct fl_entry *entry)
+{
+	unsigned char header[16];
+	uint64_t seed;
+
+	if (g->applied_count > 0 && entry->index <= g->last_applied_index) {
+		g->order_violations++;
+		fprintf(stderr, "kv: group %llu applied index %llu after %llu\n",
+			(unsigned long long)g->id, (unsigned long long)entry->index,
+			(unsigned long long)g->last_applied_index);
+	}
+	for (int i = 0; i < 8; i++) {
+		header[i] = (unsigned char)(entry->index >> (8 * i));
+		header[8 + i] = (unsigned char)(entry->term >> (8 * i));
+	}
+	seed = XXH3_64bits_withSeed(header, sizeof(header), g->digest);
+	g->digest = XXH3_64bits_withSeed(entry->data, entry->size, seed);
+	g->applied_count++;
+	g->last_applied_index = entry->index;
+}
+
 void kv_apply(void *ctx, uint64_t group, const struct fl_entry *entries, uint32_t count,
 	      uint64_t *results)
 {
@@ -434,6 +465,7 @@ void kv_apply(void *ctx, uint64_t group, const struct fl_entry *entries, uint32_
 	for (uint32_t i = 0; i < count; i++) {
 		struct kv_cmd cmd;
 
+		kv_record_applied(g, &entries[i]);
 		/* A malformed entry is rejected the same way on every replica. */
 		if (kv_cmd_decode(entries[i].data, entries[i].size, &cmd) != 0)
 			results[i] = KV_RESULT_BAD_ENTRY;
@@ -484,4 +516,20 @@ uint64_t kv_keys_count(struct kv *kv, uint64_t group)
 	count = g->items_count;
 	pthread_mutex_unlock(&g->lock);
 	return count;
+}
+
+void kv_digest_get(struct kv *kv, uint64_t group, struct kv_digest *digest)
+{
+	struct kv_group *g = kv_group_lookup(kv, group);
+
+	memset(digest, 0, sizeof(*digest));
+	if (g == NULL)
+		return;
+	pthread_mutex_lock(&g->lock);
+	digest->applied_count = g->applied_count;
+	digest->last_applied_index = g->last_applied_index;
+	digest->digest = g->digest;
+	digest->order_violations = g->order_violations;
+	digest->keys_count = g->items_count;
+	pthread_mutex_unlock(&g->lock);
 }

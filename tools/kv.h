@@ -93,4 +93,23 @@ int kv_get(struct kv *kv, uint64_t group, const void *key, uint32_t key_size, vo
 /* Number of keys in group (0 for an unknown group). Any thread. */
 uint64_t kv_keys_count(struct kv *kv, uint64_t group);
 
+/* What group's apply path has seen on this node, for checking that replicas
+ * applied the same entries in the same order (the client protocol's DIGEST).
+ * All zero for a group that has applied nothing here. */
+struct kv_digest {
+	uint64_t applied_count;      /* Entries handed to kv_apply. */
+	uint64_t last_applied_index; /* Index of the last of them. */
+	uint64_t digest;             /* KV_DIGEST chain over every applied entry. */
+	uint64_t order_violations;   /* Entries whose index did not exceed the one before. */
+	uint64_t keys_count;         /* Keys in the group's map now. */
+};
+
+/* KV_DIGEST: starts at 0; for each applied entry e, in apply order,
+ *    header = u64 e.index | u64 e.term            (16 bytes, little-endian)
+ *    digest = XXH3_64bits_withSeed(payload, size,
+ *                                  XXH3_64bits_withSeed(header, 16, digest))
+ * so two replicas have the same digest iff they applied the same (index,
+ * term, payload) sequence, barring a 64-bit collision. */
+void kv_digest_get(struct kv *kv, uint64_t group, struct kv_digest *digest);
+
 #endif /* TOOLS_KV_H */

@@ -1,0 +1,860 @@
+/* flotilla-cluster-check: acceptance checks on a running cluster of
+ * flotilla-node processes, through the client protocol (tools/client.h).
+ *
+ *   flotilla-cluster-check scale --nodes SPEC --groups N --proposals P [--batch B]
+ *       Issue P PUTs of distinct keys spread over groups 1..N, B in flight at a
+ *       time; every one must be acknowledged. Then wait until every node reports
+ *       the same DIGEST for every group, and check that no replica saw an index
+ *       out of order and that each group applied exactly its acknowledged writes
+ *       (plus at most one more per write that was sent more than once).
+ *
+ *   flotilla-cluster-check kill --nodes SPEC --groups N --dir D --cluster SCRIPT
+ *                              --election-ms E
+ *       Under a write load of a background thread: find the node leading the
+ *       most groups, SIGKILL it (its PID comes from D's pid file, and is
+ *       checked to be a flotilla-node of D), measure until each group it led
+ *       has a leader among the survivors (at most 3 E), keep writing, restart it
+ *       with "SCRIPT start --dir D --node ID", keep writing; then GET every
+ *       acknowledged write (linearizable) and wait until all nodes report the
+ *       same DIGEST for every group.
+ *
+ * SPEC is "1=127.0.0.1:PORT,2=127.0.0.1:PORT,3=127.0.0.1:PORT". Every loop is
+ * bounded in time; exit status 0 when every check passed, 1 when one failed,
+ * 2 on bad usage or when the cluster could not be driven at all. */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tools/client.h"
+
+#define CHECK_KEY_SIZE_MAX   32
+#define CHECK_VALUE_SIZE     48
+#define CHECK_SHOW_MAX       10
+#define CHECK_DIGEST_WAIT_MS 60000
+#define CHECK_CALL_WAIT_MS   30000
+#define CHECK_ACKS_MAX       (2u << 20)
+
+extern char **environ;
+
+struct check {
+	const char *command;
+	const char *nodes;
+	const char *dir;
+	const char *cluster;
+	uint32_t groups_count;
+	uint32_t proposals_count;
+	uint32_t batch_count;
+	uint32_t election_ms;
+	struct client_router router;
+};
+
+/* Per group: what the client saw, to compare with what replicas applied. */
+struct check_group {
+	uint64_t acked;   /* Writes acknowledged. */
+	uint64_t resent;  /* Writes sent more than once: each may be applied twice. */
+	uint64_t written; /* Distinct keys written, acknowledged or not. */
+};
+
+static uint64_t check_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void check_sleep_ms(uint32_t ms)
+{
+	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
+
+	nanosleep(&ts, NULL);
+}
+
+/* Key and value of write number seq: both unique, so a value proves its write. */
+static void check_write_text(const char *prefix, uint64_t seq, char *key, char *value)
+{
+	snprintf(key, CHECK_KEY_SIZE_MAX, "%s-%llu", prefix, (unsigned long long)seq);
+	snprintf(value, CHECK_VALUE_SIZE, "value-%s-%llu-%.*s", prefix, (unsigned long long)seq,
+		 (int)(seq % 16), "................");
+}
+
+static struct client_request check_put(uint64_t group, const char *key, const char *value)
+{
+	return (struct client_request){.op = CLIENT_OP_PUT,
+				       .group = group,
+				       .key = key,
+				       .key_size = (uint32_t)strlen(key),
+				       .value = value,
+				       .value_size = (uint32_t)strlen(value)};
+}
+
+/* --- DIGEST of every group on every node. --- */
+
+/* Ask node_index's node for the DIGEST of groups 1..groups_count, pipelined
+ * on a connection of its own. Returns 0 or -errno (node unreachable, or it
+ * did not answer everything within timeout_ms). */
+static int check_fetch_digests(struct check *k, uint32_t node_index, struct client_digest *out,
+			       int timeout_ms)
+{
+	struct client c = {.fd = -1};
+	uint64_t deadline = check_now_ms() + (uint64_t)timeout_ms;
+	uint32_t answered = 0;
+	int rv = client_connect(&c, k->router.nodes[node_index].addr, 1000);
+
+	if (rv != 0)
+		return rv;
+	for (uint32_t g = 1; g <= k->groups_count && rv == 0; g++) {
+		struct client_request req = {.op = CLIENT_OP_DIGEST, .request_id = g, .group = g};
+
+		rv = client_send(&c, &req);
+	}
+	while (rv == 0 && answered < k->groups_count) {
+		struct client_response resp;
+		uint64_t now = check_now_ms();
+
+		if (now >= deadline) {
+			rv = -ETIMEDOUT;
+			break;
+		}
+		rv = client_wait(&c, &resp, (int)(deadline - now));
+		if (rv != 0)
+			break;
+		if (resp.status != CLIENT_STATUS_OK || resp.request_id == 0 ||
+		    resp.request_id > k->groups_count ||
+		    client_digest_decode(resp.value, resp.value_size, &out[resp.request_id - 1]) !=
+			0) {
+			rv = -EBADMSG;
+			break;
+		}
+		answered++;
+	}
+	client_close(&c);
+	return rv;
+}
+
+static bool check_digest_equal(const struct client_digest *a, const struct client_digest *b)
+{
+	return a->applied_count == b->applied_count &&
+	       a->last_applied_index == b->last_applied_index && a->digest == b->digest &&
+	       a->keys_count == b->keys_count;
+}
+
+/* Wait until every node reports the same DIGEST for every group; digests
+ * gets nodes_count x groups_count entries (node-major). Returns the count of
+ * groups that still differ at the deadline (0: converged), or -1 when a node
+ * could not be asked. */
+static int64_t check_converge(struct check *k, struct client_digest *digests)
+{
+	uint32_t nodes = k->router.nodes_count, groups = k->groups_count;
+	uint64_t started = check_now_ms(), deadline = started + CHECK_DIGEST_WAIT_MS;
+	int64_t differ = -1;
+	uint32_t rounds = 0;
+
+	while (check_now_ms() < deadline) {
+		bool reachable = true;
+
+		rounds++;
+		for (uint32_t n = 0; n < nodes && reachable; n++)
+			reachable = check_fetch_digests(k, n, &digests[(size_t)n * groups],
+							CHECK_CALL_WAIT_MS) == 0;
+		differ = reachable ? 0 : -1;
+		for (uint32_t g = 0; g < groups && reachable; g++)
+			for (uint32_t n = 1; n < nodes; n++)
+				if (!check_digest_equal(&digests[g],
+							&digests[(size_t)n * groups + g])) {
+					differ++;
+					break;
+				}
+		if (differ == 0)
+			break;
+		check_sleep_ms(100);
+	}
+	printf("digests: %s after %llu ms (%u rounds)\n",
+	       differ == 0 ? "all nodes agree on every group" : "no agreement",
+	       (unsigned long long)(check_now_ms() - started), rounds);
+	return differ;
+}
+
+/* Print up to CHECK_SHOW_MAX groups whose replicas differ. */
+static void check_show_differences(struct check *k, const struct client_digest *digests)
+{
+	uint32_t shown = 0, groups = k->groups_count;
+
+	for (uint32_t g = 0; g < groups && shown < CHECK_SHOW_MAX; g++) {
+		bool same = true;
+
+		for (uint32_t n = 1; n < k->router.nodes_count; n++)
+			same &= check_digest_equal(&digests[g], &digests[(size_t)n * groups + g]);
+		if (same)
+			continue;
+		shown++;
+		for (uint32_t n = 0; n < k->router.nodes_count; n++) {
+			const struct client_digest *d = &digests[(size_t)n * groups + g];
+
+			printf("  group %u node %llu: applied %llu last index %llu digest %016llx "
+			       "keys %llu\n",
+			       g + 1, (unsigned long long)k->router.nodes[n].id,
+			       (unsigned long long)d->applied_count,
+			       (unsigned long long)d->last_applied_index,
+			       (unsigned long long)d->digest, (unsigned long long)d->keys_count);
+		}
+	}
+}
+
+/* After convergence: no replica saw an index out of order, and each group
+ * holds every acknowledged key, nothing it was never sent, and no entry
+ * applied more often than its writes were sent. Returns the failures. */
+static uint32_t check_applied(struct check *k, const struct client_digest *digests,
+			      const struct check_group *groups, bool all_acked)
+{
+	uint32_t failures = 0;
+	uint64_t applied = 0, acked = 0, violations = 0;
+
+	for (uint32_t n = 0; n < k->router.nodes_count; n++)
+		for (uint32_t g = 0; g < k->groups_count; g++)
+			violations += digests[(size_t)n * k->groups_count + g].order_violations;
+	for (uint32_t g = 0; g < k->groups_count; g++) {
+		const struct client_digest *d = &digests[g];
+		const struct check_group *cg = &groups[g];
+		bool ok = d->keys_count >= cg->acked && d->keys_count <= cg->written &&
+			  d->applied_count >= d->keys_count &&
+			  d->applied_count - d->keys_count <= cg->resent;
+
+		if (all_acked)
+			ok = ok && d->keys_count == cg->acked;
+		applied += d->applied_count;
+		acked += cg->acked;
+		if (ok)
+			continue;
+		if (failures++ < CHECK_SHOW_MAX)
+			printf(
+			    "group %u: applied %llu entries, %llu keys; client: %llu acknowledged, "
+			    "%llu written, %llu sent more than once\n",
+			    g + 1, (unsigned long long)d->applied_count,
+			    (unsigned long long)d->keys_count, (unsigned long long)cg->acked,
+			    (unsigned long long)cg->written, (unsigned long long)cg->resent);
+	}
+	printf("applied: %llu entries in %u groups for %llu acknowledged writes (%llu extra); "
+	       "%llu index-order violations\n",
+	       (unsigned long long)applied, k->groups_count, (unsigned long long)acked,
+	       (unsigned long long)(applied - acked), (unsigned long long)violations);
+	return failures + (violations > 0);
+}
+
+/* Converge, then check. Returns 0 or 1. */
+static int check_replicas(struct check *k, const struct check_group *groups, bool all_acked)
+{
+	struct client_digest *digests =
+	    calloc((size_t)k->router.nodes_count * k->groups_count, sizeof(*digests));
+	int64_t differ;
+	int rv = 1;
+
+	if (digests == NULL)
+		return 1;
+	differ = check_converge(k, digests);
+	if (differ != 0) {
+		printf("FAIL: %lld groups differ between replicas\n", (long long)differ);
+		if (differ > 0)
+			check_show_differences(k, digests);
+	} else if (check_applied(k, digests, groups, all_acked) == 0) {
+		rv = 0;
+	} else {
+		printf("FAIL: applied entries do not match the acknowledged writes\n");
+	}
+	free(digests);
+	return rv;
+}
+
+/* --- Leaders. --- */
+
+/* Ask for each group's leader (LEADER op), with every call first sent to
+ * node via (0: any). leaders[g - 1] gets the hint, 0 when unanswered. */
+static void check_leaders(struct client_router *r, uint32_t groups_count, uint64_t via,
+			  const bool *wanted, uint64_t *leaders, int timeout_ms)
+{
+	struct client_call *calls = calloc(groups_count, sizeof(*calls));
+	uint32_t count = 0;
+
+	if (calls == NULL)
+		return;
+	for (uint32_t g = 1; g <= groups_count; g++) {
+		if (wanted != NULL && !wanted[g - 1])
+			continue;
+		calls[count++].req = (struct client_request){.op = CLIENT_OP_LEADER, .group = g};
+		if (via != 0)
+			client_router_set_leader(r, g, via);
+	}
+	client_router_run(r, calls, count, false, timeout_ms);
+	for (uint32_t i = 0; i < count; i++) {
+		uint64_t g = calls[i].req.group;
+
+		leaders[g - 1] = calls[i].rv == 0 && calls[i].status == CLIENT_STATUS_OK
+				     ? calls[i].leader_hint
+				     : 0;
+		client_call_clear(&calls[i]);
+	}
+	free(calls);
+}
+
+/* Prime the router's leader cache, so writes go to the leaders at once. */
+static void check_learn_leaders(struct check *k)
+{
+	uint64_t *leaders = calloc(k->groups_count, sizeof(*leaders));
+
+	uint64_t deadline = check_now_ms() + 20000;
+	uint32_t unknown = k->groups_count;
+
+	if (leaders == NULL)
+		return;
+	/* Right after start, elections may still run: wait for them, bounded. */
+	while (unknown > 0 && check_now_ms() < deadline) {
+		check_leaders(&k->router, k->groups_count, 0, NULL, leaders, 5000);
+		unknown = 0;
+		for (uint32_t g = 1; g <= k->groups_count; g++) {
+			client_router_set_leader(&k->router, g, leaders[g - 1]);
+			unknown += leaders[g - 1] == 0;
+		}
+		if (unknown > 0)
+			check_sleep_ms(100);
+	}
+	printf("leaders: %u of %u groups have a known leader\n", k->groups_count - unknown,
+	       k->groups_count);
+	free(leaders);
+}
+
+/* --- scale --- */
+
+/* One batch of PUTs: writes first..first+count-1, write i in group 1 + i % N. */
+static uint32_t check_scale_batch(struct check *k, struct client_call *calls,
+				  char (*keys)[CHECK_KEY_SIZE_MAX],
+				  char (*values)[CHECK_VALUE_SIZE], uint64_t first, uint32_t count,
+				  struct check_group *groups)
+{
+	uint32_t failed = 0;
+
+	for (uint32_t i = 0; i < count; i++) {
+		uint64_t seq = first + i;
+		uint64_t group = 1 + seq % k->groups_count;
+
+		check_write_text("s", seq, keys[i], values[i]);
+		calls[i].req = check_put(group, keys[i], values[i]);
+		groups[group - 1].written++;
+	}
+	/* A PUT of a fresh key with a fixed value is safe to send again. */
+	client_router_run(&k->router, calls, count, true, CHECK_CALL_WAIT_MS);
+	for (uint32_t i = 0; i < count; i++) {
+		struct client_call *call = &calls[i];
+		struct check_group *cg = &groups[call->req.group - 1];
+
+		if (call->attempts > 0)
+			cg->resent++;
+		if (call->rv == 0 && call->status == CLIENT_STATUS_OK)
+			cg->acked++;
+		else if (failed++ < CHECK_SHOW_MAX)
+			printf("put %s (group %llu): rv %d status %u %.*s\n", keys[i],
+			       (unsigned long long)call->req.group, call->rv, call->status,
+			       (int)call->value_size,
+			       call->value != NULL ? (char *)call->value : "");
+		client_call_clear(call);
+	}
+	return failed;
+}
+
+static int check_scale(struct check *k)
+{
+	struct check_group *groups = calloc(k->groups_count, sizeof(*groups));
+	struct client_call *calls = calloc(k->batch_count, sizeof(*calls));
+	char(*keys)[CHECK_KEY_SIZE_MAX] = calloc(k->batch_count, sizeof(*keys));
+	char(*values)[CHECK_VALUE_SIZE] = calloc(k->batch_count, sizeof(*values));
+	uint64_t started, elapsed_ms, resent = 0;
+	uint32_t failed = 0;
+	int rv = 2;
+
+	if (groups == NULL || calls == NULL || keys == NULL || values == NULL)
+		goto out;
+	check_learn_leaders(k);
+	started = check_now_ms();
+	for (uint64_t first = 0; first < k->proposals_count; first += k->batch_count) {
+		uint32_t count = (uint32_t)(k->proposals_count - first < k->batch_count
+						? k->proposals_count - first
+						: k->batch_count);
+
+		failed += check_scale_batch(k, calls, keys, values, first, count, groups);
+	}
+	elapsed_ms = check_now_ms() - started;
+	for (uint32_t g = 0; g < k->groups_count; g++)
+		resent += groups[g].resent;
+	printf("scale: %u PUTs over %u groups in %llu ms (%.0f/s), %u not acknowledged, "
+	       "%llu sent more than once\n",
+	       k->proposals_count, k->groups_count, (unsigned long long)elapsed_ms,
+	       k->proposals_count * 1000.0 / (double)(elapsed_ms > 0 ? elapsed_ms : 1), failed,
+	       (unsigned long long)resent);
+	rv = check_replicas(k, groups, true);
+	if (failed > 0) {
+		printf("FAIL: %u writes were not acknowledged\n", failed);
+		rv = 1;
+	}
+out:
+	free(values);
+	free(keys);
+	free(calls);
+	free(groups);
+	return rv;
+}
+
+/* --- kill --- */
+
+/* The background writer of the kill check: batches of one PUT per group,
+ * each write a fresh key, until told to stop. */
+struct check_writer {
+	struct check *k;
+	struct client_router router;
+	pthread_t thread;
+	atomic_bool stop;
+	atomic_uint_fast64_t acked_total;
+	atomic_uint_fast64_t failed_total;
+	uint64_t next_seq;
+	uint64_t *acked; /* Sequence numbers of acknowledged writes. */
+	uint32_t acked_count;
+	uint64_t batch_ms_max; /* The longest batch: the stall a client saw. */
+	struct check_group *groups;
+	struct client_call *calls;
+	char (*keys)[CHECK_KEY_SIZE_MAX];
+	char (*values)[CHECK_VALUE_SIZE];
+};
+
+static void check_writer_batch(struct check_writer *w)
+{
+	uint32_t count = w->k->groups_count;
+	uint64_t started = check_now_ms(), took;
+
+	for (uint32_t i = 0; i < count; i++) {
+		uint64_t seq = w->next_seq + i;
+		uint64_t group = 1 + seq % count;
+
+		check_write_text("w", seq, w->keys[i], w->values[i]);
+		w->calls[i].req = check_put(group, w->keys[i], w->values[i]);
+		w->groups[group - 1].written++;
+	}
+	/* Fresh keys with fixed values: safe to send again after a lost connection. */
+	client_router_run(&w->router, w->calls, count, true, CHECK_CALL_WAIT_MS);
+	for (uint32_t i = 0; i < count; i++) {
+		struct client_call *call = &w->calls[i];
+		struct check_group *cg = &w->groups[call->req.group - 1];
+
+		if (call->attempts > 0)
+			cg->resent++;
+		if (call->rv == 0 && call->status == CLIENT_STATUS_OK) {
+			cg->acked++;
+			w->acked[w->acked_count++] = w->next_seq + i;
+			atomic_fetch_add(&w->acked_total, 1);
+		} else {
+			atomic_fetch_add(&w->failed_total, 1);
+		}
+		client_call_clear(call);
+	}
+	w->next_seq += count;
+	took = check_now_ms() - started;
+	if (took > w->batch_ms_max)
+		w->batch_ms_max = took;
+}
+
+static void *check_writer_main(void *arg)
+{
+	struct check_writer *w = arg;
+
+	while (!atomic_load(&w->stop) && w->acked_count + w->k->groups_count <= CHECK_ACKS_MAX)
+		check_writer_batch(w);
+	return NULL;
+}
+
+static int check_writer_start(struct check_writer *w, struct check *k)
+{
+	memset(w, 0, sizeof(*w));
+	w->k = k;
+	atomic_init(&w->stop, false);
+	w->acked = calloc(CHECK_ACKS_MAX, sizeof(*w->acked));
+	w->groups = calloc(k->groups_count, sizeof(*w->groups));
+	w->calls = calloc(k->groups_count, sizeof(*w->calls));
+	w->keys = calloc(k->groups_count, sizeof(*w->keys));
+	w->values = calloc(k->groups_count, sizeof(*w->values));
+	if (w->acked == NULL || w->groups == NULL || w->calls == NULL || w->keys == NULL ||
+	    w->values == NULL || client_router_init(&w->router, k->nodes) != 0)
+		return -ENOMEM;
+	for (uint32_t g = 1; g <= k->groups_count; g++)
+		client_router_set_leader(&w->router, g, client_router_leader(&k->router, g));
+	return -pthread_create(&w->thread, NULL, check_writer_main, w);
+}
+
+static void check_writer_free(struct check_writer *w)
+{
+	client_router_deinit(&w->router);
+	free(w->values);
+	free(w->keys);
+	free(w->calls);
+	free(w->groups);
+	free(w->acked);
+}
+
+/* Let the writer run for ms, and say how it did. */
+static void check_writer_run_for(struct check_writer *w, uint32_t ms, const char *phase)
+{
+	uint64_t acked = atomic_load(&w->acked_total), failed = atomic_load(&w->failed_total);
+
+	check_sleep_ms(ms);
+	printf("load %s: %llu writes acknowledged, %llu not, in %u ms\n", phase,
+	       (unsigned long long)(atomic_load(&w->acked_total) - acked),
+	       (unsigned long long)(atomic_load(&w->failed_total) - failed), ms);
+	fflush(stdout);
+}
+
+/* The PID of node id from its pid file, if that process is the
+ * flotilla-node of this cluster directory (its --data is dir/node-id);
+ * else 0. Only such a process is ever signalled. */
+static pid_t check_node_pid(const struct check *k, uint64_t id)
+{
+	char path[4096], data[4096], cmdline[8192];
+	long pid = 0;
+	size_t size;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/node-%llu.pid", k->dir, (unsigned long long)id);
+	snprintf(data, sizeof(data), "%s/node-%llu", k->dir, (unsigned long long)id);
+	f = fopen(path, "r");
+	if (f == NULL || fscanf(f, "%ld", &pid) != 1 || pid <= 1) {
+		if (f != NULL)
+			fclose(f);
+		return 0;
+	}
+	fclose(f);
+	snprintf(path, sizeof(path), "/proc/%ld/cmdline", pid);
+	f = fopen(path, "r");
+	if (f == NULL)
+		return 0;
+	size = fread(cmdline, 1, sizeof(cmdline) - 1, f);
+	fclose(f);
+	cmdline[size] = '\0';
+	/* Arguments are NUL-separated: look for "--data" followed by data. */
+	for (size_t at = 0; at < size; at += strlen(cmdline + at) + 1)
+		if (strcmp(cmdline + at, "--data") == 0 && at + 7 < size &&
+		    strcmp(cmdline + at + 7, data) == 0)
+			return (pid_t)pid;
+	return 0;
+}
+
+/* The node leading the most groups, with leaders[] filled in. */
+static uint64_t check_busiest_leader(struct check *k, uint64_t *leaders, uint32_t *led)
+{
+	uint32_t counts[CLIENT_NODES_MAX] = {0};
+	uint64_t busiest = 0;
+
+	check_leaders(&k->router, k->groups_count, 0, NULL, leaders, 10000);
+	for (uint32_t g = 0; g < k->groups_count; g++)
+		for (uint32_t n = 0; n < k->router.nodes_count; n++)
+			counts[n] += leaders[g] == k->router.nodes[n].id;
+	*led = 0;
+	for (uint32_t n = 0; n < k->router.nodes_count; n++) {
+		printf("node %llu leads %u groups\n", (unsigned long long)k->router.nodes[n].id,
+		       counts[n]);
+		if (counts[n] > *led) {
+			*led = counts[n];
+			busiest = k->router.nodes[n].id;
+		}
+	}
+	return busiest;
+}
+
+/* After victim died at killed_ms: poll the survivors with LEADER until every
+ * group of wanted[] has a leader among them, within bound_ms. Returns the
+ * milliseconds until the last one moved, or UINT64_MAX. */
+static uint64_t check_failover(struct check *k, uint64_t victim, bool *wanted, uint64_t killed_ms,
+			       uint64_t bound_ms)
+{
+	uint64_t *hints = calloc(k->groups_count, sizeof(*hints));
+	uint32_t remaining = 0, rounds = 0;
+	uint64_t now = killed_ms;
+
+	if (hints == NULL)
+		return UINT64_MAX;
+	for (uint32_t g = 0; g < k->groups_count; g++)
+		remaining += wanted[g];
+	while (remaining > 0 && (now = check_now_ms()) < killed_ms + bound_ms) {
+		/* A fresh connection each round: reads left waiting on a dead
+		 * leader must not fill the survivors' in-flight bounds. */
+		struct client_router r;
+
+		if (client_router_init(&r, k->nodes) != 0)
+			break;
+		rounds++;
+		for (uint32_t n = 0; n < r.nodes_count; n++) {
+			uint64_t id = r.nodes[n].id;
+
+			if (id == victim)
+				continue;
+			memset(hints, 0, k->groups_count * sizeof(*hints));
+			check_leaders(&r, k->groups_count, id, wanted, hints, 100);
+			for (uint32_t g = 0; g < k->groups_count; g++) {
+				if (!wanted[g] || hints[g] == 0 || hints[g] == victim)
+					continue;
+				wanted[g] = false;
+				remaining--;
+			}
+		}
+		client_router_deinit(&r);
+		now = check_now_ms();
+		if (remaining > 0)
+			check_sleep_ms(20);
+	}
+	free(hints);
+	printf("failover: %u rounds, %u groups still without a surviving leader\n", rounds,
+	       remaining);
+	return remaining == 0 ? now - killed_ms : UINT64_MAX;
+}
+
+/* Run "SCRIPT start --dir D --node ID" and wait for it (the script bounds
+ * its own wait for the node's ready line). Returns its exit status or -errno. */
+static int check_restart(const struct check *k, uint64_t id)
+{
+	char id_text[24];
+	char *argv[] = {(char *)k->cluster, "start", "--dir", (char *)k->dir,
+			"--node",           id_text, NULL};
+	pid_t pid;
+	int status, rv;
+
+	snprintf(id_text, sizeof(id_text), "%llu", (unsigned long long)id);
+	rv = posix_spawn(&pid, k->cluster, NULL, NULL, argv, environ);
+	if (rv != 0)
+		return -rv;
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return -errno;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+/* GET every acknowledged write of w (linearizable reads through the
+ * leaders) and compare the values. Returns the writes missing or wrong. */
+static uint64_t check_read_back(struct check *k, const struct check_writer *w)
+{
+	uint32_t batch = k->batch_count;
+	struct client_call *calls = calloc(batch, sizeof(*calls));
+	char(*keys)[CHECK_KEY_SIZE_MAX] = calloc(batch, sizeof(*keys));
+	char(*values)[CHECK_VALUE_SIZE] = calloc(batch, sizeof(*values));
+	uint64_t bad = 0;
+
+	if (calls == NULL || keys == NULL || values == NULL) {
+		bad = UINT64_MAX;
+		goto out;
+	}
+	for (uint32_t first = 0; first < w->acked_count; first += batch) {
+		uint32_t count = w->acked_count - first < batch ? w->acked_count - first : batch;
+
+		for (uint32_t i = 0; i < count; i++) {
+			uint64_t seq = w->acked[first + i];
+
+			check_write_text("w", seq, keys[i], values[i]);
+			calls[i].req =
+			    (struct client_request){.op = CLIENT_OP_GET,
+						    .group = 1 + seq % k->groups_count,
+						    .key = keys[i],
+						    .key_size = (uint32_t)strlen(keys[i])};
+		}
+		client_router_run(&k->router, calls, count, true, CHECK_CALL_WAIT_MS);
+		for (uint32_t i = 0; i < count; i++) {
+			struct client_call *call = &calls[i];
+			bool same = call->rv == 0 && call->status == CLIENT_STATUS_OK &&
+				    call->value_size == strlen(values[i]) &&
+				    memcmp(call->value, values[i], call->value_size) == 0;
+
+			if (!same && bad++ < CHECK_SHOW_MAX)
+				printf("acknowledged write %s (group %llu) reads back as rv %d "
+				       "status %u '%.*s'\n",
+				       keys[i], (unsigned long long)call->req.group, call->rv,
+				       call->status, (int)call->value_size,
+				       call->value != NULL ? (char *)call->value : "");
+			client_call_clear(call);
+		}
+	}
+out:
+	free(values);
+	free(keys);
+	free(calls);
+	return bad;
+}
+
+/* Kill the busiest leader under load, measure the failover, restart it. */
+static int check_kill_phase(struct check *k, struct check_writer *w)
+{
+	uint64_t *leaders = calloc(k->groups_count, sizeof(*leaders));
+	bool *wanted = calloc(k->groups_count, sizeof(*wanted));
+	uint64_t victim, killed_ms, failover_ms, bound_ms = 3 * (uint64_t)k->election_ms;
+	uint32_t led;
+	pid_t pid;
+	int rv = 2;
+
+	if (leaders == NULL || wanted == NULL)
+		goto out;
+	victim = check_busiest_leader(k, leaders, &led);
+	pid = victim != 0 ? check_node_pid(k, victim) : 0;
+	if (pid == 0) {
+		printf("FAIL: no leader to kill, or no flotilla-node of this cluster for it\n");
+		goto out;
+	}
+	for (uint32_t g = 0; g < k->groups_count; g++)
+		wanted[g] = leaders[g] == victim;
+	printf("kill -9 node %llu (pid %ld), leader of %u groups, under load\n",
+	       (unsigned long long)victim, (long)pid, led);
+	fflush(stdout);
+	killed_ms = check_now_ms();
+	if (kill(pid, SIGKILL) != 0) {
+		perror("kill");
+		goto out;
+	}
+	failover_ms = check_failover(k, victim, wanted, killed_ms, 10 * bound_ms);
+	if (failover_ms == UINT64_MAX) {
+		printf("FAIL: failover: no new leader within %llu ms\n",
+		       (unsigned long long)(10 * bound_ms));
+		rv = 1;
+		goto out;
+	}
+	printf("failover: every group node %llu led has a leader on a survivor %llu ms after "
+	       "the kill (bound: 3 election timeouts = %llu ms)\n",
+	       (unsigned long long)victim, (unsigned long long)failover_ms,
+	       (unsigned long long)bound_ms);
+	rv = failover_ms <= bound_ms ? 0 : 1;
+	if (rv != 0)
+		printf("FAIL: failover took longer than 3 election timeouts\n");
+	check_writer_run_for(w, 2000, "with node down");
+	printf("restart node %llu from its data directory\n", (unsigned long long)victim);
+	fflush(stdout);
+	if (check_restart(k, victim) != 0) {
+		printf("FAIL: restarting node %llu failed\n", (unsigned long long)victim);
+		rv = 1;
+	}
+out:
+	free(wanted);
+	free(leaders);
+	return rv;
+}
+
+static int check_kill(struct check *k)
+{
+	static struct check_writer w;
+	uint64_t bad;
+	int rv, rv_replicas;
+
+	check_learn_leaders(k);
+	if (check_writer_start(&w, k) != 0) {
+		printf("cannot start the writer\n");
+		check_writer_free(&w);
+		return 2;
+	}
+	check_writer_run_for(&w, 2000, "before the kill");
+	rv = check_kill_phase(k, &w);
+	check_writer_run_for(&w, 3000, "after the restart");
+	atomic_store(&w.stop, true);
+	pthread_join(w.thread, NULL);
+	printf("writer: %u writes acknowledged, %llu not; longest batch %llu ms\n", w.acked_count,
+	       (unsigned long long)atomic_load(&w.failed_total),
+	       (unsigned long long)w.batch_ms_max);
+	bad = check_read_back(k, &w);
+	printf("read back: %llu of %u acknowledged writes missing or wrong\n",
+	       (unsigned long long)bad, w.acked_count);
+	if (bad != 0)
+		rv = 1;
+	rv_replicas = check_replicas(k, w.groups, false);
+	if (rv == 0)
+		rv = rv_replicas;
+	check_writer_free(&w);
+	return rv;
+}
+
+/* --- Arguments. --- */
+
+static void check_usage(void)
+{
+	fprintf(stderr,
+		"usage: flotilla-cluster-check scale --nodes SPEC --groups N --proposals P "
+		"[--batch B]\n"
+		"       flotilla-cluster-check kill --nodes SPEC --groups N --dir D --cluster "
+		"SCRIPT --election-ms E\n");
+}
+
+static int check_parse_u32(const char *text, uint32_t min, uint32_t *out)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(text, &end, 10);
+	if (errno != 0 || *end != '\0' || end == text || v < min || v > UINT32_MAX)
+		return -EINVAL;
+	*out = (uint32_t)v;
+	return 0;
+}
+
+static int check_parse(struct check *k, int argc, char **argv)
+{
+	if (argc < 2)
+		return -EINVAL;
+	k->command = argv[1];
+	for (int i = 2; i + 1 < argc; i += 2) {
+		const char *name = argv[i], *value = argv[i + 1];
+		int rv = 0;
+
+		if (strcmp(name, "--nodes") == 0)
+			k->nodes = value;
+		else if (strcmp(name, "--dir") == 0)
+			k->dir = value;
+		else if (strcmp(name, "--cluster") == 0)
+			k->cluster = value;
+		else if (strcmp(name, "--groups") == 0)
+			rv = check_parse_u32(value, 1, &k->groups_count);
+		else if (strcmp(name, "--proposals") == 0)
+			rv = check_parse_u32(value, 1, &k->proposals_count);
+		else if (strcmp(name, "--batch") == 0)
+			rv = check_parse_u32(value, 1, &k->batch_count);
+		else if (strcmp(name, "--election-ms") == 0)
+			rv = check_parse_u32(value, 1, &k->election_ms);
+		else
+			rv = -EINVAL;
+		if (rv != 0)
+			return rv;
+	}
+	if (argc % 2 != 0 || k->nodes == NULL || k->groups_count == 0)
+		return -EINVAL;
+	if (strcmp(k->command, "kill") == 0)
+		return k->dir != NULL && k->cluster != NULL && k->election_ms > 0 ? 0 : -EINVAL;
+	return strcmp(k->command, "scale") == 0 && k->proposals_count > 0 ? 0 : -EINVAL;
+}
+
+int main(int argc, char **argv)
+{
+	static struct check k = {.batch_count = 4096};
+	uint64_t started = check_now_ms();
+	int rv;
+
+	if (check_parse(&k, argc, argv) != 0) {
+		check_usage();
+		return 2;
+	}
+	if (client_router_init(&k.router, k.nodes) != 0) {
+		fprintf(stderr, "flotilla-cluster-check: bad --nodes '%s'\n", k.nodes);
+		return 2;
+	}
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	rv = strcmp(k.command, "scale") == 0 ? check_scale(&k) : check_kill(&k);
+	client_router_deinit(&k.router);
+	printf("%s %s in %llu ms\n", k.command, rv == 0 ? "passed" : "FAILED",
+	       (unsigned long long)(check_now_ms() - started));
+	return rv;
+}
