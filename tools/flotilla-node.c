@@ -92,6 +92,7 @@ struct node_options {
 	uint32_t tick_ms;
 	uint32_t entry_size_max;
 	uint32_t inbox_max;
+	uint32_t snapshot_entries;
 	bool quiesce;
 	bool lease_read;
 	uint32_t client_threads;
@@ -247,6 +248,8 @@ static const struct node_opt node_opts[] = {
     {"entry-size-max", OPT_U32, OPT_FIELD(entry_size_max), 0, 64, UINT32_MAX,
      "BYTES  largest log entry"},
     {"inbox-max", OPT_U32, OPT_FIELD(inbox_max), 0, 1, UINT32_MAX, "N  requests queued per shard"},
+    {"snapshot-entries", OPT_U32, OPT_FIELD(snapshot_entries), 0, 0, UINT32_MAX,
+     "N  snapshot a group every N applied entries (0: never)"},
     {"client-threads", OPT_U32, OPT_FIELD(client_threads), 0, 1, 64, "N  client threads (2)"},
     {"client-conns-max", OPT_U32, OPT_FIELD(conns_max), 0, 1, 1000000,
      "N  client connections (1024)"},
@@ -1449,8 +1452,12 @@ static int server_start_node(struct server *s, struct fl_peer *peers)
 	config.inbox_max = s->opt.inbox_max;
 	config.quiesce = s->opt.quiesce;
 	config.lease_read = s->opt.lease_read;
-	config.sm = (struct fl_sm_ops){
-	    .apply = kv_apply, .leader_changed = on_leader_changed, .ctx = &s->kv};
+	config.snapshot_entries = s->opt.snapshot_entries;
+	config.sm = (struct fl_sm_ops){.apply = kv_apply,
+				       .leader_changed = on_leader_changed,
+				       .save = kv_save,
+				       .restore = kv_restore,
+				       .ctx = &s->kv};
 	return fl_node_start(&config, &s->node);
 }
 
@@ -1469,6 +1476,7 @@ static void node_options_default(struct node_options *opt)
 	opt->tick_ms = config.tick_ms;
 	opt->entry_size_max = config.entry_size_max;
 	opt->inbox_max = config.inbox_max;
+	opt->snapshot_entries = config.snapshot_entries;
 	opt->quiesce = config.quiesce;
 	opt->lease_read = config.lease_read;
 	opt->client_threads = 2;

@@ -533,3 +533,135 @@ void kv_digest_get(struct kv *kv, uint64_t group, struct kv_digest *digest)
 	digest->keys_count = g->items_count;
 	pthread_mutex_unlock(&g->lock);
 }
+
+/* KV SNAPSHOT: what kv_save() writes for one group, little-endian.
+ *    0: u32 magic            KV_SNAPSHOT_MAGIC
+ *    4: u32 zero
+ *    8: u64 applied_count   the apply path's record (kv_digest), so that a
+ *   16: u64 last_applied_index   replica restored from a snapshot reports the
+ *   24: u64 digest               same DIGEST as one that applied every entry
+ *   32: u64 order_violations
+ *   40: u64 items_count
+ *   48: items, each u32 key_size | u32 value_size | key | value. */
+#define KV_SNAPSHOT_MAGIC  0x3153564bu /* "KVS1" */
+#define KV_SNAPSHOT_HEADER 48
+
+static void kv_put64(unsigned char *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint64_t kv_load64(const unsigned char *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < 8; i++)
+		v |= (uint64_t)p[i] << (8 * i);
+	return v;
+}
+
+int kv_save(void *ctx, uint64_t group, struct fl_snapshot_writer *w)
+{
+	struct kv_group *g = kv_group_get(ctx, group);
+	unsigned char header[KV_SNAPSHOT_HEADER] = {0};
+	int rv;
+
+	if (g == NULL)
+		return -ENOMEM;
+	pthread_mutex_lock(&g->lock);
+	kv_put64(header, KV_SNAPSHOT_MAGIC);
+	kv_put64(header + 8, g->applied_count);
+	kv_put64(header + 16, g->last_applied_index);
+	kv_put64(header + 24, g->digest);
+	kv_put64(header + 32, g->order_violations);
+	kv_put64(header + 40, g->items_count);
+	rv = fl_snapshot_write(w, header, sizeof(header));
+	for (uint32_t i = 0; i < g->slots_count && rv == 0; i++) {
+		const struct kv_item *item = g->slots[i];
+		unsigned char sizes[8];
+
+		if (item == NULL)
+			continue;
+		kv_put64(sizes, (uint64_t)item->key_size | (uint64_t)item->value_size << 32);
+		rv = fl_snapshot_write(w, sizes, sizeof(sizes));
+		if (rv == 0)
+			rv = fl_snapshot_write(w, item->bytes,
+					       (size_t)item->key_size + item->value_size);
+	}
+	pthread_mutex_unlock(&g->lock);
+	return rv;
+}
+
+static int kv_read_exact(struct fl_snapshot_reader *r, void *buf, size_t size)
+{
+	size_t got = 0;
+
+	while (got < size) {
+		long n = fl_snapshot_read(r, (char *)buf + got, size - got);
+
+		if (n < 0)
+			return (int)n;
+		if (n == 0)
+			return -EBADMSG;
+		got += (size_t)n;
+	}
+	return 0;
+}
+
+int kv_restore(void *ctx, uint64_t group, struct fl_snapshot_reader *r)
+{
+	struct kv_group *g = kv_group_get(ctx, group);
+	unsigned char header[KV_SNAPSHOT_HEADER], sizes[8];
+	unsigned char *buf = NULL;
+	uint64_t items;
+	int rv;
+
+	if (g == NULL)
+		return -ENOMEM;
+	rv = kv_read_exact(r, header, sizeof(header));
+	if (rv != 0)
+		return rv;
+	if (kv_load64(header) != KV_SNAPSHOT_MAGIC)
+		return -EBADMSG;
+	pthread_mutex_lock(&g->lock);
+	/* Replace the whole map: empty it, then load the snapshot's items. */
+	for (uint32_t i = 0; i < g->slots_count; i++) {
+		free(g->slots[i]);
+		g->slots[i] = NULL;
+	}
+	g->items_count = 0;
+	g->applied_count = kv_load64(header + 8);
+	g->last_applied_index = kv_load64(header + 16);
+	g->digest = kv_load64(header + 24);
+	g->order_violations = kv_load64(header + 32);
+	items = kv_load64(header + 40);
+	for (uint64_t i = 0; i < items && rv == 0; i++) {
+		uint64_t both;
+		uint32_t key_size, value_size;
+		unsigned char *grown;
+
+		rv = kv_read_exact(r, sizes, sizeof(sizes));
+		if (rv != 0)
+			break;
+		both = kv_load64(sizes);
+		key_size = (uint32_t)both;
+		value_size = (uint32_t)(both >> 32);
+		if (key_size > KV_KEY_SIZE_MAX) {
+			rv = -EBADMSG;
+			break;
+		}
+		grown = realloc(buf, (size_t)key_size + value_size + 1);
+		if (grown == NULL) {
+			rv = -ENOMEM;
+			break;
+		}
+		buf = grown;
+		rv = kv_read_exact(r, buf, (size_t)key_size + value_size);
+		if (rv == 0)
+			rv = kv_map_put(g, buf, key_size, buf + key_size, value_size);
+	}
+	pthread_mutex_unlock(&g->lock);
+	free(buf);
+	return rv;
+}

@@ -4,8 +4,8 @@
  * Writes reach it only as committed log entries (kv_apply, the node's
  * fl_sm_ops.apply), so every replica of a group applies the same commands in
  * the same order and ends in the same state. Reads (kv_get) copy a value out
- * under the group's lock. Nothing here persists: a restarted node rebuilds
- * its maps by applying its groups' logs again. */
+ * under the group's lock. A restarted node rebuilds its maps from its groups'
+ * last snapshots (kv_save, kv_restore) and the log entries after them. */
 #ifndef TOOLS_KV_H
 #define TOOLS_KV_H
 
@@ -111,5 +111,11 @@ struct kv_digest {
  * so two replicas have the same digest iff they applied the same (index,
  * term, payload) sequence, barring a 64-bit collision. */
 void kv_digest_get(struct kv *kv, uint64_t group, struct kv_digest *digest);
+
+/* fl_sm_ops.save and .restore for ctx = struct kv *: write group's whole map
+ * (and its DIGEST record) to a snapshot, and replace it from one. restore
+ * returns -EBADMSG for a malformed snapshot. Shard thread of the group. */
+int kv_save(void *ctx, uint64_t group, struct fl_snapshot_writer *w);
+int kv_restore(void *ctx, uint64_t group, struct fl_snapshot_reader *r);
 
 #endif /* TOOLS_KV_H */

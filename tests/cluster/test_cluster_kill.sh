@@ -3,6 +3,8 @@
 # require its groups to elect leaders on the survivors within 3 election
 # timeouts, restart it from its data directory, and check that no
 # acknowledged write is lost and that every replica converges (DIGEST).
+# Groups snapshot every 500 entries, so recovery and catch-up go through
+# snapshots (flotilla-node's key-value store saves and restores its maps).
 #
 #   test_cluster_kill.sh FLOTILLA_NODE CLUSTER_CHECK TOOLS_CLUSTER WORK_DIR GROUPS
 #
@@ -39,7 +41,8 @@ for attempt in 1 2 3 4 5; do
 	base=$((20000 + 2 * (RANDOM % 19990)))
 	rc=0
 	"$cluster" start --dir "$dir" --groups "$groups" --nodes 3 --base-port "$base" \
-		--bin "$node_bin" -- --election-ms "$election_ms" --heartbeat-ms 100 || rc=$?
+		--bin "$node_bin" -- --election-ms "$election_ms" --heartbeat-ms 100 \
+		--snapshot-entries 500 || rc=$?
 	[ "$rc" -eq 0 ] && break
 	if [ "$rc" -eq 4 ]; then
 		echo "io_uring is not available here: skipped"
