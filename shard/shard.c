@@ -53,8 +53,9 @@ enum {
 	SHARD_REDIAL_MIN_MS = 50,
 	SHARD_REDIAL_MAX_MS = 1000,
 	SHARD_IDLE_WAKE_MS = 1000, /* Longest sleep of a shard with nothing due. */
-	SHARD_TRANSFERS_MAX = 8,   /* Snapshots being sent at once by one shard. */
-	SHARD_RECVS_MAX = 8,       /* Snapshots being received at once. */
+	SHARD_TRANSFERS_MAX = 64,  /* Snapshots being sent at once by one shard. */
+	SHARD_RECVS_MAX = 64,      /* Snapshots being received at once. */
+	SHARD_REFUSED_MAX = 256,   /* Snapshot sends refused this turn, told to the engine. */
 	SHARD_CHUNK_SIZE = 1 << 20,
 	SHARD_SNAP_QUEUE_MAX = 4 << 20, /* Chunk bytes queued to a peer: the window. */
 	SHARD_RECLAIM_MS = 1000,
@@ -121,6 +122,11 @@ struct group {
 	uint64_t snapshot_retry; /* Applied index before which a failed save is not retried. */
 	uint64_t elections_seen; /* The engine's count, already added to the stats. */
 	bool snapshot_wanted;    /* The WAL asked for one (a pinned segment). */
+};
+
+/* A snapshot send that could not start this turn. */
+struct snapshot_refused {
+	uint64_t group, peer;
 };
 
 /* A snapshot being streamed to a follower: chunks, then the SNAPSHOT message. */
@@ -217,6 +223,8 @@ struct shard {
 	unsigned arena;
 	_Atomic bool arena_ready;
 	int snap_dir;
+	struct snapshot_refused refused[SHARD_REFUSED_MAX]; /* See transfer_start(). */
+	uint32_t refused_count;
 	struct transfer transfers[SHARD_TRANSFERS_MAX];
 	struct snapshot_recv recvs[SHARD_RECVS_MAX];
 	bool recvs_used[SHARD_RECVS_MAX];
@@ -1017,8 +1025,14 @@ static void transfer_start(struct shard *s, const struct raft_msg *m)
 		if (!s->transfers[i].used)
 			t = &s->transfers[i];
 	if (t == NULL || snapshot_manifest_read(s->snap_dir, m->group, &file) != 0 ||
-	    file.index != m->snapshot->index)
-		return; /* Busy, or not on disk: the engine asks again after a timeout. */
+	    file.index != m->snapshot->index) {
+		/* Busy, or not on disk. The engine is told after this turn's readies
+		 * (not now: the ready is still borrowed), so that it probes again at
+		 * the next heartbeat rather than after its snapshot timeout. */
+		if (s->refused_count < SHARD_REFUSED_MAX)
+			s->refused[s->refused_count++] = (struct snapshot_refused){m->group, m->to};
+		return;
+	}
 	*t = (struct transfer){.used = true,
 			       .group = m->group,
 			       .peer = m->to,
@@ -1059,6 +1073,15 @@ static void peer_frame_close(struct peer *p)
  * snapshot neither floods the link nor starves other groups' traffic. */
 static void transfers_pump(struct shard *s)
 {
+	for (uint32_t i = 0; i < s->refused_count; i++) {
+		struct group *g = group_find(s, s->refused[i].group);
+
+		if (g) {
+			raft_snapshot_sent(&g->raft, s->refused[i].peer, false, s->now_ms);
+			group_dirty(s, g);
+		}
+	}
+	s->refused_count = 0;
 	for (int i = 0; i < SHARD_TRANSFERS_MAX; i++) {
 		struct transfer *t = &s->transfers[i];
 		struct peer *p = t->used ? peer_find(s, t->peer) : NULL;

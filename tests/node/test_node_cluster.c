@@ -250,6 +250,16 @@ static void wait_converged(uint64_t count)
 							i + 1, g,
 							(unsigned long long)sms[i].count[g],
 							(unsigned long long)count);
+			for (int i = 0; i < NODES; i++) {
+				struct fl_metrics m;
+
+				if (nodes[i] == NULL)
+					continue;
+				fl_node_metrics(nodes[i], &m);
+				fprintf(stderr, "node %d: snapshots sent %llu received %llu\n",
+					i + 1, (unsigned long long)m.snapshots_sent,
+					(unsigned long long)m.snapshots_received);
+			}
 			CHECK(!"replicas converged within 30 s");
 		}
 		usleep(10000);
