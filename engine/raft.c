@@ -647,6 +647,12 @@ static void election_timer_reset(struct raft *raft)
 	raft->election_deadline_ms = raft->now_ms + base + rng_next(raft) % base;
 }
 
+/* Order of node id in this group's takeover (see takeover_rank). */
+static uint64_t takeover_key(const struct raft *raft, uint64_t id)
+{
+	return mix64(raft->config.group ^ mix64(id));
+}
+
 static void become_follower(struct raft *raft, uint64_t term, uint64_t leader)
 {
 	ASSERT(term >= raft->term); /* Term is monotonic. */
@@ -661,6 +667,8 @@ static void become_follower(struct raft *raft, uint64_t term, uint64_t leader)
 	raft->role = RAFT_ROLE_FOLLOWER;
 	raft->leader = leader;
 	raft->leader_down = false;
+	if (leader != RAFT_NONE)
+		raft->takeover = false; /* Someone took over. */
 	raft->leader_heard_ms = raft->now_ms;
 	raft->transfer_target = RAFT_NONE;
 	raft->lease_until_ms = 0;
@@ -682,6 +690,7 @@ static void become_leader(struct raft *raft)
 
 	ASSERT(raft->role == RAFT_ROLE_CANDIDATE);
 	raft->role = RAFT_ROLE_LEADER;
+	raft->takeover = false;
 	raft->leader = raft->config.id;
 	raft->leaderships_won++;
 	raft->transfer_target = RAFT_NONE;
@@ -1091,6 +1100,7 @@ static void wake(struct raft *raft)
 
 static void heard_from_leader(struct raft *raft, uint64_t from)
 {
+	raft->takeover = false;
 	raft->leader = from;
 	raft->leader_heard_ms = raft->now_ms;
 	raft->leader_down = false;
@@ -1296,6 +1306,13 @@ static void step_vote(struct raft *raft, const struct raft_msg *m)
 		 * least as up to date, and no leader we still believe in. */
 		grant = m->term > raft->term && up &&
 			(!in_lease(raft) || (m->flags & RAFT_MSG_FLAG_TRANSFER));
+		/* Taking over from a dead leader, survivors go in a per-group
+		 * order; one campaigning does not help a later one past it, or
+		 * both would reach the real election and split the vote. Only
+		 * liveness is at stake: a refused pre-vote changes no state. */
+		if (grant && raft->takeover && raft->role != RAFT_ROLE_FOLLOWER &&
+		    takeover_key(raft, m->from) > takeover_key(raft, raft->config.id))
+			grant = false;
 		resp = msg_new(raft, RAFT_MSG_PRE_VOTE_RESP, m->from, false);
 		resp->term = grant ? m->term : raft->term;
 		resp->reject = !grant;
@@ -1783,11 +1800,11 @@ int raft_compact(struct raft *raft, uint64_t index)
  * leader that sees any peer go down drops its own lease at once. */
 /* This node's place among the voters that may take over from a dead leader,
  * in an order drawn per group (so a dead node's groups spread their new
- * leaders over the survivors). */
+ * leaders over the survivors): lower keys go first. */
 static uint64_t takeover_rank(const struct raft *raft, uint64_t dead)
 {
 	const struct raft_conf *conf = conf_current(raft);
-	uint64_t rank = 0, mine = mix64(raft->config.group ^ mix64(raft->config.id));
+	uint64_t rank = 0, mine = takeover_key(raft, raft->config.id);
 
 	for (uint32_t i = 0; i < conf->members_count; i++) {
 		const struct raft_member *m = &conf->members[i];
@@ -1797,7 +1814,7 @@ static uint64_t takeover_rank(const struct raft *raft, uint64_t dead)
 		      (conf->joint && m->role_old == RAFT_MEMBER_VOTER &&
 		       m->role != RAFT_MEMBER_WITNESS)))
 			continue;
-		if (mix64(raft->config.group ^ mix64(m->id)) < mine)
+		if (takeover_key(raft, m->id) < mine)
 			rank++;
 	}
 	return rank;
@@ -1830,6 +1847,7 @@ void raft_peer_down(struct raft *raft, uint64_t node, uint64_t now_ms)
 	raft->quiesced = false;
 	if (raft->role != RAFT_ROLE_FOLLOWER || !raft_is_promotable(raft))
 		return;
+	raft->takeover = true;
 	rank = takeover_rank(raft, node);
 	if (rank == 0) {
 		campaign(raft, false);

@@ -258,6 +258,7 @@ struct raft {
 	bool ready_taken;    /* The output buffers belong to the last ready. */
 	bool hb_pending;     /* A heartbeat round is owed to confirm reads. */
 	bool lease_revoked;  /* A transfer was started this term: no lease reads. */
+	bool takeover;       /* Campaigning (or about to) because our leader's process died. */
 	uint64_t rng;
 	uint64_t now_ms;
 	uint64_t election_deadline_ms, heartbeat_deadline_ms, check_quorum_deadline_ms;

@@ -394,6 +394,33 @@ static void test_restarted_voter_keeps_stickiness_for_a_timeout(void **state)
 	fx_deinit(&f);
 }
 
+/* peer_down: survivors whose campaigns overlap do not split the vote: the one
+ * that goes first refuses to help the later one past it. */
+static void test_overlapping_takeovers_do_not_split_the_vote(void **state)
+{
+	struct fixture f;
+	uint64_t term, first, second;
+
+	(void)state;
+	fx_init(&f, 3);
+	fx_elect(&f, 1);
+	term = raft_term(fx_raft(&f, 1));
+	fx_node(&f, 1)->crashed = true;
+	fx_peer_down(&f, 2, 1);
+	fx_peer_down(&f, 3, 1);
+	first = raft_role(fx_raft(&f, 2)) == RAFT_ROLE_PRE_CANDIDATE ? 2 : 3;
+	second = 5 - first;
+	/* The second's turn comes before the first's pre-votes are answered. */
+	fx_takeover(&f, second);
+	assert_int_equal(raft_role(fx_raft(&f, second)), RAFT_ROLE_PRE_CANDIDATE);
+	fx_deliver_all(&f);
+	assert_true(raft_is_leader(fx_raft(&f, first)));
+	assert_false(raft_is_leader(fx_raft(&f, second)));
+	assert_int_equal(raft_term(fx_raft(&f, first)), term + 1); /* No split, no retry. */
+	assert_int_equal(raft_leader(fx_raft(&f, second)), first);
+	fx_deinit(&f);
+}
+
 /* peer_down: followers that learn of the crash elect a new leader without waiting a timeout. */
 static void test_followers_of_dead_leader_elect_without_timeout(void **state)
 {
@@ -530,6 +557,7 @@ int main(int argc, char **argv)
 	    cmocka_unit_test(test_leader_down_starts_prevote_at_once),
 	    cmocka_unit_test(test_restarted_voter_keeps_stickiness_for_a_timeout),
 	    cmocka_unit_test(test_followers_of_dead_leader_elect_without_timeout),
+	    cmocka_unit_test(test_overlapping_takeovers_do_not_split_the_vote),
 	    cmocka_unit_test(test_voter_without_peer_down_stays_sticky),
 	    cmocka_unit_test(test_follower_ignores_peer_down_of_non_leader),
 	    cmocka_unit_test(test_follower_without_leader_ignores_peer_down),
