@@ -1347,6 +1347,7 @@ static void step_vote_resp(struct raft *raft, const struct raft_msg *m)
 		else
 			become_leader(raft);
 	} else if (result == VOTE_LOST) {
+		raft->takeover = false;
 		become_follower(raft, raft->term, RAFT_NONE);
 	}
 }
@@ -1529,6 +1530,9 @@ void raft_tick(struct raft *raft, uint64_t now_ms)
 	}
 	if (raft->now_ms < raft->election_deadline_ms)
 		return;
+	/* A takeover gets one round in its order; past its timer, the ordinary
+	 * rules again (else a survivor that cannot win would block the others). */
+	raft->takeover = false;
 	if (raft_is_promotable(raft))
 		campaign(raft, false);
 	else
