@@ -1855,6 +1855,12 @@ void raft_peer_down(struct raft *raft, uint64_t node, uint64_t now_ms)
 	rank = takeover_rank(raft, node);
 	if (rank == 0) {
 		campaign(raft, false);
+		/* Voters that have not yet heard of the death still refuse: retry
+		 * after a quarter heartbeat, not a whole election timeout, and
+		 * before the next survivor's turn. */
+		if (raft->role != RAFT_ROLE_LEADER)
+			raft->election_deadline_ms =
+			    raft->now_ms + max_u64(1, raft->config.heartbeat_interval_ms / 4);
 		return;
 	}
 	/* The others wait their turn, so that survivors do not all campaign at
