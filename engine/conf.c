@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "engine/le.h"
 #include "engine/raft.h"
 
 #define CONF_HEADER_SIZE 8
@@ -53,36 +54,6 @@ int raft_conf_add(struct raft_conf *conf, uint64_t id, enum raft_member_role rol
 	return 0;
 }
 
-static void put_u32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_u64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-	uint32_t v = 0;
-
-	for (int i = 0; i < 4; i++)
-		v |= (uint32_t)p[i] << (8 * i);
-	return v;
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-	uint64_t v = 0;
-
-	for (int i = 0; i < 8; i++)
-		v |= (uint64_t)p[i] << (8 * i);
-	return v;
-}
-
 uint32_t raft_conf_encoded_size(const struct raft_conf *conf)
 {
 	return CONF_HEADER_SIZE + CONF_MEMBER_SIZE * conf->members_count;
@@ -92,12 +63,12 @@ void raft_conf_encode(const struct raft_conf *conf, void *buf)
 {
 	uint8_t *p = buf;
 
-	put_u32(p, conf->members_count);
-	put_u32(p + 4, conf->joint ? CONF_FLAG_JOINT : 0);
+	le_put32(p, conf->members_count);
+	le_put32(p + 4, conf->joint ? CONF_FLAG_JOINT : 0);
 	p += CONF_HEADER_SIZE;
 	for (uint32_t i = 0; i < conf->members_count; i++, p += CONF_MEMBER_SIZE) {
 		memset(p, 0, CONF_MEMBER_SIZE);
-		put_u64(p, conf->members[i].id);
+		le_put64(p, conf->members[i].id);
 		p[8] = conf->members[i].role;
 		p[9] = conf->members[i].role_old;
 	}
@@ -110,8 +81,8 @@ int raft_conf_decode(struct raft_conf *conf, const void *buf, uint32_t size)
 
 	if (size < CONF_HEADER_SIZE)
 		return -EINVAL;
-	count = get_u32(p);
-	flags = get_u32(p + 4);
+	count = le_get32(p);
+	flags = le_get32(p + 4);
 	if (count > RAFT_MEMBERS_MAX || (flags & ~CONF_FLAG_JOINT) != 0 ||
 	    size != CONF_HEADER_SIZE + CONF_MEMBER_SIZE * count)
 		return -EINVAL;
@@ -119,7 +90,7 @@ int raft_conf_decode(struct raft_conf *conf, const void *buf, uint32_t size)
 	conf->joint = (flags & CONF_FLAG_JOINT) != 0;
 	p += CONF_HEADER_SIZE;
 	for (uint32_t i = 0; i < count; i++, p += CONF_MEMBER_SIZE) {
-		struct raft_member m = {.id = get_u64(p), .role = p[8], .role_old = p[9]};
+		struct raft_member m = {.id = le_get64(p), .role = p[8], .role_old = p[9]};
 
 		if (m.id == RAFT_NONE || m.role > RAFT_MEMBER_WITNESS ||
 		    m.role_old > RAFT_MEMBER_WITNESS || (!conf->joint && m.role_old != 0) ||

@@ -33,6 +33,8 @@
 
 #include <xxhash.h>
 
+#include "engine/le.h"
+
 #define SNAPSHOT_MAGIC   0x504e5346u /* "FSNP" */
 #define SNAPSHOT_VERSION 1
 #define SNAPSHOT_BUF     (64u << 10)
@@ -51,36 +53,6 @@ struct fl_snapshot_reader {
 	int fd;
 	uint64_t remaining;
 };
-
-static void put_u32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_u64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-	uint32_t v = 0;
-
-	for (int i = 0; i < 4; i++)
-		v |= (uint32_t)p[i] << (8 * i);
-	return v;
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-	uint64_t v = 0;
-
-	for (int i = 0; i < 8; i++)
-		v |= (uint64_t)p[i] << (8 * i);
-	return v;
-}
 
 static void name_snap(char *buf, size_t size, uint64_t group, uint64_t index, const char *suffix)
 {
@@ -270,16 +242,16 @@ int snapshot_manifest_write(int dir_fd, const struct snapshot_meta *meta)
 	char tmp[80], name[80];
 	int fd, rv;
 
-	put_u32(buf, SNAPSHOT_MAGIC);
-	put_u32(buf + 4, SNAPSHOT_VERSION);
-	put_u64(buf + 8, meta->group);
-	put_u64(buf + 16, meta->index);
-	put_u64(buf + 24, meta->term);
-	put_u64(buf + 32, meta->size);
-	put_u64(buf + 40, meta->checksum);
-	put_u32(buf + 48, conf_size);
+	le_put32(buf, SNAPSHOT_MAGIC);
+	le_put32(buf + 4, SNAPSHOT_VERSION);
+	le_put64(buf + 8, meta->group);
+	le_put64(buf + 16, meta->index);
+	le_put64(buf + 24, meta->term);
+	le_put64(buf + 32, meta->size);
+	le_put64(buf + 40, meta->checksum);
+	le_put32(buf + 48, conf_size);
 	raft_conf_encode(&meta->conf, buf + 56);
-	put_u64(buf + size, XXH3_64bits(buf, size));
+	le_put64(buf + size, XXH3_64bits(buf, size));
 	size += 8;
 	name_manifest(tmp, sizeof(tmp), meta->group, ".tmp");
 	name_manifest(name, sizeof(name), meta->group, "");
@@ -313,18 +285,18 @@ int snapshot_manifest_read(int dir_fd, uint64_t group, struct snapshot_meta *met
 		return errno == ENOENT ? -ENOENT : -errno;
 	n = read(fd, buf, sizeof(buf));
 	close(fd);
-	if (n < 64 || get_u32(buf) != SNAPSHOT_MAGIC || get_u32(buf + 4) != SNAPSHOT_VERSION)
+	if (n < 64 || le_get32(buf) != SNAPSHOT_MAGIC || le_get32(buf + 4) != SNAPSHOT_VERSION)
 		return -EBADMSG;
-	conf_size = get_u32(buf + 48);
+	conf_size = le_get32(buf + 48);
 	size = 56 + ((conf_size + 7u) & ~7u);
 	if (conf_size > MANIFEST_MAX || (size_t)n != size + 8 ||
-	    get_u64(buf + size) != XXH3_64bits(buf, size))
+	    le_get64(buf + size) != XXH3_64bits(buf, size))
 		return -EBADMSG;
-	meta->group = get_u64(buf + 8);
-	meta->index = get_u64(buf + 16);
-	meta->term = get_u64(buf + 24);
-	meta->size = get_u64(buf + 32);
-	meta->checksum = get_u64(buf + 40);
+	meta->group = le_get64(buf + 8);
+	meta->index = le_get64(buf + 16);
+	meta->term = le_get64(buf + 24);
+	meta->size = le_get64(buf + 32);
+	meta->checksum = le_get64(buf + 40);
 	if (meta->group != group || raft_conf_decode(&meta->conf, buf + 56, conf_size) != 0)
 		return -EBADMSG;
 	return 0;

@@ -40,38 +40,10 @@
 
 #include <xxhash.h>
 
+#include "engine/le.h"
+
 #define WIRE_ENTRY_HEADER_SIZE    16
 #define WIRE_SNAPSHOT_HEADER_SIZE 24
-
-static void put_u32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_u64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-	uint32_t v = 0;
-
-	for (int i = 0; i < 4; i++)
-		v |= (uint32_t)p[i] << (8 * i);
-	return v;
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-	uint64_t v = 0;
-
-	for (int i = 0; i < 8; i++)
-		v |= (uint64_t)p[i] << (8 * i);
-	return v;
-}
 
 static size_t pad8(size_t n)
 {
@@ -80,29 +52,29 @@ static size_t pad8(size_t n)
 
 void wire_handshake_encode(const struct wire_handshake *hs, uint8_t *buf)
 {
-	put_u32(buf, WIRE_MAGIC);
-	put_u32(buf + 4, hs->version);
-	put_u64(buf + 8, hs->cluster_id);
-	put_u64(buf + 16, hs->node_id);
-	put_u32(buf + 24, hs->shard_index);
-	put_u32(buf + 28, hs->shard_count);
-	put_u32(buf + 32, hs->flags);
-	put_u32(buf + 36, 0);
-	put_u64(buf + 40, XXH3_64bits(buf, 40));
+	le_put32(buf, WIRE_MAGIC);
+	le_put32(buf + 4, hs->version);
+	le_put64(buf + 8, hs->cluster_id);
+	le_put64(buf + 16, hs->node_id);
+	le_put32(buf + 24, hs->shard_index);
+	le_put32(buf + 28, hs->shard_count);
+	le_put32(buf + 32, hs->flags);
+	le_put32(buf + 36, 0);
+	le_put64(buf + 40, XXH3_64bits(buf, 40));
 }
 
 int wire_handshake_decode(struct wire_handshake *hs, const uint8_t *buf)
 {
-	if (get_u32(buf) != WIRE_MAGIC || get_u64(buf + 40) != XXH3_64bits(buf, 40))
+	if (le_get32(buf) != WIRE_MAGIC || le_get64(buf + 40) != XXH3_64bits(buf, 40))
 		return -EPROTO;
-	hs->version = get_u32(buf + 4);
-	hs->cluster_id = get_u64(buf + 8);
-	hs->node_id = get_u64(buf + 16);
-	hs->shard_index = get_u32(buf + 24);
-	hs->shard_count = get_u32(buf + 28);
-	hs->flags = get_u32(buf + 32);
+	hs->version = le_get32(buf + 4);
+	hs->cluster_id = le_get64(buf + 8);
+	hs->node_id = le_get64(buf + 16);
+	hs->shard_index = le_get32(buf + 24);
+	hs->shard_count = le_get32(buf + 28);
+	hs->flags = le_get32(buf + 32);
 	if (hs->version != WIRE_VERSION || (hs->flags & ~(uint32_t)WIRE_HANDSHAKE_AUTH) != 0 ||
-	    get_u32(buf + 36) != 0)
+	    le_get32(buf + 36) != 0)
 		return -EPROTO;
 	return 0;
 }
@@ -131,29 +103,29 @@ size_t wire_msg_encode(const struct raft_msg *msg, uint8_t *buf)
 {
 	uint8_t *p = buf;
 
-	put_u64(p, msg->group);
-	put_u64(p + 8, msg->from);
-	put_u64(p + 16, msg->to);
-	put_u64(p + 24, msg->term);
-	put_u64(p + 32, msg->log_term);
-	put_u64(p + 40, msg->index);
-	put_u64(p + 48, msg->commit);
-	put_u64(p + 56, msg->context);
-	put_u64(p + 64, msg->hint_index);
-	put_u64(p + 72, msg->hint_term);
+	le_put64(p, msg->group);
+	le_put64(p + 8, msg->from);
+	le_put64(p + 16, msg->to);
+	le_put64(p + 24, msg->term);
+	le_put64(p + 32, msg->log_term);
+	le_put64(p + 40, msg->index);
+	le_put64(p + 48, msg->commit);
+	le_put64(p + 56, msg->context);
+	le_put64(p + 64, msg->hint_index);
+	le_put64(p + 72, msg->hint_term);
 	p[80] = (uint8_t)msg->type;
 	p[81] = (uint8_t)msg->flags;
 	p[82] = msg->reject ? 1 : 0;
 	p[83] = 0;
-	put_u32(p + 84, msg->entries_count);
+	le_put32(p + 84, msg->entries_count);
 	p += WIRE_MSG_HEADER_SIZE;
 	for (uint32_t i = 0; i < msg->entries_count; i++) {
 		const struct raft_entry *e = &msg->entries[i];
 		uint32_t size = strip_payload(msg, e) ? 0 : e->size;
 
-		put_u64(p, e->term);
-		put_u32(p + 8, e->type);
-		put_u32(p + 12, size);
+		le_put64(p, e->term);
+		le_put32(p + 8, e->type);
+		le_put32(p + 12, size);
 		p += WIRE_ENTRY_HEADER_SIZE;
 		if (size) {
 			memcpy(p, e->data, size);
@@ -164,10 +136,10 @@ size_t wire_msg_encode(const struct raft_msg *msg, uint8_t *buf)
 	if (msg->type == RAFT_MSG_SNAPSHOT && msg->snapshot) {
 		uint32_t conf_size = raft_conf_encoded_size(&msg->snapshot->conf);
 
-		put_u64(p, msg->snapshot->index);
-		put_u64(p + 8, msg->snapshot->term);
-		put_u32(p + 16, conf_size);
-		put_u32(p + 20, 0);
+		le_put64(p, msg->snapshot->index);
+		le_put64(p + 8, msg->snapshot->term);
+		le_put32(p + 16, conf_size);
+		le_put32(p + 20, 0);
 		p += WIRE_SNAPSHOT_HEADER_SIZE;
 		raft_conf_encode(&msg->snapshot->conf, p);
 		memset(p + conf_size, 0, pad8(conf_size) - conf_size);
@@ -186,22 +158,22 @@ int wire_msg_decode(const uint8_t *buf, size_t size, size_t *used, struct raft_m
 	if (size < WIRE_MSG_HEADER_SIZE)
 		return -EPROTO;
 	memset(msg, 0, sizeof(*msg));
-	msg->group = get_u64(p);
-	msg->from = get_u64(p + 8);
-	msg->to = get_u64(p + 16);
-	msg->term = get_u64(p + 24);
-	msg->log_term = get_u64(p + 32);
-	msg->index = get_u64(p + 40);
-	msg->commit = get_u64(p + 48);
-	msg->context = get_u64(p + 56);
-	msg->hint_index = get_u64(p + 64);
-	msg->hint_term = get_u64(p + 72);
+	msg->group = le_get64(p);
+	msg->from = le_get64(p + 8);
+	msg->to = le_get64(p + 16);
+	msg->term = le_get64(p + 24);
+	msg->log_term = le_get64(p + 32);
+	msg->index = le_get64(p + 40);
+	msg->commit = le_get64(p + 48);
+	msg->context = le_get64(p + 56);
+	msg->hint_index = le_get64(p + 64);
+	msg->hint_term = le_get64(p + 72);
 	msg->type = p[80];
 	msg->flags = p[81];
 	if (p[82] > 1 || p[83] != 0 || msg->type == 0 || msg->type >= RAFT_MSG_TYPE_COUNT)
 		return -EPROTO;
 	msg->reject = p[82] == 1;
-	count = get_u32(p + 84);
+	count = le_get32(p + 84);
 	p += WIRE_MSG_HEADER_SIZE;
 	if (count > 0 && msg->type != RAFT_MSG_APPEND)
 		return -EPROTO;
@@ -214,9 +186,9 @@ int wire_msg_decode(const uint8_t *buf, size_t size, size_t *used, struct raft_m
 
 		if ((size_t)(end - p) < WIRE_ENTRY_HEADER_SIZE)
 			return -EPROTO;
-		e->term = get_u64(p);
-		e->type = get_u32(p + 8);
-		e->size = get_u32(p + 12);
+		e->term = le_get64(p);
+		e->type = le_get32(p + 8);
+		e->size = le_get32(p + 12);
 		e->index = msg->index + 1 + i;
 		p += WIRE_ENTRY_HEADER_SIZE;
 		if (e->type > RAFT_ENTRY_CONF || (size_t)(end - p) < pad8(e->size))
@@ -231,10 +203,10 @@ int wire_msg_decode(const uint8_t *buf, size_t size, size_t *used, struct raft_m
 
 		if ((size_t)(end - p) < WIRE_SNAPSHOT_HEADER_SIZE)
 			return -EPROTO;
-		snapshot->index = get_u64(p);
-		snapshot->term = get_u64(p + 8);
-		conf_size = get_u32(p + 16);
-		if (get_u32(p + 20) != 0)
+		snapshot->index = le_get64(p);
+		snapshot->term = le_get64(p + 8);
+		conf_size = le_get32(p + 16);
+		if (le_get32(p + 20) != 0)
 			return -EPROTO;
 		p += WIRE_SNAPSHOT_HEADER_SIZE;
 		if ((size_t)(end - p) < pad8(conf_size) ||
@@ -249,28 +221,28 @@ int wire_msg_decode(const uint8_t *buf, size_t size, size_t *used, struct raft_m
 
 void wire_chunk_encode(const struct wire_chunk *c, uint8_t *buf)
 {
-	put_u64(buf, c->group);
-	put_u64(buf + 8, c->index);
-	put_u64(buf + 16, c->term);
-	put_u64(buf + 24, c->offset);
-	put_u64(buf + 32, c->size);
-	put_u64(buf + 40, c->checksum);
-	put_u32(buf + 48, c->len);
-	put_u32(buf + 52, 0);
+	le_put64(buf, c->group);
+	le_put64(buf + 8, c->index);
+	le_put64(buf + 16, c->term);
+	le_put64(buf + 24, c->offset);
+	le_put64(buf + 32, c->size);
+	le_put64(buf + 40, c->checksum);
+	le_put32(buf + 48, c->len);
+	le_put32(buf + 52, 0);
 }
 
 int wire_chunk_decode(struct wire_chunk *c, const uint8_t *body, size_t size)
 {
 	if (size < WIRE_CHUNK_HEADER_SIZE)
 		return -EPROTO;
-	c->group = get_u64(body);
-	c->index = get_u64(body + 8);
-	c->term = get_u64(body + 16);
-	c->offset = get_u64(body + 24);
-	c->size = get_u64(body + 32);
-	c->checksum = get_u64(body + 40);
-	c->len = get_u32(body + 48);
-	if (get_u32(body + 52) != 0 || c->len != size - WIRE_CHUNK_HEADER_SIZE ||
+	c->group = le_get64(body);
+	c->index = le_get64(body + 8);
+	c->term = le_get64(body + 16);
+	c->offset = le_get64(body + 24);
+	c->size = le_get64(body + 32);
+	c->checksum = le_get64(body + 40);
+	c->len = le_get32(body + 48);
+	if (le_get32(body + 52) != 0 || c->len != size - WIRE_CHUNK_HEADER_SIZE ||
 	    c->offset > c->size || c->len > c->size - c->offset)
 		return -EPROTO;
 	return 0;
@@ -283,16 +255,16 @@ static uint64_t frame_checksum(uint32_t kind, uint32_t body_size, const uint8_t 
 
 void wire_frame_seal(uint8_t *frame, uint32_t kind, uint32_t body_size)
 {
-	put_u32(frame, body_size);
-	put_u32(frame + 4, kind);
-	put_u64(frame + 8, frame_checksum(kind, body_size, frame + WIRE_FRAME_HEADER_SIZE));
+	le_put32(frame, body_size);
+	le_put32(frame + 4, kind);
+	le_put64(frame + 8, frame_checksum(kind, body_size, frame + WIRE_FRAME_HEADER_SIZE));
 }
 
 int wire_frame_header_decode(struct wire_frame_header *header, const uint8_t *buf)
 {
-	header->body_size = get_u32(buf);
-	header->kind = get_u32(buf + 4);
-	header->checksum = get_u64(buf + 8);
+	header->body_size = le_get32(buf);
+	header->kind = le_get32(buf + 4);
+	header->checksum = le_get64(buf + 8);
 	if (header->body_size > WIRE_FRAME_SIZE_MAX)
 		return -EMSGSIZE;
 	if (header->kind != WIRE_FRAME_RAFT && header->kind != WIRE_FRAME_SNAPSHOT)
