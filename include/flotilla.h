@@ -77,8 +77,10 @@ struct fl_sm_ops {
 	 * thread, save at a consistent point between applies (the group's
 	 * loop turn waits for it: keep it fast, or copy-on-write and stream
 	 * from a consistent view), restore before any later entry is applied.
-	 * Return 0 or a negative errno; a failed restore stops the node's use of
-	 * that snapshot (the leader sends it again). */
+	 * Return 0 or a negative errno. A failed save is retried after another
+	 * interval; a failed restore stops every group of that shard (its log
+	 * already moved past the entries the snapshot replaces), like a WAL
+	 * failure: the node must be restarted. */
 	int (*save)(void *ctx, uint64_t group, struct fl_snapshot_writer *w);
 	int (*restore)(void *ctx, uint64_t group, struct fl_snapshot_reader *r);
 	void *ctx;
