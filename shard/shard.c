@@ -59,6 +59,7 @@ enum {
 	SHARD_CHUNK_SIZE = 1 << 20,
 	SHARD_SNAP_QUEUE_MAX = 4 << 20, /* Chunk bytes queued to a peer: the window. */
 	SHARD_RECLAIM_MS = 1000,
+	SHARD_RECV_IDLE_MS = 10000, /* A partial snapshot file idle this long may be dropped. */
 };
 
 struct buf {
@@ -1158,11 +1159,22 @@ static int snapshot_chunk(struct shard *s, uint64_t peer, const uint8_t *body, s
 		r = NULL;
 	}
 	if (r == NULL) {
+		int oldest = 0;
+
 		if (c.offset != 0)
 			return 0;
-		for (int i = 0; i < SHARD_RECVS_MAX && slot < 0; i++)
+		for (int i = 0; i < SHARD_RECVS_MAX && slot < 0; i++) {
 			if (!s->recvs_used[i])
 				slot = i;
+			else if (s->recvs[i].last_ms < s->recvs[oldest].last_ms)
+				oldest = i;
+		}
+		if (slot < 0 && s->now_ms - s->recvs[oldest].last_ms > SHARD_RECV_IDLE_MS) {
+			/* A transfer whose sender went away: its slot is needed. */
+			snapshot_recv_abort(s->snap_dir, &s->recvs[oldest]);
+			s->recvs_used[oldest] = false;
+			slot = oldest;
+		}
 		if (slot < 0)
 			return 0; /* Too many at once: the leader retries. */
 		r = &s->recvs[slot];
@@ -1177,6 +1189,7 @@ static int snapshot_chunk(struct shard *s, uint64_t peer, const uint8_t *body, s
 			return 0;
 		s->recvs_used[slot] = true;
 	}
+	r->last_ms = s->now_ms;
 	if (snapshot_recv_write(r, body + WIRE_CHUNK_HEADER_SIZE, c.len) != 0) {
 		snapshot_recv_abort(s->snap_dir, r);
 		s->recvs_used[slot] = false;
@@ -1203,6 +1216,7 @@ static bool snapshot_accept(struct shard *s, struct group *g, uint64_t peer,
 		return false;
 	s->recvs_used[slot] = false;
 	if (snapshot_recv_finish(s->snap_dir, r) != 0) {
+		snapshot_recv_abort(s->snap_dir, r); /* Idempotent: finish may have closed it. */
 		node_log(s->config.node_id, "group %llu: snapshot %llu from node %llu %s",
 			 (unsigned long long)g->id, (unsigned long long)snap->index,
 			 (unsigned long long)peer, "is incomplete or fails its checksum");

@@ -62,6 +62,7 @@ struct snapshot_recv {
 	uint64_t size, checksum;
 	uint64_t received;
 	uint64_t peer;
+	uint64_t last_ms; /* When a chunk last arrived (the shard's clock). */
 	int fd;
 	void *hash; /* XXH3 state. */
 };
