@@ -162,6 +162,7 @@ struct peer {
 	uint32_t ops; /* In flight on fd. */
 	uint64_t redial_ms, backoff_ms;
 	struct buf out, flight; /* Filling, and being sent. */
+	struct buf beats;       /* This turn's heartbeats, coalesced into one frame. */
 	size_t frame_start;     /* Offset of the open frame's header in out; SIZE_MAX: none. */
 	size_t flight_sent;
 	struct loop_op send_op, probe_op;
@@ -427,9 +428,25 @@ static uint8_t *peer_reserve(struct shard *s, struct peer *p, size_t size)
 
 static void peer_queue(struct shard *s, struct peer *p, const struct raft_msg *m)
 {
-	size_t size = wire_msg_size(m);
-	uint8_t *at = peer_reserve(s, p, size);
+	size_t size;
+	uint8_t *at;
 
+	if (wire_msg_is_beat(m)) {
+		/* The heartbeats of all groups to this peer leave as one frame of
+		 * 40-byte beats per turn (DESIGN: liveness is per host). */
+		if (p->state != PEER_UP ||
+		    p->out.len + p->flight.len + p->beats.len + WIRE_BEAT_SIZE >
+			SHARD_OUT_SIZE_MAX ||
+		    buf_reserve(&p->beats, WIRE_BEAT_SIZE) != 0) {
+			stat_add(&s->stats.msgs_dropped, 1);
+			return;
+		}
+		wire_beat_encode(m, p->beats.data + p->beats.len);
+		p->beats.len += WIRE_BEAT_SIZE;
+		return;
+	}
+	size = wire_msg_size(m);
+	at = peer_reserve(s, p, size);
 	if (at)
 		wire_msg_encode(m, at);
 }
@@ -452,7 +469,7 @@ static void peer_maybe_closed(struct shard *s, struct peer *p)
 		return;
 	close(p->fd);
 	p->fd = -1;
-	p->out.len = p->flight.len = 0;
+	p->out.len = p->flight.len = p->beats.len = 0;
 	p->frame_start = SIZE_MAX;
 	p->sending = false;
 	p->state = PEER_DOWN;
@@ -491,12 +508,26 @@ static void peer_send(struct shard *s, struct peer *p)
 {
 	struct buf tmp;
 
-	if (p->state != PEER_UP || p->sending || p->out.len == 0)
+	if (p->state != PEER_UP || p->sending || (p->out.len == 0 && p->beats.len == 0))
 		return;
 	if (p->frame_start != SIZE_MAX) {
 		wire_frame_seal(p->out.data + p->frame_start, WIRE_FRAME_RAFT,
 				(uint32_t)(p->out.len - p->frame_start - WIRE_FRAME_HEADER_SIZE));
 		p->frame_start = SIZE_MAX;
+	}
+	if (p->beats.len > 0) {
+		size_t body = p->beats.len;
+
+		if (body > WIRE_FRAME_SIZE_MAX)
+			body = WIRE_FRAME_SIZE_MAX / WIRE_BEAT_SIZE * WIRE_BEAT_SIZE;
+		if (buf_reserve(&p->out, WIRE_FRAME_HEADER_SIZE + body) == 0) {
+			memcpy(p->out.data + p->out.len + WIRE_FRAME_HEADER_SIZE, p->beats.data,
+			       body);
+			wire_frame_seal(p->out.data + p->out.len, WIRE_FRAME_HEARTBEATS,
+					(uint32_t)body);
+			p->out.len += WIRE_FRAME_HEADER_SIZE + body;
+		}
+		p->beats.len = 0; /* Any beyond a frame are dropped: the next round comes. */
 	}
 	tmp = p->flight;
 	p->flight = p->out;
@@ -653,6 +684,34 @@ static int conn_frame(struct shard *s, struct conn *c, const uint8_t *body, size
 	return 0;
 }
 
+/* The beats of a WIRE_FRAME_HEARTBEATS body. Returns 0 or -EPROTO. */
+static int conn_beats(struct shard *s, struct conn *c, const uint8_t *body, size_t size)
+{
+	if (size % WIRE_BEAT_SIZE != 0)
+		return -EPROTO;
+	for (size_t off = 0; off < size; off += WIRE_BEAT_SIZE) {
+		struct raft_msg m;
+
+		if (wire_beat_decode(body + off, c->peer, s->config.node_id, &m) != 0)
+			return -EPROTO;
+		shard_step(s, c->peer, &m);
+	}
+	return 0;
+}
+
+static int conn_body(struct shard *s, struct conn *c, uint32_t kind, const uint8_t *body,
+		     size_t size)
+{
+	switch (kind) {
+	case WIRE_FRAME_SNAPSHOT:
+		return snapshot_chunk(s, c->peer, body, size);
+	case WIRE_FRAME_HEARTBEATS:
+		return conn_beats(s, c, body, size);
+	default:
+		return conn_frame(s, c, body, size);
+	}
+}
+
 static void conn_recv_post(struct shard *s, struct conn *c);
 
 static void conn_recv_done(struct loop_op *op, int res)
@@ -692,11 +751,8 @@ static void conn_parse(struct shard *s, struct conn *c)
 			conn_refuse(s, c, "frame checksum mismatch");
 			break;
 		}
-		if (h.kind == WIRE_FRAME_SNAPSHOT
-			? snapshot_chunk(s, c->peer, c->in.data + off + WIRE_FRAME_HEADER_SIZE,
-					 h.body_size) != 0
-			: conn_frame(s, c, c->in.data + off + WIRE_FRAME_HEADER_SIZE,
-				     h.body_size) != 0) {
+		if (conn_body(s, c, h.kind, c->in.data + off + WIRE_FRAME_HEADER_SIZE,
+			      h.body_size) != 0) {
 			conn_refuse(s, c, "malformed message");
 			break;
 		}
@@ -2042,6 +2098,7 @@ static void shard_free(struct shard *s)
 			close(s->peers[i].fd);
 		buf_free(&s->peers[i].out);
 		buf_free(&s->peers[i].flight);
+		buf_free(&s->peers[i].beats);
 	}
 	/* group_close() shifts the table under a forward scan: restart it. */
 	for (uint64_t i = 0; i < s->table_cap;) {

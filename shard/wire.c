@@ -32,7 +32,14 @@
  *    0: u64 group         8: u64 index        16: u64 term
  *   24: u64 offset       32: u64 size         40: u64 checksum
  *   48: u32 len          52: u32 zero
- *   56: len bytes of the file, from offset; offset + len <= size. */
+ *   56: len bytes of the file, from offset; offset + len <= size.
+ *
+ * HEARTBEATS: the body of a WIRE_FRAME_HEARTBEATS frame is a run of 40-byte
+ * beats, the heartbeats and replies of many groups to one peer coalesced
+ * (sender and receiver are the connection's two nodes).
+ *    0: u64 group         8: u64 term         16: u64 commit
+ *   24: u64 context
+ *   32: u8 type (HEARTBEAT or HEARTBEAT_RESP), u8 flags, 6 bytes zero */
 #include "shard/wire.h"
 
 #include <errno.h>
@@ -248,6 +255,42 @@ int wire_chunk_decode(struct wire_chunk *c, const uint8_t *body, size_t size)
 	return 0;
 }
 
+bool wire_msg_is_beat(const struct raft_msg *msg)
+{
+	return (msg->type == RAFT_MSG_HEARTBEAT || msg->type == RAFT_MSG_HEARTBEAT_RESP) &&
+	       msg->flags <= 0xff && !msg->reject && msg->entries_count == 0;
+}
+
+void wire_beat_encode(const struct raft_msg *msg, uint8_t *buf)
+{
+	le_put64(buf, msg->group);
+	le_put64(buf + 8, msg->term);
+	le_put64(buf + 16, msg->commit);
+	le_put64(buf + 24, msg->context);
+	memset(buf + 32, 0, 8);
+	buf[32] = (uint8_t)msg->type;
+	buf[33] = (uint8_t)msg->flags;
+}
+
+int wire_beat_decode(const uint8_t *beat, uint64_t from, uint64_t to, struct raft_msg *msg)
+{
+	memset(msg, 0, sizeof(*msg));
+	msg->group = le_get64(beat);
+	msg->term = le_get64(beat + 8);
+	msg->commit = le_get64(beat + 16);
+	msg->context = le_get64(beat + 24);
+	msg->type = beat[32];
+	msg->flags = beat[33];
+	msg->from = from;
+	msg->to = to;
+	if (msg->type != RAFT_MSG_HEARTBEAT && msg->type != RAFT_MSG_HEARTBEAT_RESP)
+		return -EPROTO;
+	for (int i = 34; i < 40; i++)
+		if (beat[i] != 0)
+			return -EPROTO;
+	return 0;
+}
+
 static uint64_t frame_checksum(uint32_t kind, uint32_t body_size, const uint8_t *body)
 {
 	return XXH3_64bits_withSeed(body, body_size, (uint64_t)body_size | (uint64_t)kind << 32);
@@ -267,7 +310,8 @@ int wire_frame_header_decode(struct wire_frame_header *header, const uint8_t *bu
 	header->checksum = le_get64(buf + 8);
 	if (header->body_size > WIRE_FRAME_SIZE_MAX)
 		return -EMSGSIZE;
-	if (header->kind != WIRE_FRAME_RAFT && header->kind != WIRE_FRAME_SNAPSHOT)
+	if (header->kind != WIRE_FRAME_RAFT && header->kind != WIRE_FRAME_SNAPSHOT &&
+	    header->kind != WIRE_FRAME_HEARTBEATS)
 		return -EPROTO;
 	return 0;
 }

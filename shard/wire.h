@@ -21,9 +21,12 @@
 #define WIRE_MSG_HEADER_SIZE   88
 
 enum wire_frame_kind {
-	WIRE_FRAME_RAFT = 1,     /* A batch of Raft messages of any groups. */
-	WIRE_FRAME_SNAPSHOT = 2, /* One chunk of a snapshot file. */
+	WIRE_FRAME_RAFT = 1,       /* A batch of Raft messages of any groups. */
+	WIRE_FRAME_SNAPSHOT = 2,   /* One chunk of a snapshot file. */
+	WIRE_FRAME_HEARTBEATS = 3, /* The heartbeats (and replies) of many groups. */
 };
+
+#define WIRE_BEAT_SIZE 40 /* One heartbeat in a WIRE_FRAME_HEARTBEATS body. */
 
 #define WIRE_CHUNK_HEADER_SIZE 56
 
@@ -80,6 +83,13 @@ int wire_msg_decode(const uint8_t *buf, size_t size, size_t *used, struct raft_m
 void wire_chunk_encode(const struct wire_chunk *chunk, uint8_t *buf);
 /* Decode a chunk frame's body. Returns 0 or -EPROTO. */
 int wire_chunk_decode(struct wire_chunk *chunk, const uint8_t *body, size_t size);
+
+/* Whether msg travels as a compact beat rather than a full message. */
+bool wire_msg_is_beat(const struct raft_msg *msg);
+/* Write a HEARTBEAT or HEARTBEAT_RESP as a WIRE_BEAT_SIZE beat. */
+void wire_beat_encode(const struct raft_msg *msg, uint8_t *buf);
+/* Decode beat i of a heartbeats body sent by from to to. Returns 0 or -EPROTO. */
+int wire_beat_decode(const uint8_t *beat, uint64_t from, uint64_t to, struct raft_msg *msg);
 
 /* Seal a frame whose body (body_size bytes) follows the header at frame. */
 void wire_frame_seal(uint8_t *frame, uint32_t kind, uint32_t body_size);

@@ -175,6 +175,41 @@ static void test_frame_checksum_and_limits(void **state)
 	assert_int_equal(wire_frame_header_decode(&header, frame), -EPROTO);
 }
 
+/* Heartbeats and their replies travel as 40-byte beats; other messages never do. */
+static void test_beats_round_trip_and_refuse_garbage(void **state)
+{
+	struct raft_msg hb = {.group = 9,
+			      .from = 1,
+			      .to = 2,
+			      .term = 7,
+			      .commit = 5,
+			      .context = 123,
+			      .type = RAFT_MSG_HEARTBEAT,
+			      .flags = RAFT_MSG_FLAG_QUIESCE},
+			got;
+	struct raft_msg app = {.type = RAFT_MSG_APPEND};
+	uint8_t beat[WIRE_BEAT_SIZE];
+
+	(void)state;
+	assert_true(wire_msg_is_beat(&hb));
+	assert_false(wire_msg_is_beat(&app));
+	wire_beat_encode(&hb, beat);
+	assert_int_equal(wire_beat_decode(beat, 1, 2, &got), 0);
+	assert_int_equal(got.group, 9);
+	assert_int_equal(got.term, 7);
+	assert_int_equal(got.commit, 5);
+	assert_int_equal(got.context, 123);
+	assert_int_equal(got.type, RAFT_MSG_HEARTBEAT);
+	assert_int_equal(got.flags, RAFT_MSG_FLAG_QUIESCE);
+	assert_int_equal(got.from, 1);
+	assert_int_equal(got.to, 2);
+	beat[32] = RAFT_MSG_APPEND; /* Only heartbeats may be beats. */
+	assert_int_equal(wire_beat_decode(beat, 1, 2, &got), -EPROTO);
+	beat[32] = RAFT_MSG_HEARTBEAT_RESP;
+	beat[39] = 1; /* Padding must be zero. */
+	assert_int_equal(wire_beat_decode(beat, 1, 2, &got), -EPROTO);
+}
+
 /* A handshake round trips; a wrong magic, version or checksum is refused. */
 static void test_handshake(void **state)
 {
@@ -281,6 +316,7 @@ int main(void)
 	    cmocka_unit_test(test_bad_fields_are_refused),
 	    cmocka_unit_test(test_frame_checksum_and_limits),
 	    cmocka_unit_test(test_handshake),
+	    cmocka_unit_test(test_beats_round_trip_and_refuse_garbage),
 	    cmocka_unit_test(test_random_bytes_never_crash),
 	    cmocka_unit_test(test_engine_message_through_codec),
 	};
