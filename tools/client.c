@@ -342,12 +342,11 @@ void client_close(struct client *c)
 
 /* Make room for need more bytes after end in a buffer, moving live bytes to
  * the front first. Returns 0 or -ENOMEM. */
-static int client_reserve(unsigned char **buf, uint32_t *capacity, uint32_t *start, uint32_t *end,
-			  uint64_t need)
+int client_reserve(unsigned char **buf, uint32_t *capacity, uint32_t *start, uint32_t *end,
+		   uint64_t need, uint32_t capacity_min)
 {
 	uint64_t live = *end - *start;
-	uint64_t capacity_new =
-	    *capacity < CLIENT_BUFFER_SIZE_MIN ? CLIENT_BUFFER_SIZE_MIN : *capacity;
+	uint64_t capacity_new = *capacity < capacity_min ? capacity_min : *capacity;
 	unsigned char *grown;
 
 	if (*capacity - *end >= need)
@@ -377,7 +376,8 @@ int client_send(struct client *c, const struct client_request *req)
 
 	if (size == 0)
 		return -EINVAL;
-	rv = client_reserve(&c->out, &c->out_size, &c->out_start, &c->out_end, size);
+	rv = client_reserve(&c->out, &c->out_size, &c->out_start, &c->out_end, size,
+			    CLIENT_BUFFER_SIZE_MIN);
 	if (rv != 0)
 		return rv;
 	client_request_encode(req, c->out + c->out_end);
@@ -421,7 +421,8 @@ int client_read(struct client *c)
 		    frame > c->in_end - c->in_start && frame - (c->in_end - c->in_start) > want)
 			want = frame - (c->in_end - c->in_start);
 	}
-	rv = client_reserve(&c->in, &c->in_size, &c->in_start, &c->in_end, want);
+	rv = client_reserve(&c->in, &c->in_size, &c->in_start, &c->in_end, want,
+			    CLIENT_BUFFER_SIZE_MIN);
 	if (rv != 0)
 		return rv;
 	do

@@ -236,4 +236,11 @@ void client_digest_encode(const struct client_digest *digest, void *buf);
  * CLIENT_DIGEST_SIZE. */
 int client_digest_decode(const void *value, uint32_t size, struct client_digest *digest);
 
+/* Room for need more bytes at *end of the buffer *buf (*capacity bytes, live
+ * bytes from *start to *end), moving the live bytes to the front first and
+ * growing to at least capacity_min. Returns 0 or -ENOMEM. Shared by the
+ * client's and the server's connection buffers. */
+int client_reserve(unsigned char **buf, uint32_t *capacity, uint32_t *start, uint32_t *end,
+		   uint64_t need, uint32_t capacity_min);
+
 #endif /* TOOLS_CLIENT_H */

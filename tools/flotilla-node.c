@@ -506,35 +506,6 @@ static int node_check_options(struct node_options *opt)
 
 /* --- Connections: buffers, answers, reading, writing. --- */
 
-/* Room for need more bytes at *end, moving live bytes to the front first.
- * Returns 0 or -ENOMEM. */
-static int node_reserve(unsigned char **buf, uint32_t *capacity, uint32_t *start, uint32_t *end,
-			uint64_t need)
-{
-	uint64_t live = *end - *start;
-	uint64_t capacity_new = *capacity < CONN_READ_SIZE ? CONN_READ_SIZE : *capacity;
-	unsigned char *grown;
-
-	if (*capacity - *end >= need)
-		return 0;
-	if (*start > 0 && live > 0)
-		memmove(*buf, *buf + *start, live);
-	*start = 0;
-	*end = (uint32_t)live;
-	if (*capacity - *end >= need)
-		return 0;
-	while (capacity_new - live < need)
-		capacity_new *= 2;
-	if (capacity_new > UINT32_MAX)
-		return -ENOMEM;
-	grown = realloc(*buf, capacity_new);
-	if (grown == NULL)
-		return -ENOMEM;
-	*buf = grown;
-	*capacity = (uint32_t)capacity_new;
-	return 0;
-}
-
 static void conn_mark_dirty(struct conn *c)
 {
 	if (c->dirty)
@@ -590,7 +561,8 @@ static void conn_respond(struct conn *c, uint32_t status, uint64_t request_id, u
 
 	if (c->closed)
 		return;
-	if (node_reserve(&c->out, &c->out_size, &c->out_start, &c->out_end, size) != 0) {
+	if (client_reserve(&c->out, &c->out_size, &c->out_start, &c->out_end, size,
+			   CONN_READ_SIZE) != 0) {
 		node_log("client connection closed: out of memory for an answer");
 		conn_close(c);
 		return;
@@ -687,7 +659,8 @@ static int conn_read(struct conn *c)
 			    frame - live > want)
 				want = frame - live;
 		}
-		if (node_reserve(&c->in, &c->in_size, &c->in_start, &c->in_end, want) != 0)
+		if (client_reserve(&c->in, &c->in_size, &c->in_start, &c->in_end, want,
+				   CONN_READ_SIZE) != 0)
 			return -ENOMEM;
 		room = c->in_size - c->in_end;
 		n = recv(c->fd, c->in + c->in_end, room, 0);
