@@ -19,6 +19,11 @@
  *   wal/ceiling_direct/..., wal/append_direct/...
  *                                  the same with O_DIRECT writes (config
  *                                  direct_io), against an O_DIRECT ceiling.
+ *   wal/fsync_latency/kib:<n>      the physical floor of a commit: the latency
+ *                                  of one pwrite of n KiB + fdatasync, one at a
+ *                                  time, over a preallocated, written file;
+ *                                  p50/p99/max in microseconds over 2 s (at
+ *                                  most 2,000 samples).
  *   wal/recovery                   wal_init() of a WAL of 1 GiB (4 KiB entries of
  *                                  1,000 groups), its page cache dropped first.
  *
@@ -168,6 +173,75 @@ static void bench_wal_ceiling(struct bench_state *s, void *arg)
 	(void)fsyncs;
 	bench_counter(s, "MB/s", rate / 1e6, 0); /* Timed around the loop only. */
 	bench_counter(s, "fsyncs/s", rate / (double)batch, 0);
+	wal_bench_rmdir(dir);
+}
+
+static int wal_bench_cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+#define WAL_BENCH_FSYNC_SAMPLES 2000
+
+static void bench_wal_fsync_latency(struct bench_state *s, void *arg)
+{
+	uint64_t size = (uint64_t)bench_range(s, 0) << 10, span, *samples, start;
+	uint32_t count = 0;
+	uint8_t *buf = NULL;
+	char dir[512], path[600];
+	int fd;
+
+	(void)arg;
+	if (wal_bench_mkdir(s, dir, "fsync") != 0)
+		return;
+	snprintf(path, sizeof(path), "%s/ceiling", dir);
+	samples = calloc(WAL_BENCH_FSYNC_SAMPLES, sizeof(*samples));
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (samples == NULL || fd < 0 || posix_memalign((void **)&buf, 4096, size) != 0) {
+		bench_skip_with_error(s, "cannot set up the fdatasync probe");
+		goto out;
+	}
+	memset(buf, 0x5a, size);
+	span = WAL_BENCH_CEILING_FILE / size * size;
+	/* Allocate and write the file first, as the WAL's recycled segments are. */
+	for (uint64_t off = 0; off < span; off += size)
+		if (pwrite(fd, buf, size, (off_t)off) != (ssize_t)size)
+			break;
+	if (fsync(fd) != 0) {
+		bench_skip_with_error(s, "fsync failed");
+		goto out;
+	}
+	while (bench_keep_running(s)) {
+		start = wal_bench_now_ns();
+		for (count = 0; count < WAL_BENCH_FSYNC_SAMPLES; count++) {
+			uint64_t t0 = wal_bench_now_ns();
+
+			if (pwrite(fd, buf, size, (off_t)(count * size % span)) != (ssize_t)size ||
+			    fdatasync(fd) != 0) {
+				bench_skip_with_error(s, "pwrite or fdatasync failed");
+				goto out;
+			}
+			samples[count] = wal_bench_now_ns() - t0;
+			if (samples[count] + t0 - start > 2000000000ull) {
+				count++;
+				break;
+			}
+		}
+	}
+	qsort(samples, count, sizeof(*samples), wal_bench_cmp_u64);
+	if (count > 0) {
+		bench_counter(s, "p50_us", (double)samples[count / 2] / 1e3, 0);
+		bench_counter(s, "p99_us", (double)samples[(uint64_t)count * 99 / 100] / 1e3, 0);
+		bench_counter(s, "max_us", (double)samples[count - 1] / 1e3, 0);
+		bench_counter(s, "samples", count, 0);
+	}
+out:
+	free(buf);
+	free(samples);
+	if (fd >= 0)
+		close(fd);
 	wal_bench_rmdir(dir);
 }
 
@@ -471,6 +545,14 @@ void bench_wal_register(void)
 						   .arg_name = "groups",
 						   .real_time = true,
 						   .unit = BENCH_UNIT_US});
+	bench_register(&(struct bench_def){.name = "wal/fsync_latency",
+					   .fn = bench_wal_fsync_latency,
+					   .args = batches_kib,
+					   .args_count = 1,
+					   .arg_name = "kib",
+					   .real_time = true,
+					   .iterations = 1,
+					   .unit = BENCH_UNIT_MS});
 	bench_register(&(struct bench_def){.name = "wal/recovery",
 					   .fn = bench_wal_recovery,
 					   .real_time = true,
