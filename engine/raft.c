@@ -31,7 +31,7 @@
 #define CHUNK_FREE_MAX  4
 #define HB_RING         16
 #define LOG_INITIAL_CAP 4
-#define CHUNK_FIRST     1024 /* A group's first chunk; each next one doubles up to CHUNK_SIZE. */
+#define CHUNK_FIRST     128 /* A group's first chunk; each next one doubles up to CHUNK_SIZE. */
 
 struct raft_chunk {
 	struct raft_chunk *next;
@@ -533,8 +533,15 @@ static enum vote_result vote_tally(const struct raft *raft)
 
 static int conf_push(struct raft *raft, uint64_t index, const struct raft_conf *conf)
 {
-	struct raft_conf_slot *slots =
-	    grow(raft->confs, &raft->confs_cap, raft->confs_count + 1, sizeof(*slots));
+	struct raft_conf_slot *slots = raft->confs;
+
+	/* Most groups only ever hold one configuration: start with one slot. */
+	if (raft->confs_cap == 0) {
+		slots = malloc(sizeof(*slots));
+		ASSERT(slots != NULL);
+		raft->confs_cap = 1;
+	}
+	slots = grow(slots, &raft->confs_cap, raft->confs_count + 1, sizeof(*slots));
 
 	raft->confs = slots;
 	slots[raft->confs_count++] = (struct raft_conf_slot){.index = index, .conf = *conf};
@@ -585,6 +592,24 @@ static void out_begin(struct raft *raft)
 	raft->msgs_after_count = 0;
 	raft->reads_out_count = 0;
 	raft->ready_taken = false;
+}
+
+void raft_trim(struct raft *raft)
+{
+	if (!raft->quiesced || raft_has_ready(raft))
+		return;
+	out_begin(raft);
+	free(raft->msgs);
+	free(raft->msgs_after);
+	free(raft->reads_out);
+	raft->msgs = raft->msgs_after = NULL;
+	raft->reads_out = NULL;
+	raft->msgs_cap = raft->msgs_after_cap = raft->reads_out_cap = 0;
+	if (raft->reads_pending_count == 0) {
+		free(raft->reads_pending);
+		raft->reads_pending = NULL;
+		raft->reads_pending_cap = 0;
+	}
 }
 
 static struct raft_msg *msg_new(struct raft *raft, uint32_t type, uint64_t to, bool after)

@@ -304,6 +304,11 @@ void raft_deinit(struct raft *raft);
  * (unknown sender, old term) by ignoring it; never asserts on peer input. */
 void raft_step(struct raft *raft, const struct raft_msg *msg, uint64_t now_ms);
 
+/* Give back the memory kept for the next ready when the group is quiesced and
+ * has nothing to hand out: thousands of idle groups then cost only their
+ * state. Call it when done with the last ready; a no-op otherwise. */
+void raft_trim(struct raft *raft);
+
 /* Advance time: elections, heartbeats, CheckQuorum, transfer timeouts. */
 void raft_tick(struct raft *raft, uint64_t now_ms);
 

@@ -59,6 +59,7 @@ enum {
 	SHARD_CHUNK_SIZE = 1 << 20,
 	SHARD_SNAP_QUEUE_MAX = 4 << 20, /* Chunk bytes queued to a peer: the window. */
 	SHARD_RECLAIM_MS = 1000,
+	SHARD_BUF_KEEP = 256 << 10, /* Larger send buffers are freed when mostly unused. */
 	SHARD_RECV_IDLE_MS = 10000, /* A partial snapshot file idle this long may be dropped. */
 };
 
@@ -499,6 +500,10 @@ static void peer_send_done(struct loop_op *op, int res)
 		return;
 	}
 	p->sending = false;
+	/* A burst (elections of thousands of groups, a catch-up) may have grown
+	 * the buffer far past what the peer needs now: give it back. */
+	if (p->flight.cap > SHARD_BUF_KEEP && p->flight.len < p->flight.cap / 16)
+		buf_free(&p->flight);
 	p->flight.len = 0;
 	peer_maybe_closed(s, p);
 }
@@ -855,8 +860,11 @@ static void held_release(struct shard *s, uint64_t durable)
 			memcpy(at, p + 24, size);
 		s->held_off += 24 + size;
 	}
-	if (s->held_off == s->held.len)
+	if (s->held_off == s->held.len) {
+		if (s->held.cap > SHARD_BUF_KEEP && s->held.len < s->held.cap / 16)
+			buf_free(&s->held);
 		s->held.len = s->held_off = 0;
+	}
 }
 
 static void groups_fail_all(struct shard *s, int rv);
@@ -1467,6 +1475,7 @@ static void group_process(struct shard *s, struct group *g)
 
 	for (int i = 0; i < 16 && raft_has_ready(&g->raft); i++)
 		group_ready(s, g);
+	raft_trim(&g->raft); /* Frees the ready's buffers once the group is quiesced. */
 	group_snapshot_maybe(s, g);
 	if (g->raft.elections_started != g->elections_seen) {
 		stat_add(&s->stats.elections, g->raft.elections_started - g->elections_seen);

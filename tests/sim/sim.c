@@ -668,8 +668,10 @@ static void node_drain(struct sim *sim, struct sim_node *n)
 		reads_serve(sim, n);
 	}
 	n->install_set = false;
-	if (n->up)
+	if (n->up) {
+		raft_trim(&n->raft); /* As the shard does: quiesced groups give memory back. */
 		sim_check_leader(sim, n);
+	}
 }
 
 static int node_start(struct sim *sim, struct sim_node *n)
