@@ -199,6 +199,7 @@ struct shard {
 	uint64_t tick_due_ms;
 	/* Groups: open addressing by id. */
 	struct group **table;
+	uint64_t *table_ids; /* Each slot's group id, so that probes touch no group. */
 	uint64_t table_cap, groups_count;
 	struct group *dirty_head;
 	struct group *batched_head;
@@ -256,9 +257,13 @@ static void *grow_array(void *p, uint32_t *cap, uint32_t need, size_t elem)
 
 /* ------------------------------------------------------------ group table */
 
+/* The slot of a group in its shard's table. The node picks the shard from
+ * the low bits of the same XXH3 (node_shard_of): take the table's bits from
+ * the high half, or every group of a shard would start its probe at an even
+ * (with 2 shards) slot, and clusters would grow long. */
 static uint64_t group_hash(uint64_t id)
 {
-	return XXH3_64bits(&id, sizeof(id));
+	return XXH3_64bits(&id, sizeof(id)) >> 32;
 }
 
 static struct group *group_find(struct shard *s, uint64_t id)
@@ -266,22 +271,21 @@ static struct group *group_find(struct shard *s, uint64_t id)
 	uint64_t mask = s->table_cap - 1;
 
 	for (uint64_t i = group_hash(id) & mask;; i = (i + 1) & mask) {
-		struct group *g = s->table[i];
-
-		if (g == NULL)
+		if (s->table[i] == NULL)
 			return NULL;
-		if (g->id == id)
-			return g;
+		if (s->table_ids[i] == id)
+			return s->table[i];
 	}
 }
 
-static void table_put(struct group **table, uint64_t cap, struct group *g)
+static void table_put(struct group **table, uint64_t *ids, uint64_t cap, struct group *g)
 {
 	uint64_t mask = cap - 1, i = group_hash(g->id) & mask;
 
 	while (table[i] != NULL)
 		i = (i + 1) & mask;
 	table[i] = g;
+	ids[i] = g->id;
 }
 
 static int group_insert(struct shard *s, struct group *g)
@@ -289,17 +293,23 @@ static int group_insert(struct shard *s, struct group *g)
 	if ((s->groups_count + 1) * 2 > s->table_cap) {
 		uint64_t cap = s->table_cap * 2;
 		struct group **table = calloc(cap, sizeof(*table));
+		uint64_t *ids = malloc(cap * sizeof(*ids));
 
-		if (table == NULL)
+		if (table == NULL || ids == NULL) {
+			free(table);
+			free(ids);
 			return -ENOMEM;
+		}
 		for (uint64_t i = 0; i < s->table_cap; i++)
 			if (s->table[i])
-				table_put(table, cap, s->table[i]);
+				table_put(table, ids, cap, s->table[i]);
 		free(s->table);
+		free(s->table_ids);
 		s->table = table;
+		s->table_ids = ids;
 		s->table_cap = cap;
 	}
-	table_put(s->table, s->table_cap, g);
+	table_put(s->table, s->table_ids, s->table_cap, g);
 	s->groups_count++;
 	stat_add(&s->stats.groups, 1);
 	return 0;
@@ -317,7 +327,7 @@ static void group_erase(struct shard *s, struct group *g)
 		struct group *h = s->table[j];
 
 		s->table[j] = NULL;
-		table_put(s->table, s->table_cap, h);
+		table_put(s->table, s->table_ids, s->table_cap, h);
 	}
 	s->groups_count--;
 	atomic_fetch_sub_explicit(&s->stats.groups, 1, memory_order_relaxed);
@@ -2117,6 +2127,7 @@ static void shard_free(struct shard *s)
 			i++;
 	}
 	free(s->table);
+	free(s->table_ids);
 	free(s->heap);
 	free(s->persist);
 	buf_free(&s->held);
@@ -2144,8 +2155,10 @@ int shard_start(struct shard **out, const struct shard_config *config, char *why
 	s->config = *config;
 	s->table_cap = 64;
 	s->table = calloc(s->table_cap, sizeof(*s->table));
+	s->table_ids = malloc(s->table_cap * sizeof(*s->table_ids));
 	s->peers = calloc(config->peers_count ? config->peers_count : 1, sizeof(*s->peers));
-	rv = s->table && s->peers ? inbox_init(&s->inbox, config->inbox_max) : -ENOMEM;
+	rv = s->table && s->table_ids && s->peers ? inbox_init(&s->inbox, config->inbox_max)
+						  : -ENOMEM;
 	if (rv != 0)
 		goto err;
 	for (uint32_t i = 0; i < config->peers_count; i++)
