@@ -1559,8 +1559,8 @@ uint64_t raft_next_deadline(const struct raft *raft)
 
 /* ------------------------------------------------------------ requests */
 
-int raft_propose(struct raft *raft, const struct raft_buf *bufs, uint32_t count,
-		 uint64_t *first_index)
+static int propose_typed(struct raft *raft, uint32_t type, const struct raft_buf *bufs,
+			 uint32_t count, uint64_t *first_index)
 {
 	uint64_t size = 0;
 
@@ -1582,7 +1582,7 @@ int raft_propose(struct raft *raft, const struct raft_buf *bufs, uint32_t count,
 	wake(raft);
 	*first_index = log_last(&raft->log) + 1;
 	for (uint32_t i = 0; i < count; i++) {
-		int rv = leader_append(raft, RAFT_ENTRY_NORMAL, bufs[i].data, bufs[i].size);
+		int rv = leader_append(raft, type, bufs[i].data, bufs[i].size);
 
 		if (rv != 0) {
 			/* Keep what was appended: it is in the log and will commit. */
@@ -1594,6 +1594,19 @@ int raft_propose(struct raft *raft, const struct raft_buf *bufs, uint32_t count,
 	raft->quiesce_deadline_ms = raft->now_ms + raft->config.quiesce_after_ms;
 	bcast_append(raft, false);
 	return 0;
+}
+
+int raft_propose(struct raft *raft, const struct raft_buf *bufs, uint32_t count,
+		 uint64_t *first_index)
+{
+	return propose_typed(raft, RAFT_ENTRY_NORMAL, bufs, count, first_index);
+}
+
+int raft_propose_check(struct raft *raft, const void *data, uint32_t size, uint64_t *index)
+{
+	struct raft_buf buf = {.data = data, .size = size};
+
+	return propose_typed(raft, RAFT_ENTRY_CHECK, &buf, 1, index);
 }
 
 static void handle_read_index(struct raft *raft, uint64_t from, uint64_t context)

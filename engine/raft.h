@@ -47,6 +47,9 @@ enum raft_entry_type {
 	RAFT_ENTRY_NORMAL = 0, /* An embedder payload. */
 	RAFT_ENTRY_NOOP = 1,   /* A new leader's first entry (thesis §6.4). */
 	RAFT_ENTRY_CONF = 2,   /* A membership; payload is raft_conf_encode() bytes. */
+	RAFT_ENTRY_CHECK = 3,  /* Consistency check: replicated and committed like a
+				* normal entry, but never handed to the embedder; the
+				* payload belongs to the shard (shard.c, CHECK ENTRY). */
 };
 
 /* Member roles within one configuration. */
@@ -317,6 +320,11 @@ uint64_t raft_next_deadline(const struct raft *raft);
  * entry_size_max), -EAGAIN (uncommitted log too large), -EINVAL (count 0). */
 int raft_propose(struct raft *raft, const struct raft_buf *bufs, uint32_t count,
 		 uint64_t *first_index);
+
+/* Append one RAFT_ENTRY_CHECK entry carrying data (copied) as the leader;
+ * *index receives its index. The engine treats it like a normal entry: only
+ * its type differs when it is committed. Returns what raft_propose() does. */
+int raft_propose_check(struct raft *raft, const void *data, uint32_t size, uint64_t *index);
 
 /* Ask for a linearizable read identified by context (ReadIndex, thesis §6.4;
  * or the lease, §6.4.1, when config.lease_read and the lease holds). The
