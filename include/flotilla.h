@@ -224,6 +224,20 @@ int fl_remove_member(struct fl_node *node, uint64_t group, uint64_t member, fl_d
  * FL_ERR_NOT_LEADER, or FL_ERR_DROPPED when leadership moved first. */
 int fl_group_check(struct fl_node *node, uint64_t group, fl_done_cb cb, void *arg);
 
+/* Repair a replica of group, typically one found diverged: restore this
+ * node's state of the group from a snapshot of the leader's (its last one
+ * when recent enough, else one it takes for this), then apply this node's
+ * log after the snapshot again. The node stays a member throughout, with its
+ * term, vote and log; only its state machine is replaced (fl_sm_ops.restore).
+ * cb runs once the snapshot is restored, with its index as result; reads of
+ * the group are served again from then on (after the usual read barrier).
+ * Errors: FL_ERR_NO_GROUP; -ENOTSUP (no save/restore in fl_sm_ops);
+ * -EINVAL (this node leads the group: transfer leadership first);
+ * FL_ERR_NOT_LEADER (no leader known yet: retry); -EALREADY (a rebuild of
+ * the group is under way); FL_ERR_DROPPED (this node became the leader
+ * before the snapshot came). */
+int fl_group_rebuild(struct fl_node *node, uint64_t group, fl_done_cb cb, void *arg);
+
 /* Blocking helpers: wait for the callback. Not from a callback. */
 int fl_propose_sync(struct fl_node *node, uint64_t group, const void *data, uint32_t size,
 		    uint64_t *result, uint64_t *leader);

@@ -257,6 +257,11 @@ int fl_group_check(struct fl_node *node, uint64_t group, fl_done_cb cb, void *ar
 	return simple_req(node, SHARD_REQ_CHECK, group, 0, 0, cb, arg);
 }
 
+int fl_group_rebuild(struct fl_node *node, uint64_t group, fl_done_cb cb, void *arg)
+{
+	return simple_req(node, SHARD_REQ_REBUILD, group, 0, 0, cb, arg);
+}
+
 int fl_propose(struct fl_node *node, uint64_t group, const void *data, uint32_t size, fl_done_cb cb,
 	       void *arg)
 {

@@ -151,6 +151,10 @@ struct group {
 	uint32_t owed_count;
 	struct check_wait *check_waits;
 	uint32_t check_waits_count, check_waits_cap;
+	/* fl_group_rebuild(): waiting for the leader's snapshot. */
+	bool rebuilding;
+	fl_done_cb rebuild_cb;
+	void *rebuild_arg;
 };
 
 /* A snapshot send that could not start this turn. */
@@ -955,6 +959,10 @@ static void group_fail_requests(struct group *g, int rv)
 	for (uint32_t i = 0; i < g->check_waits_count; i++)
 		done(g->check_waits[i].cb, g->check_waits[i].arg, rv, 0, leader);
 	g->check_waits_count = 0;
+	if (g->rebuilding) {
+		g->rebuilding = false;
+		done(g->rebuild_cb, g->rebuild_arg, rv, 0, leader);
+	}
 }
 
 static void groups_fail_all(struct shard *s, int rv)
@@ -1216,6 +1224,10 @@ static void group_checks_propose(struct shard *s, struct group *g)
 	struct check_payload mark = {.kind = CHECK_MARK};
 	uint64_t index;
 
+	if (g->rebuilding && raft_is_leader(&g->raft)) {
+		g->rebuilding = false; /* No one to take a snapshot from. */
+		done(g->rebuild_cb, g->rebuild_arg, ERR_DROPPED, 0, raft_leader(&g->raft));
+	}
 	if (!raft_is_leader(&g->raft)) {
 		g->owed_count = 0;
 		g->check_proposed = 0;
@@ -1242,6 +1254,27 @@ static void group_checks_propose(struct shard *s, struct group *g)
 		g->check_proposed = index;
 		group_dirty(s, g);
 	}
+}
+
+/* fl_group_rebuild(): ask the leader for a snapshot; group_install() ends it. */
+static int group_rebuild_start(struct shard *s, struct group *g, fl_done_cb cb, void *arg)
+{
+	int rv;
+
+	if (s->config.sm.save == NULL || s->config.sm.restore == NULL)
+		return -ENOTSUP;
+	if (g->rebuilding)
+		return -EALREADY;
+	rv = raft_want_snapshot(&g->raft);
+	if (rv != 0)
+		return rv;
+	node_log(s->config.node_id, "group %llu: rebuilding from a snapshot of leader %llu",
+		 (unsigned long long)g->id, (unsigned long long)raft_leader(&g->raft));
+	g->rebuilding = true;
+	g->rebuild_cb = cb;
+	g->rebuild_arg = arg;
+	group_dirty(s, g);
+	return 0;
 }
 
 /* fl_group_check(): append a mark now; cb waits for its result. */
@@ -1312,8 +1345,19 @@ static void group_snapshot_maybe(struct shard *s, struct group *g)
 {
 	uint64_t applied = raft_applied_index(&g->raft);
 
-	if (s->config.sm.save == NULL || s->config.snapshot_entries == 0 || s->wal_failed ||
-	    applied < g->snapshot_retry)
+	if (s->config.sm.save == NULL || s->wal_failed || applied < g->snapshot_retry)
+		return;
+	if (raft_is_snapshot_wanted(&g->raft))
+		return; /* Rebuilding: our state is about to be replaced. */
+	if (raft_is_snapshot_requested(&g->raft)) {
+		/* A follower rebuilds from our snapshot (fl_group_rebuild): take
+		 * one now; compacting offers it to the follower. */
+		group_snapshot(s, g);
+		if (raft_has_ready(&g->raft))
+			group_dirty(s, g);
+		return;
+	}
+	if (s->config.snapshot_entries == 0)
 		return;
 	if (g->snapshot_wanted ||
 	    applied >= raft_snapshot(&g->raft)->index + s->config.snapshot_entries)
@@ -1337,6 +1381,15 @@ static int group_install(struct shard *s, struct group *g, const struct raft_sna
 	if (rv == 0) {
 		check_forget(g);
 		stat_add(&s->stats.snapshots_received, 1);
+	}
+	if (rv == 0 && g->rebuilding) {
+		/* The state is the leader's now: whatever a check found is gone. */
+		node_log(s->config.node_id,
+			 "group %llu: rebuilt from the leader's snapshot at %llu",
+			 (unsigned long long)g->id, (unsigned long long)snap->index);
+		g->rebuilding = false;
+		g->diverged = false;
+		done(g->rebuild_cb, g->rebuild_arg, 0, snap->index, raft_leader(&g->raft));
 	}
 	return rv;
 }
@@ -1544,8 +1597,9 @@ static bool snapshot_accept(struct shard *s, struct group *g, uint64_t peer,
 
 	if (snap == NULL)
 		return false;
-	if (snap->index <= raft_commit_index(&g->raft) ||
-	    raft_term_at(&g->raft, snap->index) == snap->term)
+	if (!raft_is_snapshot_wanted(&g->raft) &&
+	    (snap->index <= raft_commit_index(&g->raft) ||
+	     raft_term_at(&g->raft, snap->index) == snap->term))
 		return true; /* Nothing to install: the engine only answers. */
 	r = recv_find(s, g->id, snap->index, peer, &slot);
 	if (r == NULL || r->term != snap->term)
@@ -2206,6 +2260,11 @@ static void req_handle(struct shard *s, struct shard_req *req)
 		break;
 	case SHARD_REQ_CHECK:
 		rv = group_check_start(s, g, req->cb, req->arg);
+		if (rv != 0)
+			done(req->cb, req->arg, rv, 0, raft_leader(&g->raft));
+		break;
+	case SHARD_REQ_REBUILD:
+		rv = group_rebuild_start(s, g, req->cb, req->arg);
 		if (rv != 0)
 			done(req->cb, req->arg, rv, 0, raft_leader(&g->raft));
 		break;

@@ -30,7 +30,8 @@ enum shard_req_type {
 	SHARD_REQ_LEADER, /* Report the leader through the callback's leader. */
 	SHARD_REQ_CONN,   /* The net thread hands over a connected socket. */
 	SHARD_REQ_DIAL_FAILED,
-	SHARD_REQ_CHECK, /* fl_group_check(). */
+	SHARD_REQ_CHECK,   /* fl_group_check(). */
+	SHARD_REQ_REBUILD, /* fl_group_rebuild(). */
 };
 
 enum shard_change {

@@ -87,6 +87,7 @@ static uint64_t client_body_size(const struct client_request *req)
 	case CLIENT_OP_DIGEST:
 	case CLIENT_OP_CHECK:
 	case CLIENT_OP_CHECK_STATUS:
+	case CLIENT_OP_REBUILD:
 		return 0;
 	default:
 		return UINT64_MAX;
@@ -153,6 +154,7 @@ static int client_request_decode_body(const unsigned char *p, uint32_t body_size
 	case CLIENT_OP_DIGEST:
 	case CLIENT_OP_CHECK:
 	case CLIENT_OP_CHECK_STATUS:
+	case CLIENT_OP_REBUILD:
 		return body_size == 0 ? 0 : -EBADMSG;
 	case CLIENT_OP_PUT:
 	case CLIENT_OP_CORRUPT:
@@ -732,8 +734,8 @@ static void client_router_answer(struct client_router *r, struct client_node *no
 	}
 	if (call->req.op != CLIENT_OP_LOCAL_GET && call->req.op != CLIENT_OP_LEADER &&
 	    call->req.op != CLIENT_OP_DIGEST && call->req.op != CLIENT_OP_CORRUPT &&
-	    call->req.op != CLIENT_OP_CHECK_STATUS && resp->status != CLIENT_STATUS_ERROR &&
-	    resp->status != CLIENT_STATUS_BAD_REQUEST)
+	    call->req.op != CLIENT_OP_CHECK_STATUS && call->req.op != CLIENT_OP_REBUILD &&
+	    resp->status != CLIENT_STATUS_ERROR && resp->status != CLIENT_STATUS_BAD_REQUEST)
 		client_router_set_leader(r, call->req.group, node->id);
 	call->status = resp->status;
 	free(call->value);

@@ -29,6 +29,7 @@
  *       CORRUPT    u32 key_size | u32 value_size | key | value
  *                                       (tests only: set key in this node's copy alone)
  *       CHECK_STATUS empty              (this node's check and divergence counters)
+ *       REBUILD    empty                (restore this node's copy from the leader's snapshot)
  * RESPONSE, little-endian:
  *    0: u32 size           24 + value_size
  *    4: u32 status         CLIENT_STATUS_*
@@ -56,6 +57,7 @@ enum {
 	CLIENT_OP_CHECK = 8,
 	CLIENT_OP_CORRUPT = 9,
 	CLIENT_OP_CHECK_STATUS = 10,
+	CLIENT_OP_REBUILD = 11,
 };
 
 enum {

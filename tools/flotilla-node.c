@@ -839,9 +839,10 @@ static void node_leader_done(void *arg, int rv, uint64_t result, uint64_t leader
 	worker_complete(p);
 }
 
-/* fl_group_check callback for CHECK: the leader's digest at the check's
- * index is applied here; the value is that index. */
-static void node_check_done(void *arg, int rv, uint64_t result, uint64_t leader)
+/* fl_group_check callback for CHECK (the leader's digest at the check's
+ * index is applied here) and fl_group_rebuild callback for REBUILD (the
+ * leader's snapshot is restored here): the value is that index. */
+static void node_index_done(void *arg, int rv, uint64_t result, uint64_t leader)
 {
 	struct pending *p = arg;
 
@@ -1013,7 +1014,9 @@ static void conn_handle(struct conn *c, const struct client_request *req)
 	else if (req->op == CLIENT_OP_LEADER)
 		rv = fl_read(s->node, req->group, node_leader_done, p);
 	else if (req->op == CLIENT_OP_CHECK)
-		rv = fl_group_check(s->node, req->group, node_check_done, p);
+		rv = fl_group_check(s->node, req->group, node_index_done, p);
+	else if (req->op == CLIENT_OP_REBUILD)
+		rv = fl_group_rebuild(s->node, req->group, node_index_done, p);
 	else
 		rv = conn_propose(c, req, p);
 	if (rv == 0)

@@ -20,7 +20,10 @@
  *                                          with --allow-corrupt-for-tests on), PUT K keys,
  *                                          then require that follower to count a
  *                                          divergence (CHECK_STATUS) and refuse GET,
- *                                          and the leader to serve GET and CHECK
+ *                                          and the leader to serve GET and CHECK; then
+ *                                          REBUILD the follower: the corrupt key is
+ *                                          gone, GET works, K more keys and no new
+ *                                          divergence
  *
  * SPEC is "1=127.0.0.1:PORT,2=127.0.0.1:PORT,...". Keys are "P-g-i" and values
  * "value-P-g-i" followed by padding, so a value proves which write it came from. */
@@ -437,6 +440,62 @@ static uint64_t kvcheck_leader_of(struct kvcheck *k)
 	return 0;
 }
 
+/* REBUILD node target of k->group after kvcheck_diverge() set key there:
+ * the key must be gone (the state is the leader's), GET served again, and
+ * more writes (more checks) must not count another divergence. */
+static int kvcheck_rebuild(struct kvcheck *k, uint64_t target, const char *key,
+			   uint64_t divergences)
+{
+	struct client_call call = {.req = {.op = CLIENT_OP_REBUILD, .group = k->group}};
+	int failed = 0;
+
+	kvcheck_on(k, target, &call);
+	if (call.rv != 0 || call.status != CLIENT_STATUS_OK || call.value_size != 8) {
+		fprintf(stderr, "rebuild: node %llu: rv %d status %s '%.*s'\n",
+			(unsigned long long)target, call.rv, kvcheck_status_name(call.status),
+			(int)call.value_size, call.value ? (const char *)call.value : "");
+		client_call_clear(&call);
+		return 1;
+	}
+	printf("rebuild: node %llu restored the leader's snapshot at index %llu\n",
+	       (unsigned long long)target, (unsigned long long)kvcheck_load64(call.value));
+	client_call_clear(&call);
+	call.req = (struct client_request){
+	    .op = CLIENT_OP_GET, .group = k->group, .key = key, .key_size = (uint32_t)strlen(key)};
+	kvcheck_on(k, target, &call);
+	if (call.rv != 0 || call.status != CLIENT_STATUS_NOT_FOUND) {
+		fprintf(stderr, "rebuild: GET of the corrupt key on node %llu: rv %d status %s\n",
+			(unsigned long long)target, call.rv, kvcheck_status_name(call.status));
+		failed = 1;
+	}
+	client_call_clear(&call);
+	for (uint32_t i = 0; i < k->keys_count; i++) {
+		char put_key[64];
+
+		snprintf(put_key, sizeof(put_key), "rebuilt-%ld-%u", (long)getpid(), i);
+		call.req = (struct client_request){.op = CLIENT_OP_PUT,
+						   .group = k->group,
+						   .key = put_key,
+						   .key_size = (uint32_t)strlen(put_key),
+						   .value = "w",
+						   .value_size = 1};
+		client_router_run(&k->router, &call, 1, true, k->timeout_ms);
+		failed |= call.rv != 0 || call.status != CLIENT_STATUS_OK;
+		client_call_clear(&call);
+	}
+	call.req = (struct client_request){.op = CLIENT_OP_CHECK, .group = k->group};
+	client_router_run(&k->router, &call, 1, true, k->timeout_ms);
+	failed |= call.rv != 0 || call.status != CLIENT_STATUS_OK;
+	client_call_clear(&call);
+	if (kvcheck_divergences(k, target) != divergences) {
+		fprintf(stderr, "rebuild: node %llu counted a divergence after its rebuild\n",
+			(unsigned long long)target);
+		failed = 1;
+	}
+	printf("rebuild: node %llu: %s\n", (unsigned long long)target, failed ? "FAILED" : "ok");
+	return failed;
+}
+
 static int kvcheck_diverge(struct kvcheck *k)
 {
 	char key[64], value[64];
@@ -536,6 +595,7 @@ static int kvcheck_diverge(struct kvcheck *k)
 		       (unsigned long long)kvcheck_load64(call.value));
 	}
 	client_call_clear(&call);
+	failed |= kvcheck_rebuild(k, target, key, after);
 	printf("diverge: group %llu, node %llu corrupted, leader %llu: divergences %llu -> %llu: "
 	       "%s\n",
 	       (unsigned long long)k->group, (unsigned long long)target, (unsigned long long)leader,

@@ -4,6 +4,8 @@
 # follower of a group has a key set behind the log's back; after one check
 # interval of writes it must count a divergence, log it, and refuse GET of
 # that group, while the leader keeps serving it and runs a CHECK on demand.
+# Then REBUILD restores that follower from the leader's snapshot: the
+# corruption is gone and later checks find nothing.
 # Every process it starts is stopped by PID (tools/cluster stop) on any exit.
 #
 #   test_cluster_check.sh FLOTILLA_NODE FLOTILLA_KVCHECK TOOLS_CLUSTER
@@ -69,13 +71,13 @@ if grep -l "DIVERGED" "$dir"/node-*.log; then
 	exit 1
 fi
 
-step "corrupt one follower of group 2, write one interval"
+step "corrupt one follower of group 2, write one interval, rebuild it"
 check diverge --group 2 --keys "$interval"
 if ! grep -q "group 2: DIVERGED" "$dir"/node-*.log; then
 	echo "no node logged the divergence"
 	exit 1
 fi
-grep -h "DIVERGED\|consistency:" "$dir"/node-*.log | head -n 4
+grep -h "DIVERGED\|rebuil" "$dir"/node-*.log | head -n 6
 
 step "the cluster keeps taking writes in every group"
 check put --prefix b --keys 5 --ack "$dir/acked-b.txt"

@@ -6,7 +6,8 @@
  * follower behind the library's back, then writes one check interval's worth
  * of entries and no more: the follower must report the divergence (metric,
  * event, FL_ERR_DIVERGED on reads) while the other two keep serving reads.
- * Every wait is bounded. */
+ * Then fl_group_rebuild() repairs the corrupted replicas from the leader's
+ * snapshot. Every wait is bounded. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -386,12 +387,14 @@ static void check_cb(void *arg, int rv, uint64_t result, uint64_t leader)
 	pthread_mutex_unlock(&d->lock);
 }
 
-/* Start fl_group_check() on node i and wait (bounded) for its callback. */
-static int check_sync(int i, uint64_t *result)
+/* Start fl_group_check() (or fl_group_rebuild()) on node i and wait
+ * (bounded) for its callback. */
+static int call_sync(int (*start)(struct fl_node *, uint64_t, fl_done_cb, void *), int i,
+		     uint64_t *result)
 {
 	struct check_done d = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
 	struct timespec until;
-	int rv = fl_group_check(nodes[i], GROUP, check_cb, &d);
+	int rv = start(nodes[i], GROUP, check_cb, &d);
 
 	if (rv != 0)
 		return rv;
@@ -404,6 +407,11 @@ static int check_sync(int i, uint64_t *result)
 	assert_true(d.done);
 	*result = d.result;
 	return d.rv;
+}
+
+static int check_sync(int i, uint64_t *result)
+{
+	return call_sync(fl_group_check, i, result);
 }
 
 /* A check on demand: on the leader it completes with the mark's index, and
@@ -433,12 +441,73 @@ static void test_check_on_demand_catches_a_corruption(void **state)
 	assert_int_equal(fl_read_sync(nodes[leader], GROUP, &index), 0);
 }
 
+/* Wait (bounded) until every node applied the same count and state. */
+static void wait_identical(void)
+{
+	uint64_t deadline = now_ms() + WAIT_MS;
+
+	for (;;) {
+		bool same = true;
+
+		for (int i = 1; i < NODES; i++)
+			same = same && sm_count(i) == sm_count(0) &&
+			       sm_digest(&sms[i], GROUP) == sm_digest(&sms[0], GROUP);
+		if (same)
+			return;
+		if (now_ms() > deadline)
+			fail_msg("replicas not identical after %d ms", WAIT_MS);
+		usleep(10000);
+	}
+}
+
+/* fl_group_rebuild() restores every diverged replica from the leader's
+ * snapshot: reads are served again, the states match the leader's, and the
+ * next checks find nothing. The leader cannot rebuild itself. */
+static void test_rebuild_repairs_diverged_replicas(void **state)
+{
+	int leader = leader_wait(), rebuilt = 0;
+	uint64_t index = 0, hint = 0, checks[NODES], divergences[NODES];
+
+	(void)state;
+	assert_int_equal(call_sync(fl_group_rebuild, leader, &index), -EINVAL);
+	for (int i = 0; i < NODES; i++) {
+		struct fl_metrics m = metrics_of(i);
+
+		if (i == leader || m.divergences == 0)
+			continue;
+		assert_int_equal(fl_read_sync(nodes[i], GROUP, &hint), FL_ERR_DIVERGED);
+		assert_int_equal(call_sync(fl_group_rebuild, i, &index), 0);
+		assert_true(index > 0);
+		assert_true(metrics_of(i).snapshots_received > m.snapshots_received);
+		assert_int_equal(fl_read_sync(nodes[i], GROUP, &hint), 0);
+		rebuilt++;
+	}
+	assert_int_equal(rebuilt, 2); /* Both followers were corrupted above. */
+	wait_identical();
+	for (int i = 0; i < NODES; i++) {
+		checks[i] = metrics_of(i).checks;
+		divergences[i] = metrics_of(i).divergences;
+	}
+	propose_many(2 * CHECK_ENTRIES, "rebuilt");
+	wait_identical();
+	for (int i = 0; i < NODES; i++) {
+		uint64_t deadline = now_ms() + WAIT_MS;
+
+		while (metrics_of(i).checks < checks[i] + 1 && now_ms() < deadline)
+			usleep(10000);
+		assert_true(metrics_of(i).checks >= checks[i] + 1);
+		assert_int_equal(metrics_of(i).divergences, divergences[i]);
+		assert_int_equal(fl_read_sync(nodes[i], GROUP, &hint), 0);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_identical_replicas_pass_their_checks),
 	    cmocka_unit_test(test_corrupted_follower_is_caught_within_one_interval),
 	    cmocka_unit_test(test_check_on_demand_catches_a_corruption),
+	    cmocka_unit_test(test_rebuild_repairs_diverged_replicas),
 	};
 
 	return cmocka_run_group_tests(tests, cluster_setup, cluster_teardown);
