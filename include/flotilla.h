@@ -97,7 +97,8 @@ struct fl_sm_ops {
 	uint64_t (*digest)(void *ctx, uint64_t group);
 	/* May be NULL. This replica's digest of group at check index differs
 	 * from the leader's: it stops serving reads of the group
-	 * (FL_ERR_DIVERGED) until fl_group_rebuild(). Runs on the shard thread. */
+	 * (FL_ERR_DIVERGED) until fl_group_rebuild() (see fl_group_check()).
+	 * Runs on the shard thread. */
 	void (*diverged)(void *ctx, uint64_t group, uint64_t index, uint64_t local,
 			 uint64_t leader);
 	void *ctx;
@@ -219,8 +220,16 @@ int fl_remove_member(struct fl_node *node, uint64_t group, uint64_t member, fl_d
  * previous check); once the leader applied i it appends its own digest,
  * which is the reference, and every replica compares when it applies that.
  * A replica that differs logs it, counts it (fl_metrics.divergences),
- * calls fl_sm_ops.diverged, and refuses reads with FL_ERR_DIVERGED. cb runs
- * once the leader's digest is applied here, with result i; or with
+ * calls fl_sm_ops.diverged, and refuses reads with FL_ERR_DIVERGED.
+ * With a state digest (fl_sm_ops.digest), a later check that finds the
+ * replica equal to its leader clears the finding. Because the leader is the
+ * reference, a leader whose own state went wrong makes every follower
+ * report a divergence: when most replicas of a group report one, suspect
+ * the leader: move leadership to one of them (its next check clears it),
+ * then rebuild the old leader. The finding lives in memory: a restarted
+ * replica serves reads again until a check finds it again. A witness
+ * compares nothing. cb runs once the
+ * leader's digest is applied here, with result i; or with
  * FL_ERR_NOT_LEADER, or FL_ERR_DROPPED when leadership moved first. */
 int fl_group_check(struct fl_node *node, uint64_t group, fl_done_cb cb, void *arg);
 

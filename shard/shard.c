@@ -151,6 +151,8 @@ struct group {
 	uint32_t owed_count;
 	struct check_wait *check_waits;
 	uint32_t check_waits_count, check_waits_cap;
+	uint64_t applied_max;  /* Highest index ever applied here. */
+	uint64_t replay_until; /* Results up to here are history replayed after a rebuild. */
 	/* fl_group_rebuild(): waiting for the leader's snapshot. */
 	bool rebuilding;
 	fl_done_cb rebuild_cb;
@@ -1045,10 +1047,13 @@ static void reads_settle(struct group *g, uint64_t applied)
  * The leader, once it applied the MARK, appends a RESULT with its digest:
  * the leader is the reference. Every replica compares when it applies the
  * RESULT; one that differs is diverged: a log line, the divergences counter,
- * sm.diverged(), and reads of the group fail with ERR_DIVERGED from then on.
- * A leader whose own state went wrong thus makes every follower report a
- * divergence while it keeps serving: the replicas' reports together say
- * which one is wrong.
+ * sm.diverged(), and reads of the group fail with ERR_DIVERGED from then on,
+ * until it is rebuilt or a later check finds its whole state (a state
+ * digest) equal to its leader's again. A leader whose own state went wrong
+ * thus makes every follower report a divergence while it keeps serving:
+ * the replicas' reports together say which one is wrong; moving leadership
+ * to one of them makes its next check clear it, and the old leader, now a
+ * follower, is found diverged and can be rebuilt.
  *
  * Snapshots: a state digest is the same after a restore, so it is always
  * compared. The entry hash is a window between two MARKs; a replica that
@@ -1056,6 +1061,10 @@ static void reads_settle(struct group *g, uint64_t applied)
  * window does not know it and records CHECK_SOURCE_UNKNOWN, which is never
  * compared; the next MARK opens a window it sees whole. Nothing about
  * checks is kept on disk: a restart replays the log, MARKs included.
+ *
+ * After fl_group_rebuild() the replica applies its log after the snapshot
+ * again: RESULTs it had applied before are history (perhaps digests of a
+ * leader whose state was the wrong one) and are not compared again.
  *
  * Failure modes: a malformed payload (only a bug or a corrupt log can make
  * one; checksums guard both) is logged and skipped; a RESULT whose MARK
@@ -1179,17 +1188,38 @@ static void check_mark_apply(struct shard *s, struct group *g, uint64_t index)
 		g->owed[g->owed_count++] = *r;
 }
 
-static void check_result_apply(struct shard *s, struct group *g, const struct check_payload *c)
+static void check_result_apply(struct shard *s, struct group *g, const struct check_payload *c,
+			       uint64_t entry_index)
 {
 	const struct check_record *r = NULL;
 
+	if (entry_index <= g->replay_until) {
+		/* Applied again after a rebuild: a leader's digest from before it,
+		 * perhaps of the very state the rebuild replaced. Not evidence. */
+		check_waits_settle(g, c->index);
+		return;
+	}
+	if (raft_conf_role(raft_conf(&g->raft), s->config.node_id) == RAFT_MEMBER_WITNESS) {
+		check_waits_settle(g, c->index);
+		return; /* A witness holds no state to compare. */
+	}
 	for (uint32_t i = 0; i < SHARD_CHECKS_MAX; i++)
 		if (g->checks[i].index == c->index)
 			r = &g->checks[i];
 	if (r != NULL && r->source != CHECK_SOURCE_UNKNOWN && r->source == c->source) {
 		stat_add(&s->stats.checks, 1);
-		if (r->digest != c->digest)
+		if (r->digest != c->digest) {
 			group_diverge(s, g, c->index, r->digest, c->digest);
+		} else if (g->diverged && r->source == CHECK_SOURCE_STATE) {
+			/* Our whole state equals the leader's now: a divergence found
+			 * against an earlier leader (one whose own state was wrong)
+			 * no longer holds. An entry hash proves no such thing. */
+			g->diverged = false;
+			node_log(s->config.node_id,
+				 "group %llu: matches its leader again at check index %llu; "
+				 "reads served again",
+				 (unsigned long long)g->id, (unsigned long long)c->index);
+		}
 	}
 	check_waits_settle(g, c->index);
 }
@@ -1206,7 +1236,7 @@ static void check_apply(struct shard *s, struct group *g, const struct raft_entr
 	if (c.kind == CHECK_MARK)
 		check_mark_apply(s, g, e->index);
 	else
-		check_result_apply(s, g, &c);
+		check_result_apply(s, g, &c, e->index);
 }
 
 static int check_propose(struct group *g, const struct check_payload *c, uint64_t *index)
@@ -1389,6 +1419,7 @@ static int group_install(struct shard *s, struct group *g, const struct raft_sna
 			 (unsigned long long)g->id, (unsigned long long)snap->index);
 		g->rebuilding = false;
 		g->diverged = false;
+		g->replay_until = g->applied_max;
 		done(g->rebuild_cb, g->rebuild_arg, 0, snap->index, raft_leader(&g->raft));
 	}
 	return rv;
@@ -1675,6 +1706,8 @@ static void group_apply(struct shard *s, struct group *g, const struct raft_read
 		props_settle(g, e->index, e->term, result);
 	}
 	last = rd->committed[rd->committed_count - 1].index;
+	if (last > g->applied_max)
+		g->applied_max = last;
 	stat_add(&s->stats.applied, rd->committed_count);
 	if (g->was_leader)
 		stat_add(&s->stats.commits, rd->committed_count);

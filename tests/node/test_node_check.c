@@ -7,7 +7,8 @@
  * of entries and no more: the follower must report the divergence (metric,
  * event, FL_ERR_DIVERGED on reads) while the other two keep serving reads.
  * Then fl_group_rebuild() repairs the corrupted replicas from the leader's
- * snapshot. Every wait is bounded. */
+ * snapshot, and a corrupted leader is found once leadership moves. Every
+ * wait is bounded. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -501,6 +502,69 @@ static void test_rebuild_repairs_diverged_replicas(void **state)
 	}
 }
 
+static int transfer_to(struct fl_node *node, uint64_t group, fl_done_cb cb, void *arg);
+static uint64_t transfer_target;
+
+static int transfer_to(struct fl_node *node, uint64_t group, fl_done_cb cb, void *arg)
+{
+	return fl_transfer(node, group, transfer_target, cb, arg);
+}
+
+/* Wait (bounded) until node i counts more than count divergences. */
+static bool wait_divergences_above(int i, uint64_t count)
+{
+	uint64_t deadline = now_ms() + 5000;
+
+	while (now_ms() < deadline) {
+		if (metrics_of(i).divergences > count)
+			return true;
+		usleep(10000);
+	}
+	return false;
+}
+
+/* The leader is the reference: when its own state goes wrong, both
+ * followers report a divergence while it keeps serving. Moving leadership to
+ * one of them clears them at the next check, finds the old leader diverged,
+ * and a rebuild repairs it. */
+static void test_corrupted_leader_is_found_once_leadership_moves(void **state)
+{
+	int leader = leader_wait(), next = (leader + 1) % NODES, third = (leader + 2) % NODES;
+	uint64_t before[NODES], index = 0, hint = 0, deadline;
+
+	(void)state;
+	for (int i = 0; i < NODES; i++)
+		before[i] = metrics_of(i).divergences;
+	corrupt(leader);
+	propose_many(CHECK_ENTRIES + 1, "bad-leader");
+	assert_true(wait_divergences_above(next, before[next]));
+	assert_true(wait_divergences_above(third, before[third]));
+	assert_int_equal(metrics_of(leader).divergences, before[leader]);
+	assert_int_equal(fl_read_sync(nodes[leader], GROUP, &hint), 0);
+	assert_int_equal(fl_read_sync(nodes[next], GROUP, &hint), FL_ERR_DIVERGED);
+
+	transfer_target = (uint64_t)next + 1;
+	assert_int_equal(call_sync(transfer_to, leader, &index), 0);
+	deadline = now_ms() + WAIT_MS;
+	while (leader_wait() != next && now_ms() < deadline)
+		usleep(20000);
+	assert_int_equal(leader_wait(), next);
+	assert_int_equal(check_sync(next, &index), 0);
+	assert_true(wait_divergences_above(leader, before[leader]));
+	deadline = now_ms() + WAIT_MS;
+	while (fl_read_sync(nodes[third], GROUP, &hint) != 0 && now_ms() < deadline)
+		usleep(20000);
+	assert_int_equal(fl_read_sync(nodes[next], GROUP, &hint), 0);
+	assert_int_equal(fl_read_sync(nodes[third], GROUP, &hint), 0);
+	assert_int_equal(fl_read_sync(nodes[leader], GROUP, &hint), FL_ERR_DIVERGED);
+	assert_int_equal(call_sync(fl_group_rebuild, leader, &index), 0);
+	assert_int_equal(fl_read_sync(nodes[leader], GROUP, &hint), 0);
+	wait_identical();
+	/* Its log after the snapshot, applied again, holds its own old digests:
+	 * history, not a new divergence. */
+	assert_int_equal(metrics_of(leader).divergences, before[leader] + 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -508,6 +572,7 @@ int main(void)
 	    cmocka_unit_test(test_corrupted_follower_is_caught_within_one_interval),
 	    cmocka_unit_test(test_check_on_demand_catches_a_corruption),
 	    cmocka_unit_test(test_rebuild_repairs_diverged_replicas),
+	    cmocka_unit_test(test_corrupted_leader_is_found_once_leadership_moves),
 	};
 
 	return cmocka_run_group_tests(tests, cluster_setup, cluster_teardown);
