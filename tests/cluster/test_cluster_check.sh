@@ -19,7 +19,7 @@ interval=20
 node_flags=(--election-ms 600 --heartbeat-ms 60 --client-threads 1
 	--check-entries "$interval" --allow-corrupt-for-tests on)
 
-dir=$(mktemp -d "${TMPDIR:-/tmp}/flotilla-check.XXXXXX")
+dir=$(mktemp -d -t flotilla-check.XXXXXX)
 failed=1
 
 cleanup() {
