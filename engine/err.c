@@ -36,6 +36,8 @@ const char *err_str(int err)
 		return "entry dropped from the log before it committed";
 	case ERR_GROUP_EXISTS:
 		return "group already exists on this node";
+	case ERR_DIVERGED:
+		return "replica diverged from its leader; rebuild it";
 	default:
 		break;
 	}

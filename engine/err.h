@@ -23,7 +23,8 @@ enum {
 	ERR_STOPPING = -(ERR_BASE + 21),     /* The node or group is shutting down. */
 	ERR_DROPPED = -(ERR_BASE + 22),      /* The entry lost its place in the log. */
 	ERR_GROUP_EXISTS = -(ERR_BASE + 23), /* The group is already hosted here. */
-	ERR_LAST = -(ERR_BASE + 24),
+	ERR_DIVERGED = -(ERR_BASE + 24),     /* A check found this replica's state differs. */
+	ERR_LAST = -(ERR_BASE + 25),
 };
 
 /* Text for an error code, project or errno. Never NULL; the string is static. */

@@ -632,6 +632,17 @@ static struct raft_msg *msg_new(struct raft *raft, uint32_t type, uint64_t to, b
 	return m;
 }
 
+/* Follower: ask our leader for a snapshot (raft_want_snapshot). */
+static void snapshot_ask(struct raft *raft)
+{
+	struct raft_msg *m;
+
+	if (raft->leader == RAFT_NONE || raft->role == RAFT_ROLE_LEADER)
+		return;
+	m = msg_new(raft, RAFT_MSG_SNAPSHOT_WANTED, raft->leader, false);
+	m->index = raft->log.snapshot_index;
+}
+
 static void read_out(struct raft *raft, uint64_t context, uint64_t index)
 {
 	raft->reads_out = grow(raft->reads_out, &raft->reads_out_cap, raft->reads_out_count + 1,
@@ -861,6 +872,37 @@ static void send_snapshot(struct raft *raft, struct raft_progress *pr)
 	m->log_term = raft->snap.term;
 	progress_become(raft, pr, RAFT_PROGRESS_SNAPSHOT);
 	pr->snapshot_index = raft->snap.index;
+}
+
+/* Keep the configuration in force at index as the base of the history. */
+static void confs_trim(struct raft *raft, uint64_t index)
+{
+	uint32_t base = 0;
+
+	while (base + 1 < raft->confs_count && raft->confs[base + 1].index <= index)
+		base++;
+	if (base > 0) {
+		memmove(raft->confs, raft->confs + base,
+			(raft->confs_count - base) * sizeof(*raft->confs));
+		raft->confs_count -= base;
+	}
+}
+
+/* Leader: send our snapshot to the followers that asked for one it satisfies. */
+static void snapshot_offer(struct raft *raft)
+{
+	if (raft->role != RAFT_ROLE_LEADER || raft->snap.index == 0)
+		return;
+	for (uint32_t i = 0; i < raft->progress_count; i++) {
+		struct raft_progress *pr = &raft->progress[i];
+
+		if (!pr->snapshot_wanted || raft->snap.index < pr->snapshot_need ||
+		    pr->id == raft->config.id)
+			continue;
+		pr->snapshot_wanted = false;
+		if (pr->state != RAFT_PROGRESS_SNAPSHOT)
+			send_snapshot(raft, pr);
+	}
 }
 
 /* Leader: send pr the next entries it lacks, within its window. Entries are
@@ -1198,6 +1240,37 @@ static void handle_append(struct raft *raft, const struct raft_msg *m)
 	resp->index = last_new;
 }
 
+/* raft_want_snapshot(): install s over a log that already holds its index.
+ * Our log matches the leader's up to s (Log Matching: same index and term),
+ * so the snapshot replaces exactly entries 1..s; those after s stay, and the
+ * committed ones among them are applied again. Only what is durable here is
+ * compacted. Returns false when s cannot serve (then the request stands). */
+static bool snapshot_rebase(struct raft *raft, const struct raft_snapshot_meta *s)
+{
+	if (s->index < raft->log.snapshot_index || s->index == 0)
+		return false; /* Older than our log: entries after it are gone here. */
+	if (s->index > log_last(&raft->log) || log_term_at(&raft->log, s->index) != s->term) {
+		if (s->index <= raft->commit)
+			return false; /* Cannot be: a committed entry differs. Wait for another. */
+		raft->snapshot_wanted = false;
+		return false; /* Past or beside our log: the ordinary install replaces it. */
+	}
+	if (s->index > raft->log.stable_index)
+		return false; /* Not durable here yet: a later snapshot will do. */
+	if (s->index > raft->log.snapshot_index) {
+		log_compact(&raft->log, s->index);
+		confs_trim(raft, s->index);
+	}
+	raft->snap = *s;
+	raft->snap.conf = *conf_at(raft, s->index);
+	if (raft->commit < s->index)
+		raft->commit = s->index; /* The leader snapshots only what it applied. */
+	raft->applied = raft->applying = s->index;
+	raft->snapshot_dirty = true;
+	raft->snapshot_wanted = false;
+	return true;
+}
+
 static void handle_snapshot(struct raft *raft, const struct raft_msg *m)
 {
 	const struct raft_snapshot_meta *s = m->snapshot;
@@ -1206,6 +1279,10 @@ static void handle_snapshot(struct raft *raft, const struct raft_msg *m)
 	if (s == NULL || s->conf.members_count > RAFT_MEMBERS_MAX)
 		return;
 	resp = msg_new(raft, RAFT_MSG_APPEND_RESP, m->from, true);
+	if (raft->snapshot_wanted && snapshot_rebase(raft, s)) {
+		resp->index = s->index;
+		return;
+	}
 	if (s->index <= raft->commit) {
 		resp->index = raft->commit;
 		return;
@@ -1249,6 +1326,15 @@ static void handle_append_resp(struct raft *raft, struct raft_progress *pr,
 	}
 	if (m->index > log_last(&raft->log))
 		return; /* Claims entries we never sent: ignore. */
+	if (pr->state == RAFT_PROGRESS_SNAPSHOT && m->index >= pr->snapshot_index &&
+	    m->index <= pr->match) {
+		/* A follower rebuilding its state machine (raft_want_snapshot)
+		 * installed a snapshot below what its log already matched: it
+		 * still holds that log, so replication resumes after match. */
+		progress_become(raft, pr, RAFT_PROGRESS_REPLICATE);
+		send_append(raft, pr, false);
+		return;
+	}
 	/* A PROBE resumes only on progress (progress_become below) or on a
 	 * heartbeat response: if every stale or duplicated response sent a new
 	 * probe, each duplicate would start one more probe/response chain that
@@ -1298,11 +1384,27 @@ static void handle_heartbeat_resp(struct raft *raft, struct raft_progress *pr,
 
 static void handle_read_index(struct raft *raft, uint64_t from, uint64_t context);
 
+/* A follower asks for a snapshot at or past m->index (raft_want_snapshot). */
+static void handle_snapshot_wanted(struct raft *raft, struct raft_progress *pr,
+				   const struct raft_msg *m)
+{
+	pr->recent_active = true;
+	if (pr->state == RAFT_PROGRESS_SNAPSHOT)
+		return; /* One is on its way. */
+	pr->snapshot_wanted = true;
+	pr->snapshot_need = m->index;
+	snapshot_offer(raft); /* Else raft_is_snapshot_requested() says so. */
+}
+
 static void step_leader(struct raft *raft, const struct raft_msg *m)
 {
 	struct raft_progress *pr = progress_find(raft, m->from);
 
 	switch (m->type) {
+	case RAFT_MSG_SNAPSHOT_WANTED:
+		if (pr)
+			handle_snapshot_wanted(raft, pr, m);
+		break;
 	case RAFT_MSG_APPEND_RESP:
 		if (pr)
 			handle_append_resp(raft, pr, m);
@@ -1477,6 +1579,8 @@ void raft_step(struct raft *raft, const struct raft_msg *m, uint64_t now_ms)
 			raft->quiesced = (m->flags & RAFT_MSG_FLAG_QUIESCE) != 0;
 			resp = msg_new(raft, RAFT_MSG_HEARTBEAT_RESP, m->from, false);
 			resp->context = m->context;
+			if (raft->snapshot_wanted)
+				snapshot_ask(raft); /* The last request may have been lost. */
 		}
 		return;
 	case RAFT_MSG_TIMEOUT_NOW:
@@ -1584,8 +1688,8 @@ uint64_t raft_next_deadline(const struct raft *raft)
 
 /* ------------------------------------------------------------ requests */
 
-int raft_propose(struct raft *raft, const struct raft_buf *bufs, uint32_t count,
-		 uint64_t *first_index)
+static int propose_typed(struct raft *raft, uint32_t type, const struct raft_buf *bufs,
+			 uint32_t count, uint64_t *first_index)
 {
 	uint64_t size = 0;
 
@@ -1607,7 +1711,7 @@ int raft_propose(struct raft *raft, const struct raft_buf *bufs, uint32_t count,
 	wake(raft);
 	*first_index = log_last(&raft->log) + 1;
 	for (uint32_t i = 0; i < count; i++) {
-		int rv = leader_append(raft, RAFT_ENTRY_NORMAL, bufs[i].data, bufs[i].size);
+		int rv = leader_append(raft, type, bufs[i].data, bufs[i].size);
 
 		if (rv != 0) {
 			/* Keep what was appended: it is in the log and will commit. */
@@ -1619,6 +1723,19 @@ int raft_propose(struct raft *raft, const struct raft_buf *bufs, uint32_t count,
 	raft->quiesce_deadline_ms = raft->now_ms + raft->config.quiesce_after_ms;
 	bcast_append(raft, false);
 	return 0;
+}
+
+int raft_propose(struct raft *raft, const struct raft_buf *bufs, uint32_t count,
+		 uint64_t *first_index)
+{
+	return propose_typed(raft, RAFT_ENTRY_NORMAL, bufs, count, first_index);
+}
+
+int raft_propose_check(struct raft *raft, const void *data, uint32_t size, uint64_t *index)
+{
+	struct raft_buf buf = {.data = data, .size = size};
+
+	return propose_typed(raft, RAFT_ENTRY_CHECK, &buf, 1, index);
 }
 
 static void handle_read_index(struct raft *raft, uint64_t from, uint64_t context)
@@ -1787,10 +1904,38 @@ void raft_applied(struct raft *raft, uint64_t index)
 		raft->applied = min_u64(index, raft->applying);
 }
 
+int raft_want_snapshot(struct raft *raft)
+{
+	out_begin(raft);
+	if (raft->role == RAFT_ROLE_LEADER)
+		return -EINVAL;
+	if (raft->leader == RAFT_NONE)
+		return RAFT_ERR_NOT_LEADER;
+	raft->snapshot_wanted = true;
+	wake(raft);
+	snapshot_ask(raft);
+	return 0;
+}
+
+bool raft_is_snapshot_wanted(const struct raft *raft)
+{
+	return raft->snapshot_wanted;
+}
+
+bool raft_is_snapshot_requested(const struct raft *raft)
+{
+	if (raft->role != RAFT_ROLE_LEADER)
+		return false;
+	/* snapshot_offer() clears the flag of every request it could serve. */
+	for (uint32_t i = 0; i < raft->progress_count; i++)
+		if (raft->progress[i].snapshot_wanted)
+			return true;
+	return false;
+}
+
 int raft_compact(struct raft *raft, uint64_t index)
 {
 	const struct raft_conf *conf;
-	uint32_t base = 0;
 
 	out_begin(raft);
 	if (index <= raft->log.snapshot_index)
@@ -1802,14 +1947,8 @@ int raft_compact(struct raft *raft, uint64_t index)
 	raft->snap.term = log_term_at(&raft->log, index);
 	raft->snap.conf = *conf;
 	log_compact(&raft->log, index);
-	/* Keep the configuration in force at index as the base of the history. */
-	while (base + 1 < raft->confs_count && raft->confs[base + 1].index <= index)
-		base++;
-	if (base > 0) {
-		memmove(raft->confs, raft->confs + base,
-			(raft->confs_count - base) * sizeof(*raft->confs));
-		raft->confs_count -= base;
-	}
+	confs_trim(raft, index);
+	snapshot_offer(raft);
 	return 0;
 }
 
@@ -2198,10 +2337,10 @@ const char *raft_role_name(enum raft_role role)
 
 const char *raft_msg_type_name(uint32_t type)
 {
-	static const char *names[] = {"none",           "append",   "append-resp",   "vote",
-				      "vote-resp",      "pre-vote", "pre-vote-resp", "heartbeat",
-				      "heartbeat-resp", "snapshot", "timeout-now",   "read-index",
-				      "read-index-resp"};
+	static const char *names[] = {
+	    "none",        "append",        "append-resp",     "vote",           "vote-resp",
+	    "pre-vote",    "pre-vote-resp", "heartbeat",       "heartbeat-resp", "snapshot",
+	    "timeout-now", "read-index",    "read-index-resp", "snapshot-wanted"};
 
 	return type < RAFT_MSG_TYPE_COUNT ? names[type] : "unknown";
 }

@@ -47,6 +47,9 @@ enum raft_entry_type {
 	RAFT_ENTRY_NORMAL = 0, /* An embedder payload. */
 	RAFT_ENTRY_NOOP = 1,   /* A new leader's first entry (thesis §6.4). */
 	RAFT_ENTRY_CONF = 2,   /* A membership; payload is raft_conf_encode() bytes. */
+	RAFT_ENTRY_CHECK = 3,  /* Consistency check: replicated and committed like a
+				* normal entry, but never handed to the embedder; the
+				* payload belongs to the shard (shard.c, CHECK ENTRY). */
 };
 
 /* Member roles within one configuration. */
@@ -110,6 +113,7 @@ enum raft_msg_type {
 	RAFT_MSG_TIMEOUT_NOW,     /* Leadership transfer: campaign at once. */
 	RAFT_MSG_READ_INDEX,      /* Follower to leader: context identifies the read. */
 	RAFT_MSG_READ_INDEX_RESP, /* index: read index; context echoed; reject if refused. */
+	RAFT_MSG_SNAPSHOT_WANTED, /* Follower to leader: send me a snapshot at or past index. */
 	RAFT_MSG_TYPE_COUNT,
 };
 
@@ -215,7 +219,9 @@ struct raft_progress {
 	uint8_t state;           /* enum raft_progress_state */
 	bool probe_sent;         /* PROBE: an append is outstanding. */
 	bool recent_active;      /* CheckQuorum: heard from since the last check. */
-	bool down;               /* The transport reported the process gone. */
+	bool snapshot_wanted;    /* It asked for a snapshot at or past snapshot_need. */
+	uint64_t snapshot_need;
+	bool down; /* The transport reported the process gone. */
 	uint32_t inflight_head, inflight_count, inflight_size;
 	struct raft_inflight inflight[RAFT_INFLIGHT_MAX];
 };
@@ -253,12 +259,13 @@ struct raft {
 	uint64_t applied, applying; /* Applied by the state machine / handed out to apply. */
 	uint8_t role;
 	bool quiesced;
-	bool leader_down;    /* Our leader's process is gone (raft_peer_down). */
-	bool snapshot_dirty; /* snap is to be handed out for installation. */
-	bool ready_taken;    /* The output buffers belong to the last ready. */
-	bool hb_pending;     /* A heartbeat round is owed to confirm reads. */
-	bool lease_revoked;  /* A transfer was started this term: no lease reads. */
-	bool takeover;       /* Campaigning (or about to) because our leader's process died. */
+	bool leader_down;     /* Our leader's process is gone (raft_peer_down). */
+	bool snapshot_dirty;  /* snap is to be handed out for installation. */
+	bool ready_taken;     /* The output buffers belong to the last ready. */
+	bool hb_pending;      /* A heartbeat round is owed to confirm reads. */
+	bool lease_revoked;   /* A transfer was started this term: no lease reads. */
+	bool takeover;        /* Campaigning (or about to) because our leader's process died. */
+	bool snapshot_wanted; /* Follower: install the next snapshot even over our log. */
 	uint64_t rng;
 	uint64_t now_ms;
 	uint64_t election_deadline_ms, heartbeat_deadline_ms, check_quorum_deadline_ms;
@@ -323,6 +330,11 @@ uint64_t raft_next_deadline(const struct raft *raft);
 int raft_propose(struct raft *raft, const struct raft_buf *bufs, uint32_t count,
 		 uint64_t *first_index);
 
+/* Append one RAFT_ENTRY_CHECK entry carrying data (copied) as the leader;
+ * *index receives its index. The engine treats it like a normal entry: only
+ * its type differs when it is committed. Returns what raft_propose() does. */
+int raft_propose_check(struct raft *raft, const void *data, uint32_t size, uint64_t *index);
+
 /* Ask for a linearizable read identified by context (ReadIndex, thesis §6.4;
  * or the lease, §6.4.1, when config.lease_read and the lease holds). The
  * answer comes as a raft_read in a later ready. Returns 0,
@@ -349,6 +361,24 @@ void raft_applied(struct raft *raft, uint64_t index);
 /* A snapshot of the state machine at index (<= applied) exists: drop the log
  * up to it. Returns 0, RAFT_ERR_COMPACTED (already), RAFT_ERR_UNAVAILABLE. */
 int raft_compact(struct raft *raft, uint64_t index);
+
+/* Follower whose state machine lost the group's state (a replica found
+ * diverged): ask the leader for a snapshot, and install the next one that
+ * comes at or past our log's start even if the log already holds its index.
+ * Then the log is compacted up to the snapshot, entries after it are kept
+ * (they may count toward a commit: dropping them could lose one), and the
+ * committed ones are handed out again to be applied on top of the restored
+ * state. Term, vote and membership are untouched. The request is repeated on
+ * every heartbeat until a snapshot is installed. Returns 0,
+ * RAFT_ERR_NOT_LEADER (no leader known yet: retry), -EINVAL (we lead). */
+int raft_want_snapshot(struct raft *raft);
+
+/* Whether raft_want_snapshot() waits for its snapshot. */
+bool raft_is_snapshot_wanted(const struct raft *raft);
+
+/* Leader: a follower asked for a snapshot newer than the last one taken;
+ * the caller should take one (raft_compact) when it can. */
+bool raft_is_snapshot_requested(const struct raft *raft);
 
 /* The transport learned that node's process is gone. A follower whose leader
  * that is starts PreVote at once; a leader drops its lease. See raft.c for

@@ -36,6 +36,10 @@ enum {
 						 * (leadership changed before it committed);
 						 * it was not applied. */
 	FL_ERR_GROUP_EXISTS = -(FL_ERR_BASE + 23),
+	FL_ERR_DIVERGED = -(FL_ERR_BASE + 24), /* This replica's state differs from the
+						* leader's at a consistency check: it
+						* serves no reads of the group until
+						* fl_group_rebuild() repairs it. */
 };
 
 #define FL_MEMBERS_MAX 16
@@ -83,6 +87,20 @@ struct fl_sm_ops {
 	 * failure: the node must be restarted. */
 	int (*save)(void *ctx, uint64_t group, struct fl_snapshot_writer *w);
 	int (*restore)(void *ctx, uint64_t group, struct fl_snapshot_reader *r);
+	/* May be NULL. A digest of group's whole state as of the last entry
+	 * applied to it, the same on every replica that applied the same
+	 * entries (consistency checks, fl_node_config.check_entries). Runs on
+	 * the shard thread between applies. When NULL, Flotilla compares a
+	 * hash of the entries applied since the previous check instead, which
+	 * catches replicas that applied different entries but not a state
+	 * machine that went wrong on its own. */
+	uint64_t (*digest)(void *ctx, uint64_t group);
+	/* May be NULL. This replica's digest of group at check index differs
+	 * from the leader's: it stops serving reads of the group
+	 * (FL_ERR_DIVERGED) until fl_group_rebuild() (see fl_group_check()).
+	 * Runs on the shard thread. */
+	void (*diverged)(void *ctx, uint64_t group, uint64_t index, uint64_t local,
+			 uint64_t leader);
 	void *ctx;
 };
 
@@ -108,6 +126,9 @@ struct fl_node_config {
 	bool lease_read;                /* Serve reads on the leader lease; default off. */
 	uint32_t snapshot_entries;      /* Snapshot a group and compact its log after this
 					 * many applied entries; default 10000. */
+	uint32_t check_entries;         /* The leader of a group starts a consistency
+					 * check after this many log entries; 0: only
+					 * on demand (fl_group_check). Default 10000. */
 	/* Shared secret for peer authentication (a challenge answered with a
 	 * keyed MAC, libsodium's crypto_auth); NULL: off. Every node of the
 	 * cluster must have the same one, at least 16 bytes. */
@@ -192,6 +213,40 @@ int fl_promote(struct fl_node *node, uint64_t group, uint64_t member, fl_done_cb
 int fl_remove_member(struct fl_node *node, uint64_t group, uint64_t member, fl_done_cb cb,
 		     void *arg);
 
+/* Consistency check of group, on demand (the leader also starts one every
+ * check_entries entries). This node must be the group's leader. It appends
+ * a check entry at index i; every replica records the digest of its state
+ * at i (fl_sm_ops.digest, or the hash of the entries applied since the
+ * previous check); once the leader applied i it appends its own digest,
+ * which is the reference, and every replica compares when it applies that.
+ * A replica that differs logs it, counts it (fl_metrics.divergences),
+ * calls fl_sm_ops.diverged, and refuses reads with FL_ERR_DIVERGED.
+ * With a state digest (fl_sm_ops.digest), a later check that finds the
+ * replica equal to its leader clears the finding. Because the leader is the
+ * reference, a leader whose own state went wrong makes every follower
+ * report a divergence: when most replicas of a group report one, suspect
+ * the leader: move leadership to one of them (its next check clears it),
+ * then rebuild the old leader. The finding lives in memory: a restarted
+ * replica serves reads again until a check finds it again. A witness
+ * compares nothing. cb runs once the
+ * leader's digest is applied here, with result i; or with
+ * FL_ERR_NOT_LEADER, or FL_ERR_DROPPED when leadership moved first. */
+int fl_group_check(struct fl_node *node, uint64_t group, fl_done_cb cb, void *arg);
+
+/* Repair a replica of group, typically one found diverged: restore this
+ * node's state of the group from a snapshot of the leader's (its last one
+ * when recent enough, else one it takes for this), then apply this node's
+ * log after the snapshot again. The node stays a member throughout, with its
+ * term, vote and log; only its state machine is replaced (fl_sm_ops.restore).
+ * cb runs once the snapshot is restored, with its index as result; reads of
+ * the group are served again from then on (after the usual read barrier).
+ * Errors: FL_ERR_NO_GROUP; -ENOTSUP (no save/restore in fl_sm_ops);
+ * -EINVAL (this node leads the group: transfer leadership first);
+ * FL_ERR_NOT_LEADER (no leader known yet: retry); -EALREADY (a rebuild of
+ * the group is under way); FL_ERR_DROPPED (this node became the leader
+ * before the snapshot came). */
+int fl_group_rebuild(struct fl_node *node, uint64_t group, fl_done_cb cb, void *arg);
+
 /* Blocking helpers: wait for the callback. Not from a callback. */
 int fl_propose_sync(struct fl_node *node, uint64_t group, const void *data, uint32_t size,
 		    uint64_t *result, uint64_t *leader);
@@ -212,6 +267,8 @@ struct fl_metrics {
 	uint64_t snapshots_sent;
 	uint64_t snapshots_received;
 	uint64_t peers_refused; /* Connections closed for a bad handshake or frame. */
+	uint64_t checks;        /* Consistency checks compared on this node. */
+	uint64_t divergences;   /* Groups found diverged from their leader here. */
 	uint64_t memory_bytes;  /* Allocated by shard threads from their own jemalloc
 				 * arenas; 0 when Flotilla runs without jemalloc. */
 	uint32_t shards_count;

@@ -43,6 +43,7 @@ void fl_node_config_default(struct fl_node_config *config, uint64_t node_id)
 	    .quiesce = true,
 	    .lease_read = false,
 	    .snapshot_entries = 10000,
+	    .check_entries = 10000,
 	};
 }
 
@@ -141,6 +142,7 @@ int fl_node_start(const struct fl_node_config *config, struct fl_node **out)
 		    .quiesce = config->quiesce,
 		    .lease_read = config->lease_read,
 		    .snapshot_entries = config->snapshot_entries,
+		    .check_entries = config->check_entries,
 		    .sm = config->sm,
 		    .peers = node->peer_ids,
 		    .peers_count = config->peers_count,
@@ -248,6 +250,16 @@ int fl_group_join(struct fl_node *node, uint64_t group, fl_done_cb cb, void *arg
 int fl_group_remove(struct fl_node *node, uint64_t group, fl_done_cb cb, void *arg)
 {
 	return simple_req(node, SHARD_REQ_GROUP_REMOVE, group, 0, 0, cb, arg);
+}
+
+int fl_group_check(struct fl_node *node, uint64_t group, fl_done_cb cb, void *arg)
+{
+	return simple_req(node, SHARD_REQ_CHECK, group, 0, 0, cb, arg);
+}
+
+int fl_group_rebuild(struct fl_node *node, uint64_t group, fl_done_cb cb, void *arg)
+{
+	return simple_req(node, SHARD_REQ_REBUILD, group, 0, 0, cb, arg);
 }
 
 int fl_propose(struct fl_node *node, uint64_t group, const void *data, uint32_t size, fl_done_cb cb,
@@ -451,6 +463,8 @@ void fl_node_metrics(struct fl_node *node, struct fl_metrics *m)
 		m->elections += atomic_load_explicit(&st->elections, memory_order_relaxed);
 		m->leaderships += atomic_load_explicit(&st->leaderships, memory_order_relaxed);
 		m->peers_refused += atomic_load_explicit(&st->peers_refused, memory_order_relaxed);
+		m->checks += atomic_load_explicit(&st->checks, memory_order_relaxed);
+		m->divergences += atomic_load_explicit(&st->divergences, memory_order_relaxed);
 		m->snapshots_sent +=
 		    atomic_load_explicit(&st->snapshots_sent, memory_order_relaxed);
 		m->snapshots_received +=

@@ -35,6 +35,7 @@
 
 #include "engine/assert.h"
 #include "engine/err.h"
+#include "engine/le.h"
 #include "engine/raft.h"
 #include "io/loop.h"
 #include "io/mem.h"
@@ -61,6 +62,7 @@ enum {
 	SHARD_RECLAIM_MS = 1000,
 	SHARD_BUF_KEEP = 256 << 10, /* Larger send buffers are freed when mostly unused. */
 	SHARD_RECV_IDLE_MS = 10000, /* A partial snapshot file idle this long may be dropped. */
+	SHARD_CHECKS_MAX = 4,       /* Check marks remembered per group. */
 };
 
 struct buf {
@@ -103,6 +105,20 @@ struct pending_read {
 	void *arg;
 };
 
+/* A replica's digest at a check mark (see CHECK ENTRY). */
+struct check_record {
+	uint64_t index;  /* The mark's log index; 0: none. */
+	uint64_t digest; /* Of the state right after applying index - 1. */
+	uint32_t source; /* enum check_source; CHECK_SOURCE_UNKNOWN: not comparable. */
+};
+
+/* An fl_group_check() waiting for the leader's digest at its mark. */
+struct check_wait {
+	uint64_t index;
+	fl_done_cb cb;
+	void *arg;
+};
+
 struct group {
 	uint64_t id;
 	struct raft raft;
@@ -124,6 +140,24 @@ struct group {
 	uint64_t snapshot_retry; /* Applied index before which a failed save is not retried. */
 	uint64_t elections_seen; /* The engine's count, already added to the stats. */
 	bool snapshot_wanted;    /* The WAL asked for one (a pinned segment). */
+	/* Consistency checks: see CHECK ENTRY. */
+	bool diverged;           /* A check found our state differs: no reads. */
+	bool check_hash_known;   /* check_hash covers every entry since the last mark. */
+	uint64_t check_hash;     /* Entries applied since the last mark (no sm.digest). */
+	uint64_t check_mark;     /* Index of the last mark applied here. */
+	uint64_t check_proposed; /* Leader: a periodic mark appended, not yet applied. */
+	struct check_record checks[SHARD_CHECKS_MAX]; /* Last marks applied, a ring. */
+	uint32_t checks_next;
+	struct check_record owed[SHARD_CHECKS_MAX]; /* Leader: results still to append. */
+	uint32_t owed_count;
+	struct check_wait *check_waits;
+	uint32_t check_waits_count, check_waits_cap;
+	uint64_t applied_max;  /* Highest index ever applied here. */
+	uint64_t replay_until; /* Results up to here are history replayed after a rebuild. */
+	/* fl_group_rebuild(): waiting for the leader's snapshot. */
+	bool rebuilding;
+	fl_done_cb rebuild_cb;
+	void *rebuild_arg;
 };
 
 /* A snapshot send that could not start this turn. */
@@ -942,6 +976,13 @@ static void group_fail_requests(struct group *g, int rv)
 	for (uint32_t i = 0; i < g->reads_apply_count; i++)
 		done(g->reads_apply[i].cb, g->reads_apply[i].arg, rv, 0, leader);
 	g->reads_count = g->reads_apply_count = 0;
+	for (uint32_t i = 0; i < g->check_waits_count; i++)
+		done(g->check_waits[i].cb, g->check_waits[i].arg, rv, 0, leader);
+	g->check_waits_count = 0;
+	if (g->rebuilding) {
+		g->rebuilding = false;
+		done(g->rebuild_cb, g->rebuild_arg, rv, 0, leader);
+	}
 }
 
 static void groups_fail_all(struct shard *s, int rv)
@@ -985,6 +1026,12 @@ static void props_settle(struct group *g, uint64_t index, uint64_t term, uint64_
 	}
 }
 
+/* A diverged replica serves no reads: its state is not the group's. */
+static int read_rv(const struct group *g)
+{
+	return g->diverged ? ERR_DIVERGED : 0;
+}
+
 static void reads_settle(struct group *g, uint64_t applied)
 {
 	uint32_t kept = 0;
@@ -993,11 +1040,305 @@ static void reads_settle(struct group *g, uint64_t applied)
 		struct pending_read *r = &g->reads_apply[i];
 
 		if (r->key <= applied)
-			done(r->cb, r->arg, 0, 0, raft_leader(&g->raft));
+			done(r->cb, r->arg, read_rv(g), 0, raft_leader(&g->raft));
 		else
 			g->reads_apply[kept++] = *r;
 	}
 	g->reads_apply_count = kept;
+}
+
+/* ---------------------------------------------------- consistency checks */
+
+/* CHECK ENTRY: the payload of a RAFT_ENTRY_CHECK, 24 bytes, little-endian.
+ *    0: u32 kind     CHECK_MARK: every replica records its digest here;
+ *                    CHECK_RESULT: the leader's digest at a mark
+ *    4: u32 source   RESULT: enum check_source of the digest; MARK: 0
+ *    8: u64 index    RESULT: the mark's log index; MARK: 0
+ *   16: u64 digest   RESULT: the leader's digest at that mark; MARK: 0
+ *
+ * The leader appends a MARK every check_entries log entries, or for
+ * fl_group_check(). Every replica, when it applies the MARK at index i,
+ * records the digest of its state right after applying entry i - 1 (the
+ * apply call is split there): sm.digest() when the embedder supplies one
+ * (CHECK_SOURCE_STATE), else the running XXH3 of the NORMAL entries (index,
+ * term, payload) it applied since the previous MARK (CHECK_SOURCE_ENTRIES).
+ * The leader, once it applied the MARK, appends a RESULT with its digest:
+ * the leader is the reference. Every replica compares when it applies the
+ * RESULT; one that differs is diverged: a log line, the divergences counter,
+ * sm.diverged(), and reads of the group fail with ERR_DIVERGED from then on,
+ * until it is rebuilt or a later check finds its whole state (a state
+ * digest) equal to its leader's again. A leader whose own state went wrong
+ * thus makes every follower report a divergence while it keeps serving:
+ * the replicas' reports together say which one is wrong; moving leadership
+ * to one of them makes its next check clear it, and the old leader, now a
+ * follower, is found diverged and can be rebuilt.
+ *
+ * Snapshots: a state digest is the same after a restore, so it is always
+ * compared. The entry hash is a window between two MARKs; a replica that
+ * restored a snapshot (from its leader, or its own at restart) inside a
+ * window does not know it and records CHECK_SOURCE_UNKNOWN, which is never
+ * compared; the next MARK opens a window it sees whole. Nothing about
+ * checks is kept on disk: a restart replays the log, MARKs included.
+ *
+ * After fl_group_rebuild() the replica applies its log after the snapshot
+ * again: RESULTs it had applied before are history (perhaps digests of a
+ * leader whose state was the wrong one) and are not compared again.
+ *
+ * Failure modes: a malformed payload (only a bug or a corrupt log can make
+ * one; checksums guard both) is logged and skipped; a RESULT whose MARK
+ * this replica did not record (restored past it, or too many marks in
+ * flight) is not compared; a leadership change may lose a RESULT, and the
+ * next MARK starts over. */
+enum check_kind { CHECK_MARK = 1, CHECK_RESULT = 2 };
+enum check_source { CHECK_SOURCE_UNKNOWN = 0, CHECK_SOURCE_STATE = 1, CHECK_SOURCE_ENTRIES = 2 };
+#define CHECK_PAYLOAD_SIZE 24
+
+struct check_payload {
+	uint32_t kind, source;
+	uint64_t index, digest;
+};
+
+static void check_encode(const struct check_payload *c, uint8_t buf[CHECK_PAYLOAD_SIZE])
+{
+	le_put32(buf, c->kind);
+	le_put32(buf + 4, c->source);
+	le_put64(buf + 8, c->index);
+	le_put64(buf + 16, c->digest);
+}
+
+static bool check_decode(const struct raft_entry *e, struct check_payload *c)
+{
+	const uint8_t *p = e->data;
+
+	if (e->size != CHECK_PAYLOAD_SIZE || p == NULL)
+		return false;
+	*c = (struct check_payload){.kind = le_get32(p),
+				    .source = le_get32(p + 4),
+				    .index = le_get64(p + 8),
+				    .digest = le_get64(p + 16)};
+	if (c->kind == CHECK_MARK)
+		return c->source == 0 && c->index == 0 && c->digest == 0;
+	return c->kind == CHECK_RESULT && c->source <= CHECK_SOURCE_ENTRIES && c->index != 0 &&
+	       c->index < e->index;
+}
+
+/* Fold an applied entry into the window hash (used without sm.digest). */
+static void check_hash_entry(struct group *g, const struct fl_entry *e)
+{
+	static const uint8_t empty[1];
+	uint8_t header[16];
+
+	le_put64(header, e->index);
+	le_put64(header + 8, e->term);
+	g->check_hash = XXH3_64bits_withSeed(header, sizeof(header), g->check_hash);
+	g->check_hash = XXH3_64bits_withSeed(e->size ? e->data : empty, e->size, g->check_hash);
+}
+
+/* Forget what the state before a restore said: its records and its window. */
+static void check_forget(struct group *g)
+{
+	memset(g->checks, 0, sizeof(g->checks));
+	g->check_hash = 0;
+	g->check_hash_known = false;
+}
+
+/* Settle fl_group_check() callbacks: the one of the mark at index, and any
+ * older one whose result will not come. */
+static void check_waits_settle(struct group *g, uint64_t index)
+{
+	uint32_t kept = 0;
+
+	for (uint32_t i = 0; i < g->check_waits_count; i++) {
+		struct check_wait *w = &g->check_waits[i];
+
+		if (w->index == index)
+			done(w->cb, w->arg, read_rv(g), index, raft_leader(&g->raft));
+		else if (w->index < index)
+			done(w->cb, w->arg, ERR_DROPPED, 0, raft_leader(&g->raft));
+		else
+			g->check_waits[kept++] = *w;
+	}
+	g->check_waits_count = kept;
+}
+
+static void group_diverge(struct shard *s, struct group *g, uint64_t index, uint64_t local,
+			  uint64_t leader)
+{
+	node_log(s->config.node_id,
+		 "group %llu: DIVERGED: at check index %llu this replica's digest is %016llx, "
+		 "the leader's %016llx; reads refused until it is rebuilt",
+		 (unsigned long long)g->id, (unsigned long long)index, (unsigned long long)local,
+		 (unsigned long long)leader);
+	if (g->diverged)
+		return; /* Counted and reported once until rebuilt. */
+	g->diverged = true;
+	stat_add(&s->stats.divergences, 1);
+	for (uint32_t i = 0; i < g->reads_count; i++)
+		done(g->reads[i].cb, g->reads[i].arg, ERR_DIVERGED, 0, raft_leader(&g->raft));
+	for (uint32_t i = 0; i < g->reads_apply_count; i++)
+		done(g->reads_apply[i].cb, g->reads_apply[i].arg, ERR_DIVERGED, 0,
+		     raft_leader(&g->raft));
+	g->reads_count = g->reads_apply_count = 0;
+	if (s->config.sm.diverged)
+		s->config.sm.diverged(s->config.sm.ctx, g->id, index, local, leader);
+}
+
+/* A MARK at index is applied: everything before it is. */
+static void check_mark_apply(struct shard *s, struct group *g, uint64_t index)
+{
+	struct check_record *r = &g->checks[g->checks_next++ % SHARD_CHECKS_MAX];
+
+	*r = (struct check_record){.index = index, .source = CHECK_SOURCE_UNKNOWN};
+	if (s->config.sm.digest) {
+		r->source = CHECK_SOURCE_STATE;
+		r->digest = s->config.sm.digest(s->config.sm.ctx, g->id);
+	} else if (g->check_hash_known) {
+		r->source = CHECK_SOURCE_ENTRIES;
+		r->digest = g->check_hash;
+	}
+	g->check_hash = 0;
+	g->check_hash_known = true;
+	g->check_mark = index;
+	if (g->check_proposed == index)
+		g->check_proposed = 0;
+	/* The leader's digest is the reference; group_checks_propose() appends it. */
+	if (raft_is_leader(&g->raft) && g->owed_count < SHARD_CHECKS_MAX)
+		g->owed[g->owed_count++] = *r;
+}
+
+static void check_result_apply(struct shard *s, struct group *g, const struct check_payload *c,
+			       uint64_t entry_index)
+{
+	const struct check_record *r = NULL;
+
+	if (entry_index <= g->replay_until) {
+		/* Applied again after a rebuild: a leader's digest from before it,
+		 * perhaps of the very state the rebuild replaced. Not evidence. */
+		check_waits_settle(g, c->index);
+		return;
+	}
+	if (raft_conf_role(raft_conf(&g->raft), s->config.node_id) == RAFT_MEMBER_WITNESS) {
+		check_waits_settle(g, c->index);
+		return; /* A witness holds no state to compare. */
+	}
+	for (uint32_t i = 0; i < SHARD_CHECKS_MAX; i++)
+		if (g->checks[i].index == c->index)
+			r = &g->checks[i];
+	if (r != NULL && r->source != CHECK_SOURCE_UNKNOWN && r->source == c->source) {
+		stat_add(&s->stats.checks, 1);
+		if (r->digest != c->digest) {
+			group_diverge(s, g, c->index, r->digest, c->digest);
+		} else if (g->diverged && r->source == CHECK_SOURCE_STATE) {
+			/* Our whole state equals the leader's now: a divergence found
+			 * against an earlier leader (one whose own state was wrong)
+			 * no longer holds. An entry hash proves no such thing. */
+			g->diverged = false;
+			node_log(s->config.node_id,
+				 "group %llu: matches its leader again at check index %llu; "
+				 "reads served again",
+				 (unsigned long long)g->id, (unsigned long long)c->index);
+		}
+	}
+	check_waits_settle(g, c->index);
+}
+
+static void check_apply(struct shard *s, struct group *g, const struct raft_entry *e)
+{
+	struct check_payload c;
+
+	if (!check_decode(e, &c)) {
+		node_log(s->config.node_id, "group %llu: malformed check entry %llu skipped",
+			 (unsigned long long)g->id, (unsigned long long)e->index);
+		return;
+	}
+	if (c.kind == CHECK_MARK)
+		check_mark_apply(s, g, e->index);
+	else
+		check_result_apply(s, g, &c, e->index);
+}
+
+static int check_propose(struct group *g, const struct check_payload *c, uint64_t *index)
+{
+	uint8_t buf[CHECK_PAYLOAD_SIZE];
+
+	check_encode(c, buf);
+	return raft_propose_check(&g->raft, buf, sizeof(buf), index);
+}
+
+/* After a group's readies: a leader appends the results it owes and, every
+ * check_entries entries, a new mark. A follower owes nothing. */
+static void group_checks_propose(struct shard *s, struct group *g)
+{
+	struct check_payload mark = {.kind = CHECK_MARK};
+	uint64_t index;
+
+	if (g->rebuilding && raft_is_leader(&g->raft)) {
+		g->rebuilding = false; /* No one to take a snapshot from. */
+		done(g->rebuild_cb, g->rebuild_arg, ERR_DROPPED, 0, raft_leader(&g->raft));
+	}
+	if (!raft_is_leader(&g->raft)) {
+		g->owed_count = 0;
+		g->check_proposed = 0;
+		for (uint32_t i = 0; i < g->check_waits_count; i++)
+			done(g->check_waits[i].cb, g->check_waits[i].arg, ERR_DROPPED, 0,
+			     raft_leader(&g->raft));
+		g->check_waits_count = 0;
+		return;
+	}
+	for (uint32_t i = 0; i < g->owed_count; i++) {
+		struct check_payload c = {.kind = CHECK_RESULT,
+					  .source = g->owed[i].source,
+					  .index = g->owed[i].index,
+					  .digest = g->owed[i].digest};
+
+		if (check_propose(g, &c, &index) == 0)
+			group_dirty(s, g);
+	}
+	g->owed_count = 0;
+	if (s->config.check_entries == 0 || g->check_proposed != 0 || s->wal_failed ||
+	    raft_applied_index(&g->raft) < g->check_mark + s->config.check_entries)
+		return;
+	if (check_propose(g, &mark, &index) == 0) {
+		g->check_proposed = index;
+		group_dirty(s, g);
+	}
+}
+
+/* fl_group_rebuild(): ask the leader for a snapshot; group_install() ends it. */
+static int group_rebuild_start(struct shard *s, struct group *g, fl_done_cb cb, void *arg)
+{
+	int rv;
+
+	if (s->config.sm.save == NULL || s->config.sm.restore == NULL)
+		return -ENOTSUP;
+	if (g->rebuilding)
+		return -EALREADY;
+	rv = raft_want_snapshot(&g->raft);
+	if (rv != 0)
+		return rv;
+	node_log(s->config.node_id, "group %llu: rebuilding from a snapshot of leader %llu",
+		 (unsigned long long)g->id, (unsigned long long)raft_leader(&g->raft));
+	g->rebuilding = true;
+	g->rebuild_cb = cb;
+	g->rebuild_arg = arg;
+	group_dirty(s, g);
+	return 0;
+}
+
+/* fl_group_check(): append a mark now; cb waits for its result. */
+static int group_check_start(struct shard *s, struct group *g, fl_done_cb cb, void *arg)
+{
+	struct check_payload mark = {.kind = CHECK_MARK};
+	uint64_t index;
+	int rv = check_propose(g, &mark, &index);
+
+	if (rv != 0)
+		return rv;
+	g->check_waits = grow_array(g->check_waits, &g->check_waits_cap, g->check_waits_count + 1,
+				    sizeof(*g->check_waits));
+	g->check_waits[g->check_waits_count++] = (struct check_wait){index, cb, arg};
+	group_dirty(s, g);
+	return 0;
 }
 
 /* ------------------------------------------------------------ snapshots */
@@ -1052,8 +1393,19 @@ static void group_snapshot_maybe(struct shard *s, struct group *g)
 {
 	uint64_t applied = raft_applied_index(&g->raft);
 
-	if (s->config.sm.save == NULL || s->config.snapshot_entries == 0 || s->wal_failed ||
-	    applied < g->snapshot_retry)
+	if (s->config.sm.save == NULL || s->wal_failed || applied < g->snapshot_retry)
+		return;
+	if (raft_is_snapshot_wanted(&g->raft))
+		return; /* Rebuilding: our state is about to be replaced. */
+	if (raft_is_snapshot_requested(&g->raft)) {
+		/* A follower rebuilds from our snapshot (fl_group_rebuild): take
+		 * one now; compacting offers it to the follower. */
+		group_snapshot(s, g);
+		if (raft_has_ready(&g->raft))
+			group_dirty(s, g);
+		return;
+	}
+	if (s->config.snapshot_entries == 0)
 		return;
 	if (g->snapshot_wanted ||
 	    applied >= raft_snapshot(&g->raft)->index + s->config.snapshot_entries)
@@ -1074,8 +1426,20 @@ static int group_install(struct shard *s, struct group *g, const struct raft_sna
 		 : -ENOTSUP;
 	if (rv == 0)
 		rv = snapshot_manifest_write(s->snap_dir, &meta);
-	if (rv == 0)
+	if (rv == 0) {
+		check_forget(g);
 		stat_add(&s->stats.snapshots_received, 1);
+	}
+	if (rv == 0 && g->rebuilding) {
+		/* The state is the leader's now: whatever a check found is gone. */
+		node_log(s->config.node_id,
+			 "group %llu: rebuilt from the leader's snapshot at %llu",
+			 (unsigned long long)g->id, (unsigned long long)snap->index);
+		g->rebuilding = false;
+		g->diverged = false;
+		g->replay_until = g->applied_max;
+		done(g->rebuild_cb, g->rebuild_arg, 0, snap->index, raft_leader(&g->raft));
+	}
 	return rv;
 }
 
@@ -1282,8 +1646,9 @@ static bool snapshot_accept(struct shard *s, struct group *g, uint64_t peer,
 
 	if (snap == NULL)
 		return false;
-	if (snap->index <= raft_commit_index(&g->raft) ||
-	    raft_term_at(&g->raft, snap->index) == snap->term)
+	if (!raft_is_snapshot_wanted(&g->raft) &&
+	    (snap->index <= raft_commit_index(&g->raft) ||
+	     raft_term_at(&g->raft, snap->index) == snap->term))
 		return true; /* Nothing to install: the engine only answers. */
 	r = recv_find(s, g->id, snap->index, peer, &slot);
 	if (r == NULL || r->term != snap->term)
@@ -1306,9 +1671,22 @@ static bool snapshot_accept(struct shard *s, struct group *g, uint64_t peer,
 
 /* ------------------------------------------------------------- readies */
 
+/* Hand entries from..to of the apply scratch to the state machine. */
+static void apply_run(struct shard *s, struct group *g, uint32_t from, uint32_t to)
+{
+	if (from == to)
+		return;
+	if (s->config.sm.apply)
+		s->config.sm.apply(s->config.sm.ctx, g->id, s->apply_entries + from, to - from,
+				   s->apply_results + from);
+	if (s->config.sm.digest == NULL)
+		for (uint32_t i = from; i < to; i++)
+			check_hash_entry(g, &s->apply_entries[i]);
+}
+
 static void group_apply(struct shard *s, struct group *g, const struct raft_ready *rd)
 {
-	uint32_t n = 0, k = 0;
+	uint32_t n = 0, k = 0, run = 0;
 	uint64_t last;
 
 	if (rd->committed_count == 0)
@@ -1324,13 +1702,19 @@ static void group_apply(struct shard *s, struct group *g, const struct raft_read
 	for (uint32_t i = 0; i < rd->committed_count; i++) {
 		const struct raft_entry *e = &rd->committed[i];
 
-		if (e->type != RAFT_ENTRY_NORMAL)
-			continue;
-		s->apply_entries[n++] = (struct fl_entry){
-		    .index = e->index, .term = e->term, .data = e->data, .size = e->size};
+		if (e->type == RAFT_ENTRY_NORMAL) {
+			s->apply_entries[n++] = (struct fl_entry){
+			    .index = e->index, .term = e->term, .data = e->data, .size = e->size};
+		} else if (e->type == RAFT_ENTRY_CHECK) {
+			/* A check digests the state right after the entry before it:
+			 * the apply call is split here. Check entries are the shard's,
+			 * never the embedder's. */
+			apply_run(s, g, run, n);
+			run = n;
+			check_apply(s, g, e);
+		}
 	}
-	if (n > 0 && s->config.sm.apply)
-		s->config.sm.apply(s->config.sm.ctx, g->id, s->apply_entries, n, s->apply_results);
+	apply_run(s, g, run, n);
 	for (uint32_t i = 0; i < rd->committed_count; i++) {
 		const struct raft_entry *e = &rd->committed[i];
 		uint64_t result = 0;
@@ -1340,6 +1724,8 @@ static void group_apply(struct shard *s, struct group *g, const struct raft_read
 		props_settle(g, e->index, e->term, result);
 	}
 	last = rd->committed[rd->committed_count - 1].index;
+	if (last > g->applied_max)
+		g->applied_max = last;
 	stat_add(&s->stats.applied, rd->committed_count);
 	if (g->was_leader)
 		stat_add(&s->stats.commits, rd->committed_count);
@@ -1361,7 +1747,7 @@ static void group_reads(struct group *g, const struct raft_ready *rd)
 			if (r->index == 0) {
 				done(p.cb, p.arg, RAFT_ERR_NOT_LEADER, 0, raft_leader(&g->raft));
 			} else if (r->index <= g->raft.applied) {
-				done(p.cb, p.arg, 0, 0, raft_leader(&g->raft));
+				done(p.cb, p.arg, read_rv(g), 0, raft_leader(&g->raft));
 			} else {
 				g->reads_apply =
 				    grow_array(g->reads_apply, &g->reads_apply_cap,
@@ -1485,6 +1871,7 @@ static void group_process(struct shard *s, struct group *g)
 
 	for (int i = 0; i < 16 && raft_has_ready(&g->raft); i++)
 		group_ready(s, g);
+	group_checks_propose(s, g);
 	raft_trim(&g->raft); /* Frees the ready's buffers once the group is quiesced. */
 	group_snapshot_maybe(s, g);
 	if (g->raft.elections_started != g->elections_seen) {
@@ -1535,6 +1922,8 @@ static int group_open(struct shard *s, uint64_t id, const struct raft_boot *boot
 	rc.quiesce_after_ms = s->config.election_timeout_ms * 3;
 	rc.lease_read = s->config.lease_read;
 	g->id = id;
+	/* A group that starts from a snapshot does not know its check window. */
+	g->check_hash_known = boot->snapshot.index == 0;
 	g->hard_term = boot->hard.term;
 	g->hard_vote = boot->hard.vote;
 	rv = raft_init(&g->raft, &rc, boot, s->now_ms);
@@ -1563,6 +1952,7 @@ static void group_close(struct shard *s, struct group *g, int rv)
 	free(g->props);
 	free(g->reads);
 	free(g->reads_apply);
+	free(g->check_waits);
 	free(g);
 }
 
@@ -1900,7 +2290,7 @@ static void req_handle(struct shard *s, struct shard_req *req)
 	case SHARD_REQ_READ: {
 		uint64_t ctx = ++s->read_ctx;
 
-		rv = raft_read_index(&g->raft, ctx, s->now_ms);
+		rv = g->diverged ? ERR_DIVERGED : raft_read_index(&g->raft, ctx, s->now_ms);
 		if (rv == 0) {
 			g->reads = grow_array(g->reads, &g->reads_cap, g->reads_count + 1,
 					      sizeof(*g->reads));
@@ -1919,6 +2309,16 @@ static void req_handle(struct shard *s, struct shard_req *req)
 		break;
 	case SHARD_REQ_LEADER:
 		done(req->cb, req->arg, 0, raft_is_leader(&g->raft), raft_leader(&g->raft));
+		break;
+	case SHARD_REQ_CHECK:
+		rv = group_check_start(s, g, req->cb, req->arg);
+		if (rv != 0)
+			done(req->cb, req->arg, rv, 0, raft_leader(&g->raft));
+		break;
+	case SHARD_REQ_REBUILD:
+		rv = group_rebuild_start(s, g, req->cb, req->arg);
+		if (rv != 0)
+			done(req->cb, req->arg, rv, 0, raft_leader(&g->raft));
 		break;
 	case SHARD_REQ_GROUP_REMOVE:
 		if (s->wal_failed || (rv = wal_append_removed(&s->wal, g->id)) != 0) {

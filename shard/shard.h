@@ -30,6 +30,8 @@ enum shard_req_type {
 	SHARD_REQ_LEADER, /* Report the leader through the callback's leader. */
 	SHARD_REQ_CONN,   /* The net thread hands over a connected socket. */
 	SHARD_REQ_DIAL_FAILED,
+	SHARD_REQ_CHECK,   /* fl_group_check(). */
+	SHARD_REQ_REBUILD, /* fl_group_rebuild(). */
 };
 
 enum shard_change {
@@ -83,6 +85,7 @@ struct shard_config {
 	bool quiesce;
 	bool lease_read;
 	uint32_t snapshot_entries;
+	uint32_t check_entries;
 	struct fl_sm_ops sm;
 	const uint64_t *peers; /* Node ids of every other node. */
 	uint32_t peers_count;
@@ -95,6 +98,7 @@ struct shard_stats {
 	_Atomic uint64_t bytes_in, bytes_out, elections, leaderships, peers_refused;
 	_Atomic uint64_t msgs_dropped;
 	_Atomic uint64_t snapshots_taken, snapshots_sent, snapshots_received;
+	_Atomic uint64_t checks, divergences;
 };
 
 /* Create the shard: open and recover its WAL (recovering every group in it)

@@ -198,7 +198,7 @@ int wire_msg_decode(const uint8_t *buf, size_t size, size_t *used, struct raft_m
 		e->size = le_get32(p + 12);
 		e->index = msg->index + 1 + i;
 		p += WIRE_ENTRY_HEADER_SIZE;
-		if (e->type > RAFT_ENTRY_CONF || (size_t)(end - p) < pad8(e->size))
+		if (e->type > RAFT_ENTRY_CHECK || (size_t)(end - p) < pad8(e->size))
 			return -EPROTO;
 		e->data = e->size ? p : NULL;
 		p += pad8(e->size);

@@ -75,6 +75,7 @@ static uint64_t client_body_size(const struct client_request *req)
 
 	switch (req->op) {
 	case CLIENT_OP_PUT:
+	case CLIENT_OP_CORRUPT:
 		return 8 + (uint64_t)req->key_size + req->value_size;
 	case CLIENT_OP_GET:
 	case CLIENT_OP_DELETE:
@@ -84,6 +85,9 @@ static uint64_t client_body_size(const struct client_request *req)
 		return 12 + (uint64_t)req->key_size + expected + req->value_size;
 	case CLIENT_OP_LEADER:
 	case CLIENT_OP_DIGEST:
+	case CLIENT_OP_CHECK:
+	case CLIENT_OP_CHECK_STATUS:
+	case CLIENT_OP_REBUILD:
 		return 0;
 	default:
 		return UINT64_MAX;
@@ -112,6 +116,7 @@ void client_request_encode(const struct client_request *req, void *buf)
 	p = client_store64(p, req->group);
 	switch (req->op) {
 	case CLIENT_OP_PUT:
+	case CLIENT_OP_CORRUPT:
 		p = client_store32(p, req->key_size);
 		p = client_store32(p, req->value_size);
 		p = client_store_bytes(p, req->key, req->key_size);
@@ -147,8 +152,12 @@ static int client_request_decode_body(const unsigned char *p, uint32_t body_size
 	switch (req->op) {
 	case CLIENT_OP_LEADER:
 	case CLIENT_OP_DIGEST:
+	case CLIENT_OP_CHECK:
+	case CLIENT_OP_CHECK_STATUS:
+	case CLIENT_OP_REBUILD:
 		return body_size == 0 ? 0 : -EBADMSG;
 	case CLIENT_OP_PUT:
+	case CLIENT_OP_CORRUPT:
 		fixed = 8;
 		break;
 	case CLIENT_OP_GET:
@@ -165,7 +174,7 @@ static int client_request_decode_body(const unsigned char *p, uint32_t body_size
 	if (body_size < fixed)
 		return -EBADMSG;
 	req->key_size = client_load32(p);
-	if (req->op == CLIENT_OP_PUT) {
+	if (req->op == CLIENT_OP_PUT || req->op == CLIENT_OP_CORRUPT) {
 		req->value_size = client_load32(p + 4);
 	} else if (req->op == CLIENT_OP_CAS) {
 		req->expected_size = client_load32(p + 4);
@@ -183,7 +192,7 @@ static int client_request_decode_body(const unsigned char *p, uint32_t body_size
 		req->expected = p;
 		p += req->expected_size;
 	}
-	if (req->op == CLIENT_OP_PUT || req->op == CLIENT_OP_CAS)
+	if (req->op == CLIENT_OP_PUT || req->op == CLIENT_OP_CAS || req->op == CLIENT_OP_CORRUPT)
 		req->value = p;
 	return 0;
 }
@@ -724,8 +733,9 @@ static void client_router_answer(struct client_router *r, struct client_node *no
 		return;
 	}
 	if (call->req.op != CLIENT_OP_LOCAL_GET && call->req.op != CLIENT_OP_LEADER &&
-	    call->req.op != CLIENT_OP_DIGEST && resp->status != CLIENT_STATUS_ERROR &&
-	    resp->status != CLIENT_STATUS_BAD_REQUEST)
+	    call->req.op != CLIENT_OP_DIGEST && call->req.op != CLIENT_OP_CORRUPT &&
+	    call->req.op != CLIENT_OP_CHECK_STATUS && call->req.op != CLIENT_OP_REBUILD &&
+	    resp->status != CLIENT_STATUS_ERROR && resp->status != CLIENT_STATUS_BAD_REQUEST)
 		client_router_set_leader(r, call->req.group, node->id);
 	call->status = resp->status;
 	free(call->value);

@@ -25,6 +25,11 @@
  *       LEADER     empty
  *       LOCAL_GET  u32 key_size | key   (debug: this node's state, no read barrier)
  *       DIGEST     empty                (debug: this node's apply record, no read barrier)
+ *       CHECK      empty                (a consistency check of the group; leader only)
+ *       CORRUPT    u32 key_size | u32 value_size | key | value
+ *                                       (tests only: set key in this node's copy alone)
+ *       CHECK_STATUS empty              (this node's check and divergence counters)
+ *       REBUILD    empty                (restore this node's copy from the leader's snapshot)
  * RESPONSE, little-endian:
  *    0: u32 size           24 + value_size
  *    4: u32 status         CLIENT_STATUS_*
@@ -49,6 +54,10 @@ enum {
 	CLIENT_OP_LEADER = 5,
 	CLIENT_OP_LOCAL_GET = 6,
 	CLIENT_OP_DIGEST = 7,
+	CLIENT_OP_CHECK = 8,
+	CLIENT_OP_CORRUPT = 9,
+	CLIENT_OP_CHECK_STATUS = 10,
+	CLIENT_OP_REBUILD = 11,
 };
 
 enum {

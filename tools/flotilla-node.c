@@ -93,6 +93,8 @@ struct node_options {
 	uint32_t entry_size_max;
 	uint32_t inbox_max;
 	uint32_t snapshot_entries;
+	uint32_t check_entries;
+	bool allow_corrupt; /* Accept CORRUPT requests (tests of consistency checks only). */
 	bool quiesce;
 	bool lease_read;
 	uint32_t client_threads;
@@ -168,7 +170,8 @@ struct server {
 	pthread_mutex_t monitor_lock;
 	pthread_cond_t monitor_cond;
 	bool monitor_stop;
-	uint32_t monitor_leading; /* Groups led at the last poll; the monitor's. */
+	uint32_t monitor_leading;     /* Groups led at the last poll; the monitor's. */
+	uint64_t monitor_divergences; /* Likewise, fl_metrics.divergences. */
 };
 
 /* --- Logging. --- */
@@ -250,6 +253,10 @@ static const struct node_opt node_opts[] = {
     {"inbox-max", OPT_U32, OPT_FIELD(inbox_max), 0, 1, UINT32_MAX, "N  requests queued per shard"},
     {"snapshot-entries", OPT_U32, OPT_FIELD(snapshot_entries), 0, 0, UINT32_MAX,
      "N  snapshot a group every N applied entries (0: never)"},
+    {"check-entries", OPT_U32, OPT_FIELD(check_entries), 0, 0, UINT32_MAX,
+     "N  a consistency check of each group every N log entries (0: on request only)"},
+    {"allow-corrupt-for-tests", OPT_BOOL, OPT_FIELD(allow_corrupt), 0, 0, 0,
+     "on|off  accept CORRUPT requests that make this replica diverge (off)"},
     {"client-threads", OPT_U32, OPT_FIELD(client_threads), 0, 1, 64, "N  client threads (2)"},
     {"client-conns-max", OPT_U32, OPT_FIELD(conns_max), 0, 1, 1000000,
      "N  client connections (1024)"},
@@ -832,6 +839,29 @@ static void node_leader_done(void *arg, int rv, uint64_t result, uint64_t leader
 	worker_complete(p);
 }
 
+/* fl_group_check callback for CHECK (the leader's digest at the check's
+ * index is applied here) and fl_group_rebuild callback for REBUILD (the
+ * leader's snapshot is restored here): the value is that index. */
+static void node_index_done(void *arg, int rv, uint64_t result, uint64_t leader)
+{
+	struct pending *p = arg;
+
+	if (rv != 0) {
+		pending_set_error(p, rv, leader);
+		worker_complete(p);
+		return;
+	}
+	p->leader = leader != 0 ? leader : p->server->opt.id;
+	p->status = CLIENT_STATUS_OK;
+	p->value = malloc(8);
+	if (p->value != NULL) {
+		for (int i = 0; i < 8; i++)
+			((unsigned char *)p->value)[i] = (unsigned char)(result >> (8 * i));
+		p->value_size = 8;
+	}
+	worker_complete(p);
+}
+
 static void pending_free(struct pending *p)
 {
 	free(p->value);
@@ -910,6 +940,47 @@ static void conn_digest(struct conn *c, const struct client_request *req)
 		     sizeof(value));
 }
 
+/* CORRUPT: set a key in this node's copy only, so that it diverges on
+ * purpose; refused unless the node was started to allow it (tests). */
+static void conn_corrupt(struct conn *c, const struct client_request *req)
+{
+	struct server *s = c->worker->server;
+	uint64_t hint = server_leader_hint(s, req->group);
+	int rv;
+
+	if (!s->opt.allow_corrupt) {
+		conn_respond_text(c, CLIENT_STATUS_ERROR, req->request_id, hint,
+				  "CORRUPT refused: start the node with "
+				  "--allow-corrupt-for-tests on");
+		return;
+	}
+	rv = kv_corrupt_local(&s->kv, req->group, req->key, req->key_size, req->value,
+			      req->value_size);
+	if (rv != 0) {
+		conn_respond_text(c, CLIENT_STATUS_ERROR, req->request_id, hint, fl_strerror(rv));
+		return;
+	}
+	node_log("group %llu: CORRUPT: a key was set in this replica alone, on request",
+		 (unsigned long long)req->group);
+	conn_respond(c, CLIENT_STATUS_OK, req->request_id, hint, NULL, 0);
+}
+
+/* CHECK_STATUS: this node's consistency counters, u64 checks | u64 divergences. */
+static void conn_check_status(struct conn *c, const struct client_request *req)
+{
+	struct server *s = c->worker->server;
+	unsigned char value[16];
+	struct fl_metrics m;
+
+	fl_node_metrics(s->node, &m);
+	for (int i = 0; i < 8; i++) {
+		value[i] = (unsigned char)(m.checks >> (8 * i));
+		value[8 + i] = (unsigned char)(m.divergences >> (8 * i));
+	}
+	conn_respond(c, CLIENT_STATUS_OK, req->request_id, server_leader_hint(s, req->group), value,
+		     sizeof(value));
+}
+
 static void conn_handle(struct conn *c, const struct client_request *req)
 {
 	struct server *s = c->worker->server;
@@ -924,6 +995,14 @@ static void conn_handle(struct conn *c, const struct client_request *req)
 		conn_digest(c, req);
 		return;
 	}
+	if (req->op == CLIENT_OP_CORRUPT) {
+		conn_corrupt(c, req);
+		return;
+	}
+	if (req->op == CLIENT_OP_CHECK_STATUS) {
+		conn_check_status(c, req);
+		return;
+	}
 	p = pending_new(c, req);
 	if (p == NULL) {
 		conn_respond_text(c, CLIENT_STATUS_ERROR, req->request_id, 0, fl_strerror(-ENOMEM));
@@ -934,6 +1013,10 @@ static void conn_handle(struct conn *c, const struct client_request *req)
 		rv = fl_read(s->node, req->group, node_get_done, p);
 	else if (req->op == CLIENT_OP_LEADER)
 		rv = fl_read(s->node, req->group, node_leader_done, p);
+	else if (req->op == CLIENT_OP_CHECK)
+		rv = fl_group_check(s->node, req->group, node_index_done, p);
+	else if (req->op == CLIENT_OP_REBUILD)
+		rv = fl_group_rebuild(s->node, req->group, node_index_done, p);
 	else
 		rv = conn_propose(c, req, p);
 	if (rv == 0)
@@ -1217,10 +1300,19 @@ static void on_leader_changed(void *ctx, uint64_t group, uint64_t leader, uint64
 static void monitor_poll(struct server *s)
 {
 	uint32_t leading = atomic_load_explicit(&s->leading, memory_order_relaxed);
+	struct fl_metrics m;
 
 	if (s->opt.groups_count > 0 && leading != s->monitor_leading) {
 		node_log("this node leads %u of %u groups", leading, s->opt.groups_count);
 		s->monitor_leading = leading;
+	}
+	fl_node_metrics(s->node, &m);
+	if (m.divergences != s->monitor_divergences) {
+		node_log(
+		    "consistency: %llu groups diverged here, %llu checks compared; their reads "
+		    "are refused",
+		    (unsigned long long)m.divergences, (unsigned long long)m.checks);
+		s->monitor_divergences = m.divergences;
 	}
 }
 
@@ -1426,10 +1518,12 @@ static int server_start_node(struct server *s, struct fl_peer *peers)
 	config.quiesce = s->opt.quiesce;
 	config.lease_read = s->opt.lease_read;
 	config.snapshot_entries = s->opt.snapshot_entries;
+	config.check_entries = s->opt.check_entries;
 	config.sm = (struct fl_sm_ops){.apply = kv_apply,
 				       .leader_changed = on_leader_changed,
 				       .save = kv_save,
 				       .restore = kv_restore,
+				       .digest = kv_state_digest,
 				       .ctx = &s->kv};
 	return fl_node_start(&config, &s->node);
 }
@@ -1450,6 +1544,7 @@ static void node_options_default(struct node_options *opt)
 	opt->entry_size_max = config.entry_size_max;
 	opt->inbox_max = config.inbox_max;
 	opt->snapshot_entries = config.snapshot_entries;
+	opt->check_entries = config.check_entries;
 	opt->quiesce = config.quiesce;
 	opt->lease_read = config.lease_read;
 	opt->client_threads = 2;

@@ -45,6 +45,7 @@ struct kv_group {
 	uint64_t last_applied_index;
 	uint64_t digest;
 	uint64_t order_violations;
+	uint64_t state_sum; /* Sum of kv_item_digest() over the map (kv_state_digest). */
 };
 
 static void kv_oom(void)
@@ -209,6 +210,13 @@ static struct kv_item *kv_item_new(uint64_t hash, const void *key, uint32_t key_
 	return item;
 }
 
+/* One item's share of the state digest: its key and value. */
+static uint64_t kv_item_digest(const struct kv_item *item)
+{
+	return XXH3_64bits_withSeed(item->bytes, (size_t)item->key_size + item->value_size,
+				    item->hash ^ item->key_size);
+}
+
 /* Insert or replace. Returns 0 or -ENOMEM (then the map is unchanged). */
 static int kv_map_put(struct kv_group *g, const void *key, uint32_t key_size, const void *value,
 		      uint32_t value_size)
@@ -221,6 +229,8 @@ static int kv_map_put(struct kv_group *g, const void *key, uint32_t key_size, co
 		return -ENOMEM;
 	slot = kv_map_find(g, hash, key, key_size);
 	if (g->slots[slot] != NULL) {
+		g->state_sum -= kv_item_digest(g->slots[slot]);
+		g->state_sum += kv_item_digest(item);
 		free(g->slots[slot]);
 		g->slots[slot] = item;
 		return 0;
@@ -235,6 +245,7 @@ static int kv_map_put(struct kv_group *g, const void *key, uint32_t key_size, co
 	}
 	g->slots[slot] = item;
 	g->items_count++;
+	g->state_sum += kv_item_digest(item);
 	return 0;
 }
 
@@ -246,6 +257,7 @@ static void kv_map_remove_at(struct kv_group *g, uint32_t slot)
 	uint32_t hole = slot;
 	uint32_t next = (slot + 1) & mask;
 
+	g->state_sum -= kv_item_digest(g->slots[slot]);
 	free(g->slots[slot]);
 	g->slots[slot] = NULL;
 	g->items_count--;
@@ -534,6 +546,36 @@ void kv_digest_get(struct kv *kv, uint64_t group, struct kv_digest *digest)
 	pthread_mutex_unlock(&g->lock);
 }
 
+uint64_t kv_state_digest(void *ctx, uint64_t group)
+{
+	struct kv_group *g = kv_group_lookup(ctx, group);
+	uint64_t sum = 0, count = 0;
+
+	if (g != NULL) {
+		pthread_mutex_lock(&g->lock);
+		sum = g->state_sum;
+		count = g->items_count;
+		pthread_mutex_unlock(&g->lock);
+	}
+	return XXH3_64bits_withSeed(&count, sizeof(count), sum);
+}
+
+int kv_corrupt_local(struct kv *kv, uint64_t group, const void *key, uint32_t key_size,
+		     const void *value, uint32_t value_size)
+{
+	struct kv_group *g = kv_group_get(kv, group);
+	int rv;
+
+	if (g == NULL)
+		return -ENOMEM;
+	if (key_size > KV_KEY_SIZE_MAX)
+		return -EINVAL;
+	pthread_mutex_lock(&g->lock);
+	rv = kv_map_put(g, key, key_size, value, value_size);
+	pthread_mutex_unlock(&g->lock);
+	return rv;
+}
+
 /* KV SNAPSHOT: what kv_save() writes for one group, little-endian.
  *    0: u32 magic            KV_SNAPSHOT_MAGIC
  *    4: u32 zero
@@ -631,6 +673,7 @@ int kv_restore(void *ctx, uint64_t group, struct fl_snapshot_reader *r)
 		g->slots[i] = NULL;
 	}
 	g->items_count = 0;
+	g->state_sum = 0;
 	g->applied_count = kv_load64(header + 8);
 	g->last_applied_index = kv_load64(header + 16);
 	g->digest = kv_load64(header + 24);

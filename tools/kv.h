@@ -112,6 +112,18 @@ struct kv_digest {
  * term, payload) sequence, barring a 64-bit collision. */
 void kv_digest_get(struct kv *kv, uint64_t group, struct kv_digest *digest);
 
+/* fl_sm_ops.digest for ctx = struct kv *: a digest of group's map (its
+ * keys and values, in no order; the apply record above is not part of it),
+ * the same on every replica holding the same map. An unknown group digests
+ * like an empty one. Any thread. */
+uint64_t kv_state_digest(void *ctx, uint64_t group);
+
+/* For tests of consistency checks only: set key to value in this node's copy
+ * of group, bypassing the log, so that this replica diverges on purpose.
+ * Returns 0, -ENOMEM or -EINVAL (key too long). Any thread. */
+int kv_corrupt_local(struct kv *kv, uint64_t group, const void *key, uint32_t key_size,
+		     const void *value, uint32_t value_size);
+
 /* fl_sm_ops.save and .restore for ctx = struct kv *: write group's whole map
  * (and its DIGEST record) to a snapshot, and replace it from one. restore
  * returns -EBADMSG for a malformed snapshot. Shard thread of the group. */

@@ -14,6 +14,16 @@
  *     garbage --via ID                     malformed requests get BAD_REQUEST and a
  *                                          closed connection; the node keeps serving
  *     leaders [--via ID]                   print each group's leader (LEADER op)
+ *     diverge [--group G] [--via ID] --keys K
+ *                                          CORRUPT one follower of group G (node ID, or
+ *                                          the first that is not the leader; nodes run
+ *                                          with --allow-corrupt-for-tests on), PUT K keys,
+ *                                          then require that follower to count a
+ *                                          divergence (CHECK_STATUS) and refuse GET,
+ *                                          and the leader to serve GET and CHECK; then
+ *                                          REBUILD the follower: the corrupt key is
+ *                                          gone, GET works, K more keys and no new
+ *                                          divergence
  *
  * SPEC is "1=127.0.0.1:PORT,2=127.0.0.1:PORT,...". Keys are "P-g-i" and values
  * "value-P-g-i" followed by padding, so a value proves which write it came from. */
@@ -381,10 +391,222 @@ static int kvcheck_leaders(struct kvcheck *k)
 	return failed;
 }
 
+/* Run call on node (following nothing but NOT_LEADER), not idempotent. */
+static void kvcheck_on(struct kvcheck *k, uint64_t node, struct client_call *call)
+{
+	client_router_set_leader(&k->router, call->req.group, node);
+	client_router_run(&k->router, call, 1, false, k->timeout_ms);
+}
+
+static uint64_t kvcheck_load64(const void *value)
+{
+	const unsigned char *p = value;
+	uint64_t v = 0;
+
+	for (int i = 0; i < 8; i++)
+		v |= (uint64_t)p[i] << (8 * i);
+	return v;
+}
+
+/* CHECK_STATUS of node: its divergences counter, or UINT64_MAX on failure. */
+static uint64_t kvcheck_divergences(struct kvcheck *k, uint64_t node)
+{
+	struct client_call call = {.req = {.op = CLIENT_OP_CHECK_STATUS, .group = k->group}};
+	uint64_t divergences = UINT64_MAX;
+
+	kvcheck_on(k, node, &call);
+	if (call.rv == 0 && call.status == CLIENT_STATUS_OK && call.value_size == 16)
+		divergences = kvcheck_load64((const unsigned char *)call.value + 8);
+	client_call_clear(&call);
+	return divergences;
+}
+
+/* The leader of k->group, asked until one is known (0 on timeout). */
+static uint64_t kvcheck_leader_of(struct kvcheck *k)
+{
+	uint64_t deadline = kvcheck_now_ms() + (uint64_t)k->timeout_ms;
+
+	while (kvcheck_now_ms() < deadline) {
+		struct client_call call = {.req = {.op = CLIENT_OP_LEADER, .group = k->group}};
+		uint64_t leader;
+
+		client_router_run(&k->router, &call, 1, true, k->timeout_ms);
+		leader = call.rv == 0 ? call.leader_hint : 0;
+		client_call_clear(&call);
+		if (leader != 0)
+			return leader;
+		usleep(50 * 1000);
+	}
+	return 0;
+}
+
+/* REBUILD node target of k->group after kvcheck_diverge() set key there:
+ * the key must be gone (the state is the leader's), GET served again, and
+ * more writes (more checks) must not count another divergence. */
+static int kvcheck_rebuild(struct kvcheck *k, uint64_t target, const char *key,
+			   uint64_t divergences)
+{
+	struct client_call call = {.req = {.op = CLIENT_OP_REBUILD, .group = k->group}};
+	int failed = 0;
+
+	kvcheck_on(k, target, &call);
+	if (call.rv != 0 || call.status != CLIENT_STATUS_OK || call.value_size != 8) {
+		fprintf(stderr, "rebuild: node %llu: rv %d status %s '%.*s'\n",
+			(unsigned long long)target, call.rv, kvcheck_status_name(call.status),
+			(int)call.value_size, call.value ? (const char *)call.value : "");
+		client_call_clear(&call);
+		return 1;
+	}
+	printf("rebuild: node %llu restored the leader's snapshot at index %llu\n",
+	       (unsigned long long)target, (unsigned long long)kvcheck_load64(call.value));
+	client_call_clear(&call);
+	call.req = (struct client_request){
+	    .op = CLIENT_OP_GET, .group = k->group, .key = key, .key_size = (uint32_t)strlen(key)};
+	kvcheck_on(k, target, &call);
+	if (call.rv != 0 || call.status != CLIENT_STATUS_NOT_FOUND) {
+		fprintf(stderr, "rebuild: GET of the corrupt key on node %llu: rv %d status %s\n",
+			(unsigned long long)target, call.rv, kvcheck_status_name(call.status));
+		failed = 1;
+	}
+	client_call_clear(&call);
+	for (uint32_t i = 0; i < k->keys_count; i++) {
+		char put_key[64];
+
+		snprintf(put_key, sizeof(put_key), "rebuilt-%ld-%u", (long)getpid(), i);
+		call.req = (struct client_request){.op = CLIENT_OP_PUT,
+						   .group = k->group,
+						   .key = put_key,
+						   .key_size = (uint32_t)strlen(put_key),
+						   .value = "w",
+						   .value_size = 1};
+		client_router_run(&k->router, &call, 1, true, k->timeout_ms);
+		failed |= call.rv != 0 || call.status != CLIENT_STATUS_OK;
+		client_call_clear(&call);
+	}
+	call.req = (struct client_request){.op = CLIENT_OP_CHECK, .group = k->group};
+	client_router_run(&k->router, &call, 1, true, k->timeout_ms);
+	failed |= call.rv != 0 || call.status != CLIENT_STATUS_OK;
+	client_call_clear(&call);
+	if (kvcheck_divergences(k, target) != divergences) {
+		fprintf(stderr, "rebuild: node %llu counted a divergence after its rebuild\n",
+			(unsigned long long)target);
+		failed = 1;
+	}
+	printf("rebuild: node %llu: %s\n", (unsigned long long)target, failed ? "FAILED" : "ok");
+	return failed;
+}
+
+static int kvcheck_diverge(struct kvcheck *k)
+{
+	char key[64], value[64];
+	uint64_t leader = kvcheck_leader_of(k), target = k->via, before, after = 0, deadline;
+	struct client_call call = {0};
+	int failed = 0;
+
+	if (leader == 0) {
+		fprintf(stderr, "diverge: group %llu has no leader\n",
+			(unsigned long long)k->group);
+		return 1;
+	}
+	for (uint32_t i = 0; i < k->router.nodes_count && (target == 0 || target == leader); i++)
+		target = k->router.nodes[i].id;
+	if (target == leader) {
+		fprintf(stderr, "diverge: node %llu leads group %llu: pick a follower\n",
+			(unsigned long long)target, (unsigned long long)k->group);
+		return 1;
+	}
+	before = kvcheck_divergences(k, target);
+	snprintf(key, sizeof(key), "diverge-%ld", (long)getpid());
+	snprintf(value, sizeof(value), "not-the-group's-%llu",
+		 (unsigned long long)kvcheck_now_ms());
+	call.req = (struct client_request){.op = CLIENT_OP_CORRUPT,
+					   .group = k->group,
+					   .key = key,
+					   .key_size = (uint32_t)strlen(key),
+					   .value = value,
+					   .value_size = (uint32_t)strlen(value)};
+	kvcheck_on(k, target, &call);
+	if (call.rv != 0 || call.status != CLIENT_STATUS_OK) {
+		fprintf(stderr, "diverge: CORRUPT on node %llu: rv %d status %s '%.*s'\n",
+			(unsigned long long)target, call.rv, kvcheck_status_name(call.status),
+			(int)call.value_size, call.value ? (const char *)call.value : "");
+		client_call_clear(&call);
+		return 1;
+	}
+	client_call_clear(&call);
+	/* One check interval of writes, then nothing more: the check that
+	 * catches it is among them. */
+	for (uint32_t i = 0; i < k->keys_count; i++) {
+		char put_key[64];
+
+		snprintf(put_key, sizeof(put_key), "after-%ld-%u", (long)getpid(), i);
+		call.req = (struct client_request){.op = CLIENT_OP_PUT,
+						   .group = k->group,
+						   .key = put_key,
+						   .key_size = (uint32_t)strlen(put_key),
+						   .value = "v",
+						   .value_size = 1};
+		client_router_run(&k->router, &call, 1, true, k->timeout_ms);
+		failed |= call.rv != 0 || call.status != CLIENT_STATUS_OK;
+		client_call_clear(&call);
+	}
+	deadline = kvcheck_now_ms() + (uint64_t)k->timeout_ms;
+	while (kvcheck_now_ms() < deadline) {
+		after = kvcheck_divergences(k, target);
+		if (after != UINT64_MAX && before != UINT64_MAX && after > before)
+			break;
+		usleep(50 * 1000);
+	}
+	if (after == UINT64_MAX || before == UINT64_MAX || after <= before) {
+		fprintf(stderr,
+			"diverge: node %llu counted no divergence (%llu before, %llu after)\n",
+			(unsigned long long)target, (unsigned long long)before,
+			(unsigned long long)after);
+		failed = 1;
+	}
+	call.req = (struct client_request){
+	    .op = CLIENT_OP_GET, .group = k->group, .key = key, .key_size = (uint32_t)strlen(key)};
+	kvcheck_on(k, target, &call);
+	if (call.rv != 0 || call.status != CLIENT_STATUS_ERROR) {
+		fprintf(stderr, "diverge: GET on the diverged node: rv %d status %s\n", call.rv,
+			kvcheck_status_name(call.status));
+		failed = 1;
+	} else {
+		printf("diverge: GET on node %llu: ERROR '%.*s'\n", (unsigned long long)target,
+		       (int)call.value_size, (const char *)call.value);
+	}
+	client_call_clear(&call);
+	kvcheck_on(k, leader, &call);
+	if (call.rv != 0 || call.status != CLIENT_STATUS_NOT_FOUND) {
+		fprintf(stderr, "diverge: GET on the leader: rv %d status %s\n", call.rv,
+			kvcheck_status_name(call.status));
+		failed = 1;
+	}
+	client_call_clear(&call);
+	call.req = (struct client_request){.op = CLIENT_OP_CHECK, .group = k->group};
+	client_router_run(&k->router, &call, 1, true, k->timeout_ms);
+	if (call.rv != 0 || call.status != CLIENT_STATUS_OK || call.value_size != 8) {
+		fprintf(stderr, "diverge: CHECK: rv %d status %s\n", call.rv,
+			kvcheck_status_name(call.status));
+		failed = 1;
+	} else {
+		printf("diverge: CHECK on node %llu: check at index %llu\n",
+		       (unsigned long long)call.node,
+		       (unsigned long long)kvcheck_load64(call.value));
+	}
+	client_call_clear(&call);
+	failed |= kvcheck_rebuild(k, target, key, after);
+	printf("diverge: group %llu, node %llu corrupted, leader %llu: divergences %llu -> %llu: "
+	       "%s\n",
+	       (unsigned long long)k->group, (unsigned long long)target, (unsigned long long)leader,
+	       (unsigned long long)before, (unsigned long long)after, failed ? "FAILED" : "ok");
+	return failed;
+}
+
 static int kvcheck_usage(void)
 {
 	fprintf(stderr, "usage: flotilla-kvcheck --nodes SPEC [--groups N] [--timeout-ms T] "
-			"put|verify|local|ops|garbage|leaders [--prefix P] [--keys K] "
+			"put|verify|local|ops|garbage|leaders|diverge [--prefix P] [--keys K] "
 			"[--ack FILE] [--via ID] [--group G]\n");
 	return 2;
 }
@@ -444,6 +666,8 @@ int main(int argc, char **argv)
 		rv = kvcheck_garbage(&k);
 	else if (strcmp(command, "leaders") == 0)
 		rv = kvcheck_leaders(&k);
+	else if (strcmp(command, "diverge") == 0)
+		rv = kvcheck_diverge(&k);
 	else
 		rv = kvcheck_usage();
 	client_router_deinit(&k.router);

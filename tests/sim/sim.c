@@ -479,17 +479,43 @@ static void batch_add_msg(struct sim_batch *b, struct sim_msg *msg)
 
 static void node_drain(struct sim *sim, struct sim_node *n);
 
+/* An installed snapshot is durable. Like the WAL's snapshot mark, it keeps
+ * the durable entries after it when the log holds its last entry (a
+ * follower rebuilding over its own log), and replaces the log otherwise;
+ * a newer snapshot already on the disk supersedes it. */
+static void disk_install(struct sim_disk *disk, const struct sim_batch *b)
+{
+	uint64_t index = b->snap.index, term = 0;
+
+	if (index < disk->snap.index)
+		return; /* A compaction after the install reached the disk first. */
+	if (index == disk->snap.index)
+		term = disk->snap.term;
+	else if (index > disk->snap.index && index <= disk_last(disk))
+		term = disk->entries[index - disk->snap.index - 1].e.term;
+	if (term != 0 && term == b->snap.term) {
+		uint32_t drop = (uint32_t)(index - disk->snap.index);
+
+		for (uint32_t i = 0; i < drop; i++)
+			free(disk->entries[i].data);
+		memmove(disk->entries, disk->entries + drop,
+			(disk->entries_count - drop) * sizeof(*disk->entries));
+		disk->entries_count -= drop;
+	} else {
+		disk_truncate(disk, 0);
+	}
+	disk->snap = b->snap;
+	disk->snap_data = b->snap_data;
+}
+
 /* The oldest batch of n is durable. */
 static void disk_complete(struct sim *sim, struct sim_node *n)
 {
 	struct sim_batch b = n->batches[n->batches_head++];
 	uint64_t last_index = 0, last_term = 0;
 
-	if (b.snap_set) {
-		disk_truncate(&n->disk, 0);
-		n->disk.snap = b.snap;
-		n->disk.snap_data = b.snap_data;
-	}
+	if (b.snap_set)
+		disk_install(&n->disk, &b);
 	if (b.entries_count > 0) {
 		last_index = b.entries[b.entries_count - 1].e.index;
 		last_term = b.entries[b.entries_count - 1].e.term;
@@ -1004,6 +1030,18 @@ static void client_transfer(struct sim *sim, struct sim_node *leader)
 	node_drain(sim, leader);
 }
 
+/* A follower throws its state machine away and asks its leader for a
+ * snapshot (an operator rebuilding a diverged replica): it must keep its log
+ * and its acknowledgements, and end with the group's state. */
+static void client_rebuild(struct sim *sim, struct sim_node *n)
+{
+	if (raft_want_snapshot(&n->raft) == 0) {
+		sim->stats.rebuilds++;
+		TRACE(sim, "n%llu rebuilds from a snapshot", (unsigned long long)n->id);
+	}
+	node_drain(sim, n);
+}
+
 static void conf_counts(const struct raft_conf *conf, uint32_t *voters, uint32_t *witnesses)
 {
 	*voters = *witnesses = 0;
@@ -1077,7 +1115,8 @@ static void node_compact(struct sim *sim, struct sim_node *n)
 	struct sim_sm saved = n->snap_mem;
 	uint64_t applied = n->raft.applied;
 
-	if (applied < raft_first_index(&n->raft) + sim->p.compact_after)
+	if (applied < raft_first_index(&n->raft) + sim->p.compact_after &&
+	    !raft_is_snapshot_requested(&n->raft))
 		return;
 	n->snap_mem = n->sm; /* The state machine's state at applied. */
 	if (n->sm.index != applied || raft_compact(&n->raft, applied) != 0) {
@@ -1191,6 +1230,8 @@ static void clients_act(struct sim *sim)
 		client_transfer(sim, n);
 	if (rng_chance(&sim->rng, sim->p.change_bp) && (n = pick_node(sim, true, true)) != NULL)
 		client_change(sim, n);
+	if (rng_chance(&sim->rng, sim->p.rebuild_bp) && (n = pick_node(sim, false, true)) != NULL)
+		client_rebuild(sim, n);
 }
 
 /* Timed recoveries: restarts and the ends of pauses. */
@@ -1265,6 +1306,7 @@ static void params_derive(struct sim_params *p, uint64_t seed, uint32_t steps, u
 	p->peer_down = rng_chance(r, 5000);
 	p->remove_leader = rng_chance(r, 5000);
 	p->liveness_ms = 40 * p->election_ms + 20 * (p->net_lat_max_ms + p->disk_lat_max_ms);
+	p->rebuild_bp = (uint32_t)rng_range(r, 0, 30); /* Last: earlier draws stay as they were. */
 }
 
 static void params_print(const struct sim_params *p)
@@ -1292,9 +1334,9 @@ static void params_print(const struct sim_params *p)
 	       p->crash_bp, p->down_max_ms, p->partition_bp, p->asym_bp, p->partition_max_ms,
 	       p->pause_bp, p->pause_max_ms, p->peer_down);
 	printf("  clients/step: propose_bp=%u read_bp=%u transfer_bp=%u change_bp=%u "
-	       "remove_leader=%d liveness_ms=%u\n",
-	       p->propose_bp, p->read_bp, p->transfer_bp, p->change_bp, p->remove_leader,
-	       p->liveness_ms);
+	       "rebuild_bp=%u remove_leader=%d liveness_ms=%u\n",
+	       p->propose_bp, p->read_bp, p->transfer_bp, p->change_bp, p->rebuild_bp,
+	       p->remove_leader, p->liveness_ms);
 }
 
 static void sim_init(struct sim *sim, const struct sim_params *p)
@@ -1545,15 +1587,15 @@ static void stats_print(const char *prefix, const struct sim_stats *s)
 	       (unsigned long long)s->peer_downs);
 	printf("%sops: msgs=%llu proposals=%llu acked=%llu lost=%llu reads=%llu ok=%llu "
 	       "failed=%llu transfers=%llu changes=%llu compactions=%llu snapshots=%llu/%llu "
-	       "elections=%llu leaders=%llu max_term=%llu\n",
+	       "rebuilds=%llu elections=%llu leaders=%llu max_term=%llu\n",
 	       prefix, (unsigned long long)s->msgs, (unsigned long long)s->proposals,
 	       (unsigned long long)s->acked, (unsigned long long)s->lost,
 	       (unsigned long long)s->reads, (unsigned long long)s->reads_ok,
 	       (unsigned long long)s->reads_failed, (unsigned long long)s->transfers,
 	       (unsigned long long)s->changes, (unsigned long long)s->compactions,
 	       (unsigned long long)s->snapshots_installed, (unsigned long long)s->snapshots_sent,
-	       (unsigned long long)s->elections, (unsigned long long)s->leaders,
-	       (unsigned long long)s->max_term);
+	       (unsigned long long)s->rebuilds, (unsigned long long)s->elections,
+	       (unsigned long long)s->leaders, (unsigned long long)s->max_term);
 }
 
 static_assert(sizeof(struct sim_stats) % sizeof(uint64_t) == 0, "stats are u64 counters");

@@ -42,6 +42,7 @@ struct sim_params {
 	uint32_t partition_bp, asym_bp, partition_max_ms;
 	uint32_t pause_bp, pause_max_ms;
 	uint32_t propose_bp, read_bp, transfer_bp, change_bp;
+	uint32_t rebuild_bp; /* A follower asks to rebuild from a snapshot (raft_want_snapshot). */
 	uint32_t compact_after; /* Entries in a node's log before it compacts. */
 	bool peer_down;         /* The transport reports crashed processes. */
 	bool remove_leader;     /* Membership changes may remove the leader. */
@@ -52,7 +53,7 @@ struct sim_stats {
 	uint64_t msgs, drops, dups, delays, partition_drops;
 	uint64_t crashes, partitions, asym_cuts, pauses, peer_downs;
 	uint64_t proposals, acked, lost, reads, reads_ok, reads_failed, lease_reads;
-	uint64_t transfers, changes, compactions, snapshots_sent, snapshots_installed;
+	uint64_t transfers, changes, compactions, snapshots_sent, snapshots_installed, rebuilds;
 	uint64_t elections, leaders, max_term;
 	uint64_t liveness_ms; /* Time from healing to a committed proposal. */
 };

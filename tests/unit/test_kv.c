@@ -243,6 +243,32 @@ static void test_random_ops_match_a_reference(void **state)
 	}
 }
 
+/* The state digest depends on the map only: the same keys and values give the
+ * same digest in any order of writes, an empty group digests like an unknown
+ * one, and a key set behind the log's back changes it. */
+static void test_state_digest_follows_the_map(void **state)
+{
+	struct kv_fixture *f = *state;
+	uint64_t empty = kv_state_digest(&f->kv, 1), one;
+
+	assert_int_equal(kv_state_digest(&f->kv, 1), kv_state_digest(&f->kv, 2));
+	put(f, 1, "a", "1");
+	put(f, 1, "b", "2");
+	put(f, 2, "b", "2");
+	put(f, 2, "a", "0");
+	put(f, 2, "a", "1");
+	one = kv_state_digest(&f->kv, 1);
+	assert_int_not_equal(one, empty);
+	assert_int_equal(kv_state_digest(&f->kv, 2), one);
+	assert_int_equal(kv_corrupt_local(&f->kv, 2, "a", 1, "x", 1), 0);
+	assert_int_not_equal(kv_state_digest(&f->kv, 2), one);
+	assert_int_equal(kv_corrupt_local(&f->kv, 2, "a", 1, "1", 1), 0);
+	assert_int_equal(kv_state_digest(&f->kv, 2), one);
+	del(f, 1, "a");
+	del(f, 1, "b");
+	assert_int_equal(kv_state_digest(&f->kv, 1), empty);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -257,6 +283,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_malformed_entries_change_nothing, kv_fixture_setup,
 					    kv_fixture_teardown),
 	    cmocka_unit_test_setup_teardown(test_cmd_decode_rejects_bad_headers, kv_fixture_setup,
+					    kv_fixture_teardown),
+	    cmocka_unit_test_setup_teardown(test_state_digest_follows_the_map, kv_fixture_setup,
 					    kv_fixture_teardown),
 	    cmocka_unit_test_setup_teardown(test_random_ops_match_a_reference, kv_fixture_setup,
 					    kv_fixture_teardown),

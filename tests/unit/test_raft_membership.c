@@ -585,6 +585,83 @@ static void test_snapshot_of_matching_prefix_keeps_the_log(void **state)
 	fx_deinit(&f);
 }
 
+/* raft_want_snapshot: a follower whose state machine must be rebuilt gets the
+ * leader's snapshot although its log already holds that index; the log after
+ * the snapshot stays, committed entries are applied again on top of it, and
+ * term and vote do not change. The leader cannot ask itself. */
+static void test_follower_wanting_a_snapshot_rebuilds_over_its_log(void **state)
+{
+	struct fixture f;
+	struct raft *leader, *r;
+	uint64_t term, vote, last;
+
+	(void)state;
+	setup_group(&f, 3, 3);
+	leader = fx_raft(&f, 1);
+	r = fx_raft(&f, 2);
+	for (int i = 0; i < 10; i++)
+		assert_int_equal(fx_propose(&f, 1, 8), 0);
+	fx_deliver_all(&f);
+	fx_run(&f, 2 * FX_HEARTBEAT_MS, 10);
+	last = raft_last_index(leader);
+	assert_int_equal(fx_node(&f, 2)->applied_index, last);
+	assert_int_equal(raft_compact(leader, 6), 0);
+	term = raft_term(r);
+	vote = r->vote;
+	assert_int_equal(raft_want_snapshot(leader), -EINVAL);
+	assert_int_equal(raft_want_snapshot(r), 0);
+	assert_true(raft_is_snapshot_wanted(r));
+	fx_collect(&f, 2);
+	assert_non_null(fx_find(&f, RAFT_MSG_SNAPSHOT_WANTED, 2, 1));
+	fx_deliver_all(&f);
+	assert_int_equal(fx_node(&f, 2)->snapshots_count, 1);
+	assert_int_equal(fx_node(&f, 2)->snapshot_last.index, 6);
+	assert_false(raft_is_snapshot_wanted(r));
+	/* The log after the snapshot is kept and re-applied. */
+	assert_int_equal(raft_first_index(r), 7);
+	assert_int_equal(raft_last_index(r), last);
+	assert_int_equal(raft_commit_index(r), last);
+	assert_int_equal(fx_node(&f, 2)->applied_index, last);
+	assert_int_equal(raft_term(r), term);
+	assert_int_equal(r->vote, vote);
+	/* Replication goes on. */
+	assert_int_equal(fx_propose(&f, 1, 8), 0);
+	fx_deliver_all(&f);
+	fx_run(&f, 2 * FX_HEARTBEAT_MS, 10);
+	assert_int_equal(raft_last_index(r), last + 1);
+	assert_int_equal(fx_node(&f, 2)->applied_index, last + 1);
+	fx_deinit(&f);
+}
+
+/* A leader without a recent enough snapshot says it wants one taken, and
+ * compacting offers it to the follower that asked. */
+static void test_snapshot_request_waits_for_a_compaction(void **state)
+{
+	struct fixture f;
+	struct raft *leader;
+
+	(void)state;
+	setup_group(&f, 3, 3);
+	leader = fx_raft(&f, 1);
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(fx_propose(&f, 1, 8), 0);
+	fx_deliver_all(&f);
+	fx_run(&f, 2 * FX_HEARTBEAT_MS, 10);
+	assert_false(raft_is_snapshot_requested(leader));
+	assert_int_equal(raft_want_snapshot(fx_raft(&f, 3)), 0);
+	fx_collect(&f, 3);
+	fx_deliver_all(&f);
+	assert_true(raft_is_snapshot_requested(leader));
+	assert_int_equal(fx_node(&f, 3)->snapshots_count, 0);
+	assert_int_equal(raft_compact(leader, raft_applied_index(leader)), 0);
+	assert_false(raft_is_snapshot_requested(leader));
+	fx_collect(&f, 1);
+	fx_deliver_all(&f);
+	assert_int_equal(fx_node(&f, 3)->snapshots_count, 1);
+	assert_int_equal(fx_node(&f, 3)->snapshot_last.index, raft_applied_index(leader));
+	fx_deinit(&f);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -607,6 +684,8 @@ int main(int argc, char **argv)
 	    cmocka_unit_test(test_follower_behind_compacted_log_gets_snapshot),
 	    cmocka_unit_test(test_snapshot_install_resets_log_and_conf),
 	    cmocka_unit_test(test_snapshot_of_matching_prefix_keeps_the_log),
+	    cmocka_unit_test(test_follower_wanting_a_snapshot_rebuilds_over_its_log),
+	    cmocka_unit_test(test_snapshot_request_waits_for_a_compaction),
 	};
 	if (argc > 1)
 		cmocka_set_test_filter(argv[1]); /* A test name, or a pattern with '*'. */

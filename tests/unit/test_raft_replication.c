@@ -638,6 +638,37 @@ static void test_propose_reports_errors(void **state)
 	fx_deinit(&f);
 }
 
+/* A check entry is replicated and committed like a normal one, with its type
+ * and payload intact on every follower; only the leader may propose one. */
+static void test_check_entry_replicates_with_its_type(void **state)
+{
+	static const uint8_t payload[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+	struct fixture f;
+	uint64_t index = 0;
+
+	(void)state;
+	fx_setup(&f, 3);
+	fx_start(&f);
+	fx_elect(&f, 1);
+	assert_int_equal(raft_propose_check(fx_raft(&f, 2), payload, sizeof(payload), &index),
+			 RAFT_ERR_NOT_LEADER);
+	assert_int_equal(raft_propose_check(fx_raft(&f, 1), payload, sizeof(payload), &index), 0);
+	assert_int_equal(index, raft_last_index(fx_raft(&f, 1)));
+	fx_deliver_all(&f);
+	fx_run(&f, 2 * FX_HEARTBEAT_MS, 10);
+	for (uint64_t id = 1; id <= 3; id++) {
+		const struct raft_entry *e = raft_entry_at(fx_raft(&f, id), index);
+
+		assert_true(raft_commit_index(fx_raft(&f, id)) >= index);
+		assert_true(fx_node(&f, id)->applied_index >= index);
+		assert_non_null(e);
+		assert_int_equal(e->type, RAFT_ENTRY_CHECK);
+		assert_int_equal(e->size, sizeof(payload));
+		assert_memory_equal(e->data, payload, sizeof(payload));
+	}
+	fx_deinit(&f);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -662,6 +693,7 @@ int main(int argc, char **argv)
 	    cmocka_unit_test(test_stale_persisted_report_is_ignored),
 	    cmocka_unit_test(test_malformed_messages_are_ignored),
 	    cmocka_unit_test(test_propose_reports_errors),
+	    cmocka_unit_test(test_check_entry_replicates_with_its_type),
 	};
 	if (argc > 1)
 		cmocka_set_test_filter(argv[1]); /* A test name, or a pattern with '*'. */

@@ -152,6 +152,41 @@ static void test_bad_fields_are_refused(void **state)
 	assert_int_equal(wire_msg_decode(buf, size, &used, &got, out, 8, NULL), -EPROTO);
 }
 
+/* A check entry crosses the wire with its type and payload; an entry type
+ * past the known ones is refused. */
+static void test_check_entries_travel_and_unknown_types_are_refused(void **state)
+{
+	static const uint8_t check[24] = {1};
+	struct raft_entry in[1] = {{.term = 5,
+				    .index = 12,
+				    .type = RAFT_ENTRY_CHECK,
+				    .size = sizeof(check),
+				    .data = check}};
+	struct raft_msg msg = {.group = 3,
+			       .from = 1,
+			       .to = 2,
+			       .term = 5,
+			       .log_term = 5,
+			       .index = 11,
+			       .type = RAFT_MSG_APPEND,
+			       .entries_count = 1,
+			       .entries = in};
+	struct raft_entry out[1];
+	struct raft_msg got;
+	uint8_t buf[512];
+	size_t size, used;
+
+	(void)state;
+	size = wire_msg_encode(&msg, buf);
+	assert_int_equal(wire_msg_decode(buf, size, &used, &got, out, 1, NULL), 0);
+	assert_int_equal(got.entries_count, 1);
+	assert_int_equal(out[0].type, RAFT_ENTRY_CHECK);
+	assert_int_equal(out[0].size, sizeof(check));
+	assert_memory_equal(out[0].data, check, sizeof(check));
+	buf[88 + 8] = RAFT_ENTRY_CHECK + 1; /* The first entry's type. */
+	assert_int_equal(wire_msg_decode(buf, size, &used, &got, out, 1, NULL), -EPROTO);
+}
+
 /* A frame's checksum catches any flipped bit; oversize and unknown kinds are refused. */
 static void test_frame_checksum_and_limits(void **state)
 {
@@ -314,6 +349,7 @@ int main(void)
 	    cmocka_unit_test(test_snapshot_round_trips),
 	    cmocka_unit_test(test_truncated_messages_are_refused),
 	    cmocka_unit_test(test_bad_fields_are_refused),
+	    cmocka_unit_test(test_check_entries_travel_and_unknown_types_are_refused),
 	    cmocka_unit_test(test_frame_checksum_and_limits),
 	    cmocka_unit_test(test_handshake),
 	    cmocka_unit_test(test_beats_round_trip_and_refuse_garbage),
