@@ -1795,7 +1795,7 @@ static int load_u64_cmp(const void *a, const void *b)
 }
 
 /* A test of the checker on a real history, enabled by the environment
- * variable FLOTILLA_LOAD_CHECK_DROP_WRITE=1: leave out of ops the first
+ * variable FLOTILLA_LOAD_CHECK_DROP_WRITE=1: leave out of ops one
  * acknowledged write that a read saw. A read then sees a value nobody wrote,
  * which the check must report. Returns the new count. */
 static uint64_t load_check_drop_write(FILE *out, struct lincheck_op *ops, uint64_t count)
@@ -1813,10 +1813,22 @@ static uint64_t load_check_drop_write(FILE *out, struct lincheck_op *ops, uint64
 		    ops[i].value != LINCHECK_ABSENT)
 			seen[seen_count++] = ops[i].value;
 	qsort(seen, seen_count, sizeof(*seen), load_u64_cmp);
-	for (uint64_t i = 0; i < count && drop == UINT64_MAX; i++)
-		if (ops[i].kind == LINCHECK_WRITE && ops[i].return_ns != LINCHECK_PENDING &&
-		    bsearch(&ops[i].value, seen, seen_count, sizeof(*seen), load_u64_cmp) != NULL)
-			drop = i;
+	/* The middle one of them, in the order of the history: a write among
+	 * others, not the first of the run. */
+	for (uint64_t pass = 0, found = 0; pass < 2 && drop == UINT64_MAX; pass++) {
+		uint64_t target = found / 2, n = 0;
+
+		for (uint64_t i = 0; i < count && drop == UINT64_MAX; i++) {
+			if (ops[i].kind != LINCHECK_WRITE || ops[i].return_ns == LINCHECK_PENDING ||
+			    bsearch(&ops[i].value, seen, seen_count, sizeof(*seen), load_u64_cmp) ==
+				NULL)
+				continue;
+			if (pass == 1 && n == target)
+				drop = i;
+			n++;
+		}
+		found = n;
+	}
 	free(seen);
 	if (drop == UINT64_MAX) {
 		fprintf(out, "FLOTILLA_LOAD_CHECK_DROP_WRITE: no acknowledged write was read\n");
