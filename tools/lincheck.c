@@ -468,12 +468,13 @@ static uint64_t lincheck_distance(const struct lincheck_op *a, const struct linc
 }
 
 /* Fill v->window: the stuck operation, the last write that returned before
- * its call, and the operations concurrent with it, nearest first when they
- * do not all fit; then in call order. */
+ * its call, the write whose value it read (if it is a read), and the
+ * operations concurrent with it, nearest first when they do not all fit;
+ * then in call order. */
 static void lincheck_window(const struct lincheck_key *k, struct lincheck_violation *v)
 {
 	const struct lincheck_op *x = &k->ops[v->stuck];
-	uint64_t before = UINT64_MAX;
+	uint64_t before = UINT64_MAX, source = UINT64_MAX;
 
 	v->window_count = 0;
 	v->window_omitted = 0;
@@ -487,6 +488,14 @@ static void lincheck_window(const struct lincheck_key *k, struct lincheck_violat
 	}
 	if (before != UINT64_MAX)
 		v->window[v->window_count++] = before;
+	for (uint32_t i = 0; i < k->count && x->kind == LINCHECK_READ; i++) {
+		const struct lincheck_op *op = &k->ops[k->global[i]];
+
+		if (op->kind == LINCHECK_WRITE && op->value == x->value && k->global[i] != before)
+			source = k->global[i];
+	}
+	if (source != UINT64_MAX && !lincheck_overlaps(&k->ops[source], x))
+		v->window[v->window_count++] = source;
 	for (uint32_t i = 0; i < k->count; i++) {
 		uint64_t g = k->global[i];
 		uint32_t far = 0;
@@ -500,7 +509,7 @@ static void lincheck_window(const struct lincheck_key *k, struct lincheck_violat
 		v->window_omitted++;
 		/* Full: replace the farthest concurrent one if g is nearer. */
 		for (uint32_t j = 1; j < v->window_count; j++)
-			if (v->window[j] != before &&
+			if (v->window[j] != before && v->window[j] != source &&
 			    (far == 0 || lincheck_distance(&k->ops[v->window[j]], x) >
 					     lincheck_distance(&k->ops[v->window[far]], x)))
 				far = j;

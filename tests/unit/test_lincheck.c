@@ -110,10 +110,12 @@ static void test_stale_read_is_caught(void **state)
 	assert_int_equal(seen.key, 7);
 	assert_int_equal(seen.stuck.kind, LINCHECK_READ);
 	assert_int_equal(seen.stuck.value, 1);
-	/* The window: the stale read and the write that returned before it. */
-	assert_int_equal(seen.window_count, 2);
-	assert_int_equal(seen.window[0].value, 2);
-	assert_int_equal(seen.window[1].client, 3);
+	/* The window: the write it read, the one that overwrote it before the
+	 * read was called, and the read. */
+	assert_int_equal(seen.window_count, 3);
+	assert_int_equal(seen.window[0].value, 1);
+	assert_int_equal(seen.window[1].value, 2);
+	assert_int_equal(seen.window[2].client, 3);
 }
 
 /* An acknowledged write that a later read does not see was lost. */
@@ -122,12 +124,20 @@ static void test_lost_write_is_caught(void **state)
 	struct lincheck_op ops[] = {
 	    w(1, 7, 1, 0, 10),
 	    r(2, 7, LINCHECK_ABSENT, 20, 30),
+	    w(3, 7, 3, 25, 35),
+	    w(4, 7, 4, 40, 50),
 	};
 	struct seen seen;
 
 	(void)state;
 	assert_int_equal(CHECK(ops, false, &seen), 1);
 	assert_int_equal(seen.stuck.client, 2);
+	/* The window: the write before it, the read, the write concurrent
+	 * with it; not the write after it. */
+	assert_int_equal(seen.window_count, 3);
+	assert_int_equal(seen.window[0].client, 1);
+	assert_int_equal(seen.window[1].client, 2);
+	assert_int_equal(seen.window[2].client, 3);
 }
 
 /* A value that no write wrote cannot be read, neither from a fresh key nor
