@@ -268,6 +268,7 @@ struct load_run {
 	FILE *out;      /* Human-readable output. */
 	uint64_t nonce; /* --check: starts every value this run writes. */
 	struct load_check check;
+	bool stale_reads; /* FLOTILLA_LOAD_CHECK_STALE_READS=1, see load_main(). */
 };
 
 static volatile sig_atomic_t load_interrupted;
@@ -613,7 +614,7 @@ static void load_req_send(struct load_thread *t, uint32_t slot, uint64_t now)
 	snprintf(key, sizeof(key), "k%015llx", (unsigned long long)req->key);
 	req->id = (++t->seq << LOAD_SLOT_BITS) | slot;
 	creq = (struct client_request){
-	    .op = req->op,
+	    .op = req->op == CLIENT_OP_GET && t->run->stale_reads ? CLIENT_OP_LOCAL_GET : req->op,
 	    .request_id = req->id,
 	    .group = load_group_of(t->run, req->key),
 	    .key = key,
@@ -659,6 +660,8 @@ static void load_req_start(struct load_thread *t, uint32_t slot, uint64_t due_ns
 	req->measured = due_ns >= run->measure_ns && due_ns < load_end_ns(run);
 	node = load_pick_node(t, load_group_of(run, req->key));
 	req->node_slot = node < 0 ? 0 : (uint32_t)node;
+	if (run->stale_reads && req->op == CLIENT_OP_GET) /* Mostly a follower. */
+		req->node_slot = (uint32_t)(load_rng_next(t->rng) % run->opt.nodes_count);
 	if (run->opt.check) {
 		if (req->op == CLIENT_OP_PUT)
 			req->value_id = (uint64_t)(t->index + 1) << 40 | ++t->writes_started;
@@ -2170,6 +2173,14 @@ int main(int argc, char **argv)
 	run.check.out = run.out;
 	if (o->check_file_path != NULL)
 		return load_check_file(&run);
+	/* A test of the check against real anomalies: GETs become LOCAL_GETs
+	 * (no read barrier) to any node, so followers that lag answer stale
+	 * values, which the check must report. */
+	run.stale_reads = o->check && getenv("FLOTILLA_LOAD_CHECK_STALE_READS") != NULL &&
+			  strcmp(getenv("FLOTILLA_LOAD_CHECK_STALE_READS"), "1") == 0;
+	if (run.stale_reads)
+		fprintf(run.out, "FLOTILLA_LOAD_CHECK_STALE_READS: reads without a read barrier, "
+				 "from any node: the check should fail\n");
 	/* Values of earlier runs on the same cluster must not pass for this
 	 * run's: the nonce differs from run to run. */
 	run.nonce = load_splitmix(&(uint64_t){o->seed ^ load_now_ns() ^ (uint64_t)getpid() << 32});
