@@ -422,7 +422,7 @@ static uint64_t load_value_id(const struct load_run *run, const void *value, uin
 	for (uint32_t i = 0; i < size; i++)
 		h = (h ^ p[i]) * 0x100000001b3ull;
 	h |= LINCHECK_FOREIGN;
-	return h == UINT64_MAX ? h - 1 : h; /* UINT64_MAX is no value. */
+	return h >= UINT64_MAX - 1 ? h - 2 : h; /* The top two are no values. */
 }
 
 /* Record the call of the request in slot, made no later than now. */

@@ -30,7 +30,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define LINCHECK_STATE_UNKNOWN UINT64_MAX /* The register's initial, unknown value. */
+#define LINCHECK_STATE_UNKNOWN UINT64_MAX       /* The register's initial, unknown value. */
+#define LINCHECK_STATE_UNSEEN  (UINT64_MAX - 1) /* The value of a write no read saw. */
 #define LINCHECK_NONE          UINT32_MAX
 
 /* One call or return in the time-ordered list. */
@@ -41,11 +42,16 @@ struct lincheck_event {
 };
 
 /* An explored configuration: its hash, the register value, and where its
- * bitset lives in the arena. */
+ * bitset lives in the arena. Only the words from the first that is not all
+ * ones to the last that is not zero are kept: the operations linearized are
+ * nearly always every one up to some point plus a few concurrent ones, so
+ * a configuration takes a few words however long the history. */
 struct lincheck_slot {
 	uint64_t hash;
 	uint64_t state;
-	uint64_t bits_at; /* Word offset in the arena + 1; 0: empty slot. */
+	uint64_t bits_at;     /* Word offset in the arena + 1; 0: empty slot. */
+	uint32_t word_from;   /* Words before it are all ones, from it on as stored, */
+	uint32_t words_count; /* and after those all zero. */
 };
 
 struct lincheck_cache {
@@ -54,7 +60,7 @@ struct lincheck_cache {
 	uint64_t used;
 	uint64_t *arena;
 	uint64_t arena_used, arena_size; /* Words. */
-	uint32_t words;                  /* Per bitset. */
+	uint32_t words;                  /* Per bitset, in full. */
 	uint64_t size_max;               /* Bytes of slots and arena together. */
 };
 
@@ -63,6 +69,13 @@ struct lincheck_key {
 	const struct lincheck_op *ops; /* Sorted history. */
 	uint64_t *global;              /* [local op] index into ops. */
 	bool *foreign;                 /* [local op] a read of a value no write made. */
+	bool *unseen;                  /* [local op] a write whose value no read saw. */
+	/* Which value a read saw, as a slot: the local index of its write,
+	 * count for the initial value, count + 1 for a value no write made on a
+	 * key that starts absent (such a read never fits). A write's slot is
+	 * its own index. reads_left[slot]: reads of it not linearized yet. */
+	uint32_t *slot;
+	uint32_t *reads_left;
 	uint64_t *zobrist;             /* [local op] */
 	uint32_t count;                /* Kept operations. */
 	struct lincheck_event *events; /* 2 count, time order. */
@@ -95,7 +108,7 @@ static int lincheck_cache_init(struct lincheck_cache *c, uint32_t words, uint64_
 	c->size_max = size_max;
 	c->slots_count = 1024;
 	c->slots = calloc(c->slots_count, sizeof(*c->slots));
-	c->arena_size = (uint64_t)words * 256;
+	c->arena_size = (uint64_t)words + 4096;
 	c->arena = malloc(c->arena_size * sizeof(*c->arena));
 	if (c->slots == NULL || c->arena == NULL) {
 		free(c->slots);
@@ -142,12 +155,12 @@ static int lincheck_cache_grow_slots(struct lincheck_cache *c)
 	return 0;
 }
 
-static int lincheck_cache_grow_arena(struct lincheck_cache *c)
+static int lincheck_cache_grow_arena(struct lincheck_cache *c, uint64_t need)
 {
-	uint64_t size = c->arena_size * 2;
+	uint64_t size = c->arena_size * 2 > need ? c->arena_size * 2 : need;
 	uint64_t *arena;
 
-	if (lincheck_cache_size(c) + c->arena_size * sizeof(*arena) > c->size_max)
+	if (lincheck_cache_size(c) + (size - c->arena_size) * sizeof(*arena) > c->size_max)
 		return -ENOSPC;
 	arena = realloc(c->arena, size * sizeof(*arena));
 	if (arena == NULL)
@@ -163,39 +176,58 @@ static int lincheck_cache_add(struct lincheck_cache *c, const uint64_t *bits, ui
 			      uint64_t state)
 {
 	uint64_t hash = lincheck_cache_hash(bits_hash, state), mask, at;
-	size_t bytes = c->words * sizeof(uint64_t);
+	uint32_t from = 0, to = c->words; /* Words [from, to) are kept. */
+	size_t bytes;
 	int rv;
 
+	while (from + 1 < c->words && bits[from] == UINT64_MAX)
+		from++;
+	while (to > from + 1 && bits[to - 1] == 0)
+		to--;
+	bytes = (to - from) * sizeof(uint64_t);
 	if ((c->used + 1) * 4 > c->slots_count * 3 && (rv = lincheck_cache_grow_slots(c)) != 0)
 		return rv;
-	if (c->arena_used + c->words > c->arena_size && (rv = lincheck_cache_grow_arena(c)) != 0)
+	if (c->arena_used + (to - from) > c->arena_size &&
+	    (rv = lincheck_cache_grow_arena(c, c->arena_used + (to - from))) != 0)
 		return rv;
 	mask = c->slots_count - 1;
 	for (at = hash & mask; c->slots[at].bits_at != 0; at = (at + 1) & mask) {
 		const struct lincheck_slot *s = &c->slots[at];
 
-		if (s->hash == hash && s->state == state &&
-		    memcmp(c->arena + s->bits_at - 1, bits, bytes) == 0)
+		if (s->hash == hash && s->state == state && s->word_from == from &&
+		    s->words_count == to - from &&
+		    memcmp(c->arena + s->bits_at - 1, bits + from, bytes) == 0)
 			return 0;
 	}
-	memcpy(c->arena + c->arena_used, bits, bytes);
-	c->slots[at] =
-	    (struct lincheck_slot){.hash = hash, .state = state, .bits_at = c->arena_used + 1};
-	c->arena_used += c->words;
+	memcpy(c->arena + c->arena_used, bits + from, bytes);
+	c->slots[at] = (struct lincheck_slot){.hash = hash,
+					      .state = state,
+					      .bits_at = c->arena_used + 1,
+					      .word_from = from,
+					      .words_count = to - from};
+	c->arena_used += to - from;
 	c->used++;
 	return 1;
 }
 
 /* --- The register. --- */
 
-/* Whether op may take effect on a register holding *state; if so, *state
- * becomes the value after it. */
-static bool lincheck_step(const struct lincheck_key *k, uint32_t local, uint64_t *state)
+/* Whether op may take effect on a register holding *state (whose slot is
+ * *slot); if so, *state and *slot become the value after it. */
+static bool lincheck_step(const struct lincheck_key *k, uint32_t local, uint64_t *state,
+			  uint32_t *slot)
 {
 	const struct lincheck_op *op = &k->ops[k->global[local]];
 
 	if (op->kind == LINCHECK_WRITE) {
-		*state = op->value;
+		/* Values are never written twice: once overwritten, a value is
+		 * gone for good, and so are the reads still to see it. */
+		if (k->reads_left[*slot] > 0)
+			return false;
+		/* Which write no read saw holds the register makes no difference:
+		 * one state for them all lets the cache merge their orders. */
+		*state = k->unseen[local] ? LINCHECK_STATE_UNSEEN : op->value;
+		*slot = local;
 		return true;
 	}
 	if (*state == op->value)
@@ -276,62 +308,134 @@ static void lincheck_key_link(struct lincheck_key *k)
 
 struct lincheck_frame {
 	uint32_t event;
+	uint32_t slot;
+	bool eager; /* Taken by the rule of lincheck_key_search(): no alternative. */
 	uint64_t state;
 };
 
+/* The register and the explored state of one key during its search. */
+struct lincheck_cursor {
+	uint64_t state;
+	uint32_t slot;
+	uint64_t bits_hash;
+	uint32_t depth;
+};
+
+/* Linearize the operation of call event e, after which the register holds
+ * after (in slot after_slot). */
+static void lincheck_push(struct lincheck_key *k, struct lincheck_frame *stack,
+			  struct lincheck_cursor *c, uint32_t e, bool eager, uint64_t after,
+			  uint32_t after_slot)
+{
+	uint32_t op = k->events[e].op;
+
+	stack[c->depth++] = (struct lincheck_frame){e, c->slot, eager, c->state};
+	if (k->ops[k->global[op]].kind == LINCHECK_READ)
+		k->reads_left[k->slot[op]]--;
+	c->state = after;
+	c->slot = after_slot;
+	c->bits_hash ^= k->zobrist[op];
+	lincheck_bit_flip(k->bits, op);
+	lincheck_lift(k, e);
+}
+
+/* Undo the last step, and the eager ones before it, which have no
+ * alternative to try (see lincheck_key_search()). Returns the event to go
+ * on from, or LINCHECK_NONE when nothing is left to undo. */
+static uint32_t lincheck_backtrack(struct lincheck_key *k, struct lincheck_frame *stack,
+				   struct lincheck_cursor *c)
+{
+	const struct lincheck_frame *f;
+	uint32_t op;
+
+	do {
+		if (c->depth == 0)
+			return LINCHECK_NONE;
+		f = &stack[--c->depth];
+		op = k->events[f->event].op;
+		c->state = f->state;
+		c->slot = f->slot;
+		c->bits_hash ^= k->zobrist[op];
+		if (k->ops[k->global[op]].kind == LINCHECK_READ)
+			k->reads_left[k->slot[op]]++;
+		lincheck_bit_flip(k->bits, op);
+		lincheck_unlift(k, f->event);
+	} while (f->eager);
+	return k->next[f->event];
+}
+
 /* Search one key. Returns 1 when linearizable, 0 when not (with *stuck the
- * local op to blame), -ENOSPC when undecided, -ENOMEM. */
+ * local op whose return no order got past, furthest in time, and *blocked
+ * the slot whose reads kept it, a write, from taking effect, or
+ * LINCHECK_NONE), -ENOSPC when undecided, -ENOMEM.
+ *
+ * Two rules beyond Lowe's. A write may not overwrite a value that reads
+ * still have to see (lincheck_step()). And an operation that may take
+ * effect now and leaves the register as it was (a read, or a write no read
+ * saw over another such write) is linearized now, eagerly, and never tried
+ * later instead. Any order that places it later works as well with it here:
+ * every operation that had to precede it has taken effect (its call comes
+ * before the first return left in the list), and it changes nothing for the
+ * operations it then precedes, nor, once gone from its old place, for those
+ * after it (an unseen write is followed by a write, or by nothing). The same
+ * holds for a read that pins an unknown initial value: it pins the value
+ * every read before the first write must see. Both rules prune the orders of
+ * concurrent operations, which otherwise multiply. */
 static int lincheck_key_search(struct lincheck_key *k, uint64_t initial,
 			       struct lincheck_cache *cache, struct lincheck_frame *stack,
-			       uint64_t *steps, uint32_t *stuck)
+			       uint64_t *steps, uint32_t *stuck, uint32_t *blocked)
 {
-	uint32_t n = k->count, head = 2 * n, tail = 2 * n + 1, depth = 0, e, best = 0;
-	uint64_t state = initial, bits_hash = 0;
+	uint32_t n = k->count, head = 2 * n, tail = 2 * n + 1, e, best = 0;
+	struct lincheck_cursor c = {.state = initial, .slot = n};
 	int rv;
 
 	*stuck = LINCHECK_NONE;
+	*blocked = LINCHECK_NONE;
 	lincheck_key_link(k);
 	e = k->next[head];
 	while (k->next[head] != tail) {
 		struct lincheck_event *ev = &k->events[e];
+		uint64_t after = c.state;
+		uint32_t after_slot = c.slot;
 
-		if (!ev->is_return) {
-			uint64_t after = state;
-
-			if (lincheck_step(k, ev->op, &after)) {
-				lincheck_bit_flip(k->bits, ev->op);
-				rv = lincheck_cache_add(cache, k->bits,
-							bits_hash ^ k->zobrist[ev->op], after);
-				if (rv < 0)
-					return rv;
-				if (rv == 1) {
-					(*steps)++;
-					stack[depth++] = (struct lincheck_frame){e, state};
-					state = after;
-					bits_hash ^= k->zobrist[ev->op];
-					lincheck_lift(k, e);
-					e = k->next[head];
-					continue;
-				}
-				lincheck_bit_flip(k->bits, ev->op);
+		if (ev->is_return) {
+			/* ev's operation had to take effect by now and none could. */
+			if (*stuck == LINCHECK_NONE || e > best) {
+				best = e;
+				*stuck = ev->op;
+				*blocked = k->ops[k->global[ev->op]].kind == LINCHECK_WRITE &&
+						   k->reads_left[c.slot] > 0
+					       ? c.slot
+					       : LINCHECK_NONE;
 			}
+		} else if (!lincheck_step(k, ev->op, &after, &after_slot)) {
 			e = k->next[e];
 			continue;
+		} else {
+			bool eager =
+			    after == c.state || k->ops[k->global[ev->op]].kind == LINCHECK_READ;
+
+			lincheck_bit_flip(k->bits, ev->op);
+			rv = lincheck_cache_add(cache, k->bits, c.bits_hash ^ k->zobrist[ev->op],
+						after);
+			lincheck_bit_flip(k->bits, ev->op);
+			if (rv < 0)
+				return rv;
+			if (rv == 1) {
+				(*steps)++;
+				lincheck_push(k, stack, &c, e, eager, after, after_slot);
+				e = k->next[head];
+				continue;
+			}
+			if (!eager) {
+				e = k->next[e];
+				continue;
+			}
+			/* Eager, and explored already: this configuration fails. */
 		}
-		/* ev's operation had to take effect by now and none could. */
-		if (*stuck == LINCHECK_NONE || e > best) {
-			best = e;
-			*stuck = ev->op;
-		}
-		if (depth == 0)
+		e = lincheck_backtrack(k, stack, &c);
+		if (e == LINCHECK_NONE)
 			return 0;
-		depth--;
-		e = stack[depth].event;
-		state = stack[depth].state;
-		lincheck_bit_flip(k->bits, k->events[e].op);
-		bits_hash ^= k->zobrist[k->events[e].op];
-		lincheck_unlift(k, e);
-		e = k->next[e];
 	}
 	return 1;
 }
@@ -352,7 +456,7 @@ static bool lincheck_has(const uint64_t *sorted, uint64_t count, uint64_t v)
 
 static bool lincheck_op_is_valid(const struct lincheck_op *op)
 {
-	if (op->return_ns < op->call_ns || op->value == UINT64_MAX)
+	if (op->return_ns < op->call_ns || op->value >= LINCHECK_STATE_UNSEEN)
 		return false;
 	if (op->kind == LINCHECK_READ)
 		return true;
@@ -360,8 +464,23 @@ static bool lincheck_op_is_valid(const struct lincheck_op *op)
 	       (op->value & LINCHECK_FOREIGN) == 0;
 }
 
+/* A write's value and its local index, to find a read's write. */
+struct lincheck_pair {
+	uint64_t value;
+	uint32_t local;
+};
+
+static int lincheck_pair_cmp(const void *a, const void *b)
+{
+	uint64_t x = ((const struct lincheck_pair *)a)->value;
+	uint64_t y = ((const struct lincheck_pair *)b)->value;
+
+	return x < y ? -1 : x > y;
+}
+
 /* Scratch space for the keys, sized for the largest. */
 struct lincheck_scratch {
+	struct lincheck_pair *pairs;
 	uint64_t *written; /* Values written to the key, sorted. */
 	uint64_t *seen;    /* Values completed reads saw, sorted. */
 	struct lincheck_key key;
@@ -374,6 +493,10 @@ static void lincheck_scratch_deinit(struct lincheck_scratch *s)
 	free(s->seen);
 	free(s->key.global);
 	free(s->key.foreign);
+	free(s->key.unseen);
+	free(s->key.slot);
+	free(s->key.reads_left);
+	free(s->pairs);
 	free(s->key.zobrist);
 	free(s->key.events);
 	free(s->key.next);
@@ -395,6 +518,10 @@ static int lincheck_scratch_init(struct lincheck_scratch *s, uint64_t n)
 	s->seen = malloc((n + 1) * sizeof(*s->seen));
 	k->global = malloc((n + 1) * sizeof(*k->global));
 	k->foreign = malloc((n + 1) * sizeof(*k->foreign));
+	k->unseen = malloc((n + 1) * sizeof(*k->unseen));
+	k->slot = malloc((n + 1) * sizeof(*k->slot));
+	k->reads_left = malloc((n + 2) * sizeof(*k->reads_left));
+	s->pairs = malloc((n + 1) * sizeof(*s->pairs));
 	k->zobrist = malloc((n + 1) * sizeof(*k->zobrist));
 	k->events = malloc((2 * n + 1) * sizeof(*k->events));
 	k->next = malloc((2 * n + 2) * sizeof(*k->next));
@@ -404,6 +531,7 @@ static int lincheck_scratch_init(struct lincheck_scratch *s, uint64_t n)
 	k->bits = malloc((n / 64 + 1) * sizeof(*k->bits));
 	s->stack = malloc((n + 1) * sizeof(*s->stack));
 	if (s->written == NULL || s->seen == NULL || k->global == NULL || k->foreign == NULL ||
+	    k->unseen == NULL || k->slot == NULL || k->reads_left == NULL || s->pairs == NULL ||
 	    k->zobrist == NULL || k->events == NULL || k->next == NULL || k->prev == NULL ||
 	    k->match == NULL || k->call_event == NULL || k->bits == NULL || s->stack == NULL) {
 		lincheck_scratch_deinit(s);
@@ -414,10 +542,44 @@ static int lincheck_scratch_init(struct lincheck_scratch *s, uint64_t n)
 	return 0;
 }
 
+/* Give each kept operation of s->key its slot, and count the reads of each. */
+static void lincheck_key_slots(struct lincheck_scratch *s, bool initial_unknown)
+{
+	struct lincheck_key *k = &s->key;
+	uint32_t writes = 0, n = k->count;
+
+	for (uint32_t i = 0; i < n; i++) {
+		const struct lincheck_op *op = &k->ops[k->global[i]];
+
+		if (op->kind == LINCHECK_WRITE)
+			s->pairs[writes++] = (struct lincheck_pair){op->value, i};
+	}
+	qsort(s->pairs, writes, sizeof(*s->pairs), lincheck_pair_cmp);
+	memset(k->reads_left, 0, (n + 2) * sizeof(*k->reads_left));
+	for (uint32_t i = 0; i < n; i++) {
+		const struct lincheck_op *op = &k->ops[k->global[i]];
+		struct lincheck_pair key = {.value = op->value}, *found;
+
+		if (op->kind == LINCHECK_WRITE) {
+			k->slot[i] = i;
+			continue;
+		}
+		found = bsearch(&key, s->pairs, writes, sizeof(*s->pairs), lincheck_pair_cmp);
+		if (found != NULL)
+			k->slot[i] = found->local;
+		else if (initial_unknown || op->value == LINCHECK_ABSENT)
+			k->slot[i] = n; /* The initial value. */
+		else
+			k->slot[i] = n + 1;
+		k->reads_left[k->slot[i]]++;
+	}
+}
+
 /* Pick the operations of ops[lo..hi) that matter (see lincheck.h) into s->key.
  * Returns 0, or -EINVAL for a malformed operation or a value written twice. */
 static int lincheck_key_select(struct lincheck_scratch *s, const struct lincheck_op *ops,
-			       uint64_t lo, uint64_t hi, struct lincheck_result *result)
+			       uint64_t lo, uint64_t hi, bool initial_unknown,
+			       struct lincheck_result *result)
 {
 	struct lincheck_key *k = &s->key;
 	uint64_t written = 0, seen = 0;
@@ -449,8 +611,11 @@ static int lincheck_key_select(struct lincheck_scratch *s, const struct lincheck
 		}
 		k->foreign[k->count] =
 		    op->kind == LINCHECK_READ && !lincheck_has(s->written, written, op->value);
+		k->unseen[k->count] =
+		    op->kind == LINCHECK_WRITE && !lincheck_has(s->seen, seen, op->value);
 		k->global[k->count++] = i;
 	}
+	lincheck_key_slots(s, initial_unknown);
 	memset(k->bits, 0, ((uint64_t)k->count / 64 + 1) * sizeof(*k->bits));
 	return 0;
 }
@@ -468,13 +633,14 @@ static uint64_t lincheck_distance(const struct lincheck_op *a, const struct linc
 }
 
 /* Fill v->window: the stuck operation, the last write that returned before
- * its call, the write whose value it read (if it is a read), and the
- * operations concurrent with it, nearest first when they do not all fit;
- * then in call order. */
+ * its call, the write whose value it read (if it is a read), the first read
+ * after it that saw the value of that last write, and the operations
+ * concurrent with it, nearest first when they do not all fit; then in call
+ * order. */
 static void lincheck_window(const struct lincheck_key *k, struct lincheck_violation *v)
 {
 	const struct lincheck_op *x = &k->ops[v->stuck];
-	uint64_t before = UINT64_MAX, source = UINT64_MAX;
+	uint64_t before = UINT64_MAX, source = UINT64_MAX, later = UINT64_MAX;
 
 	v->window_count = 0;
 	v->window_omitted = 0;
@@ -496,6 +662,17 @@ static void lincheck_window(const struct lincheck_key *k, struct lincheck_violat
 	}
 	if (source != UINT64_MAX && !lincheck_overlaps(&k->ops[source], x))
 		v->window[v->window_count++] = source;
+	/* The first read called later that still saw the value of `before`:
+	 * the register went back to it. */
+	for (uint32_t i = 0; i < k->count && before != UINT64_MAX && later == UINT64_MAX; i++) {
+		const struct lincheck_op *op = &k->ops[k->global[i]];
+
+		if (op->kind == LINCHECK_READ && op->value == k->ops[before].value &&
+		    op->call_ns > x->call_ns && !lincheck_overlaps(op, x))
+			later = k->global[i];
+	}
+	if (later != UINT64_MAX)
+		v->window[v->window_count++] = later;
 	for (uint32_t i = 0; i < k->count; i++) {
 		uint64_t g = k->global[i];
 		uint32_t far = 0;
@@ -510,6 +687,7 @@ static void lincheck_window(const struct lincheck_key *k, struct lincheck_violat
 		/* Full: replace the farthest concurrent one if g is nearer. */
 		for (uint32_t j = 1; j < v->window_count; j++)
 			if (v->window[j] != before && v->window[j] != source &&
+			    v->window[j] != later &&
 			    (far == 0 || lincheck_distance(&k->ops[v->window[j]], x) >
 					     lincheck_distance(&k->ops[v->window[far]], x)))
 				far = j;
@@ -519,6 +697,24 @@ static void lincheck_window(const struct lincheck_key *k, struct lincheck_violat
 	}
 	qsort(v->window, v->window_count, sizeof(uint64_t),
 	      lincheck_u64_cmp); /* ops are in call order. */
+}
+
+/* The operation to blame for a violation: the one whose return no order got
+ * past, unless it is a write that could not take effect because reads still
+ * had to see the value it would overwrite; then the one of those reads
+ * called last, which comes too late to see it. */
+static uint32_t lincheck_blame(const struct lincheck_key *k, uint32_t stuck, uint32_t blocked)
+{
+	uint32_t blame = stuck;
+
+	for (uint32_t i = 0; i < k->count && blocked != LINCHECK_NONE; i++) {
+		const struct lincheck_op *op = &k->ops[k->global[i]];
+
+		if (op->kind == LINCHECK_READ && k->slot[i] == blocked &&
+		    (blame == stuck || op->call_ns >= k->ops[k->global[blame]].call_ns))
+			blame = i;
+	}
+	return blame;
 }
 
 /* --- The whole history. --- */
@@ -544,10 +740,10 @@ static int lincheck_check_key(struct lincheck_scratch *s, struct lincheck_op *op
 	struct lincheck_cache cache;
 	uint64_t size_max =
 	    config->cache_size_max != 0 ? config->cache_size_max : LINCHECK_CACHE_SIZE_DEFAULT;
-	uint32_t stuck;
+	uint32_t stuck, blocked;
 	int rv;
 
-	rv = lincheck_key_select(s, ops, lo, hi, result);
+	rv = lincheck_key_select(s, ops, lo, hi, config->initial_unknown, result);
 	if (rv != 0)
 		return rv;
 	if (k->count > result->ops_max_per_key)
@@ -557,7 +753,7 @@ static int lincheck_check_key(struct lincheck_scratch *s, struct lincheck_op *op
 		return rv;
 	rv = lincheck_key_search(k,
 				 config->initial_unknown ? LINCHECK_STATE_UNKNOWN : LINCHECK_ABSENT,
-				 &cache, s->stack, &result->steps, &stuck);
+				 &cache, s->stack, &result->steps, &stuck, &blocked);
 	lincheck_cache_deinit(&cache);
 	if (rv == -ENOSPC) {
 		result->undecided++;
@@ -569,7 +765,7 @@ static int lincheck_check_key(struct lincheck_scratch *s, struct lincheck_op *op
 		struct lincheck_violation v = {.key = ops[lo].key, .ops = ops};
 
 		result->violations++;
-		v.stuck = k->global[stuck];
+		v.stuck = k->global[lincheck_blame(k, stuck, blocked)];
 		lincheck_window(k, &v);
 		if (violation != NULL)
 			violation(&v, arg);
