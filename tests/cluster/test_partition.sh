@@ -45,7 +45,7 @@ say() {
 }
 
 cleanup() {
-	local i pid
+	local pid
 	set +e
 	for pid in "${pids[@]}" $proxy_pid $load_pid; do
 		kill -CONT "$pid" 2>/dev/null
@@ -54,8 +54,7 @@ cleanup() {
 	for pid in "${pids[@]}" $proxy_pid $load_pid; do
 		wait "$pid" 2>/dev/null
 	done
-	for i in "${links_made[@]}"; do ip link del "$i" 2>/dev/null; done
-	for i in "${netns_made[@]}"; do ip netns del "$i" 2>/dev/null; done
+	teardown_netns
 	if [ "$failed" -ne 0 ]; then
 		for log in "$dir"/node-*.log "$dir"/proxy.log; do
 			[ -f "$log" ] || continue
@@ -95,24 +94,36 @@ pick_subnet() {
 setup_netns() {
 	local i net ns
 	net=$(pick_subnet) || return 1
-	ip link add "${tag}b" type bridge
+	ip link add "${tag}b" type bridge || return 1
 	links_made+=("${tag}b")
-	ip addr add "$net.254/24" dev "${tag}b"
-	ip link set "${tag}b" up
+	ip addr add "$net.254/24" dev "${tag}b" && ip link set "${tag}b" up || return 1
 	for i in $(seq "$nodes"); do
 		ns=$tag-$i
-		ip netns add "$ns"
+		ip netns add "$ns" || return 1
 		netns_made+=("$ns")
-		ip link add "${tag}h$i" type veth peer name "${tag}n$i"
+		ip link add "${tag}h$i" type veth peer name "${tag}n$i" || return 1
 		links_made+=("${tag}h$i")
-		ip link set "${tag}n$i" netns "$ns"
-		ip link set "${tag}h$i" master "${tag}b" up
-		ip -n "$ns" addr add "$net.$i/24" dev "${tag}n$i"
-		ip -n "$ns" link set "${tag}n$i" up
-		ip -n "$ns" link set lo up
+		ip link set "${tag}n$i" netns "$ns" && ip link set "${tag}h$i" master "${tag}b" up &&
+			ip -n "$ns" addr add "$net.$i/24" dev "${tag}n$i" &&
+			ip -n "$ns" link set "${tag}n$i" up && ip -n "$ns" link set lo up || return 1
 		addr[i]=$net.$i
 	done
 	peer_port=7000 client_port=7001
+}
+
+teardown_netns() {
+	local i
+	for i in "${links_made[@]}"; do ip link del "$i" 2>/dev/null || true; done
+	for i in "${netns_made[@]}"; do ip netns del "$i" 2>/dev/null || true; done
+	links_made=() netns_made=()
+}
+
+# Whether node 1 is reachable from here (the load) and from node 2's
+# namespace (the other nodes): a bridge may filter forwarded packets.
+netns_reaches() {
+	timeout 3 bash -c "exec 3<>/dev/tcp/${addr[1]}/$client_port" 2>/dev/null &&
+		timeout 3 ip netns exec "$tag-2" \
+			bash -c "exec 3<>/dev/tcp/${addr[1]}/$client_port" 2>/dev/null
 }
 
 setup_proxy() {
@@ -290,26 +301,50 @@ fault_pause() {
 
 # --- The test. ---
 
-if can_netns; then
-	mode=netns
-	setup_netns || {
-		echo "no free 10.x.y.0/24 subnet"
-		exit 1
-	}
-	say "network: namespaces $tag-1..$nodes on bridge ${tag}b, nodes at ${addr[1]}..${addr[$nodes]}"
-else
-	mode=proxy
+start_cluster() {
+	local i
+	say "start $nodes nodes, $groups groups of $nodes voters"
+	for i in $(seq "$nodes"); do
+		start_node "$i"
+		starts[i]=1
+	done
+	for i in $(seq "$nodes"); do wait_ready "$i" 1; done
+}
+
+stop_cluster() {
+	local pid
+	for pid in "${pids[@]}"; do
+		kill -KILL "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	done
+	pids=()
+	rm -rf "$dir"/node-*
+}
+
+mode=proxy
+if ! can_netns; then
 	say "network: no network namespaces here (needs root and ip netns):" \
 		"falling back to 127.0.0.x and a fault-injecting proxy between nodes"
-	setup_proxy
+elif ! setup_netns; then
+	say "network: could not build the namespaces' network:" \
+		"falling back to 127.0.0.x and a fault-injecting proxy between nodes"
+	teardown_netns
+else
+	mode=netns
+	say "network: namespaces $tag-1..$nodes on bridge ${tag}b, nodes at ${addr[1]}..${addr[$nodes]}"
+	start_cluster
+	if ! netns_reaches; then
+		say "network: the namespaces cannot reach each other (a filtering bridge?):" \
+			"falling back to 127.0.0.x and a fault-injecting proxy between nodes"
+		stop_cluster
+		teardown_netns
+		mode=proxy
+	fi
 fi
-
-say "start $nodes nodes, $groups groups of $nodes voters"
-for i in $(seq "$nodes"); do
-	start_node "$i"
-	starts[i]=1
-done
-for i in $(seq "$nodes"); do wait_ready "$i" 1; done
+if [ "$mode" = proxy ]; then
+	setup_proxy
+	start_cluster
+fi
 
 load_nodes=()
 for i in $(seq "$nodes"); do load_nodes+=(--node "$i=${addr[i]}:$client_port"); done
