@@ -32,7 +32,7 @@ if [ $# -gt 0 ] && [ "$1" != -- ]; then fault_s=$1 && shift; fi
 if [ $# -gt 0 ] && [ "$1" != -- ]; then calm_s=$1 && shift; fi
 if [ $# -gt 0 ] && [ "$1" = -- ]; then shift; fi
 node_flags=("$@")
-nodes=5 groups=50 keys=200
+nodes=5 groups=50 keys=100
 tag=fp$$ # Names of namespaces and links: at most 15 bytes.
 
 mkdir -p "$work_dir"
@@ -351,7 +351,7 @@ for i in $(seq "$nodes"); do load_nodes+=(--node "$i=${addr[i]}:$client_port"); 
 duration=$((fault_s + calm_s))
 say "load: $duration s, $keys keys over $groups groups, checked"
 "$load_bin" "${load_nodes[@]}" --groups "$groups" --keys "$keys" --mode closed \
-	--concurrency 32 --threads 2 --duration "$duration" --warmup 0 --read-ratio 0.5 \
+	--concurrency 64 --threads 2 --duration "$duration" --warmup 0 --read-ratio 0.5 \
 	--value-size 32 --timeout-ms 1500 --redirects-max 20 --seed $$ \
 	--check --check-history "$dir/history" --json "$dir/load.json" >"$dir/load.out" 2>&1 &
 load_pid=$!
