@@ -633,6 +633,36 @@ static void test_malformed_lines_are_refused(void **state)
 		assert_int_equal(lincheck_parse(bad[i], &op), -EINVAL);
 }
 
+/* Random lines, mostly made of the characters of real ones: each is refused
+ * or read as an operation that prints back as the same operation. */
+static void test_random_lines_are_refused_or_round_trip(void **state)
+{
+	static const char alphabet[] = "0123456789abcdef ?rwx\n\t-absent";
+	char line[64], again[LINCHECK_LINE_SIZE_MAX];
+	struct lincheck_op op, back;
+	uint32_t parsed = 0;
+
+	(void)state;
+	rng_state = 5;
+	for (uint32_t round = 0; round < 200000; round++) {
+		uint32_t length = (uint32_t)(rng() % (sizeof(line) - 1));
+
+		for (uint32_t i = 0; i < length; i++)
+			line[i] = rng() % 16 == 0 ? (char)(1 + rng() % 255)
+						  : alphabet[rng() % (sizeof(alphabet) - 1)];
+		line[length] = '\0';
+		if (round % 2 == 0 && length > 12) /* Often well formed up to a point. */
+			memcpy(line, "1 2 r 3 4 5", 11);
+		if (lincheck_parse(line, &op) != 0)
+			continue;
+		parsed++;
+		lincheck_format(&op, again);
+		assert_int_equal(lincheck_parse(again, &back), 0);
+		assert_memory_equal(&back, &op, sizeof(op));
+	}
+	assert_true(parsed > 0);
+}
+
 /* A file reads back as written; a bad line is named by its number. */
 static void test_history_file_round_trip(void **state)
 {
@@ -682,6 +712,7 @@ int main(void)
 	    cmocka_unit_test(test_agrees_with_brute_force),
 	    cmocka_unit_test(test_format_and_parse_round_trip),
 	    cmocka_unit_test(test_malformed_lines_are_refused),
+	    cmocka_unit_test(test_random_lines_are_refused_or_round_trip),
 	    cmocka_unit_test(test_history_file_round_trip),
 	};
 
