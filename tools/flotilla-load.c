@@ -47,9 +47,9 @@
  * for (at most --timeout-ms). Bytes are payload bytes: values written by PUT
  * and values read by GET.
  *
- * Checking (--check): every request is recorded with the time it was first
- * due to go out and the time its answer was handled, both read after the
- * fact, so each interval holds the moment the node acted on it; every PUT
+ * Checking (--check): every request is recorded with a time read before it
+ * was first sent and one read after its answer was received, so each
+ * interval holds the moment the node acted on it; every PUT
  * writes a value no other PUT writes (16 bytes: this run's nonce, then
  * thread and sequence number), so a GET names the write it saw. A request
  * without an answer (timeout, lost connection, error, redirects spent) has an
@@ -57,7 +57,7 @@
  * key against a register per key and prints each violation with the
  * operations around it. --check-history saves the history, one line per
  * operation, and --check-file checks a saved one without a cluster. With
- * --check off, the only cost on the request path is one test of a flag.
+ * --check off, all it costs the request path is a few tests of flags.
  *
  * Exit status: 0 when the run completed (errors or not), 1 when it could not
  * run or write its output, 2 on bad usage, 3 when the history is not

@@ -21,8 +21,11 @@
  *
  * Which operation to blame: over the whole search, the return met furthest
  * down the time order. No order got past it, so its operation cannot be
- * linearized after all those before it; it and the operations concurrent
- * with it are the smallest window that shows the problem. */
+ * linearized after all those before it. When that operation is a write kept
+ * from taking effect by reads still to see the value it would overwrite,
+ * the blame goes to the last called of those reads instead: it came too
+ * late. The report shows the blamed operation with those around it that
+ * explain it (lincheck_window()). */
 #include "tools/lincheck.h"
 
 #include <errno.h>
