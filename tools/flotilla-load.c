@@ -47,8 +47,22 @@
  * for (at most --timeout-ms). Bytes are payload bytes: values written by PUT
  * and values read by GET.
  *
+ * Checking (--check): every request is recorded with a time read before it
+ * was first sent and one read after its answer was received, so each
+ * interval holds the moment the node acted on it; every PUT
+ * writes a value no other PUT writes (16 bytes: this run's nonce, then
+ * thread and sequence number), so a GET names the write it saw. A request
+ * without an answer (timeout, lost connection, error, redirects spent) has an
+ * unknown outcome. After the run, tools/lincheck.h checks the history key by
+ * key against a register per key and prints each violation with the
+ * operations around it. --check-history saves the history, one line per
+ * operation, and --check-file checks a saved one without a cluster. With
+ * --check off, all it costs the request path is a few tests of flags.
+ *
  * Exit status: 0 when the run completed (errors or not), 1 when it could not
- * run or write its output, 2 on bad usage. */
+ * run or write its output, 2 on bad usage, 3 when the history is not
+ * linearizable, 4 when the checker could not decide for some key (within its
+ * memory bound) and found no violation. */
 #include <assert.h>
 #include <errno.h>
 #include <getopt.h>
@@ -68,6 +82,7 @@
 #include <unistd.h>
 
 #include "tools/client.h"
+#include "tools/lincheck.h"
 #include "tools/load_hist.h"
 #include "tools/load_zipf.h"
 
@@ -91,7 +106,10 @@
 #define NS_PER_MS              UINT64_C(1000000)
 #define NS_PER_S               UINT64_C(1000000000)
 
-enum { EXIT_RUN = 1, EXIT_USAGE = 2 };
+#define LOAD_CHECK_VALUE_SIZE 16 /* Nonce and write id at the start of each value. */
+#define LOAD_CHECK_PRINT_MAX  10 /* Violations printed in full. */
+
+enum { EXIT_RUN = 1, EXIT_USAGE = 2, EXIT_NOT_LINEARIZABLE = 3, EXIT_UNDECIDED = 4 };
 
 /* Counters, each kept per thread for the last interval and for the
  * measured window. The error kinds are LOAD_STAT_ERRORS_FIRST..LAST. */
@@ -153,6 +171,10 @@ struct load_options {
 	uint64_t seed;
 	const char *json_path;
 	const char *plot_path;
+	bool check;
+	bool check_initial_unknown; /* The keys may hold values from before. */
+	const char *check_history_path;
+	const char *check_file_path; /* Check this saved history; no load. */
 };
 
 enum load_req_state { LOAD_REQ_FREE, LOAD_REQ_SENT, LOAD_REQ_WAITING };
@@ -171,6 +193,8 @@ struct load_req {
 	uint32_t next_free;
 	uint8_t state;
 	bool measured;
+	uint64_t value_id;  /* --check: what this PUT writes. */
+	uint64_t hist_slot; /* --check: its operation in the thread's history. */
 };
 
 struct load_conn {
@@ -206,6 +230,11 @@ struct load_thread {
 	pthread_mutex_t lock;
 	struct load_counts published;
 	struct load_hist *published_hist;
+	/* --check: the operations of this thread's requests. */
+	struct lincheck_op *history;
+	uint64_t history_count, history_size;
+	uint64_t writes_started;
+	bool history_failed; /* Out of memory: the history is incomplete. */
 };
 
 /* One progress line's numbers, kept for JSON and the plot. */
@@ -215,6 +244,15 @@ struct load_sample {
 	uint64_t p50_ns, p99_ns, p999_ns;
 	uint64_t errors, redirects, leader_changes;
 	bool warmup;
+};
+
+/* The verdict of --check or --check-file. */
+struct load_check {
+	FILE *out;
+	bool done;
+	uint64_t printed; /* Violations printed. */
+	struct lincheck_result result;
+	double seconds;
 };
 
 struct load_run {
@@ -227,7 +265,10 @@ struct load_run {
 	struct load_thread *threads;
 	struct load_sample *samples;
 	uint32_t samples_count, samples_max;
-	FILE *out; /* Human-readable output. */
+	FILE *out;      /* Human-readable output. */
+	uint64_t nonce; /* --check: starts every value this run writes. */
+	struct load_check check;
+	bool stale_reads; /* FLOTILLA_LOAD_CHECK_STALE_READS=1, see load_main(). */
 };
 
 static volatile sig_atomic_t load_interrupted;
@@ -345,6 +386,89 @@ static int load_node_slot(const struct load_run *run, uint64_t node_id)
 		if (run->opt.nodes[i].id == node_id)
 			return (int)i;
 	return -1;
+}
+
+/* --- The history (--check). --- */
+
+static void load_put_u64(unsigned char *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint64_t load_get_u64(const unsigned char *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < 8; i++)
+		v |= (uint64_t)p[i] << (8 * i);
+	return v;
+}
+
+/* The identifier of a value a GET returned: the write id in it when this run
+ * wrote it, else a hash of its bytes marked foreign (a value from before this
+ * run, or one nobody wrote). */
+static uint64_t load_value_id(const struct load_run *run, const void *value, uint32_t size)
+{
+	const unsigned char *p = value;
+	uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a. */
+
+	if (size >= LOAD_CHECK_VALUE_SIZE && load_get_u64(p) == run->nonce) {
+		uint64_t id = load_get_u64(p + 8);
+
+		if (id != LINCHECK_ABSENT && (id & LINCHECK_FOREIGN) == 0)
+			return id;
+	}
+	for (uint32_t i = 0; i < size; i++)
+		h = (h ^ p[i]) * 0x100000001b3ull;
+	h |= LINCHECK_FOREIGN;
+	return h >= UINT64_MAX - 1 ? h - 2 : h; /* The top two are no values. */
+}
+
+/* Record the call of the request in slot, made no later than now. */
+static void load_history_call(struct load_thread *t, uint32_t slot, uint64_t now)
+{
+	struct load_req *req = &t->reqs[slot];
+
+	req->hist_slot = UINT64_MAX;
+	if (t->history_count == t->history_size) {
+		uint64_t size = t->history_size == 0 ? 65536 : t->history_size * 2;
+		struct lincheck_op *more = realloc(t->history, size * sizeof(*more));
+
+		if (more == NULL) {
+			t->history_failed = true;
+			return;
+		}
+		t->history = more;
+		t->history_size = size;
+	}
+	req->hist_slot = t->history_count++;
+	t->history[req->hist_slot] = (struct lincheck_op){
+	    .key = req->key,
+	    .value = req->op == CLIENT_OP_PUT ? req->value_id : LINCHECK_ABSENT,
+	    .call_ns = now,
+	    .return_ns = LINCHECK_PENDING,
+	    .kind = req->op == CLIENT_OP_PUT ? LINCHECK_WRITE : LINCHECK_READ,
+	    .client = t->index << LOAD_SLOT_BITS | slot,
+	};
+}
+
+/* Record the answer (OK or NOT_FOUND) to req. Its time is read now, after
+ * the bytes were received: a time taken before the read could precede the
+ * node's answer. Requests never answered stay of unknown outcome. */
+static void load_history_return(struct load_thread *t, const struct load_req *req,
+				const struct client_response *resp)
+{
+	struct lincheck_op *op;
+
+	if (req->hist_slot == UINT64_MAX)
+		return;
+	op = &t->history[req->hist_slot];
+	op->return_ns = load_now_ns();
+	if (op->kind == LINCHECK_READ)
+		op->value = resp->status == CLIENT_STATUS_NOT_FOUND
+				? LINCHECK_ABSENT
+				: load_value_id(t->run, resp->value, resp->value_size);
 }
 
 /* --- Connections. --- */
@@ -490,13 +614,17 @@ static void load_req_send(struct load_thread *t, uint32_t slot, uint64_t now)
 	snprintf(key, sizeof(key), "k%015llx", (unsigned long long)req->key);
 	req->id = (++t->seq << LOAD_SLOT_BITS) | slot;
 	creq = (struct client_request){
-	    .op = req->op,
+	    .op = req->op == CLIENT_OP_GET && t->run->stale_reads ? CLIENT_OP_LOCAL_GET : req->op,
 	    .request_id = req->id,
 	    .group = load_group_of(t->run, req->key),
 	    .key = key,
 	    .key_size = LOAD_KEY_SIZE,
 	};
 	if (req->op == CLIENT_OP_PUT) {
+		if (t->run->opt.check) { /* client_send() copies the value out. */
+			load_put_u64(t->value, t->run->nonce);
+			load_put_u64(t->value + 8, req->value_id);
+		}
 		creq.value = t->value;
 		creq.value_size = t->run->opt.value_size;
 	}
@@ -532,6 +660,13 @@ static void load_req_start(struct load_thread *t, uint32_t slot, uint64_t due_ns
 	req->measured = due_ns >= run->measure_ns && due_ns < load_end_ns(run);
 	node = load_pick_node(t, load_group_of(run, req->key));
 	req->node_slot = node < 0 ? 0 : (uint32_t)node;
+	if (run->stale_reads && req->op == CLIENT_OP_GET) /* Mostly a follower. */
+		req->node_slot = (uint32_t)(load_rng_next(t->rng) % run->opt.nodes_count);
+	if (run->opt.check) {
+		if (req->op == CLIENT_OP_PUT)
+			req->value_id = (uint64_t)(t->index + 1) << 40 | ++t->writes_started;
+		load_history_call(t, slot, now);
+	}
 	load_req_send(t, slot, now);
 }
 
@@ -613,6 +748,8 @@ static void load_on_response(struct load_thread *t, uint32_t node_slot,
 			   is_read ? resp->value_size : run->opt.value_size);
 		if (resp->status == CLIENT_STATUS_NOT_FOUND)
 			load_tally(t, req->measured, LOAD_STAT_NOT_FOUND, 1);
+		if (run->opt.check)
+			load_history_return(t, req, resp);
 		load_hist_record(t->interval_hist, now - req->due_ns);
 		if (req->measured)
 			load_hist_record(t->measured_hist, now - req->due_ns);
@@ -812,6 +949,7 @@ static void load_usage(FILE *out)
 	fprintf(
 	    out,
 	    "usage: flotilla-load (--node ID=HOST:PORT ... | --cluster-dir DIR) [options]\n"
+	    "       flotilla-load --check-file FILE [--check-initial absent|any]\n"
 	    "  --node ID=HOST:PORT   a node's client address (repeat for each node)\n"
 	    "  --cluster-dir DIR     the nodes of a local cluster made by tools/cluster\n"
 	    "  --mode closed|open    closed: N requests in flight; open: a fixed rate (closed)\n"
@@ -834,7 +972,14 @@ static void load_usage(FILE *out)
 	    "  --json FILE           write the results as JSON ('-': stdout; then the\n"
 	    "                        progress lines and report go to stderr)\n"
 	    "  --plot FILE.png       draw throughput over time and the latency\n"
-	    "                        distribution (needs gnuplot)\n");
+	    "                        distribution (needs gnuplot)\n"
+	    "  --check               record every request and check that the history is\n"
+	    "                        linearizable, a register per key (values of 16 bytes\n"
+	    "                        at least); exit 3 on a violation\n"
+	    "  --check-initial I     absent: keys start absent (a fresh cluster; the default);\n"
+	    "                        any: they may hold values written before this run\n"
+	    "  --check-history FILE  with --check: save the history, one operation a line\n"
+	    "  --check-file FILE     check a saved history instead of running load\n");
 }
 
 static bool load_parse_u64(const char *text, uint64_t min, uint64_t max, uint64_t *out)
@@ -973,6 +1118,10 @@ enum {
 	OPT_SEED,
 	OPT_JSON,
 	OPT_PLOT,
+	OPT_CHECK,
+	OPT_CHECK_INITIAL,
+	OPT_CHECK_HISTORY,
+	OPT_CHECK_FILE,
 	OPT_HELP,
 };
 
@@ -998,6 +1147,10 @@ static const struct option load_long_options[] = {
     {"seed", required_argument, NULL, OPT_SEED},
     {"json", required_argument, NULL, OPT_JSON},
     {"plot", required_argument, NULL, OPT_PLOT},
+    {"check", no_argument, NULL, OPT_CHECK},
+    {"check-initial", required_argument, NULL, OPT_CHECK_INITIAL},
+    {"check-history", required_argument, NULL, OPT_CHECK_HISTORY},
+    {"check-file", required_argument, NULL, OPT_CHECK_FILE},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -1068,6 +1221,18 @@ static bool load_parse_option(struct load_options *opt, int code, const char *ar
 	case OPT_PLOT:
 		opt->plot_path = arg;
 		return true;
+	case OPT_CHECK:
+		opt->check = true;
+		return true;
+	case OPT_CHECK_INITIAL:
+		opt->check_initial_unknown = strcmp(arg, "any") == 0;
+		return opt->check_initial_unknown || strcmp(arg, "absent") == 0;
+	case OPT_CHECK_HISTORY:
+		opt->check_history_path = arg;
+		return true;
+	case OPT_CHECK_FILE:
+		opt->check_file_path = arg;
+		return true;
 	default:
 		return false;
 	}
@@ -1107,6 +1272,17 @@ static int load_parse_options(struct load_options *opt, int argc, char **argv)
 	}
 	if (optind < argc) {
 		fprintf(stderr, "flotilla-load: unexpected argument '%s'\n", argv[optind]);
+		return EXIT_USAGE;
+	}
+	if (opt->check_file_path != NULL)
+		return 0;
+	if (opt->check_history_path != NULL && !opt->check) {
+		fprintf(stderr, "flotilla-load: --check-history needs --check\n");
+		return EXIT_USAGE;
+	}
+	if (opt->check && opt->value_size < LOAD_CHECK_VALUE_SIZE) {
+		fprintf(stderr, "flotilla-load: --check needs --value-size %u at least\n",
+			LOAD_CHECK_VALUE_SIZE);
 		return EXIT_USAGE;
 	}
 	if (opt->nodes_count == 0) {
@@ -1471,7 +1647,21 @@ static void load_json_write(FILE *f, struct load_run *run, const struct load_tot
 		    (unsigned long long)s->errors, (unsigned long long)s->redirects,
 		    (unsigned long long)s->leader_changes);
 	}
-	fprintf(f, "\n  ],\n  \"latency_distribution\": [");
+	if (run->check.done)
+		fprintf(
+		    f,
+		    "\n  ],\n  \"check\": {\"linearizable\": %s, \"keys\": %llu, \"operations\": "
+		    "%llu, \"unknown_outcome\": %llu, \"ops_max_per_key\": %llu, "
+		    "\"violations\": %llu, \"undecided\": %llu, \"seconds\": %.3f",
+		    run->check.result.violations + run->check.result.undecided == 0 ? "true"
+										    : "false",
+		    (unsigned long long)run->check.result.keys_count,
+		    (unsigned long long)run->check.result.ops_count,
+		    (unsigned long long)run->check.result.pending_count,
+		    (unsigned long long)run->check.result.ops_max_per_key,
+		    (unsigned long long)run->check.result.violations,
+		    (unsigned long long)run->check.result.undecided, run->check.seconds);
+	fprintf(f, "%s,\n  \"latency_distribution\": [", run->check.done ? "}" : "\n  ]");
 	load_distribution(t->hist, load_json_point, &point);
 	fprintf(f, "\n  ]\n}\n");
 }
@@ -1590,6 +1780,205 @@ static int load_write_plot(struct load_run *run, const struct load_totals *t)
 	return 0;
 }
 
+/* --- The check. --- */
+
+static void load_check_print(const struct lincheck_violation *violation, void *arg)
+{
+	struct load_check *c = arg;
+
+	if (c->printed++ < LOAD_CHECK_PRINT_MAX)
+		lincheck_print_violation(c->out, violation);
+}
+
+static int load_u64_cmp(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* A test of the checker on a real history, enabled by the environment
+ * variable FLOTILLA_LOAD_CHECK_DROP_WRITE=1: leave out of ops one
+ * acknowledged write that a read saw. A read then sees a value nobody wrote,
+ * which the check must report. Returns the new count. */
+static uint64_t load_check_drop_write(FILE *out, struct lincheck_op *ops, uint64_t count)
+{
+	const char *env = getenv("FLOTILLA_LOAD_CHECK_DROP_WRITE");
+	uint64_t *seen, seen_count = 0, drop = UINT64_MAX;
+
+	if (env == NULL || strcmp(env, "1") != 0)
+		return count;
+	seen = malloc((count + 1) * sizeof(*seen));
+	if (seen == NULL)
+		return count;
+	for (uint64_t i = 0; i < count; i++)
+		if (ops[i].kind == LINCHECK_READ && ops[i].return_ns != LINCHECK_PENDING &&
+		    ops[i].value != LINCHECK_ABSENT)
+			seen[seen_count++] = ops[i].value;
+	qsort(seen, seen_count, sizeof(*seen), load_u64_cmp);
+	/* The middle one of them, in the order of the history: a write among
+	 * others, not the first of the run. */
+	for (uint64_t pass = 0, found = 0; pass < 2 && drop == UINT64_MAX; pass++) {
+		uint64_t target = found / 2, n = 0;
+
+		for (uint64_t i = 0; i < count && drop == UINT64_MAX; i++) {
+			if (ops[i].kind != LINCHECK_WRITE || ops[i].return_ns == LINCHECK_PENDING ||
+			    bsearch(&ops[i].value, seen, seen_count, sizeof(*seen), load_u64_cmp) ==
+				NULL)
+				continue;
+			if (pass == 1 && n == target)
+				drop = i;
+			n++;
+		}
+		found = n;
+	}
+	free(seen);
+	if (drop == UINT64_MAX) {
+		fprintf(out, "FLOTILLA_LOAD_CHECK_DROP_WRITE: no acknowledged write was read\n");
+		return count;
+	}
+	fprintf(out,
+		"FLOTILLA_LOAD_CHECK_DROP_WRITE: leaving out the acknowledged write of %llx to key "
+		"%llu (a read saw it): the check must fail\n",
+		(unsigned long long)ops[drop].value, (unsigned long long)ops[drop].key);
+	memmove(&ops[drop], &ops[drop + 1], (count - drop - 1) * sizeof(*ops));
+	return count - 1;
+}
+
+/* Returns 0 or EXIT_RUN after saying why. */
+static int load_check_save(const char *path, const struct lincheck_op *ops, uint64_t count)
+{
+	FILE *f = fopen(path, "w");
+	char line[LINCHECK_LINE_SIZE_MAX];
+	int failed;
+
+	if (f == NULL) {
+		fprintf(stderr, "flotilla-load: cannot write %s: %s\n", path, strerror(errno));
+		return EXIT_RUN;
+	}
+	fputs(LINCHECK_FILE_HEADER, f);
+	for (uint64_t i = 0; i < count; i++) {
+		lincheck_format(&ops[i], line);
+		fputs(line, f);
+	}
+	failed = ferror(f);
+	failed |= fclose(f) != 0;
+	if (failed) {
+		fprintf(stderr, "flotilla-load: writing %s failed\n", path);
+		return EXIT_RUN;
+	}
+	return 0;
+}
+
+/* Check a history and print the verdict. Returns 0, EXIT_NOT_LINEARIZABLE,
+ * EXIT_UNDECIDED or EXIT_RUN. */
+static int load_check_history(struct load_check *c, bool initial_unknown, struct lincheck_op *ops,
+			      uint64_t count)
+{
+	struct lincheck_config config = {.initial_unknown = initial_unknown};
+	const struct lincheck_result *r = &c->result;
+	uint64_t started = load_now_ns();
+	int rv;
+
+	count = load_check_drop_write(c->out, ops, count);
+	rv = lincheck_check(ops, count, &config, &c->result, load_check_print, c);
+	c->seconds = (double)(load_now_ns() - started) / NS_PER_S;
+	if (rv != 0) {
+		fprintf(stderr, "flotilla-load: cannot check the history: %s\n",
+			rv == -EINVAL ? "an operation is malformed or a value was written twice"
+				      : strerror(-rv));
+		return EXIT_RUN;
+	}
+	c->done = true;
+	if (c->printed > LOAD_CHECK_PRINT_MAX)
+		fprintf(c->out, "(%llu more violations not shown)\n",
+			(unsigned long long)(c->printed - LOAD_CHECK_PRINT_MAX));
+	fprintf(
+	    c->out,
+	    "check        %s: %llu keys, %llu operations (%llu of unknown outcome, %llu of them "
+	    "left out as irrelevant), at most %llu checked on one key; %llu configurations in "
+	    "%.2f s\n",
+	    r->violations > 0  ? "NOT LINEARIZABLE"
+	    : r->undecided > 0 ? "UNDECIDED"
+			       : "linearizable",
+	    (unsigned long long)r->keys_count, (unsigned long long)r->ops_count,
+	    (unsigned long long)r->pending_count, (unsigned long long)r->dropped_count,
+	    (unsigned long long)r->ops_max_per_key, (unsigned long long)r->steps, c->seconds);
+	if (r->violations > 0)
+		fprintf(c->out, "check        %llu keys violate linearizability (above)\n",
+			(unsigned long long)r->violations);
+	if (r->undecided > 0)
+		fprintf(c->out,
+			"check        %llu keys undecided: their search needed more than %u MiB\n",
+			(unsigned long long)r->undecided, LINCHECK_CACHE_SIZE_DEFAULT >> 20);
+	if (r->violations > 0)
+		return EXIT_NOT_LINEARIZABLE;
+	return r->undecided > 0 ? EXIT_UNDECIDED : 0;
+}
+
+/* After the run: gather the threads' histories, save and check them. */
+static int load_check_run(struct load_run *run)
+{
+	uint64_t count = 0, at = 0;
+	struct lincheck_op *ops;
+	int rv;
+
+	for (uint32_t i = 0; i < run->opt.threads; i++) {
+		if (run->threads[i].history_failed) {
+			fprintf(stderr,
+				"flotilla-load: out of memory for the history: not checked\n");
+			return EXIT_RUN;
+		}
+		count += run->threads[i].history_count;
+	}
+	ops = malloc((count + 1) * sizeof(*ops));
+	if (ops == NULL) {
+		fprintf(stderr, "flotilla-load: out of memory for the history: not checked\n");
+		return EXIT_RUN;
+	}
+	for (uint32_t i = 0; i < run->opt.threads; i++) {
+		memcpy(ops + at, run->threads[i].history,
+		       run->threads[i].history_count * sizeof(*ops));
+		at += run->threads[i].history_count;
+	}
+	rv = run->opt.check_history_path != NULL
+		 ? load_check_save(run->opt.check_history_path, ops, count)
+		 : 0;
+	if (rv == 0)
+		rv = load_check_history(&run->check, run->opt.check_initial_unknown, ops, count);
+	free(ops);
+	return rv;
+}
+
+/* --check-file: check a saved history. */
+static int load_check_file(struct load_run *run)
+{
+	const char *path = run->opt.check_file_path;
+	FILE *f = fopen(path, "r");
+	struct lincheck_op *ops = NULL;
+	uint64_t count = 0, bad_line = 0;
+	int rv;
+
+	if (f == NULL) {
+		fprintf(stderr, "flotilla-load: cannot read %s: %s\n", path, strerror(errno));
+		return EXIT_RUN;
+	}
+	rv = lincheck_read_file(f, &ops, &count, &bad_line);
+	fclose(f);
+	if (rv == -EINVAL) {
+		fprintf(stderr, "flotilla-load: %s:%llu: not an operation of a history\n", path,
+			(unsigned long long)bad_line);
+		return EXIT_RUN;
+	}
+	if (rv != 0) {
+		fprintf(stderr, "flotilla-load: cannot read %s: %s\n", path, strerror(-rv));
+		return EXIT_RUN;
+	}
+	rv = load_check_history(&run->check, run->opt.check_initial_unknown, ops, count);
+	free(ops);
+	return rv;
+}
+
 /* --- Set-up and main. --- */
 
 static void load_thread_deinit(struct load_thread *t)
@@ -1604,6 +1993,7 @@ static void load_thread_deinit(struct load_thread *t)
 	free(t->interval_hist);
 	free(t->measured_hist);
 	free(t->published_hist);
+	free(t->history);
 }
 
 /* Give thread index its share of the slots (closed loop: of the
@@ -1743,7 +2133,7 @@ static int load_main(struct load_run *run)
 		goto out;
 	load_totals(run, &totals);
 	load_print_report(run, &totals);
-	rv = 0;
+	rv = o->check ? load_check_run(run) : 0;
 	if (o->json_path != NULL && load_write_json(run, &totals) != 0)
 		rv = EXIT_RUN;
 	if (o->plot_path != NULL && load_write_plot(run, &totals) != 0)
@@ -1780,5 +2170,19 @@ int main(int argc, char **argv)
 	}
 	run.out = o->json_path != NULL && strcmp(o->json_path, "-") == 0 ? stderr : stdout;
 	setvbuf(run.out, NULL, _IOLBF, 0);
+	run.check.out = run.out;
+	if (o->check_file_path != NULL)
+		return load_check_file(&run);
+	/* A test of the check against real anomalies: GETs become LOCAL_GETs
+	 * (no read barrier) to any node, so followers that lag answer stale
+	 * values, which the check must report. */
+	run.stale_reads = o->check && getenv("FLOTILLA_LOAD_CHECK_STALE_READS") != NULL &&
+			  strcmp(getenv("FLOTILLA_LOAD_CHECK_STALE_READS"), "1") == 0;
+	if (run.stale_reads)
+		fprintf(run.out, "FLOTILLA_LOAD_CHECK_STALE_READS: reads without a read barrier, "
+				 "from any node: the check should fail\n");
+	/* Values of earlier runs on the same cluster must not pass for this
+	 * run's: the nonce differs from run to run. */
+	run.nonce = load_splitmix(&(uint64_t){o->seed ^ load_now_ns() ^ (uint64_t)getpid() << 32});
 	return load_main(&run);
 }

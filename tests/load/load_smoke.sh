@@ -2,7 +2,8 @@
 # End-to-end check of flotilla-load against real flotilla-node processes:
 # start a 3-node cluster on random high ports of 127.0.0.1 in a temporary
 # directory, run ~3 s of closed-loop and ~3 s of open-loop load with --json,
-# and require answered requests and no timeouts. The cluster is stopped on
+# and require answered requests and no timeouts; the closed loop also checks
+# that its history is linearizable (--check). The cluster is stopped on
 # every exit path, through tools/cluster, which signals only the PIDs it
 # started in that directory.
 #
@@ -46,7 +47,7 @@ done
 common=(--cluster-dir "$dir" --duration 3 --warmup 0.5 --keys 1000 --value-size 64
 	--timeout-ms 5000 --threads 2 --seed 7)
 "$load_bin" "${common[@]}" --mode closed --concurrency 16 --dist zipf:0.9 \
-	--json "$dir/closed.json"
+	--check --json "$dir/closed.json"
 "$load_bin" "${common[@]}" --mode open --rate 1000 --read-ratio 0.2 \
 	--json "$dir/open.json"
 
@@ -67,6 +68,8 @@ for path in sys.argv[1:]:
         problems.append("reads + writes != ops")
     if not r["timeline"] or not r["latency_distribution"]:
         problems.append("no timeline or latency distribution")
+    if r["mode"] == "closed" and not r.get("check", {}).get("linearizable"):
+        problems.append("no linearizable history: %s" % r.get("check"))
     if r["mode"] == "open" and r["ops"] < 0.8 * r["rate"] * r["duration_s"]:
         problems.append("only %d ops at %g ops/s over %g s" % (r["ops"], r["rate"], r["duration_s"]))
     print("%s: %d ops, %.0f ops/s, p99 %.0f us, %d errors, %d timeouts%s" % (
