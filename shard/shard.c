@@ -1534,8 +1534,34 @@ static int group_open(struct shard *s, uint64_t id, const struct raft_boot *boot
 	return 0;
 }
 
+static void batch_flush(struct shard *s, struct group *g);
+
+/* Take g off the shard's lists of batched and dirty groups, which hold
+ * pointers to it, before it is freed: a group removed while this turn's
+ * drain batched proposals for it, or after a message made it dirty, would
+ * otherwise be processed after the free. Its batch is proposed first, so
+ * that group_fail_requests() answers those proposals too. */
+static void group_unlink(struct shard *s, struct group *g)
+{
+	struct group **link;
+
+	if (g->batched) {
+		for (link = &s->batched_head; *link != g; link = &(*link)->batch_next)
+			ASSERT(*link != NULL); /* A batched group is on the list. */
+		*link = g->batch_next;
+		batch_flush(s, g);
+	}
+	if (g->dirty) {
+		for (link = &s->dirty_head; *link != g; link = &(*link)->dirty_next)
+			ASSERT(*link != NULL); /* A dirty group is on the list. */
+		*link = g->dirty_next;
+		g->dirty = false;
+	}
+}
+
 static void group_close(struct shard *s, struct group *g, int rv)
 {
+	group_unlink(s, g);
 	group_fail_requests(g, rv);
 	if (g->was_leader)
 		atomic_fetch_sub_explicit(&s->stats.leaders, 1, memory_order_relaxed);
