@@ -1771,6 +1771,32 @@ static void req_change(struct shard *s, struct group *g, struct shard_req *req)
 	(void)s;
 }
 
+/* fl_group_info(): the membership as this node sees it. */
+static void req_info(struct group *g, struct shard_req *req)
+{
+	const struct raft_conf *conf = raft_conf(&g->raft);
+	struct fl_group_info *info;
+
+	memcpy(&info, req->data, sizeof(info));
+	*info = (struct fl_group_info){.leader = raft_leader(&g->raft),
+				       .term = raft_term(&g->raft),
+				       .commit_index = raft_commit_index(&g->raft),
+				       .last_index = raft_last_index(&g->raft),
+				       .conf_index = raft_conf_index(&g->raft),
+				       .is_leader = raft_is_leader(&g->raft),
+				       .joint = conf->joint,
+				       .members_count = conf->members_count};
+	for (uint32_t i = 0; i < conf->members_count && i < FL_MEMBERS_MAX; i++) {
+		const struct raft_progress *pr = raft_progress_of(&g->raft, conf->members[i].id);
+
+		info->members[i] = (struct fl_member_info){.id = conf->members[i].id,
+							   .match = pr != NULL ? pr->match : 0,
+							   .role = conf->members[i].role,
+							   .role_old = conf->members[i].role_old};
+	}
+	done(req->cb, req->arg, 0, 0, raft_leader(&g->raft));
+}
+
 /* Proposals of one drain are gathered per group and appended with one call. */
 static void batch_add(struct shard *s, struct group *g, struct shard_req *req)
 {
@@ -1926,6 +1952,9 @@ static void req_handle(struct shard *s, struct shard_req *req)
 		break;
 	case SHARD_REQ_LEADER:
 		done(req->cb, req->arg, 0, raft_is_leader(&g->raft), raft_leader(&g->raft));
+		break;
+	case SHARD_REQ_INFO:
+		req_info(g, req);
 		break;
 	case SHARD_REQ_GROUP_REMOVE:
 		if (s->wal_failed || (rv = wal_append_removed(&s->wal, g->id)) != 0) {

@@ -30,6 +30,7 @@ enum shard_req_type {
 	SHARD_REQ_LEADER, /* Report the leader through the callback's leader. */
 	SHARD_REQ_CONN,   /* The net thread hands over a connected socket. */
 	SHARD_REQ_DIAL_FAILED,
+	SHARD_REQ_INFO, /* Fill the struct fl_group_info whose address is in data. */
 };
 
 enum shard_change {
