@@ -729,12 +729,20 @@ static void pending_set_text(struct pending *p, const char *text)
 	}
 }
 
-/* Answer a failed library call: NOT_LEADER with the hint, or ERROR with its name. */
+/* Answer a failed library call: NOT_LEADER with the hint, or ERROR with its
+ * name. A leader handing leadership over refuses writes until the transfer
+ * ends (FL_ERR_TRANSFER): nothing was proposed, and the leader is about to
+ * change, so that is NOT_LEADER too, with no hint (wait and retry). */
 static void pending_set_error(struct pending *p, int rv, uint64_t leader)
 {
 	p->leader = leader != 0 ? leader : server_leader_hint(p->server, p->group);
 	if (rv == FL_ERR_NOT_LEADER) {
 		p->status = CLIENT_STATUS_NOT_LEADER;
+		return;
+	}
+	if (rv == FL_ERR_TRANSFER && p->op != CLIENT_OP_TRANSFER) {
+		p->status = CLIENT_STATUS_NOT_LEADER;
+		p->leader = 0;
 		return;
 	}
 	p->status = CLIENT_STATUS_ERROR;

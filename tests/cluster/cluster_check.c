@@ -20,7 +20,7 @@
  *
  *   flotilla-cluster-check replace --nodes SPEC --groups N --dir D --cluster SCRIPT
  *                                 --admin ADMIN [--voters V] [--parallel P] [--max-gap-ms G]
- *       Under a write load (four writer threads over disjoint groups, every
+ *       Under a write load (16 writer threads over disjoint groups, every
  *       acknowledged write recorded), replace each voter i = 1..V in turn by
  *       the spare V + i: "SCRIPT start --dir D --node V+i" (an empty node),
  *       "ADMIN move --from i --to V+i" (P groups at a time), "SCRIPT stop
@@ -814,7 +814,7 @@ static int check_kill(struct check *k)
 
 /* --- replace --- */
 
-#define CHECK_LANES     4
+#define CHECK_LANES     16   /* Writers: a group a move stalls holds up only its lane. */
 #define CHECK_SECONDS   3600 /* Seconds of throughput samples kept. */
 #define CHECK_SAMPLE_MS 20
 
