@@ -3,7 +3,7 @@
  * (docs/client-protocol.md, ops 8 to 14).
  *
  *   flotilla-admin move --from A --to B --nodes ID=HOST:PORT,... --groups N
- *                       [--parallel 8] [--group-timeout-s 300] [--verbose]
+ *                       [--parallel 8] [--group-timeout-s 300] [--voters-min 3] [--verbose]
  *
  * move replaces node A by node B in every group 1..N that A is a voter of,
  * so a failed or retired machine can be replaced: B must be running
@@ -25,6 +25,12 @@
  * learner behind; a lost connection or a timeout) are retried with a
  * backoff from 10 ms doubling to 500 ms, until the group's deadline; then
  * the group is reported failed with the last error, and the others go on.
+ *
+ * A group where B is a voter already when the move first looks at it is
+ * either a move interrupted after step 3 (A is then removed) or a mistake (B
+ * was a member all along: removing A would shrink the group). Only when at
+ * least --voters-min voters (3) would remain is A removed there; otherwise
+ * the group fails with a message and is left as it is.
  *
  * Output: one line per failed group (and per group with --verbose), then a
  * summary with the counts and the elapsed time. Exit status 0 when every
@@ -57,6 +63,7 @@ struct admin_options {
 	uint64_t groups_count;
 	uint32_t parallel;
 	uint32_t group_timeout_s;
+	uint32_t voters_min;
 	bool verbose;
 };
 
@@ -221,7 +228,24 @@ static bool admin_change(struct admin_worker *w, uint32_t op, uint64_t group, ui
 /* One round: look at the membership and take the step it calls for. Returns
  * 1 when the group is done (*outcome set), 0 when a step was taken (next
  * round at once), -EAGAIN to back off first. */
-static int admin_round(struct admin_worker *w, uint64_t group, bool *touched,
+/* Voters of m's configuration in force. */
+static uint32_t admin_voters(const struct client_members *m)
+{
+	uint32_t voters = 0;
+
+	for (uint32_t i = 0; i < m->members_count; i++)
+		voters += m->members[i].role == CLIENT_ROLE_VOTER;
+	return voters;
+}
+
+/* What one group's move has seen so far. */
+struct admin_group {
+	bool seen;         /* The membership was read once. */
+	bool touched;      /* This run changed something. */
+	bool to_was_voter; /* B was a voter already at the first look. */
+};
+
+static int admin_round(struct admin_worker *w, uint64_t group, struct admin_group *ag,
 		       enum admin_outcome *outcome)
 {
 	const struct admin_options *opt = &w->admin->opt;
@@ -233,12 +257,16 @@ static int admin_round(struct admin_worker *w, uint64_t group, bool *touched,
 		return -EAGAIN;
 	from_role = client_members_role(&m, opt->from);
 	to_role = client_members_role(&m, opt->to);
+	if (!ag->seen) {
+		ag->seen = true;
+		ag->to_was_voter = to_role == CLIENT_ROLE_VOTER;
+	}
 	if ((m.flags & CLIENT_MEMBERS_JOINT) != 0 || m.conf_index > m.commit_index) {
 		snprintf(w->error, sizeof(w->error), "a membership change is not committed yet");
 		return -EAGAIN;
 	}
 	if (from_role == CLIENT_ROLE_NONE) {
-		if (*touched) {
+		if (ag->touched) {
 			/* Done: A may drop its copy now that its removal committed. */
 			if ((admin_call(w, opt->from, CLIENT_OP_DROP, group, 0, &ans) != 0 ||
 			     ans.status != CLIENT_STATUS_OK) &&
@@ -255,7 +283,7 @@ static int admin_round(struct admin_worker *w, uint64_t group, bool *touched,
 		*outcome = ADMIN_ABSENT; /* A learner or witness on A: not ours to move. */
 		return 1;
 	}
-	*touched = true;
+	ag->touched = true;
 	switch (to_role) {
 	case CLIENT_ROLE_NONE:
 		if (admin_call(w, opt->to, CLIENT_OP_JOIN, group, 0, &ans) != 0 ||
@@ -270,6 +298,17 @@ static int admin_round(struct admin_worker *w, uint64_t group, bool *touched,
 		snprintf(w->error, sizeof(w->error), "node %" PRIu64 " is a witness of the group",
 			 opt->to);
 		return -EAGAIN;
+	}
+	/* B was a voter before this run began: a move interrupted after the
+	 * promotion, or a B that was a member all along. Only the first leaves
+	 * enough voters once A goes; refuse to shrink the group otherwise. */
+	if (ag->to_was_voter && admin_voters(&m) - 1 < opt->voters_min) {
+		snprintf(w->error, sizeof(w->error),
+			 "node %" PRIu64 " is already a voter: removing node %" PRIu64
+			 " would leave %u voters (--voters-min %u)",
+			 opt->to, opt->from, admin_voters(&m) - 1, opt->voters_min);
+		*outcome = ADMIN_FAILED;
+		return 1;
 	}
 	if (w->leader == opt->from) {
 		/* Hand leadership to B, which is up to date (it was promoted). */
@@ -288,12 +327,12 @@ static enum admin_outcome admin_move_group(struct admin_worker *w, uint64_t grou
 	uint64_t deadline = started + (uint64_t)w->admin->opt.group_timeout_s * 1000;
 	uint64_t backoff = ADMIN_BACKOFF_MIN;
 	enum admin_outcome outcome = ADMIN_FAILED;
-	bool touched = false;
+	struct admin_group ag = {0};
 
 	w->leader = 0;
 	w->error[0] = '\0';
 	for (uint32_t round = 0; round < ADMIN_ROUNDS_MAX; round++) {
-		int rv = admin_round(w, group, &touched, &outcome);
+		int rv = admin_round(w, group, &ag, &outcome);
 
 		if (rv == 1)
 			break;
@@ -340,11 +379,13 @@ static void *admin_worker_main(void *arg)
 
 static void admin_usage(FILE *out)
 {
-	fprintf(out,
-		"usage: flotilla-admin move --from A --to B --nodes ID=HOST:PORT,... --groups N\n"
-		"                           [--parallel 8] [--group-timeout-s 300] [--verbose]\n"
-		"Replaces node A by node B (running with --join on) in every group 1..N that\n"
-		"A is a voter of, --parallel groups at a time. --nodes lists client addresses.\n");
+	fprintf(
+	    out,
+	    "usage: flotilla-admin move --from A --to B --nodes ID=HOST:PORT,... --groups N\n"
+	    "                           [--parallel 8] [--group-timeout-s 300] [--voters-min 3]\n"
+	    "                           [--verbose]\n"
+	    "Replaces node A by node B (running with --join on) in every group 1..N that\n"
+	    "A is a voter of, --parallel groups at a time. --nodes lists client addresses.\n");
 }
 
 static int admin_parse_u64(const char *text, uint64_t min, uint64_t max, uint64_t *out)
@@ -364,7 +405,7 @@ static int admin_parse_u64(const char *text, uint64_t min, uint64_t max, uint64_
 
 static int admin_parse_args(struct admin_options *opt, int argc, char **argv)
 {
-	*opt = (struct admin_options){.parallel = 8, .group_timeout_s = 300};
+	*opt = (struct admin_options){.parallel = 8, .group_timeout_s = 300, .voters_min = 3};
 	if (argc < 2 || strcmp(argv[1], "move") != 0)
 		return -EINVAL;
 	for (int i = 2; i < argc; i++) {
@@ -390,6 +431,9 @@ static int admin_parse_args(struct admin_options *opt, int argc, char **argv)
 		else if (strcmp(name, "--group-timeout-s") == 0 &&
 			 (rv = admin_parse_u64(value, 1, 86400, &v)) == 0)
 			opt->group_timeout_s = (uint32_t)v;
+		else if (strcmp(name, "--voters-min") == 0 &&
+			 (rv = admin_parse_u64(value, 1, CLIENT_MEMBERS_MAX, &v)) == 0)
+			opt->voters_min = (uint32_t)v;
 		else
 			rv = -EINVAL;
 		if (rv != 0) {

@@ -24,7 +24,8 @@
  *       acknowledged write recorded), replace each voter i = 1..V in turn by
  *       the spare V + i: "SCRIPT start --dir D --node V+i" (an empty node),
  *       "ADMIN move --from i --to V+i" (P groups at a time), "SCRIPT stop
- *       --dir D --node i". Acknowledged writes are sampled every 20 ms: the
+ *       --dir D --node i" (the first move is run twice: the second must find
+ *       every group moved). Acknowledged writes are sampled every 20 ms: the
  *       throughput of each second is printed, and the longest time with none
  *       acknowledged must stay within G ms (5000). Then GET every
  *       acknowledged write and wait until the new nodes report the same
@@ -971,6 +972,15 @@ static int check_replace_one(struct check *k, struct check_sampler *sp, uint64_t
 	       (unsigned long long)(t2 - t1), k->groups_count);
 	if (rv != 0)
 		return 1;
+	if (old_id == 1) {
+		/* A move run again finds every group moved, and changes nothing. */
+		printf("== move %llu -> %llu again\n", (unsigned long long)old_id,
+		       (unsigned long long)new_id);
+		if (check_admin_move(k, old_id, new_id) != 0) {
+			printf("FAIL: a repeated move failed\n");
+			return 1;
+		}
+	}
 	printf("== stop node %llu\n", (unsigned long long)old_id);
 	rv = check_cluster_node(k, "stop", old_id);
 	check_sleep_ms(1000);
