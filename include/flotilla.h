@@ -195,7 +195,8 @@ int fl_transfer(struct fl_node *node, uint64_t group, uint64_t target, fl_done_c
  * fl_promote() makes a learner a voter only once it has caught up: its log
  * is replicating within a few hundred entries of the leader's last one.
  * Until then it fails with FL_ERR_LAGGING: retry after a while. (fl_add_voter
- * of a learner is the same change, with the same check.)
+ * of a learner is the same change, with the same check.) fl_promote() of a
+ * node that is not a learner of the group fails with FL_ERR_CONF_INVALID.
  *
  * A leader that fl_remove_member() removes keeps leading until the change
  * commits, then steps down and hands leadership to an up-to-date voter.

@@ -1734,8 +1734,13 @@ static void req_change(struct shard *s, struct group *g, struct shard_req *req)
 	for (uint32_t i = 0; i < target.members_count; i++)
 		target.members[i].role_old = RAFT_MEMBER_NONE;
 	switch (req->change) {
+	case SHARD_CHANGE_PROMOTE: /* A learner only: a voter joins as a learner first. */
+		if (raft_conf_role(&target, req->member) != RAFT_MEMBER_LEARNER) {
+			rv = RAFT_ERR_CONF_INVALID;
+			break;
+		}
+		/* Fall through. */
 	case SHARD_CHANGE_ADD_VOTER:
-	case SHARD_CHANGE_PROMOTE:
 		rv = raft_conf_add(&target, req->member, RAFT_MEMBER_VOTER);
 		break;
 	case SHARD_CHANGE_ADD_LEARNER:
