@@ -9,7 +9,9 @@
 #
 #   test_cluster_replace.sh FLOTILLA_NODE CLUSTER_CHECK FLOTILLA_ADMIN TOOLS_CLUSTER WORK_DIR GROUPS
 #
-# FLOTILLA_REPLACE_GROUPS overrides GROUPS (say 1000 for the full run by hand).
+# FLOTILLA_REPLACE_GROUPS overrides GROUPS (say 1000 for the full run by hand),
+# FLOTILLA_REPLACE_PARALLEL the groups moved at a time (8), and
+# FLOTILLA_REPLACE_MAX_GAP_MS the longest stall allowed (5000).
 # The cluster lives in a temporary directory under WORK_DIR, on a random
 # base port, and is stopped by PID (tools/cluster stop) on every exit.
 set -euo pipefail
@@ -18,6 +20,7 @@ node_bin=$(realpath "$1") check_bin=$(realpath "$2") admin_bin=$(realpath "$3")
 cluster=$(realpath "$4") work_dir=$5
 groups=${FLOTILLA_REPLACE_GROUPS:-$6}
 max_gap_ms=${FLOTILLA_REPLACE_MAX_GAP_MS:-5000}
+parallel=${FLOTILLA_REPLACE_PARALLEL:-8}
 
 mkdir -p "$work_dir"
 dir=$(mktemp -d "$(realpath "$work_dir")/cluster-replace.XXXXXX")
@@ -67,7 +70,7 @@ done
 
 step "replace nodes 1, 2, 3 by 4, 5, 6 under load"
 "$check_bin" replace --nodes "$nodes" --groups "$groups" --dir "$dir" --cluster "$cluster" \
-	--admin "$admin_bin" --voters 3 --parallel 8 --max-gap-ms "$max_gap_ms"
+	--admin "$admin_bin" --voters 3 --parallel "$parallel" --max-gap-ms "$max_gap_ms"
 
 step "stop: every node, replaced or new, exits cleanly on SIGTERM"
 "$cluster" stop --dir "$dir"
