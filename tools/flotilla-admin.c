@@ -20,7 +20,8 @@
  * Each round reads the leader's view of the membership (MEMBERS) and takes
  * the step it calls for, so a move is idempotent: running it again after a
  * failure resumes every group where it stands, and groups already moved are
- * counted as such. A step waits while the previous change is not committed.
+ * counted as such. A step waits while the previous change is not committed
+ * (looking again every 10 ms: under load a commit takes tens of ms).
  * Transient answers (NOT_LEADER, RETRY: change pending, transfer under way,
  * learner behind; a lost connection or a timeout) are retried with a
  * backoff from 10 ms doubling to 500 ms, until the group's deadline; then
@@ -54,6 +55,7 @@
 #define ADMIN_CALL_MS      5000 /* One request's answer. */
 #define ADMIN_BACKOFF_MIN  10
 #define ADMIN_BACKOFF_MAX  500
+#define ADMIN_POLL_MS      10 /* While a change commits or an election ends: soon. */
 #define ADMIN_ERROR_SIZE   160
 #define ADMIN_ROUNDS_MAX   100000 /* Per group: a bound besides the deadline. */
 
@@ -227,7 +229,8 @@ static bool admin_change(struct admin_worker *w, uint32_t op, uint64_t group, ui
 
 /* One round: look at the membership and take the step it calls for. Returns
  * 1 when the group is done (*outcome set), 0 when a step was taken (next
- * round at once), -EAGAIN to back off first. */
+ * round at once), -EINPROGRESS to look again shortly (a change commits, an
+ * election ends), -EAGAIN to back off first. */
 /* Voters of m's configuration in force. */
 static uint32_t admin_voters(const struct client_members *m)
 {
@@ -263,7 +266,7 @@ static int admin_round(struct admin_worker *w, uint64_t group, struct admin_grou
 	}
 	if ((m.flags & CLIENT_MEMBERS_JOINT) != 0 || m.conf_index > m.commit_index) {
 		snprintf(w->error, sizeof(w->error), "a membership change is not committed yet");
-		return -EAGAIN;
+		return -EINPROGRESS;
 	}
 	if (from_role == CLIENT_ROLE_NONE) {
 		if (ag->touched) {
@@ -315,7 +318,7 @@ static int admin_round(struct admin_worker *w, uint64_t group, struct admin_grou
 		if (!admin_change(w, CLIENT_OP_TRANSFER, group, opt->to))
 			return -EAGAIN;
 		w->leader = 0;
-		return -EAGAIN; /* Give the election a moment. */
+		return -EINPROGRESS; /* Give the election a moment. */
 	}
 	return admin_change(w, CLIENT_OP_REMOVE_MEMBER, group, opt->from) ? 0 : -EAGAIN;
 }
@@ -342,6 +345,10 @@ static enum admin_outcome admin_move_group(struct admin_worker *w, uint64_t grou
 		}
 		if (rv == 0) {
 			backoff = ADMIN_BACKOFF_MIN;
+			continue;
+		}
+		if (rv == -EINPROGRESS) {
+			admin_sleep_ms(ADMIN_POLL_MS);
 			continue;
 		}
 		admin_sleep_ms(backoff);
