@@ -294,7 +294,12 @@ static int admin_round(struct admin_worker *w, uint64_t group, struct admin_grou
 			return -EAGAIN;
 		return admin_change(w, CLIENT_OP_ADD_LEARNER, group, opt->to) ? 0 : -EAGAIN;
 	case CLIENT_ROLE_LEARNER:
-		return admin_change(w, CLIENT_OP_PROMOTE, group, opt->to) ? 0 : -EAGAIN;
+		if (admin_change(w, CLIENT_OP_PROMOTE, group, opt->to))
+			return 0;
+		/* Not caught up yet. Make sure B hosts the group: a learner that
+		 * never joined (B restarted empty) would never catch up. */
+		admin_call(w, opt->to, CLIENT_OP_JOIN, group, 0, &ans);
+		return -EAGAIN;
 	case CLIENT_ROLE_VOTER:
 		break;
 	default:
