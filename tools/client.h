@@ -51,13 +51,14 @@ enum {
 	CLIENT_OP_LEADER = 5,
 	CLIENT_OP_LOCAL_GET = 6,
 	CLIENT_OP_DIGEST = 7,
-	CLIENT_OP_JOIN = 8,
-	CLIENT_OP_ADD_LEARNER = 9,
-	CLIENT_OP_PROMOTE = 10,
-	CLIENT_OP_REMOVE_MEMBER = 11,
-	CLIENT_OP_TRANSFER = 12,
-	CLIENT_OP_MEMBERS = 13,
-	CLIENT_OP_DROP = 14,
+	/* 8..11 are left free for the consistency-check ops. */
+	CLIENT_OP_JOIN = 12,
+	CLIENT_OP_ADD_LEARNER = 13,
+	CLIENT_OP_PROMOTE = 14,
+	CLIENT_OP_REMOVE_MEMBER = 15,
+	CLIENT_OP_TRANSFER = 16,
+	CLIENT_OP_MEMBERS = 17,
+	CLIENT_OP_DROP = 18,
 };
 
 enum {
@@ -248,7 +249,7 @@ void client_digest_encode(const struct client_digest *digest, void *buf);
 int client_digest_decode(const void *value, uint32_t size, struct client_digest *digest);
 
 /* MEMBERS ANSWER VALUE: the group's membership as the answering node sees it,
- * little-endian (docs/client-protocol.md, op 13):
+ * little-endian (docs/client-protocol.md, op 17):
  *    0: u64 leader          0 if unknown
  *    8: u64 term
  *   16: u64 commit_index

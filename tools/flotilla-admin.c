@@ -1,6 +1,6 @@
 /* flotilla-admin: operator commands against a running cluster of
  * flotilla-node processes, through their client protocol
- * (docs/client-protocol.md, ops 8 to 14).
+ * (docs/client-protocol.md, ops 12 to 18).
  *
  *   flotilla-admin move --from A --to B --nodes ID=HOST:PORT,... --groups N
  *                       [--parallel 8] [--group-timeout-s 300] [--voters-min 3] [--verbose]

@@ -920,6 +920,11 @@ static void pending_free(struct pending *p)
 	free(p);
 }
 
+static bool node_op_is_membership(uint32_t op)
+{
+	return op >= CLIENT_OP_JOIN && op <= CLIENT_OP_DROP;
+}
+
 /* Start a membership op; its callback answers. Returns 0 or an error known at once. */
 static int conn_admin(struct conn *c, const struct client_request *req, struct pending *p)
 {
@@ -1044,7 +1049,7 @@ static void conn_handle(struct conn *c, const struct client_request *req)
 		rv = fl_read(s->node, req->group, node_get_done, p);
 	else if (req->op == CLIENT_OP_LEADER)
 		rv = fl_read(s->node, req->group, node_leader_done, p);
-	else if (req->op >= CLIENT_OP_JOIN)
+	else if (node_op_is_membership(req->op))
 		rv = conn_admin(c, req, p);
 	else
 		rv = conn_propose(c, req, p);
@@ -1055,7 +1060,7 @@ static void conn_handle(struct conn *c, const struct client_request *req)
 	if (req->op == CLIENT_OP_LEADER && rv == FL_ERR_NOT_LEADER) {
 		p->status = CLIENT_STATUS_OK;
 		p->leader = server_leader_hint(s, req->group);
-	} else if (req->op >= CLIENT_OP_JOIN && rv == -EAGAIN) {
+	} else if (node_op_is_membership(req->op) && rv == -EAGAIN) {
 		p->status = CLIENT_STATUS_RETRY;
 		p->leader = server_leader_hint(s, req->group);
 		pending_set_text(p, fl_strerror(rv));
