@@ -28,6 +28,8 @@ const char *err_str(int err)
 		return "WAL failed; refusing further work";
 	case WAL_ERR_GAP:
 		return "WAL has a gap in a group's indexes";
+	case RAFT_ERR_LAGGING:
+		return "the learner has not caught up with the leader's log yet";
 	case ERR_NO_GROUP:
 		return "no such group on this node";
 	case ERR_STOPPING:

@@ -1060,6 +1060,31 @@ static int leader_append(struct raft *raft, uint32_t type, const void *data, uin
 	return 0;
 }
 
+/* The leader's committed configuration no longer has it as a voter: step
+ * down (§4.2.2), and hand leadership at once to a voter whose log matches
+ * ours to the last entry (§3.10), so the group need not wait out an election
+ * timeout. Only a complete log can win: a target that is behind would lose
+ * its election, so none is asked then and the voters elect one on their own.
+ * TimeoutNow lets the target's votes pass leader stickiness; that is safe
+ * here because we stop leading (and serving lease reads) before it is sent. */
+static void step_down_removed(struct raft *raft)
+{
+	const struct raft_conf *conf = conf_current(raft);
+	uint64_t target = RAFT_NONE;
+
+	for (uint32_t i = 0; i < raft->progress_count && target == RAFT_NONE; i++) {
+		const struct raft_progress *pr = &raft->progress[i];
+
+		if (pr->id != raft->config.id && !pr->down &&
+		    raft_conf_role(conf, pr->id) == RAFT_MEMBER_VOTER &&
+		    pr->match == log_last(&raft->log))
+			target = pr->id;
+	}
+	become_follower(raft, raft->term, RAFT_NONE);
+	if (target != RAFT_NONE)
+		msg_new(raft, RAFT_MSG_TIMEOUT_NOW, target, false);
+}
+
 /* After commit passes a joint configuration, the leader appends the final one;
  * once that commits, a leader that is no longer a voter steps down (§4.2.2). */
 static void conf_advance(struct raft *raft)
@@ -1087,7 +1112,7 @@ static void conf_advance(struct raft *raft)
 		return;
 	}
 	if (raft_conf_role(conf, raft->config.id) != RAFT_MEMBER_VOTER)
-		become_follower(raft, raft->term, RAFT_NONE);
+		step_down_removed(raft);
 }
 
 /* Figure 8 / §5.4.2: only an entry of the current term is committed by
@@ -1829,6 +1854,16 @@ static bool conf_is_valid(const struct raft_conf *conf)
 	return has_voter;
 }
 
+/* Leader: is learner id replicating, within promote_lag_entries_max of our
+ * last entry? A learner still probing or installing a snapshot is not. */
+static bool learner_caught_up(const struct raft *raft, uint64_t id)
+{
+	const struct raft_progress *pr = raft_progress_of(raft, id);
+
+	return pr != NULL && pr->state == RAFT_PROGRESS_REPLICATE &&
+	       log_last(&raft->log) - pr->match <= raft->config.promote_lag_entries_max;
+}
+
 int raft_change(struct raft *raft, const struct raft_conf *target)
 {
 	const struct raft_conf *cur;
@@ -1855,6 +1890,10 @@ int raft_change(struct raft *raft, const struct raft_conf *target)
 		 * without the data. It must join anew as a learner instead. */
 		if (m.role_old == RAFT_MEMBER_WITNESS && m.role != RAFT_MEMBER_WITNESS)
 			return RAFT_ERR_CONF_INVALID;
+		/* §4.2.1: a learner votes only once it has caught up. */
+		if (m.role_old == RAFT_MEMBER_LEARNER && m.role == RAFT_MEMBER_VOTER &&
+		    !learner_caught_up(raft, m.id))
+			return RAFT_ERR_LAGGING;
 		joint.members[joint.members_count++] = m;
 	}
 	for (uint32_t i = 0; i < cur->members_count; i++) {
@@ -2179,6 +2218,7 @@ void raft_config_default(struct raft_config *config, uint64_t id, uint64_t group
 	    .lease_read = false,
 	    .quiesce = false,
 	    .quiesce_after_ms = 10000,
+	    .promote_lag_entries_max = 256,
 	};
 }
 
@@ -2301,6 +2341,11 @@ bool raft_is_quiesced(const struct raft *raft)
 const struct raft_conf *raft_conf(const struct raft *raft)
 {
 	return conf_current(raft);
+}
+
+uint64_t raft_conf_index(const struct raft *raft)
+{
+	return conf_current_index(raft);
 }
 
 const struct raft_entry *raft_entry_at(const struct raft *raft, uint64_t index)

@@ -183,6 +183,9 @@ struct raft_config {
 	bool lease_read;           /* Serve reads on the leader's lease when valid. */
 	bool quiesce;              /* Allow the leader to put the group to sleep. */
 	uint32_t quiesce_after_ms; /* Idle time before a leader quiesces. */
+	/* A learner becomes a voter only while its log is within this many
+	 * entries of the leader's last one (raft_change). */
+	uint32_t promote_lag_entries_max;
 };
 
 /* What survived on stable storage, for raft_init(). A brand-new group passes
@@ -347,8 +350,16 @@ int raft_read_index(struct raft *raft, uint64_t context, uint64_t now_ms);
 int raft_transfer(struct raft *raft, uint64_t target, uint64_t now_ms);
 
 /* Move to the membership target by joint consensus: the leader appends the
- * joint configuration, and once it commits, the final one. Returns 0,
- * RAFT_ERR_NOT_LEADER, RAFT_ERR_CONF_PENDING, RAFT_ERR_CONF_INVALID. */
+ * joint configuration, and once it commits, the final one. A learner that
+ * target makes a voter must have caught up: its progress is in the
+ * replicate state and at most config.promote_lag_entries_max entries behind
+ * the leader's last one, so adding its vote does not stall commits while it
+ * catches up (thesis §4.2.1). Returns 0, RAFT_ERR_NOT_LEADER,
+ * RAFT_ERR_CONF_PENDING, RAFT_ERR_CONF_INVALID, RAFT_ERR_LAGGING (retry once
+ * the learner caught up). If the change removes the leader, it steps down
+ * once the final configuration commits and hands leadership to a voter
+ * whose log is complete (TimeoutNow, §3.10), so the group does not wait out
+ * an election timeout. */
 int raft_change(struct raft *raft, const struct raft_conf *target);
 
 /* Entries up to index, whose term is term, are durable. Stale reports (the
@@ -405,6 +416,9 @@ uint64_t raft_last_index(const struct raft *raft);
 uint64_t raft_first_index(const struct raft *raft);
 bool raft_is_quiesced(const struct raft *raft);
 const struct raft_conf *raft_conf(const struct raft *raft);
+/* Log index of the entry of the configuration in force (at or below the
+ * snapshot index for one that came with a snapshot or the boot). */
+uint64_t raft_conf_index(const struct raft *raft);
 /* The entry at index, or NULL when compacted or past the end. Borrowed. */
 const struct raft_entry *raft_entry_at(const struct raft *raft, uint64_t index);
 /* The term at index; 0 when unknown. */

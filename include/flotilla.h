@@ -30,6 +30,7 @@ enum {
 	FL_ERR_CONF_PENDING = -(FL_ERR_BASE + 4), /* A membership change is not done yet. */
 	FL_ERR_CONF_INVALID = -(FL_ERR_BASE + 5),
 	FL_ERR_WAL_FAILED = -(FL_ERR_BASE + 9), /* The shard's WAL failed: the group is stopped. */
+	FL_ERR_LAGGING = -(FL_ERR_BASE + 11),   /* The learner has not caught up: retry. */
 	FL_ERR_NO_GROUP = -(FL_ERR_BASE + 20),  /* No such group on this node. */
 	FL_ERR_STOPPING = -(FL_ERR_BASE + 21),  /* The node or group is shutting down. */
 	FL_ERR_DROPPED = -(FL_ERR_BASE + 22),   /* The entry lost its place in the log
@@ -205,8 +206,33 @@ int fl_read(struct fl_node *node, uint64_t group, fl_done_cb cb, void *arg);
 /* Hand leadership of group to target. cb runs when the request is accepted. */
 int fl_transfer(struct fl_node *node, uint64_t group, uint64_t target, fl_done_cb cb, void *arg);
 
-/* Membership, by joint consensus underneath. cb runs once the change is
- * proposed and accepted by the leader; the group reaches it when it commits. */
+/* Membership, by joint consensus underneath, one change at a time. Leader
+ * only. cb runs once the change is proposed and accepted by the leader (rv
+ * 0), or refused: FL_ERR_NOT_LEADER (with a hint), FL_ERR_CONF_PENDING (the
+ * previous change has not committed yet), FL_ERR_TRANSFER, FL_ERR_CONF_INVALID.
+ * The group reaches the new membership when it commits: watch it with
+ * fl_group_info() (conf_index <= commit_index and not joint).
+ *
+ * fl_promote() makes a learner a voter only once it has caught up: its log
+ * is replicating within a few hundred entries of the leader's last one.
+ * Until then it fails with FL_ERR_LAGGING: retry after a while. (fl_add_voter
+ * of a learner is the same change, with the same check.) fl_promote() of a
+ * node that is not a learner of the group fails with FL_ERR_CONF_INVALID.
+ *
+ * A leader that fl_remove_member() removes keeps leading until the change
+ * commits, then steps down and hands leadership to an up-to-date voter.
+ * Transferring leadership first (fl_transfer) avoids even that short gap.
+ *
+ * Replacing node A by a new, empty node B in a group, one step at a time,
+ * each step waiting until the previous change has committed:
+ *   1. on B: fl_group_join();
+ *   2. on the leader: fl_add_learner(B); B receives a snapshot or the log;
+ *   3. on the leader: fl_promote(B), retried while FL_ERR_LAGGING;
+ *   4. if A leads: fl_transfer() to another voter;
+ *   5. on the leader: fl_remove_member(A);
+ *   6. on A, once the removal committed: fl_group_remove().
+ * The group keeps a majority of up-to-date voters at every step.
+ * tools/flotilla-admin `move` does this for every group of a node. */
 int fl_add_voter(struct fl_node *node, uint64_t group, uint64_t member, fl_done_cb cb, void *arg);
 int fl_add_learner(struct fl_node *node, uint64_t group, uint64_t member, fl_done_cb cb, void *arg);
 int fl_promote(struct fl_node *node, uint64_t group, uint64_t member, fl_done_cb cb, void *arg);
@@ -246,6 +272,38 @@ int fl_group_check(struct fl_node *node, uint64_t group, fl_done_cb cb, void *ar
  * the group is under way); FL_ERR_DROPPED (this node became the leader
  * before the snapshot came). */
 int fl_group_rebuild(struct fl_node *node, uint64_t group, fl_done_cb cb, void *arg);
+enum fl_member_role {
+	FL_MEMBER_NONE = 0,
+	FL_MEMBER_VOTER = 1,
+	FL_MEMBER_LEARNER = 2,
+	FL_MEMBER_WITNESS = 3,
+};
+
+struct fl_member_info {
+	uint64_t id;
+	uint64_t match;   /* Leader only: the member's log is known to match up to here. */
+	uint8_t role;     /* enum fl_member_role in the new (or only) configuration. */
+	uint8_t role_old; /* In the outgoing configuration while joint; NONE otherwise. */
+};
+
+/* A group's membership as one node sees it. */
+struct fl_group_info {
+	uint64_t leader; /* 0 if unknown. */
+	uint64_t term;
+	uint64_t commit_index;
+	uint64_t last_index;
+	uint64_t conf_index; /* Log index of the membership in force. */
+	bool is_leader;
+	bool joint; /* Between the old and the new membership of a change. */
+	uint32_t members_count;
+	struct fl_member_info members[FL_MEMBERS_MAX];
+};
+
+/* Fill *info with group's membership as this node sees it, then run cb (rv
+ * 0, or FL_ERR_NO_GROUP and *info untouched). *info must stay valid until
+ * cb runs. Members' match indexes are known on the leader only (0 elsewhere). */
+int fl_group_info(struct fl_node *node, uint64_t group, struct fl_group_info *info, fl_done_cb cb,
+		  void *arg);
 
 /* Blocking helpers: wait for the callback. Not from a callback. */
 int fl_propose_sync(struct fl_node *node, uint64_t group, const void *data, uint32_t size,

@@ -339,6 +339,17 @@ int fl_remove_member(struct fl_node *node, uint64_t group, uint64_t member, fl_d
 	return simple_req(node, SHARD_REQ_CHANGE, group, member, SHARD_CHANGE_REMOVE, cb, arg);
 }
 
+int fl_group_info(struct fl_node *node, uint64_t group, struct fl_group_info *info, fl_done_cb cb,
+		  void *arg)
+{
+	struct shard_req *req = req_new(SHARD_REQ_INFO, group, sizeof(info), cb, arg);
+
+	if (req == NULL)
+		return -ENOMEM;
+	memcpy(req->data, &info, sizeof(info));
+	return req_submit(node, req);
+}
+
 /* A caller thread waiting for one callback. */
 struct waiter {
 	pthread_mutex_t lock;

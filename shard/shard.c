@@ -1942,8 +1942,34 @@ static int group_open(struct shard *s, uint64_t id, const struct raft_boot *boot
 	return 0;
 }
 
+static void batch_flush(struct shard *s, struct group *g);
+
+/* Take g off the shard's lists of batched and dirty groups, which hold
+ * pointers to it, before it is freed: a group removed while this turn's
+ * drain batched proposals for it, or after a message made it dirty, would
+ * otherwise be processed after the free. Its batch is proposed first, so
+ * that group_fail_requests() answers those proposals too. */
+static void group_unlink(struct shard *s, struct group *g)
+{
+	struct group **link;
+
+	if (g->batched) {
+		for (link = &s->batched_head; *link != g; link = &(*link)->batch_next)
+			ASSERT(*link != NULL); /* A batched group is on the list. */
+		*link = g->batch_next;
+		batch_flush(s, g);
+	}
+	if (g->dirty) {
+		for (link = &s->dirty_head; *link != g; link = &(*link)->dirty_next)
+			ASSERT(*link != NULL); /* A dirty group is on the list. */
+		*link = g->dirty_next;
+		g->dirty = false;
+	}
+}
+
 static void group_close(struct shard *s, struct group *g, int rv)
 {
+	group_unlink(s, g);
 	group_fail_requests(g, rv);
 	if (g->was_leader)
 		atomic_fetch_sub_explicit(&s->stats.leaders, 1, memory_order_relaxed);
@@ -2117,8 +2143,13 @@ static void req_change(struct shard *s, struct group *g, struct shard_req *req)
 	for (uint32_t i = 0; i < target.members_count; i++)
 		target.members[i].role_old = RAFT_MEMBER_NONE;
 	switch (req->change) {
+	case SHARD_CHANGE_PROMOTE: /* A learner only: a voter joins as a learner first. */
+		if (raft_conf_role(&target, req->member) != RAFT_MEMBER_LEARNER) {
+			rv = RAFT_ERR_CONF_INVALID;
+			break;
+		}
+		/* Fall through. */
 	case SHARD_CHANGE_ADD_VOTER:
-	case SHARD_CHANGE_PROMOTE:
 		rv = raft_conf_add(&target, req->member, RAFT_MEMBER_VOTER);
 		break;
 	case SHARD_CHANGE_ADD_LEARNER:
@@ -2152,6 +2183,32 @@ static void req_change(struct shard *s, struct group *g, struct shard_req *req)
 	done(req->cb, req->arg, rv == -ENOSPC ? RAFT_ERR_CONF_INVALID : rv, 0,
 	     raft_leader(&g->raft));
 	(void)s;
+}
+
+/* fl_group_info(): the membership as this node sees it. */
+static void req_info(struct group *g, struct shard_req *req)
+{
+	const struct raft_conf *conf = raft_conf(&g->raft);
+	struct fl_group_info *info;
+
+	memcpy(&info, req->data, sizeof(info));
+	*info = (struct fl_group_info){.leader = raft_leader(&g->raft),
+				       .term = raft_term(&g->raft),
+				       .commit_index = raft_commit_index(&g->raft),
+				       .last_index = raft_last_index(&g->raft),
+				       .conf_index = raft_conf_index(&g->raft),
+				       .is_leader = raft_is_leader(&g->raft),
+				       .joint = conf->joint,
+				       .members_count = conf->members_count};
+	for (uint32_t i = 0; i < conf->members_count && i < FL_MEMBERS_MAX; i++) {
+		const struct raft_progress *pr = raft_progress_of(&g->raft, conf->members[i].id);
+
+		info->members[i] = (struct fl_member_info){.id = conf->members[i].id,
+							   .match = pr != NULL ? pr->match : 0,
+							   .role = conf->members[i].role,
+							   .role_old = conf->members[i].role_old};
+	}
+	done(req->cb, req->arg, 0, 0, raft_leader(&g->raft));
 }
 
 /* Proposals of one drain are gathered per group and appended with one call. */
@@ -2319,6 +2376,9 @@ static void req_handle(struct shard *s, struct shard_req *req)
 		rv = group_rebuild_start(s, g, req->cb, req->arg);
 		if (rv != 0)
 			done(req->cb, req->arg, rv, 0, raft_leader(&g->raft));
+		break;
+	case SHARD_REQ_INFO:
+		req_info(g, req);
 		break;
 	case SHARD_REQ_GROUP_REMOVE:
 		if (s->wal_failed || (rv = wal_append_removed(&s->wal, g->id)) != 0) {

@@ -32,6 +32,7 @@ enum shard_req_type {
 	SHARD_REQ_DIAL_FAILED,
 	SHARD_REQ_CHECK,   /* fl_group_check(). */
 	SHARD_REQ_REBUILD, /* fl_group_rebuild(). */
+	SHARD_REQ_INFO,    /* Fill the struct fl_group_info whose address is in data. */
 };
 
 enum shard_change {

@@ -88,7 +88,15 @@ static uint64_t client_body_size(const struct client_request *req)
 	case CLIENT_OP_CHECK:
 	case CLIENT_OP_CHECK_STATUS:
 	case CLIENT_OP_REBUILD:
+	case CLIENT_OP_JOIN:
+	case CLIENT_OP_MEMBERS:
+	case CLIENT_OP_DROP:
 		return 0;
+	case CLIENT_OP_ADD_LEARNER:
+	case CLIENT_OP_PROMOTE:
+	case CLIENT_OP_REMOVE_MEMBER:
+	case CLIENT_OP_TRANSFER:
+		return 8;
 	default:
 		return UINT64_MAX;
 	}
@@ -137,6 +145,12 @@ void client_request_encode(const struct client_request *req, void *buf)
 			p = client_store_bytes(p, req->expected, req->expected_size);
 		client_store_bytes(p, req->value, req->value_size);
 		break;
+	case CLIENT_OP_ADD_LEARNER:
+	case CLIENT_OP_PROMOTE:
+	case CLIENT_OP_REMOVE_MEMBER:
+	case CLIENT_OP_TRANSFER:
+		client_store64(p, req->member);
+		break;
 	default:
 		break;
 	}
@@ -155,7 +169,18 @@ static int client_request_decode_body(const unsigned char *p, uint32_t body_size
 	case CLIENT_OP_CHECK:
 	case CLIENT_OP_CHECK_STATUS:
 	case CLIENT_OP_REBUILD:
+	case CLIENT_OP_JOIN:
+	case CLIENT_OP_MEMBERS:
+	case CLIENT_OP_DROP:
 		return body_size == 0 ? 0 : -EBADMSG;
+	case CLIENT_OP_ADD_LEARNER:
+	case CLIENT_OP_PROMOTE:
+	case CLIENT_OP_REMOVE_MEMBER:
+	case CLIENT_OP_TRANSFER:
+		if (body_size != 8)
+			return -EBADMSG;
+		req->member = client_load64(p);
+		return 0;
 	case CLIENT_OP_PUT:
 	case CLIENT_OP_CORRUPT:
 		fixed = 8;
@@ -255,7 +280,7 @@ int client_response_decode(const void *buf, size_t size, struct client_response 
 	resp->status = client_load32(p + 4);
 	resp->leader_hint = client_load64(p + 16);
 	resp->value_size = client_load32(p + 24);
-	if (resp->status > CLIENT_STATUS_BAD_REQUEST ||
+	if (resp->status > CLIENT_STATUS_RETRY ||
 	    (uint64_t)resp->value_size + CLIENT_RESPONSE_HEADER_SIZE - 4 != frame)
 		return -EBADMSG;
 	resp->value = p + CLIENT_RESPONSE_HEADER_SIZE;
@@ -735,7 +760,9 @@ static void client_router_answer(struct client_router *r, struct client_node *no
 	if (call->req.op != CLIENT_OP_LOCAL_GET && call->req.op != CLIENT_OP_LEADER &&
 	    call->req.op != CLIENT_OP_DIGEST && call->req.op != CLIENT_OP_CORRUPT &&
 	    call->req.op != CLIENT_OP_CHECK_STATUS && call->req.op != CLIENT_OP_REBUILD &&
-	    resp->status != CLIENT_STATUS_ERROR && resp->status != CLIENT_STATUS_BAD_REQUEST)
+	    call->req.op != CLIENT_OP_JOIN && call->req.op != CLIENT_OP_MEMBERS &&
+	    call->req.op != CLIENT_OP_DROP && resp->status != CLIENT_STATUS_ERROR &&
+	    resp->status != CLIENT_STATUS_BAD_REQUEST)
 		client_router_set_leader(r, call->req.group, node->id);
 	call->status = resp->status;
 	free(call->value);
@@ -843,4 +870,64 @@ int client_digest_decode(const void *value, uint32_t size, struct client_digest 
 	digest->order_violations = client_load64(p + 24);
 	digest->keys_count = client_load64(p + 32);
 	return 0;
+}
+
+uint32_t client_members_size(const struct client_members *m)
+{
+	return CLIENT_MEMBERS_HEADER_SIZE + CLIENT_MEMBER_SIZE * m->members_count;
+}
+
+void client_members_encode(const struct client_members *m, void *buf)
+{
+	unsigned char *p = buf;
+
+	p = client_store64(p, m->leader);
+	p = client_store64(p, m->term);
+	p = client_store64(p, m->commit_index);
+	p = client_store64(p, m->last_index);
+	p = client_store64(p, m->conf_index);
+	p = client_store32(p, m->flags);
+	p = client_store32(p, m->members_count);
+	for (uint32_t i = 0; i < m->members_count; i++) {
+		p = client_store64(p, m->members[i].id);
+		p = client_store64(p, m->members[i].match);
+		p = client_store32(p, m->members[i].role);
+		p = client_store32(p, m->members[i].role_old);
+	}
+}
+
+int client_members_decode(const void *value, uint32_t size, struct client_members *m)
+{
+	const unsigned char *p = value;
+
+	memset(m, 0, sizeof(*m));
+	if (size < CLIENT_MEMBERS_HEADER_SIZE)
+		return -EBADMSG;
+	m->members_count = client_load32(p + 44);
+	if (m->members_count > CLIENT_MEMBERS_MAX || size != client_members_size(m)) {
+		m->members_count = 0;
+		return -EBADMSG;
+	}
+	m->leader = client_load64(p);
+	m->term = client_load64(p + 8);
+	m->commit_index = client_load64(p + 16);
+	m->last_index = client_load64(p + 24);
+	m->conf_index = client_load64(p + 32);
+	m->flags = client_load32(p + 40);
+	p += CLIENT_MEMBERS_HEADER_SIZE;
+	for (uint32_t i = 0; i < m->members_count; i++, p += CLIENT_MEMBER_SIZE) {
+		m->members[i].id = client_load64(p);
+		m->members[i].match = client_load64(p + 8);
+		m->members[i].role = client_load32(p + 16);
+		m->members[i].role_old = client_load32(p + 20);
+	}
+	return 0;
+}
+
+uint32_t client_members_role(const struct client_members *m, uint64_t id)
+{
+	for (uint32_t i = 0; i < m->members_count; i++)
+		if (m->members[i].id == id)
+			return m->members[i].role;
+	return CLIENT_ROLE_NONE;
 }

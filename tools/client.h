@@ -30,6 +30,8 @@
  *                                       (tests only: set key in this node's copy alone)
  *       CHECK_STATUS empty              (this node's check and divergence counters)
  *       REBUILD    empty                (restore this node's copy from the leader's snapshot)
+ *       JOIN, MEMBERS, DROP                       empty   (this node: membership admin)
+ *       ADD_LEARNER, PROMOTE, REMOVE_MEMBER, TRANSFER  u64 member   (the group's leader)
  * RESPONSE, little-endian:
  *    0: u32 size           24 + value_size
  *    4: u32 status         CLIENT_STATUS_*
@@ -58,6 +60,13 @@ enum {
 	CLIENT_OP_CORRUPT = 9,
 	CLIENT_OP_CHECK_STATUS = 10,
 	CLIENT_OP_REBUILD = 11,
+	CLIENT_OP_JOIN = 12,
+	CLIENT_OP_ADD_LEARNER = 13,
+	CLIENT_OP_PROMOTE = 14,
+	CLIENT_OP_REMOVE_MEMBER = 15,
+	CLIENT_OP_TRANSFER = 16,
+	CLIENT_OP_MEMBERS = 17,
+	CLIENT_OP_DROP = 18,
 };
 
 enum {
@@ -67,6 +76,7 @@ enum {
 	CLIENT_STATUS_CAS_MISMATCH = 3,
 	CLIENT_STATUS_ERROR = 4,
 	CLIENT_STATUS_BAD_REQUEST = 5,
+	CLIENT_STATUS_RETRY = 6, /* Membership ops: not now (change pending, learner behind). */
 };
 
 /* A request. Pointers are borrowed (encode) or point into the decoded buffer
@@ -81,6 +91,7 @@ struct client_request {
 	uint32_t key_size;
 	uint32_t expected_size; /* CAS; CLIENT_ABSENT: the key must be absent. */
 	uint32_t value_size;
+	uint64_t member; /* ADD_LEARNER, PROMOTE, REMOVE_MEMBER: the node; TRANSFER: the target. */
 };
 
 struct client_response {
@@ -244,6 +255,52 @@ void client_digest_encode(const struct client_digest *digest, void *buf);
 /* Parse a DIGEST answer's value. Returns 0, or -EBADMSG unless size is
  * CLIENT_DIGEST_SIZE. */
 int client_digest_decode(const void *value, uint32_t size, struct client_digest *digest);
+
+/* MEMBERS ANSWER VALUE: the group's membership as the answering node sees it,
+ * little-endian (docs/client-protocol.md, op 17):
+ *    0: u64 leader          0 if unknown
+ *    8: u64 term
+ *   16: u64 commit_index
+ *   24: u64 last_index
+ *   32: u64 conf_index      log index of the membership in force
+ *   40: u32 flags           bit 0: the answering node leads; bit 1: joint
+ *   44: u32 members_count   at most CLIENT_MEMBERS_MAX
+ *   48: members_count times 24 bytes:
+ *       u64 id | u64 match (known on the leader only) | u32 role | u32 role_old
+ * Roles: 0 none, 1 voter, 2 learner, 3 witness. */
+#define CLIENT_MEMBERS_MAX         16
+#define CLIENT_MEMBERS_HEADER_SIZE 48
+#define CLIENT_MEMBER_SIZE         24
+#define CLIENT_MEMBERS_LEADER      1u
+#define CLIENT_MEMBERS_JOINT       2u
+
+enum { CLIENT_ROLE_NONE, CLIENT_ROLE_VOTER, CLIENT_ROLE_LEARNER, CLIENT_ROLE_WITNESS };
+
+struct client_member {
+	uint64_t id;
+	uint64_t match;
+	uint32_t role;
+	uint32_t role_old;
+};
+
+struct client_members {
+	uint64_t leader;
+	uint64_t term;
+	uint64_t commit_index;
+	uint64_t last_index;
+	uint64_t conf_index;
+	uint32_t flags;
+	uint32_t members_count;
+	struct client_member members[CLIENT_MEMBERS_MAX];
+};
+
+/* Encoded bytes of m (its members_count must be at most CLIENT_MEMBERS_MAX). */
+uint32_t client_members_size(const struct client_members *m);
+void client_members_encode(const struct client_members *m, void *buf);
+/* Parse a MEMBERS answer's value. Returns 0 or -EBADMSG. */
+int client_members_decode(const void *value, uint32_t size, struct client_members *m);
+/* The role of node id in m's configuration in force (new half while joint). */
+uint32_t client_members_role(const struct client_members *m, uint64_t id);
 
 /* Room for need more bytes at *end of the buffer *buf (*capacity bytes, live
  * bytes from *start to *end), moving the live bytes to the front first and

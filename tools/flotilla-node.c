@@ -19,6 +19,11 @@
  * answer of the same loop turn. A read (GET) goes through fl_read() the same
  * way and copies the value out of the KV map in the callback.
  *
+ * Membership ops (JOIN, ADD_LEARNER, PROMOTE, REMOVE_MEMBER, TRANSFER,
+ * MEMBERS, DROP) go to the library the same way and let flotilla-admin move a
+ * node's replicas elsewhere. A node started with --join on is such a new
+ * node: it creates no group at start and hosts only what it is asked to JOIN.
+ *
  * Lifetime: a connection counts its requests in flight (outstanding). When a
  * connection closes, its memory stays until every callback for it has come
  * back; only its client thread frees it, at the end of a loop turn, so no
@@ -97,6 +102,7 @@ struct node_options {
 	bool allow_corrupt; /* Accept CORRUPT requests (tests of consistency checks only). */
 	bool quiesce;
 	bool lease_read;
+	bool join;
 	uint32_t client_threads;
 	uint32_t conns_max;
 	uint32_t inflight_max;
@@ -137,6 +143,7 @@ struct pending {
 	uint32_t status;
 	void *value; /* malloc()ed answer value, or NULL. */
 	uint32_t value_size;
+	struct fl_group_info *info; /* MEMBERS: filled by the library; malloc()ed. */
 	uint32_t key_size;
 	unsigned char key[]; /* Kept for GET and CAS, which read the map in the callback. */
 };
@@ -248,6 +255,8 @@ static const struct node_opt node_opts[] = {
      "MS  timer granularity (library default)"},
     {"quiesce", OPT_BOOL, OPT_FIELD(quiesce), 0, 0, 0, "on|off  idle groups stop ticking"},
     {"lease-read", OPT_BOOL, OPT_FIELD(lease_read), 0, 0, 0, "on|off  reads on the leader lease"},
+    {"join", OPT_BOOL, OPT_FIELD(join), 0, 0, 0,
+     "on|off  a new node: create no group, receive them by JOIN (flotilla-admin move)"},
     {"entry-size-max", OPT_U32, OPT_FIELD(entry_size_max), 0, 64, UINT32_MAX,
      "BYTES  largest log entry"},
     {"inbox-max", OPT_U32, OPT_FIELD(inbox_max), 0, 1, UINT32_MAX, "N  requests queued per shard"},
@@ -503,7 +512,7 @@ static int node_check_options(struct node_options *opt)
 	}
 	for (uint32_t i = 0; i < opt->members_count; i++)
 		self_member |= opt->members[i] == opt->id;
-	if (opt->groups_count > 0 && !self_member) {
+	if (opt->groups_count > 0 && !self_member && !opt->join) {
 		fprintf(stderr, "flotilla-node: --members must include this node (%llu)\n",
 			(unsigned long long)opt->id);
 		return -EINVAL;
@@ -727,12 +736,20 @@ static void pending_set_text(struct pending *p, const char *text)
 	}
 }
 
-/* Answer a failed library call: NOT_LEADER with the hint, or ERROR with its name. */
+/* Answer a failed library call: NOT_LEADER with the hint, or ERROR with its
+ * name. A leader handing leadership over refuses writes until the transfer
+ * ends (FL_ERR_TRANSFER): nothing was proposed, and the leader is about to
+ * change, so that is NOT_LEADER too, with no hint (wait and retry). */
 static void pending_set_error(struct pending *p, int rv, uint64_t leader)
 {
 	p->leader = leader != 0 ? leader : server_leader_hint(p->server, p->group);
 	if (rv == FL_ERR_NOT_LEADER) {
 		p->status = CLIENT_STATUS_NOT_LEADER;
+		return;
+	}
+	if (rv == FL_ERR_TRANSFER && p->op != CLIENT_OP_TRANSFER) {
+		p->status = CLIENT_STATUS_NOT_LEADER;
+		p->leader = 0;
 		return;
 	}
 	p->status = CLIENT_STATUS_ERROR;
@@ -862,10 +879,108 @@ static void node_index_done(void *arg, int rv, uint64_t result, uint64_t leader)
 	worker_complete(p);
 }
 
+/* Callback of the membership ops (JOIN, ADD_LEARNER, PROMOTE, REMOVE_MEMBER,
+ * TRANSFER, DROP). What an operator retries later is RETRY, not ERROR: a
+ * change not yet committed, a transfer under way, a learner still behind, a
+ * full queue. JOIN of a group already here and DROP of one not here are done. */
+static void node_admin_done(void *arg, int rv, uint64_t result, uint64_t leader)
+{
+	struct pending *p = arg;
+
+	(void)result;
+	if (rv == 0 || (p->op == CLIENT_OP_JOIN && rv == FL_ERR_GROUP_EXISTS) ||
+	    (p->op == CLIENT_OP_DROP && rv == FL_ERR_NO_GROUP)) {
+		p->status = CLIENT_STATUS_OK;
+		p->leader = leader != 0 ? leader : server_leader_hint(p->server, p->group);
+	} else if (rv == FL_ERR_CONF_PENDING || rv == FL_ERR_TRANSFER || rv == FL_ERR_LAGGING ||
+		   rv == -EAGAIN) {
+		p->status = CLIENT_STATUS_RETRY;
+		p->leader = leader != 0 ? leader : server_leader_hint(p->server, p->group);
+		pending_set_text(p, fl_strerror(rv));
+	} else {
+		pending_set_error(p, rv, leader);
+	}
+	worker_complete(p);
+}
+
+/* fl_group_info callback for MEMBERS: encode what the library filled in. */
+static void node_members_done(void *arg, int rv, uint64_t result, uint64_t leader)
+{
+	struct pending *p = arg;
+	const struct fl_group_info *info = p->info;
+	struct client_members m = {0};
+
+	(void)result;
+	if (rv != 0) {
+		pending_set_error(p, rv, leader);
+		worker_complete(p);
+		return;
+	}
+	m = (struct client_members){.leader = info->leader,
+				    .term = info->term,
+				    .commit_index = info->commit_index,
+				    .last_index = info->last_index,
+				    .conf_index = info->conf_index,
+				    .flags = (info->is_leader ? CLIENT_MEMBERS_LEADER : 0) |
+					     (info->joint ? CLIENT_MEMBERS_JOINT : 0),
+				    .members_count = info->members_count < CLIENT_MEMBERS_MAX
+							 ? info->members_count
+							 : CLIENT_MEMBERS_MAX};
+	for (uint32_t i = 0; i < m.members_count; i++)
+		m.members[i] = (struct client_member){.id = info->members[i].id,
+						      .match = info->members[i].match,
+						      .role = info->members[i].role,
+						      .role_old = info->members[i].role_old};
+	p->leader = info->leader;
+	p->value = malloc(client_members_size(&m));
+	if (p->value == NULL) {
+		pending_set_error(p, -ENOMEM, leader);
+	} else {
+		client_members_encode(&m, p->value);
+		p->value_size = client_members_size(&m);
+		p->status = CLIENT_STATUS_OK;
+	}
+	worker_complete(p);
+}
+
 static void pending_free(struct pending *p)
 {
 	free(p->value);
+	free(p->info);
 	free(p);
+}
+
+static bool node_op_is_membership(uint32_t op)
+{
+	return op >= CLIENT_OP_JOIN && op <= CLIENT_OP_DROP;
+}
+
+/* Start a membership op; its callback answers. Returns 0 or an error known at once. */
+static int conn_admin(struct conn *c, const struct client_request *req, struct pending *p)
+{
+	struct fl_node *node = c->worker->server->node;
+
+	switch (req->op) {
+	case CLIENT_OP_JOIN:
+		return fl_group_join(node, req->group, node_admin_done, p);
+	case CLIENT_OP_ADD_LEARNER:
+		return fl_add_learner(node, req->group, req->member, node_admin_done, p);
+	case CLIENT_OP_PROMOTE:
+		return fl_promote(node, req->group, req->member, node_admin_done, p);
+	case CLIENT_OP_REMOVE_MEMBER:
+		return fl_remove_member(node, req->group, req->member, node_admin_done, p);
+	case CLIENT_OP_TRANSFER:
+		return fl_transfer(node, req->group, req->member, node_admin_done, p);
+	case CLIENT_OP_DROP:
+		return fl_group_remove(node, req->group, node_admin_done, p);
+	case CLIENT_OP_MEMBERS:
+		p->info = malloc(sizeof(*p->info));
+		if (p->info == NULL)
+			return -ENOMEM;
+		return fl_group_info(node, req->group, p->info, node_members_done, p);
+	default:
+		return -EINVAL;
+	}
 }
 
 static_assert((int)KV_OP_PUT == (int)CLIENT_OP_PUT, "KV commands use the protocol's op codes");
@@ -1017,6 +1132,8 @@ static void conn_handle(struct conn *c, const struct client_request *req)
 		rv = fl_group_check(s->node, req->group, node_index_done, p);
 	else if (req->op == CLIENT_OP_REBUILD)
 		rv = fl_group_rebuild(s->node, req->group, node_index_done, p);
+	else if (node_op_is_membership(req->op))
+		rv = conn_admin(c, req, p);
 	else
 		rv = conn_propose(c, req, p);
 	if (rv == 0)
@@ -1026,6 +1143,10 @@ static void conn_handle(struct conn *c, const struct client_request *req)
 	if (req->op == CLIENT_OP_LEADER && rv == FL_ERR_NOT_LEADER) {
 		p->status = CLIENT_STATUS_OK;
 		p->leader = server_leader_hint(s, req->group);
+	} else if (node_op_is_membership(req->op) && rv == -EAGAIN) {
+		p->status = CLIENT_STATUS_RETRY;
+		p->leader = server_leader_hint(s, req->group);
+		pending_set_text(p, fl_strerror(rv));
 	} else {
 		pending_set_error(p, rv, 0);
 	}
@@ -1665,7 +1786,7 @@ int main(int argc, char **argv)
 	node_addr_host(s->opt.client_addr, client_host, sizeof(client_host));
 	node_log("listening: peer %s:%u client %s:%u (flotilla %s)", peer_host,
 		 fl_node_port(s->node), client_host, s->client_port, fl_version());
-	rv = server_create_groups(s);
+	rv = s->opt.join ? 0 : server_create_groups(s);
 	if (rv == 0)
 		rv = server_start_threads(s);
 	if (rv != 0) {

@@ -18,6 +18,19 @@
  *       acknowledged write (linearizable) and wait until all nodes report the
  *       same DIGEST for every group.
  *
+ *   flotilla-cluster-check replace --nodes SPEC --groups N --dir D --cluster SCRIPT
+ *                                 --admin ADMIN [--voters V] [--parallel P] [--max-gap-ms G]
+ *       Under a write load (16 writer threads over disjoint groups, every
+ *       acknowledged write recorded), replace each voter i = 1..V in turn by
+ *       the spare V + i: "SCRIPT start --dir D --node V+i" (an empty node),
+ *       "ADMIN move --from i --to V+i" (P groups at a time), "SCRIPT stop
+ *       --dir D --node i" (the first move is run twice: the second must find
+ *       every group moved). Acknowledged writes are sampled every 20 ms: the
+ *       throughput of each second is printed, and the longest time with none
+ *       acknowledged must stay within G ms (5000). Then GET every
+ *       acknowledged write and wait until the new nodes report the same
+ *       DIGEST for every group. SPEC lists the V voters, then the V spares.
+ *
  * SPEC is "1=127.0.0.1:PORT,2=127.0.0.1:PORT,3=127.0.0.1:PORT". Every loop is
  * bounded in time; exit status 0 when every check passed, 1 when one failed,
  * 2 on bad usage or when the cluster could not be driven at all. */
@@ -51,7 +64,11 @@ struct check {
 	const char *nodes;
 	const char *dir;
 	const char *cluster;
+	const char *admin;
 	uint32_t groups_count;
+	uint32_t voters_count;
+	uint32_t parallel;
+	uint32_t gap_ms_max;
 	uint32_t proposals_count;
 	uint32_t batch_count;
 	uint32_t election_ms;
@@ -418,6 +435,9 @@ out:
  * each write a fresh key, until told to stop. */
 struct check_writer {
 	struct check *k;
+	char prefix[8];       /* Of its keys: writers never share a key. */
+	uint32_t first_group; /* It writes to groups first_group.. */
+	uint32_t lane_groups; /* ..first_group + lane_groups - 1, one PUT each per batch. */
 	struct client_router router;
 	pthread_t thread;
 	atomic_bool stop;
@@ -435,14 +455,14 @@ struct check_writer {
 
 static void check_writer_batch(struct check_writer *w)
 {
-	uint32_t count = w->k->groups_count;
+	uint32_t count = w->lane_groups;
 	uint64_t started = check_now_ms(), took;
 
 	for (uint32_t i = 0; i < count; i++) {
 		uint64_t seq = w->next_seq + i;
-		uint64_t group = 1 + seq % count;
+		uint64_t group = w->first_group + seq % count;
 
-		check_write_text("w", seq, w->keys[i], w->values[i]);
+		check_write_text(w->prefix, seq, w->keys[i], w->values[i]);
 		w->calls[i].req = check_put(group, w->keys[i], w->values[i]);
 		w->groups[group - 1].written++;
 	}
@@ -473,27 +493,41 @@ static void *check_writer_main(void *arg)
 {
 	struct check_writer *w = arg;
 
-	while (!atomic_load(&w->stop) && w->acked_count + w->k->groups_count <= CHECK_ACKS_MAX)
+	while (!atomic_load(&w->stop) && w->acked_count + w->lane_groups <= CHECK_ACKS_MAX)
 		check_writer_batch(w);
 	return NULL;
 }
 
-static int check_writer_start(struct check_writer *w, struct check *k)
+/* Start a writer over groups first_group..first_group + lane_groups - 1.
+ * Its counts go to groups (one entry per group of the cluster, shared by
+ * writers of disjoint lanes). */
+static int check_writer_start_lane(struct check_writer *w, struct check *k, uint32_t lane,
+				   uint32_t first_group, uint32_t lane_groups,
+				   struct check_group *groups)
 {
 	memset(w, 0, sizeof(*w));
 	w->k = k;
+	snprintf(w->prefix, sizeof(w->prefix), lane == 0 ? "w" : "w%u", lane);
+	w->first_group = first_group;
+	w->lane_groups = lane_groups;
 	atomic_init(&w->stop, false);
 	w->acked = calloc(CHECK_ACKS_MAX, sizeof(*w->acked));
-	w->groups = calloc(k->groups_count, sizeof(*w->groups));
-	w->calls = calloc(k->groups_count, sizeof(*w->calls));
-	w->keys = calloc(k->groups_count, sizeof(*w->keys));
-	w->values = calloc(k->groups_count, sizeof(*w->values));
+	w->groups = groups;
+	w->calls = calloc(lane_groups, sizeof(*w->calls));
+	w->keys = calloc(lane_groups, sizeof(*w->keys));
+	w->values = calloc(lane_groups, sizeof(*w->values));
 	if (w->acked == NULL || w->groups == NULL || w->calls == NULL || w->keys == NULL ||
 	    w->values == NULL || client_router_init(&w->router, k->nodes) != 0)
 		return -ENOMEM;
-	for (uint32_t g = 1; g <= k->groups_count; g++)
+	for (uint32_t g = first_group; g < first_group + lane_groups; g++)
 		client_router_set_leader(&w->router, g, client_router_leader(&k->router, g));
 	return -pthread_create(&w->thread, NULL, check_writer_main, w);
+}
+
+static int check_writer_start(struct check_writer *w, struct check *k)
+{
+	return check_writer_start_lane(w, k, 0, 1, k->groups_count,
+				       calloc(k->groups_count, sizeof(*w->groups)));
 }
 
 static void check_writer_free(struct check_writer *w)
@@ -502,7 +536,6 @@ static void check_writer_free(struct check_writer *w)
 	free(w->values);
 	free(w->keys);
 	free(w->calls);
-	free(w->groups);
 	free(w->acked);
 }
 
@@ -661,10 +694,10 @@ static uint64_t check_read_back(struct check *k, const struct check_writer *w)
 		for (uint32_t i = 0; i < count; i++) {
 			uint64_t seq = w->acked[first + i];
 
-			check_write_text("w", seq, keys[i], values[i]);
+			check_write_text(w->prefix, seq, keys[i], values[i]);
 			calls[i].req =
 			    (struct client_request){.op = CLIENT_OP_GET,
-						    .group = 1 + seq % k->groups_count,
+						    .group = w->first_group + seq % w->lane_groups,
 						    .key = keys[i],
 						    .key_size = (uint32_t)strlen(keys[i])};
 		}
@@ -755,6 +788,7 @@ static int check_kill(struct check *k)
 	check_learn_leaders(k);
 	if (check_writer_start(&w, k) != 0) {
 		printf("cannot start the writer\n");
+		free(w.groups);
 		check_writer_free(&w);
 		return 2;
 	}
@@ -774,7 +808,303 @@ static int check_kill(struct check *k)
 	rv_replicas = check_replicas(k, w.groups, false);
 	if (rv == 0)
 		rv = rv_replicas;
+	free(w.groups);
 	check_writer_free(&w);
+	return rv;
+}
+
+/* --- replace --- */
+
+#define CHECK_LANES     16   /* Writers: a group a move stalls holds up only its lane. */
+#define CHECK_SECONDS   3600 /* Seconds of throughput samples kept. */
+#define CHECK_SAMPLE_MS 20
+
+/* Samples the writers' acknowledged writes: per second, and the longest
+ * time in which none was acknowledged. */
+struct check_sampler {
+	struct check_writer *writers;
+	uint32_t writers_count;
+	pthread_t thread;
+	atomic_bool stop;
+	uint64_t started_ms;
+	uint64_t per_second[CHECK_SECONDS];
+	uint64_t gap_ms_max, gap_end_ms; /* Longest stretch without an ack, and when it ended. */
+	pthread_mutex_t lock;            /* Guards the above against the reader. */
+};
+
+static uint64_t check_acked_sum(const struct check_sampler *sp)
+{
+	uint64_t sum = 0;
+
+	for (uint32_t i = 0; i < sp->writers_count; i++)
+		sum += atomic_load(&sp->writers[i].acked_total);
+	return sum;
+}
+
+static void *check_sampler_main(void *arg)
+{
+	struct check_sampler *sp = arg;
+	uint64_t last = check_acked_sum(sp), last_change_ms = sp->started_ms;
+
+	while (!atomic_load(&sp->stop)) {
+		uint64_t now, acked;
+
+		check_sleep_ms(CHECK_SAMPLE_MS);
+		now = check_now_ms();
+		acked = check_acked_sum(sp);
+		pthread_mutex_lock(&sp->lock);
+		if (acked != last) {
+			uint64_t second = (now - sp->started_ms) / 1000;
+
+			if (second < CHECK_SECONDS)
+				sp->per_second[second] += acked - last;
+			last = acked;
+			last_change_ms = now;
+		} else if (now - last_change_ms > sp->gap_ms_max) {
+			sp->gap_ms_max = now - last_change_ms;
+			sp->gap_end_ms = now - sp->started_ms;
+		}
+		pthread_mutex_unlock(&sp->lock);
+	}
+	return NULL;
+}
+
+/* Print the throughput of seconds from..to-1 (relative to the start). */
+static void check_sampler_report(struct check_sampler *sp, uint64_t from_ms, uint64_t to_ms,
+				 const char *phase)
+{
+	uint64_t from = from_ms / 1000, to = to_ms / 1000, min = UINT64_MAX, sum = 0;
+	char line[8192];
+	int n = 0;
+
+	pthread_mutex_lock(&sp->lock);
+	for (uint64_t s = from; s < to && s < CHECK_SECONDS; s++) {
+		sum += sp->per_second[s];
+		min = sp->per_second[s] < min ? sp->per_second[s] : min;
+		if (n < (int)sizeof(line) - 24)
+			n += snprintf(line + n, sizeof(line) - (size_t)n, " %llu",
+				      (unsigned long long)sp->per_second[s]);
+	}
+	pthread_mutex_unlock(&sp->lock);
+	if (to <= from) {
+		printf("throughput %s: under a second\n", phase);
+		return;
+	}
+	printf("throughput %s: %.0f writes/s on average, %llu in the slowest second; per "
+	       "second:%s\n",
+	       phase, (double)sum / (double)(to - from), (unsigned long long)min, line);
+}
+
+/* Run argv (a program and its arguments) and wait for it. Returns its exit
+ * status, 128 when it died of a signal, or -errno. */
+static int check_spawn(char **argv)
+{
+	pid_t pid;
+	int status, rv = posix_spawn(&pid, argv[0], NULL, NULL, argv, environ);
+
+	if (rv != 0)
+		return -rv;
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return -errno;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+/* "SCRIPT start|stop --dir D --node ID". */
+static int check_cluster_node(const struct check *k, const char *cmd, uint64_t id)
+{
+	char id_text[24];
+	char *argv[] = {(char *)k->cluster, (char *)cmd, "--dir", (char *)k->dir,
+			"--node",           id_text,     NULL};
+
+	snprintf(id_text, sizeof(id_text), "%llu", (unsigned long long)id);
+	fflush(stdout);
+	return check_spawn(argv);
+}
+
+/* "ADMIN move --from A --to B --nodes SPEC --groups N --parallel P". */
+static int check_admin_move(const struct check *k, uint64_t from, uint64_t to)
+{
+	char from_text[24], to_text[24], groups_text[24], parallel_text[24];
+	char *argv[] = {(char *)k->admin,
+			"move",
+			"--from",
+			from_text,
+			"--to",
+			to_text,
+			"--nodes",
+			(char *)k->nodes,
+			"--groups",
+			groups_text,
+			"--parallel",
+			parallel_text,
+			NULL};
+
+	snprintf(from_text, sizeof(from_text), "%llu", (unsigned long long)from);
+	snprintf(to_text, sizeof(to_text), "%llu", (unsigned long long)to);
+	snprintf(groups_text, sizeof(groups_text), "%u", k->groups_count);
+	snprintf(parallel_text, sizeof(parallel_text), "%u", k->parallel);
+	fflush(stdout);
+	return check_spawn(argv);
+}
+
+/* Replace voter old by the empty node new under load: start new, move
+ * every replica of old to it, stop old. */
+static int check_replace_one(struct check *k, struct check_sampler *sp, uint64_t old_id,
+			     uint64_t new_id)
+{
+	uint64_t t0 = check_now_ms() - sp->started_ms, t1, t2;
+	int rv;
+
+	printf("== start node %llu (empty)\n", (unsigned long long)new_id);
+	rv = check_cluster_node(k, "start", new_id);
+	if (rv != 0) {
+		printf("FAIL: starting node %llu: status %d\n", (unsigned long long)new_id, rv);
+		return 1;
+	}
+	printf("== move %llu -> %llu: %u groups, %u at a time\n", (unsigned long long)old_id,
+	       (unsigned long long)new_id, k->groups_count, k->parallel);
+	t1 = check_now_ms();
+	rv = check_admin_move(k, old_id, new_id);
+	t2 = check_now_ms();
+	printf("move %llu -> %llu: %s in %llu ms (%u groups)\n", (unsigned long long)old_id,
+	       (unsigned long long)new_id, rv == 0 ? "done" : "FAILED",
+	       (unsigned long long)(t2 - t1), k->groups_count);
+	if (rv != 0)
+		return 1;
+	if (old_id == 1) {
+		/* A move run again finds every group moved, and changes nothing. */
+		printf("== move %llu -> %llu again\n", (unsigned long long)old_id,
+		       (unsigned long long)new_id);
+		if (check_admin_move(k, old_id, new_id) != 0) {
+			printf("FAIL: a repeated move failed\n");
+			return 1;
+		}
+	}
+	printf("== stop node %llu\n", (unsigned long long)old_id);
+	rv = check_cluster_node(k, "stop", old_id);
+	check_sleep_ms(1000);
+	check_sampler_report(sp, t0, check_now_ms() - sp->started_ms, "during this replacement");
+	return rv == 0 ? 0 : 1;
+}
+
+/* A router spec of the nodes new_first..new_first + count - 1 of k->router. */
+static int check_final_spec(const struct check *k, uint64_t new_first, uint32_t count, char *spec,
+			    size_t size)
+{
+	size_t n = 0;
+
+	spec[0] = '\0';
+	for (uint32_t i = 0; i < k->router.nodes_count; i++) {
+		const struct client_node *node = &k->router.nodes[i];
+
+		if (node->id < new_first || node->id >= new_first + count)
+			continue;
+		n += (size_t)snprintf(spec + n, size - n, "%s%llu=%s", n > 0 ? "," : "",
+				      (unsigned long long)node->id, node->addr);
+		if (n >= size)
+			return -ENAMETOOLONG;
+	}
+	return 0;
+}
+
+/* Every acked write read back, and the replicas of the new nodes agree. */
+static int check_replace_verify(struct check *k, struct check_writer *writers,
+				struct check_group *groups)
+{
+	char spec[CLIENT_NODES_MAX * (CLIENT_ADDR_SIZE_MAX + 24)];
+	uint64_t bad = 0, acked = 0;
+	int rv = 0;
+
+	for (uint32_t i = 0; i < CHECK_LANES; i++) {
+		uint64_t lane_bad = check_read_back(k, &writers[i]);
+
+		bad += lane_bad == UINT64_MAX ? writers[i].acked_count : lane_bad;
+		acked += writers[i].acked_count;
+	}
+	printf("read back: %llu of %llu acknowledged writes missing or wrong\n",
+	       (unsigned long long)bad, (unsigned long long)acked);
+	if (bad != 0)
+		rv = 1;
+	if (check_final_spec(k, k->voters_count + 1, k->voters_count, spec, sizeof(spec)) != 0)
+		return 1;
+	client_router_deinit(&k->router);
+	if (client_router_init(&k->router, spec) != 0)
+		return 1;
+	printf("replicas: comparing nodes %s\n", spec);
+	if (check_replicas(k, groups, false) != 0)
+		rv = 1;
+	return rv;
+}
+
+/* Replace every voter in turn by a new, empty node, under a write load of
+ * CHECK_LANES writers over disjoint groups. */
+static int check_replace(struct check *k)
+{
+	static struct check_writer writers[CHECK_LANES];
+	static struct check_sampler sp = {.lock = PTHREAD_MUTEX_INITIALIZER};
+	struct check_group *groups = calloc(k->groups_count, sizeof(*groups));
+	uint32_t lanes = 0, per_lane = k->groups_count / CHECK_LANES;
+	uint64_t total_acked = 0, total_failed = 0;
+	int rv = 0;
+
+	if (groups == NULL || per_lane == 0 || k->router.nodes_count < 2 * k->voters_count) {
+		printf("replace needs at least %u groups and %u nodes in --nodes (voters, then as "
+		       "many spares)\n",
+		       CHECK_LANES, 2 * k->voters_count);
+		free(groups);
+		return 2;
+	}
+	check_learn_leaders(k);
+	for (; lanes < CHECK_LANES; lanes++) {
+		uint32_t first = 1 + lanes * per_lane;
+		uint32_t count = lanes + 1 == CHECK_LANES ? k->groups_count + 1 - first : per_lane;
+
+		if (check_writer_start_lane(&writers[lanes], k, lanes + 1, first, count, groups) !=
+		    0) {
+			printf("cannot start writer %u\n", lanes);
+			rv = 2;
+			break;
+		}
+	}
+	sp.writers = writers;
+	sp.writers_count = lanes;
+	sp.started_ms = check_now_ms();
+	atomic_init(&sp.stop, false);
+	if (rv == 0 && pthread_create(&sp.thread, NULL, check_sampler_main, &sp) != 0)
+		rv = 2;
+	if (rv == 0) {
+		check_sleep_ms(2000);
+		check_sampler_report(&sp, 0, check_now_ms() - sp.started_ms, "before");
+		for (uint32_t i = 1; i <= k->voters_count && rv == 0; i++)
+			rv = check_replace_one(k, &sp, i, k->voters_count + i);
+		check_sleep_ms(2000);
+		atomic_store(&sp.stop, true);
+		pthread_join(sp.thread, NULL);
+		check_sampler_report(&sp, 0, check_now_ms() - sp.started_ms, "over the whole run");
+		printf("commit gap: the longest time with no write acknowledged was %llu ms "
+		       "(ending %.1f s into the run; bound %u ms)\n",
+		       (unsigned long long)sp.gap_ms_max, (double)sp.gap_end_ms / 1000.0,
+		       k->gap_ms_max);
+		if (sp.gap_ms_max > k->gap_ms_max) {
+			printf("FAIL: the cluster stopped committing for longer than the bound\n");
+			rv = 1;
+		}
+	}
+	for (uint32_t i = 0; i < lanes; i++) {
+		atomic_store(&writers[i].stop, true);
+		pthread_join(writers[i].thread, NULL);
+		total_acked += writers[i].acked_count;
+		total_failed += atomic_load(&writers[i].failed_total);
+	}
+	printf("writers: %llu writes acknowledged, %llu not\n", (unsigned long long)total_acked,
+	       (unsigned long long)total_failed);
+	if (lanes == CHECK_LANES && (rv == 0 || rv == 1) &&
+	    check_replace_verify(k, writers, groups) != 0)
+		rv = 1;
+	for (uint32_t i = 0; i < lanes; i++)
+		check_writer_free(&writers[i]);
+	free(groups);
 	return rv;
 }
 
@@ -786,7 +1116,9 @@ static void check_usage(void)
 		"usage: flotilla-cluster-check scale --nodes SPEC --groups N --proposals P "
 		"[--batch B]\n"
 		"       flotilla-cluster-check kill --nodes SPEC --groups N --dir D --cluster "
-		"SCRIPT --election-ms E\n");
+		"SCRIPT --election-ms E\n"
+		"       flotilla-cluster-check replace --nodes SPEC --groups N --dir D --cluster "
+		"SCRIPT --admin ADMIN [--voters 3] [--parallel 8] [--max-gap-ms 5000]\n");
 }
 
 static int check_parse_u32(const char *text, uint32_t min, uint32_t *out)
@@ -825,6 +1157,14 @@ static int check_parse(struct check *k, int argc, char **argv)
 			rv = check_parse_u32(value, 1, &k->batch_count);
 		else if (strcmp(name, "--election-ms") == 0)
 			rv = check_parse_u32(value, 1, &k->election_ms);
+		else if (strcmp(name, "--admin") == 0)
+			k->admin = value;
+		else if (strcmp(name, "--voters") == 0)
+			rv = check_parse_u32(value, 1, &k->voters_count);
+		else if (strcmp(name, "--parallel") == 0)
+			rv = check_parse_u32(value, 1, &k->parallel);
+		else if (strcmp(name, "--max-gap-ms") == 0)
+			rv = check_parse_u32(value, 1, &k->gap_ms_max);
 		else
 			rv = -EINVAL;
 		if (rv != 0)
@@ -834,12 +1174,18 @@ static int check_parse(struct check *k, int argc, char **argv)
 		return -EINVAL;
 	if (strcmp(k->command, "kill") == 0)
 		return k->dir != NULL && k->cluster != NULL && k->election_ms > 0 ? 0 : -EINVAL;
+	if (strcmp(k->command, "replace") == 0)
+		return k->dir != NULL && k->cluster != NULL && k->admin != NULL &&
+			       k->groups_count >= CHECK_LANES
+			   ? 0
+			   : -EINVAL;
 	return strcmp(k->command, "scale") == 0 && k->proposals_count > 0 ? 0 : -EINVAL;
 }
 
 int main(int argc, char **argv)
 {
-	static struct check k = {.batch_count = 4096};
+	static struct check k = {
+	    .batch_count = 4096, .voters_count = 3, .parallel = 8, .gap_ms_max = 5000};
 	uint64_t started = check_now_ms();
 	int rv;
 
@@ -852,7 +1198,12 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	rv = strcmp(k.command, "scale") == 0 ? check_scale(&k) : check_kill(&k);
+	if (strcmp(k.command, "scale") == 0)
+		rv = check_scale(&k);
+	else if (strcmp(k.command, "replace") == 0)
+		rv = check_replace(&k);
+	else
+		rv = check_kill(&k);
 	client_router_deinit(&k.router);
 	printf("%s %s in %llu ms\n", k.command, rv == 0 ? "passed" : "FAILED",
 	       (unsigned long long)(check_now_ms() - started));

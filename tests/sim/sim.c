@@ -1094,18 +1094,86 @@ static bool conf_pick_change(struct sim *sim, const struct sim_node *leader, str
 	return true;
 }
 
+/* Start replacing a voter by a node that is no member: pick both. */
+static bool conf_replace_pick(struct sim *sim, const struct raft_conf *c)
+{
+	struct sim_node *old_node = &sim->nodes[rng_range(&sim->rng, 0, sim->p.nodes - 1)];
+	struct sim_node *new_node = &sim->nodes[rng_range(&sim->rng, 0, sim->p.nodes - 1)];
+
+	if (raft_conf_role(c, old_node->id) != RAFT_MEMBER_VOTER || new_node->witness_slot ||
+	    new_node->removed || raft_conf_role(c, new_node->id) != RAFT_MEMBER_NONE)
+		return false;
+	sim->replace_old = old_node->id;
+	sim->replace_new = new_node->id;
+	return true;
+}
+
+/* The next step of replacing voter old by node new, as flotilla-admin move
+ * does it: new joins as a learner, becomes a voter once it has caught up
+ * (the engine refuses while it lags), leadership leaves old if it leads,
+ * and old is removed. The step follows from the configuration, whoever
+ * leads now. Returns true with the target in c, false when no change is due
+ * now (a transfer was asked for instead, or the replacement ended). */
+static bool conf_replace_step(struct sim *sim, struct sim_node *leader, struct raft_conf *c)
+{
+	enum raft_member_role old_role, new_role;
+
+	if (sim->replace_new == RAFT_NONE && !conf_replace_pick(sim, c))
+		return false;
+	old_role = raft_conf_role(c, sim->replace_old);
+	new_role = raft_conf_role(c, sim->replace_new);
+	if (old_role == RAFT_MEMBER_NONE) {
+		if (new_role == RAFT_MEMBER_VOTER)
+			sim->stats.replacements++;
+		sim->replace_old = sim->replace_new = RAFT_NONE; /* Done, or given up. */
+		return false;
+	}
+	if (new_role == RAFT_MEMBER_NONE)
+		return raft_conf_add(c, sim->replace_new, RAFT_MEMBER_LEARNER) == 0;
+	if (new_role == RAFT_MEMBER_LEARNER)
+		return raft_conf_add(c, sim->replace_new, RAFT_MEMBER_VOTER) == 0;
+	if (new_role != RAFT_MEMBER_VOTER) {
+		sim->replace_old = sim->replace_new = RAFT_NONE;
+		return false;
+	}
+	if (leader->id == sim->replace_old && !sim->p.remove_leader) {
+		if (raft_transfer(&leader->raft, sim->replace_new, sim->now_ms) == 0)
+			sim->stats.transfers++;
+		return false;
+	}
+	conf_remove(c, sim->replace_old);
+	return true;
+}
+
 static void client_change(struct sim *sim, struct sim_node *leader)
 {
 	struct raft_conf conf = *raft_conf(&leader->raft);
+	bool picked;
 	int rv;
 
-	if (conf.joint || !conf_pick_change(sim, leader, &conf))
+	if (conf.joint)
 		return;
+	picked = sim->p.replace ? conf_replace_step(sim, leader, &conf)
+				: conf_pick_change(sim, leader, &conf);
+	if (!picked) {
+		node_drain(sim, leader);
+		return;
+	}
 	rv = raft_change(&leader->raft, &conf);
 	if (rv == 0) {
 		sim->stats.changes++;
 		TRACE(sim, "n%llu changes membership (%u members)", (unsigned long long)leader->id,
 		      conf.members_count);
+	}
+	if (rv == RAFT_ERR_LAGGING) {
+		sim->stats.promotions_lagging++;
+	} else if (rv == 0) {
+		/* The joint configuration now in force tells who was promoted. */
+		const struct raft_conf *joint = raft_conf(&leader->raft);
+
+		for (uint32_t i = 0; i < joint->members_count; i++)
+			sim->stats.promotions += joint->members[i].role == RAFT_MEMBER_VOTER &&
+						 joint->members[i].role_old == RAFT_MEMBER_LEARNER;
 	}
 	node_drain(sim, leader);
 }
@@ -1307,6 +1375,7 @@ static void params_derive(struct sim_params *p, uint64_t seed, uint32_t steps, u
 	p->remove_leader = rng_chance(r, 5000);
 	p->liveness_ms = 40 * p->election_ms + 20 * (p->net_lat_max_ms + p->disk_lat_max_ms);
 	p->rebuild_bp = (uint32_t)rng_range(r, 0, 30); /* Last: earlier draws stay as they were. */
+	p->replace = p->change_bp > 0 && rng_chance(r, 5000); /* Last: earlier draws stay. */
 }
 
 static void params_print(const struct sim_params *p)
@@ -1334,9 +1403,9 @@ static void params_print(const struct sim_params *p)
 	       p->crash_bp, p->down_max_ms, p->partition_bp, p->asym_bp, p->partition_max_ms,
 	       p->pause_bp, p->pause_max_ms, p->peer_down);
 	printf("  clients/step: propose_bp=%u read_bp=%u transfer_bp=%u change_bp=%u "
-	       "rebuild_bp=%u remove_leader=%d liveness_ms=%u\n",
+	       "rebuild_bp=%u remove_leader=%d replace=%d liveness_ms=%u\n",
 	       p->propose_bp, p->read_bp, p->transfer_bp, p->change_bp, p->rebuild_bp,
-	       p->remove_leader, p->liveness_ms);
+	       p->remove_leader, p->replace, p->liveness_ms);
 }
 
 static void sim_init(struct sim *sim, const struct sim_params *p)
@@ -1596,6 +1665,9 @@ static void stats_print(const char *prefix, const struct sim_stats *s)
 	       (unsigned long long)s->snapshots_installed, (unsigned long long)s->snapshots_sent,
 	       (unsigned long long)s->rebuilds, (unsigned long long)s->elections,
 	       (unsigned long long)s->leaders, (unsigned long long)s->max_term);
+	printf("%smembership: promotions=%llu refused_lagging=%llu replacements=%llu\n", prefix,
+	       (unsigned long long)s->promotions, (unsigned long long)s->promotions_lagging,
+	       (unsigned long long)s->replacements);
 }
 
 static_assert(sizeof(struct sim_stats) % sizeof(uint64_t) == 0, "stats are u64 counters");

@@ -46,6 +46,7 @@ struct sim_params {
 	uint32_t compact_after; /* Entries in a node's log before it compacts. */
 	bool peer_down;         /* The transport reports crashed processes. */
 	bool remove_leader;     /* Membership changes may remove the leader. */
+	bool replace;           /* Changes replace voters by new nodes, step by step. */
 	uint32_t liveness_ms;   /* Bound for a leader and a commit after healing. */
 };
 
@@ -55,7 +56,9 @@ struct sim_stats {
 	uint64_t proposals, acked, lost, reads, reads_ok, reads_failed, lease_reads;
 	uint64_t transfers, changes, compactions, snapshots_sent, snapshots_installed, rebuilds;
 	uint64_t elections, leaders, max_term;
-	uint64_t liveness_ms; /* Time from healing to a committed proposal. */
+	uint64_t liveness_ms;                    /* Time from healing to a committed proposal. */
+	uint64_t promotions, promotions_lagging; /* Learners made voters / refused as behind. */
+	uint64_t replacements;                   /* Voters replaced by a new node, all steps. */
 };
 
 /* State machine, and the bytes of a snapshot of it. */
@@ -159,6 +162,7 @@ struct sim {
 	uint64_t next_context;
 	uint64_t live_write_id,
 	    live_index; /* Liveness: the proposal awaited, its index once acked. */
+	uint64_t replace_old, replace_new; /* The replacement under way (0: none). */
 	struct sim_check *check;
 	bool failed;
 	char failure[512];

@@ -66,6 +66,13 @@ static void test_requests_round_trip_for_every_op(void **state)
 	     .value_size = 5},
 	    {.op = CLIENT_OP_LEADER, .request_id = 6, .group = UINT64_MAX},
 	    {.op = CLIENT_OP_LOCAL_GET, .request_id = 7, .group = 9, .key = key, .key_size = 3},
+	    {.op = CLIENT_OP_JOIN, .request_id = 8, .group = 9},
+	    {.op = CLIENT_OP_ADD_LEARNER, .request_id = 9, .group = 9, .member = 4},
+	    {.op = CLIENT_OP_PROMOTE, .request_id = 10, .group = 9, .member = 4},
+	    {.op = CLIENT_OP_REMOVE_MEMBER, .request_id = 11, .group = 9, .member = 1},
+	    {.op = CLIENT_OP_TRANSFER, .request_id = 12, .group = 9, .member = UINT64_MAX},
+	    {.op = CLIENT_OP_MEMBERS, .request_id = 13, .group = 9},
+	    {.op = CLIENT_OP_DROP, .request_id = 14, .group = 9},
 	};
 
 	(void)state;
@@ -81,6 +88,7 @@ static void test_requests_round_trip_for_every_op(void **state)
 		assert_int_equal(got.group, want->group);
 		assert_int_equal(got.key_size, want->key_size);
 		assert_int_equal(got.value_size, want->value_size);
+		assert_int_equal(got.member, want->member);
 		if (want->key_size > 0)
 			assert_memory_equal(got.key, want->key, want->key_size);
 		if (want->value_size > 0)
@@ -95,6 +103,59 @@ static void test_requests_round_trip_for_every_op(void **state)
 			assert_int_equal(client_request_decode(buf, cut, &got), 0);
 		free(buf);
 	}
+}
+
+/* A membership op carries exactly 8 bytes of member id; the others none. */
+static void test_membership_bodies_are_exact(void **state)
+{
+	struct client_request req = {
+	    .op = CLIENT_OP_PROMOTE, .request_id = 5, .group = 2, .member = 0x0102030405060708};
+	struct client_request got;
+	uint32_t size;
+	unsigned char *buf = encode(&req, &size);
+
+	(void)state;
+	assert_int_equal(size, 32);
+	assert_int_equal(buf[24], 0x08); /* Little-endian. */
+	assert_int_equal(buf[31], 0x01);
+	store32(buf, 20 + 7); /* A member id one byte short. */
+	assert_int_equal(client_request_decode(buf, size - 1, &got), -EBADMSG);
+	store32(buf, 20 + 8);
+	store32(buf + 4, CLIENT_OP_MEMBERS); /* MEMBERS takes no body. */
+	assert_int_equal(client_request_decode(buf, size, &got), -EBADMSG);
+	free(buf);
+}
+
+/* A MEMBERS value decodes to what was encoded; a wrong size or count is refused. */
+static void test_members_value_round_trips(void **state)
+{
+	struct client_members m = {.leader = 2,
+				   .term = 7,
+				   .commit_index = 100,
+				   .last_index = 101,
+				   .conf_index = 90,
+				   .flags = CLIENT_MEMBERS_LEADER | CLIENT_MEMBERS_JOINT,
+				   .members_count = 3,
+				   .members = {{1, 100, CLIENT_ROLE_NONE, CLIENT_ROLE_VOTER},
+					       {2, 101, CLIENT_ROLE_VOTER, CLIENT_ROLE_VOTER},
+					       {4, 95, CLIENT_ROLE_VOTER, CLIENT_ROLE_LEARNER}}};
+	unsigned char buf[CLIENT_MEMBERS_HEADER_SIZE + CLIENT_MEMBER_SIZE * CLIENT_MEMBERS_MAX];
+	struct client_members got;
+	uint32_t size = client_members_size(&m);
+
+	(void)state;
+	assert_int_equal(size, 48 + 3 * 24);
+	client_members_encode(&m, buf);
+	assert_int_equal(client_members_decode(buf, size, &got), 0);
+	assert_memory_equal(&got, &m, sizeof(m));
+	assert_int_equal(client_members_role(&got, 4), CLIENT_ROLE_VOTER);
+	assert_int_equal(client_members_role(&got, 1), CLIENT_ROLE_NONE);
+	assert_int_equal(client_members_role(&got, 9), CLIENT_ROLE_NONE);
+	assert_int_equal(client_members_decode(buf, size - 1, &got), -EBADMSG);
+	assert_int_equal(client_members_decode(buf, 47, &got), -EBADMSG);
+	store32(buf + 44, CLIENT_MEMBERS_MAX + 1);
+	assert_int_equal(client_members_decode(buf, sizeof(buf), &got), -EBADMSG);
+	assert_int_equal(got.members_count, 0);
 }
 
 static void test_put_layout_is_byte_exact(void **state)
@@ -372,6 +433,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_requests_round_trip_for_every_op),
+	    cmocka_unit_test(test_membership_bodies_are_exact),
+	    cmocka_unit_test(test_members_value_round_trips),
 	    cmocka_unit_test(test_put_layout_is_byte_exact),
 	    cmocka_unit_test(test_oversized_requests_fail_from_the_size_field),
 	    cmocka_unit_test(test_malformed_bodies_are_rejected_with_their_id),

@@ -348,6 +348,59 @@ static void test_removed_leader_steps_down_after_commit(void **state)
 	fx_deinit(&f);
 }
 
+/* §4.2.1: a learner far behind the leader's log is not made a voter; once it
+ * caught up, the same promotion goes through. */
+static void test_lagging_learner_is_not_promoted(void **state)
+{
+	static const uint64_t voters[] = {1, 2, 3, 4};
+	struct fixture f;
+	struct raft_conf target = conf_of(voters, 4, NULL, 0);
+
+	(void)state;
+	fx_setup(&f, 4);
+	f.config.promote_lag_entries_max = 8;
+	f.conf.members[3].role = RAFT_MEMBER_LEARNER;
+	fx_start(&f);
+	fx_elect(&f, 1);
+	fx_run(&f, 2 * FX_HEARTBEAT_MS, 10);
+	fx_cut(&f, 1, 4);
+	assert_int_equal(fx_propose_many(&f, 1, 20, 8), 0);
+	fx_run(&f, 2 * FX_HEARTBEAT_MS, 10);
+	assert_int_equal(raft_commit_index(fx_raft(&f, 1)), raft_last_index(fx_raft(&f, 1)));
+	assert_true(raft_last_index(fx_raft(&f, 4)) + 8 < raft_last_index(fx_raft(&f, 1)));
+	assert_int_equal(fx_change(&f, 1, &target), RAFT_ERR_LAGGING);
+	assert_false(raft_conf(fx_raft(&f, 1))->joint); /* Nothing was appended. */
+	fx_heal(&f);
+	fx_run(&f, 10 * FX_HEARTBEAT_MS, 10);
+	assert_int_equal(raft_last_index(fx_raft(&f, 4)), raft_last_index(fx_raft(&f, 1)));
+	assert_int_equal(fx_change(&f, 1, &target), 0);
+	fx_deliver_all(&f);
+	assert_int_equal(raft_conf_role(raft_conf(fx_raft(&f, 1)), 4), RAFT_MEMBER_VOTER);
+	assert_false(raft_conf(fx_raft(&f, 1))->joint);
+	fx_deinit(&f);
+}
+
+/* §3.10 with §4.2.2: a removed leader hands leadership to an up-to-date voter
+ * as it steps down, so a new leader is elected without any timeout passing. */
+static void test_removed_leader_hands_off_leadership(void **state)
+{
+	static const uint64_t v23[] = {2, 3};
+	struct fixture f;
+	struct raft_conf target = conf_of(v23, 2, NULL, 0);
+	uint64_t now;
+
+	(void)state;
+	setup_group(&f, 3, 3);
+	now = f.now;
+	assert_int_equal(fx_change(&f, 1, &target), 0);
+	fx_deliver_all(&f);
+	assert_int_equal(f.now, now); /* No time passed: no election timeout fired. */
+	assert_int_equal(raft_role(fx_raft(&f, 1)), RAFT_ROLE_FOLLOWER);
+	assert_true(raft_is_leader(fx_raft(&f, 2)) || raft_is_leader(fx_raft(&f, 3)));
+	assert_true(raft_leader(fx_raft(&f, 2)) == raft_leader(fx_raft(&f, 3)));
+	fx_deinit(&f);
+}
+
 /* Thesis §4.1: a configuration from an entry that gets truncated is undone. */
 static void test_truncated_conf_entry_is_undone(void **state)
 {
@@ -677,6 +730,8 @@ int main(int argc, char **argv)
 	    cmocka_unit_test(test_only_one_change_at_a_time),
 	    cmocka_unit_test(test_change_rejects_invalid_memberships),
 	    cmocka_unit_test(test_removed_leader_steps_down_after_commit),
+	    cmocka_unit_test(test_lagging_learner_is_not_promoted),
+	    cmocka_unit_test(test_removed_leader_hands_off_leadership),
 	    cmocka_unit_test(test_truncated_conf_entry_is_undone),
 	    cmocka_unit_test(test_conf_encode_decode_round_trip),
 	    cmocka_unit_test(test_conf_decode_rejects_malformed_bytes),

@@ -1,0 +1,520 @@
+/* flotilla-admin: operator commands against a running cluster of
+ * flotilla-node processes, through their client protocol
+ * (docs/client-protocol.md, ops 12 to 18).
+ *
+ *   flotilla-admin move --from A --to B --nodes ID=HOST:PORT,... --groups N
+ *                       [--parallel 8] [--group-timeout-s 300] [--voters-min 3] [--verbose]
+ *
+ * move replaces node A by node B in every group 1..N that A is a voter of,
+ * so a failed or retired machine can be replaced: B must be running
+ * (flotilla-node --join on, with A, B and the others as peers). Groups move
+ * --parallel at a time, each by one thread that drives it to the end:
+ *
+ *   1. JOIN on B                    B hosts the group, empty, and waits;
+ *   2. ADD_LEARNER B at the leader  B receives a snapshot or the log;
+ *   3. PROMOTE B at the leader      refused (RETRY) until B has caught up;
+ *   4. TRANSFER to B if A leads     so removing A costs no election;
+ *   5. REMOVE_MEMBER A at the leader;
+ *   6. DROP on A                    once the removal committed; best effort.
+ *
+ * Each round reads the leader's view of the membership (MEMBERS) and takes
+ * the step it calls for, so a move is idempotent: running it again after a
+ * failure resumes every group where it stands, and groups already moved are
+ * counted as such. A step waits while the previous change is not committed
+ * (looking again every 10 ms: under load a commit takes tens of ms).
+ * Transient answers (NOT_LEADER, RETRY: change pending, transfer under way,
+ * learner behind; a lost connection or a timeout) are retried with a
+ * backoff from 10 ms doubling to 500 ms, until the group's deadline; then
+ * the group is reported failed with the last error, and the others go on.
+ *
+ * A group where B is a voter already when the move first looks at it is
+ * either a move interrupted after step 3 (A is then removed) or a mistake (B
+ * was a member all along: removing A would shrink the group). Only when at
+ * least --voters-min voters (3) would remain is A removed there; otherwise
+ * the group fails with a message and is left as it is.
+ *
+ * Output: one line per failed group (and per group with --verbose), then a
+ * summary with the counts and the elapsed time. Exit status 0 when every
+ * group was moved or had nothing to move, 1 when some group failed, 2 on
+ * bad usage. */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tools/client.h"
+
+#define ADMIN_PARALLEL_MAX 256
+#define ADMIN_CALL_MS      5000 /* One request's answer. */
+#define ADMIN_BACKOFF_MIN  10
+#define ADMIN_BACKOFF_MAX  500
+#define ADMIN_POLL_MS      10 /* While a change commits or an election ends: soon. */
+#define ADMIN_ERROR_SIZE   160
+#define ADMIN_ROUNDS_MAX   100000 /* Per group: a bound besides the deadline. */
+
+struct admin_options {
+	const char *nodes;
+	uint64_t from, to;
+	uint64_t groups_count;
+	uint32_t parallel;
+	uint32_t group_timeout_s;
+	uint32_t voters_min;
+	bool verbose;
+};
+
+enum admin_outcome { ADMIN_MOVED, ADMIN_ALREADY, ADMIN_ABSENT, ADMIN_FAILED };
+
+struct admin {
+	struct admin_options opt;
+	atomic_uint_fast64_t next_group;
+	atomic_uint_fast64_t counts[4];
+	pthread_mutex_t out_lock;
+};
+
+/* One thread's connections and the group it is moving. */
+struct admin_worker {
+	struct admin *admin;
+	pthread_t thread;
+	struct client_router router; /* Used for its connections only. */
+	uint64_t request_id;
+	uint64_t leader; /* Where the current group's leader was last seen. */
+	char error[ADMIN_ERROR_SIZE];
+};
+
+static uint64_t admin_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void admin_sleep_ms(uint64_t ms)
+{
+	struct timespec ts = {.tv_sec = (time_t)(ms / 1000),
+			      .tv_nsec = (long)(ms % 1000) * 1000000};
+
+	nanosleep(&ts, NULL);
+}
+
+static const char *admin_op_name(uint32_t op)
+{
+	switch (op) {
+	case CLIENT_OP_JOIN:
+		return "JOIN";
+	case CLIENT_OP_ADD_LEARNER:
+		return "ADD_LEARNER";
+	case CLIENT_OP_PROMOTE:
+		return "PROMOTE";
+	case CLIENT_OP_REMOVE_MEMBER:
+		return "REMOVE_MEMBER";
+	case CLIENT_OP_TRANSFER:
+		return "TRANSFER";
+	case CLIENT_OP_MEMBERS:
+		return "MEMBERS";
+	case CLIENT_OP_DROP:
+		return "DROP";
+	default:
+		return "?";
+	}
+}
+
+/* The answer of one call: status, leader hint and up to value_max bytes of
+ * value (the rest is dropped). */
+struct admin_answer {
+	uint32_t status;
+	uint64_t leader_hint;
+	unsigned char value[CLIENT_MEMBERS_HEADER_SIZE + CLIENT_MEMBER_SIZE * CLIENT_MEMBERS_MAX];
+	uint32_t value_size;
+};
+
+/* Send op for group (with member) to node and wait for its answer. Returns
+ * 0 (see ans->status) or -errno (no connection, lost, timed out); the
+ * connection is closed on failure and reopened by the next call. Sets
+ * w->error on failure and on an answer other than OK. */
+static int admin_call(struct admin_worker *w, uint64_t node, uint32_t op, uint64_t group,
+		      uint64_t member, struct admin_answer *ans)
+{
+	struct client_request req = {
+	    .op = op, .request_id = ++w->request_id, .group = group, .member = member};
+	struct client *c = client_router_conn(&w->router, node);
+	uint64_t deadline = admin_now_ms() + ADMIN_CALL_MS;
+	struct client_response resp;
+	int rv;
+
+	if (c == NULL) {
+		snprintf(w->error, sizeof(w->error), "%s: node %" PRIu64 " unreachable",
+			 admin_op_name(op), node);
+		return -ECONNREFUSED;
+	}
+	rv = client_send(c, &req);
+	while (rv == 0) {
+		uint64_t now = admin_now_ms();
+
+		rv = now >= deadline ? -ETIMEDOUT : client_wait(c, &resp, (int)(deadline - now));
+		if (rv != 0 || resp.request_id == req.request_id)
+			break; /* Any other id is a late answer to a call that timed out. */
+	}
+	if (rv != 0) {
+		snprintf(w->error, sizeof(w->error), "%s to node %" PRIu64 ": %s",
+			 admin_op_name(op), node, strerror(-rv));
+		client_close(c);
+		return rv;
+	}
+	ans->status = resp.status;
+	ans->leader_hint = resp.leader_hint;
+	ans->value_size =
+	    resp.value_size < sizeof(ans->value) ? resp.value_size : (uint32_t)sizeof(ans->value);
+	memcpy(ans->value, resp.value, ans->value_size);
+	if (resp.status != CLIENT_STATUS_OK)
+		snprintf(w->error, sizeof(w->error), "%s at node %" PRIu64 ": status %u%s%.*s",
+			 admin_op_name(op), node, resp.status, resp.value_size > 0 ? ": " : "",
+			 (int)(resp.value_size < 100 ? resp.value_size : 100),
+			 (const char *)resp.value);
+	return 0;
+}
+
+/* The leader's view of group's membership. Follows the MEMBERS answers'
+ * leader field from node to node. Returns 0, or -EAGAIN when no leader is
+ * known right now (w->error says why). */
+static int admin_leader_members(struct admin_worker *w, uint64_t group, struct client_members *m)
+{
+	struct client_router *r = &w->router;
+	struct admin_answer ans;
+
+	for (uint32_t hop = 0; hop < r->nodes_count + 1; hop++) {
+		uint64_t node = w->leader;
+
+		if (node == 0 || hop == r->nodes_count)
+			node = r->nodes[(group + hop) % r->nodes_count].id;
+		w->leader = 0;
+		if (admin_call(w, node, CLIENT_OP_MEMBERS, group, 0, &ans) != 0)
+			continue;
+		if (ans.status != CLIENT_STATUS_OK)
+			continue;
+		if (client_members_decode(ans.value, ans.value_size, m) != 0) {
+			snprintf(w->error, sizeof(w->error),
+				 "MEMBERS: malformed answer from node %" PRIu64, node);
+			continue;
+		}
+		if ((m->flags & CLIENT_MEMBERS_LEADER) != 0) {
+			w->leader = node;
+			return 0;
+		}
+		w->leader = m->leader; /* 0 when this node knows of no leader. */
+		snprintf(w->error, sizeof(w->error), "no leader known to node %" PRIu64, node);
+	}
+	return -EAGAIN;
+}
+
+/* An answer to a change at the leader: OK moves on; NOT_LEADER points
+ * elsewhere; RETRY and errors wait for the next round. Returns true on OK. */
+static bool admin_change(struct admin_worker *w, uint32_t op, uint64_t group, uint64_t member)
+{
+	struct admin_answer ans;
+
+	if (admin_call(w, w->leader, op, group, member, &ans) != 0)
+		return false;
+	if (ans.status == CLIENT_STATUS_NOT_LEADER)
+		w->leader = ans.leader_hint;
+	return ans.status == CLIENT_STATUS_OK;
+}
+
+/* One round: look at the membership and take the step it calls for. Returns
+ * 1 when the group is done (*outcome set), 0 when a step was taken (next
+ * round at once), -EINPROGRESS to look again shortly (a change commits, an
+ * election ends), -EAGAIN to back off first. */
+/* Voters of m's configuration in force. */
+static uint32_t admin_voters(const struct client_members *m)
+{
+	uint32_t voters = 0;
+
+	for (uint32_t i = 0; i < m->members_count; i++)
+		voters += m->members[i].role == CLIENT_ROLE_VOTER;
+	return voters;
+}
+
+/* What one group's move has seen so far. */
+struct admin_group {
+	bool seen;         /* The membership was read once. */
+	bool touched;      /* This run changed something. */
+	bool to_was_voter; /* B was a voter already at the first look. */
+};
+
+static int admin_round(struct admin_worker *w, uint64_t group, struct admin_group *ag,
+		       enum admin_outcome *outcome)
+{
+	const struct admin_options *opt = &w->admin->opt;
+	struct client_members m;
+	struct admin_answer ans;
+	uint32_t from_role, to_role;
+
+	if (admin_leader_members(w, group, &m) != 0)
+		return -EAGAIN;
+	from_role = client_members_role(&m, opt->from);
+	to_role = client_members_role(&m, opt->to);
+	if (!ag->seen) {
+		ag->seen = true;
+		ag->to_was_voter = to_role == CLIENT_ROLE_VOTER;
+	}
+	if ((m.flags & CLIENT_MEMBERS_JOINT) != 0 || m.conf_index > m.commit_index) {
+		snprintf(w->error, sizeof(w->error), "a membership change is not committed yet");
+		return -EINPROGRESS;
+	}
+	if (from_role == CLIENT_ROLE_NONE) {
+		if (ag->touched) {
+			/* Done: A may drop its copy now that its removal committed. */
+			if ((admin_call(w, opt->from, CLIENT_OP_DROP, group, 0, &ans) != 0 ||
+			     ans.status != CLIENT_STATUS_OK) &&
+			    opt->verbose)
+				fprintf(stderr, "flotilla-admin: group %" PRIu64 ": %s (ignored)\n",
+					group, w->error);
+			*outcome = ADMIN_MOVED;
+		} else {
+			*outcome = to_role == CLIENT_ROLE_VOTER ? ADMIN_ALREADY : ADMIN_ABSENT;
+		}
+		return 1;
+	}
+	if (from_role != CLIENT_ROLE_VOTER && to_role == CLIENT_ROLE_NONE) {
+		*outcome = ADMIN_ABSENT; /* A learner or witness on A: not ours to move. */
+		return 1;
+	}
+	ag->touched = true;
+	switch (to_role) {
+	case CLIENT_ROLE_NONE:
+		if (admin_call(w, opt->to, CLIENT_OP_JOIN, group, 0, &ans) != 0 ||
+		    ans.status != CLIENT_STATUS_OK)
+			return -EAGAIN;
+		return admin_change(w, CLIENT_OP_ADD_LEARNER, group, opt->to) ? 0 : -EAGAIN;
+	case CLIENT_ROLE_LEARNER:
+		if (admin_change(w, CLIENT_OP_PROMOTE, group, opt->to))
+			return 0;
+		/* Not caught up yet. Make sure B hosts the group: a learner that
+		 * never joined (B restarted empty) would never catch up. */
+		admin_call(w, opt->to, CLIENT_OP_JOIN, group, 0, &ans);
+		return -EAGAIN;
+	case CLIENT_ROLE_VOTER:
+		break;
+	default:
+		snprintf(w->error, sizeof(w->error), "node %" PRIu64 " is a witness of the group",
+			 opt->to);
+		return -EAGAIN;
+	}
+	/* B was a voter before this run began: a move interrupted after the
+	 * promotion, or a B that was a member all along. Only the first leaves
+	 * enough voters once A goes; refuse to shrink the group otherwise. */
+	if (ag->to_was_voter && admin_voters(&m) - 1 < opt->voters_min) {
+		snprintf(w->error, sizeof(w->error),
+			 "node %" PRIu64 " is already a voter: removing node %" PRIu64
+			 " would leave %u voters (--voters-min %u)",
+			 opt->to, opt->from, admin_voters(&m) - 1, opt->voters_min);
+		*outcome = ADMIN_FAILED;
+		return 1;
+	}
+	if (w->leader == opt->from) {
+		/* Hand leadership to B, which is up to date (it was promoted). */
+		if (!admin_change(w, CLIENT_OP_TRANSFER, group, opt->to))
+			return -EAGAIN;
+		w->leader = 0;
+		return -EINPROGRESS; /* Give the election a moment. */
+	}
+	return admin_change(w, CLIENT_OP_REMOVE_MEMBER, group, opt->from) ? 0 : -EAGAIN;
+}
+
+/* Drive group to the end or to its deadline. */
+static enum admin_outcome admin_move_group(struct admin_worker *w, uint64_t group)
+{
+	uint64_t started = admin_now_ms();
+	uint64_t deadline = started + (uint64_t)w->admin->opt.group_timeout_s * 1000;
+	uint64_t backoff = ADMIN_BACKOFF_MIN;
+	enum admin_outcome outcome = ADMIN_FAILED;
+	struct admin_group ag = {0};
+
+	w->leader = 0;
+	w->error[0] = '\0';
+	for (uint32_t round = 0; round < ADMIN_ROUNDS_MAX; round++) {
+		int rv = admin_round(w, group, &ag, &outcome);
+
+		if (rv == 1)
+			break;
+		if (admin_now_ms() >= deadline) {
+			outcome = ADMIN_FAILED;
+			break;
+		}
+		if (rv == 0) {
+			backoff = ADMIN_BACKOFF_MIN;
+			continue;
+		}
+		if (rv == -EINPROGRESS) {
+			admin_sleep_ms(ADMIN_POLL_MS);
+			continue;
+		}
+		admin_sleep_ms(backoff);
+		backoff = backoff * 2 > ADMIN_BACKOFF_MAX ? ADMIN_BACKOFF_MAX : backoff * 2;
+	}
+	pthread_mutex_lock(&w->admin->out_lock);
+	if (outcome == ADMIN_FAILED)
+		printf("group %" PRIu64 ": FAILED after %" PRIu64 " ms: %s\n", group,
+		       admin_now_ms() - started, w->error[0] != '\0' ? w->error : "no progress");
+	else if (w->admin->opt.verbose)
+		printf("group %" PRIu64 ": %s in %" PRIu64 " ms\n", group,
+		       outcome == ADMIN_MOVED     ? "moved"
+		       : outcome == ADMIN_ALREADY ? "already moved"
+						  : "not on the source node",
+		       admin_now_ms() - started);
+	fflush(stdout);
+	pthread_mutex_unlock(&w->admin->out_lock);
+	return outcome;
+}
+
+static void *admin_worker_main(void *arg)
+{
+	struct admin_worker *w = arg;
+	struct admin *a = w->admin;
+
+	for (;;) {
+		uint64_t group = atomic_fetch_add(&a->next_group, 1);
+
+		if (group > a->opt.groups_count)
+			break;
+		atomic_fetch_add(&a->counts[admin_move_group(w, group)], 1);
+	}
+	return NULL;
+}
+
+static void admin_usage(FILE *out)
+{
+	fprintf(
+	    out,
+	    "usage: flotilla-admin move --from A --to B --nodes ID=HOST:PORT,... --groups N\n"
+	    "                           [--parallel 8] [--group-timeout-s 300] [--voters-min 3]\n"
+	    "                           [--verbose]\n"
+	    "Replaces node A by node B (running with --join on) in every group 1..N that\n"
+	    "A is a voter of, --parallel groups at a time. --nodes lists client addresses.\n");
+}
+
+static int admin_parse_u64(const char *text, uint64_t min, uint64_t max, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	if (text == NULL || *text < '0' || *text > '9')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(text, &end, 10);
+	if (errno != 0 || *end != '\0' || v < min || v > max)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+static int admin_parse_args(struct admin_options *opt, int argc, char **argv)
+{
+	*opt = (struct admin_options){.parallel = 8, .group_timeout_s = 300, .voters_min = 3};
+	if (argc < 2 || strcmp(argv[1], "move") != 0)
+		return -EINVAL;
+	for (int i = 2; i < argc; i++) {
+		const char *name = argv[i], *value = i + 1 < argc ? argv[i + 1] : NULL;
+		uint64_t v = 0;
+		int rv = 0;
+
+		if (strcmp(name, "--verbose") == 0) {
+			opt->verbose = true;
+			continue;
+		}
+		if (strcmp(name, "--nodes") == 0 && value != NULL)
+			opt->nodes = value;
+		else if (strcmp(name, "--from") == 0)
+			rv = admin_parse_u64(value, 1, UINT64_MAX, &opt->from);
+		else if (strcmp(name, "--to") == 0)
+			rv = admin_parse_u64(value, 1, UINT64_MAX, &opt->to);
+		else if (strcmp(name, "--groups") == 0)
+			rv = admin_parse_u64(value, 1, UINT32_MAX, &opt->groups_count);
+		else if (strcmp(name, "--parallel") == 0 &&
+			 (rv = admin_parse_u64(value, 1, ADMIN_PARALLEL_MAX, &v)) == 0)
+			opt->parallel = (uint32_t)v;
+		else if (strcmp(name, "--group-timeout-s") == 0 &&
+			 (rv = admin_parse_u64(value, 1, 86400, &v)) == 0)
+			opt->group_timeout_s = (uint32_t)v;
+		else if (strcmp(name, "--voters-min") == 0 &&
+			 (rv = admin_parse_u64(value, 1, CLIENT_MEMBERS_MAX, &v)) == 0)
+			opt->voters_min = (uint32_t)v;
+		else
+			rv = -EINVAL;
+		if (rv != 0) {
+			fprintf(stderr, "flotilla-admin: bad argument '%s'\n", name);
+			return -EINVAL;
+		}
+		i++;
+	}
+	if (opt->nodes == NULL || opt->from == 0 || opt->to == 0 || opt->groups_count == 0 ||
+	    opt->from == opt->to) {
+		fprintf(stderr, "flotilla-admin: --nodes, --from, --to (another node) and --groups "
+				"are required\n");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static struct admin admin = {.out_lock = PTHREAD_MUTEX_INITIALIZER};
+	struct admin_worker *workers;
+	uint64_t started;
+	uint32_t running = 0;
+	int rv = 0;
+
+	if (argc >= 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
+		admin_usage(stdout);
+		return 0;
+	}
+	if (admin_parse_args(&admin.opt, argc, argv) != 0) {
+		admin_usage(stderr);
+		return 2;
+	}
+	workers = calloc(admin.opt.parallel, sizeof(*workers));
+	if (workers == NULL)
+		return 1;
+	atomic_store(&admin.next_group, 1);
+	started = admin_now_ms();
+	for (uint32_t i = 0; i < admin.opt.parallel; i++) {
+		struct admin_worker *w = &workers[i];
+
+		w->admin = &admin;
+		w->request_id = (uint64_t)i << 48;
+		rv = client_router_init(&w->router, admin.opt.nodes);
+		if (rv != 0) {
+			fprintf(stderr, "flotilla-admin: bad --nodes '%s'\n", admin.opt.nodes);
+			break;
+		}
+		rv = -pthread_create(&w->thread, NULL, admin_worker_main, w);
+		if (rv != 0) {
+			client_router_deinit(&w->router);
+			break;
+		}
+		running++;
+	}
+	for (uint32_t i = 0; i < running; i++) {
+		pthread_join(workers[i].thread, NULL);
+		client_router_deinit(&workers[i].router);
+	}
+	free(workers);
+	if (rv != 0)
+		return rv == -EINVAL ? 2 : 1;
+	printf("move %" PRIu64 " -> %" PRIu64 ": %" PRIu64 " groups moved, %" PRIu64
+	       " already moved, %" PRIu64 " not on node %" PRIu64 ", %" PRIu64
+	       " failed, in %.3f s\n",
+	       admin.opt.from, admin.opt.to, (uint64_t)atomic_load(&admin.counts[ADMIN_MOVED]),
+	       (uint64_t)atomic_load(&admin.counts[ADMIN_ALREADY]),
+	       (uint64_t)atomic_load(&admin.counts[ADMIN_ABSENT]), admin.opt.from,
+	       (uint64_t)atomic_load(&admin.counts[ADMIN_FAILED]),
+	       (double)(admin_now_ms() - started) / 1000.0);
+	return atomic_load(&admin.counts[ADMIN_FAILED]) > 0 ? 1 : 0;
+}
