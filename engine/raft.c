@@ -1428,6 +1428,11 @@ static bool step_term(struct raft *raft, const struct raft_msg *m)
 			    msg_new(raft, RAFT_MSG_PRE_VOTE_RESP, m->from, false);
 
 			resp->reject = true;
+		} else if (m->type == RAFT_MSG_VOTE) {
+			/* Refuse with our term (Figure 2): a candidate that never
+			 * hears of later terms could go on campaigning below them
+			 * while a candidate that cannot win keeps raising them. */
+			msg_new(raft, RAFT_MSG_VOTE_RESP, m->from, false)->reject = true;
 		}
 		return false;
 	}
