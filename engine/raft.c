@@ -925,6 +925,12 @@ static void send_append(struct raft *raft, struct raft_progress *pr, bool allow_
 		return;
 	}
 	witness = is_witness(raft, pr->id);
+	/* A witness gets only what we hold durably. Otherwise a crash that loses
+	 * our unsynced tail could leave the witness the only holder of entries
+	 * (it has no payloads to give back), more up to date than every voter,
+	 * refusing them all its vote: the group could never elect again. */
+	if (witness)
+		last = min_u64(last, log->stable_index);
 	prev = pr->next - 1;
 	while (prev + n < last) {
 		const struct raft_entry *e = log_at(log, prev + n + 1);
@@ -963,8 +969,13 @@ static void bcast_append(struct raft *raft, bool allow_empty)
 		send_append(raft, pr, allow_empty);
 		/* Replicating: fill the window, msg_size_max bytes per append. */
 		while (pr->state == RAFT_PROGRESS_REPLICATE && pr->id != raft->config.id &&
-		       pr->next <= log_last(&raft->log) && !inflight_full(raft, pr))
+		       pr->next <= log_last(&raft->log) && !inflight_full(raft, pr)) {
+			uint64_t next = pr->next;
+
 			send_append(raft, pr, false);
+			if (pr->next == next)
+				break; /* Nothing more it may have yet (a witness). */
+		}
 	}
 }
 
@@ -1544,6 +1555,11 @@ static bool step_term(struct raft *raft, const struct raft_msg *m)
 			    msg_new(raft, RAFT_MSG_PRE_VOTE_RESP, m->from, false);
 
 			resp->reject = true;
+		} else if (m->type == RAFT_MSG_VOTE) {
+			/* Refuse with our term (Figure 2): a candidate that never
+			 * hears of later terms could go on campaigning below them
+			 * while a candidate that cannot win keeps raising them. */
+			msg_new(raft, RAFT_MSG_VOTE_RESP, m->from, false)->reject = true;
 		}
 		return false;
 	}
@@ -1932,8 +1948,14 @@ void raft_persisted(struct raft *raft, uint64_t index, uint64_t term)
 	if (self == NULL)
 		return;
 	self->match = index;
-	if (maybe_commit(raft) && raft->role == RAFT_ROLE_LEADER)
+	if (maybe_commit(raft) && raft->role == RAFT_ROLE_LEADER) {
 		bcast_append(raft, true);
+		return;
+	}
+	for (uint32_t i = 0; i < raft->progress_count; i++)
+		if (is_witness(raft, raft->progress[i].id))
+			send_append(raft, &raft->progress[i],
+				    false); /* Now durable: see send_append. */
 }
 
 void raft_applied(struct raft *raft, uint64_t index)

@@ -316,6 +316,34 @@ static void test_follower_rejects_stale_append(void **state)
 	fx_deinit(&f);
 }
 
+/* A vote request of an older term is refused with the current term (Figure
+ * 2), so that its candidate catches up instead of campaigning below it. */
+static void test_stale_vote_is_refused_with_the_current_term(void **state)
+{
+	struct fixture f;
+	struct raft_msg m;
+	const struct raft_msg *resp;
+	uint64_t term;
+
+	(void)state;
+	fx_init(&f, 3);
+	fx_elect(&f, 1);
+	term = raft_term(fx_raft(&f, 2));
+	f.now += 10;
+	m = fx_msg(RAFT_MSG_VOTE, 3, 2, term - 1);
+	fx_step(&f, 2, &m);
+	resp = fx_find(&f, RAFT_MSG_VOTE_RESP, 2, 3);
+	assert_non_null(resp);
+	assert_true(resp->reject);
+	assert_int_equal(resp->term, term);
+	assert_int_equal(raft_term(fx_raft(&f, 2)), term);
+	assert_int_equal(raft_leader(fx_raft(&f, 2)), 1);
+	/* The candidate learns the term and stands down. */
+	fx_deliver(&f, RAFT_MSG_VOTE_RESP, 2, 3);
+	assert_int_equal(raft_term(fx_raft(&f, 3)), term);
+	fx_deinit(&f);
+}
+
 /* A leader that hears a higher term steps down (Figure 2, "all servers"). */
 static void test_stale_leader_steps_down_on_higher_term(void **state)
 {
@@ -561,6 +589,7 @@ int main(int argc, char **argv)
 	    cmocka_unit_test(test_voter_without_peer_down_stays_sticky),
 	    cmocka_unit_test(test_follower_ignores_peer_down_of_non_leader),
 	    cmocka_unit_test(test_follower_without_leader_ignores_peer_down),
+	    cmocka_unit_test(test_stale_vote_is_refused_with_the_current_term),
 	};
 	if (argc > 1)
 		cmocka_set_test_filter(argv[1]); /* A test name, or a pattern with '*'. */

@@ -95,15 +95,39 @@ static void test_witness_gets_metadata_appends_and_counts(void **state)
 	f.conf.members[2].role = RAFT_MEMBER_WITNESS;
 	fx_start(&f);
 	fx_elect(&f, 1);
+	fx_run(&f, 2 * FX_HEARTBEAT_MS, 10); /* Progress settles into replicating. */
 	commit = raft_commit_index(fx_raft(&f, 1));
 	fx_cut(&f, 1, 2);
 	assert_int_equal(fx_propose(&f, 1, 8), 0);
+	fx_collect(&f, 1); /* The leader's write is durable: now the witness gets it. */
 	m = fx_find(&f, RAFT_MSG_APPEND, 1, 3);
 	assert_non_null(m);
 	assert_true(m->flags & RAFT_MSG_FLAG_METADATA);
 	assert_false(fx_find(&f, RAFT_MSG_APPEND, 1, 2)->flags & RAFT_MSG_FLAG_METADATA);
 	fx_deliver_all(&f);
 	assert_int_equal(raft_commit_index(fx_raft(&f, 1)), commit + 1);
+	fx_deinit(&f);
+}
+
+/* A witness gets only entries the leader holds durably: otherwise a leader
+ * crash losing its unsynced tail could leave the witness the only holder of
+ * an entry, more up to date than every voter (flotilla-sim seed 22799). */
+static void test_witness_gets_only_durable_entries(void **state)
+{
+	struct fixture f;
+
+	(void)state;
+	fx_setup(&f, 3);
+	f.conf.members[2].role = RAFT_MEMBER_WITNESS;
+	fx_start(&f);
+	fx_elect(&f, 1);
+	fx_run(&f, 2 * FX_HEARTBEAT_MS, 10);
+	fx_hold(&f, 1, true);
+	assert_int_equal(fx_propose(&f, 1, 8), 0);
+	assert_non_null(fx_find(&f, RAFT_MSG_APPEND, 1, 2));
+	assert_null(fx_find(&f, RAFT_MSG_APPEND, 1, 3));
+	fx_persist(&f, 1);
+	assert_non_null(fx_find(&f, RAFT_MSG_APPEND, 1, 3));
 	fx_deinit(&f);
 }
 
@@ -722,6 +746,7 @@ int main(int argc, char **argv)
 	    cmocka_unit_test(test_learner_does_not_count_toward_commit),
 	    cmocka_unit_test(test_witness_gets_metadata_appends_and_counts),
 	    cmocka_unit_test(test_witness_votes_but_never_campaigns),
+	    cmocka_unit_test(test_witness_gets_only_durable_entries),
 	    cmocka_unit_test(test_witness_cannot_be_promoted),
 	    cmocka_unit_test(test_learner_promotion_enters_and_leaves_joint),
 	    cmocka_unit_test(test_joint_commit_needs_old_majority),
