@@ -26,12 +26,15 @@
  *             percentiles of those, the leader's CPU from getrusage), then
  *             exits. --window 1 is the low-load (one at a time) shape.
  *   fsync     No Raft: writes --count blocks of --size bytes in turn into a
- *             preallocated, zeroed file in --dir, each followed by
- *             fdatasync, and prints the latency percentiles: the device's
- *             cost of one durable write, for reading the other figures.
+ *             preallocated, zeroed file in --dir (O_DIRECT where the file
+ *             system allows it), each followed by fdatasync, and prints the
+ *             latency percentiles: the device's cost of one durable write,
+ *             for reading the other figures.
  *
  * Output: one line per event on stdout, `<event> key=value ...`, flushed at
- * each line. Errors go to stderr. Exit status: 0 done, 1 a run failed (lost
+ * each line. Errors go to stderr. A node runs until SIGTERM or SIGKILL (or,
+ * the saturation leader, until its result is out) and never closes raft
+ * cleanly: see peer_exit(). Exit status: 0 done, 1 a run failed (lost
  * leadership during a saturation run, an I/O error), 2 bad usage, 3 the node
  * could not start (for example its port is in use: retry on another). */
 #include <errno.h>
@@ -86,10 +89,8 @@ struct peer {
 	struct peer_opt opt;
 	uv_loop_t loop;
 	uv_check_t check;     /* After each loop turn: did this node become leader? */
-	uv_signal_t sigterm;  /* Close cleanly. */
 	uv_timer_t window_on; /* Saturation: warm-up over. */
 	uv_timer_t window_off;
-	uv_timer_t close_timer; /* raft_close() runs from here, outside raft's callbacks. */
 	struct raft_uv_transport transport;
 	struct raft_io io;
 	struct raft_fsm fsm;
@@ -103,12 +104,11 @@ struct peer {
 	struct raft_apply announce;
 
 	struct peer_slot *slots; /* Saturation, --window of them. */
-	bool load_started, in_window, window_done, closing;
+	bool load_started, in_window, window_done;
 	uint32_t outstanding;
 	uint64_t window_entries, errors;
 	uint64_t window_start_ns, window_cpu_ns;
 	struct peer_samples samples;
-	int exit_status;
 };
 
 static uint64_t peer_now_ns(void)
@@ -220,48 +220,18 @@ static int peer_fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 	return 0;
 }
 
-/* --- Shutdown. --- */
+/* --- Exit. --- */
 
-static void peer_handle_closed(uv_handle_t *handle)
+/* End the process now, without raft_close(): closing with AppendEntries in
+ * flight ended in a double free inside libraft 0.15 under AddressSanitizer,
+ * and nothing here needs a clean close (every acknowledged entry is durable
+ * already, and the caller reopens or removes the directory). SIGTERM, which
+ * the caller sends to stop the nodes, ends the process the same way. */
+static void peer_exit(int status)
 {
-	(void)handle;
-}
-
-static void peer_raft_closed(struct raft *raft)
-{
-	struct peer *p = raft->data;
-
-	raft_uv_close(&p->io);
-	raft_uv_tcp_close(&p->transport);
-	uv_close((uv_handle_t *)&p->check, peer_handle_closed);
-	uv_close((uv_handle_t *)&p->sigterm, peer_handle_closed);
-	uv_close((uv_handle_t *)&p->window_on, peer_handle_closed);
-	uv_close((uv_handle_t *)&p->window_off, peer_handle_closed);
-	uv_close((uv_handle_t *)&p->close_timer, peer_handle_closed);
-}
-
-static void peer_on_close_timer(uv_timer_t *timer)
-{
-	struct peer *p = timer->data;
-
-	raft_close(&p->raft, peer_raft_closed);
-}
-
-/* Close raft and every handle, so that uv_run() returns. Callable from raft's
- * own callbacks: the close itself runs on the next loop turn. */
-static void peer_close(struct peer *p, int exit_status)
-{
-	if (p->closing)
-		return;
-	p->closing = true;
-	p->exit_status = exit_status;
-	uv_timer_start(&p->close_timer, peer_on_close_timer, 0, 0);
-}
-
-static void peer_on_sigterm(uv_signal_t *handle, int signum)
-{
-	(void)signum;
-	peer_close(handle->data, 0);
+	fflush(stdout);
+	fflush(stderr);
+	_exit(status);
 }
 
 /* --- Saturation. --- */
@@ -297,29 +267,23 @@ static void peer_apply_done(struct raft_apply *req, int status, void *result)
 
 	(void)result;
 	p->outstanding--;
-	if (p->closing)
-		return; /* Canceled by the close. */
 	if (status != 0) {
 		p->errors++;
 		fprintf(stderr, "raft-peer %u: apply failed: %s\n", p->opt.id,
 			raft_strerror(status));
-		peer_close(p, PEER_EXIT_RUN);
-		return;
+		peer_exit(PEER_EXIT_RUN);
 	}
 	if (p->in_window) {
 		p->window_entries++;
 		peer_samples_add(&p->samples, peer_now_ns() - slot->submit_ns);
 	}
-	if (p->window_done) {
-		if (p->outstanding == 0)
-			peer_close(p, 0);
+	if (p->window_done)
 		return;
-	}
 	rv = peer_submit(p, slot);
 	if (rv != 0) {
 		p->errors++;
 		fprintf(stderr, "raft-peer %u: raft_apply: %s\n", p->opt.id, raft_strerror(rv));
-		peer_close(p, PEER_EXIT_RUN);
+		peer_exit(PEER_EXIT_RUN);
 	}
 }
 
@@ -352,8 +316,7 @@ static void peer_on_window_off(uv_timer_t *timer)
 		 (double)p->window_entries * p->opt.size / seconds / 1e6, (double)cpu / 1e9,
 		 (unsigned long long)p->errors);
 	peer_print_percentiles(prefix, &p->samples);
-	if (p->outstanding == 0)
-		peer_close(p, 0);
+	peer_exit(0);
 }
 
 static void peer_load_start(struct peer *p)
@@ -370,8 +333,7 @@ static void peer_load_start(struct peer *p)
 		if (rv != 0) {
 			fprintf(stderr, "raft-peer %u: raft_apply: %s\n", p->opt.id,
 				raft_strerror(rv));
-			peer_close(p, PEER_EXIT_RUN);
-			return;
+			peer_exit(PEER_EXIT_RUN);
 		}
 	}
 }
@@ -384,8 +346,6 @@ static void peer_announce_done(struct raft_apply *req, int status, void *result)
 	uint64_t now = peer_now_ns();
 
 	(void)result;
-	if (p->closing)
-		return;
 	if (status != 0) {
 		fprintf(stderr, "raft-peer %u: first entry of term %llu failed: %s\n", p->opt.id,
 			(unsigned long long)p->led_term, raft_strerror(status));
@@ -423,7 +383,7 @@ static void peer_on_check(uv_check_t *check)
 	struct raft_buffer buf;
 	int rv;
 
-	if (p->closing || raft_state(r) != RAFT_LEADER)
+	if (raft_state(r) != RAFT_LEADER)
 		return;
 	if (r->current_term != p->led_term) {
 		p->led_term = r->current_term;
@@ -510,13 +470,9 @@ static int peer_start(struct peer *p)
 	uv_check_init(&p->loop, &p->check);
 	p->check.data = p;
 	uv_check_start(&p->check, peer_on_check);
-	uv_signal_init(&p->loop, &p->sigterm);
-	p->sigterm.data = p;
-	uv_signal_start(&p->sigterm, peer_on_sigterm, SIGTERM);
 	uv_timer_init(&p->loop, &p->window_on);
 	uv_timer_init(&p->loop, &p->window_off);
-	uv_timer_init(&p->loop, &p->close_timer);
-	p->window_on.data = p->window_off.data = p->close_timer.data = p;
+	p->window_on.data = p->window_off.data = p;
 	return 0;
 }
 
@@ -536,35 +492,52 @@ static int peer_run(struct peer_opt *opt)
 	}
 	if (peer_start(&p) != 0) {
 		fprintf(stderr, "raft-peer %u: could not start on %s\n", opt->id, p.address);
-		return PEER_EXIT_START;
+		peer_exit(PEER_EXIT_START);
 	}
 	printf("started id=%u address=%s pid=%ld\n", opt->id, p.address, (long)getpid());
-	uv_run(&p.loop, UV_RUN_DEFAULT);
-	uv_loop_close(&p.loop);
-	free(p.slots);
-	free(p.samples.v);
-	return p.exit_status;
+	uv_run(&p.loop, UV_RUN_DEFAULT); /* Returns only if every handle stopped: a bug. */
+	fprintf(stderr, "raft-peer %u: the event loop stopped\n", opt->id);
+	peer_exit(PEER_EXIT_RUN);
+	return PEER_EXIT_RUN;
 }
 
 /* --- fsync probe. --- */
 
+/* Open the probe file for O_DIRECT writes, as both WALs write (Flotilla's
+ * segments and libraft's open segments), or buffered where the file system
+ * refuses O_DIRECT. */
+static int peer_fsync_open(const char *path, bool *direct)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_DIRECT, 0644);
+
+	*direct = fd >= 0;
+	if (fd < 0 && errno == EINVAL)
+		fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	return fd;
+}
+
 static int peer_fsync_probe(const struct peer_opt *opt)
 {
-	char path[PATH_MAX];
+	char path[PATH_MAX], prefix[160];
 	struct peer_samples samples = {0};
-	char *block = NULL;
+	void *block = NULL;
 	off_t file_size = (off_t)opt->count * opt->size;
+	bool direct;
 	int fd, rv = PEER_EXIT_RUN;
 
+	if (opt->size % 4096 != 0) {
+		fprintf(stderr, "raft-peer: --size must be a multiple of 4096 for the probe\n");
+		return PEER_EXIT_USAGE;
+	}
 	if (snprintf(path, sizeof(path), "%s/fsync-probe", opt->dir) >= (int)sizeof(path))
 		return PEER_EXIT_USAGE;
-	fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	block = calloc(1, opt->size);
-	if (fd < 0 || block == NULL) {
+	fd = peer_fsync_open(path, &direct);
+	if (fd < 0 || posix_memalign(&block, 4096, opt->size) != 0) {
 		fprintf(stderr, "raft-peer: %s: %s\n", path, strerror(errno));
 		goto out;
 	}
 	/* Written and synced first, so each timed fdatasync flushes data only. */
+	memset(block, 0, opt->size);
 	for (off_t off = 0; off < file_size; off += opt->size)
 		if (pwrite(fd, block, opt->size, off) != (ssize_t)opt->size)
 			goto err_io;
@@ -579,12 +552,9 @@ static int peer_fsync_probe(const struct peer_opt *opt)
 			goto err_io;
 		peer_samples_add(&samples, peer_now_ns() - start);
 	}
-	{
-		char prefix[128];
-
-		snprintf(prefix, sizeof(prefix), "fsync count=%u size=%u", opt->count, opt->size);
-		peer_print_percentiles(prefix, &samples);
-	}
+	snprintf(prefix, sizeof(prefix), "fsync count=%u size=%u direct=%d", opt->count, opt->size,
+		 direct);
+	peer_print_percentiles(prefix, &samples);
 	rv = 0;
 	goto out;
 err_io:
