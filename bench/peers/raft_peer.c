@@ -27,9 +27,11 @@
  *             exits. --window 1 is the low-load (one at a time) shape.
  *   fsync     No Raft: writes --count blocks of --size bytes in turn into a
  *             preallocated, zeroed file in --dir (O_DIRECT where the file
- *             system allows it), each followed by fdatasync, and prints the
- *             latency percentiles: the device's cost of one durable write,
- *             for reading the other figures.
+ *             system allows it) and prints the latency percentiles, twice:
+ *             each write followed by fdatasync (`kind=fdatasync`, Flotilla's
+ *             way), then into an O_DSYNC file (`kind=dsync`, libraft's way).
+ *             The device's cost of one durable write, for reading the other
+ *             figures.
  *
  * Output: one line per event on stdout, `<event> key=value ...`, flushed at
  * each line. Errors go to stderr. A node runs until SIGTERM or SIGKILL (or,
@@ -505,25 +507,73 @@ static int peer_run(struct peer_opt *opt)
 
 /* Open the probe file for O_DIRECT writes, as both WALs write (Flotilla's
  * segments and libraft's open segments), or buffered where the file system
- * refuses O_DIRECT. */
-static int peer_fsync_open(const char *path, bool *direct)
+ * refuses O_DIRECT. flags adds O_DSYNC for the second pass. */
+static int peer_fsync_open(const char *path, int flags, bool *direct)
 {
-	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_DIRECT, 0644);
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_DIRECT | flags, 0644);
 
 	*direct = fd >= 0;
 	if (fd < 0 && errno == EINVAL)
-		fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | flags, 0644);
 	return fd;
+}
+
+/* One pass: --count timed durable writes of --size bytes into a file written
+ * and synced beforehand (so no write extends it or changes its metadata).
+ * dsync: the file is O_DSYNC and each write is durable when it returns, as
+ * libraft opens its segments; else each write is followed by fdatasync, as
+ * Flotilla's WAL does it. block is --size bytes, 4096-aligned. */
+static int peer_fsync_pass(const struct peer_opt *opt, const char *path, bool dsync, void *block)
+{
+	struct peer_samples samples = {0};
+	off_t file_size = (off_t)opt->count * opt->size;
+	char prefix[160];
+	bool direct;
+	int fd, rv = -1;
+
+	fd = peer_fsync_open(path, 0, &direct);
+	if (fd < 0)
+		goto out;
+	memset(block, 0, opt->size);
+	for (off_t off = 0; off < file_size; off += opt->size)
+		if (pwrite(fd, block, opt->size, off) != (ssize_t)opt->size)
+			goto out;
+	if (fsync(fd) != 0)
+		goto out;
+	if (dsync) {
+		close(fd);
+		fd = open(path, O_RDWR | O_CLOEXEC | O_DSYNC | (direct ? O_DIRECT : 0));
+		if (fd < 0)
+			goto out;
+	}
+	memset(block, 'x', opt->size);
+	for (unsigned i = 0; i < opt->count; i++) {
+		uint64_t start = peer_now_ns();
+
+		if (pwrite(fd, block, opt->size, (off_t)i * opt->size) != (ssize_t)opt->size ||
+		    (!dsync && fdatasync(fd) != 0))
+			goto out;
+		peer_samples_add(&samples, peer_now_ns() - start);
+	}
+	snprintf(prefix, sizeof(prefix), "fsync kind=%s count=%u size=%u direct=%d",
+		 dsync ? "dsync" : "fdatasync", opt->count, opt->size, direct);
+	peer_print_percentiles(prefix, &samples);
+	rv = 0;
+out:
+	if (rv != 0)
+		fprintf(stderr, "raft-peer: %s: %s\n", path, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	unlink(path);
+	free(samples.v);
+	return rv;
 }
 
 static int peer_fsync_probe(const struct peer_opt *opt)
 {
-	char path[PATH_MAX], prefix[160];
-	struct peer_samples samples = {0};
+	char path[PATH_MAX];
 	void *block = NULL;
-	off_t file_size = (off_t)opt->count * opt->size;
-	bool direct;
-	int fd, rv = PEER_EXIT_RUN;
+	int rv = PEER_EXIT_RUN;
 
 	if (opt->size % 4096 != 0) {
 		fprintf(stderr, "raft-peer: --size must be a multiple of 4096 for the probe\n");
@@ -531,41 +581,12 @@ static int peer_fsync_probe(const struct peer_opt *opt)
 	}
 	if (snprintf(path, sizeof(path), "%s/fsync-probe", opt->dir) >= (int)sizeof(path))
 		return PEER_EXIT_USAGE;
-	fd = peer_fsync_open(path, &direct);
-	if (fd < 0 || posix_memalign(&block, 4096, opt->size) != 0) {
-		fprintf(stderr, "raft-peer: %s: %s\n", path, strerror(errno));
-		goto out;
-	}
-	/* Written and synced first, so each timed fdatasync flushes data only. */
-	memset(block, 0, opt->size);
-	for (off_t off = 0; off < file_size; off += opt->size)
-		if (pwrite(fd, block, opt->size, off) != (ssize_t)opt->size)
-			goto err_io;
-	if (fsync(fd) != 0)
-		goto err_io;
-	memset(block, 'x', opt->size);
-	for (unsigned i = 0; i < opt->count; i++) {
-		uint64_t start = peer_now_ns();
-
-		if (pwrite(fd, block, opt->size, (off_t)i * opt->size) != (ssize_t)opt->size ||
-		    fdatasync(fd) != 0)
-			goto err_io;
-		peer_samples_add(&samples, peer_now_ns() - start);
-	}
-	snprintf(prefix, sizeof(prefix), "fsync count=%u size=%u direct=%d", opt->count, opt->size,
-		 direct);
-	peer_print_percentiles(prefix, &samples);
-	rv = 0;
-	goto out;
-err_io:
-	fprintf(stderr, "raft-peer: %s: %s\n", path, strerror(errno));
-out:
-	if (fd >= 0) {
-		close(fd);
-		unlink(path);
-	}
+	if (posix_memalign(&block, 4096, opt->size) != 0)
+		return PEER_EXIT_RUN;
+	if (peer_fsync_pass(opt, path, false, block) == 0 &&
+	    peer_fsync_pass(opt, path, true, block) == 0)
+		rv = 0;
 	free(block);
-	free(samples.v);
 	return rv;
 }
 
