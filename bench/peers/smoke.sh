@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# peers-smoke: runs `compare --quick` (its path first, then its arguments)
+# and checks that it printed the table with a figure in both columns of every
+# row. compare exits non-zero when a figure is missing.
+set -euo pipefail
+
+compare=$1
+shift
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+
+status=0
+"$compare" "$@" >"$out" || status=$?
+cat "$out"
+if [ "$status" -ne 0 ]; then
+	echo "peers-smoke: compare exited with status $status" >&2
+	exit 1
+fi
+if ! grep -Eq '^figure +Flotilla +canonical/raft +ratio$' "$out"; then
+	echo "peers-smoke: no table header with both columns" >&2
+	exit 1
+fi
+# The rows: from the header to the line that explains the ratio. Their last
+# three fields are Flotilla, canonical/raft and the ratio.
+rows=$(sed -n '/^figure /,/^ratio = /p' "$out" | sed '1d;$d')
+if [ -z "$rows" ]; then
+	echo "peers-smoke: the table has no rows" >&2
+	exit 1
+fi
+if awk '$(NF-2) == "n/a" || $(NF-1) == "n/a" { bad = 1 } END { exit !bad }' <<<"$rows"; then
+	echo "peers-smoke: a figure is missing in a column" >&2
+	exit 1
+fi
+echo "peers-smoke: $(wc -l <<<"$rows") figures for both"
