@@ -24,6 +24,7 @@
 #include "shard/shard.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -120,9 +121,13 @@ struct group {
 	struct pending_read *reads, *reads_apply;
 	uint32_t reads_count, reads_cap, reads_apply_count, reads_apply_cap;
 	struct snapshot_meta received; /* Last snapshot file received, awaiting install. */
-	uint64_t snapshot_retry; /* Applied index before which a failed save is not retried. */
-	uint64_t elections_seen; /* The engine's count, already added to the stats. */
-	bool snapshot_wanted;    /* The WAL asked for one (a pinned segment). */
+	uint64_t snapshot_retry;      /* Applied index before which a failed save is not retried. */
+	uint64_t elections_seen;      /* The engine's count, already added to the stats. */
+	bool snapshot_wanted;         /* The WAL asked for one (a pinned segment). */
+	bool saving;                  /* A frozen view is being written: see group_snapshot(). */
+	uint64_t applied_bytes;       /* Entry bytes applied since the last consistent point. */
+	struct shard_req *snap_asked; /* fl_group_snapshot() calls for the next snapshot, */
+	struct shard_req *snap_saving; /* and those the one being written will answer. */
 };
 
 /* A snapshot send that could not start this turn. */
@@ -231,6 +236,8 @@ struct shard {
 	struct snapshot_recv recvs[SHARD_RECVS_MAX];
 	bool recvs_used[SHARD_RECVS_MAX];
 	uint64_t reclaim_ms;
+	pthread_mutex_t saved_lock;
+	struct snapshot_job *saved; /* Written by the snapshot thread: see snapshot_saved(). */
 };
 
 static void stat_add(_Atomic uint64_t *counter, uint64_t n)
@@ -999,46 +1006,179 @@ static int wal_append_mark_retry(struct shard *s, uint64_t group, uint64_t index
 	return rv;
 }
 
-/* Snapshot group at its applied index and compact its log there: the file
- * first, then the engine, the manifest, and the WAL's mark (so that on any
+/* Answer the fl_group_snapshot() calls of list. */
+static void snapshot_answer(struct shard_req **list, int rv, uint64_t index)
+{
+	while (*list) {
+		struct shard_req *req = *list;
+
+		*list = req->next;
+		done(req->cb, req->arg, rv, rv == 0 ? index : 0, 0);
+		free(req);
+	}
+}
+
+/* The file of meta is durable: compact the log there and make it current,
+ * the engine first, then the manifest, then the WAL's mark (so that on any
  * crash the manifest names a durable file and precedes the mark). */
+static int group_snapshot_commit(struct shard *s, struct group *g, struct snapshot_meta *meta)
+{
+	int rv = raft_compact(&g->raft, meta->index);
+
+	if (rv == 0) {
+		meta->conf = raft_snapshot(&g->raft)->conf;
+		rv = snapshot_manifest_write(s->snap_dir, meta);
+	}
+	if (rv == 0)
+		rv = wal_append_mark_retry(s, g->id, meta->index, meta->term);
+	if (rv == 0)
+		stat_add(&s->stats.snapshots_taken, 1);
+	return rv;
+}
+
+static void group_snapshot_failed(struct shard *s, struct group *g, uint64_t index, int rv)
+{
+	node_log(s->config.node_id, "group %llu: snapshot at %llu failed: %s",
+		 (unsigned long long)g->id, (unsigned long long)index, err_str(rv));
+	g->snapshot_retry = index + (s->config.snapshot_entries ? s->config.snapshot_entries : 1);
+}
+
+struct save_fill {
+	struct shard *shard;
+	uint64_t group;
+};
+
+static int save_fill(void *arg, struct fl_snapshot_writer *w)
+{
+	struct save_fill *f = arg;
+
+	return f->shard->config.sm.save(f->shard->config.sm.ctx, f->group, w);
+}
+
+/* Snapshot thread: hand a written view back to its shard. */
+static void snapshot_job_done(struct snapshot_job *job)
+{
+	struct shard *s = job->owner;
+
+	pthread_mutex_lock(&s->saved_lock);
+	job->next = s->saved;
+	s->saved = job;
+	pthread_mutex_unlock(&s->saved_lock);
+	loop_wake(&s->loop);
+}
+
+/* Snapshot group at its applied index. With sm.freeze, the state machine
+ * freezes a view here and the node's snapshot thread writes it while the
+ * group goes on applying; snapshot_saved() commits it. Without, sm.save
+ * writes the file here and the turn waits. */
 static void group_snapshot(struct shard *s, struct group *g)
 {
 	uint64_t index = raft_applied_index(&g->raft);
 	struct snapshot_meta meta = {
 	    .group = g->id, .index = index, .term = raft_term_at(&g->raft, index)};
+	struct snapshot_job *job;
 	int rv;
 
-	if (index <= raft_snapshot(&g->raft)->index || meta.term == 0)
-		return;
-	rv = snapshot_save(s->snap_dir, &meta, s->config.sm.save, s->config.sm.ctx);
-	if (rv == 0)
-		rv = raft_compact(&g->raft, index);
-	if (rv == 0) {
-		meta.conf = raft_snapshot(&g->raft)->conf;
-		rv = snapshot_manifest_write(s->snap_dir, &meta);
-	}
-	if (rv == 0)
-		rv = wal_append_mark_retry(s, g->id, index, meta.term);
-	if (rv != 0) {
-		node_log(s->config.node_id, "group %llu: snapshot at %llu failed: %s",
-			 (unsigned long long)g->id, (unsigned long long)index, err_str(rv));
-		g->snapshot_retry = index + s->config.snapshot_entries;
-		return;
-	}
 	g->snapshot_wanted = false;
-	stat_add(&s->stats.snapshots_taken, 1);
+	if (index <= raft_snapshot(&g->raft)->index || meta.term == 0) {
+		snapshot_answer(&g->snap_asked, 0, raft_snapshot(&g->raft)->index);
+		return; /* Nothing new since the last one. */
+	}
+	g->applied_bytes = 0;
+	if (s->config.sm.freeze == NULL) {
+		struct save_fill fill = {s, g->id};
+
+		rv = snapshot_save(s->snap_dir, &meta, save_fill, &fill);
+		if (rv == 0)
+			rv = group_snapshot_commit(s, g, &meta);
+		if (rv != 0)
+			group_snapshot_failed(s, g, index, rv);
+		snapshot_answer(&g->snap_asked, rv, index);
+		return;
+	}
+	job = calloc(1, sizeof(*job));
+	rv = job ? s->config.sm.freeze(s->config.sm.ctx, g->id, &job->view) : -ENOMEM;
+	if (rv != 0) {
+		free(job);
+		group_snapshot_failed(s, g, index, rv);
+		snapshot_answer(&g->snap_asked, rv, index);
+		return;
+	}
+	job->dir_fd = s->snap_dir;
+	job->meta = meta;
+	job->sm = s->config.sm;
+	job->done = snapshot_job_done;
+	job->owner = s;
+	g->saving = true;
+	g->snap_saving = g->snap_asked;
+	g->snap_asked = NULL;
+	snapshot_worker_submit(s->config.snapshots, job);
+}
+
+/* Commit the views the snapshot thread wrote. A view whose group went away,
+ * or that a snapshot from the leader overtook meanwhile, is dropped. */
+static void snapshots_saved(struct shard *s)
+{
+	struct snapshot_job *job;
+
+	pthread_mutex_lock(&s->saved_lock);
+	job = s->saved;
+	s->saved = NULL;
+	pthread_mutex_unlock(&s->saved_lock);
+	while (job) {
+		struct snapshot_job *next = job->next;
+		struct group *g = group_find(s, job->meta.group);
+		int rv = job->rv;
+
+		if (g == NULL || !g->saving) {
+			if (rv == 0)
+				snapshot_discard(s->snap_dir, job->meta.group, job->meta.index);
+		} else if (rv == 0 && job->meta.index <= raft_snapshot(&g->raft)->index) {
+			snapshot_discard(s->snap_dir, job->meta.group, job->meta.index);
+			snapshot_answer(&g->snap_saving, 0, raft_snapshot(&g->raft)->index);
+		} else {
+			if (rv == 0)
+				rv = group_snapshot_commit(s, g, &job->meta);
+			if (rv != 0) {
+				if (job->rv == 0)
+					snapshot_discard(s->snap_dir, job->meta.group,
+							 job->meta.index);
+				group_snapshot_failed(s, g, job->meta.index, rv);
+			}
+			snapshot_answer(&g->snap_saving, rv, job->meta.index);
+		}
+		if (g) {
+			g->saving = false;
+			group_dirty(s, g); /* Calls that came meanwhile may want another. */
+		}
+		free(job);
+		job = next;
+	}
 }
 
 static void group_snapshot_maybe(struct shard *s, struct group *g)
 {
 	uint64_t applied = raft_applied_index(&g->raft);
+	const struct shard_config *c = &s->config;
+	bool due;
 
-	if (s->config.sm.save == NULL || s->config.snapshot_entries == 0 || s->wal_failed ||
-	    applied < g->snapshot_retry)
+	if (g->saving)
+		return; /* One at a time; snapshots_saved() looks again. */
+	if ((c->sm.save == NULL && c->sm.freeze == NULL) || s->wal_failed) {
+		snapshot_answer(&g->snap_asked, s->wal_failed ? WAL_ERR_FAILED : -ENOTSUP, 0);
 		return;
-	if (g->snapshot_wanted ||
-	    applied >= raft_snapshot(&g->raft)->index + s->config.snapshot_entries)
+	}
+	if (g->snap_asked) {
+		group_snapshot(s, g); /* Asked for: no retry delay, no threshold. */
+		return;
+	}
+	if ((c->snapshot_entries == 0 && c->snapshot_bytes == 0) || applied < g->snapshot_retry)
+		return;
+	due = g->snapshot_wanted ||
+	      (c->snapshot_entries > 0 &&
+	       applied >= raft_snapshot(&g->raft)->index + c->snapshot_entries) ||
+	      (c->snapshot_bytes > 0 && g->applied_bytes >= c->snapshot_bytes);
+	if (due)
 		group_snapshot(s, g);
 }
 
@@ -1310,6 +1450,7 @@ static void group_apply(struct shard *s, struct group *g, const struct raft_read
 			continue;
 		s->apply_entries[n++] = (struct fl_entry){
 		    .index = e->index, .term = e->term, .data = e->data, .size = e->size};
+		g->applied_bytes += e->size;
 	}
 	if (n > 0 && s->config.sm.apply)
 		s->config.sm.apply(s->config.sm.ctx, g->id, s->apply_entries, n, s->apply_results);
@@ -1537,6 +1678,8 @@ static int group_open(struct shard *s, uint64_t id, const struct raft_boot *boot
 static void group_close(struct shard *s, struct group *g, int rv)
 {
 	group_fail_requests(g, rv);
+	snapshot_answer(&g->snap_asked, rv, 0);
+	snapshot_answer(&g->snap_saving, rv, 0); /* Its view is dropped when written. */
 	if (g->was_leader)
 		atomic_fetch_sub_explicit(&s->stats.leaders, 1, memory_order_relaxed);
 	group_erase(s, g);
@@ -1898,6 +2041,11 @@ static void req_handle(struct shard *s, struct shard_req *req)
 	case SHARD_REQ_CHANGE:
 		req_change(s, g, req);
 		break;
+	case SHARD_REQ_SNAPSHOT:
+		req->next = g->snap_asked;
+		g->snap_asked = req;
+		group_dirty(s, g);
+		return; /* Answered by snapshot_answer(). */
 	case SHARD_REQ_LEADER:
 		done(req->cb, req->arg, 0, raft_is_leader(&g->raft), raft_leader(&g->raft));
 		break;
@@ -2011,6 +2159,7 @@ static void shard_turn(struct shard *s)
 		if (s->conns[i] && s->conns[i]->received)
 			conn_parse(s, s->conns[i]);
 	durable_process(s);
+	snapshots_saved(s);
 	inbox_drain(s);
 	groups_tick(s);
 	if (!atomic_load(&s->stopping))
@@ -2091,6 +2240,14 @@ static void shard_free(struct shard *s)
 	for (int i = 0; i < SHARD_RECVS_MAX; i++)
 		if (s->recvs_used[i])
 			snapshot_recv_abort(s->snap_dir, &s->recvs[i]);
+	/* The snapshot thread has stopped, and shard_close() committed what it
+	 * wrote; anything left is from a failed start. */
+	while (s->saved) {
+		struct snapshot_job *job = s->saved;
+
+		s->saved = job->next;
+		free(job);
+	}
 	if (s->snap_dir >= 0)
 		close(s->snap_dir);
 	for (uint32_t i = 0; i < s->peers_count; i++) {
@@ -2118,6 +2275,7 @@ static void shard_free(struct shard *s)
 	free(s->apply_results);
 	free(s->prop_bufs);
 	inbox_deinit(&s->inbox);
+	pthread_mutex_destroy(&s->saved_lock);
 	free(s);
 }
 
@@ -2133,6 +2291,7 @@ int shard_start(struct shard **out, const struct shard_config *config, char *why
 		return -ENOMEM;
 	s->snap_dir = -1;
 	s->config = *config;
+	pthread_mutex_init(&s->saved_lock, NULL);
 	s->table_cap = 64;
 	s->table = calloc(s->table_cap, sizeof(*s->table));
 	s->peers = calloc(config->peers_count ? config->peers_count : 1, sizeof(*s->peers));

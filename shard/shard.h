@@ -16,6 +16,7 @@
 
 struct shard;
 struct node_net;
+struct snapshot_worker;
 
 enum shard_req_type {
 	SHARD_REQ_GROUP_CREATE = 1,
@@ -30,6 +31,7 @@ enum shard_req_type {
 	SHARD_REQ_LEADER, /* Report the leader through the callback's leader. */
 	SHARD_REQ_CONN,   /* The net thread hands over a connected socket. */
 	SHARD_REQ_DIAL_FAILED,
+	SHARD_REQ_SNAPSHOT, /* fl_group_snapshot(): cb gets the index once current. */
 };
 
 enum shard_change {
@@ -83,6 +85,8 @@ struct shard_config {
 	bool quiesce;
 	bool lease_read;
 	uint32_t snapshot_entries;
+	uint64_t snapshot_bytes;
+	struct snapshot_worker *snapshots; /* Writes frozen views (sm.freeze set). */
 	struct fl_sm_ops sm;
 	const uint64_t *peers; /* Node ids of every other node. */
 	uint32_t peers_count;

@@ -25,6 +25,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -167,8 +168,7 @@ long fl_snapshot_read(struct fl_snapshot_reader *r, void *buf, size_t size)
 	return (long)n;
 }
 
-int snapshot_save(int dir_fd, struct snapshot_meta *meta,
-		  int (*save)(void *ctx, uint64_t group, struct fl_snapshot_writer *w), void *ctx)
+int snapshot_save(int dir_fd, struct snapshot_meta *meta, snapshot_fill_fn fill, void *arg)
 {
 	char tmp[80], name[80];
 	struct fl_snapshot_writer *w = malloc(sizeof(*w));
@@ -185,7 +185,7 @@ int snapshot_save(int dir_fd, struct snapshot_meta *meta,
 		goto out;
 	}
 	XXH3_64bits_reset(w->hash);
-	rv = save(ctx, meta->group, w);
+	rv = fill(arg, w);
 	if (rv == 0)
 		rv = w->err;
 	if (rv == 0 && w->len > 0)
@@ -206,14 +206,23 @@ out:
 	return rv;
 }
 
-/* Remove group's snapshot files other than keep_index's (0: all), and its
- * manifest too when all go. */
+void snapshot_discard(int dir_fd, uint64_t group, uint64_t index)
+{
+	char name[80];
+
+	name_snap(name, sizeof(name), group, index, ".snap");
+	unlinkat(dir_fd, name, 0);
+}
+
+/* Remove group's files of indexes below keep_index (UINT64_MAX: all files,
+ * and the manifest too when manifest is set). */
 static void remove_files(int dir_fd, uint64_t group, uint64_t keep_index, bool manifest)
 {
-	char prefix[32], keep[80];
+	char prefix[32];
 	int fd = dup(dir_fd);
 	DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
 	struct dirent *de;
+	size_t prefix_len;
 
 	if (dir == NULL) {
 		if (fd >= 0)
@@ -221,15 +230,23 @@ static void remove_files(int dir_fd, uint64_t group, uint64_t keep_index, bool m
 		return;
 	}
 	snprintf(prefix, sizeof(prefix), "g%016llx", (unsigned long long)group);
-	name_snap(keep, sizeof(keep), group, keep_index, ".snap");
+	prefix_len = strlen(prefix);
 	rewinddir(dir);
 	while ((de = readdir(dir)) != NULL) {
-		if (strncmp(de->d_name, prefix, strlen(prefix)) != 0 ||
-		    strcmp(de->d_name, keep) == 0)
+		unsigned long long index;
+
+		if (strncmp(de->d_name, prefix, prefix_len) != 0)
 			continue;
-		if (!manifest && strstr(de->d_name, ".manifest") != NULL)
+		if (strstr(de->d_name, ".manifest") != NULL) {
+			if (manifest)
+				unlinkat(dir_fd, de->d_name, 0);
 			continue;
-		unlinkat(dir_fd, de->d_name, 0);
+		}
+		/* g<group>-<index>.<suffix>: keep what a save or a transfer
+		 * beyond the current snapshot may still be writing. */
+		if (sscanf(de->d_name + prefix_len, "-%16llx", &index) != 1 ||
+		    (uint64_t)index < keep_index)
+			unlinkat(dir_fd, de->d_name, 0);
 	}
 	closedir(dir);
 }
@@ -438,4 +455,115 @@ void snapshot_recv_abort(int dir_fd, struct snapshot_recv *recv)
 	recv->hash = NULL;
 	name_snap(name, sizeof(name), recv->group, recv->index, ".recv");
 	unlinkat(dir_fd, name, 0);
+}
+
+/* ------------------------------------------------------- snapshot thread */
+
+struct snapshot_worker {
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct snapshot_job *head, *tail; /* Under lock. */
+	bool stopping;                    /* Under lock. */
+};
+
+static int job_fill(void *arg, struct fl_snapshot_writer *w)
+{
+	struct snapshot_job *job = arg;
+
+	return job->sm.save_view(job->sm.ctx, job->meta.group, job->view, w);
+}
+
+/* Write one view, release it, hand the job back. */
+static void job_run(struct snapshot_job *job, bool cancel)
+{
+	job->rv = cancel ? -ECANCELED : snapshot_save(job->dir_fd, &job->meta, job_fill, job);
+	job->sm.release(job->sm.ctx, job->meta.group, job->view);
+	job->view = NULL;
+	job->done(job);
+}
+
+static void *worker_main(void *arg)
+{
+	struct snapshot_worker *wk = arg;
+
+	pthread_mutex_lock(&wk->lock);
+	for (;;) {
+		struct snapshot_job *job = wk->head;
+
+		if (job == NULL && wk->stopping)
+			break;
+		if (job == NULL) {
+			pthread_cond_wait(&wk->cond, &wk->lock);
+			continue;
+		}
+		wk->head = job->next;
+		if (wk->head == NULL)
+			wk->tail = NULL;
+		job->next = NULL;
+		{
+			bool cancel = wk->stopping;
+
+			/* The shard threads queue jobs meanwhile. */
+			pthread_mutex_unlock(&wk->lock);
+			job_run(job, cancel);
+			pthread_mutex_lock(&wk->lock);
+		}
+	}
+	pthread_mutex_unlock(&wk->lock);
+	return NULL;
+}
+
+int snapshot_worker_start(struct snapshot_worker **out)
+{
+	struct snapshot_worker *wk = calloc(1, sizeof(*wk));
+	int rv;
+
+	if (wk == NULL)
+		return -ENOMEM;
+	pthread_mutex_init(&wk->lock, NULL);
+	pthread_cond_init(&wk->cond, NULL);
+	rv = -pthread_create(&wk->thread, NULL, worker_main, wk);
+	if (rv != 0) {
+		pthread_cond_destroy(&wk->cond);
+		pthread_mutex_destroy(&wk->lock);
+		free(wk);
+		return rv;
+	}
+	*out = wk;
+	return 0;
+}
+
+void snapshot_worker_submit(struct snapshot_worker *wk, struct snapshot_job *job)
+{
+	bool cancel;
+
+	job->next = NULL;
+	pthread_mutex_lock(&wk->lock);
+	cancel = wk->stopping;
+	if (!cancel) {
+		if (wk->tail)
+			wk->tail->next = job;
+		else
+			wk->head = job;
+		wk->tail = job;
+		pthread_cond_signal(&wk->cond);
+	}
+	pthread_mutex_unlock(&wk->lock);
+	if (cancel)
+		job_run(job, true);
+}
+
+void snapshot_worker_stop(struct snapshot_worker *wk)
+{
+	if (wk == NULL)
+		return;
+	pthread_mutex_lock(&wk->lock);
+	wk->stopping = true;
+	pthread_cond_signal(&wk->cond);
+	pthread_mutex_unlock(&wk->lock);
+	pthread_join(wk->thread, NULL);
+	pthread_cond_destroy(&wk->cond);
+	pthread_mutex_destroy(&wk->lock);
+	free(wk);
 }

@@ -93,6 +93,8 @@ struct node_options {
 	uint32_t entry_size_max;
 	uint32_t inbox_max;
 	uint32_t snapshot_entries;
+	uint32_t snapshot_bytes;
+	bool snapshot_freeze;
 	bool quiesce;
 	bool lease_read;
 	uint32_t client_threads;
@@ -250,6 +252,10 @@ static const struct node_opt node_opts[] = {
     {"inbox-max", OPT_U32, OPT_FIELD(inbox_max), 0, 1, UINT32_MAX, "N  requests queued per shard"},
     {"snapshot-entries", OPT_U32, OPT_FIELD(snapshot_entries), 0, 0, UINT32_MAX,
      "N  snapshot a group every N applied entries (0: never)"},
+    {"snapshot-bytes", OPT_U32, OPT_FIELD(snapshot_bytes), 0, 0, UINT32_MAX,
+     "BYTES  snapshot a group every BYTES of applied entries (0: never)"},
+    {"snapshot-freeze", OPT_BOOL, OPT_FIELD(snapshot_freeze), 0, 0, 0,
+     "on|off  copy a group's map and save it on the snapshot thread (on)"},
     {"client-threads", OPT_U32, OPT_FIELD(client_threads), 0, 1, 64, "N  client threads (2)"},
     {"client-conns-max", OPT_U32, OPT_FIELD(conns_max), 0, 1, 1000000,
      "N  client connections (1024)"},
@@ -1426,11 +1432,17 @@ static int server_start_node(struct server *s, struct fl_peer *peers)
 	config.quiesce = s->opt.quiesce;
 	config.lease_read = s->opt.lease_read;
 	config.snapshot_entries = s->opt.snapshot_entries;
+	config.snapshot_bytes = s->opt.snapshot_bytes;
 	config.sm = (struct fl_sm_ops){.apply = kv_apply,
 				       .leader_changed = on_leader_changed,
 				       .save = kv_save,
 				       .restore = kv_restore,
 				       .ctx = &s->kv};
+	if (s->opt.snapshot_freeze) {
+		config.sm.freeze = kv_freeze;
+		config.sm.save_view = kv_save_view;
+		config.sm.release = kv_release;
+	}
 	return fl_node_start(&config, &s->node);
 }
 
@@ -1450,6 +1462,8 @@ static void node_options_default(struct node_options *opt)
 	opt->entry_size_max = config.entry_size_max;
 	opt->inbox_max = config.inbox_max;
 	opt->snapshot_entries = config.snapshot_entries;
+	opt->snapshot_bytes = (uint32_t)config.snapshot_bytes;
+	opt->snapshot_freeze = true;
 	opt->quiesce = config.quiesce;
 	opt->lease_read = config.lease_read;
 	opt->client_threads = 2;

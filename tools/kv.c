@@ -561,21 +561,27 @@ static uint64_t kv_load64(const unsigned char *p)
 	return v;
 }
 
-int kv_save(void *ctx, uint64_t group, struct fl_snapshot_writer *w)
+static void kv_snapshot_header(const struct kv_group *g, unsigned char *header)
 {
-	struct kv_group *g = kv_group_get(ctx, group);
-	unsigned char header[KV_SNAPSHOT_HEADER] = {0};
-	int rv;
-
-	if (g == NULL)
-		return -ENOMEM;
-	pthread_mutex_lock(&g->lock);
+	memset(header, 0, KV_SNAPSHOT_HEADER);
 	kv_put64(header, KV_SNAPSHOT_MAGIC);
 	kv_put64(header + 8, g->applied_count);
 	kv_put64(header + 16, g->last_applied_index);
 	kv_put64(header + 24, g->digest);
 	kv_put64(header + 32, g->order_violations);
 	kv_put64(header + 40, g->items_count);
+}
+
+int kv_save(void *ctx, uint64_t group, struct fl_snapshot_writer *w)
+{
+	struct kv_group *g = kv_group_get(ctx, group);
+	unsigned char header[KV_SNAPSHOT_HEADER];
+	int rv;
+
+	if (g == NULL)
+		return -ENOMEM;
+	pthread_mutex_lock(&g->lock);
+	kv_snapshot_header(g, header);
 	rv = fl_snapshot_write(w, header, sizeof(header));
 	for (uint32_t i = 0; i < g->slots_count && rv == 0; i++) {
 		const struct kv_item *item = g->slots[i];
@@ -591,6 +597,65 @@ int kv_save(void *ctx, uint64_t group, struct fl_snapshot_writer *w)
 	}
 	pthread_mutex_unlock(&g->lock);
 	return rv;
+}
+
+/* A frozen view is the snapshot itself, laid out in one buffer. */
+struct kv_view {
+	size_t size;
+	unsigned char bytes[];
+};
+
+int kv_freeze(void *ctx, uint64_t group, void **view)
+{
+	struct kv_group *g = kv_group_get(ctx, group);
+	struct kv_view *v;
+	size_t size = KV_SNAPSHOT_HEADER, at;
+
+	if (g == NULL)
+		return -ENOMEM;
+	pthread_mutex_lock(&g->lock);
+	for (uint32_t i = 0; i < g->slots_count; i++)
+		if (g->slots[i] != NULL)
+			size += 8 + (size_t)g->slots[i]->key_size + g->slots[i]->value_size;
+	v = malloc(sizeof(*v) + size);
+	if (v == NULL) {
+		pthread_mutex_unlock(&g->lock);
+		return -ENOMEM;
+	}
+	v->size = size;
+	kv_snapshot_header(g, v->bytes);
+	at = KV_SNAPSHOT_HEADER;
+	for (uint32_t i = 0; i < g->slots_count; i++) {
+		const struct kv_item *item = g->slots[i];
+		size_t n;
+
+		if (item == NULL)
+			continue;
+		n = (size_t)item->key_size + item->value_size;
+		kv_put64(v->bytes + at,
+			 (uint64_t)item->key_size | (uint64_t)item->value_size << 32);
+		memcpy(v->bytes + at + 8, item->bytes, n);
+		at += 8 + n;
+	}
+	pthread_mutex_unlock(&g->lock);
+	*view = v;
+	return 0;
+}
+
+int kv_save_view(void *ctx, uint64_t group, void *view, struct fl_snapshot_writer *w)
+{
+	const struct kv_view *v = view;
+
+	(void)ctx;
+	(void)group;
+	return fl_snapshot_write(w, v->bytes, v->size);
+}
+
+void kv_release(void *ctx, uint64_t group, void *view)
+{
+	(void)ctx;
+	(void)group;
+	free(view);
 }
 
 static int kv_read_exact(struct fl_snapshot_reader *r, void *buf, size_t size)
@@ -609,33 +674,13 @@ static int kv_read_exact(struct fl_snapshot_reader *r, void *buf, size_t size)
 	return 0;
 }
 
-int kv_restore(void *ctx, uint64_t group, struct fl_snapshot_reader *r)
+/* Load a snapshot's items into fresh, a map no one else sees. */
+static int kv_load_items(struct kv_group *fresh, struct fl_snapshot_reader *r, uint64_t items)
 {
-	struct kv_group *g = kv_group_get(ctx, group);
-	unsigned char header[KV_SNAPSHOT_HEADER], sizes[8];
+	unsigned char sizes[8];
 	unsigned char *buf = NULL;
-	uint64_t items;
-	int rv;
+	int rv = 0;
 
-	if (g == NULL)
-		return -ENOMEM;
-	rv = kv_read_exact(r, header, sizeof(header));
-	if (rv != 0)
-		return rv;
-	if (kv_load64(header) != KV_SNAPSHOT_MAGIC)
-		return -EBADMSG;
-	pthread_mutex_lock(&g->lock);
-	/* Replace the whole map: empty it, then load the snapshot's items. */
-	for (uint32_t i = 0; i < g->slots_count; i++) {
-		free(g->slots[i]);
-		g->slots[i] = NULL;
-	}
-	g->items_count = 0;
-	g->applied_count = kv_load64(header + 8);
-	g->last_applied_index = kv_load64(header + 16);
-	g->digest = kv_load64(header + 24);
-	g->order_violations = kv_load64(header + 32);
-	items = kv_load64(header + 40);
 	for (uint64_t i = 0; i < items && rv == 0; i++) {
 		uint64_t both;
 		uint32_t key_size, value_size;
@@ -659,9 +704,53 @@ int kv_restore(void *ctx, uint64_t group, struct fl_snapshot_reader *r)
 		buf = grown;
 		rv = kv_read_exact(r, buf, (size_t)key_size + value_size);
 		if (rv == 0)
-			rv = kv_map_put(g, buf, key_size, buf + key_size, value_size);
+			rv = kv_map_put(fresh, buf, key_size, buf + key_size, value_size);
 	}
-	pthread_mutex_unlock(&g->lock);
 	free(buf);
 	return rv;
+}
+
+/* The whole snapshot is read into a fresh map first and swapped in only
+ * once it loaded: a restore that fails leaves the group as it was. */
+int kv_restore(void *ctx, uint64_t group, struct fl_snapshot_reader *r)
+{
+	struct kv_group *g = kv_group_get(ctx, group);
+	unsigned char header[KV_SNAPSHOT_HEADER];
+	struct kv_group *fresh;
+	struct kv_item **slots;
+	uint32_t slots_count, items_count;
+	int rv;
+
+	if (g == NULL)
+		return -ENOMEM;
+	rv = kv_read_exact(r, header, sizeof(header));
+	if (rv != 0)
+		return rv;
+	if (kv_load64(header) != KV_SNAPSHOT_MAGIC)
+		return -EBADMSG;
+	fresh = kv_group_new(group);
+	if (fresh == NULL)
+		return -ENOMEM;
+	rv = kv_load_items(fresh, r, kv_load64(header + 40));
+	if (rv != 0) {
+		kv_group_free(fresh);
+		return rv;
+	}
+	pthread_mutex_lock(&g->lock);
+	slots = g->slots;
+	slots_count = g->slots_count;
+	items_count = g->items_count;
+	g->slots = fresh->slots;
+	g->slots_count = fresh->slots_count;
+	g->items_count = fresh->items_count;
+	g->applied_count = kv_load64(header + 8);
+	g->last_applied_index = kv_load64(header + 16);
+	g->digest = kv_load64(header + 24);
+	g->order_violations = kv_load64(header + 32);
+	pthread_mutex_unlock(&g->lock);
+	fresh->slots = slots; /* The old map goes with fresh. */
+	fresh->slots_count = slots_count;
+	fresh->items_count = items_count;
+	kv_group_free(fresh);
+	return 0;
 }

@@ -114,8 +114,19 @@ void kv_digest_get(struct kv *kv, uint64_t group, struct kv_digest *digest);
 
 /* fl_sm_ops.save and .restore for ctx = struct kv *: write group's whole map
  * (and its DIGEST record) to a snapshot, and replace it from one. restore
- * returns -EBADMSG for a malformed snapshot. Shard thread of the group. */
+ * returns -EBADMSG for a malformed snapshot, and then (or on -ENOMEM) leaves
+ * the map as it was. Shard thread of the group. */
 int kv_save(void *ctx, uint64_t group, struct fl_snapshot_writer *w);
 int kv_restore(void *ctx, uint64_t group, struct fl_snapshot_reader *r);
+
+/* fl_sm_ops.freeze, .save_view and .release for ctx = struct kv *: freeze
+ * copies group's map (and DIGEST record) into one buffer laid out as the
+ * snapshot kv_save writes, under the group's lock on its shard thread; the
+ * snapshot thread then writes that buffer, which no apply touches, and
+ * frees it. A copy costs one pass over the map's bytes on the shard
+ * thread; writing and fsyncing them happen off it. */
+int kv_freeze(void *ctx, uint64_t group, void **view);
+int kv_save_view(void *ctx, uint64_t group, void *view, struct fl_snapshot_writer *w);
+void kv_release(void *ctx, uint64_t group, void *view);
 
 #endif /* TOOLS_KV_H */
