@@ -141,6 +141,7 @@ struct transfer {
 	uint64_t group, peer;
 	int fd;
 	uint64_t offset;
+	uint64_t next_ms; /* Paced (a test fault): no chunk before then. */
 	struct snapshot_meta file;
 	struct raft_snapshot_meta meta;
 	struct raft_msg msg;
@@ -236,6 +237,9 @@ struct shard {
 	struct snapshot_recv recvs[SHARD_RECVS_MAX];
 	bool recvs_used[SHARD_RECVS_MAX];
 	uint64_t reclaim_ms;
+	/* Test faults, from the environment at start (see shard_faults_read()). */
+	bool fault_corrupt;     /* Flip a byte of the next chunk sent, once. */
+	uint32_t fault_pace_ms; /* At most one chunk per transfer per this many ms. */
 	pthread_mutex_t saved_lock;
 	struct snapshot_job *saved; /* Written by the snapshot thread: see snapshot_saved(). */
 };
@@ -1196,8 +1200,12 @@ static int group_install(struct shard *s, struct group *g, const struct raft_sna
 		 : -ENOTSUP;
 	if (rv == 0)
 		rv = snapshot_manifest_write(s->snap_dir, &meta);
-	if (rv == 0)
+	if (rv == 0) {
 		stat_add(&s->stats.snapshots_received, 1);
+		node_log(s->config.node_id, "group %llu: installed snapshot %llu (%llu bytes)",
+			 (unsigned long long)g->id, (unsigned long long)meta.index,
+			 (unsigned long long)meta.size);
+	}
 	return rv;
 }
 
@@ -1289,7 +1297,7 @@ static void transfers_pump(struct shard *s)
 			transfer_end(s, t, false);
 			continue;
 		}
-		while (t->offset < t->file.size &&
+		while (t->offset < t->file.size && s->now_ms >= t->next_ms &&
 		       p->out.len + p->flight.len < SHARD_SNAP_QUEUE_MAX) {
 			uint32_t len = (uint32_t)(t->file.size - t->offset < SHARD_CHUNK_SIZE
 						      ? t->file.size - t->offset
@@ -1310,10 +1318,22 @@ static void transfers_pump(struct shard *s)
 				transfer_end(s, t, false);
 				break;
 			}
+			if (s->fault_corrupt && len > 0) {
+				/* Before the frame checksum: only the file's checksum
+				 * can catch it, at the receiver. */
+				at[WIRE_FRAME_HEADER_SIZE + WIRE_CHUNK_HEADER_SIZE + len / 2] ^=
+				    0x40;
+				s->fault_corrupt = false;
+				node_log(s->config.node_id,
+					 "test fault: corrupted a chunk of group %llu",
+					 (unsigned long long)t->group);
+			}
 			wire_frame_seal(at, WIRE_FRAME_SNAPSHOT,
 					(uint32_t)(WIRE_CHUNK_HEADER_SIZE + len));
 			p->out.len += frame;
 			t->offset += len;
+			if (s->fault_pace_ms > 0)
+				t->next_ms = s->now_ms + s->fault_pace_ms;
 		}
 		if (t->used && t->offset == t->file.size) {
 			peer_queue(s, p, &t->msg); /* After the last chunk, on the same stream. */
@@ -1359,6 +1379,14 @@ static int snapshot_chunk(struct shard *s, uint64_t peer, const uint8_t *body, s
 
 		if (c.offset != 0)
 			return 0;
+		/* A new attempt supersedes any partial file of the group, from
+		 * whichever sender (a leader that died mid-stream): they would
+		 * share a name otherwise. */
+		for (int i = 0; i < SHARD_RECVS_MAX; i++)
+			if (s->recvs_used[i] && s->recvs[i].group == c.group) {
+				snapshot_recv_abort(s->snap_dir, &s->recvs[i]);
+				s->recvs_used[i] = false;
+			}
 		for (int i = 0; i < SHARD_RECVS_MAX && slot < 0; i++) {
 			if (!s->recvs_used[i])
 				slot = i;
@@ -2279,6 +2307,23 @@ static void shard_free(struct shard *s)
 	free(s);
 }
 
+/* Test-only faults for the snapshot transfer tests, off unless set:
+ * FLOTILLA_TEST_SNAPSHOT_CORRUPT=1 flips a byte of the first snapshot chunk
+ * each shard sends; FLOTILLA_TEST_SNAPSHOT_PACE_MS=N sends at most one chunk
+ * per transfer every N ms, so that a test can stop a process mid-stream. */
+static void shard_faults_read(struct shard *s)
+{
+	const char *corrupt = getenv("FLOTILLA_TEST_SNAPSHOT_CORRUPT");
+	const char *pace = getenv("FLOTILLA_TEST_SNAPSHOT_PACE_MS");
+
+	s->fault_corrupt = corrupt != NULL && strcmp(corrupt, "1") == 0;
+	if (pace != NULL)
+		s->fault_pace_ms = (uint32_t)strtoul(pace, NULL, 10);
+	if (s->fault_corrupt || s->fault_pace_ms > 0)
+		node_log(s->config.node_id, "shard %u: test faults on (corrupt %d, pace %u ms)",
+			 s->config.shard_index, s->fault_corrupt, s->fault_pace_ms);
+}
+
 int shard_start(struct shard **out, const struct shard_config *config, char *why, size_t why_size)
 {
 	struct shard *s = calloc(1, sizeof(*s));
@@ -2292,6 +2337,7 @@ int shard_start(struct shard **out, const struct shard_config *config, char *why
 	s->snap_dir = -1;
 	s->config = *config;
 	pthread_mutex_init(&s->saved_lock, NULL);
+	shard_faults_read(s);
 	s->table_cap = 64;
 	s->table = calloc(s->table_cap, sizeof(*s->table));
 	s->peers = calloc(config->peers_count ? config->peers_count : 1, sizeof(*s->peers));
