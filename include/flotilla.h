@@ -134,6 +134,10 @@ struct fl_node_config {
 	uint64_t snapshot_bytes;        /* Likewise after this many bytes of applied
 					 * entries; default 0: never. Either threshold
 					 * starts a snapshot. */
+	bool snapshot_compress;         /* Send snapshot chunks LZ4-compressed, each chunk
+					 * on its own; default off (on loopback it costs
+					 * more CPU than it saves; see docs/snapshots.md).
+					 * Receivers take either. */
 	/* Shared secret for peer authentication (a challenge answered with a
 	 * keyed MAC, libsodium's crypto_auth); NULL: off. Every node of the
 	 * cluster must have the same one, at least 16 bytes. */

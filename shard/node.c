@@ -156,6 +156,7 @@ int fl_node_start(const struct fl_node_config *config, struct fl_node **out)
 		    .lease_read = config->lease_read,
 		    .snapshot_entries = config->snapshot_entries,
 		    .snapshot_bytes = config->snapshot_bytes,
+		    .snapshot_compress = config->snapshot_compress,
 		    .snapshots = node->snapshots,
 		    .sm = config->sm,
 		    .peers = node->peer_ids,

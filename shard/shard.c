@@ -24,6 +24,7 @@
 #include "shard/shard.h"
 
 #include <errno.h>
+#include <lz4.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -142,6 +143,8 @@ struct transfer {
 	int fd;
 	uint64_t offset;
 	uint64_t next_ms; /* Paced (a test fault): no chunk before then. */
+	uint64_t started_ms;
+	uint64_t wire_bytes; /* Chunk bytes queued, compressed or not. */
 	struct snapshot_meta file;
 	struct raft_snapshot_meta meta;
 	struct raft_msg msg;
@@ -240,6 +243,7 @@ struct shard {
 	/* Test faults, from the environment at start (see shard_faults_read()). */
 	bool fault_corrupt;     /* Flip a byte of the next chunk sent, once. */
 	uint32_t fault_pace_ms; /* At most one chunk per transfer per this many ms. */
+	uint8_t *chunk_buf;     /* SHARD_CHUNK_SIZE: a chunk before LZ4, or after un-LZ4. */
 	pthread_mutex_t saved_lock;
 	struct snapshot_job *saved; /* Written by the snapshot thread: see snapshot_saved(). */
 };
@@ -1243,7 +1247,8 @@ static void transfer_start(struct shard *s, const struct raft_msg *m)
 			       .peer = m->to,
 			       .file = file,
 			       .meta = *m->snapshot,
-			       .msg = *m};
+			       .msg = *m,
+			       .started_ms = s->now_ms};
 	t->msg.snapshot = &t->meta;
 	t->fd = snapshot_open(s->snap_dir, m->group, file.index);
 	if (t->fd < 0)
@@ -1260,8 +1265,16 @@ static void transfer_end(struct shard *s, struct transfer *t, bool ok)
 		raft_snapshot_sent(&g->raft, t->peer, ok, s->now_ms);
 		group_dirty(s, g);
 	}
-	if (ok)
+	if (ok) {
 		stat_add(&s->stats.snapshots_sent, 1);
+		node_log(s->config.node_id,
+			 "group %llu: snapshot %llu queued to node %llu: %llu bytes, %llu on the "
+			 "wire, in %llu ms",
+			 (unsigned long long)t->group, (unsigned long long)t->file.index,
+			 (unsigned long long)t->peer, (unsigned long long)t->file.size,
+			 (unsigned long long)t->wire_bytes,
+			 (unsigned long long)(s->now_ms - t->started_ms));
+	}
 }
 
 /* Seal the peer's open message frame so that a chunk frame can follow it. */
@@ -1272,6 +1285,58 @@ static void peer_frame_close(struct peer *p)
 	wire_frame_seal(p->out.data + p->frame_start, WIRE_FRAME_RAFT,
 			(uint32_t)(p->out.len - p->frame_start - WIRE_FRAME_HEADER_SIZE));
 	p->frame_start = SIZE_MAX;
+}
+
+/* Queue the next chunk of t to p: read from the file, LZ4-compressed when
+ * configured and when that makes it smaller. Returns 0, -ENOMEM (try at a
+ * later turn) or -EIO (the file cannot be read: the transfer ends). */
+static int transfer_chunk(struct shard *s, struct transfer *t, struct peer *p)
+{
+	bool compress = s->config.snapshot_compress;
+	uint32_t len =
+	    (uint32_t)(t->file.size - t->offset < SHARD_CHUNK_SIZE ? t->file.size - t->offset
+								   : SHARD_CHUNK_SIZE);
+	uint32_t bound = compress ? (uint32_t)LZ4_compressBound((int)len) : len;
+	struct wire_chunk chunk = {t->group,     t->file.index,    t->file.term, t->offset,
+				   t->file.size, t->file.checksum, len,          0};
+	uint32_t wire_len = len;
+	uint8_t *at, *data, *raw;
+
+	if (buf_reserve(&p->out, WIRE_FRAME_HEADER_SIZE + WIRE_CHUNK_HEADER_SIZE +
+				     (bound > len ? bound : len)) != 0)
+		return -ENOMEM;
+	if (compress && s->chunk_buf == NULL && (s->chunk_buf = malloc(SHARD_CHUNK_SIZE)) == NULL)
+		return -ENOMEM;
+	peer_frame_close(p);
+	at = p->out.data + p->out.len;
+	data = at + WIRE_FRAME_HEADER_SIZE + WIRE_CHUNK_HEADER_SIZE;
+	raw = compress ? s->chunk_buf : data;
+	if (pread(t->fd, raw, len, (off_t)t->offset) != (ssize_t)len)
+		return -EIO;
+	if (s->fault_corrupt && len > 0) {
+		/* Before the frame checksum: only the file's checksum can catch
+		 * it, at the receiver. */
+		raw[len / 2] ^= 0x40;
+		s->fault_corrupt = false;
+		node_log(s->config.node_id, "test fault: corrupted a chunk of group %llu",
+			 (unsigned long long)t->group);
+	}
+	if (compress) {
+		int n = LZ4_compress_default((const char *)raw, (char *)data, (int)len, (int)bound);
+
+		if (n > 0 && (uint32_t)n < len)
+			chunk.packed_len = wire_len = (uint32_t)n;
+		else
+			memcpy(data, raw, len);
+	}
+	wire_chunk_encode(&chunk, at + WIRE_FRAME_HEADER_SIZE);
+	wire_frame_seal(at, WIRE_FRAME_SNAPSHOT, WIRE_CHUNK_HEADER_SIZE + wire_len);
+	p->out.len += WIRE_FRAME_HEADER_SIZE + WIRE_CHUNK_HEADER_SIZE + wire_len;
+	t->offset += len;
+	t->wire_bytes += wire_len;
+	if (s->fault_pace_ms > 0)
+		t->next_ms = s->now_ms + s->fault_pace_ms;
+	return 0;
 }
 
 /* Send the next chunks of every transfer, a window's worth per peer, so a
@@ -1299,41 +1364,12 @@ static void transfers_pump(struct shard *s)
 		}
 		while (t->offset < t->file.size && s->now_ms >= t->next_ms &&
 		       p->out.len + p->flight.len < SHARD_SNAP_QUEUE_MAX) {
-			uint32_t len = (uint32_t)(t->file.size - t->offset < SHARD_CHUNK_SIZE
-						      ? t->file.size - t->offset
-						      : SHARD_CHUNK_SIZE);
-			struct wire_chunk chunk = {t->group,  t->file.index, t->file.term,
-						   t->offset, t->file.size,  t->file.checksum,
-						   len};
-			size_t frame = WIRE_FRAME_HEADER_SIZE + WIRE_CHUNK_HEADER_SIZE + len;
-			uint8_t *at;
+			int rv = transfer_chunk(s, t, p);
 
-			if (buf_reserve(&p->out, frame) != 0)
-				break;
-			peer_frame_close(p);
-			at = p->out.data + p->out.len;
-			wire_chunk_encode(&chunk, at + WIRE_FRAME_HEADER_SIZE);
-			if (pread(t->fd, at + WIRE_FRAME_HEADER_SIZE + WIRE_CHUNK_HEADER_SIZE, len,
-				  (off_t)t->offset) != (ssize_t)len) {
+			if (rv == -EIO)
 				transfer_end(s, t, false);
+			if (rv != 0)
 				break;
-			}
-			if (s->fault_corrupt && len > 0) {
-				/* Before the frame checksum: only the file's checksum
-				 * can catch it, at the receiver. */
-				at[WIRE_FRAME_HEADER_SIZE + WIRE_CHUNK_HEADER_SIZE + len / 2] ^=
-				    0x40;
-				s->fault_corrupt = false;
-				node_log(s->config.node_id,
-					 "test fault: corrupted a chunk of group %llu",
-					 (unsigned long long)t->group);
-			}
-			wire_frame_seal(at, WIRE_FRAME_SNAPSHOT,
-					(uint32_t)(WIRE_CHUNK_HEADER_SIZE + len));
-			p->out.len += frame;
-			t->offset += len;
-			if (s->fault_pace_ms > 0)
-				t->next_ms = s->now_ms + s->fault_pace_ms;
 		}
 		if (t->used && t->offset == t->file.size) {
 			peer_queue(s, p, &t->msg); /* After the last chunk, on the same stream. */
@@ -1362,6 +1398,7 @@ static int snapshot_chunk(struct shard *s, uint64_t peer, const uint8_t *body, s
 {
 	struct wire_chunk c;
 	struct snapshot_recv *r;
+	const uint8_t *data;
 	int slot = -1;
 
 	if (wire_chunk_decode(&c, body, size) != 0)
@@ -1408,13 +1445,27 @@ static int snapshot_chunk(struct shard *s, uint64_t peer, const uint8_t *body, s
 					    .size = c.size,
 					    .checksum = c.checksum,
 					    .peer = peer,
+					    .started_ms = s->now_ms,
 					    .fd = -1};
 		if (snapshot_recv_begin(s->snap_dir, r) != 0)
 			return 0;
 		s->recvs_used[slot] = true;
 	}
 	r->last_ms = s->now_ms;
-	if (snapshot_recv_write(r, body + WIRE_CHUNK_HEADER_SIZE, c.len) != 0) {
+	data = body + WIRE_CHUNK_HEADER_SIZE;
+	if (c.packed_len != 0) {
+		/* Unpacked into at most a chunk; anything else drops the file. */
+		if (c.len > SHARD_CHUNK_SIZE ||
+		    (s->chunk_buf == NULL && (s->chunk_buf = malloc(SHARD_CHUNK_SIZE)) == NULL) ||
+		    LZ4_decompress_safe((const char *)data, (char *)s->chunk_buf, (int)c.packed_len,
+					(int)c.len) != (int)c.len) {
+			snapshot_recv_abort(s->snap_dir, r);
+			s->recvs_used[slot] = false;
+			return 0;
+		}
+		data = s->chunk_buf;
+	}
+	if (snapshot_recv_write(r, data, c.len) != 0) {
 		snapshot_recv_abort(s->snap_dir, r);
 		s->recvs_used[slot] = false;
 	}
@@ -1446,6 +1497,10 @@ static bool snapshot_accept(struct shard *s, struct group *g, uint64_t peer,
 			 (unsigned long long)peer, "is incomplete or fails its checksum");
 		return false;
 	}
+	node_log(s->config.node_id,
+		 "group %llu: snapshot %llu received from node %llu: %llu bytes in %llu ms",
+		 (unsigned long long)g->id, (unsigned long long)r->index, (unsigned long long)peer,
+		 (unsigned long long)r->size, (unsigned long long)(s->now_ms - r->started_ms));
 	g->received = (struct snapshot_meta){.group = g->id,
 					     .index = r->index,
 					     .term = r->term,
@@ -2302,6 +2357,7 @@ static void shard_free(struct shard *s)
 	free(s->apply_entries);
 	free(s->apply_results);
 	free(s->prop_bufs);
+	free(s->chunk_buf);
 	inbox_deinit(&s->inbox);
 	pthread_mutex_destroy(&s->saved_lock);
 	free(s);

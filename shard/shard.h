@@ -86,6 +86,7 @@ struct shard_config {
 	bool lease_read;
 	uint32_t snapshot_entries;
 	uint64_t snapshot_bytes;
+	bool snapshot_compress;            /* LZ4 each chunk sent. */
 	struct snapshot_worker *snapshots; /* Writes frozen views (sm.freeze set). */
 	struct fl_sm_ops sm;
 	const uint64_t *peers; /* Node ids of every other node. */

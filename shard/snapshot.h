@@ -98,7 +98,8 @@ struct snapshot_recv {
 	uint64_t size, checksum;
 	uint64_t received;
 	uint64_t peer;
-	uint64_t last_ms; /* When a chunk last arrived (the shard's clock). */
+	uint64_t last_ms;    /* When a chunk last arrived (the shard's clock). */
+	uint64_t started_ms; /* When the first chunk arrived. */
 	int fd;
 	void *hash; /* XXH3 state. */
 };

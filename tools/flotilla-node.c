@@ -94,6 +94,7 @@ struct node_options {
 	uint32_t inbox_max;
 	uint32_t snapshot_entries;
 	uint32_t snapshot_bytes;
+	bool snapshot_compress;
 	bool snapshot_freeze;
 	bool quiesce;
 	bool lease_read;
@@ -254,6 +255,8 @@ static const struct node_opt node_opts[] = {
      "N  snapshot a group every N applied entries (0: never)"},
     {"snapshot-bytes", OPT_U32, OPT_FIELD(snapshot_bytes), 0, 0, UINT32_MAX,
      "BYTES  snapshot a group every BYTES of applied entries (0: never)"},
+    {"snapshot-compress", OPT_BOOL, OPT_FIELD(snapshot_compress), 0, 0, 0,
+     "on|off  send snapshot chunks LZ4-compressed (off)"},
     {"snapshot-freeze", OPT_BOOL, OPT_FIELD(snapshot_freeze), 0, 0, 0,
      "on|off  copy a group's map and save it on the snapshot thread (on)"},
     {"client-threads", OPT_U32, OPT_FIELD(client_threads), 0, 1, 64, "N  client threads (2)"},
@@ -1433,6 +1436,7 @@ static int server_start_node(struct server *s, struct fl_peer *peers)
 	config.lease_read = s->opt.lease_read;
 	config.snapshot_entries = s->opt.snapshot_entries;
 	config.snapshot_bytes = s->opt.snapshot_bytes;
+	config.snapshot_compress = s->opt.snapshot_compress;
 	config.sm = (struct fl_sm_ops){.apply = kv_apply,
 				       .leader_changed = on_leader_changed,
 				       .save = kv_save,
@@ -1463,6 +1467,7 @@ static void node_options_default(struct node_options *opt)
 	opt->inbox_max = config.inbox_max;
 	opt->snapshot_entries = config.snapshot_entries;
 	opt->snapshot_bytes = (uint32_t)config.snapshot_bytes;
+	opt->snapshot_compress = config.snapshot_compress;
 	opt->snapshot_freeze = true;
 	opt->quiesce = config.quiesce;
 	opt->lease_read = config.lease_read;

@@ -11,7 +11,8 @@
 # After each step every replica must report the same DIGEST for every group,
 # and no node may have restored from a bad file. Chunks are paced
 # (FLOTILLA_TEST_SNAPSHOT_PACE_MS) so that a transfer lasts long enough to
-# be interrupted.
+# be interrupted. Chunks travel LZ4-compressed (--snapshot-compress on); the
+# other tests cover raw chunks.
 #
 #   test_cluster_snapshot.sh FLOTILLA_NODE CLUSTER_CHECK TOOLS_CLUSTER WORK_DIR WRITES
 #
@@ -50,13 +51,13 @@ fail() {
 
 export FLOTILLA_TEST_SNAPSHOT_CORRUPT=1 FLOTILLA_TEST_SNAPSHOT_PACE_MS=150
 
-step "start 3 nodes, $groups groups, a snapshot every 500 entries"
+step "start 3 nodes, $groups groups, a snapshot every 500 entries, LZ4 chunks"
 for attempt in 1 2 3 4 5; do
 	base=$((20000 + 2 * (RANDOM % 19990)))
 	rc=0
 	"$cluster" start --dir "$dir" --groups "$groups" --nodes 3 --shards 1 --base-port "$base" \
 		--bin "$node_bin" -- --election-ms 1000 --heartbeat-ms 100 \
-		--snapshot-entries 500 || rc=$?
+		--snapshot-entries 500 --snapshot-compress on || rc=$?
 	[ "$rc" -eq 0 ] && break
 	if [ "$rc" -eq 4 ]; then
 		echo "io_uring is not available here: skipped"
