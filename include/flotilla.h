@@ -127,6 +127,10 @@ struct fl_node_config {
 	uint32_t heartbeat_interval_ms; /* Default 100. */
 	uint32_t entry_size_max;        /* Default 1 MiB; at most 16 MiB. */
 	uint32_t inbox_max;             /* Requests queued per shard; default 65536. */
+	uint32_t wal_segment_size;      /* Bytes per WAL segment file; 0: 64 MiB. Rounded up
+					 * to 4 KiB and to four WAL batches (which grow with
+					 * entry_size_max). Disk use per shard stays around
+					 * 20 segments with compaction on. */
 	bool quiesce;                   /* Idle groups stop ticking; default on. */
 	bool lease_read;                /* Serve reads on the leader lease; default off. */
 	uint32_t snapshot_entries;      /* Snapshot a group and compact its log after this

@@ -152,6 +152,7 @@ int fl_node_start(const struct fl_node_config *config, struct fl_node **out)
 		    .heartbeat_interval_ms = config->heartbeat_interval_ms,
 		    .entry_size_max = config->entry_size_max,
 		    .inbox_max = config->inbox_max ? config->inbox_max : 65536,
+		    .wal_segment_size = config->wal_segment_size,
 		    .quiesce = config->quiesce,
 		    .lease_read = config->lease_read,
 		    .snapshot_entries = config->snapshot_entries,

@@ -2421,6 +2421,10 @@ int shard_start(struct shard **out, const struct shard_config *config, char *why
 		batch = (batch + WAL_BLOCK_SIZE - 1) / WAL_BLOCK_SIZE * WAL_BLOCK_SIZE;
 		if (batch > wc.batch_size_max)
 			wc.batch_size_max = (uint32_t)batch;
+		if (config->wal_segment_size > 0 &&
+		    config->wal_segment_size <= WAL_SEGMENT_SIZE_MAX)
+			wc.segment_size = (config->wal_segment_size + WAL_BLOCK_SIZE - 1) /
+					  WAL_BLOCK_SIZE * WAL_BLOCK_SIZE;
 		if ((uint64_t)wc.batch_size_max * 4 > wc.segment_size)
 			wc.segment_size = wc.batch_size_max * 4;
 	}

@@ -82,6 +82,7 @@ struct shard_config {
 	uint32_t heartbeat_interval_ms;
 	uint32_t entry_size_max;
 	uint32_t inbox_max;
+	uint32_t wal_segment_size; /* 0: the WAL's default. */
 	bool quiesce;
 	bool lease_read;
 	uint32_t snapshot_entries;

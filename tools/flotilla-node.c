@@ -92,6 +92,7 @@ struct node_options {
 	uint32_t tick_ms;
 	uint32_t entry_size_max;
 	uint32_t inbox_max;
+	uint32_t wal_segment_size;
 	uint32_t snapshot_entries;
 	uint32_t snapshot_bytes;
 	bool snapshot_compress;
@@ -251,6 +252,8 @@ static const struct node_opt node_opts[] = {
     {"entry-size-max", OPT_U32, OPT_FIELD(entry_size_max), 0, 64, UINT32_MAX,
      "BYTES  largest log entry"},
     {"inbox-max", OPT_U32, OPT_FIELD(inbox_max), 0, 1, UINT32_MAX, "N  requests queued per shard"},
+    {"wal-segment-size", OPT_U32, OPT_FIELD(wal_segment_size), 0, 0, 1u << 30,
+     "BYTES  WAL segment file size (0: library default)"},
     {"snapshot-entries", OPT_U32, OPT_FIELD(snapshot_entries), 0, 0, UINT32_MAX,
      "N  snapshot a group every N applied entries (0: never)"},
     {"snapshot-bytes", OPT_U32, OPT_FIELD(snapshot_bytes), 0, 0, UINT32_MAX,
@@ -1432,6 +1435,7 @@ static int server_start_node(struct server *s, struct fl_peer *peers)
 	config.heartbeat_interval_ms = s->opt.heartbeat_ms;
 	config.entry_size_max = s->opt.entry_size_max;
 	config.inbox_max = s->opt.inbox_max;
+	config.wal_segment_size = s->opt.wal_segment_size;
 	config.quiesce = s->opt.quiesce;
 	config.lease_read = s->opt.lease_read;
 	config.snapshot_entries = s->opt.snapshot_entries;
