@@ -61,7 +61,8 @@ enum {
 	SHARD_CHUNK_SIZE = 1 << 20,
 	SHARD_SNAP_QUEUE_MAX = 4 << 20, /* Chunk bytes queued to a peer: the window. */
 	SHARD_RECLAIM_MS = 1000,
-	SHARD_RECV_IDLE_MS = 10000, /* A partial snapshot file idle this long may be dropped. */
+	SHARD_RECV_IDLE_MS = 10000,    /* A partial snapshot file idle this long may be dropped. */
+	SHARD_SAVE_LOG_SIZE = 8 << 20, /* Saves of this many bytes or more are logged. */
 };
 
 struct buf {
@@ -245,7 +246,8 @@ struct shard {
 	uint32_t fault_pace_ms; /* At most one chunk per transfer per this many ms. */
 	uint8_t *chunk_buf;     /* SHARD_CHUNK_SIZE: a chunk before LZ4, or after un-LZ4. */
 	pthread_mutex_t saved_lock;
-	struct snapshot_job *saved; /* Written by the snapshot thread: see snapshot_saved(). */
+	pthread_mutex_t manifest_lock; /* Shared with the snapshot thread: snapshot.h. */
+	struct snapshot_job *saved;    /* Written by the snapshot thread: see snapshot_saved(). */
 };
 
 static void stat_add(_Atomic uint64_t *counter, uint64_t n)
@@ -1026,21 +1028,43 @@ static void snapshot_answer(struct shard_req **list, int rv, uint64_t index)
 	}
 }
 
-/* The file of meta is durable: compact the log there and make it current,
- * the engine first, then the manifest, then the WAL's mark (so that on any
- * crash the manifest names a durable file and precedes the mark). */
-static int group_snapshot_commit(struct shard *s, struct group *g, struct snapshot_meta *meta)
+/* The snapshot of meta is current (its manifest durable): compact the log
+ * there, then write the WAL's mark (after the manifest: on any crash the
+ * manifest names a durable file and is at or past the mark). */
+static int group_snapshot_compact(struct shard *s, struct group *g,
+				  const struct snapshot_meta *meta)
 {
 	int rv = raft_compact(&g->raft, meta->index);
 
-	if (rv == 0) {
-		meta->conf = raft_snapshot(&g->raft)->conf;
-		rv = snapshot_manifest_write(s->snap_dir, meta);
-	}
 	if (rv == 0)
 		rv = wal_append_mark_retry(s, g->id, meta->index, meta->term);
 	if (rv == 0)
 		stat_add(&s->stats.snapshots_taken, 1);
+	return rv;
+}
+
+/* Write meta's manifest (the file is durable). The snapshot thread writes
+ * manifests too: see snapshot.h. */
+static int shard_manifest_write(struct shard *s, const struct snapshot_meta *meta)
+{
+	int rv;
+
+	pthread_mutex_lock(&s->manifest_lock);
+	rv = snapshot_manifest_write(s->snap_dir, meta);
+	pthread_mutex_unlock(&s->manifest_lock);
+	return rv;
+}
+
+/* The file of meta, saved on the shard thread, is durable: make it current
+ * and compact. */
+static int group_snapshot_commit(struct shard *s, struct group *g, struct snapshot_meta *meta)
+{
+	int rv;
+
+	meta->conf = *raft_conf_at(&g->raft, meta->index);
+	rv = shard_manifest_write(s, meta);
+	if (rv == 0)
+		rv = group_snapshot_compact(s, g, meta);
 	return rv;
 }
 
@@ -1049,6 +1073,22 @@ static void group_snapshot_failed(struct shard *s, struct group *g, uint64_t ind
 	node_log(s->config.node_id, "group %llu: snapshot at %llu failed: %s",
 		 (unsigned long long)g->id, (unsigned long long)index, err_str(rv));
 	g->snapshot_retry = index + (s->config.snapshot_entries ? s->config.snapshot_entries : 1);
+}
+
+/* How long a large save held the shard thread (saving or freezing it, then
+ * what follows on the shard: manifest unless the snapshot thread wrote it,
+ * compaction, WAL mark), and took in all. */
+static void snapshot_log_saved(struct shard *s, const struct snapshot_meta *meta, uint64_t save_ns,
+			       uint64_t commit_ns, uint64_t total_ns)
+{
+	if (meta->size < SHARD_SAVE_LOG_SIZE)
+		return;
+	node_log(s->config.node_id,
+		 "group %llu: snapshot %llu saved: %llu bytes in %.1f ms; the shard thread spent "
+		 "%.1f ms %s and %.1f ms after it",
+		 (unsigned long long)meta->group, (unsigned long long)meta->index,
+		 (unsigned long long)meta->size, (double)total_ns / 1e6, (double)save_ns / 1e6,
+		 s->config.sm.freeze ? "freezing it" : "saving it", (double)commit_ns / 1e6);
 }
 
 struct save_fill {
@@ -1085,6 +1125,7 @@ static void group_snapshot(struct shard *s, struct group *g)
 	struct snapshot_meta meta = {
 	    .group = g->id, .index = index, .term = raft_term_at(&g->raft, index)};
 	struct snapshot_job *job;
+	uint64_t started_ns;
 	int rv;
 
 	g->snapshot_wanted = false;
@@ -1093,14 +1134,22 @@ static void group_snapshot(struct shard *s, struct group *g)
 		return; /* Nothing new since the last one. */
 	}
 	g->applied_bytes = 0;
+	started_ns = loop_now_ns(&s->loop);
 	if (s->config.sm.freeze == NULL) {
 		struct save_fill fill = {s, g->id};
 
+		uint64_t saved_ns;
+
 		rv = snapshot_save(s->snap_dir, &meta, save_fill, &fill);
+		saved_ns = loop_now_ns(&s->loop);
 		if (rv == 0)
 			rv = group_snapshot_commit(s, g, &meta);
 		if (rv != 0)
 			group_snapshot_failed(s, g, index, rv);
+		else
+			snapshot_log_saved(s, &meta, saved_ns - started_ns,
+					   loop_now_ns(&s->loop) - saved_ns,
+					   loop_now_ns(&s->loop) - started_ns);
 		snapshot_answer(&g->snap_asked, rv, index);
 		return;
 	}
@@ -1114,17 +1163,55 @@ static void group_snapshot(struct shard *s, struct group *g)
 	}
 	job->dir_fd = s->snap_dir;
 	job->meta = meta;
+	job->meta.conf = *raft_conf_at(&g->raft, index);
+	job->manifest_lock = &s->manifest_lock;
 	job->sm = s->config.sm;
 	job->done = snapshot_job_done;
 	job->owner = s;
+	job->started_ns = started_ns;
+	job->held_ns = loop_now_ns(&s->loop) - started_ns;
 	g->saving = true;
 	g->snap_saving = g->snap_asked;
 	g->snap_asked = NULL;
 	snapshot_worker_submit(s->config.snapshots, job);
 }
 
-/* Commit the views the snapshot thread wrote. A view whose group went away,
- * or that a snapshot from the leader overtook meanwhile, is dropped. */
+/* One view the snapshot thread wrote and made current (rv 0): compact the
+ * group there. A newer snapshot may have been installed meanwhile (then this
+ * one is moot), or the group removed (then its files go). */
+static void snapshot_saved(struct shard *s, struct snapshot_job *job)
+{
+	struct group *g = group_find(s, job->meta.group);
+	int rv = job->rv;
+
+	if (g == NULL) {
+		if (rv == 0) /* Its manifest was written after the group left. */
+			snapshot_remove_group(s->snap_dir, job->meta.group);
+		return;
+	}
+	if (!g->saving)
+		return; /* A group of the same id made since: its files are its own. */
+	g->saving = false;
+	group_dirty(s, g); /* Calls that came meanwhile may want another. */
+	if (rv == -ESTALE || (rv == 0 && job->meta.index <= raft_snapshot(&g->raft)->index)) {
+		snapshot_answer(&g->snap_saving, 0, raft_snapshot(&g->raft)->index);
+		return;
+	}
+	if (rv == 0) {
+		uint64_t compact_ns = loop_now_ns(&s->loop);
+
+		rv = group_snapshot_compact(s, g, &job->meta);
+		compact_ns = loop_now_ns(&s->loop) - compact_ns;
+		if (rv == 0)
+			snapshot_log_saved(s, &job->meta, job->held_ns, compact_ns,
+					   loop_now_ns(&s->loop) - job->started_ns);
+	}
+	if (rv != 0)
+		group_snapshot_failed(s, g, job->meta.index, rv);
+	snapshot_answer(&g->snap_saving, rv, job->meta.index);
+}
+
+/* Take what the snapshot thread handed back. */
 static void snapshots_saved(struct shard *s)
 {
 	struct snapshot_job *job;
@@ -1135,30 +1222,8 @@ static void snapshots_saved(struct shard *s)
 	pthread_mutex_unlock(&s->saved_lock);
 	while (job) {
 		struct snapshot_job *next = job->next;
-		struct group *g = group_find(s, job->meta.group);
-		int rv = job->rv;
 
-		if (g == NULL || !g->saving) {
-			if (rv == 0)
-				snapshot_discard(s->snap_dir, job->meta.group, job->meta.index);
-		} else if (rv == 0 && job->meta.index <= raft_snapshot(&g->raft)->index) {
-			snapshot_discard(s->snap_dir, job->meta.group, job->meta.index);
-			snapshot_answer(&g->snap_saving, 0, raft_snapshot(&g->raft)->index);
-		} else {
-			if (rv == 0)
-				rv = group_snapshot_commit(s, g, &job->meta);
-			if (rv != 0) {
-				if (job->rv == 0)
-					snapshot_discard(s->snap_dir, job->meta.group,
-							 job->meta.index);
-				group_snapshot_failed(s, g, job->meta.index, rv);
-			}
-			snapshot_answer(&g->snap_saving, rv, job->meta.index);
-		}
-		if (g) {
-			g->saving = false;
-			group_dirty(s, g); /* Calls that came meanwhile may want another. */
-		}
+		snapshot_saved(s, job);
 		free(job);
 		job = next;
 	}
@@ -1203,7 +1268,7 @@ static int group_install(struct shard *s, struct group *g, const struct raft_sna
 		 ? snapshot_restore(s->snap_dir, &meta, s->config.sm.restore, s->config.sm.ctx)
 		 : -ENOTSUP;
 	if (rv == 0)
-		rv = snapshot_manifest_write(s->snap_dir, &meta);
+		rv = shard_manifest_write(s, &meta);
 	if (rv == 0) {
 		stat_add(&s->stats.snapshots_received, 1);
 		node_log(s->config.node_id, "group %llu: installed snapshot %llu (%llu bytes)",
@@ -2360,6 +2425,7 @@ static void shard_free(struct shard *s)
 	free(s->chunk_buf);
 	inbox_deinit(&s->inbox);
 	pthread_mutex_destroy(&s->saved_lock);
+	pthread_mutex_destroy(&s->manifest_lock);
 	free(s);
 }
 
@@ -2393,6 +2459,7 @@ int shard_start(struct shard **out, const struct shard_config *config, char *why
 	s->snap_dir = -1;
 	s->config = *config;
 	pthread_mutex_init(&s->saved_lock, NULL);
+	pthread_mutex_init(&s->manifest_lock, NULL);
 	shard_faults_read(s);
 	s->table_cap = 64;
 	s->table = calloc(s->table_cap, sizeof(*s->table));

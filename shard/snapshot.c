@@ -474,12 +474,32 @@ static int job_fill(void *arg, struct fl_snapshot_writer *w)
 	return job->sm.save_view(job->sm.ctx, job->meta.group, job->view, w);
 }
 
-/* Write one view, release it, hand the job back. */
+/* Make the job's file current unless a newer one already is. */
+static int job_manifest(struct snapshot_job *job)
+{
+	struct snapshot_meta current;
+	int rv;
+
+	pthread_mutex_lock(job->manifest_lock);
+	rv = snapshot_manifest_read(job->dir_fd, job->meta.group, &current);
+	if (rv == 0 && current.index >= job->meta.index)
+		rv = -ESTALE;
+	else
+		rv = snapshot_manifest_write(job->dir_fd, &job->meta);
+	pthread_mutex_unlock(job->manifest_lock);
+	if (rv != 0)
+		snapshot_discard(job->dir_fd, job->meta.group, job->meta.index);
+	return rv;
+}
+
+/* Write one view, release it, make it current, hand the job back. */
 static void job_run(struct snapshot_job *job, bool cancel)
 {
 	job->rv = cancel ? -ECANCELED : snapshot_save(job->dir_fd, &job->meta, job_fill, job);
 	job->sm.release(job->sm.ctx, job->meta.group, job->view);
 	job->view = NULL;
+	if (job->rv == 0)
+		job->rv = job_manifest(job);
 	job->done(job);
 }
 

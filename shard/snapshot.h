@@ -9,6 +9,7 @@
 #ifndef SHARD_SNAPSHOT_H
 #define SHARD_SNAPSHOT_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -41,20 +42,26 @@ int snapshot_save(int dir_fd, struct snapshot_meta *meta, snapshot_fill_fn fill,
 void snapshot_discard(int dir_fd, uint64_t group, uint64_t index);
 
 /* The node's snapshot thread: it writes the views that fl_sm_ops.freeze
- * took, so that a save never stalls a shard loop. Jobs run one at a time,
- * in order. */
+ * took, and then their manifests, so that a save never stalls a shard loop
+ * on the state machine's bytes or an fsync. Jobs run one at a time, in
+ * order. A manifest never goes back: the thread writes one only if the
+ * group's current manifest (read under manifest_lock, which the shard also
+ * holds to write the manifest of a snapshot it installs) is older. */
 struct snapshot_job;
 typedef void (*snapshot_job_done_fn)(struct snapshot_job *job);
 
 struct snapshot_job {
 	struct snapshot_job *next; /* The worker's queue, then the owner's. */
 	int dir_fd;
-	struct snapshot_meta meta; /* group, index, term in; size, checksum out. */
+	struct snapshot_meta meta; /* group, index, term, conf in; size, checksum out. */
+	pthread_mutex_t *manifest_lock;
 	struct fl_sm_ops sm;       /* save_view, release and ctx are used. */
 	void *view;                /* From freeze; released by the worker. */
-	int rv;                    /* Out: 0, an error, or -ECANCELED (stopping). */
+	int rv;                    /* Out: 0 (file and manifest durable), an error, -ECANCELED
+				    * (stopping), or -ESTALE (a newer snapshot is current). */
 	snapshot_job_done_fn done; /* Runs on the snapshot thread; owns job then. */
 	void *owner;
+	uint64_t started_ns, held_ns; /* The owner's: when freeze began, how long it took. */
 };
 
 struct snapshot_worker;

@@ -45,6 +45,12 @@ struct kv_group {
 	uint64_t last_applied_index;
 	uint64_t digest;
 	uint64_t order_violations;
+	/* Frozen views (kv_freeze) share the items of the map: while one is
+	 * out, an item replaced or removed is kept in retired, and freed when
+	 * the last view is released. Items never change once in the map. */
+	uint32_t views;
+	uint32_t retired_count, retired_cap;
+	struct kv_item **retired;
 };
 
 static void kv_oom(void)
@@ -209,6 +215,26 @@ static struct kv_item *kv_item_new(uint64_t hash, const void *key, uint32_t key_
 	return item;
 }
 
+/* An item left g's map: free it, or keep it for the views that may still
+ * read it. Caller holds g->lock. */
+static void kv_item_retire(struct kv_group *g, struct kv_item *item)
+{
+	if (g->views == 0) {
+		free(item);
+		return;
+	}
+	if (g->retired_count == g->retired_cap) {
+		uint32_t cap = g->retired_cap ? g->retired_cap * 2 : 64;
+		struct kv_item **grown = realloc(g->retired, cap * sizeof(*grown));
+
+		if (grown == NULL)
+			kv_oom();
+		g->retired = grown;
+		g->retired_cap = cap;
+	}
+	g->retired[g->retired_count++] = item;
+}
+
 /* Insert or replace. Returns 0 or -ENOMEM (then the map is unchanged). */
 static int kv_map_put(struct kv_group *g, const void *key, uint32_t key_size, const void *value,
 		      uint32_t value_size)
@@ -221,7 +247,7 @@ static int kv_map_put(struct kv_group *g, const void *key, uint32_t key_size, co
 		return -ENOMEM;
 	slot = kv_map_find(g, hash, key, key_size);
 	if (g->slots[slot] != NULL) {
-		free(g->slots[slot]);
+		kv_item_retire(g, g->slots[slot]);
 		g->slots[slot] = item;
 		return 0;
 	}
@@ -246,7 +272,7 @@ static void kv_map_remove_at(struct kv_group *g, uint32_t slot)
 	uint32_t hole = slot;
 	uint32_t next = (slot + 1) & mask;
 
-	free(g->slots[slot]);
+	kv_item_retire(g, g->slots[slot]);
 	g->slots[slot] = NULL;
 	g->items_count--;
 	while (g->slots[next] != NULL) {
@@ -285,6 +311,9 @@ static void kv_group_free(struct kv_group *g)
 	for (uint32_t i = 0; i < g->slots_count; i++)
 		free(g->slots[i]);
 	free(g->slots);
+	for (uint32_t i = 0; i < g->retired_count; i++)
+		free(g->retired[i]);
+	free(g->retired);
 	pthread_mutex_destroy(&g->lock);
 	free(g);
 }
@@ -599,63 +628,84 @@ int kv_save(void *ctx, uint64_t group, struct fl_snapshot_writer *w)
 	return rv;
 }
 
-/* A frozen view is the snapshot itself, laid out in one buffer. */
+/* A frozen view: the snapshot header and the items of the map at the
+ * consistent point (shared with the map; see kv_item_retire()). */
 struct kv_view {
-	size_t size;
-	unsigned char bytes[];
+	struct kv_group *g;
+	unsigned char header[KV_SNAPSHOT_HEADER];
+	uint32_t count;
+	struct kv_item *items[];
 };
 
 int kv_freeze(void *ctx, uint64_t group, void **view)
 {
 	struct kv_group *g = kv_group_get(ctx, group);
 	struct kv_view *v;
-	size_t size = KV_SNAPSHOT_HEADER, at;
+	uint32_t n = 0;
 
 	if (g == NULL)
 		return -ENOMEM;
 	pthread_mutex_lock(&g->lock);
-	for (uint32_t i = 0; i < g->slots_count; i++)
-		if (g->slots[i] != NULL)
-			size += 8 + (size_t)g->slots[i]->key_size + g->slots[i]->value_size;
-	v = malloc(sizeof(*v) + size);
+	v = malloc(sizeof(*v) + (size_t)g->items_count * sizeof(v->items[0]));
 	if (v == NULL) {
 		pthread_mutex_unlock(&g->lock);
 		return -ENOMEM;
 	}
-	v->size = size;
-	kv_snapshot_header(g, v->bytes);
-	at = KV_SNAPSHOT_HEADER;
-	for (uint32_t i = 0; i < g->slots_count; i++) {
-		const struct kv_item *item = g->slots[i];
-		size_t n;
-
-		if (item == NULL)
-			continue;
-		n = (size_t)item->key_size + item->value_size;
-		kv_put64(v->bytes + at,
-			 (uint64_t)item->key_size | (uint64_t)item->value_size << 32);
-		memcpy(v->bytes + at + 8, item->bytes, n);
-		at += 8 + n;
-	}
+	v->g = g;
+	kv_snapshot_header(g, v->header);
+	for (uint32_t i = 0; i < g->slots_count; i++)
+		if (g->slots[i] != NULL)
+			v->items[n++] = g->slots[i];
+	v->count = n;
+	g->views++;
 	pthread_mutex_unlock(&g->lock);
 	*view = v;
 	return 0;
 }
 
+/* Snapshot thread: the items are not freed while the view is out, and never
+ * change, so they are read without the group's lock. */
 int kv_save_view(void *ctx, uint64_t group, void *view, struct fl_snapshot_writer *w)
 {
 	const struct kv_view *v = view;
+	int rv = fl_snapshot_write(w, v->header, sizeof(v->header));
 
 	(void)ctx;
 	(void)group;
-	return fl_snapshot_write(w, v->bytes, v->size);
+	for (uint32_t i = 0; i < v->count && rv == 0; i++) {
+		const struct kv_item *item = v->items[i];
+		unsigned char sizes[8];
+
+		kv_put64(sizes, (uint64_t)item->key_size | (uint64_t)item->value_size << 32);
+		rv = fl_snapshot_write(w, sizes, sizeof(sizes));
+		if (rv == 0)
+			rv = fl_snapshot_write(w, item->bytes,
+					       (size_t)item->key_size + item->value_size);
+	}
+	return rv;
 }
 
 void kv_release(void *ctx, uint64_t group, void *view)
 {
+	struct kv_view *v = view;
+	struct kv_group *g = v->g;
+	struct kv_item **retired = NULL;
+	uint32_t count = 0;
+
 	(void)ctx;
 	(void)group;
-	free(view);
+	pthread_mutex_lock(&g->lock);
+	if (--g->views == 0) {
+		retired = g->retired;
+		count = g->retired_count;
+		g->retired = NULL;
+		g->retired_count = g->retired_cap = 0;
+	}
+	pthread_mutex_unlock(&g->lock);
+	for (uint32_t i = 0; i < count; i++)
+		free(retired[i]);
+	free(retired);
+	free(v);
 }
 
 static int kv_read_exact(struct fl_snapshot_reader *r, void *buf, size_t size)
@@ -718,7 +768,7 @@ int kv_restore(void *ctx, uint64_t group, struct fl_snapshot_reader *r)
 	unsigned char header[KV_SNAPSHOT_HEADER];
 	struct kv_group *fresh;
 	struct kv_item **slots;
-	uint32_t slots_count, items_count;
+	uint32_t slots_count;
 	int rv;
 
 	if (g == NULL)
@@ -739,7 +789,6 @@ int kv_restore(void *ctx, uint64_t group, struct fl_snapshot_reader *r)
 	pthread_mutex_lock(&g->lock);
 	slots = g->slots;
 	slots_count = g->slots_count;
-	items_count = g->items_count;
 	g->slots = fresh->slots;
 	g->slots_count = fresh->slots_count;
 	g->items_count = fresh->items_count;
@@ -747,10 +796,13 @@ int kv_restore(void *ctx, uint64_t group, struct fl_snapshot_reader *r)
 	g->last_applied_index = kv_load64(header + 16);
 	g->digest = kv_load64(header + 24);
 	g->order_violations = kv_load64(header + 32);
+	for (uint32_t i = 0; i < slots_count; i++)
+		if (slots[i] != NULL)
+			kv_item_retire(g, slots[i]); /* A view may still read them. */
 	pthread_mutex_unlock(&g->lock);
-	fresh->slots = slots; /* The old map goes with fresh. */
-	fresh->slots_count = slots_count;
-	fresh->items_count = items_count;
+	free(slots);
+	fresh->slots = NULL;
+	fresh->slots_count = 0;
 	kv_group_free(fresh);
 	return 0;
 }

@@ -120,11 +120,11 @@ int kv_save(void *ctx, uint64_t group, struct fl_snapshot_writer *w);
 int kv_restore(void *ctx, uint64_t group, struct fl_snapshot_reader *r);
 
 /* fl_sm_ops.freeze, .save_view and .release for ctx = struct kv *: freeze
- * copies group's map (and DIGEST record) into one buffer laid out as the
- * snapshot kv_save writes, under the group's lock on its shard thread; the
- * snapshot thread then writes that buffer, which no apply touches, and
- * frees it. A copy costs one pass over the map's bytes on the shard
- * thread; writing and fsyncing them happen off it. */
+ * takes, under the group's lock on its shard thread, the DIGEST record and
+ * the list of the map's items (pointers: no key or value is copied); the
+ * snapshot thread then writes those items while applies go on, since items
+ * never change in place and one replaced or removed is kept until the last
+ * view is released. Views must all be released before kv_deinit(). */
 int kv_freeze(void *ctx, uint64_t group, void **view);
 int kv_save_view(void *ctx, uint64_t group, void *view, struct fl_snapshot_writer *w);
 void kv_release(void *ctx, uint64_t group, void *view);

@@ -27,6 +27,7 @@
 struct fixture {
 	char dir[256];
 	int dir_fd;
+	pthread_mutex_t manifest_lock;
 	struct kv kv;
 	uint64_t index;
 	uint8_t buf[256];
@@ -40,6 +41,7 @@ static int fixture_setup(void **state)
 		return -1;
 	io_test_mkdtemp(f->dir, "snapshot");
 	f->dir_fd = snapshot_dir_open(f->dir);
+	pthread_mutex_init(&f->manifest_lock, NULL);
 	if (f->dir_fd < 0)
 		return -1;
 	*state = f;
@@ -64,6 +66,18 @@ static void put(struct fixture *f, const char *key, const char *value)
 			     .key_size = (uint32_t)strlen(key),
 			     .value = value,
 			     .value_size = (uint32_t)strlen(value)};
+	struct fl_entry entry = {.index = ++f->index, .term = 1, .data = f->buf};
+	uint64_t result = 99;
+
+	entry.size = kv_cmd_size(&cmd);
+	kv_cmd_encode(&cmd, f->buf);
+	kv_apply(&f->kv, GROUP, &entry, 1, &result);
+	assert_int_equal(result, KV_RESULT_OK);
+}
+
+static void del(struct fixture *f, const char *key)
+{
+	struct kv_cmd cmd = {.op = KV_OP_DELETE, .key = key, .key_size = (uint32_t)strlen(key)};
 	struct fl_entry entry = {.index = ++f->index, .term = 1, .data = f->buf};
 	uint64_t result = 99;
 
@@ -114,6 +128,7 @@ static struct snapshot_job job_make(struct fixture *f, struct waiter *w, uint64_
 	    .sm = {.save_view = kv_save_view, .release = kv_release, .ctx = &f->kv},
 	    .done = job_done,
 	    .owner = w,
+	    .manifest_lock = &f->manifest_lock,
 	};
 
 	assert_int_equal(kv_freeze(&f->kv, GROUP, &job.view), 0);
@@ -137,6 +152,13 @@ static void test_frozen_view_saves_its_consistent_point(void **state)
 	job = job_make(f, &w, f->index);
 	put(f, "a", "changed after the freeze");
 	put(f, "c", "added after the freeze");
+	del(f, "b");
+	for (int i = 0; i < 200; i++) { /* The live map grows and rehashes. */
+		char key[16];
+
+		snprintf(key, sizeof(key), "grow%d", i);
+		put(f, key, "x");
+	}
 	assert_int_equal(snapshot_worker_start(&worker), 0);
 	snapshot_worker_submit(worker, &job);
 	pthread_mutex_lock(&w.lock);
@@ -146,12 +168,22 @@ static void test_frozen_view_saves_its_consistent_point(void **state)
 	snapshot_worker_stop(worker);
 	assert_int_equal(job.rv, 0);
 	assert_null(job.view);
+	{
+		struct snapshot_meta current;
+
+		/* The snapshot thread made it current. */
+		assert_int_equal(snapshot_manifest_read(f->dir_fd, GROUP, &current), 0);
+		assert_int_equal(current.index, job.meta.index);
+		assert_int_equal(current.checksum, job.meta.checksum);
+	}
 
 	assert_int_equal(kv_init(&restored), 0);
 	assert_int_equal(snapshot_restore(f->dir_fd, &job.meta, kv_restore, &restored), 0);
 	assert_value(&restored, "a", "1");
 	assert_value(&restored, "b", "2");
 	assert_value(&restored, "c", NULL);
+	assert_value(&f->kv, "b", NULL); /* The live map went on. */
+	assert_value(&f->kv, "a", "changed after the freeze");
 	kv_digest_get(&restored, GROUP, &after);
 	assert_int_equal(after.digest, before.digest);
 	assert_int_equal(after.last_applied_index, before.last_applied_index);
@@ -237,6 +269,33 @@ static void test_stop_releases_every_view_once(void **state)
 		assert_true(jobs[i].rv == 0 || jobs[i].rv == -ECANCELED);
 }
 
+/* The snapshot thread never makes a snapshot current over a newer one (one
+ * the shard installed from its leader meanwhile). */
+static void test_manifest_never_goes_back(void **state)
+{
+	struct fixture *f = *state;
+	struct waiter w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
+	struct snapshot_worker *worker;
+	struct snapshot_job job;
+	struct snapshot_meta newer = {.group = GROUP, .index = 50, .term = 2}, current;
+
+	put(f, "a", "1");
+	assert_int_equal(snapshot_save(f->dir_fd, &newer, save_fill, f), 0);
+	assert_int_equal(snapshot_manifest_write(f->dir_fd, &newer), 0);
+	job = job_make(f, &w, 40);
+	assert_int_equal(snapshot_worker_start(&worker), 0);
+	snapshot_worker_submit(worker, &job);
+	pthread_mutex_lock(&w.lock);
+	while (w.done == 0)
+		pthread_cond_wait(&w.cond, &w.lock);
+	pthread_mutex_unlock(&w.lock);
+	snapshot_worker_stop(worker);
+	assert_int_equal(job.rv, -ESTALE);
+	assert_int_equal(snapshot_manifest_read(f->dir_fd, GROUP, &current), 0);
+	assert_int_equal(current.index, 50);
+	assert_int_equal(snapshot_open(f->dir_fd, GROUP, 40), -ENOENT);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -245,6 +304,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_failed_restore_leaves_the_state_as_it_was,
 					    fixture_setup, fixture_teardown),
 	    cmocka_unit_test_setup_teardown(test_stop_releases_every_view_once, fixture_setup,
+					    fixture_teardown),
+	    cmocka_unit_test_setup_teardown(test_manifest_never_goes_back, fixture_setup,
 					    fixture_teardown),
 	};
 
