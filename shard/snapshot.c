@@ -50,9 +50,13 @@ struct fl_snapshot_writer {
 	uint8_t buf[SNAPSHOT_BUF];
 };
 
+/* Reads go through a buffer: a state machine reads item by item, and one
+ * syscall per few bytes made restoring large maps take seconds. */
 struct fl_snapshot_reader {
 	int fd;
-	uint64_t remaining;
+	uint64_t remaining; /* Bytes of the file not yet handed out. */
+	size_t at, len;     /* Buffered bytes: buf[at..len). */
+	uint8_t buf[SNAPSHOT_BUF];
 };
 
 static void name_snap(char *buf, size_t size, uint64_t group, uint64_t index, const char *suffix)
@@ -151,21 +155,30 @@ int fl_snapshot_write(struct fl_snapshot_writer *w, const void *buf, size_t size
 
 long fl_snapshot_read(struct fl_snapshot_reader *r, void *buf, size_t size)
 {
-	ssize_t n;
-
 	if (size > r->remaining)
 		size = (size_t)r->remaining;
 	if (size == 0)
 		return 0;
-	do
-		n = read(r->fd, buf, size);
-	while (n < 0 && errno == EINTR);
-	if (n < 0)
-		return -errno;
-	if (n == 0)
-		return -EBADMSG;
-	r->remaining -= (uint64_t)n;
-	return (long)n;
+	if (r->at == r->len) {
+		size_t want = r->remaining < SNAPSHOT_BUF ? (size_t)r->remaining : SNAPSHOT_BUF;
+		ssize_t n;
+
+		do
+			n = read(r->fd, r->buf, want);
+		while (n < 0 && errno == EINTR);
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -EBADMSG; /* Shorter than its manifest says. */
+		r->at = 0;
+		r->len = (size_t)n;
+	}
+	if (size > r->len - r->at)
+		size = r->len - r->at;
+	memcpy(buf, r->buf + r->at, size);
+	r->at += size;
+	r->remaining -= size;
+	return (long)size;
 }
 
 int snapshot_save(int dir_fd, struct snapshot_meta *meta, snapshot_fill_fn fill, void *arg)
@@ -369,16 +382,24 @@ int snapshot_restore(int dir_fd, const struct snapshot_meta *meta,
 		     int (*restore)(void *ctx, uint64_t group, struct fl_snapshot_reader *r),
 		     void *ctx)
 {
-	struct fl_snapshot_reader r = {.remaining = meta->size};
+	struct fl_snapshot_reader *r = malloc(sizeof(*r));
 	int rv;
 
-	r.fd = snapshot_open(dir_fd, meta->group, meta->index);
-	if (r.fd < 0)
-		return r.fd;
-	rv = snapshot_verify(r.fd, meta);
+	if (r == NULL)
+		return -ENOMEM;
+	r->remaining = meta->size;
+	r->at = r->len = 0;
+	r->fd = snapshot_open(dir_fd, meta->group, meta->index);
+	if (r->fd < 0) {
+		rv = r->fd;
+		goto out;
+	}
+	rv = snapshot_verify(r->fd, meta);
 	if (rv == 0)
-		rv = restore(ctx, meta->group, &r);
-	close(r.fd);
+		rv = restore(ctx, meta->group, r);
+	close(r->fd);
+out:
+	free(r);
 	return rv;
 }
 

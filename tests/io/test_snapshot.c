@@ -237,6 +237,34 @@ static void test_failed_restore_leaves_the_state_as_it_was(void **state)
 	assert_int_equal(kv_keys_count(&f->kv, GROUP), 50);
 }
 
+/* A snapshot larger than the reader's buffer, in many small items, comes
+ * back whole. */
+static void test_large_snapshot_restores_whole(void **state)
+{
+	struct fixture *f = *state;
+	struct snapshot_meta meta = {.group = GROUP, .index = 1, .term = 1};
+	struct kv_digest before, after;
+	struct kv restored;
+
+	for (int i = 0; i < 20000; i++) {
+		char key[16];
+
+		snprintf(key, sizeof(key), "k%d", i);
+		put(f, key, i % 2 ? "odd" : "even");
+	}
+	kv_digest_get(&f->kv, GROUP, &before);
+	assert_int_equal(snapshot_save(f->dir_fd, &meta, save_fill, f), 0);
+	assert_true(meta.size > 4 * 64 * 1024);
+	assert_int_equal(kv_init(&restored), 0);
+	assert_int_equal(snapshot_restore(f->dir_fd, &meta, kv_restore, &restored), 0);
+	kv_digest_get(&restored, GROUP, &after);
+	assert_int_equal(after.digest, before.digest);
+	assert_int_equal(after.keys_count, 20000);
+	assert_value(&restored, "k0", "even");
+	assert_value(&restored, "k19999", "odd");
+	kv_deinit(&restored);
+}
+
 static int release_count;
 
 static void count_release(void *ctx, uint64_t group, void *view)
@@ -306,6 +334,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_stop_releases_every_view_once, fixture_setup,
 					    fixture_teardown),
 	    cmocka_unit_test_setup_teardown(test_manifest_never_goes_back, fixture_setup,
+					    fixture_teardown),
+	    cmocka_unit_test_setup_teardown(test_large_snapshot_restores_whole, fixture_setup,
 					    fixture_teardown),
 	};
 
