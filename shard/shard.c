@@ -1030,7 +1030,12 @@ static void snapshot_answer(struct shard_req **list, int rv, uint64_t index)
 
 /* The snapshot of meta is current (its manifest durable): compact the log
  * there, then write the WAL's mark (after the manifest: on any crash the
- * manifest names a durable file and is at or past the mark). */
+ * manifest names a durable file and is at or past the mark), and the hard
+ * state again: a group's last hard-state record pins its segment, and a
+ * group that never changes term would otherwise pin the oldest segment
+ * until the WAL can rewrite it, which it does only for groups with little
+ * live data (a group snapshotted off the loop may never qualify). The
+ * record's commit is the snapshot's index: committed, and durable. */
 static int group_snapshot_compact(struct shard *s, struct group *g,
 				  const struct snapshot_meta *meta)
 {
@@ -1038,6 +1043,18 @@ static int group_snapshot_compact(struct shard *s, struct group *g,
 
 	if (rv == 0)
 		rv = wal_append_mark_retry(s, g->id, meta->index, meta->term);
+	if (rv == 0 && g->hard_term != 0) {
+		struct wal_hard hard = {g->hard_term, g->hard_vote, meta->index};
+
+		rv = -EAGAIN;
+		for (int tries = 0; tries < 100000 && rv == -EAGAIN; tries++) {
+			rv = wal_append_hard(&s->wal, g->id, &hard);
+			if (rv == -EAGAIN) {
+				wal_flush(&s->wal);
+				loop_run(&s->loop, 1);
+			}
+		}
+	}
 	if (rv == 0)
 		stat_add(&s->stats.snapshots_taken, 1);
 	return rv;

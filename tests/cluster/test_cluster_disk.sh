@@ -15,12 +15,11 @@ set -euo pipefail
 node_bin=$(realpath "$1") load_bin=$(realpath "$2") cluster=$(realpath "$3") work_dir=$4
 duration=$5
 segment_mb=4
-# The WAL lets its live segments grow to its soft limit (16) before it
-# relieves the groups that pin the oldest (their hard-state records), and
-# that takes a few reclaim rounds (one a second) while writes go on: up to
-# about 30 live segments were seen at 15 MB/s. So: 40 segments of 4 MiB,
-# plus 32 MiB for the snapshot files (current ones, and new ones being saved).
-bound_mb=192
+# Live WAL segments stay around the WAL's soft limit (16): each snapshot
+# writes the group's mark and hard state again, so old segments pin nothing.
+# Bound: 24 segments of 4 MiB, plus 32 MiB for the snapshot files (current
+# ones, and new ones being saved). 37-93 MiB were seen at 30 MB/s.
+bound_mb=128
 warmup_s=8
 groups=8
 
