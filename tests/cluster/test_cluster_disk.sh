@@ -106,5 +106,9 @@ fi
 
 step "stop"
 "$cluster" stop --dir "$dir"
+if grep -E "AddressSanitizer|LeakSanitizer|runtime error:|failed" "$dir"/node-*.log; then
+	echo "FAIL: a node reported an error (above)"
+	exit 1
+fi
 failed=0
 step "disk check passed"
