@@ -1223,7 +1223,7 @@ static void snapshot_saved(struct shard *s, struct snapshot_job *job)
 			snapshot_log_saved(s, &job->meta, job->held_ns, compact_ns,
 					   loop_now_ns(&s->loop) - job->started_ns);
 	}
-	if (rv != 0)
+	if (rv != 0 && rv != -ECANCELED) /* Cancelled: the node is stopping. */
 		group_snapshot_failed(s, g, job->meta.index, rv);
 	snapshot_answer(&g->snap_saving, rv, job->meta.index);
 }
