@@ -2385,6 +2385,12 @@ const struct raft_snapshot_meta *raft_snapshot(const struct raft *raft)
 	return &raft->snap;
 }
 
+const struct raft_conf *raft_conf_at(const struct raft *raft, uint64_t index)
+{
+	ASSERT(index >= raft->log.snapshot_index);
+	return conf_at(raft, index);
+}
+
 uint64_t raft_applied_index(const struct raft *raft)
 {
 	return raft->applied;

@@ -426,6 +426,9 @@ uint64_t raft_term_at(const struct raft *raft, uint64_t index);
 const struct raft_progress *raft_progress_of(const struct raft *raft, uint64_t node);
 /* Where the log begins: the last snapshot taken or installed. Borrowed. */
 const struct raft_snapshot_meta *raft_snapshot(const struct raft *raft);
+/* The membership in force at index, for a snapshot to be taken there (index
+ * at or past raft_snapshot()'s). Borrowed until the next call into raft. */
+const struct raft_conf *raft_conf_at(const struct raft *raft, uint64_t index);
 /* Entries applied by the state machine (raft_applied). */
 uint64_t raft_applied_index(const struct raft *raft);
 

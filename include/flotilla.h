@@ -80,12 +80,14 @@ struct fl_sm_ops {
 	 * group's whole state as of the last entry applied to it; restore
 	 * replaces group's state with what save wrote. Both run on the shard
 	 * thread, save at a consistent point between applies (the group's
-	 * loop turn waits for it: keep it fast, or copy-on-write and stream
-	 * from a consistent view), restore before any later entry is applied.
-	 * Return 0 or a negative errno. A failed save is retried after another
-	 * interval; a failed restore stops every group of that shard (its log
-	 * already moved past the entries the snapshot replaces), like a WAL
-	 * failure: the node must be restarted. */
+	 * loop turn waits for it: prefer freeze below), restore before any
+	 * later entry is applied. restore must leave the group's state as it
+	 * was when it fails (build the new state aside, then swap): the bytes
+	 * it reads are verified beforehand, so only a resource error (-ENOMEM,
+	 * -EIO) can fail it. Return 0 or a negative errno. A failed save is
+	 * retried after another interval; a failed restore stops every group
+	 * of that shard (its log already moved past the entries the snapshot
+	 * replaces), like a WAL failure: the node must be restarted. */
 	int (*save)(void *ctx, uint64_t group, struct fl_snapshot_writer *w);
 	int (*restore)(void *ctx, uint64_t group, struct fl_snapshot_reader *r);
 	/* May be NULL. A digest of group's whole state as of the last entry
@@ -102,6 +104,27 @@ struct fl_sm_ops {
 	 * Runs on the shard thread. */
 	void (*diverged)(void *ctx, uint64_t group, uint64_t index, uint64_t local,
 			 uint64_t leader);
+	/* May be NULL together; when set, snapshots are saved in two steps
+	 * and save above is not called (restore still is):
+	 *   freeze runs on the shard thread at a consistent point between
+	 *   applies, like save. It takes a view of group's state as of the
+	 *   last entry applied that later applies cannot change (a copy, or
+	 *   copy-on-write), and returns it in *view. Keep it short: it is the
+	 *   only part of a save the group's loop turn waits for.
+	 *   save_view runs later on the node's snapshot thread, while the
+	 *   group goes on applying entries on its shard thread: it writes the
+	 *   view's bytes through w and must touch nothing but the view (and
+	 *   memory no apply changes).
+	 *   release runs on the snapshot thread once the view is written or
+	 *   abandoned (failure, node stopping), exactly once per view that
+	 *   freeze returned.
+	 * The snapshot and its manifest record the index, term and membership
+	 * of the consistent point, whatever was applied since. Return 0 or a
+	 * negative errno; a failed freeze or save_view is retried like a
+	 * failed save. */
+	int (*freeze)(void *ctx, uint64_t group, void **view);
+	int (*save_view)(void *ctx, uint64_t group, void *view, struct fl_snapshot_writer *w);
+	void (*release)(void *ctx, uint64_t group, void *view);
 	void *ctx;
 };
 
@@ -123,10 +146,21 @@ struct fl_node_config {
 	uint32_t heartbeat_interval_ms; /* Default 100. */
 	uint32_t entry_size_max;        /* Default 1 MiB; at most 16 MiB. */
 	uint32_t inbox_max;             /* Requests queued per shard; default 65536. */
+	uint32_t wal_segment_size;      /* Bytes per WAL segment file; 0: 64 MiB. Rounded up
+					 * to 4 KiB and to four WAL batches (which grow with
+					 * entry_size_max). Disk use per shard stays around
+					 * 20 segments with compaction on. */
 	bool quiesce;                   /* Idle groups stop ticking; default on. */
 	bool lease_read;                /* Serve reads on the leader lease; default off. */
 	uint32_t snapshot_entries;      /* Snapshot a group and compact its log after this
-					 * many applied entries; default 10000. */
+					 * many applied entries; default 10000; 0: never. */
+	uint64_t snapshot_bytes;        /* Likewise after this many bytes of applied
+					 * entries; default 0: never. Either threshold
+					 * starts a snapshot. */
+	bool snapshot_compress;         /* Send snapshot chunks LZ4-compressed, each chunk
+					 * on its own; default off (on loopback it costs
+					 * more CPU than it saves; see docs/snapshots.md).
+					 * Receivers take either. */
 	uint32_t check_entries;         /* The leader of a group starts a consistency
 					 * check after this many log entries; 0: only
 					 * on demand (fl_group_check). Default 10000. */
@@ -202,6 +236,13 @@ int fl_propose(struct fl_node *node, uint64_t group, const void *data, uint32_t 
  * with rv 0 once this node's state machine reflects every write acknowledged
  * before the call; then read the state machine. */
 int fl_read(struct fl_node *node, uint64_t group, fl_done_cb cb, void *arg);
+
+/* Snapshot group now (if anything was applied since its last snapshot) and
+ * compact its log. cb runs once the snapshot is durable and current, with
+ * rv 0 and result the index it covers (the last snapshot's when nothing new
+ * was applied), or with an error (FL_ERR_NO_GROUP, -ENOTSUP without save or
+ * freeze, the save's error, FL_ERR_STOPPING). */
+int fl_group_snapshot(struct fl_node *node, uint64_t group, fl_done_cb cb, void *arg);
 
 /* Hand leadership of group to target. cb runs when the request is accepted. */
 int fl_transfer(struct fl_node *node, uint64_t group, uint64_t target, fl_done_cb cb, void *arg);
@@ -320,8 +361,9 @@ struct fl_metrics {
 	uint64_t wal_bytes;
 	uint64_t bytes_in;
 	uint64_t bytes_out;
-	uint64_t elections;   /* Elections this node started. */
-	uint64_t leaderships; /* Times this node became a leader. */
+	uint64_t elections;       /* Elections this node started. */
+	uint64_t leaderships;     /* Times this node became a leader. */
+	uint64_t snapshots_taken; /* Saved here and made current. */
 	uint64_t snapshots_sent;
 	uint64_t snapshots_received;
 	uint64_t peers_refused; /* Connections closed for a bad handshake or frame. */

@@ -17,12 +17,14 @@
 #include "engine/raft.h"
 #include "flotilla.h"
 #include "shard/shard.h"
+#include "shard/snapshot.h"
 
 struct fl_node {
 	struct fl_node_config config;
 	struct shard **shards;
 	uint32_t shards_count;
 	struct node_net *net;
+	struct snapshot_worker *snapshots; /* With sm.freeze: writes the frozen views. */
 	uint64_t *peer_ids;
 	struct node_net_peer *net_peers;
 };
@@ -58,6 +60,11 @@ static int config_check(const struct fl_node_config *c)
 	    c->heartbeat_interval_ms == 0 || c->election_timeout_ms <= c->heartbeat_interval_ms ||
 	    c->entry_size_max == 0 || c->entry_size_max > (16u << 20) ||
 	    (c->auth_key != NULL && c->auth_key_size < 16) || c->peers_count > 4 * FL_MEMBERS_MAX)
+		return -EINVAL;
+	/* The three steps of a frozen save come together, and need restore. */
+	if ((c->sm.freeze == NULL) != (c->sm.save_view == NULL) ||
+	    (c->sm.freeze == NULL) != (c->sm.release == NULL) ||
+	    (c->sm.freeze != NULL && c->sm.restore == NULL))
 		return -EINVAL;
 	for (uint32_t i = 0; i < c->peers_count; i++)
 		if (c->peers[i].id == 0 || c->peers[i].id == c->node_id ||
@@ -125,6 +132,13 @@ int fl_node_start(const struct fl_node_config *config, struct fl_node **out)
 		node_free(node);
 		return -EINVAL;
 	}
+	if (config->sm.freeze != NULL) {
+		rv = snapshot_worker_start(&node->snapshots);
+		if (rv != 0) {
+			snprintf(why, sizeof(why), "cannot start the snapshot thread");
+			goto err;
+		}
+	}
 	rv = node_net_start(&node->net, &nc, node->shards, why, sizeof(why));
 	if (rv != 0)
 		goto err;
@@ -139,10 +153,14 @@ int fl_node_start(const struct fl_node_config *config, struct fl_node **out)
 		    .heartbeat_interval_ms = config->heartbeat_interval_ms,
 		    .entry_size_max = config->entry_size_max,
 		    .inbox_max = config->inbox_max ? config->inbox_max : 65536,
+		    .wal_segment_size = config->wal_segment_size,
 		    .quiesce = config->quiesce,
 		    .lease_read = config->lease_read,
 		    .snapshot_entries = config->snapshot_entries,
 		    .check_entries = config->check_entries,
+		    .snapshot_bytes = config->snapshot_bytes,
+		    .snapshot_compress = config->snapshot_compress,
+		    .snapshots = node->snapshots,
 		    .sm = config->sm,
 		    .peers = node->peer_ids,
 		    .peers_count = config->peers_count,
@@ -165,9 +183,12 @@ err_after_shards:
 	for (uint32_t i = 0; i < started; i++)
 		shard_stop(node->shards[i]);
 	node_net_stop(node->net);
+	snapshot_worker_stop(node->snapshots);
+	node->snapshots = NULL;
 	while (started-- > 0)
 		shard_close(node->shards[started]);
 err:
+	snapshot_worker_stop(node->snapshots);
 	node_log(config->node_id, "cannot start: %s (%s)", why, err_str(rv));
 	node_free(node);
 	return rv;
@@ -179,6 +200,9 @@ void fl_node_stop(struct fl_node *node)
 	for (uint32_t i = 0; i < node->shards_count; i++)
 		shard_stop(node->shards[i]);
 	node_net_stop(node->net);
+	/* Then the snapshot thread: it hands written views to the shards,
+	 * which commit them in shard_close(). */
+	snapshot_worker_stop(node->snapshots);
 	for (uint32_t i = 0; i < node->shards_count; i++)
 		shard_close(node->shards[i]);
 	node_log(node->config.node_id, "stopped");
@@ -260,6 +284,11 @@ int fl_group_check(struct fl_node *node, uint64_t group, fl_done_cb cb, void *ar
 int fl_group_rebuild(struct fl_node *node, uint64_t group, fl_done_cb cb, void *arg)
 {
 	return simple_req(node, SHARD_REQ_REBUILD, group, 0, 0, cb, arg);
+}
+
+int fl_group_snapshot(struct fl_node *node, uint64_t group, fl_done_cb cb, void *arg)
+{
+	return simple_req(node, SHARD_REQ_SNAPSHOT, group, 0, 0, cb, arg);
 }
 
 int fl_propose(struct fl_node *node, uint64_t group, const void *data, uint32_t size, fl_done_cb cb,
@@ -476,6 +505,8 @@ void fl_node_metrics(struct fl_node *node, struct fl_metrics *m)
 		m->peers_refused += atomic_load_explicit(&st->peers_refused, memory_order_relaxed);
 		m->checks += atomic_load_explicit(&st->checks, memory_order_relaxed);
 		m->divergences += atomic_load_explicit(&st->divergences, memory_order_relaxed);
+		m->snapshots_taken +=
+		    atomic_load_explicit(&st->snapshots_taken, memory_order_relaxed);
 		m->snapshots_sent +=
 		    atomic_load_explicit(&st->snapshots_sent, memory_order_relaxed);
 		m->snapshots_received +=

@@ -24,6 +24,8 @@
 #include "shard/shard.h"
 
 #include <errno.h>
+#include <lz4.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,9 +62,10 @@ enum {
 	SHARD_CHUNK_SIZE = 1 << 20,
 	SHARD_SNAP_QUEUE_MAX = 4 << 20, /* Chunk bytes queued to a peer: the window. */
 	SHARD_RECLAIM_MS = 1000,
-	SHARD_BUF_KEEP = 256 << 10, /* Larger send buffers are freed when mostly unused. */
-	SHARD_RECV_IDLE_MS = 10000, /* A partial snapshot file idle this long may be dropped. */
-	SHARD_CHECKS_MAX = 4,       /* Check marks remembered per group. */
+	SHARD_BUF_KEEP = 256 << 10,    /* Larger send buffers are freed when mostly unused. */
+	SHARD_RECV_IDLE_MS = 10000,    /* A partial snapshot file idle this long may be dropped. */
+	SHARD_SAVE_LOG_SIZE = 8 << 20, /* Saves of this many bytes or more are logged. */
+	SHARD_CHECKS_MAX = 4,          /* Check marks remembered per group. */
 };
 
 struct buf {
@@ -137,9 +140,13 @@ struct group {
 	struct pending_read *reads, *reads_apply;
 	uint32_t reads_count, reads_cap, reads_apply_count, reads_apply_cap;
 	struct snapshot_meta received; /* Last snapshot file received, awaiting install. */
-	uint64_t snapshot_retry; /* Applied index before which a failed save is not retried. */
-	uint64_t elections_seen; /* The engine's count, already added to the stats. */
-	bool snapshot_wanted;    /* The WAL asked for one (a pinned segment). */
+	uint64_t snapshot_retry;      /* Applied index before which a failed save is not retried. */
+	uint64_t elections_seen;      /* The engine's count, already added to the stats. */
+	bool snapshot_wanted;         /* The WAL asked for one (a pinned segment). */
+	bool saving;                  /* A frozen view is being written: see group_snapshot(). */
+	uint64_t applied_bytes;       /* Entry bytes applied since the last consistent point. */
+	struct shard_req *snap_asked; /* fl_group_snapshot() calls for the next snapshot, */
+	struct shard_req *snap_saving; /* and those the one being written will answer. */
 	/* Consistency checks: see CHECK ENTRY. */
 	bool diverged;           /* A check found our state differs: no reads. */
 	bool check_hash_known;   /* check_hash covers every entry since the last mark. */
@@ -171,6 +178,9 @@ struct transfer {
 	uint64_t group, peer;
 	int fd;
 	uint64_t offset;
+	uint64_t next_ms; /* Paced (a test fault): no chunk before then. */
+	uint64_t started_ms;
+	uint64_t wire_bytes; /* Chunk bytes queued, compressed or not. */
 	struct snapshot_meta file;
 	struct raft_snapshot_meta meta;
 	struct raft_msg msg;
@@ -267,6 +277,13 @@ struct shard {
 	struct snapshot_recv recvs[SHARD_RECVS_MAX];
 	bool recvs_used[SHARD_RECVS_MAX];
 	uint64_t reclaim_ms;
+	/* Test faults, from the environment at start (see shard_faults_read()). */
+	bool fault_corrupt;     /* Flip a byte of the next chunk sent, once. */
+	uint32_t fault_pace_ms; /* At most one chunk per transfer per this many ms. */
+	uint8_t *chunk_buf;     /* SHARD_CHUNK_SIZE: a chunk before LZ4, or after un-LZ4. */
+	pthread_mutex_t saved_lock;
+	pthread_mutex_t manifest_lock; /* Shared with the snapshot thread: snapshot.h. */
+	struct snapshot_job *saved;    /* Written by the snapshot thread: see snapshot_saved(). */
 };
 
 static void stat_add(_Atomic uint64_t *counter, uint64_t n)
@@ -1358,43 +1375,248 @@ static int wal_append_mark_retry(struct shard *s, uint64_t group, uint64_t index
 	return rv;
 }
 
-/* Snapshot group at its applied index and compact its log there: the file
- * first, then the engine, the manifest, and the WAL's mark (so that on any
- * crash the manifest names a durable file and precedes the mark). */
+/* Answer the fl_group_snapshot() calls of list. */
+static void snapshot_answer(struct shard_req **list, int rv, uint64_t index)
+{
+	while (*list) {
+		struct shard_req *req = *list;
+
+		*list = req->next;
+		done(req->cb, req->arg, rv, rv == 0 ? index : 0, 0);
+		free(req);
+	}
+}
+
+/* The snapshot of meta is current (its manifest durable): compact the log
+ * there, then write the WAL's mark (after the manifest: on any crash the
+ * manifest names a durable file and is at or past the mark), and the hard
+ * state again: a group's last hard-state record pins its segment, and a
+ * group that never changes term would otherwise pin the oldest segment
+ * until the WAL can rewrite it, which it does only for groups with little
+ * live data (a group snapshotted off the loop may never qualify). The
+ * record's commit is the snapshot's index: committed, and durable. */
+static int group_snapshot_compact(struct shard *s, struct group *g,
+				  const struct snapshot_meta *meta)
+{
+	int rv = raft_compact(&g->raft, meta->index);
+
+	if (rv == 0)
+		rv = wal_append_mark_retry(s, g->id, meta->index, meta->term);
+	if (rv == 0 && g->hard_term != 0) {
+		struct wal_hard hard = {g->hard_term, g->hard_vote, meta->index};
+
+		rv = -EAGAIN;
+		for (int tries = 0; tries < 100000 && rv == -EAGAIN; tries++) {
+			rv = wal_append_hard(&s->wal, g->id, &hard);
+			if (rv == -EAGAIN) {
+				wal_flush(&s->wal);
+				loop_run(&s->loop, 1);
+			}
+		}
+	}
+	if (rv == 0)
+		stat_add(&s->stats.snapshots_taken, 1);
+	return rv;
+}
+
+/* Write meta's manifest (the file is durable). The snapshot thread writes
+ * manifests too: see snapshot.h. */
+static int shard_manifest_write(struct shard *s, const struct snapshot_meta *meta)
+{
+	int rv;
+
+	pthread_mutex_lock(&s->manifest_lock);
+	rv = snapshot_manifest_write(s->snap_dir, meta);
+	pthread_mutex_unlock(&s->manifest_lock);
+	return rv;
+}
+
+/* The file of meta, saved on the shard thread, is durable: make it current
+ * and compact. */
+static int group_snapshot_commit(struct shard *s, struct group *g, struct snapshot_meta *meta)
+{
+	int rv;
+
+	meta->conf = *raft_conf_at(&g->raft, meta->index);
+	rv = shard_manifest_write(s, meta);
+	if (rv == 0)
+		rv = group_snapshot_compact(s, g, meta);
+	return rv;
+}
+
+static void group_snapshot_failed(struct shard *s, struct group *g, uint64_t index, int rv)
+{
+	node_log(s->config.node_id, "group %llu: snapshot at %llu failed: %s",
+		 (unsigned long long)g->id, (unsigned long long)index, err_str(rv));
+	g->snapshot_retry = index + (s->config.snapshot_entries ? s->config.snapshot_entries : 1);
+}
+
+/* How long a large save held the shard thread (saving or freezing it, then
+ * what follows on the shard: manifest unless the snapshot thread wrote it,
+ * compaction, WAL mark), and took in all. */
+static void snapshot_log_saved(struct shard *s, const struct snapshot_meta *meta, uint64_t save_ns,
+			       uint64_t commit_ns, uint64_t total_ns)
+{
+	if (meta->size < SHARD_SAVE_LOG_SIZE)
+		return;
+	node_log(s->config.node_id,
+		 "group %llu: snapshot %llu saved: %llu bytes in %.1f ms; the shard thread spent "
+		 "%.1f ms %s and %.1f ms after it",
+		 (unsigned long long)meta->group, (unsigned long long)meta->index,
+		 (unsigned long long)meta->size, (double)total_ns / 1e6, (double)save_ns / 1e6,
+		 s->config.sm.freeze ? "freezing it" : "saving it", (double)commit_ns / 1e6);
+}
+
+struct save_fill {
+	struct shard *shard;
+	uint64_t group;
+};
+
+static int save_fill(void *arg, struct fl_snapshot_writer *w)
+{
+	struct save_fill *f = arg;
+
+	return f->shard->config.sm.save(f->shard->config.sm.ctx, f->group, w);
+}
+
+/* Snapshot thread: hand a written view back to its shard. */
+static void snapshot_job_done(struct snapshot_job *job)
+{
+	struct shard *s = job->owner;
+
+	pthread_mutex_lock(&s->saved_lock);
+	job->next = s->saved;
+	s->saved = job;
+	pthread_mutex_unlock(&s->saved_lock);
+	loop_wake(&s->loop);
+}
+
+/* Snapshot group at its applied index. With sm.freeze, the state machine
+ * freezes a view here and the node's snapshot thread writes it while the
+ * group goes on applying; snapshot_saved() commits it. Without, sm.save
+ * writes the file here and the turn waits. */
 static void group_snapshot(struct shard *s, struct group *g)
 {
 	uint64_t index = raft_applied_index(&g->raft);
 	struct snapshot_meta meta = {
 	    .group = g->id, .index = index, .term = raft_term_at(&g->raft, index)};
+	struct snapshot_job *job;
+	uint64_t started_ns;
 	int rv;
 
-	if (index <= raft_snapshot(&g->raft)->index || meta.term == 0)
-		return;
-	rv = snapshot_save(s->snap_dir, &meta, s->config.sm.save, s->config.sm.ctx);
-	if (rv == 0)
-		rv = raft_compact(&g->raft, index);
-	if (rv == 0) {
-		meta.conf = raft_snapshot(&g->raft)->conf;
-		rv = snapshot_manifest_write(s->snap_dir, &meta);
-	}
-	if (rv == 0)
-		rv = wal_append_mark_retry(s, g->id, index, meta.term);
-	if (rv != 0) {
-		node_log(s->config.node_id, "group %llu: snapshot at %llu failed: %s",
-			 (unsigned long long)g->id, (unsigned long long)index, err_str(rv));
-		g->snapshot_retry = index + s->config.snapshot_entries;
-		return;
-	}
 	g->snapshot_wanted = false;
-	stat_add(&s->stats.snapshots_taken, 1);
+	if (index <= raft_snapshot(&g->raft)->index || meta.term == 0) {
+		snapshot_answer(&g->snap_asked, 0, raft_snapshot(&g->raft)->index);
+		return; /* Nothing new since the last one. */
+	}
+	g->applied_bytes = 0;
+	started_ns = loop_now_ns(&s->loop);
+	if (s->config.sm.freeze == NULL) {
+		struct save_fill fill = {s, g->id};
+
+		uint64_t saved_ns;
+
+		rv = snapshot_save(s->snap_dir, &meta, save_fill, &fill);
+		saved_ns = loop_now_ns(&s->loop);
+		if (rv == 0)
+			rv = group_snapshot_commit(s, g, &meta);
+		if (rv != 0)
+			group_snapshot_failed(s, g, index, rv);
+		else
+			snapshot_log_saved(s, &meta, saved_ns - started_ns,
+					   loop_now_ns(&s->loop) - saved_ns,
+					   loop_now_ns(&s->loop) - started_ns);
+		snapshot_answer(&g->snap_asked, rv, index);
+		return;
+	}
+	job = calloc(1, sizeof(*job));
+	rv = job ? s->config.sm.freeze(s->config.sm.ctx, g->id, &job->view) : -ENOMEM;
+	if (rv != 0) {
+		free(job);
+		group_snapshot_failed(s, g, index, rv);
+		snapshot_answer(&g->snap_asked, rv, index);
+		return;
+	}
+	job->dir_fd = s->snap_dir;
+	job->meta = meta;
+	job->meta.conf = *raft_conf_at(&g->raft, index);
+	job->manifest_lock = &s->manifest_lock;
+	job->sm = s->config.sm;
+	job->done = snapshot_job_done;
+	job->owner = s;
+	job->started_ns = started_ns;
+	job->held_ns = loop_now_ns(&s->loop) - started_ns;
+	g->saving = true;
+	g->snap_saving = g->snap_asked;
+	g->snap_asked = NULL;
+	snapshot_worker_submit(s->config.snapshots, job);
+}
+
+/* One view the snapshot thread wrote and made current (rv 0): compact the
+ * group there. A newer snapshot may have been installed meanwhile (then this
+ * one is moot), or the group removed (then its files go). */
+static void snapshot_saved(struct shard *s, struct snapshot_job *job)
+{
+	struct group *g = group_find(s, job->meta.group);
+	int rv = job->rv;
+
+	if (g == NULL) {
+		if (rv == 0) /* Its manifest was written after the group left. */
+			snapshot_remove_group(s->snap_dir, job->meta.group);
+		return;
+	}
+	if (!g->saving)
+		return; /* A group of the same id made since: its files are its own. */
+	g->saving = false;
+	group_dirty(s, g); /* Calls that came meanwhile may want another. */
+	if (rv == -ESTALE || (rv == 0 && job->meta.index <= raft_snapshot(&g->raft)->index)) {
+		snapshot_answer(&g->snap_saving, 0, raft_snapshot(&g->raft)->index);
+		return;
+	}
+	if (rv == 0) {
+		uint64_t compact_ns = loop_now_ns(&s->loop);
+
+		rv = group_snapshot_compact(s, g, &job->meta);
+		compact_ns = loop_now_ns(&s->loop) - compact_ns;
+		if (rv == 0)
+			snapshot_log_saved(s, &job->meta, job->held_ns, compact_ns,
+					   loop_now_ns(&s->loop) - job->started_ns);
+	}
+	if (rv != 0 && rv != -ECANCELED) /* Cancelled: the node is stopping. */
+		group_snapshot_failed(s, g, job->meta.index, rv);
+	snapshot_answer(&g->snap_saving, rv, job->meta.index);
+}
+
+/* Take what the snapshot thread handed back. */
+static void snapshots_saved(struct shard *s)
+{
+	struct snapshot_job *job;
+
+	pthread_mutex_lock(&s->saved_lock);
+	job = s->saved;
+	s->saved = NULL;
+	pthread_mutex_unlock(&s->saved_lock);
+	while (job) {
+		struct snapshot_job *next = job->next;
+
+		snapshot_saved(s, job);
+		free(job);
+		job = next;
+	}
 }
 
 static void group_snapshot_maybe(struct shard *s, struct group *g)
 {
 	uint64_t applied = raft_applied_index(&g->raft);
+	const struct shard_config *c = &s->config;
+	bool due;
 
-	if (s->config.sm.save == NULL || s->wal_failed || applied < g->snapshot_retry)
+	if (g->saving)
+		return; /* One at a time; snapshots_saved() looks again. */
+	if ((c->sm.save == NULL && c->sm.freeze == NULL) || s->wal_failed) {
+		snapshot_answer(&g->snap_asked, s->wal_failed ? WAL_ERR_FAILED : -ENOTSUP, 0);
 		return;
+	}
 	if (raft_is_snapshot_wanted(&g->raft))
 		return; /* Rebuilding: our state is about to be replaced. */
 	if (raft_is_snapshot_requested(&g->raft)) {
@@ -1405,10 +1627,17 @@ static void group_snapshot_maybe(struct shard *s, struct group *g)
 			group_dirty(s, g);
 		return;
 	}
-	if (s->config.snapshot_entries == 0)
+	if (g->snap_asked) {
+		group_snapshot(s, g); /* Asked for: no retry delay, no threshold. */
 		return;
-	if (g->snapshot_wanted ||
-	    applied >= raft_snapshot(&g->raft)->index + s->config.snapshot_entries)
+	}
+	if ((c->snapshot_entries == 0 && c->snapshot_bytes == 0) || applied < g->snapshot_retry)
+		return;
+	due = g->snapshot_wanted ||
+	      (c->snapshot_entries > 0 &&
+	       applied >= raft_snapshot(&g->raft)->index + c->snapshot_entries) ||
+	      (c->snapshot_bytes > 0 && g->applied_bytes >= c->snapshot_bytes);
+	if (due)
 		group_snapshot(s, g);
 }
 
@@ -1425,10 +1654,13 @@ static int group_install(struct shard *s, struct group *g, const struct raft_sna
 		 ? snapshot_restore(s->snap_dir, &meta, s->config.sm.restore, s->config.sm.ctx)
 		 : -ENOTSUP;
 	if (rv == 0)
-		rv = snapshot_manifest_write(s->snap_dir, &meta);
+		rv = shard_manifest_write(s, &meta);
 	if (rv == 0) {
 		check_forget(g);
 		stat_add(&s->stats.snapshots_received, 1);
+		node_log(s->config.node_id, "group %llu: installed snapshot %llu (%llu bytes)",
+			 (unsigned long long)g->id, (unsigned long long)meta.index,
+			 (unsigned long long)meta.size);
 	}
 	if (rv == 0 && g->rebuilding) {
 		/* The state is the leader's now: whatever a check found is gone. */
@@ -1477,7 +1709,8 @@ static void transfer_start(struct shard *s, const struct raft_msg *m)
 			       .peer = m->to,
 			       .file = file,
 			       .meta = *m->snapshot,
-			       .msg = *m};
+			       .msg = *m,
+			       .started_ms = s->now_ms};
 	t->msg.snapshot = &t->meta;
 	t->fd = snapshot_open(s->snap_dir, m->group, file.index);
 	if (t->fd < 0)
@@ -1494,8 +1727,16 @@ static void transfer_end(struct shard *s, struct transfer *t, bool ok)
 		raft_snapshot_sent(&g->raft, t->peer, ok, s->now_ms);
 		group_dirty(s, g);
 	}
-	if (ok)
+	if (ok) {
 		stat_add(&s->stats.snapshots_sent, 1);
+		node_log(s->config.node_id,
+			 "group %llu: snapshot %llu queued to node %llu: %llu bytes, %llu on the "
+			 "wire, in %llu ms",
+			 (unsigned long long)t->group, (unsigned long long)t->file.index,
+			 (unsigned long long)t->peer, (unsigned long long)t->file.size,
+			 (unsigned long long)t->wire_bytes,
+			 (unsigned long long)(s->now_ms - t->started_ms));
+	}
 }
 
 /* Seal the peer's open message frame so that a chunk frame can follow it. */
@@ -1506,6 +1747,58 @@ static void peer_frame_close(struct peer *p)
 	wire_frame_seal(p->out.data + p->frame_start, WIRE_FRAME_RAFT,
 			(uint32_t)(p->out.len - p->frame_start - WIRE_FRAME_HEADER_SIZE));
 	p->frame_start = SIZE_MAX;
+}
+
+/* Queue the next chunk of t to p: read from the file, LZ4-compressed when
+ * configured and when that makes it smaller. Returns 0, -ENOMEM (try at a
+ * later turn) or -EIO (the file cannot be read: the transfer ends). */
+static int transfer_chunk(struct shard *s, struct transfer *t, struct peer *p)
+{
+	bool compress = s->config.snapshot_compress;
+	uint32_t len =
+	    (uint32_t)(t->file.size - t->offset < SHARD_CHUNK_SIZE ? t->file.size - t->offset
+								   : SHARD_CHUNK_SIZE);
+	uint32_t bound = compress ? (uint32_t)LZ4_compressBound((int)len) : len;
+	struct wire_chunk chunk = {t->group,     t->file.index,    t->file.term, t->offset,
+				   t->file.size, t->file.checksum, len,          0};
+	uint32_t wire_len = len;
+	uint8_t *at, *data, *raw;
+
+	if (buf_reserve(&p->out, WIRE_FRAME_HEADER_SIZE + WIRE_CHUNK_HEADER_SIZE +
+				     (bound > len ? bound : len)) != 0)
+		return -ENOMEM;
+	if (compress && s->chunk_buf == NULL && (s->chunk_buf = malloc(SHARD_CHUNK_SIZE)) == NULL)
+		return -ENOMEM;
+	peer_frame_close(p);
+	at = p->out.data + p->out.len;
+	data = at + WIRE_FRAME_HEADER_SIZE + WIRE_CHUNK_HEADER_SIZE;
+	raw = compress ? s->chunk_buf : data;
+	if (pread(t->fd, raw, len, (off_t)t->offset) != (ssize_t)len)
+		return -EIO;
+	if (s->fault_corrupt && len > 0) {
+		/* Before the frame checksum: only the file's checksum can catch
+		 * it, at the receiver. */
+		raw[len / 2] ^= 0x40;
+		s->fault_corrupt = false;
+		node_log(s->config.node_id, "test fault: corrupted a chunk of group %llu",
+			 (unsigned long long)t->group);
+	}
+	if (compress) {
+		int n = LZ4_compress_default((const char *)raw, (char *)data, (int)len, (int)bound);
+
+		if (n > 0 && (uint32_t)n < len)
+			chunk.packed_len = wire_len = (uint32_t)n;
+		else
+			memcpy(data, raw, len);
+	}
+	wire_chunk_encode(&chunk, at + WIRE_FRAME_HEADER_SIZE);
+	wire_frame_seal(at, WIRE_FRAME_SNAPSHOT, WIRE_CHUNK_HEADER_SIZE + wire_len);
+	p->out.len += WIRE_FRAME_HEADER_SIZE + WIRE_CHUNK_HEADER_SIZE + wire_len;
+	t->offset += len;
+	t->wire_bytes += wire_len;
+	if (s->fault_pace_ms > 0)
+		t->next_ms = s->now_ms + s->fault_pace_ms;
+	return 0;
 }
 
 /* Send the next chunks of every transfer, a window's worth per peer, so a
@@ -1531,31 +1824,14 @@ static void transfers_pump(struct shard *s)
 			transfer_end(s, t, false);
 			continue;
 		}
-		while (t->offset < t->file.size &&
+		while (t->offset < t->file.size && s->now_ms >= t->next_ms &&
 		       p->out.len + p->flight.len < SHARD_SNAP_QUEUE_MAX) {
-			uint32_t len = (uint32_t)(t->file.size - t->offset < SHARD_CHUNK_SIZE
-						      ? t->file.size - t->offset
-						      : SHARD_CHUNK_SIZE);
-			struct wire_chunk chunk = {t->group,  t->file.index, t->file.term,
-						   t->offset, t->file.size,  t->file.checksum,
-						   len};
-			size_t frame = WIRE_FRAME_HEADER_SIZE + WIRE_CHUNK_HEADER_SIZE + len;
-			uint8_t *at;
+			int rv = transfer_chunk(s, t, p);
 
-			if (buf_reserve(&p->out, frame) != 0)
-				break;
-			peer_frame_close(p);
-			at = p->out.data + p->out.len;
-			wire_chunk_encode(&chunk, at + WIRE_FRAME_HEADER_SIZE);
-			if (pread(t->fd, at + WIRE_FRAME_HEADER_SIZE + WIRE_CHUNK_HEADER_SIZE, len,
-				  (off_t)t->offset) != (ssize_t)len) {
+			if (rv == -EIO)
 				transfer_end(s, t, false);
+			if (rv != 0)
 				break;
-			}
-			wire_frame_seal(at, WIRE_FRAME_SNAPSHOT,
-					(uint32_t)(WIRE_CHUNK_HEADER_SIZE + len));
-			p->out.len += frame;
-			t->offset += len;
 		}
 		if (t->used && t->offset == t->file.size) {
 			peer_queue(s, p, &t->msg); /* After the last chunk, on the same stream. */
@@ -1584,6 +1860,7 @@ static int snapshot_chunk(struct shard *s, uint64_t peer, const uint8_t *body, s
 {
 	struct wire_chunk c;
 	struct snapshot_recv *r;
+	const uint8_t *data;
 	int slot = -1;
 
 	if (wire_chunk_decode(&c, body, size) != 0)
@@ -1601,6 +1878,14 @@ static int snapshot_chunk(struct shard *s, uint64_t peer, const uint8_t *body, s
 
 		if (c.offset != 0)
 			return 0;
+		/* A new attempt supersedes any partial file of the group, from
+		 * whichever sender (a leader that died mid-stream): they would
+		 * share a name otherwise. */
+		for (int i = 0; i < SHARD_RECVS_MAX; i++)
+			if (s->recvs_used[i] && s->recvs[i].group == c.group) {
+				snapshot_recv_abort(s->snap_dir, &s->recvs[i]);
+				s->recvs_used[i] = false;
+			}
 		for (int i = 0; i < SHARD_RECVS_MAX && slot < 0; i++) {
 			if (!s->recvs_used[i])
 				slot = i;
@@ -1622,13 +1907,27 @@ static int snapshot_chunk(struct shard *s, uint64_t peer, const uint8_t *body, s
 					    .size = c.size,
 					    .checksum = c.checksum,
 					    .peer = peer,
+					    .started_ms = s->now_ms,
 					    .fd = -1};
 		if (snapshot_recv_begin(s->snap_dir, r) != 0)
 			return 0;
 		s->recvs_used[slot] = true;
 	}
 	r->last_ms = s->now_ms;
-	if (snapshot_recv_write(r, body + WIRE_CHUNK_HEADER_SIZE, c.len) != 0) {
+	data = body + WIRE_CHUNK_HEADER_SIZE;
+	if (c.packed_len != 0) {
+		/* Unpacked into at most a chunk; anything else drops the file. */
+		if (c.len > SHARD_CHUNK_SIZE ||
+		    (s->chunk_buf == NULL && (s->chunk_buf = malloc(SHARD_CHUNK_SIZE)) == NULL) ||
+		    LZ4_decompress_safe((const char *)data, (char *)s->chunk_buf, (int)c.packed_len,
+					(int)c.len) != (int)c.len) {
+			snapshot_recv_abort(s->snap_dir, r);
+			s->recvs_used[slot] = false;
+			return 0;
+		}
+		data = s->chunk_buf;
+	}
+	if (snapshot_recv_write(r, data, c.len) != 0) {
 		snapshot_recv_abort(s->snap_dir, r);
 		s->recvs_used[slot] = false;
 	}
@@ -1661,6 +1960,10 @@ static bool snapshot_accept(struct shard *s, struct group *g, uint64_t peer,
 			 (unsigned long long)peer, "is incomplete or fails its checksum");
 		return false;
 	}
+	node_log(s->config.node_id,
+		 "group %llu: snapshot %llu received from node %llu: %llu bytes in %llu ms",
+		 (unsigned long long)g->id, (unsigned long long)r->index, (unsigned long long)peer,
+		 (unsigned long long)r->size, (unsigned long long)(s->now_ms - r->started_ms));
 	g->received = (struct snapshot_meta){.group = g->id,
 					     .index = r->index,
 					     .term = r->term,
@@ -1705,6 +2008,7 @@ static void group_apply(struct shard *s, struct group *g, const struct raft_read
 		if (e->type == RAFT_ENTRY_NORMAL) {
 			s->apply_entries[n++] = (struct fl_entry){
 			    .index = e->index, .term = e->term, .data = e->data, .size = e->size};
+			g->applied_bytes += e->size;
 		} else if (e->type == RAFT_ENTRY_CHECK) {
 			/* A check digests the state right after the entry before it:
 			 * the apply call is split here. Check entries are the shard's,
@@ -1971,6 +2275,8 @@ static void group_close(struct shard *s, struct group *g, int rv)
 {
 	group_unlink(s, g);
 	group_fail_requests(g, rv);
+	snapshot_answer(&g->snap_asked, rv, 0);
+	snapshot_answer(&g->snap_saving, rv, 0); /* Its view is dropped when written. */
 	if (g->was_leader)
 		atomic_fetch_sub_explicit(&s->stats.leaders, 1, memory_order_relaxed);
 	group_erase(s, g);
@@ -2364,6 +2670,11 @@ static void req_handle(struct shard *s, struct shard_req *req)
 	case SHARD_REQ_CHANGE:
 		req_change(s, g, req);
 		break;
+	case SHARD_REQ_SNAPSHOT:
+		req->next = g->snap_asked;
+		g->snap_asked = req;
+		group_dirty(s, g);
+		return; /* Answered by snapshot_answer(). */
 	case SHARD_REQ_LEADER:
 		done(req->cb, req->arg, 0, raft_is_leader(&g->raft), raft_leader(&g->raft));
 		break;
@@ -2490,6 +2801,7 @@ static void shard_turn(struct shard *s)
 		if (s->conns[i] && s->conns[i]->received)
 			conn_parse(s, s->conns[i]);
 	durable_process(s);
+	snapshots_saved(s);
 	inbox_drain(s);
 	groups_tick(s);
 	if (!atomic_load(&s->stopping))
@@ -2570,6 +2882,14 @@ static void shard_free(struct shard *s)
 	for (int i = 0; i < SHARD_RECVS_MAX; i++)
 		if (s->recvs_used[i])
 			snapshot_recv_abort(s->snap_dir, &s->recvs[i]);
+	/* The snapshot thread has stopped, and shard_close() committed what it
+	 * wrote; anything left is from a failed start. */
+	while (s->saved) {
+		struct snapshot_job *job = s->saved;
+
+		s->saved = job->next;
+		free(job);
+	}
 	if (s->snap_dir >= 0)
 		close(s->snap_dir);
 	for (uint32_t i = 0; i < s->peers_count; i++) {
@@ -2597,8 +2917,28 @@ static void shard_free(struct shard *s)
 	free(s->apply_entries);
 	free(s->apply_results);
 	free(s->prop_bufs);
+	free(s->chunk_buf);
 	inbox_deinit(&s->inbox);
+	pthread_mutex_destroy(&s->saved_lock);
+	pthread_mutex_destroy(&s->manifest_lock);
 	free(s);
+}
+
+/* Test-only faults for the snapshot transfer tests, off unless set:
+ * FLOTILLA_TEST_SNAPSHOT_CORRUPT=1 flips a byte of the first snapshot chunk
+ * each shard sends; FLOTILLA_TEST_SNAPSHOT_PACE_MS=N sends at most one chunk
+ * per transfer every N ms, so that a test can stop a process mid-stream. */
+static void shard_faults_read(struct shard *s)
+{
+	const char *corrupt = getenv("FLOTILLA_TEST_SNAPSHOT_CORRUPT");
+	const char *pace = getenv("FLOTILLA_TEST_SNAPSHOT_PACE_MS");
+
+	s->fault_corrupt = corrupt != NULL && strcmp(corrupt, "1") == 0;
+	if (pace != NULL)
+		s->fault_pace_ms = (uint32_t)strtoul(pace, NULL, 10);
+	if (s->fault_corrupt || s->fault_pace_ms > 0)
+		node_log(s->config.node_id, "shard %u: test faults on (corrupt %d, pace %u ms)",
+			 s->config.shard_index, s->fault_corrupt, s->fault_pace_ms);
 }
 
 int shard_start(struct shard **out, const struct shard_config *config, char *why, size_t why_size)
@@ -2613,6 +2953,9 @@ int shard_start(struct shard **out, const struct shard_config *config, char *why
 		return -ENOMEM;
 	s->snap_dir = -1;
 	s->config = *config;
+	pthread_mutex_init(&s->saved_lock, NULL);
+	pthread_mutex_init(&s->manifest_lock, NULL);
+	shard_faults_read(s);
 	s->table_cap = 64;
 	s->table = calloc(s->table_cap, sizeof(*s->table));
 	s->table_ids = malloc(s->table_cap * sizeof(*s->table_ids));
@@ -2642,6 +2985,10 @@ int shard_start(struct shard **out, const struct shard_config *config, char *why
 		batch = (batch + WAL_BLOCK_SIZE - 1) / WAL_BLOCK_SIZE * WAL_BLOCK_SIZE;
 		if (batch > wc.batch_size_max)
 			wc.batch_size_max = (uint32_t)batch;
+		if (config->wal_segment_size > 0 &&
+		    config->wal_segment_size <= WAL_SEGMENT_SIZE_MAX)
+			wc.segment_size = (config->wal_segment_size + WAL_BLOCK_SIZE - 1) /
+					  WAL_BLOCK_SIZE * WAL_BLOCK_SIZE;
 		if ((uint64_t)wc.batch_size_max * 4 > wc.segment_size)
 			wc.segment_size = wc.batch_size_max * 4;
 	}

@@ -16,6 +16,7 @@
 
 struct shard;
 struct node_net;
+struct snapshot_worker;
 
 enum shard_req_type {
 	SHARD_REQ_GROUP_CREATE = 1,
@@ -30,9 +31,10 @@ enum shard_req_type {
 	SHARD_REQ_LEADER, /* Report the leader through the callback's leader. */
 	SHARD_REQ_CONN,   /* The net thread hands over a connected socket. */
 	SHARD_REQ_DIAL_FAILED,
-	SHARD_REQ_CHECK,   /* fl_group_check(). */
-	SHARD_REQ_REBUILD, /* fl_group_rebuild(). */
-	SHARD_REQ_INFO,    /* Fill the struct fl_group_info whose address is in data. */
+	SHARD_REQ_CHECK,    /* fl_group_check(). */
+	SHARD_REQ_REBUILD,  /* fl_group_rebuild(). */
+	SHARD_REQ_INFO,     /* Fill the struct fl_group_info whose address is in data. */
+	SHARD_REQ_SNAPSHOT, /* fl_group_snapshot(): cb gets the index once current. */
 };
 
 enum shard_change {
@@ -83,10 +85,14 @@ struct shard_config {
 	uint32_t heartbeat_interval_ms;
 	uint32_t entry_size_max;
 	uint32_t inbox_max;
+	uint32_t wal_segment_size; /* 0: the WAL's default. */
 	bool quiesce;
 	bool lease_read;
 	uint32_t snapshot_entries;
 	uint32_t check_entries;
+	uint64_t snapshot_bytes;
+	bool snapshot_compress;            /* LZ4 each chunk sent. */
+	struct snapshot_worker *snapshots; /* Writes frozen views (sm.freeze set). */
 	struct fl_sm_ops sm;
 	const uint64_t *peers; /* Node ids of every other node. */
 	uint32_t peers_count;

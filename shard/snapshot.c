@@ -25,6 +25,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,9 +50,13 @@ struct fl_snapshot_writer {
 	uint8_t buf[SNAPSHOT_BUF];
 };
 
+/* Reads go through a buffer: a state machine reads item by item, and one
+ * syscall per few bytes made restoring large maps take seconds. */
 struct fl_snapshot_reader {
 	int fd;
-	uint64_t remaining;
+	uint64_t remaining; /* Bytes of the file not yet handed out. */
+	size_t at, len;     /* Buffered bytes: buf[at..len). */
+	uint8_t buf[SNAPSHOT_BUF];
 };
 
 static void name_snap(char *buf, size_t size, uint64_t group, uint64_t index, const char *suffix)
@@ -150,25 +155,33 @@ int fl_snapshot_write(struct fl_snapshot_writer *w, const void *buf, size_t size
 
 long fl_snapshot_read(struct fl_snapshot_reader *r, void *buf, size_t size)
 {
-	ssize_t n;
-
 	if (size > r->remaining)
 		size = (size_t)r->remaining;
 	if (size == 0)
 		return 0;
-	do
-		n = read(r->fd, buf, size);
-	while (n < 0 && errno == EINTR);
-	if (n < 0)
-		return -errno;
-	if (n == 0)
-		return -EBADMSG;
-	r->remaining -= (uint64_t)n;
-	return (long)n;
+	if (r->at == r->len) {
+		size_t want = r->remaining < SNAPSHOT_BUF ? (size_t)r->remaining : SNAPSHOT_BUF;
+		ssize_t n;
+
+		do
+			n = read(r->fd, r->buf, want);
+		while (n < 0 && errno == EINTR);
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -EBADMSG; /* Shorter than its manifest says. */
+		r->at = 0;
+		r->len = (size_t)n;
+	}
+	if (size > r->len - r->at)
+		size = r->len - r->at;
+	memcpy(buf, r->buf + r->at, size);
+	r->at += size;
+	r->remaining -= size;
+	return (long)size;
 }
 
-int snapshot_save(int dir_fd, struct snapshot_meta *meta,
-		  int (*save)(void *ctx, uint64_t group, struct fl_snapshot_writer *w), void *ctx)
+int snapshot_save(int dir_fd, struct snapshot_meta *meta, snapshot_fill_fn fill, void *arg)
 {
 	char tmp[80], name[80];
 	struct fl_snapshot_writer *w = malloc(sizeof(*w));
@@ -185,7 +198,7 @@ int snapshot_save(int dir_fd, struct snapshot_meta *meta,
 		goto out;
 	}
 	XXH3_64bits_reset(w->hash);
-	rv = save(ctx, meta->group, w);
+	rv = fill(arg, w);
 	if (rv == 0)
 		rv = w->err;
 	if (rv == 0 && w->len > 0)
@@ -206,14 +219,23 @@ out:
 	return rv;
 }
 
-/* Remove group's snapshot files other than keep_index's (0: all), and its
- * manifest too when all go. */
+void snapshot_discard(int dir_fd, uint64_t group, uint64_t index)
+{
+	char name[80];
+
+	name_snap(name, sizeof(name), group, index, ".snap");
+	unlinkat(dir_fd, name, 0);
+}
+
+/* Remove group's files of indexes below keep_index (UINT64_MAX: all files,
+ * and the manifest too when manifest is set). */
 static void remove_files(int dir_fd, uint64_t group, uint64_t keep_index, bool manifest)
 {
-	char prefix[32], keep[80];
+	char prefix[32];
 	int fd = dup(dir_fd);
 	DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
 	struct dirent *de;
+	size_t prefix_len;
 
 	if (dir == NULL) {
 		if (fd >= 0)
@@ -221,15 +243,23 @@ static void remove_files(int dir_fd, uint64_t group, uint64_t keep_index, bool m
 		return;
 	}
 	snprintf(prefix, sizeof(prefix), "g%016llx", (unsigned long long)group);
-	name_snap(keep, sizeof(keep), group, keep_index, ".snap");
+	prefix_len = strlen(prefix);
 	rewinddir(dir);
 	while ((de = readdir(dir)) != NULL) {
-		if (strncmp(de->d_name, prefix, strlen(prefix)) != 0 ||
-		    strcmp(de->d_name, keep) == 0)
+		unsigned long long index;
+
+		if (strncmp(de->d_name, prefix, prefix_len) != 0)
 			continue;
-		if (!manifest && strstr(de->d_name, ".manifest") != NULL)
+		if (strstr(de->d_name, ".manifest") != NULL) {
+			if (manifest)
+				unlinkat(dir_fd, de->d_name, 0);
 			continue;
-		unlinkat(dir_fd, de->d_name, 0);
+		}
+		/* g<group>-<index>.<suffix>: keep what a save or a transfer
+		 * beyond the current snapshot may still be writing. */
+		if (sscanf(de->d_name + prefix_len, "-%16llx", &index) != 1 ||
+		    (uint64_t)index < keep_index)
+			unlinkat(dir_fd, de->d_name, 0);
 	}
 	closedir(dir);
 }
@@ -352,16 +382,24 @@ int snapshot_restore(int dir_fd, const struct snapshot_meta *meta,
 		     int (*restore)(void *ctx, uint64_t group, struct fl_snapshot_reader *r),
 		     void *ctx)
 {
-	struct fl_snapshot_reader r = {.remaining = meta->size};
+	struct fl_snapshot_reader *r = malloc(sizeof(*r));
 	int rv;
 
-	r.fd = snapshot_open(dir_fd, meta->group, meta->index);
-	if (r.fd < 0)
-		return r.fd;
-	rv = snapshot_verify(r.fd, meta);
+	if (r == NULL)
+		return -ENOMEM;
+	r->remaining = meta->size;
+	r->at = r->len = 0;
+	r->fd = snapshot_open(dir_fd, meta->group, meta->index);
+	if (r->fd < 0) {
+		rv = r->fd;
+		goto out;
+	}
+	rv = snapshot_verify(r->fd, meta);
 	if (rv == 0)
-		rv = restore(ctx, meta->group, &r);
-	close(r.fd);
+		rv = restore(ctx, meta->group, r);
+	close(r->fd);
+out:
+	free(r);
 	return rv;
 }
 
@@ -438,4 +476,135 @@ void snapshot_recv_abort(int dir_fd, struct snapshot_recv *recv)
 	recv->hash = NULL;
 	name_snap(name, sizeof(name), recv->group, recv->index, ".recv");
 	unlinkat(dir_fd, name, 0);
+}
+
+/* ------------------------------------------------------- snapshot thread */
+
+struct snapshot_worker {
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct snapshot_job *head, *tail; /* Under lock. */
+	bool stopping;                    /* Under lock. */
+};
+
+static int job_fill(void *arg, struct fl_snapshot_writer *w)
+{
+	struct snapshot_job *job = arg;
+
+	return job->sm.save_view(job->sm.ctx, job->meta.group, job->view, w);
+}
+
+/* Make the job's file current unless a newer one already is. */
+static int job_manifest(struct snapshot_job *job)
+{
+	struct snapshot_meta current;
+	int rv;
+
+	pthread_mutex_lock(job->manifest_lock);
+	rv = snapshot_manifest_read(job->dir_fd, job->meta.group, &current);
+	if (rv == 0 && current.index >= job->meta.index)
+		rv = -ESTALE;
+	else
+		rv = snapshot_manifest_write(job->dir_fd, &job->meta);
+	pthread_mutex_unlock(job->manifest_lock);
+	if (rv != 0)
+		snapshot_discard(job->dir_fd, job->meta.group, job->meta.index);
+	return rv;
+}
+
+/* Write one view, release it, make it current, hand the job back. */
+static void job_run(struct snapshot_job *job, bool cancel)
+{
+	job->rv = cancel ? -ECANCELED : snapshot_save(job->dir_fd, &job->meta, job_fill, job);
+	job->sm.release(job->sm.ctx, job->meta.group, job->view);
+	job->view = NULL;
+	if (job->rv == 0)
+		job->rv = job_manifest(job);
+	job->done(job);
+}
+
+static void *worker_main(void *arg)
+{
+	struct snapshot_worker *wk = arg;
+
+	pthread_mutex_lock(&wk->lock);
+	for (;;) {
+		struct snapshot_job *job = wk->head;
+
+		if (job == NULL && wk->stopping)
+			break;
+		if (job == NULL) {
+			pthread_cond_wait(&wk->cond, &wk->lock);
+			continue;
+		}
+		wk->head = job->next;
+		if (wk->head == NULL)
+			wk->tail = NULL;
+		job->next = NULL;
+		{
+			bool cancel = wk->stopping;
+
+			/* The shard threads queue jobs meanwhile. */
+			pthread_mutex_unlock(&wk->lock);
+			job_run(job, cancel);
+			pthread_mutex_lock(&wk->lock);
+		}
+	}
+	pthread_mutex_unlock(&wk->lock);
+	return NULL;
+}
+
+int snapshot_worker_start(struct snapshot_worker **out)
+{
+	struct snapshot_worker *wk = calloc(1, sizeof(*wk));
+	int rv;
+
+	if (wk == NULL)
+		return -ENOMEM;
+	pthread_mutex_init(&wk->lock, NULL);
+	pthread_cond_init(&wk->cond, NULL);
+	rv = -pthread_create(&wk->thread, NULL, worker_main, wk);
+	if (rv != 0) {
+		pthread_cond_destroy(&wk->cond);
+		pthread_mutex_destroy(&wk->lock);
+		free(wk);
+		return rv;
+	}
+	*out = wk;
+	return 0;
+}
+
+void snapshot_worker_submit(struct snapshot_worker *wk, struct snapshot_job *job)
+{
+	bool cancel;
+
+	job->next = NULL;
+	pthread_mutex_lock(&wk->lock);
+	cancel = wk->stopping;
+	if (!cancel) {
+		if (wk->tail)
+			wk->tail->next = job;
+		else
+			wk->head = job;
+		wk->tail = job;
+		pthread_cond_signal(&wk->cond);
+	}
+	pthread_mutex_unlock(&wk->lock);
+	if (cancel)
+		job_run(job, true);
+}
+
+void snapshot_worker_stop(struct snapshot_worker *wk)
+{
+	if (wk == NULL)
+		return;
+	pthread_mutex_lock(&wk->lock);
+	wk->stopping = true;
+	pthread_cond_signal(&wk->cond);
+	pthread_mutex_unlock(&wk->lock);
+	pthread_join(wk->thread, NULL);
+	pthread_cond_destroy(&wk->cond);
+	pthread_mutex_destroy(&wk->lock);
+	free(wk);
 }

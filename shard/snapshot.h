@@ -9,6 +9,7 @@
 #ifndef SHARD_SNAPSHOT_H
 #define SHARD_SNAPSHOT_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -29,14 +30,56 @@ struct snapshot_meta {
  * fd or a negative errno. */
 int snapshot_dir_open(const char *path);
 
-/* Save group's state at index through save(), as the file of (group,
+/* Writes a snapshot's bytes through w; returns 0 or a negative errno. */
+typedef int (*snapshot_fill_fn)(void *arg, struct fl_snapshot_writer *w);
+
+/* Save group's state at index through fill(arg, w), as the file of (group,
  * index): written, fsynced and renamed into place. Fills meta's size and
- * checksum. Returns 0, a negative errno, or what save() returned. */
-int snapshot_save(int dir_fd, struct snapshot_meta *meta,
-		  int (*save)(void *ctx, uint64_t group, struct fl_snapshot_writer *w), void *ctx);
+ * checksum. Returns 0, a negative errno, or what fill() returned. */
+int snapshot_save(int dir_fd, struct snapshot_meta *meta, snapshot_fill_fn fill, void *arg);
+
+/* Remove the file of (group, index) (a save that was not made current). */
+void snapshot_discard(int dir_fd, uint64_t group, uint64_t index);
+
+/* The node's snapshot thread: it writes the views that fl_sm_ops.freeze
+ * took, and then their manifests, so that a save never stalls a shard loop
+ * on the state machine's bytes or an fsync. Jobs run one at a time, in
+ * order. A manifest never goes back: the thread writes one only if the
+ * group's current manifest (read under manifest_lock, which the shard also
+ * holds to write the manifest of a snapshot it installs) is older. */
+struct snapshot_job;
+typedef void (*snapshot_job_done_fn)(struct snapshot_job *job);
+
+struct snapshot_job {
+	struct snapshot_job *next; /* The worker's queue, then the owner's. */
+	int dir_fd;
+	struct snapshot_meta meta; /* group, index, term, conf in; size, checksum out. */
+	pthread_mutex_t *manifest_lock;
+	struct fl_sm_ops sm;       /* save_view, release and ctx are used. */
+	void *view;                /* From freeze; released by the worker. */
+	int rv;                    /* Out: 0 (file and manifest durable), an error, -ECANCELED
+				    * (stopping), or -ESTALE (a newer snapshot is current). */
+	snapshot_job_done_fn done; /* Runs on the snapshot thread; owns job then. */
+	void *owner;
+	uint64_t started_ns, held_ns; /* The owner's: when freeze began, how long it took. */
+};
+
+struct snapshot_worker;
+
+/* Start the thread. Returns 0 or a negative errno. */
+int snapshot_worker_start(struct snapshot_worker **worker);
+
+/* Queue job; its done() runs on the snapshot thread once the file is
+ * durable (rv 0) or not made (rv < 0). Any thread. */
+void snapshot_worker_submit(struct snapshot_worker *worker, struct snapshot_job *job);
+
+/* Finish the job in progress, cancel the queued ones (done() with
+ * -ECANCELED, views released), join the thread and free it. */
+void snapshot_worker_stop(struct snapshot_worker *worker);
 
 /* Make meta the group's current snapshot (atomically, durably), then delete
- * the group's older snapshot files. Returns 0 or a negative errno. */
+ * the group's files of lower indexes (files of higher ones may be a save or
+ * a transfer in progress). Returns 0 or a negative errno. */
 int snapshot_manifest_write(int dir_fd, const struct snapshot_meta *meta);
 
 /* The group's current snapshot. Returns 0, -ENOENT (none) or -EBADMSG
@@ -62,7 +105,8 @@ struct snapshot_recv {
 	uint64_t size, checksum;
 	uint64_t received;
 	uint64_t peer;
-	uint64_t last_ms; /* When a chunk last arrived (the shard's clock). */
+	uint64_t last_ms;    /* When a chunk last arrived (the shard's clock). */
+	uint64_t started_ms; /* When the first chunk arrived. */
 	int fd;
 	void *hash; /* XXH3 state. */
 };

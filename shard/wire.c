@@ -31,8 +31,11 @@
  * SNAPSHOT CHUNK: the body of a WIRE_FRAME_SNAPSHOT frame.
  *    0: u64 group         8: u64 index        16: u64 term
  *   24: u64 offset       32: u64 size         40: u64 checksum
- *   48: u32 len          52: u32 zero
- *   56: len bytes of the file, from offset; offset + len <= size.
+ *   48: u32 len          bytes of the file this chunk carries, from offset;
+ *                        offset + len <= size
+ *   52: u32 packed_len   0: the len bytes follow as they are; else they follow
+ *                        LZ4-compressed (one block) in packed_len bytes
+ *   56: the bytes.
  *
  * HEARTBEATS: the body of a WIRE_FRAME_HEARTBEATS frame is a run of 40-byte
  * beats, the heartbeats and replies of many groups to one peer coalesced
@@ -235,7 +238,7 @@ void wire_chunk_encode(const struct wire_chunk *c, uint8_t *buf)
 	le_put64(buf + 32, c->size);
 	le_put64(buf + 40, c->checksum);
 	le_put32(buf + 48, c->len);
-	le_put32(buf + 52, 0);
+	le_put32(buf + 52, c->packed_len);
 }
 
 int wire_chunk_decode(struct wire_chunk *c, const uint8_t *body, size_t size)
@@ -249,8 +252,10 @@ int wire_chunk_decode(struct wire_chunk *c, const uint8_t *body, size_t size)
 	c->size = le_get64(body + 32);
 	c->checksum = le_get64(body + 40);
 	c->len = le_get32(body + 48);
-	if (le_get32(body + 52) != 0 || c->len != size - WIRE_CHUNK_HEADER_SIZE ||
-	    c->offset > c->size || c->len > c->size - c->offset)
+	c->packed_len = le_get32(body + 52);
+	if ((c->packed_len ? c->packed_len : c->len) != size - WIRE_CHUNK_HEADER_SIZE ||
+	    c->offset > c->size || c->len > c->size - c->offset ||
+	    (c->packed_len != 0 && c->len == 0))
 		return -EPROTO;
 	return 0;
 }

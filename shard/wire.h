@@ -35,10 +35,11 @@ struct wire_chunk {
 	uint64_t group;
 	uint64_t index;
 	uint64_t term;
-	uint64_t offset;   /* Of the first byte in the file. */
-	uint64_t size;     /* Of the whole file. */
-	uint64_t checksum; /* XXH3-64 of the whole file. */
-	uint32_t len;      /* Bytes in this chunk. */
+	uint64_t offset;     /* Of the first byte in the file. */
+	uint64_t size;       /* Of the whole file. */
+	uint64_t checksum;   /* XXH3-64 of the whole file. */
+	uint32_t len;        /* Bytes of the file in this chunk. */
+	uint32_t packed_len; /* 0: they follow raw; else LZ4-compressed in this many. */
 };
 
 enum wire_handshake_flags {

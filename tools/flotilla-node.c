@@ -97,9 +97,13 @@ struct node_options {
 	uint32_t tick_ms;
 	uint32_t entry_size_max;
 	uint32_t inbox_max;
+	uint32_t wal_segment_size;
 	uint32_t snapshot_entries;
 	uint32_t check_entries;
 	bool allow_corrupt; /* Accept CORRUPT requests (tests of consistency checks only). */
+	uint32_t snapshot_bytes;
+	bool snapshot_compress;
+	bool snapshot_freeze;
 	bool quiesce;
 	bool lease_read;
 	bool join;
@@ -260,12 +264,20 @@ static const struct node_opt node_opts[] = {
     {"entry-size-max", OPT_U32, OPT_FIELD(entry_size_max), 0, 64, UINT32_MAX,
      "BYTES  largest log entry"},
     {"inbox-max", OPT_U32, OPT_FIELD(inbox_max), 0, 1, UINT32_MAX, "N  requests queued per shard"},
+    {"wal-segment-size", OPT_U32, OPT_FIELD(wal_segment_size), 0, 0, 1u << 30,
+     "BYTES  WAL segment file size (0: library default)"},
     {"snapshot-entries", OPT_U32, OPT_FIELD(snapshot_entries), 0, 0, UINT32_MAX,
      "N  snapshot a group every N applied entries (0: never)"},
     {"check-entries", OPT_U32, OPT_FIELD(check_entries), 0, 0, UINT32_MAX,
      "N  a consistency check of each group every N log entries (0: on request only)"},
     {"allow-corrupt-for-tests", OPT_BOOL, OPT_FIELD(allow_corrupt), 0, 0, 0,
      "on|off  accept CORRUPT requests that make this replica diverge (off)"},
+    {"snapshot-bytes", OPT_U32, OPT_FIELD(snapshot_bytes), 0, 0, UINT32_MAX,
+     "BYTES  snapshot a group every BYTES of applied entries (0: never)"},
+    {"snapshot-compress", OPT_BOOL, OPT_FIELD(snapshot_compress), 0, 0, 0,
+     "on|off  send snapshot chunks LZ4-compressed (off)"},
+    {"snapshot-freeze", OPT_BOOL, OPT_FIELD(snapshot_freeze), 0, 0, 0,
+     "on|off  copy a group's map and save it on the snapshot thread (on)"},
     {"client-threads", OPT_U32, OPT_FIELD(client_threads), 0, 1, 64, "N  client threads (2)"},
     {"client-conns-max", OPT_U32, OPT_FIELD(conns_max), 0, 1, 1000000,
      "N  client connections (1024)"},
@@ -1636,16 +1648,24 @@ static int server_start_node(struct server *s, struct fl_peer *peers)
 	config.heartbeat_interval_ms = s->opt.heartbeat_ms;
 	config.entry_size_max = s->opt.entry_size_max;
 	config.inbox_max = s->opt.inbox_max;
+	config.wal_segment_size = s->opt.wal_segment_size;
 	config.quiesce = s->opt.quiesce;
 	config.lease_read = s->opt.lease_read;
 	config.snapshot_entries = s->opt.snapshot_entries;
 	config.check_entries = s->opt.check_entries;
+	config.snapshot_bytes = s->opt.snapshot_bytes;
+	config.snapshot_compress = s->opt.snapshot_compress;
 	config.sm = (struct fl_sm_ops){.apply = kv_apply,
 				       .leader_changed = on_leader_changed,
 				       .save = kv_save,
 				       .restore = kv_restore,
 				       .digest = kv_state_digest,
 				       .ctx = &s->kv};
+	if (s->opt.snapshot_freeze) {
+		config.sm.freeze = kv_freeze;
+		config.sm.save_view = kv_save_view;
+		config.sm.release = kv_release;
+	}
 	return fl_node_start(&config, &s->node);
 }
 
@@ -1666,6 +1686,9 @@ static void node_options_default(struct node_options *opt)
 	opt->inbox_max = config.inbox_max;
 	opt->snapshot_entries = config.snapshot_entries;
 	opt->check_entries = config.check_entries;
+	opt->snapshot_bytes = (uint32_t)config.snapshot_bytes;
+	opt->snapshot_compress = config.snapshot_compress;
+	opt->snapshot_freeze = true;
 	opt->quiesce = config.quiesce;
 	opt->lease_read = config.lease_read;
 	opt->client_threads = 2;

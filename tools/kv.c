@@ -46,6 +46,12 @@ struct kv_group {
 	uint64_t digest;
 	uint64_t order_violations;
 	uint64_t state_sum; /* Sum of kv_item_digest() over the map (kv_state_digest). */
+	/* Frozen views (kv_freeze) share the items of the map: while one is
+	 * out, an item replaced or removed is kept in retired, and freed when
+	 * the last view is released. Items never change once in the map. */
+	uint32_t views;
+	uint32_t retired_count, retired_cap;
+	struct kv_item **retired;
 };
 
 static void kv_oom(void)
@@ -217,6 +223,26 @@ static uint64_t kv_item_digest(const struct kv_item *item)
 				    item->hash ^ item->key_size);
 }
 
+/* An item left g's map: free it, or keep it for the views that may still
+ * read it. Caller holds g->lock. */
+static void kv_item_retire(struct kv_group *g, struct kv_item *item)
+{
+	if (g->views == 0) {
+		free(item);
+		return;
+	}
+	if (g->retired_count == g->retired_cap) {
+		uint32_t cap = g->retired_cap ? g->retired_cap * 2 : 64;
+		struct kv_item **grown = realloc(g->retired, cap * sizeof(*grown));
+
+		if (grown == NULL)
+			kv_oom();
+		g->retired = grown;
+		g->retired_cap = cap;
+	}
+	g->retired[g->retired_count++] = item;
+}
+
 /* Insert or replace. Returns 0 or -ENOMEM (then the map is unchanged). */
 static int kv_map_put(struct kv_group *g, const void *key, uint32_t key_size, const void *value,
 		      uint32_t value_size)
@@ -231,7 +257,7 @@ static int kv_map_put(struct kv_group *g, const void *key, uint32_t key_size, co
 	if (g->slots[slot] != NULL) {
 		g->state_sum -= kv_item_digest(g->slots[slot]);
 		g->state_sum += kv_item_digest(item);
-		free(g->slots[slot]);
+		kv_item_retire(g, g->slots[slot]);
 		g->slots[slot] = item;
 		return 0;
 	}
@@ -258,7 +284,7 @@ static void kv_map_remove_at(struct kv_group *g, uint32_t slot)
 	uint32_t next = (slot + 1) & mask;
 
 	g->state_sum -= kv_item_digest(g->slots[slot]);
-	free(g->slots[slot]);
+	kv_item_retire(g, g->slots[slot]);
 	g->slots[slot] = NULL;
 	g->items_count--;
 	while (g->slots[next] != NULL) {
@@ -297,6 +323,9 @@ static void kv_group_free(struct kv_group *g)
 	for (uint32_t i = 0; i < g->slots_count; i++)
 		free(g->slots[i]);
 	free(g->slots);
+	for (uint32_t i = 0; i < g->retired_count; i++)
+		free(g->retired[i]);
+	free(g->retired);
 	pthread_mutex_destroy(&g->lock);
 	free(g);
 }
@@ -603,21 +632,27 @@ static uint64_t kv_load64(const unsigned char *p)
 	return v;
 }
 
-int kv_save(void *ctx, uint64_t group, struct fl_snapshot_writer *w)
+static void kv_snapshot_header(const struct kv_group *g, unsigned char *header)
 {
-	struct kv_group *g = kv_group_get(ctx, group);
-	unsigned char header[KV_SNAPSHOT_HEADER] = {0};
-	int rv;
-
-	if (g == NULL)
-		return -ENOMEM;
-	pthread_mutex_lock(&g->lock);
+	memset(header, 0, KV_SNAPSHOT_HEADER);
 	kv_put64(header, KV_SNAPSHOT_MAGIC);
 	kv_put64(header + 8, g->applied_count);
 	kv_put64(header + 16, g->last_applied_index);
 	kv_put64(header + 24, g->digest);
 	kv_put64(header + 32, g->order_violations);
 	kv_put64(header + 40, g->items_count);
+}
+
+int kv_save(void *ctx, uint64_t group, struct fl_snapshot_writer *w)
+{
+	struct kv_group *g = kv_group_get(ctx, group);
+	unsigned char header[KV_SNAPSHOT_HEADER];
+	int rv;
+
+	if (g == NULL)
+		return -ENOMEM;
+	pthread_mutex_lock(&g->lock);
+	kv_snapshot_header(g, header);
 	rv = fl_snapshot_write(w, header, sizeof(header));
 	for (uint32_t i = 0; i < g->slots_count && rv == 0; i++) {
 		const struct kv_item *item = g->slots[i];
@@ -633,6 +668,86 @@ int kv_save(void *ctx, uint64_t group, struct fl_snapshot_writer *w)
 	}
 	pthread_mutex_unlock(&g->lock);
 	return rv;
+}
+
+/* A frozen view: the snapshot header and the items of the map at the
+ * consistent point (shared with the map; see kv_item_retire()). */
+struct kv_view {
+	struct kv_group *g;
+	unsigned char header[KV_SNAPSHOT_HEADER];
+	uint32_t count;
+	struct kv_item *items[];
+};
+
+int kv_freeze(void *ctx, uint64_t group, void **view)
+{
+	struct kv_group *g = kv_group_get(ctx, group);
+	struct kv_view *v;
+	uint32_t n = 0;
+
+	if (g == NULL)
+		return -ENOMEM;
+	pthread_mutex_lock(&g->lock);
+	v = malloc(sizeof(*v) + (size_t)g->items_count * sizeof(v->items[0]));
+	if (v == NULL) {
+		pthread_mutex_unlock(&g->lock);
+		return -ENOMEM;
+	}
+	v->g = g;
+	kv_snapshot_header(g, v->header);
+	for (uint32_t i = 0; i < g->slots_count; i++)
+		if (g->slots[i] != NULL)
+			v->items[n++] = g->slots[i];
+	v->count = n;
+	g->views++;
+	pthread_mutex_unlock(&g->lock);
+	*view = v;
+	return 0;
+}
+
+/* Snapshot thread: the items are not freed while the view is out, and never
+ * change, so they are read without the group's lock. */
+int kv_save_view(void *ctx, uint64_t group, void *view, struct fl_snapshot_writer *w)
+{
+	const struct kv_view *v = view;
+	int rv = fl_snapshot_write(w, v->header, sizeof(v->header));
+
+	(void)ctx;
+	(void)group;
+	for (uint32_t i = 0; i < v->count && rv == 0; i++) {
+		const struct kv_item *item = v->items[i];
+		unsigned char sizes[8];
+
+		kv_put64(sizes, (uint64_t)item->key_size | (uint64_t)item->value_size << 32);
+		rv = fl_snapshot_write(w, sizes, sizeof(sizes));
+		if (rv == 0)
+			rv = fl_snapshot_write(w, item->bytes,
+					       (size_t)item->key_size + item->value_size);
+	}
+	return rv;
+}
+
+void kv_release(void *ctx, uint64_t group, void *view)
+{
+	struct kv_view *v = view;
+	struct kv_group *g = v->g;
+	struct kv_item **retired = NULL;
+	uint32_t count = 0;
+
+	(void)ctx;
+	(void)group;
+	pthread_mutex_lock(&g->lock);
+	if (--g->views == 0) {
+		retired = g->retired;
+		count = g->retired_count;
+		g->retired = NULL;
+		g->retired_count = g->retired_cap = 0;
+	}
+	pthread_mutex_unlock(&g->lock);
+	for (uint32_t i = 0; i < count; i++)
+		free(retired[i]);
+	free(retired);
+	free(v);
 }
 
 static int kv_read_exact(struct fl_snapshot_reader *r, void *buf, size_t size)
@@ -651,34 +766,39 @@ static int kv_read_exact(struct fl_snapshot_reader *r, void *buf, size_t size)
 	return 0;
 }
 
-int kv_restore(void *ctx, uint64_t group, struct fl_snapshot_reader *r)
+/* Size fresh's table for items at once. A snapshot lists items in the slot
+ * order of the map that saved it, that is by hash: inserted so into a table
+ * that starts small and doubles, they pile up in long probe runs (restoring
+ * 640,000 items took 15 s); in a table of the final size each lands near
+ * its home slot. Returns 0, -EBADMSG (more items than a map holds) or
+ * -ENOMEM. */
+static int kv_map_reserve(struct kv_group *fresh, uint64_t items)
 {
-	struct kv_group *g = kv_group_get(ctx, group);
-	unsigned char header[KV_SNAPSHOT_HEADER], sizes[8];
-	unsigned char *buf = NULL;
-	uint64_t items;
-	int rv;
+	uint32_t count = KV_MAP_SLOTS_MIN;
+	struct kv_item **slots;
 
-	if (g == NULL)
-		return -ENOMEM;
-	rv = kv_read_exact(r, header, sizeof(header));
-	if (rv != 0)
-		return rv;
-	if (kv_load64(header) != KV_SNAPSHOT_MAGIC)
+	if (items > (1u << 30))
 		return -EBADMSG;
-	pthread_mutex_lock(&g->lock);
-	/* Replace the whole map: empty it, then load the snapshot's items. */
-	for (uint32_t i = 0; i < g->slots_count; i++) {
-		free(g->slots[i]);
-		g->slots[i] = NULL;
-	}
-	g->items_count = 0;
-	g->state_sum = 0;
-	g->applied_count = kv_load64(header + 8);
-	g->last_applied_index = kv_load64(header + 16);
-	g->digest = kv_load64(header + 24);
-	g->order_violations = kv_load64(header + 32);
-	items = kv_load64(header + 40);
+	while ((uint64_t)count * 3 < items * 4)
+		count *= 2;
+	if (count == fresh->slots_count)
+		return 0;
+	slots = calloc(count, sizeof(*slots));
+	if (slots == NULL)
+		return -ENOMEM;
+	free(fresh->slots); /* Empty. */
+	fresh->slots = slots;
+	fresh->slots_count = count;
+	return 0;
+}
+
+/* Load a snapshot's items into fresh, a map no one else sees. */
+static int kv_load_items(struct kv_group *fresh, struct fl_snapshot_reader *r, uint64_t items)
+{
+	unsigned char sizes[8];
+	unsigned char *buf = NULL;
+	int rv = kv_map_reserve(fresh, items);
+
 	for (uint64_t i = 0; i < items && rv == 0; i++) {
 		uint64_t both;
 		uint32_t key_size, value_size;
@@ -702,9 +822,56 @@ int kv_restore(void *ctx, uint64_t group, struct fl_snapshot_reader *r)
 		buf = grown;
 		rv = kv_read_exact(r, buf, (size_t)key_size + value_size);
 		if (rv == 0)
-			rv = kv_map_put(g, buf, key_size, buf + key_size, value_size);
+			rv = kv_map_put(fresh, buf, key_size, buf + key_size, value_size);
 	}
-	pthread_mutex_unlock(&g->lock);
 	free(buf);
 	return rv;
+}
+
+/* The whole snapshot is read into a fresh map first and swapped in only
+ * once it loaded: a restore that fails leaves the group as it was. */
+int kv_restore(void *ctx, uint64_t group, struct fl_snapshot_reader *r)
+{
+	struct kv_group *g = kv_group_get(ctx, group);
+	unsigned char header[KV_SNAPSHOT_HEADER];
+	struct kv_group *fresh;
+	struct kv_item **slots;
+	uint32_t slots_count;
+	int rv;
+
+	if (g == NULL)
+		return -ENOMEM;
+	rv = kv_read_exact(r, header, sizeof(header));
+	if (rv != 0)
+		return rv;
+	if (kv_load64(header) != KV_SNAPSHOT_MAGIC)
+		return -EBADMSG;
+	fresh = kv_group_new(group);
+	if (fresh == NULL)
+		return -ENOMEM;
+	rv = kv_load_items(fresh, r, kv_load64(header + 40));
+	if (rv != 0) {
+		kv_group_free(fresh);
+		return rv;
+	}
+	pthread_mutex_lock(&g->lock);
+	slots = g->slots;
+	slots_count = g->slots_count;
+	g->slots = fresh->slots;
+	g->slots_count = fresh->slots_count;
+	g->items_count = fresh->items_count;
+	g->state_sum = fresh->state_sum;
+	g->applied_count = kv_load64(header + 8);
+	g->last_applied_index = kv_load64(header + 16);
+	g->digest = kv_load64(header + 24);
+	g->order_violations = kv_load64(header + 32);
+	for (uint32_t i = 0; i < slots_count; i++)
+		if (slots[i] != NULL)
+			kv_item_retire(g, slots[i]); /* A view may still read them. */
+	pthread_mutex_unlock(&g->lock);
+	free(slots);
+	fresh->slots = NULL;
+	fresh->slots_count = 0;
+	kv_group_free(fresh);
+	return 0;
 }

@@ -126,8 +126,19 @@ int kv_corrupt_local(struct kv *kv, uint64_t group, const void *key, uint32_t ke
 
 /* fl_sm_ops.save and .restore for ctx = struct kv *: write group's whole map
  * (and its DIGEST record) to a snapshot, and replace it from one. restore
- * returns -EBADMSG for a malformed snapshot. Shard thread of the group. */
+ * returns -EBADMSG for a malformed snapshot, and then (or on -ENOMEM) leaves
+ * the map as it was. Shard thread of the group. */
 int kv_save(void *ctx, uint64_t group, struct fl_snapshot_writer *w);
 int kv_restore(void *ctx, uint64_t group, struct fl_snapshot_reader *r);
+
+/* fl_sm_ops.freeze, .save_view and .release for ctx = struct kv *: freeze
+ * takes, under the group's lock on its shard thread, the DIGEST record and
+ * the list of the map's items (pointers: no key or value is copied); the
+ * snapshot thread then writes those items while applies go on, since items
+ * never change in place and one replaced or removed is kept until the last
+ * view is released. Views must all be released before kv_deinit(). */
+int kv_freeze(void *ctx, uint64_t group, void **view);
+int kv_save_view(void *ctx, uint64_t group, void *view, struct fl_snapshot_writer *w);
+void kv_release(void *ctx, uint64_t group, void *view);
 
 #endif /* TOOLS_KV_H */

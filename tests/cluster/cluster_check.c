@@ -8,6 +8,15 @@
  *       out of order and that each group applied exactly its acknowledged writes
  *       (plus at most one more per write that was sent more than once).
  *
+ *   flotilla-cluster-check write --nodes SPEC --groups N --proposals P --prefix X
+ *       Issue P PUTs of distinct keys (named after X, so that runs with
+ *       different prefixes write different keys) and require every one to be
+ *       acknowledged; no DIGEST check (some replicas may be down).
+ *
+ *   flotilla-cluster-check converge --nodes SPEC --groups N
+ *       Wait until every node reports the same DIGEST for every group, and
+ *       no replica saw an index out of order.
+ *
  *   flotilla-cluster-check kill --nodes SPEC --groups N --dir D --cluster SCRIPT
  *                              --election-ms E
  *       Under a write load of a background thread: find the node leading the
@@ -65,6 +74,7 @@ struct check {
 	const char *dir;
 	const char *cluster;
 	const char *admin;
+	const char *prefix; /* Of the keys scale and write put. */
 	uint32_t groups_count;
 	uint32_t voters_count;
 	uint32_t parallel;
@@ -363,7 +373,7 @@ static uint32_t check_scale_batch(struct check *k, struct client_call *calls,
 		uint64_t seq = first + i;
 		uint64_t group = 1 + seq % k->groups_count;
 
-		check_write_text("s", seq, keys[i], values[i]);
+		check_write_text(k->prefix, seq, keys[i], values[i]);
 		calls[i].req = check_put(group, keys[i], values[i]);
 		groups[group - 1].written++;
 	}
@@ -416,7 +426,7 @@ static int check_scale(struct check *k)
 	       k->proposals_count, k->groups_count, (unsigned long long)elapsed_ms,
 	       k->proposals_count * 1000.0 / (double)(elapsed_ms > 0 ? elapsed_ms : 1), failed,
 	       (unsigned long long)resent);
-	rv = check_replicas(k, groups, true);
+	rv = strcmp(k->command, "write") == 0 ? 0 : check_replicas(k, groups, true);
 	if (failed > 0) {
 		printf("FAIL: %u writes were not acknowledged\n", failed);
 		rv = 1;
@@ -427,6 +437,29 @@ out:
 	free(calls);
 	free(groups);
 	return rv;
+}
+
+/* converge: every replica the same, nothing applied out of order. */
+static int check_converge_only(struct check *k)
+{
+	struct client_digest *digests =
+	    calloc((size_t)k->router.nodes_count * k->groups_count, sizeof(*digests));
+	uint64_t violations = 0, applied = 0;
+	int64_t differ;
+
+	if (digests == NULL)
+		return 2;
+	differ = check_converge(k, digests);
+	if (differ > 0)
+		check_show_differences(k, digests);
+	for (size_t i = 0; i < (size_t)k->router.nodes_count * k->groups_count; i++)
+		violations += digests[i].order_violations;
+	for (uint32_t g = 0; g < k->groups_count; g++)
+		applied += digests[g].applied_count;
+	printf("converge: %llu entries applied over %u groups; %llu index-order violations\n",
+	       (unsigned long long)applied, k->groups_count, (unsigned long long)violations);
+	free(digests);
+	return differ == 0 && violations == 0 ? 0 : 1;
 }
 
 /* --- kill --- */
@@ -1115,6 +1148,9 @@ static void check_usage(void)
 	fprintf(stderr,
 		"usage: flotilla-cluster-check scale --nodes SPEC --groups N --proposals P "
 		"[--batch B]\n"
+		"       flotilla-cluster-check write --nodes SPEC --groups N --proposals P "
+		"--prefix X\n"
+		"       flotilla-cluster-check converge --nodes SPEC --groups N\n"
 		"       flotilla-cluster-check kill --nodes SPEC --groups N --dir D --cluster "
 		"SCRIPT --election-ms E\n"
 		"       flotilla-cluster-check replace --nodes SPEC --groups N --dir D --cluster "
@@ -1149,6 +1185,8 @@ static int check_parse(struct check *k, int argc, char **argv)
 			k->dir = value;
 		else if (strcmp(name, "--cluster") == 0)
 			k->cluster = value;
+		else if (strcmp(name, "--prefix") == 0)
+			k->prefix = value;
 		else if (strcmp(name, "--groups") == 0)
 			rv = check_parse_u32(value, 1, &k->groups_count);
 		else if (strcmp(name, "--proposals") == 0)
@@ -1179,13 +1217,23 @@ static int check_parse(struct check *k, int argc, char **argv)
 			       k->groups_count >= CHECK_LANES
 			   ? 0
 			   : -EINVAL;
-	return strcmp(k->command, "scale") == 0 && k->proposals_count > 0 ? 0 : -EINVAL;
+	if (strcmp(k->command, "converge") == 0)
+		return 0;
+	if (strcmp(k->command, "write") == 0 && (k->prefix == NULL || strlen(k->prefix) > 8))
+		return -EINVAL;
+	return (strcmp(k->command, "scale") == 0 || strcmp(k->command, "write") == 0) &&
+		       k->proposals_count > 0
+		   ? 0
+		   : -EINVAL;
 }
 
 int main(int argc, char **argv)
 {
-	static struct check k = {
-	    .batch_count = 4096, .voters_count = 3, .parallel = 8, .gap_ms_max = 5000};
+	static struct check k = {.batch_count = 4096,
+				 .voters_count = 3,
+				 .parallel = 8,
+				 .gap_ms_max = 5000,
+				 .prefix = "s"};
 	uint64_t started = check_now_ms();
 	int rv;
 
@@ -1198,12 +1246,14 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	if (strcmp(k.command, "scale") == 0)
-		rv = check_scale(&k);
+	if (strcmp(k.command, "kill") == 0)
+		rv = check_kill(&k);
+	else if (strcmp(k.command, "converge") == 0)
+		rv = check_converge_only(&k);
 	else if (strcmp(k.command, "replace") == 0)
 		rv = check_replace(&k);
 	else
-		rv = check_kill(&k);
+		rv = check_scale(&k);
 	client_router_deinit(&k.router);
 	printf("%s %s in %llu ms\n", k.command, rv == 0 ? "passed" : "FAILED",
 	       (unsigned long long)(check_now_ms() - started));

@@ -105,6 +105,36 @@ static int sm_restore(void *ctx, uint64_t group, struct fl_snapshot_reader *r)
 	return 0;
 }
 
+/* The same state saved in two steps (fl_sm_ops.freeze): the view is a copy
+ * of the counters, written later on the snapshot thread. */
+static int sm_freeze(void *ctx, uint64_t group, void **view)
+{
+	struct sm *sm = ctx;
+	uint64_t *v = malloc(3 * sizeof(*v));
+
+	if (v == NULL)
+		return -ENOMEM;
+	pthread_mutex_lock(&sm->lock);
+	v[0] = sm->digest[group], v[1] = sm->count[group], v[2] = sm->last_index[group];
+	pthread_mutex_unlock(&sm->lock);
+	*view = v;
+	return 0;
+}
+
+static int sm_save_view(void *ctx, uint64_t group, void *view, struct fl_snapshot_writer *w)
+{
+	(void)ctx;
+	(void)group;
+	return fl_snapshot_write(w, view, 3 * sizeof(uint64_t));
+}
+
+static void sm_release(void *ctx, uint64_t group, void *view)
+{
+	(void)ctx;
+	(void)group;
+	free(view);
+}
+
 static uint64_t now_ms(void)
 {
 	struct timespec ts;
@@ -153,6 +183,16 @@ static void node_start(int i)
 	    .apply = sm_apply, .save = sm_save, .restore = sm_restore, .ctx = &sms[i]};
 	config.snapshot_entries = 64; /* Snapshots and compaction all along. */
 	config.check_entries = 24;    /* Consistency checks too (of entries: no digest). */
+	if (i != 1) {
+		/* Nodes 1 and 3 save off their shard threads. */
+		config.sm.freeze = sm_freeze;
+		config.sm.save_view = sm_save_view;
+		config.sm.release = sm_release;
+	} else {
+		/* Node 2 saves on its shard threads, by bytes applied. */
+		config.snapshot_entries = 0;
+		config.snapshot_bytes = 64 * 8;
+	}
 	memset(&sms[i].digest, 0, sizeof(sms[i].digest));
 	memset(&sms[i].count, 0, sizeof(sms[i].count));
 	memset(&sms[i].last_index, 0, sizeof(sms[i].last_index));
@@ -191,6 +231,44 @@ static uint64_t propose_avoiding(uint64_t group, const void *data, uint32_t size
 static uint64_t propose(uint64_t group, const void *data, uint32_t size)
 {
 	return propose_avoiding(group, data, size, -1);
+}
+
+/* fl_group_snapshot(), waited for. */
+struct snap_wait {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool done;
+	int rv;
+	uint64_t index;
+};
+
+static void snap_done(void *arg, int rv, uint64_t result, uint64_t leader)
+{
+	struct snap_wait *w = arg;
+
+	(void)leader;
+	pthread_mutex_lock(&w->lock);
+	w->done = true;
+	w->rv = rv;
+	w->index = result;
+	pthread_cond_signal(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+}
+
+static int snapshot_now(int node, uint64_t group, uint64_t *index)
+{
+	struct snap_wait w = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+	struct timespec deadline;
+
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += 10;
+	CHECK(fl_group_snapshot(nodes[node], group, snap_done, &w) == 0);
+	pthread_mutex_lock(&w.lock);
+	while (!w.done)
+		CHECK(pthread_cond_timedwait(&w.cond, &w.lock, &deadline) == 0);
+	pthread_mutex_unlock(&w.lock);
+	*index = w.index;
+	return w.rv;
 }
 
 struct writer {
@@ -354,19 +432,31 @@ int main(int argc, char **argv)
 		       (unsigned long long)m.snapshots_received);
 		CHECK(m.snapshots_received > 0);
 	}
+	/* On demand: a snapshot of what each node applied, then none new
+	 * until something more is applied. */
+	for (int i = 0; i < NODES; i++) {
+		uint64_t first = 0, again = 0;
+
+		CHECK(snapshot_now(i, 1, &first) == 0);
+		CHECK(first >= per_group + 1 + NODES + 150);
+		CHECK(snapshot_now(i, 1, &again) == 0);
+		CHECK(again == first);
+	}
+	CHECK(fl_group_snapshot(nodes[0], GROUPS_MAX + 1, NULL, NULL) == 0);
 	for (int i = 0; i < NODES; i++) {
 		struct fl_metrics m;
 
 		fl_node_metrics(nodes[i], &m);
 		printf("node %d: groups %llu leaders %llu fsyncs %llu bytes out %llu shard memory "
-		       "%llu checks %llu divergences %llu\n",
+		       "%llu checks %llu divergences %llu snapshots taken %llu\n",
 		       i + 1, (unsigned long long)m.groups, (unsigned long long)m.leaders,
 		       (unsigned long long)m.fsyncs, (unsigned long long)m.bytes_out,
 		       (unsigned long long)m.memory_bytes, (unsigned long long)m.checks,
-		       (unsigned long long)m.divergences);
+		       (unsigned long long)m.divergences, (unsigned long long)m.snapshots_taken);
 		CHECK(!sms[i].disorder);
-		CHECK(m.checks > 0);       /* Replicas compared their entries... */
-		CHECK(m.divergences == 0); /* ...and agreed, snapshots and restarts included. */
+		CHECK(m.checks > 0);          /* Replicas compared their entries... */
+		CHECK(m.divergences == 0);    /* ...and agreed, snapshots and restarts included. */
+		CHECK(m.snapshots_taken > 0); /* By entries (1, 3), by bytes (2). */
 	}
 	for (int i = 0; i < NODES; i++)
 		fl_node_stop(nodes[i]);

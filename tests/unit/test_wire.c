@@ -246,6 +246,38 @@ static void test_beats_round_trip_and_refuse_garbage(void **state)
 }
 
 /* A handshake round trips; a wrong magic, version or checksum is refused. */
+/* A chunk says whether its bytes are raw or LZ4-packed, and its body must
+ * hold exactly the bytes it announces. */
+static void test_chunk_round_trips_raw_and_packed(void **state)
+{
+	uint8_t body[WIRE_CHUNK_HEADER_SIZE + 64] = {0};
+	struct wire_chunk raw = {7, 100, 3, 4096, 1 << 20, 0xabcdef, 64, 0};
+	struct wire_chunk packed = {7, 100, 3, 8192, 1 << 20, 0xabcdef, 1000, 40};
+	struct wire_chunk out;
+
+	(void)state;
+	wire_chunk_encode(&raw, body);
+	assert_int_equal(wire_chunk_decode(&out, body, sizeof(body)), 0);
+	assert_int_equal(out.len, 64);
+	assert_int_equal(out.packed_len, 0);
+	assert_int_equal(out.offset, 4096);
+	assert_int_equal(wire_chunk_decode(&out, body, sizeof(body) - 1), -EPROTO);
+
+	wire_chunk_encode(&packed, body);
+	assert_int_equal(wire_chunk_decode(&out, body, WIRE_CHUNK_HEADER_SIZE + 40), 0);
+	assert_int_equal(out.len, 1000);
+	assert_int_equal(out.packed_len, 40);
+	assert_int_equal(wire_chunk_decode(&out, body, WIRE_CHUNK_HEADER_SIZE + 64), -EPROTO);
+
+	packed.len = 0; /* Packed bytes of nothing. */
+	wire_chunk_encode(&packed, body);
+	assert_int_equal(wire_chunk_decode(&out, body, WIRE_CHUNK_HEADER_SIZE + 40), -EPROTO);
+	packed.len = 1000;
+	packed.offset = (1 << 20) - 10; /* Past the end of the file. */
+	wire_chunk_encode(&packed, body);
+	assert_int_equal(wire_chunk_decode(&out, body, WIRE_CHUNK_HEADER_SIZE + 40), -EPROTO);
+}
+
 static void test_handshake(void **state)
 {
 	struct wire_handshake hs = {.version = WIRE_VERSION,
@@ -351,6 +383,7 @@ int main(void)
 	    cmocka_unit_test(test_bad_fields_are_refused),
 	    cmocka_unit_test(test_check_entries_travel_and_unknown_types_are_refused),
 	    cmocka_unit_test(test_frame_checksum_and_limits),
+	    cmocka_unit_test(test_chunk_round_trips_raw_and_packed),
 	    cmocka_unit_test(test_handshake),
 	    cmocka_unit_test(test_beats_round_trip_and_refuse_garbage),
 	    cmocka_unit_test(test_random_bytes_never_crash),
