@@ -83,7 +83,70 @@ def wire_seeds():
     }
 
 
+# -------------------------------------------------------------------- wal
+
+def wal_record(group, first_index, term, batch, rtype, payload=b"", flags=0):
+    head = u64(0) + u64(group) + u64(first_index) + u64(term) + u64(batch)
+    return head + u32(len(payload)) + u16(rtype) + u16(flags) + pad8(payload)
+
+
+def wal_entries(group, first_index, term, batch, datas, flags=0):
+    payload = u32(len(datas)) + u32(0)
+    for d in datas:
+        payload += u32(len(d)) + u32(0)
+    payload += b"".join(datas)
+    return wal_record(group, first_index, term, batch, 1, payload, flags)
+
+
+def wal_hard(group, term, vote, commit, batch):
+    return wal_record(group, 0, 0, batch, 2, u64(term) + u64(vote) + u64(commit))
+
+
+def wal_segment(seq, records, prev_seq=0, prev_end=0, first_batch=1, tail=b""):
+    """A segment file; the harness seals header and records (fix bits 0..2)."""
+    body = b"".join(records) + tail
+    size = 64 + len(body)
+    size += -size % 8
+    head = u64(0) + u64(0) + u32(1) + u32(size) + u64(seq) + u64(size)
+    head += u64(prev_end) + u64(first_batch) + u64(prev_seq)
+    data = (head + body).ljust(size, b"\0")
+    return data, 64 + len(b"".join(records))
+
+
+def wal_file(seq, data, fix=7):
+    return u8(seq - 1) + u8(fix) + u16(len(data)) + data
+
+
+def wal_seeds():
+    one, _ = wal_segment(1, [
+        wal_entries(1, 1, 1, 1, [b"a", b"bb", b"ccc"]),
+        wal_hard(1, 1, 1, 2, 1),
+        wal_entries(2, 1, 1, 2, [b"x" * 20]),
+        wal_entries(1, 3, 2, 3, [b"overwrite"]),
+    ])
+    first, first_end = wal_segment(1, [
+        wal_entries(1, 1, 1, 1, [b"a", b"b"]),
+        wal_entries(3, 1, 1, 1, [b"c"]),
+        wal_record(3, 0, 0, 2, 4),  # REMOVED
+    ])
+    second, _ = wal_segment(2, [
+        wal_record(1, 2, 1, 3, 3, flags=1),  # MARK at 2, entries kept
+        wal_entries(1, 3, 1, 3, [b"d"]),
+        wal_entries(1, 3, 1, 4, [b"d"], flags=2),  # COPY
+    ], prev_seq=1, prev_end=first_end, first_batch=3)
+    torn, _ = wal_segment(1, [wal_entries(4, 1, 5, 1, [b"kept"])],
+                          tail=wal_entries(4, 2, 5, 2, [b"torn" * 8])[:40])
+    return {
+        "one-segment-append": u8(2) + wal_file(1, one),
+        "two-segments-mark-removed": u8(2) + wal_file(1, first) + wal_file(2, second),
+        "two-segments-read-only": u8(1) + wal_file(1, first) + wal_file(2, second),
+        "torn-tail": u8(2) + wal_file(1, torn),
+        "corrupt-first-segment": u8(0) + wal_file(1, first, fix=5) + wal_file(2, second),
+    }
+
+
 GENERATORS = {
+    "wal": wal_seeds,
     "wire": wire_seeds,
 }
 
