@@ -145,7 +145,42 @@ def wal_seeds():
     }
 
 
+# ----------------------------------------------------------------- client
+
+def request(op, rid, group, body=b""):
+    return u32(20 + len(body)) + u32(op) + u64(rid) + u64(group) + body
+
+
+def response(status, rid, hint, value=b""):
+    return u32(24 + len(value)) + u32(status) + u64(rid) + u64(hint) + u32(len(value)) + value
+
+
+def kv_cmd(op, key, expected=None, value=b""):
+    absent = expected is None and op == 4
+    out = u32(op) + u32(len(key)) + u32(0xFFFFFFFF if absent else len(expected or b""))
+    return out + u32(len(value)) + key + (expected or b"") + value
+
+
+def client_seeds():
+    put = request(1, 1, 3, u32(1) + u32(2) + b"k" + b"v1")
+    get = request(2, 2, 3, u32(1) + b"k")
+    cas_absent = request(4, 3, 3, u32(2) + u32(0xFFFFFFFF) + u32(1) + b"k2" + b"x")
+    cas = request(4, 4, 3, u32(1) + u32(2) + u32(2) + b"k" + b"v1" + b"v2")
+    delete = request(3, 5, 3, u32(1) + b"k")
+    others = request(5, 6, 3) + request(6, 7, 3, u32(2) + b"k2") + request(7, 8, 3)
+    digest = u64(3) + u64(9) + u64(0xABCDEF) + u64(0) + u64(2)
+    return {
+        "requests": u8(0) + put + get + cas_absent + cas + delete + others,
+        "request-partial": u8(0) + put + get[:30],
+        "responses": u8(1) + response(0, 1, 2, b"value") + response(2, 2, 3)
+        + response(0, 8, 0, digest),
+        "kv-entry-put": u8(2) + kv_cmd(1, b"key", value=b"value"),
+        "kv-entry-cas": u8(2) + kv_cmd(4, b"key", expected=b"old", value=b"new"),
+    }
+
+
 GENERATORS = {
+    "client": client_seeds,
     "wal": wal_seeds,
     "wire": wire_seeds,
 }
