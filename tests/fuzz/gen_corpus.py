@@ -179,8 +179,44 @@ def client_seeds():
     }
 
 
+# ------------------------------------------------------------------- raft
+
+def raft_op(op, node=0, arg=0, extra=b""):
+    return u8(op) + u8(node) + u8(arg) + extra
+
+
+def raft_seeds():
+    tick = raft_op(0, 0, 255)  # 5.12 s for every node: elections happen
+    deliver_all = raft_op(3)
+    elect = (raft_op(0, 0, 4) + deliver_all * 2) * 24  # 100 ms steps, 2.4 s
+    replicate = (raft_op(5, 0, 7) + raft_op(5, 1, 9) + deliver_all * 4 + raft_op(0, 0, 5)) * 2
+    churn = raft_op(4, 0, 1) + raft_op(2, 0, 0) + raft_op(1, 0, 3) + tick + deliver_all * 3
+    hold = raft_op(7, 1, 0) + raft_op(5, 0, 3) + deliver_all * 2 + raft_op(7, 1, 1)
+    change = raft_op(12, 0, 0, u8(3) + u8(1) + u8(1) + u8(1) + u8(2) + u8(1)) + deliver_all * 4
+    compact = raft_op(11, 0, 0) + raft_op(11, 1, 1)
+    # Injected APPEND (type 1) from node 2 to node 1 at its term, with entries.
+    inject_append = raft_op(6, 0, 0, u8(0) + u8(1 | 0 << 2) + u8(0) + u8(0) + u8(0) + u8(1)
+                            + u8(0) + u8(0) + u8(0) + u8(0) + u8(0) + u8(2)
+                            + u8(1) + u8(0) + u8(3) + b"abc" + u8(1) + u8(2) + u8(0)
+                            + u8(2) + u8(0) + u8(1) + u8(1) + u8(1))
+    # Injected SNAPSHOT (type 9) from node 3 to node 2, term + 1.
+    inject_snap = raft_op(6, 0, 0, u8(1) + u8(2 | 8 << 2) + u8(1) + u8(0) + u8(5) + u8(5)
+                          + u8(0) + u8(0) + u8(0) + u8(0) + u8(0) + u8(20) + u8(3)
+                          + u8(2) + u8(0) + u8(1) + u8(1))
+    return {
+        "three-elect-replicate": u8(2) + u8(3) + elect + replicate + churn + compact,
+        "one-node": u8(0) + u8(0) + elect + replicate + compact + replicate,
+        "two-hold-change": u8(1) + u8(0x11) + elect + hold + change + replicate,
+        "three-quiesce-lease": u8(2) + u8(0x0F) + elect + replicate + tick * 3
+        + raft_op(8, 0, 1) + deliver_all * 2 + raft_op(9, 0, 2) + deliver_all * 3,
+        "three-injected": u8(2) + u8(3) + elect + replicate + inject_append + inject_snap
+        + deliver_all * 3,
+    }
+
+
 GENERATORS = {
     "client": client_seeds,
+    "raft": raft_seeds,
     "wal": wal_seeds,
     "wire": wire_seeds,
 }
