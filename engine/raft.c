@@ -1178,7 +1178,9 @@ static void handle_snapshot(struct raft *raft, const struct raft_msg *m)
 	const struct raft_snapshot_meta *s = m->snapshot;
 	struct raft_msg *resp;
 
-	if (s == NULL || s->conf.members_count > RAFT_MEMBERS_MAX)
+	/* Malformed: a leader's snapshot holds only entries of its term or
+	 * earlier. A later term would put the log ahead of our own term. */
+	if (s == NULL || s->conf.members_count > RAFT_MEMBERS_MAX || s->term > m->term)
 		return;
 	resp = msg_new(raft, RAFT_MSG_APPEND_RESP, m->from, true);
 	if (s->index <= raft->commit) {
