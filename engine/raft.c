@@ -1182,12 +1182,15 @@ static void handle_snapshot(struct raft *raft, const struct raft_msg *m)
 	 * earlier. A later term would put the log ahead of our own term. */
 	if (s == NULL || s->conf.members_count > RAFT_MEMBERS_MAX || s->term > m->term)
 		return;
+	/* Malformed too: term 0 past index 0 (no entry has it). */
+	if (s->index > 0 && s->term == 0)
+		return;
 	resp = msg_new(raft, RAFT_MSG_APPEND_RESP, m->from, true);
 	if (s->index <= raft->commit) {
 		resp->index = raft->commit;
 		return;
 	}
-	if (log_term_at(&raft->log, s->index) == s->term) {
+	if (s->index <= log_last(&raft->log) && log_term_at(&raft->log, s->index) == s->term) {
 		/* We hold the snapshot's last entry: our log matches up to it. */
 		commit_to(raft, s->index);
 		resp->index = s->index;
