@@ -32,6 +32,7 @@
 #define HB_RING         16
 #define LOG_INITIAL_CAP 4
 #define CHUNK_FIRST     1024 /* A group's first chunk; each next one doubles up to CHUNK_SIZE. */
+#define RAFT_TERM_MAX   (UINT64_MAX / 2) /* Messages with a later term are malformed. */
 
 struct raft_chunk {
 	struct raft_chunk *next;
@@ -1360,6 +1361,10 @@ static void step_vote_resp(struct raft *raft, const struct raft_msg *m)
 static bool msg_is_valid(const struct raft *raft, const struct raft_msg *m)
 {
 	if (m->type == 0 || m->type >= RAFT_MSG_TYPE_COUNT)
+		return false;
+	/* No real group gets near 2^63 terms; a term that high could only
+	 * make ours wrap to 0 at the next election. */
+	if (m->term > RAFT_TERM_MAX)
 		return false;
 	if (m->from == RAFT_NONE || m->from == raft->config.id)
 		return false;
