@@ -145,6 +145,40 @@ def wal_seeds():
     }
 
 
+# --------------------------------------------------------------- snapshot
+
+def kv_snapshot(items, applied=3, last=9, digest=0x1234, violations=0, count=None):
+    out = u32(0x3153564B) + u32(0) + u64(applied) + u64(last) + u64(digest)
+    out += u64(violations) + u64(len(items) if count is None else count)
+    for key, value in items:
+        out += u32(len(key)) + u32(len(value)) + key + value
+    return out
+
+
+def manifest(group, index, term, mconf):
+    """Size and checksums are left to the harness (fix bits 3 and 4)."""
+    out = u32(0x504E5346) + u32(1) + u64(group) + u64(index) + u64(term)
+    out += u64(0) + u64(0) + u32(len(mconf)) + u32(0) + pad8(mconf)
+    return out + u64(0)
+
+
+def snapshot_input(fix, man, file):
+    return u8(fix) + u16(len(man)) + man + file
+
+
+def snapshot_seeds():
+    three = conf([(1, 1, 0), (2, 1, 0), (3, 1, 0)])
+    joint = conf([(1, 1, 1), (2, 1, 1), (4, 2, 0), (5, 0, 1)], joint=True)
+    items = [(b"k1", b"v1"), (b"", b"empty key"), (b"k3", b"")]
+    return {
+        "manifest-and-file": snapshot_input(0x1F, manifest(7, 9, 2, three), kv_snapshot(items)),
+        "joint-conf": snapshot_input(0x1F, manifest(7, 20, 4, joint), kv_snapshot([])),
+        "no-manifest-file-only": snapshot_input(0, b"", kv_snapshot(items)),
+        "items-missing": snapshot_input(0x1F, manifest(7, 9, 2, three),
+                                        kv_snapshot(items[:1], count=5)),
+    }
+
+
 # ----------------------------------------------------------------- client
 
 def request(op, rid, group, body=b""):
@@ -217,6 +251,7 @@ def raft_seeds():
 GENERATORS = {
     "client": client_seeds,
     "raft": raft_seeds,
+    "snapshot": snapshot_seeds,
     "wal": wal_seeds,
     "wire": wire_seeds,
 }
