@@ -545,6 +545,7 @@ void kv_digest_get(struct kv *kv, uint64_t group, struct kv_digest *digest)
  *   48: items, each u32 key_size | u32 value_size | key | value. */
 #define KV_SNAPSHOT_MAGIC  0x3153564bu /* "KVS1" */
 #define KV_SNAPSHOT_HEADER 48
+#define KV_RESTORE_STEP    (1u << 20) /* Bytes an item's buffer grows by while read. */
 
 static void kv_put64(unsigned char *p, uint64_t v)
 {
@@ -609,6 +610,30 @@ static int kv_read_exact(struct fl_snapshot_reader *r, void *buf, size_t size)
 	return 0;
 }
 
+/* Read an item of size bytes into *buf, growing it by at most
+ * KV_RESTORE_STEP bytes ahead of what has arrived: a size field larger
+ * than the snapshot then fails at the snapshot's end (-EBADMSG) instead of
+ * allocating what it claims. */
+static int kv_read_item(struct fl_snapshot_reader *r, unsigned char **buf, uint64_t size)
+{
+	uint64_t got = 0;
+
+	do {
+		uint64_t step = size - got < KV_RESTORE_STEP ? size - got : KV_RESTORE_STEP;
+		unsigned char *grown = realloc(*buf, (size_t)(got + step) + 1);
+		int rv;
+
+		if (grown == NULL)
+			return -ENOMEM;
+		*buf = grown;
+		rv = kv_read_exact(r, *buf + got, (size_t)step);
+		if (rv != 0)
+			return rv;
+		got += step;
+	} while (got < size);
+	return 0;
+}
+
 int kv_restore(void *ctx, uint64_t group, struct fl_snapshot_reader *r)
 {
 	struct kv_group *g = kv_group_get(ctx, group);
@@ -639,7 +664,6 @@ int kv_restore(void *ctx, uint64_t group, struct fl_snapshot_reader *r)
 	for (uint64_t i = 0; i < items && rv == 0; i++) {
 		uint64_t both;
 		uint32_t key_size, value_size;
-		unsigned char *grown;
 
 		rv = kv_read_exact(r, sizes, sizeof(sizes));
 		if (rv != 0)
@@ -651,13 +675,7 @@ int kv_restore(void *ctx, uint64_t group, struct fl_snapshot_reader *r)
 			rv = -EBADMSG;
 			break;
 		}
-		grown = realloc(buf, (size_t)key_size + value_size + 1);
-		if (grown == NULL) {
-			rv = -ENOMEM;
-			break;
-		}
-		buf = grown;
-		rv = kv_read_exact(r, buf, (size_t)key_size + value_size);
+		rv = kv_read_item(r, &buf, (uint64_t)key_size + value_size);
 		if (rv == 0)
 			rv = kv_map_put(g, buf, key_size, buf + key_size, value_size);
 	}
