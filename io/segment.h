@@ -94,7 +94,8 @@ int segment_record_peek(const uint8_t *buf, uint64_t avail, struct segment_recor
 
 /* Decode and verify the record at buf, of which avail bytes may belong to
  * it. Returns 0, or WAL_ERR_CORRUPT when the header is implausible, the size
- * overruns avail, the checksum fails, or an ENTRIES payload is malformed. */
+ * overruns avail, the checksum fails, an ENTRIES payload is malformed, or
+ * its indexes (or a MARK's) leave no next index below 2^64. */
 int segment_record_get(const uint8_t *buf, uint64_t avail, uint64_t seq,
 		       struct segment_record *record);
 
