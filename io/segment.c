@@ -206,6 +206,10 @@ int segment_record_peek(const uint8_t *buf, uint64_t avail, struct segment_recor
 		return WAL_ERR_CORRUPT;
 	if (record->type == SEGMENT_RECORD_HARD && record->size != SEGMENT_HARD_SIZE)
 		return WAL_ERR_CORRUPT;
+	/* Batches count group commits from 1: 2^63 of them is not a real
+	 * log, and numbering on from near 2^64 would wrap. */
+	if (record->batch > SEGMENT_BATCH_MAX)
+		return WAL_ERR_CORRUPT;
 	return 0;
 }
 
