@@ -889,7 +889,8 @@ static int wal_append_entries_flags(struct wal *wal, uint64_t group, uint64_t fi
 	rv = wal_check_appendable(wal);
 	if (rv != 0)
 		return rv;
-	if (entries_count == 0 || first_index <= mark)
+	/* The index after the last entry must exist (segment_record_get()). */
+	if (entries_count == 0 || first_index <= mark || first_index > UINT64_MAX - entries_count)
 		return -EINVAL;
 	if (first_index > last + 1)
 		return WAL_ERR_GAP;
@@ -1017,6 +1018,8 @@ int wal_append_mark(struct wal *wal, uint64_t group, uint64_t index, uint64_t te
 	rv = wal_check_appendable(wal);
 	if (rv != 0)
 		return rv;
+	if (index == UINT64_MAX)
+		return -EINVAL; /* No next index (segment_record_get()). */
 	rv = wal_group_get(wal, group, &g);
 	if (rv != 0)
 		return rv;
