@@ -1,10 +1,10 @@
 /* Scratch files of the fuzz targets: see fuzz.h. */
+#include "tests/fuzz/fuzz.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <unistd.h>
-
-#include "tests/fuzz/fuzz.h"
 
 static char fuzz_dir_path[4096];
 
