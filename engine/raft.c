@@ -32,6 +32,7 @@
 #define HB_RING         16
 #define LOG_INITIAL_CAP 4
 #define CHUNK_FIRST     128 /* A group's first chunk; each next one doubles up to CHUNK_SIZE. */
+#define RAFT_TERM_MAX   (UINT64_MAX / 2) /* Messages with a later term are malformed. */
 
 struct raft_chunk {
 	struct raft_chunk *next;
@@ -1312,7 +1313,12 @@ static void handle_snapshot(struct raft *raft, const struct raft_msg *m)
 	const struct raft_snapshot_meta *s = m->snapshot;
 	struct raft_msg *resp;
 
-	if (s == NULL || s->conf.members_count > RAFT_MEMBERS_MAX)
+	/* Malformed: a leader's snapshot holds only entries of its term or
+	 * earlier. A later term would put the log ahead of our own term. */
+	if (s == NULL || s->conf.members_count > RAFT_MEMBERS_MAX || s->term > m->term)
+		return;
+	/* Malformed too: term 0 past index 0 (no entry has it). */
+	if (s->index > 0 && s->term == 0)
 		return;
 	resp = msg_new(raft, RAFT_MSG_APPEND_RESP, m->from, true);
 	if (raft->snapshot_wanted && snapshot_rebase(raft, s)) {
@@ -1323,7 +1329,7 @@ static void handle_snapshot(struct raft *raft, const struct raft_msg *m)
 		resp->index = raft->commit;
 		return;
 	}
-	if (log_term_at(&raft->log, s->index) == s->term) {
+	if (s->index <= log_last(&raft->log) && log_term_at(&raft->log, s->index) == s->term) {
 		/* We hold the snapshot's last entry: our log matches up to it. */
 		commit_to(raft, s->index);
 		resp->index = s->index;
@@ -1518,6 +1524,10 @@ static void step_vote_resp(struct raft *raft, const struct raft_msg *m)
 static bool msg_is_valid(const struct raft *raft, const struct raft_msg *m)
 {
 	if (m->type == 0 || m->type >= RAFT_MSG_TYPE_COUNT)
+		return false;
+	/* No real group gets near 2^63 terms; a term that high could only
+	 * make ours wrap to 0 at the next election. */
+	if (m->term > RAFT_TERM_MAX)
 		return false;
 	if (m->from == RAFT_NONE || m->from == raft->config.id)
 		return false;

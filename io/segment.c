@@ -176,8 +176,9 @@ static bool segment_entries_are_sane(const struct segment_record *record)
 	for (uint32_t i = 0; i < count; i++)
 		data_size += get32(record->payload + SEGMENT_ENTRIES_FIXED_SIZE +
 				   (uint64_t)i * SEGMENT_ENTRY_META_SIZE);
+	/* Indexes start at 1, and the one after the last must exist. */
 	return segment_entries_payload_size(count, data_size) == record->size &&
-	       record->first_index >= 1;
+	       record->first_index >= 1 && record->first_index <= UINT64_MAX - count;
 }
 
 int segment_record_peek(const uint8_t *buf, uint64_t avail, struct segment_record *record)
@@ -205,6 +206,10 @@ int segment_record_peek(const uint8_t *buf, uint64_t avail, struct segment_recor
 		return WAL_ERR_CORRUPT;
 	if (record->type == SEGMENT_RECORD_HARD && record->size != SEGMENT_HARD_SIZE)
 		return WAL_ERR_CORRUPT;
+	/* Batches count group commits from 1: 2^63 of them is not a real
+	 * log, and numbering on from near 2^64 would wrap. */
+	if (record->batch > SEGMENT_BATCH_MAX)
+		return WAL_ERR_CORRUPT;
 	return 0;
 }
 
@@ -217,6 +222,9 @@ int segment_record_get(const uint8_t *buf, uint64_t avail, uint64_t seq,
 	    XXH3_64bits_withSeed(buf + 8, SEGMENT_RECORD_HEADER_SIZE - 8 + record->size, seq))
 		return WAL_ERR_CORRUPT;
 	if (record->type == SEGMENT_RECORD_ENTRIES && !segment_entries_are_sane(record))
+		return WAL_ERR_CORRUPT;
+	/* A log compacted up to the last index would have no next index. */
+	if (record->type == SEGMENT_RECORD_MARK && record->first_index == UINT64_MAX)
 		return WAL_ERR_CORRUPT;
 	return 0;
 }

@@ -16,6 +16,7 @@
 #define SEGMENT_HARD_SIZE          24 /* Payload of a hard-state record. */
 #define SEGMENT_NAME_SIZE          24 /* "%016x.wal" and the NUL. */
 #define SEGMENT_VERSION            1
+#define SEGMENT_BATCH_MAX          (UINT64_MAX / 2) /* A record's batch number is at most this. */
 
 enum segment_record_type {
 	SEGMENT_RECORD_ENTRIES = 1, /* Entries of one group, one term, contiguous indexes. */
@@ -88,13 +89,14 @@ void segment_record_put(uint8_t *out, const struct segment_record *record);
 void segment_record_seal(uint8_t *rec, uint64_t seq);
 
 /* Decode the header at buf and check only that it is plausible (known type
- * and flags, size within avail), without the checksum. Returns 0 or
- * WAL_ERR_CORRUPT. */
+ * and flags, size within avail, batch at most SEGMENT_BATCH_MAX), without
+ * the checksum. Returns 0 or WAL_ERR_CORRUPT. */
 int segment_record_peek(const uint8_t *buf, uint64_t avail, struct segment_record *record);
 
 /* Decode and verify the record at buf, of which avail bytes may belong to
  * it. Returns 0, or WAL_ERR_CORRUPT when the header is implausible, the size
- * overruns avail, the checksum fails, or an ENTRIES payload is malformed. */
+ * overruns avail, the checksum fails, an ENTRIES payload is malformed, or
+ * its indexes (or a MARK's) leave no next index below 2^64. */
 int segment_record_get(const uint8_t *buf, uint64_t avail, uint64_t seq,
 		       struct segment_record *record);
 

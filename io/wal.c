@@ -889,7 +889,8 @@ static int wal_append_entries_flags(struct wal *wal, uint64_t group, uint64_t fi
 	rv = wal_check_appendable(wal);
 	if (rv != 0)
 		return rv;
-	if (entries_count == 0 || first_index <= mark)
+	/* The index after the last entry must exist (segment_record_get()). */
+	if (entries_count == 0 || first_index <= mark || first_index > UINT64_MAX - entries_count)
 		return -EINVAL;
 	if (first_index > last + 1)
 		return WAL_ERR_GAP;
@@ -1017,6 +1018,8 @@ int wal_append_mark(struct wal *wal, uint64_t group, uint64_t index, uint64_t te
 	rv = wal_check_appendable(wal);
 	if (rv != 0)
 		return rv;
+	if (index == UINT64_MAX)
+		return -EINVAL; /* No next index (segment_record_get()). */
 	rv = wal_group_get(wal, group, &g);
 	if (rv != 0)
 		return rv;
@@ -2116,23 +2119,62 @@ static int wal_recover_tail(struct wal *wal)
 	return 0;
 }
 
+/* The first index of first_index..last_index that no run holds, or 0 when
+ * the runs hold them all; *after is the run that resumes past the hole. A
+ * hole that copies filled only in part (the segment holding the rest went
+ * away) is found here. */
+static uint64_t wal_group_hole(const struct wal_group *g, const struct wal_run **after)
+{
+	uint64_t covered = g->first_index; /* Every index below is held. */
+
+	*after = NULL;
+	for (uint32_t i = 0; i < g->runs_count; i++) {
+		const struct wal_run *run = wal_run_at(g, i);
+
+		if (run->first_index > covered) {
+			*after = run;
+			return covered;
+		}
+		if (run->first_index + run->count > covered)
+			covered = run->first_index + run->count;
+	}
+	return covered <= g->last_index ? covered : 0;
+}
+
 static int wal_recover_gaps(struct wal *wal)
 {
 	const struct wal_group *g = NULL;
 
 	while ((g = wal_group_next(wal, g)) != NULL) {
 		char name[SEGMENT_NAME_SIZE];
+		const struct wal_run *after;
+		uint64_t hole;
 
-		/* The live log must start right after the mark (or at 1). */
-		if (g->removed || g->first_index <= g->mark_index + 1)
+		if (g->removed)
 			continue;
-		segment_name(name, g->gap_seq);
-		wal_say(wal,
-			"segment %s offset %" PRIu64 " group %" PRIu64 ": entries resume at index "
-			"%" PRIu64 " after a hole in the group's log (it is compacted only up to "
-			"%" PRIu64 " and no later record fills the hole); refusing to open",
-			name, g->gap_offset, g->group, g->first_index, g->mark_index);
-		return WAL_ERR_GAP;
+		/* The live log must start right after the mark (or at 1). */
+		if (g->first_index > g->mark_index + 1) {
+			segment_name(name, g->gap_seq);
+			wal_say(wal,
+				"segment %s offset %" PRIu64 " group %" PRIu64
+				": entries resume at index %" PRIu64 " after a hole in the group's "
+				"log (it is compacted only up to %" PRIu64
+				" and no later record fills the hole); refusing to open",
+				name, g->gap_offset, g->group, g->first_index, g->mark_index);
+			return WAL_ERR_GAP;
+		}
+		/* And hold every entry from there to its last. */
+		hole = wal_group_hole(g, &after);
+		if (hole != 0) {
+			segment_name(name, after != NULL ? after->seq : g->gap_seq);
+			wal_say(wal,
+				"segment %s offset %" PRIu64 " group %" PRIu64
+				": no record holds entry %" PRIu64 " of the group's live log "
+				"(%" PRIu64 "..%" PRIu64 "); refusing to open",
+				name, after != NULL ? after->offset : g->gap_offset, g->group, hole,
+				g->first_index, g->last_index);
+			return WAL_ERR_GAP;
+		}
 	}
 	return 0;
 }

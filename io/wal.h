@@ -249,8 +249,9 @@ const char *wal_why(const struct wal *wal);
 
 /* Append entries first_index, first_index + 1, ... of group. A first_index
  * at or below the group's last index overwrites the log from there (a
- * follower dropping conflicting entries). Returns 0, -EINVAL (count 0, or
- * first_index at or below the mark), WAL_ERR_GAP (first_index > last + 1),
+ * follower dropping conflicting entries). Returns 0, -EINVAL (count 0,
+ * first_index at or below the mark, or the last index at 2^64-1),
+ * WAL_ERR_GAP (first_index > last + 1),
  * -EMSGSIZE (an entry over a quarter of batch_size_max), -EAGAIN (batch
  * buffers full: flush and run the loop), -EROFS, -ENOSPC or WAL_ERR_FAILED.
  * The entries' bytes are copied. */
@@ -263,7 +264,8 @@ int wal_append_hard(struct wal *wal, uint64_t group, const struct wal_hard *hard
 /* Append a snapshot mark: the group's log is compacted up to index, whose
  * term is term. Entries after index are kept if the entry at index has that
  * term, otherwise the whole log is dropped (Raft §7: a snapshot that does
- * not match the log replaces it). -EINVAL if index is below the last mark. */
+ * not match the log replaces it). -EINVAL if index is below the last mark
+ * or is 2^64-1. */
 int wal_append_mark(struct wal *wal, uint64_t group, uint64_t index, uint64_t term);
 
 /* Append the removal of a group: its state and records die. */

@@ -187,6 +187,10 @@ int wire_msg_decode(const uint8_t *buf, size_t size, size_t *used, struct raft_m
 	p += WIRE_MSG_HEADER_SIZE;
 	if (count > 0 && msg->type != RAFT_MSG_APPEND)
 		return -EPROTO;
+	/* Every entry takes at least its header: a count the bytes cannot hold
+	 * is malformed, and must not make the caller grow its entries array. */
+	if (count > (size_t)(end - p) / WIRE_ENTRY_HEADER_SIZE)
+		return -EPROTO;
 	if (count > entries_cap)
 		return -E2BIG;
 	if (msg->index > UINT64_MAX - count)

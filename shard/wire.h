@@ -75,7 +75,8 @@ size_t wire_msg_encode(const struct raft_msg *msg, uint8_t *buf);
 /* Decode one message from buf of size bytes. entries (capacity entries_cap)
  * receives the entries, whose payloads point into buf; snapshot receives the
  * snapshot meta of a SNAPSHOT message. *used gets the bytes consumed.
- * Returns 0, -EPROTO (malformed), -E2BIG (more entries than entries_cap). */
+ * Returns 0, -EPROTO (malformed, or an entries count the bytes cannot hold),
+ * -E2BIG (more entries than entries_cap: grow entries and decode again). */
 int wire_msg_decode(const uint8_t *buf, size_t size, size_t *used, struct raft_msg *msg,
 		    struct raft_entry *entries, uint32_t entries_cap,
 		    struct raft_snapshot_meta *snapshot);

@@ -616,6 +616,7 @@ int kv_corrupt_local(struct kv *kv, uint64_t group, const void *key, uint32_t ke
  *   48: items, each u32 key_size | u32 value_size | key | value. */
 #define KV_SNAPSHOT_MAGIC  0x3153564bu /* "KVS1" */
 #define KV_SNAPSHOT_HEADER 48
+#define KV_RESTORE_STEP    (1u << 20) /* Bytes an item's buffer grows by while read. */
 
 static void kv_put64(unsigned char *p, uint64_t v)
 {
@@ -766,6 +767,30 @@ static int kv_read_exact(struct fl_snapshot_reader *r, void *buf, size_t size)
 	return 0;
 }
 
+/* Read an item of size bytes into *buf, growing it by at most
+ * KV_RESTORE_STEP bytes ahead of what has arrived: a size field larger
+ * than the snapshot then fails at the snapshot's end (-EBADMSG) instead of
+ * allocating what it claims. */
+static int kv_read_item(struct fl_snapshot_reader *r, unsigned char **buf, uint64_t size)
+{
+	uint64_t got = 0;
+
+	do {
+		uint64_t step = size - got < KV_RESTORE_STEP ? size - got : KV_RESTORE_STEP;
+		unsigned char *grown = realloc(*buf, (size_t)(got + step) + 1);
+		int rv;
+
+		if (grown == NULL)
+			return -ENOMEM;
+		*buf = grown;
+		rv = kv_read_exact(r, *buf + got, (size_t)step);
+		if (rv != 0)
+			return rv;
+		got += step;
+	} while (got < size);
+	return 0;
+}
+
 /* Size fresh's table for items at once. A snapshot lists items in the slot
  * order of the map that saved it, that is by hash: inserted so into a table
  * that starts small and doubles, they pile up in long probe runs (restoring
@@ -802,7 +827,6 @@ static int kv_load_items(struct kv_group *fresh, struct fl_snapshot_reader *r, u
 	for (uint64_t i = 0; i < items && rv == 0; i++) {
 		uint64_t both;
 		uint32_t key_size, value_size;
-		unsigned char *grown;
 
 		rv = kv_read_exact(r, sizes, sizeof(sizes));
 		if (rv != 0)
@@ -814,13 +838,7 @@ static int kv_load_items(struct kv_group *fresh, struct fl_snapshot_reader *r, u
 			rv = -EBADMSG;
 			break;
 		}
-		grown = realloc(buf, (size_t)key_size + value_size + 1);
-		if (grown == NULL) {
-			rv = -ENOMEM;
-			break;
-		}
-		buf = grown;
-		rv = kv_read_exact(r, buf, (size_t)key_size + value_size);
+		rv = kv_read_item(r, &buf, (uint64_t)key_size + value_size);
 		if (rv == 0)
 			rv = kv_map_put(fresh, buf, key_size, buf + key_size, value_size);
 	}
