@@ -296,7 +296,8 @@ static void lincheck_key_link(struct lincheck_key *k)
 		k->events[2 * i + 1] =
 		    (struct lincheck_event){.time_ns = op->return_ns, .op = i, .is_return = true};
 	}
-	qsort(k->events, 2 * (size_t)n, sizeof(*k->events), lincheck_event_cmp);
+	if (n > 0)
+		qsort(k->events, 2 * (size_t)n, sizeof(*k->events), lincheck_event_cmp);
 	for (uint32_t e = 0; e < 2 * n; e++) {
 		if (k->events[e].is_return)
 			k->match[k->call_event[k->events[e].op]] = e;
@@ -557,7 +558,8 @@ static void lincheck_key_slots(struct lincheck_scratch *s, bool initial_unknown)
 		if (op->kind == LINCHECK_WRITE)
 			s->pairs[writes++] = (struct lincheck_pair){op->value, i};
 	}
-	qsort(s->pairs, writes, sizeof(*s->pairs), lincheck_pair_cmp);
+	if (writes > 0)
+		qsort(s->pairs, writes, sizeof(*s->pairs), lincheck_pair_cmp);
 	memset(k->reads_left, 0, (n + 2) * sizeof(*k->reads_left));
 	for (uint32_t i = 0; i < n; i++) {
 		const struct lincheck_op *op = &k->ops[k->global[i]];
@@ -595,8 +597,10 @@ static int lincheck_key_select(struct lincheck_scratch *s, const struct lincheck
 		else if (ops[i].return_ns != LINCHECK_PENDING)
 			s->seen[seen++] = ops[i].value;
 	}
-	qsort(s->written, written, sizeof(uint64_t), lincheck_u64_cmp);
-	qsort(s->seen, seen, sizeof(uint64_t), lincheck_u64_cmp);
+	if (written > 0)
+		qsort(s->written, written, sizeof(uint64_t), lincheck_u64_cmp);
+	if (seen > 0)
+		qsort(s->seen, seen, sizeof(uint64_t), lincheck_u64_cmp);
 	for (uint64_t i = 1; i < written; i++)
 		if (s->written[i] == s->written[i - 1])
 			return -EINVAL;
@@ -698,8 +702,9 @@ static void lincheck_window(const struct lincheck_key *k, struct lincheck_violat
 				    lincheck_distance(&k->ops[v->window[far]], x))
 			v->window[far] = g;
 	}
-	qsort(v->window, v->window_count, sizeof(uint64_t),
-	      lincheck_u64_cmp); /* ops are in call order. */
+	if (v->window_count > 0)
+		qsort(v->window, v->window_count, sizeof(uint64_t),
+		      lincheck_u64_cmp); /* ops are in call order. */
 }
 
 /* The operation to blame for a violation: the one whose return no order got
@@ -786,7 +791,8 @@ int lincheck_check(struct lincheck_op *ops, uint64_t ops_count,
 
 	memset(result, 0, sizeof(*result));
 	result->ops_count = ops_count;
-	qsort(ops, ops_count, sizeof(*ops), lincheck_op_cmp);
+	if (ops_count > 0)
+		qsort(ops, ops_count, sizeof(*ops), lincheck_op_cmp);
 	for (uint64_t lo = 0, hi; lo < ops_count; lo = hi) {
 		for (hi = lo + 1; hi < ops_count && ops[hi].key == ops[lo].key; hi++)
 			;

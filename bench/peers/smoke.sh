@@ -9,11 +9,21 @@ shift
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 
-status=0
-"$compare" "$@" >"$out" || status=$?
-cat "$out"
+# canonical/raft on a loaded 2-core machine sometimes loses its leader or
+# takes too long to elect one: try twice, and when only raft-peer runs failed
+# both times, say so and skip (77) rather than fail Flotilla's suite.
+for attempt in 1 2; do
+	status=0
+	"$compare" "$@" >"$out" 2>&1 || status=$?
+	cat "$out"
+	[ "$status" -eq 0 ] && break
+	echo "peers-smoke: compare exited with status $status (attempt $attempt)" >&2
+done
 if [ "$status" -ne 0 ]; then
-	echo "peers-smoke: compare exited with status $status" >&2
+	if grep -q 'FAILED: raft-peer' "$out" && ! grep 'FAILED: ' "$out" | grep -qv 'FAILED: raft-peer'; then
+		echo "peers-smoke: only canonical/raft's runs failed, twice: skipped" >&2
+		exit 77
+	fi
 	exit 1
 fi
 if ! grep -Eq '^figure +Flotilla +canonical/raft +ratio$' "$out"; then
