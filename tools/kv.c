@@ -797,6 +797,8 @@ static int kv_read_item(struct fl_snapshot_reader *r, unsigned char **buf, uint6
  * 640,000 items took 15 s); in a table of the final size each lands near
  * its home slot. Returns 0, -EBADMSG (more items than a map holds) or
  * -ENOMEM. */
+#define KV_RESERVE_MAX (1u << 22) /* Items a restore sizes its table for at most. */
+
 static int kv_map_reserve(struct kv_group *fresh, uint64_t items)
 {
 	uint32_t count = KV_MAP_SLOTS_MIN;
@@ -804,6 +806,11 @@ static int kv_map_reserve(struct kv_group *fresh, uint64_t items)
 
 	if (items > (1u << 30))
 		return -EBADMSG;
+	/* The count is the file's word: a damaged one must not size the table
+	 * (4 GiB for 2^30 items). Past KV_RESERVE_MAX items the map grows as
+	 * they arrive. */
+	if (items > KV_RESERVE_MAX)
+		items = KV_RESERVE_MAX;
 	while ((uint64_t)count * 3 < items * 4)
 		count *= 2;
 	if (count == fresh->slots_count)

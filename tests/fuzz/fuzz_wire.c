@@ -150,7 +150,8 @@ static int fuzz_wire_chunk(const uint8_t *body, size_t size)
 
 	if (wire_chunk_decode(&c, body, size) != 0)
 		return -EPROTO;
-	FUZZ_CHECK((uint64_t)c.len + WIRE_CHUNK_HEADER_SIZE == size);
+	FUZZ_CHECK((uint64_t)(c.packed_len ? c.packed_len : c.len) + WIRE_CHUNK_HEADER_SIZE ==
+		   size);
 	FUZZ_CHECK(c.offset <= c.size && c.len <= c.size - c.offset);
 	wire_chunk_encode(&c, buf);
 	FUZZ_CHECK(memcmp(buf, body, WIRE_CHUNK_HEADER_SIZE) == 0);
