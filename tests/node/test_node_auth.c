@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "flotilla.h"
+#include "tests/node/node_test.h"
 
 #define CHECK(cond)                                                                                \
 	do {                                                                                       \
@@ -31,20 +32,6 @@ static void sm_apply(void *ctx, uint64_t group, const struct fl_entry *entries, 
 		results[i] = 7;
 }
 
-static uint16_t free_port(void)
-{
-	struct sockaddr_in addr = {.sin_family = AF_INET,
-				   .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t len = sizeof(addr);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-	CHECK(fd >= 0);
-	CHECK(bind(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0);
-	CHECK(getsockname(fd, (struct sockaddr *)&addr, &len) == 0);
-	close(fd);
-	return ntohs(addr.sin_port);
-}
-
 /* Start nodes 1 and 2 with keys k1 and k2 (NULL: none); propose to group 1
  * for up to wait_ms. Returns whether the proposal committed. */
 static bool pair_commits(const char *name, const char *k1, const char *k2, int wait_ms)
@@ -56,7 +43,10 @@ static bool pair_commits(const char *name, const char *k1, const char *k2, int w
 	bool ok = false;
 
 	for (int i = 0; i < 2; i++) {
-		snprintf(addrs[i], sizeof(addrs[i]), "127.0.0.1:%u", free_port());
+		uint16_t port = node_test_free_port();
+
+		CHECK(port != 0);
+		snprintf(addrs[i], sizeof(addrs[i]), "127.0.0.1:%u", port);
 		snprintf(dirs[i], sizeof(dirs[i]), "%s/%s-%d", root, name, i + 1);
 	}
 	for (int i = 0; i < 2; i++) {

@@ -28,6 +28,7 @@
 #include <xxhash.h>
 
 #include "flotilla.h"
+#include "tests/node/node_test.h"
 
 #define NODES         3
 #define GROUP         1
@@ -117,50 +118,12 @@ static int sm_restore(void *ctx, uint64_t group, struct fl_snapshot_reader *r)
 	return 0;
 }
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static uint16_t free_port(void)
-{
-	struct sockaddr_in addr = {.sin_family = AF_INET,
-				   .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t len = sizeof(addr);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-	assert_true(fd >= 0);
-	assert_int_equal(bind(fd, (struct sockaddr *)&addr, sizeof(addr)), 0);
-	assert_int_equal(getsockname(fd, (struct sockaddr *)&addr, &len), 0);
-	close(fd);
-	return ntohs(addr.sin_port);
-}
-
 static void node_start(int i)
 {
 	struct fl_node_config config;
-	struct fl_peer peers[NODES - 1];
-	char addrs[NODES][64], listen[64];
-	uint32_t n = 0;
+	struct node_test_addrs addrs;
 
-	for (int j = 0; j < NODES; j++) {
-		snprintf(addrs[j], sizeof(addrs[j]), "127.0.0.1:%u", ports[j]);
-		if (j != i)
-			peers[n++] = (struct fl_peer){.id = (uint64_t)j + 1, .addr = addrs[j]};
-	}
-	snprintf(listen, sizeof(listen), "127.0.0.1:%u", ports[i]);
-	fl_node_config_default(&config, (uint64_t)i + 1);
-	config.cluster_id = 11;
-	config.data_dir = dirs[i];
-	config.listen_addr = listen;
-	config.peers = peers;
-	config.peers_count = n;
-	config.shards_count = 1;
-	config.election_timeout_ms = 300;
-	config.heartbeat_interval_ms = 50;
+	node_test_config(&config, &addrs, i, NODES, ports, dirs[i], 11);
 	config.check_entries = CHECK_ENTRIES;
 	config.snapshot_entries = 1000;
 	config.sm = (struct fl_sm_ops){.apply = sm_apply,
@@ -175,9 +138,9 @@ static void node_start(int i)
 /* The index of the node leading GROUP, once one does (bounded). */
 static int leader_wait(void)
 {
-	uint64_t deadline = now_ms() + WAIT_MS;
+	uint64_t deadline = node_test_now_ms() + WAIT_MS;
 
-	while (now_ms() < deadline) {
+	while (node_test_now_ms() < deadline) {
 		for (int i = 0; i < NODES; i++) {
 			uint64_t leader = 0;
 
@@ -194,10 +157,10 @@ static int leader_wait(void)
 /* Propose one entry through the leader, following hints (bounded). */
 static void propose(const char *payload)
 {
-	uint64_t deadline = now_ms() + WAIT_MS;
+	uint64_t deadline = node_test_now_ms() + WAIT_MS;
 	int target = leader_wait();
 
-	while (now_ms() < deadline) {
+	while (node_test_now_ms() < deadline) {
 		uint64_t result = 0, leader = 0;
 		int rv = fl_propose_sync(nodes[target], GROUP, payload, (uint32_t)strlen(payload),
 					 &result, &leader);
@@ -244,7 +207,7 @@ static struct fl_metrics metrics_of(int i)
  * least checks checks. */
 static void wait_applied_and_checked(uint64_t count, uint64_t checks)
 {
-	uint64_t deadline = now_ms() + WAIT_MS;
+	uint64_t deadline = node_test_now_ms() + WAIT_MS;
 
 	for (;;) {
 		bool all = true;
@@ -253,7 +216,7 @@ static void wait_applied_and_checked(uint64_t count, uint64_t checks)
 			all = all && sm_count(i) == count && metrics_of(i).checks >= checks;
 		if (all)
 			return;
-		if (now_ms() > deadline)
+		if (node_test_now_ms() > deadline)
 			fail_msg("replicas did not apply %llu entries and %llu checks in %d ms",
 				 (unsigned long long)count, (unsigned long long)checks, WAIT_MS);
 		usleep(10000);
@@ -263,9 +226,9 @@ static void wait_applied_and_checked(uint64_t count, uint64_t checks)
 /* Wait (bounded) until node i counts a divergence; false on timeout. */
 static bool wait_divergence(int i, uint64_t ms)
 {
-	uint64_t deadline = now_ms() + ms;
+	uint64_t deadline = node_test_now_ms() + ms;
 
-	while (now_ms() < deadline) {
+	while (node_test_now_ms() < deadline) {
 		if (metrics_of(i).divergences > 0)
 			return true;
 		usleep(10000);
@@ -292,7 +255,8 @@ static int cluster_setup(void **state)
 	for (int i = 0; i < NODES; i++) {
 		pthread_mutex_init(&sms[i].lock, NULL);
 		snprintf(dirs[i], sizeof(dirs[i]), "%s/node-%d", root, i + 1);
-		ports[i] = free_port();
+		ports[i] = node_test_free_port();
+		assert_int_not_equal(ports[i], 0);
 	}
 	for (int i = 0; i < NODES; i++)
 		node_start(i);
@@ -433,8 +397,8 @@ static void test_check_on_demand_catches_a_corruption(void **state)
 	corrupt(other);
 	assert_int_equal(check_sync(leader, &index), 0);
 	assert_true(index > 0);
-	deadline = now_ms() + 5000;
-	while (metrics_of(other).checks == checks && now_ms() < deadline)
+	deadline = node_test_now_ms() + 5000;
+	while (metrics_of(other).checks == checks && node_test_now_ms() < deadline)
 		usleep(10000);
 	assert_true(wait_divergence(other, 5000));
 	assert_int_equal(atomic_load(&sms[other].diverged_index), index);
@@ -445,7 +409,7 @@ static void test_check_on_demand_catches_a_corruption(void **state)
 /* Wait (bounded) until every node applied the same count and state. */
 static void wait_identical(void)
 {
-	uint64_t deadline = now_ms() + WAIT_MS;
+	uint64_t deadline = node_test_now_ms() + WAIT_MS;
 
 	for (;;) {
 		bool same = true;
@@ -455,7 +419,7 @@ static void wait_identical(void)
 			       sm_digest(&sms[i], GROUP) == sm_digest(&sms[0], GROUP);
 		if (same)
 			return;
-		if (now_ms() > deadline)
+		if (node_test_now_ms() > deadline)
 			fail_msg("replicas not identical after %d ms", WAIT_MS);
 		usleep(10000);
 	}
@@ -492,9 +456,9 @@ static void test_rebuild_repairs_diverged_replicas(void **state)
 	propose_many(2 * CHECK_ENTRIES, "rebuilt");
 	wait_identical();
 	for (int i = 0; i < NODES; i++) {
-		uint64_t deadline = now_ms() + WAIT_MS;
+		uint64_t deadline = node_test_now_ms() + WAIT_MS;
 
-		while (metrics_of(i).checks < checks[i] + 1 && now_ms() < deadline)
+		while (metrics_of(i).checks < checks[i] + 1 && node_test_now_ms() < deadline)
 			usleep(10000);
 		assert_true(metrics_of(i).checks >= checks[i] + 1);
 		assert_int_equal(metrics_of(i).divergences, divergences[i]);
@@ -513,9 +477,9 @@ static int transfer_to(struct fl_node *node, uint64_t group, fl_done_cb cb, void
 /* Wait (bounded) until node i counts more than count divergences. */
 static bool wait_divergences_above(int i, uint64_t count)
 {
-	uint64_t deadline = now_ms() + 5000;
+	uint64_t deadline = node_test_now_ms() + 5000;
 
-	while (now_ms() < deadline) {
+	while (node_test_now_ms() < deadline) {
 		if (metrics_of(i).divergences > count)
 			return true;
 		usleep(10000);
@@ -545,14 +509,14 @@ static void test_corrupted_leader_is_found_once_leadership_moves(void **state)
 
 	transfer_target = (uint64_t)next + 1;
 	assert_int_equal(call_sync(transfer_to, leader, &index), 0);
-	deadline = now_ms() + WAIT_MS;
-	while (leader_wait() != next && now_ms() < deadline)
+	deadline = node_test_now_ms() + WAIT_MS;
+	while (leader_wait() != next && node_test_now_ms() < deadline)
 		usleep(20000);
 	assert_int_equal(leader_wait(), next);
 	assert_int_equal(check_sync(next, &index), 0);
 	assert_true(wait_divergences_above(leader, before[leader]));
-	deadline = now_ms() + WAIT_MS;
-	while (fl_read_sync(nodes[third], GROUP, &hint) != 0 && now_ms() < deadline)
+	deadline = node_test_now_ms() + WAIT_MS;
+	while (fl_read_sync(nodes[third], GROUP, &hint) != 0 && node_test_now_ms() < deadline)
 		usleep(20000);
 	assert_int_equal(fl_read_sync(nodes[next], GROUP, &hint), 0);
 	assert_int_equal(fl_read_sync(nodes[third], GROUP, &hint), 0);

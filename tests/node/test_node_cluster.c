@@ -27,6 +27,7 @@
 #include <xxhash.h>
 
 #include "flotilla.h"
+#include "tests/node/node_test.h"
 
 #define NODES      3
 #define GROUPS_MAX 4096
@@ -135,50 +136,13 @@ static void sm_release(void *ctx, uint64_t group, void *view)
 	free(view);
 }
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static uint16_t free_port(void)
-{
-	struct sockaddr_in addr = {.sin_family = AF_INET,
-				   .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t len = sizeof(addr);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-	CHECK(fd >= 0);
-	CHECK(bind(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0);
-	CHECK(getsockname(fd, (struct sockaddr *)&addr, &len) == 0);
-	close(fd);
-	return ntohs(addr.sin_port);
-}
-
 static void node_start(int i)
 {
 	struct fl_node_config config;
-	struct fl_peer peers[NODES - 1];
-	char addrs[NODES][64], listen[64];
-	uint32_t n = 0;
+	struct node_test_addrs addrs;
 
-	for (int j = 0; j < NODES; j++) {
-		snprintf(addrs[j], sizeof(addrs[j]), "127.0.0.1:%u", ports[j]);
-		if (j != i)
-			peers[n++] = (struct fl_peer){.id = (uint64_t)j + 1, .addr = addrs[j]};
-	}
-	snprintf(listen, sizeof(listen), "127.0.0.1:%u", ports[i]);
-	fl_node_config_default(&config, (uint64_t)i + 1);
-	config.cluster_id = 7;
-	config.data_dir = dirs[i];
-	config.listen_addr = listen;
-	config.peers = peers;
-	config.peers_count = n;
+	node_test_config(&config, &addrs, i, NODES, ports, dirs[i], 7);
 	config.shards_count = shards_count;
-	config.election_timeout_ms = 300;
-	config.heartbeat_interval_ms = 50;
 	config.sm = (struct fl_sm_ops){
 	    .apply = sm_apply, .save = sm_save, .restore = sm_restore, .ctx = &sms[i]};
 	config.snapshot_entries = 64; /* Snapshots and compaction all along. */
@@ -203,9 +167,9 @@ static void node_start(int i)
  * never through node index down (stopped). */
 static uint64_t propose_avoiding(uint64_t group, const void *data, uint32_t size, int down)
 {
-	uint64_t deadline = now_ms() + 10000, target = 1 + group % NODES;
+	uint64_t deadline = node_test_now_ms() + 10000, target = 1 + group % NODES;
 
-	while (now_ms() < deadline) {
+	while (node_test_now_ms() < deadline) {
 		uint64_t result = 0, leader = 0;
 		int rv;
 
@@ -307,7 +271,7 @@ static void create_groups(void)
 /* Wait until every node applied count entries of every group, identically. */
 static void wait_converged(uint64_t count)
 {
-	uint64_t deadline = now_ms() + 30000;
+	uint64_t deadline = node_test_now_ms() + 30000;
 
 	for (;;) {
 		bool same = true;
@@ -321,7 +285,7 @@ static void wait_converged(uint64_t count)
 			}
 		if (same)
 			return;
-		if (now_ms() > deadline) {
+		if (node_test_now_ms() > deadline) {
 			for (uint32_t g = 1; g <= groups_count; g++)
 				for (int i = 0; i < NODES; i++)
 					if (sms[i].count[g] != count)
@@ -368,13 +332,14 @@ int main(int argc, char **argv)
 	for (int i = 0; i < NODES; i++) {
 		pthread_mutex_init(&sms[i].lock, NULL);
 		snprintf(dirs[i], sizeof(dirs[i]), "%s/node-%d", root, i + 1);
-		ports[i] = free_port();
+		ports[i] = node_test_free_port();
+		CHECK(ports[i] != 0);
 	}
 	for (int i = 0; i < NODES; i++)
 		node_start(i);
 	create_groups();
 
-	t0 = now_ms();
+	t0 = node_test_now_ms();
 	for (int t = 0; t < 4; t++) {
 		writers[t] = (struct writer){.first_group = (uint32_t)t + 1, .step = 4};
 		CHECK(pthread_create(&threads[t], NULL, writer_main, &writers[t]) == 0);
@@ -382,7 +347,7 @@ int main(int argc, char **argv)
 	for (int t = 0; t < 4; t++)
 		pthread_join(threads[t], NULL);
 	printf("acknowledged %u proposals over %u groups in %llu ms\n", groups_count * per_group,
-	       groups_count, (unsigned long long)(now_ms() - t0));
+	       groups_count, (unsigned long long)(node_test_now_ms() - t0));
 	wait_converged(per_group);
 	for (int i = 0; i < NODES; i++)
 		CHECK(!sms[i].disorder);

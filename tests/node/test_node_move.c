@@ -26,6 +26,7 @@
 #include <xxhash.h>
 
 #include "flotilla.h"
+#include "tests/node/node_test.h"
 
 #define NODES   4
 #define GROUPS  3
@@ -99,50 +100,12 @@ static int sm_restore(void *ctx, uint64_t group, struct fl_snapshot_reader *r)
 	return 0;
 }
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static uint16_t free_port(void)
-{
-	struct sockaddr_in addr = {.sin_family = AF_INET,
-				   .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t len = sizeof(addr);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-	CHECK(fd >= 0);
-	CHECK(bind(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0);
-	CHECK(getsockname(fd, (struct sockaddr *)&addr, &len) == 0);
-	close(fd);
-	return ntohs(addr.sin_port);
-}
-
 static void node_start(int i)
 {
 	struct fl_node_config config;
-	struct fl_peer peers[NODES - 1];
-	char addrs[NODES][64], listen[64];
-	uint32_t n = 0;
+	struct node_test_addrs addrs;
 
-	for (int j = 0; j < NODES; j++) {
-		snprintf(addrs[j], sizeof(addrs[j]), "127.0.0.1:%u", ports[j]);
-		if (j != i)
-			peers[n++] = (struct fl_peer){.id = (uint64_t)j + 1, .addr = addrs[j]};
-	}
-	snprintf(listen, sizeof(listen), "127.0.0.1:%u", ports[i]);
-	fl_node_config_default(&config, (uint64_t)i + 1);
-	config.cluster_id = 9;
-	config.data_dir = dirs[i];
-	config.listen_addr = listen;
-	config.peers = peers;
-	config.peers_count = n;
-	config.shards_count = 1;
-	config.election_timeout_ms = 300;
-	config.heartbeat_interval_ms = 50;
+	node_test_config(&config, &addrs, i, NODES, ports, dirs[i], 9);
 	config.snapshot_entries = 64;
 	config.sm = (struct fl_sm_ops){
 	    .apply = sm_apply, .save = sm_save, .restore = sm_restore, .ctx = &sms[i]};
@@ -205,9 +168,9 @@ static int group_info(int node, uint64_t group, struct fl_group_info *info)
 /* The group's leader, as node index, seen by any running node within WAIT_MS. */
 static int leader_of(uint64_t group)
 {
-	uint64_t deadline = now_ms() + WAIT_MS;
+	uint64_t deadline = node_test_now_ms() + WAIT_MS;
 
-	while (now_ms() < deadline) {
+	while (node_test_now_ms() < deadline) {
 		for (int i = 0; i < NODES; i++) {
 			struct fl_group_info info;
 
@@ -223,9 +186,9 @@ static int leader_of(uint64_t group)
 /* The leader's view once no change is in flight: the last one committed. */
 static int settled_info(uint64_t group, struct fl_group_info *info)
 {
-	uint64_t deadline = now_ms() + WAIT_MS;
+	uint64_t deadline = node_test_now_ms() + WAIT_MS;
 
-	while (now_ms() < deadline) {
+	while (node_test_now_ms() < deadline) {
 		int leader = leader_of(group);
 
 		if (group_info(leader, group, info) == 0 && info->is_leader && !info->joint &&
@@ -252,10 +215,10 @@ typedef int (*change_fn)(struct fl_node *node, uint64_t group, uint64_t member, 
  * Returns how many times FL_ERR_LAGGING came back. */
 static uint32_t change(uint64_t group, change_fn fn, uint64_t member)
 {
-	uint64_t deadline = now_ms() + WAIT_MS;
+	uint64_t deadline = node_test_now_ms() + WAIT_MS;
 	uint32_t lagging = 0;
 
-	while (now_ms() < deadline) {
+	while (node_test_now_ms() < deadline) {
 		struct fl_group_info info;
 		int leader = settled_info(group, &info), rv;
 		struct call c;
@@ -275,11 +238,11 @@ static uint32_t change(uint64_t group, change_fn fn, uint64_t member)
 
 static void propose(uint64_t group, uint32_t k)
 {
-	uint64_t deadline = now_ms() + WAIT_MS;
+	uint64_t deadline = node_test_now_ms() + WAIT_MS;
 	char payload[32];
 	int size = snprintf(payload, sizeof(payload), "g%llu-%u", (unsigned long long)group, k);
 
-	while (now_ms() < deadline) {
+	while (node_test_now_ms() < deadline) {
 		uint64_t result, leader;
 		int rv = fl_propose_sync(nodes[leader_of(group)], group, payload, (uint32_t)size,
 					 &result, &leader);
@@ -294,7 +257,7 @@ static void propose(uint64_t group, uint32_t k)
 /* Nodes 2, 3 and 4 applied the same count entries of group. */
 static void wait_applied(uint64_t group, uint64_t count)
 {
-	uint64_t deadline = now_ms() + WAIT_MS;
+	uint64_t deadline = node_test_now_ms() + WAIT_MS;
 
 	for (;;) {
 		bool same = true;
@@ -307,7 +270,7 @@ static void wait_applied(uint64_t group, uint64_t count)
 		}
 		if (same)
 			return;
-		CHECK(now_ms() < deadline);
+		CHECK(node_test_now_ms() < deadline);
 		usleep(10000);
 	}
 }
@@ -330,12 +293,12 @@ static void move_group(uint64_t group)
 	leader = leader_of(group);
 	if (group == 1 && leader == 0) {
 		/* By hand, as flotilla-admin does: leadership leaves node 1 first. */
-		uint64_t deadline = now_ms() + WAIT_MS;
+		uint64_t deadline = node_test_now_ms() + WAIT_MS;
 
 		call_init(&c);
 		CHECK(call_wait(&c, fl_transfer(nodes[0], group, 4, call_done, &c)) == 0);
 		while (leader_of(group) == 0) {
-			CHECK(now_ms() < deadline);
+			CHECK(node_test_now_ms() < deadline);
 			usleep(10000);
 		}
 	}
@@ -362,7 +325,8 @@ int main(void)
 	for (int i = 0; i < NODES; i++) {
 		pthread_mutex_init(&sms[i].lock, NULL);
 		snprintf(dirs[i], sizeof(dirs[i]), "%s/node-%d", root, i + 1);
-		ports[i] = free_port();
+		ports[i] = node_test_free_port();
+		CHECK(ports[i] != 0);
 	}
 	for (int i = 0; i < 3; i++)
 		node_start(i);

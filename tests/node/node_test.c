@@ -1,0 +1,57 @@
+#include "tests/node/node_test.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+uint64_t node_test_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+uint16_t node_test_free_port(void)
+{
+	struct sockaddr_in addr = {.sin_family = AF_INET,
+				   .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(addr);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	uint16_t port = 0;
+
+	if (fd < 0)
+		return 0;
+	if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&addr, &len) == 0)
+		port = ntohs(addr.sin_port);
+	close(fd);
+	return port;
+}
+
+void node_test_config(struct fl_node_config *config, struct node_test_addrs *a, int i,
+		      int nodes_count, const uint16_t *ports, const char *data_dir,
+		      uint64_t cluster_id)
+{
+	uint32_t n = 0;
+
+	for (int j = 0; j < nodes_count && j < NODE_TEST_NODES_MAX; j++) {
+		snprintf(a->addrs[j], sizeof(a->addrs[j]), "127.0.0.1:%u", ports[j]);
+		if (j != i)
+			a->peers[n++] =
+			    (struct fl_peer){.id = (uint64_t)j + 1, .addr = a->addrs[j]};
+	}
+	snprintf(a->listen, sizeof(a->listen), "127.0.0.1:%u", ports[i]);
+	fl_node_config_default(config, (uint64_t)i + 1);
+	config->cluster_id = cluster_id;
+	config->data_dir = data_dir;
+	config->listen_addr = a->listen;
+	config->peers = a->peers;
+	config->peers_count = n;
+	config->shards_count = 1;
+	config->election_timeout_ms = 300;
+	config->heartbeat_interval_ms = 50;
+}

@@ -1,0 +1,33 @@
+/* What the in-process cluster tests of tests/node share: a clock, a free
+ * port on 127.0.0.1, and the addresses and common settings of node i of a
+ * cluster whose nodes listen on ports[]. */
+#ifndef TESTS_NODE_NODE_TEST_H
+#define TESTS_NODE_NODE_TEST_H
+
+#include <stdint.h>
+
+#include "flotilla.h"
+
+#define NODE_TEST_NODES_MAX 8
+
+/* Storage for the strings and peers a config points at: keep it alive until
+ * fl_node_start() returns. */
+struct node_test_addrs {
+	struct fl_peer peers[NODE_TEST_NODES_MAX - 1];
+	char addrs[NODE_TEST_NODES_MAX][64];
+	char listen[64];
+};
+
+uint64_t node_test_now_ms(void);
+
+/* A TCP port on 127.0.0.1 that was free a moment ago; 0 if none was found. */
+uint16_t node_test_free_port(void);
+
+/* Fill config for node i (id i + 1) of nodes_count nodes: defaults, the
+ * cluster id, data_dir, its listen address and every other node as a peer,
+ * one shard, a 300 ms election timeout and 50 ms heartbeats. */
+void node_test_config(struct fl_node_config *config, struct node_test_addrs *a, int i,
+		      int nodes_count, const uint16_t *ports, const char *data_dir,
+		      uint64_t cluster_id);
+
+#endif
