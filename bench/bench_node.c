@@ -171,13 +171,6 @@ static void nb_stop(struct node_bench *b)
 	pthread_cond_destroy(&b->cond);
 }
 
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
 static void bench_node_propose(struct bench_state *state, void *arg)
 {
 	struct node_bench b = {0};
@@ -219,13 +212,9 @@ static void bench_node_propose(struct bench_state *state, void *arg)
 		pthread_cond_wait(&b.cond, &b.lock);
 	pthread_mutex_unlock(&b.lock);
 	fl_node_metrics(b.nodes[0], &m1);
-	qsort(b.lat_us, b.lat_count, sizeof(*b.lat_us), cmp_u64);
 	bench_set_items(state, (int64_t)b.acked);
 	bench_set_bytes(state, (int64_t)(b.acked * NODE_BENCH_PAYLOAD));
-	if (b.lat_count > 0) {
-		bench_counter(state, "p50_us", (double)b.lat_us[b.lat_count / 2], 0);
-		bench_counter(state, "p99_us", (double)b.lat_us[b.lat_count * 99 / 100], 0);
-	}
+	bench_latency_counters(state, b.lat_us, b.lat_count, 1);
 	bench_counter(state, "fsyncs_per_entry",
 		      (double)(m1.fsyncs - m0.fsyncs) / (double)(b.acked ? b.acked : 1), 0);
 	bench_counter(state, "failed", (double)b.failed, 0);

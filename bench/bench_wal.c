@@ -103,28 +103,49 @@ static int wal_bench_mkdir(struct bench_state *s, char *out, const char *name)
 /* The device ceiling: pwrite + fdatasync of batch bytes, sequentially over
  * a preallocated, already written file, for total bytes or seconds_max.
  * Returns bytes per second, or 0 on error. */
+/* Create dir/ceiling, WAL_BENCH_CEILING_FILE bytes written once and synced,
+ * so that later writes find allocated, written blocks as the WAL's recycled
+ * segments do; *buf gets a 4096-aligned buffer of that size (the caller
+ * frees it). Returns the open file, or -1 with nothing left open. */
+static int wal_bench_ceiling_file(const char *dir, char *path, size_t path_size, uint8_t **buf)
+{
+	int fd;
+
+	snprintf(path, path_size, "%s/ceiling", dir);
+	*buf = NULL;
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -1;
+	if (posix_memalign((void **)buf, 4096, WAL_BENCH_CEILING_FILE) != 0) {
+		*buf = NULL;
+		goto fail;
+	}
+	memset(*buf, 0x5a, WAL_BENCH_CEILING_FILE);
+	if (pwrite(fd, *buf, WAL_BENCH_CEILING_FILE, 0) != WAL_BENCH_CEILING_FILE || fsync(fd) != 0)
+		goto fail;
+	return fd;
+fail:
+	free(*buf);
+	*buf = NULL;
+	close(fd);
+	unlink(path);
+	return -1;
+}
+
 static double wal_bench_ceiling_run(const char *dir, uint64_t batch, uint64_t total,
 				    double seconds_max, bool direct, uint64_t *fsyncs)
 {
 	char path[600];
-	uint8_t *buf = NULL;
+	uint8_t *buf;
 	uint64_t done = 0, start, span;
 	double elapsed = 0;
 	int fd, dfd = -1;
 
-	snprintf(path, sizeof(path), "%s/ceiling", dir);
-	fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	fd = wal_bench_ceiling_file(dir, path, sizeof(path), &buf);
 	if (fd < 0)
 		return 0;
 	batch = (batch + 4095) & ~4095ull;
 	span = WAL_BENCH_CEILING_FILE / batch * batch;
-	if (posix_memalign((void **)&buf, 4096, WAL_BENCH_CEILING_FILE) != 0)
-		goto out;
-	memset(buf, 0x5a, WAL_BENCH_CEILING_FILE);
-	/* Write the whole file once: later writes find allocated, written
-	 * blocks, as the WAL's recycled segments do. */
-	if (pwrite(fd, buf, WAL_BENCH_CEILING_FILE, 0) != WAL_BENCH_CEILING_FILE || fsync(fd) != 0)
-		goto out;
 	if (direct) {
 		dfd = open(path, O_RDWR | O_DIRECT | O_CLOEXEC);
 		if (dfd < 0)
@@ -176,13 +197,6 @@ static void bench_wal_ceiling(struct bench_state *s, void *arg)
 	wal_bench_rmdir(dir);
 }
 
-static int wal_bench_cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
 #define WAL_BENCH_FSYNC_SAMPLES 2000
 
 static void bench_wal_fsync_latency(struct bench_state *s, void *arg)
@@ -191,28 +205,19 @@ static void bench_wal_fsync_latency(struct bench_state *s, void *arg)
 	uint32_t count = 0;
 	uint8_t *buf = NULL;
 	char dir[512], path[600];
-	int fd;
+	int fd = -1;
 
 	(void)arg;
 	if (wal_bench_mkdir(s, dir, "fsync") != 0)
 		return;
-	snprintf(path, sizeof(path), "%s/ceiling", dir);
 	samples = calloc(WAL_BENCH_FSYNC_SAMPLES, sizeof(*samples));
-	fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (samples == NULL || fd < 0 || posix_memalign((void **)&buf, 4096, size) != 0) {
+	if (samples != NULL)
+		fd = wal_bench_ceiling_file(dir, path, sizeof(path), &buf);
+	if (fd < 0) {
 		bench_skip_with_error(s, "cannot set up the fdatasync probe");
 		goto out;
 	}
-	memset(buf, 0x5a, size);
 	span = WAL_BENCH_CEILING_FILE / size * size;
-	/* Allocate and write the file first, as the WAL's recycled segments are. */
-	for (uint64_t off = 0; off < span; off += size)
-		if (pwrite(fd, buf, size, (off_t)off) != (ssize_t)size)
-			break;
-	if (fsync(fd) != 0) {
-		bench_skip_with_error(s, "fsync failed");
-		goto out;
-	}
 	while (bench_keep_running(s)) {
 		start = wal_bench_now_ns();
 		for (count = 0; count < WAL_BENCH_FSYNC_SAMPLES; count++) {
@@ -230,10 +235,8 @@ static void bench_wal_fsync_latency(struct bench_state *s, void *arg)
 			}
 		}
 	}
-	qsort(samples, count, sizeof(*samples), wal_bench_cmp_u64);
+	bench_latency_counters(s, samples, count, 1e3); /* Sorts them. */
 	if (count > 0) {
-		bench_counter(s, "p50_us", (double)samples[count / 2] / 1e3, 0);
-		bench_counter(s, "p99_us", (double)samples[(uint64_t)count * 99 / 100] / 1e3, 0);
 		bench_counter(s, "max_us", (double)samples[count - 1] / 1e3, 0);
 		bench_counter(s, "samples", count, 0);
 	}

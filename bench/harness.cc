@@ -13,6 +13,7 @@
  * inside a benchmark terminates the program instead of unwinding C frames. */
 #include "bench/harness.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
@@ -184,6 +185,15 @@ void bench_counter(struct bench_state *s, const char *name, double value, int fl
 		counter_flags |= benchmark::Counter::kAvgIterations;
 	s->st->counters[name] =
 	    benchmark::Counter(value, static_cast<benchmark::Counter::Flags>(counter_flags));
+}
+
+void bench_latency_counters(struct bench_state *s, uint64_t *samples, uint64_t count, double per_us)
+{
+	if (count == 0)
+		return;
+	std::sort(samples, samples + count);
+	bench_counter(s, "p50_us", (double)samples[count / 2] / per_us, 0);
+	bench_counter(s, "p99_us", (double)samples[count * 99 / 100] / per_us, 0);
 }
 
 void bench_set_label(struct bench_state *s, const char *label)

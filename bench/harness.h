@@ -100,6 +100,12 @@ enum {
  * BENCH_COUNTER_*. name is copied. Setting a name twice keeps the last value. */
 void bench_counter(struct bench_state *s, const char *name, double value, int flags);
 
+/* Latency columns from samples (any order; sorted in place): "p50_us" and
+ * "p99_us", nearest rank, each sample divided by per_us (1 for samples in
+ * microseconds, 1000 for nanoseconds). Nothing when count is 0. */
+void bench_latency_counters(struct bench_state *s, uint64_t *samples, uint64_t count,
+			    double per_us);
+
 /* A free-form note printed with the result (e.g. "fsync: 1 per 64 entries").
  * label is copied. */
 void bench_set_label(struct bench_state *s, const char *label);
