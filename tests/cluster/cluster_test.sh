@@ -13,6 +13,8 @@
 # (tools/cluster stop) on any exit.
 set -euo pipefail
 
+source "$(dirname "${BASH_SOURCE[0]}")/cluster_lib.sh"
+
 node_bin=$1
 kvcheck=$2
 cluster=$3
@@ -24,48 +26,17 @@ dir=$(mktemp -d "${TMPDIR:-/tmp}/flotilla-cluster.XXXXXX")
 failed=1
 
 cleanup() {
-	"$cluster" stop --dir "$dir" --wait 5 >/dev/null 2>&1 || true
-	if [ "$failed" -ne 0 ]; then
-		for log in "$dir"/node-*.log; do
-			[ -f "$log" ] || continue
-			echo "---- last lines of $(basename "$log")"
-			tail -n 25 "$log"
-		done
-	fi
-	rm -rf "$dir"
+	stop_wait=5 cluster_stop_and_show 25
 }
 trap cleanup EXIT
-
-step() {
-	echo "== $(date +%T) $*"
-}
 
 check() {
 	"$kvcheck" --nodes "$nodes" --groups "$groups" --timeout-ms 20000 "$@"
 }
 
-# Ports: a random base in 20000-60000; a node that finds its port taken exits
-# with status 3, and the cluster is started again elsewhere. Status 4 means
-# io_uring is not available: the test is skipped (exit 77).
 step "start 3 nodes, $groups groups"
-for attempt in 1 2 3 4 5; do
-	base=$((20000 + (RANDOM % 19990) * 2))
-	rc=0
-	"$cluster" start --dir "$dir" --groups "$groups" --nodes 3 --base-port "$base" \
-		--bin "$node_bin" -- "${node_flags[@]}" || rc=$?
-	[ "$rc" -eq 0 ] && break
-	if [ "$rc" -eq 4 ]; then
-		echo "io_uring is not available here: skipped"
-		failed=0
-		exit 77
-	fi
-	if [ "$rc" -ne 3 ] || [ "$attempt" -eq 5 ]; then
-		echo "cluster start failed with status $rc"
-		exit 1
-	fi
-	echo "ports near $base in use: trying others"
-	rm -rf "$dir"/node-*
-done
+cluster_start_random 19990 --groups "$groups" --nodes 3 \
+	--bin "$node_bin" -- "${node_flags[@]}"
 nodes="1=127.0.0.1:$((base + 1)),2=127.0.0.1:$((base + 3)),3=127.0.0.1:$((base + 5))"
 acks=$dir/acked.txt
 

@@ -12,6 +12,8 @@
 # base port, and is stopped by PID (tools/cluster stop) on every exit.
 set -euo pipefail
 
+source "$(dirname "${BASH_SOURCE[0]}")/cluster_lib.sh"
+
 node_bin=$(realpath "$1") load_bin=$(realpath "$2") cluster=$(realpath "$3") work_dir=$4
 duration=$5
 segment_mb=4
@@ -32,41 +34,14 @@ cleanup() {
 		kill "$load_pid" 2>/dev/null || true
 		wait "$load_pid" 2>/dev/null || true
 	fi
-	"$cluster" stop --dir "$dir" --wait 10 >/dev/null 2>&1 || true
-	if [ "$failed" -ne 0 ]; then
-		for log in "$dir"/node-*.log "$dir"/load.out; do
-			[ -f "$log" ] || continue
-			echo "---- last lines of $(basename "$log")"
-			tail -n 20 "$log"
-		done
-	fi
-	rm -rf "$dir"
+	cluster_stop_and_show 20 "$dir"/load.out
 }
 trap cleanup EXIT
 
-step() {
-	echo "== $(date +%T) $*"
-}
-
 step "start 3 nodes, $groups groups, a snapshot every 200 entries, $segment_mb MiB segments"
-for attempt in 1 2 3 4 5; do
-	base=$((20000 + 2 * (RANDOM % 19990)))
-	rc=0
-	"$cluster" start --dir "$dir" --groups "$groups" --nodes 3 --shards 1 --base-port "$base" \
-		--bin "$node_bin" -- --snapshot-entries 200 --entry-size-max 65536 \
-		--wal-segment-size $((segment_mb << 20)) || rc=$?
-	[ "$rc" -eq 0 ] && break
-	if [ "$rc" -eq 4 ]; then
-		echo "io_uring is not available here: skipped"
-		failed=0
-		exit 77
-	fi
-	if [ "$rc" -ne 3 ] || [ "$attempt" -eq 5 ]; then
-		echo "cluster start failed with status $rc"
-		exit 1
-	fi
-	rm -rf "$dir"/node-*
-done
+cluster_start_random 19990 --groups "$groups" --nodes 3 --shards 1 \
+	--bin "$node_bin" -- --snapshot-entries 200 --entry-size-max 65536 \
+	--wal-segment-size $((segment_mb << 20))
 
 step "PUTs of 1000-byte values for $duration s; du of each node every second"
 "$load_bin" --cluster-dir "$dir" --groups "$groups" --mode closed --concurrency 128 \

@@ -16,6 +16,8 @@
 # base port, and is stopped by PID (tools/cluster stop) on every exit.
 set -euo pipefail
 
+source "$(dirname "${BASH_SOURCE[0]}")/cluster_lib.sh"
+
 node_bin=$(realpath "$1") check_bin=$(realpath "$2") admin_bin=$(realpath "$3")
 cluster=$(realpath "$4") work_dir=$5
 groups=${FLOTILLA_REPLACE_GROUPS:-$6}
@@ -26,21 +28,9 @@ mkdir -p "$work_dir"
 dir=$(mktemp -d "$(realpath "$work_dir")/cluster-replace.XXXXXX")
 failed=1
 cleanup() {
-	"$cluster" stop --dir "$dir" --wait 10 >/dev/null 2>&1 || true
-	if [ "$failed" -ne 0 ]; then
-		for log in "$dir"/node-*.log; do
-			[ -f "$log" ] || continue
-			echo "---- last lines of $(basename "$log")"
-			tail -n 20 "$log"
-		done
-	fi
-	rm -rf "$dir"
+	cluster_stop_and_show 20
 }
 trap cleanup EXIT
-
-step() {
-	echo "== $(date +%T) $*"
-}
 
 # Status 3 from tools/cluster: a port was in use, try another base; 4: no
 # io_uring here, skip. Nodes 4..6 are spares: known to all, started later.
@@ -50,24 +40,9 @@ step "start 3 nodes (and 3 spares to come), $groups groups"
 ephemeral_low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
 span=$(((ephemeral_low - 20000 - 12) / 2))
 [ "$span" -ge 100 ] || span=19990
-for attempt in 1 2 3 4 5; do
-	base=$((20000 + 2 * (RANDOM % span)))
-	rc=0
-	"$cluster" start --dir "$dir" --groups "$groups" --nodes 3 --spares 3 --base-port "$base" \
-		--bin "$node_bin" -- --election-ms 1000 --heartbeat-ms 100 \
-		--snapshot-entries 500 || rc=$?
-	[ "$rc" -eq 0 ] && break
-	if [ "$rc" -eq 4 ]; then
-		echo "io_uring is not available here: skipped"
-		failed=0
-		exit 77
-	fi
-	if [ "$rc" -ne 3 ] || [ "$attempt" -eq 5 ]; then
-		echo "cluster start failed with status $rc"
-		exit 1
-	fi
-	rm -rf "$dir"/node-*
-done
+cluster_start_random "$span" --groups "$groups" --nodes 3 --spares 3 \
+	--bin "$node_bin" -- --election-ms 1000 --heartbeat-ms 100 \
+	--snapshot-entries 500
 nodes=
 for id in 1 2 3 4 5 6; do
 	nodes="$nodes${nodes:+,}$id=127.0.0.1:$((base + 2 * (id - 1) + 1))"

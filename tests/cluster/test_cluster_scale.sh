@@ -9,6 +9,8 @@
 # base port, and is stopped by PID (tools/cluster stop) on every exit.
 set -euo pipefail
 
+source "$(dirname "${BASH_SOURCE[0]}")/cluster_lib.sh"
+
 node_bin=$(realpath "$1") check_bin=$(realpath "$2") cluster=$3 work_dir=$4
 groups=$5 proposals=$6
 
@@ -16,42 +18,15 @@ mkdir -p "$work_dir"
 dir=$(mktemp -d "$(realpath "$work_dir")/cluster-scale.XXXXXX")
 failed=1
 cleanup() {
-	"$cluster" stop --dir "$dir" --wait 10 >/dev/null 2>&1 || true
-	if [ "$failed" -ne 0 ]; then
-		for log in "$dir"/node-*.log; do
-			[ -f "$log" ] || continue
-			echo "---- last lines of $(basename "$log")"
-			tail -n 20 "$log"
-		done
-	fi
-	rm -rf "$dir"
+	cluster_stop_and_show 20
 }
 trap cleanup EXIT
-
-step() {
-	echo "== $(date +%T) $*"
-}
 
 # Status 3 from tools/cluster: a port was in use, try another base; 4: no
 # io_uring here, skip.
 step "start 3 nodes, $groups groups"
-for attempt in 1 2 3 4 5; do
-	base=$((20000 + 2 * (RANDOM % 19990)))
-	rc=0
-	"$cluster" start --dir "$dir" --groups "$groups" --nodes 3 --base-port "$base" \
-		--bin "$node_bin" -- --election-ms 1000 --heartbeat-ms 100 || rc=$?
-	[ "$rc" -eq 0 ] && break
-	if [ "$rc" -eq 4 ]; then
-		echo "io_uring is not available here: skipped"
-		failed=0
-		exit 77
-	fi
-	if [ "$rc" -ne 3 ] || [ "$attempt" -eq 5 ]; then
-		echo "cluster start failed with status $rc"
-		exit 1
-	fi
-	rm -rf "$dir"/node-*
-done
+cluster_start_random 19990 --groups "$groups" --nodes 3 \
+	--bin "$node_bin" -- --election-ms 1000 --heartbeat-ms 100
 nodes="1=127.0.0.1:$((base + 1)),2=127.0.0.1:$((base + 3)),3=127.0.0.1:$((base + 5))"
 
 step "$proposals PUTs over $groups groups, then compare every replica"

@@ -20,6 +20,8 @@
 # base port, and is stopped by PID (tools/cluster stop) on every exit.
 set -euo pipefail
 
+source "$(dirname "${BASH_SOURCE[0]}")/cluster_lib.sh"
+
 node_bin=$(realpath "$1") check_bin=$(realpath "$2") cluster=$(realpath "$3") work_dir=$4
 writes=$5
 groups=2
@@ -28,21 +30,9 @@ mkdir -p "$work_dir"
 dir=$(mktemp -d "$(realpath "$work_dir")/cluster-snapshot.XXXXXX")
 failed=1
 cleanup() {
-	"$cluster" stop --dir "$dir" --wait 10 >/dev/null 2>&1 || true
-	if [ "$failed" -ne 0 ]; then
-		for log in "$dir"/node-*.log; do
-			[ -f "$log" ] || continue
-			echo "---- last lines of $(basename "$log")"
-			tail -n 30 "$log"
-		done
-	fi
-	rm -rf "$dir"
+	cluster_stop_and_show 30
 }
 trap cleanup EXIT
-
-step() {
-	echo "== $(date +%T) $*"
-}
 
 fail() {
 	echo "FAIL: $*"
@@ -52,24 +42,9 @@ fail() {
 export FLOTILLA_TEST_SNAPSHOT_CORRUPT=1 FLOTILLA_TEST_SNAPSHOT_PACE_MS=150
 
 step "start 3 nodes, $groups groups, a snapshot every 500 entries, LZ4 chunks"
-for attempt in 1 2 3 4 5; do
-	base=$((20000 + 2 * (RANDOM % 19990)))
-	rc=0
-	"$cluster" start --dir "$dir" --groups "$groups" --nodes 3 --shards 1 --base-port "$base" \
-		--bin "$node_bin" -- --election-ms 1000 --heartbeat-ms 100 \
-		--snapshot-entries 500 --snapshot-compress on || rc=$?
-	[ "$rc" -eq 0 ] && break
-	if [ "$rc" -eq 4 ]; then
-		echo "io_uring is not available here: skipped"
-		failed=0
-		exit 77
-	fi
-	if [ "$rc" -ne 3 ] || [ "$attempt" -eq 5 ]; then
-		echo "cluster start failed with status $rc"
-		exit 1
-	fi
-	rm -rf "$dir"/node-*
-done
+cluster_start_random 19990 --groups "$groups" --nodes 3 --shards 1 \
+	--bin "$node_bin" -- --election-ms 1000 --heartbeat-ms 100 \
+	--snapshot-entries 500 --snapshot-compress on
 n1="1=127.0.0.1:$((base + 1))" n2="2=127.0.0.1:$((base + 3))" n3="3=127.0.0.1:$((base + 5))"
 all="$n1,$n2,$n3"
 

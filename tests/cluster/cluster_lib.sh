@@ -1,0 +1,51 @@
+# Sourced by the cluster tests: what each would otherwise write out. The
+# caller sets cluster (tools/cluster), dir (the cluster's directory) and
+# failed (non-zero until the test passes).
+
+step() {
+	echo "== $(date +%T) $*"
+}
+
+# cluster_stop_and_show LINES [FILE...]: stop every node of $dir by PID; if
+# the test failed, show the last LINES lines of each node's log and of each
+# FILE; then remove $dir.
+cluster_stop_and_show() {
+	local lines=$1 log
+	shift
+	"$cluster" stop --dir "$dir" --wait "${stop_wait:-10}" >/dev/null 2>&1 || true
+	if [ "$failed" -ne 0 ]; then
+		for log in "$dir"/node-*.log "$@"; do
+			[ -f "$log" ] || continue
+			echo "---- last lines of $(basename "$log")"
+			tail -n "$lines" "$log"
+		done
+	fi
+	rm -rf "$dir"
+}
+
+# cluster_start_random SPAN START_ARGS...: tools/cluster start --dir $dir
+# --base-port B START_ARGS, B an even port in 20000 .. 20000 + 2 SPAN. A node
+# whose port is taken exits with status 3: then the cluster is started again
+# elsewhere, five tries in all. Status 4 means io_uring is not available:
+# the test is skipped (exit 77). Sets base.
+cluster_start_random() {
+	local span=$1 attempt rc
+	shift
+	for attempt in 1 2 3 4 5; do
+		base=$((20000 + 2 * (RANDOM % span)))
+		rc=0
+		"$cluster" start --dir "$dir" --base-port "$base" "$@" || rc=$?
+		[ "$rc" -eq 0 ] && return 0
+		if [ "$rc" -eq 4 ]; then
+			echo "io_uring is not available here: skipped"
+			failed=0
+			exit 77
+		fi
+		if [ "$rc" -ne 3 ] || [ "$attempt" -eq 5 ]; then
+			echo "cluster start failed with status $rc"
+			exit 1
+		fi
+		echo "ports near $base in use: trying others"
+		rm -rf "$dir"/node-*
+	done
+}
