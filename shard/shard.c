@@ -1619,16 +1619,13 @@ static void group_snapshot_maybe(struct shard *s, struct group *g)
 	}
 	if (raft_is_snapshot_wanted(&g->raft))
 		return; /* Rebuilding: our state is about to be replaced. */
-	if (raft_is_snapshot_requested(&g->raft)) {
-		/* A follower rebuilds from our snapshot (fl_group_rebuild): take
-		 * one now; compacting offers it to the follower. */
+	if (g->snap_asked || raft_is_snapshot_requested(&g->raft)) {
+		/* Asked for (fl_group_snapshot), or a follower rebuilds from our
+		 * snapshot (fl_group_rebuild): no retry delay, no threshold.
+		 * Compacting offers it to that follower. */
 		group_snapshot(s, g);
 		if (raft_has_ready(&g->raft))
 			group_dirty(s, g);
-		return;
-	}
-	if (g->snap_asked) {
-		group_snapshot(s, g); /* Asked for: no retry delay, no threshold. */
 		return;
 	}
 	if ((c->snapshot_entries == 0 && c->snapshot_bytes == 0) || applied < g->snapshot_retry)
