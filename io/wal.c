@@ -21,7 +21,14 @@
  *
  * Failure modes: a failed write or fdatasync stops the WAL for good (never
  * retry a failed fdatasync: the kernel may have dropped the dirty pages and
- * a retry would report success for lost data). ENOSPC stops it with -ENOSPC.
+ * a retry would report success for lost data); so does ENOSPC on a write,
+ * which preallocation makes unreachable on a file system that honours
+ * fallocate. A full file system is not a failure: the WAL keeps a spare
+ * segment beyond its tail, and when the file system refuses to preallocate
+ * the next one (ENOSPC, EDQUOT) the WAL is low on space (wal_space_low()):
+ * it goes on appending into its tail and last spare, the reserve, and an
+ * append that the reserve cannot hold fails with -ENOSPC before writing
+ * anything. wal_space_retry() ends the condition once a spare exists again.
  * A short write resubmits the rest. Recovery refuses a WAL with a bad record
  * or an index gap anywhere but at the tail. A process that dies with direct
  * writes in flight leaves them to land after its exit: recovery waits for
@@ -605,11 +612,35 @@ err_after_open:
 	close(fd);
 	unlinkat(wal->dir_fd, name, 0);
 err:
-	wal_say(wal, "cannot prepare segment file %s: %s", name, err_str(rv));
+	wal_say(wal, "cannot preallocate segment file %s (%" PRIu32 " bytes): %s", name,
+		wal->config.segment_size, err_str(rv));
 	return rv;
 }
 
-/* Make sure a spare exists; on failure the WAL refuses appends. */
+static bool wal_is_space_error(int rv)
+{
+	return rv == -ENOSPC || rv == -EDQUOT;
+}
+
+/* The file system refused a spare for lack of space (wal_spare_create()
+ * said which file and how many bytes): appends go on into the reserve. */
+static void wal_space_lost(struct wal *wal)
+{
+	char why[sizeof(wal->why)];
+
+	memcpy(why, wal->why, sizeof(why));
+	wal_say(wal,
+		"out of space: %s; appends go on into the tail segment until it is full, then "
+		"fail with ENOSPC until space returns (records up to batch %" PRIu64
+		" are durable and intact)",
+		why, wal->durable_batch);
+	if (!wal->space_low)
+		wal->stats.space_low_count++;
+	wal->space_low = true;
+}
+
+/* Make sure a spare exists. Without space for one the WAL is low on space
+ * and the caller gets -ENOSPC; any other failure refuses appends for good. */
 static int wal_spare_ensure(struct wal *wal)
 {
 	int rv;
@@ -617,6 +648,10 @@ static int wal_spare_ensure(struct wal *wal)
 	if (wal->spares_count > 0)
 		return 0;
 	rv = wal_spare_create(wal);
+	if (wal_is_space_error(rv)) {
+		wal_space_lost(wal);
+		return -ENOSPC;
+	}
 	if (rv != 0) {
 		char why[sizeof(wal->why)];
 
@@ -625,9 +660,33 @@ static int wal_spare_ensure(struct wal *wal)
 			"%s; the WAL refuses further appends (records up to batch %" PRIu64
 			" are durable and intact)",
 			why, wal->durable_batch);
-		wal_fail(wal, rv == -ENOSPC ? -ENOSPC : WAL_ERR_FAILED, false);
+		wal_fail(wal, WAL_ERR_FAILED, false);
 	}
 	return rv;
+}
+
+bool wal_space_low(const struct wal *wal)
+{
+	return wal->space_low;
+}
+
+int wal_space_retry(struct wal *wal)
+{
+	int rv;
+
+	if (wal->failed != 0)
+		return wal->failed;
+	if (!wal->space_low)
+		return 0;
+	rv = wal->spares_count > 0 ? 0 : wal_spare_create(wal);
+	if (wal_is_space_error(rv)) {
+		wal_space_lost(wal);
+		return -ENOSPC;
+	}
+	if (rv != 0)
+		return rv;
+	wal->space_low = false;
+	return 0;
 }
 
 /* Move to the next segment: the first spare becomes the tail. */
@@ -652,6 +711,10 @@ static int wal_rotate(struct wal *wal)
 		wal->segments[wal->segments_count - 2].full = true;
 	wal->spares_count--;
 	memmove(wal->spares, wal->spares + 1, sizeof(*wal->spares) * wal->spares_count);
+	/* Keep a spare beyond the new tail, so that a full file system is
+	 * noticed while the tail and that spare can still take records. */
+	if (wal->spares_count == 0 && wal_is_space_error(wal_spare_create(wal)))
+		wal_space_lost(wal);
 	return 0;
 }
 
@@ -1232,6 +1295,7 @@ void wal_stats_get(const struct wal *wal, struct wal_stats *stats)
 	stats->segments_live = wal->segments_count;
 	stats->segments_spare = wal->spares_count;
 	stats->groups = wal->groups_count;
+	stats->space_low = wal->space_low;
 	stats->disk_size = 0;
 	for (uint32_t i = 0; i < wal->segments_count; i++)
 		stats->disk_size += wal->segments[i].size;
@@ -1778,7 +1842,9 @@ int wal_reclaim(struct wal *wal, struct wal_pin *pins, uint32_t pins_max, uint32
 	rv = wal_reclaim_execute(wal);
 	if (rv != 0)
 		return rv;
-	if (wal->segments_count > wal->config.segments_soft_max && wal->failed == 0)
+	/* Rewriting groups forward spends the reserve: not while space is low. */
+	if (wal->segments_count > wal->config.segments_soft_max && wal->failed == 0 &&
+	    !wal->space_low)
 		return wal_relieve(wal, pins, pins_max, pins_count);
 	return 0;
 }

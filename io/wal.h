@@ -33,8 +33,9 @@ struct wal;
 struct wal_read;
 
 /* A batch became durable (rv 0), or the WAL failed (rv < 0: WAL_ERR_FAILED
- * after an I/O error or a failed fdatasync, -ENOSPC when the disk is full).
- * batch is the highest durable batch number either way. */
+ * after an I/O error or a failed fdatasync, -ENOSPC when a submitted write
+ * found the disk full). batch is the highest durable batch number either
+ * way. Running low on space (wal_space_low()) is not a failure: no callback. */
 typedef void (*wal_durable_cb)(struct wal *wal, uint64_t batch, int rv);
 
 /* A read finished: rv 0 and the entries are in read->entries, or rv < 0. */
@@ -176,8 +177,10 @@ struct wal_stats {
 	uint64_t groups_snapshot_asked;
 	uint64_t recovered_records;
 	uint64_t recovery_ns;
-	bool torn; /* Recovery found (and unless read-only, cut) a torn tail:
-		    * a record of the last batches cut short. */
+	uint64_t space_low_count; /* Times the file system refused a spare for lack of space. */
+	bool space_low;           /* Right now: see wal_space_low(). */
+	bool torn;                /* Recovery found (and unless read-only, cut) a torn tail:
+				   * a record of the last batches cut short. */
 	uint64_t torn_seq;
 	uint64_t torn_offset;
 };
@@ -189,6 +192,7 @@ struct wal {
 	int dir_fd;
 	int failed;                   /* 0, or why the WAL refuses appends. */
 	bool stopped;                 /* A write or fdatasync failed: no further I/O at all. */
+	bool space_low;               /* No spare beyond the tail: see wal_space_low(). */
 	char why[400];                /* A sentence for the last failure. */
 	struct wal_segment *segments; /* Live segments, oldest first; the last is the tail. */
 	uint32_t segments_count, segments_cap;
@@ -253,8 +257,10 @@ const char *wal_why(const struct wal *wal);
  * first_index at or below the mark, or the last index at 2^64-1),
  * WAL_ERR_GAP (first_index > last + 1),
  * -EMSGSIZE (an entry over a quarter of batch_size_max), -EAGAIN (batch
- * buffers full: flush and run the loop), -EROFS, -ENOSPC or WAL_ERR_FAILED.
- * The entries' bytes are copied. */
+ * buffers full: flush and run the loop), -EROFS, -ENOSPC (the reserve is
+ * spent: see wal_space_low(); nothing was appended, the WAL stays usable and
+ * the same append may be retried) or WAL_ERR_FAILED. The entries' bytes
+ * are copied. */
 int wal_append_entries(struct wal *wal, uint64_t group, uint64_t first_index,
 		       const struct wal_entry *entries, uint32_t entries_count);
 
@@ -270,6 +276,19 @@ int wal_append_mark(struct wal *wal, uint64_t group, uint64_t index, uint64_t te
 
 /* Append the removal of a group: its state and records die. */
 int wal_append_removed(struct wal *wal, uint64_t group);
+
+/* Whether the file system refused, for lack of space (ENOSPC or EDQUOT), the
+ * spare segment the WAL keeps beyond its tail. Appends still go into the
+ * tail and any spare left (the reserve) and fail with -ENOSPC, appending
+ * nothing, once that is full; wal_why() names the segment file and its size.
+ * Callers should stop taking new records while it holds. */
+bool wal_space_low(const struct wal *wal);
+
+/* While low on space, try again to preallocate the spare (slow: file system
+ * metadata and an fsync; call it every few hundred milliseconds, not per
+ * append). Returns 0 when space is back (or was never short), -ENOSPC while
+ * it is still short, or another error of the file system or the WAL. */
+int wal_space_retry(struct wal *wal);
 
 /* The batch holding the most recent append: it is durable once the durable
  * callback reports a batch number at least this large. */

@@ -1,8 +1,9 @@
 /* The WAL under injected faults, through the loop's fault hook: short
  * writes, EIO on write and on fdatasync, ENOSPC on write and when a new
  * segment file is preallocated. What was durable stays intact, nothing
- * pretends to be durable when it is not, and a failed fdatasync is never
- * retried. */
+ * pretends to be durable when it is not, a failed fdatasync is never
+ * retried, and a file system without room for a new segment is a
+ * condition the WAL recovers from, not a failure. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -30,6 +31,7 @@ struct fx {
 	/* The fault plan: fail the nth operation of a kind (1-based). */
 	enum loop_op_kind kind;
 	int nth;
+	bool sticky; /* Fail the nth and every later one. */
 	int res;
 	int seen[LOOP_OP_ALLOCATE + 1];
 	uint8_t scratch[64 * PAYLOAD_MAX];
@@ -40,7 +42,9 @@ static int fx_fault(void *arg, const struct loop_fault_site *site)
 	struct fx *fx = arg;
 
 	fx->seen[site->kind]++;
-	if (site->kind != fx->kind || fx->seen[site->kind] != fx->nth)
+	if (site->kind != fx->kind || fx->seen[site->kind] < fx->nth)
+		return 0;
+	if (fx->seen[site->kind] > fx->nth && !fx->sticky)
 		return 0;
 	if (fx->res > 0)
 		return (int)(site->size * (uint32_t)fx->res /
@@ -92,6 +96,7 @@ static void fx_plan(struct fx *fx, enum loop_op_kind kind, int nth, int res)
 	memset(fx->seen, 0, sizeof(fx->seen));
 	fx->kind = kind;
 	fx->nth = nth;
+	fx->sticky = false;
 	fx->res = res;
 	loop_set_fault(&fx->loop, fx_fault, fx);
 }
@@ -211,29 +216,92 @@ static void test_enospc_on_write_refuses_appends(void **state)
 	fx_check_reopen(fx, 1, 20, 20);
 }
 
-/* ENOSPC when a new segment file is preallocated: the append that needed
- * it fails as a whole, the batches already laid out still reach the disk,
- * and nothing written is lost. */
-static void test_enospc_on_new_segment_refuses_appends(void **state)
+/* Append 20 entries at a time from *next until an append fails; returns
+ * its error (bounded: the test's segments fill long before). */
+static int fx_append_until_error(struct fx *fx, uint64_t *next)
 {
-	struct fx *fx = *state;
-	uint64_t next = 1;
 	int rv = 0;
 
-	fx_plan(fx, LOOP_OP_ALLOCATE, 2, -ENOSPC); /* The first segment is created. */
 	for (int i = 0; i < 1000 && rv == 0; i++) {
-		rv = fx_append(fx, 1, next, 20);
+		rv = fx_append(fx, 1, *next, 20);
 		if (rv == 0)
-			next += 20;
+			*next += 20;
 		if (rv == -EAGAIN) {
 			rv = wal_sync(&fx->wal);
 			assert_int_equal(rv, 0);
 		}
 	}
-	assert_int_equal(rv, -ENOSPC);
-	assert_non_null(strstr(wal_why(&fx->wal), "refuses further appends"));
-	assert_int_equal(wal_sync(&fx->wal), 0); /* What was appended is durable. */
-	assert_int_equal(fx_append(fx, 1, next, 1), -ENOSPC);
+	return rv;
+}
+
+/* No room for a new segment file: the WAL says it is low on space as soon
+ * as it cannot keep a spare beyond its tail, goes on appending into the
+ * tail, and once the tail is full refuses appends with -ENOSPC having
+ * appended nothing. It never fails: what was appended becomes durable, and
+ * when space returns the same append goes through and nothing is lost. */
+static void test_enospc_on_new_segment_is_recoverable(void **state)
+{
+	struct fx *fx = *state;
+	const struct wal_group *g;
+	uint64_t next = 1, position;
+
+	fx_plan(fx, LOOP_OP_ALLOCATE, 2, -ENOSPC); /* The first segment is created. */
+	fx->sticky = true;
+	assert_int_equal(fx_append(fx, 1, next, 20), 0);
+	next += 20;
+	assert_true(wal_space_low(&fx->wal)); /* Noticed with a whole segment left. */
+	assert_non_null(strstr(wal_why(&fx->wal), "out of space"));
+	assert_non_null(strstr(wal_why(&fx->wal), strerror(ENOSPC)));
+	assert_non_null(strstr(wal_why(&fx->wal), "131072 bytes"));
+	assert_int_equal(fx_append_until_error(fx, &next), -ENOSPC);
+	assert_true(next > 100); /* The reserve took records after the warning. */
+
+	/* The refused append left everything as it was, and may be retried. */
+	position = wal_position(&fx->wal);
+	g = wal_group_find(&fx->wal, 1);
+	assert_int_equal(g->last_index, next - 1);
+	assert_int_equal(fx_append(fx, 1, next, 20), -ENOSPC);
+	assert_int_equal(wal_position(&fx->wal), position);
+	assert_int_equal(wal_group_find(&fx->wal, 1)->last_index, next - 1);
+	assert_int_equal(wal_sync(&fx->wal), 0);
+	assert_int_equal(fx->failed_calls, 0);
+	assert_int_equal(wal_space_retry(&fx->wal), -ENOSPC);
+	assert_true(wal_space_low(&fx->wal));
+
+	/* Space returns: the retry makes a spare and appends resume. */
+	fx->sticky = false;
+	assert_int_equal(wal_space_retry(&fx->wal), 0);
+	assert_false(wal_space_low(&fx->wal));
+	for (int i = 0; i < 20; i++) {
+		assert_int_equal(fx_append(fx, 1, next, 20), 0);
+		next += 20;
+		assert_int_equal(wal_sync(&fx->wal), 0);
+	}
+	assert_true(fx->wal.stats.space_low_count >= 1);
+	fx_check_reopen(fx, 1, next - 1, next - 1);
+}
+
+/* Space short while the WAL still has a spare: nothing to say until the
+ * last spare becomes the tail, and appends never fail on the way. */
+static void test_spares_are_used_before_space_is_low(void **state)
+{
+	struct fx *fx = *state;
+	uint64_t next = 1;
+
+	assert_int_equal(fx_append(fx, 1, next, 20), 0); /* Tail and one spare. */
+	next += 20;
+	assert_int_equal(wal_sync(&fx->wal), 0);
+	fx_plan(fx, LOOP_OP_ALLOCATE, 1, -ENOSPC);
+	fx->sticky = true;
+	while (!wal_space_low(&fx->wal) && next < 100000) {
+		assert_int_equal(fx_append(fx, 1, next, 20), 0);
+		next += 20;
+		assert_int_equal(wal_sync(&fx->wal), 0);
+	}
+	assert_true(wal_space_low(&fx->wal));
+	assert_int_equal(fx->wal.spares_count, 0);
+	assert_int_equal(fx_append_until_error(fx, &next), -ENOSPC);
+	assert_int_equal(wal_sync(&fx->wal), 0);
 	fx_check_reopen(fx, 1, next - 1, next - 1);
 }
 
@@ -246,7 +314,9 @@ int main(void)
 					    fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_enospc_on_write_refuses_appends, fx_setup,
 					    fx_teardown),
-	    cmocka_unit_test_setup_teardown(test_enospc_on_new_segment_refuses_appends, fx_setup,
+	    cmocka_unit_test_setup_teardown(test_spares_are_used_before_space_is_low, fx_setup,
+					    fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_enospc_on_new_segment_is_recoverable, fx_setup,
 					    fx_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
