@@ -175,8 +175,9 @@ int main(int argc, char **argv)
 	r->config.rewrite_size_max = 32u << 10;
 	/* Live segments stay near the soft maximum: a few over it while the
 	 * groups moved forward become durable, plus the spares (one more
-	 * during a rotation). */
-	bound = (uint64_t)(r->config.segments_soft_max + 3 + r->config.spares_max + 1) *
+	 * during a rotation), plus the spare made as soon as a rotation takes
+	 * the last one (the reserve that lets a full disk be noticed early). */
+	bound = (uint64_t)(r->config.segments_soft_max + 3 + r->config.spares_max + 2) *
 		r->config.segment_size;
 	rv = wal_init(&r->wal, &r->loop, dir, &r->config);
 	if (rv != 0)
