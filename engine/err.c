@@ -40,6 +40,8 @@ const char *err_str(int err)
 		return "group already exists on this node";
 	case ERR_DIVERGED:
 		return "replica diverged from its leader; rebuild it";
+	case ERR_NO_SPACE:
+		return "no space left on the WAL's file system; writes refused until space returns";
 	default:
 		break;
 	}

@@ -25,7 +25,8 @@ enum {
 	ERR_DROPPED = -(ERR_BASE + 22),      /* The entry lost its place in the log. */
 	ERR_GROUP_EXISTS = -(ERR_BASE + 23), /* The group is already hosted here. */
 	ERR_DIVERGED = -(ERR_BASE + 24),     /* A check found this replica's state differs. */
-	ERR_LAST = -(ERR_BASE + 25),
+	ERR_NO_SPACE = -(ERR_BASE + 25),     /* The WAL's file system is full: writes refused. */
+	ERR_LAST = -(ERR_BASE + 26),
 };
 
 /* Text for an error code, project or errno. Never NULL; the string is static. */

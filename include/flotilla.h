@@ -41,6 +41,11 @@ enum {
 						* leader's at a consistency check: it
 						* serves no reads of the group until
 						* fl_group_rebuild() repairs it. */
+	FL_ERR_NO_SPACE = -(FL_ERR_BASE + 25), /* The file system of this node's WAL for the
+						* group is full: writes are refused (nothing
+						* was proposed) until space returns; reads
+						* go on. Retry, or write through another
+						* node: leadership moves away by itself. */
 };
 
 #define FL_MEMBERS_MAX 16
@@ -221,8 +226,9 @@ struct fl_proposal {
 /* Propose one entry. data is copied before return. cb runs once the entry is
  * applied on this node (rv 0, result from apply) or failed (FL_ERR_NOT_LEADER
  * with a leader hint, FL_ERR_NO_GROUP, FL_ERR_STOPPING, FL_ERR_DROPPED,
- * -EMSGSIZE, -EAGAIN when the shard's queue or the group's uncommitted log is
- * full). Returns 0 or the same errors when they are known at once. */
+ * FL_ERR_NO_SPACE (the leader's WAL file system is full; nothing proposed),
+ * FL_ERR_TRANSFER, -EMSGSIZE, -EAGAIN when the shard's queue or the group's
+ * uncommitted log is full). Returns 0 or the same errors when they are known at once. */
 /* Propose count entries of one group at once, in order, with one queue slot;
  * cb runs once per entry with that entry's arg. The payloads are copied.
  * Returns 0 (every callback will run) or an error (none will). */
@@ -250,7 +256,8 @@ int fl_transfer(struct fl_node *node, uint64_t group, uint64_t target, fl_done_c
 /* Membership, by joint consensus underneath, one change at a time. Leader
  * only. cb runs once the change is proposed and accepted by the leader (rv
  * 0), or refused: FL_ERR_NOT_LEADER (with a hint), FL_ERR_CONF_PENDING (the
- * previous change has not committed yet), FL_ERR_TRANSFER, FL_ERR_CONF_INVALID.
+ * previous change has not committed yet), FL_ERR_TRANSFER, FL_ERR_CONF_INVALID,
+ * FL_ERR_NO_SPACE.
  * The group reaches the new membership when it commits: watch it with
  * fl_group_info() (conf_index <= commit_index and not joint).
  *
@@ -366,12 +373,16 @@ struct fl_metrics {
 	uint64_t snapshots_taken; /* Saved here and made current. */
 	uint64_t snapshots_sent;
 	uint64_t snapshots_received;
-	uint64_t peers_refused; /* Connections closed for a bad handshake or frame. */
-	uint64_t checks;        /* Consistency checks compared on this node. */
-	uint64_t divergences;   /* Groups found diverged from their leader here. */
-	uint64_t memory_bytes;  /* Allocated by shard threads from their own jemalloc
-				 * arenas; 0 when Flotilla runs without jemalloc. */
+	uint64_t peers_refused;            /* Connections closed for a bad handshake or frame. */
+	uint64_t checks;                   /* Consistency checks compared on this node. */
+	uint64_t divergences;              /* Groups found diverged from their leader here. */
+	uint64_t writes_refused_no_space;  /* Proposals and changes refused: FL_ERR_NO_SPACE. */
+	uint64_t appends_dropped_no_space; /* Entries from leaders dropped for lack of room. */
+	uint64_t memory_bytes;             /* Allocated by shard threads from their own jemalloc
+					    * arenas; 0 when Flotilla runs without jemalloc. */
 	uint32_t shards_count;
+	uint32_t shards_no_space; /* Shards whose WAL file system is full right now: they
+				   * refuse writes until space returns. */
 	uint32_t inbox_depth_max; /* Deepest shard queue right now. */
 	uint32_t inbox_depth[64]; /* Each shard's queue right now (the first 64 shards). */
 };

@@ -505,6 +505,12 @@ void fl_node_metrics(struct fl_node *node, struct fl_metrics *m)
 		m->peers_refused += atomic_load_explicit(&st->peers_refused, memory_order_relaxed);
 		m->checks += atomic_load_explicit(&st->checks, memory_order_relaxed);
 		m->divergences += atomic_load_explicit(&st->divergences, memory_order_relaxed);
+		m->writes_refused_no_space +=
+		    atomic_load_explicit(&st->writes_refused_no_space, memory_order_relaxed);
+		m->appends_dropped_no_space +=
+		    atomic_load_explicit(&st->appends_dropped_no_space, memory_order_relaxed);
+		m->shards_no_space +=
+		    (uint32_t)atomic_load_explicit(&st->space_low, memory_order_relaxed);
 		m->snapshots_taken +=
 		    atomic_load_explicit(&st->snapshots_taken, memory_order_relaxed);
 		m->snapshots_sent +=

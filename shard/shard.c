@@ -20,7 +20,16 @@
  * retried: the kernel may have dropped the pages) and every group of the
  * shard stops with FL_ERR_WAL_FAILED; malformed input from a peer closes that
  * connection; a slow or dead peer has its output dropped past a bound (Raft
- * retransmits). */
+ * retransmits).
+ *
+ * A full file system is not a failure (see shard_space_check()): once the
+ * WAL cannot keep a spare segment, the shard stops taking new entries while
+ * the WAL's reserve still holds what is in flight. Leaders refuse proposals
+ * and membership changes with FL_ERR_NO_SPACE and hand their leadership to a
+ * peer; followers drop appends that carry entries and snapshots, as a lossy
+ * network would (the leader sends them again); votes, heartbeats and reads
+ * go on. Every SHARD_SPACE_RETRY_MS the shard tries the spare again, and
+ * writes resume by themselves once it is made. */
 #include "shard/shard.h"
 
 #include <errno.h>
@@ -66,6 +75,7 @@ enum {
 	SHARD_RECV_IDLE_MS = 10000,    /* A partial snapshot file idle this long may be dropped. */
 	SHARD_SAVE_LOG_SIZE = 8 << 20, /* Saves of this many bytes or more are logged. */
 	SHARD_CHECKS_MAX = 4,          /* Check marks remembered per group. */
+	SHARD_SPACE_RETRY_MS = 500,    /* While the WAL is low on space: try a spare this often. */
 };
 
 struct buf {
@@ -235,6 +245,8 @@ struct shard {
 	_Atomic bool stopping;
 	bool stopped;
 	bool wal_failed;
+	bool space_low; /* Refusing writes: see shard_space_check(). */
+	uint64_t space_retry_ms;
 	int wal_error;          /* Reported by the durable callback. */
 	uint64_t durable_batch; /* Likewise. */
 	uint64_t now_ms;
@@ -278,9 +290,10 @@ struct shard {
 	bool recvs_used[SHARD_RECVS_MAX];
 	uint64_t reclaim_ms;
 	/* Test faults, from the environment at start (see shard_faults_read()). */
-	bool fault_corrupt;     /* Flip a byte of the next chunk sent, once. */
-	uint32_t fault_pace_ms; /* At most one chunk per transfer per this many ms. */
-	uint8_t *chunk_buf;     /* SHARD_CHUNK_SIZE: a chunk before LZ4, or after un-LZ4. */
+	char fault_no_space[4096 + 16]; /* While this file exists, preallocation fails. */
+	bool fault_corrupt;             /* Flip a byte of the next chunk sent, once. */
+	uint32_t fault_pace_ms;         /* At most one chunk per transfer per this many ms. */
+	uint8_t *chunk_buf;             /* SHARD_CHUNK_SIZE: a chunk before LZ4, or after un-LZ4. */
 	pthread_mutex_t saved_lock;
 	pthread_mutex_t manifest_lock; /* Shared with the snapshot thread: snapshot.h. */
 	struct snapshot_job *saved;    /* Written by the snapshot thread: see snapshot_saved(). */
@@ -719,6 +732,13 @@ static void shard_step(struct shard *s, uint64_t peer, const struct raft_msg *m)
 	g = group_find(s, m->group);
 	if (g == NULL)
 		return; /* Not hosted here (yet, or any more). */
+	if (s->space_low && ((m->type == RAFT_MSG_APPEND && m->entries_count > 0) ||
+			     m->type == RAFT_MSG_SNAPSHOT)) {
+		/* No room for them: as if the network lost them. The leader
+		 * sends them again once a heartbeat shows this log behind. */
+		stat_add(&s->stats.appends_dropped_no_space, 1);
+		return;
+	}
 	if (m->type == RAFT_MSG_SNAPSHOT && !snapshot_accept(s, g, peer, m))
 		return; /* Its file is not here: the leader sends it again. */
 	raft_step(&g->raft, m, s->now_ms);
@@ -1313,7 +1333,7 @@ static void group_checks_propose(struct shard *s, struct group *g)
 	}
 	g->owed_count = 0;
 	if (s->config.check_entries == 0 || g->check_proposed != 0 || s->wal_failed ||
-	    raft_applied_index(&g->raft) < g->check_mark + s->config.check_entries)
+	    s->space_low || raft_applied_index(&g->raft) < g->check_mark + s->config.check_entries)
 		return;
 	if (check_propose(g, &mark, &index) == 0) {
 		g->check_proposed = index;
@@ -1873,8 +1893,8 @@ static int snapshot_chunk(struct shard *s, uint64_t peer, const uint8_t *body, s
 	if (r == NULL) {
 		int oldest = 0;
 
-		if (c.offset != 0)
-			return 0;
+		if (c.offset != 0 || s->space_low)
+			return 0; /* Not the start; or no room for the file. */
 		/* A new attempt supersedes any partial file of the group, from
 		 * whichever sender (a leader that died mid-stream): they would
 		 * share a name otherwise. */
@@ -2127,7 +2147,16 @@ static void group_ready(struct shard *s, struct group *g)
 	if (rd.snapshot || rd.entries_count > 0 || rd.hard_changed) {
 		rv = s->wal_failed ? WAL_ERR_FAILED : wal_append_ready(s, g, &rd);
 		if (rv != 0) {
-			if (!s->wal_failed)
+			/* The engine handed these records out: they cannot wait.
+			 * -ENOSPC here means the reserve kept for a full disk is
+			 * spent, which shard_space_check() is there to prevent. */
+			if (!s->wal_failed && rv == -ENOSPC)
+				node_log(s->config.node_id,
+					 "shard %u: WAL directory %s is out of space and its "
+					 "reserve is spent; stopping its groups: %s",
+					 s->config.shard_index, s->config.wal_dir,
+					 wal_why(&s->wal));
+			else if (!s->wal_failed)
 				node_log(s->config.node_id, "shard %u: WAL append failed: %s",
 					 s->config.shard_index, err_str(rv));
 			s->wal_failed = true;
@@ -2437,6 +2466,21 @@ static void req_free(struct shard_req *req)
 	free(req);
 }
 
+/* Whether a write (proposal, membership change) of g must be refused now:
+ * 0, WAL_ERR_FAILED, or, on a leader whose WAL is low on space, ERR_NO_SPACE
+ * (RAFT_ERR_TRANSFER while it hands its leadership over: the client retries
+ * and finds the next leader). A follower answers as always: not the leader. */
+static int group_write_refused(struct shard *s, const struct group *g)
+{
+	if (s->wal_failed)
+		return WAL_ERR_FAILED;
+	if (!s->space_low || !raft_is_leader(&g->raft))
+		return 0;
+	if (g->raft.transfer_target != RAFT_NONE)
+		return RAFT_ERR_TRANSFER;
+	return ERR_NO_SPACE;
+}
+
 static void req_change(struct shard *s, struct group *g, struct shard_req *req)
 {
 	struct raft_conf target = *raft_conf(&g->raft);
@@ -2482,10 +2526,13 @@ static void req_change(struct shard *s, struct group *g, struct shard_req *req)
 		target.joint = false;
 	}
 	if (rv == 0)
+		rv = group_write_refused(s, g);
+	if (rv == 0)
 		rv = raft_change(&g->raft, &target);
+	if (rv == ERR_NO_SPACE)
+		stat_add(&s->stats.writes_refused_no_space, 1);
 	done(req->cb, req->arg, rv == -ENOSPC ? RAFT_ERR_CONF_INVALID : rv, 0,
 	     raft_leader(&g->raft));
-	(void)s;
 }
 
 /* fl_group_info(): the membership as this node sees it. */
@@ -2554,9 +2601,13 @@ static void batch_flush(struct shard *s, struct group *g)
 			    (struct raft_buf){.data = req->data + it->offset, .size = it->size};
 		}
 	}
-	rv = s->wal_failed ? WAL_ERR_FAILED : raft_propose(&g->raft, s->prop_bufs, n, &first);
+	rv = group_write_refused(s, g);
+	if (rv == 0)
+		rv = raft_propose(&g->raft, s->prop_bufs, n, &first);
 	if (rv == 0)
 		stat_add(&s->stats.proposals, n);
+	if (rv == ERR_NO_SPACE)
+		stat_add(&s->stats.writes_refused_no_space, n);
 	for (uint64_t index = first; (req = g->batch_head) != NULL;) {
 		uint32_t k = 0, entries = req->type == SHARD_REQ_PROPOSE ? 1 : req->size;
 
@@ -2607,14 +2658,17 @@ static void req_handle(struct shard *s, struct shard_req *req)
 		return;
 	}
 	case SHARD_REQ_GROUP_CREATE:
-		rv = s->wal_failed
-			 ? WAL_ERR_FAILED
+		rv = s->wal_failed ? WAL_ERR_FAILED
+		     : s->space_low
+			 ? ERR_NO_SPACE
 			 : group_create(s, req->group, (const uint64_t *)req->data, req->size);
 		done(req->cb, req->arg, rv, 0, 0);
 		req_free(req);
 		return;
 	case SHARD_REQ_GROUP_JOIN:
-		rv = s->wal_failed ? WAL_ERR_FAILED : group_join(s, req->group);
+		rv = s->wal_failed  ? WAL_ERR_FAILED
+		     : s->space_low ? ERR_NO_SPACE
+				    : group_join(s, req->group);
 		done(req->cb, req->arg, rv, 0, 0);
 		req_free(req);
 		return;
@@ -2765,6 +2819,94 @@ static void shard_reclaim(struct shard *s)
 	}
 }
 
+/* The voter other than this node to hand g's leadership to: a recently
+ * active one with the longest log, or RAFT_NONE. */
+static uint64_t group_handoff_target(struct shard *s, struct group *g)
+{
+	const struct raft_conf *conf = raft_conf(&g->raft);
+	uint64_t target = RAFT_NONE, best = 0;
+
+	for (uint32_t i = 0; i < conf->members_count; i++) {
+		const struct raft_member *m = &conf->members[i];
+		const struct raft_progress *pr = raft_progress_of(&g->raft, m->id);
+		uint64_t score;
+
+		if (m->id == s->config.node_id || m->role != RAFT_MEMBER_VOTER || pr == NULL)
+			continue;
+		score = pr->match + 1 + (pr->recent_active ? UINT64_MAX / 2 : 0);
+		if (score > best) {
+			best = score;
+			target = m->id;
+		}
+	}
+	return target;
+}
+
+/* Leaders of a shard low on space hand their groups to peers (thesis §3.10),
+ * so that clients keep writing through a node that has room. Returns how
+ * many transfers started. */
+static uint32_t shard_space_handoff(struct shard *s)
+{
+	uint32_t started = 0;
+
+	for (uint64_t i = 0; i < s->table_cap; i++) {
+		struct group *g = s->table[i];
+		uint64_t target;
+
+		if (g == NULL || !raft_is_leader(&g->raft) || g->raft.transfer_target != RAFT_NONE)
+			continue;
+		target = group_handoff_target(s, g);
+		if (target != RAFT_NONE && raft_transfer(&g->raft, target, s->now_ms) == 0) {
+			started++;
+			group_dirty(s, g);
+		}
+	}
+	return started;
+}
+
+/* Enter or leave the low-space mode. The WAL turns low when it cannot make
+ * the spare it keeps beyond its tail: the tail and what spare is left still
+ * take every record already handed out (entries proposed or received
+ * before, hard states of votes, a new leader's first entry), but nothing
+ * new may come in. Safety does not depend on this: an append that finds no
+ * room fails before writing, and group_ready() then stops the shard rather
+ * than let a message leave ahead of what it depends on. */
+static void shard_space_check(struct shard *s)
+{
+	uint32_t started;
+	int rv;
+
+	if (s->wal_failed)
+		return;
+	if (!s->space_low && wal_space_low(&s->wal)) {
+		s->space_low = true;
+		s->space_retry_ms = s->now_ms + SHARD_SPACE_RETRY_MS;
+		atomic_store_explicit(&s->stats.space_low, 1, memory_order_relaxed);
+		node_log(s->config.node_id,
+			 "shard %u: WAL directory %s is out of space (ENOSPC): refusing writes "
+			 "until space returns (%s)",
+			 s->config.shard_index, s->config.wal_dir, wal_why(&s->wal));
+		started = shard_space_handoff(s);
+		if (started > 0)
+			node_log(s->config.node_id,
+				 "shard %u: handing leadership of %u groups to peers with room",
+				 s->config.shard_index, started);
+		return;
+	}
+	if (!s->space_low || s->now_ms < s->space_retry_ms)
+		return;
+	s->space_retry_ms = s->now_ms + SHARD_SPACE_RETRY_MS;
+	rv = wal_space_retry(&s->wal);
+	if (rv != 0) {
+		shard_space_handoff(s); /* Leaders elected meanwhile. */
+		return;
+	}
+	s->space_low = false;
+	atomic_store_explicit(&s->stats.space_low, 0, memory_order_relaxed);
+	node_log(s->config.node_id, "shard %u: WAL directory %s has space again: accepting writes",
+		 s->config.shard_index, s->config.wal_dir);
+}
+
 /* One timer per shard, due at the earliest group deadline (or a redial): a
  * shard whose groups are all quiesced sleeps until a message comes. */
 static void shard_arm_timer(struct shard *s)
@@ -2773,6 +2915,8 @@ static void shard_arm_timer(struct shard *s)
 
 	if (s->heap_count > 0 && s->heap[0].deadline_ms < due)
 		due = s->heap[0].deadline_ms;
+	if (s->space_low && s->space_retry_ms < due)
+		due = s->space_retry_ms;
 	for (uint32_t i = 0; i < s->peers_count; i++)
 		if (s->peers[i].state == PEER_DOWN && s->peers[i].redial_ms < due)
 			due = s->peers[i].redial_ms;
@@ -2815,6 +2959,7 @@ static void shard_turn(struct shard *s)
 			group_process(s, g);
 		}
 	}
+	shard_space_check(s);
 	if (!s->wal_failed && wal_flush(&s->wal) != 0 && !s->wal_failed) {
 		s->wal_failed = true;
 		groups_fail_all(s, WAL_ERR_FAILED);
@@ -2924,11 +3069,32 @@ static void shard_free(struct shard *s)
 /* Test-only faults for the snapshot transfer tests, off unless set:
  * FLOTILLA_TEST_SNAPSHOT_CORRUPT=1 flips a byte of the first snapshot chunk
  * each shard sends; FLOTILLA_TEST_SNAPSHOT_PACE_MS=N sends at most one chunk
- * per transfer every N ms, so that a test can stop a process mid-stream. */
+ * per transfer every N ms, so that a test can stop a process mid-stream;
+ * FLOTILLA_TEST_NO_SPACE=1 makes every WAL segment preallocation fail with
+ * ENOSPC while a file named after the WAL directory plus ".no-space" exists
+ * (a full disk that a test can fill and free at will). */
+static int shard_fault(void *arg, const struct loop_fault_site *site)
+{
+	struct shard *s = arg;
+
+	if (site->kind == LOOP_OP_ALLOCATE && access(s->fault_no_space, F_OK) == 0)
+		return -ENOSPC;
+	return 0;
+}
+
 static void shard_faults_read(struct shard *s)
 {
 	const char *corrupt = getenv("FLOTILLA_TEST_SNAPSHOT_CORRUPT");
 	const char *pace = getenv("FLOTILLA_TEST_SNAPSHOT_PACE_MS");
+	const char *no_space = getenv("FLOTILLA_TEST_NO_SPACE");
+
+	if (no_space != NULL && strcmp(no_space, "1") == 0) {
+		snprintf(s->fault_no_space, sizeof(s->fault_no_space), "%s.no-space",
+			 s->config.wal_dir);
+		node_log(s->config.node_id,
+			 "shard %u: test fault on: no space for WAL segments while %s exists",
+			 s->config.shard_index, s->fault_no_space);
+	}
 
 	s->fault_corrupt = corrupt != NULL && strcmp(corrupt, "1") == 0;
 	if (pace != NULL)
@@ -2973,6 +3139,8 @@ int shard_start(struct shard **out, const struct shard_config *config, char *why
 		snprintf(why, why_size, "%s", loop_why(&s->loop));
 		goto err;
 	}
+	if (s->fault_no_space[0] != '\0')
+		loop_set_fault(&s->loop, shard_fault, s);
 	wal_config_default(&wc);
 	/* The WAL takes entries of up to a quarter of a batch: size batches so
 	 * that every entry the engine accepts fits (and segments to hold four). */

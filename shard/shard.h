@@ -106,6 +106,8 @@ struct shard_stats {
 	_Atomic uint64_t msgs_dropped;
 	_Atomic uint64_t snapshots_taken, snapshots_sent, snapshots_received;
 	_Atomic uint64_t checks, divergences;
+	_Atomic uint64_t space_low; /* 1 while the WAL is low on space: writes refused. */
+	_Atomic uint64_t writes_refused_no_space, appends_dropped_no_space;
 };
 
 /* Create the shard: open and recover its WAL (recovering every group in it)
