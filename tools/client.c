@@ -280,7 +280,7 @@ int client_response_decode(const void *buf, size_t size, struct client_response 
 	resp->status = client_load32(p + 4);
 	resp->leader_hint = client_load64(p + 16);
 	resp->value_size = client_load32(p + 24);
-	if (resp->status > CLIENT_STATUS_RETRY ||
+	if (resp->status > CLIENT_STATUS_NO_SPACE ||
 	    (uint64_t)resp->value_size + CLIENT_RESPONSE_HEADER_SIZE - 4 != frame)
 		return -EBADMSG;
 	resp->value = p + CLIENT_RESPONSE_HEADER_SIZE;
@@ -742,7 +742,7 @@ static void client_router_answer(struct client_router *r, struct client_node *no
 		return;
 	call->sent_id = 0;
 	call->leader_hint = resp->leader_hint;
-	if (resp->status == CLIENT_STATUS_NOT_LEADER ||
+	if (resp->status == CLIENT_STATUS_NOT_LEADER || resp->status == CLIENT_STATUS_NO_SPACE ||
 	    (resp->status == CLIENT_STATUS_ERROR && idempotent)) {
 		uint64_t hint = resp->leader_hint;
 		bool follow = resp->status == CLIENT_STATUS_NOT_LEADER && hint != 0 &&

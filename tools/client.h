@@ -76,7 +76,8 @@ enum {
 	CLIENT_STATUS_CAS_MISMATCH = 3,
 	CLIENT_STATUS_ERROR = 4,
 	CLIENT_STATUS_BAD_REQUEST = 5,
-	CLIENT_STATUS_RETRY = 6, /* Membership ops: not now (change pending, learner behind). */
+	CLIENT_STATUS_RETRY = 6,    /* Membership ops: not now (change pending, learner behind). */
+	CLIENT_STATUS_NO_SPACE = 7, /* A write refused: the leader's disk is full; not done. */
 };
 
 /* A request. Pointers are borrowed (encode) or point into the decoded buffer
@@ -222,7 +223,8 @@ struct client *client_router_conn(struct client_router *r, uint64_t node);
 
 /* Run calls, pipelined: each goes to its group's leader as last heard (or to
  * the nodes in turn), NOT_LEADER answers are sent again to the hinted leader,
- * and everything ends within timeout_ms. With idempotent, an ERROR answer
+ * NO_SPACE answers (nothing was done) again after a backoff, to whichever
+ * node leads by then, and everything ends within timeout_ms. With idempotent, an ERROR answer
  * or a lost connection also leads to a retry (safe for PUT with a fixed value,
  * GET, LEADER; not for CAS or DELETE, whose retry may see their own effect).
  * Returns the count of calls that got an answer (rv 0); see each call's rv. */

@@ -40,7 +40,8 @@
  * - Connection loss: its requests in flight fail as disconnected, and the
  *   connection is retried with exponential backoff (connect failures are
  *   counted too).
- * - ERROR and BAD_REQUEST answers: server_error and bad_request.
+ * - ERROR and BAD_REQUEST answers: server_error and bad_request; NO_SPACE
+ *   (a leader whose disk is full refused the write): no_space.
  *
  * Measurement: a request counts in the final report when it was due after
  * the warm-up and before the end; requests in flight at the end are waited
@@ -124,6 +125,7 @@ enum load_stat {
 	LOAD_STAT_DISCONNECTED,
 	LOAD_STAT_SERVER_ERRORS,
 	LOAD_STAT_BAD_REQUESTS,
+	LOAD_STAT_NO_SPACE, /* Writes refused: the leader's disk is full. */
 	LOAD_STAT_REDIRECTS,
 	LOAD_STAT_LEADER_CHANGES,
 	LOAD_STAT_CONNS_LOST,
@@ -131,14 +133,15 @@ enum load_stat {
 	LOAD_STAT_LATE, /* Answers to requests that had timed out already. */
 	LOAD_STAT_COUNT,
 	LOAD_STAT_ERRORS_FIRST = LOAD_STAT_TIMEOUTS,
-	LOAD_STAT_ERRORS_LAST = LOAD_STAT_BAD_REQUESTS,
+	LOAD_STAT_ERRORS_LAST = LOAD_STAT_NO_SPACE,
 };
 
 /* Names in the JSON output and the report. */
 static const char *const load_stat_names[LOAD_STAT_COUNT] = {
-    "ops",       "reads",          "writes",           "not_found",        "bytes",
-    "timeout",   "not_leader",     "disconnected",     "server_error",     "bad_request",
-    "redirects", "leader_changes", "connections_lost", "connect_failures", "late_answers",
+    "ops",          "reads",      "writes",         "not_found",        "bytes",
+    "timeout",      "not_leader", "disconnected",   "server_error",     "bad_request",
+    "no_space",     "redirects",  "leader_changes", "connections_lost", "connect_failures",
+    "late_answers",
 };
 
 struct load_counts {
@@ -759,6 +762,9 @@ static void load_on_response(struct load_thread *t, uint32_t node_slot,
 		return;
 	case CLIENT_STATUS_ERROR:
 		load_tally(t, req->measured, LOAD_STAT_SERVER_ERRORS, 1);
+		break;
+	case CLIENT_STATUS_NO_SPACE: /* Not done; counted apart so a full disk shows. */
+		load_tally(t, req->measured, LOAD_STAT_NO_SPACE, 1);
 		break;
 	default: /* BAD_REQUEST, or a status no GET or PUT should get. */
 		load_tally(t, req->measured, LOAD_STAT_BAD_REQUESTS, 1);

@@ -183,6 +183,7 @@ struct server {
 	bool monitor_stop;
 	uint32_t monitor_leading;     /* Groups led at the last poll; the monitor's. */
 	uint64_t monitor_divergences; /* Likewise, fl_metrics.divergences. */
+	uint32_t monitor_no_space;    /* Likewise, fl_metrics.shards_no_space. */
 };
 
 /* --- Logging. --- */
@@ -751,7 +752,9 @@ static void pending_set_text(struct pending *p, const char *text)
 /* Answer a failed library call: NOT_LEADER with the hint, or ERROR with its
  * name. A leader handing leadership over refuses writes until the transfer
  * ends (FL_ERR_TRANSFER): nothing was proposed, and the leader is about to
- * change, so that is NOT_LEADER too, with no hint (wait and retry). */
+ * change, so that is NOT_LEADER too, with no hint (wait and retry). A leader
+ * whose WAL's disk is full (FL_ERR_NO_SPACE) proposed nothing either: its
+ * own status, with the error text, so that clients can tell it apart. */
 static void pending_set_error(struct pending *p, int rv, uint64_t leader)
 {
 	p->leader = leader != 0 ? leader : server_leader_hint(p->server, p->group);
@@ -764,7 +767,7 @@ static void pending_set_error(struct pending *p, int rv, uint64_t leader)
 		p->leader = 0;
 		return;
 	}
-	p->status = CLIENT_STATUS_ERROR;
+	p->status = rv == FL_ERR_NO_SPACE ? CLIENT_STATUS_NO_SPACE : CLIENT_STATUS_ERROR;
 	pending_set_text(p, fl_strerror(rv));
 }
 
@@ -1440,6 +1443,16 @@ static void monitor_poll(struct server *s)
 		s->monitor_leading = leading;
 	}
 	fl_node_metrics(s->node, &m);
+	if (m.shards_no_space != s->monitor_no_space) {
+		if (m.shards_no_space > 0)
+			node_log("disk full: the WAL of %u of %u shards is out of space; their "
+				 "writes are refused until space returns (%llu refused so far)",
+				 m.shards_no_space, m.shards_count,
+				 (unsigned long long)m.writes_refused_no_space);
+		else
+			node_log("disk: every shard's WAL has space again; writes accepted");
+		s->monitor_no_space = m.shards_no_space;
+	}
 	if (m.divergences != s->monitor_divergences) {
 		node_log(
 		    "consistency: %llu groups diverged here, %llu checks compared; their reads "

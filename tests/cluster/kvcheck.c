@@ -71,8 +71,8 @@ static uint64_t kvcheck_now_ms(void)
 
 static const char *kvcheck_status_name(uint32_t status)
 {
-	static const char *const names[] = {"OK",           "NOT_FOUND", "NOT_LEADER",
-					    "CAS_MISMATCH", "ERROR",     "BAD_REQUEST"};
+	static const char *const names[] = {"OK",    "NOT_FOUND",   "NOT_LEADER", "CAS_MISMATCH",
+					    "ERROR", "BAD_REQUEST", "RETRY",      "NO_SPACE"};
 
 	return status < sizeof(names) / sizeof(names[0]) ? names[status] : "?";
 }
