@@ -2081,48 +2081,76 @@ static void group_reads(struct group *g, const struct raft_ready *rd)
 	}
 }
 
-/* Append entries (and hard state) of a ready to the WAL, retrying while the
- * batch buffers are full: records must go in ready order. */
+/* Append a ready's entries, in pieces the WAL takes at once: a follower
+ * catching up may receive more in one turn than one append may hold
+ * (-EMSGSIZE, returned before anything is written). Waits while the batch
+ * buffers are full. Each piece starts where the last one ended, so a crash
+ * between pieces leaves a prefix of the entries: a shorter log, never a
+ * hole. */
+static int wal_append_ready_entries(struct shard *s, struct group *g, const struct raft_ready *rd)
+{
+	uint32_t count = rd->entries_count, done = 0, piece = count;
+	int rv = 0;
+
+	s->wal_entries =
+	    grow_array(s->wal_entries, &s->wal_entries_cap, count, sizeof(*s->wal_entries));
+	for (uint32_t i = 0; i < count; i++)
+		s->wal_entries[i] = (struct wal_entry){.term = rd->entries[i].term,
+						       .type = rd->entries[i].type,
+						       .size = rd->entries[i].size,
+						       .data = rd->entries[i].data};
+	for (int tries = 0; done < count && tries < 100000; tries++) {
+		uint32_t n = piece < count - done ? piece : count - done;
+
+		rv = wal_append_entries(&s->wal, g->id, rd->entries[done].index,
+					s->wal_entries + done, n);
+		if (rv == -EAGAIN) {
+			/* Buffers full: let a batch finish, then try again. */
+			wal_flush(&s->wal);
+			loop_run(&s->loop, 1);
+			continue;
+		}
+		if (rv == -EMSGSIZE && n > 1) {
+			piece = n / 2;
+			continue;
+		}
+		if (rv != 0)
+			return rv;
+		done += n;
+	}
+	return done == count ? 0 : rv;
+}
+
+/* Append a ready's snapshot mark, entries and hard state to the WAL, in
+ * that order, each waiting while the batch buffers are full. */
 static int wal_append_ready(struct shard *s, struct group *g, const struct raft_ready *rd)
 {
 	int rv = 0;
 
-	for (int tries = 0; tries < 100000; tries++) {
-		rv = 0;
-		if (rd->snapshot)
-			rv = wal_append_mark(&s->wal, g->id, rd->snapshot->index,
-					     rd->snapshot->term);
-		if (rv == 0 && rd->entries_count > 0) {
-			s->wal_entries = grow_array(s->wal_entries, &s->wal_entries_cap,
-						    rd->entries_count, sizeof(*s->wal_entries));
-			for (uint32_t i = 0; i < rd->entries_count; i++)
-				s->wal_entries[i] = (struct wal_entry){.term = rd->entries[i].term,
-								       .type = rd->entries[i].type,
-								       .size = rd->entries[i].size,
-								       .data = rd->entries[i].data};
-			rv = wal_append_entries(&s->wal, g->id, rd->entries[0].index,
-						s->wal_entries, rd->entries_count);
-		}
-		/* Term and vote must be durable before what depends on them leaves;
-		 * commit need not be (a restarted node learns it again from the
-		 * leader), so a change of commit alone writes nothing: with many
-		 * groups that would be a record per group per turn. */
-		if (rv == 0 && rd->hard_changed &&
-		    (rd->hard.term != g->hard_term || rd->hard.vote != g->hard_vote)) {
-			struct wal_hard hard = {rd->hard.term, rd->hard.vote, rd->hard.commit};
+	if (rd->snapshot)
+		rv = wal_append_mark_retry(s, g->id, rd->snapshot->index, rd->snapshot->term);
+	if (rv == 0 && rd->entries_count > 0)
+		rv = wal_append_ready_entries(s, g, rd);
+	/* Term and vote must be durable before what depends on them leaves;
+	 * commit need not be (a restarted node learns it again from the
+	 * leader), so a change of commit alone writes nothing: with many
+	 * groups that would be a record per group per turn. */
+	if (rv == 0 && rd->hard_changed &&
+	    (rd->hard.term != g->hard_term || rd->hard.vote != g->hard_vote)) {
+		struct wal_hard hard = {rd->hard.term, rd->hard.vote, rd->hard.commit};
 
+		rv = -EAGAIN;
+		for (int tries = 0; tries < 100000 && rv == -EAGAIN; tries++) {
 			rv = wal_append_hard(&s->wal, g->id, &hard);
-			if (rv == 0) {
-				g->hard_term = rd->hard.term;
-				g->hard_vote = rd->hard.vote;
+			if (rv == -EAGAIN) {
+				wal_flush(&s->wal);
+				loop_run(&s->loop, 1);
 			}
 		}
-		if (rv != -EAGAIN)
-			return rv;
-		/* Buffers full: let a batch finish, then try again. Appends are
-		 * idempotent here only because none of the above succeeded. */
-		wal_flush(&s->wal);
-		loop_run(&s->loop, 1);
+		if (rv == 0) {
+			g->hard_term = rd->hard.term;
+			g->hard_vote = rd->hard.vote;
+		}
 	}
 	return rv;
 }
