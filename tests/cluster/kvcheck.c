@@ -14,6 +14,8 @@
  *     garbage --via ID                     malformed requests get BAD_REQUEST and a
  *                                          closed connection; the node keeps serving
  *     leaders [--via ID]                   print each group's leader (LEADER op)
+ *     lead --group G --via ID              make node ID the leader of group G (TRANSFER
+ *                                          at the current leader until ID says it leads)
  *     diverge [--group G] [--via ID] --keys K
  *                                          CORRUPT one follower of group G (node ID, or
  *                                          the first that is not the leader; nodes run
@@ -603,10 +605,41 @@ static int kvcheck_diverge(struct kvcheck *k)
 	return failed;
 }
 
+/* Make node via lead k->group: TRANSFER at the current leader, then ask via
+ * until it says it leads, within the timeout. */
+static int kvcheck_lead(struct kvcheck *k)
+{
+	uint64_t deadline = kvcheck_now_ms() + (uint64_t)k->timeout_ms;
+
+	while (kvcheck_now_ms() < deadline) {
+		struct client_call call = {.req = {.op = CLIENT_OP_LEADER, .group = k->group}};
+		uint64_t leader;
+
+		kvcheck_on(k, k->via, &call);
+		leader = call.rv == 0 && call.status == CLIENT_STATUS_OK ? call.leader_hint : 0;
+		client_call_clear(&call);
+		if (leader == k->via) {
+			printf("lead: node %llu leads group %llu\n", (unsigned long long)k->via,
+			       (unsigned long long)k->group);
+			return 0;
+		}
+		if (leader != 0) {
+			call = (struct client_call){
+			    .req = {.op = CLIENT_OP_TRANSFER, .group = k->group, .member = k->via}};
+			kvcheck_on(k, leader, &call);
+			client_call_clear(&call);
+		}
+		usleep(100000);
+	}
+	fprintf(stderr, "lead: node %llu did not become the leader of group %llu\n",
+		(unsigned long long)k->via, (unsigned long long)k->group);
+	return 1;
+}
+
 static int kvcheck_usage(void)
 {
 	fprintf(stderr, "usage: flotilla-kvcheck --nodes SPEC [--groups N] [--timeout-ms T] "
-			"put|verify|local|ops|garbage|leaders|diverge [--prefix P] [--keys K] "
+			"put|verify|local|ops|garbage|leaders|lead|diverge [--prefix P] [--keys K] "
 			"[--ack FILE] [--via ID] [--group G]\n");
 	return 2;
 }
@@ -666,6 +699,8 @@ int main(int argc, char **argv)
 		rv = kvcheck_garbage(&k);
 	else if (strcmp(command, "leaders") == 0)
 		rv = kvcheck_leaders(&k);
+	else if (strcmp(command, "lead") == 0 && k.via != 0)
+		rv = kvcheck_lead(&k);
 	else if (strcmp(command, "diverge") == 0)
 		rv = kvcheck_diverge(&k);
 	else
