@@ -1136,11 +1136,16 @@ static void wal_batch_failed(struct wal *wal, struct wal_batch *batch, int rv, c
 	char name[SEGMENT_NAME_SIZE];
 
 	segment_name(name, batch->seq);
+	/* The segment was preallocated, so a full disk cannot explain ENOSPC
+	 * here: the file system did not keep the reservation. */
 	wal_say(wal,
-		"%s of batch %" PRIu64 " to segment %s at offset %" PRIu64 " failed: %s; the WAL "
+		"%s of batch %" PRIu64 " to segment %s at offset %" PRIu64 " failed: %s%s; the WAL "
 		"stops (records up to batch %" PRIu64 " are durable; nothing later is "
 		"acknowledged)",
 		what, batch->number, name, batch->offset + batch->done, err_str(rv),
+		rv == -ENOSPC ? " although the segment was preallocated (a file system that does "
+				"not keep fallocate's reservation, such as a copy-on-write one)"
+			      : "",
 		wal->durable_batch);
 	wal->writing_batch = 0;
 	wal_fail(wal, rv == -ENOSPC ? -ENOSPC : WAL_ERR_FAILED, true);

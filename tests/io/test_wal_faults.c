@@ -197,8 +197,8 @@ static void test_fsync_error_is_fatal_and_not_retried(void **state)
 	fx_check_reopen(fx, 1, 10, 20);
 }
 
-/* ENOSPC on a write refuses further appends with a clear error and
- * corrupts nothing already written. */
+/* ENOSPC on a write (which preallocation should make impossible) stops the
+ * WAL for good with a clear error, and corrupts nothing already written. */
 static void test_enospc_on_write_refuses_appends(void **state)
 {
 	struct fx *fx = *state;
@@ -213,6 +213,8 @@ static void test_enospc_on_write_refuses_appends(void **state)
 	assert_int_equal(fx->failed_rv, -ENOSPC);
 	assert_int_equal(fx_append(fx, 1, 31, 1), -ENOSPC);
 	assert_non_null(strstr(wal_why(&fx->wal), strerror(ENOSPC)));
+	assert_non_null(strstr(wal_why(&fx->wal), "preallocated")); /* Why it is fatal. */
+	assert_false(wal_space_low(&fx->wal)); /* Not the recoverable condition. */
 	fx_check_reopen(fx, 1, 20, 20);
 }
 
