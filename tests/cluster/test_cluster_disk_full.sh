@@ -13,6 +13,9 @@
 #      log it missed, compaction being off): node 2 says it has space again,
 #      takes more PUTs, catches up, and every node holds every acknowledged
 #      key with its value, with the same DIGEST for every group.
+# Then a one-node cluster on its own full tmpfs: its leader has no one to
+# hand over to, so flotilla-load sees its writes refused as no_space, and
+# none once the space returns.
 # No node may report a failed WAL or a sanitizer error.
 #
 #   test_cluster_disk_full.sh FLOTILLA_NODE KVCHECK CLUSTER_CHECK FLOTILLA_LOAD TOOLS_CLUSTER
@@ -40,13 +43,14 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 mkdir -p "$work_dir"
 dir=$(mktemp -d "$(realpath "$work_dir")/cluster-disk-full.XXXXXX")
-small=$dir/node-2
-mkdir "$small"
+small=$dir/node-2 solo=$dir/solo
+mkdir -p "$small" "$solo/node-1"
 if ! mount -t tmpfs -o size=${tmpfs_mb}m tmpfs "$small"; then
 	echo "mount -t tmpfs failed here: skipped"
 	rm -rf "$dir"
 	exit 77
 fi
+mount -t tmpfs -o size=${tmpfs_mb}m tmpfs "$solo/node-1"
 failed=1
 load_pid=
 cleanup() {
@@ -55,36 +59,41 @@ cleanup() {
 		wait "$load_pid" 2>/dev/null || true
 	fi
 	"$cluster" stop --dir "$dir" --wait 10 >/dev/null 2>&1 || true
+	"$cluster" stop --dir "$solo" --wait 10 >/dev/null 2>&1 || true
 	if [ "$failed" -ne 0 ]; then
-		for log in "$dir"/node-*.log "$dir"/load.out; do
+		for log in "$dir"/node-*.log "$solo"/node-*.log "$dir"/load.out; do
 			[ -f "$log" ] || continue
 			echo "---- last lines of $(basename "$log")"
 			tail -n 30 "$log"
 		done
 	fi
-	umount "$small" 2>/dev/null || umount -l "$small" 2>/dev/null || true
+	for mnt in "$small" "$solo/node-1"; do
+		umount "$mnt" 2>/dev/null || umount -l "$mnt" 2>/dev/null || true
+	done
 	rm -rf "$dir"
 }
 trap cleanup EXIT
 
-# wait_log SECONDS PATTERN: until node 2's log has PATTERN (bounded).
+# wait_log SECONDS PATTERN [LOG]: until LOG (node 2's) has PATTERN (bounded).
 wait_log() {
-	local i
+	local i log=${3:-$dir/node-2.log}
 	for ((i = 0; i < $1 * 10; i++)); do
-		grep -q "$2" "$dir/node-2.log" && return 0
+		grep -q "$2" "$log" && return 0
 		sleep 0.1
 	done
-	echo "FAIL: node 2 did not log '$2' within $1 s"
+	echo "FAIL: $(basename "$log") has no '$2' after $1 s"
 	exit 1
 }
 
-# Like cluster_start_random, but a retry must keep node 2 on the tmpfs.
+# start_cluster DIR TMPFS ARGS...: like cluster_start_random, but a retry
+# keeps the node whose data is TMPFS on it (and its filler).
 start_cluster() {
-	local attempt rc
+	local cdir=$1 mnt=$2 attempt rc
+	shift 2
 	for attempt in 1 2 3 4 5; do
 		base=$((20000 + 2 * (RANDOM % 19990)))
 		rc=0
-		"$cluster" start --dir "$dir" --base-port "$base" "$@" || rc=$?
+		"$cluster" start --dir "$cdir" --base-port "$base" "$@" || rc=$?
 		[ "$rc" -eq 0 ] && return 0
 		if [ "$rc" -eq 4 ]; then
 			echo "io_uring is not available here: skipped"
@@ -96,14 +105,14 @@ start_cluster() {
 			exit 1
 		fi
 		echo "ports near $base in use: trying others"
-		rm -rf "$dir"/node-1 "$dir"/node-3 "$dir"/node-*.log "$dir"/node-*.pid
-		find "$small" -mindepth 1 ! -name filler -delete
+		find "$cdir" -maxdepth 1 -name 'node-*' ! -path "$mnt" -exec rm -rf {} +
+		find "$mnt" -mindepth 1 ! -name filler -delete
 	done
 }
 
 step "node 2 on a ${tmpfs_mb} MiB tmpfs with a ${filler_mb} MiB filler; ${segment_mb} MiB segments"
 dd if=/dev/zero of="$small/filler" bs=1M count="$filler_mb" status=none
-start_cluster --groups "$groups" --nodes 3 --shards 1 --bin "$node_bin" -- \
+start_cluster "$dir" "$small" --groups "$groups" --nodes 3 --shards 1 --bin "$node_bin" -- \
 	--snapshot-entries 0 --check-entries 0 --entry-size-max 65536 \
 	--wal-segment-size $((segment_mb << 20))
 nodes="1=127.0.0.1:$((base + 1)),2=127.0.0.1:$((base + 3)),3=127.0.0.1:$((base + 5))"
@@ -112,25 +121,36 @@ acks=$dir/acks
 "$kvcheck" --nodes "$nodes" --groups "$groups" --timeout-ms 10000 lead --group 2 --via 1
 "$kvcheck" --nodes "$nodes" --groups "$groups" put --prefix before --keys 20 --ack "$acks"
 
-step "fill node 2's disk: 1000 requests/s, 80% PUTs of 4000 bytes (checked), until it is full"
-rounds=0
-until grep -q "out of space (ENOSPC)" "$dir/node-2.log"; do
-	rounds=$((rounds + 1))
-	if [ "$rounds" -gt 10 ]; then
-		echo "FAIL: node 2 never ran out of space"
-		exit 1
-	fi
-	"$load_bin" --cluster-dir "$dir" --groups "$groups" --mode open --rate 1000 \
+# load_round DIR GROUPS: one second of 1000 requests/s, 80% PUTs of 4000
+# bytes, linearizability checked; shows the counts.
+load_round() {
+	"$load_bin" --cluster-dir "$1" --groups "$2" --mode open --rate 1000 \
 		--read-ratio 0.2 --value-size 4000 --keys 500 --duration 1 --warmup 0 \
 		--check --check-initial any >"$dir/load.out" 2>&1 || {
-		echo "FAIL: flotilla-load (round $rounds) failed"
+		echo "FAIL: flotilla-load failed"
 		cat "$dir/load.out"
 		exit 1
 	}
 	grep -E "^throughput|^errors|^check" "$dir/load.out" || true
-	df -m "$small" | tail -n 1
-done
-grep -h "out of space (ENOSPC)" "$dir/node-2.log" | head -n 1 | cut -c 1-240
+}
+
+# fill DIR GROUPS TMPFS LOG: load rounds until LOG says out of space (bounded).
+fill() {
+	local rounds=0
+	until grep -q "out of space (ENOSPC)" "$4"; do
+		rounds=$((rounds + 1))
+		if [ "$rounds" -gt 10 ]; then
+			echo "FAIL: $(basename "$4") never ran out of space"
+			exit 1
+		fi
+		load_round "$1" "$2"
+		df -m "$3" | tail -n 1
+	done
+	grep -h "out of space (ENOSPC)" "$4" | head -n 1 | cut -c 1-240
+}
+
+step "fill node 2's disk: 1000 requests/s, 80% PUTs of 4000 bytes (checked), until it is full"
+fill "$dir" "$groups" "$small" "$dir/node-2.log"
 
 step "node 2 leads no group; groups keep committing through nodes 1 and 3"
 wait_log "$wait_s" "handing leadership of"
@@ -160,10 +180,32 @@ done
 "$cluster_check" converge --nodes "$nodes" --groups "$groups"
 df -m "$small" | tail -n 1
 
-step "stop"
 "$cluster" stop --dir "$dir"
+
+step "one node alone on a full tmpfs: its writes are refused (no_space), then taken again"
+dd if=/dev/zero of="$solo/node-1/filler" bs=1M count="$filler_mb" status=none
+start_cluster "$solo" "$solo/node-1" --groups 1 --nodes 1 --shards 1 --bin "$node_bin" -- \
+	--snapshot-entries 0 --check-entries 0 --entry-size-max 65536 \
+	--wal-segment-size $((segment_mb << 20))
+fill "$solo" 1 "$solo/node-1" "$solo/node-1.log"
+load_round "$solo" 1
+if ! grep -qE "^errors .*no_space [1-9]" "$dir/load.out"; then
+	echo "FAIL: flotilla-load saw no write refused as no_space"
+	exit 1
+fi
+rm "$solo/node-1/filler"
+mount -o remount,size=64m "$solo/node-1"
+wait_log "$wait_s" "has space again: accepting writes" "$solo/node-1.log"
+load_round "$solo" 1
+if ! grep -qE "^errors +0 " "$dir/load.out"; then
+	echo "FAIL: writes still refused after the space returned"
+	exit 1
+fi
+"$cluster" stop --dir "$solo"
+
+step "logs"
 if grep -E "AddressSanitizer|LeakSanitizer|runtime error:|WAL failed|reserve is spent" \
-	"$dir"/node-*.log; then
+	"$dir"/node-*.log "$solo"/node-*.log; then
 	echo "FAIL: a node reported an error (above)"
 	exit 1
 fi
