@@ -639,6 +639,14 @@ static void wal_space_lost(struct wal *wal)
 	wal->space_low = true;
 }
 
+/* Keep a spare beyond the tail, so that a full file system is noticed
+ * while the tail and that spare can still take records. */
+static void wal_spare_keep(struct wal *wal)
+{
+	if (wal->spares_count == 0 && wal_is_space_error(wal_spare_create(wal)))
+		wal_space_lost(wal);
+}
+
 /* Make sure a spare exists. Without space for one the WAL is low on space
  * and the caller gets -ENOSPC; any other failure refuses appends for good. */
 static int wal_spare_ensure(struct wal *wal)
@@ -711,10 +719,7 @@ static int wal_rotate(struct wal *wal)
 		wal->segments[wal->segments_count - 2].full = true;
 	wal->spares_count--;
 	memmove(wal->spares, wal->spares + 1, sizeof(*wal->spares) * wal->spares_count);
-	/* Keep a spare beyond the new tail, so that a full file system is
-	 * noticed while the tail and that spare can still take records. */
-	if (wal->spares_count == 0 && wal_is_space_error(wal_spare_create(wal)))
-		wal_space_lost(wal);
+	wal_spare_keep(wal);
 	return 0;
 }
 
@@ -2424,6 +2429,10 @@ int wal_init(struct wal *wal, struct loop *loop, const char *dir, const struct w
 	rv = wal_recover(wal);
 	if (rv != 0)
 		goto err_after_open;
+	/* A WAL that ran out of space comes back without a spare: say so now,
+	 * while its tail has room, not when it must rotate. */
+	if (!config->read_only && wal->segments_count > 0)
+		wal_spare_keep(wal);
 	wal->stats.recovery_ns = loop_now_ns(loop) - start;
 	return 0;
 

@@ -3211,6 +3211,7 @@ int shard_start(struct shard **out, const struct shard_config *config, char *why
 	rv = groups_recover(s, why, why_size);
 	if (rv != 0)
 		goto err_after_wal;
+	shard_space_check(s); /* A WAL that was full when the node stopped may still be. */
 	rv = -pthread_create(&s->thread, NULL, shard_main, s);
 	if (rv != 0) {
 		snprintf(why, why_size, "cannot start shard thread: %s", strerror(-rv));

@@ -283,6 +283,33 @@ static void test_enospc_on_new_segment_is_recoverable(void **state)
 	fx_check_reopen(fx, 1, next - 1, next - 1);
 }
 
+/* A WAL that ran out of space and is opened again, still without room for
+ * a spare, says it is low on space at once, while its tail takes records. */
+static void test_reopened_without_spare_is_low_at_once(void **state)
+{
+	struct fx *fx = *state;
+	uint64_t next = 1;
+
+	fx_plan(fx, LOOP_OP_ALLOCATE, 2, -ENOSPC);
+	fx->sticky = true;
+	assert_int_equal(fx_append(fx, 1, next, 20), 0);
+	next += 20;
+	assert_int_equal(wal_sync(&fx->wal), 0);
+	assert_true(wal_space_low(&fx->wal));
+	wal_deinit(&fx->wal);
+	if (wal_init(&fx->wal, &fx->loop, fx->dir, &fx->config) != 0)
+		fail_msg("reopen: %s", wal_why(&fx->wal));
+	assert_int_equal(fx->wal.spares_count, 0);
+	assert_true(wal_space_low(&fx->wal));
+	assert_int_equal(fx_append(fx, 1, next, 20), 0);
+	next += 20;
+	assert_int_equal(wal_sync(&fx->wal), 0);
+	fx->sticky = false;
+	assert_int_equal(wal_space_retry(&fx->wal), 0);
+	assert_false(wal_space_low(&fx->wal));
+	fx_check_reopen(fx, 1, next - 1, next - 1);
+}
+
 /* Space short while the WAL still has a spare: nothing to say until the
  * last spare becomes the tail, and appends never fail on the way. */
 static void test_spares_are_used_before_space_is_low(void **state)
@@ -319,6 +346,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_spares_are_used_before_space_is_low, fx_setup,
 					    fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_enospc_on_new_segment_is_recoverable, fx_setup,
+					    fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_reopened_without_spare_is_low_at_once, fx_setup,
 					    fx_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -336,8 +336,8 @@ static void wait_space_back(int i)
 }
 
 /* A follower runs out of space: the other two commit without it; it drops
- * what it cannot store, keeps what it acknowledged, and catches up once
- * space returns. */
+ * what it cannot store, keeps what it acknowledged (also across a restart
+ * while still full), and catches up once space returns. */
 static void test_full_follower_drops_entries_and_catches_up(void **state)
 {
 	uint64_t hint = 0;
@@ -361,6 +361,15 @@ static void test_full_follower_drops_entries_and_catches_up(void **state)
 	assert_true(metrics_of(full).appends_dropped_no_space > 0);
 	assert_int_equal(metrics_of(full).shards_no_space, 1);
 	assert_int_equal(fl_read_sync(nodes[leader_wait()], GROUP, &hint), 0);
+
+	/* Restarted while still full, it knows at once (its WAL has no spare). */
+	fl_node_stop(nodes[full]);
+	pthread_mutex_lock(&sms[full].lock);
+	sms[full].count = 0; /* Its state machine is rebuilt from the log. */
+	pthread_mutex_unlock(&sms[full].lock);
+	node_start(full);
+	assert_int_equal(metrics_of(full).shards_no_space, 1);
+	assert_true(write_some(WINDOW) >= WINDOW);
 
 	/* Space returns: it resumes by itself and catches up. */
 	disk_set_full(full, false);
