@@ -2429,11 +2429,11 @@ int wal_init(struct wal *wal, struct loop *loop, const char *dir, const struct w
 	rv = wal_recover(wal);
 	if (rv != 0)
 		goto err_after_open;
+	wal->stats.recovery_ns = loop_now_ns(loop) - start;
 	/* A WAL that ran out of space comes back without a spare: say so now,
 	 * while its tail has room, not when it must rotate. */
 	if (!config->read_only && wal->segments_count > 0)
 		wal_spare_keep(wal);
-	wal->stats.recovery_ns = loop_now_ns(loop) - start;
 	return 0;
 
 err_after_open:
