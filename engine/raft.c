@@ -366,6 +366,8 @@ static const struct raft_conf *conf_at(const struct raft *raft, uint64_t index);
  * no one. */
 static bool raft_is_promotable(const struct raft *raft)
 {
+	if (raft->repairing)
+		return false; /* REPAIR: it may lack committed entries. */
 	if (conf_can_lead(conf_current(raft), raft->config.id))
 		return true;
 	return raft->confs[raft->confs_count - 1].index > raft->commit &&
@@ -459,7 +461,9 @@ static uint64_t quorum_value(const struct raft *raft, bool seq)
 
 			if (!role_votes(member_role(&conf->members[i], h)))
 				continue;
-			values[n++] = seq ? pr->acked_seq : pr->match;
+			/* REPAIR: a repairing member's log may lack entries it once
+			 * acknowledged; it counts for commits only once repaired. */
+			values[n++] = seq ? pr->acked_seq : pr->repairing ? 0 : pr->match;
 		}
 		if (n == 0)
 			continue;
@@ -952,6 +956,8 @@ static void send_append(struct raft *raft, struct raft_progress *pr, bool allow_
 	m->commit = raft->commit;
 	m->entries_count = (uint32_t)n;
 	m->flags = witness ? RAFT_MSG_FLAG_METADATA : 0;
+	if (pr->repairing && prev + n >= pr->repair_mark)
+		m->flags |= RAFT_MSG_FLAG_REPAIRED; /* REPAIR: accepting it ends the repair. */
 	if (pr->state == RAFT_PROGRESS_REPLICATE) {
 		if (n > 0) {
 			pr->next = prev + n + 1;
@@ -1202,6 +1208,49 @@ static void wake(struct raft *raft)
 	}
 }
 
+/* REPAIR. A member whose storage lost records of this group (a damaged
+ * WAL record or snapshot file) restarts from what it could verify: its own
+ * snapshot, or nothing. It may have acknowledged entries it no longer
+ * holds, and a leader may have counted those acknowledgements toward a
+ * commit; if it voted or counted as before, a committed entry could be
+ * lost (a leader elected with its vote might lack the entry) or a commit
+ * could rest on a copy that is gone. Protocol-aware recovery (Alagappan et
+ * al., FAST 2018) in Raft terms:
+ *
+ *   1. While repairing it never grants a vote (nor a pre-vote) and never
+ *      campaigns. Every entry committed so far is held by a majority of
+ *      which it may have been part; the other members of that majority
+ *      still hold the entry, and any leader needs the votes of a majority
+ *      that intersects it without us, so every elected leader holds every
+ *      committed entry (§5.4.1 still applies, with our vote taken away).
+ *   2. Its responses carry RAFT_MSG_FLAG_REPAIR. The leader that sees one
+ *      resets its match for us to 0 (the old match claims entries we lost)
+ *      and remembers its last index as the repair mark; our match does not
+ *      count toward a commit until the repair ends, so no commit rests on
+ *      a copy we lack. It probes and sends entries, or its snapshot once
+ *      the entries are compacted, as to any follower that is behind.
+ *   3. We accept entries only by the Log Matching check (§5.3) and take a
+ *      commit index only from an append that matched up to it, never from
+ *      heartbeats (which carry min(match, commit) for a match that may be
+ *      stale). A snapshot is verified by its checksum before it is restored.
+ *   4. The leader flags the append that brings us to its mark. Once that
+ *      append matched, our log holds the leader's up to the mark: every
+ *      entry committed before the leader learned of the loss (a leader
+ *      holds every committed entry, and commits after that did not count
+ *      us). From then on we hold every committed entry we acknowledge, as
+ *      any follower does, and count and vote again.
+ *
+ * A lost hard-state record could hold a vote of a term we no longer know
+ * (storage learns the term from the damaged record's verified header when
+ * it can). Leaving repair we take the current leader as our vote of its
+ * term if we had none, so we never vote in that term for another. */
+static void repair_end(struct raft *raft, uint64_t leader)
+{
+	raft->repairing = false;
+	if (raft->vote == RAFT_NONE)
+		raft->vote = leader;
+}
+
 static void heard_from_leader(struct raft *raft, uint64_t from)
 {
 	raft->takeover = false;
@@ -1231,6 +1280,7 @@ static void handle_append(struct raft *raft, const struct raft_msg *m)
 		/* Everything up to commit already matches the leader's log. */
 		resp = msg_new(raft, RAFT_MSG_APPEND_RESP, m->from, true);
 		resp->index = raft->commit;
+		resp->flags = raft->repairing ? RAFT_MSG_FLAG_REPAIR : 0;
 		return;
 	}
 	if (m->index > log_last(log) || log_term_at(log, m->index) != m->log_term) {
@@ -1242,6 +1292,7 @@ static void handle_append(struct raft *raft, const struct raft_msg *m)
 		resp->index = m->index;
 		resp->hint_index = hint;
 		resp->hint_term = log_term_at(log, hint);
+		resp->flags = raft->repairing ? RAFT_MSG_FLAG_REPAIR : 0;
 		return;
 	}
 	/* Malformed (indexes not contiguous, terms decreasing or from the
@@ -1275,6 +1326,12 @@ static void handle_append(struct raft *raft, const struct raft_msg *m)
 		commit_to(raft, min_u64(m->commit, last_new));
 	resp = msg_new(raft, RAFT_MSG_APPEND_RESP, m->from, true);
 	resp->index = last_new;
+	if (raft->repairing && (m->flags & RAFT_MSG_FLAG_REPAIRED))
+		repair_end(raft, m->from);
+	if (raft->repairing)
+		resp->flags = RAFT_MSG_FLAG_REPAIR;
+	else if (m->flags & RAFT_MSG_FLAG_REPAIRED)
+		resp->flags = RAFT_MSG_FLAG_REPAIRED;
 }
 
 /* raft_want_snapshot(): install s over a log that already holds its index.
@@ -1321,6 +1378,7 @@ static void handle_snapshot(struct raft *raft, const struct raft_msg *m)
 	if (s->index > 0 && s->term == 0)
 		return;
 	resp = msg_new(raft, RAFT_MSG_APPEND_RESP, m->from, true);
+	resp->flags = raft->repairing ? RAFT_MSG_FLAG_REPAIR : 0;
 	if (raft->snapshot_wanted && snapshot_rebase(raft, s)) {
 		resp->index = s->index;
 		return;
@@ -1345,10 +1403,46 @@ static void handle_snapshot(struct raft *raft, const struct raft_msg *m)
 	resp->index = s->index;
 }
 
+/* REPAIR (see repair_end): pr lost data. Forget what it matched and count
+ * it only once it holds our log up to our last index as of now. */
+static void progress_repair_start(struct raft *raft, struct raft_progress *pr)
+{
+	pr->repairing = true;
+	pr->repair_mark = log_last(&raft->log);
+	pr->match = 0;
+	if (pr->state != RAFT_PROGRESS_SNAPSHOT)
+		progress_become(raft, pr, RAFT_PROGRESS_PROBE);
+	pr->next = log_last(&raft->log) + 1; /* Probe back with its hints. */
+}
+
+/* REPAIR: the responses of a repairing member tell a leader so. Returns
+ * true when this response started the repair (and a probe went out). */
+static bool progress_repair_check(struct raft *raft, struct raft_progress *pr,
+				  const struct raft_msg *m)
+{
+	if (!(m->flags & RAFT_MSG_FLAG_REPAIR) || pr->repairing)
+		return false;
+	progress_repair_start(raft, pr);
+	send_append(raft, pr, true);
+	return true;
+}
+
 static void handle_append_resp(struct raft *raft, struct raft_progress *pr,
 			       const struct raft_msg *m)
 {
 	pr->recent_active = true;
+	if (progress_repair_check(raft, pr, m))
+		return;
+	if (pr->repairing && !m->reject && (m->flags & RAFT_MSG_FLAG_REPAIRED) &&
+	    m->index >= pr->repair_mark && m->index <= log_last(&raft->log)) {
+		pr->repairing = false; /* Its log holds ours up to the mark. */
+		if (m->index <= pr->match && maybe_commit(raft)) {
+			bcast_append(raft, true);
+			pr = progress_find(raft, m->from); /* The membership may have changed. */
+			if (raft->role != RAFT_ROLE_LEADER || pr == NULL)
+				return;
+		}
+	}
 	if (m->reject) {
 		uint64_t hint;
 
@@ -1404,12 +1498,18 @@ static void handle_append_resp(struct raft *raft, struct raft_progress *pr,
 		if (raft->msgs_count == before)
 			break;
 	}
+	/* REPAIR: it holds our log up to the mark with nothing in flight; an
+	 * empty append tells it so (once per response that says it repairs). */
+	if (pr->repairing && (m->flags & RAFT_MSG_FLAG_REPAIR) && pr->match >= pr->repair_mark &&
+	    pr->next == pr->match + 1 && pr->state == RAFT_PROGRESS_REPLICATE)
+		send_append(raft, pr, true);
 }
 
 static void handle_heartbeat_resp(struct raft *raft, struct raft_progress *pr,
 				  const struct raft_msg *m)
 {
 	pr->recent_active = true;
+	(void)progress_repair_check(raft, pr, m);
 	if (m->context > pr->acked_seq && m->context <= raft->hb_seq)
 		pr->acked_seq = m->context;
 	pr->probe_sent = false;
@@ -1470,6 +1570,15 @@ static void step_vote(struct raft *raft, const struct raft_msg *m)
 	bool grant;
 	struct raft_msg *resp;
 
+	if (raft->repairing) {
+		/* REPAIR: our log may lack committed entries; no vote at all. */
+		resp =
+		    msg_new(raft, pre ? RAFT_MSG_PRE_VOTE_RESP : RAFT_MSG_VOTE_RESP, m->from, !pre);
+		resp->term = raft->term;
+		resp->reject = true;
+		resp->flags = RAFT_MSG_FLAG_REPAIR;
+		return;
+	}
 	if (pre) {
 		/* Grant if a real election would be allowed: higher term, log at
 		 * least as up to date, and no leader we still believe in. */
@@ -1500,6 +1609,8 @@ static void step_vote(struct raft *raft, const struct raft_msg *m)
 
 static void step_vote_resp(struct raft *raft, const struct raft_msg *m)
 {
+	if (m->reject && (m->flags & RAFT_MSG_FLAG_REPAIR))
+		raft->repair_refused_ms = raft->now_ms;
 	uint64_t *list = m->reject ? raft->votes_rejected : raft->votes_granted;
 	uint32_t *count = m->reject ? &raft->votes_rejected_count : &raft->votes_granted_count;
 	enum vote_result result;
@@ -1625,11 +1736,15 @@ void raft_step(struct raft *raft, const struct raft_msg *m, uint64_t now_ms)
 		} else {
 			struct raft_msg *resp;
 
-			if (m->commit > raft->commit && m->commit <= log_last(&raft->log))
+			/* REPAIR: a heartbeat's commit rests on a match that may
+			 * predate our loss; only appends that matched count. */
+			if (m->commit > raft->commit && m->commit <= log_last(&raft->log) &&
+			    !raft->repairing)
 				commit_to(raft, m->commit);
 			raft->quiesced = (m->flags & RAFT_MSG_FLAG_QUIESCE) != 0;
 			resp = msg_new(raft, RAFT_MSG_HEARTBEAT_RESP, m->from, false);
 			resp->context = m->context;
+			resp->flags = raft->repairing ? RAFT_MSG_FLAG_REPAIR : 0;
 			if (raft->snapshot_wanted)
 				snapshot_ask(raft); /* The last request may have been lost. */
 		}
@@ -1749,6 +1864,8 @@ static int propose_typed(struct raft *raft, uint32_t type, const struct raft_buf
 		return RAFT_ERR_NOT_LEADER;
 	if (raft->transfer_target != RAFT_NONE)
 		return RAFT_ERR_TRANSFER;
+	if (raft_is_blocked_by_repair(raft))
+		return RAFT_ERR_REPAIRING; /* Nothing could commit: say why. */
 	if (count == 0)
 		return -EINVAL;
 	for (uint32_t i = 0; i < count; i++) {
@@ -1986,6 +2103,40 @@ int raft_want_snapshot(struct raft *raft)
 	wake(raft);
 	snapshot_ask(raft);
 	return 0;
+}
+
+bool raft_is_repairing(const struct raft *raft)
+{
+	return raft->repairing;
+}
+
+/* Whether repairing members leave too few others to make a majority of
+ * every half of the configuration (the leader's view). */
+static bool repair_blocks_quorum(const struct raft *raft)
+{
+	const struct raft_conf *conf = conf_current(raft);
+
+	for (int h = 0; h < halves(conf); h++) {
+		uint32_t voters = 0, whole = 0;
+
+		for (uint32_t i = 0; i < raft->progress_count; i++) {
+			if (!role_votes(member_role(&conf->members[i], h)))
+				continue;
+			voters++;
+			whole += raft->progress[i].repairing ? 0 : 1;
+		}
+		if (voters > 0 && whole <= voters / 2)
+			return true;
+	}
+	return false;
+}
+
+bool raft_is_blocked_by_repair(const struct raft *raft)
+{
+	if (raft->role == RAFT_ROLE_LEADER)
+		return repair_blocks_quorum(raft);
+	return raft->leader == RAFT_NONE && raft->repair_refused_ms != 0 &&
+	       raft->now_ms < raft->repair_refused_ms + 2ull * raft->config.election_timeout_ms;
 }
 
 bool raft_is_snapshot_wanted(const struct raft *raft)
@@ -2307,6 +2458,7 @@ int raft_init(struct raft *raft, const struct raft_config *config, const struct 
 	if (raft->applied > raft->commit || raft->term < log_last_term(&raft->log))
 		goto err;
 	raft->applying = raft->applied;
+	raft->repairing = boot->repair;
 	raft->hard_handed = (struct raft_hard_state){raft->term, raft->vote, raft->commit};
 	raft->role = RAFT_ROLE_FOLLOWER;
 	raft->leader_heard_ms = now_ms;

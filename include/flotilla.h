@@ -31,6 +31,9 @@ enum {
 	FL_ERR_CONF_INVALID = -(FL_ERR_BASE + 5),
 	FL_ERR_WAL_FAILED = -(FL_ERR_BASE + 9), /* The shard's WAL failed: the group is stopped. */
 	FL_ERR_LAGGING = -(FL_ERR_BASE + 11),   /* The learner has not caught up: retry. */
+	FL_ERR_REPAIRING = -(FL_ERR_BASE + 12), /* This replica (or too many) repairs data
+						 * its storage lost: retry; it lasts while
+						 * a majority repairs. */
 	FL_ERR_NO_GROUP = -(FL_ERR_BASE + 20),  /* No such group on this node. */
 	FL_ERR_STOPPING = -(FL_ERR_BASE + 21),  /* The node or group is shutting down. */
 	FL_ERR_DROPPED = -(FL_ERR_BASE + 22),   /* The entry lost its place in the log
