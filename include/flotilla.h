@@ -339,6 +339,10 @@ struct fl_group_info {
 	uint64_t conf_index; /* Log index of the membership in force. */
 	bool is_leader;
 	bool joint; /* Between the old and the new membership of a change. */
+	/* This replica repairs data its storage lost (it neither votes nor
+	 * counts toward commits until it holds the leader's log), or too many
+	 * members do for the group to elect or commit (FL_ERR_REPAIRING). */
+	bool repairing;
 	uint32_t members_count;
 	struct fl_member_info members[FL_MEMBERS_MAX];
 };

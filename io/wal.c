@@ -2108,7 +2108,7 @@ static int wal_salvage(struct wal *wal, uint64_t seq, const uint8_t *buf, uint64
 			   record.term, seq, at);
 		if (first)
 			wal_say(wal,
-				"segment %s offset %" PRIu64 ": a %s record of group %" PRIu64
+				"segment %s offset %" PRIu64 ": record (%s) of group %" PRIu64
 				" fails verification (its header verifies); the group is damaged "
 				"from index %" PRIu64 " and must be repaired from its peers",
 				name, at, segment_record_type_name(record.type), record.group,

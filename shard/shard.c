@@ -161,6 +161,9 @@ struct group {
 	uint32_t check_waits_count, check_waits_cap;
 	uint64_t applied_max;  /* Highest index ever applied here. */
 	uint64_t replay_until; /* Results up to here are history replayed after a rebuild. */
+	/* Storage lost data of this group: it repairs from the leader (see
+	 * group_recover_damaged); blocked_logged: said that repair blocks it. */
+	bool repairing, blocked_logged;
 	/* fl_group_rebuild(): waiting for the leader's snapshot. */
 	bool rebuilding;
 	fl_done_cb rebuild_cb;
@@ -1041,6 +1044,16 @@ static void props_settle(struct group *g, uint64_t index, uint64_t term, uint64_
 		g->props_head = (g->props_head + 1) % g->props_cap;
 		g->props_count--;
 	}
+}
+
+/* No leader because of repair (this replica's, or too many members'): say
+ * so rather than "not the leader", which invites a retry elsewhere. */
+static int group_error(const struct group *g, int rv)
+{
+	if (rv == RAFT_ERR_NOT_LEADER && raft_leader(&g->raft) == RAFT_NONE &&
+	    (raft_is_repairing(&g->raft) || raft_is_blocked_by_repair(&g->raft)))
+		return RAFT_ERR_REPAIRING;
+	return rv;
 }
 
 /* A diverged replica serves no reads: its state is not the group's. */
@@ -2166,6 +2179,28 @@ static void group_ready(struct shard *s, struct group *g)
 	group_apply(s, g, &rd); /* Last: it calls back into the engine. */
 }
 
+/* Say when a repair ends, and once when repairing members block the group. */
+static void group_repair_watch(struct shard *s, struct group *g)
+{
+	bool blocked = raft_is_blocked_by_repair(&g->raft);
+
+	if (g->repairing && !raft_is_repairing(&g->raft)) {
+		g->repairing = false;
+		node_log(s->config.node_id,
+			 "group %llu: repaired: the log holds leader %llu's up to its mark "
+			 "(index %llu now); voting and acknowledging again",
+			 (unsigned long long)g->id, (unsigned long long)raft_leader(&g->raft),
+			 (unsigned long long)raft_last_index(&g->raft));
+	}
+	if (blocked && !g->blocked_logged)
+		node_log(s->config.node_id,
+			 "group %llu: unavailable: too many of its members repair data their "
+			 "storage lost (%s); waiting, never electing without them",
+			 (unsigned long long)g->id,
+			 raft_is_leader(&g->raft) ? "too few left to commit" : "votes refused");
+	g->blocked_logged = blocked;
+}
+
 static void group_process(struct shard *s, struct group *g)
 {
 	bool leader;
@@ -2189,6 +2224,7 @@ static void group_process(struct shard *s, struct group *g)
 		}
 		g->was_leader = leader;
 	}
+	group_repair_watch(s, g);
 	if (raft_leader(&g->raft) != g->last_leader) {
 		g->last_leader = raft_leader(&g->raft);
 		if (s->config.sm.leader_changed)
@@ -2369,65 +2405,191 @@ static int group_recover_snapshot(struct shard *s, const struct wal_group *wg,
 	return 0;
 }
 
+/* Append a WAL record at startup, letting full batch buffers drain. */
+static int wal_append_retry(struct shard *s, uint64_t group, const struct wal_hard *hard,
+			    uint64_t index, uint64_t term)
+{
+	int rv = -EAGAIN;
+
+	for (int tries = 0; tries < 100000 && rv == -EAGAIN; tries++) {
+		rv = hard ? wal_append_hard(&s->wal, group, hard)
+			  : wal_append_reset(&s->wal, group, index, term);
+		if (rv == -EAGAIN) {
+			wal_flush(&s->wal);
+			loop_run(&s->loop, 1);
+		}
+	}
+	return rv;
+}
+
+/* Start group id, whose storage lost data (a WAL record or its snapshot
+ * failed verification; what says which), as a repairing member: from its
+ * own snapshot if that verifies, else from nothing, with no log after it
+ * (raft_boot.repair; engine/raft.c, REPAIR, says why this is safe). The WAL
+ * is reset to that snapshot first, so that the damaged records are
+ * superseded and what the repair writes wins on every later recovery; a
+ * damaged snapshot's files go once that reset is durable (the WAL's mark
+ * then names no snapshot). Term and vote are kept; a damaged record's
+ * verified header may raise the term, whose vote is then unknown (and the
+ * engine casts none while repairing). Other groups are untouched. */
+static int group_recover_damaged(struct shard *s, uint64_t id, const char *what)
+{
+	const struct wal_group *wg = wal_group_find(&s->wal, id);
+	struct wal_hard hard = wg->hard;
+	uint64_t damaged_term = wg->damaged_term;
+	struct raft_boot boot = {.repair = true};
+	struct snapshot_meta meta;
+	bool snapshot_bad = false;
+	struct group *g;
+	int rv = snapshot_manifest_read(s->snap_dir, id, &meta);
+
+	if (rv == 0)
+		rv = s->config.sm.restore ? snapshot_restore(s->snap_dir, &meta,
+							     s->config.sm.restore, s->config.sm.ctx)
+					  : -ENOTSUP;
+	if (rv == 0) {
+		boot.snapshot = (struct raft_snapshot_meta){meta.index, meta.term, meta.conf};
+		boot.applied = meta.index;
+	} else if (rv == -EBADMSG || (rv == -ENOENT && wg->mark_index > 0)) {
+		snapshot_bad = rv == -EBADMSG;
+	} else if (rv != -ENOENT) {
+		return rv;
+	}
+	if (damaged_term > hard.term) {
+		hard.term = damaged_term; /* A vote of that term may be lost: none. */
+		hard.vote = RAFT_NONE;
+	}
+	if (hard.term < boot.snapshot.term)
+		hard.term = boot.snapshot.term;
+	hard.commit = boot.snapshot.index;
+	boot.hard = (struct raft_hard_state){hard.term, hard.vote, hard.commit};
+	rv = wal_append_retry(s, id, NULL, boot.snapshot.index, boot.snapshot.term);
+	if (rv == 0)
+		rv = wal_append_retry(s, id, &hard, 0, 0);
+	if (rv == 0 && snapshot_bad) {
+		rv = wal_sync(&s->wal);
+		if (rv == 0)
+			snapshot_remove_group(s->snap_dir, id);
+	}
+	if (rv == 0)
+		rv = group_open(s, id, &boot, &g);
+	if (rv != 0)
+		return rv;
+	g->repairing = true;
+	node_log(s->config.node_id,
+		 "group %llu: %s%s; starting it from %s%llu as a non-voting, non-acknowledging "
+		 "member and repairing it from the leader",
+		 (unsigned long long)id, what,
+		 snapshot_bad && strstr(what, "snapshot") == NULL
+		     ? " (its snapshot fails verification too)"
+		     : "",
+		 boot.snapshot.index ? "its snapshot at index " : "nothing: index ",
+		 (unsigned long long)boot.snapshot.index);
+	return 0;
+}
+
+static int group_damaged_push(uint64_t id, uint64_t **damaged, uint32_t *count, uint32_t *cap)
+{
+	*damaged = grow_array(*damaged, cap, *count + 1, sizeof(**damaged));
+	(*damaged)[(*count)++] = id;
+	return 0;
+}
+
+/* Start one group from the WAL's state of it, or put it on the damaged list. */
+static int group_recover_one(struct shard *s, const struct wal_group *wg, uint64_t **damaged,
+			     uint32_t *damaged_count, uint32_t *damaged_cap)
+{
+	struct raft_boot boot = {0};
+	struct wal_read rd = {0};
+	struct raft_entry *entries = NULL;
+	struct group *g;
+	uint64_t next = wg->first_index;
+	uint32_t count = 0, cap = 0;
+	int rv = 0;
+
+	if (wg->removed)
+		return 0;
+	if (wg->damaged)
+		rv = WAL_ERR_CORRUPT;
+	boot.hard = (struct raft_hard_state){wg->hard.term, wg->hard.vote, wg->hard.commit};
+	boot.snapshot.index = wg->mark_index;
+	boot.snapshot.term = wg->mark_term;
+	if (rv == 0)
+		rv = group_recover_snapshot(s, wg, &boot, &next);
+	/* A snapshot that fails verification, or is gone, is damage too. */
+	if (rv == -EBADMSG || rv == -ENOENT || rv == WAL_ERR_GAP || rv == WAL_ERR_CORRUPT)
+		return group_damaged_push(wg->group, damaged, damaged_count, damaged_cap);
+	while (next <= wg->last_index && rv == 0) {
+		/* 64 KiB at a time keeps one read's records (one I/O each) within the
+		 * loop's queue. */
+		rv = wal_read_sync(&s->wal, &rd, wg->group, next, wg->last_index, 64u << 10);
+		if (rv == 0) {
+			entries =
+			    grow_array(entries, &cap, count + rd.entries_count, sizeof(*entries));
+			for (uint32_t i = 0; i < rd.entries_count; i++) {
+				const struct wal_entry *we = &rd.entries[i];
+				void *copy = we->size ? malloc(we->size) : NULL;
+
+				ASSERT(we->size == 0 || copy != NULL);
+				if (we->size)
+					memcpy(copy, we->data, we->size);
+				entries[count++] = (struct raft_entry){.term = we->term,
+								       .index = next + i,
+								       .type = we->type,
+								       .size = we->size,
+								       .data = copy};
+			}
+			next += rd.entries_count;
+		}
+		wal_read_release(&rd);
+	}
+	boot.entries = entries;
+	boot.entries_count = count;
+	if (rv == 0)
+		rv = group_open(s, wg->group, &boot, &g);
+	for (uint32_t i = 0; i < count; i++)
+		free((void *)entries[i].data);
+	free(entries);
+	if (rv == WAL_ERR_CORRUPT)
+		return group_damaged_push(wg->group, damaged, damaged_count, damaged_cap);
+	return rv;
+}
+
 /* Rebuild every group the WAL knows, from its records. */
 static int groups_recover(struct shard *s, char *why, size_t why_size)
 {
 	const struct wal_group *wg = NULL;
+	uint64_t *damaged = NULL;
+	uint32_t damaged_count = 0, damaged_cap = 0;
+	int rv = 0;
 
-	while ((wg = wal_group_next(&s->wal, wg)) != NULL) {
-		struct raft_boot boot = {0};
-		struct wal_read rd = {0};
-		struct raft_entry *entries = NULL;
-		struct group *g;
-		uint64_t next = wg->first_index;
-		uint32_t count = 0, cap = 0;
-		int rv = 0;
-
-		if (wg->removed)
-			continue;
-		boot.hard = (struct raft_hard_state){wg->hard.term, wg->hard.vote, wg->hard.commit};
-		boot.snapshot.index = wg->mark_index;
-		boot.snapshot.term = wg->mark_term;
-		rv = group_recover_snapshot(s, wg, &boot, &next);
-		while (next <= wg->last_index && rv == 0) {
-			/* 64 KiB at a time keeps one read's records (one I/O each) within the
-			 * loop's queue. */
-			rv =
-			    wal_read_sync(&s->wal, &rd, wg->group, next, wg->last_index, 64u << 10);
-			if (rv == 0) {
-				entries = grow_array(entries, &cap, count + rd.entries_count,
-						     sizeof(*entries));
-				for (uint32_t i = 0; i < rd.entries_count; i++) {
-					const struct wal_entry *we = &rd.entries[i];
-					void *copy = we->size ? malloc(we->size) : NULL;
-
-					ASSERT(we->size == 0 || copy != NULL);
-					if (we->size)
-						memcpy(copy, we->data, we->size);
-					entries[count++] = (struct raft_entry){.term = we->term,
-									       .index = next + i,
-									       .type = we->type,
-									       .size = we->size,
-									       .data = copy};
-				}
-				next += rd.entries_count;
-			}
-			wal_read_release(&rd);
-		}
-		boot.entries = entries;
-		boot.entries_count = count;
-		if (rv == 0)
-			rv = group_open(s, wg->group, &boot, &g);
-		for (uint32_t i = 0; i < count; i++)
-			free((void *)entries[i].data);
-		free(entries);
-		if (rv != 0) {
+	while (rv == 0 && (wg = wal_group_next(&s->wal, wg)) != NULL) {
+		rv = group_recover_one(s, wg, &damaged, &damaged_count, &damaged_cap);
+		if (rv != 0)
 			snprintf(why, why_size, "group %llu could not be recovered: %s",
 				 (unsigned long long)wg->group, err_str(rv));
-			return rv;
-		}
 	}
-	return 0;
+	/* Damaged groups start last: their WAL records move the table. */
+	for (uint32_t i = 0; i < damaged_count && rv == 0; i++) {
+		const struct wal_group *d = wal_group_find(&s->wal, damaged[i]);
+		char what[96];
+
+		if (d->damaged)
+			snprintf(what, sizeof(what),
+				 "WAL records damaged from index %llu (first at segment %llu "
+				 "offset %llu)",
+				 (unsigned long long)d->damaged_index,
+				 (unsigned long long)d->damaged_seq,
+				 (unsigned long long)d->damaged_offset);
+		else
+			snprintf(what, sizeof(what), "its snapshot fails verification");
+		rv = group_recover_damaged(s, damaged[i], what);
+		if (rv != 0)
+			snprintf(why, why_size, "group %llu could not start its repair: %s",
+				 (unsigned long long)damaged[i], err_str(rv));
+	}
+	free(damaged);
+	return rv;
 }
 
 /* ---------------------------------------------------------------- inbox */
@@ -2502,6 +2664,8 @@ static void req_info(struct group *g, struct shard_req *req)
 				       .conf_index = raft_conf_index(&g->raft),
 				       .is_leader = raft_is_leader(&g->raft),
 				       .joint = conf->joint,
+				       .repairing = raft_is_repairing(&g->raft) ||
+						    raft_is_blocked_by_repair(&g->raft),
 				       .members_count = conf->members_count};
 	for (uint32_t i = 0; i < conf->members_count && i < FL_MEMBERS_MAX; i++) {
 		const struct raft_progress *pr = raft_progress_of(&g->raft, conf->members[i].id);
@@ -2554,7 +2718,8 @@ static void batch_flush(struct shard *s, struct group *g)
 			    (struct raft_buf){.data = req->data + it->offset, .size = it->size};
 		}
 	}
-	rv = s->wal_failed ? WAL_ERR_FAILED : raft_propose(&g->raft, s->prop_bufs, n, &first);
+	rv = s->wal_failed ? WAL_ERR_FAILED
+			   : group_error(g, raft_propose(&g->raft, s->prop_bufs, n, &first));
 	if (rv == 0)
 		stat_add(&s->stats.proposals, n);
 	for (uint64_t index = first; (req = g->batch_head) != NULL;) {
@@ -2650,7 +2815,8 @@ static void req_handle(struct shard *s, struct shard_req *req)
 	case SHARD_REQ_READ: {
 		uint64_t ctx = ++s->read_ctx;
 
-		rv = g->diverged ? ERR_DIVERGED : raft_read_index(&g->raft, ctx, s->now_ms);
+		rv = g->diverged ? ERR_DIVERGED
+				 : group_error(g, raft_read_index(&g->raft, ctx, s->now_ms));
 		if (rv == 0) {
 			g->reads = grow_array(g->reads, &g->reads_cap, g->reads_count + 1,
 					      sizeof(*g->reads));
@@ -3000,6 +3166,7 @@ int shard_start(struct shard **out, const struct shard_config *config, char *why
 	}
 	wc.direct_io = true;
 	wc.durable_cb = wal_durable_done;
+	wc.salvage = true; /* Damaged groups repair from peers: groups_recover(). */
 	rv = wal_init(&s->wal, &s->loop, config->wal_dir, &wc);
 	if (rv == -EINVAL) {
 		node_log(config->node_id, "shard %u: %s; writing the WAL buffered",
@@ -3012,6 +3179,9 @@ int shard_start(struct shard **out, const struct shard_config *config, char *why
 		goto err_after_loop;
 	}
 	s->now_ms = loop_now_ns(&s->loop) / 1000000;
+	if (s->wal.stats.damaged_records > 0)
+		node_log(config->node_id, "shard %u: WAL %s: %s", config->shard_index,
+			 config->wal_dir, wal_why(&s->wal));
 	rv = groups_recover(s, why, why_size);
 	if (rv != 0)
 		goto err_after_wal;
