@@ -179,9 +179,13 @@ struct fl_node_config {
 void fl_node_config_default(struct fl_node_config *config, uint64_t node_id);
 
 /* Open the WALs (recovering every group found in them), start the shard
- * threads and the peer listener. Returns 0 and *node, or -EINVAL (bad
- * config), -EADDRINUSE, -ENOSYS/-EPERM (io_uring unavailable; the log says
- * why), FL_ERR_* from recovery, or -errno from the file system. */
+ * threads and the peer listener. A group whose WAL records or snapshot file
+ * fail verification does not stop the node: it starts as a repairing member
+ * (no vote, no acknowledgement that counts) and copies what it lost from the
+ * group's leader; the log says which groups and when each is repaired.
+ * Returns 0 and *node, or -EINVAL (bad config), -EADDRINUSE, -ENOSYS/-EPERM
+ * (io_uring unavailable; the log says why), FL_ERR_* from recovery, or
+ * -errno from the file system. */
 int fl_node_start(const struct fl_node_config *config, struct fl_node **node);
 
 /* Stop gracefully: refuse new requests, finish what is in flight, make the

@@ -11,6 +11,8 @@
 #      no other group repairs, and then node 3 holds every acknowledged key
 #      (LOCAL_GET), every key reads back through the leaders, and every
 #      replica reports the same DIGEST for every group.
+#      Then a record header is damaged too: its group cannot be named, so
+#      every group of node 3 repairs, and the same checks hold.
 #   2. All nodes stop; the snapshot of one group is damaged on nodes 2 and 3,
 #      a majority. Restarted, that group elects no leader and refuses writes
 #      with a clear error (logged on every node), while the other groups
@@ -105,7 +107,9 @@ flip "$snap" $(($(stat -c %s "$snap") / 2))
 echo "damaged record $seg +$offset of group $wal_group (record $((total / 2)) of $total)," \
 	"and $(basename "$snap") of group $snap_group"
 "$wal_bin" verify "$wal_dir" >"$dir/verify.out" 2>&1 && fail "flotilla-wal verify missed it"
-grep -q "group $wal_group" "$dir/verify.out" || fail "verify does not name group $wal_group"
+grep -q "repairs from its peers: group $wal_group " "$dir/verify.out" ||
+	fail "verify does not name group $wal_group"
+"$wal_bin" stat "$wal_dir" | grep -q "DAMAGED: 1 record" || fail "stat does not report the damage"
 
 step "writes go on without node 3"
 kv "$n1,$n2" put --prefix b --keys 100 --ack "$ack"
@@ -129,6 +133,25 @@ kv "$all" local --ack "$ack" --via 3
 kv "$all" verify --ack "$ack"
 "$check_bin" converge --nodes "$all" --groups "$groups"
 echo "acknowledged keys checked: $(wc -l <"$ack")"
+
+step "1b. damage a record header in node 3's WAL: no group can be named, all repair"
+"$cluster" stop --dir "$dir" --node 3
+"$wal_bin" dump --records "$wal_dir" | awk '$5 == "entries" { print $1, substr($2, 2), $7 }' \
+	>"$dir/records"
+total=$(wc -l <"$dir/records")
+read -r seg offset wal_group < <(sed -n "$((total / 2))p" "$dir/records")
+flip "$wal_dir/$seg.wal" $((offset + 9)) # The record's group id.
+repaired_before=$(count ": repaired:" "$log3")
+"$cluster" start --dir "$dir" --node 3
+grep -q "every group of this WAL is damaged" "$log3" || fail "the bad header was not reported"
+kv "$all" put --prefix f --keys 50 --ack "$ack"
+deadline=$((SECONDS + 60))
+until [ "$(count ": repaired:" "$log3")" -ge $((repaired_before + groups)) ]; do
+	[ $SECONDS -lt $deadline ] || fail "not every group of node 3 repaired"
+	sleep 0.1
+done
+kv "$all" local --ack "$ack" --via 3
+"$check_bin" converge --nodes "$all" --groups "$groups"
 
 step "2. damage one group's snapshot on nodes 2 and 3 (a majority) with every node down"
 "$cluster" stop --dir "$dir"
