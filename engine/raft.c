@@ -1251,6 +1251,24 @@ static void repair_end(struct raft *raft, uint64_t leader)
 		raft->vote = leader;
 }
 
+/* REPAIR: flag an append response. Every response of a member booted in
+ * repair carries its repair id (drawn at boot) in context, so that a leader
+ * tells this life's answers from those of an earlier one still in flight
+ * (which may claim entries since lost again). While repairing: the REPAIR
+ * flag; once repaired, RAFT_MSG_FLAG_REPAIRED on answers that say how far
+ * its log matches the leader's (matched), so that a leader that missed the
+ * first one still learns that the repair ended. */
+static void repair_flag(const struct raft *raft, struct raft_msg *resp, bool matched)
+{
+	if (raft->repair_id == 0)
+		return;
+	if (raft->repairing)
+		resp->flags |= RAFT_MSG_FLAG_REPAIR;
+	else if (matched)
+		resp->flags |= RAFT_MSG_FLAG_REPAIRED;
+	resp->context = raft->repair_id;
+}
+
 static void heard_from_leader(struct raft *raft, uint64_t from)
 {
 	raft->takeover = false;
@@ -1280,7 +1298,7 @@ static void handle_append(struct raft *raft, const struct raft_msg *m)
 		/* Everything up to commit already matches the leader's log. */
 		resp = msg_new(raft, RAFT_MSG_APPEND_RESP, m->from, true);
 		resp->index = raft->commit;
-		resp->flags = raft->repairing ? RAFT_MSG_FLAG_REPAIR : 0;
+		repair_flag(raft, resp, true);
 		return;
 	}
 	if (m->index > log_last(log) || log_term_at(log, m->index) != m->log_term) {
@@ -1292,7 +1310,7 @@ static void handle_append(struct raft *raft, const struct raft_msg *m)
 		resp->index = m->index;
 		resp->hint_index = hint;
 		resp->hint_term = log_term_at(log, hint);
-		resp->flags = raft->repairing ? RAFT_MSG_FLAG_REPAIR : 0;
+		repair_flag(raft, resp, false);
 		return;
 	}
 	/* Malformed (indexes not contiguous, terms decreasing or from the
@@ -1328,10 +1346,7 @@ static void handle_append(struct raft *raft, const struct raft_msg *m)
 	resp->index = last_new;
 	if (raft->repairing && (m->flags & RAFT_MSG_FLAG_REPAIRED))
 		repair_end(raft, m->from);
-	if (raft->repairing)
-		resp->flags = RAFT_MSG_FLAG_REPAIR;
-	else if (m->flags & RAFT_MSG_FLAG_REPAIRED)
-		resp->flags = RAFT_MSG_FLAG_REPAIRED;
+	repair_flag(raft, resp, true);
 }
 
 /* raft_want_snapshot(): install s over a log that already holds its index.
@@ -1378,7 +1393,7 @@ static void handle_snapshot(struct raft *raft, const struct raft_msg *m)
 	if (s->index > 0 && s->term == 0)
 		return;
 	resp = msg_new(raft, RAFT_MSG_APPEND_RESP, m->from, true);
-	resp->flags = raft->repairing ? RAFT_MSG_FLAG_REPAIR : 0;
+	repair_flag(raft, resp, true); /* Every answer below is an index we match. */
 	if (raft->snapshot_wanted && snapshot_rebase(raft, s)) {
 		resp->index = s->index;
 		return;
@@ -1405,9 +1420,10 @@ static void handle_snapshot(struct raft *raft, const struct raft_msg *m)
 
 /* REPAIR (see repair_end): pr lost data. Forget what it matched and count
  * it only once it holds our log up to our last index as of now. */
-static void progress_repair_start(struct raft *raft, struct raft_progress *pr)
+static void progress_repair_start(struct raft *raft, struct raft_progress *pr, uint64_t id)
 {
 	pr->repairing = true;
+	pr->repair_id = id;
 	pr->repair_mark = log_last(&raft->log);
 	pr->match = 0;
 	if (pr->state != RAFT_PROGRESS_SNAPSHOT)
@@ -1415,14 +1431,16 @@ static void progress_repair_start(struct raft *raft, struct raft_progress *pr)
 	pr->next = log_last(&raft->log) + 1; /* Probe back with its hints. */
 }
 
-/* REPAIR: the responses of a repairing member tell a leader so. Returns
- * true when this response started the repair (and a probe went out). */
+/* REPAIR: the append responses of a repairing member tell a leader so,
+ * with the id of this life of it: a new id means a new loss, even if an
+ * earlier repair looked unfinished here (its match is stale again). Returns
+ * true when this response started a repair (and a probe went out). */
 static bool progress_repair_check(struct raft *raft, struct raft_progress *pr,
 				  const struct raft_msg *m)
 {
-	if (!(m->flags & RAFT_MSG_FLAG_REPAIR) || pr->repairing)
+	if (!(m->flags & RAFT_MSG_FLAG_REPAIR) || (pr->repairing && pr->repair_id == m->context))
 		return false;
-	progress_repair_start(raft, pr);
+	progress_repair_start(raft, pr, m->context);
 	send_append(raft, pr, true);
 	return true;
 }
@@ -1434,7 +1452,8 @@ static void handle_append_resp(struct raft *raft, struct raft_progress *pr,
 	if (progress_repair_check(raft, pr, m))
 		return;
 	if (pr->repairing && !m->reject && (m->flags & RAFT_MSG_FLAG_REPAIRED) &&
-	    m->index >= pr->repair_mark && m->index <= log_last(&raft->log)) {
+	    m->context == pr->repair_id && m->index >= pr->repair_mark &&
+	    m->index <= log_last(&raft->log)) {
 		pr->repairing = false; /* Its log holds ours up to the mark. */
 		if (m->index <= pr->match && maybe_commit(raft)) {
 			bcast_append(raft, true);
@@ -1509,14 +1528,15 @@ static void handle_heartbeat_resp(struct raft *raft, struct raft_progress *pr,
 				  const struct raft_msg *m)
 {
 	pr->recent_active = true;
-	(void)progress_repair_check(raft, pr, m);
 	if (m->context > pr->acked_seq && m->context <= raft->hb_seq)
 		pr->acked_seq = m->context;
 	pr->probe_sent = false;
 	if (pr->state == RAFT_PROGRESS_SNAPSHOT)
 		; /* Waiting for the install; the timeout in tick retries. */
-	else if (pr->match < log_last(&raft->log)) {
-		/* Appends may have been lost: let one more through. */
+	else if (pr->match < log_last(&raft->log) || (m->flags & RAFT_MSG_FLAG_REPAIR)) {
+		/* Appends may have been lost: let one more through. One that
+		 * lost data says so: its answer to an append tells which life
+		 * of it repairs (progress_repair_check). */
 		if (pr->state == RAFT_PROGRESS_REPLICATE && inflight_full(raft, pr))
 			inflight_free_first(pr);
 		send_append(raft, pr, true);
@@ -2459,6 +2479,9 @@ int raft_init(struct raft *raft, const struct raft_config *config, const struct 
 		goto err;
 	raft->applying = raft->applied;
 	raft->repairing = boot->repair;
+	if (boot->repair) /* Nonzero: see repair_flag(). */
+		raft->repair_id =
+		    boot->repair_id ? boot->repair_id : mix64(rng_next(raft) ^ now_ms) | 1;
 	raft->hard_handed = (struct raft_hard_state){raft->term, raft->vote, raft->commit};
 	raft->role = RAFT_ROLE_FOLLOWER;
 	raft->leader_heard_ms = now_ms;

@@ -207,8 +207,12 @@ struct raft_boot {
 	    applied; /* The state machine already holds entries up to here (0: snapshot.index). */
 	/* Storage lost records of this group (a damaged WAL or snapshot): the
 	 * member may have acknowledged entries it no longer holds. It starts
-	 * repairing: see raft_is_repairing(). */
+	 * repairing: see raft_is_repairing(). repair_id must differ from one
+	 * start to the next (random, say): leaders tell the answers of this
+	 * life from those of an earlier one by it. 0 draws one from the seed
+	 * and the clock. */
 	bool repair;
+	uint64_t repair_id;
 };
 
 struct raft_inflight {
@@ -235,7 +239,8 @@ struct raft_progress {
 	bool recent_active;      /* CheckQuorum: heard from since the last check. */
 	bool snapshot_wanted;    /* It asked for a snapshot at or past snapshot_need. */
 	bool repairing;          /* It lost data: its match does not count toward commit */
-	uint64_t repair_mark;    /* until it holds our log up to here. */
+	uint64_t repair_mark;    /* until it holds our log up to here; */
+	uint64_t repair_id;      /* which life of it (repair_flag() in raft.c). */
 	uint64_t snapshot_need;
 	bool down; /* The transport reported the process gone. */
 	uint32_t inflight_head, inflight_count, inflight_size;
@@ -283,6 +288,7 @@ struct raft {
 	bool takeover;        /* Campaigning (or about to) because our leader's process died. */
 	bool snapshot_wanted; /* Follower: install the next snapshot even over our log. */
 	bool repairing;       /* raft_boot.repair: see raft_is_repairing(). */
+	uint64_t repair_id;   /* Nonzero once booted in repair: tells this life apart. */
 	uint64_t repair_refused_ms; /* A repairing voter last refused us a vote. */
 	uint64_t rng;
 	uint64_t now_ms;

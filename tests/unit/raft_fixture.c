@@ -268,6 +268,7 @@ static void fx_start_node(struct fixture *f, uint64_t id)
 	boot.entries_count = node->boot_count;
 	boot.hard = node->boot_hard;
 	boot.repair = node->boot_repair;
+	boot.repair_id = ++f->starts;
 	assert_int_equal(raft_init(&node->raft, &config, &boot, f->now), 0);
 	node->started = true;
 	node->hard = boot.hard;

@@ -89,6 +89,7 @@ struct fixture {
 	struct fx_msg *net;
 	uint32_t net_count, net_cap;
 	uint32_t sent[RAFT_MSG_TYPE_COUNT];      /* Messages put on the network, by type. */
+	uint64_t starts;                         /* Engines started: each boot's repair id. */
 	uint32_t delivered[RAFT_MSG_TYPE_COUNT]; /* Messages stepped into an engine, by type. */
 };
 

@@ -52,14 +52,17 @@ static void deliver_quiet(struct fixture *f)
 	assert_int_equal(f->net_count, 0);
 }
 
-/* Whether an APPEND from 1 to 3 that ends the repair is queued. */
-static bool repaired_append_queued(const struct fixture *f)
+/* Whether an APPEND from 1 to 3 that ends the repair, and that 3's log
+ * can take, is queued. */
+static bool repaired_append_queued(struct fixture *f)
 {
+	uint64_t last = raft_last_index(fx_raft(f, 3));
+
 	for (uint32_t i = 0; i < f->net_count; i++) {
 		const struct raft_msg *m = &f->net[i].m;
 
 		if (m->type == RAFT_MSG_APPEND && m->from == 1 && m->to == 3 &&
-		    (m->flags & RAFT_MSG_FLAG_REPAIRED))
+		    (m->flags & RAFT_MSG_FLAG_REPAIRED) && m->index <= last)
 			return true;
 	}
 	return false;
@@ -126,9 +129,10 @@ static void test_leader_counts_repairing_member_only_after_the_mark(void **state
 	(void)state;
 	setup_repairing(&f);
 	fx_cut(&f, 1, 2);
-	fx_advance(&f, FX_HEARTBEAT_MS); /* A heartbeat; 3 answers it flagged. */
-	fx_deliver_round(&f);
-	fx_deliver_round(&f);
+	/* A heartbeat, answered flagged; an append, answered with 3's repair id. */
+	fx_advance(&f, FX_HEARTBEAT_MS);
+	for (int i = 0; i < 4; i++)
+		fx_deliver_round(&f);
 	pr = raft_progress_of(fx_raft(&f, 1), 3);
 	assert_true(pr->repairing);
 	assert_int_equal(pr->repair_mark, 5);
@@ -142,7 +146,7 @@ static void test_leader_counts_repairing_member_only_after_the_mark(void **state
 	assert_true(raft_is_repairing(fx_raft(&f, 3)));
 	assert_true(raft_progress_of(fx_raft(&f, 1), 3)->repairing);
 	assert_int_equal(raft_commit_index(fx_raft(&f, 1)), 5); /* 3 is not counted. */
-	assert_int_equal(raft_commit_index(fx_raft(&f, 3)), 0);
+	assert_true(raft_commit_index(fx_raft(&f, 3)) <= 5);    /* Only what matched. */
 	/* The next heartbeat round brings the flagged append again. */
 	for (int i = 0; i < 20 && raft_is_repairing(fx_raft(&f, 3)); i++) {
 		fx_advance(&f, FX_HEARTBEAT_MS);
@@ -153,6 +157,46 @@ static void test_leader_counts_repairing_member_only_after_the_mark(void **state
 	assert_int_equal(raft_last_index(fx_raft(&f, 3)), 6);
 	assert_int_equal(raft_commit_index(fx_raft(&f, 1)), 6); /* Counted again. */
 	assert_int_not_equal(fx_raft(&f, 3)->vote, RAFT_NONE);  /* No second vote this term. */
+	fx_deinit(&f);
+}
+
+/* A member that loses data again, while its leader still counts it as
+ * repairing from an earlier loss (the answer that ended that repair was
+ * lost), is known by its new repair id: the leader forgets the stale match
+ * and repairs it again, instead of probing forever past its log. */
+static void test_second_loss_restarts_the_repair(void **state)
+{
+	struct fixture f;
+	struct fx_node *three;
+	uint64_t first_id;
+
+	(void)state;
+	setup_repairing(&f);
+	fx_advance(&f, FX_HEARTBEAT_MS);
+	for (int i = 0; i < ROUNDS_MAX && !repaired_append_queued(&f); i++)
+		fx_deliver_round(&f);
+	first_id = raft_progress_of(fx_raft(&f, 1), 3)->repair_id;
+	assert_int_not_equal(first_id, 0);
+	fx_deliver_matching(&f, RAFT_MSG_APPEND, 1, 3); /* 3 repairs; its answers are lost. */
+	assert_false(raft_is_repairing(fx_raft(&f, 3)));
+	fx_drop(&f, RAFT_MSG_APPEND_RESP, 3, 1);
+	assert_true(raft_progress_of(fx_raft(&f, 1), 3)->repairing);
+	assert_int_equal(fx_propose_many(&f, 1, 3, 8), 0); /* 3 takes entries 6..8, */
+	deliver_quiet(&f);
+	assert_int_equal(raft_last_index(fx_raft(&f, 3)), 8);
+	three = fx_node(&f, 3); /* then loses them all again. */
+	three->boot_count = 0;
+	three->boot_hard = three->hard;
+	three->boot_hard.commit = 0;
+	fx_restart(&f, 3);
+	for (int i = 0; i < 20 && raft_is_repairing(fx_raft(&f, 3)); i++) {
+		fx_advance(&f, FX_HEARTBEAT_MS);
+		deliver_quiet(&f);
+	}
+	assert_false(raft_is_repairing(fx_raft(&f, 3)));
+	assert_int_not_equal(raft_progress_of(fx_raft(&f, 1), 3)->repair_id, first_id);
+	assert_false(raft_progress_of(fx_raft(&f, 1), 3)->repairing);
+	assert_int_equal(raft_last_index(fx_raft(&f, 3)), 8);
 	fx_deinit(&f);
 }
 
@@ -190,8 +234,8 @@ static void test_majority_repairing_refuses_proposals(void **state)
 	two->boot_repair = true;
 	fx_restart(&f, 2);
 	fx_advance(&f, FX_HEARTBEAT_MS);
-	fx_deliver_round(&f);
-	fx_deliver_round(&f);
+	for (int i = 0; i < 4; i++)
+		fx_deliver_round(&f);
 	assert_true(raft_progress_of(fx_raft(&f, 1), 2)->repairing);
 	assert_true(raft_progress_of(fx_raft(&f, 1), 3)->repairing);
 	assert_true(raft_is_blocked_by_repair(fx_raft(&f, 1)));
@@ -216,6 +260,7 @@ int main(void)
 	    cmocka_unit_test(test_repairing_member_grants_no_vote),
 	    cmocka_unit_test(test_repairing_member_never_campaigns),
 	    cmocka_unit_test(test_leader_counts_repairing_member_only_after_the_mark),
+	    cmocka_unit_test(test_second_loss_restarts_the_repair),
 	    cmocka_unit_test(test_repairing_member_ignores_heartbeat_commit),
 	    cmocka_unit_test(test_majority_repairing_refuses_proposals),
 	};
