@@ -33,6 +33,8 @@
  *                          even below an earlier mark: a repair);
  *                          ENTRIES: bit 1 COPY (live entries moved forward by
  *                          compaction: they never truncate the log after them);
+ *                          HARD: bit 3 REPAIRING (the group repairs lost data
+ *                          from its peers until a HARD record without it);
  *                          zero for every other type
  * A record is valid iff its header is plausible (known type, zero flags,
  * size within the segment) and both checks match. The header has a check of
@@ -219,7 +221,8 @@ int segment_record_peek(const uint8_t *buf, uint64_t avail, struct segment_recor
 	if (record->flags != 0 &&
 	    !(record->type == SEGMENT_RECORD_MARK &&
 	      (record->flags == SEGMENT_MARK_KEEP || record->flags == SEGMENT_MARK_RESET)) &&
-	    !(record->type == SEGMENT_RECORD_ENTRIES && record->flags == SEGMENT_ENTRIES_COPY))
+	    !(record->type == SEGMENT_RECORD_ENTRIES && record->flags == SEGMENT_ENTRIES_COPY) &&
+	    !(record->type == SEGMENT_RECORD_HARD && record->flags == SEGMENT_HARD_REPAIRING))
 		return WAL_ERR_CORRUPT;
 	if (record->size > avail - SEGMENT_RECORD_HEADER_SIZE ||
 	    segment_record_size(record->size) > avail)

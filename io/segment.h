@@ -40,6 +40,8 @@ enum segment_record_flags {
 	 * damaged restarts from its snapshot to repair from its peers. A
 	 * damaged group's records before it are superseded. */
 	SEGMENT_MARK_RESET = 1u << 2,
+	/* HARD only: the group is repairing (wal_hard.repairing). */
+	SEGMENT_HARD_REPAIRING = 1u << 3,
 };
 
 struct segment_header {

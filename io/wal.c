@@ -1024,6 +1024,7 @@ int wal_append_hard(struct wal *wal, uint64_t group, const struct wal_hard *hard
 	if (rv != 0)
 		return rv;
 	record.term = hard->term; /* Salvage learns it from a verified header. */
+	record.flags = hard->repairing ? SEGMENT_HARD_REPAIRING : 0;
 	segment_hard_put(payload, hard->term, hard->vote, hard->commit);
 	rv = wal_append_small(wal, &record, payload, &seq);
 	if (rv != 0)
@@ -2027,6 +2028,7 @@ static int wal_recover_record(struct wal *wal, uint64_t seq, uint64_t offset,
 		struct wal_hard hard;
 
 		segment_hard_get(record->payload, &hard.term, &hard.vote, &hard.commit);
+		hard.repairing = (record->flags & SEGMENT_HARD_REPAIRING) != 0;
 		wal_apply_hard(g, &hard, seq);
 		break;
 	}

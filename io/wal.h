@@ -56,6 +56,9 @@ struct wal_hard {
 	uint64_t term;
 	uint64_t vote;
 	uint64_t commit;
+	/* The group repairs data its storage lost (the shard restarts it in
+	 * repair) until a hard state without it is written. */
+	bool repairing;
 };
 
 struct wal_config {

@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <xxhash.h>
@@ -1416,7 +1417,8 @@ static int group_snapshot_compact(struct shard *s, struct group *g,
 	if (rv == 0)
 		rv = wal_append_mark_retry(s, g->id, meta->index, meta->term);
 	if (rv == 0 && g->hard_term != 0) {
-		struct wal_hard hard = {g->hard_term, g->hard_vote, meta->index};
+		struct wal_hard hard = {g->hard_term, g->hard_vote, meta->index,
+					raft_is_repairing(&g->raft)};
 
 		rv = -EAGAIN;
 		for (int tries = 0; tries < 100000 && rv == -EAGAIN; tries++) {
@@ -2102,7 +2104,10 @@ static int wal_append_ready(struct shard *s, struct group *g, const struct raft_
 		 * groups that would be a record per group per turn. */
 		if (rv == 0 && rd->hard_changed &&
 		    (rd->hard.term != g->hard_term || rd->hard.vote != g->hard_vote)) {
-			struct wal_hard hard = {rd->hard.term, rd->hard.vote, rd->hard.commit};
+			/* REPAIR: the flag stays on every hard state until the repair
+			 * ends, so that a restart resumes it (see groups_recover()). */
+			struct wal_hard hard = {rd->hard.term, rd->hard.vote, rd->hard.commit,
+						raft_is_repairing(&g->raft)};
 
 			rv = wal_append_hard(&s->wal, g->id, &hard);
 			if (rv == 0) {
@@ -2179,12 +2184,29 @@ static void group_ready(struct shard *s, struct group *g)
 	group_apply(s, g, &rd); /* Last: it calls back into the engine. */
 }
 
-/* Say when a repair ends, and once when repairing members block the group. */
+static int wal_append_retry(struct shard *s, uint64_t group, const struct wal_hard *hard,
+			    uint64_t index, uint64_t term);
+
+/* When a repair ends, write a hard state without the repairing flag (after
+ * the entries that ended it: on a crash before it is durable, the group
+ * repairs again on restart, which is safe); say so, and say once when
+ * repairing members block the group. */
 static void group_repair_watch(struct shard *s, struct group *g)
 {
 	bool blocked = raft_is_blocked_by_repair(&g->raft);
 
-	if (g->repairing && !raft_is_repairing(&g->raft)) {
+	if (g->repairing && !raft_is_repairing(&g->raft) && !s->wal_failed) {
+		struct wal_hard hard = {g->hard_term, g->hard_vote, raft_commit_index(&g->raft),
+					false};
+		int rv = wal_append_retry(s, g->id, &hard, 0, 0);
+
+		if (rv != 0) {
+			node_log(s->config.node_id, "shard %u: WAL append failed: %s",
+				 s->config.shard_index, err_str(rv));
+			s->wal_failed = true;
+			groups_fail_all(s, WAL_ERR_FAILED);
+			return;
+		}
 		g->repairing = false;
 		node_log(s->config.node_id,
 			 "group %llu: repaired: the log holds leader %llu's up to its mark "
@@ -2346,7 +2368,7 @@ static int group_create(struct shard *s, uint64_t id, const uint64_t *members, u
 	{
 		struct wal_entry we = {
 		    .term = 1, .type = RAFT_ENTRY_CONF, .size = entry.size, .data = buf};
-		struct wal_hard hard = {1, 0, 1};
+		struct wal_hard hard = {.term = 1, .commit = 1};
 		int rv = wal_append_entries(&s->wal, id, 1, &we, 1);
 
 		if (rv == 0)
@@ -2360,7 +2382,7 @@ static int group_create(struct shard *s, uint64_t id, const uint64_t *members, u
 static int group_join(struct shard *s, uint64_t id)
 {
 	struct raft_boot boot = {0};
-	struct wal_hard hard = {0, 0, 0};
+	struct wal_hard hard = {0};
 	struct group *g;
 	int rv;
 
@@ -2422,6 +2444,20 @@ static int wal_append_retry(struct shard *s, uint64_t group, const struct wal_ha
 	return rv;
 }
 
+/* A repair id for group (raft_boot.repair_id): differs from one start of
+ * the process to the next. */
+static uint64_t repair_id_new(uint64_t group)
+{
+	struct timespec ts;
+	uint64_t seed[3];
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	seed[0] = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	seed[1] = (uint64_t)getpid();
+	seed[2] = group;
+	return XXH3_64bits(seed, sizeof(seed)) | 1;
+}
+
 /* Start group id, whose storage lost data (a WAL record or its snapshot
  * failed verification; what says which), as a repairing member: from its
  * own snapshot if that verifies, else from nothing, with no log after it
@@ -2437,7 +2473,7 @@ static int group_recover_damaged(struct shard *s, uint64_t id, const char *what)
 	const struct wal_group *wg = wal_group_find(&s->wal, id);
 	struct wal_hard hard = wg->hard;
 	uint64_t damaged_term = wg->damaged_term;
-	struct raft_boot boot = {.repair = true};
+	struct raft_boot boot = {.repair = true, .repair_id = repair_id_new(id)};
 	struct snapshot_meta meta;
 	bool snapshot_bad = false;
 	struct group *g;
@@ -2462,6 +2498,7 @@ static int group_recover_damaged(struct shard *s, uint64_t id, const char *what)
 	if (hard.term < boot.snapshot.term)
 		hard.term = boot.snapshot.term;
 	hard.commit = boot.snapshot.index;
+	hard.repairing = true;
 	boot.hard = (struct raft_hard_state){hard.term, hard.vote, hard.commit};
 	rv = wal_append_retry(s, id, NULL, boot.snapshot.index, boot.snapshot.term);
 	if (rv == 0)
@@ -2512,6 +2549,8 @@ static int group_recover_one(struct shard *s, const struct wal_group *wg, uint64
 	if (wg->damaged)
 		rv = WAL_ERR_CORRUPT;
 	boot.hard = (struct raft_hard_state){wg->hard.term, wg->hard.vote, wg->hard.commit};
+	boot.repair = wg->hard.repairing; /* A repair a restart interrupted goes on. */
+	boot.repair_id = boot.repair ? repair_id_new(wg->group) : 0;
 	boot.snapshot.index = wg->mark_index;
 	boot.snapshot.term = wg->mark_term;
 	if (rv == 0)
@@ -2547,6 +2586,13 @@ static int group_recover_one(struct shard *s, const struct wal_group *wg, uint64
 	boot.entries_count = count;
 	if (rv == 0)
 		rv = group_open(s, wg->group, &boot, &g);
+	if (rv == 0 && boot.repair) {
+		g->repairing = true;
+		node_log(s->config.node_id,
+			 "group %llu: its repair from peers was interrupted; resuming it (no vote, "
+			 "no acknowledgement that counts, until it holds the leader's log)",
+			 (unsigned long long)wg->group);
+	}
 	for (uint32_t i = 0; i < count; i++)
 		free((void *)entries[i].data);
 	free(entries);

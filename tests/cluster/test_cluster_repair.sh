@@ -144,6 +144,8 @@ flip "$wal_dir/$seg.wal" $((offset + 9)) # The record's group id.
 repaired_before=$(count ": repaired:" "$log3")
 "$cluster" start --dir "$dir" --node 3
 grep -q "every group of this WAL is damaged" "$log3" || fail "the bad header was not reported"
+# Repairs that ended are not resumed: the WAL recorded their end.
+[ "$(count "repair from peers was interrupted" "$log3")" -eq 0 ] || fail "a finished repair resumed"
 kv "$all" put --prefix f --keys 50 --ack "$ack"
 deadline=$((SECONDS + 60))
 until [ "$(count ": repaired:" "$log3")" -ge $((repaired_before + groups)) ]; do

@@ -500,15 +500,25 @@ static void test_salvage_names_the_group_of_a_bad_payload(void **state)
 		assert_false(wal_group_find(&fx->wal, other)->damaged);
 		fx_check_group(fx, other);
 	}
-	/* Repair: reset to a mark and write the group's log again. */
+	/* Repair: reset to a mark, say the group repairs, and write its log
+	 * again; a restart before the repair ends finds it still repairing. */
 	assert_int_equal(wal_append_reset(&fx->wal, 2, 0, 0), 0);
+	assert_int_equal(wal_append_hard(&fx->wal, 2, &(struct wal_hard){3, 1, 0, true}), 0);
+	fx_sync(fx);
+	fx_reopen(fx);
+	g = wal_group_find(&fx->wal, 2);
+	assert_false(g->damaged);
+	assert_true(g->has_hard && g->hard.repairing);
+	assert_int_equal(g->hard.term, 3);
 	fx->model[2].first = 1;
 	fx->model[2].last = 0;
 	fx_append(fx, 2, 1, 30, 4);
+	assert_int_equal(wal_append_hard(&fx->wal, 2, &(struct wal_hard){4, 1, 30, false}), 0);
 	fx_sync(fx);
 	for (int round = 0; round < 2; round++) {
 		fx_reopen(fx);
 		assert_false(wal_group_find(&fx->wal, 2)->damaged);
+		assert_false(wal_group_find(&fx->wal, 2)->hard.repairing);
 		for (uint64_t k = 1; k <= 3; k++)
 			fx_check_group(fx, k);
 		wal_stats_get(&fx->wal, &stats);
