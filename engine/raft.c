@@ -1223,18 +1223,21 @@ static void wake(struct raft *raft)
  *      still hold the entry, and any leader needs the votes of a majority
  *      that intersects it without us, so every elected leader holds every
  *      committed entry (§5.4.1 still applies, with our vote taken away).
- *   2. Its responses carry RAFT_MSG_FLAG_REPAIR. The leader that sees one
- *      resets its match for us to 0 (the old match claims entries we lost)
- *      and remembers its last index as the repair mark; our match does not
- *      count toward a commit until the repair ends, so no commit rests on
- *      a copy we lack. It probes and sends entries, or its snapshot once
+ *   2. Its responses carry RAFT_MSG_FLAG_REPAIR, and its append responses
+ *      the repair id of this start (repair_flag()). The leader that sees a
+ *      new id resets its match for us to 0 (the old match claims entries
+ *      we lost) and remembers its last index as the repair mark; our match
+ *      does not count toward a commit until the repair ends, so no commit
+ *      rests on a copy we lack. It probes and sends entries, or its snapshot once
  *      the entries are compacted, as to any follower that is behind.
  *   3. We accept entries only by the Log Matching check (§5.3) and take a
  *      commit index only from an append that matched up to it, never from
  *      heartbeats (which carry min(match, commit) for a match that may be
  *      stale). A snapshot is verified by its checksum before it is restored.
  *   4. The leader flags the append that brings us to its mark. Once that
- *      append matched, our log holds the leader's up to the mark: every
+ *      append matched, our log holds the leader's up to the mark, and our
+ *      answer (REPAIRED, with the same id: an answer from an earlier start
+ *      cannot pass for it) tells the leader so. Our log then holds every
  *      entry committed before the leader learned of the loss (a leader
  *      holds every committed entry, and commits after that did not count
  *      us). From then on we hold every committed entry we acknowledge, as
@@ -1243,7 +1246,15 @@ static void wake(struct raft *raft)
  * A lost hard-state record could hold a vote of a term we no longer know
  * (storage learns the term from the damaged record's verified header when
  * it can). Leaving repair we take the current leader as our vote of its
- * term if we had none, so we never vote in that term for another. */
+ * term if we had none, so we never vote in that term for another. The
+ * storage keeps the repair going across restarts until it ends (shard.c
+ * writes it in hard state), and a restart draws a new id.
+ *
+ * Not covered: when a record's header is damaged too, its group cannot be
+ * named and every group of that WAL repairs; storage raises each group's
+ * term to the largest that its later records name, but if the lost record
+ * was a group's last hard state, holding a vote of a later term, that vote
+ * is forgotten and could be cast again in that term once the repair ends. */
 static void repair_end(struct raft *raft, uint64_t leader)
 {
 	raft->repairing = false;

@@ -1983,6 +1983,8 @@ static bool wal_damaged_skips(struct wal_group *g, const struct segment_record *
 	    (record->type == SEGMENT_RECORD_MARK && (record->flags & SEGMENT_MARK_RESET)))
 		return false;
 	g->removed = false; /* The group lives on past a removal we may have lost. */
+	if (record->term > g->damaged_term)
+		g->damaged_term = record->term; /* A later record knows a term at least this. */
 	return true;
 }
 
