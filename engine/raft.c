@@ -1998,6 +1998,8 @@ int raft_transfer(struct raft *raft, uint64_t target, uint64_t now_ms)
 	pr = progress_find(raft, target);
 	if (pr == NULL)
 		return -EINVAL;
+	if (pr->repairing)
+		return RAFT_ERR_REPAIRING; /* It would not campaign: proposals would stall. */
 	wake(raft);
 	raft->transfer_target = target;
 	raft->transfer_deadline_ms = raft->now_ms + raft->config.election_timeout_ms;

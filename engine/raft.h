@@ -368,7 +368,8 @@ int raft_read_index(struct raft *raft, uint64_t context, uint64_t now_ms);
 
 /* Hand leadership to target (thesis §3.10). Proposals are refused until the
  * transfer ends (target elected, or an election timeout passes). Returns 0,
- * RAFT_ERR_NOT_LEADER, -EINVAL (target not a voter, or self), RAFT_ERR_TRANSFER. */
+ * RAFT_ERR_NOT_LEADER, -EINVAL (target not a voter, or self), RAFT_ERR_TRANSFER,
+ * RAFT_ERR_REPAIRING (target repairs lost data: it may not lead yet). */
 int raft_transfer(struct raft *raft, uint64_t target, uint64_t now_ms);
 
 /* Move to the membership target by joint consensus: the leader appends the

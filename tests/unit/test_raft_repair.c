@@ -155,6 +155,7 @@ static void test_leader_counts_repairing_member_only_after_the_mark(void **state
 	assert_false(raft_is_repairing(fx_raft(&f, 3)));
 	assert_false(raft_progress_of(fx_raft(&f, 1), 3)->repairing);
 	assert_int_equal(raft_last_index(fx_raft(&f, 3)), 6);
+	assert_int_equal(fx_transfer(&f, 1, 2), 0);             /* 2 is whole: it may lead. */
 	assert_int_equal(raft_commit_index(fx_raft(&f, 1)), 6); /* Counted again. */
 	assert_int_not_equal(fx_raft(&f, 3)->vote, RAFT_NONE);  /* No second vote this term. */
 	fx_deinit(&f);
@@ -240,6 +241,7 @@ static void test_majority_repairing_refuses_proposals(void **state)
 	assert_true(raft_progress_of(fx_raft(&f, 1), 3)->repairing);
 	assert_true(raft_is_blocked_by_repair(fx_raft(&f, 1)));
 	assert_int_equal(fx_propose(&f, 1, 8), RAFT_ERR_REPAIRING);
+	assert_int_equal(fx_transfer(&f, 1, 3), RAFT_ERR_REPAIRING); /* It would not campaign. */
 	/* Both repair from the leader; then proposals commit again. */
 	for (int i = 0;
 	     i < 20 && (raft_is_repairing(fx_raft(&f, 2)) || raft_is_repairing(fx_raft(&f, 3)));
