@@ -30,6 +30,9 @@ const char *err_str(int err)
 		return "WAL has a gap in a group's indexes";
 	case RAFT_ERR_LAGGING:
 		return "the learner has not caught up with the leader's log yet";
+	case RAFT_ERR_REPAIRING:
+		return "the group is repairing data a replica's storage lost (a majority "
+		       "repairing halts the group)";
 	case ERR_NO_GROUP:
 		return "no such group on this node";
 	case ERR_STOPPING:

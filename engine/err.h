@@ -19,6 +19,7 @@ enum {
 	WAL_ERR_FAILED = -(ERR_BASE + 9),        /* The WAL saw a fatal error and refuses work. */
 	WAL_ERR_GAP = -(ERR_BASE + 10),          /* A group's indexes have a hole. */
 	RAFT_ERR_LAGGING = -(ERR_BASE + 11),     /* The learner to promote has not caught up. */
+	RAFT_ERR_REPAIRING = -(ERR_BASE + 12),   /* Lost data is being repaired from peers. */
 	/* Codes of the public API (include/flotilla.h mirrors them as FL_ERR_*). */
 	ERR_NO_GROUP = -(ERR_BASE + 20),     /* No such group on this node. */
 	ERR_STOPPING = -(ERR_BASE + 21),     /* The node or group is shutting down. */

@@ -366,6 +366,8 @@ static const struct raft_conf *conf_at(const struct raft *raft, uint64_t index);
  * no one. */
 static bool raft_is_promotable(const struct raft *raft)
 {
+	if (raft->repairing)
+		return false; /* REPAIR: it may lack committed entries. */
 	if (conf_can_lead(conf_current(raft), raft->config.id))
 		return true;
 	return raft->confs[raft->confs_count - 1].index > raft->commit &&
@@ -459,7 +461,9 @@ static uint64_t quorum_value(const struct raft *raft, bool seq)
 
 			if (!role_votes(member_role(&conf->members[i], h)))
 				continue;
-			values[n++] = seq ? pr->acked_seq : pr->match;
+			/* REPAIR: a repairing member's log may lack entries it once
+			 * acknowledged; it counts for commits only once repaired. */
+			values[n++] = seq ? pr->acked_seq : pr->repairing ? 0 : pr->match;
 		}
 		if (n == 0)
 			continue;
@@ -952,6 +956,8 @@ static void send_append(struct raft *raft, struct raft_progress *pr, bool allow_
 	m->commit = raft->commit;
 	m->entries_count = (uint32_t)n;
 	m->flags = witness ? RAFT_MSG_FLAG_METADATA : 0;
+	if (pr->repairing && prev + n >= pr->repair_mark)
+		m->flags |= RAFT_MSG_FLAG_REPAIRED; /* REPAIR: accepting it ends the repair. */
 	if (pr->state == RAFT_PROGRESS_REPLICATE) {
 		if (n > 0) {
 			pr->next = prev + n + 1;
@@ -1202,6 +1208,78 @@ static void wake(struct raft *raft)
 	}
 }
 
+/* REPAIR. A member whose storage lost records of this group (a damaged
+ * WAL record or snapshot file) restarts from what it could verify: its own
+ * snapshot, or nothing. It may have acknowledged entries it no longer
+ * holds, and a leader may have counted those acknowledgements toward a
+ * commit; if it voted or counted as before, a committed entry could be
+ * lost (a leader elected with its vote might lack the entry) or a commit
+ * could rest on a copy that is gone. Protocol-aware recovery (Alagappan et
+ * al., FAST 2018) in Raft terms:
+ *
+ *   1. While repairing it never grants a vote (nor a pre-vote) and never
+ *      campaigns. Every entry committed so far is held by a majority of
+ *      which it may have been part; the other members of that majority
+ *      still hold the entry, and any leader needs the votes of a majority
+ *      that intersects it without us, so every elected leader holds every
+ *      committed entry (§5.4.1 still applies, with our vote taken away).
+ *   2. Its responses carry RAFT_MSG_FLAG_REPAIR, and its append responses
+ *      the repair id of this start (repair_flag()). The leader that sees a
+ *      new id resets its match for us to 0 (the old match claims entries
+ *      we lost) and remembers its last index as the repair mark; our match
+ *      does not count toward a commit until the repair ends, so no commit
+ *      rests on a copy we lack. It probes and sends entries, or its snapshot once
+ *      the entries are compacted, as to any follower that is behind.
+ *   3. We accept entries only by the Log Matching check (§5.3) and take a
+ *      commit index only from an append that matched up to it, never from
+ *      heartbeats (which carry min(match, commit) for a match that may be
+ *      stale). A snapshot is verified by its checksum before it is restored.
+ *   4. The leader flags the append that brings us to its mark. Once that
+ *      append matched, our log holds the leader's up to the mark, and our
+ *      answer (REPAIRED, with the same id: an answer from an earlier start
+ *      cannot pass for it) tells the leader so. Our log then holds every
+ *      entry committed before the leader learned of the loss (a leader
+ *      holds every committed entry, and commits after that did not count
+ *      us). From then on we hold every committed entry we acknowledge, as
+ *      any follower does, and count and vote again.
+ *
+ * A lost hard-state record could hold a vote of a term we no longer know
+ * (storage learns the term from the damaged record's verified header when
+ * it can). Leaving repair we take the current leader as our vote of its
+ * term if we had none, so we never vote in that term for another. The
+ * storage keeps the repair going across restarts until it ends (shard.c
+ * writes it in hard state), and a restart draws a new id.
+ *
+ * Not covered: when a record's header is damaged too, its group cannot be
+ * named and every group of that WAL repairs; storage raises each group's
+ * term to the largest that its later records name, but if the lost record
+ * was a group's last hard state, holding a vote of a later term, that vote
+ * is forgotten and could be cast again in that term once the repair ends. */
+static void repair_end(struct raft *raft, uint64_t leader)
+{
+	raft->repairing = false;
+	if (raft->vote == RAFT_NONE)
+		raft->vote = leader;
+}
+
+/* REPAIR: flag an append response. Every response of a member booted in
+ * repair carries its repair id (drawn at boot) in context, so that a leader
+ * tells this life's answers from those of an earlier one still in flight
+ * (which may claim entries since lost again). While repairing: the REPAIR
+ * flag; once repaired, RAFT_MSG_FLAG_REPAIRED on answers that say how far
+ * its log matches the leader's (matched), so that a leader that missed the
+ * first one still learns that the repair ended. */
+static void repair_flag(const struct raft *raft, struct raft_msg *resp, bool matched)
+{
+	if (raft->repair_id == 0)
+		return;
+	if (raft->repairing)
+		resp->flags |= RAFT_MSG_FLAG_REPAIR;
+	else if (matched)
+		resp->flags |= RAFT_MSG_FLAG_REPAIRED;
+	resp->context = raft->repair_id;
+}
+
 static void heard_from_leader(struct raft *raft, uint64_t from)
 {
 	raft->takeover = false;
@@ -1231,6 +1309,7 @@ static void handle_append(struct raft *raft, const struct raft_msg *m)
 		/* Everything up to commit already matches the leader's log. */
 		resp = msg_new(raft, RAFT_MSG_APPEND_RESP, m->from, true);
 		resp->index = raft->commit;
+		repair_flag(raft, resp, true);
 		return;
 	}
 	if (m->index > log_last(log) || log_term_at(log, m->index) != m->log_term) {
@@ -1242,6 +1321,7 @@ static void handle_append(struct raft *raft, const struct raft_msg *m)
 		resp->index = m->index;
 		resp->hint_index = hint;
 		resp->hint_term = log_term_at(log, hint);
+		repair_flag(raft, resp, false);
 		return;
 	}
 	/* Malformed (indexes not contiguous, terms decreasing or from the
@@ -1275,6 +1355,9 @@ static void handle_append(struct raft *raft, const struct raft_msg *m)
 		commit_to(raft, min_u64(m->commit, last_new));
 	resp = msg_new(raft, RAFT_MSG_APPEND_RESP, m->from, true);
 	resp->index = last_new;
+	if (raft->repairing && (m->flags & RAFT_MSG_FLAG_REPAIRED))
+		repair_end(raft, m->from);
+	repair_flag(raft, resp, true);
 }
 
 /* raft_want_snapshot(): install s over a log that already holds its index.
@@ -1321,6 +1404,7 @@ static void handle_snapshot(struct raft *raft, const struct raft_msg *m)
 	if (s->index > 0 && s->term == 0)
 		return;
 	resp = msg_new(raft, RAFT_MSG_APPEND_RESP, m->from, true);
+	repair_flag(raft, resp, true); /* Every answer below is an index we match. */
 	if (raft->snapshot_wanted && snapshot_rebase(raft, s)) {
 		resp->index = s->index;
 		return;
@@ -1345,10 +1429,50 @@ static void handle_snapshot(struct raft *raft, const struct raft_msg *m)
 	resp->index = s->index;
 }
 
+/* REPAIR (see repair_end): pr lost data. Forget what it matched and count
+ * it only once it holds our log up to our last index as of now. */
+static void progress_repair_start(struct raft *raft, struct raft_progress *pr, uint64_t id)
+{
+	pr->repairing = true;
+	pr->repair_id = id;
+	pr->repair_mark = log_last(&raft->log);
+	pr->match = 0;
+	if (pr->state != RAFT_PROGRESS_SNAPSHOT)
+		progress_become(raft, pr, RAFT_PROGRESS_PROBE);
+	pr->next = log_last(&raft->log) + 1; /* Probe back with its hints. */
+}
+
+/* REPAIR: the append responses of a repairing member tell a leader so,
+ * with the id of this life of it: a new id means a new loss, even if an
+ * earlier repair looked unfinished here (its match is stale again). Returns
+ * true when this response started a repair (and a probe went out). */
+static bool progress_repair_check(struct raft *raft, struct raft_progress *pr,
+				  const struct raft_msg *m)
+{
+	if (!(m->flags & RAFT_MSG_FLAG_REPAIR) || (pr->repairing && pr->repair_id == m->context))
+		return false;
+	progress_repair_start(raft, pr, m->context);
+	send_append(raft, pr, true);
+	return true;
+}
+
 static void handle_append_resp(struct raft *raft, struct raft_progress *pr,
 			       const struct raft_msg *m)
 {
 	pr->recent_active = true;
+	if (progress_repair_check(raft, pr, m))
+		return;
+	if (pr->repairing && !m->reject && (m->flags & RAFT_MSG_FLAG_REPAIRED) &&
+	    m->context == pr->repair_id && m->index >= pr->repair_mark &&
+	    m->index <= log_last(&raft->log)) {
+		pr->repairing = false; /* Its log holds ours up to the mark. */
+		if (m->index <= pr->match && maybe_commit(raft)) {
+			bcast_append(raft, true);
+			pr = progress_find(raft, m->from); /* The membership may have changed. */
+			if (raft->role != RAFT_ROLE_LEADER || pr == NULL)
+				return;
+		}
+	}
 	if (m->reject) {
 		uint64_t hint;
 
@@ -1404,6 +1528,11 @@ static void handle_append_resp(struct raft *raft, struct raft_progress *pr,
 		if (raft->msgs_count == before)
 			break;
 	}
+	/* REPAIR: it holds our log up to the mark with nothing in flight; an
+	 * empty append tells it so (once per response that says it repairs). */
+	if (pr->repairing && (m->flags & RAFT_MSG_FLAG_REPAIR) && pr->match >= pr->repair_mark &&
+	    pr->next == pr->match + 1 && pr->state == RAFT_PROGRESS_REPLICATE)
+		send_append(raft, pr, true);
 }
 
 static void handle_heartbeat_resp(struct raft *raft, struct raft_progress *pr,
@@ -1415,8 +1544,10 @@ static void handle_heartbeat_resp(struct raft *raft, struct raft_progress *pr,
 	pr->probe_sent = false;
 	if (pr->state == RAFT_PROGRESS_SNAPSHOT)
 		; /* Waiting for the install; the timeout in tick retries. */
-	else if (pr->match < log_last(&raft->log)) {
-		/* Appends may have been lost: let one more through. */
+	else if (pr->match < log_last(&raft->log) || (m->flags & RAFT_MSG_FLAG_REPAIR)) {
+		/* Appends may have been lost: let one more through. One that
+		 * lost data says so: its answer to an append tells which life
+		 * of it repairs (progress_repair_check). */
 		if (pr->state == RAFT_PROGRESS_REPLICATE && inflight_full(raft, pr))
 			inflight_free_first(pr);
 		send_append(raft, pr, true);
@@ -1470,6 +1601,15 @@ static void step_vote(struct raft *raft, const struct raft_msg *m)
 	bool grant;
 	struct raft_msg *resp;
 
+	if (raft->repairing) {
+		/* REPAIR: our log may lack committed entries; no vote at all. */
+		resp =
+		    msg_new(raft, pre ? RAFT_MSG_PRE_VOTE_RESP : RAFT_MSG_VOTE_RESP, m->from, !pre);
+		resp->term = raft->term;
+		resp->reject = true;
+		resp->flags = RAFT_MSG_FLAG_REPAIR;
+		return;
+	}
 	if (pre) {
 		/* Grant if a real election would be allowed: higher term, log at
 		 * least as up to date, and no leader we still believe in. */
@@ -1500,6 +1640,8 @@ static void step_vote(struct raft *raft, const struct raft_msg *m)
 
 static void step_vote_resp(struct raft *raft, const struct raft_msg *m)
 {
+	if (m->reject && (m->flags & RAFT_MSG_FLAG_REPAIR))
+		raft->repair_refused_ms = raft->now_ms;
 	uint64_t *list = m->reject ? raft->votes_rejected : raft->votes_granted;
 	uint32_t *count = m->reject ? &raft->votes_rejected_count : &raft->votes_granted_count;
 	enum vote_result result;
@@ -1625,11 +1767,15 @@ void raft_step(struct raft *raft, const struct raft_msg *m, uint64_t now_ms)
 		} else {
 			struct raft_msg *resp;
 
-			if (m->commit > raft->commit && m->commit <= log_last(&raft->log))
+			/* REPAIR: a heartbeat's commit rests on a match that may
+			 * predate our loss; only appends that matched count. */
+			if (m->commit > raft->commit && m->commit <= log_last(&raft->log) &&
+			    !raft->repairing)
 				commit_to(raft, m->commit);
 			raft->quiesced = (m->flags & RAFT_MSG_FLAG_QUIESCE) != 0;
 			resp = msg_new(raft, RAFT_MSG_HEARTBEAT_RESP, m->from, false);
 			resp->context = m->context;
+			resp->flags = raft->repairing ? RAFT_MSG_FLAG_REPAIR : 0;
 			if (raft->snapshot_wanted)
 				snapshot_ask(raft); /* The last request may have been lost. */
 		}
@@ -1749,6 +1895,8 @@ static int propose_typed(struct raft *raft, uint32_t type, const struct raft_buf
 		return RAFT_ERR_NOT_LEADER;
 	if (raft->transfer_target != RAFT_NONE)
 		return RAFT_ERR_TRANSFER;
+	if (raft_is_blocked_by_repair(raft))
+		return RAFT_ERR_REPAIRING; /* Nothing could commit: say why. */
 	if (count == 0)
 		return -EINVAL;
 	for (uint32_t i = 0; i < count; i++) {
@@ -1850,6 +1998,8 @@ int raft_transfer(struct raft *raft, uint64_t target, uint64_t now_ms)
 	pr = progress_find(raft, target);
 	if (pr == NULL)
 		return -EINVAL;
+	if (pr->repairing)
+		return RAFT_ERR_REPAIRING; /* It would not campaign: proposals would stall. */
 	wake(raft);
 	raft->transfer_target = target;
 	raft->transfer_deadline_ms = raft->now_ms + raft->config.election_timeout_ms;
@@ -1986,6 +2136,40 @@ int raft_want_snapshot(struct raft *raft)
 	wake(raft);
 	snapshot_ask(raft);
 	return 0;
+}
+
+bool raft_is_repairing(const struct raft *raft)
+{
+	return raft->repairing;
+}
+
+/* Whether repairing members leave too few others to make a majority of
+ * every half of the configuration (the leader's view). */
+static bool repair_blocks_quorum(const struct raft *raft)
+{
+	const struct raft_conf *conf = conf_current(raft);
+
+	for (int h = 0; h < halves(conf); h++) {
+		uint32_t voters = 0, whole = 0;
+
+		for (uint32_t i = 0; i < raft->progress_count; i++) {
+			if (!role_votes(member_role(&conf->members[i], h)))
+				continue;
+			voters++;
+			whole += raft->progress[i].repairing ? 0 : 1;
+		}
+		if (voters > 0 && whole <= voters / 2)
+			return true;
+	}
+	return false;
+}
+
+bool raft_is_blocked_by_repair(const struct raft *raft)
+{
+	if (raft->role == RAFT_ROLE_LEADER)
+		return repair_blocks_quorum(raft);
+	return raft->leader == RAFT_NONE && raft->repair_refused_ms != 0 &&
+	       raft->now_ms < raft->repair_refused_ms + 2ull * raft->config.election_timeout_ms;
 }
 
 bool raft_is_snapshot_wanted(const struct raft *raft)
@@ -2307,6 +2491,10 @@ int raft_init(struct raft *raft, const struct raft_config *config, const struct 
 	if (raft->applied > raft->commit || raft->term < log_last_term(&raft->log))
 		goto err;
 	raft->applying = raft->applied;
+	raft->repairing = boot->repair;
+	if (boot->repair) /* Nonzero: see repair_flag(). */
+		raft->repair_id =
+		    boot->repair_id ? boot->repair_id : mix64(rng_next(raft) ^ now_ms) | 1;
 	raft->hard_handed = (struct raft_hard_state){raft->term, raft->vote, raft->commit};
 	raft->role = RAFT_ROLE_FOLLOWER;
 	raft->leader_heard_ms = now_ms;

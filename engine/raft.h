@@ -121,6 +121,13 @@ enum raft_msg_flags {
 	RAFT_MSG_FLAG_TRANSFER = 1u << 0, /* A vote caused by leadership transfer. */
 	RAFT_MSG_FLAG_QUIESCE = 1u << 1,  /* Heartbeat: leader is going quiet. */
 	RAFT_MSG_FLAG_METADATA = 1u << 2, /* Append to a witness: drop NORMAL payloads. */
+	/* From a member repairing data it lost (raft_boot.repair), on its
+	 * responses and vote refusals: do not count its acknowledgements. */
+	RAFT_MSG_FLAG_REPAIR = 1u << 3,
+	/* Leader to a repairing member, on an append: once this append is
+	 * accepted, your log holds mine up to the repair mark. Back on the
+	 * response: the member has left repair and counts again. */
+	RAFT_MSG_FLAG_REPAIRED = 1u << 4,
 };
 
 struct raft_msg {
@@ -198,6 +205,14 @@ struct raft_boot {
 	uint32_t entries_count;
 	uint64_t
 	    applied; /* The state machine already holds entries up to here (0: snapshot.index). */
+	/* Storage lost records of this group (a damaged WAL or snapshot): the
+	 * member may have acknowledged entries it no longer holds. It starts
+	 * repairing: see raft_is_repairing(). repair_id must differ from one
+	 * start to the next (random, say): leaders tell the answers of this
+	 * life from those of an earlier one by it. 0 draws one from the seed
+	 * and the clock. */
+	bool repair;
+	uint64_t repair_id;
 };
 
 struct raft_inflight {
@@ -223,6 +238,9 @@ struct raft_progress {
 	bool probe_sent;         /* PROBE: an append is outstanding. */
 	bool recent_active;      /* CheckQuorum: heard from since the last check. */
 	bool snapshot_wanted;    /* It asked for a snapshot at or past snapshot_need. */
+	bool repairing;          /* It lost data: its match does not count toward commit */
+	uint64_t repair_mark;    /* until it holds our log up to here; */
+	uint64_t repair_id;      /* which life of it (repair_flag() in raft.c). */
 	uint64_t snapshot_need;
 	bool down; /* The transport reported the process gone. */
 	uint32_t inflight_head, inflight_count, inflight_size;
@@ -269,6 +287,9 @@ struct raft {
 	bool lease_revoked;   /* A transfer was started this term: no lease reads. */
 	bool takeover;        /* Campaigning (or about to) because our leader's process died. */
 	bool snapshot_wanted; /* Follower: install the next snapshot even over our log. */
+	bool repairing;       /* raft_boot.repair: see raft_is_repairing(). */
+	uint64_t repair_id;   /* Nonzero once booted in repair: tells this life apart. */
+	uint64_t repair_refused_ms; /* A repairing voter last refused us a vote. */
 	uint64_t rng;
 	uint64_t now_ms;
 	uint64_t election_deadline_ms, heartbeat_deadline_ms, check_quorum_deadline_ms;
@@ -328,7 +349,8 @@ uint64_t raft_next_deadline(const struct raft *raft);
 
 /* Append entries as the leader. *first_index receives the index of the first
  * one; they follow contiguously in the current term. Returns 0,
- * RAFT_ERR_NOT_LEADER, RAFT_ERR_TRANSFER, -EMSGSIZE (an entry exceeds
+ * RAFT_ERR_NOT_LEADER, RAFT_ERR_TRANSFER, RAFT_ERR_REPAIRING (too many
+ * members repair lost data for anything to commit), -EMSGSIZE (an entry exceeds
  * entry_size_max), -EAGAIN (uncommitted log too large), -EINVAL (count 0). */
 int raft_propose(struct raft *raft, const struct raft_buf *bufs, uint32_t count,
 		 uint64_t *first_index);
@@ -346,7 +368,8 @@ int raft_read_index(struct raft *raft, uint64_t context, uint64_t now_ms);
 
 /* Hand leadership to target (thesis §3.10). Proposals are refused until the
  * transfer ends (target elected, or an election timeout passes). Returns 0,
- * RAFT_ERR_NOT_LEADER, -EINVAL (target not a voter, or self), RAFT_ERR_TRANSFER. */
+ * RAFT_ERR_NOT_LEADER, -EINVAL (target not a voter, or self), RAFT_ERR_TRANSFER,
+ * RAFT_ERR_REPAIRING (target repairs lost data: it may not lead yet). */
 int raft_transfer(struct raft *raft, uint64_t target, uint64_t now_ms);
 
 /* Move to the membership target by joint consensus: the leader appends the
@@ -383,6 +406,22 @@ int raft_compact(struct raft *raft, uint64_t index);
  * every heartbeat until a snapshot is installed. Returns 0,
  * RAFT_ERR_NOT_LEADER (no leader known yet: retry), -EINVAL (we lead). */
 int raft_want_snapshot(struct raft *raft);
+
+/* Whether this member repairs data its storage lost (raft_boot.repair). A
+ * repairing member never campaigns and never grants a vote; it accepts the
+ * leader's log as any follower does, but flags its responses so that no
+ * leader counts it toward a commit, takes its commit index only from
+ * appends it matched (never from heartbeats), and leaves repair when an
+ * append flagged RAFT_MSG_FLAG_REPAIRED matched: its log then holds the
+ * leader's up to what the leader had when it learned of the loss. See
+ * raft.c (REPAIR) for why that is safe. */
+bool raft_is_repairing(const struct raft *raft);
+
+/* Whether the group seems unable to elect a leader because repairing
+ * voters refuse their votes: no leader is known and such a refusal came
+ * within the last two election timeouts. Leader: whether too few members
+ * outside repair remain to commit. For a clear error to callers. */
+bool raft_is_blocked_by_repair(const struct raft *raft);
 
 /* Whether raft_want_snapshot() waits for its snapshot. */
 bool raft_is_snapshot_wanted(const struct raft *raft);

@@ -31,6 +31,9 @@ enum {
 	FL_ERR_CONF_INVALID = -(FL_ERR_BASE + 5),
 	FL_ERR_WAL_FAILED = -(FL_ERR_BASE + 9), /* The shard's WAL failed: the group is stopped. */
 	FL_ERR_LAGGING = -(FL_ERR_BASE + 11),   /* The learner has not caught up: retry. */
+	FL_ERR_REPAIRING = -(FL_ERR_BASE + 12), /* This replica (or too many) repairs data
+						 * its storage lost: retry; it lasts while
+						 * a majority repairs. */
 	FL_ERR_NO_GROUP = -(FL_ERR_BASE + 20),  /* No such group on this node. */
 	FL_ERR_STOPPING = -(FL_ERR_BASE + 21),  /* The node or group is shutting down. */
 	FL_ERR_DROPPED = -(FL_ERR_BASE + 22),   /* The entry lost its place in the log
@@ -181,9 +184,13 @@ struct fl_node_config {
 void fl_node_config_default(struct fl_node_config *config, uint64_t node_id);
 
 /* Open the WALs (recovering every group found in them), start the shard
- * threads and the peer listener. Returns 0 and *node, or -EINVAL (bad
- * config), -EADDRINUSE, -ENOSYS/-EPERM (io_uring unavailable; the log says
- * why), FL_ERR_* from recovery, or -errno from the file system. */
+ * threads and the peer listener. A group whose WAL records or snapshot file
+ * fail verification does not stop the node: it starts as a repairing member
+ * (no vote, no acknowledgement that counts) and copies what it lost from the
+ * group's leader; the log says which groups and when each is repaired.
+ * Returns 0 and *node, or -EINVAL (bad config), -EADDRINUSE, -ENOSYS/-EPERM
+ * (io_uring unavailable; the log says why), FL_ERR_* from recovery, or
+ * -errno from the file system. */
 int fl_node_start(const struct fl_node_config *config, struct fl_node **node);
 
 /* Stop gracefully: refuse new requests, finish what is in flight, make the
@@ -343,6 +350,10 @@ struct fl_group_info {
 	uint64_t conf_index; /* Log index of the membership in force. */
 	bool is_leader;
 	bool joint; /* Between the old and the new membership of a change. */
+	/* This replica repairs data its storage lost (it neither votes nor
+	 * counts toward commits until it holds the leader's log), or too many
+	 * members do for the group to elect or commit (FL_ERR_REPAIRING). */
+	bool repairing;
 	uint32_t members_count;
 	struct fl_member_info members[FL_MEMBERS_MAX];
 };

@@ -9,7 +9,8 @@
  * SEGMENT HEADER: 64 bytes at offset 0, written with the first batch.
  *    0: u64 checksum       XXH3-64 (seed 0) of bytes 8..63
  *    8: u64 magic          "FLOTWAL1"
- *   16: u32 version        1
+ *   16: u32 version        2 (version 1 had one 64-bit record checksum; it
+ *                          is refused with a clear error)
  *   20: u32 batch_size_max largest single write into this segment
  *   24: u64 seq            sequence number, as in the file name
  *   32: u64 size           file size in bytes
@@ -18,19 +19,28 @@
  *   56: u64 prev_seq       the segment prev_end refers to; 0 if none
  *
  * RECORD: 48-byte header, then the payload padded with zeros to 8 bytes.
- *    0: u64 checksum       XXH3-64, seed = segment seq, of bytes 8..48+size
+ *    0: u32 head_check     low 32 bits of XXH3-64, seed = segment seq, of bytes 8..47
+ *    4: u32 check          low 32 bits of XXH3-64, seed = segment seq, of bytes 8..48+size
  *    8: u64 group
  *   16: u64 first_index    ENTRIES: index of the first entry; MARK: compacted index
- *   24: u64 term           ENTRIES: term of every entry; MARK: term at first_index
+ *   24: u64 term           ENTRIES: term of every entry; MARK: term at first_index;
+ *                          HARD: the hard state's term
  *   32: u64 batch          group-commit batch; never decreases along the log
  *   40: u32 size           payload bytes, before padding
  *   44: u16 type           1 ENTRIES, 2 HARD, 3 MARK, 4 REMOVED, 5 PAD
- *   46: u16 flags          MARK: bit 0 KEEP (entries after the mark were kept);
+ *   46: u16 flags          MARK: bit 0 KEEP (entries after the mark were kept),
+ *                          or bit 2 RESET (the group's log is replaced entirely,
+ *                          even below an earlier mark: a repair);
  *                          ENTRIES: bit 1 COPY (live entries moved forward by
  *                          compaction: they never truncate the log after them);
+ *                          HARD: bit 3 REPAIRING (the group repairs lost data
+ *                          from its peers until a HARD record without it);
  *                          zero for every other type
  * A record is valid iff its header is plausible (known type, zero flags,
- * size within the segment) and the checksum matches.
+ * size within the segment) and both checks match. The header has a check of
+ * its own so that a record whose payload is damaged can still be attributed
+ * to its group and index range (recovery repairs that group from its peers);
+ * a record whose header check fails belongs to no one that can be named.
  *
  * ENTRIES payload: entries of one group with contiguous indexes and one term
  * (an append whose entries change term is split into one record per term).
@@ -58,6 +68,8 @@ static_assert(SEGMENT_RECORD_HEADER_SIZE % 8 == 0, "payloads start 8-byte aligne
 static_assert(SEGMENT_HEADER_SIZE % 8 == 0, "records start 8-byte aligned");
 
 #define SEGMENT_MAGIC 0x314c4157544f4c46ull /* "FLOTWAL1" read as little-endian. */
+
+static_assert(SEGMENT_RECORD_HEADER_SIZE == 48, "the header check covers bytes 8..47");
 
 static void put64(uint8_t *p, uint64_t v)
 {
@@ -123,6 +135,14 @@ void segment_header_put(uint8_t *out, const struct segment_header *header)
 	put64(out, XXH3_64bits(out + 8, SEGMENT_HEADER_SIZE - 8));
 }
 
+int segment_header_version(const uint8_t *buf)
+{
+	if (get64(buf) != XXH3_64bits(buf + 8, SEGMENT_HEADER_SIZE - 8) ||
+	    get64(buf + 8) != SEGMENT_MAGIC)
+		return 0;
+	return (int)get32(buf + 16);
+}
+
 int segment_header_get(const uint8_t *buf, struct segment_header *header)
 {
 	if (get64(buf) != XXH3_64bits(buf + 8, SEGMENT_HEADER_SIZE - 8))
@@ -156,7 +176,8 @@ void segment_record_seal(uint8_t *rec, uint64_t seq)
 	uint32_t end = SEGMENT_RECORD_HEADER_SIZE + size;
 
 	memset(rec + end, 0, padded - end);
-	put64(rec, XXH3_64bits_withSeed(rec + 8, end - 8, seq));
+	put32(rec, (uint32_t)XXH3_64bits_withSeed(rec + 8, SEGMENT_RECORD_HEADER_SIZE - 8, seq));
+	put32(rec + 4, (uint32_t)XXH3_64bits_withSeed(rec + 8, end - 8, seq));
 }
 
 /* An ENTRIES payload must hold at least one entry and its sizes must add
@@ -198,8 +219,10 @@ int segment_record_peek(const uint8_t *buf, uint64_t avail, struct segment_recor
 	if (record->type == 0 || record->type > SEGMENT_RECORD_TYPE_MAX)
 		return WAL_ERR_CORRUPT;
 	if (record->flags != 0 &&
-	    !(record->type == SEGMENT_RECORD_MARK && record->flags == SEGMENT_MARK_KEEP) &&
-	    !(record->type == SEGMENT_RECORD_ENTRIES && record->flags == SEGMENT_ENTRIES_COPY))
+	    !(record->type == SEGMENT_RECORD_MARK &&
+	      (record->flags == SEGMENT_MARK_KEEP || record->flags == SEGMENT_MARK_RESET)) &&
+	    !(record->type == SEGMENT_RECORD_ENTRIES && record->flags == SEGMENT_ENTRIES_COPY) &&
+	    !(record->type == SEGMENT_RECORD_HARD && record->flags == SEGMENT_HARD_REPAIRING))
 		return WAL_ERR_CORRUPT;
 	if (record->size > avail - SEGMENT_RECORD_HEADER_SIZE ||
 	    segment_record_size(record->size) > avail)
@@ -213,13 +236,24 @@ int segment_record_peek(const uint8_t *buf, uint64_t avail, struct segment_recor
 	return 0;
 }
 
-int segment_record_get(const uint8_t *buf, uint64_t avail, uint64_t seq,
-		       struct segment_record *record)
+int segment_record_head_get(const uint8_t *buf, uint64_t avail, uint64_t seq,
+			    struct segment_record *record)
 {
 	if (segment_record_peek(buf, avail, record) != 0)
 		return WAL_ERR_CORRUPT;
-	if (get64(buf) !=
-	    XXH3_64bits_withSeed(buf + 8, SEGMENT_RECORD_HEADER_SIZE - 8 + record->size, seq))
+	if (get32(buf) !=
+	    (uint32_t)XXH3_64bits_withSeed(buf + 8, SEGMENT_RECORD_HEADER_SIZE - 8, seq))
+		return WAL_ERR_CORRUPT;
+	return 0;
+}
+
+int segment_record_get(const uint8_t *buf, uint64_t avail, uint64_t seq,
+		       struct segment_record *record)
+{
+	if (segment_record_head_get(buf, avail, seq, record) != 0)
+		return WAL_ERR_CORRUPT;
+	if (get32(buf + 4) != (uint32_t)XXH3_64bits_withSeed(
+				  buf + 8, SEGMENT_RECORD_HEADER_SIZE - 8 + record->size, seq))
 		return WAL_ERR_CORRUPT;
 	if (record->type == SEGMENT_RECORD_ENTRIES && !segment_entries_are_sane(record))
 		return WAL_ERR_CORRUPT;

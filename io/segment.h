@@ -15,7 +15,7 @@
 #define SEGMENT_ENTRY_META_SIZE    8  /* size + type of one entry. */
 #define SEGMENT_HARD_SIZE          24 /* Payload of a hard-state record. */
 #define SEGMENT_NAME_SIZE          24 /* "%016x.wal" and the NUL. */
-#define SEGMENT_VERSION            1
+#define SEGMENT_VERSION            2
 #define SEGMENT_BATCH_MAX          (UINT64_MAX / 2) /* A record's batch number is at most this. */
 
 enum segment_record_type {
@@ -35,6 +35,13 @@ enum segment_record_flags {
 	 * changes where those entries live and never truncates the log after
 	 * them, so a copy cut short by a crash loses nothing. */
 	SEGMENT_ENTRIES_COPY = 1u << 1,
+	/* MARK only: the group's log is replaced entirely by the mark, even
+	 * below an earlier mark: written when a group whose records were
+	 * damaged restarts from its snapshot to repair from its peers. A
+	 * damaged group's records before it are superseded. */
+	SEGMENT_MARK_RESET = 1u << 2,
+	/* HARD only: the group is repairing (wal_hard.repairing). */
+	SEGMENT_HARD_REPAIRING = 1u << 3,
 };
 
 struct segment_header {
@@ -79,11 +86,15 @@ void segment_header_put(uint8_t *out, const struct segment_header *header);
  * magic, version or checksum is wrong. */
 int segment_header_get(const uint8_t *buf, struct segment_header *header);
 
+/* The format version of a segment header whose checksum and magic verify,
+ * or 0 when they do not: tells an old format from a damaged header. */
+int segment_header_version(const uint8_t *buf);
+
 /* Write a record's header fields at out (its payload follows, written by the
  * caller at out + SEGMENT_RECORD_HEADER_SIZE), then segment_record_seal(). */
 void segment_record_put(uint8_t *out, const struct segment_record *record);
 
-/* Zero the padding and store the checksum of the record at rec, seeded with
+/* Zero the padding and store the checks of the record at rec, seeded with
  * the segment's sequence number so that a record left over from an earlier
  * life of a recycled file never verifies. */
 void segment_record_seal(uint8_t *rec, uint64_t seq);
@@ -92,6 +103,13 @@ void segment_record_seal(uint8_t *rec, uint64_t seq);
  * and flags, size within avail, batch at most SEGMENT_BATCH_MAX), without
  * the checksum. Returns 0 or WAL_ERR_CORRUPT. */
 int segment_record_peek(const uint8_t *buf, uint64_t avail, struct segment_record *record);
+
+/* Decode the header at buf and verify it (plausible, and its own check
+ * matches) without the payload: the group, indexes, type and size of a
+ * record whose payload is damaged can be trusted. Returns 0 or
+ * WAL_ERR_CORRUPT. */
+int segment_record_head_get(const uint8_t *buf, uint64_t avail, uint64_t seq,
+			    struct segment_record *record);
 
 /* Decode and verify the record at buf, of which avail bytes may belong to
  * it. Returns 0, or WAL_ERR_CORRUPT when the header is implausible, the size

@@ -30,9 +30,11 @@
  * append that the reserve cannot hold fails with -ENOSPC before writing
  * anything. wal_space_retry() ends the condition once a spare exists again.
  * A short write resubmits the rest. Recovery refuses a WAL with a bad record
- * or an index gap anywhere but at the tail. A process that dies with direct
- * writes in flight leaves them to land after its exit: recovery waits for
- * them first (see wal_file_open). */
+ * or an index gap anywhere but at the tail, unless asked to salvage: then
+ * the groups the bad records belong to (all of them when a record's header
+ * is bad too) are reported damaged, for the caller to repair from peers. A process that dies with
+ * direct writes in flight leaves them to land after its exit: recovery waits for them first (see
+ * wal_file_open). */
 #include "io/wal.h"
 
 #include <dirent.h>
@@ -174,6 +176,11 @@ static void wal_group_clear(struct wal_group *g)
 	g->gap_index = 0;
 	g->gap_seq = 0;
 	g->gap_offset = 0;
+	g->damaged = false;
+	g->damaged_index = 0;
+	g->damaged_term = 0;
+	g->damaged_seq = 0;
+	g->damaged_offset = 0;
 }
 
 /* The group, created if missing. A tombstone stays a tombstone here. */
@@ -460,6 +467,22 @@ static void wal_apply_mark(struct wal_group *g, uint64_t index, uint64_t term, b
 	g->mark_index = index;
 	g->mark_term = term;
 	g->mark_seq = seq;
+}
+
+/* A reset: the log is the mark alone, whatever came before (a repair).
+ * The hard state stays: term and vote must never go back. */
+static void wal_apply_reset(struct wal_group *g, uint64_t index, uint64_t term, uint64_t seq)
+{
+	struct wal_hard hard = g->hard;
+	bool has_hard = g->has_hard;
+	uint64_t hard_seq = g->hard_seq;
+
+	wal_group_clear(g);
+	g->removed = false;
+	g->hard = hard;
+	g->has_hard = has_hard;
+	g->hard_seq = hard_seq;
+	wal_apply_mark(g, index, term, false, seq);
 }
 
 static void wal_apply_hard(struct wal_group *g, const struct wal_hard *hard, uint64_t seq)
@@ -957,8 +980,10 @@ static int wal_append_entries_flags(struct wal *wal, uint64_t group, uint64_t fi
 	rv = wal_check_appendable(wal);
 	if (rv != 0)
 		return rv;
-	/* The index after the last entry must exist (segment_record_get()). */
-	if (entries_count == 0 || first_index <= mark || first_index > UINT64_MAX - entries_count)
+	/* The index after the last entry must exist (segment_record_get()). A
+	 * damaged group's entries would be skipped by recovery: reset it first. */
+	if (entries_count == 0 || first_index <= mark || first_index > UINT64_MAX - entries_count ||
+	    (found != NULL && found->damaged))
 		return -EINVAL;
 	if (first_index > last + 1)
 		return WAL_ERR_GAP;
@@ -1066,6 +1091,8 @@ int wal_append_hard(struct wal *wal, uint64_t group, const struct wal_hard *hard
 	rv = wal_group_get(wal, group, &g);
 	if (rv != 0)
 		return rv;
+	record.term = hard->term; /* Salvage learns it from a verified header. */
+	record.flags = hard->repairing ? SEGMENT_HARD_REPAIRING : 0;
 	segment_hard_put(payload, hard->term, hard->vote, hard->commit);
 	rv = wal_append_small(wal, &record, payload, &seq);
 	if (rv != 0)
@@ -1091,8 +1118,8 @@ int wal_append_mark(struct wal *wal, uint64_t group, uint64_t index, uint64_t te
 	rv = wal_group_get(wal, group, &g);
 	if (rv != 0)
 		return rv;
-	if (!g->removed && index < g->mark_index)
-		return -EINVAL;
+	if ((!g->removed && index < g->mark_index) || g->damaged)
+		return -EINVAL; /* A damaged group takes wal_append_reset() first. */
 	keep = !g->removed && wal_group_term_at(g, index, &at_term) && at_term == term;
 	record.flags = keep ? SEGMENT_MARK_KEEP : 0;
 	rv = wal_append_small(wal, &record, NULL, &seq);
@@ -1101,6 +1128,32 @@ int wal_append_mark(struct wal *wal, uint64_t group, uint64_t index, uint64_t te
 	if (g->removed)
 		wal_group_clear(g);
 	wal_apply_mark(g, index, term, keep, seq);
+	return 0;
+}
+
+int wal_append_reset(struct wal *wal, uint64_t group, uint64_t index, uint64_t term)
+{
+	struct segment_record record = {.group = group,
+					.first_index = index,
+					.term = term,
+					.type = SEGMENT_RECORD_MARK,
+					.flags = SEGMENT_MARK_RESET};
+	struct wal_group *g;
+	uint64_t seq;
+	int rv;
+
+	rv = wal_check_appendable(wal);
+	if (rv != 0)
+		return rv;
+	if (index == UINT64_MAX)
+		return -EINVAL; /* No next index (segment_record_get()). */
+	rv = wal_group_get(wal, group, &g);
+	if (rv != 0)
+		return rv;
+	rv = wal_append_small(wal, &record, NULL, &seq);
+	if (rv != 0)
+		return rv;
+	wal_apply_reset(g, index, term, seq);
 	return 0;
 }
 
@@ -1948,6 +2001,13 @@ static int wal_file_open(struct wal *wal, struct wal_file *file)
 		wal_say(wal, "cannot read segment %s: %s", name, err_str(rv));
 		return rv;
 	}
+	if (segment_header_version(buf) != 0 && segment_header_version(buf) != SEGMENT_VERSION) {
+		wal_say(wal,
+			"segment %s has format version %d; this build reads version %d only "
+			"(record headers have their own check since version 2)",
+			name, segment_header_version(buf), SEGMENT_VERSION);
+		return -ENOTSUP;
+	}
 	file->valid = segment_header_get(buf, &file->header) == 0 &&
 		      file->header.seq == file->seq && file->header.size == file->size &&
 		      file->size % 8 == 0 && file->size <= WAL_SEGMENT_SIZE_MAX &&
@@ -1970,17 +2030,57 @@ static void wal_say_corrupt(struct wal *wal, uint64_t seq, uint64_t offset, cons
 		name, offset, group, what);
 }
 
+/* Salvage: group g is damaged from index on by the record at seq, offset. */
+static void wal_damage(struct wal *wal, struct wal_group *g, uint64_t index, uint64_t term,
+		       uint64_t seq, uint64_t offset)
+{
+	if (!g->damaged) {
+		g->damaged = true;
+		g->damaged_index = index;
+		g->damaged_seq = seq;
+		g->damaged_offset = offset;
+	} else if (index < g->damaged_index) {
+		g->damaged_index = index;
+	}
+	if (term > g->damaged_term)
+		g->damaged_term = term;
+	(void)wal;
+}
+
+/* A damaged group takes only what cannot depend on the lost record: hard
+ * state (self-contained; term and vote must not go back), and a reset or a
+ * removal, which supersede everything before them. Returns true when the
+ * record is to be skipped. */
+static bool wal_damaged_skips(struct wal_group *g, const struct segment_record *record)
+{
+	if (!g->damaged)
+		return false;
+	if (record->type == SEGMENT_RECORD_HARD || record->type == SEGMENT_RECORD_REMOVED ||
+	    (record->type == SEGMENT_RECORD_MARK && (record->flags & SEGMENT_MARK_RESET)))
+		return false;
+	g->removed = false; /* The group lives on past a removal we may have lost. */
+	if (record->term > g->damaged_term)
+		g->damaged_term = record->term; /* A later record knows a term at least this. */
+	return true;
+}
+
 static int wal_recover_record(struct wal *wal, uint64_t seq, uint64_t offset,
 			      const struct segment_record *record)
 {
 	struct wal_group *g;
+	bool known;
 	int rv;
 
 	if (record->type == SEGMENT_RECORD_PAD)
 		return 0;
+	known = wal_group_find(wal, record->group) != NULL;
 	rv = wal_group_get(wal, record->group, &g);
 	if (rv != 0)
 		return rv;
+	if (!known && wal->damage_all)
+		wal_damage(wal, g, 1, 0, seq, offset); /* Its first records may be lost. */
+	if (wal_damaged_skips(g, record))
+		return 0;
 	switch (record->type) {
 	case SEGMENT_RECORD_ENTRIES: {
 		struct segment_entries cursor;
@@ -2006,10 +2106,15 @@ static int wal_recover_record(struct wal *wal, uint64_t seq, uint64_t offset,
 		struct wal_hard hard;
 
 		segment_hard_get(record->payload, &hard.term, &hard.vote, &hard.commit);
+		hard.repairing = (record->flags & SEGMENT_HARD_REPAIRING) != 0;
 		wal_apply_hard(g, &hard, seq);
 		break;
 	}
 	case SEGMENT_RECORD_MARK:
+		if (record->flags & SEGMENT_MARK_RESET) {
+			wal_apply_reset(g, record->first_index, record->term, seq);
+			break;
+		}
 		if (g->removed)
 			wal_group_clear(g);
 		wal_apply_mark(g, record->first_index, record->term,
@@ -2049,6 +2154,71 @@ static bool wal_is_zero(const uint8_t *buf, uint64_t size)
 	return true;
 }
 
+/* Salvage: the record at *offset fails verification before the segment's
+ * known end (limit). If its header verifies, its group is damaged and the
+ * scan steps over it; otherwise every group is damaged (the lost bytes
+ * could be anyone's) and the scan resumes at the next record that verifies,
+ * or at limit. A record that verifies in the middle of a damaged one would
+ * need an embedder payload that is itself a sealed record of this segment. */
+static int wal_salvage(struct wal *wal, uint64_t seq, const uint8_t *buf, uint64_t *offset,
+		       uint64_t limit)
+{
+	char name[SEGMENT_NAME_SIZE];
+	struct segment_record record;
+	uint64_t at = *offset;
+	bool first = wal->stats.damaged_records == 0;
+	struct wal_group *g;
+	int rv;
+
+	segment_name(name, seq);
+	wal->stats.damaged_records++;
+	if (segment_record_head_get(buf + at, limit - at, seq, &record) == 0) {
+		*offset = at + segment_record_size(record.size);
+		if (record.type == SEGMENT_RECORD_PAD)
+			return 0; /* Filler: nothing was lost. */
+		rv = wal_group_get(wal, record.group, &g);
+		if (rv != 0)
+			return rv;
+		/* Below the damaged record the group's entries are intact; from it
+		 * on, its log cannot be trusted (a lost ENTRIES record may have
+		 * replaced a suffix). */
+		wal_damage(wal, g,
+			   record.type == SEGMENT_RECORD_ENTRIES ? record.first_index
+								 : g->last_index + 1,
+			   record.term, seq, at);
+		if (first)
+			wal_say(wal,
+				"segment %s offset %" PRIu64 ": record (%s) of group %" PRIu64
+				" fails verification (its header verifies); the group is damaged "
+				"from index %" PRIu64 " and must be repaired from its peers",
+				name, at, segment_record_type_name(record.type), record.group,
+				g->damaged_index);
+		return 0;
+	}
+	first = first || !wal->stats.damaged_unnamed; /* The graver news wins. */
+	wal->damage_all = true;
+	wal->stats.damaged_unnamed = true;
+	for (uint32_t i = 0; i < wal->groups_cap; i++) {
+		g = &wal->groups[i];
+		if (g->used)
+			wal_damage(wal, g, g->mark_index + 1, 0, seq, at);
+	}
+	for (at += 8; at + SEGMENT_RECORD_HEADER_SIZE <= limit; at += 8) {
+		if (segment_record_get(buf + at, limit - at, seq, &record) == 0)
+			break;
+	}
+	if (at + SEGMENT_RECORD_HEADER_SIZE > limit)
+		at = limit;
+	if (first)
+		wal_say(wal,
+			"segment %s offset %" PRIu64 ": a record fails verification and so does "
+			"its header (the next record that verifies is at offset %" PRIu64
+			"); every group of this WAL is damaged and must be repaired from its peers",
+			name, *offset, at);
+	*offset = at;
+	return 0;
+}
+
 /* Scan one segment whose header verified. next is the header of the segment
  * after it on disk, if any. */
 static int wal_recover_segment(struct wal *wal, const struct wal_file *file,
@@ -2071,25 +2241,38 @@ static int wal_recover_segment(struct wal *wal, const struct wal_file *file,
 	rv = wal_pread_all(file->fd, buf, file->size, 0);
 	if (rv != 0)
 		return rv;
-	while (offset < limit &&
-	       segment_record_get(buf + offset, limit - offset, file->seq, &record) == 0) {
-		if (record.batch < *last_batch) {
-			wal_say_corrupt(wal, file->seq, offset, buf + offset, limit - offset,
-					"batch numbers go backwards");
-			return WAL_ERR_CORRUPT;
+	for (;;) {
+		while (offset < limit &&
+		       segment_record_get(buf + offset, limit - offset, file->seq, &record) == 0) {
+			if (record.batch < *last_batch) {
+				wal_say_corrupt(wal, file->seq, offset, buf + offset,
+						limit - offset, "batch numbers go backwards");
+				return WAL_ERR_CORRUPT;
+			}
+			rv = wal_recover_record(wal, file->seq, offset, &record);
+			if (rv != 0)
+				return rv;
+			if (wal->config.scan_cb != NULL)
+				wal->config.scan_cb(wal->config.scan_arg, file->seq, offset,
+						    &record);
+			*last_batch = record.batch;
+			if (segment.first_batch == 0)
+				segment.first_batch = record.batch;
+			segment.last_batch = record.batch;
+			segment.records_count++;
+			wal->stats.recovered_records++;
+			offset += segment_record_size(record.size);
 		}
-		rv = wal_recover_record(wal, file->seq, offset, &record);
+		if (!wal->config.salvage || offset >= limit)
+			break;
+		/* Corruption, not a torn tail, when the segment's end is known or
+		 * a later batch follows (see below): salvage steps over it. */
+		if (!end_known && !(is_last && wal_later_batch_follows(buf, offset, file->size,
+								       file->seq, *last_batch)))
+			break;
+		rv = wal_salvage(wal, file->seq, buf, &offset, limit);
 		if (rv != 0)
 			return rv;
-		if (wal->config.scan_cb != NULL)
-			wal->config.scan_cb(wal->config.scan_arg, file->seq, offset, &record);
-		*last_batch = record.batch;
-		if (segment.first_batch == 0)
-			segment.first_batch = record.batch;
-		segment.last_batch = record.batch;
-		segment.records_count++;
-		wal->stats.recovered_records++;
-		offset += segment_record_size(record.size);
 	}
 	if (end_known && offset != limit) {
 		wal_say_corrupt(
@@ -2255,6 +2438,24 @@ static int wal_recover_gaps(struct wal *wal)
 	return 0;
 }
 
+/* Salvage: a group still damaged after the scan keeps no entries (the
+ * caller restarts it from its snapshot and repairs the rest from peers). */
+static void wal_recover_damaged(struct wal *wal)
+{
+	for (uint32_t i = 0; i < wal->groups_cap; i++) {
+		struct wal_group *g = &wal->groups[i];
+
+		if (!g->used || !g->damaged)
+			continue;
+		wal_runs_clear(g);
+		g->first_index = g->mark_index + 1;
+		g->last_index = g->mark_index;
+		g->gap_index = g->gap_seq = g->gap_offset = 0;
+		if (!g->removed)
+			wal->stats.damaged_groups++;
+	}
+}
+
 static int wal_recover(struct wal *wal)
 {
 	struct wal_file *files = NULL;
@@ -2299,6 +2500,7 @@ static int wal_recover(struct wal *wal)
 			goto out;
 		files[i].fd = -1; /* The segment owns it now. */
 	}
+	wal_recover_damaged(wal);
 	rv = wal_recover_gaps(wal);
 	if (rv == 0)
 		rv = wal_recover_spares(wal, files, valid_end, count);

@@ -57,6 +57,9 @@ struct wal_hard {
 	uint64_t term;
 	uint64_t vote;
 	uint64_t commit;
+	/* The group repairs data its storage lost (the shard restarts it in
+	 * repair) until a hard state without it is written. */
+	bool repairing;
 };
 
 struct wal_config {
@@ -77,6 +80,8 @@ struct wal_config {
 	bool direct_io;             /* Write batches with O_DIRECT, each padded to a block;
 				     * reads stay buffered. Needs a file system with O_DIRECT. */
 	bool read_only;             /* Recover and inspect only: no repair, no appends. */
+	bool salvage;               /* Recovery reports damaged groups instead of failing:
+				     * see wal_init(). */
 	wal_durable_cb durable_cb;  /* May be NULL. */
 	wal_scan_cb scan_cb;        /* May be NULL; called during wal_init(). */
 	void *scan_arg;
@@ -103,7 +108,16 @@ struct wal_group {
 	uint64_t mark_term;
 	struct wal_hard hard;
 	bool has_hard;
-	bool removed;                             /* A tombstone: the group was removed. */
+	bool removed; /* A tombstone: the group was removed. */
+	/* Salvage: a record of this group (or one no one can be named for)
+	 * failed verification, and no later reset (wal_append_reset) or
+	 * removal superseded it. Its log is dropped from first_index on; its
+	 * hard state holds. damaged_term is the largest term a damaged
+	 * record's verified header named (0 if none): a lost HARD record may
+	 * have held a vote in it. */
+	bool damaged;
+	uint64_t damaged_index, damaged_term;
+	uint64_t damaged_seq, damaged_offset;     /* The first damaged record. */
 	bool used;                                /* Private from here on. */
 	uint64_t hard_seq, mark_seq, removed_seq; /* Segments holding the live records. */
 	uint64_t gap_index, gap_seq, gap_offset;  /* Recovery: a hole not yet covered. */
@@ -179,6 +193,9 @@ struct wal_stats {
 	uint64_t recovery_ns;
 	uint64_t space_low_count; /* Times the file system refused a spare for lack of space. */
 	bool space_low;           /* Right now: see wal_space_low(). */
+	uint64_t damaged_records; /* Salvage: records skipped as damaged, */
+	uint64_t damaged_groups;  /* and the groups still damaged after recovery. */
+	bool damaged_unnamed;     /* A record header failed too: every group is damaged. */
 	bool torn;                /* Recovery found (and unless read-only, cut) a torn tail:
 				   * a record of the last batches cut short. */
 	uint64_t torn_seq;
@@ -194,6 +211,7 @@ struct wal {
 	bool stopped;                 /* A write or fdatasync failed: no further I/O at all. */
 	bool space_low;               /* No spare beyond the tail: see wal_space_low(). */
 	char why[400];                /* A sentence for the last failure. */
+	bool damage_all;              /* Recovery: groups first seen from here on are damaged. */
 	struct wal_segment *segments; /* Live segments, oldest first; the last is the tail. */
 	uint32_t segments_count, segments_cap;
 	struct wal_segment *spares;
@@ -238,10 +256,20 @@ void wal_config_default(struct wal_config *config);
  * every record and rebuild every group's state. loop may be NULL when
  * config->read_only is set (inspection needs no io_uring). A bad record at the tail of
  * the last segment is a torn write: it is cut off (unless read-only).
- * Returns 0, -EINVAL (bad config), -errno from the file system,
- * WAL_ERR_CORRUPT (a bad record anywhere else) or WAL_ERR_GAP (a hole in a
- * group's indexes); then wal_why() names the segment, offset and group. On
- * failure nothing needs wal_deinit(). */
+ * Returns 0, -EINVAL (bad config), -errno from the file system, -ENOTSUP
+ * (a segment of an older format), WAL_ERR_CORRUPT (a bad record anywhere
+ * else) or WAL_ERR_GAP (a hole in a group's indexes); then wal_why() names
+ * the segment, offset and group. On failure nothing needs wal_deinit().
+ *
+ * With config->salvage, a bad record before a segment's known end does not
+ * fail recovery. If its header verifies (segment_record_head_get), its group
+ * is damaged from the record's first index; if not, recovery resumes at the
+ * next record that verifies and every group of the WAL is damaged (the lost
+ * bytes could have belonged to any). A damaged group's later records are
+ * skipped, except hard state, until a reset or removal supersedes them; its
+ * log is then empty past its mark (wal_group->damaged says so, and wal_why()
+ * describes the first damage). The caller restarts such a group from its
+ * snapshot with wal_append_reset() and repairs it from its peers. */
 int wal_init(struct wal *wal, struct loop *loop, const char *dir, const struct wal_config *config);
 
 /* Wait (running the loop) for the WAL's in-flight I/O, then close and free
@@ -254,7 +282,8 @@ const char *wal_why(const struct wal *wal);
 /* Append entries first_index, first_index + 1, ... of group. A first_index
  * at or below the group's last index overwrites the log from there (a
  * follower dropping conflicting entries). Returns 0, -EINVAL (count 0,
- * first_index at or below the mark, or the last index at 2^64-1),
+ * first_index at or below the mark, the last index at 2^64-1, or a damaged
+ * group: wal_append_reset() it first),
  * WAL_ERR_GAP (first_index > last + 1),
  * -EMSGSIZE (an entry over a quarter of batch_size_max), -EAGAIN (batch
  * buffers full: flush and run the loop), -EROFS, -ENOSPC (the reserve is
@@ -273,6 +302,11 @@ int wal_append_hard(struct wal *wal, uint64_t group, const struct wal_hard *hard
  * not match the log replaces it). -EINVAL if index is below the last mark
  * or is 2^64-1. */
 int wal_append_mark(struct wal *wal, uint64_t group, uint64_t index, uint64_t term);
+
+/* Append a reset of group: its log is replaced by a mark at index (term),
+ * even below an earlier mark, and a damaged group is no longer damaged
+ * (the records before this one are superseded). Errors as wal_append_mark(). */
+int wal_append_reset(struct wal *wal, uint64_t group, uint64_t index, uint64_t term);
 
 /* Append the removal of a group: its state and records die. */
 int wal_append_removed(struct wal *wal, uint64_t group);

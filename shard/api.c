@@ -9,6 +9,7 @@ _Static_assert((int)FL_ERR_CONF_PENDING == (int)RAFT_ERR_CONF_PENDING, "public e
 _Static_assert((int)FL_ERR_CONF_INVALID == (int)RAFT_ERR_CONF_INVALID, "public error codes match");
 _Static_assert((int)FL_ERR_WAL_FAILED == (int)WAL_ERR_FAILED, "public error codes match");
 _Static_assert((int)FL_ERR_LAGGING == (int)RAFT_ERR_LAGGING, "public error codes match");
+_Static_assert((int)FL_ERR_REPAIRING == (int)RAFT_ERR_REPAIRING, "public error codes match");
 _Static_assert((int)FL_ERR_NO_GROUP == (int)ERR_NO_GROUP, "public error codes match");
 _Static_assert((int)FL_ERR_STOPPING == (int)ERR_STOPPING, "public error codes match");
 _Static_assert((int)FL_ERR_DROPPED == (int)ERR_DROPPED, "public error codes match");

@@ -40,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <xxhash.h>
@@ -171,6 +172,9 @@ struct group {
 	uint32_t check_waits_count, check_waits_cap;
 	uint64_t applied_max;  /* Highest index ever applied here. */
 	uint64_t replay_until; /* Results up to here are history replayed after a rebuild. */
+	/* Storage lost data of this group: it repairs from the leader (see
+	 * group_recover_damaged); blocked_logged: said that repair blocks it. */
+	bool repairing, blocked_logged;
 	/* fl_group_rebuild(): waiting for the leader's snapshot. */
 	bool rebuilding;
 	fl_done_cb rebuild_cb;
@@ -1063,6 +1067,16 @@ static void props_settle(struct group *g, uint64_t index, uint64_t term, uint64_
 	}
 }
 
+/* No leader because of repair (this replica's, or too many members'): say
+ * so rather than "not the leader", which invites a retry elsewhere. */
+static int group_error(const struct group *g, int rv)
+{
+	if (rv == RAFT_ERR_NOT_LEADER && raft_leader(&g->raft) == RAFT_NONE &&
+	    (raft_is_repairing(&g->raft) || raft_is_blocked_by_repair(&g->raft)))
+		return RAFT_ERR_REPAIRING;
+	return rv;
+}
+
 /* A diverged replica serves no reads: its state is not the group's. */
 static int read_rv(const struct group *g)
 {
@@ -1423,7 +1437,8 @@ static int group_snapshot_compact(struct shard *s, struct group *g,
 	if (rv == 0)
 		rv = wal_append_mark_retry(s, g->id, meta->index, meta->term);
 	if (rv == 0 && g->hard_term != 0) {
-		struct wal_hard hard = {g->hard_term, g->hard_vote, meta->index};
+		struct wal_hard hard = {g->hard_term, g->hard_vote, meta->index,
+					raft_is_repairing(&g->raft)};
 
 		rv = -EAGAIN;
 		for (int tries = 0; tries < 100000 && rv == -EAGAIN; tries++) {
@@ -2137,7 +2152,10 @@ static int wal_append_ready(struct shard *s, struct group *g, const struct raft_
 	 * groups that would be a record per group per turn. */
 	if (rv == 0 && rd->hard_changed &&
 	    (rd->hard.term != g->hard_term || rd->hard.vote != g->hard_vote)) {
-		struct wal_hard hard = {rd->hard.term, rd->hard.vote, rd->hard.commit};
+		/* REPAIR: the flag stays on every hard state until the repair
+		 * ends, so that a restart resumes it (see groups_recover()). */
+		struct wal_hard hard = {rd->hard.term, rd->hard.vote, rd->hard.commit,
+					raft_is_repairing(&g->raft)};
 
 		rv = -EAGAIN;
 		for (int tries = 0; tries < 100000 && rv == -EAGAIN; tries++) {
@@ -2223,6 +2241,45 @@ static void group_ready(struct shard *s, struct group *g)
 	group_apply(s, g, &rd); /* Last: it calls back into the engine. */
 }
 
+static int wal_append_retry(struct shard *s, uint64_t group, const struct wal_hard *hard,
+			    uint64_t index, uint64_t term);
+
+/* When a repair ends, write a hard state without the repairing flag (after
+ * the entries that ended it: on a crash before it is durable, the group
+ * repairs again on restart, which is safe); say so, and say once when
+ * repairing members block the group. */
+static void group_repair_watch(struct shard *s, struct group *g)
+{
+	bool blocked = raft_is_blocked_by_repair(&g->raft);
+
+	if (g->repairing && !raft_is_repairing(&g->raft) && !s->wal_failed) {
+		struct wal_hard hard = {g->hard_term, g->hard_vote, raft_commit_index(&g->raft),
+					false};
+		int rv = wal_append_retry(s, g->id, &hard, 0, 0);
+
+		if (rv != 0) {
+			node_log(s->config.node_id, "shard %u: WAL append failed: %s",
+				 s->config.shard_index, err_str(rv));
+			s->wal_failed = true;
+			groups_fail_all(s, WAL_ERR_FAILED);
+			return;
+		}
+		g->repairing = false;
+		node_log(s->config.node_id,
+			 "group %llu: repaired: the log holds leader %llu's up to its mark "
+			 "(index %llu now); voting and acknowledging again",
+			 (unsigned long long)g->id, (unsigned long long)raft_leader(&g->raft),
+			 (unsigned long long)raft_last_index(&g->raft));
+	}
+	if (blocked && !g->blocked_logged)
+		node_log(s->config.node_id,
+			 "group %llu: unavailable: too many of its members repair data their "
+			 "storage lost (%s); waiting, never electing without them",
+			 (unsigned long long)g->id,
+			 raft_is_leader(&g->raft) ? "too few left to commit" : "votes refused");
+	g->blocked_logged = blocked;
+}
+
 static void group_process(struct shard *s, struct group *g)
 {
 	bool leader;
@@ -2246,6 +2303,7 @@ static void group_process(struct shard *s, struct group *g)
 		}
 		g->was_leader = leader;
 	}
+	group_repair_watch(s, g);
 	if (raft_leader(&g->raft) != g->last_leader) {
 		g->last_leader = raft_leader(&g->raft);
 		if (s->config.sm.leader_changed)
@@ -2367,7 +2425,7 @@ static int group_create(struct shard *s, uint64_t id, const uint64_t *members, u
 	{
 		struct wal_entry we = {
 		    .term = 1, .type = RAFT_ENTRY_CONF, .size = entry.size, .data = buf};
-		struct wal_hard hard = {1, 0, 1};
+		struct wal_hard hard = {.term = 1, .commit = 1};
 		int rv = wal_append_entries(&s->wal, id, 1, &we, 1);
 
 		if (rv == 0)
@@ -2381,7 +2439,7 @@ static int group_create(struct shard *s, uint64_t id, const uint64_t *members, u
 static int group_join(struct shard *s, uint64_t id)
 {
 	struct raft_boot boot = {0};
-	struct wal_hard hard = {0, 0, 0};
+	struct wal_hard hard = {0};
 	struct group *g;
 	int rv;
 
@@ -2426,65 +2484,215 @@ static int group_recover_snapshot(struct shard *s, const struct wal_group *wg,
 	return 0;
 }
 
+/* Append a WAL record at startup, letting full batch buffers drain. */
+static int wal_append_retry(struct shard *s, uint64_t group, const struct wal_hard *hard,
+			    uint64_t index, uint64_t term)
+{
+	int rv = -EAGAIN;
+
+	for (int tries = 0; tries < 100000 && rv == -EAGAIN; tries++) {
+		rv = hard ? wal_append_hard(&s->wal, group, hard)
+			  : wal_append_reset(&s->wal, group, index, term);
+		if (rv == -EAGAIN) {
+			wal_flush(&s->wal);
+			loop_run(&s->loop, 1);
+		}
+	}
+	return rv;
+}
+
+/* A repair id for group (raft_boot.repair_id): differs from one start of
+ * the process to the next. */
+static uint64_t repair_id_new(uint64_t group)
+{
+	struct timespec ts;
+	uint64_t seed[3];
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	seed[0] = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	seed[1] = (uint64_t)getpid();
+	seed[2] = group;
+	return XXH3_64bits(seed, sizeof(seed)) | 1;
+}
+
+/* Start group id, whose storage lost data (a WAL record or its snapshot
+ * failed verification; what says which), as a repairing member: from its
+ * own snapshot if that verifies, else from nothing, with no log after it
+ * (raft_boot.repair; engine/raft.c, REPAIR, says why this is safe). The WAL
+ * is reset to that snapshot first, so that the damaged records are
+ * superseded and what the repair writes wins on every later recovery; a
+ * damaged snapshot's files go once that reset is durable (the WAL's mark
+ * then names no snapshot). Term and vote are kept; a damaged record's
+ * verified header may raise the term, whose vote is then unknown (and the
+ * engine casts none while repairing). Other groups are untouched. */
+static int group_recover_damaged(struct shard *s, uint64_t id, const char *what)
+{
+	const struct wal_group *wg = wal_group_find(&s->wal, id);
+	struct wal_hard hard = wg->hard;
+	uint64_t damaged_term = wg->damaged_term;
+	struct raft_boot boot = {.repair = true, .repair_id = repair_id_new(id)};
+	struct snapshot_meta meta;
+	bool snapshot_bad = false;
+	struct group *g;
+	int rv = snapshot_manifest_read(s->snap_dir, id, &meta);
+
+	if (rv == 0)
+		rv = s->config.sm.restore ? snapshot_restore(s->snap_dir, &meta,
+							     s->config.sm.restore, s->config.sm.ctx)
+					  : -ENOTSUP;
+	if (rv == 0) {
+		boot.snapshot = (struct raft_snapshot_meta){meta.index, meta.term, meta.conf};
+		boot.applied = meta.index;
+	} else if (rv == -EBADMSG || (rv == -ENOENT && wg->mark_index > 0)) {
+		snapshot_bad = rv == -EBADMSG;
+	} else if (rv != -ENOENT) {
+		return rv;
+	}
+	if (damaged_term > hard.term) {
+		hard.term = damaged_term; /* A vote of that term may be lost: none. */
+		hard.vote = RAFT_NONE;
+	}
+	if (hard.term < boot.snapshot.term)
+		hard.term = boot.snapshot.term;
+	hard.commit = boot.snapshot.index;
+	hard.repairing = true;
+	boot.hard = (struct raft_hard_state){hard.term, hard.vote, hard.commit};
+	rv = wal_append_retry(s, id, NULL, boot.snapshot.index, boot.snapshot.term);
+	if (rv == 0)
+		rv = wal_append_retry(s, id, &hard, 0, 0);
+	if (rv == 0 && snapshot_bad) {
+		rv = wal_sync(&s->wal);
+		if (rv == 0)
+			snapshot_remove_group(s->snap_dir, id);
+	}
+	if (rv == 0)
+		rv = group_open(s, id, &boot, &g);
+	if (rv != 0)
+		return rv;
+	g->repairing = true;
+	node_log(s->config.node_id,
+		 "group %llu: %s%s; starting it from %s%llu as a non-voting, non-acknowledging "
+		 "member and repairing it from the leader",
+		 (unsigned long long)id, what,
+		 snapshot_bad && strstr(what, "snapshot") == NULL
+		     ? " (its snapshot fails verification too)"
+		     : "",
+		 boot.snapshot.index ? "its snapshot at index " : "nothing: index ",
+		 (unsigned long long)boot.snapshot.index);
+	return 0;
+}
+
+static int group_damaged_push(uint64_t id, uint64_t **damaged, uint32_t *count, uint32_t *cap)
+{
+	*damaged = grow_array(*damaged, cap, *count + 1, sizeof(**damaged));
+	(*damaged)[(*count)++] = id;
+	return 0;
+}
+
+/* Start one group from the WAL's state of it, or put it on the damaged list. */
+static int group_recover_one(struct shard *s, const struct wal_group *wg, uint64_t **damaged,
+			     uint32_t *damaged_count, uint32_t *damaged_cap)
+{
+	struct raft_boot boot = {0};
+	struct wal_read rd = {0};
+	struct raft_entry *entries = NULL;
+	struct group *g;
+	uint64_t next = wg->first_index;
+	uint32_t count = 0, cap = 0;
+	int rv = 0;
+
+	if (wg->removed)
+		return 0;
+	if (wg->damaged)
+		rv = WAL_ERR_CORRUPT;
+	boot.hard = (struct raft_hard_state){wg->hard.term, wg->hard.vote, wg->hard.commit};
+	boot.repair = wg->hard.repairing; /* A repair a restart interrupted goes on. */
+	boot.repair_id = boot.repair ? repair_id_new(wg->group) : 0;
+	boot.snapshot.index = wg->mark_index;
+	boot.snapshot.term = wg->mark_term;
+	if (rv == 0)
+		rv = group_recover_snapshot(s, wg, &boot, &next);
+	/* A snapshot that fails verification, or is gone, is damage too. */
+	if (rv == -EBADMSG || rv == -ENOENT || rv == WAL_ERR_GAP || rv == WAL_ERR_CORRUPT)
+		return group_damaged_push(wg->group, damaged, damaged_count, damaged_cap);
+	while (next <= wg->last_index && rv == 0) {
+		/* 64 KiB at a time keeps one read's records (one I/O each) within the
+		 * loop's queue. */
+		rv = wal_read_sync(&s->wal, &rd, wg->group, next, wg->last_index, 64u << 10);
+		if (rv == 0) {
+			entries =
+			    grow_array(entries, &cap, count + rd.entries_count, sizeof(*entries));
+			for (uint32_t i = 0; i < rd.entries_count; i++) {
+				const struct wal_entry *we = &rd.entries[i];
+				void *copy = we->size ? malloc(we->size) : NULL;
+
+				ASSERT(we->size == 0 || copy != NULL);
+				if (we->size)
+					memcpy(copy, we->data, we->size);
+				entries[count++] = (struct raft_entry){.term = we->term,
+								       .index = next + i,
+								       .type = we->type,
+								       .size = we->size,
+								       .data = copy};
+			}
+			next += rd.entries_count;
+		}
+		wal_read_release(&rd);
+	}
+	boot.entries = entries;
+	boot.entries_count = count;
+	if (rv == 0)
+		rv = group_open(s, wg->group, &boot, &g);
+	if (rv == 0 && boot.repair) {
+		g->repairing = true;
+		node_log(s->config.node_id,
+			 "group %llu: its repair from peers was interrupted; resuming it (no vote, "
+			 "no acknowledgement that counts, until it holds the leader's log)",
+			 (unsigned long long)wg->group);
+	}
+	for (uint32_t i = 0; i < count; i++)
+		free((void *)entries[i].data);
+	free(entries);
+	if (rv == WAL_ERR_CORRUPT)
+		return group_damaged_push(wg->group, damaged, damaged_count, damaged_cap);
+	return rv;
+}
+
 /* Rebuild every group the WAL knows, from its records. */
 static int groups_recover(struct shard *s, char *why, size_t why_size)
 {
 	const struct wal_group *wg = NULL;
+	uint64_t *damaged = NULL;
+	uint32_t damaged_count = 0, damaged_cap = 0;
+	int rv = 0;
 
-	while ((wg = wal_group_next(&s->wal, wg)) != NULL) {
-		struct raft_boot boot = {0};
-		struct wal_read rd = {0};
-		struct raft_entry *entries = NULL;
-		struct group *g;
-		uint64_t next = wg->first_index;
-		uint32_t count = 0, cap = 0;
-		int rv = 0;
-
-		if (wg->removed)
-			continue;
-		boot.hard = (struct raft_hard_state){wg->hard.term, wg->hard.vote, wg->hard.commit};
-		boot.snapshot.index = wg->mark_index;
-		boot.snapshot.term = wg->mark_term;
-		rv = group_recover_snapshot(s, wg, &boot, &next);
-		while (next <= wg->last_index && rv == 0) {
-			/* 64 KiB at a time keeps one read's records (one I/O each) within the
-			 * loop's queue. */
-			rv =
-			    wal_read_sync(&s->wal, &rd, wg->group, next, wg->last_index, 64u << 10);
-			if (rv == 0) {
-				entries = grow_array(entries, &cap, count + rd.entries_count,
-						     sizeof(*entries));
-				for (uint32_t i = 0; i < rd.entries_count; i++) {
-					const struct wal_entry *we = &rd.entries[i];
-					void *copy = we->size ? malloc(we->size) : NULL;
-
-					ASSERT(we->size == 0 || copy != NULL);
-					if (we->size)
-						memcpy(copy, we->data, we->size);
-					entries[count++] = (struct raft_entry){.term = we->term,
-									       .index = next + i,
-									       .type = we->type,
-									       .size = we->size,
-									       .data = copy};
-				}
-				next += rd.entries_count;
-			}
-			wal_read_release(&rd);
-		}
-		boot.entries = entries;
-		boot.entries_count = count;
-		if (rv == 0)
-			rv = group_open(s, wg->group, &boot, &g);
-		for (uint32_t i = 0; i < count; i++)
-			free((void *)entries[i].data);
-		free(entries);
-		if (rv != 0) {
+	while (rv == 0 && (wg = wal_group_next(&s->wal, wg)) != NULL) {
+		rv = group_recover_one(s, wg, &damaged, &damaged_count, &damaged_cap);
+		if (rv != 0)
 			snprintf(why, why_size, "group %llu could not be recovered: %s",
 				 (unsigned long long)wg->group, err_str(rv));
-			return rv;
-		}
 	}
-	return 0;
+	/* Damaged groups start last: their WAL records move the table. */
+	for (uint32_t i = 0; i < damaged_count && rv == 0; i++) {
+		const struct wal_group *d = wal_group_find(&s->wal, damaged[i]);
+		char what[96];
+
+		if (d->damaged)
+			snprintf(what, sizeof(what),
+				 "WAL records damaged from index %llu (first at segment %llu "
+				 "offset %llu)",
+				 (unsigned long long)d->damaged_index,
+				 (unsigned long long)d->damaged_seq,
+				 (unsigned long long)d->damaged_offset);
+		else
+			snprintf(what, sizeof(what), "its snapshot fails verification");
+		rv = group_recover_damaged(s, damaged[i], what);
+		if (rv != 0)
+			snprintf(why, why_size, "group %llu could not start its repair: %s",
+				 (unsigned long long)damaged[i], err_str(rv));
+	}
+	free(damaged);
+	return rv;
 }
 
 /* ---------------------------------------------------------------- inbox */
@@ -2577,6 +2785,8 @@ static void req_info(struct group *g, struct shard_req *req)
 				       .conf_index = raft_conf_index(&g->raft),
 				       .is_leader = raft_is_leader(&g->raft),
 				       .joint = conf->joint,
+				       .repairing = raft_is_repairing(&g->raft) ||
+						    raft_is_blocked_by_repair(&g->raft),
 				       .members_count = conf->members_count};
 	for (uint32_t i = 0; i < conf->members_count && i < FL_MEMBERS_MAX; i++) {
 		const struct raft_progress *pr = raft_progress_of(&g->raft, conf->members[i].id);
@@ -2631,7 +2841,7 @@ static void batch_flush(struct shard *s, struct group *g)
 	}
 	rv = group_write_refused(s, g);
 	if (rv == 0)
-		rv = raft_propose(&g->raft, s->prop_bufs, n, &first);
+		rv = group_error(g, raft_propose(&g->raft, s->prop_bufs, n, &first));
 	if (rv == 0)
 		stat_add(&s->stats.proposals, n);
 	if (rv == ERR_NO_SPACE)
@@ -2732,7 +2942,8 @@ static void req_handle(struct shard *s, struct shard_req *req)
 	case SHARD_REQ_READ: {
 		uint64_t ctx = ++s->read_ctx;
 
-		rv = g->diverged ? ERR_DIVERGED : raft_read_index(&g->raft, ctx, s->now_ms);
+		rv = g->diverged ? ERR_DIVERGED
+				 : group_error(g, raft_read_index(&g->raft, ctx, s->now_ms));
 		if (rv == 0) {
 			g->reads = grow_array(g->reads, &g->reads_cap, g->reads_count + 1,
 					      sizeof(*g->reads));
@@ -3196,6 +3407,7 @@ int shard_start(struct shard **out, const struct shard_config *config, char *why
 	}
 	wc.direct_io = true;
 	wc.durable_cb = wal_durable_done;
+	wc.salvage = true; /* Damaged groups repair from peers: groups_recover(). */
 	rv = wal_init(&s->wal, &s->loop, config->wal_dir, &wc);
 	if (rv == -EINVAL) {
 		node_log(config->node_id, "shard %u: %s; writing the WAL buffered",
@@ -3208,6 +3420,9 @@ int shard_start(struct shard **out, const struct shard_config *config, char *why
 		goto err_after_loop;
 	}
 	s->now_ms = loop_now_ns(&s->loop) / 1000000;
+	if (s->wal.stats.damaged_records > 0)
+		node_log(config->node_id, "shard %u: WAL %s: %s", config->shard_index,
+			 config->wal_dir, wal_why(&s->wal));
 	rv = groups_recover(s, why, why_size);
 	if (rv != 0)
 		goto err_after_wal;

@@ -40,7 +40,10 @@ static void tool_usage(FILE *out)
 		"             --records     only the records\n"
 		"             --groups      only the per-group summary\n"
 		"  stat     segments, disk use, groups and batches\n"
-		"The WAL is opened read-only: nothing is changed, a torn tail is only reported.\n");
+		"The WAL is opened read-only: nothing is changed, a torn tail is only reported.\n"
+		"dump and stat read past damaged records as a node does (salvage) and name the\n"
+		"groups a node would repair from its peers; verify reports the first exactly,\n"
+		"then those groups.\n");
 }
 
 static void tool_print_entries(const struct segment_record *record)
@@ -123,7 +126,35 @@ static void tool_print_group(const struct wal_group *g)
 	if (g->has_hard)
 		printf(", hard term %" PRIu64 " vote %" PRIu64 " commit %" PRIu64, g->hard.term,
 		       g->hard.vote, g->hard.commit);
+	if (g->damaged)
+		printf(", DAMAGED from index %" PRIu64 " (segment %016" PRIx64 " offset %" PRIu64
+		       "): a node repairs it from its peers",
+		       g->damaged_index, g->damaged_seq, g->damaged_offset);
 	printf("\n");
+}
+
+/* After verify found corruption: what a node would do about it. */
+static void tool_print_salvage(const char *dir)
+{
+	const struct wal_group *g = NULL;
+	struct wal_config config;
+	struct wal wal;
+
+	wal_config_default(&config);
+	config.read_only = true;
+	config.salvage = true;
+	if (wal_init(&wal, NULL, dir, &config) != 0) {
+		printf("a node cannot start over it either: %s\n", wal_why(&wal));
+		return;
+	}
+	printf("a node starts over it and repairs from its peers:");
+	while ((g = wal_group_next(&wal, g)) != NULL) {
+		if (g->damaged && !g->removed)
+			printf(" group %" PRIu64 " (from index %" PRIu64 ")", g->group,
+			       g->damaged_index);
+	}
+	printf("\n");
+	wal_deinit(&wal);
 }
 
 static void tool_print_torn(const struct wal_stats *stats)
@@ -228,6 +259,7 @@ int main(int argc, char **argv)
 	}
 	wal_config_default(&config);
 	config.read_only = true;
+	config.salvage = strcmp(tool.command, "verify") != 0;
 	if (strcmp(tool.command, "dump") == 0) {
 		config.scan_cb = tool_scan;
 		config.scan_arg = &tool;
@@ -235,12 +267,17 @@ int main(int argc, char **argv)
 	rv = wal_init(&wal, NULL, tool.dir, &config);
 	if (rv == WAL_ERR_CORRUPT || rv == WAL_ERR_GAP) {
 		printf("CORRUPT: %s: %s\n", err_str(rv), wal_why(&wal));
+		if (rv == WAL_ERR_CORRUPT)
+			tool_print_salvage(tool.dir);
 		return 1;
 	}
 	if (rv != 0) {
 		fprintf(stderr, "flotilla-wal: %s: %s\n", err_str(rv), wal_why(&wal));
 		return 2;
 	}
+	if (wal.stats.damaged_records > 0)
+		printf("DAMAGED: %" PRIu64 " record(s); first: %s\n", wal.stats.damaged_records,
+		       wal_why(&wal));
 	if (strcmp(tool.command, "stat") == 0) {
 		tool_stat(&wal);
 	} else if (strcmp(tool.command, "dump") == 0 && !tool.records_only) {

@@ -107,7 +107,7 @@ def wal_segment(seq, records, prev_seq=0, prev_end=0, first_batch=1, tail=b""):
     body = b"".join(records) + tail
     size = 64 + len(body)
     size += -size % 8
-    head = u64(0) + u64(0) + u32(1) + u32(size) + u64(seq) + u64(size)
+    head = u64(0) + u64(0) + u32(2) + u32(size) + u64(seq) + u64(size)
     head += u64(prev_end) + u64(first_batch) + u64(prev_seq)
     data = (head + body).ljust(size, b"\0")
     return data, 64 + len(b"".join(records))
@@ -142,6 +142,8 @@ def wal_seeds():
         "two-segments-read-only": u8(1) + wal_file(1, first) + wal_file(2, second),
         "torn-tail": u8(2) + wal_file(1, torn),
         "corrupt-first-segment": u8(0) + wal_file(1, first, fix=5) + wal_file(2, second),
+        "salvage-unnamed-record": u8(6) + wal_file(1, first, fix=5) + wal_file(2, second),
+        "salvage-damaged-payload": u8(6) + wal_file(1, first, fix=15) + wal_file(2, second),
     }
 
 

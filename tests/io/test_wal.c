@@ -442,6 +442,134 @@ static void test_mid_log_corruption_is_refused(void **state)
 	assert_int_equal(fx_open(fx), WAL_ERR_CORRUPT);
 }
 
+/* Groups 1..3 interleaved until segments segments exist, all durable. */
+static void fx_fill_groups(struct fx *fx, uint32_t segments)
+{
+	while (fx->wal.segments_count < segments) {
+		for (uint64_t g = 1; g <= 3; g++)
+			fx_append(fx, g, fx->model[g].last + 1, 7, 1);
+		fx_sync(fx);
+	}
+}
+
+/* An ENTRIES record of group in segment seq, as the last recovery saw it. */
+static const struct found_record *fx_find_in(struct fx *fx, uint64_t seq, uint64_t group)
+{
+	for (uint32_t i = 0; i < fx->found_count; i++) {
+		if (fx->found[i].seq == seq && fx->found[i].group == group &&
+		    fx->found[i].type == SEGMENT_RECORD_ENTRIES)
+			return &fx->found[i];
+	}
+	return NULL;
+}
+
+/* Salvage: a bit flipped in the payload of a record in a closed segment
+ * damages that record's group alone (its header still verifies), from the
+ * record's first index; every other group is intact and nothing of the
+ * damaged group is returned. A reset and new entries then win over the
+ * damaged record, which stays on disk, on every later recovery. */
+static void test_salvage_names_the_group_of_a_bad_payload(void **state)
+{
+	struct fx *fx = *state;
+	const struct found_record *bad;
+	const struct wal_group *g;
+	struct wal_stats stats;
+	uint64_t seq, first;
+
+	fx_fill_groups(fx, 4);
+	fx_reopen(fx); /* To learn where records are. */
+	seq = fx->wal.segments[1].seq;
+	bad = fx_find_in(fx, seq, 2);
+	assert_non_null(bad);
+	first = bad->first_index;
+	wal_deinit(&fx->wal);
+	fx_flip_bit(fx, seq, bad->offset + SEGMENT_RECORD_HEADER_SIZE + 12);
+	assert_int_equal(fx_open(fx), WAL_ERR_CORRUPT); /* Without salvage: refused. */
+	fx->config.salvage = true;
+	assert_int_equal(fx_open(fx), 0);
+	g = wal_group_find(&fx->wal, 2);
+	assert_true(g->damaged);
+	assert_int_equal(g->damaged_index, first);
+	assert_int_equal(g->last_index, g->mark_index); /* No entry of it is served. */
+	assert_int_equal(g->first_index, g->mark_index + 1);
+	assert_non_null(strstr(wal_why(&fx->wal), "group 2"));
+	wal_stats_get(&fx->wal, &stats);
+	assert_int_equal(stats.damaged_groups, 1);
+	assert_false(stats.damaged_unnamed);
+	for (uint64_t other = 1; other <= 3; other += 2) {
+		assert_false(wal_group_find(&fx->wal, other)->damaged);
+		fx_check_group(fx, other);
+	}
+	/* Repair: reset to a mark, say the group repairs, and write its log
+	 * again; a restart before the repair ends finds it still repairing. */
+	assert_int_equal(wal_append_reset(&fx->wal, 2, 0, 0), 0);
+	assert_int_equal(wal_append_hard(&fx->wal, 2, &(struct wal_hard){3, 1, 0, true}), 0);
+	fx_sync(fx);
+	fx_reopen(fx);
+	g = wal_group_find(&fx->wal, 2);
+	assert_false(g->damaged);
+	assert_true(g->has_hard && g->hard.repairing);
+	assert_int_equal(g->hard.term, 3);
+	fx->model[2].first = 1;
+	fx->model[2].last = 0;
+	fx_append(fx, 2, 1, 30, 4);
+	assert_int_equal(wal_append_hard(&fx->wal, 2, &(struct wal_hard){4, 1, 30, false}), 0);
+	fx_sync(fx);
+	for (int round = 0; round < 2; round++) {
+		fx_reopen(fx);
+		assert_false(wal_group_find(&fx->wal, 2)->damaged);
+		assert_false(wal_group_find(&fx->wal, 2)->hard.repairing);
+		for (uint64_t k = 1; k <= 3; k++)
+			fx_check_group(fx, k);
+		wal_stats_get(&fx->wal, &stats);
+		assert_int_equal(stats.damaged_records, 1); /* Still on disk, superseded. */
+		assert_int_equal(stats.damaged_groups, 0);
+	}
+}
+
+/* Salvage: when the header of a record is damaged too, its group cannot be
+ * named: every group is damaged and recovery resumes after it. */
+static void test_salvage_damages_every_group_on_a_bad_header(void **state)
+{
+	struct fx *fx = *state;
+	const struct found_record *bad;
+	struct wal_stats stats;
+	uint64_t seq;
+
+	fx_fill_groups(fx, 4);
+	fx_reopen(fx);
+	seq = fx->wal.segments[1].seq;
+	bad = fx_find_in(fx, seq, 3);
+	assert_non_null(bad);
+	wal_deinit(&fx->wal);
+	fx_flip_bit(fx, seq, bad->offset + 9); /* The group id. */
+	fx->config.salvage = true;
+	assert_int_equal(fx_open(fx), 0);
+	wal_stats_get(&fx->wal, &stats);
+	assert_true(stats.damaged_unnamed);
+	assert_int_equal(stats.damaged_groups, 3);
+	assert_non_null(strstr(wal_why(&fx->wal), "every group"));
+	for (uint64_t k = 1; k <= 3; k++) {
+		const struct wal_group *g = wal_group_find(&fx->wal, k);
+
+		assert_true(g->damaged);
+		assert_int_equal(g->last_index, g->mark_index);
+	}
+	/* Appends go on after the damage, and a reset heals each group. */
+	for (uint64_t k = 1; k <= 3; k++) {
+		assert_int_equal(wal_append_reset(&fx->wal, k, 0, 0), 0);
+		fx->model[k].first = 1;
+		fx->model[k].last = 0;
+		fx_append(fx, k, 1, 5, 7);
+	}
+	fx_sync(fx);
+	fx_reopen(fx);
+	for (uint64_t k = 1; k <= 3; k++) {
+		assert_false(wal_group_find(&fx->wal, k)->damaged);
+		fx_check_group(fx, k);
+	}
+}
+
 /* A bad record in the last segment followed by a later batch is not a torn
  * tail: that batch was written after this one was durable. */
 static void test_bad_record_before_later_batches_is_refused(void **state)
@@ -679,6 +807,10 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_mid_log_corruption_is_refused, fx_setup,
 					    fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_record_before_later_batches_is_refused,
+					    fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_salvage_names_the_group_of_a_bad_payload, fx_setup,
+					    fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_salvage_damages_every_group_on_a_bad_header,
 					    fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_segment_header_is_refused, fx_setup,
 					    fx_teardown),

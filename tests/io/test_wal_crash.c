@@ -122,7 +122,8 @@ static void model_apply(struct model *m, const struct crash_msg *op, uint64_t pa
 		break;
 	case CRASH_OP_HARD:
 		g->has_hard = true;
-		g->hard = (struct wal_hard){op->term, op->index, op->count};
+		g->hard =
+		    (struct wal_hard){.term = op->term, .vote = op->index, .commit = op->count};
 		break;
 	case CRASH_OP_MARK:
 		if (model_term_at(g, op->index, &at) && at == op->term) {
@@ -165,7 +166,9 @@ static bool model_matches(const struct model *m, const struct wal *wal)
 		    g->mark_index != mg->mark_index || g->mark_term != mg->mark_term ||
 		    g->has_hard != mg->has_hard)
 			return false;
-		if (g->has_hard && memcmp(&g->hard, &mg->hard, sizeof(g->hard)) != 0)
+		if (g->has_hard &&
+		    (g->hard.term != mg->hard.term || g->hard.vote != mg->hard.vote ||
+		     g->hard.commit != mg->hard.commit || g->hard.repairing != mg->hard.repairing))
 			return false;
 		for (uint64_t i = mg->first; i <= mg->last; i++) {
 			uint64_t term;
@@ -331,7 +334,9 @@ static void child_op(struct child *c)
 			rv = child_entries(c, group, msg.index, (uint32_t)msg.count, msg.term);
 		else if (msg.type == CRASH_OP_HARD)
 			rv = wal_append_hard(&c->wal, group,
-					     &(struct wal_hard){msg.term, msg.index, msg.count});
+					     &(struct wal_hard){.term = msg.term,
+								.vote = msg.index,
+								.commit = msg.count});
 		else if (msg.type == CRASH_OP_MARK)
 			rv = wal_append_mark(&c->wal, group, msg.index, msg.term);
 		else

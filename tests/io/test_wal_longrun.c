@@ -185,7 +185,8 @@ int main(int argc, char **argv)
 	for (uint64_t group = 1; group <= IDLE_GROUPS && rv == 0; group++)
 		rv = run_append(r, group, 3);
 	if (rv == 0)
-		rv = wal_append_hard(&r->wal, 1, &(struct wal_hard){7, 1, 3});
+		rv = wal_append_hard(&r->wal, 1,
+				     &(struct wal_hard){.term = 7, .vote = 1, .commit = 3});
 	if (rv != 0)
 		return run_fail(r, "first appends", rv);
 	start = loop_now_ns(&r->loop);

@@ -523,6 +523,7 @@ static void disk_complete(struct sim *sim, struct sim_node *n)
 	}
 	if (b.hard_set)
 		n->disk.hard = b.hard;
+	n->disk.repairing = b.repairing;
 	if (last_index > 0)
 		raft_persisted(&n->raft, last_index, last_term);
 	for (uint32_t i = 0; i < b.msgs_count; i++)
@@ -648,10 +649,16 @@ static void node_ready(struct sim *sim, struct sim_node *n, const struct raft_re
 	uint32_t slot = 0;
 
 	sim_check_handed(sim, n, rd);
-	if (rd->snapshot != NULL || rd->hard_changed || rd->entries_count > 0) {
+	/* The end of a repair is written after what ended it, as shard.c does:
+	 * a crash before it is durable repairs again. */
+	if (rd->snapshot != NULL || rd->hard_changed || rd->entries_count > 0 ||
+	    n->repairing != raft_is_repairing(&n->raft)) {
 		b = batch_new(sim, n);
 		slot = (uint32_t)(b - n->batches);
 		node_persist(sim, n, rd, b);
+		if (n->repairing && !raft_is_repairing(&n->raft))
+			sim->stats.repairs++;
+		n->repairing = b->repairing = raft_is_repairing(&n->raft);
 	}
 	for (uint32_t i = 0; i < rd->msgs_count; i++)
 		net_post(sim, net_copy(sim, n, &rd->msgs[i]));
@@ -704,9 +711,12 @@ static int node_start(struct sim *sim, struct sim_node *n)
 {
 	struct sim_disk *disk = &n->disk;
 	struct raft_entry *entries = calloc(disk->entries_count + 1, sizeof(*entries));
-	struct raft_boot boot = {.hard = disk->hard, .snapshot = disk->snap};
+	struct raft_boot boot = {
+	    .hard = disk->hard, .snapshot = disk->snap, .repair = disk->repairing};
 	int rv;
 
+	if (boot.repair)
+		boot.repair_id = rng_next(&sim->rng); /* Differs from one life to the next. */
 	if (entries == NULL)
 		abort();
 	for (uint32_t i = 0; i < disk->entries_count; i++)
@@ -723,6 +733,7 @@ static int node_start(struct sim *sim, struct sim_node *n)
 		return rv;
 	}
 	n->up = true;
+	n->repairing = disk->repairing;
 	n->incarnation++;
 	n->sm = disk->snap_data;
 	n->snap_mem = disk->snap_data;
@@ -762,8 +773,30 @@ static void node_crash(struct sim *sim, struct sim_node *n)
 	}
 }
 
+/* A restart that finds the log damaged (as the shard does with a WAL record
+ * that fails verification): the node keeps its snapshot, term and vote, and
+ * repairs. Only while every other node is whole, so that a majority can
+ * still elect a leader to repair from (a majority damaged halts a group by
+ * design); never on a witness, which keeps no payloads to lose. */
+static void disk_lose(struct sim *sim, struct sim_node *n)
+{
+	for (uint32_t i = 0; i < sim->p.nodes; i++)
+		if (sim->nodes[i].disk.repairing || (sim->nodes[i].up && sim->nodes[i].repairing))
+			return;
+	if (n->witness_slot || !rng_chance(&sim->rng, sim->p.loss_pct * 100))
+		return;
+	TRACE(sim, "n%llu restarts with its log after %llu damaged", (unsigned long long)n->id,
+	      (unsigned long long)n->disk.snap.index);
+	sim->stats.losses++;
+	disk_truncate(&n->disk, 0);
+	n->disk.hard.commit = n->disk.snap.index;
+	n->disk.repairing = true;
+}
+
 static void node_restart(struct sim *sim, struct sim_node *n)
 {
+	if (sim->p.loss_pct > 0)
+		disk_lose(sim, n);
 	if (node_start(sim, n) != 0)
 		return;
 	TRACE(sim, "n%llu restarts (term %llu, log %llu..%llu)", (unsigned long long)n->id,
@@ -1376,6 +1409,13 @@ static void params_derive(struct sim_params *p, uint64_t seed, uint32_t steps, u
 	p->liveness_ms = 40 * p->election_ms + 20 * (p->net_lat_max_ms + p->disk_lat_max_ms);
 	p->rebuild_bp = (uint32_t)rng_range(r, 0, 30); /* Last: earlier draws stay as they were. */
 	p->replace = p->change_bp > 0 && rng_chance(r, 5000); /* Last: earlier draws stay. */
+	/* Last too. Not with membership changes or a witness: a member that
+	 * repairs while a joint configuration needs it, or the one data copy
+	 * beside a witness, can halt the group (by design: nothing whole is left
+	 * to repair from), and liveness is checked after healing. */
+	p->loss_pct = rng_chance(r, 5000) && p->change_bp == 0 && p->witness_slots == 0
+			  ? (uint32_t)rng_range(r, 5, 50)
+			  : 0;
 }
 
 static void params_print(const struct sim_params *p)
@@ -1406,6 +1446,7 @@ static void params_print(const struct sim_params *p)
 	       "rebuild_bp=%u remove_leader=%d replace=%d liveness_ms=%u\n",
 	       p->propose_bp, p->read_bp, p->transfer_bp, p->change_bp, p->rebuild_bp,
 	       p->remove_leader, p->replace, p->liveness_ms);
+	printf("  storage: loss_pct=%u (restarts with a damaged log)\n", p->loss_pct);
 }
 
 static void sim_init(struct sim *sim, const struct sim_params *p)
@@ -1668,6 +1709,8 @@ static void stats_print(const char *prefix, const struct sim_stats *s)
 	printf("%smembership: promotions=%llu refused_lagging=%llu replacements=%llu\n", prefix,
 	       (unsigned long long)s->promotions, (unsigned long long)s->promotions_lagging,
 	       (unsigned long long)s->replacements);
+	printf("%sstorage: losses=%llu repairs=%llu\n", prefix, (unsigned long long)s->losses,
+	       (unsigned long long)s->repairs);
 }
 
 static_assert(sizeof(struct sim_stats) % sizeof(uint64_t) == 0, "stats are u64 counters");

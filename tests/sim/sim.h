@@ -48,6 +48,9 @@ struct sim_params {
 	bool remove_leader;     /* Membership changes may remove the leader. */
 	bool replace;           /* Changes replace voters by new nodes, step by step. */
 	uint32_t liveness_ms;   /* Bound for a leader and a commit after healing. */
+	/* Restarts that find the node's log damaged, in percent: it restarts
+	 * from its snapshot alone and repairs (raft_boot.repair). */
+	uint32_t loss_pct;
 };
 
 struct sim_stats {
@@ -59,6 +62,7 @@ struct sim_stats {
 	uint64_t liveness_ms;                    /* Time from healing to a committed proposal. */
 	uint64_t promotions, promotions_lagging; /* Learners made voters / refused as behind. */
 	uint64_t replacements;                   /* Voters replaced by a new node, all steps. */
+	uint64_t losses, repairs;                /* Restarts with a damaged log; repairs done. */
 };
 
 /* State machine, and the bytes of a snapshot of it. */
@@ -93,6 +97,7 @@ struct sim_batch {
 	uint32_t entries_count;
 	struct sim_msg **msgs; /* msgs_after, released when this batch is durable. */
 	uint32_t msgs_count;
+	bool repairing; /* The repair state as of this batch (shard.c writes it in hard state). */
 };
 
 struct sim_disk {
@@ -101,6 +106,7 @@ struct sim_disk {
 	struct sim_sm snap_data;
 	struct sim_entry *entries; /* snap.index + 1 ...: contiguous. */
 	uint32_t entries_count, entries_cap;
+	bool repairing; /* Restart in repair: the log was damaged, the repair not done. */
 };
 
 struct sim_proposal {
@@ -127,6 +133,7 @@ struct sim_node {
 	struct sim_sm install;  /* Data of the SNAPSHOT being stepped. */
 	bool install_set;
 	struct sim_disk disk; /* Durable. */
+	bool repairing;       /* The repair state last put in a batch. */
 	struct sim_batch *batches;
 	uint32_t batches_head, batches_count, batches_cap;
 	uint64_t disk_done_ms; /* When the last queued batch completes. */

@@ -267,11 +267,29 @@ static void fx_start_node(struct fixture *f, uint64_t id)
 	boot.entries = entries;
 	boot.entries_count = node->boot_count;
 	boot.hard = node->boot_hard;
+	boot.repair = node->boot_repair;
+	boot.repair_id = ++f->starts;
 	assert_int_equal(raft_init(&node->raft, &config, &boot, f->now), 0);
 	node->started = true;
 	node->hard = boot.hard;
 	node->durable_last = node->boot_count;
 	fx_collect(f, id);
+}
+
+void fx_restart(struct fixture *f, uint64_t id)
+{
+	struct fx_node *node = fx_node(f, id);
+
+	for (uint32_t i = 0; i < node->writes_count; i++) {
+		for (uint32_t j = 0; j < node->writes[i].after_count; j++)
+			fx_msg_free(&node->writes[i].after[j]);
+		free(node->writes[i].after);
+	}
+	node->writes_count = 0;
+	raft_deinit(&node->raft);
+	node->crashed = false;
+	node->applied_index = 0;
+	fx_start_node(f, id);
 }
 
 void fx_start(struct fixture *f)

@@ -61,6 +61,7 @@ struct fx_node {
 	struct raft_hard_state boot_hard;
 	bool boot_conf_set;
 	struct raft_conf boot_conf;
+	bool boot_repair; /* Boot in repair (raft_boot.repair). */
 	/* Pending writes, oldest first. */
 	struct fx_write *writes;
 	uint32_t writes_count, writes_cap;
@@ -88,6 +89,7 @@ struct fixture {
 	struct fx_msg *net;
 	uint32_t net_count, net_cap;
 	uint32_t sent[RAFT_MSG_TYPE_COUNT];      /* Messages put on the network, by type. */
+	uint64_t starts;                         /* Engines started: each boot's repair id. */
 	uint32_t delivered[RAFT_MSG_TYPE_COUNT]; /* Messages stepped into an engine, by type. */
 };
 
@@ -103,6 +105,10 @@ void fx_deinit(struct fixture *f);
  * term is the last term (or hard_term if larger); commit is commit. */
 void fx_boot_log(struct fixture *f, uint64_t id, const uint64_t *terms, uint32_t count,
 		 uint64_t hard_term, uint64_t commit);
+/* Crash node id and start it again from its boot state (set it first with
+ * fx_boot_log and boot_repair): its pending writes are lost. */
+void fx_restart(struct fixture *f, uint64_t id);
+
 /* Boot every node with the same log. */
 void fx_boot_log_all(struct fixture *f, const uint64_t *terms, uint32_t count, uint64_t hard_term,
 		     uint64_t commit);
