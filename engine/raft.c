@@ -1250,11 +1250,12 @@ static void wake(struct raft *raft)
  * storage keeps the repair going across restarts until it ends (shard.c
  * writes it in hard state), and a restart draws a new id.
  *
- * Not covered: when a record's header is damaged too, its group cannot be
- * named and every group of that WAL repairs; storage raises each group's
- * term to the largest that its later records name, but if the lost record
- * was a group's last hard state, holding a vote of a later term, that vote
- * is forgotten and could be cast again in that term once the repair ends. */
+ * When a record's header is damaged too, its group cannot be named and
+ * every group of that WAL repairs; storage raises each group's term to the
+ * largest that its later records name. A lost hard-state record could hold
+ * a vote of a later term still, so storage writes every hard state twice
+ * (io/wal.c wal_append_hard()): a vote is forgotten only if both copies are
+ * damaged, and could then be cast again in that term once the repair ends. */
 static void repair_end(struct raft *raft, uint64_t leader)
 {
 	raft->repairing = false;

@@ -1094,6 +1094,19 @@ int wal_append_hard(struct wal *wal, uint64_t group, const struct wal_hard *hard
 	record.term = hard->term; /* Salvage learns it from a verified header. */
 	record.flags = hard->repairing ? SEGMENT_HARD_REPAIRING : 0;
 	segment_hard_put(payload, hard->term, hard->vote, hard->commit);
+	/* Twice: a vote forgotten could be cast again in the same term, and a
+	 * record whose header is damaged cannot be attributed to its group
+	 * (salvage then repairs every group, but cannot give the vote back).
+	 * A second copy survives a flip in the first. Both copies go in the
+	 * batch when the room reserved together holds; recovery applies both,
+	 * which is idempotent, and so is appending them again after an error
+	 * between the two. Hard states change on elections, not per entry. */
+	rv = wal_reserve(wal, 2 * segment_record_size(record.size));
+	if (rv == 0)
+		rv = wal_append_small(wal, &record, payload, &seq);
+	if (rv != 0)
+		return rv;
+	wal_apply_hard(g, hard, seq);
 	rv = wal_append_small(wal, &record, payload, &seq);
 	if (rv != 0)
 		return rv;

@@ -570,6 +570,41 @@ static void test_salvage_damages_every_group_on_a_bad_header(void **state)
 	}
 }
 
+/* A vote lives in one record; if that record's header is damaged, salvage
+ * cannot tell whose vote it was. The WAL writes every hard state twice, so
+ * the vote survives a flip in either copy's header: a member never forgets a
+ * vote and casts it again in the same term. */
+static void test_salvage_keeps_a_vote_whose_record_header_is_damaged(void **state)
+{
+	struct fx *fx = *state;
+	const struct wal_group *g;
+	uint64_t seq = 0, offset = 0;
+
+	fx_fill_groups(fx, 2);
+	assert_int_equal(wal_append_hard(&fx->wal, 2, &(struct wal_hard){9, 3, 0, false}), 0);
+	fx_sync(fx);
+	fx_fill_groups(fx, 4);
+	fx_reopen(fx);
+	for (uint32_t i = 0; i < fx->found_count; i++) {
+		if (fx->found[i].group == 2 && fx->found[i].type == SEGMENT_RECORD_HARD) {
+			seq = fx->found[i].seq;
+			offset = fx->found[i].offset;
+			break; /* The first copy. */
+		}
+	}
+	assert_int_not_equal(seq, 0);
+	assert_int_not_equal(seq, fx->wal.segments[fx->wal.segments_count - 1].seq);
+	wal_deinit(&fx->wal);
+	fx_flip_bit(fx, seq, offset + 9); /* The group id of the first copy. */
+	fx->config.salvage = true;
+	assert_int_equal(fx_open(fx), 0);
+	g = wal_group_find(&fx->wal, 2);
+	assert_true(g->damaged); /* Every group repairs after an unnamed record, */
+	assert_true(g->has_hard);
+	assert_int_equal(g->hard.term, 9); /* but its vote is still known. */
+	assert_int_equal(g->hard.vote, 3);
+}
+
 /* A bad record in the last segment followed by a later batch is not a torn
  * tail: that batch was written after this one was durable. */
 static void test_bad_record_before_later_batches_is_refused(void **state)
@@ -812,6 +847,8 @@ int main(void)
 					    fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_salvage_damages_every_group_on_a_bad_header,
 					    fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_salvage_keeps_a_vote_whose_record_header_is_damaged, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_segment_header_is_refused, fx_setup,
 					    fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_index_gap_is_refused, fx_setup, fx_teardown),
