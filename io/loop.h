@@ -28,6 +28,8 @@
 
 struct loop;
 struct loop_op;
+struct loop_sim;
+struct loop_sim_loop;
 
 /* res is cqe->res: bytes transferred, 0, or a negative errno. A timeout
  * reports -ETIME when it fires and -ECANCELED when cancelled. An operation
@@ -103,6 +105,10 @@ struct loop {
 	bool reaping;
 	uint64_t submits_count; /* io_uring_enter calls made by loop_run(). */
 	char why[320];          /* Why loop_init() failed, in a sentence. */
+	/* The simulated backend (io/loop_sim.h), NULL for io_uring: every
+	 * function below branches once on it. */
+	struct loop_sim *sim;
+	struct loop_sim_loop *sim_loop;
 };
 
 /* Set up the ring and the wake-up eventfd. Returns 0 or a negative errno:
