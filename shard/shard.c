@@ -40,6 +40,7 @@
 #include "engine/le.h"
 #include "engine/raft.h"
 #include "io/loop.h"
+#include "io/loop_sim.h"
 #include "io/mem.h"
 #include "io/wal.h"
 #include "shard/inbox.h"
@@ -682,7 +683,11 @@ static void peers_dial(struct shard *s)
 		if (p->state != PEER_DOWN || s->now_ms < p->redial_ms)
 			continue;
 		p->state = PEER_DIALING;
-		node_net_dial(s->config.net, s->config.shard_index, p->id);
+		if (s->config.dial)
+			s->config.dial(s->config.dial_arg, s->config.node_id, s->config.shard_index,
+				       p->id);
+		else
+			node_net_dial(s->config.net, s->config.shard_index, p->id);
 	}
 }
 
@@ -2968,7 +2973,8 @@ int shard_start(struct shard **out, const struct shard_config *config, char *why
 					    .frame_start = SIZE_MAX,
 					    .backoff_ms = SHARD_REDIAL_MIN_MS};
 	s->peers_count = config->peers_count;
-	rv = loop_init(&s->loop, &lc);
+	rv = config->sim ? loop_init_sim(&s->loop, &lc, config->sim, config->node_id)
+			 : loop_init(&s->loop, &lc);
 	if (rv != 0) {
 		snprintf(why, why_size, "%s", loop_why(&s->loop));
 		goto err;
@@ -3015,6 +3021,10 @@ int shard_start(struct shard **out, const struct shard_config *config, char *why
 	rv = groups_recover(s, why, why_size);
 	if (rv != 0)
 		goto err_after_wal;
+	if (config->sim) {
+		*out = s; /* Driven by shard_sim_turn(): no thread. */
+		return 0;
+	}
 	rv = -pthread_create(&s->thread, NULL, shard_main, s);
 	if (rv != 0) {
 		snprintf(why, why_size, "cannot start shard thread: %s", strerror(-rv));
@@ -3035,7 +3045,47 @@ void shard_stop(struct shard *s)
 {
 	atomic_store(&s->stopping, true);
 	loop_wake(&s->loop);
-	pthread_join(s->thread, NULL);
+	if (s->config.sim == NULL)
+		pthread_join(s->thread, NULL);
+}
+
+bool shard_sim_turn(struct shard *s)
+{
+	loop_run(&s->loop, 0);
+	shard_turn(s);
+	loop_sim_poll(&s->loop);
+	return s->dirty_head != NULL || inbox_depth(&s->inbox) > 0 || loop_sim_is_ready(&s->loop);
+}
+
+struct loop *shard_sim_loop(struct shard *s)
+{
+	return &s->loop;
+}
+
+void shard_crash(struct shard *s)
+{
+	atomic_store(&s->stopping, true);
+	wal_deinit(&s->wal);
+	loop_deinit(&s->loop);
+	shard_free(s);
+}
+
+bool shard_group_state(struct shard *s, uint64_t group, struct shard_group_state *state)
+{
+	struct group *g = group_find(s, group);
+
+	if (g == NULL)
+		return false;
+	*state = (struct shard_group_state){.term = raft_term(&g->raft),
+					    .commit_index = raft_commit_index(&g->raft),
+					    .applied_index = raft_applied_index(&g->raft),
+					    .leader = raft_is_leader(&g->raft)};
+	return true;
+}
+
+bool shard_is_failed(struct shard *s)
+{
+	return s->wal_failed;
 }
 
 void shard_close(struct shard *s)
@@ -3089,6 +3139,13 @@ uint64_t shard_wal_bytes(struct shard *s)
 	return __atomic_load_n(&s->wal.stats.bytes_written, __ATOMIC_RELAXED);
 }
 
+static _Atomic bool node_log_muted;
+
+void node_log_mute(bool mute)
+{
+	atomic_store(&node_log_muted, mute);
+}
+
 void node_log(uint64_t node_id, const char *fmt, ...)
 {
 	struct timespec ts;
@@ -3097,6 +3154,8 @@ void node_log(uint64_t node_id, const char *fmt, ...)
 	int n;
 	va_list ap;
 
+	if (atomic_load(&node_log_muted))
+		return;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
 	n = snprintf(line, sizeof(line),
