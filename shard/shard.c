@@ -3064,7 +3064,15 @@ struct loop *shard_sim_loop(struct shard *s)
 
 void shard_crash(struct shard *s)
 {
+	struct shard_req *req;
+
 	atomic_store(&s->stopping, true);
+	/* The callers' requests end as a dead process ends them for its
+	 * clients: unanswered, which a test's clients see as a stop. */
+	while ((req = inbox_pop(&s->inbox)) != NULL) {
+		done(req->cb, req->arg, ERR_STOPPING, 0, 0);
+		req_free(req);
+	}
 	wal_deinit(&s->wal);
 	loop_deinit(&s->loop);
 	shard_free(s);
