@@ -107,6 +107,7 @@ struct pending_read {
 	uint64_t key; /* Read context while confirming; read index while applying. */
 	fl_done_cb cb;
 	void *arg;
+	uint64_t asked_ms; /* While confirming: see reads_abandon(). */
 };
 
 /* A replica's digest at a check mark (see CHECK ENTRY). */
@@ -2059,7 +2060,7 @@ static void group_reads(struct group *g, const struct raft_ready *rd)
 				    grow_array(g->reads_apply, &g->reads_apply_cap,
 					       g->reads_apply_count + 1, sizeof(*g->reads_apply));
 				g->reads_apply[g->reads_apply_count++] =
-				    (struct pending_read){r->index, p.cb, p.arg};
+				    (struct pending_read){r->index, p.cb, p.arg, p.asked_ms};
 			}
 			break;
 		}
@@ -2068,6 +2069,27 @@ static void group_reads(struct group *g, const struct raft_ready *rd)
 
 /* Append entries (and hard state) of a ready to the WAL, retrying while the
  * batch buffers are full: records must go in ready order. */
+/* Fail the reads still waiting for their read index that were asked before
+ * before_ms (UINT64_MAX: all). A follower forwards a read to the leader as
+ * one message that nothing retransmits: when the message or its answer is
+ * lost (a connection reset, a leader crash), or the leader changes, no
+ * answer ever comes. Failing a read is always safe (the caller retries);
+ * an answer that comes later finds no context and is ignored. */
+static void reads_abandon(struct group *g, uint64_t before_ms)
+{
+	uint32_t kept = 0;
+
+	for (uint32_t i = 0; i < g->reads_count; i++) {
+		struct pending_read p = g->reads[i];
+
+		if (p.asked_ms < before_ms)
+			done(p.cb, p.arg, RAFT_ERR_NOT_LEADER, 0, raft_leader(&g->raft));
+		else
+			g->reads[kept++] = p;
+	}
+	g->reads_count = kept;
+}
+
 static int wal_append_ready(struct shard *s, struct group *g, const struct raft_ready *rd)
 {
 	int rv = 0;
@@ -2196,6 +2218,7 @@ static void group_process(struct shard *s, struct group *g)
 	}
 	if (raft_leader(&g->raft) != g->last_leader) {
 		g->last_leader = raft_leader(&g->raft);
+		reads_abandon(g, UINT64_MAX); /* Asked of another leader. */
 		if (s->config.sm.leader_changed)
 			s->config.sm.leader_changed(s->config.sm.ctx, g->id, g->last_leader,
 						    raft_term(&g->raft));
@@ -2659,7 +2682,8 @@ static void req_handle(struct shard *s, struct shard_req *req)
 		if (rv == 0) {
 			g->reads = grow_array(g->reads, &g->reads_cap, g->reads_count + 1,
 					      sizeof(*g->reads));
-			g->reads[g->reads_count++] = (struct pending_read){ctx, req->cb, req->arg};
+			g->reads[g->reads_count++] =
+			    (struct pending_read){ctx, req->cb, req->arg, s->now_ms};
 		} else {
 			done(req->cb, req->arg, rv, 0, raft_leader(&g->raft));
 		}
@@ -2756,8 +2780,16 @@ static void shard_reclaim(struct shard *s)
 {
 	struct wal_pin pins[16];
 	uint32_t count = 0;
+	/* A read unanswered for this long lost its message on the way. */
+	uint64_t read_wait_ms = 4 * (uint64_t)s->config.election_timeout_ms > SHARD_RECLAIM_MS
+				    ? 4 * (uint64_t)s->config.election_timeout_ms
+				    : SHARD_RECLAIM_MS;
 
 	s->reclaim_ms = s->now_ms + SHARD_RECLAIM_MS;
+	for (uint64_t i = 0; i < s->table_cap; i++)
+		if (s->table[i] && s->table[i]->reads_count > 0)
+			reads_abandon(s->table[i],
+				      s->now_ms > read_wait_ms ? s->now_ms - read_wait_ms : 0);
 	if (s->wal_failed || wal_reclaim(&s->wal, pins, 16, &count) != 0)
 		return;
 	for (uint32_t i = 0; i < count; i++) {
