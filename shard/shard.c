@@ -3017,6 +3017,10 @@ int shard_start(struct shard **out, const struct shard_config *config, char *why
 	{
 		uint64_t batch = ((uint64_t)config->entry_size_max + 4096) * 4;
 
+		if (config->wal_batch_size >= WAL_BATCH_SIZE_MIN)
+			wc.batch_size_max = (config->wal_batch_size + WAL_BLOCK_SIZE - 1) /
+					    WAL_BLOCK_SIZE * WAL_BLOCK_SIZE;
+
 		batch = (batch + WAL_BLOCK_SIZE - 1) / WAL_BLOCK_SIZE * WAL_BLOCK_SIZE;
 		if (batch > wc.batch_size_max)
 			wc.batch_size_max = (uint32_t)batch;

@@ -88,6 +88,7 @@ struct shard_config {
 	uint32_t entry_size_max;
 	uint32_t inbox_max;
 	uint32_t wal_segment_size; /* 0: the WAL's default. */
+	uint32_t wal_batch_size;   /* 0: the WAL's default; tests set small ones. */
 	bool quiesce;
 	bool lease_read;
 	uint32_t snapshot_entries;
