@@ -1089,6 +1089,16 @@ void loop_sim_wake(struct loop *loop)
 	loop->sim_loop->woken = true;
 }
 
+uint32_t loop_sim_unsynced(const struct loop_sim *sim, uint64_t node)
+{
+	uint32_t count = 0;
+
+	for (uint32_t i = 0; i < sim->files_count; i++)
+		if (sim->files[i]->node == node)
+			count += sim->files[i]->undo_count;
+	return count;
+}
+
 void loop_sim_crash(struct loop_sim *sim, uint64_t node)
 {
 	sim_say(sim, "node %" PRIu64 " crashes", node);

@@ -101,6 +101,9 @@ bool loop_sim_is_blocked(const struct loop_sim *sim, uint64_t a, uint64_t b);
  * loop_deinit() detaches them). */
 void loop_sim_crash(struct loop_sim *sim, uint64_t node);
 
+/* Writes to node's files that no completed fdatasync covers yet. */
+uint32_t loop_sim_unsynced(const struct loop_sim *sim, uint64_t node);
+
 /* Counters of what the world injected, for the run's summary. */
 struct loop_sim_stats {
 	uint64_t events, writes, fsyncs, sends, bytes_sent;
