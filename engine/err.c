@@ -40,6 +40,8 @@ const char *err_str(int err)
 		return "group already exists on this node";
 	case ERR_DIVERGED:
 		return "replica diverged from its leader; rebuild it";
+	case ERR_INDETERMINATE:
+		return "outcome unknown: this replica skipped the entry's index by a snapshot";
 	default:
 		break;
 	}

@@ -20,12 +20,13 @@ enum {
 	WAL_ERR_GAP = -(ERR_BASE + 10),          /* A group's indexes have a hole. */
 	RAFT_ERR_LAGGING = -(ERR_BASE + 11),     /* The learner to promote has not caught up. */
 	/* Codes of the public API (include/flotilla.h mirrors them as FL_ERR_*). */
-	ERR_NO_GROUP = -(ERR_BASE + 20),     /* No such group on this node. */
-	ERR_STOPPING = -(ERR_BASE + 21),     /* The node or group is shutting down. */
-	ERR_DROPPED = -(ERR_BASE + 22),      /* The entry lost its place in the log. */
-	ERR_GROUP_EXISTS = -(ERR_BASE + 23), /* The group is already hosted here. */
-	ERR_DIVERGED = -(ERR_BASE + 24),     /* A check found this replica's state differs. */
-	ERR_LAST = -(ERR_BASE + 25),
+	ERR_NO_GROUP = -(ERR_BASE + 20),      /* No such group on this node. */
+	ERR_STOPPING = -(ERR_BASE + 21),      /* The node or group is shutting down. */
+	ERR_DROPPED = -(ERR_BASE + 22),       /* The entry lost its place in the log. */
+	ERR_GROUP_EXISTS = -(ERR_BASE + 23),  /* The group is already hosted here. */
+	ERR_DIVERGED = -(ERR_BASE + 24),      /* A check found this replica's state differs. */
+	ERR_INDETERMINATE = -(ERR_BASE + 25), /* Whether the entry was applied is not known here. */
+	ERR_LAST = -(ERR_BASE + 26),
 };
 
 /* Text for an error code, project or errno. Never NULL; the string is static. */

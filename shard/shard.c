@@ -1033,6 +1033,22 @@ static void props_push(struct group *g, struct pending_prop p)
 }
 
 /* Entry index has been applied with term: settle the proposals up to it. */
+/* An entry of term is committed, and the proposals left all lie beyond it:
+ * those of an older term can never commit. Every later leader holds the
+ * committed entry (§5.4.1), and Log Matching puts only entries of its term
+ * or newer after it. Answer them now: a group that goes quiet after losing
+ * its leader would never reach their indexes. */
+static void props_drop_older(struct group *g, uint64_t term)
+{
+	while (g->props_count > 0 && g->props[g->props_head].term < term) {
+		struct pending_prop *p = &g->props[g->props_head];
+
+		done(p->cb, p->arg, ERR_DROPPED, 0, raft_leader(&g->raft));
+		g->props_head = (g->props_head + 1) % g->props_cap;
+		g->props_count--;
+	}
+}
+
 static void props_settle(struct group *g, uint64_t index, uint64_t term, uint64_t result)
 {
 	while (g->props_count > 0) {
@@ -1047,6 +1063,21 @@ static void props_settle(struct group *g, uint64_t index, uint64_t term, uint64_
 		g->props_head = (g->props_head + 1) % g->props_cap;
 		g->props_count--;
 	}
+	props_drop_older(g, term);
+}
+
+/* The replica jumped to a snapshot at index (term): whether the proposals up
+ * to there went into it, it cannot tell. */
+static void props_skip(struct group *g, uint64_t index, uint64_t term)
+{
+	while (g->props_count > 0 && g->props[g->props_head].index <= index) {
+		struct pending_prop *p = &g->props[g->props_head];
+
+		done(p->cb, p->arg, ERR_INDETERMINATE, 0, raft_leader(&g->raft));
+		g->props_head = (g->props_head + 1) % g->props_cap;
+		g->props_count--;
+	}
+	props_drop_older(g, term);
 }
 
 /* A diverged replica serves no reads: its state is not the group's. */
@@ -1660,6 +1691,7 @@ static int group_install(struct shard *s, struct group *g, const struct raft_sna
 		rv = shard_manifest_write(s, &meta);
 	if (rv == 0) {
 		check_forget(g);
+		props_skip(g, meta.index, meta.term);
 		stat_add(&s->stats.snapshots_received, 1);
 		node_log(s->config.node_id, "group %llu: installed snapshot %llu (%llu bytes)",
 			 (unsigned long long)g->id, (unsigned long long)meta.index,
