@@ -1061,7 +1061,9 @@ static void dump_pending(struct world *w)
 		       (double)(op->asked_ns - SIM_START_NS) / 1e6);
 }
 
-/* Heal, restart, and require progress within bounded virtual time. */
+/* Heal, restart, and require progress within bounded virtual time: a new
+ * proposal in every group, every acknowledged one applied on every live
+ * replica, and an answer to every request. */
 static void phase_heal(struct world *w)
 {
 	struct loop_sim_faults quiet = {
@@ -1128,6 +1130,19 @@ static void phase_heal(struct world *w)
 						     w->groups[k].id, i + 1,
 						     w->nodes[i].sm[k].last_index,
 						     w->groups[k].max_acked);
+			return;
+		}
+		world_step(w, now(w) + 20 * MS);
+	}
+	/* Every request is answered: none waits forever. */
+	while (w->pending && !w->failed) {
+		if (now(w) >= deadline) {
+			dump_groups(w);
+			dump_pending(w);
+			fail(w,
+			     "client requests still unanswered %" PRIu64
+			     " ms after the faults healed",
+			     (deadline - start) / MS);
 			return;
 		}
 		world_step(w, now(w) + 20 * MS);
