@@ -42,6 +42,7 @@
 #include "io/loop.h"
 #include "io/loop_sim.h"
 #include "io/mem.h"
+#include "io/segment.h"
 #include "io/wal.h"
 #include "shard/inbox.h"
 #include "shard/snapshot.h"
@@ -2122,25 +2123,53 @@ static void reads_abandon(struct group *g, uint64_t before_ms)
 	g->reads_count = kept;
 }
 
+/* How many of count entries from first fit in one WAL append: at most a
+ * batch of bytes, counted as the WAL counts them (each entry's worst-case
+ * record overhead included); at least one. */
+static uint32_t wal_slice(const struct shard *s, const struct raft_entry *first, uint32_t count)
+{
+	uint64_t bytes = 0, max = s->wal.config.batch_size_max;
+	uint32_t n = 0;
+
+	for (; n < count; n++) {
+		bytes += (uint64_t)first[n].size + SEGMENT_RECORD_HEADER_SIZE +
+			 SEGMENT_ENTRIES_FIXED_SIZE + SEGMENT_ENTRY_META_SIZE + 8;
+		if (n > 0 && bytes > max)
+			break;
+	}
+	return n;
+}
+
 static int wal_append_ready(struct shard *s, struct group *g, const struct raft_ready *rd)
 {
+	bool mark_done = rd->snapshot == NULL;
+	uint32_t done = 0; /* Entries appended: a retry goes on from there. */
 	int rv = 0;
 
 	for (int tries = 0; tries < 100000; tries++) {
 		rv = 0;
-		if (rd->snapshot)
+		if (!mark_done) {
 			rv = wal_append_mark(&s->wal, g->id, rd->snapshot->index,
 					     rd->snapshot->term);
-		if (rv == 0 && rd->entries_count > 0) {
-			s->wal_entries = grow_array(s->wal_entries, &s->wal_entries_cap,
-						    rd->entries_count, sizeof(*s->wal_entries));
-			for (uint32_t i = 0; i < rd->entries_count; i++)
-				s->wal_entries[i] = (struct wal_entry){.term = rd->entries[i].term,
-								       .type = rd->entries[i].type,
-								       .size = rd->entries[i].size,
-								       .data = rd->entries[i].data};
-			rv = wal_append_entries(&s->wal, g->id, rd->entries[0].index,
-						s->wal_entries, rd->entries_count);
+			mark_done = rv == 0;
+		}
+		/* A follower catching up may get more entries in one ready than
+		 * the WAL takes in one append (-EMSGSIZE, which would stop the
+		 * shard): append them a batch at a time. */
+		while (rv == 0 && done < rd->entries_count) {
+			const struct raft_entry *e = rd->entries + done;
+			uint32_t n = wal_slice(s, e, rd->entries_count - done);
+
+			s->wal_entries = grow_array(s->wal_entries, &s->wal_entries_cap, n,
+						    sizeof(*s->wal_entries));
+			for (uint32_t i = 0; i < n; i++)
+				s->wal_entries[i] = (struct wal_entry){.term = e[i].term,
+								       .type = e[i].type,
+								       .size = e[i].size,
+								       .data = e[i].data};
+			rv = wal_append_entries(&s->wal, g->id, e->index, s->wal_entries, n);
+			if (rv == 0)
+				done += n;
 		}
 		/* Term and vote must be durable before what depends on them leaves;
 		 * commit need not be (a restarted node learns it again from the
@@ -2158,8 +2187,8 @@ static int wal_append_ready(struct shard *s, struct group *g, const struct raft_
 		}
 		if (rv != -EAGAIN)
 			return rv;
-		/* Buffers full: let a batch finish, then try again. Appends are
-		 * idempotent here only because none of the above succeeded. */
+		/* Buffers full: let a batch finish, then go on with what is not
+		 * appended yet (what is appended stays: appends are not undone). */
 		wal_flush(&s->wal);
 		loop_run(&s->loop, 1);
 	}
