@@ -105,6 +105,8 @@ struct world {
 	char root[256];
 	uint64_t fault_end_ns, next_fault_ns, next_client_ns;
 	uint64_t snapshot_entries;
+	bool lease_read, quiesce;
+	uint32_t check_entries;
 	/* Counters for the summary. */
 	struct op *pending;
 	uint64_t crashes, restarts, wal_failures, pauses, partitions, resets, flips,
@@ -595,6 +597,9 @@ static int node_start(struct world *w, struct node *n)
 		    .wal_segment_size = 64 << 10,
 		    .wal_batch_size = 16 << 10,
 		    .snapshot_entries = (uint32_t)w->snapshot_entries,
+		    .lease_read = w->lease_read,
+		    .quiesce = w->quiesce,
+		    .check_entries = w->check_entries,
 		    .sm = {.apply = sm_apply, .save = sm_save, .restore = sm_restore, .ctx = n},
 		    .peers = peers,
 		    .peers_count = peers_count,
@@ -712,7 +717,7 @@ static uint32_t nodes_down(const struct world *w)
 	uint32_t down = 0;
 
 	for (uint32_t i = 0; i < w->nodes_count; i++)
-		down += !w->nodes[i].up;
+		down += !w->nodes[i].up || w->nodes[i].crash_ns != 0; /* Or about to be. */
 	return down;
 }
 
@@ -925,13 +930,18 @@ static int world_init(struct world *w, uint64_t seed, bool verbose, bool no_faul
 	snprintf(w->root, sizeof(w->root), "%s/flotilla-nodesim-XXXXXX", base ? base : "/tmp");
 	if (mkdtemp(w->root) == NULL)
 		return -errno;
-	if (loop_sim_new(&w->sim, seed * 0x9e3779b97f4a7c15ull + 1, SIM_START_NS) != 0)
+	/* Hashed: with seed itself as the PRNG state, the stream of seed + 1
+	 * would be that of seed shifted by one draw. */
+	if (loop_sim_new(&w->sim, XXH3_64bits(&seed, sizeof(seed)), SIM_START_NS) != 0)
 		return -ENOMEM;
 	loop_sim_set_verbose(w->sim, verbose);
 	w->nodes_count = rnd(w) % 3 == 0 ? 5 : 3;
 	w->shards_count = (uint32_t)between(w, 1, SHARDS_MAX);
 	w->groups_count = (uint32_t)between(w, 1, 4);
 	w->snapshot_entries = rnd(w) % 2 ? between(w, 20, 200) : 0;
+	w->lease_read = rnd(w) % 2;
+	w->quiesce = rnd(w) % 2;
+	w->check_entries = rnd(w) % 2 ? (uint32_t)between(w, 10, 100) : 0;
 	for (uint32_t i = 0; i < w->groups_count; i++)
 		w->groups[i].id = 100 + i * 7;
 	f.disk_us_min = 10;
@@ -953,11 +963,12 @@ static int world_init(struct world *w, uint64_t seed, bool verbose, bool no_faul
 	if (verbose)
 		fprintf(stderr,
 			"seed %" PRIu64 ": %u nodes x %u shards, %u groups, snapshot every %" PRIu64
-			" entries, fault phase %" PRIu64
-			" ms; disk %u-%u us (stall %u ppm, %u ms), "
+			" entries, lease reads %d, quiesce %d, check every %u entries, fault phase "
+			"%" PRIu64 " ms; disk %u-%u us (stall %u ppm, %u ms), "
 			"net %u-%u us (spike %u ppm, %u ms), fsync EIO %u ppm, write EIO %u ppm, "
 			"ENOSPC %u ppm\n",
 			seed, w->nodes_count, w->shards_count, w->groups_count, w->snapshot_entries,
+			w->lease_read, w->quiesce, w->check_entries,
 			(w->fault_end_ns - SIM_START_NS) / MS, f.disk_us_min, f.disk_us_max,
 			f.disk_stall_ppm, f.disk_stall_ms_max, f.net_us_min, f.net_us_max,
 			f.net_spike_ppm, f.net_spike_ms_max, f.fsync_eio_ppm, f.write_eio_ppm,
