@@ -773,6 +773,7 @@ void loop_sim_deinit(struct loop *loop)
 		struct sim_sock *s = l->socks[0];
 
 		sim_sock_hangup(sim, s); /* The process is gone: its peers read the end. */
+		sim_sock_detach(s);
 		s->recv_op = NULL;
 		s->owner = NULL;
 	}
