@@ -10,8 +10,8 @@
  *      ways or one), pauses and crashes nodes (unsynced writes lost or torn),
  *      slows disks and fails them (fdatasync or write EIO, ENOSPC: the node
  *      is crashed and restarted, as an operator would), and flips bits in the
- *      closed WAL segments of a stopped node (the WAL must refuse them: that
- *      node stays down for the rest of the seed);
+ *      closed WAL segments or snapshot files of a stopped node (they must be
+ *      refused: that node stays down for the rest of the seed);
  *   3. heal everything, restart the nodes that are down (not the corrupt
  *      ones), and require a new proposal in every group to commit within a
  *      bounded virtual time, then every live replica to apply every
@@ -655,51 +655,87 @@ static void node_crash(struct world *w, struct node *n, const char *why)
 	w->crashes++;
 }
 
-/* Flip one bit in a closed segment (not the newest) of a stopped node. */
-static void node_flip(struct world *w, struct node *n)
+/* Flip one bit at a random offset below limit of the file at path. */
+static bool file_flip(struct world *w, struct node *n, const char *path, uint64_t limit)
 {
-	char path[768], best[2048] = "";
-	uint32_t j = (uint32_t)between(w, 0, w->shards_count - 1);
-	char names[64][32];
-	uint32_t count = 0;
-	struct dirent *de;
 	struct stat st;
-	DIR *d;
-	int fd;
+	bool flipped = false;
+	int fd = open(path, O_RDWR | O_CLOEXEC);
 
-	snprintf(path, sizeof(path), "%s/shard-%u", n->dir, j);
-	d = opendir(path);
-	if (d == NULL)
-		return;
-	while ((de = readdir(d)) != NULL && count < 64)
-		if (strlen(de->d_name) == 20 && strcmp(de->d_name + 16, ".wal") == 0)
-			snprintf(names[count++], sizeof(names[0]), "%s", de->d_name);
-	closedir(d);
-	if (count < 2)
-		return;
-	/* The newest segment is the tail: not a closed one. */
-	qsort(names, count, sizeof(names[0]), (int (*)(const void *, const void *))strcmp);
-	snprintf(best, sizeof(best), "%s/%.31s", path, names[between(w, 0, count - 2)]);
-	fd = open(best, O_RDWR | O_CLOEXEC);
 	if (fd < 0)
-		return;
+		return false;
 	if (fstat(fd, &st) == 0 && st.st_size > 0) {
-		/* Where records are: the first 64 KiB of a segment. */
-		uint64_t limit = (uint64_t)st.st_size < 65536 ? (uint64_t)st.st_size : 65536;
-		uint64_t off = between(w, 0, limit - 1);
+		uint64_t off = between(
+		    w, 0, ((uint64_t)st.st_size < limit ? (uint64_t)st.st_size : limit) - 1);
 		uint8_t byte;
 
 		if (pread(fd, &byte, 1, (off_t)off) == 1) {
 			byte ^= (uint8_t)(1u << between(w, 0, 7));
-			if (pwrite(fd, &byte, 1, (off_t)off) == 1) {
-				n->flipped = true;
-				w->flips++;
-				trace(w, "node %" PRIu64 ": bit flipped in %s at %" PRIu64, n->id,
-				      best, off);
-			}
+			flipped = pwrite(fd, &byte, 1, (off_t)off) == 1;
 		}
+		if (flipped)
+			trace(w, "node %" PRIu64 ": bit flipped in %s at %" PRIu64, n->id, path,
+			      off);
 	}
 	close(fd);
+	return flipped;
+}
+
+/* The sorted names in dir that end with suffix (at most 64). */
+static uint32_t dir_names(const char *dir, const char *suffix, char names[64][64])
+{
+	size_t len = strlen(suffix);
+	struct dirent *de;
+	uint32_t count = 0;
+	DIR *d = opendir(dir);
+
+	if (d == NULL)
+		return 0;
+	while ((de = readdir(d)) != NULL && count < 64) {
+		size_t n = strlen(de->d_name);
+
+		if (n > len && n < 64 && strcmp(de->d_name + n - len, suffix) == 0)
+			snprintf(names[count++], 64, "%s", de->d_name);
+	}
+	closedir(d);
+	qsort(names, count, 64, (int (*)(const void *, const void *))strcmp);
+	return count;
+}
+
+/* Flip one bit of a stopped node: in a closed WAL segment (not the newest,
+ * the tail), or, one time in three when it has one, in the snapshot file of
+ * a group. Both must be refused when the node starts, never applied. */
+static void node_flip(struct world *w, struct node *n)
+{
+	char dir[768], path[1024], names[64][64];
+	uint32_t j = (uint32_t)between(w, 0, w->shards_count - 1);
+	uint32_t count;
+
+	/* Drawn from the seed apart from the world's stream, so that adding
+	 * this choice kept every earlier seed's run. */
+	if (XXH3_64bits_withSeed(&w->flips, sizeof(w->flips), w->seed) % 3 == 0) {
+		snprintf(dir, sizeof(dir), "%s/shard-%u.snapshots", n->dir, j);
+		count = dir_names(dir, ".snap", names);
+		if (count > 0) {
+			snprintf(path, sizeof(path), "%s/%.63s", dir,
+				 names[between(w, 0, count - 1)]);
+			if (file_flip(w, n, path, UINT64_MAX)) {
+				n->flipped = true;
+				w->flips++;
+			}
+			return;
+		}
+	}
+	snprintf(dir, sizeof(dir), "%s/shard-%u", n->dir, j);
+	count = dir_names(dir, ".wal", names);
+	if (count < 2)
+		return;
+	snprintf(path, sizeof(path), "%s/%.63s", dir, names[between(w, 0, count - 2)]);
+	/* Where records are: the first 64 KiB of a segment. */
+	if (file_flip(w, n, path, 65536)) {
+		n->flipped = true;
+		w->flips++;
+	}
 }
 
 static void node_crash_planned(struct world *w, struct node *n)
@@ -730,17 +766,18 @@ static void node_restart(struct world *w, struct node *n)
 		trace(w, "node %" PRIu64 " restarted", n->id);
 		return;
 	}
-	if (rv == WAL_ERR_CORRUPT && n->flipped) {
-		/* Refused, as it must be: the node stays down (repair from peers
-		 * is not there yet). */
+	if ((rv == WAL_ERR_CORRUPT || rv == -EBADMSG) && n->flipped) {
+		/* Refused (WAL record or snapshot checksum), as it must be: the
+		 * node stays down (repair from peers is not there yet). */
 		n->corrupt = true;
 		w->corrupt_refusals++;
-		trace(w, "node %" PRIu64 " refuses its corrupt WAL: stays down", n->id);
+		trace(w, "node %" PRIu64 " refuses its corrupt data (%s): stays down", n->id,
+		      err_str(rv));
 		return;
 	}
-	if (rv == WAL_ERR_CORRUPT) {
-		fail(w, "node %" PRIu64 " found its WAL corrupt after a crash with no bit flipped",
-		     n->id);
+	if (rv == WAL_ERR_CORRUPT || rv == -EBADMSG) {
+		fail(w, "node %" PRIu64 " refuses its data after a crash with no bit flipped: %s",
+		     n->id, err_str(rv));
 		return;
 	}
 	n->restart_ns = now(w) + 200 * MS; /* ENOSPC and the like: try again. */
