@@ -54,6 +54,10 @@ enum {
 	TURN_ROUNDS_MAX = 64,
 };
 
+/* A seed takes about ten thousand steps per second of virtual time; a run that
+ * takes this many makes no progress in virtual time (a livelock). */
+#define STEPS_MAX ((uint64_t)20000000)
+
 #define PAYLOAD_MAGIC ((uint64_t)0x6e6f646573696d31)
 #define MS            ((uint64_t)1000000)
 #define SIM_START_NS  ((uint64_t)1000000000000)
@@ -109,6 +113,7 @@ struct world {
 	uint32_t check_entries;
 	/* Counters for the summary. */
 	struct op *pending;
+	uint64_t steps; /* world_step() calls: bounded, see STEPS_MAX. */
 	uint64_t crashes, restarts, wal_failures, pauses, partitions, resets, flips,
 	    corrupt_refusals;
 };
@@ -281,6 +286,29 @@ static void sm_apply(void *ctx, uint64_t group, const struct fl_entry *entries, 
 		ref_check(w, n, &w->groups[slot], e->index, value);
 		sm_record(w, n, slot, e->index, value);
 	}
+}
+
+/* The state's digest for consistency checks: every (index, value) applied. */
+static uint64_t sm_digest(void *ctx, uint64_t group)
+{
+	struct node *n = ctx;
+	int slot = group_slot(n->w, group);
+
+	if (slot < 0 || n->sm[slot].count == 0)
+		return 0;
+	return XXH3_64bits(n->sm[slot].pairs, (size_t)n->sm[slot].count * 16);
+}
+
+/* A check found this replica's state differs from the leader's: the entry
+ * checks above would have failed first if it did, so the check is wrong. */
+static void sm_diverged(void *ctx, uint64_t group, uint64_t index, uint64_t local, uint64_t leader)
+{
+	struct node *n = ctx;
+
+	fail(n->w,
+	     "group %" PRIu64 ": node %" PRIu64 " told it diverged at index %" PRIu64
+	     " (digest %016" PRIx64 ", the leader's %016" PRIx64 ")",
+	     group, n->id, index, local, leader);
 }
 
 /* SNAPSHOT: u64 last index, u64 count, then count (index, value) pairs. */
@@ -600,7 +628,12 @@ static int node_start(struct world *w, struct node *n)
 		    .lease_read = w->lease_read,
 		    .quiesce = w->quiesce,
 		    .check_entries = w->check_entries,
-		    .sm = {.apply = sm_apply, .save = sm_save, .restore = sm_restore, .ctx = n},
+		    .sm = {.apply = sm_apply,
+			   .save = sm_save,
+			   .restore = sm_restore,
+			   .digest = sm_digest,
+			   .diverged = sm_diverged,
+			   .ctx = n},
 		    .peers = peers,
 		    .peers_count = peers_count,
 		    .sim = w->sim,
@@ -940,6 +973,11 @@ static uint64_t next_wakeup(struct world *w, uint64_t limit)
 /* Advance the world to the next event or driver deadline, then run turns. */
 static void world_step(struct world *w, uint64_t limit)
 {
+	if (++w->steps > STEPS_MAX) {
+		fail(w, "%" PRIu64 " steps without reaching the end: virtual time stands still",
+		     STEPS_MAX);
+		return;
+	}
 	loop_sim_step(w->sim, next_wakeup(w, limit));
 	restarts_due(w);
 	run_turns(w);
@@ -1241,15 +1279,16 @@ static int run_seed(uint64_t seed, bool verbose, bool quiet, bool no_faults)
 	if (!quiet || w.failed) {
 		const struct loop_sim_stats *st = w.sim ? loop_sim_stats(w.sim) : NULL;
 
-		printf("seed %" PRIu64 ": %u nodes x %u shards, %u groups, %.0f ms virtual: "
-		       "%" PRIu64 "/%" PRIu64 " proposals acknowledged, %" PRIu64 "/%" PRIu64
-		       " reads; crashes %" PRIu64 " (WAL failed %" PRIu64 "), restarts %" PRIu64
-		       ", pauses %" PRIu64 ", partitions %" PRIu64 ", resets %" PRIu64
-		       ", bit flips %" PRIu64 " (refused %" PRIu64 ")",
+		printf("seed %" PRIu64
+		       ": %u nodes x %u shards, %u groups, %.0f ms virtual in %" PRIu64
+		       " steps: %" PRIu64 "/%" PRIu64 " proposals acknowledged, %" PRIu64
+		       "/%" PRIu64 " reads; crashes %" PRIu64 " (WAL failed %" PRIu64
+		       "), restarts %" PRIu64 ", pauses %" PRIu64 ", partitions %" PRIu64
+		       ", resets %" PRIu64 ", bit flips %" PRIu64 " (refused %" PRIu64 ")",
 		       seed, w.nodes_count, w.shards_count, w.groups_count,
-		       w.sim ? (double)(loop_sim_now_ns(w.sim) - SIM_START_NS) / 1e6 : 0.0, acked,
-		       proposed, reads_ok, reads, w.crashes, w.wal_failures, w.restarts, w.pauses,
-		       w.partitions, w.resets, w.flips, w.corrupt_refusals);
+		       w.sim ? (double)(loop_sim_now_ns(w.sim) - SIM_START_NS) / 1e6 : 0.0, w.steps,
+		       acked, proposed, reads_ok, reads, w.crashes, w.wal_failures, w.restarts,
+		       w.pauses, w.partitions, w.resets, w.flips, w.corrupt_refusals);
 		if (st)
 			printf("; disk: %" PRIu64 " writes, %" PRIu64 " fsyncs, EIO %" PRIu64
 			       "+%" PRIu64 ", ENOSPC %" PRIu64 ", stalls %" PRIu64
