@@ -36,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -993,16 +994,30 @@ static int rm_entry(const char *path, const struct stat *st, int flag, struct FT
 	return remove(path);
 }
 
+/* Where the nodes' directories go: /dev/shm when it has room (a seed peaks
+ * at about 25 MiB; a container's default /dev/shm of 64 MiB does not hold
+ * two runs side by side), else TMPDIR, else P_tmpdir. */
+static const char *data_base(void)
+{
+	struct statvfs st;
+	const char *tmp = getenv("TMPDIR");
+
+	if (access("/dev/shm", W_OK) == 0 && statvfs("/dev/shm", &st) == 0 &&
+	    (uint64_t)st.f_bavail * st.f_frsize >= ((uint64_t)512 << 20))
+		return "/dev/shm";
+	return tmp && tmp[0] ? tmp : P_tmpdir;
+}
+
 static int world_init(struct world *w, uint64_t seed, bool verbose, bool no_faults)
 {
-	const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : getenv("TMPDIR");
+	const char *base = data_base();
 	struct loop_sim_faults f = {0};
 
 	memset(w, 0, sizeof(*w));
 	w->seed = seed;
 	w->verbose = verbose;
 	w->no_faults = no_faults;
-	snprintf(w->root, sizeof(w->root), "%s/flotilla-nodesim-XXXXXX", base ? base : "/tmp");
+	snprintf(w->root, sizeof(w->root), "%s/flotilla-nodesim-XXXXXX", base);
 	if (mkdtemp(w->root) == NULL)
 		return -errno;
 	/* Hashed: with seed itself as the PRNG state, the stream of seed + 1

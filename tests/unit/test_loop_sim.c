@@ -59,7 +59,7 @@ static void fixture_init(struct fixture *f, uint64_t seed)
 	struct loop_config lc = {0};
 	const char *base = getenv("TMPDIR");
 
-	snprintf(f->dir, sizeof(f->dir), "%s/loop-sim-XXXXXX", base ? base : "/tmp");
+	snprintf(f->dir, sizeof(f->dir), "%s/loop-sim-XXXXXX", base ? base : P_tmpdir);
 	assert_non_null(mkdtemp(f->dir));
 	snprintf(f->path, sizeof(f->path), "%s/file", f->dir);
 	f->fd = open(f->path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
