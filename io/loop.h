@@ -13,8 +13,10 @@
  *
  * The interface is deliberately narrow (write, fsync, read, send, recv,
  * timeout, wake, clock, preallocate) so that a deterministic simulated
- * backend can implement the same functions for tests. A fault hook lets
- * tests fail or shorten any operation before it reaches the kernel.
+ * backend implements the same functions for tests: a loop set up with
+ * loop_init_sim() (io/loop_sim.h) sends every call there instead of to
+ * io_uring. A fault hook lets tests fail or shorten any operation before it
+ * reaches the kernel.
  *
  * Threads: a loop belongs to one thread. Only loop_wake() may be called from
  * any thread. */
