@@ -25,8 +25,8 @@ enum {
 	ERR_DROPPED = -(ERR_BASE + 22),       /* The entry lost its place in the log. */
 	ERR_GROUP_EXISTS = -(ERR_BASE + 23),  /* The group is already hosted here. */
 	ERR_DIVERGED = -(ERR_BASE + 24),      /* A check found this replica's state differs. */
-	ERR_INDETERMINATE = -(ERR_BASE + 25), /* Whether the entry was applied is not known here. */
-	ERR_LAST = -(ERR_BASE + 26),
+	ERR_INDETERMINATE = -(ERR_BASE + 26), /* Whether the entry was applied is not known here. */
+	ERR_LAST = -(ERR_BASE + 27),
 };
 
 /* Text for an error code, project or errno. Never NULL; the string is static. */

@@ -41,7 +41,7 @@ enum {
 						     * leader's at a consistency check: it
 						     * serves no reads of the group until
 						     * fl_group_rebuild() repairs it. */
-	FL_ERR_INDETERMINATE = -(FL_ERR_BASE + 25), /* The proposal's fate is not known
+	FL_ERR_INDETERMINATE = -(FL_ERR_BASE + 26), /* The proposal's fate is not known
 						     * here: this replica, no longer the
 						     * leader, caught up by a snapshot past
 						     * its index. It may have been applied
