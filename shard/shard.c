@@ -1693,6 +1693,9 @@ static int group_install(struct shard *s, struct group *g, const struct raft_sna
 	if (rv == 0) {
 		check_forget(g);
 		props_skip(g, meta.index, meta.term);
+		/* Reads waiting for an index the snapshot covers are served by it:
+		 * no entry up to there will be applied one by one any more. */
+		reads_settle(g, meta.index);
 		stat_add(&s->stats.snapshots_received, 1);
 		node_log(s->config.node_id, "group %llu: installed snapshot %llu (%llu bytes)",
 			 (unsigned long long)g->id, (unsigned long long)meta.index,
