@@ -736,9 +736,9 @@ static uint32_t dir_names(const char *dir, const char *suffix, char names[64][64
 	return count;
 }
 
-/* Flip one bit of a stopped node: in a closed WAL segment (not the newest,
- * the tail), or, one time in three when it has one, in the snapshot file of
- * a group. Both must be refused when the node starts, never applied. */
+/* Flip one bit of a stopped node: in a closed WAL segment (not the tail nor
+ * a spare), or, one time in three when it has one, in the snapshot file of a
+ * group. Both must be refused when the node starts, never applied. */
 static void node_flip(struct world *w, struct node *n)
 {
 	char dir[768], path[1024], names[64][64];
@@ -761,10 +761,12 @@ static void node_flip(struct world *w, struct node *n)
 		}
 	}
 	snprintf(dir, sizeof(dir), "%s/shard-%u", n->dir, j);
+	/* The newest files are the tail segment and up to two spares (which
+	 * hold no record yet): closed segments come before them. */
 	count = dir_names(dir, ".wal", names);
-	if (count < 2)
+	if (count < 4)
 		return;
-	snprintf(path, sizeof(path), "%s/%.63s", dir, names[between(w, 0, count - 2)]);
+	snprintf(path, sizeof(path), "%s/%.63s", dir, names[between(w, 0, count - 4)]);
 	/* Where records are: the first 64 KiB of a segment. */
 	if (file_flip(w, n, path, 65536)) {
 		n->flipped = true;
@@ -1221,6 +1223,7 @@ static void phase_heal(struct world *w)
 		if (done || w->failed)
 			break;
 		if (now(w) >= deadline) {
+			dump_groups(w);
 			for (uint32_t i = 0; i < w->nodes_count; i++)
 				for (uint32_t k = 0; k < w->groups_count && w->nodes[i].up; k++)
 					if (w->nodes[i].sm[k].last_index < w->groups[k].max_acked)
