@@ -77,6 +77,7 @@ struct node {
 	uint64_t paused_until_ns;
 	uint64_t restart_ns; /* Down: when to restart (0: not planned). */
 	uint64_t crash_ns;   /* Crash once a write is unsynced, or at this time. */
+	uint32_t create_missing, create_asked; /* Bits by group slot. */
 	bool flip_on_crash;
 	struct shard *shards[SHARDS_MAX];
 	bool due[SHARDS_MAX];
@@ -599,6 +600,49 @@ static void sm_reset(struct node *n)
 	}
 }
 
+struct create_op {
+	struct node *n;
+	uint32_t slot;
+};
+
+static void create_done(void *arg, int rv, uint64_t result, uint64_t leader)
+{
+	struct create_op *op = arg;
+
+	(void)result;
+	(void)leader;
+	op->n->create_asked &= ~(1u << op->slot);
+	if (rv == 0 || rv == FL_ERR_GROUP_EXISTS)
+		op->n->create_missing &= ~(1u << op->slot);
+	free(op);
+}
+
+/* Ask n to create the groups it does not host yet (a create may be refused
+ * for a while, as by a full disk: asked again until it is done). */
+static void groups_create(struct world *w, struct node *n)
+{
+	for (uint32_t i = 0; i < w->groups_count; i++) {
+		struct create_op *op;
+		struct shard_req *req;
+		uint64_t *members;
+
+		if (!(n->create_missing & (1u << i)) || (n->create_asked & (1u << i)))
+			continue;
+		op = malloc(sizeof(*op));
+		if (op == NULL)
+			abort();
+		*op = (struct create_op){n, i};
+		req = req_new(SHARD_REQ_GROUP_CREATE, w->groups[i].id,
+			      (uint32_t)(w->nodes_count * sizeof(uint64_t)), create_done, op);
+		members = (uint64_t *)req->data;
+		for (uint32_t k = 0; k < w->nodes_count; k++)
+			members[k] = w->nodes[k].id;
+		req->size = w->nodes_count;
+		n->create_asked |= 1u << i;
+		submit(w, n, req);
+	}
+}
+
 /* Start every shard of n from its directory. Returns 0, or the first
  * shard's error (WAL_ERR_CORRUPT: a flipped bit was refused). */
 static int node_start(struct world *w, struct node *n)
@@ -660,17 +704,9 @@ static int node_start(struct world *w, struct node *n)
 	n->restart_ns = 0;
 	/* Create every group; those recovered from the WAL answer that they
 	 * exist. One lost before its creation was durable is created again. */
-	for (uint32_t i = 0; i < w->groups_count; i++) {
-		struct shard_req *req =
-		    req_new(SHARD_REQ_GROUP_CREATE, w->groups[i].id,
-			    (uint32_t)(w->nodes_count * sizeof(uint64_t)), NULL, NULL);
-		uint64_t *members = (uint64_t *)req->data;
-
-		for (uint32_t k = 0; k < w->nodes_count; k++)
-			members[k] = w->nodes[k].id;
-		req->size = w->nodes_count;
-		submit(w, n, req);
-	}
+	n->create_missing = (1u << w->groups_count) - 1;
+	n->create_asked = 0;
+	groups_create(w, n);
 	return 0;
 }
 
@@ -984,6 +1020,9 @@ static void world_step(struct world *w, uint64_t limit)
 	loop_sim_step(w->sim, next_wakeup(w, limit));
 	restarts_due(w);
 	run_turns(w);
+	for (uint32_t i = 0; i < w->nodes_count; i++)
+		if (w->nodes[i].up && w->nodes[i].create_missing)
+			groups_create(w, &w->nodes[i]);
 }
 
 /* ------------------------------------------------------------- one seed */
