@@ -45,6 +45,8 @@ const char *err_str(int err)
 		return "replica diverged from its leader; rebuild it";
 	case ERR_NO_SPACE:
 		return "no space left on the WAL's file system; writes refused until space returns";
+	case ERR_INDETERMINATE:
+		return "outcome unknown: this replica skipped the entry's index by a snapshot";
 	default:
 		break;
 	}

@@ -21,13 +21,14 @@ enum {
 	RAFT_ERR_LAGGING = -(ERR_BASE + 11),     /* The learner to promote has not caught up. */
 	RAFT_ERR_REPAIRING = -(ERR_BASE + 12),   /* Lost data is being repaired from peers. */
 	/* Codes of the public API (include/flotilla.h mirrors them as FL_ERR_*). */
-	ERR_NO_GROUP = -(ERR_BASE + 20),     /* No such group on this node. */
-	ERR_STOPPING = -(ERR_BASE + 21),     /* The node or group is shutting down. */
-	ERR_DROPPED = -(ERR_BASE + 22),      /* The entry lost its place in the log. */
-	ERR_GROUP_EXISTS = -(ERR_BASE + 23), /* The group is already hosted here. */
-	ERR_DIVERGED = -(ERR_BASE + 24),     /* A check found this replica's state differs. */
-	ERR_NO_SPACE = -(ERR_BASE + 25),     /* The WAL's file system is full: writes refused. */
-	ERR_LAST = -(ERR_BASE + 26),
+	ERR_NO_GROUP = -(ERR_BASE + 20),      /* No such group on this node. */
+	ERR_STOPPING = -(ERR_BASE + 21),      /* The node or group is shutting down. */
+	ERR_DROPPED = -(ERR_BASE + 22),       /* The entry lost its place in the log. */
+	ERR_GROUP_EXISTS = -(ERR_BASE + 23),  /* The group is already hosted here. */
+	ERR_DIVERGED = -(ERR_BASE + 24),      /* A check found this replica's state differs. */
+	ERR_NO_SPACE = -(ERR_BASE + 25),      /* The WAL's file system is full: writes refused. */
+	ERR_INDETERMINATE = -(ERR_BASE + 26), /* Whether the entry was applied is not known here. */
+	ERR_LAST = -(ERR_BASE + 27),
 };
 
 /* Text for an error code, project or errno. Never NULL; the string is static. */

@@ -40,15 +40,20 @@ enum {
 						 * (leadership changed before it committed);
 						 * it was not applied. */
 	FL_ERR_GROUP_EXISTS = -(FL_ERR_BASE + 23),
-	FL_ERR_DIVERGED = -(FL_ERR_BASE + 24), /* This replica's state differs from the
-						* leader's at a consistency check: it
-						* serves no reads of the group until
-						* fl_group_rebuild() repairs it. */
-	FL_ERR_NO_SPACE = -(FL_ERR_BASE + 25), /* The file system of this node's WAL for the
-						* group is full: writes are refused (nothing
-						* was proposed) until space returns; reads
-						* go on. Retry, or write through another
-						* node: leadership moves away by itself. */
+	FL_ERR_DIVERGED = -(FL_ERR_BASE + 24),      /* This replica's state differs from the
+						     * leader's at a consistency check: it
+						     * serves no reads of the group until
+						     * fl_group_rebuild() repairs it. */
+	FL_ERR_NO_SPACE = -(FL_ERR_BASE + 25),      /* The file system of this node's WAL for the
+						     * group is full: writes are refused (nothing
+						     * was proposed) until space returns; reads
+						     * go on. Retry, or write through another
+						     * node: leadership moves away by itself. */
+	FL_ERR_INDETERMINATE = -(FL_ERR_BASE + 26), /* The proposal's fate is not known
+						     * here: this replica, no longer the
+						     * leader, caught up by a snapshot past
+						     * its index. It may have been applied
+						     * (read the state to find out). */
 };
 
 #define FL_MEMBERS_MAX 16
@@ -234,7 +239,7 @@ struct fl_proposal {
  * applied on this node (rv 0, result from apply) or failed (FL_ERR_NOT_LEADER
  * with a leader hint, FL_ERR_NO_GROUP, FL_ERR_STOPPING, FL_ERR_DROPPED,
  * FL_ERR_NO_SPACE (the leader's WAL file system is full; nothing proposed),
- * FL_ERR_TRANSFER, -EMSGSIZE, -EAGAIN when the shard's queue or the group's
+ * FL_ERR_INDETERMINATE, FL_ERR_TRANSFER, -EMSGSIZE, -EAGAIN when the shard's queue or the group's
  * uncommitted log is full). Returns 0 or the same errors when they are known at once. */
 /* Propose count entries of one group at once, in order, with one queue slot;
  * cb runs once per entry with that entry's arg. The payloads are copied.

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "engine/assert.h"
+#include "io/loop_sim.h"
 
 #define LOOP_SQ_ENTRIES_DEFAULT 256
 #define LOOP_REAP_CHUNK         64
@@ -145,6 +146,10 @@ err:
 
 void loop_deinit(struct loop *loop)
 {
+	if (loop->sim) {
+		loop_sim_deinit(loop);
+		return;
+	}
 	io_uring_queue_exit(&loop->ring);
 	if (loop->wake_fd >= 0)
 		close(loop->wake_fd);
@@ -225,6 +230,10 @@ void loop_write(struct loop *loop, struct loop_op *op, int fd, const void *buf, 
 	struct loop_fault_site site = {LOOP_OP_WRITE, fd, offset, size};
 	struct io_uring_sqe *sqe;
 
+	if (loop->sim) {
+		loop_sim_submit(loop, op, LOOP_OP_WRITE, fd, (void *)buf, size, offset, flags, cb);
+		return;
+	}
 	op->cb = cb;
 	op->kind = LOOP_OP_WRITE;
 	if (loop_inject(loop, op, &site, &flags))
@@ -240,6 +249,10 @@ void loop_read(struct loop *loop, struct loop_op *op, int fd, void *buf, uint32_
 	struct loop_fault_site site = {LOOP_OP_READ, fd, offset, size};
 	struct io_uring_sqe *sqe;
 
+	if (loop->sim) {
+		loop_sim_submit(loop, op, LOOP_OP_READ, fd, buf, size, offset, flags, cb);
+		return;
+	}
 	op->cb = cb;
 	op->kind = LOOP_OP_READ;
 	/* The loop's own wake-up read is not subject to faults. */
@@ -255,6 +268,10 @@ void loop_fsync(struct loop *loop, struct loop_op *op, int fd, unsigned flags, l
 	struct loop_fault_site site = {LOOP_OP_FSYNC, fd, 0, 0};
 	struct io_uring_sqe *sqe;
 
+	if (loop->sim) {
+		loop_sim_submit(loop, op, LOOP_OP_FSYNC, fd, NULL, 0, 0, flags, cb);
+		return;
+	}
 	op->cb = cb;
 	op->kind = LOOP_OP_FSYNC;
 	if (loop_inject(loop, op, &site, &flags))
@@ -270,6 +287,10 @@ void loop_send(struct loop *loop, struct loop_op *op, int fd, const void *buf, u
 	struct loop_fault_site site = {LOOP_OP_SEND, fd, 0, size};
 	struct io_uring_sqe *sqe;
 
+	if (loop->sim) {
+		loop_sim_submit(loop, op, LOOP_OP_SEND, fd, (void *)buf, size, 0, flags, cb);
+		return;
+	}
 	op->cb = cb;
 	op->kind = LOOP_OP_SEND;
 	if (loop_inject(loop, op, &site, &flags))
@@ -285,6 +306,10 @@ void loop_recv(struct loop *loop, struct loop_op *op, int fd, void *buf, uint32_
 	struct loop_fault_site site = {LOOP_OP_RECV, fd, 0, size};
 	struct io_uring_sqe *sqe;
 
+	if (loop->sim) {
+		loop_sim_submit(loop, op, LOOP_OP_RECV, fd, buf, size, 0, flags, cb);
+		return;
+	}
 	op->cb = cb;
 	op->kind = LOOP_OP_RECV;
 	if (loop_inject(loop, op, &site, &flags))
@@ -314,6 +339,11 @@ void loop_timeout(struct loop *loop, struct loop_timer *timer, uint64_t timeout_
 	timer->armed = true;
 	timer->op.kind = LOOP_OP_TIMEOUT;
 	timer->op.injected = false;
+	if (loop->sim) {
+		timer->op.cb = loop_timer_done;
+		loop_sim_timeout(loop, timer, timeout_ms);
+		return;
+	}
 	sqe = loop_sqe(loop);
 	io_uring_prep_timeout(sqe, &timer->ts, 0, 0);
 	loop_finish_sqe(sqe, &timer->op, 0, loop_timer_done);
@@ -325,6 +355,10 @@ void loop_timeout_cancel(struct loop *loop, struct loop_timer *timer)
 
 	if (!timer->armed)
 		return;
+	if (loop->sim) {
+		loop_sim_timeout_cancel(loop, timer);
+		return;
+	}
 	sqe = io_uring_get_sqe(&loop->ring);
 	if (sqe == NULL) {
 		ASSERT(io_uring_submit(&loop->ring) >= 0);
@@ -342,6 +376,8 @@ int loop_allocate(struct loop *loop, int fd, uint64_t size)
 	struct loop_fault_site site = {LOOP_OP_ALLOCATE, fd, 0, (uint32_t)size};
 	int rv;
 
+	if (loop->sim)
+		return loop_sim_allocate(loop, fd, size);
 	if (loop->fault != NULL) {
 		rv = loop->fault(loop->fault_arg, &site);
 		if (rv < 0)
@@ -357,7 +393,11 @@ int loop_allocate(struct loop *loop, int fd, uint64_t size)
 
 int loop_submit(struct loop *loop)
 {
-	int rv = io_uring_submit(&loop->ring);
+	int rv;
+
+	if (loop->sim)
+		return 0;
+	rv = io_uring_submit(&loop->ring);
 
 	return rv < 0 ? rv : 0;
 }
@@ -408,6 +448,8 @@ int loop_run(struct loop *loop, uint32_t wait_count)
 	int rv;
 
 	ASSERT(!loop->reaping); /* Not from a callback. */
+	if (loop->sim)
+		return loop_sim_run(loop, wait_count);
 	if (wait_count > loop->inflight)
 		wait_count = loop->inflight;
 	rv = io_uring_submit_and_wait(&loop->ring, wait_count);
@@ -422,6 +464,10 @@ void loop_wake(struct loop *loop)
 	uint64_t one = 1;
 	ssize_t n;
 
+	if (loop->sim) {
+		loop_sim_wake(loop);
+		return;
+	}
 	/* A blocking eventfd write only blocks near a counter of 2^64, which
 	 * a reader that drains it every turn never reaches. */
 	do {
@@ -433,7 +479,8 @@ uint64_t loop_now_ns(const struct loop *loop)
 {
 	struct timespec ts;
 
-	(void)loop;
+	if (loop != NULL && loop->sim) /* Some callers pass no loop. */
+		return loop_sim_now_ns(loop->sim);
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }

@@ -13,8 +13,10 @@
  *
  * The interface is deliberately narrow (write, fsync, read, send, recv,
  * timeout, wake, clock, preallocate) so that a deterministic simulated
- * backend can implement the same functions for tests. A fault hook lets
- * tests fail or shorten any operation before it reaches the kernel.
+ * backend implements the same functions for tests: a loop set up with
+ * loop_init_sim() (io/loop_sim.h) sends every call there instead of to
+ * io_uring. A fault hook lets tests fail or shorten any operation before it
+ * reaches the kernel.
  *
  * Threads: a loop belongs to one thread. Only loop_wake() may be called from
  * any thread. */
@@ -28,6 +30,8 @@
 
 struct loop;
 struct loop_op;
+struct loop_sim;
+struct loop_sim_loop;
 
 /* res is cqe->res: bytes transferred, 0, or a negative errno. A timeout
  * reports -ETIME when it fires and -ECANCELED when cancelled. An operation
@@ -103,6 +107,10 @@ struct loop {
 	bool reaping;
 	uint64_t submits_count; /* io_uring_enter calls made by loop_run(). */
 	char why[320];          /* Why loop_init() failed, in a sentence. */
+	/* The simulated backend (io/loop_sim.h), NULL for io_uring: every
+	 * function below branches once on it. */
+	struct loop_sim *sim;
+	struct loop_sim_loop *sim_loop;
 };
 
 /* Set up the ring and the wake-up eventfd. Returns 0 or a negative errno:

@@ -16,6 +16,7 @@ _Static_assert((int)FL_ERR_DROPPED == (int)ERR_DROPPED, "public error codes matc
 _Static_assert((int)FL_ERR_GROUP_EXISTS == (int)ERR_GROUP_EXISTS, "public error codes match");
 _Static_assert((int)FL_ERR_DIVERGED == (int)ERR_DIVERGED, "public error codes match");
 _Static_assert((int)FL_ERR_NO_SPACE == (int)ERR_NO_SPACE, "public error codes match");
+_Static_assert((int)FL_ERR_INDETERMINATE == (int)ERR_INDETERMINATE, "public error codes match");
 
 #define STR2(x) #x
 #define STR(x)  STR2(x)

@@ -50,7 +50,9 @@
 #include "engine/le.h"
 #include "engine/raft.h"
 #include "io/loop.h"
+#include "io/loop_sim.h"
 #include "io/mem.h"
+#include "io/segment.h"
 #include "io/wal.h"
 #include "shard/inbox.h"
 #include "shard/snapshot.h"
@@ -117,6 +119,7 @@ struct pending_read {
 	uint64_t key; /* Read context while confirming; read index while applying. */
 	fl_done_cb cb;
 	void *arg;
+	uint64_t asked_ms; /* While confirming: see reads_abandon(). */
 };
 
 /* A replica's digest at a check mark (see CHECK ENTRY). */
@@ -699,7 +702,11 @@ static void peers_dial(struct shard *s)
 		if (p->state != PEER_DOWN || s->now_ms < p->redial_ms)
 			continue;
 		p->state = PEER_DIALING;
-		node_net_dial(s->config.net, s->config.shard_index, p->id);
+		if (s->config.dial)
+			s->config.dial(s->config.dial_arg, s->config.node_id, s->config.shard_index,
+				       p->id);
+		else
+			node_net_dial(s->config.net, s->config.shard_index, p->id);
 	}
 }
 
@@ -1051,6 +1058,22 @@ static void props_push(struct group *g, struct pending_prop p)
 }
 
 /* Entry index has been applied with term: settle the proposals up to it. */
+/* An entry of term is committed, and the proposals left all lie beyond it:
+ * those of an older term can never commit. Every later leader holds the
+ * committed entry (§5.4.1), and Log Matching puts only entries of its term
+ * or newer after it. Answer them now: a group that goes quiet after losing
+ * its leader would never reach their indexes. */
+static void props_drop_older(struct group *g, uint64_t term)
+{
+	while (g->props_count > 0 && g->props[g->props_head].term < term) {
+		struct pending_prop *p = &g->props[g->props_head];
+
+		done(p->cb, p->arg, ERR_DROPPED, 0, raft_leader(&g->raft));
+		g->props_head = (g->props_head + 1) % g->props_cap;
+		g->props_count--;
+	}
+}
+
 static void props_settle(struct group *g, uint64_t index, uint64_t term, uint64_t result)
 {
 	while (g->props_count > 0) {
@@ -1065,6 +1088,21 @@ static void props_settle(struct group *g, uint64_t index, uint64_t term, uint64_
 		g->props_head = (g->props_head + 1) % g->props_cap;
 		g->props_count--;
 	}
+	props_drop_older(g, term);
+}
+
+/* The replica jumped to a snapshot at index (term): whether the proposals up
+ * to there went into it, it cannot tell. */
+static void props_skip(struct group *g, uint64_t index, uint64_t term)
+{
+	while (g->props_count > 0 && g->props[g->props_head].index <= index) {
+		struct pending_prop *p = &g->props[g->props_head];
+
+		done(p->cb, p->arg, ERR_INDETERMINATE, 0, raft_leader(&g->raft));
+		g->props_head = (g->props_head + 1) % g->props_cap;
+		g->props_count--;
+	}
+	props_drop_older(g, term);
 }
 
 /* No leader because of repair (this replica's, or too many members'): say
@@ -1689,6 +1727,10 @@ static int group_install(struct shard *s, struct group *g, const struct raft_sna
 		rv = shard_manifest_write(s, &meta);
 	if (rv == 0) {
 		check_forget(g);
+		props_skip(g, meta.index, meta.term);
+		/* Reads waiting for an index the snapshot covers are served by it:
+		 * no entry up to there will be applied one by one any more. */
+		reads_settle(g, meta.index);
 		stat_add(&s->stats.snapshots_received, 1);
 		node_log(s->config.node_id, "group %llu: installed snapshot %llu (%llu bytes)",
 			 (unsigned long long)g->id, (unsigned long long)meta.index,
@@ -2089,11 +2131,32 @@ static void group_reads(struct group *g, const struct raft_ready *rd)
 				    grow_array(g->reads_apply, &g->reads_apply_cap,
 					       g->reads_apply_count + 1, sizeof(*g->reads_apply));
 				g->reads_apply[g->reads_apply_count++] =
-				    (struct pending_read){r->index, p.cb, p.arg};
+				    (struct pending_read){r->index, p.cb, p.arg, p.asked_ms};
 			}
 			break;
 		}
 	}
+}
+
+/* Fail the reads still waiting for their read index that were asked before
+ * before_ms (UINT64_MAX: all). A follower forwards a read to the leader as
+ * one message that nothing retransmits: when the message or its answer is
+ * lost (a connection reset, a leader crash), or the leader changes, no
+ * answer ever comes. Failing a read is always safe (the caller retries);
+ * an answer that comes later finds no context and is ignored. */
+static void reads_abandon(struct group *g, uint64_t before_ms)
+{
+	uint32_t kept = 0;
+
+	for (uint32_t i = 0; i < g->reads_count; i++) {
+		struct pending_read p = g->reads[i];
+
+		if (p.asked_ms < before_ms)
+			done(p.cb, p.arg, RAFT_ERR_NOT_LEADER, 0, raft_leader(&g->raft));
+		else
+			g->reads[kept++] = p;
+	}
+	g->reads_count = kept;
 }
 
 /* Append a ready's entries, in pieces the WAL takes at once: a follower
@@ -2306,6 +2369,7 @@ static void group_process(struct shard *s, struct group *g)
 	group_repair_watch(s, g);
 	if (raft_leader(&g->raft) != g->last_leader) {
 		g->last_leader = raft_leader(&g->raft);
+		reads_abandon(g, UINT64_MAX); /* Asked of another leader. */
 		if (s->config.sm.leader_changed)
 			s->config.sm.leader_changed(s->config.sm.ctx, g->id, g->last_leader,
 						    raft_term(&g->raft));
@@ -2947,7 +3011,8 @@ static void req_handle(struct shard *s, struct shard_req *req)
 		if (rv == 0) {
 			g->reads = grow_array(g->reads, &g->reads_cap, g->reads_count + 1,
 					      sizeof(*g->reads));
-			g->reads[g->reads_count++] = (struct pending_read){ctx, req->cb, req->arg};
+			g->reads[g->reads_count++] =
+			    (struct pending_read){ctx, req->cb, req->arg, s->now_ms};
 		} else {
 			done(req->cb, req->arg, rv, 0, raft_leader(&g->raft));
 		}
@@ -3044,8 +3109,16 @@ static void shard_reclaim(struct shard *s)
 {
 	struct wal_pin pins[16];
 	uint32_t count = 0;
+	/* A read unanswered for this long lost its message on the way. */
+	uint64_t read_wait_ms = 4 * (uint64_t)s->config.election_timeout_ms > SHARD_RECLAIM_MS
+				    ? 4 * (uint64_t)s->config.election_timeout_ms
+				    : SHARD_RECLAIM_MS;
 
 	s->reclaim_ms = s->now_ms + SHARD_RECLAIM_MS;
+	for (uint64_t i = 0; i < s->table_cap; i++)
+		if (s->table[i] && s->table[i]->reads_count > 0)
+			reads_abandon(s->table[i],
+				      s->now_ms > read_wait_ms ? s->now_ms - read_wait_ms : 0);
 	if (s->wal_failed || wal_reclaim(&s->wal, pins, 16, &count) != 0)
 		return;
 	for (uint32_t i = 0; i < count; i++) {
@@ -3373,7 +3446,8 @@ int shard_start(struct shard **out, const struct shard_config *config, char *why
 					    .frame_start = SIZE_MAX,
 					    .backoff_ms = SHARD_REDIAL_MIN_MS};
 	s->peers_count = config->peers_count;
-	rv = loop_init(&s->loop, &lc);
+	rv = config->sim ? loop_init_sim(&s->loop, &lc, config->sim, config->node_id)
+			 : loop_init(&s->loop, &lc);
 	if (rv != 0) {
 		snprintf(why, why_size, "%s", loop_why(&s->loop));
 		goto err;
@@ -3385,6 +3459,10 @@ int shard_start(struct shard **out, const struct shard_config *config, char *why
 	 * that every entry the engine accepts fits (and segments to hold four). */
 	{
 		uint64_t batch = ((uint64_t)config->entry_size_max + 4096) * 4;
+
+		if (config->wal_batch_size >= WAL_BATCH_SIZE_MIN)
+			wc.batch_size_max = (config->wal_batch_size + WAL_BLOCK_SIZE - 1) /
+					    WAL_BLOCK_SIZE * WAL_BLOCK_SIZE;
 
 		batch = (batch + WAL_BLOCK_SIZE - 1) / WAL_BLOCK_SIZE * WAL_BLOCK_SIZE;
 		if (batch > wc.batch_size_max)
@@ -3427,6 +3505,10 @@ int shard_start(struct shard **out, const struct shard_config *config, char *why
 	if (rv != 0)
 		goto err_after_wal;
 	shard_space_check(s); /* A WAL that was full when the node stopped may still be. */
+	if (config->sim) {
+		*out = s; /* Driven by shard_sim_turn(): no thread. */
+		return 0;
+	}
 	rv = -pthread_create(&s->thread, NULL, shard_main, s);
 	if (rv != 0) {
 		snprintf(why, why_size, "cannot start shard thread: %s", strerror(-rv));
@@ -3447,7 +3529,55 @@ void shard_stop(struct shard *s)
 {
 	atomic_store(&s->stopping, true);
 	loop_wake(&s->loop);
-	pthread_join(s->thread, NULL);
+	if (s->config.sim == NULL)
+		pthread_join(s->thread, NULL);
+}
+
+bool shard_sim_turn(struct shard *s)
+{
+	loop_run(&s->loop, 0);
+	shard_turn(s);
+	loop_sim_poll(&s->loop);
+	return s->dirty_head != NULL || inbox_depth(&s->inbox) > 0 || loop_sim_is_ready(&s->loop);
+}
+
+struct loop *shard_sim_loop(struct shard *s)
+{
+	return &s->loop;
+}
+
+void shard_crash(struct shard *s)
+{
+	struct shard_req *req;
+
+	atomic_store(&s->stopping, true);
+	/* The callers' requests end as a dead process ends them for its
+	 * clients: unanswered, which a test's clients see as a stop. */
+	while ((req = inbox_pop(&s->inbox)) != NULL) {
+		done(req->cb, req->arg, ERR_STOPPING, 0, 0);
+		req_free(req);
+	}
+	wal_deinit(&s->wal);
+	loop_deinit(&s->loop);
+	shard_free(s);
+}
+
+bool shard_group_state(struct shard *s, uint64_t group, struct shard_group_state *state)
+{
+	struct group *g = group_find(s, group);
+
+	if (g == NULL)
+		return false;
+	*state = (struct shard_group_state){.term = raft_term(&g->raft),
+					    .commit_index = raft_commit_index(&g->raft),
+					    .applied_index = raft_applied_index(&g->raft),
+					    .leader = raft_is_leader(&g->raft)};
+	return true;
+}
+
+bool shard_is_failed(struct shard *s)
+{
+	return s->wal_failed;
 }
 
 void shard_close(struct shard *s)
@@ -3501,6 +3631,13 @@ uint64_t shard_wal_bytes(struct shard *s)
 	return __atomic_load_n(&s->wal.stats.bytes_written, __ATOMIC_RELAXED);
 }
 
+static _Atomic bool node_log_muted;
+
+void node_log_mute(bool mute)
+{
+	atomic_store(&node_log_muted, mute);
+}
+
 void node_log(uint64_t node_id, const char *fmt, ...)
 {
 	struct timespec ts;
@@ -3509,6 +3646,8 @@ void node_log(uint64_t node_id, const char *fmt, ...)
 	int n;
 	va_list ap;
 
+	if (atomic_load(&node_log_muted))
+		return;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
 	n = snprintf(line, sizeof(line),

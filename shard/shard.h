@@ -17,6 +17,8 @@
 struct shard;
 struct node_net;
 struct snapshot_worker;
+struct loop;
+struct loop_sim;
 
 enum shard_req_type {
 	SHARD_REQ_GROUP_CREATE = 1,
@@ -86,6 +88,7 @@ struct shard_config {
 	uint32_t entry_size_max;
 	uint32_t inbox_max;
 	uint32_t wal_segment_size; /* 0: the WAL's default. */
+	uint32_t wal_batch_size;   /* 0: the WAL's default; tests set small ones. */
 	bool quiesce;
 	bool lease_read;
 	uint32_t snapshot_entries;
@@ -97,6 +100,13 @@ struct shard_config {
 	const uint64_t *peers; /* Node ids of every other node. */
 	uint32_t peers_count;
 	struct node_net *net; /* Dials for us. */
+	/* Tests only (tests/sim/nodesim.c): run the shard on the simulated
+	 * loop backend of this world, with no thread of its own: the caller
+	 * drives it with shard_sim_turn(). dial, when set, replaces net: it
+	 * must answer with SHARD_REQ_CONN or SHARD_REQ_DIAL_FAILED. */
+	struct loop_sim *sim;
+	void (*dial)(void *arg, uint64_t node, uint32_t shard_index, uint64_t peer);
+	void *dial_arg;
 };
 
 /* Counters, written by the shard thread, read by anyone (relaxed atomics). */
@@ -126,6 +136,34 @@ void shard_close(struct shard *shard);
 /* Hand a request to the shard. Any thread. Returns 0, -EAGAIN (queue full)
  * or FL_ERR_STOPPING. On success the shard owns req. */
 int shard_submit(struct shard *shard, struct shard_req *req);
+
+/* Tests only, for a shard started with config->sim: one turn of the
+ * shard's loop, as its thread would run it (completions that are ready, then
+ * the turn). Returns true when another turn is due at once (work queued). */
+bool shard_sim_turn(struct shard *shard);
+
+/* Tests only: the shard's loop, to connect simulated sockets to it. */
+struct loop *shard_sim_loop(struct shard *shard);
+
+/* Tests only: free the shard as a crash leaves it: no last turn, no sync,
+ * queued and pending requests fail with FL_ERR_STOPPING. Call
+ * loop_sim_crash() first so that nothing in flight reaches a file. */
+void shard_crash(struct shard *shard);
+
+/* What a test may check of a group hosted by the shard (shard thread only). */
+struct shard_group_state {
+	uint64_t term, commit_index, applied_index;
+	bool leader;
+};
+
+/* Fill *state for group. Returns false when the shard does not host it. */
+bool shard_group_state(struct shard *shard, uint64_t group, struct shard_group_state *state);
+
+/* The shard's WAL failed: its groups are stopped until the node restarts. */
+bool shard_is_failed(struct shard *shard);
+
+/* Silence node_log() (tests that run many nodes in one process). */
+void node_log_mute(bool mute);
 
 struct shard_stats *shard_stats(struct shard *shard);
 uint64_t shard_inbox_depth(struct shard *shard);
