@@ -1932,6 +1932,9 @@ struct wal_file {
 	int fd;
 	uint64_t size;
 	bool valid; /* Its header verifies and matches its name and size. */
+	/* Its header fails, but its first record verifies as one written to
+	 * this segment: the header is damaged, the file is no spare. */
+	bool header_damaged;
 	struct segment_header header;
 };
 
@@ -1985,6 +1988,34 @@ static int wal_list(struct wal *wal, struct wal_file **out, uint32_t *count)
 	return 0;
 }
 
+/* A file whose header fails is a spare (never used, or recycled: its old
+ * records were written for another segment number) unless its first record
+ * verifies as one written to this very segment: then its header is damaged
+ * and the records after it are the log. Such a file is never taken for a
+ * spare (that would drop durable records without a word): recovery refuses
+ * it, or under salvage reads it with a header rebuilt from what is known
+ * and repairs every group, since where the previous segment ended is lost
+ * with the header. */
+static int wal_file_check_records(struct wal *wal, struct wal_file *file)
+{
+	uint8_t buf[SEGMENT_RECORD_HEADER_SIZE];
+	struct segment_record record;
+	int rv;
+
+	rv = wal_pread_all(file->fd, buf, sizeof(buf), SEGMENT_HEADER_SIZE);
+	if (rv != 0)
+		return rv;
+	/* Only the record's header is read and checked: avail bounds its size. */
+	if (segment_record_head_get(buf, file->size - SEGMENT_HEADER_SIZE, file->seq, &record) != 0)
+		return 0;
+	file->header_damaged = true;
+	file->header = (struct segment_header){.seq = file->seq,
+					       .size = file->size,
+					       .first_batch = record.batch,
+					       .batch_size_max = wal->config.batch_size_max};
+	return 0;
+}
+
 static int wal_file_open(struct wal *wal, struct wal_file *file)
 {
 	char name[SEGMENT_NAME_SIZE];
@@ -2025,6 +2056,9 @@ static int wal_file_open(struct wal *wal, struct wal_file *file)
 		      file->header.seq == file->seq && file->header.size == file->size &&
 		      file->size % 8 == 0 && file->size <= WAL_SEGMENT_SIZE_MAX &&
 		      file->header.batch_size_max <= file->size;
+	if (!file->valid && file->size >= SEGMENT_HEADER_SIZE + SEGMENT_RECORD_HEADER_SIZE &&
+	    file->size % 8 == 0 && file->size <= WAL_SEGMENT_SIZE_MAX)
+		return wal_file_check_records(wal, file);
 	return 0;
 }
 
@@ -2325,7 +2359,7 @@ static int wal_recover_segment(struct wal *wal, const struct wal_file *file,
 	segment.batch_size_max = file->header.batch_size_max;
 	/* Writing on in the last segment needs the same batch bound, and
 	 * with direct_io a block-aligned end. */
-	segment.full = !is_last || offset == file->size ||
+	segment.full = !is_last || offset == file->size || file->header_damaged ||
 		       file->header.batch_size_max < wal->config.batch_size_max ||
 		       (wal->config.direct_io && offset % WAL_BLOCK_SIZE != 0);
 	if (!segment.full)
@@ -2484,6 +2518,27 @@ static int wal_recover(struct wal *wal)
 		rv = wal_file_open(wal, &files[i]);
 		if (rv != 0)
 			goto out;
+		if (files[i].header_damaged) {
+			char name[SEGMENT_NAME_SIZE];
+
+			segment_name(name, files[i].seq);
+			if (!wal->config.salvage) {
+				wal_say(wal,
+					"segment %s: its header fails verification but it holds "
+					"records of this segment",
+					name);
+				rv = WAL_ERR_CORRUPT;
+				goto out;
+			}
+			wal_say(wal,
+				"segment %s: its header fails verification but it holds records "
+				"of this segment; every group of this WAL is damaged and must be "
+				"repaired from its peers",
+				name);
+			wal->damage_all = true; /* Before any record: every group. */
+			wal->stats.damaged_unnamed = true;
+			files[i].valid = true;
+		}
 		if (files[i].valid) {
 			valid_end = i + 1;
 			size_max = files[i].size > size_max ? files[i].size : size_max;

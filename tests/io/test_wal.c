@@ -605,6 +605,45 @@ static void test_salvage_keeps_a_vote_whose_record_header_is_damaged(void **stat
 	assert_int_equal(g->hard.vote, 3);
 }
 
+/* A bit flipped in the header of the segment being written must not make
+ * it pass for a spare (whose durable records would then vanish without a
+ * word): recovery refuses it, and salvage reads it and repairs every group. */
+static void test_damaged_tail_header_is_not_a_spare(void **state)
+{
+	struct fx *fx = *state;
+	struct wal_stats stats;
+	uint64_t seq;
+
+	fx_fill_groups(fx, 3);
+	fx_append(fx, 1, fx->model[1].last + 1, 3, 1);
+	fx_sync(fx);
+	seq = fx->wal.segments[fx->wal.segments_count - 1].seq;
+	wal_deinit(&fx->wal);
+	fx_flip_bit(fx, seq, 17); /* In the segment header's size field. */
+	assert_int_equal(fx_open(fx), WAL_ERR_CORRUPT);
+	assert_non_null(strstr(wal_why(&fx->wal), "header fails verification"));
+	fx->config.salvage = true;
+	assert_int_equal(fx_open(fx), 0);
+	wal_stats_get(&fx->wal, &stats);
+	assert_true(stats.damaged_unnamed);
+	assert_int_equal(stats.damaged_groups, 3);
+	assert_non_null(strstr(wal_why(&fx->wal), "every group"));
+	/* Repaired groups write on, in a new segment, and stay whole. */
+	for (uint64_t k = 1; k <= 3; k++) {
+		assert_int_equal(wal_append_reset(&fx->wal, k, 0, 0), 0);
+		fx->model[k].first = 1;
+		fx->model[k].last = 0;
+		fx_append(fx, k, 1, 5, 7);
+	}
+	fx_sync(fx);
+	assert_int_not_equal(fx->wal.segments[fx->wal.segments_count - 1].seq, seq);
+	fx_reopen(fx);
+	for (uint64_t k = 1; k <= 3; k++) {
+		assert_false(wal_group_find(&fx->wal, k)->damaged);
+		fx_check_group(fx, k);
+	}
+}
+
 /* A bad record in the last segment followed by a later batch is not a torn
  * tail: that batch was written after this one was durable. */
 static void test_bad_record_before_later_batches_is_refused(void **state)
@@ -849,6 +888,8 @@ int main(void)
 					    fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_salvage_keeps_a_vote_whose_record_header_is_damaged, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_damaged_tail_header_is_not_a_spare, fx_setup,
+					    fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_segment_header_is_refused, fx_setup,
 					    fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_index_gap_is_refused, fx_setup, fx_teardown),

@@ -772,9 +772,11 @@ static uint32_t dir_names(const char *dir, const char *suffix, char names[64][64
 	return count;
 }
 
-/* Flip one bit of a stopped node: in a closed WAL segment (not the tail nor
- * a spare), or, one time in three when it has one, in the snapshot file of a
- * group. Both must be refused when the node starts, never applied. */
+/* Flip one bit of a stopped node: in the records of a closed WAL segment
+ * (the tail's last batch could pass for a torn write), in the header of any
+ * segment, or, one time in three when it has one, in the snapshot file of a
+ * group. Each must be refused or repaired when the node starts, never
+ * applied. */
 static void node_flip(struct world *w, struct node *n)
 {
 	char dir[768], path[1024], names[64][64];
@@ -797,9 +799,21 @@ static void node_flip(struct world *w, struct node *n)
 		}
 	}
 	snprintf(dir, sizeof(dir), "%s/shard-%u", n->dir, j);
+	count = dir_names(dir, ".wal", names);
+	/* One time in four, the header of any segment file: the tail's (whose
+	 * records must not pass for a spare's), a closed one's, or a spare's
+	 * (which changes nothing). Drawn apart as above. */
+	if (count > 0 &&
+	    XXH3_64bits_withSeed(&w->flips, sizeof(w->flips), w->seed ^ 0x4eadull) % 4 == 0) {
+		snprintf(path, sizeof(path), "%s/%.63s", dir, names[between(w, 0, count - 1)]);
+		if (file_flip(w, n, path, 64)) {
+			n->flipped = true;
+			w->flips++;
+		}
+		return;
+	}
 	/* The newest files are the tail segment and up to two spares (which
 	 * hold no record yet): closed segments come before them. */
-	count = dir_names(dir, ".wal", names);
 	if (count < 4)
 		return;
 	snprintf(path, sizeof(path), "%s/%.63s", dir, names[between(w, 0, count - 4)]);
@@ -928,6 +942,16 @@ static void run_turns(struct world *w)
 
 /* --------------------------------------------------------------- faults */
 
+/* Nodes that had a bit flipped in their files at some time. */
+static uint32_t nodes_flipped(const struct world *w)
+{
+	uint32_t count = 0;
+
+	for (uint32_t i = 0; i < w->nodes_count; i++)
+		count += w->nodes[i].flipped;
+	return count;
+}
+
 static void fault_step(struct world *w)
 {
 	uint32_t a = (uint32_t)between(w, 0, w->nodes_count - 1);
@@ -940,7 +964,11 @@ static void fault_step(struct world *w)
 	case 1: /* Crash a node, keeping a majority up: mostly with a write unsynced. */
 		if (!na->up || na->crash_ns != 0 || nodes_down(w) + 1 > (w->nodes_count - 1) / 2)
 			break;
-		na->flip_on_crash = rnd(w) % 3 == 0;
+		/* Flips stay on a minority of nodes: a group whose copies are
+		 * damaged on a majority halts (safely) for good. */
+		na->flip_on_crash =
+		    rnd(w) % 3 == 0 &&
+		    (na->flipped || nodes_flipped(w) + 1 <= (w->nodes_count - 1) / 2);
 		na->crash_ns = now(w) + between(w, 0, 300) * MS;
 		if (rnd(w) % 4 == 0)
 			node_crash_planned(w, na);
