@@ -2327,7 +2327,10 @@ static int wal_recover_segment(struct wal *wal, const struct wal_file *file,
 		    "record fails verification before the end the next segment records");
 		return WAL_ERR_CORRUPT;
 	}
-	if (is_last && offset < file->size) {
+	/* A segment whose header was damaged takes no more writes: what fails
+	 * in it stays as it is (its first record is how the next recovery
+	 * tells it from a spare), and every group repairs anyway. */
+	if (is_last && offset < file->size && !file->header_damaged) {
 		uint64_t torn_end = offset + file->header.batch_size_max + SEGMENT_HEADER_SIZE;
 
 		if (wal_later_batch_follows(buf, offset, file->size, file->seq, *last_batch)) {

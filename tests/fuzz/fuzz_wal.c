@@ -41,6 +41,7 @@ struct fuzz_wal_group {
 	uint64_t group, first_index, last_index, mark_index, mark_term;
 	struct wal_hard hard;
 	bool has_hard;
+	bool damaged;
 };
 
 static struct loop fuzz_loop;
@@ -138,7 +139,7 @@ static uint32_t fuzz_wal_snapshot(const struct wal *wal, struct fuzz_wal_group *
 			continue;
 		out[n++] = (struct fuzz_wal_group){g->group,      g->first_index, g->last_index,
 						   g->mark_index, g->mark_term,   g->hard,
-						   g->has_hard};
+						   g->has_hard,   g->damaged};
 	}
 	return n;
 }
@@ -192,6 +193,7 @@ static void fuzz_wal_append_reopen(struct wal *wal, struct loop *loop, const cha
 	struct wal_entry entries[2] = {{.term = 1, .size = 3, .data = "abc"},
 				       {.term = 1, .size = 0, .data = NULL}};
 	uint32_t n_before, n_after;
+	struct wal_stats stats;
 	int rv;
 
 	while ((g = wal_group_next(wal, g)) != NULL) {
@@ -216,6 +218,7 @@ static void fuzz_wal_append_reopen(struct wal *wal, struct loop *loop, const cha
 	if (rv != 0)
 		return; /* Refused cleanly: nothing more to compare. */
 	n_before = fuzz_wal_snapshot(wal, before, 64);
+	wal_stats_get(wal, &stats);
 	wal_deinit(wal);
 	fuzz_wal_config(&config, false);
 	rv = wal_init(wal, loop, dir, &config);
@@ -231,6 +234,13 @@ static void fuzz_wal_append_reopen(struct wal *wal, struct loop *loop, const cha
 			if (after[j].group != before[i].group)
 				continue;
 			found = true;
+			/* After damage no record header names (a bad record header or
+			 * segment header), groups first seen past it are damaged again
+			 * on every recovery until a reset of theirs supersedes it:
+			 * they may have lost records there. They serve nothing
+			 * (fuzz_wal_read_back checks), which is all that is asked. */
+			if (stats.damaged_unnamed && after[j].damaged && !before[i].damaged)
+				continue;
 			FUZZ_CHECK(after[j].first_index == before[i].first_index);
 			FUZZ_CHECK(after[j].last_index == before[i].last_index);
 			FUZZ_CHECK(after[j].mark_index == before[i].mark_index);
