@@ -452,12 +452,14 @@ static void fx_fill_groups(struct fx *fx, uint32_t segments)
 	}
 }
 
-/* An ENTRIES record of group in segment seq, as the last recovery saw it. */
-static const struct found_record *fx_find_in(struct fx *fx, uint64_t seq, uint64_t group)
+/* The first record of type and group in segment seq (0: any), as the last
+ * recovery saw it. */
+static const struct found_record *fx_find_in(struct fx *fx, uint64_t seq, uint64_t group,
+					     uint16_t type)
 {
 	for (uint32_t i = 0; i < fx->found_count; i++) {
-		if (fx->found[i].seq == seq && fx->found[i].group == group &&
-		    fx->found[i].type == SEGMENT_RECORD_ENTRIES)
+		if ((seq == 0 || fx->found[i].seq == seq) && fx->found[i].group == group &&
+		    fx->found[i].type == type)
 			return &fx->found[i];
 	}
 	return NULL;
@@ -479,7 +481,7 @@ static void test_salvage_names_the_group_of_a_bad_payload(void **state)
 	fx_fill_groups(fx, 4);
 	fx_reopen(fx); /* To learn where records are. */
 	seq = fx->wal.segments[1].seq;
-	bad = fx_find_in(fx, seq, 2);
+	bad = fx_find_in(fx, seq, 2, SEGMENT_RECORD_ENTRIES);
 	assert_non_null(bad);
 	first = bad->first_index;
 	wal_deinit(&fx->wal);
@@ -539,7 +541,7 @@ static void test_salvage_damages_every_group_on_a_bad_header(void **state)
 	fx_fill_groups(fx, 4);
 	fx_reopen(fx);
 	seq = fx->wal.segments[1].seq;
-	bad = fx_find_in(fx, seq, 3);
+	bad = fx_find_in(fx, seq, 3, SEGMENT_RECORD_ENTRIES);
 	assert_non_null(bad);
 	wal_deinit(&fx->wal);
 	fx_flip_bit(fx, seq, bad->offset + 9); /* The group id. */
@@ -577,22 +579,19 @@ static void test_salvage_damages_every_group_on_a_bad_header(void **state)
 static void test_salvage_keeps_a_vote_whose_record_header_is_damaged(void **state)
 {
 	struct fx *fx = *state;
+	const struct found_record *vote;
 	const struct wal_group *g;
-	uint64_t seq = 0, offset = 0;
+	uint64_t seq, offset;
 
 	fx_fill_groups(fx, 2);
 	assert_int_equal(wal_append_hard(&fx->wal, 2, &(struct wal_hard){9, 3, 0, false}), 0);
 	fx_sync(fx);
 	fx_fill_groups(fx, 4);
 	fx_reopen(fx);
-	for (uint32_t i = 0; i < fx->found_count; i++) {
-		if (fx->found[i].group == 2 && fx->found[i].type == SEGMENT_RECORD_HARD) {
-			seq = fx->found[i].seq;
-			offset = fx->found[i].offset;
-			break; /* The first copy. */
-		}
-	}
-	assert_int_not_equal(seq, 0);
+	vote = fx_find_in(fx, 0, 2, SEGMENT_RECORD_HARD); /* The first copy. */
+	assert_non_null(vote);
+	seq = vote->seq;
+	offset = vote->offset;
 	assert_int_not_equal(seq, fx->wal.segments[fx->wal.segments_count - 1].seq);
 	wal_deinit(&fx->wal);
 	fx_flip_bit(fx, seq, offset + 9); /* The group id of the first copy. */
