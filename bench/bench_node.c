@@ -21,8 +21,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/assert.h"
 #include "bench/harness.h"
-#include "engine/assert.h"
 #include "flotilla.h"
 
 enum {

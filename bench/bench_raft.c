@@ -13,8 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/assert.h"
 #include "bench/harness.h"
-#include "engine/assert.h"
 #include "engine/raft.h"
 
 enum {

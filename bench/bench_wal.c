@@ -38,8 +38,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/err.h"
 #include "bench/harness.h"
-#include "engine/err.h"
 #include "io/wal.h"
 
 #define WAL_BENCH_CEILING_FILE  (64u << 20)

@@ -9,7 +9,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "engine/le.h"
+#include "base/le.h"
 #include "engine/raft.h"
 
 #define CONF_HEADER_SIZE 8

@@ -24,8 +24,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/assert.h"
-#include "engine/err.h"
+#include "base/assert.h"
+#include "base/err.h"
 
 #define CHUNK_SIZE      (256u * 1024u)
 #define CHUNK_FREE_MAX  4

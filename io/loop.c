@@ -24,7 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "engine/assert.h"
+#include "base/assert.h"
 #include "io/loop_sim.h"
 
 #define LOOP_SQ_ENTRIES_DEFAULT 256

@@ -28,7 +28,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "engine/assert.h"
+#include "base/assert.h"
 
 enum {
 	SIM_SECTOR_SIZE = 512,

@@ -60,8 +60,8 @@
 
 #include <xxhash.h>
 
-#include "engine/assert.h"
-#include "engine/err.h"
+#include "base/assert.h"
+#include "base/err.h"
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the formats are little-endian");
 static_assert(SEGMENT_RECORD_HEADER_SIZE % 8 == 0, "payloads start 8-byte aligned");

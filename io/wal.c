@@ -51,8 +51,8 @@
 
 #include <xxhash.h>
 
-#include "engine/assert.h"
-#include "engine/err.h"
+#include "base/assert.h"
+#include "base/err.h"
 
 #define WAL_CONTAINER_OF(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
 

@@ -1,5 +1,5 @@
 /* Public entry points of include/flotilla.h that need no running node. */
-#include "engine/err.h"
+#include "base/err.h"
 #include "flotilla.h"
 
 /* The public codes are the engine's codes under other names. */

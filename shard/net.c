@@ -31,7 +31,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "engine/err.h"
+#include "base/err.h"
 #include "shard/shard.h"
 #include "shard/wire.h"
 

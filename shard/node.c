@@ -13,7 +13,7 @@
 
 #include <xxhash.h>
 
-#include "engine/err.h"
+#include "base/err.h"
 #include "engine/raft.h"
 #include "flotilla.h"
 #include "shard/shard.h"

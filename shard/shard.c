@@ -45,9 +45,9 @@
 
 #include <xxhash.h>
 
-#include "engine/assert.h"
-#include "engine/err.h"
-#include "engine/le.h"
+#include "base/assert.h"
+#include "base/err.h"
+#include "base/le.h"
 #include "engine/raft.h"
 #include "io/loop.h"
 #include "io/loop_sim.h"

@@ -34,7 +34,7 @@
 
 #include <xxhash.h>
 
-#include "engine/le.h"
+#include "base/le.h"
 
 #define SNAPSHOT_MAGIC   0x504e5346u /* "FSNP" */
 #define SNAPSHOT_VERSION 1

@@ -50,7 +50,7 @@
 
 #include <xxhash.h>
 
-#include "engine/le.h"
+#include "base/le.h"
 
 #define WIRE_ENTRY_HEADER_SIZE    16
 #define WIRE_SNAPSHOT_HEADER_SIZE 24

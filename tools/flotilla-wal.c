@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/err.h"
+#include "base/err.h"
 #include "io/segment.h"
 #include "io/wal.h"
 

@@ -18,7 +18,7 @@
 
 #include <xxhash.h>
 
-#include "engine/le.h"
+#include "base/le.h"
 #include "shard/snapshot.h"
 #include "tests/fuzz/fuzz.h"
 #include "tools/kv.h"

@@ -27,7 +27,7 @@
 
 #include <xxhash.h>
 
-#include "engine/err.h"
+#include "base/err.h"
 #include "io/loop.h"
 #include "io/segment.h"
 #include "io/wal.h"

@@ -17,7 +17,7 @@
 
 #include <xxhash.h>
 
-#include "engine/le.h"
+#include "base/le.h"
 #include "shard/wire.h"
 #include "tests/fuzz/fuzz.h"
 

@@ -14,7 +14,7 @@
 
 #include <cmocka.h>
 
-#include "engine/err.h"
+#include "base/err.h"
 #include "io/segment.h"
 #include "io/wal.h"
 #include "tests/io/io_test.h"

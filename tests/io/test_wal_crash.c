@@ -23,7 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "engine/err.h"
+#include "base/err.h"
 #include "io/wal.h"
 #include "tests/io/io_test.h"
 

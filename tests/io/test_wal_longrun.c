@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/err.h"
+#include "base/err.h"
 #include "io/wal.h"
 #include "tests/io/io_test.h"
 

@@ -42,7 +42,7 @@
 
 #include <xxhash.h>
 
-#include "engine/err.h"
+#include "base/err.h"
 #include "flotilla.h"
 #include "io/loop_sim.h"
 #include "shard/shard.h"

@@ -35,7 +35,7 @@
 
 #include <xxhash.h>
 
-#include "engine/err.h"
+#include "base/err.h"
 
 #define PAYLOAD_HEADER_SIZE 12     /* u64 write id, u32 key; then filler. */
 #define SIM_OUTSTANDING_MAX 64     /* Uncommitted entries past which clients wait. */

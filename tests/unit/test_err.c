@@ -7,7 +7,7 @@
 
 #include <cmocka.h>
 
-#include "engine/err.h"
+#include "base/err.h"
 
 static void test_project_codes_have_names(void **state)
 {

@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "engine/err.h"
+#include "base/err.h"
 #include "engine/raft.h"
 #include "tests/unit/raft_fixture.h"
 

@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "engine/err.h"
+#include "base/err.h"
 #include "io/segment.h"
 
 #define SEQ 7

@@ -5,8 +5,8 @@
  * A failure prints file:line and the expression, then aborts. Assert bugs,
  * never operating conditions: a message from an old term is handled, a commit
  * index going backwards is a bug. */
-#ifndef ENGINE_ASSERT_H
-#define ENGINE_ASSERT_H
+#ifndef BASE_ASSERT_H
+#define BASE_ASSERT_H
 
 #include <assert.h>
 
@@ -24,4 +24,4 @@ _Noreturn void assert_fail(const char *file, int line, const char *expr);
 #define DEBUG_ASSERT(expr) ASSERT(expr)
 #endif
 
-#endif /* ENGINE_ASSERT_H */
+#endif /* BASE_ASSERT_H */

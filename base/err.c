@@ -1,5 +1,5 @@
 /* Names for error codes: project codes here, errno codes through strerror. */
-#include "engine/err.h"
+#include "base/err.h"
 
 #include <string.h>
 

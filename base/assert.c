@@ -1,5 +1,5 @@
 /* The one place an assertion failure is reported. */
-#include "engine/assert.h"
+#include "base/assert.h"
 
 #include <stdio.h>
 #include <stdlib.h>

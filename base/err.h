@@ -3,8 +3,8 @@
  * An action returns 0 or a negative value: either a negative errno (-ENOMEM,
  * -EIO, -EAGAIN, ...) or one of the project codes below, which sit under the
  * errno range so that the two never collide. err_str() names both kinds. */
-#ifndef ENGINE_ERR_H
-#define ENGINE_ERR_H
+#ifndef BASE_ERR_H
+#define BASE_ERR_H
 
 enum {
 	ERR_BASE = 4096,
@@ -34,4 +34,4 @@ enum {
 /* Text for an error code, project or errno. Never NULL; the string is static. */
 const char *err_str(int err);
 
-#endif /* ENGINE_ERR_H */
+#endif /* BASE_ERR_H */
