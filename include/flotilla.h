@@ -239,16 +239,18 @@ struct fl_proposal {
  * applied on this node (rv 0, result from apply) or failed (FL_ERR_NOT_LEADER
  * with a leader hint, FL_ERR_NO_GROUP, FL_ERR_STOPPING, FL_ERR_DROPPED,
  * FL_ERR_NO_SPACE (the leader's WAL file system is full; nothing proposed),
- * FL_ERR_INDETERMINATE, FL_ERR_TRANSFER, -EMSGSIZE, -EAGAIN when the shard's queue or the group's
- * uncommitted log is full). Returns 0 or the same errors when they are known at once. */
-/* Propose count entries of one group at once, in order, with one queue slot;
- * cb runs once per entry with that entry's arg. The payloads are copied.
- * Returns 0 (every callback will run) or an error (none will). */
-int fl_propose_batch(struct fl_node *node, uint64_t group, const struct fl_proposal *entries,
-		     uint32_t count, fl_done_cb cb);
-
+ * FL_ERR_INDETERMINATE, FL_ERR_TRANSFER, -EMSGSIZE, -EAGAIN when the shard's
+ * queue or the group's uncommitted log is full), -ENOMEM. Returns 0 (cb will run) or
+ * the same errors when they are known at once (cb will not run). */
 int fl_propose(struct fl_node *node, uint64_t group, const void *data, uint32_t size, fl_done_cb cb,
 	       void *arg);
+
+/* Propose count entries of one group at once, in order, with one queue slot;
+ * cb runs once per entry with that entry's arg, with the results of
+ * fl_propose(). The payloads are copied. Returns 0 (every callback will run)
+ * or an error (none will). */
+int fl_propose_batch(struct fl_node *node, uint64_t group, const struct fl_proposal *entries,
+		     uint32_t count, fl_done_cb cb);
 
 /* Linearizable read barrier (ReadIndex, or the lease when enabled): cb runs
  * with rv 0 once this node's state machine reflects every write acknowledged
