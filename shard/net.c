@@ -16,6 +16,8 @@
  * other's with crypto_auth(key, challenge | sender's handshake | receiver's
  * handshake), HMAC-SHA-512-256 from libsodium. The MAC binds the handshakes,
  * so a proof cannot be replayed for another node id, shard or connection. */
+#include "shard/net.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>

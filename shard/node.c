@@ -16,6 +16,7 @@
 #include "base/err.h"
 #include "engine/raft.h"
 #include "flotilla.h"
+#include "shard/net.h"
 #include "shard/shard.h"
 #include "shard/snapshot.h"
 
@@ -80,6 +81,13 @@ static void node_free(struct fl_node *node)
 	free(node->peer_ids);
 	free(node->net_peers);
 	free(node);
+}
+
+/* A shard's dial callback: the net thread dials for it. */
+static void node_dial(void *arg, uint64_t node, uint32_t shard_index, uint64_t peer)
+{
+	(void)node;
+	node_net_dial(arg, shard_index, peer);
 }
 
 int fl_node_start(const struct fl_node_config *config, struct fl_node **out)
@@ -164,7 +172,8 @@ int fl_node_start(const struct fl_node_config *config, struct fl_node **out)
 		    .sm = config->sm,
 		    .peers = node->peer_ids,
 		    .peers_count = config->peers_count,
-		    .net = node->net,
+		    .dial = node_dial,
+		    .dial_arg = node->net,
 		};
 
 		snprintf(sc.wal_dir, sizeof(sc.wal_dir), "%s/shard-%u", config->data_dir, started);

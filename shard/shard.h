@@ -15,7 +15,6 @@
 #include "flotilla.h"
 
 struct shard;
-struct node_net;
 struct snapshot_worker;
 struct loop;
 struct loop_sim;
@@ -99,14 +98,16 @@ struct shard_config {
 	struct fl_sm_ops sm;
 	const uint64_t *peers; /* Node ids of every other node. */
 	uint32_t peers_count;
-	struct node_net *net; /* Dials for us. */
-	/* Tests only (tests/sim/nodesim.c): run the shard on the simulated
-	 * loop backend of this world, with no thread of its own: the caller
-	 * drives it with shard_sim_turn(). dial, when set, replaces net: it
-	 * must answer with SHARD_REQ_CONN or SHARD_REQ_DIAL_FAILED. */
-	struct loop_sim *sim;
+	/* Ask for a connection from this shard (node, shard_index) to peer:
+	 * the answer comes to the shard's inbox as SHARD_REQ_CONN or
+	 * SHARD_REQ_DIAL_FAILED (the node's net thread: node_net_dial). Called
+	 * on the shard thread; required when peers_count > 0. */
 	void (*dial)(void *arg, uint64_t node, uint32_t shard_index, uint64_t peer);
 	void *dial_arg;
+	/* Tests only (tests/sim/nodesim.c): run the shard on the simulated
+	 * loop backend of this world, with no thread of its own: the caller
+	 * drives it with shard_sim_turn(). */
+	struct loop_sim *sim;
 };
 
 /* Counters, written by the shard thread, read by anyone (relaxed atomics). */
@@ -171,34 +172,6 @@ uint64_t shard_wal_fsyncs(struct shard *shard);
 /* Bytes allocated from the shard thread's own arena (0 without jemalloc). */
 uint64_t shard_memory(struct shard *shard);
 uint64_t shard_wal_bytes(struct shard *shard);
-
-/* The net thread: accepts peer connections (checking their handshake) and
- * dials peers on behalf of shards. */
-struct node_net_peer {
-	uint64_t id;
-	char addr[256];
-};
-
-struct node_net_config {
-	bool auth;
-	uint8_t auth_key[32]; /* crypto_auth_KEYBYTES, derived from the configured secret. */
-	uint64_t node_id;
-	uint64_t cluster_id;
-	uint32_t shards_count;
-	const char *listen_addr;
-	const struct node_net_peer *peers;
-	uint32_t peers_count;
-};
-
-int node_net_start(struct node_net **net, const struct node_net_config *config,
-		   struct shard **shards, char *why, size_t why_size);
-void node_net_stop(struct node_net *net);
-/* Every shard of the array passed to node_net_start() is running now. */
-void node_net_ready(struct node_net *net);
-uint16_t node_net_port(const struct node_net *net);
-/* Ask for a connection from shard shard_index to peer; the result arrives in
- * that shard's inbox as SHARD_REQ_CONN or SHARD_REQ_DIAL_FAILED. */
-void node_net_dial(struct node_net *net, uint32_t shard_index, uint64_t peer);
 
 /* Log a line to stderr with a timestamp and the node id. */
 void node_log(uint64_t node_id, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

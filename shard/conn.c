@@ -1,0 +1,173 @@
+/* Incoming peer connections: receive, verify and decode frames. Decoded
+ * messages and snapshot chunks go to the handlers the shard set
+ * (shard->conn_step, shard->conn_chunk): this layer calls nothing above it. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/assert.h"
+#include "base/err.h"
+#include "shard/shard_internal.h"
+
+void conn_free(struct shard *s, struct conn *c)
+{
+	for (int i = 0; i < SHARD_CONNS_MAX; i++)
+		if (s->conns[i] == c)
+			s->conns[i] = NULL;
+	close(c->fd);
+	buf_free(&c->in);
+	free(c);
+}
+
+static void conn_refuse(struct shard *s, struct conn *c, const char *why)
+{
+	node_log(s->config.node_id, "shard %u: closing connection from node %llu: %s",
+		 s->config.shard_index, (unsigned long long)c->peer, why);
+	stat_add(&s->stats.peers_refused, 1);
+	c->closing = true;
+}
+
+/* Decode every message of a verified frame body. Returns 0 or -EPROTO. */
+static int conn_frame(struct shard *s, struct conn *c, const uint8_t *body, size_t size)
+{
+	while (size > 0) {
+		struct raft_snapshot_meta snap;
+		struct raft_msg m;
+		size_t used = 0;
+		int rv = wire_msg_decode(body, size, &used, &m, s->dec_entries, s->dec_entries_cap,
+					 &snap);
+
+		if (rv == -E2BIG) {
+			struct raft_entry *entries =
+			    grow_array(s->dec_entries, &s->dec_entries_cap,
+				       s->dec_entries_cap * 2 + 1024, sizeof(*entries));
+
+			if (entries == NULL)
+				return -ENOMEM;
+			s->dec_entries = entries;
+			continue;
+		}
+		if (rv != 0)
+			return rv;
+		s->conn_step(s, c->peer, &m);
+		body += used;
+		size -= used;
+	}
+	return 0;
+}
+
+/* The beats of a WIRE_FRAME_HEARTBEATS body. Returns 0 or -EPROTO. */
+static int conn_beats(struct shard *s, struct conn *c, const uint8_t *body, size_t size)
+{
+	if (size % WIRE_BEAT_SIZE != 0)
+		return -EPROTO;
+	for (size_t off = 0; off < size; off += WIRE_BEAT_SIZE) {
+		struct raft_msg m;
+
+		if (wire_beat_decode(body + off, c->peer, s->config.node_id, &m) != 0)
+			return -EPROTO;
+		s->conn_step(s, c->peer, &m);
+	}
+	return 0;
+}
+
+static int conn_body(struct shard *s, struct conn *c, uint32_t kind, const uint8_t *body,
+		     size_t size)
+{
+	switch (kind) {
+	case WIRE_FRAME_SNAPSHOT:
+		return s->conn_chunk(s, c->peer, body, size);
+	case WIRE_FRAME_HEARTBEATS:
+		return conn_beats(s, c, body, size);
+	default:
+		return conn_frame(s, c, body, size);
+	}
+}
+
+static void conn_recv_post(struct shard *s, struct conn *c);
+
+static void conn_recv_done(struct loop_op *op, int res)
+{
+	struct conn *c = container_of(op, struct conn, recv_op);
+	struct shard *s = c->shard;
+
+	ASSERT(c->ops > 0); /* Each completion ends an operation posted on c. */
+	c->ops--;
+	if (res <= 0 || c->closing || atomic_load(&s->stopping)) {
+		conn_free(s, c);
+		return;
+	}
+	stat_add(&s->stats.bytes_in, (uint64_t)res);
+	c->in.len += (size_t)res;
+	c->received = true; /* Parsed by the turn: see persist_durable_done() for why. */
+}
+
+void conn_parse(struct shard *s, struct conn *c)
+{
+	size_t off = 0;
+
+	c->received = false;
+	while (c->in.len - off >= WIRE_FRAME_HEADER_SIZE) {
+		struct wire_frame_header h;
+		int rv = wire_frame_header_decode(&h, c->in.data + off);
+
+		if (rv != 0) {
+			conn_refuse(s, c, rv == -EMSGSIZE ? "frame too large" : "bad frame kind");
+			break;
+		}
+		if (c->in.len - off < WIRE_FRAME_HEADER_SIZE + h.body_size) {
+			if (buf_reserve(&c->in, WIRE_FRAME_HEADER_SIZE + h.body_size) != 0)
+				conn_refuse(s, c, "out of memory");
+			break;
+		}
+		if (wire_frame_verify(&h, c->in.data + off + WIRE_FRAME_HEADER_SIZE) != 0) {
+			conn_refuse(s, c, "frame checksum mismatch");
+			break;
+		}
+		rv =
+		    conn_body(s, c, h.kind, c->in.data + off + WIRE_FRAME_HEADER_SIZE, h.body_size);
+		if (rv != 0) {
+			/* Out of memory too: the peer sends it all again. */
+			conn_refuse(s, c, rv == -ENOMEM ? "out of memory" : "malformed message");
+			break;
+		}
+		off += WIRE_FRAME_HEADER_SIZE + h.body_size;
+	}
+	if (c->closing) {
+		conn_free(s, c);
+		return;
+	}
+	memmove(c->in.data, c->in.data + off, c->in.len - off);
+	c->in.len -= off;
+	conn_recv_post(s, c);
+}
+
+static void conn_recv_post(struct shard *s, struct conn *c)
+{
+	if (c->in.cap - c->in.len < 4096 && buf_reserve(&c->in, c->in.cap) != 0) {
+		conn_free(s, c);
+		return;
+	}
+	c->ops++;
+	loop_recv(&s->loop, &c->recv_op, c->fd, c->in.data + c->in.len,
+		  (uint32_t)(c->in.cap - c->in.len), 0, conn_recv_done);
+}
+
+void conn_adopt(struct shard *s, int fd, uint64_t peer)
+{
+	struct conn *c = calloc(1, sizeof(*c));
+	int slot = -1;
+
+	for (int i = 0; i < SHARD_CONNS_MAX && slot < 0; i++)
+		if (s->conns[i] == NULL)
+			slot = i;
+	if (c == NULL || slot < 0 || buf_reserve(&c->in, SHARD_RECV_SIZE) != 0) {
+		free(c);
+		close(fd);
+		return;
+	}
+	*c = (struct conn){.shard = s, .fd = fd, .peer = peer, .in = c->in};
+	s->conns[slot] = c;
+	conn_recv_post(s, c);
+}

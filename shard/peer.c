@@ -1,0 +1,268 @@
+/* Outgoing peer connections: one per peer node, dialled by the net thread,
+ * carrying this shard's frames (messages, coalesced heartbeats, snapshot
+ * chunks) with one send per peer per turn. They carry nothing back. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "base/assert.h"
+#include "base/err.h"
+#include "shard/shard_internal.h"
+
+struct peer *peer_find(struct shard *s, uint64_t id)
+{
+	for (uint32_t i = 0; i < s->peers_count; i++)
+		if (s->peers[i].id == id)
+			return &s->peers[i];
+	return NULL;
+}
+
+/* Room for size bytes of messages in the peer's open frame, or NULL when
+ * the message is dropped: the peer is not connected or too far behind. */
+uint8_t *peer_reserve(struct shard *s, struct peer *p, size_t size)
+{
+	uint8_t *at;
+
+	if (p->state != PEER_UP || p->out.len + p->flight.len + size > SHARD_OUT_SIZE_MAX) {
+		stat_add(&s->stats.msgs_dropped, 1);
+		return NULL; /* Raft retransmits what is lost. */
+	}
+	if (p->frame_start != SIZE_MAX &&
+	    p->out.len - p->frame_start - WIRE_FRAME_HEADER_SIZE + size > SHARD_FRAME_BODY_SOFT) {
+		wire_frame_seal(p->out.data + p->frame_start, WIRE_FRAME_RAFT,
+				(uint32_t)(p->out.len - p->frame_start - WIRE_FRAME_HEADER_SIZE));
+		p->frame_start = SIZE_MAX;
+	}
+	if (buf_reserve(&p->out, size + WIRE_FRAME_HEADER_SIZE) != 0) {
+		stat_add(&s->stats.msgs_dropped, 1);
+		return NULL;
+	}
+	if (p->frame_start == SIZE_MAX) {
+		p->frame_start = p->out.len;
+		p->out.len += WIRE_FRAME_HEADER_SIZE;
+	}
+	at = p->out.data + p->out.len;
+	p->out.len += size;
+	return at;
+}
+
+void peer_queue(struct shard *s, struct peer *p, const struct raft_msg *m)
+{
+	size_t size;
+	uint8_t *at;
+
+	if (wire_msg_is_beat(m)) {
+		/* The heartbeats of all groups to this peer leave as one frame of
+		 * 40-byte beats per turn (DESIGN: liveness is per host). */
+		if (p->state != PEER_UP ||
+		    p->out.len + p->flight.len + p->beats.len + WIRE_BEAT_SIZE >
+			SHARD_OUT_SIZE_MAX ||
+		    buf_reserve(&p->beats, WIRE_BEAT_SIZE) != 0) {
+			stat_add(&s->stats.msgs_dropped, 1);
+			return;
+		}
+		wire_beat_encode(m, p->beats.data + p->beats.len);
+		p->beats.len += WIRE_BEAT_SIZE;
+		return;
+	}
+	size = wire_msg_size(m);
+	at = peer_reserve(s, p, size);
+	if (at)
+		wire_msg_encode(m, at);
+}
+
+/* Queue size bytes of an encoded message to peer, as peer_queue() would: a
+ * message to an unknown, down or too slow peer is dropped. */
+void peer_queue_encoded(struct shard *s, uint64_t peer, const uint8_t *msg, size_t size)
+{
+	struct peer *p = peer_find(s, peer);
+	uint8_t *at = p ? peer_reserve(s, p, size) : NULL;
+
+	if (at)
+		memcpy(at, msg, size);
+}
+
+static void peer_close(struct shard *s, struct peer *p, const char *why)
+{
+	if (p->state != PEER_UP)
+		return;
+	node_log(s->config.node_id, "shard %u: connection to node %llu lost: %s",
+		 s->config.shard_index, (unsigned long long)p->id, why);
+	p->state = PEER_CLOSING;
+	shutdown(p->fd, SHUT_RDWR); /* Completes the outstanding probe and send. */
+}
+
+static void peer_maybe_closed(struct shard *s, struct peer *p)
+{
+	if (p->state != PEER_CLOSING || p->ops > 0)
+		return;
+	close(p->fd);
+	p->fd = -1;
+	p->out.len = p->flight.len = p->beats.len = 0;
+	p->frame_start = SIZE_MAX;
+	p->sending = false;
+	p->state = PEER_DOWN;
+	p->backoff_ms = SHARD_REDIAL_MIN_MS;
+	p->redial_ms = s->now_ms; /* Redial at once: a refusal proves the process gone. */
+}
+
+static void peer_send_done(struct loop_op *op, int res)
+{
+	struct peer *p = container_of(op, struct peer, send_op);
+	struct shard *s = p->shard;
+
+	ASSERT(p->ops > 0); /* Each completion ends an operation posted on p. */
+	p->ops--;
+	if (res <= 0) {
+		p->sending = false;
+		peer_close(s, p, res == 0 ? "send wrote nothing" : strerror(-res));
+		peer_maybe_closed(s, p);
+		return;
+	}
+	stat_add(&s->stats.bytes_out, (uint64_t)res);
+	p->flight_sent += (size_t)res;
+	if (p->flight_sent < p->flight.len && p->state == PEER_UP) {
+		/* A short send: the rest goes out next. */
+		p->ops++;
+		loop_send(&s->loop, &p->send_op, p->fd, p->flight.data + p->flight_sent,
+			  (uint32_t)(p->flight.len - p->flight_sent), 0, peer_send_done);
+		return;
+	}
+	p->sending = false;
+	/* A burst (elections of thousands of groups, a catch-up) may have grown
+	 * the buffer far past what the peer needs now: give it back. */
+	if (p->flight.cap > SHARD_BUF_KEEP && p->flight.len < p->flight.cap / 16)
+		buf_free(&p->flight);
+	p->flight.len = 0;
+	peer_maybe_closed(s, p);
+}
+
+/* One send per peer per turn: the frames gathered this turn go out together. */
+void peer_send(struct shard *s, struct peer *p)
+{
+	struct buf tmp;
+
+	if (p->state != PEER_UP || p->sending || (p->out.len == 0 && p->beats.len == 0))
+		return;
+	if (p->frame_start != SIZE_MAX) {
+		wire_frame_seal(p->out.data + p->frame_start, WIRE_FRAME_RAFT,
+				(uint32_t)(p->out.len - p->frame_start - WIRE_FRAME_HEADER_SIZE));
+		p->frame_start = SIZE_MAX;
+	}
+	if (p->beats.len > 0) {
+		size_t body = p->beats.len;
+
+		if (body > WIRE_FRAME_SIZE_MAX)
+			body = WIRE_FRAME_SIZE_MAX / WIRE_BEAT_SIZE * WIRE_BEAT_SIZE;
+		if (buf_reserve(&p->out, WIRE_FRAME_HEADER_SIZE + body) == 0) {
+			memcpy(p->out.data + p->out.len + WIRE_FRAME_HEADER_SIZE, p->beats.data,
+			       body);
+			wire_frame_seal(p->out.data + p->out.len, WIRE_FRAME_HEARTBEATS,
+					(uint32_t)body);
+			p->out.len += WIRE_FRAME_HEADER_SIZE + body;
+		}
+		p->beats.len = 0; /* Any beyond a frame are dropped: the next round comes. */
+	}
+	tmp = p->flight;
+	p->flight = p->out;
+	p->out = tmp;
+	p->out.len = 0;
+	p->flight_sent = 0;
+	p->sending = true;
+	p->ops++;
+	loop_send(&s->loop, &p->send_op, p->fd, p->flight.data, (uint32_t)p->flight.len, 0,
+		  peer_send_done);
+}
+
+/* Our outgoing connections carry no data towards us: a completed receive on
+ * one means the peer closed it (or reset it). */
+static void peer_probe_done(struct loop_op *op, int res)
+{
+	struct peer *p = container_of(op, struct peer, probe_op);
+
+	ASSERT(p->ops > 0); /* Each completion ends an operation posted on p. */
+	p->ops--;
+	peer_close(p->shard, p,
+		   res == 0  ? "closed by peer"
+		   : res < 0 ? strerror(-res)
+			     : "unexpected data");
+	peer_maybe_closed(p->shard, p);
+}
+
+static void peer_groups_event(struct shard *s, uint64_t node, bool up)
+{
+	for (uint64_t i = 0; i < s->table_cap; i++) {
+		struct group *g = s->table[i];
+
+		if (g == NULL)
+			continue;
+		if (up)
+			raft_peer_up(&g->raft, node);
+		else
+			raft_peer_down(&g->raft, node, s->now_ms);
+		table_dirty(s, g);
+	}
+}
+
+void peer_connected(struct shard *s, struct peer *p, int fd)
+{
+	if (p->state == PEER_UP || p->state == PEER_CLOSING) {
+		close(fd); /* Lost a race with an older dial; keep the one we have. */
+		return;
+	}
+	p->fd = fd;
+	p->state = PEER_UP;
+	p->backoff_ms = SHARD_REDIAL_MIN_MS;
+	p->frame_start = SIZE_MAX;
+	p->ops++;
+	loop_recv(&s->loop, &p->probe_op, fd, &p->probe_byte, 1, 0, peer_probe_done);
+	if (p->reported_down) {
+		p->reported_down = false;
+		node_log(s->config.node_id, "shard %u: node %llu is back", s->config.shard_index,
+			 (unsigned long long)p->id);
+		peer_groups_event(s, p->id, true);
+	}
+}
+
+void peer_dial_failed(struct shard *s, struct peer *p, int err)
+{
+	if (p->state != PEER_DIALING)
+		return;
+	p->state = PEER_DOWN;
+	/* Only a refused connection is evidence that the process is gone: a
+	 * timeout may be a slow network, and must not release leader stickiness
+	 * (see raft_peer_down). */
+	if (err == ECONNREFUSED && !p->reported_down) {
+		p->reported_down = true;
+		node_log(s->config.node_id, "shard %u: node %llu refuses connections: down",
+			 s->config.shard_index, (unsigned long long)p->id);
+		peer_groups_event(s, p->id, false);
+	}
+	p->redial_ms = s->now_ms + p->backoff_ms;
+	p->backoff_ms =
+	    p->backoff_ms * 2 > SHARD_REDIAL_MAX_MS ? SHARD_REDIAL_MAX_MS : p->backoff_ms * 2;
+}
+
+void peer_dial_all(struct shard *s)
+{
+	for (uint32_t i = 0; i < s->peers_count; i++) {
+		struct peer *p = &s->peers[i];
+
+		if (p->state != PEER_DOWN || s->now_ms < p->redial_ms)
+			continue;
+		p->state = PEER_DIALING;
+		s->config.dial(s->config.dial_arg, s->config.node_id, s->config.shard_index, p->id);
+	}
+}
+
+/* Seal the peer's open message frame so that a chunk frame can follow it. */
+void peer_frame_close(struct peer *p)
+{
+	if (p->frame_start == SIZE_MAX)
+		return;
+	wire_frame_seal(p->out.data + p->frame_start, WIRE_FRAME_RAFT,
+			(uint32_t)(p->out.len - p->frame_start - WIRE_FRAME_HEADER_SIZE));
+	p->frame_start = SIZE_MAX;
+}
