@@ -62,6 +62,12 @@
 
 static_assert(SEGMENT_HEADER_SIZE <= WAL_BLOCK_SIZE, "the segment header fits a block");
 static_assert(WAL_SEGMENT_SIZE_MAX % WAL_BLOCK_SIZE == 0, "segments are block aligned");
+static_assert(WAL_SEGMENT_SIZE_MAX <= UINT32_MAX, "a segment size fits wal_config's u32");
+static_assert(WAL_BATCH_SIZE_MIN % WAL_BLOCK_SIZE == 0, "batches are whole blocks");
+static_assert(WAL_BLOCK_SIZE % 8 == 0, "a block boundary is a record boundary");
+static_assert(SEGMENT_RECORD_HEADER_SIZE < WAL_BLOCK_SIZE, "a PAD record fits in a block");
+static_assert(WAL_ENTRY_OVERHEAD < WAL_BATCH_SIZE_MIN / 4, "a quarter batch holds an entry");
+static_assert(WAL_BUFFERS_COUNT_MIN >= 3, "buffers: one open, one queued, one in flight");
 
 static void wal_batch_submit(struct wal *wal, struct wal_batch *batch);
 
@@ -125,7 +131,7 @@ static uint32_t wal_batch_room(const struct wal *wal, const struct wal_batch *ba
 }
 
 static uint8_t *wal_record_begin(struct wal *wal, const struct segment_record *record);
-static uint64_t wal_record_end(struct wal *wal, uint32_t payload_size);
+static uint64_t wal_record_end(struct wal *wal, const struct segment_record *record);
 
 /* With direct_io a write covers whole blocks: a PAD record fills the batch
  * up to the next block boundary, where the next batch starts. */
@@ -144,7 +150,7 @@ static void wal_batch_pad(struct wal *wal)
 	record.size = (uint32_t)(pad - SEGMENT_RECORD_HEADER_SIZE);
 	payload = wal_record_begin(wal, &record);
 	memset(payload, 0, record.size);
-	wal_record_end(wal, record.size);
+	wal_record_end(wal, &record);
 	ASSERT((batch->offset + batch->size) % WAL_BLOCK_SIZE == 0);
 }
 
@@ -242,23 +248,52 @@ static int wal_make_room(struct wal *wal, uint32_t need)
 /* Start a record in the open batch. Returns where its payload goes. */
 static uint8_t *wal_record_begin(struct wal *wal, const struct segment_record *record)
 {
-	uint8_t *rec = wal->open->buf + wal->open->size;
+	uint8_t *rec;
 
+	ASSERT(wal->open != NULL); /* wal_make_room() opened it. */
+	ASSERT(wal->open->state == WAL_BATCH_OPEN);
+	ASSERT(record->batch == wal->open->number); /* A record carries its batch. */
+	ASSERT(wal->open->size % 8 == 0);           /* Records start 8-byte aligned. */
+	rec = wal->open->buf + wal->open->size;
 	segment_record_put(rec, record);
 	return rec + SEGMENT_RECORD_HEADER_SIZE;
 }
 
+#ifndef NDEBUG
+/* The sealed record at rec decodes (header and its own check) to record. */
+static bool wal_record_round_trips(const uint8_t *rec, uint32_t size, uint64_t seq,
+				   const struct segment_record *record)
+{
+	struct segment_record decoded;
+
+	return segment_record_head_get(rec, size, seq, &decoded) == 0 &&
+	       decoded.group == record->group && decoded.first_index == record->first_index &&
+	       decoded.term == record->term && decoded.batch == record->batch &&
+	       decoded.size == record->size && decoded.type == record->type &&
+	       decoded.flags == record->flags;
+}
+#endif
+
 /* Seal the record started at the end of the open batch and account for it.
  * Returns its offset in the segment file. */
-static uint64_t wal_record_end(struct wal *wal, uint32_t payload_size)
+static uint64_t wal_record_end(struct wal *wal, const struct segment_record *record)
 {
 	struct wal_batch *batch = wal->open;
 	struct wal_segment *tail = wal_segments_tail(wal);
-	uint32_t size = segment_record_size(payload_size);
+	uint32_t size = segment_record_size(record->size);
 	uint64_t offset = batch->offset + batch->size;
 
+	ASSERT(tail->seq == batch->seq);
+	ASSERT(tail->end == offset);               /* The open batch ends where the tail does. */
+	ASSERT(tail->last_batch <= batch->number); /* Batches never go back in a segment. */
 	segment_record_seal(batch->buf + batch->size, batch->seq);
+	/* Paired with the reader: the header decodes to what was encoded. The
+	 * whole batch is verified again after its write (wal_batch_verifies). */
+	DEBUG_ASSERT(wal_record_round_trips(batch->buf + batch->size, size, batch->seq, record));
 	batch->size += size;
+	/* The buffer holds header, records and pad (wal_alloc). */
+	ASSERT(batch->size <= wal->config.batch_size_max + WAL_BLOCK_SIZE);
+	ASSERT(tail->end + size <= tail->size);
 	tail->end += size;
 	if (tail->first_batch == 0)
 		tail->first_batch = batch->number;
@@ -330,6 +365,7 @@ int wal_append_entries_flags(struct wal *wal, uint64_t group, uint64_t first_ind
 		return -EINVAL;
 	if (first_index > last + 1)
 		return WAL_ERR_GAP;
+	ASSERT(flags == 0 || flags == SEGMENT_ENTRIES_COPY);
 	rv = wal_check_entries(wal, entries, entries_count, &upper);
 	if (rv != 0)
 		return rv;
@@ -375,19 +411,25 @@ int wal_append_entries_flags(struct wal *wal, uint64_t group, uint64_t first_ind
 				memcpy(data, entries[i + j].data, entries[i + j].size);
 			data += entries[i + j].size;
 		}
+		ASSERT(data == payload + record.size); /* The entries fill the size declared. */
 		run.first_index = record.first_index;
 		run.record_index = record.first_index;
 		run.term = record.term;
 		run.seq = wal->open->seq;
 		run.count = n;
 		run.size = segment_record_size(record.size);
-		run.offset = wal_record_end(wal, record.size);
+		run.offset = wal_record_end(wal, &record);
 		/* A copy that finds no memory to re-point its runs leaves them
 		 * on the old records, which stay valid and pinned. */
 		(void)wal_index_apply_entries(g, &run, flags & SEGMENT_ENTRIES_COPY, false);
 		wal->stats.entries += n;
 		i += n;
 	}
+	/* Indexes per group: an append ends the log at its last entry (§5.3:
+	 * what followed was replaced); a copy leaves the end where it was. */
+	ASSERT(flags != 0 || g->last_index == first_index + entries_count - 1);
+	ASSERT(g->last_index >= first_index + entries_count - 1);
+	ASSERT(g->first_index == g->mark_index + 1); /* The live log starts after the mark. */
 	return 0;
 }
 
@@ -415,7 +457,7 @@ static int wal_append_small(struct wal *wal, struct segment_record *record, cons
 	if (record->size > 0)
 		memcpy(out, payload, record->size);
 	*seq = wal->open->seq;
-	wal_record_end(wal, record->size);
+	wal_record_end(wal, record);
 	return 0;
 }
 
@@ -484,6 +526,9 @@ int wal_append_mark(struct wal *wal, uint64_t group, uint64_t index, uint64_t te
 	if (g->removed)
 		wal_index_group_clear(g);
 	wal_index_apply_mark(g, index, term, keep, seq);
+	ASSERT(g->mark_index == index);
+	ASSERT(g->first_index == index + 1);
+	ASSERT(g->last_index >= index);
 	return 0;
 }
 
@@ -510,6 +555,10 @@ int wal_append_reset(struct wal *wal, uint64_t group, uint64_t index, uint64_t t
 	if (rv != 0)
 		return rv;
 	wal_index_apply_reset(g, index, term, seq);
+	ASSERT(g->mark_index == index);
+	ASSERT(g->last_index == index); /* The log is the mark alone. */
+	ASSERT(g->runs_count == 0);
+	ASSERT(!g->damaged);
 	return 0;
 }
 
@@ -565,10 +614,39 @@ static void wal_batch_failed(struct wal *wal, struct wal_batch *batch, int rv, c
 	wal_fail(wal, rv == -ENOSPC ? -ENOSPC : WAL_ERR_FAILED, true);
 }
 
+#ifndef NDEBUG
+/* Every record of a written batch still verifies and carries the batch's
+ * number: the checks computed before the write hold after it (the kernel
+ * wrote from this buffer, which nothing may touch meanwhile). */
+static bool wal_batch_verifies(const struct wal_batch *batch)
+{
+	struct segment_header header;
+	uint32_t at = batch->head_size;
+
+	if (batch->head_size != 0 &&
+	    (segment_header_get(batch->buf, &header) != 0 || header.seq != batch->seq ||
+	     header.first_batch != batch->number))
+		return false;
+	while (at < batch->size) {
+		struct segment_record record;
+
+		if (segment_record_get(batch->buf + at, batch->size - at, batch->seq, &record) !=
+			0 ||
+		    record.batch != batch->number)
+			return false;
+		at += segment_record_size(record.size);
+	}
+	return at == batch->size;
+}
+#endif
+
 static void wal_batch_done(struct wal *wal, struct wal_batch *batch)
 {
 	uint64_t next = batch->number + 1;
 
+	ASSERT(batch->state == WAL_BATCH_WRITING);
+	ASSERT(batch->number == wal->writing_batch);
+	ASSERT(batch->done <= batch->size);
 	if (batch->write_res < 0) {
 		wal_batch_failed(wal, batch, batch->write_res, "write");
 		return;
@@ -585,6 +663,8 @@ static void wal_batch_done(struct wal *wal, struct wal_batch *batch)
 		wal_batch_submit(wal, batch);
 		return;
 	}
+	DEBUG_ASSERT(wal_batch_verifies(batch));
+	ASSERT(batch->number == wal->durable_batch + 1); /* Durable in order, one by one. */
 	batch->state = WAL_BATCH_DURABLE;
 	wal->durable_batch = batch->number;
 	wal->writing_batch = 0;
@@ -628,6 +708,11 @@ static void wal_batch_submit(struct wal *wal, struct wal_batch *batch)
 {
 	ASSERT(wal->writing_batch == 0 || wal->writing_batch == batch->number);
 	ASSERT(batch->number == wal->durable_batch + 1); /* One batch at a time, in order. */
+	ASSERT(batch->state == WAL_BATCH_QUEUED || batch->state == WAL_BATCH_WRITING);
+	/* O_DIRECT writes whole blocks: a batch starts and ends on a block
+	 * boundary (wal_batch_pad). */
+	ASSERT(!wal->config.direct_io || batch->offset % WAL_BLOCK_SIZE == 0);
+	ASSERT(!wal->config.direct_io || batch->size % WAL_BLOCK_SIZE == 0);
 	batch->state = WAL_BATCH_WRITING;
 	batch->pending = 2;
 	batch->write_res = 0;

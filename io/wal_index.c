@@ -154,6 +154,12 @@ int wal_index_runs_reserve(struct wal_group *g, uint32_t more)
 static void wal_runs_push(struct wal_group *g, const struct wal_run *run)
 {
 	ASSERT(g->runs_count < g->runs_cap); /* Reserved beforehand. */
+	if (g->runs_count > 0) {
+		const struct wal_run *prev = wal_index_run_at(g, g->runs_count - 1);
+
+		/* Runs stay in index order and never overlap. */
+		ASSERT(prev->first_index + prev->count <= run->first_index);
+	}
 	*wal_index_run_at(g, g->runs_count) = *run;
 	g->runs_count++;
 	g->live_size += run->size;
@@ -280,6 +286,7 @@ static int wal_runs_put_copy(struct wal_group *g, const struct wal_run *run)
 	}
 	if (!placed)
 		out[n++] = *run;
+	ASSERT(n <= cap); /* A copy splits at most one run in two. */
 	for (uint32_t i = 0; i < n; i++)
 		g->live_size += out[i].size; /* A split record counts twice: an estimate. */
 	free(g->runs);
@@ -295,6 +302,10 @@ int wal_index_apply_entries(struct wal_group *g, const struct wal_run *record_ru
 {
 	struct wal_run run = *record_run;
 
+	ASSERT(run.count >= 1);
+	ASSERT(run.record_index <= run.first_index);
+	ASSERT(run.first_index >= 1);                      /* Indexes start at 1. */
+	ASSERT(run.first_index <= UINT64_MAX - run.count); /* The next index exists. */
 	g->removed = false;
 	if (run.first_index <= g->mark_index) {
 		/* Only on recovery (appends refuse it): a record older than the
@@ -336,12 +347,14 @@ int wal_index_apply_entries(struct wal_group *g, const struct wal_run *record_ru
 	}
 	wal_runs_push(g, &run);
 	g->last_index = run.first_index + run.count - 1;
+	ASSERT(g->first_index <= g->last_index); /* The run is live. */
 	return 0;
 }
 
 void wal_index_apply_mark(struct wal_group *g, uint64_t index, uint64_t term, bool keep,
 			  uint64_t seq)
 {
+	ASSERT(index < UINT64_MAX); /* The index after the mark exists. */
 	g->removed = false;
 	if (index < g->mark_index)
 		return; /* Recovery only: a stale mark from an undeleted segment. */
@@ -422,4 +435,29 @@ int wal_term(const struct wal *wal, uint64_t group, uint64_t index, uint64_t *te
 	if (g == NULL || g->removed)
 		return -ENOENT;
 	return wal_index_term_at(g, index, term) ? 0 : -ERANGE;
+}
+
+bool wal_index_is_sane(const struct wal_group *g)
+{
+	uint64_t covered = g->first_index, live_size = 0;
+
+	if (g->removed)
+		return g->runs_count == 0;
+	if (g->first_index != g->mark_index + 1 || g->last_index < g->mark_index)
+		return false;
+	if (g->runs_count == 0)
+		return g->last_index == g->mark_index;
+	for (uint32_t i = 0; i < g->runs_count; i++) {
+		const struct wal_run *run = wal_index_run_at(g, i);
+
+		if (run->count == 0 || run->record_index > run->first_index)
+			return false;
+		if (i > 0 && run->first_index < covered)
+			return false; /* Out of order, or overlapping. */
+		if (run->first_index > covered && covered <= g->last_index)
+			return false; /* A hole in the live log. */
+		covered = run->first_index + run->count;
+		live_size += run->size;
+	}
+	return covered == g->last_index + 1 && live_size == g->live_size;
 }

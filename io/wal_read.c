@@ -129,6 +129,9 @@ static int wal_read_decode(struct wal_read *read, uint64_t size_max)
 static void wal_read_finish(struct wal_read *read)
 {
 	read->rv = read->rv != 0 ? read->rv : wal_read_decode(read, read->size_max);
+	/* A read that succeeds returns at least one entry, and none past the range. */
+	ASSERT(read->rv != 0 || read->entries_count >= 1);
+	ASSERT(read->entries_count <= read->last_index - read->first_index + 1);
 	read->cb(read, read->rv);
 }
 

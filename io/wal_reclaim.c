@@ -66,6 +66,8 @@ static int wal_segment_retire(struct wal *wal)
 	struct wal_segment front = wal->segments[0];
 	char name[SEGMENT_NAME_SIZE], target[SEGMENT_NAME_SIZE];
 
+	ASSERT(wal->segments_count > 1); /* Never the tail. */
+	ASSERT(wal->reads_inflight == 0);
 	segment_name(name, front.seq);
 	if (wal->spares_count < wal->config.spares_max && front.size == wal->config.segment_size) {
 		/* Recycle: its blocks are allocated and written, so writing it
@@ -147,6 +149,7 @@ static void wal_reclaim_decide(struct wal *wal)
 	}
 	for (uint32_t i = 0; i + 1 < wal->segments_count && wal->segments[i].seq < need; i++)
 		upto = wal->segments[i].seq;
+	ASSERT(upto < wal_segments_tail(wal)->seq); /* The tail is never dead. */
 	if (upto > wal->reclaim_seq) {
 		wal->reclaim_seq = upto;
 		wal->reclaim_barrier = wal->appended_batch;
@@ -166,7 +169,10 @@ static int wal_collect_entries(struct wal *wal, const struct wal_group *g,
 		struct segment_entries cursor;
 		const uint8_t *data;
 		uint32_t size, type;
-		int rv = wal_read_record(wal, run, buf + at);
+		int rv;
+
+		ASSERT(at + run->size <= g->live_size); /* buf holds every live record. */
+		rv = wal_read_record(wal, run, buf + at);
 
 		if (rv == 0)
 			rv = segment_record_get(buf + at, run->size, run->seq, &record);
@@ -180,6 +186,7 @@ static int wal_collect_entries(struct wal *wal, const struct wal_group *g,
 			if (index < first || index < run->first_index)
 				continue;
 			ASSERT(index == first + n);
+			ASSERT(index <= g->last_index); /* entries[] holds the live log. */
 			entries[n++] = (struct wal_entry){record.term, type, size, data};
 		}
 		at += run->size;
@@ -258,6 +265,7 @@ static int wal_relieve(struct wal *wal, struct wal_pin *pins, uint32_t pins_max,
 				return rv;
 			if (rv == 0)
 				pin.action = WAL_PIN_REWRITTEN;
+			DEBUG_ASSERT(wal_index_is_sane(g));
 		}
 		if (pin.action == WAL_PIN_REWRITTEN)
 			wal->stats.groups_rewritten++;

@@ -423,6 +423,7 @@ static int wal_recover_segment(struct wal *wal, const struct wal_file *file,
 		if (rv != 0)
 			return rv;
 	}
+	ASSERT(offset <= limit); /* Every record taken fitted before limit. */
 	if (end_known && offset != limit) {
 		wal_say_corrupt(
 		    wal, file->seq, offset, buf + offset, limit - offset,
@@ -459,6 +460,8 @@ static int wal_recover_segment(struct wal *wal, const struct wal_file *file,
 			}
 		}
 	}
+	ASSERT(offset >= SEGMENT_HEADER_SIZE);
+	ASSERT(offset <= file->size);
 	segment.end = offset;
 	segment.end_known = end_known;
 	segment.batch_size_max = file->header.batch_size_max;
@@ -608,6 +611,20 @@ static void wal_recover_damaged(struct wal *wal)
 	}
 }
 
+#ifndef NDEBUG
+/* After the gaps are checked, every group's index holds together. */
+static bool wal_recover_index_is_sane(const struct wal *wal)
+{
+	const struct wal_group *g = NULL;
+
+	while ((g = wal_group_next(wal, g)) != NULL) {
+		if (!wal_index_is_sane(g))
+			return false;
+	}
+	return true;
+}
+#endif
+
 int wal_recover(struct wal *wal)
 {
 	struct wal_file *files = NULL;
@@ -675,6 +692,7 @@ int wal_recover(struct wal *wal)
 	}
 	wal_recover_damaged(wal);
 	rv = wal_recover_gaps(wal);
+	DEBUG_ASSERT(rv != 0 || wal_recover_index_is_sane(wal));
 	if (rv == 0)
 		rv = wal_recover_spares(wal, files, valid_end, count);
 	if (rv == 0)

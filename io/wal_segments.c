@@ -64,6 +64,7 @@ int wal_segments_push(struct wal *wal, const struct wal_segment *segment)
 
 	if (rv != 0)
 		return rv;
+	ASSERT(segment->end <= segment->size);
 	ASSERT(wal->segments_count == 0 ||
 	       wal->segments[wal->segments_count - 1].seq < segment->seq);
 	wal->segments[wal->segments_count++] = *segment;
@@ -256,6 +257,8 @@ int wal_segments_rotate(struct wal *wal)
 	struct wal_segment next;
 	int rv;
 
+	ASSERT(wal->open == NULL); /* A batch never spans two segments. */
+	ASSERT(old == NULL || old->full);
 	rv = wal_segments_ensure_spare(wal);
 	if (rv != 0)
 		return rv;
