@@ -288,7 +288,7 @@ static uint64_t wal_record_end(struct wal *wal, const struct segment_record *rec
 	ASSERT(tail->last_batch <= batch->number); /* Batches never go back in a segment. */
 	segment_record_seal(batch->buf + batch->size, batch->seq);
 	/* Paired with the reader: the header decodes to what was encoded. The
-	 * whole batch is verified again after its write (wal_batch_verifies). */
+	 * batch is checked again after its write (wal_batch_verifies). */
 	DEBUG_ASSERT(wal_record_round_trips(batch->buf + batch->size, size, batch->seq, record));
 	batch->size += size;
 	/* The buffer holds header, records and pad (wal_alloc). */
@@ -615,9 +615,11 @@ static void wal_batch_failed(struct wal *wal, struct wal_batch *batch, int rv, c
 }
 
 #ifndef NDEBUG
-/* Every record of a written batch still verifies and carries the batch's
- * number: the checks computed before the write hold after it (the kernel
- * wrote from this buffer, which nothing may touch meanwhile). */
+/* After the write, the batch still parses as it was laid out: its segment
+ * header verifies, and its records follow each other with headers that
+ * verify and carry the batch's number, up to its end exactly. Only the
+ * headers' own checks are recomputed here (cheap); every payload check is
+ * verified again when the record is read back or recovered. */
 static bool wal_batch_verifies(const struct wal_batch *batch)
 {
 	struct segment_header header;
@@ -630,8 +632,8 @@ static bool wal_batch_verifies(const struct wal_batch *batch)
 	while (at < batch->size) {
 		struct segment_record record;
 
-		if (segment_record_get(batch->buf + at, batch->size - at, batch->seq, &record) !=
-			0 ||
+		if (segment_record_head_get(batch->buf + at, batch->size - at, batch->seq,
+					    &record) != 0 ||
 		    record.batch != batch->number)
 			return false;
 		at += segment_record_size(record.size);
