@@ -83,7 +83,7 @@ void wal_index_runs_clear(struct wal_group *g);
 /* Whether g's index holds together: its live log starts right after its
  * mark, its runs are in order, cover the live log without a hole or an
  * overlap and end at its last index, and live_size adds up. O(runs): for
- * DEBUG_ASSERT. True of every group after recovery and every append. */
+ * DEBUG_ASSERT, after recovery and after a group is rewritten forward. */
 bool wal_index_is_sane(const struct wal_group *g);
 
 /* The slot of the run holding index, or runs_count. */
