@@ -70,6 +70,13 @@ static_assert(SEGMENT_HEADER_SIZE % 8 == 0, "records start 8-byte aligned");
 #define SEGMENT_MAGIC 0x314c4157544f4c46ull /* "FLOTWAL1" read as little-endian. */
 
 static_assert(SEGMENT_RECORD_HEADER_SIZE == 48, "the header check covers bytes 8..47");
+static_assert(SEGMENT_HEADER_SIZE == 64, "the segment header's last field is prev_seq at 56");
+static_assert(SEGMENT_ENTRIES_FIXED_SIZE == 8, "an ENTRIES payload starts with count, reserved");
+static_assert(SEGMENT_ENTRY_META_SIZE == 8, "an entry's meta is size and type, u32 each");
+static_assert(SEGMENT_HARD_SIZE == 3 * sizeof(uint64_t), "a HARD payload is term, vote, commit");
+static_assert(SEGMENT_NAME_SIZE >= 16 + sizeof(".wal"), "a name is 16 hex digits, .wal, NUL");
+static_assert(SEGMENT_RECORD_TYPE_MAX == SEGMENT_RECORD_PAD, "PAD is the last record type");
+static_assert(SEGMENT_BATCH_MAX < UINT64_MAX, "a batch number has a successor");
 
 static void put64(uint8_t *p, uint64_t v)
 {
@@ -121,6 +128,18 @@ uint32_t segment_entries_payload_size(uint32_t count, uint64_t data_size)
 			  data_size);
 }
 
+#ifndef NDEBUG
+static bool segment_header_round_trips(const uint8_t *buf, const struct segment_header *header)
+{
+	struct segment_header decoded;
+
+	return segment_header_get(buf, &decoded) == 0 && decoded.seq == header->seq &&
+	       decoded.size == header->size && decoded.prev_end == header->prev_end &&
+	       decoded.prev_seq == header->prev_seq && decoded.first_batch == header->first_batch &&
+	       decoded.batch_size_max == header->batch_size_max;
+}
+#endif
+
 void segment_header_put(uint8_t *out, const struct segment_header *header)
 {
 	memset(out, 0, SEGMENT_HEADER_SIZE);
@@ -133,6 +152,7 @@ void segment_header_put(uint8_t *out, const struct segment_header *header)
 	put64(out + 48, header->first_batch);
 	put64(out + 56, header->prev_seq);
 	put64(out, XXH3_64bits(out + 8, SEGMENT_HEADER_SIZE - 8));
+	DEBUG_ASSERT(segment_header_round_trips(out, header)); /* Decodes to what was encoded. */
 }
 
 int segment_header_version(const uint8_t *buf)
@@ -299,6 +319,7 @@ void segment_entries_put_meta(uint8_t *payload, uint32_t slot, uint32_t size, ui
 
 	put32(meta, size);
 	put32(meta + 4, type);
+	DEBUG_ASSERT(slot < get32(payload)); /* The count was put first and covers slot. */
 }
 
 void segment_hard_put(uint8_t *payload, uint64_t term, uint64_t vote, uint64_t commit)
@@ -306,6 +327,8 @@ void segment_hard_put(uint8_t *payload, uint64_t term, uint64_t vote, uint64_t c
 	put64(payload, term);
 	put64(payload + 8, vote);
 	put64(payload + 16, commit);
+	DEBUG_ASSERT(get64(payload) == term && get64(payload + 8) == vote &&
+		     get64(payload + 16) == commit);
 }
 
 void segment_hard_get(const uint8_t *payload, uint64_t *term, uint64_t *vote, uint64_t *commit)

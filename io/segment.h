@@ -1,8 +1,8 @@
 /* The on-disk format of WAL segment files: headers, records, names.
  *
  * segment.c encodes and verifies; it does no I/O. The layouts are specified
- * at the top of segment.c. wal.c writes and recovers segments with these
- * helpers, and flotilla-wal reads them to dump a WAL. */
+ * at the top of segment.c. The WAL (io/wal*.c) writes and recovers segments
+ * with these helpers, and flotilla-wal reads them to dump a WAL. */
 #ifndef IO_SEGMENT_H
 #define IO_SEGMENT_H
 

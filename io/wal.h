@@ -202,7 +202,7 @@ struct wal_stats {
 	uint64_t torn_offset;
 };
 
-/* Visible so callers can embed it; only wal.c touches fields. */
+/* Visible so callers can embed it; only io/wal*.c touch fields. */
 struct wal {
 	struct loop *loop;
 	struct wal_config config;
