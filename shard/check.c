@@ -126,11 +126,11 @@ static void check_waits_settle(struct group *g, uint64_t index)
 static void check_diverge(struct shard *s, struct group *g, uint64_t index, uint64_t local,
 			  uint64_t leader)
 {
-	node_log(s->config.node_id,
-		 "group %llu: DIVERGED: at check index %llu this replica's digest is %016llx, "
-		 "the leader's %016llx; reads refused until it is rebuilt",
-		 (unsigned long long)g->id, (unsigned long long)index, (unsigned long long)local,
-		 (unsigned long long)leader);
+	log_print(s->config.node_id,
+		  "group %llu: DIVERGED: at check index %llu this replica's digest is %016llx, "
+		  "the leader's %016llx; reads refused until it is rebuilt",
+		  (unsigned long long)g->id, (unsigned long long)index, (unsigned long long)local,
+		  (unsigned long long)leader);
 	if (g->diverged)
 		return; /* Counted and reported once until rebuilt. */
 	g->diverged = true;
@@ -196,10 +196,10 @@ static void check_result_apply(struct shard *s, struct group *g, const struct ch
 			 * against an earlier leader (one whose own state was wrong)
 			 * no longer holds. An entry hash proves no such thing. */
 			g->diverged = false;
-			node_log(s->config.node_id,
-				 "group %llu: matches its leader again at check index %llu; "
-				 "reads served again",
-				 (unsigned long long)g->id, (unsigned long long)c->index);
+			log_print(s->config.node_id,
+				  "group %llu: matches its leader again at check index %llu; "
+				  "reads served again",
+				  (unsigned long long)g->id, (unsigned long long)c->index);
 		}
 	}
 	check_waits_settle(g, c->index);
@@ -210,8 +210,8 @@ void check_apply(struct shard *s, struct group *g, const struct raft_entry *e)
 	struct check_payload c;
 
 	if (!check_decode(e, &c)) {
-		node_log(s->config.node_id, "group %llu: malformed check entry %llu skipped",
-			 (unsigned long long)g->id, (unsigned long long)e->index);
+		log_print(s->config.node_id, "group %llu: malformed check entry %llu skipped",
+			  (unsigned long long)g->id, (unsigned long long)e->index);
 		return;
 	}
 	if (c.kind == CHECK_MARK)
@@ -280,8 +280,8 @@ int check_rebuild_start(struct shard *s, struct group *g, fl_done_cb cb, void *a
 	rv = raft_want_snapshot(&g->raft);
 	if (rv != 0)
 		return rv;
-	node_log(s->config.node_id, "group %llu: rebuilding from a snapshot of leader %llu",
-		 (unsigned long long)g->id, (unsigned long long)raft_leader(&g->raft));
+	log_print(s->config.node_id, "group %llu: rebuilding from a snapshot of leader %llu",
+		  (unsigned long long)g->id, (unsigned long long)raft_leader(&g->raft));
 	g->rebuilding = true;
 	g->rebuild_cb = cb;
 	g->rebuild_arg = arg;
@@ -293,8 +293,8 @@ int check_rebuild_start(struct shard *s, struct group *g, fl_done_cb cb, void *a
 int check_start(struct shard *s, struct group *g, fl_done_cb cb, void *arg)
 {
 	struct check_payload mark = {.kind = CHECK_MARK};
-	struct check_wait *waits = grow_array(g->check_waits, &g->check_waits_cap,
-					      g->check_waits_count + 1, sizeof(*waits));
+	struct check_wait *waits = array_grow(g->check_waits, &g->check_waits_cap,
+					      g->check_waits_count + 1, sizeof(*waits), 8);
 	uint64_t index;
 	int rv;
 

@@ -22,8 +22,8 @@ void conn_free(struct shard *s, struct conn *c)
 
 static void conn_refuse(struct shard *s, struct conn *c, const char *why)
 {
-	node_log(s->config.node_id, "shard %u: closing connection from node %llu: %s",
-		 s->config.shard_index, (unsigned long long)c->peer, why);
+	log_print(s->config.node_id, "shard %u: closing connection from node %llu: %s",
+		  s->config.shard_index, (unsigned long long)c->peer, why);
 	stat_add(&s->stats.peers_refused, 1);
 	c->closing = true;
 }
@@ -40,8 +40,8 @@ static int conn_frame(struct shard *s, struct conn *c, const uint8_t *body, size
 
 		if (rv == -E2BIG) {
 			struct raft_entry *entries =
-			    grow_array(s->dec_entries, &s->dec_entries_cap,
-				       s->dec_entries_cap * 2 + 1024, sizeof(*entries));
+			    array_grow(s->dec_entries, &s->dec_entries_cap,
+				       s->dec_entries_cap * 2 + 1024, sizeof(*entries), 8);
 
 			if (entries == NULL)
 				return -ENOMEM;

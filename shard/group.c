@@ -83,15 +83,15 @@ static int group_apply(struct shard *s, struct group *g, const struct raft_ready
 		return 0;
 	if (rd->committed_count > s->apply_cap) {
 		uint32_t entries_cap = s->apply_cap, results_cap = s->apply_cap;
-		struct fl_entry *entries = grow_array(s->apply_entries, &entries_cap,
-						      rd->committed_count, sizeof(*entries));
+		struct fl_entry *entries = array_grow(s->apply_entries, &entries_cap,
+						      rd->committed_count, sizeof(*entries), 8);
 		uint64_t *results;
 
 		if (entries == NULL)
 			return -ENOMEM;
 		s->apply_entries = entries;
-		results = grow_array(s->apply_results, &results_cap, rd->committed_count,
-				     sizeof(*results));
+		results = array_grow(s->apply_results, &results_cap, rd->committed_count,
+				     sizeof(*results), 8);
 		if (results == NULL)
 			return -ENOMEM;
 		s->apply_results = results;
@@ -143,13 +143,13 @@ static void group_append_failed(struct shard *s, int rv)
 	/* -ENOSPC here means the reserve kept for a full disk is spent, which
 	 * space_check() is there to prevent. */
 	if (!s->wal_failed && rv == -ENOSPC)
-		node_log(s->config.node_id,
-			 "shard %u: WAL directory %s is out of space and its "
-			 "reserve is spent; stopping its groups: %s",
-			 s->config.shard_index, s->config.wal_dir, wal_why(&s->wal));
+		log_print(s->config.node_id,
+			  "shard %u: WAL directory %s is out of space and its "
+			  "reserve is spent; stopping its groups: %s",
+			  s->config.shard_index, s->config.wal_dir, wal_why(&s->wal));
 	else if (!s->wal_failed)
-		node_log(s->config.node_id, "shard %u: WAL append failed: %s",
-			 s->config.shard_index, err_str(rv));
+		log_print(s->config.node_id, "shard %u: WAL append failed: %s",
+			  s->config.shard_index, err_str(rv));
 }
 
 static int group_ready(struct shard *s, struct group *g)
@@ -162,9 +162,9 @@ static int group_ready(struct shard *s, struct group *g)
 	if (rd.snapshot && (rv = catchup_install(s, g, rd.snapshot)) != 0) {
 		/* The engine moved on to the snapshot; the state machine could not.
 		 * Stop here rather than apply entries on top of the wrong state. */
-		node_log(s->config.node_id, "group %llu: cannot install snapshot %llu: %s",
-			 (unsigned long long)g->id, (unsigned long long)rd.snapshot->index,
-			 err_str(rv));
+		log_print(s->config.node_id, "group %llu: cannot install snapshot %llu: %s",
+			  (unsigned long long)g->id, (unsigned long long)rd.snapshot->index,
+			  err_str(rv));
 		return s->wal_failed ? 0 : WAL_ERR_FAILED;
 	}
 	if (rd.snapshot || rd.entries_count > 0 || rd.hard_changed) {
@@ -196,8 +196,8 @@ static int group_ready(struct shard *s, struct group *g)
 	pending_reads_ready(g, &rd);
 	rv = group_apply(s, g, &rd); /* Last: it calls back into the engine. */
 	if (rv != 0) {
-		node_log(s->config.node_id, "group %llu: cannot apply: %s",
-			 (unsigned long long)g->id, err_str(rv));
+		log_print(s->config.node_id, "group %llu: cannot apply: %s",
+			  (unsigned long long)g->id, err_str(rv));
 		return s->wal_failed ? 0 : WAL_ERR_FAILED;
 	}
 	return 0;
@@ -221,18 +221,18 @@ static int group_repair_watch(struct shard *s, struct group *g)
 			return WAL_ERR_FAILED;
 		}
 		g->repairing = false;
-		node_log(s->config.node_id,
-			 "group %llu: repaired: the log holds leader %llu's up to its mark "
-			 "(index %llu now); voting and acknowledging again",
-			 (unsigned long long)g->id, (unsigned long long)raft_leader(&g->raft),
-			 (unsigned long long)raft_last_index(&g->raft));
+		log_print(s->config.node_id,
+			  "group %llu: repaired: the log holds leader %llu's up to its mark "
+			  "(index %llu now); voting and acknowledging again",
+			  (unsigned long long)g->id, (unsigned long long)raft_leader(&g->raft),
+			  (unsigned long long)raft_last_index(&g->raft));
 	}
 	if (blocked && !g->blocked_logged)
-		node_log(s->config.node_id,
-			 "group %llu: unavailable: too many of its members repair data their "
-			 "storage lost (%s); waiting, never electing without them",
-			 (unsigned long long)g->id,
-			 raft_is_leader(&g->raft) ? "too few left to commit" : "votes refused");
+		log_print(s->config.node_id,
+			  "group %llu: unavailable: too many of its members repair data their "
+			  "storage lost (%s); waiting, never electing without them",
+			  (unsigned long long)g->id,
+			  raft_is_leader(&g->raft) ? "too few left to commit" : "votes refused");
 	g->blocked_logged = blocked;
 	return 0;
 }
@@ -283,9 +283,9 @@ int group_process(struct shard *s, struct group *g)
 			s->config.sm.leader_changed(s->config.sm.ctx, g->id, g->last_leader,
 						    raft_term(&g->raft));
 		if (g->last_leader != RAFT_NONE)
-			node_log(s->config.node_id, "group %llu: leader is node %llu, term %llu",
-				 (unsigned long long)g->id, (unsigned long long)g->last_leader,
-				 (unsigned long long)raft_term(&g->raft));
+			log_print(s->config.node_id, "group %llu: leader is node %llu, term %llu",
+				  (unsigned long long)g->id, (unsigned long long)g->last_leader,
+				  (unsigned long long)raft_term(&g->raft));
 	}
 	/* Stalled: its deferred records, or a deadline that found no memory,
 	 * are tried again at the next turn. */
@@ -445,7 +445,7 @@ void group_propose_batch(struct shard *s, struct group *g)
 	/* batch_count counts entries: a batch request brings several. Room for
 	 * their pending proposals is made first: once proposed, each must be
 	 * answered when its entry applies. */
-	bufs = grow_array(s->prop_bufs, &s->prop_bufs_cap, g->batch_count, sizeof(*bufs));
+	bufs = array_grow(s->prop_bufs, &s->prop_bufs_cap, g->batch_count, sizeof(*bufs), 8);
 	if (bufs != NULL)
 		s->prop_bufs = bufs;
 	rv = bufs == NULL ? -ENOMEM : pending_props_reserve(g, g->batch_count);

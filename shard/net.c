@@ -214,7 +214,7 @@ static void net_hand_over(struct node_net *net, uint32_t shard_index, struct sha
 
 static void net_refused(struct node_net *net, const char *why)
 {
-	node_log(net->config.node_id, "refused a peer connection: %s", why);
+	log_print(net->config.node_id, "refused a peer connection: %s", why);
 	atomic_fetch_add_explicit(&shard_stats(net->shards[0])->peers_refused, 1,
 				  memory_order_relaxed);
 }

@@ -121,8 +121,8 @@ int fl_node_start(const struct fl_node_config *config, struct fl_node **out)
 	}
 	if (mkdir(config->data_dir, 0755) != 0 && errno != EEXIST) {
 		rv = -errno;
-		node_log(config->node_id, "cannot create %s: %s", config->data_dir,
-			 strerror(errno));
+		log_print(config->node_id, "cannot create %s: %s", config->data_dir,
+			  strerror(errno));
 		node_free(node);
 		return rv;
 	}
@@ -182,8 +182,8 @@ int fl_node_start(const struct fl_node_config *config, struct fl_node **out)
 			goto err_after_shards;
 	}
 	node_net_ready(node->net);
-	node_log(config->node_id, "started: %u shards, peers on port %u", node->shards_count,
-		 node_net_port(node->net));
+	log_print(config->node_id, "started: %u shards, peers on port %u", node->shards_count,
+		  node_net_port(node->net));
 	*out = node;
 	return 0;
 err_after_shards:
@@ -198,7 +198,7 @@ err_after_shards:
 		shard_close(node->shards[started]);
 err:
 	snapshot_worker_stop(node->snapshots);
-	node_log(config->node_id, "cannot start: %s (%s)", why, err_str(rv));
+	log_print(config->node_id, "cannot start: %s (%s)", why, err_str(rv));
 	node_free(node);
 	return rv;
 }
@@ -214,7 +214,7 @@ void fl_node_stop(struct fl_node *node)
 	snapshot_worker_stop(node->snapshots);
 	for (uint32_t i = 0; i < node->shards_count; i++)
 		shard_close(node->shards[i]);
-	node_log(node->config.node_id, "stopped");
+	log_print(node->config.node_id, "stopped");
 	node_free(node);
 }
 

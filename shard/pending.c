@@ -161,8 +161,8 @@ void pending_reads_ready(struct group *g, const struct raft_ready *rd)
 					       raft_leader(&g->raft));
 			} else {
 				struct pending_read *q =
-				    grow_array(g->reads_apply, &g->reads_apply_cap,
-					       g->reads_apply_count + 1, sizeof(*q));
+				    array_grow(g->reads_apply, &g->reads_apply_cap,
+					       g->reads_apply_count + 1, sizeof(*q), 8);
 
 				if (q == NULL) {
 					pending_answer(p.cb, p.arg, -ENOMEM, 0,

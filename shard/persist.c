@@ -132,7 +132,7 @@ static int persist_defer(struct group *g, const struct persist_record *r)
 {
 	if (g->deferred_count == g->deferred_cap) {
 		struct persist_record *p =
-		    grow_array(g->deferred, &g->deferred_cap, g->deferred_count + 1, sizeof(*p));
+		    array_grow(g->deferred, &g->deferred_cap, g->deferred_count + 1, sizeof(*p), 8);
 
 		if (p == NULL)
 			return -ENOMEM;
@@ -234,7 +234,7 @@ int persist_append_entries(struct shard *s, struct group *g, const struct raft_e
 	int rv;
 
 	ASSERT(count > 0);
-	we = grow_array(s->wal_entries, &s->wal_entries_cap, count, sizeof(*we));
+	we = array_grow(s->wal_entries, &s->wal_entries_cap, count, sizeof(*we), 8);
 	if (we == NULL)
 		return -ENOMEM;
 	s->wal_entries = we;

@@ -136,21 +136,21 @@ static int recover_damaged(struct shard *s, uint64_t id, const char *what)
 	if (rv != 0)
 		return rv;
 	g->repairing = true;
-	node_log(s->config.node_id,
-		 "group %llu: %s%s; starting it from %s%llu as a non-voting, non-acknowledging "
-		 "member and repairing it from the leader",
-		 (unsigned long long)id, what,
-		 snapshot_bad && strstr(what, "snapshot") == NULL
-		     ? " (its snapshot fails verification too)"
-		     : "",
-		 boot.snapshot.index ? "its snapshot at index " : "nothing: index ",
-		 (unsigned long long)boot.snapshot.index);
+	log_print(s->config.node_id,
+		  "group %llu: %s%s; starting it from %s%llu as a non-voting, non-acknowledging "
+		  "member and repairing it from the leader",
+		  (unsigned long long)id, what,
+		  snapshot_bad && strstr(what, "snapshot") == NULL
+		      ? " (its snapshot fails verification too)"
+		      : "",
+		  boot.snapshot.index ? "its snapshot at index " : "nothing: index ",
+		  (unsigned long long)boot.snapshot.index);
 	return 0;
 }
 
 static int recover_damaged_push(uint64_t id, uint64_t **damaged, uint32_t *count, uint32_t *cap)
 {
-	uint64_t *ids = grow_array(*damaged, cap, *count + 1, sizeof(*ids));
+	uint64_t *ids = array_grow(*damaged, cap, *count + 1, sizeof(*ids), 8);
 
 	if (ids == NULL)
 		return -ENOMEM;
@@ -191,7 +191,7 @@ static int recover_one(struct shard *s, const struct wal_group *wg, uint64_t **d
 		rv = wal_read_sync(&s->wal, &rd, wg->group, next, wg->last_index, 64u << 10);
 		if (rv == 0) {
 			struct raft_entry *grown =
-			    grow_array(entries, &cap, count + rd.entries_count, sizeof(*grown));
+			    array_grow(entries, &cap, count + rd.entries_count, sizeof(*grown), 8);
 
 			if (grown == NULL)
 				rv = -ENOMEM;
@@ -225,10 +225,11 @@ static int recover_one(struct shard *s, const struct wal_group *wg, uint64_t **d
 		rv = group_open(s, wg->group, &boot, &g);
 	if (rv == 0 && boot.repair) {
 		g->repairing = true;
-		node_log(s->config.node_id,
-			 "group %llu: its repair from peers was interrupted; resuming it (no vote, "
-			 "no acknowledgement that counts, until it holds the leader's log)",
-			 (unsigned long long)wg->group);
+		log_print(
+		    s->config.node_id,
+		    "group %llu: its repair from peers was interrupted; resuming it (no vote, "
+		    "no acknowledgement that counts, until it holds the leader's log)",
+		    (unsigned long long)wg->group);
 	}
 	for (uint32_t i = 0; i < count; i++)
 		free((void *)entries[i].data);

@@ -188,7 +188,7 @@ static void request_handle(struct shard *s, struct shard_req *req)
 		uint64_t ctx = ++s->read_ctx;
 		/* Room first: once asked, the read must be found when answered. */
 		struct pending_read *reads =
-		    grow_array(g->reads, &g->reads_cap, g->reads_count + 1, sizeof(*reads));
+		    array_grow(g->reads, &g->reads_cap, g->reads_count + 1, sizeof(*reads), 8);
 
 		if (reads != NULL)
 			g->reads = reads;

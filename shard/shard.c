@@ -64,7 +64,7 @@ static void shard_fail(struct shard *s, int rv, const char *why)
 	if (s->wal_failed)
 		return;
 	if (why != NULL)
-		node_log(s->config.node_id, "shard %u: %s", s->config.shard_index, why);
+		log_print(s->config.node_id, "shard %u: %s", s->config.shard_index, why);
 	s->wal_failed = true;
 	groups_fail_all(s, rv);
 }
@@ -329,17 +329,17 @@ static void shard_faults_read(struct shard *s)
 	if (no_space != NULL && strcmp(no_space, "1") == 0) {
 		snprintf(s->fault_no_space, sizeof(s->fault_no_space), "%s.no-space",
 			 s->config.wal_dir);
-		node_log(s->config.node_id,
-			 "shard %u: test fault on: no space for WAL segments while %s exists",
-			 s->config.shard_index, s->fault_no_space);
+		log_print(s->config.node_id,
+			  "shard %u: test fault on: no space for WAL segments while %s exists",
+			  s->config.shard_index, s->fault_no_space);
 	}
 
 	s->fault_corrupt = corrupt != NULL && strcmp(corrupt, "1") == 0;
 	if (pace != NULL)
 		s->fault_pace_ms = (uint32_t)strtoul(pace, NULL, 10);
 	if (s->fault_corrupt || s->fault_pace_ms > 0)
-		node_log(s->config.node_id, "shard %u: test faults on (corrupt %d, pace %u ms)",
-			 s->config.shard_index, s->fault_corrupt, s->fault_pace_ms);
+		log_print(s->config.node_id, "shard %u: test faults on (corrupt %d, pace %u ms)",
+			  s->config.shard_index, s->fault_corrupt, s->fault_pace_ms);
 }
 #endif /* FLOTILLA_TEST_HOOKS */
 
@@ -420,8 +420,8 @@ int shard_start(struct shard **out, const struct shard_config *config, char *why
 	wc.salvage = true; /* Damaged groups repair from peers: recover_groups(). */
 	rv = wal_init(&s->wal, &s->loop, config->wal_dir, &wc);
 	if (rv == -EINVAL) {
-		node_log(config->node_id, "shard %u: %s; writing the WAL buffered",
-			 config->shard_index, wal_why(&s->wal));
+		log_print(config->node_id, "shard %u: %s; writing the WAL buffered",
+			  config->shard_index, wal_why(&s->wal));
 		wc.direct_io = false;
 		rv = wal_init(&s->wal, &s->loop, config->wal_dir, &wc);
 	}
@@ -431,8 +431,8 @@ int shard_start(struct shard **out, const struct shard_config *config, char *why
 	}
 	s->now_ms = loop_now_ns(&s->loop) / 1000000;
 	if (s->wal.stats.damaged_records > 0)
-		node_log(config->node_id, "shard %u: WAL %s: %s", config->shard_index,
-			 config->wal_dir, wal_why(&s->wal));
+		log_print(config->node_id, "shard %u: WAL %s: %s", config->shard_index,
+			  config->wal_dir, wal_why(&s->wal));
 	rv = recover_groups(s, why, why_size);
 	if (rv != 0)
 		goto err_after_wal;
@@ -568,33 +568,4 @@ uint64_t shard_wal_fsyncs(struct shard *s)
 uint64_t shard_wal_bytes(struct shard *s)
 {
 	return __atomic_load_n(&s->wal.stats.bytes_written, __ATOMIC_RELAXED);
-}
-
-static _Atomic bool node_log_muted;
-
-void node_log_mute(bool mute)
-{
-	atomic_store(&node_log_muted, mute);
-}
-
-void node_log(uint64_t node_id, const char *fmt, ...)
-{
-	struct timespec ts;
-	struct tm tm;
-	char line[1024];
-	int n;
-	va_list ap;
-
-	if (atomic_load(&node_log_muted))
-		return;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	n = snprintf(line, sizeof(line),
-		     "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ node %llu: ", tm.tm_year + 1900,
-		     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-		     ts.tv_nsec / 1000000, (unsigned long long)node_id);
-	va_start(ap, fmt);
-	vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "%s\n", line);
 }

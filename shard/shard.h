@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "base/log.h"
 #include "flotilla.h"
 
 struct shard;
@@ -163,17 +164,11 @@ bool shard_group_state(struct shard *shard, uint64_t group, struct shard_group_s
 /* The shard's WAL failed: its groups are stopped until the node restarts. */
 bool shard_is_failed(struct shard *shard);
 
-/* Silence node_log() (tests that run many nodes in one process). */
-void node_log_mute(bool mute);
-
 struct shard_stats *shard_stats(struct shard *shard);
 uint64_t shard_inbox_depth(struct shard *shard);
 uint64_t shard_wal_fsyncs(struct shard *shard);
 /* Bytes allocated from the shard thread's own arena (0 without jemalloc). */
 uint64_t shard_memory(struct shard *shard);
 uint64_t shard_wal_bytes(struct shard *shard);
-
-/* Log a line to stderr with a timestamp and the node id. */
-void node_log(uint64_t node_id, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #endif /* SHARD_SHARD_H */

@@ -29,6 +29,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "base/array.h"
 #include "base/assert.h"
 #include "engine/raft.h"
 #include "io/loop.h"
@@ -324,25 +325,6 @@ struct shard {
 static inline void stat_add(_Atomic uint64_t *counter, uint64_t n)
 {
 	atomic_fetch_add_explicit(counter, n, memory_order_relaxed);
-}
-
-/* p, grown (realloc) to hold at least need elements of elem bytes; *cap
- * is its capacity. Returns the array, or NULL when memory is short: then p
- * and *cap are as they were, and the caller fails what needed the room. */
-static inline void *grow_array(void *p, uint32_t *cap, uint32_t need, size_t elem)
-{
-	uint32_t cap_new = *cap ? *cap : 8;
-	void *q;
-
-	if (need <= *cap)
-		return p;
-	while (cap_new < need)
-		cap_new *= 2;
-	q = realloc(p, (size_t)cap_new * elem);
-	if (q == NULL)
-		return NULL;
-	*cap = cap_new;
-	return q;
 }
 
 /* table.c */

@@ -121,7 +121,7 @@ void table_erase(struct shard *s, struct group *g)
 int table_deadline_push(struct shard *s, uint64_t deadline_ms, uint64_t group)
 {
 	struct table_deadline *heap =
-	    grow_array(s->heap, &s->heap_cap, s->heap_count + 1, sizeof(*s->heap));
+	    array_grow(s->heap, &s->heap_cap, s->heap_count + 1, sizeof(*s->heap), 8);
 	uint32_t i;
 
 	if (heap == NULL)

@@ -192,7 +192,7 @@ static uint64_t node_log_id;
 
 /* One line to stderr with a UTC timestamp, written in one call so lines of
  * different threads do not interleave. */
-__attribute__((format(printf, 1, 2))) static void node_log(const char *fmt, ...)
+__attribute__((format(printf, 1, 2))) static void log_print(const char *fmt, ...)
 {
 	char line[1024];
 	struct timespec ts;
@@ -592,7 +592,7 @@ static void conn_respond(struct conn *c, uint32_t status, uint64_t request_id, u
 		return;
 	if (client_reserve(&c->out, &c->out_size, &c->out_start, &c->out_end, size,
 			   CONN_READ_SIZE) != 0) {
-		node_log("client connection closed: out of memory for an answer");
+		log_print("client connection closed: out of memory for an answer");
 		conn_close(c);
 		return;
 	}
@@ -660,7 +660,7 @@ static void conn_update_events(struct conn *c)
 	if (events == c->events)
 		return;
 	if (epoll_ctl(c->worker->epfd, EPOLL_CTL_MOD, c->fd, &ev) != 0) {
-		node_log("epoll_ctl: %s", strerror(errno));
+		log_print("epoll_ctl: %s", strerror(errno));
 		conn_close(c);
 		return;
 	}
@@ -1090,8 +1090,8 @@ static void conn_corrupt(struct conn *c, const struct client_request *req)
 		conn_respond_text(c, CLIENT_STATUS_ERROR, req->request_id, hint, fl_strerror(rv));
 		return;
 	}
-	node_log("group %llu: CORRUPT: a key was set in this replica alone, on request",
-		 (unsigned long long)req->group);
+	log_print("group %llu: CORRUPT: a key was set in this replica alone, on request",
+		  (unsigned long long)req->group);
 	conn_respond(c, CLIENT_STATUS_OK, req->request_id, hint, NULL, 0);
 }
 
@@ -1209,7 +1209,7 @@ static void worker_accept_failed(struct worker *w, int err)
 
 	(void)w;
 	if (now >= last + 1000 && atomic_compare_exchange_strong(&logged_ms, &last, now))
-		node_log("accept: %s", strerror(err));
+		log_print("accept: %s", strerror(err));
 	usleep(10 * 1000);
 }
 
@@ -1253,7 +1253,7 @@ static void worker_accept(struct worker *w)
 		w->conns = c;
 		continue;
 	err_after_count:
-		node_log("client connection refused: %s", strerror(errno));
+		log_print("client connection refused: %s", strerror(errno));
 		atomic_fetch_sub(&s->conns_count, 1);
 		close(fd);
 	}
@@ -1341,7 +1341,7 @@ static void *worker_main(void *arg)
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			node_log("epoll_wait: %s", strerror(errno));
+			log_print("epoll_wait: %s", strerror(errno));
 			break;
 		}
 		for (int i = 0; i < n; i++) {
@@ -1401,8 +1401,8 @@ static void worker_deinit(struct worker *w)
 	w->done_head = w->done_tail = NULL;
 	while (w->conns != NULL) {
 		if (w->conns->outstanding != 0)
-			node_log("a client connection still waits for %u answers at exit",
-				 w->conns->outstanding);
+			log_print("a client connection still waits for %u answers at exit",
+				  w->conns->outstanding);
 		conn_free(w->conns);
 	}
 	free(w->scratch);
@@ -1439,22 +1439,22 @@ static void monitor_poll(struct server *s)
 	struct fl_metrics m;
 
 	if (s->opt.groups_count > 0 && leading != s->monitor_leading) {
-		node_log("this node leads %u of %u groups", leading, s->opt.groups_count);
+		log_print("this node leads %u of %u groups", leading, s->opt.groups_count);
 		s->monitor_leading = leading;
 	}
 	fl_node_metrics(s->node, &m);
 	if (m.shards_no_space != s->monitor_no_space) {
 		if (m.shards_no_space > 0)
-			node_log("disk full: the WAL of %u of %u shards is out of space; their "
-				 "writes are refused until space returns (%llu refused so far)",
-				 m.shards_no_space, m.shards_count,
-				 (unsigned long long)m.writes_refused_no_space);
+			log_print("disk full: the WAL of %u of %u shards is out of space; their "
+				  "writes are refused until space returns (%llu refused so far)",
+				  m.shards_no_space, m.shards_count,
+				  (unsigned long long)m.writes_refused_no_space);
 		else
-			node_log("disk: every shard's WAL has space again; writes accepted");
+			log_print("disk: every shard's WAL has space again; writes accepted");
 		s->monitor_no_space = m.shards_no_space;
 	}
 	if (m.divergences != s->monitor_divergences) {
-		node_log(
+		log_print(
 		    "consistency: %llu groups diverged here, %llu checks compared; their reads "
 		    "are refused",
 		    (unsigned long long)m.divergences, (unsigned long long)m.checks);
@@ -1545,7 +1545,8 @@ static int server_create_groups(struct server *s)
 			continue;
 		}
 		if (rv != 0) {
-			node_log("creating group %llu: %s", (unsigned long long)g, fl_strerror(rv));
+			log_print("creating group %llu: %s", (unsigned long long)g,
+				  fl_strerror(rv));
 			return rv;
 		}
 		started++;
@@ -1563,19 +1564,19 @@ static int server_create_groups(struct server *s)
 		pthread_cond_timedwait(&wait.cond, &wait.lock, &until);
 	}
 	if (wait.done < started) {
-		node_log("%u group creations did not finish in %d ms", started - wait.done,
-			 NODE_CREATE_WAIT_MS);
+		log_print("%u group creations did not finish in %d ms", started - wait.done,
+			  NODE_CREATE_WAIT_MS);
 		rv = -ETIMEDOUT;
 	} else if (wait.failed > 0) {
-		node_log("%u group creations failed, the last with: %s", wait.failed,
-			 fl_strerror(wait.error));
+		log_print("%u group creations failed, the last with: %s", wait.failed,
+			  fl_strerror(wait.error));
 		rv = wait.error;
 	}
 	existed += wait.existed;
 	pthread_mutex_unlock(&wait.lock);
 	if (rv == 0)
-		node_log("groups 1..%u: %u created, %u found in the WAL", s->opt.groups_count,
-			 s->opt.groups_count - existed, existed);
+		log_print("groups 1..%u: %u created, %u found in the WAL", s->opt.groups_count,
+			  s->opt.groups_count - existed, existed);
 	return rv;
 }
 
@@ -1598,8 +1599,8 @@ static void server_check_fd_limit(struct server *s)
 					 ? (uint32_t)(limit.rlim_cur - reserved)
 					 : (uint32_t)(limit.rlim_cur / 2);
 
-		node_log("--client-conns-max %u lowered to %u: at most %llu open files",
-			 s->opt.conns_max, conns_max, (unsigned long long)limit.rlim_cur);
+		log_print("--client-conns-max %u lowered to %u: at most %llu open files",
+			  s->opt.conns_max, conns_max, (unsigned long long)limit.rlim_cur);
 		s->opt.conns_max = conns_max;
 	}
 }
@@ -1796,7 +1797,7 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	if (mkdir(s->opt.data_dir, 0755) != 0 && errno != EEXIST) {
-		node_log("%s: %s", s->opt.data_dir, strerror(errno));
+		log_print("%s: %s", s->opt.data_dir, strerror(errno));
 		return EXIT_FAILURE;
 	}
 	if (kv_init(&s->kv) != 0)
@@ -1810,35 +1811,35 @@ int main(int argc, char **argv)
 	}
 	rv = server_listen(s);
 	if (rv != 0) {
-		node_log("client listener %s: %s", s->opt.client_addr, strerror(-rv));
+		log_print("client listener %s: %s", s->opt.client_addr, strerror(-rv));
 		return node_exit_status(rv);
 	}
 	rv = server_start_node(s, peers);
 	if (rv != 0) {
-		node_log("starting the node: %s", fl_strerror(rv));
+		log_print("starting the node: %s", fl_strerror(rv));
 		return node_exit_status(rv);
 	}
 	node_addr_host(s->opt.listen_addr, peer_host, sizeof(peer_host));
 	node_addr_host(s->opt.client_addr, client_host, sizeof(client_host));
-	node_log("listening: peer %s:%u client %s:%u (flotilla %s)", peer_host,
-		 fl_node_port(s->node), client_host, s->client_port, fl_version());
+	log_print("listening: peer %s:%u client %s:%u (flotilla %s)", peer_host,
+		  fl_node_port(s->node), client_host, s->client_port, fl_version());
 	rv = s->opt.join ? 0 : server_create_groups(s);
 	if (rv == 0)
 		rv = server_start_threads(s);
 	if (rv != 0) {
-		node_log("start failed: %s", fl_strerror(rv));
+		log_print("start failed: %s", fl_strerror(rv));
 		fl_node_stop(s->node);
 		return EXIT_FAILURE;
 	}
 	printf("flotilla-node %llu ready: peer %s:%u client %s:%u\n", (unsigned long long)s->opt.id,
 	       peer_host, fl_node_port(s->node), client_host, s->client_port);
 	fflush(stdout);
-	node_log("ready");
+	log_print("ready");
 
 	while (sigwait(&signals, &signal_number) != 0) {
 	}
-	node_log("stopping on %s", signal_number == SIGINT ? "SIGINT" : "SIGTERM");
+	log_print("stopping on %s", signal_number == SIGINT ? "SIGINT" : "SIGTERM");
 	server_stop(s);
-	node_log("exiting");
+	log_print("exiting");
 	return 0;
 }

@@ -1437,7 +1437,7 @@ int main(int argc, char **argv)
 			"  --no-faults clients only: no crash, partition, disk or network fault\n");
 		return 2;
 	}
-	node_log_mute(!verbose);
+	log_mute(!verbose);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (uint64_t s = seed; s < seed + seeds; s++) {
 		ran++;
