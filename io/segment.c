@@ -62,6 +62,7 @@
 
 #include "base/assert.h"
 #include "base/err.h"
+#include "base/le.h"
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the formats are little-endian");
 static_assert(SEGMENT_RECORD_HEADER_SIZE % 8 == 0, "payloads start 8-byte aligned");
@@ -77,45 +78,6 @@ static_assert(SEGMENT_HARD_SIZE == 3 * sizeof(uint64_t), "a HARD payload is term
 static_assert(SEGMENT_NAME_SIZE >= 16 + sizeof(".wal"), "a name is 16 hex digits, .wal, NUL");
 static_assert(SEGMENT_RECORD_TYPE_MAX == SEGMENT_RECORD_PAD, "PAD is the last record type");
 static_assert(SEGMENT_BATCH_MAX < UINT64_MAX, "a batch number has a successor");
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	memcpy(p, &v, 8);
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	memcpy(p, &v, 4);
-}
-
-static void put16(uint8_t *p, uint16_t v)
-{
-	memcpy(p, &v, 2);
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-	uint64_t v;
-
-	memcpy(&v, p, 8);
-	return v;
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	uint32_t v;
-
-	memcpy(&v, p, 4);
-	return v;
-}
-
-static uint16_t get16(const uint8_t *p)
-{
-	uint16_t v;
-
-	memcpy(&v, p, 2);
-	return v;
-}
 
 uint32_t segment_record_size(uint32_t payload_size)
 {
@@ -143,61 +105,61 @@ static bool segment_header_round_trips(const uint8_t *buf, const struct segment_
 void segment_header_put(uint8_t *out, const struct segment_header *header)
 {
 	memset(out, 0, SEGMENT_HEADER_SIZE);
-	put64(out + 8, SEGMENT_MAGIC);
-	put32(out + 16, SEGMENT_VERSION);
-	put32(out + 20, header->batch_size_max);
-	put64(out + 24, header->seq);
-	put64(out + 32, header->size);
-	put64(out + 40, header->prev_end);
-	put64(out + 48, header->first_batch);
-	put64(out + 56, header->prev_seq);
-	put64(out, XXH3_64bits(out + 8, SEGMENT_HEADER_SIZE - 8));
+	le_put64(out + 8, SEGMENT_MAGIC);
+	le_put32(out + 16, SEGMENT_VERSION);
+	le_put32(out + 20, header->batch_size_max);
+	le_put64(out + 24, header->seq);
+	le_put64(out + 32, header->size);
+	le_put64(out + 40, header->prev_end);
+	le_put64(out + 48, header->first_batch);
+	le_put64(out + 56, header->prev_seq);
+	le_put64(out, XXH3_64bits(out + 8, SEGMENT_HEADER_SIZE - 8));
 	DEBUG_ASSERT(segment_header_round_trips(out, header)); /* Decodes to what was encoded. */
 }
 
 int segment_header_version(const uint8_t *buf)
 {
-	if (get64(buf) != XXH3_64bits(buf + 8, SEGMENT_HEADER_SIZE - 8) ||
-	    get64(buf + 8) != SEGMENT_MAGIC)
+	if (le_get64(buf) != XXH3_64bits(buf + 8, SEGMENT_HEADER_SIZE - 8) ||
+	    le_get64(buf + 8) != SEGMENT_MAGIC)
 		return 0;
-	return (int)get32(buf + 16);
+	return (int)le_get32(buf + 16);
 }
 
 int segment_header_get(const uint8_t *buf, struct segment_header *header)
 {
-	if (get64(buf) != XXH3_64bits(buf + 8, SEGMENT_HEADER_SIZE - 8))
+	if (le_get64(buf) != XXH3_64bits(buf + 8, SEGMENT_HEADER_SIZE - 8))
 		return WAL_ERR_CORRUPT;
-	if (get64(buf + 8) != SEGMENT_MAGIC || get32(buf + 16) != SEGMENT_VERSION)
+	if (le_get64(buf + 8) != SEGMENT_MAGIC || le_get32(buf + 16) != SEGMENT_VERSION)
 		return WAL_ERR_CORRUPT;
-	header->batch_size_max = get32(buf + 20);
-	header->seq = get64(buf + 24);
-	header->size = get64(buf + 32);
-	header->prev_end = get64(buf + 40);
-	header->first_batch = get64(buf + 48);
-	header->prev_seq = get64(buf + 56);
+	header->batch_size_max = le_get32(buf + 20);
+	header->seq = le_get64(buf + 24);
+	header->size = le_get64(buf + 32);
+	header->prev_end = le_get64(buf + 40);
+	header->first_batch = le_get64(buf + 48);
+	header->prev_seq = le_get64(buf + 56);
 	return 0;
 }
 
 void segment_record_put(uint8_t *out, const struct segment_record *record)
 {
-	put64(out + 8, record->group);
-	put64(out + 16, record->first_index);
-	put64(out + 24, record->term);
-	put64(out + 32, record->batch);
-	put32(out + 40, record->size);
-	put16(out + 44, record->type);
-	put16(out + 46, record->flags);
+	le_put64(out + 8, record->group);
+	le_put64(out + 16, record->first_index);
+	le_put64(out + 24, record->term);
+	le_put64(out + 32, record->batch);
+	le_put32(out + 40, record->size);
+	le_put16(out + 44, record->type);
+	le_put16(out + 46, record->flags);
 }
 
 void segment_record_seal(uint8_t *rec, uint64_t seq)
 {
-	uint32_t size = get32(rec + 40);
+	uint32_t size = le_get32(rec + 40);
 	uint32_t padded = segment_record_size(size);
 	uint32_t end = SEGMENT_RECORD_HEADER_SIZE + size;
 
 	memset(rec + end, 0, padded - end);
-	put32(rec, (uint32_t)XXH3_64bits_withSeed(rec + 8, SEGMENT_RECORD_HEADER_SIZE - 8, seq));
-	put32(rec + 4, (uint32_t)XXH3_64bits_withSeed(rec + 8, end - 8, seq));
+	le_put32(rec, (uint32_t)XXH3_64bits_withSeed(rec + 8, SEGMENT_RECORD_HEADER_SIZE - 8, seq));
+	le_put32(rec + 4, (uint32_t)XXH3_64bits_withSeed(rec + 8, end - 8, seq));
 }
 
 /* An ENTRIES payload must hold at least one entry and its sizes must add
@@ -209,14 +171,14 @@ static bool segment_entries_are_sane(const struct segment_record *record)
 
 	if (record->size < SEGMENT_ENTRIES_FIXED_SIZE)
 		return false;
-	count = get32(record->payload);
-	if (count == 0 || get32(record->payload + 4) != 0)
+	count = le_get32(record->payload);
+	if (count == 0 || le_get32(record->payload + 4) != 0)
 		return false;
 	if ((uint64_t)count * SEGMENT_ENTRY_META_SIZE > record->size - SEGMENT_ENTRIES_FIXED_SIZE)
 		return false;
 	for (uint32_t i = 0; i < count; i++)
-		data_size += get32(record->payload + SEGMENT_ENTRIES_FIXED_SIZE +
-				   (uint64_t)i * SEGMENT_ENTRY_META_SIZE);
+		data_size += le_get32(record->payload + SEGMENT_ENTRIES_FIXED_SIZE +
+				      (uint64_t)i * SEGMENT_ENTRY_META_SIZE);
 	/* Indexes start at 1, and the one after the last must exist. */
 	return segment_entries_payload_size(count, data_size) == record->size &&
 	       record->first_index >= 1 && record->first_index <= UINT64_MAX - count;
@@ -226,13 +188,13 @@ int segment_record_peek(const uint8_t *buf, uint64_t avail, struct segment_recor
 {
 	if (avail < SEGMENT_RECORD_HEADER_SIZE)
 		return WAL_ERR_CORRUPT;
-	record->group = get64(buf + 8);
-	record->first_index = get64(buf + 16);
-	record->term = get64(buf + 24);
-	record->batch = get64(buf + 32);
-	record->size = get32(buf + 40);
-	record->type = get16(buf + 44);
-	record->flags = get16(buf + 46);
+	record->group = le_get64(buf + 8);
+	record->first_index = le_get64(buf + 16);
+	record->term = le_get64(buf + 24);
+	record->batch = le_get64(buf + 32);
+	record->size = le_get32(buf + 40);
+	record->type = le_get16(buf + 44);
+	record->flags = le_get16(buf + 46);
 	record->payload = buf + SEGMENT_RECORD_HEADER_SIZE;
 	/* Plausibility first: a garbage size must not send the checksum past
 	 * the buffer. */
@@ -261,7 +223,7 @@ int segment_record_head_get(const uint8_t *buf, uint64_t avail, uint64_t seq,
 {
 	if (segment_record_peek(buf, avail, record) != 0)
 		return WAL_ERR_CORRUPT;
-	if (get32(buf) !=
+	if (le_get32(buf) !=
 	    (uint32_t)XXH3_64bits_withSeed(buf + 8, SEGMENT_RECORD_HEADER_SIZE - 8, seq))
 		return WAL_ERR_CORRUPT;
 	return 0;
@@ -272,8 +234,8 @@ int segment_record_get(const uint8_t *buf, uint64_t avail, uint64_t seq,
 {
 	if (segment_record_head_get(buf, avail, seq, record) != 0)
 		return WAL_ERR_CORRUPT;
-	if (get32(buf + 4) != (uint32_t)XXH3_64bits_withSeed(
-				  buf + 8, SEGMENT_RECORD_HEADER_SIZE - 8 + record->size, seq))
+	if (le_get32(buf + 4) != (uint32_t)XXH3_64bits_withSeed(
+				     buf + 8, SEGMENT_RECORD_HEADER_SIZE - 8 + record->size, seq))
 		return WAL_ERR_CORRUPT;
 	if (record->type == SEGMENT_RECORD_ENTRIES && !segment_entries_are_sane(record))
 		return WAL_ERR_CORRUPT;
@@ -286,7 +248,7 @@ int segment_record_get(const uint8_t *buf, uint64_t avail, uint64_t seq,
 void segment_entries_init(struct segment_entries *entries, const struct segment_record *record)
 {
 	ASSERT(record->type == SEGMENT_RECORD_ENTRIES);
-	entries->count = get32(record->payload);
+	entries->count = le_get32(record->payload);
 	entries->meta = record->payload + SEGMENT_ENTRIES_FIXED_SIZE;
 	entries->data = entries->meta + (uint64_t)entries->count * SEGMENT_ENTRY_META_SIZE;
 	entries->slot = 0;
@@ -297,8 +259,8 @@ bool segment_entries_next(struct segment_entries *entries, uint32_t *size, uint3
 {
 	if (entries->slot == entries->count)
 		return false;
-	*size = get32(entries->meta);
-	*type = get32(entries->meta + 4);
+	*size = le_get32(entries->meta);
+	*type = le_get32(entries->meta + 4);
 	*data = entries->data;
 	entries->meta += SEGMENT_ENTRY_META_SIZE;
 	entries->data += *size;
@@ -308,8 +270,8 @@ bool segment_entries_next(struct segment_entries *entries, uint32_t *size, uint3
 
 void segment_entries_put_count(uint8_t *payload, uint32_t count)
 {
-	put32(payload, count);
-	put32(payload + 4, 0);
+	le_put32(payload, count);
+	le_put32(payload + 4, 0);
 }
 
 void segment_entries_put_meta(uint8_t *payload, uint32_t slot, uint32_t size, uint32_t type)
@@ -317,25 +279,25 @@ void segment_entries_put_meta(uint8_t *payload, uint32_t slot, uint32_t size, ui
 	uint8_t *meta =
 	    payload + SEGMENT_ENTRIES_FIXED_SIZE + (uint64_t)slot * SEGMENT_ENTRY_META_SIZE;
 
-	put32(meta, size);
-	put32(meta + 4, type);
-	DEBUG_ASSERT(slot < get32(payload)); /* The count was put first and covers slot. */
+	le_put32(meta, size);
+	le_put32(meta + 4, type);
+	DEBUG_ASSERT(slot < le_get32(payload)); /* The count was put first and covers slot. */
 }
 
 void segment_hard_put(uint8_t *payload, uint64_t term, uint64_t vote, uint64_t commit)
 {
-	put64(payload, term);
-	put64(payload + 8, vote);
-	put64(payload + 16, commit);
-	DEBUG_ASSERT(get64(payload) == term && get64(payload + 8) == vote &&
-		     get64(payload + 16) == commit);
+	le_put64(payload, term);
+	le_put64(payload + 8, vote);
+	le_put64(payload + 16, commit);
+	DEBUG_ASSERT(le_get64(payload) == term && le_get64(payload + 8) == vote &&
+		     le_get64(payload + 16) == commit);
 }
 
 void segment_hard_get(const uint8_t *payload, uint64_t *term, uint64_t *vote, uint64_t *commit)
 {
-	*term = get64(payload);
-	*vote = get64(payload + 8);
-	*commit = get64(payload + 16);
+	*term = le_get64(payload);
+	*vote = le_get64(payload + 8);
+	*commit = le_get64(payload + 16);
 }
 
 void segment_name(char *out, uint64_t seq)

@@ -28,6 +28,7 @@
 #include <xxhash.h>
 
 #include "base/err.h"
+#include "base/le.h"
 #include "io/loop.h"
 #include "io/segment.h"
 #include "io/wal.h"
@@ -56,43 +57,22 @@ static struct loop *fuzz_wal_loop(void)
 	return fuzz_loop_state == 1 ? &fuzz_loop : NULL;
 }
 
-static uint64_t get64(const uint8_t *p)
-{
-	uint64_t v;
-
-	memcpy(&v, p, 8);
-	return v;
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	uint32_t v;
-
-	memcpy(&v, p, 4);
-	return v;
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	memcpy(p, &v, 8);
-}
-
 static void fuzz_wal_fix(uint8_t *buf, size_t *size, uint64_t seq, uint8_t fix)
 {
 	if (fix & 4) {
 		*size &= ~(size_t)7;
 		if (*size >= SEGMENT_HEADER_SIZE) {
-			put64(buf + 24, seq);
-			put64(buf + 32, *size);
+			le_put64(buf + 24, seq);
+			le_put64(buf + 32, *size);
 		}
 	}
 	if ((fix & 1) && *size >= SEGMENT_HEADER_SIZE) {
-		struct segment_header h = {.batch_size_max = get32(buf + 20),
-					   .seq = get64(buf + 24),
-					   .size = get64(buf + 32),
-					   .prev_end = get64(buf + 40),
-					   .first_batch = get64(buf + 48),
-					   .prev_seq = get64(buf + 56)};
+		struct segment_header h = {.batch_size_max = le_get32(buf + 20),
+					   .seq = le_get64(buf + 24),
+					   .size = le_get64(buf + 32),
+					   .prev_end = le_get64(buf + 40),
+					   .first_batch = le_get64(buf + 48),
+					   .prev_seq = le_get64(buf + 56)};
 
 		segment_header_put(buf, &h);
 	}
