@@ -130,7 +130,7 @@ void fx_collect(struct fixture *f, uint64_t id);
 /* Time: move the clock by ms, then tick every live node. */
 void fx_advance(struct fixture *f, uint64_t ms);
 /* Move the clock past the election timeout that freshly started nodes keep
- * their promise to an unknown leader for (see in_lease), without ticking. */
+ * their promise to an unknown leader for (see raft_in_lease), without ticking. */
 void fx_past_boot(struct fixture *f);
 /* peer_down(dead) reached id: make id campaign now if its turn is later. */
 void fx_takeover(struct fixture *f, uint64_t id);
