@@ -45,8 +45,10 @@ void *raft_grow(void *array, uint32_t *cap, uint32_t need, size_t elem)
 	while (cap_new < need)
 		cap_new *= 2;
 	p = realloc(array, (size_t)cap_new * elem);
-	ASSERT(p != NULL); /* Output buffers only grow to the peak of one turn. */
+	if (p == NULL)
+		return NULL; /* array and *cap stay as they were. */
 	*cap = cap_new;
+	ASSERT(*cap >= need);
 	return p;
 }
 
@@ -80,16 +82,28 @@ void raft_trim(struct raft *raft)
 
 struct raft_msg *raft_msg_new(struct raft *raft, uint32_t type, uint64_t to, bool after)
 {
-	struct raft_msg *m;
+	struct raft_msg *m, *msgs;
 
 	if (after) {
-		raft->msgs_after = raft_grow(raft->msgs_after, &raft->msgs_after_cap,
-					     raft->msgs_after_count + 1, sizeof(*m));
-		m = &raft->msgs_after[raft->msgs_after_count++];
+		msgs = raft_grow(raft->msgs_after, &raft->msgs_after_cap,
+				 raft->msgs_after_count + 1, sizeof(*m));
+		if (msgs != NULL) {
+			raft->msgs_after = msgs;
+			m = &raft->msgs_after[raft->msgs_after_count++];
+		}
 	} else {
-		raft->msgs =
-		    raft_grow(raft->msgs, &raft->msgs_cap, raft->msgs_count + 1, sizeof(*m));
-		m = &raft->msgs[raft->msgs_count++];
+		msgs = raft_grow(raft->msgs, &raft->msgs_cap, raft->msgs_count + 1, sizeof(*m));
+		if (msgs != NULL) {
+			raft->msgs = msgs;
+			m = &raft->msgs[raft->msgs_count++];
+		}
+	}
+	if (msgs == NULL) {
+		/* Out of memory: the message is lost, as the network may lose
+		 * any message; Raft retries (heartbeats, probes, elections). It
+		 * is written to a slot that is never sent. */
+		m = &raft->msg_lost;
+		raft->msgs_lost++;
 	}
 	*m = (struct raft_msg){.group = raft->config.group,
 			       .from = raft->config.id,
@@ -128,6 +142,9 @@ static void heard_from_leader(struct raft *raft, uint64_t from)
 static void step_leader(struct raft *raft, const struct raft_msg *m)
 {
 	struct raft_progress *pr = raft_progress_find(raft, m->from);
+
+	ASSERT(raft->role == RAFT_ROLE_LEADER);
+	ASSERT(m->term == raft->term); /* A later term made us a follower in step_term. */
 
 	switch (m->type) {
 	case RAFT_MSG_SNAPSHOT_WANTED:
@@ -205,6 +222,67 @@ static bool step_term(struct raft *raft, const struct raft_msg *m)
 	return true;
 }
 
+/* Follower: the leader's heartbeat (commit, quiesce) gets an answer. */
+static void handle_heartbeat(struct raft *raft, const struct raft_msg *m)
+{
+	struct raft_msg *resp;
+
+	raft_assert_invariants(raft);
+	ASSERT(raft->role == RAFT_ROLE_FOLLOWER);
+	ASSERT(m->term == raft->term); /* Stale heartbeats were answered by step_term. */
+	ASSERT(raft->leader == m->from);
+	/* REPAIR: a heartbeat's commit rests on a match that may
+	 * predate our loss; only appends that matched count. */
+	if (m->commit > raft->commit && m->commit <= raft_log_last(&raft->log) && !raft->repairing)
+		raft_commit_to(raft, m->commit);
+	raft->quiesced = (m->flags & RAFT_MSG_FLAG_QUIESCE) != 0;
+	resp = raft_msg_new(raft, RAFT_MSG_HEARTBEAT_RESP, m->from, false);
+	resp->context = m->context;
+	resp->flags = raft->repairing ? RAFT_MSG_FLAG_REPAIR : 0;
+	if (raft->snapshot_wanted)
+		raft_snapshot_ask(raft); /* The last request may have been lost. */
+}
+
+/* Not the leader: what a (pre-)candidate or follower does with the rest. */
+static void step_follower(struct raft *raft, const struct raft_msg *m)
+{
+	ASSERT(raft->role != RAFT_ROLE_LEADER);
+	ASSERT(m->term == raft->term); /* step_term settled the term. */
+	switch (m->type) {
+	case RAFT_MSG_APPEND:
+	case RAFT_MSG_HEARTBEAT:
+	case RAFT_MSG_SNAPSHOT:
+		if (raft->role != RAFT_ROLE_FOLLOWER)
+			raft_become_follower(raft, raft->term, m->from);
+		heard_from_leader(raft, m->from);
+		if (m->type == RAFT_MSG_APPEND) {
+			raft_handle_append(raft, m);
+		} else if (m->type == RAFT_MSG_SNAPSHOT) {
+			raft_handle_snapshot(raft, m);
+		} else {
+			handle_heartbeat(raft, m);
+		}
+		return;
+	case RAFT_MSG_TIMEOUT_NOW:
+		/* §3.10: the leader asks us to take over now. */
+		raft_assert_invariants(raft);
+		if (raft->role == RAFT_ROLE_FOLLOWER)
+			raft_campaign(raft, true);
+		return;
+	case RAFT_MSG_READ_INDEX:
+		raft_assert_invariants(raft);
+		raft_read_answer(raft, m->from, m->context, 0); /* Not the leader. */
+		return;
+	case RAFT_MSG_READ_INDEX_RESP:
+		/* Out of memory, the answer is lost: the caller gives the read up. */
+		raft_assert_invariants(raft);
+		raft_read_out(raft, m->context, m->reject ? 0 : m->index);
+		return;
+	default:
+		return;
+	}
+}
+
 void raft_step(struct raft *raft, const struct raft_msg *m, uint64_t now_ms)
 {
 	raft_out_begin(raft);
@@ -218,6 +296,7 @@ void raft_step(struct raft *raft, const struct raft_msg *m, uint64_t now_ms)
 		raft_wake(raft);
 	if (!step_term(raft, m))
 		return;
+	ASSERT(m->term >= raft->term); /* Stale messages were handled above. */
 
 	switch (m->type) {
 	case RAFT_MSG_PRE_VOTE:
@@ -236,51 +315,10 @@ void raft_step(struct raft *raft, const struct raft_msg *m, uint64_t now_ms)
 	default:
 		break;
 	}
-	if (raft->role == RAFT_ROLE_LEADER) {
+	if (raft->role == RAFT_ROLE_LEADER)
 		step_leader(raft, m);
-		return;
-	}
-	switch (m->type) {
-	case RAFT_MSG_APPEND:
-	case RAFT_MSG_HEARTBEAT:
-	case RAFT_MSG_SNAPSHOT:
-		if (raft->role != RAFT_ROLE_FOLLOWER)
-			raft_become_follower(raft, raft->term, m->from);
-		heard_from_leader(raft, m->from);
-		if (m->type == RAFT_MSG_APPEND) {
-			raft_handle_append(raft, m);
-		} else if (m->type == RAFT_MSG_SNAPSHOT) {
-			raft_handle_snapshot(raft, m);
-		} else {
-			struct raft_msg *resp;
-
-			/* REPAIR: a heartbeat's commit rests on a match that may
-			 * predate our loss; only appends that matched count. */
-			if (m->commit > raft->commit && m->commit <= raft_log_last(&raft->log) &&
-			    !raft->repairing)
-				raft_commit_to(raft, m->commit);
-			raft->quiesced = (m->flags & RAFT_MSG_FLAG_QUIESCE) != 0;
-			resp = raft_msg_new(raft, RAFT_MSG_HEARTBEAT_RESP, m->from, false);
-			resp->context = m->context;
-			resp->flags = raft->repairing ? RAFT_MSG_FLAG_REPAIR : 0;
-			if (raft->snapshot_wanted)
-				raft_snapshot_ask(raft); /* The last request may have been lost. */
-		}
-		return;
-	case RAFT_MSG_TIMEOUT_NOW:
-		/* §3.10: the leader asks us to take over now. */
-		if (raft->role == RAFT_ROLE_FOLLOWER)
-			raft_campaign(raft, true);
-		return;
-	case RAFT_MSG_READ_INDEX:
-		raft_read_answer(raft, m->from, m->context, 0); /* Not the leader. */
-		return;
-	case RAFT_MSG_READ_INDEX_RESP:
-		raft_read_out(raft, m->context, m->reject ? 0 : m->index);
-		return;
-	default:
-		return;
-	}
+	else
+		step_follower(raft, m);
 }
 
 /* ------------------------------------------------------------------ tick */
@@ -335,6 +373,7 @@ static void tick_leader(struct raft *raft)
 void raft_tick(struct raft *raft, uint64_t now_ms)
 {
 	raft_out_begin(raft);
+	raft_assert_invariants(raft);
 	raft->now_ms = max_u64(raft->now_ms, now_ms);
 	if (raft->quiesced)
 		return;
@@ -426,6 +465,7 @@ void raft_ready(struct raft *raft, struct raft_ready *ready)
 	uint64_t limit;
 
 	raft_out_begin(raft);
+	raft_assert_invariants(raft);
 	if (raft->hb_pending && raft->role == RAFT_ROLE_LEADER)
 		raft_bcast_heartbeat(raft, 0);
 	raft->hb_pending = false;
@@ -442,14 +482,21 @@ void raft_ready(struct raft *raft, struct raft_ready *ready)
 		raft->snapshot_dirty = false;
 	}
 	if (log->handed_index < raft_log_last(log)) {
+		/* Each entry is handed out once, in order, after those before it. */
 		ready->entries = raft_log_at(log, log->handed_index + 1);
 		ready->entries_count = (uint32_t)(raft_log_last(log) - log->handed_index);
+		ASSERT(ready->entries->index == log->handed_index + 1);
+		raft_assert_entries(ready->entries, ready->entries_count,
+				    raft_log_term_at(log, log->handed_index));
 		log->handed_index = raft_log_last(log);
 	}
 	limit = apply_limit(raft);
 	if (raft->applying < limit) {
+		/* Committed entries are applied once, in order, once durable here. */
 		ready->committed = raft_log_at(log, raft->applying + 1);
 		ready->committed_count = (uint32_t)(limit - raft->applying);
+		ASSERT(ready->committed->index == raft->applying + 1);
+		ASSERT(limit <= log->stable_index);
 		raft->applying = limit;
 	}
 	ready->msgs = raft->msgs;
@@ -517,6 +564,9 @@ int raft_init(struct raft *raft, const struct raft_config *config, const struct 
 	raft->now_ms = now_ms;
 	raft->snap = boot->snapshot;
 	raft_log_reset(&raft->log, boot->snapshot.index, boot->snapshot.term);
+	rv = raft_confs_reserve(raft);
+	if (rv != 0)
+		goto err;
 	raft_conf_push(raft, boot->snapshot.index, &boot->snapshot.conf);
 	for (uint32_t i = 0; i < boot->entries_count; i++) {
 		const struct raft_entry *e = &boot->entries[i];
@@ -525,6 +575,11 @@ int raft_init(struct raft *raft, const struct raft_config *config, const struct 
 		if (e->index != raft_log_last(&raft->log) + 1 ||
 		    e->term < raft_log_last_term(&raft->log))
 			goto err;
+		if (e->type == RAFT_ENTRY_CONF) {
+			rv = raft_confs_reserve(raft);
+			if (rv != 0)
+				goto err;
+		}
 		rv = raft_log_append(&raft->log, e->term, e->type, e->data, e->size);
 		if (rv != 0)
 			goto err;

@@ -320,6 +320,8 @@ struct raft {
 	/* Counters for metrics and tests. */
 	uint64_t elections_started;
 	uint64_t leaderships_won;
+	uint64_t msgs_lost;       /* Messages dropped because an output buffer could not grow. */
+	struct raft_msg msg_lost; /* Where such a message is written; never sent. */
 };
 
 /* Fill config with defaults: 1000 ms election, 100 ms heartbeat, PreVote and

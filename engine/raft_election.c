@@ -104,14 +104,21 @@ static void become_leader(struct raft *raft)
 	raft->lease_revoked = false;
 	raft->reads_pending_count = 0;
 	raft_progress_clear(raft);
-	raft_progress_sync(raft);
 	raft->heartbeat_deadline_ms = raft->now_ms + raft->config.heartbeat_interval_ms;
 	raft->check_quorum_deadline_ms = raft->now_ms + raft->config.election_timeout_ms;
 	raft->quiesce_deadline_ms = raft->now_ms + raft->config.quiesce_after_ms;
 	/* §6.4 / §8: a no-op of the new term lets the leader learn and commit
 	 * what its predecessors committed, and enables ReadIndex. */
-	rv = raft_log_append(&raft->log, raft->term, RAFT_ENTRY_NOOP, NULL, 0);
-	ASSERT(rv == 0);
+	rv = raft_progress_sync(raft);
+	if (rv == 0)
+		rv = raft_log_append(&raft->log, raft->term, RAFT_ENTRY_NOOP, NULL, 0);
+	if (rv != 0) {
+		/* Out of memory: a leader that cannot track its followers or
+		 * append its no-op steps down; another election follows. */
+		raft_become_follower(raft, raft->term, RAFT_NONE);
+		return;
+	}
+	ASSERT(raft_log_last_term(&raft->log) == raft->term); /* The no-op is ours. */
 	raft_bcast_append(raft, true);
 }
 
@@ -224,6 +231,9 @@ void raft_step_vote(struct raft *raft, const struct raft_msg *m)
 	bool grant;
 	struct raft_msg *resp;
 
+	raft_assert_invariants(raft);
+	ASSERT(m->term >= raft->term);        /* Stale requests were refused in step_term. */
+	ASSERT(pre || m->term == raft->term); /* A real vote request set our term. */
 	if (raft->repairing) {
 		/* REPAIR: our log may lack committed entries; no vote at all. */
 		resp = raft_msg_new(raft, pre ? RAFT_MSG_PRE_VOTE_RESP : RAFT_MSG_VOTE_RESP,
@@ -254,6 +264,8 @@ void raft_step_vote(struct raft *raft, const struct raft_msg *m)
 	grant =
 	    (raft->vote == m->from || (raft->vote == RAFT_NONE && raft->leader == RAFT_NONE)) && up;
 	if (grant) {
+		ASSERT(raft->vote == RAFT_NONE || raft->vote == m->from); /* One vote per term. */
+		ASSERT(!raft->repairing); /* REPAIR: never a vote. */
 		raft->vote = m->from;
 		raft_election_timer_reset(raft);
 	}
@@ -263,6 +275,10 @@ void raft_step_vote(struct raft *raft, const struct raft_msg *m)
 
 void raft_step_vote_resp(struct raft *raft, const struct raft_msg *m)
 {
+	raft_assert_invariants(raft);
+	ASSERT(raft->role == RAFT_ROLE_PRE_CANDIDATE || raft->role == RAFT_ROLE_CANDIDATE);
+	ASSERT(raft->role != RAFT_ROLE_CANDIDATE || m->term == raft->term);
+	ASSERT(id_in(raft->votes_granted, raft->votes_granted_count, raft->config.id));
 	if (m->reject && (m->flags & RAFT_MSG_FLAG_REPAIR))
 		raft->repair_refused_ms = raft->now_ms;
 	uint64_t *list = m->reject ? raft->votes_rejected : raft->votes_granted;

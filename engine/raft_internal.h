@@ -90,6 +90,11 @@ void raft_out_begin(struct raft *raft);
 struct raft_msg *raft_msg_new(struct raft *raft, uint32_t type, uint64_t to, bool after);
 void raft_wake(struct raft *raft);
 
+/* raft_invariants.c: assert what holds between inputs (a bug if not). */
+void raft_assert_invariants(const struct raft *raft);
+/* DEBUG: entries are contiguous and their terms, from prev_term on, never decrease. */
+void raft_assert_entries(const struct raft_entry *entries, uint32_t count, uint64_t prev_term);
+
 /* raft_log.c */
 uint64_t raft_log_first(const struct raft_log *log);
 uint64_t raft_log_last(const struct raft_log *log);
@@ -106,11 +111,14 @@ void raft_log_deinit(struct raft_log *log);
 /* raft_membership.c */
 bool raft_is_promotable(const struct raft *raft);
 struct raft_progress *raft_progress_find(struct raft *raft, uint64_t id);
-void raft_progress_sync(struct raft *raft);
+int raft_progress_sync(struct raft *raft);
 void raft_progress_clear(struct raft *raft);
 uint64_t raft_quorum_value(const struct raft *raft, bool seq);
 bool raft_quorum_active(const struct raft *raft);
-int raft_conf_push(struct raft *raft, uint64_t index, const struct raft_conf *conf);
+/* Make room for one more configuration; call before appending a CONF entry
+ * (or installing a membership). Returns 0 or -ENOMEM. */
+int raft_confs_reserve(struct raft *raft);
+void raft_conf_push(struct raft *raft, uint64_t index, const struct raft_conf *conf);
 void raft_conf_appended(struct raft *raft, const struct raft_entry *e);
 void raft_conf_truncated(struct raft *raft, uint64_t index);
 const struct raft_conf *raft_conf_in_force_at(const struct raft *raft, uint64_t index);
@@ -140,8 +148,8 @@ void raft_handle_heartbeat_resp(struct raft *raft, struct raft_progress *pr,
 				const struct raft_msg *m);
 
 /* raft_read.c */
-void raft_read_out(struct raft *raft, uint64_t context, uint64_t index);
-void raft_read_answer(struct raft *raft, uint64_t from, uint64_t context, uint64_t index);
+bool raft_read_out(struct raft *raft, uint64_t context, uint64_t index);
+bool raft_read_answer(struct raft *raft, uint64_t from, uint64_t context, uint64_t index);
 void raft_reads_fail(struct raft *raft);
 void raft_reads_process(struct raft *raft);
 void raft_reads_start_waiting(struct raft *raft);

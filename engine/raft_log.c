@@ -113,6 +113,7 @@ static int chunk_copy(struct raft_log *log, const void *data, uint32_t size,
 			}
 		}
 	}
+	ASSERT(c->cap - c->used >= need);
 	memcpy(c->data + c->used, data, size);
 	*copy_out = c->data + c->used;
 	c->used += need;
@@ -180,6 +181,7 @@ int raft_log_append(struct raft_log *log, uint64_t term, uint32_t type, const vo
 				 .data = copy};
 	log->chunks[log->head + log->count] = chunk;
 	log->count++;
+	ASSERT(log->head + log->count <= log->cap);
 	return 0;
 }
 

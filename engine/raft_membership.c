@@ -61,8 +61,9 @@ static void progress_reset(struct raft *raft, struct raft_progress *pr, uint64_t
 }
 
 /* Leader: one progress per member of the configuration in force, self included.
- * Existing progress is kept; members that left are dropped. */
-void raft_progress_sync(struct raft *raft)
+ * Existing progress is kept; members that left are dropped. Returns 0, or
+ * -ENOMEM with the old progress kept (the caller steps down). */
+int raft_progress_sync(struct raft *raft)
 {
 	const struct raft_conf *conf = raft_conf_current(raft);
 	struct raft_progress *old = raft->progress;
@@ -70,7 +71,9 @@ void raft_progress_sync(struct raft *raft)
 	struct raft_progress *prs =
 	    calloc(conf->members_count ? conf->members_count : 1, sizeof(*prs));
 
-	ASSERT(prs != NULL); /* Membership changes are rare and small. */
+	ASSERT(raft->role == RAFT_ROLE_LEADER); /* Only a leader tracks progress. */
+	if (prs == NULL)
+		return -ENOMEM;
 	for (uint32_t i = 0; i < conf->members_count; i++) {
 		uint64_t id = conf->members[i].id;
 		bool kept = false;
@@ -83,10 +86,12 @@ void raft_progress_sync(struct raft *raft)
 		}
 		if (!kept)
 			progress_reset(raft, &prs[i], id);
+		ASSERT(prs[i].id == conf->members[i].id); /* quorum_value pairs them by slot. */
 	}
 	free(old);
 	raft->progress = prs;
 	raft->progress_count = conf->members_count;
+	return 0;
 }
 
 void raft_progress_clear(struct raft *raft)
@@ -163,21 +168,42 @@ bool raft_quorum_active(const struct raft *raft)
 	return true;
 }
 
-int raft_conf_push(struct raft *raft, uint64_t index, const struct raft_conf *conf)
+int raft_confs_reserve(struct raft *raft)
 {
-	struct raft_conf_slot *slots = raft->confs;
+	struct raft_conf_slot *slots;
 
+	if (raft->confs_count < raft->confs_cap)
+		return 0;
 	/* Most groups only ever hold one configuration: start with one slot. */
 	if (raft->confs_cap == 0) {
 		slots = malloc(sizeof(*slots));
-		ASSERT(slots != NULL);
+		if (slots == NULL)
+			return -ENOMEM;
 		raft->confs_cap = 1;
+	} else {
+		slots =
+		    raft_grow(raft->confs, &raft->confs_cap, raft->confs_count + 1, sizeof(*slots));
+		if (slots == NULL)
+			return -ENOMEM;
 	}
-	slots = raft_grow(slots, &raft->confs_cap, raft->confs_count + 1, sizeof(*slots));
-
 	raft->confs = slots;
-	slots[raft->confs_count++] = (struct raft_conf_slot){.index = index, .conf = *conf};
 	return 0;
+}
+
+void raft_conf_push(struct raft *raft, uint64_t index, const struct raft_conf *conf)
+{
+	ASSERT(raft->confs_count < raft->confs_cap); /* Reserved by raft_confs_reserve(). */
+	ASSERT(raft->confs_count == 0 || raft->confs[raft->confs_count - 1].index <= index);
+	ASSERT(conf->members_count <= RAFT_MEMBERS_MAX);
+	raft->confs[raft->confs_count++] = (struct raft_conf_slot){.index = index, .conf = *conf};
+}
+
+/* A leader whose progress cannot follow its membership cannot count
+ * quorums: it steps down, which is always safe. */
+static void raft_progress_resync(struct raft *raft)
+{
+	if (raft->role == RAFT_ROLE_LEADER && raft_progress_sync(raft) != 0)
+		raft_become_follower(raft, raft->term, RAFT_NONE);
 }
 
 /* A configuration is in force as soon as it is in the log (thesis §4.1). */
@@ -185,11 +211,11 @@ void raft_conf_appended(struct raft *raft, const struct raft_entry *e)
 {
 	struct raft_conf conf;
 
+	ASSERT(e->index == raft_log_last(&raft->log)); /* Called right after the append. */
 	if (e->type != RAFT_ENTRY_CONF || raft_conf_decode(&conf, e->data, e->size) != 0)
 		return;
 	raft_conf_push(raft, e->index, &conf);
-	if (raft->role == RAFT_ROLE_LEADER)
-		raft_progress_sync(raft);
+	raft_progress_resync(raft);
 }
 
 /* The log lost entries >= index: configurations from them are undone. */
@@ -201,8 +227,8 @@ void raft_conf_truncated(struct raft *raft, uint64_t index)
 		raft->confs_count--;
 		changed = true;
 	}
-	if (changed && raft->role == RAFT_ROLE_LEADER)
-		raft_progress_sync(raft);
+	if (changed)
+		raft_progress_resync(raft);
 }
 
 /* The configuration in force at index (for a snapshot taken there). */

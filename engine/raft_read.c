@@ -6,27 +6,34 @@
 
 #include "engine/raft_internal.h"
 
-void raft_read_out(struct raft *raft, uint64_t context, uint64_t index)
+bool raft_read_out(struct raft *raft, uint64_t context, uint64_t index)
 {
-	raft->reads_out = raft_grow(raft->reads_out, &raft->reads_out_cap,
-				    raft->reads_out_count + 1, sizeof(*raft->reads_out));
+	struct raft_read *reads = raft_grow(raft->reads_out, &raft->reads_out_cap,
+					    raft->reads_out_count + 1, sizeof(*raft->reads_out));
+
+	if (reads == NULL)
+		return false; /* Out of memory: the caller keeps the read or loses it. */
+	raft->reads_out = reads;
 	raft->reads_out[raft->reads_out_count++] =
 	    (struct raft_read){.context = context, .index = index};
+	ASSERT(raft->reads_out_count <= raft->reads_out_cap);
+	return true;
 }
 
-/* Answer a read: locally or to the follower that forwarded it. */
-void raft_read_answer(struct raft *raft, uint64_t from, uint64_t context, uint64_t index)
+/* Answer a read: locally or to the follower that forwarded it. Returns false
+ * when a local answer found no memory (a forwarded one is then lost like a
+ * message: the follower's caller gives the read up after a while). */
+bool raft_read_answer(struct raft *raft, uint64_t from, uint64_t context, uint64_t index)
 {
 	struct raft_msg *m;
 
-	if (from == raft->config.id) {
-		raft_read_out(raft, context, index);
-		return;
-	}
+	if (from == raft->config.id)
+		return raft_read_out(raft, context, index);
 	m = raft_msg_new(raft, RAFT_MSG_READ_INDEX_RESP, from, false);
 	m->context = context;
 	m->index = index;
 	m->reject = index == 0;
+	return true;
 }
 
 /* Leadership is gone: every pending read is refused so callers retry. */
@@ -61,10 +68,11 @@ void raft_reads_process(struct raft *raft)
 	for (uint32_t i = 0; i < raft->reads_pending_count; i++) {
 		struct raft_pending_read *rd = &raft->reads_pending[i];
 
-		if (rd->seq != 0 && rd->seq <= acked)
-			raft_read_answer(raft, rd->from, rd->context, rd->index);
-		else
-			raft->reads_pending[kept++] = *rd;
+		ASSERT(rd->seq <= raft->hb_seq + 1); /* No read waits on a round not yet due. */
+		if (rd->seq != 0 && rd->seq <= acked &&
+		    raft_read_answer(raft, rd->from, rd->context, rd->index))
+			continue;
+		raft->reads_pending[kept++] = *rd; /* Unconfirmed, or no memory to answer yet. */
 	}
 	raft->reads_pending_count = kept;
 }
@@ -82,10 +90,32 @@ void raft_reads_start_waiting(struct raft *raft)
 	}
 }
 
+/* Leader: make room for one more pending read and one more answer. */
+static bool raft_reads_reserve(struct raft *raft)
+{
+	struct raft_pending_read *pending;
+	struct raft_read *out;
+
+	pending = raft_grow(raft->reads_pending, &raft->reads_pending_cap,
+			    raft->reads_pending_count + 1, sizeof(*raft->reads_pending));
+	if (pending == NULL)
+		return false;
+	raft->reads_pending = pending;
+	out = raft_grow(raft->reads_out, &raft->reads_out_cap, raft->reads_out_count + 1,
+			sizeof(*raft->reads_out));
+	if (out == NULL)
+		return false;
+	raft->reads_out = out;
+	return true;
+}
+
 void raft_handle_read_index(struct raft *raft, uint64_t from, uint64_t context)
 {
 	struct raft_pending_read *rd;
 
+	raft_assert_invariants(raft);
+	ASSERT(raft->role == RAFT_ROLE_LEADER);
+	ASSERT(from != RAFT_NONE);
 	if (lease_valid(raft) && raft_committed_in_term(raft)) {
 		raft_read_answer(raft, from, context, raft->commit);
 		return;
@@ -94,9 +124,13 @@ void raft_handle_read_index(struct raft *raft, uint64_t from, uint64_t context)
 		raft_read_answer(raft, from, context, 0);
 		return;
 	}
-	raft->reads_pending =
-	    raft_grow(raft->reads_pending, &raft->reads_pending_cap, raft->reads_pending_count + 1,
-		      sizeof(*raft->reads_pending));
+	rd = raft_grow(raft->reads_pending, &raft->reads_pending_cap, raft->reads_pending_count + 1,
+		       sizeof(*raft->reads_pending));
+	if (rd == NULL) {
+		raft_read_answer(raft, from, context, 0); /* Out of memory: refused, retry. */
+		return;
+	}
+	raft->reads_pending = rd;
 	rd = &raft->reads_pending[raft->reads_pending_count++];
 	*rd = (struct raft_pending_read){.context = context, .from = from};
 	if (raft_committed_in_term(raft)) {
@@ -117,6 +151,9 @@ int raft_read_index(struct raft *raft, uint64_t context, uint64_t now_ms)
 	if (raft->role == RAFT_ROLE_LEADER) {
 		if (raft->reads_pending_count == raft->config.reads_max && !lease_valid(raft))
 			return -EAGAIN;
+		/* Room to queue the read and to answer it, so that it is not lost. */
+		if (!raft_reads_reserve(raft))
+			return -ENOMEM;
 		raft_wake(raft);
 		raft_handle_read_index(raft, raft->config.id, context);
 		return 0;
@@ -124,6 +161,8 @@ int raft_read_index(struct raft *raft, uint64_t context, uint64_t now_ms)
 	if (raft->leader == RAFT_NONE || raft->leader_down)
 		return RAFT_ERR_NOT_LEADER;
 	m = raft_msg_new(raft, RAFT_MSG_READ_INDEX, raft->leader, false);
+	if (m == &raft->msg_lost)
+		return -ENOMEM;
 	m->context = context;
 	return 0;
 }

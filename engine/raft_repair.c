@@ -56,6 +56,8 @@
  * damaged, and could then be cast again in that term once the repair ends. */
 void raft_repair_end(struct raft *raft, uint64_t leader)
 {
+	ASSERT(raft->repairing);
+	ASSERT(leader != RAFT_NONE); /* Ended by an append from the leader. */
 	raft->repairing = false;
 	if (raft->vote == RAFT_NONE)
 		raft->vote = leader;
@@ -70,6 +72,7 @@ void raft_repair_end(struct raft *raft, uint64_t leader)
  * first one still learns that the repair ended. */
 void raft_repair_flag(const struct raft *raft, struct raft_msg *resp, bool matched)
 {
+	ASSERT(!raft->repairing || raft->repair_id != 0); /* Booted in repair: has an id. */
 	if (raft->repair_id == 0)
 		return;
 	if (raft->repairing)
@@ -83,6 +86,8 @@ void raft_repair_flag(const struct raft *raft, struct raft_msg *resp, bool match
  * it only once it holds our log up to our last index as of now. */
 static void progress_repair_start(struct raft *raft, struct raft_progress *pr, uint64_t id)
 {
+	ASSERT(raft->role == RAFT_ROLE_LEADER);
+	ASSERT(pr->id != raft->config.id); /* A leader never repairs: it cannot campaign. */
 	pr->repairing = true;
 	pr->repair_id = id;
 	pr->repair_mark = raft_log_last(&raft->log);

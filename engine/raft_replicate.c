@@ -176,8 +176,15 @@ void raft_commit_to(struct raft *raft, uint64_t commit)
 
 int raft_leader_append(struct raft *raft, uint32_t type, const void *data, uint32_t size)
 {
-	int rv = raft_log_append(&raft->log, raft->term, type, data, size);
+	int rv;
 
+	ASSERT(raft->role == RAFT_ROLE_LEADER);
+	if (type == RAFT_ENTRY_CONF) {
+		rv = raft_confs_reserve(raft);
+		if (rv != 0)
+			return rv;
+	}
+	rv = raft_log_append(&raft->log, raft->term, type, data, size);
 	if (rv != 0)
 		return rv;
 	if (type == RAFT_ENTRY_CONF)
@@ -223,6 +230,10 @@ void raft_handle_append(struct raft *raft, const struct raft_msg *m)
 	uint64_t last_new = m->index + m->entries_count;
 	struct raft_msg *resp;
 
+	raft_assert_invariants(raft);
+	ASSERT(raft->role == RAFT_ROLE_FOLLOWER);
+	ASSERT(m->term == raft->term);   /* step_term settled the term. */
+	ASSERT(raft->leader == m->from); /* heard_from_leader() took it as leader. */
 	if (m->index < raft->commit) {
 		/* Everything up to commit already matches the leader's log. */
 		resp = raft_msg_new(raft, RAFT_MSG_APPEND_RESP, m->from, true);
@@ -265,10 +276,14 @@ void raft_handle_append(struct raft *raft, const struct raft_msg *m)
 			raft_log_truncate(log, index);
 			raft_conf_truncated(raft, index);
 		}
+		/* Out of memory: drop the message; the leader retries. */
+		if (e->type == RAFT_ENTRY_CONF && raft_confs_reserve(raft) != 0)
+			return;
 		if (raft_log_append(log, e->term, e->type, e->data, e->size) != 0)
-			return; /* Out of memory: drop the message; the leader retries. */
+			return;
 		raft_conf_appended(raft, raft_log_at(log, index));
 	}
+	ASSERT(raft_log_last(log) >= last_new); /* Every entry of the append is held. */
 	if (m->commit > raft->commit)
 		raft_commit_to(raft, min_u64(m->commit, last_new));
 	resp = raft_msg_new(raft, RAFT_MSG_APPEND_RESP, m->from, true);
@@ -280,6 +295,11 @@ void raft_handle_append(struct raft *raft, const struct raft_msg *m)
 
 void raft_handle_append_resp(struct raft *raft, struct raft_progress *pr, const struct raft_msg *m)
 {
+	raft_assert_invariants(raft);
+	ASSERT(raft->role == RAFT_ROLE_LEADER);
+	ASSERT(m->term == raft->term);
+	ASSERT(pr->id == m->from);
+	ASSERT(pr->id != raft->config.id); /* We never answer ourselves. */
 	pr->recent_active = true;
 	if (raft_progress_repair_check(raft, pr, m))
 		return;
@@ -360,6 +380,11 @@ void raft_handle_append_resp(struct raft *raft, struct raft_progress *pr, const 
 void raft_handle_heartbeat_resp(struct raft *raft, struct raft_progress *pr,
 				const struct raft_msg *m)
 {
+	raft_assert_invariants(raft);
+	ASSERT(raft->role == RAFT_ROLE_LEADER);
+	ASSERT(m->term == raft->term);
+	ASSERT(pr->id == m->from);
+	ASSERT(pr->acked_seq <= raft->hb_seq); /* Acks only of heartbeats we sent. */
 	pr->recent_active = true;
 	if (m->context > pr->acked_seq && m->context <= raft->hb_seq)
 		pr->acked_seq = m->context;
@@ -440,6 +465,7 @@ void raft_persisted(struct raft *raft, uint64_t index, uint64_t term)
 	if (index <= log->stable_index || index > log->handed_index ||
 	    raft_log_term_at(log, index) != term)
 		return; /* Stale: overwritten since, or already known. */
+	raft_assert_invariants(raft);
 	log->stable_index = index;
 	if (raft->role != RAFT_ROLE_LEADER)
 		return;

@@ -89,6 +89,10 @@ void raft_handle_snapshot(struct raft *raft, const struct raft_msg *m)
 	/* Malformed too: term 0 past index 0 (no entry has it). */
 	if (s->index > 0 && s->term == 0)
 		return;
+	raft_assert_invariants(raft);
+	ASSERT(raft->role == RAFT_ROLE_FOLLOWER);
+	ASSERT(m->term == raft->term);
+	ASSERT(raft->leader == m->from);
 	resp = raft_msg_new(raft, RAFT_MSG_APPEND_RESP, m->from, true);
 	raft_repair_flag(raft, resp, true); /* Every answer below is an index we match. */
 	if (raft->snapshot_wanted && snapshot_rebase(raft, s)) {
@@ -120,6 +124,9 @@ void raft_handle_snapshot(struct raft *raft, const struct raft_msg *m)
 void raft_handle_snapshot_wanted(struct raft *raft, struct raft_progress *pr,
 				 const struct raft_msg *m)
 {
+	raft_assert_invariants(raft);
+	ASSERT(raft->role == RAFT_ROLE_LEADER);
+	ASSERT(pr->id == m->from);
 	pr->recent_active = true;
 	if (pr->state == RAFT_PROGRESS_SNAPSHOT)
 		return; /* One is on its way. */
