@@ -95,12 +95,39 @@ void raft_assert_invariants(const struct raft *raft);
 /* DEBUG: entries are contiguous and their terms, from prev_term on, never decrease. */
 void raft_assert_entries(const struct raft_entry *entries, uint32_t count, uint64_t prev_term);
 
-/* raft_log.c */
-uint64_t raft_log_first(const struct raft_log *log);
-uint64_t raft_log_last(const struct raft_log *log);
-struct raft_entry *raft_log_at(const struct raft_log *log, uint64_t index);
-uint64_t raft_log_term_at(const struct raft_log *log, uint64_t index);
-uint64_t raft_log_last_term(const struct raft_log *log);
+/* raft_log.c; its accessors are inline: they sit on every hot path. */
+static inline uint64_t raft_log_first(const struct raft_log *log)
+{
+	return log->snapshot_index + 1;
+}
+
+static inline uint64_t raft_log_last(const struct raft_log *log)
+{
+	return log->snapshot_index + log->count;
+}
+
+static inline struct raft_entry *raft_log_at(const struct raft_log *log, uint64_t index)
+{
+	if (index <= log->snapshot_index || index > raft_log_last(log))
+		return NULL;
+	return &log->entries[log->head + (index - raft_log_first(log))];
+}
+
+static inline uint64_t raft_log_term_at(const struct raft_log *log, uint64_t index)
+{
+	const struct raft_entry *e;
+
+	if (index == log->snapshot_index)
+		return log->snapshot_term;
+	e = raft_log_at(log, index);
+	return e ? e->term : 0;
+}
+
+static inline uint64_t raft_log_last_term(const struct raft_log *log)
+{
+	return raft_log_term_at(log, raft_log_last(log));
+}
+
 int raft_log_append(struct raft_log *log, uint64_t term, uint32_t type, const void *data,
 		    uint32_t size);
 void raft_log_truncate(struct raft_log *log, uint64_t index);

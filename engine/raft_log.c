@@ -10,38 +10,6 @@
 
 /* -------------------------------------------------------------------- log */
 
-uint64_t raft_log_first(const struct raft_log *log)
-{
-	return log->snapshot_index + 1;
-}
-
-uint64_t raft_log_last(const struct raft_log *log)
-{
-	return log->snapshot_index + log->count;
-}
-
-struct raft_entry *raft_log_at(const struct raft_log *log, uint64_t index)
-{
-	if (index <= log->snapshot_index || index > raft_log_last(log))
-		return NULL;
-	return &log->entries[log->head + (index - raft_log_first(log))];
-}
-
-uint64_t raft_log_term_at(const struct raft_log *log, uint64_t index)
-{
-	const struct raft_entry *e;
-
-	if (index == log->snapshot_index)
-		return log->snapshot_term;
-	e = raft_log_at(log, index);
-	return e ? e->term : 0;
-}
-
-uint64_t raft_log_last_term(const struct raft_log *log)
-{
-	return raft_log_term_at(log, raft_log_last(log));
-}
-
 static void chunk_release(struct raft_log *log, struct raft_chunk *chunk)
 {
 	if (chunk == NULL)
