@@ -240,7 +240,7 @@ struct raft_progress {
 	bool snapshot_wanted;    /* It asked for a snapshot at or past snapshot_need. */
 	bool repairing;          /* It lost data: its match does not count toward commit */
 	uint64_t repair_mark;    /* until it holds our log up to here; */
-	uint64_t repair_id;      /* which life of it (repair_flag() in raft.c). */
+	uint64_t repair_id;      /* which life of it (raft_repair_flag() in raft_repair.c). */
 	uint64_t snapshot_need;
 	bool down; /* The transport reported the process gone. */
 	uint32_t inflight_head, inflight_count, inflight_size;
@@ -295,7 +295,7 @@ struct raft {
 	uint64_t election_deadline_ms, heartbeat_deadline_ms, check_quorum_deadline_ms;
 	uint64_t quiesce_deadline_ms;
 	uint64_t leader_heard_ms;      /* Last message from the current leader. */
-	uint64_t boot_sticky_until_ms; /* Refuse to elect others until then (see in_lease). */
+	uint64_t boot_sticky_until_ms; /* Refuse to elect others until then (see raft_in_lease). */
 	uint64_t transfer_target, transfer_deadline_ms;
 	uint64_t uncommitted_size;
 	uint64_t votes_granted[RAFT_MEMBERS_MAX], votes_rejected[RAFT_MEMBERS_MAX];
@@ -320,6 +320,8 @@ struct raft {
 	/* Counters for metrics and tests. */
 	uint64_t elections_started;
 	uint64_t leaderships_won;
+	uint64_t msgs_lost;       /* Messages dropped because an output buffer could not grow. */
+	struct raft_msg msg_lost; /* Where such a message is written; never sent. */
 };
 
 /* Fill config with defaults: 1000 ms election, 100 ms heartbeat, PreVote and
@@ -414,7 +416,7 @@ int raft_want_snapshot(struct raft *raft);
  * appends it matched (never from heartbeats), and leaves repair when an
  * append flagged RAFT_MSG_FLAG_REPAIRED matched: its log then holds the
  * leader's up to what the leader had when it learned of the loss. See
- * raft.c (REPAIR) for why that is safe. */
+ * raft_repair.c (REPAIR) for why that is safe. */
 bool raft_is_repairing(const struct raft *raft);
 
 /* Whether the group seems unable to elect a leader because repairing
@@ -431,7 +433,7 @@ bool raft_is_snapshot_wanted(const struct raft *raft);
 bool raft_is_snapshot_requested(const struct raft *raft);
 
 /* The transport learned that node's process is gone. A follower whose leader
- * that is starts PreVote at once; a leader drops its lease. See raft.c for
+ * that is starts PreVote at once; a leader drops its lease. See raft_election.c for
  * why this keeps every safety property. */
 void raft_peer_down(struct raft *raft, uint64_t node, uint64_t now_ms);
 

@@ -84,7 +84,7 @@ static uint64_t recover_repair_id(uint64_t group)
 /* Start group id, whose storage lost data (a WAL record or its snapshot
  * failed verification; what says which), as a repairing member: from its
  * own snapshot if that verifies, else from nothing, with no log after it
- * (raft_boot.repair; engine/raft.c, REPAIR, says why this is safe). The WAL
+ * (raft_boot.repair; engine/raft_repair.c, REPAIR, says why this is safe). The WAL
  * is reset to that snapshot first, so that the damaged records are
  * superseded and what the repair writes wins on every later recovery; a
  * damaged snapshot's files go once that reset is durable (the WAL's mark

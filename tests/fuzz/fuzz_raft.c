@@ -1,4 +1,4 @@
-/* Fuzz target: the Raft engine (engine/raft.c) of 1 to 3 nodes in memory,
+/* Fuzz target: the Raft engine (engine/raft*.c) of 1 to 3 nodes in memory,
  * driven by a program read from the input: time passes, messages between
  * the nodes are delivered, dropped or duplicated, clients propose, read,
  * transfer leadership and change membership, writes are held and made
@@ -26,6 +26,7 @@
 #include <errno.h>
 
 #include "engine/raft.h"
+#include "tests/driver/raft_driver.h"
 #include "tests/fuzz/fuzz.h"
 
 #define FUZZ_RAFT_NODES_MAX    3
@@ -38,31 +39,10 @@
 #define FUZZ_RAFT_LEADERS_MAX  256
 #define FUZZ_RAFT_START_MS     10000
 
-/* A message owned by the harness: entries, payloads and snapshot copied.
- * m.snapshot stays NULL while queued (messages move in the queue); it is
- * pointed at snap when the message is handed to an engine. */
-struct fr_msg {
-	struct raft_msg m;
-	struct raft_entry *entries;
-	uint8_t *payload;
-	struct raft_snapshot_meta snap;
-	bool has_snap;
-};
-
-/* What one ready handed out for persistence. */
-struct fr_write {
-	struct raft_hard_state hard;
-	bool hard_changed, has_entries, has_snap;
-	uint64_t first_index, last_index, last_term;
-	uint64_t *terms; /* Of first_index..last_index, for the durable log model. */
-	struct fr_msg *after;
-	uint32_t after_count;
-};
-
 struct fr_node {
 	struct raft raft;
 	bool hold;
-	struct fr_write *writes;
+	struct raft_driver_write *writes; /* Pending, oldest first. */
 	uint32_t writes_count, writes_cap;
 	/* Durable, as the harness's storage saw it. */
 	struct raft_hard_state hard;
@@ -79,66 +59,14 @@ struct fr_cluster {
 	uint64_t now;
 	bool injected;
 	struct fr_node nodes[FUZZ_RAFT_NODES_MAX + 1];
-	struct fr_msg net[FUZZ_RAFT_NET_MAX];
+	struct raft_driver_msg net[FUZZ_RAFT_NET_MAX];
 	uint32_t net_count;
 	uint64_t committed_terms[FUZZ_RAFT_LOG_MAX + 1]; /* First commit seen at each index. */
 	uint64_t leader_terms[FUZZ_RAFT_LEADERS_MAX], leader_ids[FUZZ_RAFT_LEADERS_MAX];
 	uint32_t leaders_count;
 };
 
-static void *fr_alloc(size_t size)
-{
-	void *p = calloc(1, size ? size : 1);
-
-	FUZZ_CHECK(p != NULL);
-	return p;
-}
-
 /* ------------------------------------------------------------- messages */
-
-static void fr_msg_copy(struct fr_msg *dst, const struct raft_msg *m)
-{
-	uint64_t bytes = 0, off = 0;
-
-	memset(dst, 0, sizeof(*dst));
-	dst->m = *m;
-	dst->m.entries = NULL;
-	dst->m.snapshot = NULL;
-	if (m->entries_count > 0) {
-		FUZZ_CHECK(m->entries != NULL);
-		dst->entries = fr_alloc(m->entries_count * sizeof(*dst->entries));
-		for (uint32_t i = 0; i < m->entries_count; i++)
-			bytes += m->entries[i].size;
-		dst->payload = fr_alloc(bytes);
-		for (uint32_t i = 0; i < m->entries_count; i++) {
-			dst->entries[i] = m->entries[i];
-			dst->entries[i].data = NULL;
-			if (m->entries[i].size > 0) {
-				memcpy(dst->payload + off, m->entries[i].data, m->entries[i].size);
-				dst->entries[i].data = dst->payload + off;
-				off += m->entries[i].size;
-			}
-		}
-		dst->m.entries = dst->entries;
-	}
-	if (m->snapshot != NULL) {
-		dst->snap = *m->snapshot;
-		dst->has_snap = true;
-	}
-}
-
-static const struct raft_msg *fr_msg_view(struct fr_msg *fm)
-{
-	fm->m.snapshot = fm->has_snap ? &fm->snap : NULL;
-	return &fm->m;
-}
-
-static void fr_msg_free(struct fr_msg *fm)
-{
-	free(fm->entries);
-	free(fm->payload);
-	memset(fm, 0, sizeof(*fm));
-}
 
 /* The durability contract (raft.h) on a message leaving node. */
 static void fr_check_durable(const struct fr_node *node, uint64_t id, const struct raft_msg *m)
@@ -156,86 +84,33 @@ static void fr_check_durable(const struct fr_node *node, uint64_t id, const stru
 	}
 }
 
-static void fr_send(struct fr_cluster *c, uint64_t id, const struct raft_msg *m)
+static void fr_send(void *arg, uint64_t id, const struct raft_msg *m)
 {
+	struct fr_cluster *c = arg;
+
 	fr_check_durable(&c->nodes[id], id, m);
+	FUZZ_CHECK(m->entries_count == 0 || m->entries != NULL);
 	if (c->net_count == FUZZ_RAFT_NET_MAX)
 		return; /* The network lost it. */
-	fr_msg_copy(&c->net[c->net_count++], m);
+	raft_driver_msg_copy(&c->net[c->net_count++], m, false);
 }
 
 /* --------------------------------------------------------------- readies */
 
-static void fr_write_take(struct fr_node *node, const struct raft_ready *rd)
+/* One vote per term, in what reaches the disk. */
+static void fr_durable(void *arg, uint64_t id, const struct raft_driver_write *w)
 {
-	struct fr_write *w;
+	struct fr_cluster *c = arg;
+	const struct fr_node *node = &c->nodes[id];
 
-	if (!(rd->entries_count || rd->hard_changed || rd->msgs_after_count || rd->snapshot))
-		return;
-	if (node->writes_count == node->writes_cap) {
-		node->writes_cap = node->writes_cap ? node->writes_cap * 2 : 8;
-		node->writes = realloc(node->writes, node->writes_cap * sizeof(*node->writes));
-		FUZZ_CHECK(node->writes != NULL);
-	}
-	w = &node->writes[node->writes_count++];
-	memset(w, 0, sizeof(*w));
-	w->hard = rd->hard;
-	w->hard_changed = rd->hard_changed;
-	if (rd->snapshot != NULL) {
-		w->has_snap = true;
-		w->last_index = rd->snapshot->index;
-		w->last_term = rd->snapshot->term;
-	}
-	if (rd->entries_count > 0) {
-		w->has_entries = true;
-		w->first_index = rd->entries[0].index;
-		w->terms = fr_alloc(rd->entries_count * sizeof(*w->terms));
-		for (uint32_t i = 0; i < rd->entries_count; i++) {
-			FUZZ_CHECK(rd->entries[i].index == w->first_index + i);
-			w->terms[i] = rd->entries[i].term;
-		}
-		w->last_index = rd->entries[rd->entries_count - 1].index;
-		w->last_term = rd->entries[rd->entries_count - 1].term;
-	}
-	w->after_count = rd->msgs_after_count;
-	w->after = fr_alloc(rd->msgs_after_count * sizeof(*w->after));
-	for (uint32_t i = 0; i < rd->msgs_after_count; i++)
-		fr_msg_copy(&w->after[i], &rd->msgs_after[i]);
+	FUZZ_CHECK(w->hard.term >= node->hard.term);
+	if (w->hard.term == node->hard.term && node->hard.vote != RAFT_NONE)
+		FUZZ_CHECK(w->hard.vote == node->hard.vote);
 }
 
-/* Make node's pending writes durable, in order, then release what waited. */
-static void fr_persist(struct fr_cluster *c, uint64_t id)
+static void fr_take_ready(void *arg, uint64_t id, const struct raft_ready *rd)
 {
-	struct fr_node *node = &c->nodes[id];
-	struct fr_write *writes = node->writes;
-	uint32_t count = node->writes_count;
-
-	node->writes = NULL;
-	node->writes_count = node->writes_cap = 0;
-	for (uint32_t i = 0; i < count; i++) {
-		struct fr_write *w = &writes[i];
-
-		/* One vote per term, in what reaches the disk. */
-		FUZZ_CHECK(w->hard.term >= node->hard.term);
-		if (w->hard.term == node->hard.term && node->hard.vote != RAFT_NONE)
-			FUZZ_CHECK(w->hard.vote == node->hard.vote);
-		node->hard = w->hard;
-		if (w->has_snap || w->has_entries)
-			node->durable_last = w->last_index;
-		if (w->has_entries)
-			raft_persisted(&node->raft, w->last_index, w->last_term);
-		for (uint32_t j = 0; j < w->after_count; j++) {
-			fr_send(c, id, fr_msg_view(&w->after[j]));
-			fr_msg_free(&w->after[j]);
-		}
-		free(w->after);
-		free(w->terms);
-	}
-	free(writes);
-}
-
-static void fr_take_ready(struct fr_cluster *c, uint64_t id, const struct raft_ready *rd)
-{
+	struct fr_cluster *c = arg;
 	struct fr_node *node = &c->nodes[id];
 
 	if (rd->snapshot != NULL) {
@@ -247,7 +122,8 @@ static void fr_take_ready(struct fr_cluster *c, uint64_t id, const struct raft_r
 	}
 	for (uint32_t i = 0; i < rd->msgs_count; i++)
 		fr_send(c, id, &rd->msgs[i]);
-	fr_write_take(node, rd);
+	for (uint32_t i = 0; i < rd->entries_count; i++)
+		FUZZ_CHECK(rd->entries[i].index == rd->entries[0].index + i);
 	for (uint32_t i = 0; i < rd->committed_count; i++) {
 		const struct raft_entry *e = &rd->committed[i];
 
@@ -263,22 +139,38 @@ static void fr_take_ready(struct fr_cluster *c, uint64_t id, const struct raft_r
 	}
 }
 
+static struct raft_driver_store fr_store(struct fr_node *node)
+{
+	return (struct raft_driver_store){.writes = &node->writes,
+					  .writes_count = &node->writes_count,
+					  .writes_cap = &node->writes_cap,
+					  .hard = &node->hard,
+					  .durable_last = &node->durable_last};
+}
+
+static struct raft_driver_ops fr_ops(struct fr_cluster *c)
+{
+	return (struct raft_driver_ops){
+	    .send = fr_send, .durable = fr_durable, .take = fr_take_ready, .arg = c};
+}
+
+/* Make node's pending writes durable, in order, then release what waited. */
+static void fr_persist(struct fr_cluster *c, uint64_t id)
+{
+	struct raft_driver_store store = fr_store(&c->nodes[id]);
+	struct raft_driver_ops ops = fr_ops(c);
+
+	raft_driver_persist(&c->nodes[id].raft, id, &store, &ops);
+}
+
 static void fr_collect(struct fr_cluster *c, uint64_t id)
 {
 	struct fr_node *node = &c->nodes[id];
+	struct raft_driver_store store = fr_store(node);
+	struct raft_driver_ops ops = fr_ops(c);
 
-	for (int round = 0; raft_has_ready(&node->raft); round++) {
-		struct raft_ready rd;
-		uint64_t applied_before = node->applied_index;
-
-		FUZZ_CHECK(round < FUZZ_RAFT_READY_ROUNDS);
-		raft_ready(&node->raft, &rd);
-		fr_take_ready(c, id, &rd);
-		if (!node->hold)
-			fr_persist(c, id);
-		if (node->applied_index > applied_before)
-			raft_applied(&node->raft, node->applied_index);
-	}
+	FUZZ_CHECK(raft_driver_drain(&node->raft, id, &store, node->hold, &node->applied_index,
+				     FUZZ_RAFT_READY_ROUNDS, &ops));
 }
 
 /* ---------------------------------------------------------------- checks */
@@ -354,22 +246,22 @@ static uint64_t fr_pick_node(struct fr_cluster *c, struct fuzz_in *in)
 
 static void fr_deliver(struct fr_cluster *c, uint32_t slot, bool keep)
 {
-	struct fr_msg fm = c->net[slot];
+	struct raft_driver_msg fm = c->net[slot];
 	uint64_t to = fm.m.to;
 
 	if (keep) {
 		/* A duplicate: the original stays queued. */
-		fr_msg_copy(&fm, fr_msg_view(&c->net[slot]));
+		raft_driver_msg_copy(&fm, raft_driver_msg_view(&c->net[slot]), false);
 	} else {
 		memmove(&c->net[slot], &c->net[slot + 1],
 			(c->net_count - slot - 1) * sizeof(c->net[0]));
 		c->net_count--;
 	}
 	if (to >= 1 && to <= c->n) {
-		raft_step(&c->nodes[to].raft, fr_msg_view(&fm), c->now);
+		raft_step(&c->nodes[to].raft, raft_driver_msg_view(&fm), c->now);
 		fr_collect(c, to);
 	}
-	fr_msg_free(&fm);
+	raft_driver_msg_free(&fm);
 }
 
 static void fr_read_conf(struct fuzz_in *in, struct raft_conf *conf)
@@ -506,7 +398,7 @@ static void fr_op(struct fr_cluster *c, struct fuzz_in *in)
 		if (c->net_count > 0) {
 			uint32_t slot = arg % c->net_count;
 
-			fr_msg_free(&c->net[slot]);
+			raft_driver_msg_free(&c->net[slot]);
 			memmove(&c->net[slot], &c->net[slot + 1],
 				(c->net_count - slot - 1) * sizeof(c->net[0]));
 			c->net_count--;
@@ -600,16 +492,12 @@ static void fr_init(struct fr_cluster *c, uint32_t n, uint8_t bits)
 static void fr_deinit(struct fr_cluster *c)
 {
 	for (uint32_t i = 0; i < c->net_count; i++)
-		fr_msg_free(&c->net[i]);
+		raft_driver_msg_free(&c->net[i]);
 	for (uint64_t id = 1; id <= c->n; id++) {
 		struct fr_node *node = &c->nodes[id];
+		struct raft_driver_store store = fr_store(node);
 
-		for (uint32_t i = 0; i < node->writes_count; i++) {
-			for (uint32_t j = 0; j < node->writes[i].after_count; j++)
-				fr_msg_free(&node->writes[i].after[j]);
-			free(node->writes[i].after);
-			free(node->writes[i].terms);
-		}
+		raft_driver_writes_drop(&store);
 		free(node->writes);
 		raft_deinit(&node->raft);
 	}

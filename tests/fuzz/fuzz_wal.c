@@ -1,4 +1,4 @@
-/* Fuzz target: WAL recovery (io/wal.c, io/segment.c) from a directory of
+/* Fuzz target: WAL recovery (io/wal_recover.c, io/segment.c) from a directory of
  * segment files built from the input, then read-back of every group.
  *
  * INPUT: u8 flags, then up to FUZZ_WAL_FILES files, each

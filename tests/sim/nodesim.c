@@ -1,5 +1,5 @@
 /* Whole-node deterministic simulation (flotilla-nodesim): 3 or 5 nodes, each
- * of 1 or 2 real shards (shard/shard.c, io/wal.c, engine/raft.c unchanged)
+ * of 1 or 2 real shards (the code of shard/, io/ and engine/ unchanged)
  * on the simulated loop backend (io/loop_sim.h), in one thread and virtual
  * time, with faults drawn from one seed.
  *

@@ -1,5 +1,5 @@
 /* flotilla-sim: a deterministic, seeded simulation of one Raft group of 3 to
- * 7 engines (engine/raft.c) on a simulated network, simulated disks and a
+ * 7 engines (engine/) on a simulated network, simulated disks and a
  * virtual clock.
  *
  * One uint64_t seed derives every parameter (sim_params, printed with
@@ -16,6 +16,7 @@
  * and raft_persisted() reports the batch's last entry. msgs go into the
  * network at once; msgs_after wait behind the batch. Committed entries are
  * applied at once; confirmed reads are served once applied reaches them.
+ * Messages are deep-copied by the shared engine driver (tests/driver/).
  *
  * Faults: message drop, duplication, reordering and long delays; symmetric
  * and asymmetric partitions; crashes (the engine and every write that was not
@@ -36,6 +37,7 @@
 #include <xxhash.h>
 
 #include "base/err.h"
+#include "tests/driver/raft_driver.h"
 
 #define PAYLOAD_HEADER_SIZE 12     /* u64 write id, u32 key; then filler. */
 #define SIM_OUTSTANDING_MAX 64     /* Uncommitted entries past which clients wait. */
@@ -254,57 +256,25 @@ static struct sim_node *node_of(struct sim *sim, uint64_t id)
 	return &sim->nodes[id - 1];
 }
 
-static void entry_copy(struct raft_entry *dst, const struct raft_entry *src, bool metadata)
-{
-	*dst = *src;
-	dst->data = NULL;
-	if (metadata && src->type == RAFT_ENTRY_NORMAL)
-		dst->size = 0; /* A witness keeps metadata only. */
-	if (dst->size > 0) {
-		void *p = malloc(dst->size);
-
-		if (p == NULL)
-			abort();
-		memcpy(p, src->data, dst->size);
-		dst->data = p;
-	}
-}
-
 static void msg_free(struct sim_msg *msg)
 {
-	for (uint32_t i = 0; i < msg->m.entries_count; i++)
-		free((void *)msg->entries[i].data);
-	free(msg->entries);
+	raft_driver_msg_free(&msg->d);
 	free(msg);
 }
 
+/* A deep copy that owns everything (the shared driver's), with its pointers set. */
 static struct sim_msg *msg_copy(const struct raft_msg *m, bool metadata)
 {
-	struct sim_msg *msg = calloc(1, sizeof(*msg));
+	struct sim_msg *msg = raft_driver_alloc(sizeof(*msg));
 
-	if (msg == NULL)
-		abort();
-	msg->m = *m;
-	msg->m.entries = NULL;
-	msg->m.snapshot = NULL;
-	if (m->entries_count > 0) {
-		msg->entries = calloc(m->entries_count, sizeof(*msg->entries));
-		if (msg->entries == NULL)
-			abort();
-		for (uint32_t i = 0; i < m->entries_count; i++)
-			entry_copy(&msg->entries[i], &m->entries[i], metadata);
-		msg->m.entries = msg->entries;
-	}
-	if (m->snapshot != NULL) {
-		msg->snap = *m->snapshot;
-		msg->m.snapshot = &msg->snap;
-	}
+	raft_driver_msg_copy(&msg->d, m, metadata);
+	raft_driver_msg_view(&msg->d);
 	return msg;
 }
 
 static struct sim_msg *msg_clone(const struct sim_msg *src)
 {
-	struct sim_msg *msg = msg_copy(&src->m, false);
+	struct sim_msg *msg = msg_copy(&src->d.m, false);
 
 	msg->snap_data = src->snap_data;
 	msg->from_incarnation = src->from_incarnation;
@@ -314,12 +284,12 @@ static struct sim_msg *msg_clone(const struct sim_msg *src)
 /* A SNAPSHOT's fate goes back to its sender (raft_snapshot_sent). */
 static void snap_done(struct sim *sim, const struct sim_msg *msg, bool ok, uint64_t delay_ms)
 {
-	if (msg->m.type != RAFT_MSG_SNAPSHOT)
+	if (msg->d.m.type != RAFT_MSG_SNAPSHOT)
 		return;
 	event_push(sim, (struct sim_event){.time_ms = sim->now_ms + delay_ms,
 					   .kind = SIM_EVENT_SNAP_DONE,
-					   .node = (uint32_t)msg->m.from,
-					   .peer = (uint32_t)msg->m.to,
+					   .node = (uint32_t)msg->d.m.from,
+					   .peer = (uint32_t)msg->d.m.to,
 					   .incarnation = msg->from_incarnation,
 					   .ok = ok});
 }
@@ -636,7 +606,7 @@ static void node_persist(struct sim *sim, struct sim_node *n, const struct raft_
 		if (b->entries == NULL)
 			abort();
 		for (uint32_t i = 0; i < rd->entries_count; i++) {
-			entry_copy(&b->entries[i].e, &rd->entries[i], false);
+			raft_driver_entry_copy(&b->entries[i].e, &rd->entries[i], false);
 			b->entries[i].data = (uint8_t *)b->entries[i].e.data;
 		}
 		b->entries_count = rd->entries_count;
@@ -819,8 +789,8 @@ static void node_restart(struct sim *sim, struct sim_node *n)
 
 static void deliver(struct sim *sim, struct sim_msg *msg)
 {
-	struct sim_node *to = node_of(sim, msg->m.to);
-	struct sim_node *from = node_of(sim, msg->m.from);
+	struct sim_node *to = node_of(sim, msg->d.m.to);
+	struct sim_node *from = node_of(sim, msg->d.m.from);
 
 	if (to == NULL || from == NULL || !to->up) {
 		snap_done(sim, msg, false, 0);
@@ -842,16 +812,16 @@ static void deliver(struct sim *sim, struct sim_msg *msg)
 		return;
 	}
 	TRACE(sim, "n%llu -> n%llu %s term %llu index %llu/%llu commit %llu n=%u%s ctx %llu",
-	      (unsigned long long)msg->m.from, (unsigned long long)msg->m.to,
-	      raft_msg_type_name(msg->m.type), (unsigned long long)msg->m.term,
-	      (unsigned long long)msg->m.index, (unsigned long long)msg->m.log_term,
-	      (unsigned long long)msg->m.commit, msg->m.entries_count,
-	      msg->m.reject ? " reject" : "", (unsigned long long)msg->m.context);
-	if (msg->m.type == RAFT_MSG_SNAPSHOT) {
+	      (unsigned long long)msg->d.m.from, (unsigned long long)msg->d.m.to,
+	      raft_msg_type_name(msg->d.m.type), (unsigned long long)msg->d.m.term,
+	      (unsigned long long)msg->d.m.index, (unsigned long long)msg->d.m.log_term,
+	      (unsigned long long)msg->d.m.commit, msg->d.m.entries_count,
+	      msg->d.m.reject ? " reject" : "", (unsigned long long)msg->d.m.context);
+	if (msg->d.m.type == RAFT_MSG_SNAPSHOT) {
 		to->install = msg->snap_data;
 		to->install_set = true;
 	}
-	raft_step(&to->raft, &msg->m, node_now(sim, to));
+	raft_step(&to->raft, &msg->d.m, node_now(sim, to));
 	node_drain(sim, to);
 	snap_done(sim, msg, true, 0);
 	msg_free(msg);

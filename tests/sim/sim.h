@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "engine/raft.h"
+#include "tests/driver/raft_driver.h"
 
 #define SIM_NODES_MAX 7
 #define SIM_KEYS      4      /* The state machine is SIM_KEYS registers. */
@@ -79,10 +80,8 @@ struct sim_entry {
 };
 
 struct sim_msg {
-	struct raft_msg m;
-	struct raft_entry *entries; /* Owned, payloads too. */
-	struct raft_snapshot_meta snap;
-	struct sim_sm snap_data; /* Sent out of band with a SNAPSHOT. */
+	struct raft_driver_msg d; /* Owned deep copy (tests/driver/raft_driver.h). */
+	struct sim_sm snap_data;  /* Sent out of band with a SNAPSHOT. */
 	uint32_t from_incarnation;
 };
 

@@ -18,50 +18,10 @@
 
 static void *fx_alloc(size_t size)
 {
-	void *p = calloc(1, size ? size : 1);
-
-	assert_non_null(p);
-	return p;
+	return raft_driver_alloc(size);
 }
 
 /* ------------------------------------------------------------- messages */
-
-static void fx_msg_copy(struct fx_msg *dst, const struct raft_msg *m)
-{
-	uint64_t bytes = 0, off = 0;
-
-	memset(dst, 0, sizeof(*dst));
-	dst->m = *m;
-	dst->m.entries = NULL;
-	dst->m.snapshot = NULL;
-	if (m->entries_count > 0) {
-		assert_non_null(m->entries);
-		dst->entries = fx_alloc(m->entries_count * sizeof(*dst->entries));
-		for (uint32_t i = 0; i < m->entries_count; i++)
-			bytes += m->entries[i].size;
-		dst->payload = fx_alloc(bytes);
-		for (uint32_t i = 0; i < m->entries_count; i++) {
-			dst->entries[i] = m->entries[i];
-			dst->entries[i].data = NULL;
-			if (m->entries[i].size > 0) {
-				memcpy(dst->payload + off, m->entries[i].data, m->entries[i].size);
-				dst->entries[i].data = dst->payload + off;
-				off += m->entries[i].size;
-			}
-		}
-	}
-	if (m->snapshot != NULL) {
-		dst->snap = *m->snapshot;
-		dst->has_snap = true;
-	}
-}
-
-static void fx_msg_free(struct fx_msg *fm)
-{
-	free(fm->entries);
-	free(fm->payload);
-	memset(fm, 0, sizeof(*fm));
-}
 
 /* The durability contract, checked on everything that leaves a node. */
 static void fx_check_durable(const struct fx_node *node, const struct raft_msg *m)
@@ -86,36 +46,31 @@ static void fx_check_durable(const struct fx_node *node, const struct raft_msg *
 	}
 }
 
-static void fx_send(struct fixture *f, uint64_t from, const struct raft_msg *m)
+static void fx_send(void *arg, uint64_t from, const struct raft_msg *m)
 {
+	struct fixture *f = arg;
+
 	assert_int_equal(m->from, from);
 	assert_true(m->type > 0 && m->type < RAFT_MSG_TYPE_COUNT);
+	if (m->entries_count > 0)
+		assert_non_null(m->entries);
 	fx_check_durable(fx_node(f, from), m);
 	if (f->net_count == f->net_cap) {
 		f->net_cap = f->net_cap ? f->net_cap * 2 : 64;
 		f->net = realloc(f->net, f->net_cap * sizeof(*f->net));
 		assert_non_null(f->net);
 	}
-	fx_msg_copy(&f->net[f->net_count++], m);
+	raft_driver_msg_copy(&f->net[f->net_count++], m, false);
 	f->sent[m->type]++;
 }
 
 /* --------------------------------------------------------------- readies */
 
-static struct fx_write *fx_write_push(struct fx_node *node)
+/* Record what one ready hands over besides its write (the driver queues
+ * that); its pointers die at the next engine call. */
+static void fx_take_ready(void *arg, uint64_t id, const struct raft_ready *rd)
 {
-	if (node->writes_count == node->writes_cap) {
-		node->writes_cap = node->writes_cap ? node->writes_cap * 2 : 8;
-		node->writes = realloc(node->writes, node->writes_cap * sizeof(*node->writes));
-		assert_non_null(node->writes);
-	}
-	memset(&node->writes[node->writes_count], 0, sizeof(node->writes[0]));
-	return &node->writes[node->writes_count++];
-}
-
-/* Copy out everything one ready hands over; its pointers die at the next engine call. */
-static void fx_take_ready(struct fixture *f, uint64_t id, const struct raft_ready *rd)
-{
+	struct fixture *f = arg;
 	struct fx_node *node = fx_node(f, id);
 
 	node->readies_count++;
@@ -126,31 +81,8 @@ static void fx_take_ready(struct fixture *f, uint64_t id, const struct raft_read
 	}
 	for (uint32_t i = 0; i < rd->msgs_count; i++)
 		fx_send(f, id, &rd->msgs[i]);
-	if (rd->entries_count || rd->hard_changed || rd->msgs_after_count || rd->snapshot) {
-		struct fx_write *w = fx_write_push(node);
-
-		w->hard = rd->hard;
-		w->hard_changed = rd->hard_changed;
-		if (rd->snapshot != NULL) {
-			w->has_snap = true;
-			w->last_index = rd->snapshot->index;
-			w->last_term = rd->snapshot->term;
-		}
-		if (rd->entries_count > 0) {
-			const struct raft_entry *last = &rd->entries[rd->entries_count - 1];
-
-			for (uint32_t i = 1; i < rd->entries_count; i++)
-				assert_int_equal(rd->entries[i].index,
-						 rd->entries[i - 1].index + 1);
-			w->has_entries = true;
-			w->last_index = last->index;
-			w->last_term = last->term;
-		}
-		w->after_count = rd->msgs_after_count;
-		w->after = fx_alloc(rd->msgs_after_count * sizeof(*w->after));
-		for (uint32_t i = 0; i < rd->msgs_after_count; i++)
-			fx_msg_copy(&w->after[i], &rd->msgs_after[i]);
-	}
+	for (uint32_t i = 1; i < rd->entries_count; i++)
+		assert_int_equal(rd->entries[i].index, rd->entries[i - 1].index + 1);
 	for (uint32_t i = 0; i < rd->committed_count; i++) {
 		const struct raft_entry *e = &rd->committed[i];
 
@@ -166,50 +98,38 @@ static void fx_take_ready(struct fixture *f, uint64_t id, const struct raft_read
 	}
 }
 
+static struct raft_driver_store fx_store(struct fx_node *node)
+{
+	return (struct raft_driver_store){.writes = &node->writes,
+					  .writes_count = &node->writes_count,
+					  .writes_cap = &node->writes_cap,
+					  .hard = &node->hard,
+					  .durable_last = &node->durable_last};
+}
+
+static struct raft_driver_ops fx_ops(struct fixture *f)
+{
+	return (struct raft_driver_ops){.send = fx_send, .take = fx_take_ready, .arg = f};
+}
+
 /* Make node id's oldest pending writes durable, in order. */
 static void fx_persist_writes(struct fixture *f, uint64_t id)
 {
 	struct fx_node *node = fx_node(f, id);
-	uint32_t count = node->writes_count;
-	struct fx_write *writes = node->writes;
+	struct raft_driver_store store = fx_store(node);
+	struct raft_driver_ops ops = fx_ops(f);
 
-	/* Detach the list: persisting may produce new readies and writes. */
-	node->writes = NULL;
-	node->writes_count = node->writes_cap = 0;
-	for (uint32_t i = 0; i < count; i++) {
-		struct fx_write *w = &writes[i];
-
-		node->hard = w->hard;
-		if (w->has_snap || w->has_entries)
-			node->durable_last = w->last_index;
-		if (w->has_entries)
-			raft_persisted(&node->raft, w->last_index, w->last_term);
-		for (uint32_t j = 0; j < w->after_count; j++) {
-			fx_send(f, id, &w->after[j].m);
-			fx_msg_free(&w->after[j]);
-		}
-		free(w->after);
-	}
-	free(writes);
+	raft_driver_persist(&node->raft, id, &store, &ops);
 }
 
 void fx_collect(struct fixture *f, uint64_t id)
 {
 	struct fx_node *node = fx_node(f, id);
+	struct raft_driver_store store = fx_store(node);
+	struct raft_driver_ops ops = fx_ops(f);
 
-	for (int round = 0; raft_has_ready(&node->raft); round++) {
-		struct raft_ready rd;
-		uint64_t applied_before = node->applied_index;
-
-		assert_true(round < 1000);
-		raft_ready(&node->raft, &rd);
-		fx_take_ready(f, id, &rd);
-		/* The ready's pointers are dead from here on. */
-		if (!node->hold)
-			fx_persist_writes(f, id);
-		if (node->applied_index > applied_before)
-			raft_applied(&node->raft, node->applied_index);
-	}
+	assert_true(raft_driver_drain(&node->raft, id, &store, node->hold, &node->applied_index,
+				      1000, &ops));
 }
 
 void fx_persist(struct fixture *f, uint64_t id)
@@ -279,13 +199,9 @@ static void fx_start_node(struct fixture *f, uint64_t id)
 void fx_restart(struct fixture *f, uint64_t id)
 {
 	struct fx_node *node = fx_node(f, id);
+	struct raft_driver_store store = fx_store(node);
 
-	for (uint32_t i = 0; i < node->writes_count; i++) {
-		for (uint32_t j = 0; j < node->writes[i].after_count; j++)
-			fx_msg_free(&node->writes[i].after[j]);
-		free(node->writes[i].after);
-	}
-	node->writes_count = 0;
+	raft_driver_writes_drop(&store);
 	raft_deinit(&node->raft);
 	node->crashed = false;
 	node->applied_index = 0;
@@ -307,16 +223,13 @@ void fx_init(struct fixture *f, uint32_t n)
 void fx_deinit(struct fixture *f)
 {
 	for (uint32_t i = 0; i < f->net_count; i++)
-		fx_msg_free(&f->net[i]);
+		raft_driver_msg_free(&f->net[i]);
 	free(f->net);
 	for (uint64_t id = 1; id <= f->n; id++) {
 		struct fx_node *node = fx_node(f, id);
+		struct raft_driver_store store = fx_store(node);
 
-		for (uint32_t i = 0; i < node->writes_count; i++) {
-			for (uint32_t j = 0; j < node->writes[i].after_count; j++)
-				fx_msg_free(&node->writes[i].after[j]);
-			free(node->writes[i].after);
-		}
+		raft_driver_writes_drop(&store);
 		free(node->writes);
 		if (node->started)
 			raft_deinit(&node->raft);
@@ -474,7 +387,7 @@ void fx_elect(struct fixture *f, uint64_t id)
 
 /* --------------------------------------------------------------- network */
 
-static bool fx_match(const struct fx_msg *fm, uint32_t type, uint64_t from, uint64_t to)
+static bool fx_match(const struct raft_driver_msg *fm, uint32_t type, uint64_t from, uint64_t to)
 {
 	return (type == FX_ANY || fm->m.type == type) && (from == FX_ANY || fm->m.from == from) &&
 	       (to == FX_ANY || fm->m.to == to);
@@ -483,24 +396,22 @@ static bool fx_match(const struct fx_msg *fm, uint32_t type, uint64_t from, uint
 /* Take message slot out of the queue and step it into its receiver. */
 static void fx_deliver_slot(struct fixture *f, uint32_t slot)
 {
-	struct fx_msg fm = f->net[slot];
-	struct raft_msg m = fm.m;
+	struct raft_driver_msg fm = f->net[slot];
+	struct raft_msg m = *raft_driver_msg_view(&fm);
 	uint64_t to = m.to;
 
 	memmove(&f->net[slot], &f->net[slot + 1], (f->net_count - slot - 1) * sizeof(*f->net));
 	f->net_count--;
 	if (to >= 1 && to <= f->n && fx_node(f, to)->started && !fx_node(f, to)->crashed &&
 	    !(m.from <= FX_NODES_MAX && f->cut[m.from][to])) {
-		m.entries = fm.entries;
-		m.snapshot = fm.has_snap ? &fm.snap : NULL;
 		f->delivered[m.type]++;
 		raft_step(fx_raft(f, to), &m, f->now);
 		/* The engine copied what it keeps: our copy can go now. */
-		fx_msg_free(&fm);
+		raft_driver_msg_free(&fm);
 		fx_collect(f, to);
 		return;
 	}
-	fx_msg_free(&fm);
+	raft_driver_msg_free(&fm);
 }
 
 uint32_t fx_count(const struct fixture *f, uint32_t type, uint64_t from, uint64_t to)
@@ -517,9 +428,7 @@ const struct raft_msg *fx_find(const struct fixture *f, uint32_t type, uint64_t 
 	for (uint32_t i = 0; i < f->net_count; i++)
 		if (fx_match(&f->net[i], type, from, to)) {
 			/* The caller reads entries through the copy. */
-			f->net[i].m.entries = f->net[i].entries;
-			f->net[i].m.snapshot = f->net[i].has_snap ? &f->net[i].snap : NULL;
-			return &f->net[i].m;
+			return raft_driver_msg_view(&f->net[i]);
 		}
 	return NULL;
 }
@@ -572,7 +481,7 @@ uint32_t fx_drop(struct fixture *f, uint32_t type, uint64_t from, uint64_t to)
 
 	for (uint32_t i = 0; i < f->net_count; i++) {
 		if (fx_match(&f->net[i], type, from, to)) {
-			fx_msg_free(&f->net[i]);
+			raft_driver_msg_free(&f->net[i]);
 			dropped++;
 		} else {
 			f->net[kept++] = f->net[i];

@@ -9,7 +9,8 @@
  * in msgs go to the network queue at once; entries, hard state and
  * msgs_after form one pending write per ready, which is persisted at once
  * (the default) or held until fx_persist(). Everything borrowed from a ready
- * is deep-copied before the next engine call.
+ * is deep-copied before the next engine call. Readies are carried out by the
+ * shared engine driver (tests/driver/raft_driver.h).
  *
  * The fixture also checks the durability contract on every message that
  * leaves a node: a granted vote, a vote request and an append
@@ -21,6 +22,7 @@
 #include <stdint.h>
 
 #include "engine/raft.h"
+#include "tests/driver/raft_driver.h"
 
 #define FX_NODES_MAX    7
 #define FX_ANY          0 /* Wildcard for a message type, sender or receiver. */
@@ -30,25 +32,6 @@
 #define FX_HEARTBEAT_MS 100
 #define FX_DRIFT_MS     100
 #define FX_START_MS     10000 /* The virtual clock starts here, not at zero. */
-
-/* A message owned by the fixture: the engine's pointers replaced by copies. */
-struct fx_msg {
-	struct raft_msg m; /* entries and snapshot are set only when delivered. */
-	struct raft_entry *entries;
-	uint8_t *payload;
-	struct raft_snapshot_meta snap;
-	bool has_snap;
-};
-
-/* What one ready handed out for persistence, in order. */
-struct fx_write {
-	bool has_entries, has_snap;
-	uint64_t last_index, last_term; /* The log's end once this write is durable. */
-	struct raft_hard_state hard;
-	bool hard_changed;
-	struct fx_msg *after; /* msgs_after, released once durable. */
-	uint32_t after_count;
-};
 
 struct fx_node {
 	struct raft raft;
@@ -62,8 +45,8 @@ struct fx_node {
 	bool boot_conf_set;
 	struct raft_conf boot_conf;
 	bool boot_repair; /* Boot in repair (raft_boot.repair). */
-	/* Pending writes, oldest first. */
-	struct fx_write *writes;
+	/* Pending writes, oldest first (the shared driver's). */
+	struct raft_driver_write *writes;
 	uint32_t writes_count, writes_cap;
 	/* What is durable. */
 	struct raft_hard_state hard;
@@ -86,7 +69,7 @@ struct fixture {
 	struct raft_conf conf;     /* Bootstrap membership; n voters by default. */
 	struct fx_node nodes[FX_NODES_MAX + 1];
 	bool cut[FX_NODES_MAX + 1][FX_NODES_MAX + 1]; /* [from][to]: dropped on delivery. */
-	struct fx_msg *net;
+	struct raft_driver_msg *net;                  /* Deep copies, in the order sent. */
 	uint32_t net_count, net_cap;
 	uint32_t sent[RAFT_MSG_TYPE_COUNT];      /* Messages put on the network, by type. */
 	uint64_t starts;                         /* Engines started: each boot's repair id. */
@@ -130,7 +113,7 @@ void fx_collect(struct fixture *f, uint64_t id);
 /* Time: move the clock by ms, then tick every live node. */
 void fx_advance(struct fixture *f, uint64_t ms);
 /* Move the clock past the election timeout that freshly started nodes keep
- * their promise to an unknown leader for (see in_lease), without ticking. */
+ * their promise to an unknown leader for (see raft_in_lease), without ticking. */
 void fx_past_boot(struct fixture *f);
 /* peer_down(dead) reached id: make id campaign now if its turn is later. */
 void fx_takeover(struct fixture *f, uint64_t id);

@@ -1,5 +1,5 @@
 /* Raft engine: repair of a member whose storage lost data (raft_boot.repair;
- * the argument is in engine/raft.c, REPAIR). A repairing member grants no
+ * the argument is in engine/raft_repair.c, REPAIR). A repairing member grants no
  * vote and never campaigns; the leader stops counting it as soon as it hears
  * of the loss, and counts it again only once its log holds the leader's up
  * to the leader's last index of that moment. */

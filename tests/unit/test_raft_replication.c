@@ -231,7 +231,7 @@ static void test_proposals_are_batched_within_msg_size_max(void **state)
 	assert_int_equal(fx_propose_many(&f, 1, 20, 100), 0);
 	assert_int_equal(fx_count(&f, RAFT_MSG_APPEND, 1, 2), 4);
 	for (uint32_t i = 0; i < f.net_count; i++) {
-		const struct fx_msg *fm = &f.net[i];
+		const struct raft_driver_msg *fm = &f.net[i];
 		uint32_t bytes = 0;
 
 		if (fm->m.type != RAFT_MSG_APPEND || fm->m.to != 2)
@@ -435,7 +435,7 @@ static void test_vote_response_waits_for_durable_vote(void **state)
 {
 	struct fixture f;
 	struct raft_msg m = fx_msg(RAFT_MSG_VOTE, 1, 3, 2);
-	const struct fx_write *w;
+	const struct raft_driver_write *w;
 
 	(void)state;
 	fx_init(&f, 3);

@@ -1,0 +1,198 @@
+/* What the files of the Raft core share; nothing outside engine/ includes it.
+ *
+ * The engine is one state machine cut along its concerns, in layers that
+ * call downward:
+ *   raft.c             inputs (raft_step dispatch, raft_tick), the ready, init, queries
+ *   raft_election.c    roles, (pre)votes, leader stickiness, transfer, peer death
+ *   raft_replicate.c   proposals, appends and their answers, commit, persistence
+ *   raft_read.c        ReadIndex and lease reads
+ *   raft_snapshot.c    sending, installing and asking for snapshots, compaction
+ *   raft_repair.c      members that lost data (REPAIR)
+ *   raft_membership.c  configurations, progress, quorums, raft_change
+ *   raft_log.c         the in-memory log and its payload chunks
+ *   raft_invariants.c  the invariants asserted at the entry of every step handler
+ * Functions shared between them carry the raft_ prefix and are declared here;
+ * the rest are static to their file. */
+#ifndef ENGINE_RAFT_INTERNAL_H
+#define ENGINE_RAFT_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/array.h"
+#include "base/assert.h"
+#include "base/err.h"
+#include "engine/raft.h"
+
+#define CHUNK_SIZE      (256u * 1024u)
+#define CHUNK_FREE_MAX  4
+#define HB_RING         16
+#define LOG_INITIAL_CAP 4
+#define CHUNK_FIRST     128 /* A group's first chunk; each next one doubles up to CHUNK_SIZE. */
+#define RAFT_TERM_MAX   (UINT64_MAX / 2) /* Messages with a later term are malformed. */
+
+struct raft_chunk {
+	struct raft_chunk *next;
+	uint32_t refs, used, cap;
+	uint8_t data[];
+};
+
+/* ---------------------------------------------------------------- helpers */
+
+static inline uint64_t max_u64(uint64_t a, uint64_t b)
+{
+	return a > b ? a : b;
+}
+
+static inline uint64_t min_u64(uint64_t a, uint64_t b)
+{
+	return a < b ? a : b;
+}
+
+/* The splitmix64 finaliser: a well-mixed hash of 64 bits. */
+static inline uint64_t raft_mix64(uint64_t z)
+{
+	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+	return z ^ (z >> 31);
+}
+
+static inline const struct raft_conf *raft_conf_current(const struct raft *raft)
+{
+	return &raft->confs[raft->confs_count - 1].conf;
+}
+
+static inline uint64_t raft_conf_current_index(const struct raft *raft)
+{
+	return raft->confs[raft->confs_count - 1].index;
+}
+
+static inline bool raft_role_votes(uint8_t role)
+{
+	return role == RAFT_MEMBER_VOTER || role == RAFT_MEMBER_WITNESS;
+}
+
+/* Role in half h of conf: 0 is the new (or only) configuration, 1 the old. */
+static inline uint8_t raft_member_role_in(const struct raft_member *m, int half)
+{
+	return half == 0 ? m->role : m->role_old;
+}
+
+static inline int raft_conf_halves(const struct raft_conf *conf)
+{
+	return conf->joint ? 2 : 1;
+}
+
+/* raft.c */
+uint64_t raft_rng_next(struct raft *raft);
+void raft_out_begin(struct raft *raft);
+struct raft_msg *raft_msg_new(struct raft *raft, uint32_t type, uint64_t to, bool after);
+void raft_wake(struct raft *raft);
+
+/* raft_invariants.c: assert what holds between inputs (a bug if not). */
+void raft_assert_invariants(const struct raft *raft);
+/* DEBUG: entries are contiguous and their terms, from prev_term on, never decrease. */
+void raft_assert_entries(const struct raft_entry *entries, uint32_t count, uint64_t prev_term);
+
+/* raft_log.c; its accessors are inline: they sit on every hot path. */
+static inline uint64_t raft_log_first(const struct raft_log *log)
+{
+	return log->snapshot_index + 1;
+}
+
+static inline uint64_t raft_log_last(const struct raft_log *log)
+{
+	return log->snapshot_index + log->count;
+}
+
+static inline struct raft_entry *raft_log_at(const struct raft_log *log, uint64_t index)
+{
+	if (index <= log->snapshot_index || index > raft_log_last(log))
+		return NULL;
+	return &log->entries[log->head + (index - raft_log_first(log))];
+}
+
+static inline uint64_t raft_log_term_at(const struct raft_log *log, uint64_t index)
+{
+	const struct raft_entry *e;
+
+	if (index == log->snapshot_index)
+		return log->snapshot_term;
+	e = raft_log_at(log, index);
+	return e ? e->term : 0;
+}
+
+static inline uint64_t raft_log_last_term(const struct raft_log *log)
+{
+	return raft_log_term_at(log, raft_log_last(log));
+}
+
+int raft_log_append(struct raft_log *log, uint64_t term, uint32_t type, const void *data,
+		    uint32_t size);
+void raft_log_truncate(struct raft_log *log, uint64_t index);
+void raft_log_compact(struct raft_log *log, uint64_t index);
+void raft_log_reset(struct raft_log *log, uint64_t index, uint64_t term);
+void raft_log_deinit(struct raft_log *log);
+
+/* raft_membership.c */
+bool raft_is_promotable(const struct raft *raft);
+struct raft_progress *raft_progress_find(struct raft *raft, uint64_t id);
+int raft_progress_sync(struct raft *raft);
+void raft_progress_clear(struct raft *raft);
+uint64_t raft_quorum_value(const struct raft *raft, bool seq);
+bool raft_quorum_active(const struct raft *raft);
+/* Make room for one more configuration; call before appending a CONF entry
+ * (or installing a membership). Returns 0 or -ENOMEM. */
+int raft_confs_reserve(struct raft *raft);
+void raft_conf_push(struct raft *raft, uint64_t index, const struct raft_conf *conf);
+void raft_conf_appended(struct raft *raft, const struct raft_entry *e);
+void raft_conf_truncated(struct raft *raft, uint64_t index);
+const struct raft_conf *raft_conf_in_force_at(const struct raft *raft, uint64_t index);
+void raft_confs_trim(struct raft *raft, uint64_t index);
+void raft_conf_advance(struct raft *raft);
+
+/* raft_election.c */
+void raft_election_timer_reset(struct raft *raft);
+void raft_become_follower(struct raft *raft, uint64_t term, uint64_t leader);
+void raft_campaign(struct raft *raft, bool transfer);
+void raft_transfer_maybe_send(struct raft *raft, struct raft_progress *pr);
+bool raft_in_lease(const struct raft *raft);
+void raft_step_vote(struct raft *raft, const struct raft_msg *m);
+void raft_step_vote_resp(struct raft *raft, const struct raft_msg *m);
+
+/* raft_replicate.c */
+void raft_progress_become(struct raft *raft, struct raft_progress *pr, uint8_t state);
+void raft_send_append(struct raft *raft, struct raft_progress *pr, bool allow_empty);
+void raft_bcast_append(struct raft *raft, bool allow_empty);
+void raft_bcast_heartbeat(struct raft *raft, uint32_t flags);
+bool raft_committed_in_term(const struct raft *raft);
+void raft_commit_to(struct raft *raft, uint64_t commit);
+int raft_leader_append(struct raft *raft, uint32_t type, const void *data, uint32_t size);
+void raft_handle_append(struct raft *raft, const struct raft_msg *m);
+void raft_handle_append_resp(struct raft *raft, struct raft_progress *pr, const struct raft_msg *m);
+void raft_handle_heartbeat_resp(struct raft *raft, struct raft_progress *pr,
+				const struct raft_msg *m);
+
+/* raft_read.c */
+bool raft_read_out(struct raft *raft, uint64_t context, uint64_t index);
+bool raft_read_answer(struct raft *raft, uint64_t from, uint64_t context, uint64_t index);
+void raft_reads_fail(struct raft *raft);
+void raft_reads_process(struct raft *raft);
+void raft_reads_start_waiting(struct raft *raft);
+void raft_handle_read_index(struct raft *raft, uint64_t from, uint64_t context);
+
+/* raft_snapshot.c */
+void raft_snapshot_ask(struct raft *raft);
+void raft_send_snapshot(struct raft *raft, struct raft_progress *pr);
+void raft_handle_snapshot(struct raft *raft, const struct raft_msg *m);
+void raft_handle_snapshot_wanted(struct raft *raft, struct raft_progress *pr,
+				 const struct raft_msg *m);
+
+/* raft_repair.c */
+void raft_repair_end(struct raft *raft, uint64_t leader);
+void raft_repair_flag(const struct raft *raft, struct raft_msg *resp, bool matched);
+bool raft_progress_repair_check(struct raft *raft, struct raft_progress *pr,
+				const struct raft_msg *m);
+
+#endif /* ENGINE_RAFT_INTERNAL_H */

@@ -1,0 +1,146 @@
+/* REPAIR: a member whose storage lost records of this group (see the long
+ * comment at raft_repair_end) and the leader's side of its repair. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/raft_internal.h"
+
+/* REPAIR. A member whose storage lost records of this group (a damaged
+ * WAL record or snapshot file) restarts from what it could verify: its own
+ * snapshot, or nothing. It may have acknowledged entries it no longer
+ * holds, and a leader may have counted those acknowledgements toward a
+ * commit; if it voted or counted as before, a committed entry could be
+ * lost (a leader elected with its vote might lack the entry) or a commit
+ * could rest on a copy that is gone. Protocol-aware recovery (Alagappan et
+ * al., FAST 2018) in Raft terms:
+ *
+ *   1. While repairing it never grants a vote (nor a pre-vote) and never
+ *      campaigns. Every entry committed so far is held by a majority of
+ *      which it may have been part; the other members of that majority
+ *      still hold the entry, and any leader needs the votes of a majority
+ *      that intersects it without us, so every elected leader holds every
+ *      committed entry (§5.4.1 still applies, with our vote taken away).
+ *   2. Its responses carry RAFT_MSG_FLAG_REPAIR, and its append responses
+ *      the repair id of this start (raft_repair_flag()). The leader that sees a
+ *      new id resets its match for us to 0 (the old match claims entries
+ *      we lost) and remembers its last index as the repair mark; our match
+ *      does not count toward a commit until the repair ends, so no commit
+ *      rests on a copy we lack. It probes and sends entries, or its snapshot once
+ *      the entries are compacted, as to any follower that is behind.
+ *   3. We accept entries only by the Log Matching check (§5.3) and take a
+ *      commit index only from an append that matched up to it, never from
+ *      heartbeats (which carry min(match, commit) for a match that may be
+ *      stale). A snapshot is verified by its checksum before it is restored.
+ *   4. The leader flags the append that brings us to its mark. Once that
+ *      append matched, our log holds the leader's up to the mark, and our
+ *      answer (REPAIRED, with the same id: an answer from an earlier start
+ *      cannot pass for it) tells the leader so. Our log then holds every
+ *      entry committed before the leader learned of the loss (a leader
+ *      holds every committed entry, and commits after that did not count
+ *      us). From then on we hold every committed entry we acknowledge, as
+ *      any follower does, and count and vote again.
+ *
+ * A lost hard-state record could hold a vote of a term we no longer know
+ * (storage learns the term from the damaged record's verified header when
+ * it can). Leaving repair we take the current leader as our vote of its
+ * term if we had none, so we never vote in that term for another. The
+ * storage keeps the repair going across restarts until it ends (shard.c
+ * writes it in hard state), and a restart draws a new id.
+ *
+ * When a record's header is damaged too, its group cannot be named and
+ * every group of that WAL repairs; storage raises each group's term to the
+ * largest that its later records name. A lost hard-state record could hold
+ * a vote of a later term still, so storage writes every hard state twice
+ * (io/wal.c wal_append_hard()): a vote is forgotten only if both copies are
+ * damaged, and could then be cast again in that term once the repair ends. */
+void raft_repair_end(struct raft *raft, uint64_t leader)
+{
+	ASSERT(raft->repairing);
+	ASSERT(leader != RAFT_NONE); /* Ended by an append from the leader. */
+	raft->repairing = false;
+	if (raft->vote == RAFT_NONE)
+		raft->vote = leader;
+}
+
+/* REPAIR: flag an append response. Every response of a member booted in
+ * repair carries its repair id (drawn at boot) in context, so that a leader
+ * tells this life's answers from those of an earlier one still in flight
+ * (which may claim entries since lost again). While repairing: the REPAIR
+ * flag; once repaired, RAFT_MSG_FLAG_REPAIRED on answers that say how far
+ * its log matches the leader's (matched), so that a leader that missed the
+ * first one still learns that the repair ended. */
+void raft_repair_flag(const struct raft *raft, struct raft_msg *resp, bool matched)
+{
+	ASSERT(!raft->repairing || raft->repair_id != 0); /* Booted in repair: has an id. */
+	if (raft->repair_id == 0)
+		return;
+	if (raft->repairing)
+		resp->flags |= RAFT_MSG_FLAG_REPAIR;
+	else if (matched)
+		resp->flags |= RAFT_MSG_FLAG_REPAIRED;
+	resp->context = raft->repair_id;
+}
+
+/* REPAIR (see raft_repair_end): pr lost data. Forget what it matched and count
+ * it only once it holds our log up to our last index as of now. */
+static void progress_repair_start(struct raft *raft, struct raft_progress *pr, uint64_t id)
+{
+	ASSERT(raft->role == RAFT_ROLE_LEADER);
+	ASSERT(pr->id != raft->config.id); /* A leader never repairs: it cannot campaign. */
+	pr->repairing = true;
+	pr->repair_id = id;
+	pr->repair_mark = raft_log_last(&raft->log);
+	pr->match = 0;
+	if (pr->state != RAFT_PROGRESS_SNAPSHOT)
+		raft_progress_become(raft, pr, RAFT_PROGRESS_PROBE);
+	pr->next = raft_log_last(&raft->log) + 1; /* Probe back with its hints. */
+}
+
+/* REPAIR: the append responses of a repairing member tell a leader so,
+ * with the id of this life of it: a new id means a new loss, even if an
+ * earlier repair looked unfinished here (its match is stale again). Returns
+ * true when this response started a repair (and a probe went out). */
+bool raft_progress_repair_check(struct raft *raft, struct raft_progress *pr,
+				const struct raft_msg *m)
+{
+	if (!(m->flags & RAFT_MSG_FLAG_REPAIR) || (pr->repairing && pr->repair_id == m->context))
+		return false;
+	progress_repair_start(raft, pr, m->context);
+	raft_send_append(raft, pr, true);
+	return true;
+}
+
+bool raft_is_repairing(const struct raft *raft)
+{
+	return raft->repairing;
+}
+
+/* Whether repairing members leave too few others to make a majority of
+ * every half of the configuration (the leader's view). */
+static bool repair_blocks_quorum(const struct raft *raft)
+{
+	const struct raft_conf *conf = raft_conf_current(raft);
+
+	for (int h = 0; h < raft_conf_halves(conf); h++) {
+		uint32_t voters = 0, whole = 0;
+
+		for (uint32_t i = 0; i < raft->progress_count; i++) {
+			if (!raft_role_votes(raft_member_role_in(&conf->members[i], h)))
+				continue;
+			voters++;
+			whole += raft->progress[i].repairing ? 0 : 1;
+		}
+		if (voters > 0 && whole <= voters / 2)
+			return true;
+	}
+	return false;
+}
+
+bool raft_is_blocked_by_repair(const struct raft *raft)
+{
+	if (raft->role == RAFT_ROLE_LEADER)
+		return repair_blocks_quorum(raft);
+	return raft->leader == RAFT_NONE && raft->repair_refused_ms != 0 &&
+	       raft->now_ms < raft->repair_refused_ms + 2ull * raft->config.election_timeout_ms;
+}
