@@ -82,6 +82,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "engine/le.h"
 #include "tools/client.h"
 #include "tools/lincheck.h"
 #include "tools/load_hist.h"
@@ -393,21 +394,6 @@ static int load_node_slot(const struct load_run *run, uint64_t node_id)
 
 /* --- The history (--check). --- */
 
-static void load_put_u64(unsigned char *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint64_t load_get_u64(const unsigned char *p)
-{
-	uint64_t v = 0;
-
-	for (int i = 0; i < 8; i++)
-		v |= (uint64_t)p[i] << (8 * i);
-	return v;
-}
-
 /* The identifier of a value a GET returned: the write id in it when this run
  * wrote it, else a hash of its bytes marked foreign (a value from before this
  * run, or one nobody wrote). */
@@ -416,8 +402,8 @@ static uint64_t load_value_id(const struct load_run *run, const void *value, uin
 	const unsigned char *p = value;
 	uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a. */
 
-	if (size >= LOAD_CHECK_VALUE_SIZE && load_get_u64(p) == run->nonce) {
-		uint64_t id = load_get_u64(p + 8);
+	if (size >= LOAD_CHECK_VALUE_SIZE && le_get64(p) == run->nonce) {
+		uint64_t id = le_get64(p + 8);
 
 		if (id != LINCHECK_ABSENT && (id & LINCHECK_FOREIGN) == 0)
 			return id;
@@ -625,8 +611,8 @@ static void load_req_send(struct load_thread *t, uint32_t slot, uint64_t now)
 	};
 	if (req->op == CLIENT_OP_PUT) {
 		if (t->run->opt.check) { /* client_send() copies the value out. */
-			load_put_u64(t->value, t->run->nonce);
-			load_put_u64(t->value + 8, req->value_id);
+			le_put64(t->value, t->run->nonce);
+			le_put64(t->value + 8, req->value_id);
 		}
 		creq.value = t->value;
 		creq.value_size = t->run->opt.value_size;
