@@ -1,6 +1,11 @@
-/* flotilla-scenarios' three flotilla-node processes: start them and wait
- * for their ready lines, stop, kill and reap them by PID, and never leave one
- * running when the program ends. */
+/* flotilla-scenarios' three flotilla-node processes, started and stopped by
+ * tools/cluster (the one launcher of tests, benchmarks and the demo): the
+ * cluster of a scenario is a tools/cluster directory, node i in node-i with
+ * its log node-i.log and its PID in node-i.pid. The time a node became
+ * ready is read from its log while tools/cluster waits for it; faults
+ * (SIGKILL, SIGSTOP) go to the PID directly, and no node is left running
+ * when the program ends. */
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -82,113 +87,89 @@ int sc_cluster_init(struct sc_cluster *c, const struct sc_opt *opt, const char *
 	return 0;
 }
 
-static uint32_t sc_peer_port(const struct sc_cluster *c, uint32_t i)
-{
-	return c->base_port + 2 * i;
-}
-
 uint32_t sc_client_port(const struct sc_cluster *c, uint32_t i)
 {
 	return c->base_port + 2 * i + 1;
 }
 
-/* Fork and exec node i; its stdout comes back through *out_fd (the ready
- * line), its stderr goes to its log. */
-static int sc_node_spawn(struct sc_cluster *c, uint32_t i, int *out_fd)
+/* Run tools/cluster with args (args[0] is the script, then its command), its
+ * stdout discarded and its stderr this program's. watch, when not NULL, runs
+ * every millisecond while it does and once after. Returns its exit status,
+ * or -1 when it could not run or ended on a signal. */
+static int sc_cluster_run(struct sc_cluster *c, const char *const *args,
+			  void (*watch)(struct sc_cluster *c, void *arg), void *arg)
 {
-	const struct sc_opt *opt = c->opt;
-	struct sc_node *n = &c->nodes[i];
-	static char buf[24][PATH_MAX];
-	char *argv[26];
-	int argc = 0, fds[2], log_fd;
-	uint32_t b = 0;
 	pid_t pid, parent = getpid();
+	int status = 0;
 
-#define SC_PUSH(...)                                                                               \
-	do {                                                                                       \
-		snprintf(buf[b], sizeof(buf[b]), __VA_ARGS__);                                     \
-		argv[argc++] = buf[b++];                                                           \
-	} while (0)
-	SC_PUSH("%s", opt->node_bin);
-	SC_PUSH("--id=%llu", (unsigned long long)n->id);
-	SC_PUSH("--cluster-id=1");
-	SC_PUSH("--data=%s", n->data_dir);
-	SC_PUSH("--listen=127.0.0.1:%u", sc_peer_port(c, i));
-	SC_PUSH("--client=127.0.0.1:%u", sc_client_port(c, i));
-	for (uint32_t j = 0; j < SC_NODES; j++)
-		if (j != i)
-			SC_PUSH("--peer=%u=127.0.0.1:%u", j + 1, sc_peer_port(c, j));
-	SC_PUSH("--members=1,2,3");
-	SC_PUSH("--shards=%u", opt->shards);
-	SC_PUSH("--groups=%u", c->groups);
-	SC_PUSH("--election-ms=%u", opt->election_ms);
-	SC_PUSH("--heartbeat-ms=%u", opt->heartbeat_ms);
-	SC_PUSH("--quiesce=on");
-	argv[argc] = NULL;
-#undef SC_PUSH
-	if (pipe2(fds, O_CLOEXEC) != 0)
-		return -errno;
-	log_fd = open(n->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-	if (log_fd < 0) {
-		int rv = -errno;
-
-		close(fds[0]);
-		close(fds[1]);
-		return rv;
-	}
 	pid = fork();
-	if (pid < 0) {
-		int rv = -errno;
-
-		close(fds[0]);
-		close(fds[1]);
-		close(log_fd);
-		return rv;
-	}
+	if (pid < 0)
+		return -1;
 	if (pid == 0) {
-		int null_fd = open("/dev/null", O_RDONLY);
+		int null_fd = open("/dev/null", O_RDWR);
 
-		/* Never outlive this program. */
+		/* The script never outlives this program; the nodes it starts
+		 * are stopped by PID (sc_on_signal, sc_cluster_stop). */
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		if (getppid() != parent)
 			_exit(127);
 		signal(SIGINT, SIG_DFL);
 		signal(SIGTERM, SIG_DFL);
+		signal(SIGPIPE, SIG_DFL);
 		if (null_fd < 0 || dup2(null_fd, STDIN_FILENO) < 0 ||
-		    dup2(fds[1], STDOUT_FILENO) < 0 || dup2(log_fd, STDERR_FILENO) < 0)
+		    dup2(null_fd, STDOUT_FILENO) < 0)
 			_exit(127);
-		execv(opt->node_bin, argv);
+		execv(c->opt->cluster_bin, (char *const *)args);
 		_exit(127);
 	}
-	close(fds[1]);
-	close(log_fd);
-	n->pid = pid;
-	n->stopped = false;
-	sc_pids[i] = pid;
-	*out_fd = fds[0];
-	return 0;
+	for (;;) {
+		pid_t r = waitpid(pid, &status, WNOHANG);
+
+		if (r == pid)
+			break;
+		if (r < 0 && errno != EINTR)
+			return -1;
+		if (watch != NULL)
+			watch(c, arg);
+		sc_sleep_ms(1);
+	}
+	if (watch != NULL)
+		watch(c, arg);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-/* Wait for node i's exit (it was killed); bounded. */
-int sc_node_reap(struct sc_cluster *c, uint32_t i, uint32_t wait_ms, int *status)
+/* Whether pid has exited: gone, or a zombie that its parent has not reaped
+ * (tools/cluster started it, so this program cannot wait for it). */
+static bool sc_pid_is_gone(pid_t pid)
+{
+	char path[64], state = 0;
+	FILE *f;
+
+	if (kill(pid, 0) != 0 && errno == ESRCH)
+		return true;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "r");
+	if (f == NULL)
+		return true;
+	if (fscanf(f, "%*d (%*[^)]) %c", &state) != 1)
+		state = 0;
+	fclose(f);
+	return state == 'Z' || state == 'X';
+}
+
+/* Wait for node i's exit (it was killed or told to stop); bounded. */
+int sc_node_reap(struct sc_cluster *c, uint32_t i, uint32_t wait_ms)
 {
 	struct sc_node *n = &c->nodes[i];
 	uint64_t deadline = sc_now_ns() + wait_ms * SC_NS_PER_MS;
-	int st = 0;
 
 	if (n->pid <= 0)
 		return 0;
-	for (;;) {
-		pid_t r = waitpid(n->pid, &st, WNOHANG);
-
-		if (r == n->pid || (r < 0 && errno == ECHILD))
-			break;
+	while (!sc_pid_is_gone(n->pid)) {
 		if (sc_now_ns() >= deadline)
 			return -ETIMEDOUT;
 		sc_sleep_ms(5);
 	}
-	if (status != NULL)
-		*status = st;
 	n->pid = 0;
 	n->stopped = false;
 	sc_pids[i] = 0;
@@ -197,51 +178,54 @@ int sc_node_reap(struct sc_cluster *c, uint32_t i, uint32_t wait_ms, int *status
 	return 0;
 }
 
-static void sc_node_kill(struct sc_cluster *c, uint32_t i)
+/* Whether node n's log ends with its clean exit (after SIGTERM). */
+static bool sc_node_exited_cleanly(const struct sc_node *n)
 {
-	if (c->nodes[i].pid <= 0)
-		return;
-	kill(c->nodes[i].pid, SIGKILL);
-	if (sc_node_reap(c, i, 10000, NULL) != 0)
-		fprintf(stderr, "scenarios: node %u (pid %d) did not exit after SIGKILL\n", i + 1,
-			(int)c->nodes[i].pid);
+	char line[512], last[512] = "";
+	FILE *f = fopen(n->log_path, "r");
+
+	if (f == NULL)
+		return false;
+	while (fgets(line, sizeof(line), f) != NULL)
+		memcpy(last, line, sizeof(last));
+	fclose(f);
+	return strstr(last, ": exiting") != NULL;
 }
 
-/* SIGTERM, a bounded wait, then SIGKILL. Returns the exit status, or -1 when
- * it had to be killed or ended on a signal. */
-static int sc_node_stop(struct sc_cluster *c, uint32_t i)
-{
-	int status = 0;
-
-	if (c->nodes[i].pid <= 0)
-		return 0;
-	if (c->nodes[i].stopped)
-		kill(c->nodes[i].pid, SIGCONT);
-	kill(c->nodes[i].pid, SIGTERM);
-	if (sc_node_reap(c, i, SC_STOP_WAIT_MS, &status) != 0) {
-		fprintf(stderr, "scenarios: node %u (pid %d) still running %d s after SIGTERM\n",
-			i + 1, (int)c->nodes[i].pid, SC_STOP_WAIT_MS / 1000);
-		sc_node_kill(c, i);
-		return -1;
-	}
-	if (!WIFEXITED(status)) {
-		fprintf(stderr, "scenarios: node %u ended on signal %d at SIGTERM\n", i + 1,
-			WIFSIGNALED(status) ? WTERMSIG(status) : 0);
-		return -1;
-	}
-	if (WEXITSTATUS(status) != 0)
-		fprintf(stderr, "scenarios: node %u exited with status %d at SIGTERM\n", i + 1,
-			WEXITSTATUS(status));
-	return WEXITSTATUS(status);
-}
-
+/* Stop every node: SIGTERM to all at once, then tools/cluster stop, which
+ * waits a bounded time for each and kills what is left. */
 void sc_cluster_stop(struct sc_cluster *c)
 {
-	for (uint32_t i = 0; i < SC_NODES; i++)
-		if (c->nodes[i].pid > 0 && !c->nodes[i].stopped)
-			kill(c->nodes[i].pid, SIGTERM);
-	for (uint32_t i = 0; i < SC_NODES; i++)
-		sc_node_stop(c, i);
+	char wait_s[16];
+	const char *args[] = {c->opt->cluster_bin, "stop", "--dir", c->dir, "--wait", wait_s, NULL};
+	bool any = false;
+
+	for (uint32_t i = 0; i < SC_NODES; i++) {
+		if (c->nodes[i].pid <= 0)
+			continue;
+		any = true;
+		if (c->nodes[i].stopped)
+			kill(c->nodes[i].pid, SIGCONT);
+		kill(c->nodes[i].pid, SIGTERM);
+	}
+	if (!any)
+		return;
+	snprintf(wait_s, sizeof(wait_s), "%d", SC_STOP_WAIT_MS / 1000);
+	if (sc_cluster_run(c, args, NULL, NULL) != 0)
+		fprintf(stderr, "scenarios: tools/cluster stop failed\n");
+	for (uint32_t i = 0; i < SC_NODES; i++) {
+		if (c->nodes[i].pid <= 0)
+			continue;
+		if (sc_node_reap(c, i, 1000) != 0) {
+			fprintf(stderr, "scenarios: node %u (pid %d) still running after stop\n",
+				i + 1, (int)c->nodes[i].pid);
+			kill(c->nodes[i].pid, SIGKILL);
+			sc_node_reap(c, i, 10000);
+		} else if (!sc_node_exited_cleanly(&c->nodes[i])) {
+			fprintf(stderr, "scenarios: node %u did not exit cleanly at SIGTERM\n",
+				i + 1);
+		}
+	}
 }
 
 void sc_print_log_tail(const struct sc_node *n)
@@ -264,88 +248,152 @@ void sc_print_log_tail(const struct sc_node *n)
 	fclose(f);
 }
 
-/* Start the nodes in mask (bit i: node i) and wait for each ready line.
- * Returns 0, 3 when a port was in use, or -1. */
+/* What sc_start watches while tools/cluster starts nodes: the first PID file
+ * it writes (right after it forks the first node: the start of the clock),
+ * and the ready line of each node, from where its log ended before. */
+struct sc_ready_watch {
+	uint32_t mask;
+	off_t offset[SC_NODES];
+	bool ready[SC_NODES];
+	uint64_t start_ns; /* Until a node is launched: when the script was. */
+	bool launched;
+	uint64_t *ready_ns; /* May be NULL. */
+};
+
+static void sc_pid_path(const struct sc_cluster *c, uint32_t i, char *path, size_t size)
+{
+	snprintf(path, size, "%s/node-%u.pid", c->dir, i + 1);
+}
+
+static void sc_ready_check(struct sc_cluster *c, void *arg)
+{
+	struct sc_ready_watch *w = arg;
+
+	for (uint32_t i = 0; i < SC_NODES && !w->launched; i++) {
+		char path[PATH_MAX + 32];
+
+		sc_pid_path(c, i, path, sizeof(path));
+		if ((w->mask & (1u << i)) && access(path, F_OK) == 0) {
+			w->launched = true;
+			w->start_ns = sc_now_ns();
+		}
+	}
+	for (uint32_t i = 0; i < SC_NODES; i++) {
+		char line[512], want[64];
+		FILE *f;
+
+		if (!(w->mask & (1u << i)) || w->ready[i])
+			continue;
+		f = fopen(c->nodes[i].log_path, "r");
+		if (f == NULL)
+			continue;
+		snprintf(want, sizeof(want), "flotilla-node %u ready", i + 1);
+		if (fseeko(f, w->offset[i], SEEK_SET) == 0) {
+			while (fgets(line, sizeof(line), f) != NULL) {
+				size_t len = strlen(line);
+
+				if (len == 0 || line[len - 1] != '\n')
+					break; /* A line still being written: read it next time. */
+				w->offset[i] += (off_t)len;
+				if (strncmp(line, want, strlen(want)) != 0)
+					continue;
+				w->ready[i] = true;
+				c->nodes[i].ready_at_ns = sc_now_ns();
+				if (w->ready_ns != NULL)
+					w->ready_ns[i] = c->nodes[i].ready_at_ns - w->start_ns;
+				break;
+			}
+		}
+		fclose(f);
+	}
+}
+
+static pid_t sc_read_pid(const struct sc_cluster *c, uint32_t i)
+{
+	char path[PATH_MAX + 32];
+	long pid = 0;
+	FILE *f;
+
+	sc_pid_path(c, i, path, sizeof(path));
+	f = fopen(path, "r");
+	if (f == NULL)
+		return 0;
+	if (fscanf(f, "%ld", &pid) != 1)
+		pid = 0;
+	fclose(f);
+	return (pid_t)pid;
+}
+
+/* Start the nodes in mask (bit i: node i; every node, or one) through
+ * tools/cluster start, which returns once each has printed its ready line;
+ * the time of each ready line is read from its log meanwhile. Returns 0, 3
+ * when a port was in use, or -1. */
 int sc_start(struct sc_cluster *c, uint32_t mask, uint64_t *ready_ns)
 {
-	int fds[SC_NODES] = {-1, -1, -1};
-	char lines[SC_NODES][256];
-	size_t used[SC_NODES] = {0};
-	bool ready[SC_NODES] = {false};
-	uint64_t start = sc_now_ns(), deadline = start + SC_READY_WAIT_MS * SC_NS_PER_MS;
-	int rv = 0;
+	const struct sc_opt *opt = c->opt;
+	struct sc_ready_watch w = {.mask = mask, .ready_ns = ready_ns};
+	char groups[16], shards[16], port[16], node[16], wait_s[16], election[16], heartbeat[16];
+	const char *args[32] = {opt->cluster_bin, "start",       "--dir",        c->dir,
+				"--nodes",        "3",           "--groups",     groups,
+				"--shards",       shards,        "--base-port",  port,
+				"--bin",          opt->node_bin, "--ready-wait", wait_s};
+	int argc = 16, rv;
 
+	static_assert(SC_NODES == 3, "--nodes above");
+	snprintf(groups, sizeof(groups), "%u", c->groups);
+	snprintf(shards, sizeof(shards), "%u", opt->shards);
+	snprintf(port, sizeof(port), "%u", c->base_port);
+	snprintf(wait_s, sizeof(wait_s), "%d", SC_READY_WAIT_MS / 1000);
+	snprintf(election, sizeof(election), "%u", opt->election_ms);
+	snprintf(heartbeat, sizeof(heartbeat), "%u", opt->heartbeat_ms);
+	if (mask != (1u << SC_NODES) - 1) {
+		if (__builtin_popcount(mask) != 1)
+			return -1; /* tools/cluster starts every node or one. */
+		snprintf(node, sizeof(node), "%d", __builtin_ctz(mask) + 1);
+		args[argc++] = "--node";
+		args[argc++] = node;
+	}
+	args[argc++] = "--";
+	args[argc++] = "--election-ms";
+	args[argc++] = election;
+	args[argc++] = "--heartbeat-ms";
+	args[argc++] = heartbeat;
+	args[argc++] = "--quiesce";
+	args[argc++] = "on";
+	args[argc] = NULL;
+	for (uint32_t i = 0; i < SC_NODES; i++) {
+		char path[PATH_MAX + 32];
+		struct stat st;
+
+		w.offset[i] = stat(c->nodes[i].log_path, &st) == 0 ? st.st_size : 0;
+		sc_pid_path(c, i, path, sizeof(path));
+		if (mask & (1u << i))
+			unlink(path); /* Not running: tools/cluster writes it anew. */
+	}
+	w.start_ns = sc_now_ns();
+	rv = sc_cluster_run(c, args, sc_ready_check, &w);
+	c->started_ns = w.start_ns;
+	if (rv != 0) {
+		fprintf(stderr, "scenarios: tools/cluster start failed with status %d\n", rv);
+		return rv == 3 ? 3 : -1; /* It stopped the nodes it started. */
+	}
 	for (uint32_t i = 0; i < SC_NODES; i++) {
 		if (!(mask & (1u << i)))
 			continue;
-		if (sc_node_spawn(c, i, &fds[i]) != 0) {
-			fprintf(stderr, "scenarios: cannot start node %u: %s\n", i + 1,
-				strerror(errno));
-			rv = -1;
-			goto out;
+		c->nodes[i].pid = sc_read_pid(c, i);
+		c->nodes[i].stopped = false;
+		sc_pids[i] = c->nodes[i].pid;
+		if (!w.ready[i]) { /* Not seen: it was, since the script returned. */
+			c->nodes[i].ready_at_ns = sc_now_ns();
+			if (ready_ns != NULL)
+				ready_ns[i] = c->nodes[i].ready_at_ns - w.start_ns;
+		}
+		if (c->nodes[i].pid <= 0) {
+			fprintf(stderr, "scenarios: no pid file for node %u\n", i + 1);
+			return -1;
 		}
 	}
-	for (;;) {
-		struct pollfd pfd[SC_NODES];
-		nfds_t count = 0;
-		uint32_t map[SC_NODES];
-
-		for (uint32_t i = 0; i < SC_NODES; i++) {
-			if (fds[i] < 0 || ready[i])
-				continue;
-			pfd[count] = (struct pollfd){.fd = fds[i], .events = POLLIN};
-			map[count++] = i;
-		}
-		if (count == 0)
-			break;
-		if (sc_now_ns() >= deadline) {
-			fprintf(stderr, "scenarios: nodes not ready after %d s\n",
-				SC_READY_WAIT_MS / 1000);
-			rv = -1;
-			goto out;
-		}
-		poll(pfd, count, 100);
-		for (nfds_t k = 0; k < count; k++) {
-			uint32_t i = map[k];
-			ssize_t got;
-
-			if (pfd[k].revents == 0)
-				continue;
-			got = read(fds[i], lines[i] + used[i], sizeof(lines[i]) - 1 - used[i]);
-			if (got > 0) {
-				used[i] += (size_t)got;
-				lines[i][used[i]] = '\0';
-				if (strstr(lines[i], " ready") != NULL) {
-					ready[i] = true;
-					c->nodes[i].ready_at_ns = sc_now_ns();
-					if (ready_ns != NULL)
-						ready_ns[i] = sc_now_ns() - start;
-				} else if (used[i] == sizeof(lines[i]) - 1) {
-					used[i] = 0;
-				}
-				continue;
-			}
-			/* EOF before the ready line: the node exited. */
-			int status = 0;
-
-			sc_node_reap(c, i, 10000, &status);
-			fprintf(stderr, "scenarios: node %u exited before ready (status %d)\n",
-				i + 1, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
-			rv = WIFEXITED(status) && WEXITSTATUS(status) == 3 ? 3 : -1;
-			if (rv != 3)
-				sc_print_log_tail(&c->nodes[i]);
-			goto out;
-		}
-	}
-out:
-	for (uint32_t i = 0; i < SC_NODES; i++)
-		if (fds[i] >= 0)
-			close(fds[i]);
-	if (rv != 0)
-		for (uint32_t i = 0; i < SC_NODES; i++)
-			if (mask & (1u << i))
-				sc_node_stop(c, i);
-	return rv;
+	return 0;
 }
 
 /* Start every node; on a port in use, retry with another random base (only

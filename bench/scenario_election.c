@@ -34,7 +34,7 @@ static int sc_election_trial(struct sc_cluster *c, bool stop, uint32_t trial, ui
 	uint64_t poll_ns = (uint64_t)opt->poll_us * 1000;
 	uint64_t t0, sent_ns[SC_NODES] = {0}, next_ns[SC_NODES] = {0}, req_id[SC_NODES] = {0};
 	bool inflight[SC_NODES] = {false};
-	int leader, status = 0;
+	int leader;
 	uint32_t victim;
 
 	snprintf(warm, sizeof(warm), "w%u", trial);
@@ -170,7 +170,7 @@ static int sc_election_trial(struct sc_cluster *c, bool stop, uint32_t trial, ui
 	 * restarted from its WAL. */
 	if (stop)
 		kill(c->nodes[victim].pid, SIGKILL);
-	if (sc_node_reap(c, victim, 10000, &status) != 0) {
+	if (sc_node_reap(c, victim, 10000) != 0) {
 		fprintf(stderr, "scenarios: node %u did not exit after SIGKILL\n", victim + 1);
 		return -1;
 	}

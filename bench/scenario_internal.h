@@ -32,6 +32,7 @@
 
 struct sc_opt {
 	const char *node_bin;
+	const char *cluster_bin; /* tools/cluster, which starts and stops the nodes. */
 	const char *dir;
 	const char *json_path;
 	bool run_election, run_mass, run_idle;
@@ -69,6 +70,7 @@ struct sc_cluster {
 	uint32_t groups;
 	uint32_t base_port;
 	uint64_t next_request;
+	uint64_t started_ns; /* When the last sc_start() launched its first node. */
 	struct sc_node nodes[SC_NODES];
 };
 
@@ -159,7 +161,7 @@ void sc_node_wipe(struct sc_node *n);
 int sc_cluster_init(struct sc_cluster *c, const struct sc_opt *opt, const char *name,
 		    uint32_t groups);
 uint32_t sc_client_port(const struct sc_cluster *c, uint32_t i);
-int sc_node_reap(struct sc_cluster *c, uint32_t i, uint32_t wait_ms, int *status);
+int sc_node_reap(struct sc_cluster *c, uint32_t i, uint32_t wait_ms);
 void sc_cluster_stop(struct sc_cluster *c);
 void sc_print_log_tail(const struct sc_node *n);
 int sc_start(struct sc_cluster *c, uint32_t mask, uint64_t *ready_ns);

@@ -105,11 +105,11 @@ int sc_mass(const struct sc_opt *opt, struct sc_mass_trial *trials, uint32_t *do
 		for (uint32_t i = 0; i < SC_NODES; i++)
 			sc_node_wipe(&c.nodes[i]);
 		sc_loadavg(r->load);
-		start = sc_now_ns();
 		if (sc_start_all(&c, ready_ns) != 0) {
 			rv = -1;
 			break;
 		}
+		start = c.started_ns;
 		for (uint32_t i = 0; i < SC_NODES; i++)
 			r->start_ns = ready_ns[i] > r->start_ns ? ready_ns[i] : r->start_ns;
 		for (uint32_t g = 0; g < m.n; g++)
@@ -159,7 +159,7 @@ int sc_mass(const struct sc_opt *opt, struct sc_mass_trial *trials, uint32_t *do
 		t0 = sc_now_ns();
 		kill(c.nodes[victim].pid, SIGKILL);
 		c.nodes[victim].stopped = true;
-		sc_node_reap(&c, victim, 10000, NULL);
+		sc_node_reap(&c, victim, 10000);
 		m.redirects = m.not_leader_no_hint = m.errors = m.retries = 0;
 		left = sc_many_run(&c, &m, "m", value, t0, 120000);
 		r->redirects = m.redirects;
@@ -193,7 +193,6 @@ int sc_mass(const struct sc_opt *opt, struct sc_mass_trial *trials, uint32_t *do
 		       "%.1f ms (its groups: p50 %.1f ms)",
 		       t + 1, victim + 1, r->led[victim], m.n, sc_ms(r->all_ns), r->affected.p50);
 		/* The killed node restarts from its WAL and catches up. */
-		t0 = sc_now_ns();
 		if (sc_start(&c, 1u << victim, ready_ns) != 0) {
 			fprintf(stderr, "scenarios: mass trial %u: node %u did not restart\n",
 				t + 1, victim + 1);
@@ -201,6 +200,7 @@ int sc_mass(const struct sc_opt *opt, struct sc_mass_trial *trials, uint32_t *do
 			sc_cluster_stop(&c);
 			break;
 		}
+		t0 = c.started_ns;
 		r->rejoin_ready_ns = ready_ns[victim];
 		left = sc_catch_up(&c, victim, m.n, "m", value, 120000);
 		r->rejoin_ns = sc_now_ns() - t0;

@@ -1,8 +1,8 @@
 /* flotilla-scenarios: failover and scale scenarios against real
  * flotilla-node processes: three nodes on 127.0.0.1, WALs on the disk under
  * --dir (fdatasync on), talked to through the client protocol
- * (tools/client.h). This program starts, signals and restarts the nodes
- * itself, by PID, and leaves none running when it exits.
+ * (tools/client.h). tools/cluster starts and stops the nodes; this program
+ * signals and restarts them by PID, and leaves none running when it exits.
  *
  *   election  One group. Each trial: once every node has been up for an
  *             election timeout plus a heartbeat (--min-uptime-ms: a node that
@@ -124,6 +124,8 @@ static void sc_usage(FILE *out)
 	    out,
 	    "usage: flotilla-scenarios --node-bin PATH [options]\n"
 	    "  --node-bin PATH        the flotilla-node to run (required)\n"
+	    "  --cluster PATH         tools/cluster, which starts and stops the nodes\n"
+	    "                         (the one of this source tree)\n"
 	    "  --dir DIR              data and logs, on the disk to measure (scenarios-data)\n"
 	    "  --scenario LIST        election,mass,idle or all (all)\n"
 	    "  --fault LIST           election faults: kill,stop or both (both)\n"
@@ -189,6 +191,7 @@ static int sc_parse_args(struct sc_opt *o, int argc, char **argv)
 {
 	enum {
 		O_NODE = 256,
+		O_CLUSTER,
 		O_DIR,
 		O_SCEN,
 		O_FAULT,
@@ -213,6 +216,7 @@ static int sc_parse_args(struct sc_opt *o, int argc, char **argv)
 	};
 	static const struct option longopts[] = {
 	    {"node-bin", required_argument, NULL, O_NODE},
+	    {"cluster", required_argument, NULL, O_CLUSTER},
 	    {"dir", required_argument, NULL, O_DIR},
 	    {"scenario", required_argument, NULL, O_SCEN},
 	    {"fault", required_argument, NULL, O_FAULT},
@@ -241,7 +245,8 @@ static int sc_parse_args(struct sc_opt *o, int argc, char **argv)
 	bool scen[3] = {false}, fault[2] = {false}, scen_set = false, fault_set = false;
 	int opt_char;
 
-	*o = (struct sc_opt){.dir = "scenarios-data",
+	*o = (struct sc_opt){.cluster_bin = SC_CLUSTER_DEFAULT,
+			     .dir = "scenarios-data",
 			     .trials = 50,
 			     .mass_trials = 3,
 			     .mass_groups = 10000,
@@ -263,6 +268,9 @@ static int sc_parse_args(struct sc_opt *o, int argc, char **argv)
 		switch (opt_char) {
 		case O_NODE:
 			o->node_bin = optarg;
+			break;
+		case O_CLUSTER:
+			o->cluster_bin = optarg;
 			break;
 		case O_DIR:
 			o->dir = optarg;
@@ -397,8 +405,10 @@ int main(int argc, char **argv)
 		sc_usage(stderr);
 		return 2;
 	}
-	if (access(opt.node_bin, X_OK) != 0) {
-		fprintf(stderr, "flotilla-scenarios: %s: %s\n", opt.node_bin, strerror(errno));
+	if (access(opt.node_bin, X_OK) != 0 || access(opt.cluster_bin, X_OK) != 0) {
+		const char *bad = access(opt.node_bin, X_OK) != 0 ? opt.node_bin : opt.cluster_bin;
+
+		fprintf(stderr, "flotilla-scenarios: %s: %s\n", bad, strerror(errno));
 		return 2;
 	}
 	sc_rng_state = opt.seed;
