@@ -470,10 +470,8 @@ static void kv_record_applied(struct kv_group *g, const struct fl_entry *entry)
 			(unsigned long long)g->id, (unsigned long long)entry->index,
 			(unsigned long long)g->last_applied_index);
 	}
-	for (int i = 0; i < 8; i++) {
-		header[i] = (unsigned char)(entry->index >> (8 * i));
-		header[8 + i] = (unsigned char)(entry->term >> (8 * i));
-	}
+	le_put64(header, entry->index);
+	le_put64(header + 8, entry->term);
 	seed = XXH3_64bits_withSeed(header, sizeof(header), g->digest);
 	g->digest = XXH3_64bits_withSeed(entry->data, entry->size, seed);
 	g->applied_count++;

@@ -163,8 +163,7 @@ static void request_index_done(void *arg, int rv, uint64_t result, uint64_t lead
 	p->status = CLIENT_STATUS_OK;
 	p->value = malloc(8);
 	if (p->value != NULL) {
-		for (int i = 0; i < 8; i++)
-			((unsigned char *)p->value)[i] = (unsigned char)(result >> (8 * i));
+		le_put64(p->value, result);
 		p->value_size = 8;
 	}
 	worker_complete(p);
@@ -392,10 +391,8 @@ static void request_check_status(struct conn *c, const struct client_request *re
 	struct fl_metrics m;
 
 	fl_node_metrics(s->node, &m);
-	for (int i = 0; i < 8; i++) {
-		value[i] = (unsigned char)(m.checks >> (8 * i));
-		value[8 + i] = (unsigned char)(m.divergences >> (8 * i));
-	}
+	le_put64(value, m.checks);
+	le_put64(value + 8, m.divergences);
 	conn_respond(c, CLIENT_STATUS_OK, req->request_id, server_leader_hint(s, req->group), value,
 		     sizeof(value));
 }
