@@ -6,7 +6,8 @@
  *   node_options.c   flags and the --config file
  *   node_conn.c      client threads: accept, read, write, limits, wake-ups
  *   node_request.c   decoding requests, the client ops, their callbacks
- *   node_store.c     the stores behind the node (node_store.h) */
+ *   node_store.c     the stores behind the node, by name (node_store.h)
+ *   node_store_memory.c  the in-memory store (tools/kv.c) */
 #ifndef TOOLS_NODE_INTERNAL_H
 #define TOOLS_NODE_INTERNAL_H
 
