@@ -576,6 +576,7 @@ uint64_t kv_state_digest(void *ctx, uint64_t group)
 	return XXH3_64bits_withSeed(&count, sizeof(count), sum);
 }
 
+#ifdef FLOTILLA_TEST_HOOKS
 int kv_corrupt_local(struct kv *kv, uint64_t group, const void *key, uint32_t key_size,
 		     const void *value, uint32_t value_size)
 {
@@ -591,6 +592,7 @@ int kv_corrupt_local(struct kv *kv, uint64_t group, const void *key, uint32_t ke
 	pthread_mutex_unlock(&g->lock);
 	return rv;
 }
+#endif
 
 /* KV SNAPSHOT: what kv_save() writes for one group, little-endian.
  *    0: u32 magic            KV_SNAPSHOT_MAGIC
