@@ -23,6 +23,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/le.h"
+
 #define CLIENT_BUFFER_SIZE_MIN (64u << 10)
 #define CLIENT_DOWN_MS         100
 #define CLIENT_CONNECT_MS      1000
@@ -34,29 +36,17 @@
 static_assert(CLIENT_REQUEST_HEADER_SIZE == 4 + 4 + 8 + 8, "size, op, request_id, group");
 static_assert(CLIENT_RESPONSE_HEADER_SIZE == 4 + 4 + 8 + 8 + 4, "size, status, id, hint, value");
 
-static uint32_t client_load32(const unsigned char *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t client_load64(const unsigned char *p)
-{
-	return (uint64_t)client_load32(p) | (uint64_t)client_load32(p + 4) << 32;
-}
-
+/* Cursor forms of engine/le.h's stores: write v at p, return the byte after it. */
 static unsigned char *client_store32(unsigned char *p, uint32_t v)
 {
-	p[0] = (unsigned char)v;
-	p[1] = (unsigned char)(v >> 8);
-	p[2] = (unsigned char)(v >> 16);
-	p[3] = (unsigned char)(v >> 24);
+	le_put32(p, v);
 	return p + 4;
 }
 
 static unsigned char *client_store64(unsigned char *p, uint64_t v)
 {
-	client_store32(p, (uint32_t)v);
-	return client_store32(p + 4, (uint32_t)(v >> 32));
+	le_put64(p, v);
+	return p + 8;
 }
 
 static unsigned char *client_store_bytes(unsigned char *p, const void *bytes, uint32_t size)
@@ -179,7 +169,7 @@ static int client_request_decode_body(const unsigned char *p, uint32_t body_size
 	case CLIENT_OP_TRANSFER:
 		if (body_size != 8)
 			return -EBADMSG;
-		req->member = client_load64(p);
+		req->member = le_get64(p);
 		return 0;
 	case CLIENT_OP_PUT:
 	case CLIENT_OP_CORRUPT:
@@ -198,12 +188,12 @@ static int client_request_decode_body(const unsigned char *p, uint32_t body_size
 	}
 	if (body_size < fixed)
 		return -EBADMSG;
-	req->key_size = client_load32(p);
+	req->key_size = le_get32(p);
 	if (req->op == CLIENT_OP_PUT || req->op == CLIENT_OP_CORRUPT) {
-		req->value_size = client_load32(p + 4);
+		req->value_size = le_get32(p + 4);
 	} else if (req->op == CLIENT_OP_CAS) {
-		req->expected_size = client_load32(p + 4);
-		req->value_size = client_load32(p + 8);
+		req->expected_size = le_get32(p + 4);
+		req->value_size = le_get32(p + 8);
 	}
 	if (req->key_size > CLIENT_KEY_SIZE_MAX)
 		return -EBADMSG;
@@ -229,16 +219,16 @@ int client_request_decode(const void *buf, size_t size, struct client_request *r
 
 	memset(req, 0, sizeof(*req));
 	if (size >= 16)
-		req->request_id = client_load64(p + 8);
+		req->request_id = le_get64(p + 8);
 	if (size < 4)
 		return 0;
-	frame = client_load32(p);
+	frame = le_get32(p);
 	if (frame < CLIENT_REQUEST_HEADER_SIZE - 4 || frame > CLIENT_REQUEST_SIZE_MAX)
 		return -EBADMSG;
 	if (size - 4 < frame)
 		return 0;
-	req->op = client_load32(p + 4);
-	req->group = client_load64(p + 16);
+	req->op = le_get32(p + 4);
+	req->group = le_get64(p + 16);
 	if (client_request_decode_body(p + CLIENT_REQUEST_HEADER_SIZE,
 				       frame - (CLIENT_REQUEST_HEADER_SIZE - 4), req) != 0)
 		return -EBADMSG;
@@ -269,17 +259,17 @@ int client_response_decode(const void *buf, size_t size, struct client_response 
 
 	memset(resp, 0, sizeof(*resp));
 	if (size >= 16)
-		resp->request_id = client_load64(p + 8);
+		resp->request_id = le_get64(p + 8);
 	if (size < 4)
 		return 0;
-	frame = client_load32(p);
+	frame = le_get32(p);
 	if (frame < CLIENT_RESPONSE_HEADER_SIZE - 4 || frame > CLIENT_RESPONSE_SIZE_MAX)
 		return -EBADMSG;
 	if (size - 4 < frame)
 		return 0;
-	resp->status = client_load32(p + 4);
-	resp->leader_hint = client_load64(p + 16);
-	resp->value_size = client_load32(p + 24);
+	resp->status = le_get32(p + 4);
+	resp->leader_hint = le_get64(p + 16);
+	resp->value_size = le_get32(p + 24);
 	if (resp->status > CLIENT_STATUS_NO_SPACE ||
 	    (uint64_t)resp->value_size + CLIENT_RESPONSE_HEADER_SIZE - 4 != frame)
 		return -EBADMSG;
@@ -449,7 +439,7 @@ int client_read(struct client *c)
 
 	/* A partial frame announces its size: make room for all of it at once. */
 	if (c->in_end - c->in_start >= 4) {
-		uint64_t frame = 4 + (uint64_t)client_load32(c->in + c->in_start);
+		uint64_t frame = 4 + (uint64_t)le_get32(c->in + c->in_start);
 
 		if (frame <= 4 + (uint64_t)CLIENT_RESPONSE_SIZE_MAX &&
 		    frame > c->in_end - c->in_start && frame - (c->in_end - c->in_start) > want)
@@ -864,11 +854,11 @@ int client_digest_decode(const void *value, uint32_t size, struct client_digest 
 	memset(digest, 0, sizeof(*digest));
 	if (size != CLIENT_DIGEST_SIZE)
 		return -EBADMSG;
-	digest->applied_count = client_load64(p);
-	digest->last_applied_index = client_load64(p + 8);
-	digest->digest = client_load64(p + 16);
-	digest->order_violations = client_load64(p + 24);
-	digest->keys_count = client_load64(p + 32);
+	digest->applied_count = le_get64(p);
+	digest->last_applied_index = le_get64(p + 8);
+	digest->digest = le_get64(p + 16);
+	digest->order_violations = le_get64(p + 24);
+	digest->keys_count = le_get64(p + 32);
 	return 0;
 }
 
@@ -903,23 +893,23 @@ int client_members_decode(const void *value, uint32_t size, struct client_member
 	memset(m, 0, sizeof(*m));
 	if (size < CLIENT_MEMBERS_HEADER_SIZE)
 		return -EBADMSG;
-	m->members_count = client_load32(p + 44);
+	m->members_count = le_get32(p + 44);
 	if (m->members_count > CLIENT_MEMBERS_MAX || size != client_members_size(m)) {
 		m->members_count = 0;
 		return -EBADMSG;
 	}
-	m->leader = client_load64(p);
-	m->term = client_load64(p + 8);
-	m->commit_index = client_load64(p + 16);
-	m->last_index = client_load64(p + 24);
-	m->conf_index = client_load64(p + 32);
-	m->flags = client_load32(p + 40);
+	m->leader = le_get64(p);
+	m->term = le_get64(p + 8);
+	m->commit_index = le_get64(p + 16);
+	m->last_index = le_get64(p + 24);
+	m->conf_index = le_get64(p + 32);
+	m->flags = le_get32(p + 40);
 	p += CLIENT_MEMBERS_HEADER_SIZE;
 	for (uint32_t i = 0; i < m->members_count; i++, p += CLIENT_MEMBER_SIZE) {
-		m->members[i].id = client_load64(p);
-		m->members[i].match = client_load64(p + 8);
-		m->members[i].role = client_load32(p + 16);
-		m->members[i].role_old = client_load32(p + 20);
+		m->members[i].id = le_get64(p);
+		m->members[i].match = le_get64(p + 8);
+		m->members[i].role = le_get32(p + 16);
+		m->members[i].role_old = le_get32(p + 20);
 	}
 	return 0;
 }

@@ -23,6 +23,8 @@
 
 #include <xxhash.h>
 
+#include "base/le.h"
+
 #define KV_MAP_SLOTS_MIN    16u
 #define KV_GROUPS_SLOTS_MIN 64u
 
@@ -61,19 +63,6 @@ static void kv_oom(void)
 	abort();
 }
 
-static uint32_t kv_load32(const unsigned char *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static void kv_store32(unsigned char *p, uint32_t v)
-{
-	p[0] = (unsigned char)v;
-	p[1] = (unsigned char)(v >> 8);
-	p[2] = (unsigned char)(v >> 16);
-	p[3] = (unsigned char)(v >> 24);
-}
-
 static uint32_t kv_expected_bytes(const struct kv_cmd *cmd)
 {
 	return cmd->expected_size == KV_ABSENT ? 0 : cmd->expected_size;
@@ -92,10 +81,10 @@ void kv_cmd_encode(const struct kv_cmd *cmd, void *buf)
 	unsigned char *p = buf;
 	uint32_t expected_bytes = kv_expected_bytes(cmd);
 
-	kv_store32(p, cmd->op);
-	kv_store32(p + 4, cmd->key_size);
-	kv_store32(p + 8, cmd->expected_size);
-	kv_store32(p + 12, cmd->value_size);
+	le_put32(p, cmd->op);
+	le_put32(p + 4, cmd->key_size);
+	le_put32(p + 8, cmd->expected_size);
+	le_put32(p + 12, cmd->value_size);
 	p += KV_CMD_HEADER_SIZE;
 	if (cmd->key_size > 0)
 		memcpy(p, cmd->key, cmd->key_size);
@@ -114,10 +103,10 @@ int kv_cmd_decode(const void *buf, uint32_t size, struct kv_cmd *cmd)
 
 	if (size < KV_CMD_HEADER_SIZE)
 		return -EBADMSG;
-	cmd->op = kv_load32(p);
-	cmd->key_size = kv_load32(p + 4);
-	cmd->expected_size = kv_load32(p + 8);
-	cmd->value_size = kv_load32(p + 12);
+	cmd->op = le_get32(p);
+	cmd->key_size = le_get32(p + 4);
+	cmd->expected_size = le_get32(p + 8);
+	cmd->value_size = le_get32(p + 12);
 	if (cmd->key_size > KV_KEY_SIZE_MAX)
 		return -EBADMSG;
 	switch (cmd->op) {
@@ -481,10 +470,8 @@ static void kv_record_applied(struct kv_group *g, const struct fl_entry *entry)
 			(unsigned long long)g->id, (unsigned long long)entry->index,
 			(unsigned long long)g->last_applied_index);
 	}
-	for (int i = 0; i < 8; i++) {
-		header[i] = (unsigned char)(entry->index >> (8 * i));
-		header[8 + i] = (unsigned char)(entry->term >> (8 * i));
-	}
+	le_put64(header, entry->index);
+	le_put64(header + 8, entry->term);
 	seed = XXH3_64bits_withSeed(header, sizeof(header), g->digest);
 	g->digest = XXH3_64bits_withSeed(entry->data, entry->size, seed);
 	g->applied_count++;
@@ -589,6 +576,7 @@ uint64_t kv_state_digest(void *ctx, uint64_t group)
 	return XXH3_64bits_withSeed(&count, sizeof(count), sum);
 }
 
+#ifdef FLOTILLA_TEST_HOOKS
 int kv_corrupt_local(struct kv *kv, uint64_t group, const void *key, uint32_t key_size,
 		     const void *value, uint32_t value_size)
 {
@@ -604,6 +592,7 @@ int kv_corrupt_local(struct kv *kv, uint64_t group, const void *key, uint32_t ke
 	pthread_mutex_unlock(&g->lock);
 	return rv;
 }
+#endif
 
 /* KV SNAPSHOT: what kv_save() writes for one group, little-endian.
  *    0: u32 magic            KV_SNAPSHOT_MAGIC
@@ -618,30 +607,15 @@ int kv_corrupt_local(struct kv *kv, uint64_t group, const void *key, uint32_t ke
 #define KV_SNAPSHOT_HEADER 48
 #define KV_RESTORE_STEP    (1u << 20) /* Bytes an item's buffer grows by while read. */
 
-static void kv_put64(unsigned char *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint64_t kv_load64(const unsigned char *p)
-{
-	uint64_t v = 0;
-
-	for (int i = 0; i < 8; i++)
-		v |= (uint64_t)p[i] << (8 * i);
-	return v;
-}
-
 static void kv_snapshot_header(const struct kv_group *g, unsigned char *header)
 {
 	memset(header, 0, KV_SNAPSHOT_HEADER);
-	kv_put64(header, KV_SNAPSHOT_MAGIC);
-	kv_put64(header + 8, g->applied_count);
-	kv_put64(header + 16, g->last_applied_index);
-	kv_put64(header + 24, g->digest);
-	kv_put64(header + 32, g->order_violations);
-	kv_put64(header + 40, g->items_count);
+	le_put64(header, KV_SNAPSHOT_MAGIC);
+	le_put64(header + 8, g->applied_count);
+	le_put64(header + 16, g->last_applied_index);
+	le_put64(header + 24, g->digest);
+	le_put64(header + 32, g->order_violations);
+	le_put64(header + 40, g->items_count);
 }
 
 int kv_save(void *ctx, uint64_t group, struct fl_snapshot_writer *w)
@@ -661,7 +635,7 @@ int kv_save(void *ctx, uint64_t group, struct fl_snapshot_writer *w)
 
 		if (item == NULL)
 			continue;
-		kv_put64(sizes, (uint64_t)item->key_size | (uint64_t)item->value_size << 32);
+		le_put64(sizes, (uint64_t)item->key_size | (uint64_t)item->value_size << 32);
 		rv = fl_snapshot_write(w, sizes, sizeof(sizes));
 		if (rv == 0)
 			rv = fl_snapshot_write(w, item->bytes,
@@ -719,7 +693,7 @@ int kv_save_view(void *ctx, uint64_t group, void *view, struct fl_snapshot_write
 		const struct kv_item *item = v->items[i];
 		unsigned char sizes[8];
 
-		kv_put64(sizes, (uint64_t)item->key_size | (uint64_t)item->value_size << 32);
+		le_put64(sizes, (uint64_t)item->key_size | (uint64_t)item->value_size << 32);
 		rv = fl_snapshot_write(w, sizes, sizeof(sizes));
 		if (rv == 0)
 			rv = fl_snapshot_write(w, item->bytes,
@@ -838,7 +812,7 @@ static int kv_load_items(struct kv_group *fresh, struct fl_snapshot_reader *r, u
 		rv = kv_read_exact(r, sizes, sizeof(sizes));
 		if (rv != 0)
 			break;
-		both = kv_load64(sizes);
+		both = le_get64(sizes);
 		key_size = (uint32_t)both;
 		value_size = (uint32_t)(both >> 32);
 		if (key_size > KV_KEY_SIZE_MAX) {
@@ -869,12 +843,12 @@ int kv_restore(void *ctx, uint64_t group, struct fl_snapshot_reader *r)
 	rv = kv_read_exact(r, header, sizeof(header));
 	if (rv != 0)
 		return rv;
-	if (kv_load64(header) != KV_SNAPSHOT_MAGIC)
+	if (le_get64(header) != KV_SNAPSHOT_MAGIC)
 		return -EBADMSG;
 	fresh = kv_group_new(group);
 	if (fresh == NULL)
 		return -ENOMEM;
-	rv = kv_load_items(fresh, r, kv_load64(header + 40));
+	rv = kv_load_items(fresh, r, le_get64(header + 40));
 	if (rv != 0) {
 		kv_group_free(fresh);
 		return rv;
@@ -886,10 +860,10 @@ int kv_restore(void *ctx, uint64_t group, struct fl_snapshot_reader *r)
 	g->slots_count = fresh->slots_count;
 	g->items_count = fresh->items_count;
 	g->state_sum = fresh->state_sum;
-	g->applied_count = kv_load64(header + 8);
-	g->last_applied_index = kv_load64(header + 16);
-	g->digest = kv_load64(header + 24);
-	g->order_violations = kv_load64(header + 32);
+	g->applied_count = le_get64(header + 8);
+	g->last_applied_index = le_get64(header + 16);
+	g->digest = le_get64(header + 24);
+	g->order_violations = le_get64(header + 32);
 	for (uint32_t i = 0; i < slots_count; i++)
 		if (slots[i] != NULL)
 			kv_item_retire(g, slots[i]); /* A view may still read them. */

@@ -118,11 +118,14 @@ void kv_digest_get(struct kv *kv, uint64_t group, struct kv_digest *digest);
  * like an empty one. Any thread. */
 uint64_t kv_state_digest(void *ctx, uint64_t group);
 
-/* For tests of consistency checks only: set key to value in this node's copy
- * of group, bypassing the log, so that this replica diverges on purpose.
- * Returns 0, -ENOMEM or -EINVAL (key too long). Any thread. */
+#ifdef FLOTILLA_TEST_HOOKS
+/* Test hook (test builds only), for tests of consistency checks: set key to
+ * value in this node's copy of group, bypassing the log, so that this
+ * replica diverges on purpose. Returns 0, -ENOMEM or -EINVAL (key too long).
+ * Any thread. */
 int kv_corrupt_local(struct kv *kv, uint64_t group, const void *key, uint32_t key_size,
 		     const void *value, uint32_t value_size);
+#endif
 
 /* fl_sm_ops.save and .restore for ctx = struct kv *: write group's whole map
  * (and its DIGEST record) to a snapshot, and replace it from one. restore

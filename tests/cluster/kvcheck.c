@@ -39,6 +39,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/le.h"
 #include "tools/client.h"
 
 #define KVCHECK_TEXT_MAX 128
@@ -400,16 +401,6 @@ static void kvcheck_on(struct kvcheck *k, uint64_t node, struct client_call *cal
 	client_router_run(&k->router, call, 1, false, k->timeout_ms);
 }
 
-static uint64_t kvcheck_load64(const void *value)
-{
-	const unsigned char *p = value;
-	uint64_t v = 0;
-
-	for (int i = 0; i < 8; i++)
-		v |= (uint64_t)p[i] << (8 * i);
-	return v;
-}
-
 /* CHECK_STATUS of node: its divergences counter, or UINT64_MAX on failure. */
 static uint64_t kvcheck_divergences(struct kvcheck *k, uint64_t node)
 {
@@ -418,7 +409,7 @@ static uint64_t kvcheck_divergences(struct kvcheck *k, uint64_t node)
 
 	kvcheck_on(k, node, &call);
 	if (call.rv == 0 && call.status == CLIENT_STATUS_OK && call.value_size == 16)
-		divergences = kvcheck_load64((const unsigned char *)call.value + 8);
+		divergences = le_get64((const unsigned char *)call.value + 8);
 	client_call_clear(&call);
 	return divergences;
 }
@@ -460,7 +451,7 @@ static int kvcheck_rebuild(struct kvcheck *k, uint64_t target, const char *key,
 		return 1;
 	}
 	printf("rebuild: node %llu restored the leader's snapshot at index %llu\n",
-	       (unsigned long long)target, (unsigned long long)kvcheck_load64(call.value));
+	       (unsigned long long)target, (unsigned long long)le_get64(call.value));
 	client_call_clear(&call);
 	call.req = (struct client_request){
 	    .op = CLIENT_OP_GET, .group = k->group, .key = key, .key_size = (uint32_t)strlen(key)};
@@ -593,8 +584,7 @@ static int kvcheck_diverge(struct kvcheck *k)
 		failed = 1;
 	} else {
 		printf("diverge: CHECK on node %llu: check at index %llu\n",
-		       (unsigned long long)call.node,
-		       (unsigned long long)kvcheck_load64(call.value));
+		       (unsigned long long)call.node, (unsigned long long)le_get64(call.value));
 	}
 	client_call_clear(&call);
 	failed |= kvcheck_rebuild(k, target, key, after);

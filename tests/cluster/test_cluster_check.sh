@@ -8,6 +8,9 @@
 # corruption is gone and later checks find nothing.
 # Every process it starts is stopped by PID (tools/cluster stop) on any exit.
 #
+# CORRUPT is a test hook: a node built without FLOTILLA_TEST_HOOKS has no
+# --allow-corrupt-for-tests, and the test skips (exit 77).
+#
 #   test_cluster_check.sh FLOTILLA_NODE FLOTILLA_KVCHECK TOOLS_CLUSTER
 set -euo pipefail
 
@@ -16,6 +19,10 @@ source "$(dirname "${BASH_SOURCE[0]}")/cluster_lib.sh"
 node_bin=$1
 kvcheck=$2
 cluster=$3
+if ! "$node_bin" --help | grep -q -- '--allow-corrupt-for-tests'; then
+	echo "skip: flotilla-node was built without test hooks (FLOTILLA_TEST_HOOKS)"
+	exit 77
+fi
 groups=4
 interval=20
 node_flags=(--election-ms 600 --heartbeat-ms 60 --client-threads 1

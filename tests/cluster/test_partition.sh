@@ -6,8 +6,8 @@
 # (flotilla-load --check). Then the checker is shown the same history with
 # one acknowledged write left out, and must catch it.
 #
-#   test_partition.sh FLOTILLA_NODE FLOTILLA_LOAD PROXY WORK_DIR [FAULT_S [CALM_S]]
-#                     [-- extra flotilla-node flags]
+#   test_partition.sh FLOTILLA_NODE FLOTILLA_LOAD PROXY TOOLS_CLUSTER WORK_DIR
+#                     [FAULT_S [CALM_S]] [-- extra flotilla-node flags]
 #
 # Network: as root with `ip netns`, each node runs in a network namespace of
 # its own (named after this script's PID), on a veth pair whose host end is
@@ -21,12 +21,15 @@
 # a second of calm between: split 2|3, isolate one node, kill -9 one node
 # and restart it, pause one node. Then CALM_S (10) seconds without faults.
 #
-# It signals only the PIDs it started, and removes every namespace, link and
-# file it created, on every exit path.
+# The nodes are started and stopped by tools/cluster, with a layout file
+# that puts each node in its namespace, or on its 127.0.0.x address with
+# its peers reached through the proxy. It signals only the PIDs it started,
+# and removes every namespace, link and file it created, on every exit path.
 set -euo pipefail
 
-node_bin=$(realpath "$1") load_bin=$(realpath "$2") proxy=$(realpath "$3") work_dir=$4
-shift 4
+node_bin=$(realpath "$1") load_bin=$(realpath "$2") proxy=$(realpath "$3")
+cluster=$(realpath "$4") work_dir=$5
+shift 5
 fault_s=30 calm_s=10
 if [ $# -gt 0 ] && [ "$1" != -- ]; then fault_s=$1 && shift; fi
 if [ $# -gt 0 ] && [ "$1" != -- ]; then calm_s=$1 && shift; fi
@@ -37,7 +40,6 @@ tag=fp$$ # Names of namespaces and links: at most 15 bytes.
 
 mkdir -p "$work_dir"
 dir=$(mktemp -d "$(realpath "$work_dir")/partition.XXXXXX")
-declare -A pids=()
 proxy_pid='' load_pid='' mode='' failed=1 netns_made=() links_made=()
 
 say() {
@@ -47,11 +49,11 @@ say() {
 cleanup() {
 	local pid
 	set +e
-	for pid in "${pids[@]}" $proxy_pid $load_pid; do
-		kill -CONT "$pid" 2>/dev/null
+	stop_cluster
+	for pid in $proxy_pid $load_pid; do
 		kill -KILL "$pid" 2>/dev/null
 	done
-	for pid in "${pids[@]}" $proxy_pid $load_pid; do
+	for pid in $proxy_pid $load_pid; do
 		wait "$pid" 2>/dev/null
 	done
 	teardown_netns
@@ -108,7 +110,11 @@ setup_netns() {
 			ip -n "$ns" link set "${tag}n$i" up && ip -n "$ns" link set lo up || return 1
 		addr[i]=$net.$i
 	done
-	peer_port=7000 client_port=7001
+	base_port=7000
+	cat >"$dir/layout.sh" <<EOF
+node_host() { echo "$net.\$1"; }
+node_exec() { echo "ip netns exec $tag-\$1"; }
+EOF
 }
 
 teardown_netns() {
@@ -121,9 +127,9 @@ teardown_netns() {
 # Whether node 1 is reachable from here (the load) and from node 2's
 # namespace (the other nodes): a bridge may filter forwarded packets.
 netns_reaches() {
-	timeout 3 bash -c "exec 3<>/dev/tcp/${addr[1]}/$client_port" 2>/dev/null &&
+	timeout 3 bash -c "exec 3<>/dev/tcp/${addr[1]}/$(client_port 1)" 2>/dev/null &&
 		timeout 3 ip netns exec "$tag-2" \
-			bash -c "exec 3<>/dev/tcp/${addr[1]}/$client_port" 2>/dev/null
+			bash -c "exec 3<>/dev/tcp/${addr[1]}/$(client_port 1)" 2>/dev/null
 }
 
 setup_proxy() {
@@ -133,15 +139,21 @@ setup_proxy() {
 		failed=0
 		exit 77
 	}
+	# Node i listens on 127.0.0.(10+i) at its tools/cluster ports (base + 0..9)
+	# and reaches node j through the proxy at 127.0.0.(10+i):base+10+j.
+	cat >"$dir/layout.sh" <<'EOF'
+node_host() { echo "127.0.0.$((10 + $1))"; }
+node_peer_addr() { echo "127.0.0.$((10 + $1)):$((base_port + 10 + $2))"; }
+EOF
 	for _ in 1 2 3 4 5; do
-		peer_port=$((20000 + 20 * (RANDOM % 2000))) client_port=$((peer_port + 1))
-		ctl_port=$((peer_port + 19))
+		base_port=$((20000 + 20 * (RANDOM % 2000)))
+		ctl_port=$((base_port + 19))
 		routes=()
 		for i in $(seq "$nodes"); do
 			addr[i]=127.0.0.$((10 + i))
 			for j in $(seq "$nodes"); do
 				[ "$i" = "$j" ] && continue
-				routes+=("$i-$j=127.0.0.$((10 + i)):$((peer_port + 2 + j))>127.0.0.$((10 + j)):$peer_port")
+				routes+=("$i-$j=127.0.0.$((10 + i)):$((base_port + 10 + j))>127.0.0.$((10 + j)):$(peer_port "$j")")
 			done
 		done
 		python3 "$proxy" "$ctl_port" "${routes[@]}" >"$dir/proxy.log" 2>&1 &
@@ -198,53 +210,42 @@ isolate() { # on|off i
 
 # --- Nodes. ---
 
-start_node() { # i
-	local i=$1 j peers=() run=()
-	for j in $(seq "$nodes"); do
-		[ "$i" = "$j" ] && continue
-		if [ "$mode" = netns ]; then
-			peers+=(--peer "$j=${addr[j]}:$peer_port")
-		else
-			peers+=(--peer "$j=${addr[i]}:$((peer_port + 2 + j))")
-		fi
-	done
-	[ "$mode" = netns ] && run=(ip netns exec "$tag-$i")
-	echo "---- start $(date +%T)" >>"$dir/node-$i.log"
-	"${run[@]}" "$node_bin" --id "$i" --cluster-id 1 --data "$dir/node-$i" \
-		--listen "${addr[i]}:$peer_port" --client "${addr[i]}:$client_port" "${peers[@]}" \
-		--shards 2 --groups "$groups" --members "$(seq -s, 1 "$nodes")" \
-		--election-ms 1000 --heartbeat-ms 100 --snapshot-entries 2000 "${node_flags[@]}" \
-		>>"$dir/node-$i.log" 2>&1 </dev/null &
-	pids[$i]=$!
+peer_port() { echo $((base_port + 2 * ($1 - 1))); } # As tools/cluster numbers them.
+client_port() { echo $((base_port + 2 * ($1 - 1) + 1)); }
+
+node_pid() { # i
+	cat "$dir/node-$1.pid"
 }
 
-wait_ready() { # i
-	local i=$1 deadline=$((SECONDS + 30)) status
-	until [ "$(grep -c "^flotilla-node $i ready" "$dir/node-$i.log")" -ge "$2" ]; do
-		if ! kill -0 "${pids[$i]}" 2>/dev/null; then
-			status=0
-			wait "${pids[$i]}" || status=$?
-			unset "pids[$i]"
-			echo "node $i exited with status $status"
-			[ "$status" -eq 4 ] && {
-				echo "io_uring is not available here: skipped"
-				failed=0
-				exit 77
-			}
-			exit 1
-		fi
-		[ $SECONDS -lt $deadline ] || {
-			echo "node $i not ready after 30 s"
-			exit 1
-		}
-		sleep 0.05
+# Start node i (every node, without one) through tools/cluster, which waits
+# for each ready line.
+start_nodes() { # [i]
+	local only=() i rc=0
+	[ $# -gt 0 ] && only=(--node "$1")
+	for i in ${1:-$(seq "$nodes")}; do
+		echo "---- start $(date +%T)" >>"$dir/node-$i.log"
 	done
+	"$cluster" start --dir "$dir" --nodes "$nodes" --groups "$groups" --shards 2 \
+		--base-port "$base_port" --bin "$node_bin" --layout "$dir/layout.sh" "${only[@]}" \
+		-- --election-ms 1000 --heartbeat-ms 100 --snapshot-entries 2000 "${node_flags[@]}" ||
+		rc=$?
+	case $rc in
+	0) ;;
+	4)
+		echo "io_uring is not available here: skipped"
+		failed=0
+		exit 77
+		;;
+	*)
+		echo "starting nodes ${1:-1..$nodes} failed with status $rc"
+		exit 1
+		;;
+	esac
 }
 
 # --- Faults. ---
 
 declare -A faults=([split]=0 [isolate]=0 [kill]=0 [pause]=0)
-starts=() # starts[i]: how many times node i was started
 
 random_node() {
 	echo $((1 + RANDOM % nodes))
@@ -278,47 +279,40 @@ fault_isolate() {
 fault_kill() {
 	local i down=$((1 + RANDOM % 3))
 	i=$(random_node)
-	say "fault: kill -9 node $i (pid ${pids[$i]}), restart it after $down s"
-	kill -KILL "${pids[$i]}"
-	wait "${pids[$i]}" 2>/dev/null || true
-	unset "pids[$i]"
+	say "fault: kill -9 node $i (pid $(node_pid "$i")), restart it after $down s"
+	kill -KILL "$(node_pid "$i")"
 	sleep "$down"
-	start_node "$i"
-	starts[i]=$((starts[i] + 1))
-	wait_ready "$i" "${starts[i]}"
+	start_nodes "$i"
 	faults[kill]=$((faults[kill] + 1))
 }
 
 fault_pause() {
 	local i hold=$((2 + RANDOM % 3))
 	i=$(random_node)
-	say "fault: pause node $i (pid ${pids[$i]}) for $hold s"
-	kill -STOP "${pids[$i]}"
+	say "fault: pause node $i (pid $(node_pid "$i")) for $hold s"
+	kill -STOP "$(node_pid "$i")"
 	sleep "$hold"
-	kill -CONT "${pids[$i]}"
+	kill -CONT "$(node_pid "$i")"
 	faults[pause]=$((faults[pause] + 1))
 }
 
 # --- The test. ---
 
 start_cluster() {
-	local i
 	say "start $nodes nodes, $groups groups of $nodes voters"
-	for i in $(seq "$nodes"); do
-		start_node "$i"
-		starts[i]=1
-	done
-	for i in $(seq "$nodes"); do wait_ready "$i" 1; done
+	start_nodes
 }
 
+# Stop every node at once (SIGCONT for a paused one, then SIGTERM and at once
+# SIGKILL) and forget them.
 stop_cluster() {
-	local pid
-	for pid in "${pids[@]}"; do
-		kill -KILL "$pid" 2>/dev/null || true
-		wait "$pid" 2>/dev/null || true
+	local i
+	[ -f "$dir/cluster.conf" ] || return 0
+	for i in $(seq "$nodes"); do
+		if [ -f "$dir/node-$i.pid" ]; then kill -CONT "$(node_pid "$i")" 2>/dev/null || true; fi
 	done
-	pids=()
-	rm -rf "$dir"/node-*
+	"$cluster" stop --dir "$dir" --wait 0 >/dev/null 2>&1 || true
+	rm -rf "$dir"/node-* "$dir/cluster.conf"
 }
 
 mode=proxy
@@ -347,7 +341,7 @@ if [ "$mode" = proxy ]; then
 fi
 
 load_nodes=()
-for i in $(seq "$nodes"); do load_nodes+=(--node "$i=${addr[i]}:$client_port"); done
+for i in $(seq "$nodes"); do load_nodes+=(--node "$i=${addr[i]}:$(client_port "$i")"); done
 duration=$((fault_s + calm_s))
 say "load: $duration s, $keys keys over $groups groups, checked"
 "$load_bin" "${load_nodes[@]}" --groups "$groups" --keys "$keys" --mode closed \
@@ -372,12 +366,11 @@ status=0
 wait "$load_pid" || status=$?
 load_pid=
 grep -v '^ *[0-9.]*s ' "$dir/load.out" || true # The report, without the progress lines.
-for i in $(seq "$nodes"); do
-	kill -0 "${pids[$i]}" 2>/dev/null || {
-		echo "node $i died"
-		exit 1
-	}
-done
+"$cluster" status --dir "$dir" >/dev/null || {
+	"$cluster" status --dir "$dir"
+	echo "a node died (above)"
+	exit 1
+}
 if grep -l -E "AddressSanitizer|LeakSanitizer|runtime error:|kv: group .* applied index" \
 	"$dir"/node-*.log; then
 	echo "a node reported an error (above)"

@@ -14,6 +14,7 @@
 
 #include <cmocka.h>
 
+#include "base/le.h"
 #include "tools/client.h"
 
 static unsigned char *encode(const struct client_request *req, uint32_t *size)
@@ -26,12 +27,6 @@ static unsigned char *encode(const struct client_request *req, uint32_t *size)
 	assert_non_null(buf);
 	client_request_encode(req, buf);
 	return buf;
-}
-
-static void store32(unsigned char *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (unsigned char)(v >> (8 * i));
 }
 
 static void test_requests_round_trip_for_every_op(void **state)
@@ -118,10 +113,10 @@ static void test_membership_bodies_are_exact(void **state)
 	assert_int_equal(size, 32);
 	assert_int_equal(buf[24], 0x08); /* Little-endian. */
 	assert_int_equal(buf[31], 0x01);
-	store32(buf, 20 + 7); /* A member id one byte short. */
+	le_put32(buf, 20 + 7); /* A member id one byte short. */
 	assert_int_equal(client_request_decode(buf, size - 1, &got), -EBADMSG);
-	store32(buf, 20 + 8);
-	store32(buf + 4, CLIENT_OP_MEMBERS); /* MEMBERS takes no body. */
+	le_put32(buf, 20 + 8);
+	le_put32(buf + 4, CLIENT_OP_MEMBERS); /* MEMBERS takes no body. */
 	assert_int_equal(client_request_decode(buf, size, &got), -EBADMSG);
 	free(buf);
 }
@@ -153,7 +148,7 @@ static void test_members_value_round_trips(void **state)
 	assert_int_equal(client_members_role(&got, 9), CLIENT_ROLE_NONE);
 	assert_int_equal(client_members_decode(buf, size - 1, &got), -EBADMSG);
 	assert_int_equal(client_members_decode(buf, 47, &got), -EBADMSG);
-	store32(buf + 44, CLIENT_MEMBERS_MAX + 1);
+	le_put32(buf + 44, CLIENT_MEMBERS_MAX + 1);
 	assert_int_equal(client_members_decode(buf, sizeof(buf), &got), -EBADMSG);
 	assert_int_equal(got.members_count, 0);
 }
@@ -189,11 +184,11 @@ static void test_oversized_requests_fail_from_the_size_field(void **state)
 	struct client_request got;
 
 	(void)state;
-	store32(buf, CLIENT_REQUEST_SIZE_MAX + 1);
+	le_put32(buf, CLIENT_REQUEST_SIZE_MAX + 1);
 	assert_int_equal(client_request_decode(buf, sizeof(buf), &got), -EBADMSG);
-	store32(buf, 19); /* Shorter than op, request_id and group. */
+	le_put32(buf, 19); /* Shorter than op, request_id and group. */
 	assert_int_equal(client_request_decode(buf, sizeof(buf), &got), -EBADMSG);
-	store32(buf, CLIENT_REQUEST_SIZE_MAX);
+	le_put32(buf, CLIENT_REQUEST_SIZE_MAX);
 	assert_int_equal(client_request_decode(buf, sizeof(buf), &got), 0);
 }
 
@@ -206,16 +201,16 @@ static void test_malformed_bodies_are_rejected_with_their_id(void **state)
 	unsigned char *buf = encode(&req, &size);
 
 	(void)state;
-	store32(buf + 4, 99); /* Unknown op. */
+	le_put32(buf + 4, 99); /* Unknown op. */
 	assert_int_equal(client_request_decode(buf, size, &got), -EBADMSG);
 	assert_int_equal(got.request_id, 77);
-	store32(buf + 4, CLIENT_OP_GET);
-	store32(buf + 24, 4); /* key_size past the body. */
+	le_put32(buf + 4, CLIENT_OP_GET);
+	le_put32(buf + 24, 4); /* key_size past the body. */
 	assert_int_equal(client_request_decode(buf, size, &got), -EBADMSG);
-	store32(buf + 24, 2); /* key_size short of the body. */
+	le_put32(buf + 24, 2); /* key_size short of the body. */
 	assert_int_equal(client_request_decode(buf, size, &got), -EBADMSG);
-	store32(buf + 24, 3);
-	store32(buf + 4, CLIENT_OP_LEADER); /* LEADER takes no body. */
+	le_put32(buf + 24, 3);
+	le_put32(buf + 4, CLIENT_OP_LEADER); /* LEADER takes no body. */
 	assert_int_equal(client_request_decode(buf, size, &got), -EBADMSG);
 	free(buf);
 }
@@ -237,9 +232,9 @@ static void test_keys_over_the_limit_are_refused(void **state)
 	/* A hand-made request with a larger key. */
 	buf = calloc(1, CLIENT_REQUEST_HEADER_SIZE + 4 + sizeof(key));
 	assert_non_null(buf);
-	store32(buf, CLIENT_REQUEST_HEADER_SIZE + sizeof(key));
-	store32(buf + 4, CLIENT_OP_GET);
-	store32(buf + 24, sizeof(key));
+	le_put32(buf, CLIENT_REQUEST_HEADER_SIZE + sizeof(key));
+	le_put32(buf + 4, CLIENT_OP_GET);
+	le_put32(buf + 24, sizeof(key));
 	assert_int_equal(
 	    client_request_decode(buf, CLIENT_REQUEST_HEADER_SIZE + 4 + sizeof(key), &got),
 	    -EBADMSG);
@@ -268,7 +263,7 @@ static void test_responses_round_trip(void **state)
 	assert_memory_equal(got.value, "now", 3);
 	for (uint32_t cut = 0; cut < size; cut++)
 		assert_int_equal(client_response_decode(buf, cut, &got), 0);
-	store32(buf + 24, 4); /* value_size disagrees with size. */
+	le_put32(buf + 24, 4); /* value_size disagrees with size. */
 	assert_int_equal(client_response_decode(buf, size, &got), -EBADMSG);
 }
 
@@ -292,9 +287,9 @@ static void test_random_bytes_decode_safely(void **state)
 			buf[i] = (unsigned char)(seed >> 56);
 		}
 		if (size >= 4 && (seed & 1) != 0)
-			store32(buf, size - 4); /* Often a plausible size field. */
+			le_put32(buf, size - 4); /* Often a plausible size field. */
 		if (size >= 8 && (seed & 2) != 0)
-			store32(buf + 4, (uint32_t)(seed >> 8) % 7);
+			le_put32(buf + 4, (uint32_t)(seed >> 8) % 7);
 		if (client_request_decode(buf, size, &req) > 0) {
 			if (req.key_size > 0)
 				assert_true((const unsigned char *)req.key + req.key_size <=

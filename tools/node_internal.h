@@ -1,0 +1,144 @@
+/* What flotilla-node's modules share: the server, its client threads
+ * (workers), their connections and the requests in flight. Only the
+ * tools/node_*.c files and tools/flotilla-node.c include this.
+ *
+ *   flotilla-node.c  main, start and stop, the leader monitor, the log
+ *   node_options.c   flags and the --config file
+ *   node_conn.c      client threads: accept, read, write, limits, wake-ups
+ *   node_request.c   decoding requests, the client ops, their callbacks
+ *   node_store.c     the stores behind the node, by name (node_store.h)
+ *   node_store_memory.c  the in-memory store (tools/kv.c) */
+#ifndef TOOLS_NODE_INTERNAL_H
+#define TOOLS_NODE_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "flotilla.h"
+#include "tools/client.h"
+#include "tools/node_options.h"
+#include "tools/node_store.h"
+
+#define WORKER_EVENTS_MAX 256
+#define WORKER_ACCEPT_MAX 64
+#define WORKER_TAG_WAKE   0 /* epoll_data.u64 of the eventfd; */
+#define WORKER_TAG_LISTEN 1 /* of the listener; any other value is a struct conn *. */
+#define CONN_READ_SIZE    (256u << 10)
+#define CONN_READS_MAX    4 /* recv() calls per readiness event: fairness. */
+#define CONN_OUT_MAX      (64u << 20)
+#define CONN_BUFFER_KEEP  (1u << 20) /* Larger idle buffers are freed. */
+
+struct server;
+struct worker;
+
+/* One client connection. Owned by its worker's thread; callbacks only read
+ * the immutable worker pointer, and only while the request they answer keeps
+ * the connection alive (outstanding > 0). */
+struct conn {
+	struct worker *worker;
+	int fd;
+	uint32_t outstanding; /* Requests whose answer has not come back. */
+	uint32_t events;      /* The epoll interest currently registered. */
+	bool closing;         /* Send what is queued, then close (after BAD_REQUEST). */
+	bool eof;             /* The client shut its side: answer what came, then close. */
+	bool closed;
+	bool dirty; /* On the worker's dirty list. */
+	unsigned char *in;
+	uint32_t in_size, in_start, in_end;
+	unsigned char *out;
+	uint32_t out_size, out_start, out_end;
+	struct conn *prev, *next, *dirty_next;
+};
+
+/* A request in flight in the library, then its answer. */
+struct pending {
+	struct pending *next;
+	struct conn *conn;
+	struct server *server;
+	uint64_t request_id;
+	uint64_t group;
+	uint64_t leader;
+	uint32_t op;
+	uint32_t status;
+	void *value; /* malloc()ed answer value, or NULL. */
+	uint32_t value_size;
+	struct fl_group_info *info; /* MEMBERS: filled by the library; malloc()ed. */
+	uint32_t key_size;
+	unsigned char key[]; /* Kept for GET and CAS, which read the map in the callback. */
+};
+
+struct worker {
+	struct server *server;
+	pthread_t thread;
+	int epfd;
+	int wakefd;
+	pthread_mutex_t done_lock; /* Guards done_head/done_tail: shard threads push. */
+	struct pending *done_head, *done_tail;
+	struct conn *conns; /* Every connection not yet freed, open or closed. */
+	struct conn *dirty; /* Connections to revisit at the end of this loop turn. */
+	unsigned char *scratch;
+	uint32_t scratch_size;
+};
+
+struct server {
+	struct node_options opt;
+	struct fl_node *node;
+	struct node_store *store; /* Opened by main(), closed after the node stops. */
+	int listen_fd;
+	uint16_t client_port;
+	atomic_bool stopping;
+	atomic_uint conns_count;
+	struct worker *workers;
+	uint32_t workers_count;
+	_Atomic uint64_t *leaders; /* Groups 1..groups_count, from leader_changed. */
+	atomic_uint leading;       /* Groups this node leads, from leader_changed. */
+	pthread_t monitor;
+	pthread_mutex_t monitor_lock;
+	pthread_cond_t monitor_cond;
+	bool monitor_stop;
+	uint32_t monitor_leading;     /* Groups led at the last poll; the monitor's. */
+	uint64_t monitor_divergences; /* Likewise, fl_metrics.divergences. */
+	uint32_t monitor_no_space;    /* Likewise, fl_metrics.shards_no_space. */
+};
+
+/* flotilla-node.c */
+
+/* One line to stderr with a UTC timestamp and this node's id, written in one
+ * call so that lines of different threads do not interleave. Any thread. */
+__attribute__((format(printf, 1, 2))) void server_log(const char *fmt, ...);
+uint64_t server_now_ms(void);
+
+/* The last leader of group this node heard of (0: none), for answers that
+ * no library callback carries a hint for. Any thread. */
+uint64_t server_leader_hint(struct server *s, uint64_t group);
+
+/* node_conn.c: client threads. Each serves its connections on its own epoll
+ * set; shard threads hand answers back with worker_complete(). */
+int worker_init(struct worker *w, struct server *s);
+void *worker_main(void *arg);
+void worker_deinit(struct worker *w);
+
+/* Hand p to its connection's thread, which answers it. Shard threads. */
+void worker_complete(struct pending *p);
+
+/* Queue an answer on c (dropped when c is closed). Out of memory closes c. */
+void conn_respond(struct conn *c, uint32_t status, uint64_t request_id, uint64_t leader,
+		  const void *value, uint32_t value_size);
+void conn_respond_text(struct conn *c, uint32_t status, uint64_t request_id, uint64_t leader,
+		       const char *text);
+
+/* Whether the bounds allow starting one more request on c. */
+bool conn_can_start(const struct conn *c);
+
+/* node_request.c: the client ops. */
+
+/* Decode and start every complete request of c's input that the bounds
+ * allow. Client thread of c. */
+void request_process(struct conn *c);
+
+/* Free a request whose answer went out. */
+void pending_free(struct pending *p);
+
+#endif /* TOOLS_NODE_INTERNAL_H */

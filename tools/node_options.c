@@ -1,0 +1,355 @@
+/* flotilla-node's options: the flags, and the same names in a key=value
+ * file (--config), applied in order so that the last one wins. */
+#include "tools/node_options.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tools/node_store.h"
+
+enum { OPT_U64, OPT_U32, OPT_BOOL, OPT_STR, OPT_PEER, OPT_MEMBERS, OPT_CONFIG };
+
+struct node_options_entry {
+	const char *name;
+	int kind;
+	size_t offset;
+	size_t size; /* OPT_STR: buffer size. */
+	uint64_t min, max;
+	const char *help;
+};
+
+#define OPT_FIELD(f) offsetof(struct node_options, f)
+
+static const struct node_options_entry node_options_table[] = {
+    {"id", OPT_U64, OPT_FIELD(id), 0, 1, UINT64_MAX, "N  this node's id (required, >= 1)"},
+    {"cluster-id", OPT_U64, OPT_FIELD(cluster_id), 0, 0, UINT64_MAX, "N  cluster id (1)"},
+    {"data", OPT_STR, OPT_FIELD(data_dir), PATH_MAX, 0, 0, "DIR  data directory (required)"},
+    {"listen", OPT_STR, OPT_FIELD(listen_addr), NODE_ADDR_SIZE_MAX, 0, 0,
+     "HOST:PORT  peer listener (127.0.0.1:0)"},
+    {"client", OPT_STR, OPT_FIELD(client_addr), NODE_ADDR_SIZE_MAX, 0, 0,
+     "HOST:PORT  client listener (127.0.0.1:0)"},
+    {"peer", OPT_PEER, 0, 0, 0, 0, "ID=HOST:PORT  another node's peer listener (repeatable)"},
+    {"shards", OPT_U32, OPT_FIELD(shards_count), 0, 0, 1024, "N  shard threads (0: CPUs)"},
+    {"groups", OPT_U32, OPT_FIELD(groups_count), 0, 0, 10000000,
+     "N  create groups 1..N at start unless present (0)"},
+    {"members", OPT_MEMBERS, 0, 0, 0, 0, "ID,ID,...  their voters (this node and its peers)"},
+    {"election-ms", OPT_U32, OPT_FIELD(election_ms), 0, 1, 600000,
+     "MS  election timeout (library default)"},
+    {"heartbeat-ms", OPT_U32, OPT_FIELD(heartbeat_ms), 0, 1, 600000,
+     "MS  heartbeat interval (library default)"},
+    {"tick-ms", OPT_U32, OPT_FIELD(tick_ms), 0, 1, 60000,
+     "MS  timer granularity (library default)"},
+    {"quiesce", OPT_BOOL, OPT_FIELD(quiesce), 0, 0, 0, "on|off  idle groups stop ticking"},
+    {"lease-read", OPT_BOOL, OPT_FIELD(lease_read), 0, 0, 0, "on|off  reads on the leader lease"},
+    {"join", OPT_BOOL, OPT_FIELD(join), 0, 0, 0,
+     "on|off  a new node: create no group, receive them by JOIN (flotilla-admin move)"},
+    {"entry-size-max", OPT_U32, OPT_FIELD(entry_size_max), 0, 64, UINT32_MAX,
+     "BYTES  largest log entry"},
+    {"inbox-max", OPT_U32, OPT_FIELD(inbox_max), 0, 1, UINT32_MAX, "N  requests queued per shard"},
+    {"wal-segment-size", OPT_U32, OPT_FIELD(wal_segment_size), 0, 0, 1u << 30,
+     "BYTES  WAL segment file size (0: library default)"},
+    {"snapshot-entries", OPT_U32, OPT_FIELD(snapshot_entries), 0, 0, UINT32_MAX,
+     "N  snapshot a group every N applied entries (0: never)"},
+    {"check-entries", OPT_U32, OPT_FIELD(check_entries), 0, 0, UINT32_MAX,
+     "N  a consistency check of each group every N log entries (0: on request only)"},
+#ifdef FLOTILLA_TEST_HOOKS
+    {"allow-corrupt-for-tests", OPT_BOOL, OPT_FIELD(allow_corrupt), 0, 0, 0,
+     "on|off  accept CORRUPT requests that make this replica diverge (off)"},
+#endif
+    {"snapshot-bytes", OPT_U32, OPT_FIELD(snapshot_bytes), 0, 0, UINT32_MAX,
+     "BYTES  snapshot a group every BYTES of applied entries (0: never)"},
+    {"snapshot-compress", OPT_BOOL, OPT_FIELD(snapshot_compress), 0, 0, 0,
+     "on|off  send snapshot chunks LZ4-compressed (off)"},
+    {"snapshot-freeze", OPT_BOOL, OPT_FIELD(snapshot_freeze), 0, 0, 0,
+     "on|off  copy a group's map and save it on the snapshot thread (on)"},
+    {"client-threads", OPT_U32, OPT_FIELD(client_threads), 0, 1, 64, "N  client threads (2)"},
+    {"client-conns-max", OPT_U32, OPT_FIELD(conns_max), 0, 1, 1000000,
+     "N  client connections (1024)"},
+    {"client-inflight-max", OPT_U32, OPT_FIELD(inflight_max), 0, 1, 1000000,
+     "N  requests in flight per connection (1024)"},
+    {"leader-poll-ms", OPT_U32, OPT_FIELD(leader_poll_ms), 0, 10, 3600000,
+     "MS  how often each group's leader is polled (200)"},
+    {"store", OPT_STR, OPT_FIELD(store), NODE_STORE_NAME_SIZE_MAX, 0, 0,
+     "NAME  the key-value store: memory (memory)"},
+    {"config", OPT_CONFIG, 0, 0, 0, 0, "FILE  key=value lines with these names; # comments"},
+};
+
+void node_options_usage(FILE *out)
+{
+	fprintf(out, "usage: flotilla-node --id N --data DIR [options]\n"
+		     "Options (--name VALUE or --name=VALUE; applied in order, the last wins):\n");
+	for (size_t i = 0; i < sizeof(node_options_table) / sizeof(node_options_table[0]); i++)
+		fprintf(out, "  --%s %s\n", node_options_table[i].name, node_options_table[i].help);
+}
+
+static int node_options_parse_u64(const char *text, uint64_t min, uint64_t max, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	if (*text < '0' || *text > '9')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(text, &end, 10);
+	if (errno != 0 || *end != '\0' || v < min || v > max)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+static int node_options_parse_peer(struct node_options *opt, const char *text)
+{
+	const char *eq = strchr(text, '=');
+	char id_text[24];
+	uint64_t id;
+
+	if (eq == NULL || eq == text || (size_t)(eq - text) >= sizeof(id_text) ||
+	    opt->peers_count == NODE_PEERS_MAX || strlen(eq + 1) >= NODE_ADDR_SIZE_MAX ||
+	    strchr(eq + 1, ':') == NULL)
+		return -EINVAL;
+	memcpy(id_text, text, (size_t)(eq - text));
+	id_text[eq - text] = '\0';
+	if (node_options_parse_u64(id_text, 1, UINT64_MAX, &id) != 0)
+		return -EINVAL;
+	for (uint32_t i = 0; i < opt->peers_count; i++)
+		if (opt->peer_ids[i] == id)
+			return -EINVAL;
+	opt->peer_ids[opt->peers_count] = id;
+	strcpy(opt->peer_addrs[opt->peers_count], eq + 1);
+	opt->peers_count++;
+	return 0;
+}
+
+static int node_options_parse_members(struct node_options *opt, const char *text)
+{
+	char buf[512];
+	char *save = NULL;
+
+	if (strlen(text) >= sizeof(buf))
+		return -EINVAL;
+	strcpy(buf, text);
+	opt->members_count = 0;
+	for (char *tok = strtok_r(buf, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
+		uint64_t id;
+
+		if (opt->members_count == FL_MEMBERS_MAX ||
+		    node_options_parse_u64(tok, 1, UINT64_MAX, &id) != 0)
+			return -EINVAL;
+		for (uint32_t i = 0; i < opt->members_count; i++)
+			if (opt->members[i] == id)
+				return -EINVAL;
+		opt->members[opt->members_count++] = id;
+	}
+	return opt->members_count > 0 ? 0 : -EINVAL;
+}
+
+static int node_options_read_file(struct node_options *opt, const char *path, int depth);
+
+static int node_options_set(struct node_options *opt, const char *name, const char *value,
+			    int depth)
+{
+	for (size_t i = 0; i < sizeof(node_options_table) / sizeof(node_options_table[0]); i++) {
+		const struct node_options_entry *o = &node_options_table[i];
+		char *field = (char *)opt + o->offset;
+		uint64_t v;
+
+		if (strcmp(o->name, name) != 0)
+			continue;
+		switch (o->kind) {
+		case OPT_U64:
+		case OPT_U32:
+			if (node_options_parse_u64(value, o->min, o->max, &v) != 0)
+				break;
+			if (o->kind == OPT_U64)
+				*(uint64_t *)(void *)field = v;
+			else
+				*(uint32_t *)(void *)field = (uint32_t)v;
+			return 0;
+		case OPT_BOOL:
+			if (strcmp(value, "on") != 0 && strcmp(value, "off") != 0)
+				break;
+			*(bool *)(void *)field = strcmp(value, "on") == 0;
+			return 0;
+		case OPT_STR:
+			if (strlen(value) == 0 || strlen(value) >= o->size)
+				break;
+			strcpy(field, value);
+			return 0;
+		case OPT_PEER:
+			if (node_options_parse_peer(opt, value) != 0)
+				break;
+			return 0;
+		case OPT_MEMBERS:
+			if (node_options_parse_members(opt, value) != 0)
+				break;
+			return 0;
+		case OPT_CONFIG:
+			return node_options_read_file(opt, value, depth + 1);
+		}
+		fprintf(stderr, "flotilla-node: bad value for %s: '%s'\n", name, value);
+		return -EINVAL;
+	}
+	fprintf(stderr, "flotilla-node: unknown option '%s'\n", name);
+	return -EINVAL;
+}
+
+static char *node_options_trim(char *s)
+{
+	char *end;
+
+	while (*s == ' ' || *s == '\t')
+		s++;
+	end = s + strlen(s);
+	while (end > s && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\n' || end[-1] == '\r'))
+		*--end = '\0';
+	return s;
+}
+
+/* Lines "name = value"; blank lines and lines starting with # are skipped. */
+static int node_options_read_file(struct node_options *opt, const char *path, int depth)
+{
+	char line[1024];
+	unsigned line_no = 0;
+	FILE *f;
+	int rv = 0;
+
+	if (depth > 4) {
+		fprintf(stderr, "flotilla-node: %s: config files nest too deep\n", path);
+		return -EINVAL;
+	}
+	f = fopen(path, "r");
+	if (f == NULL) {
+		fprintf(stderr, "flotilla-node: %s: %s\n", path, strerror(errno));
+		return -errno;
+	}
+	while (rv == 0 && fgets(line, sizeof(line), f) != NULL) {
+		char *s = node_options_trim(line);
+		char *eq;
+
+		line_no++;
+		if (*s == '\0' || *s == '#')
+			continue;
+		eq = strchr(s, '=');
+		if (eq == NULL) {
+			fprintf(stderr, "flotilla-node: %s:%u: expected name=value\n", path,
+				line_no);
+			rv = -EINVAL;
+			break;
+		}
+		*eq = '\0';
+		rv = node_options_set(opt, node_options_trim(s), node_options_trim(eq + 1), depth);
+		if (rv != 0)
+			fprintf(stderr, "flotilla-node: at %s:%u\n", path, line_no);
+	}
+	fclose(f);
+	return rv;
+}
+
+int node_options_parse(struct node_options *opt, int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++) {
+		char name[64];
+		const char *arg = argv[i], *value, *eq;
+		size_t len;
+
+		if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
+			node_options_usage(stdout);
+			exit(0);
+		}
+		if (strncmp(arg, "--", 2) != 0) {
+			fprintf(stderr, "flotilla-node: unexpected argument '%s'\n", arg);
+			return -EINVAL;
+		}
+		arg += 2;
+		eq = strchr(arg, '=');
+		len = eq != NULL ? (size_t)(eq - arg) : strlen(arg);
+		if (len >= sizeof(name)) {
+			fprintf(stderr, "flotilla-node: unknown option '%s'\n", argv[i]);
+			return -EINVAL;
+		}
+		memcpy(name, arg, len);
+		name[len] = '\0';
+		if (eq != NULL) {
+			value = eq + 1;
+		} else if (i + 1 < argc) {
+			value = argv[++i];
+		} else {
+			fprintf(stderr, "flotilla-node: --%s needs a value\n", name);
+			return -EINVAL;
+		}
+		if (node_options_set(opt, name, value, 0) != 0)
+			return -EINVAL;
+	}
+	return 0;
+}
+
+int node_options_check(struct node_options *opt)
+{
+	bool self_member = false;
+
+	if (opt->id == 0 || opt->data_dir[0] == '\0') {
+		fprintf(stderr, "flotilla-node: --id and --data are required\n");
+		return -EINVAL;
+	}
+	for (uint32_t i = 0; i < opt->peers_count; i++) {
+		if (opt->peer_ids[i] == opt->id) {
+			fprintf(stderr, "flotilla-node: --peer %llu is this node\n",
+				(unsigned long long)opt->id);
+			return -EINVAL;
+		}
+	}
+	if (opt->members_count == 0) {
+		/* Default voters: this node and every peer. */
+		if (opt->peers_count + 1 > FL_MEMBERS_MAX) {
+			fprintf(stderr, "flotilla-node: more than %d nodes: give --members\n",
+				FL_MEMBERS_MAX);
+			return -EINVAL;
+		}
+		opt->members[opt->members_count++] = opt->id;
+		for (uint32_t i = 0; i < opt->peers_count; i++)
+			opt->members[opt->members_count++] = opt->peer_ids[i];
+	}
+	for (uint32_t i = 0; i < opt->members_count; i++)
+		self_member |= opt->members[i] == opt->id;
+	if (opt->groups_count > 0 && !self_member && !opt->join) {
+		fprintf(stderr, "flotilla-node: --members must include this node (%llu)\n",
+			(unsigned long long)opt->id);
+		return -EINVAL;
+	}
+	if (node_store_find(opt->store) == NULL) {
+		fprintf(stderr, "flotilla-node: unknown store '%s'\n", opt->store);
+		return -EINVAL;
+	}
+	return 0;
+}
+void node_options_default(struct node_options *opt)
+{
+	struct fl_node_config config;
+
+	fl_node_config_default(&config, 1);
+	memset(opt, 0, sizeof(*opt));
+	opt->cluster_id = 1;
+	strcpy(opt->listen_addr, "127.0.0.1:0");
+	strcpy(opt->client_addr, "127.0.0.1:0");
+	strcpy(opt->store, "memory");
+	opt->shards_count = config.shards_count;
+	opt->election_ms = config.election_timeout_ms;
+	opt->heartbeat_ms = config.heartbeat_interval_ms;
+	opt->tick_ms = config.tick_ms;
+	opt->entry_size_max = config.entry_size_max;
+	opt->inbox_max = config.inbox_max;
+	opt->snapshot_entries = config.snapshot_entries;
+	opt->check_entries = config.check_entries;
+	opt->snapshot_bytes = (uint32_t)config.snapshot_bytes;
+	opt->snapshot_compress = config.snapshot_compress;
+	opt->snapshot_freeze = true;
+	opt->quiesce = config.quiesce;
+	opt->lease_read = config.lease_read;
+	opt->client_threads = 2;
+	opt->conns_max = 1024;
+	opt->inflight_max = 1024;
+	opt->leader_poll_ms = 200;
+}
