@@ -80,7 +80,8 @@ void loop_sim_free(struct loop_sim *sim)
 {
 	ASSERT(sim->loops == NULL); /* Every loop was deinitialised. */
 	for (uint32_t i = 0; i < sim->heap_count; i++)
-		if (sim->heap[i]->kind == SIM_EV_OP) /* A delivery event lives in its socket. */
+		if (sim->heap[i]->kind ==
+		    LOOP_SIM_EV_OP) /* A delivery event lives in its socket. */
 			free(sim->heap[i]);
 	free(sim->heap);
 	loop_sim_disk_free(sim);
@@ -110,7 +111,7 @@ const struct loop_sim_stats *loop_sim_stats(const struct loop_sim *sim)
 
 /* ------------------------------------------------------------- events */
 
-static bool loop_sim_event_before(const struct sim_event *a, const struct sim_event *b)
+static bool loop_sim_event_before(const struct loop_sim_event *a, const struct loop_sim_event *b)
 {
 	return a->at_ns < b->at_ns || (a->at_ns == b->at_ns && a->seq < b->seq);
 }
@@ -118,26 +119,27 @@ static bool loop_sim_event_before(const struct sim_event *a, const struct sim_ev
 int loop_sim_heap_reserve(struct loop_sim *sim, uint32_t extra)
 {
 	uint64_t need = (uint64_t)sim->heap_count + sim->socks_count + extra;
-	struct sim_event **heap;
+	struct loop_sim_event **heap;
 
 	if (need > UINT32_MAX)
 		return -ENOMEM;
 	heap = array_grow(sim->heap, &sim->heap_cap, (uint32_t)need, sizeof(*sim->heap),
-			  SIM_ARRAY_CAP_FIRST);
+			  LOOP_SIM_ARRAY_CAP_FIRST);
 	if (heap == NULL)
 		return -ENOMEM;
 	sim->heap = heap;
 	return 0;
 }
 
-struct sim_event *loop_sim_event_new(struct loop_sim *sim)
+struct loop_sim_event *loop_sim_event_new(struct loop_sim *sim)
 {
 	if (loop_sim_heap_reserve(sim, 1) != 0)
 		return NULL;
-	return calloc(1, sizeof(struct sim_event));
+	return calloc(1, sizeof(struct loop_sim_event));
 }
 
-void loop_sim_event_queue(struct loop_sim *sim, struct sim_event *e, uint64_t at_ns, uint8_t kind)
+void loop_sim_event_queue(struct loop_sim *sim, struct loop_sim_event *e, uint64_t at_ns,
+			  uint8_t kind)
 {
 	uint32_t i;
 
@@ -154,10 +156,10 @@ void loop_sim_event_queue(struct loop_sim *sim, struct sim_event *e, uint64_t at
 	sim->heap[i] = e;
 }
 
-static struct sim_event *loop_sim_event_pop(struct loop_sim *sim)
+static struct loop_sim_event *loop_sim_event_pop(struct loop_sim *sim)
 {
-	struct sim_event *top = sim->heap[0];
-	struct sim_event *last = sim->heap[--sim->heap_count];
+	struct loop_sim_event *top = sim->heap[0];
+	struct loop_sim_event *last = sim->heap[--sim->heap_count];
 	uint32_t i = 0;
 
 	for (;;) {
@@ -179,9 +181,9 @@ static struct sim_event *loop_sim_event_pop(struct loop_sim *sim)
 }
 
 /* Events of the queue that are taken out are freed only when popped. */
-static void loop_sim_event_free(struct sim_event *e)
+static void loop_sim_event_free(struct loop_sim_event *e)
 {
-	if (e->kind == SIM_EV_OP)
+	if (e->kind == LOOP_SIM_EV_OP)
 		free(e);
 }
 
@@ -192,23 +194,23 @@ void loop_sim_ready_push(struct loop_sim_loop *l, struct loop_op *op, int res)
 	/* Sized for loop->inflight_max, and an operation is on it once. */
 	ASSERT(l->ready_count < l->ready_cap);
 	tail = (l->ready_head + l->ready_count) % l->ready_cap;
-	l->ready[tail] = (struct sim_ready){op, res};
+	l->ready[tail] = (struct loop_sim_ready){op, res};
 	l->ready_count++;
 }
 
-void loop_sim_complete(struct loop_sim_loop *l, struct sim_event *e, struct loop_op *op, int res,
-		       uint64_t at_ns)
+void loop_sim_complete(struct loop_sim_loop *l, struct loop_sim_event *e, struct loop_op *op,
+		       int res, uint64_t at_ns)
 {
 	e->owner = l;
 	e->op = op;
 	e->res = res;
-	loop_sim_event_queue(l->sim, e, at_ns, SIM_EV_OP);
+	loop_sim_event_queue(l->sim, e, at_ns, LOOP_SIM_EV_OP);
 }
 
-struct sim_event *loop_sim_complete_new(struct loop_sim_loop *l, struct loop_op *op, int res,
-					uint64_t at_ns)
+struct loop_sim_event *loop_sim_complete_new(struct loop_sim_loop *l, struct loop_op *op, int res,
+					     uint64_t at_ns)
 {
-	struct sim_event *e = loop_sim_event_new(l->sim);
+	struct loop_sim_event *e = loop_sim_event_new(l->sim);
 
 	if (e == NULL) {
 		loop_sim_ready_push(l, op, -ENOMEM);
@@ -223,7 +225,7 @@ struct sim_event *loop_sim_complete_new(struct loop_sim_loop *l, struct loop_op 
 int loop_init_sim(struct loop *loop, const struct loop_config *config, struct loop_sim *sim,
 		  uint64_t node)
 {
-	uint32_t entries = config->sq_entries ? config->sq_entries : SIM_SQ_ENTRIES_DEFAULT;
+	uint32_t entries = config->sq_entries ? config->sq_entries : LOOP_SIM_SQ_ENTRIES_DEFAULT;
 	struct loop_sim_loop *l = calloc(1, sizeof(*l));
 
 	memset(loop, 0, sizeof(*loop));
@@ -256,7 +258,7 @@ void loop_sim_deinit(struct loop *loop)
 	struct loop_sim *sim = l->sim;
 
 	for (uint32_t i = 0; i < sim->heap_count; i++)
-		if (sim->heap[i]->kind == SIM_EV_OP && sim->heap[i]->owner == l)
+		if (sim->heap[i]->kind == LOOP_SIM_EV_OP && sim->heap[i]->owner == l)
 			sim->heap[i]->dead = true;
 	loop_sim_net_detach_loop(l);
 	for (struct loop_sim_loop **p = &sim->loops; *p; p = &(*p)->next)
@@ -287,8 +289,8 @@ void loop_sim_submit(struct loop *loop, struct loop_op *op, enum loop_op_kind ki
 		     void *buf, uint32_t size, uint64_t offset, unsigned flags, loop_op_cb cb)
 {
 	struct loop_sim_loop *l = loop->sim_loop;
-	struct sim_file *synced = NULL;
-	struct sim_event *e;
+	struct loop_sim_file *synced = NULL;
+	struct loop_sim_event *e;
 	int res;
 
 	op->cb = cb;
@@ -343,9 +345,9 @@ void loop_sim_timeout_cancel(struct loop *loop, struct loop_timer *timer)
 	struct loop_sim *sim = l->sim;
 
 	for (uint32_t i = 0; i < sim->heap_count; i++) {
-		struct sim_event *e = sim->heap[i];
+		struct loop_sim_event *e = sim->heap[i];
 
-		if (!e->dead && e->kind == SIM_EV_OP && e->op == &timer->op) {
+		if (!e->dead && e->kind == LOOP_SIM_EV_OP && e->op == &timer->op) {
 			e->dead = true;
 			loop_sim_ready_push(l, &timer->op, -ECANCELED);
 			return;
@@ -353,10 +355,10 @@ void loop_sim_timeout_cancel(struct loop *loop, struct loop_timer *timer)
 	}
 }
 
-static void loop_sim_dispatch(struct loop_sim *sim, struct sim_event *e)
+static void loop_sim_dispatch(struct loop_sim *sim, struct loop_sim_event *e)
 {
 	sim->stats.events++;
-	if (e->kind == SIM_EV_DELIVER) {
+	if (e->kind == LOOP_SIM_EV_DELIVER) {
 		loop_sim_net_deliver(sim, e->sock);
 		return;
 	}
@@ -380,8 +382,8 @@ bool loop_sim_step(struct loop_sim *sim, uint64_t limit_ns)
 	if (at > sim->now_ns)
 		sim->now_ns = at;
 	while (sim->heap_count > 0 && sim->heap[0]->at_ns <= at) {
-		struct sim_event *e = loop_sim_event_pop(sim);
-		bool owned = e->kind == SIM_EV_OP; /* A delivery event lives in its socket. */
+		struct loop_sim_event *e = loop_sim_event_pop(sim);
+		bool owned = e->kind == LOOP_SIM_EV_OP; /* A delivery event lives in its socket. */
 
 		/* Popped first: a delivery may queue its own event again. */
 		if (!e->dead)
@@ -398,9 +400,9 @@ static void loop_sim_cancel_all(struct loop_sim_loop *l)
 	struct loop_sim *sim = l->sim;
 
 	for (uint32_t i = 0; i < sim->heap_count; i++) {
-		struct sim_event *e = sim->heap[i];
+		struct loop_sim_event *e = sim->heap[i];
 
-		if (!e->dead && e->kind == SIM_EV_OP && e->owner == l) {
+		if (!e->dead && e->kind == LOOP_SIM_EV_OP && e->owner == l) {
 			e->dead = true;
 			loop_sim_ready_push(l, e->op, -ECANCELED);
 		}
@@ -413,12 +415,12 @@ static void loop_sim_cancel_all(struct loop_sim_loop *l)
 static void loop_sim_wait_one(struct loop_sim_loop *l)
 {
 	struct loop_sim *sim = l->sim;
-	struct sim_event *best = NULL;
+	struct loop_sim_event *best = NULL;
 
 	for (uint32_t i = 0; i < sim->heap_count; i++) {
-		struct sim_event *e = sim->heap[i];
+		struct loop_sim_event *e = sim->heap[i];
 
-		if (!e->dead && e->kind == SIM_EV_OP && e->owner == l &&
+		if (!e->dead && e->kind == LOOP_SIM_EV_OP && e->owner == l &&
 		    (best == NULL || loop_sim_event_before(e, best)))
 			best = e;
 	}
@@ -446,7 +448,7 @@ int loop_sim_run(struct loop *loop, uint32_t wait_count)
 	 * the next call, as they would in the completion queue. */
 	n = l->ready_count;
 	for (uint32_t i = 0; i < n; i++) {
-		struct sim_ready r = l->ready[l->ready_head];
+		struct loop_sim_ready r = l->ready[l->ready_head];
 
 		l->ready_head = (l->ready_head + 1) % l->ready_cap;
 		l->ready_count--;

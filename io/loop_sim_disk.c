@@ -16,7 +16,7 @@
 #include "base/array.h"
 #include "io/loop_sim_internal.h"
 
-void loop_sim_disk_file_free(struct sim_file *f)
+static void loop_sim_disk_file_free(struct loop_sim_file *f)
 {
 	for (uint32_t i = 0; i < f->undo_count; i++)
 		free(f->undo[i].old);
@@ -35,11 +35,11 @@ void loop_sim_disk_free(struct loop_sim *sim)
 
 /* The world's record of the file behind fd, made on its first operation.
  * Returns 0, -EBADF or -ENOMEM. */
-static int loop_sim_disk_file_get(struct loop_sim_loop *l, int fd, struct sim_file **out)
+static int loop_sim_disk_file_get(struct loop_sim_loop *l, int fd, struct loop_sim_file **out)
 {
 	struct loop_sim *sim = l->sim;
 	struct stat st, mine;
-	struct sim_file *f, **files;
+	struct loop_sim_file *f, **files;
 	char path[64];
 
 	if (fstat(fd, &st) != 0)
@@ -59,7 +59,7 @@ static int loop_sim_disk_file_get(struct loop_sim_loop *l, int fd, struct sim_fi
 		break;
 	}
 	files = array_grow(sim->files, &sim->files_cap, sim->files_count + 1, sizeof(*sim->files),
-			   SIM_ARRAY_CAP_FIRST);
+			   LOOP_SIM_ARRAY_CAP_FIRST);
 	if (files == NULL)
 		return -ENOMEM;
 	sim->files = files;
@@ -79,7 +79,7 @@ static int loop_sim_disk_file_get(struct loop_sim_loop *l, int fd, struct sim_fi
 	return 0;
 }
 
-static struct sim_file *loop_sim_disk_file_by_id(struct loop_sim *sim, uint64_t id)
+static struct loop_sim_file *loop_sim_disk_file_by_id(struct loop_sim *sim, uint64_t id)
 {
 	for (uint32_t i = 0; i < sim->files_count; i++)
 		if (sim->files[i]->id == id)
@@ -89,15 +89,15 @@ static struct sim_file *loop_sim_disk_file_by_id(struct loop_sim *sim, uint64_t 
 
 /* Apply a write to the page cache, keeping the old bytes until a sync.
  * Returns the bytes written, -ENOMEM (the file unchanged) or -errno. */
-static int loop_sim_disk_write(struct sim_file *f, const void *buf, uint32_t size,
+static int loop_sim_disk_write(struct loop_sim_file *f, const void *buf, uint32_t size,
 			       uint64_t offset)
 {
-	struct sim_undo u = {.offset = offset, .size = size};
-	struct sim_undo *undo;
+	struct loop_sim_undo u = {.offset = offset, .size = size};
+	struct loop_sim_undo *undo;
 	ssize_t n;
 
 	undo = array_grow(f->undo, &f->undo_cap, f->undo_count + 1, sizeof(*f->undo),
-			  SIM_ARRAY_CAP_FIRST);
+			  LOOP_SIM_ARRAY_CAP_FIRST);
 	if (undo == NULL)
 		return -ENOMEM;
 	f->undo = undo;
@@ -118,7 +118,7 @@ static int loop_sim_disk_write(struct sim_file *f, const void *buf, uint32_t siz
 
 void loop_sim_disk_synced(struct loop_sim *sim, uint64_t id, uint64_t seq)
 {
-	struct sim_file *f = loop_sim_disk_file_by_id(sim, id);
+	struct loop_sim_file *f = loop_sim_disk_file_by_id(sim, id);
 	uint32_t kept = 0;
 
 	if (f == NULL)
@@ -133,9 +133,10 @@ void loop_sim_disk_synced(struct loop_sim *sim, uint64_t id, uint64_t seq)
 }
 
 /* Put back the bytes of [from, size) of a write: lost from there on. */
-static void loop_sim_disk_undo_from(struct sim_file *f, const struct sim_undo *u, uint32_t from)
+static void loop_sim_disk_undo_from(struct loop_sim_file *f, const struct loop_sim_undo *u,
+				    uint32_t from)
 {
-	static const uint8_t zeros[SIM_SECTOR_SIZE];
+	static const uint8_t zeros[LOOP_SIM_SECTOR_SIZE];
 
 	if (from < u->old_size)
 		(void)!pwrite(f->fd, u->old + from, u->old_size - from, (off_t)(u->offset + from));
@@ -149,10 +150,10 @@ static void loop_sim_disk_undo_from(struct sim_file *f, const struct sim_undo *u
 
 /* A crash: each write no sync covered is lost, kept, or torn (kept up to a
  * sector boundary), newest first so that older bytes come back last. */
-static void loop_sim_disk_file_crash(struct loop_sim *sim, struct sim_file *f)
+static void loop_sim_disk_file_crash(struct loop_sim *sim, struct loop_sim_file *f)
 {
 	for (uint32_t i = f->undo_count; i-- > 0;) {
-		const struct sim_undo *u = &f->undo[i];
+		const struct loop_sim_undo *u = &f->undo[i];
 		uint64_t r = loop_sim_rand(sim) % 3;
 
 		if (r == 0) {
@@ -160,10 +161,13 @@ static void loop_sim_disk_file_crash(struct loop_sim *sim, struct sim_file *f)
 			sim->stats.writes_lost++;
 		} else if (r == 1) {
 			/* Sectors are aligned on the file, not on the write. */
-			uint64_t first = (u->offset / SIM_SECTOR_SIZE + 1) * SIM_SECTOR_SIZE;
+			uint64_t first =
+			    (u->offset / LOOP_SIM_SECTOR_SIZE + 1) * LOOP_SIM_SECTOR_SIZE;
 			uint64_t end = u->offset + u->size;
-			uint64_t sectors = end > first ? (end - first) / SIM_SECTOR_SIZE + 1 : 1;
-			uint64_t cut = first + (loop_sim_rand(sim) % sectors) * SIM_SECTOR_SIZE;
+			uint64_t sectors =
+			    end > first ? (end - first) / LOOP_SIM_SECTOR_SIZE + 1 : 1;
+			uint64_t cut =
+			    first + (loop_sim_rand(sim) % sectors) * LOOP_SIM_SECTOR_SIZE;
 
 			if (cut > end)
 				cut = end;
@@ -181,7 +185,7 @@ static void loop_sim_disk_file_crash(struct loop_sim *sim, struct sim_file *f)
 void loop_sim_disk_crash(struct loop_sim *sim, uint64_t node)
 {
 	for (uint32_t i = 0; i < sim->files_count;) {
-		struct sim_file *f = sim->files[i];
+		struct loop_sim_file *f = sim->files[i];
 
 		if (f->node != node) {
 			i++;
@@ -219,11 +223,11 @@ uint64_t loop_sim_disk_done(struct loop_sim_loop *l)
 }
 
 int loop_sim_disk_op(struct loop_sim_loop *l, enum loop_op_kind kind, int fd, void *buf,
-		     uint32_t size, uint64_t offset, struct sim_file **synced)
+		     uint32_t size, uint64_t offset, struct loop_sim_file **synced)
 {
 	struct loop_sim *sim = l->sim;
 	const struct loop_sim_faults *fl = &sim->faults;
-	struct sim_file *f;
+	struct loop_sim_file *f;
 	ssize_t n;
 	int rv;
 

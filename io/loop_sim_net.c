@@ -18,10 +18,10 @@
 #include "base/assert.h"
 #include "io/loop_sim_internal.h"
 
-static void loop_sim_net_chunks_free(struct sim_chunk *c)
+static void loop_sim_net_chunks_free(struct loop_sim_chunk *c)
 {
 	while (c) {
-		struct sim_chunk *next = c->next;
+		struct loop_sim_chunk *next = c->next;
 
 		free(c);
 		c = next;
@@ -31,7 +31,7 @@ static void loop_sim_net_chunks_free(struct sim_chunk *c)
 void loop_sim_net_free(struct loop_sim *sim)
 {
 	for (uint32_t i = 0; i < sim->socks_count; i++) {
-		struct sim_sock *s = sim->socks[i];
+		struct loop_sim_sock *s = sim->socks[i];
 
 		loop_sim_net_chunks_free(s->head);
 		loop_sim_net_chunks_free(s->in_head);
@@ -44,7 +44,7 @@ void loop_sim_net_free(struct loop_sim *sim)
 	free(sim->by_fd);
 }
 
-static struct sim_sock *loop_sim_net_find(struct loop_sim *sim, int fd)
+static struct loop_sim_sock *loop_sim_net_find(struct loop_sim *sim, int fd)
 {
 	if (fd < 0 || (uint32_t)fd >= sim->by_fd_cap)
 		return NULL;
@@ -52,12 +52,12 @@ static struct sim_sock *loop_sim_net_find(struct loop_sim *sim, int fd)
 }
 
 /* Take up to size arrived bytes into buf. Returns the count. */
-static uint32_t loop_sim_net_take(struct sim_sock *s, uint8_t *buf, uint32_t size)
+static uint32_t loop_sim_net_take(struct loop_sim_sock *s, uint8_t *buf, uint32_t size)
 {
 	uint32_t done = 0;
 
 	while (done < size && s->in_head) {
-		struct sim_chunk *c = s->in_head;
+		struct loop_sim_chunk *c = s->in_head;
 		uint32_t n = c->size - s->in_off;
 
 		if (n > size - done)
@@ -76,7 +76,7 @@ static uint32_t loop_sim_net_take(struct sim_sock *s, uint8_t *buf, uint32_t siz
 	return done;
 }
 
-static void loop_sim_net_try_recv(struct sim_sock *s)
+static void loop_sim_net_try_recv(struct loop_sim_sock *s)
 {
 	int res;
 
@@ -94,20 +94,20 @@ static void loop_sim_net_try_recv(struct sim_sock *s)
 	s->recv_op = NULL;
 }
 
-static void loop_sim_net_schedule(struct loop_sim *sim, struct sim_sock *t, uint64_t at_ns)
+static void loop_sim_net_schedule(struct loop_sim *sim, struct loop_sim_sock *t, uint64_t at_ns)
 {
 	if (t->deliver_scheduled)
 		return;
 	/* Its room in the queue was reserved when t was made. */
-	t->deliver = (struct sim_event){.sock = t};
-	loop_sim_event_queue(sim, &t->deliver, at_ns, SIM_EV_DELIVER);
+	t->deliver = (struct loop_sim_event){.sock = t};
+	loop_sim_event_queue(sim, &t->deliver, at_ns, LOOP_SIM_EV_DELIVER);
 	t->deliver_scheduled = true;
 }
 
 /* Queue c, holding size bytes of buf (or the end of the stream), towards
  * t, after the ones before. */
-static void loop_sim_net_enqueue(struct loop_sim *sim, struct sim_sock *t, struct sim_chunk *c,
-				 const void *buf, uint32_t size, bool eof)
+static void loop_sim_net_enqueue(struct loop_sim *sim, struct loop_sim_sock *t,
+				 struct loop_sim_chunk *c, const void *buf, uint32_t size, bool eof)
 {
 	const struct loop_sim_faults *fl = &sim->faults;
 	uint64_t due = sim->now_ns + 1000 * loop_sim_between(sim, fl->net_us_min, fl->net_us_max);
@@ -131,14 +131,14 @@ static void loop_sim_net_enqueue(struct loop_sim *sim, struct sim_sock *t, struc
 	loop_sim_net_schedule(sim, t, t->head->due_ns);
 }
 
-static void loop_sim_net_drop(struct sim_sock *s)
+static void loop_sim_net_drop(struct loop_sim_sock *s)
 {
 	loop_sim_net_chunks_free(s->head);
 	s->head = NULL;
 	s->tail = NULL;
 }
 
-void loop_sim_net_deliver(struct loop_sim *sim, struct sim_sock *t)
+void loop_sim_net_deliver(struct loop_sim *sim, struct loop_sim_sock *t)
 {
 	t->deliver_scheduled = false;
 	if (t->reset || t->owner == NULL) {
@@ -146,11 +146,11 @@ void loop_sim_net_deliver(struct loop_sim *sim, struct sim_sock *t)
 		return;
 	}
 	if (t->head && loop_sim_is_blocked(sim, t->peer->node, t->node)) {
-		loop_sim_net_schedule(sim, t, sim->now_ns + SIM_BLOCKED_RETRY_NS);
+		loop_sim_net_schedule(sim, t, sim->now_ns + LOOP_SIM_BLOCKED_RETRY_NS);
 		return;
 	}
 	while (t->head && t->head->due_ns <= sim->now_ns) {
-		struct sim_chunk *c = t->head;
+		struct loop_sim_chunk *c = t->head;
 
 		t->head = c->next;
 		if (t->head == NULL)
@@ -174,7 +174,7 @@ void loop_sim_net_deliver(struct loop_sim *sim, struct sim_sock *t)
 	loop_sim_net_try_recv(t);
 }
 
-static void loop_sim_net_detach(struct sim_sock *s)
+static void loop_sim_net_detach(struct loop_sim_sock *s)
 {
 	struct loop_sim_loop *l = s->owner;
 
@@ -189,7 +189,7 @@ static void loop_sim_net_detach(struct sim_sock *s)
 
 /* The owner shut s down or closed it: its operations end, its peer reads
  * the end of the stream after what is on its way. */
-static void loop_sim_net_hangup(struct loop_sim *sim, struct sim_sock *s)
+static void loop_sim_net_hangup(struct loop_sim *sim, struct loop_sim_sock *s)
 {
 	if (s->hold_fd < 0)
 		return;
@@ -206,9 +206,9 @@ static void loop_sim_net_hangup(struct loop_sim *sim, struct sim_sock *s)
 }
 
 /* A new end, with its end-of-stream chunk; NULL when out of memory. */
-static struct sim_sock *loop_sim_net_sock_new(void)
+static struct loop_sim_sock *loop_sim_net_sock_new(void)
 {
-	struct sim_sock *s = calloc(1, sizeof(*s));
+	struct loop_sim_sock *s = calloc(1, sizeof(*s));
 
 	if (s == NULL)
 		return NULL;
@@ -220,7 +220,7 @@ static struct sim_sock *loop_sim_net_sock_new(void)
 	return s;
 }
 
-static void loop_sim_net_sock_free(struct sim_sock *s)
+static void loop_sim_net_sock_free(struct loop_sim_sock *s)
 {
 	if (s == NULL)
 		return;
@@ -237,22 +237,22 @@ static int loop_sim_net_reserve(struct loop_sim *sim, struct loop_sim_loop *a,
 	void *p;
 
 	p = array_grow(sim->socks, &sim->socks_cap, sim->socks_count + 2, sizeof(*sim->socks),
-		       SIM_ARRAY_CAP_FIRST);
+		       LOOP_SIM_ARRAY_CAP_FIRST);
 	if (p == NULL)
 		return -ENOMEM;
 	sim->socks = p;
 	p = array_grow(a->socks, &a->socks_cap, a->socks_count + 1 + (a == b), sizeof(*a->socks),
-		       SIM_ARRAY_CAP_FIRST);
+		       LOOP_SIM_ARRAY_CAP_FIRST);
 	if (p == NULL)
 		return -ENOMEM;
 	a->socks = p;
 	p = array_grow(b->socks, &b->socks_cap, b->socks_count + 1 + (a == b), sizeof(*b->socks),
-		       SIM_ARRAY_CAP_FIRST);
+		       LOOP_SIM_ARRAY_CAP_FIRST);
 	if (p == NULL)
 		return -ENOMEM;
 	b->socks = p;
 	p = array_grow(sim->by_fd, &sim->by_fd_cap, fd_end, sizeof(*sim->by_fd),
-		       SIM_ARRAY_CAP_FIRST);
+		       LOOP_SIM_ARRAY_CAP_FIRST);
 	if (p == NULL)
 		return -ENOMEM;
 	sim->by_fd = p;
@@ -262,10 +262,10 @@ static int loop_sim_net_reserve(struct loop_sim *sim, struct loop_sim_loop *a,
 }
 
 /* Enter s, its room reserved, as fd of l. */
-static void loop_sim_net_add(struct loop_sim_loop *l, struct sim_sock *s, int fd, int hold_fd)
+static void loop_sim_net_add(struct loop_sim_loop *l, struct loop_sim_sock *s, int fd, int hold_fd)
 {
 	struct loop_sim *sim = l->sim;
-	struct sim_sock *old;
+	struct loop_sim_sock *old;
 
 	/* The kernel gave out fd again: its last holder was closed. */
 	old = loop_sim_net_find(sim, fd);
@@ -286,7 +286,7 @@ static void loop_sim_net_add(struct loop_sim_loop *l, struct sim_sock *s, int fd
 int loop_sim_socketpair(struct loop *a, struct loop *b, int *fd_a, int *fd_b)
 {
 	int pa[2], pb[2], rv;
-	struct sim_sock *sa, *sb;
+	struct loop_sim_sock *sa, *sb;
 
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pa) != 0)
 		return -errno;
@@ -310,8 +310,8 @@ int loop_sim_socketpair(struct loop *a, struct loop *b, int *fd_a, int *fd_b)
 	sb->peer = sa;
 	*fd_a = pa[0];
 	*fd_b = pb[0];
-	loop_sim_say(a->sim, "connect node %" PRIu64 " fd %d <-> node %" PRIu64 " fd %d",
-		     sa->node, pa[0], sb->node, pb[0]);
+	loop_sim_say(a->sim, "connect node %" PRIu64 " fd %d <-> node %" PRIu64 " fd %d", sa->node,
+		     pa[0], sb->node, pb[0]);
 	return 0;
 err_after_socks:
 	loop_sim_net_sock_free(sa);
@@ -324,7 +324,7 @@ err_after_pa:
 	return rv;
 }
 
-static void loop_sim_net_reset_one(struct sim_sock *s)
+static void loop_sim_net_reset_one(struct loop_sim_sock *s)
 {
 	if (s->reset || s->shut)
 		return;
@@ -336,7 +336,7 @@ static void loop_sim_net_reset_one(struct sim_sock *s)
 void loop_sim_reset(struct loop_sim *sim, uint64_t a, uint64_t b)
 {
 	for (uint32_t i = 0; i < sim->socks_count; i++) {
-		struct sim_sock *s = sim->socks[i];
+		struct loop_sim_sock *s = sim->socks[i];
 
 		if (s->peer == NULL || s->owner == NULL || s->reset || s->shut)
 			continue;
@@ -351,13 +351,13 @@ void loop_sim_reset(struct loop_sim *sim, uint64_t a, uint64_t b)
 
 void loop_sim_block(struct loop_sim *sim, uint64_t a, uint64_t b, bool blocked)
 {
-	ASSERT(a < SIM_NODES_MAX && b < SIM_NODES_MAX);
+	ASSERT(a < LOOP_SIM_NODES_MAX && b < LOOP_SIM_NODES_MAX);
 	sim->blocked[a][b] = blocked;
 }
 
 bool loop_sim_is_blocked(const struct loop_sim *sim, uint64_t a, uint64_t b)
 {
-	return a < SIM_NODES_MAX && b < SIM_NODES_MAX && sim->blocked[a][b];
+	return a < LOOP_SIM_NODES_MAX && b < LOOP_SIM_NODES_MAX && sim->blocked[a][b];
 }
 
 void loop_sim_poll(struct loop *loop)
@@ -365,7 +365,7 @@ void loop_sim_poll(struct loop *loop)
 	struct loop_sim_loop *l = loop->sim_loop;
 
 	for (uint32_t i = 0; i < l->socks_count;) {
-		struct sim_sock *s = l->socks[i];
+		struct loop_sim_sock *s = l->socks[i];
 		struct pollfd p = {.fd = s->hold_fd, .events = POLLIN};
 
 		/* Our end of the kernel pair hangs up when the owner's end is
@@ -381,9 +381,9 @@ void loop_sim_net_op(struct loop_sim_loop *l, struct loop_op *op, enum loop_op_k
 		     void *buf, uint32_t size)
 {
 	struct loop_sim *sim = l->sim;
-	struct sim_sock *s = loop_sim_net_find(sim, fd);
-	struct sim_chunk *c;
-	struct sim_event *e;
+	struct loop_sim_sock *s = loop_sim_net_find(sim, fd);
+	struct loop_sim_chunk *c;
+	struct loop_sim_event *e;
 
 	if (s == NULL || s->owner != l) {
 		loop_sim_ready_push(l, op, -EBADF);
@@ -399,7 +399,7 @@ void loop_sim_net_op(struct loop_sim_loop *l, struct loop_op *op, enum loop_op_k
 	}
 	if (s->reset || s->shut || s->peer == NULL || s->peer->shut || s->peer->owner == NULL) {
 		loop_sim_complete_new(l, op, s->shut ? -EPIPE : -ECONNRESET,
-				      sim->now_ns + SIM_SEND_NS);
+				      sim->now_ns + LOOP_SIM_SEND_NS);
 		return;
 	}
 	/* Taken before anything changes: a shortage fails this send alone. */
@@ -414,13 +414,13 @@ void loop_sim_net_op(struct loop_sim_loop *l, struct loop_op *op, enum loop_op_k
 	sim->stats.sends++;
 	sim->stats.bytes_sent += size;
 	loop_sim_net_enqueue(sim, s->peer, c, buf, size, false);
-	loop_sim_complete(l, e, op, (int)size, sim->now_ns + SIM_SEND_NS);
+	loop_sim_complete(l, e, op, (int)size, sim->now_ns + LOOP_SIM_SEND_NS);
 }
 
 void loop_sim_net_cancel(struct loop_sim_loop *l)
 {
 	for (uint32_t i = 0; i < l->socks_count; i++) {
-		struct sim_sock *s = l->socks[i];
+		struct loop_sim_sock *s = l->socks[i];
 
 		if (s->recv_op) {
 			loop_sim_ready_push(l, s->recv_op, -ECANCELED);
@@ -434,7 +434,7 @@ void loop_sim_net_detach_loop(struct loop_sim_loop *l)
 	struct loop_sim *sim = l->sim;
 
 	while (l->socks_count > 0) {
-		struct sim_sock *s = l->socks[0];
+		struct loop_sim_sock *s = l->socks[0];
 
 		loop_sim_net_hangup(sim, s); /* The process is gone: its peers read the end. */
 		loop_sim_net_detach(s);
