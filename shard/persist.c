@@ -338,9 +338,11 @@ int persist_drain(struct shard *s, struct group *g)
 		if (rv == 0)
 			persist_record_free(&g->deferred[taken++]);
 	}
-	memmove(g->deferred, g->deferred + taken,
-		(g->deferred_count - taken) * sizeof(*g->deferred));
-	g->deferred_count -= taken;
+	if (taken > 0) { /* Else g->deferred may be NULL: nothing to move. */
+		memmove(g->deferred, g->deferred + taken,
+			(g->deferred_count - taken) * sizeof(*g->deferred));
+		g->deferred_count -= taken;
+	}
 	return rv;
 }
 
