@@ -209,7 +209,7 @@ static void handle_heartbeat(struct raft *raft, const struct raft_msg *m)
 {
 	struct raft_msg *resp;
 
-	raft_assert_invariants(raft);
+	raft_assert_step(raft);
 	ASSERT(raft->role == RAFT_ROLE_FOLLOWER);
 	ASSERT(m->term == raft->term); /* Stale heartbeats were answered by step_term. */
 	ASSERT(raft->leader == m->from);
@@ -247,17 +247,17 @@ static void step_follower(struct raft *raft, const struct raft_msg *m)
 		return;
 	case RAFT_MSG_TIMEOUT_NOW:
 		/* §3.10: the leader asks us to take over now. */
-		raft_assert_invariants(raft);
+		raft_assert_step(raft);
 		if (raft->role == RAFT_ROLE_FOLLOWER)
 			raft_campaign(raft, true);
 		return;
 	case RAFT_MSG_READ_INDEX:
-		raft_assert_invariants(raft);
+		raft_assert_step(raft);
 		raft_read_answer(raft, m->from, m->context, 0); /* Not the leader. */
 		return;
 	case RAFT_MSG_READ_INDEX_RESP:
 		/* Out of memory, the answer is lost: the caller gives the read up. */
-		raft_assert_invariants(raft);
+		raft_assert_step(raft);
 		raft_read_out(raft, m->context, m->reject ? 0 : m->index);
 		return;
 	default:

@@ -231,7 +231,7 @@ void raft_step_vote(struct raft *raft, const struct raft_msg *m)
 	bool grant;
 	struct raft_msg *resp;
 
-	raft_assert_invariants(raft);
+	raft_assert_step(raft);
 	ASSERT(m->term >= raft->term);        /* Stale requests were refused in step_term. */
 	ASSERT(pre || m->term == raft->term); /* A real vote request set our term. */
 	if (raft->repairing) {
@@ -275,7 +275,7 @@ void raft_step_vote(struct raft *raft, const struct raft_msg *m)
 
 void raft_step_vote_resp(struct raft *raft, const struct raft_msg *m)
 {
-	raft_assert_invariants(raft);
+	raft_assert_step(raft);
 	ASSERT(raft->role == RAFT_ROLE_PRE_CANDIDATE || raft->role == RAFT_ROLE_CANDIDATE);
 	ASSERT(raft->role != RAFT_ROLE_CANDIDATE || m->term == raft->term);
 	ASSERT(id_in(raft->votes_granted, raft->votes_granted_count, raft->config.id));

@@ -195,4 +195,22 @@ void raft_repair_flag(const struct raft *raft, struct raft_msg *resp, bool match
 bool raft_progress_repair_check(struct raft *raft, struct raft_progress *pr,
 				const struct raft_msg *m);
 
+/* The core facts, at the entry of every step handler: inline, cheap. */
+static inline void raft_assert_step(const struct raft *raft)
+{
+	const struct raft_hard_state *handed = &raft->hard_handed;
+
+	ASSERT(raft->role <= RAFT_ROLE_LEADER);
+	ASSERT(raft->applied <= raft->applying);           /* Applied only what was handed out. */
+	ASSERT(raft->applying <= raft->commit);            /* applied <= commit ... */
+	ASSERT(raft->commit <= raft_log_last(&raft->log)); /* ... <= last. */
+	ASSERT(handed->term <= raft->term);                /* Term is monotonic. */
+	ASSERT(handed->commit <= raft->commit);            /* Commit never regresses. */
+	/* One vote per term: a vote handed out to persist is never changed. */
+	if (handed->term == raft->term && handed->vote != RAFT_NONE)
+		ASSERT(raft->vote == handed->vote);
+	ASSERT((raft->role == RAFT_ROLE_LEADER) == (raft->leader == raft->config.id));
+	ASSERT(raft->role == RAFT_ROLE_LEADER || raft->progress_count == 0);
+}
+
 #endif /* ENGINE_RAFT_INTERNAL_H */

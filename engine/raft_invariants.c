@@ -1,5 +1,9 @@
-/* The invariants of one engine, asserted at the entry of every step handler
- * (after the stale-message returns), of raft_tick() and of raft_ready().
+/* The invariants of one engine: the core facts (term, vote, commit, apply,
+ * role) at the entry of every step handler, after the stale-message returns
+ * (raft_assert_step); all of them, the leader's progress of every member
+ * and the log's bookkeeping too, at the entry of raft_tick() and of
+ * raft_ready() (raft_assert_invariants), which every step is followed by
+ * before its output leaves the engine.
  *
  * Each assertion states one fact. The cheap ones (O(members)) are ASSERTs and
  * stay on in release builds; the walks along the log are DEBUG_ASSERTs and

@@ -114,7 +114,7 @@ void raft_handle_read_index(struct raft *raft, uint64_t from, uint64_t context)
 {
 	struct raft_pending_read *rd;
 
-	raft_assert_invariants(raft);
+	raft_assert_step(raft);
 	ASSERT(raft->role == RAFT_ROLE_LEADER);
 	ASSERT(from != RAFT_NONE);
 	if (lease_valid(raft) && raft_committed_in_term(raft)) {

@@ -230,7 +230,7 @@ void raft_handle_append(struct raft *raft, const struct raft_msg *m)
 	uint64_t last_new = m->index + m->entries_count;
 	struct raft_msg *resp;
 
-	raft_assert_invariants(raft);
+	raft_assert_step(raft);
 	ASSERT(raft->role == RAFT_ROLE_FOLLOWER);
 	ASSERT(m->term == raft->term);   /* step_term settled the term. */
 	ASSERT(raft->leader == m->from); /* heard_from_leader() took it as leader. */
@@ -295,7 +295,7 @@ void raft_handle_append(struct raft *raft, const struct raft_msg *m)
 
 void raft_handle_append_resp(struct raft *raft, struct raft_progress *pr, const struct raft_msg *m)
 {
-	raft_assert_invariants(raft);
+	raft_assert_step(raft);
 	ASSERT(raft->role == RAFT_ROLE_LEADER);
 	ASSERT(m->term == raft->term);
 	ASSERT(pr->id == m->from);
@@ -380,7 +380,7 @@ void raft_handle_append_resp(struct raft *raft, struct raft_progress *pr, const 
 void raft_handle_heartbeat_resp(struct raft *raft, struct raft_progress *pr,
 				const struct raft_msg *m)
 {
-	raft_assert_invariants(raft);
+	raft_assert_step(raft);
 	ASSERT(raft->role == RAFT_ROLE_LEADER);
 	ASSERT(m->term == raft->term);
 	ASSERT(pr->id == m->from);
@@ -465,7 +465,7 @@ void raft_persisted(struct raft *raft, uint64_t index, uint64_t term)
 	if (index <= log->stable_index || index > log->handed_index ||
 	    raft_log_term_at(log, index) != term)
 		return; /* Stale: overwritten since, or already known. */
-	raft_assert_invariants(raft);
+	raft_assert_step(raft);
 	log->stable_index = index;
 	if (raft->role != RAFT_ROLE_LEADER)
 		return;

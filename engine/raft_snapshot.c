@@ -89,7 +89,7 @@ void raft_handle_snapshot(struct raft *raft, const struct raft_msg *m)
 	/* Malformed too: term 0 past index 0 (no entry has it). */
 	if (s->index > 0 && s->term == 0)
 		return;
-	raft_assert_invariants(raft);
+	raft_assert_step(raft);
 	ASSERT(raft->role == RAFT_ROLE_FOLLOWER);
 	ASSERT(m->term == raft->term);
 	ASSERT(raft->leader == m->from);
@@ -124,7 +124,7 @@ void raft_handle_snapshot(struct raft *raft, const struct raft_msg *m)
 void raft_handle_snapshot_wanted(struct raft *raft, struct raft_progress *pr,
 				 const struct raft_msg *m)
 {
-	raft_assert_invariants(raft);
+	raft_assert_step(raft);
 	ASSERT(raft->role == RAFT_ROLE_LEADER);
 	ASSERT(pr->id == m->from);
 	pr->recent_active = true;
