@@ -68,7 +68,10 @@ void pending_prop_push(struct group *g, struct pending_prop p)
 		const struct pending_prop *last =
 		    &g->props[(g->props_head + g->props_count - 1) % g->props_cap];
 
-		ASSERT(p.index > last->index); /* Proposed in log order. */
+		/* Proposed in order of (term, index): a later term's entry may sit
+		 * below an older, not yet settled one that a new leader overwrote. */
+		ASSERT(p.term >= last->term);
+		ASSERT(p.term > last->term || p.index > last->index);
 	}
 	g->props[(g->props_head + g->props_count++) % g->props_cap] = p;
 }
