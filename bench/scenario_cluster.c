@@ -92,16 +92,41 @@ uint32_t sc_client_port(const struct sc_cluster *c, uint32_t i)
 	return c->base_port + 2 * i + 1;
 }
 
+/* The tools/cluster process a start left to finish on its own (see
+ * sc_cluster_run): wait for it, bounded. */
+static void sc_script_reap(struct sc_cluster *c)
+{
+	for (int i = 0; i < 10000 && c->script_pid > 0; i++) {
+		pid_t r = waitpid(c->script_pid, NULL, WNOHANG);
+
+		if (r == c->script_pid || (r < 0 && errno != EINTR))
+			c->script_pid = 0;
+		else
+			sc_sleep_ms(1);
+	}
+	if (c->script_pid > 0) {
+		fprintf(stderr, "scenarios: tools/cluster (pid %d) did not exit\n",
+			(int)c->script_pid);
+		kill(c->script_pid, SIGKILL);
+		waitpid(c->script_pid, NULL, 0);
+		c->script_pid = 0;
+	}
+}
+
 /* Run tools/cluster with args (args[0] is the script, then its command), its
  * stdout discarded and its stderr this program's. watch, when not NULL, runs
- * every millisecond while it does and once after. Returns its exit status,
- * or -1 when it could not run or ended on a signal. */
+ * every millisecond while it does and once after; once it returns true the
+ * script's remaining work (printing, exiting) is not waited for: it is
+ * reaped later, so that what a scenario times next does not include it.
+ * Returns its exit status (0 when watch ended the wait), or -1 when it could
+ * not run or ended on a signal. */
 static int sc_cluster_run(struct sc_cluster *c, const char *const *args,
-			  void (*watch)(struct sc_cluster *c, void *arg), void *arg)
+			  bool (*watch)(struct sc_cluster *c, void *arg), void *arg)
 {
 	pid_t pid, parent = getpid();
 	int status = 0;
 
+	sc_script_reap(c);
 	pid = fork();
 	if (pid < 0)
 		return -1;
@@ -129,8 +154,10 @@ static int sc_cluster_run(struct sc_cluster *c, const char *const *args,
 			break;
 		if (r < 0 && errno != EINTR)
 			return -1;
-		if (watch != NULL)
-			watch(c, arg);
+		if (watch != NULL && watch(c, arg)) {
+			c->script_pid = pid;
+			return 0;
+		}
 		sc_sleep_ms(1);
 	}
 	if (watch != NULL)
@@ -208,8 +235,10 @@ void sc_cluster_stop(struct sc_cluster *c)
 			kill(c->nodes[i].pid, SIGCONT);
 		kill(c->nodes[i].pid, SIGTERM);
 	}
-	if (!any)
+	if (!any) {
+		sc_script_reap(c);
 		return;
+	}
 	snprintf(wait_s, sizeof(wait_s), "%d", SC_STOP_WAIT_MS / 1000);
 	if (sc_cluster_run(c, args, NULL, NULL) != 0)
 		fprintf(stderr, "scenarios: tools/cluster stop failed\n");
@@ -265,9 +294,28 @@ static void sc_pid_path(const struct sc_cluster *c, uint32_t i, char *path, size
 	snprintf(path, size, "%s/node-%u.pid", c->dir, i + 1);
 }
 
-static void sc_ready_check(struct sc_cluster *c, void *arg)
+static pid_t sc_read_pid(const struct sc_cluster *c, uint32_t i)
+{
+	char path[PATH_MAX + 32];
+	long pid = 0;
+	FILE *f;
+
+	sc_pid_path(c, i, path, sizeof(path));
+	f = fopen(path, "r");
+	if (f == NULL)
+		return 0;
+	if (fscanf(f, "%ld", &pid) != 1)
+		pid = 0;
+	fclose(f);
+	return (pid_t)pid;
+}
+
+/* Returns true once every node of the mask is ready and has its PID file:
+ * the start is done, whatever the script still prints. */
+static bool sc_ready_check(struct sc_cluster *c, void *arg)
 {
 	struct sc_ready_watch *w = arg;
+	bool done = true;
 
 	for (uint32_t i = 0; i < SC_NODES && !w->launched; i++) {
 		char path[PATH_MAX + 32];
@@ -306,22 +354,10 @@ static void sc_ready_check(struct sc_cluster *c, void *arg)
 		}
 		fclose(f);
 	}
-}
-
-static pid_t sc_read_pid(const struct sc_cluster *c, uint32_t i)
-{
-	char path[PATH_MAX + 32];
-	long pid = 0;
-	FILE *f;
-
-	sc_pid_path(c, i, path, sizeof(path));
-	f = fopen(path, "r");
-	if (f == NULL)
-		return 0;
-	if (fscanf(f, "%ld", &pid) != 1)
-		pid = 0;
-	fclose(f);
-	return (pid_t)pid;
+	for (uint32_t i = 0; i < SC_NODES; i++)
+		if ((w->mask & (1u << i)) && (!w->ready[i] || sc_read_pid(c, i) <= 0))
+			done = false;
+	return done;
 }
 
 /* Start the nodes in mask (bit i: node i; every node, or one) through

@@ -71,6 +71,7 @@ struct sc_cluster {
 	uint32_t base_port;
 	uint64_t next_request;
 	uint64_t started_ns; /* When the last sc_start() launched its first node. */
+	pid_t script_pid;    /* A tools/cluster start not reaped yet, or 0. */
 	struct sc_node nodes[SC_NODES];
 };
 
