@@ -354,6 +354,15 @@ static int node_options_check_addrs(const struct node_options *opt)
 		fprintf(stderr, "flotilla-node: --client %s: %s\n", opt->client_addr, why);
 		return -EINVAL;
 	}
+	/* Port 0 picks a free port for each; any other cannot serve both. */
+	if (strcmp(opt->listen_addr, opt->client_addr) == 0 &&
+	    strcmp(strrchr(opt->listen_addr, ':'), ":0") != 0) {
+		fprintf(stderr,
+			"flotilla-node: --listen %s and --client %s: the peer and the client "
+			"listeners need different addresses\n",
+			opt->listen_addr, opt->client_addr);
+		return -EINVAL;
+	}
 	for (uint32_t i = 0; i < opt->peers_count; i++) {
 		if (config_addr_resolve(opt->peer_addrs[i], false, &addr, &len, why, sizeof(why)) !=
 		    0) {

@@ -54,6 +54,8 @@ refused "--peer 2=127.0.0.1: address '127.0.0.1' is not HOST:PORT" --peer 2=127.
 refused "--peer 1=127.0.0.1:7000: node 1 is this node" --peer 1=127.0.0.1:7000
 refused "--listen 127.0.0.1:x: port 'x' is not a number from 0 to 65535" \
 	--listen 127.0.0.1:x
+refused "--listen 127.0.0.1:7000 and --client 127.0.0.1:7000: the peer and the client" \
+	--listen 127.0.0.1:7000 --client 127.0.0.1:7000
 refused "--join on and --groups 5 conflict" --join on --groups 5
 refused "--members must include this node (--id 1) to create --groups 2" \
 	--peer 2=127.0.0.1:7000 --members 2 --groups 2
