@@ -148,27 +148,14 @@ void client_request_encode(const struct client_request *req, void *buf)
 
 const char *client_op_name(uint32_t op)
 {
+	/* Indexed by CLIENT_OP_*, 1 to CLIENT_OP_DROP. */
 	static const char *const names[] = {
-	    [CLIENT_OP_PUT] = "PUT",
-	    [CLIENT_OP_GET] = "GET",
-	    [CLIENT_OP_DELETE] = "DELETE",
-	    [CLIENT_OP_CAS] = "CAS",
-	    [CLIENT_OP_LEADER] = "LEADER",
-	    [CLIENT_OP_LOCAL_GET] = "LOCAL_GET",
-	    [CLIENT_OP_DIGEST] = "DIGEST",
-	    [CLIENT_OP_CHECK] = "CHECK",
-	    [CLIENT_OP_CORRUPT] = "CORRUPT",
-	    [CLIENT_OP_CHECK_STATUS] = "CHECK_STATUS",
-	    [CLIENT_OP_REBUILD] = "REBUILD",
-	    [CLIENT_OP_JOIN] = "JOIN",
-	    [CLIENT_OP_ADD_LEARNER] = "ADD_LEARNER",
-	    [CLIENT_OP_PROMOTE] = "PROMOTE",
-	    [CLIENT_OP_REMOVE_MEMBER] = "REMOVE_MEMBER",
-	    [CLIENT_OP_TRANSFER] = "TRANSFER",
-	    [CLIENT_OP_MEMBERS] = "MEMBERS",
-	    [CLIENT_OP_DROP] = "DROP",
-	};
+	    NULL,        "PUT",         "GET",     "DELETE",        "CAS",          "LEADER",
+	    "LOCAL_GET", "DIGEST",      "CHECK",   "CORRUPT",       "CHECK_STATUS", "REBUILD",
+	    "JOIN",      "ADD_LEARNER", "PROMOTE", "REMOVE_MEMBER", "TRANSFER",     "MEMBERS",
+	    "DROP"};
 
+	static_assert(sizeof(names) / sizeof(names[0]) == CLIENT_OP_DROP + 1, "a name per op");
 	return op < sizeof(names) / sizeof(names[0]) ? names[op] : NULL;
 }
 
