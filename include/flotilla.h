@@ -58,6 +58,14 @@ enum {
 
 #define FL_MEMBERS_MAX 16
 
+/* Limits of struct fl_node_config, checked by fl_node_start(): the largest
+ * entry_size_max; election_timeout_ms is at least this many heartbeat
+ * intervals, and at least this many ticks (and heartbeat_interval_ms at
+ * least one tick). */
+#define FL_ENTRY_SIZE_MAX          (16u << 20)
+#define FL_ELECTION_HEARTBEATS_MIN 2
+#define FL_ELECTION_TICKS_MIN      5
+
 struct fl_node;
 
 /* One committed entry handed to the state machine. Borrowed for the call. */
@@ -155,9 +163,9 @@ struct fl_node_config {
 	uint32_t peers_count;
 	uint32_t shards_count;          /* 0: the number of CPUs. Same on every node. */
 	uint32_t tick_ms;               /* Timer granularity; default 10. */
-	uint32_t election_timeout_ms;   /* Default 1000. */
-	uint32_t heartbeat_interval_ms; /* Default 100. */
-	uint32_t entry_size_max;        /* Default 1 MiB; at most 16 MiB. */
+	uint32_t election_timeout_ms;   /* Default 1000; at least 2 heartbeats and 5 ticks. */
+	uint32_t heartbeat_interval_ms; /* Default 100; at least one tick. */
+	uint32_t entry_size_max;        /* Default 1 MiB; at most FL_ENTRY_SIZE_MAX (16 MiB). */
 	uint32_t inbox_max;             /* Requests queued per shard; default 65536. */
 	uint32_t wal_segment_size;      /* Bytes per WAL segment file; 0: 64 MiB. Rounded up
 					 * to 4 KiB and to four WAL batches (which grow with
@@ -193,7 +201,8 @@ void fl_node_config_default(struct fl_node_config *config, uint64_t node_id);
  * fail verification does not stop the node: it starts as a repairing member
  * (no vote, no acknowledgement that counts) and copies what it lost from the
  * group's leader; the log says which groups and when each is repaired.
- * Returns 0 and *node, or -EINVAL (bad config), -EADDRINUSE, -ENOSYS/-EPERM
+ * Returns 0 and *node, or -EINVAL (bad config: the log has one line naming
+ * the field, its value and the rule; peer addresses must resolve now), -EADDRINUSE, -ENOSYS/-EPERM
  * (io_uring unavailable; the log says why), FL_ERR_* from recovery, or
  * -errno from the file system. */
 int fl_node_start(const struct fl_node_config *config, struct fl_node **node);

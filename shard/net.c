@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "base/err.h"
+#include "shard/config.h"
 #include "shard/shard.h"
 #include "shard/wire.h"
 
@@ -64,28 +65,6 @@ struct node_net {
 	struct net_dial dials[NET_DIALS_MAX];
 	uint32_t dials_count;
 };
-
-static int addr_parse(const char *text, struct sockaddr_storage *addr, socklen_t *len)
-{
-	char host[256];
-	const char *colon = strrchr(text, ':');
-	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res;
-	size_t host_len;
-
-	if (colon == NULL || colon == text)
-		return -EINVAL;
-	host_len = (size_t)(colon - text);
-	if (host_len >= sizeof(host))
-		return -EINVAL;
-	memcpy(host, text, host_len);
-	host[host_len] = '\0';
-	if (getaddrinfo(host, colon + 1, &hints, &res) != 0)
-		return -EINVAL;
-	memcpy(addr, res->ai_addr, res->ai_addrlen);
-	*len = res->ai_addrlen;
-	freeaddrinfo(res);
-	return 0;
-}
 
 static void socket_tune(int fd)
 {
@@ -296,8 +275,9 @@ static int net_connect(struct node_net *net, uint32_t shard_index, uint64_t peer
 	struct wire_handshake hs;
 	int fd, rv, err = 0;
 	socklen_t err_len = sizeof(err);
+	char why[384];
 
-	if (text == NULL || addr_parse(text, &addr, &len) != 0)
+	if (text == NULL || config_addr_resolve(text, false, &addr, &len, why, sizeof(why)) != 0)
 		return -EINVAL;
 	fd = socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
@@ -433,9 +413,11 @@ static int net_listen(struct node_net *net, char *why, size_t why_size)
 	struct sockaddr_storage addr;
 	socklen_t len;
 	int one = 1;
+	char reason[384];
 
-	if (addr_parse(net->config.listen_addr, &addr, &len) != 0) {
-		snprintf(why, why_size, "cannot parse listen address %s", net->config.listen_addr);
+	if (config_addr_resolve(net->config.listen_addr, true, &addr, &len, reason,
+				sizeof(reason)) != 0) {
+		snprintf(why, why_size, "listen_addr '%s': %s", net->config.listen_addr, reason);
 		return -EINVAL;
 	}
 	net->listen_fd = socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);

@@ -16,6 +16,7 @@
 #include "base/err.h"
 #include "engine/raft.h"
 #include "flotilla.h"
+#include "shard/config.h"
 #include "shard/net.h"
 #include "shard/shard.h"
 #include "shard/snapshot.h"
@@ -55,26 +56,6 @@ static uint32_t node_shard_of(const struct fl_node *node, uint64_t group)
 	return (uint32_t)(XXH3_64bits(&group, sizeof(group)) % node->shards_count);
 }
 
-static int config_check(const struct fl_node_config *c)
-{
-	if (c->node_id == 0 || c->data_dir == NULL || c->listen_addr == NULL || c->tick_ms == 0 ||
-	    c->heartbeat_interval_ms == 0 || c->election_timeout_ms <= c->heartbeat_interval_ms ||
-	    c->entry_size_max == 0 || c->entry_size_max > (16u << 20) ||
-	    (c->auth_key != NULL && c->auth_key_size < 16) || c->peers_count > 4 * FL_MEMBERS_MAX)
-		return -EINVAL;
-	/* The three steps of a frozen save come together, and need restore. */
-	if ((c->sm.freeze == NULL) != (c->sm.save_view == NULL) ||
-	    (c->sm.freeze == NULL) != (c->sm.release == NULL) ||
-	    (c->sm.freeze != NULL && c->sm.restore == NULL))
-		return -EINVAL;
-	for (uint32_t i = 0; i < c->peers_count; i++)
-		if (c->peers[i].id == 0 || c->peers[i].id == c->node_id ||
-		    c->peers[i].addr == NULL ||
-		    strlen(c->peers[i].addr) >= sizeof(((struct node_net_peer *)0)->addr))
-			return -EINVAL;
-	return 0;
-}
-
 static void node_free(struct fl_node *node)
 {
 	free(node->shards);
@@ -95,11 +76,13 @@ int fl_node_start(const struct fl_node_config *config, struct fl_node **out)
 	struct fl_node *node;
 	struct node_net_config nc;
 	char why[512] = "";
-	int rv = config_check(config);
+	int rv = config_check(config, why, sizeof(why));
 	uint32_t started = 0;
 
-	if (rv != 0)
+	if (rv != 0) {
+		log_print(config->node_id, "cannot start: bad configuration: %s", why);
 		return rv;
+	}
 	node = calloc(1, sizeof(*node));
 	if (node == NULL)
 		return -ENOMEM;

@@ -146,13 +146,55 @@ void client_request_encode(const struct client_request *req, void *buf)
 	}
 }
 
-/* Parse the body of req from p, body_size bytes. Returns 0 or -EBADMSG. */
-static int client_request_decode_body(const unsigned char *p, uint32_t body_size,
-				      struct client_request *req)
+const char *client_op_name(uint32_t op)
 {
+	/* Indexed by CLIENT_OP_*, 1 to CLIENT_OP_DROP. */
+	static const char *const names[] = {
+	    NULL,        "PUT",         "GET",     "DELETE",        "CAS",          "LEADER",
+	    "LOCAL_GET", "DIGEST",      "CHECK",   "CORRUPT",       "CHECK_STATUS", "REBUILD",
+	    "JOIN",      "ADD_LEARNER", "PROMOTE", "REMOVE_MEMBER", "TRANSFER",     "MEMBERS",
+	    "DROP"};
+
+	static_assert(sizeof(names) / sizeof(names[0]) == CLIENT_OP_DROP + 1, "a name per op");
+	return op < sizeof(names) / sizeof(names[0]) ? names[op] : NULL;
+}
+
+/* The body's fields against its length: a mismatch means the size field
+ * cannot be trusted either, so the refusal closes the connection. */
+static int client_request_body_mismatch(const struct client_request *req, uint32_t body_size,
+					uint64_t need, struct client_refusal *r)
+{
+	const char *name = client_op_name(req->op);
+
+	if (req->op == CLIENT_OP_PUT || req->op == CLIENT_OP_CORRUPT)
+		snprintf(r->text, sizeof(r->text),
+			 "%s body of %u bytes, but key_size %u and value_size %u make %llu", name,
+			 body_size, req->key_size, req->value_size, (unsigned long long)need);
+	else if (req->op == CLIENT_OP_CAS)
+		snprintf(r->text, sizeof(r->text),
+			 "CAS body of %u bytes, but key_size %u, expected_size %u and value_size "
+			 "%u make %llu",
+			 body_size, req->key_size, req->expected_size, req->value_size,
+			 (unsigned long long)need);
+	else
+		snprintf(r->text, sizeof(r->text),
+			 "%s body of %u bytes, but key_size %u makes %llu", name, body_size,
+			 req->key_size, (unsigned long long)need);
+	return -EBADMSG;
+}
+
+/* Parse the body of req from p, body_size bytes. Returns 0 or -EBADMSG with
+ * r filled in (r->skip set by the caller when the refusal keeps the
+ * connection). */
+static int client_request_decode_body(const unsigned char *p, uint32_t body_size,
+				      struct client_request *req, struct client_refusal *r,
+				      bool *framed)
+{
+	const char *name = client_op_name(req->op);
 	uint32_t fixed;
 	uint64_t need;
 
+	*framed = false;
 	switch (req->op) {
 	case CLIENT_OP_LEADER:
 	case CLIENT_OP_DIGEST:
@@ -162,13 +204,20 @@ static int client_request_decode_body(const unsigned char *p, uint32_t body_size
 	case CLIENT_OP_JOIN:
 	case CLIENT_OP_MEMBERS:
 	case CLIENT_OP_DROP:
-		return body_size == 0 ? 0 : -EBADMSG;
+		if (body_size == 0)
+			return 0;
+		snprintf(r->text, sizeof(r->text), "%s takes no body, got %u bytes", name,
+			 body_size);
+		return -EBADMSG;
 	case CLIENT_OP_ADD_LEARNER:
 	case CLIENT_OP_PROMOTE:
 	case CLIENT_OP_REMOVE_MEMBER:
 	case CLIENT_OP_TRANSFER:
-		if (body_size != 8)
+		if (body_size != 8) {
+			snprintf(r->text, sizeof(r->text),
+				 "%s takes an 8-byte body (member), got %u bytes", name, body_size);
 			return -EBADMSG;
+		}
 		req->member = le_get64(p);
 		return 0;
 	case CLIENT_OP_PUT:
@@ -184,10 +233,18 @@ static int client_request_decode_body(const unsigned char *p, uint32_t body_size
 		fixed = 12;
 		break;
 	default:
+		/* The body cannot be checked against its fields: a newer client
+		 * and a stream out of step look the same, so this one closes. */
+		snprintf(r->text, sizeof(r->text), "unknown op %u (ops are 1 to %u)", req->op,
+			 (unsigned)CLIENT_OP_DROP);
 		return -EBADMSG;
 	}
-	if (body_size < fixed)
+	if (body_size < fixed) {
+		snprintf(r->text, sizeof(r->text),
+			 "%s body of %u bytes is shorter than its %u bytes of sizes", name,
+			 body_size, fixed);
 		return -EBADMSG;
+	}
 	req->key_size = le_get32(p);
 	if (req->op == CLIENT_OP_PUT || req->op == CLIENT_OP_CORRUPT) {
 		req->value_size = le_get32(p + 4);
@@ -195,11 +252,16 @@ static int client_request_decode_body(const unsigned char *p, uint32_t body_size
 		req->expected_size = le_get32(p + 4);
 		req->value_size = le_get32(p + 8);
 	}
-	if (req->key_size > CLIENT_KEY_SIZE_MAX)
-		return -EBADMSG;
 	need = client_body_size(req);
 	if (need != body_size)
+		return client_request_body_mismatch(req, body_size, need, r);
+	/* Well framed from here: a refusal leaves the connection open. */
+	*framed = true;
+	if (req->key_size > CLIENT_KEY_SIZE_MAX) {
+		snprintf(r->text, sizeof(r->text), "key of %u bytes exceeds the %u-byte limit",
+			 req->key_size, CLIENT_KEY_SIZE_MAX);
 		return -EBADMSG;
+	}
 	p += fixed;
 	req->key = p;
 	p += req->key_size;
@@ -212,27 +274,50 @@ static int client_request_decode_body(const unsigned char *p, uint32_t body_size
 	return 0;
 }
 
-int client_request_decode(const void *buf, size_t size, struct client_request *req)
+int client_request_decode_why(const void *buf, size_t size, struct client_request *req,
+			      struct client_refusal *r)
 {
 	const unsigned char *p = buf;
 	uint32_t frame;
+	bool framed;
 
 	memset(req, 0, sizeof(*req));
+	r->text[0] = '\0';
+	r->skip = 0;
 	if (size >= 16)
 		req->request_id = le_get64(p + 8);
 	if (size < 4)
 		return 0;
 	frame = le_get32(p);
-	if (frame < CLIENT_REQUEST_HEADER_SIZE - 4 || frame > CLIENT_REQUEST_SIZE_MAX)
+	if (frame < CLIENT_REQUEST_HEADER_SIZE - 4) {
+		snprintf(r->text, sizeof(r->text),
+			 "request size %u is below the %u-byte minimum (op, request_id, group)",
+			 frame, CLIENT_REQUEST_HEADER_SIZE - 4);
 		return -EBADMSG;
+	}
+	if (frame > CLIENT_REQUEST_SIZE_MAX) {
+		snprintf(r->text, sizeof(r->text), "request size %u exceeds the %u-byte limit",
+			 frame, CLIENT_REQUEST_SIZE_MAX);
+		return -EBADMSG;
+	}
 	if (size - 4 < frame)
 		return 0;
 	req->op = le_get32(p + 4);
 	req->group = le_get64(p + 16);
 	if (client_request_decode_body(p + CLIENT_REQUEST_HEADER_SIZE,
-				       frame - (CLIENT_REQUEST_HEADER_SIZE - 4), req) != 0)
+				       frame - (CLIENT_REQUEST_HEADER_SIZE - 4), req, r,
+				       &framed) != 0) {
+		r->skip = framed ? frame + 4 : 0;
 		return -EBADMSG;
+	}
 	return (int)(frame + 4);
+}
+
+int client_request_decode(const void *buf, size_t size, struct client_request *req)
+{
+	struct client_refusal r;
+
+	return client_request_decode_why(buf, size, req, &r);
 }
 
 uint32_t client_response_size(uint32_t value_size)

@@ -117,6 +117,25 @@ void client_request_encode(const struct client_request *req, void *buf);
  * waiting for the body. */
 int client_request_decode(const void *buf, size_t size, struct client_request *req);
 
+/* Why a request was refused (client_request_decode_why): the text of its
+ * BAD_REQUEST, naming the field and the limit, and whether the connection
+ * can go on. A framing error (size out of range, a body whose length
+ * disagrees with its fields, an unknown op whose body cannot be checked)
+ * leaves the stream out of step: skip is 0 and the connection must close.
+ * A well-framed request refused for its content (a key over
+ * CLIENT_KEY_SIZE_MAX) has skip = its length: skip it and go on. */
+struct client_refusal {
+	char text[200];
+	uint32_t skip;
+};
+
+/* client_request_decode(), and on -EBADMSG r says why and whether to close. */
+int client_request_decode_why(const void *buf, size_t size, struct client_request *req,
+			      struct client_refusal *r);
+
+/* The name of op ("PUT"), or NULL for an unknown op. */
+const char *client_op_name(uint32_t op);
+
 /* Encoded bytes of a response carrying value_size bytes. */
 uint32_t client_response_size(uint32_t value_size);
 

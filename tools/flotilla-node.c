@@ -485,7 +485,8 @@ int main(int argc, char **argv)
 
 	node_options_default(&s->opt);
 	if (node_options_parse(&s->opt, argc, argv) != 0 || node_options_check(&s->opt) != 0) {
-		node_options_usage(stderr);
+		fprintf(stderr, "flotilla-node: refused (flotilla-node --help lists the flags "
+				"and their rules)\n");
 		return EXIT_USAGE;
 	}
 	server_log_id = s->opt.id;

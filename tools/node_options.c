@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "shard/config.h"
 #include "tools/node_store.h"
 
 enum { OPT_U64, OPT_U32, OPT_BOOL, OPT_STR, OPT_PEER, OPT_MEMBERS, OPT_CONFIG };
@@ -31,23 +32,25 @@ static const struct node_options_entry node_options_table[] = {
      "HOST:PORT  peer listener (127.0.0.1:0)"},
     {"client", OPT_STR, OPT_FIELD(client_addr), NODE_ADDR_SIZE_MAX, 0, 0,
      "HOST:PORT  client listener (127.0.0.1:0)"},
-    {"peer", OPT_PEER, 0, 0, 0, 0, "ID=HOST:PORT  another node's peer listener (repeatable)"},
+    {"peer", OPT_PEER, 0, 0, 0, 0,
+     "ID=HOST:PORT  another node's peer listener (repeatable); must resolve at start"},
     {"shards", OPT_U32, OPT_FIELD(shards_count), 0, 0, 1024, "N  shard threads (0: CPUs)"},
     {"groups", OPT_U32, OPT_FIELD(groups_count), 0, 0, 10000000,
-     "N  create groups 1..N at start unless present (0)"},
-    {"members", OPT_MEMBERS, 0, 0, 0, 0, "ID,ID,...  their voters (this node and its peers)"},
+     "N  create groups 1..N at start unless present (0); not with --join on"},
+    {"members", OPT_MEMBERS, 0, 0, 0, 0,
+     "ID,ID,...  their voters (this node and its peers); each this node or a --peer"},
     {"election-ms", OPT_U32, OPT_FIELD(election_ms), 0, 1, 600000,
-     "MS  election timeout (library default)"},
+     "MS  election timeout, >= 2 x --heartbeat-ms and >= 5 x --tick-ms (1000)"},
     {"heartbeat-ms", OPT_U32, OPT_FIELD(heartbeat_ms), 0, 1, 600000,
-     "MS  heartbeat interval (library default)"},
-    {"tick-ms", OPT_U32, OPT_FIELD(tick_ms), 0, 1, 60000,
-     "MS  timer granularity (library default)"},
+     "MS  heartbeat interval, >= --tick-ms (100)"},
+    {"tick-ms", OPT_U32, OPT_FIELD(tick_ms), 0, 1, 60000, "MS  timer granularity (10)"},
     {"quiesce", OPT_BOOL, OPT_FIELD(quiesce), 0, 0, 0, "on|off  idle groups stop ticking"},
     {"lease-read", OPT_BOOL, OPT_FIELD(lease_read), 0, 0, 0, "on|off  reads on the leader lease"},
     {"join", OPT_BOOL, OPT_FIELD(join), 0, 0, 0,
-     "on|off  a new node: create no group, receive them by JOIN (flotilla-admin move)"},
-    {"entry-size-max", OPT_U32, OPT_FIELD(entry_size_max), 0, 64, UINT32_MAX,
-     "BYTES  largest log entry"},
+     "on|off  a new node: create no group (no --groups), receive them by JOIN "
+     "(flotilla-admin move)"},
+    {"entry-size-max", OPT_U32, OPT_FIELD(entry_size_max), 0, 64, FL_ENTRY_SIZE_MAX,
+     "BYTES  largest log entry, 64 to 16777216 (1048576)"},
     {"inbox-max", OPT_U32, OPT_FIELD(inbox_max), 0, 1, UINT32_MAX, "N  requests queued per shard"},
     {"wal-segment-size", OPT_U32, OPT_FIELD(wal_segment_size), 0, 0, 1u << 30,
      "BYTES  WAL segment file size (0: library default)"},
@@ -100,97 +103,146 @@ static int node_options_parse_u64(const char *text, uint64_t min, uint64_t max, 
 	return 0;
 }
 
-static int node_options_parse_peer(struct node_options *opt, const char *text)
+/* ID=HOST:PORT; the address is resolved later, by node_options_check(). */
+static int node_options_parse_peer(struct node_options *opt, const char *text, char *why,
+				   size_t why_size)
 {
 	const char *eq = strchr(text, '=');
 	char id_text[24];
 	uint64_t id;
 
-	if (eq == NULL || eq == text || (size_t)(eq - text) >= sizeof(id_text) ||
-	    opt->peers_count == NODE_PEERS_MAX || strlen(eq + 1) >= NODE_ADDR_SIZE_MAX ||
-	    strchr(eq + 1, ':') == NULL)
+	if (eq == NULL || eq == text || (size_t)(eq - text) >= sizeof(id_text)) {
+		snprintf(why, why_size, "expected ID=HOST:PORT");
 		return -EINVAL;
+	}
 	memcpy(id_text, text, (size_t)(eq - text));
 	id_text[eq - text] = '\0';
-	if (node_options_parse_u64(id_text, 1, UINT64_MAX, &id) != 0)
+	if (node_options_parse_u64(id_text, 1, UINT64_MAX, &id) != 0) {
+		snprintf(why, why_size, "node id '%s' is not a number >= 1", id_text);
 		return -EINVAL;
-	for (uint32_t i = 0; i < opt->peers_count; i++)
-		if (opt->peer_ids[i] == id)
+	}
+	if (strlen(eq + 1) >= NODE_ADDR_SIZE_MAX || strchr(eq + 1, ':') == NULL) {
+		snprintf(why, why_size, "address '%s' is not HOST:PORT of at most %d bytes", eq + 1,
+			 NODE_ADDR_SIZE_MAX - 1);
+		return -EINVAL;
+	}
+	if (opt->peers_count == NODE_PEERS_MAX) {
+		snprintf(why, why_size, "more than %d peers", NODE_PEERS_MAX);
+		return -EINVAL;
+	}
+	for (uint32_t i = 0; i < opt->peers_count; i++) {
+		if (opt->peer_ids[i] == id) {
+			snprintf(why, why_size, "node %llu already has --peer %llu=%s",
+				 (unsigned long long)id, (unsigned long long)id,
+				 opt->peer_addrs[i]);
 			return -EINVAL;
+		}
+	}
 	opt->peer_ids[opt->peers_count] = id;
 	strcpy(opt->peer_addrs[opt->peers_count], eq + 1);
 	opt->peers_count++;
 	return 0;
 }
 
-static int node_options_parse_members(struct node_options *opt, const char *text)
+static int node_options_parse_members(struct node_options *opt, const char *text, char *why,
+				      size_t why_size)
 {
 	char buf[512];
 	char *save = NULL;
 
-	if (strlen(text) >= sizeof(buf))
+	if (strlen(text) >= sizeof(buf)) {
+		snprintf(why, why_size, "longer than %zu bytes", sizeof(buf) - 1);
 		return -EINVAL;
+	}
 	strcpy(buf, text);
 	opt->members_count = 0;
 	for (char *tok = strtok_r(buf, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
 		uint64_t id;
 
-		if (opt->members_count == FL_MEMBERS_MAX ||
-		    node_options_parse_u64(tok, 1, UINT64_MAX, &id) != 0)
+		if (opt->members_count == FL_MEMBERS_MAX) {
+			snprintf(why, why_size, "more than %d members", FL_MEMBERS_MAX);
 			return -EINVAL;
-		for (uint32_t i = 0; i < opt->members_count; i++)
-			if (opt->members[i] == id)
+		}
+		if (node_options_parse_u64(tok, 1, UINT64_MAX, &id) != 0) {
+			snprintf(why, why_size, "'%s' is not a node id >= 1", tok);
+			return -EINVAL;
+		}
+		for (uint32_t i = 0; i < opt->members_count; i++) {
+			if (opt->members[i] == id) {
+				snprintf(why, why_size, "node %llu is named twice",
+					 (unsigned long long)id);
 				return -EINVAL;
+			}
+		}
 		opt->members[opt->members_count++] = id;
 	}
-	return opt->members_count > 0 ? 0 : -EINVAL;
+	if (opt->members_count == 0) {
+		snprintf(why, why_size, "expected ID,ID,...");
+		return -EINVAL;
+	}
+	return 0;
 }
 
 static int node_options_read_file(struct node_options *opt, const char *path, int depth);
+
+/* Set one option from its text; on a bad value, say which rule it breaks. */
+static int node_options_set_one(struct node_options *opt, const struct node_options_entry *o,
+				const char *value, int depth, char *why, size_t why_size)
+{
+	char *field = (char *)opt + o->offset;
+	uint64_t v;
+
+	switch (o->kind) {
+	case OPT_U64:
+	case OPT_U32:
+		if (node_options_parse_u64(value, o->min, o->max, &v) != 0) {
+			snprintf(why, why_size, "must be a whole number from %llu to %llu",
+				 (unsigned long long)o->min, (unsigned long long)o->max);
+			return -EINVAL;
+		}
+		if (o->kind == OPT_U64)
+			*(uint64_t *)(void *)field = v;
+		else
+			*(uint32_t *)(void *)field = (uint32_t)v;
+		return 0;
+	case OPT_BOOL:
+		if (strcmp(value, "on") != 0 && strcmp(value, "off") != 0) {
+			snprintf(why, why_size, "must be on or off");
+			return -EINVAL;
+		}
+		*(bool *)(void *)field = strcmp(value, "on") == 0;
+		return 0;
+	case OPT_STR:
+		if (strlen(value) == 0 || strlen(value) >= o->size) {
+			snprintf(why, why_size, "must be 1 to %zu bytes", o->size - 1);
+			return -EINVAL;
+		}
+		strcpy(field, value);
+		return 0;
+	case OPT_PEER:
+		return node_options_parse_peer(opt, value, why, why_size);
+	case OPT_MEMBERS:
+		return node_options_parse_members(opt, value, why, why_size);
+	case OPT_CONFIG:
+		return node_options_read_file(opt, value, depth + 1);
+	}
+	return -EINVAL;
+}
 
 static int node_options_set(struct node_options *opt, const char *name, const char *value,
 			    int depth)
 {
 	for (size_t i = 0; i < sizeof(node_options_table) / sizeof(node_options_table[0]); i++) {
 		const struct node_options_entry *o = &node_options_table[i];
-		char *field = (char *)opt + o->offset;
-		uint64_t v;
+		char why[256] = "";
+		int rv;
 
 		if (strcmp(o->name, name) != 0)
 			continue;
-		switch (o->kind) {
-		case OPT_U64:
-		case OPT_U32:
-			if (node_options_parse_u64(value, o->min, o->max, &v) != 0)
-				break;
-			if (o->kind == OPT_U64)
-				*(uint64_t *)(void *)field = v;
-			else
-				*(uint32_t *)(void *)field = (uint32_t)v;
-			return 0;
-		case OPT_BOOL:
-			if (strcmp(value, "on") != 0 && strcmp(value, "off") != 0)
-				break;
-			*(bool *)(void *)field = strcmp(value, "on") == 0;
-			return 0;
-		case OPT_STR:
-			if (strlen(value) == 0 || strlen(value) >= o->size)
-				break;
-			strcpy(field, value);
-			return 0;
-		case OPT_PEER:
-			if (node_options_parse_peer(opt, value) != 0)
-				break;
-			return 0;
-		case OPT_MEMBERS:
-			if (node_options_parse_members(opt, value) != 0)
-				break;
-			return 0;
-		case OPT_CONFIG:
-			return node_options_read_file(opt, value, depth + 1);
-		}
-		fprintf(stderr, "flotilla-node: bad value for %s: '%s'\n", name, value);
-		return -EINVAL;
+		rv = node_options_set_one(opt, o, value, depth, why, sizeof(why));
+		if (rv != 0 && why[0] != '\0')
+			fprintf(stderr, "flotilla-node: --%s %s: %s\n", name, value, why);
+		return rv;
 	}
 	fprintf(stderr, "flotilla-node: unknown option '%s'\n", name);
 	return -EINVAL;
@@ -286,9 +338,97 @@ int node_options_parse(struct node_options *opt, int argc, char **argv)
 	return 0;
 }
 
-int node_options_check(struct node_options *opt)
+/* Each address resolves now (a typo is refused here, not found in the
+ * first failed dial); --listen and --client may take port 0. */
+static int node_options_check_addrs(const struct node_options *opt)
+{
+	struct sockaddr_storage addr;
+	socklen_t len;
+	char why[384];
+
+	if (config_addr_resolve(opt->listen_addr, true, &addr, &len, why, sizeof(why)) != 0) {
+		fprintf(stderr, "flotilla-node: --listen %s: %s\n", opt->listen_addr, why);
+		return -EINVAL;
+	}
+	if (config_addr_resolve(opt->client_addr, true, &addr, &len, why, sizeof(why)) != 0) {
+		fprintf(stderr, "flotilla-node: --client %s: %s\n", opt->client_addr, why);
+		return -EINVAL;
+	}
+	/* Port 0 picks a free port for each; any other cannot serve both. */
+	if (strcmp(opt->listen_addr, opt->client_addr) == 0 &&
+	    strcmp(strrchr(opt->listen_addr, ':'), ":0") != 0) {
+		fprintf(stderr,
+			"flotilla-node: --listen %s and --client %s: the peer and the client "
+			"listeners need different addresses\n",
+			opt->listen_addr, opt->client_addr);
+		return -EINVAL;
+	}
+	for (uint32_t i = 0; i < opt->peers_count; i++) {
+		if (config_addr_resolve(opt->peer_addrs[i], false, &addr, &len, why, sizeof(why)) !=
+		    0) {
+			fprintf(stderr, "flotilla-node: --peer %llu=%s: %s\n",
+				(unsigned long long)opt->peer_ids[i], opt->peer_addrs[i], why);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+static bool node_options_is_peer(const struct node_options *opt, uint64_t id)
+{
+	for (uint32_t i = 0; i < opt->peers_count; i++)
+		if (opt->peer_ids[i] == id)
+			return true;
+	return false;
+}
+
+/* The voters: this node and its peers by default; each one named must be
+ * this node or a --peer, or no group could ever reach it. */
+static int node_options_check_members(struct node_options *opt)
 {
 	bool self_member = false;
+
+	if (opt->members_count == 0) {
+		if (opt->peers_count + 1 > FL_MEMBERS_MAX) {
+			fprintf(stderr,
+				"flotilla-node: %u --peer flags and this node make more than %d "
+				"voters: give --members\n",
+				opt->peers_count, FL_MEMBERS_MAX);
+			return -EINVAL;
+		}
+		opt->members[opt->members_count++] = opt->id;
+		for (uint32_t i = 0; i < opt->peers_count; i++)
+			opt->members[opt->members_count++] = opt->peer_ids[i];
+	}
+	for (uint32_t i = 0; i < opt->members_count; i++) {
+		uint64_t m = opt->members[i];
+
+		self_member |= m == opt->id;
+		if (m != opt->id && !node_options_is_peer(opt, m)) {
+			fprintf(stderr,
+				"flotilla-node: --members names node %llu, which is neither this "
+				"node (--id %llu) nor a --peer: add --peer %llu=HOST:PORT or drop "
+				"it from --members\n",
+				(unsigned long long)m, (unsigned long long)opt->id,
+				(unsigned long long)m);
+			return -EINVAL;
+		}
+	}
+	if (opt->groups_count > 0 && !self_member) {
+		fprintf(stderr,
+			"flotilla-node: --members must include this node (--id %llu) to create "
+			"--groups %u\n",
+			(unsigned long long)opt->id, opt->groups_count);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int node_options_check(struct node_options *opt)
+{
+	static const struct config_timer_names names = {
+	    .tick = "--tick-ms", .heartbeat = "--heartbeat-ms", .election = "--election-ms"};
+	char why[384];
 
 	if (opt->id == 0 || opt->data_dir[0] == '\0') {
 		fprintf(stderr, "flotilla-node: --id and --data are required\n");
@@ -296,35 +436,36 @@ int node_options_check(struct node_options *opt)
 	}
 	for (uint32_t i = 0; i < opt->peers_count; i++) {
 		if (opt->peer_ids[i] == opt->id) {
-			fprintf(stderr, "flotilla-node: --peer %llu is this node\n",
+			fprintf(stderr,
+				"flotilla-node: --peer %llu=%s: node %llu is this node (--id)\n",
+				(unsigned long long)opt->id, opt->peer_addrs[i],
 				(unsigned long long)opt->id);
 			return -EINVAL;
 		}
 	}
-	if (opt->members_count == 0) {
-		/* Default voters: this node and every peer. */
-		if (opt->peers_count + 1 > FL_MEMBERS_MAX) {
-			fprintf(stderr, "flotilla-node: more than %d nodes: give --members\n",
-				FL_MEMBERS_MAX);
-			return -EINVAL;
-		}
-		opt->members[opt->members_count++] = opt->id;
-		for (uint32_t i = 0; i < opt->peers_count; i++)
-			opt->members[opt->members_count++] = opt->peer_ids[i];
-	}
-	for (uint32_t i = 0; i < opt->members_count; i++)
-		self_member |= opt->members[i] == opt->id;
-	if (opt->groups_count > 0 && !self_member && !opt->join) {
-		fprintf(stderr, "flotilla-node: --members must include this node (%llu)\n",
-			(unsigned long long)opt->id);
+	if (config_check_timers(opt->tick_ms, opt->heartbeat_ms, opt->election_ms, &names, why,
+				sizeof(why)) != 0) {
+		fprintf(stderr, "flotilla-node: %s\n", why);
 		return -EINVAL;
 	}
+	if (opt->join && opt->groups_count > 0) {
+		fprintf(stderr,
+			"flotilla-node: --join on and --groups %u conflict: a joining node creates "
+			"no group (it receives each by JOIN), --groups %u would create groups "
+			"1..%u here; drop --groups or set --join off\n",
+			opt->groups_count, opt->groups_count, opt->groups_count);
+		return -EINVAL;
+	}
+	if (node_options_check_members(opt) != 0 || node_options_check_addrs(opt) != 0)
+		return -EINVAL;
 	if (node_store_find(opt->store) == NULL) {
-		fprintf(stderr, "flotilla-node: unknown store '%s'\n", opt->store);
+		fprintf(stderr, "flotilla-node: --store %s: no store of that name (see --help)\n",
+			opt->store);
 		return -EINVAL;
 	}
 	return 0;
 }
+
 void node_options_default(struct node_options *opt)
 {
 	struct fl_node_config config;

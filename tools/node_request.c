@@ -7,6 +7,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -147,6 +148,28 @@ static void request_leader_done(void *arg, int rv, uint64_t result, uint64_t lea
 	worker_complete(p);
 }
 
+/* A refused REBUILD says what to do next: the library's errno alone
+ * ("Invalid argument" for a leader) does not. */
+static void pending_set_rebuild_error(struct pending *p, int rv, uint64_t leader)
+{
+	char text[160];
+
+	pending_set_error(p, rv, leader);
+	if (rv == -EINVAL)
+		snprintf(text, sizeof(text),
+			 "this node leads group %llu: move leadership first (TRANSFER to another "
+			 "voter), then REBUILD",
+			 (unsigned long long)p->group);
+	else if (rv == -EALREADY)
+		snprintf(text, sizeof(text), "a rebuild of group %llu is already under way",
+			 (unsigned long long)p->group);
+	else if (rv == -ENOTSUP)
+		snprintf(text, sizeof(text), "this node's store cannot save and restore snapshots");
+	else
+		return;
+	pending_set_text(p, text);
+}
+
 /* fl_group_check callback for CHECK (the leader's digest at the check's
  * index is applied here) and fl_group_rebuild callback for REBUILD (the
  * leader's snapshot is restored here): the value is that index. */
@@ -155,7 +178,10 @@ static void request_index_done(void *arg, int rv, uint64_t result, uint64_t lead
 	struct pending *p = arg;
 
 	if (rv != 0) {
-		pending_set_error(p, rv, leader);
+		if (p->op == CLIENT_OP_REBUILD)
+			pending_set_rebuild_error(p, rv, leader);
+		else
+			pending_set_error(p, rv, leader);
 		worker_complete(p);
 		return;
 	}
@@ -240,6 +266,11 @@ void pending_free(struct pending *p)
 	free(p);
 }
 
+static bool request_is_write(uint32_t op)
+{
+	return op == CLIENT_OP_PUT || op == CLIENT_OP_DELETE || op == CLIENT_OP_CAS;
+}
+
 static bool request_is_membership(uint32_t op)
 {
 	return op >= CLIENT_OP_JOIN && op <= CLIENT_OP_DROP;
@@ -279,6 +310,16 @@ static_assert((int)KV_OP_DELETE == (int)CLIENT_OP_DELETE,
 static_assert((int)KV_OP_CAS == (int)CLIENT_OP_CAS, "KV commands use the protocol's op codes");
 static_assert(KV_ABSENT == CLIENT_ABSENT, "one marker for an absent key");
 static_assert(KV_KEY_SIZE_MAX == CLIENT_KEY_SIZE_MAX, "one key size limit");
+
+/* The log entry a write becomes: key + expected + value + the KV header. */
+static uint64_t request_entry_size(const struct client_request *req)
+{
+	uint64_t expected = req->op == CLIENT_OP_CAS && req->expected_size != CLIENT_ABSENT
+				? req->expected_size
+				: 0;
+
+	return (uint64_t)KV_CMD_HEADER_SIZE + req->key_size + expected + req->value_size;
+}
 
 /* Encode req as a KV command in the worker's scratch buffer and propose it. */
 static int request_propose(struct conn *c, const struct client_request *req, struct pending *p)
@@ -403,6 +444,14 @@ static void request_handle(struct conn *c, const struct client_request *req)
 	struct pending *p;
 	int rv;
 
+	/* Groups are numbered from 1 (any u64 above 0: a node may host groups
+	 * beyond its --groups by JOIN); only CHECK_STATUS, which is about the
+	 * node, ignores the field. The request was well framed: go on. */
+	if (req->group == 0 && req->op != CLIENT_OP_CHECK_STATUS) {
+		conn_respond_text(c, CLIENT_STATUS_BAD_REQUEST, req->request_id, 0,
+				  "group 0 is out of range: groups are numbered from 1");
+		return;
+	}
 	if (req->op == CLIENT_OP_LOCAL_GET) {
 		request_local_get(c, req);
 		return;
@@ -448,6 +497,18 @@ static void request_handle(struct conn *c, const struct client_request *req)
 		p->status = CLIENT_STATUS_RETRY;
 		p->leader = server_leader_hint(s, req->group);
 		pending_set_text(p, fl_strerror(rv));
+	} else if (request_is_write(req->op) && rv == -EMSGSIZE) {
+		char text[160];
+
+		pending_set_error(p, rv, 0);
+		snprintf(text, sizeof(text),
+			 "write of %llu bytes (key, value and %u bytes of header) exceeds "
+			 "--entry-size-max %u",
+			 (unsigned long long)request_entry_size(req), KV_CMD_HEADER_SIZE,
+			 s->opt.entry_size_max);
+		pending_set_text(p, text);
+	} else if (req->op == CLIENT_OP_REBUILD) {
+		pending_set_rebuild_error(p, rv, 0);
 	} else {
 		pending_set_error(p, rv, 0);
 	}
@@ -460,14 +521,21 @@ void request_process(struct conn *c)
 {
 	while (!c->closed && conn_can_start(c) && c->in_end > c->in_start) {
 		struct client_request req;
-		int n = client_request_decode(c->in + c->in_start, c->in_end - c->in_start, &req);
+		struct client_refusal why;
+		int n = client_request_decode_why(c->in + c->in_start, c->in_end - c->in_start,
+						  &req, &why);
 
 		if (n == 0)
 			break;
 		if (n < 0) {
 			conn_respond_text(c, CLIENT_STATUS_BAD_REQUEST, req.request_id, 0,
-					  "malformed request");
-			c->closing = true;
+					  why.text);
+			if (why.skip > 0) {
+				/* Well framed, refused for its content: go on. */
+				c->in_start += why.skip;
+				continue;
+			}
+			c->closing = true; /* The stream is out of step: close. */
 			break;
 		}
 		c->in_start += (uint32_t)n;

@@ -241,6 +241,44 @@ static void test_keys_over_the_limit_are_refused(void **state)
 	free(buf);
 }
 
+/* Each refusal names the field and the limit, and says whether the stream
+ * can go on: only a well-framed request refused for its content can. */
+static void test_refusals_say_why_and_whether_to_close(void **state)
+{
+	static unsigned char key[CLIENT_KEY_SIZE_MAX + 1];
+	struct client_request req = {
+	    .op = CLIENT_OP_GET, .request_id = 5, .group = 1, .key = "key", .key_size = 3};
+	struct client_request got;
+	struct client_refusal why;
+	uint32_t size, big = CLIENT_REQUEST_HEADER_SIZE + 4 + sizeof(key);
+	unsigned char *buf = encode(&req, &size);
+	unsigned char *huge = calloc(1, big);
+
+	(void)state;
+	assert_non_null(huge);
+	le_put32(buf + 4, 77);
+	assert_int_equal(client_request_decode_why(buf, size, &got, &why), -EBADMSG);
+	assert_string_equal(why.text, "unknown op 77 (ops are 1 to 18)");
+	assert_int_equal(why.skip, 0);
+	le_put32(buf + 4, CLIENT_OP_GET);
+	le_put32(buf + 24, 2);
+	assert_int_equal(client_request_decode_why(buf, size, &got, &why), -EBADMSG);
+	assert_string_equal(why.text, "GET body of 7 bytes, but key_size 2 makes 6");
+	assert_int_equal(why.skip, 0);
+	le_put32(buf, CLIENT_REQUEST_SIZE_MAX + 1);
+	assert_int_equal(client_request_decode_why(buf, 4, &got, &why), -EBADMSG);
+	assert_string_equal(why.text, "request size 16777217 exceeds the 16777216-byte limit");
+	assert_int_equal(why.skip, 0);
+	le_put32(huge, big - 4);
+	le_put32(huge + 4, CLIENT_OP_GET);
+	le_put32(huge + 24, sizeof(key));
+	assert_int_equal(client_request_decode_why(huge, big, &got, &why), -EBADMSG);
+	assert_string_equal(why.text, "key of 65537 bytes exceeds the 65536-byte limit");
+	assert_int_equal(why.skip, big);
+	free(huge);
+	free(buf);
+}
+
 static void test_responses_round_trip(void **state)
 {
 	struct client_response resp = {.status = CLIENT_STATUS_CAS_MISMATCH,
@@ -434,6 +472,7 @@ int main(void)
 	    cmocka_unit_test(test_oversized_requests_fail_from_the_size_field),
 	    cmocka_unit_test(test_malformed_bodies_are_rejected_with_their_id),
 	    cmocka_unit_test(test_keys_over_the_limit_are_refused),
+	    cmocka_unit_test(test_refusals_say_why_and_whether_to_close),
 	    cmocka_unit_test(test_responses_round_trip),
 	    cmocka_unit_test(test_random_bytes_decode_safely),
 	    cmocka_unit_test(test_pipelined_requests_and_out_of_order_answers),

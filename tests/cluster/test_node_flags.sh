@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# flotilla-node refuses every flag combination that breaks a rule, before it
+# starts anything, with exit status 2 and a line naming the flags, their
+# values and the rule; and a combination that keeps the rules starts.
+#
+#   test_node_flags.sh FLOTILLA_NODE
+#
+# Each run is bounded (timeout); the one node started is stopped by its PID.
+set -uo pipefail
+
+node_bin=$1
+dir=$(mktemp -d "${TMPDIR:-/tmp}/flotilla-flags.XXXXXX")
+failed=0
+pid=
+cleanup() {
+	[ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null
+	rm -rf "$dir"
+}
+trap cleanup EXIT
+
+# refused WANT_TEXT FLAGS...: run the node with FLAGS; it must exit 2 at once
+# and say WANT_TEXT on stderr.
+refused() {
+	local want=$1 status=0 out
+	shift
+	out=$(timeout 10 "$node_bin" --id 1 --data "$dir/data" --listen 127.0.0.1:0 \
+		--client 127.0.0.1:0 "$@" 2>&1 >/dev/null) || status=$?
+	if [ "$status" -ne 2 ] || [[ $out != *"$want"* ]]; then
+		echo "FAIL: $*: exit $status, want 2 and \"$want\"; said:"
+		printf '%s\n' "$out" | head -5
+		failed=1
+		return
+	fi
+	echo "ok: $*: $(printf '%s\n' "$out" | head -1)"
+}
+
+refused "--election-ms 100 must be at least 2 x --heartbeat-ms 100 (200)" \
+	--election-ms 100 --heartbeat-ms 100
+refused "--election-ms 150 must be at least 2 x --heartbeat-ms 100 (200)" \
+	--election-ms 150 --heartbeat-ms 100
+refused "--heartbeat-ms 100 must be at least --tick-ms 1000" \
+	--election-ms 50 --tick-ms 1000
+refused "--election-ms 60 must be at least 5 x --tick-ms 20 (100)" \
+	--election-ms 60 --heartbeat-ms 20 --tick-ms 20
+refused "--entry-size-max 17000000: must be a whole number from 64 to 16777216" \
+	--entry-size-max 17000000
+refused "--members names node 3, which is neither this node (--id 1) nor a --peer" \
+	--peer 2=127.0.0.1:7000 --members 1,2,3 --groups 1
+refused "--peer 2=no-such-host.invalid:7000: host 'no-such-host.invalid' does not resolve" \
+	--peer 2=no-such-host.invalid:7000
+refused "--peer 2=127.0.0.1:99999: port '99999' is not a number from 1 to 65535" \
+	--peer 2=127.0.0.1:99999
+refused "--peer 2=127.0.0.1: address '127.0.0.1' is not HOST:PORT" --peer 2=127.0.0.1
+refused "--peer 1=127.0.0.1:7000: node 1 is this node" --peer 1=127.0.0.1:7000
+refused "--listen 127.0.0.1:x: port 'x' is not a number from 0 to 65535" \
+	--listen 127.0.0.1:x
+refused "--listen 127.0.0.1:7000 and --client 127.0.0.1:7000: the peer and the client" \
+	--listen 127.0.0.1:7000 --client 127.0.0.1:7000
+refused "--join on and --groups 5 conflict" --join on --groups 5
+refused "--members must include this node (--id 1) to create --groups 2" \
+	--peer 2=127.0.0.1:7000 --members 2 --groups 2
+refused "--quiesce maybe: must be on or off" --quiesce maybe
+
+# The rules' edges are allowed: election = 2 heartbeats = 5 ticks.
+"$node_bin" --id 1 --data "$dir/ok" --listen 127.0.0.1:0 --client 127.0.0.1:0 --groups 1 \
+	--tick-ms 20 --heartbeat-ms 50 --election-ms 100 >"$dir/ok.out" 2>"$dir/ok.err" &
+pid=$!
+status=
+for _ in $(seq 100); do
+	grep -q "^flotilla-node 1 ready" "$dir/ok.out" 2>/dev/null && break
+	if ! kill -0 "$pid" 2>/dev/null; then
+		wait "$pid"
+		status=$?
+		break
+	fi
+	sleep 0.1
+done
+if [ "$status" = 4 ]; then
+	echo "io_uring is not available here: the start of a good configuration is not checked"
+elif grep -q "^flotilla-node 1 ready" "$dir/ok.out"; then
+	echo "ok: a configuration at the rules' edges starts"
+	kill -TERM "$pid"
+	wait "$pid" || { echo "FAIL: exit $? after SIGTERM"; failed=1; }
+else
+	echo "FAIL: a configuration at the rules' edges did not start (status ${status:-none}):"
+	tail -5 "$dir/ok.err"
+	failed=1
+fi
+pid=
+exit "$failed"
