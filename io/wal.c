@@ -667,6 +667,13 @@ static void wal_batch_done(struct wal *wal, struct wal_batch *batch)
 	}
 	DEBUG_ASSERT(wal_batch_verifies(batch));
 	ASSERT(batch->number == wal->durable_batch + 1); /* Durable in order, one by one. */
+	/* The first batch of a segment: the chain file names it as the tail
+	 * before anything in it is reported durable (io/wal_chain.c). */
+	if (batch->head_size != 0 && wal_chain_note_tail(wal, batch->seq) != 0) {
+		wal->writing_batch = 0;
+		wal_fail(wal, WAL_ERR_FAILED, true);
+		return;
+	}
 	batch->state = WAL_BATCH_DURABLE;
 	wal->durable_batch = batch->number;
 	wal->writing_batch = 0;
@@ -838,6 +845,7 @@ static void wal_free(struct wal *wal)
 	free(wal->spares);
 	free(wal->groups);
 	free(wal->batches);
+	wal_chain_close(wal);
 	if (wal->dir_fd >= 0)
 		close(wal->dir_fd);
 	wal->segments = wal->spares = NULL;
@@ -877,6 +885,7 @@ int wal_init(struct wal *wal, struct loop *loop, const char *dir, const struct w
 	wal->loop = loop;
 	wal->config = *config;
 	wal->dir_fd = -1;
+	wal->chain_fd = -1;
 	wal->next_batch = 1;
 	wal->next_seq = 1;
 	rv = wal_config_check(wal, config);
