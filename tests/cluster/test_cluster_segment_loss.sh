@@ -16,7 +16,7 @@
 #   3. A random file named like a segment: moved into damaged/, no group
 #      repairs, nothing acknowledged is lost.
 #
-#   test_cluster_segment_loss.sh FLOTILLA_NODE KVCHECK CLUSTER_CHECK FLOTILLA_WAL TOOLS_CLUSTER WORK_DIR
+#   test_cluster_segment_loss.sh FLOTILLA_NODE KVCHECK CLUSTER_CHECK FLOTILLA_WAL FLOTILLA_LOAD TOOLS_CLUSTER WORK_DIR
 #
 # The cluster lives in a temporary directory under WORK_DIR, on a random base
 # port, and is stopped by PID (tools/cluster stop) on every exit. Every wait
@@ -26,7 +26,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/cluster_lib.sh"
 
 node_bin=$(realpath "$1") kvcheck_bin=$(realpath "$2") check_bin=$(realpath "$3")
-wal_bin=$(realpath "$4") cluster=$(realpath "$5") work_dir=$6
+wal_bin=$(realpath "$4") load_bin=$(realpath "$5") cluster=$(realpath "$6") work_dir=$7
 groups=6
 
 mkdir -p "$work_dir"
@@ -70,7 +70,7 @@ kv() { # nodes args...
 
 # The segments in use on node 3, oldest first (from flotilla-wal stat).
 segments() {
-	"$wal_bin" stat "$wal_dir" | awk '/^[0-9a-f]{16}\.wal / { print $1 }'
+	"$wal_bin" stat "$wal_dir" | awk '$1 ~ /^[0-9a-f]+\.wal$/ { print $1 }'
 }
 
 # Stop node 3, damage its WAL with $1 (a function taking the segment file),
@@ -124,6 +124,11 @@ delete() {
 step "acknowledged writes in every group, over several segments"
 for round in 1 2 3 4 5 6 7 8; do
 	kv "$all" put --prefix "a$round" --keys 100 --ack "$ack"
+	# Bulk writes (not checked) to fill segments: a WAL segment is at
+	# least four batches of 1 MiB.
+	"$load_bin" --cluster-dir "$dir" --groups "$groups" --mode closed --concurrency 32 \
+		--read-ratio 0 --value-size 4000 --keys 2000 --duration 2 --warmup 0 \
+		>"$dir/load.out" 2>&1 || fail "flotilla-load failed: $(tail -n 3 "$dir/load.out")"
 	"$cluster" stop --dir "$dir" --node 3
 	used=$(segments | wc -l)
 	"$cluster" start --dir "$dir" --node 3
@@ -137,7 +142,7 @@ step "1. stop node 3; zero its newest segment"
 "$cluster" stop --dir "$dir" --node 3
 seg=$(segments | tail -n 1)
 lose zero "$seg"
-[ -f "$wal_dir/damaged/$seg.wal" ] || fail "the zeroed segment was not moved into damaged/"
+[ -f "$wal_dir/damaged/$seg" ] || fail "the zeroed segment was not moved into damaged/"
 
 step "2. stop node 3; delete a segment before its newest"
 "$cluster" stop --dir "$dir" --node 3
