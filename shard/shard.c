@@ -509,7 +509,10 @@ bool shard_group_state(struct shard *s, uint64_t group, struct shard_group_state
 	*state = (struct shard_group_state){.term = raft_term(&g->raft),
 					    .commit_index = raft_commit_index(&g->raft),
 					    .applied_index = raft_applied_index(&g->raft),
-					    .leader = raft_is_leader(&g->raft)};
+					    .leader = raft_is_leader(&g->raft),
+					    .vote_term = g->hard_term,
+					    .vote = g->hard_vote,
+					    .vote_durable = wal_durable(&s->wal) >= wal_position(&s->wal)};
 	return true;
 }
 
