@@ -16,6 +16,17 @@
  * its records end: recovery then knows where every closed segment must end,
  * and a bad record before that point is corruption, not a torn tail.
  *
+ * Which segments are in use is recoverable from the segments and one small
+ * file: each header names the segment before it, and the chain file
+ * (wal_chain.c) names the oldest and the newest in use, written before
+ * either end moves (the newest once a segment's first batch is durable,
+ * before that batch is reported durable). A segment in use that is missing,
+ * zeroed, truncated or replaced is then a lost segment, never a spare;
+ * files that fail identification are moved into damaged/, never removed
+ * (wal_files.c). Segment format 3 marks a WAL that keeps a chain file; a WAL
+ * of format-2 segments only (same layout) gets one on open, and format 1
+ * is refused.
+ *
  * Batch buffers are reused in a ring (batch n uses buffer n % count); the
  * durable ones still in the ring serve reads of recent entries.
  *
@@ -32,7 +43,8 @@
  * A short write resubmits the rest. Recovery refuses a WAL with a bad record
  * or an index gap anywhere but at the tail, unless asked to salvage: then
  * the groups the bad records belong to (all of them when a record's header
- * is bad too) are reported damaged, for the caller to repair from peers. A process that dies with
+ * is bad too, or a whole segment was lost) are reported damaged, for the
+ * caller to repair from peers. A process that dies with
  * direct writes in flight leaves them to land after its exit: recovery waits for them first (see
  * wal_file_open in wal_recover.c).
  *

@@ -512,7 +512,8 @@ bool shard_group_state(struct shard *s, uint64_t group, struct shard_group_state
 					    .leader = raft_is_leader(&g->raft),
 					    .vote_term = g->hard_term,
 					    .vote = g->hard_vote,
-					    .vote_durable = wal_durable(&s->wal) >= wal_position(&s->wal)};
+					    .vote_durable =
+						wal_durable(&s->wal) >= wal_position(&s->wal)};
 	return true;
 }
 
