@@ -10,13 +10,17 @@
  *      ways or one), pauses and crashes nodes (unsynced writes lost or torn),
  *      slows disks and fails them (fdatasync or write EIO, ENOSPC: the node
  *      is crashed and restarted, as an operator would), and flips bits in the
- *      closed WAL segments or snapshot files of a stopped node (they must be
- *      refused: that node stays down for the rest of the seed);
+ *      closed WAL segments or snapshot files of a stopped node, or loses a
+ *      whole segment file of it (deleted, zeroed, truncated, replaced by
+ *      foreign bytes), on a minority of nodes: the damaged groups repair
+ *      from their peers;
  *   3. heal everything, restart the nodes that are down (not the corrupt
  *      ones), and require a new proposal in every group to commit within a
  *      bounded virtual time, then every live replica to apply every
  *      acknowledged proposal.
  * Checks, after every round of turns: at most one leader per term per group;
+ * no node holds two votes in one term of a group (votes it held durably are
+ * remembered across its crashes and losses);
  * every entry applied at an index is the one every other replica applied
  * there (so applied sequences are prefixes of one another), no value is
  * applied at two indexes, no replica applies an index twice, an acknowledged
