@@ -250,6 +250,11 @@ static void wal_files_lost(struct wal *wal, struct wal_file *files, uint32_t cou
 	char name[SEGMENT_NAME_SIZE];
 
 	segment_name(name, seq);
+	if (seq <= wal->chain_loss) {
+		/* Found and handled at an earlier start: the chain file kept it. */
+		wal_files_note(wal, "segment %s was lost at an earlier start", name);
+		return;
+	}
 	wal_files_note(wal, "segment %s (%s) is lost: %s", name, where,
 		       file == NULL ? "the file is missing" : file->why);
 	wal->stats.segments_lost++;

@@ -430,7 +430,8 @@ int shard_start(struct shard **out, const struct shard_config *config, char *why
 		goto err_after_loop;
 	}
 	s->now_ms = loop_now_ns(&s->loop) / 1000000;
-	if (wal_loss_why(&s->wal)[0] != '\0')
+	if (wal_loss_why(&s->wal)[0] != '\0' &&
+	    (s->wal.stats.segments_lost > 0 || s->wal.stats.files_foreign > 0))
 		log_print(config->node_id, "shard %u: WAL %s: %s%s", config->shard_index,
 			  config->wal_dir, wal_loss_why(&s->wal),
 			  s->wal.stats.segments_lost > 0

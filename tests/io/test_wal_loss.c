@@ -204,6 +204,13 @@ static void fx_reset_and_reopen(struct fx *fx)
 		assert_int_equal(wg->last_index, 5);
 		assert_true(wg->hard.repairing);
 	}
+	assert_int_equal(fx->wal.stats.segments_lost, 0); /* Known since the last start. */
+	wal_deinit(&fx->wal);
+	/* Nor is it reported lost again without salvage (flotilla-wal verify). */
+	config.salvage = false;
+	config.read_only = true;
+	assert_int_equal(wal_init(&fx->wal, NULL, fx->dir, &config), 0);
+	assert_true(wal_has_lost_segments(&fx->wal));
 	wal_deinit(&fx->wal);
 }
 
