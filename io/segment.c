@@ -9,8 +9,13 @@
  * SEGMENT HEADER: 64 bytes at offset 0, written with the first batch.
  *    0: u64 checksum       XXH3-64 (seed 0) of bytes 8..63
  *    8: u64 magic          "FLOTWAL1"
- *   16: u32 version        2 (version 1 had one 64-bit record checksum; it
- *                          is refused with a clear error)
+ *   16: u32 version        3; 2 is read too (version 1 had one 64-bit record
+ *                          checksum; it is refused with a clear error). The
+ *                          layout of 2 and 3 is the same: 3 says the WAL
+ *                          keeps a chain file (io/wal_chain.c), so a WAL of
+ *                          version 3 segments without one has lost it, while
+ *                          one of version 2 segments only was written before
+ *                          chain files existed and gets one on open.
  *   20: u32 batch_size_max largest single write into this segment
  *   24: u64 seq            sequence number, as in the file name
  *   32: u64 size           file size in bytes
@@ -129,8 +134,10 @@ int segment_header_get(const uint8_t *buf, struct segment_header *header)
 {
 	if (le_get64(buf) != XXH3_64bits(buf + 8, SEGMENT_HEADER_SIZE - 8))
 		return WAL_ERR_CORRUPT;
-	if (le_get64(buf + 8) != SEGMENT_MAGIC || le_get32(buf + 16) != SEGMENT_VERSION)
+	if (le_get64(buf + 8) != SEGMENT_MAGIC || le_get32(buf + 16) < SEGMENT_VERSION_MIN ||
+	    le_get32(buf + 16) > SEGMENT_VERSION)
 		return WAL_ERR_CORRUPT;
+	header->version = le_get32(buf + 16);
 	header->batch_size_max = le_get32(buf + 20);
 	header->seq = le_get64(buf + 24);
 	header->size = le_get64(buf + 32);

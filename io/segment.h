@@ -15,7 +15,8 @@
 #define SEGMENT_ENTRY_META_SIZE    8  /* size + type of one entry. */
 #define SEGMENT_HARD_SIZE          24 /* Payload of a hard-state record. */
 #define SEGMENT_NAME_SIZE          24 /* "%016x.wal" and the NUL. */
-#define SEGMENT_VERSION            2
+#define SEGMENT_VERSION            3
+#define SEGMENT_VERSION_MIN        2 /* Read still; a WAL of them gets its chain file on open. */
 #define SEGMENT_BATCH_MAX          (UINT64_MAX / 2) /* A record's batch number is at most this. */
 
 enum segment_record_type {
@@ -51,6 +52,7 @@ struct segment_header {
 	uint64_t prev_seq;       /* The segment written before this one; 0 if none. */
 	uint64_t first_batch;    /* Batch number of the first batch written here. */
 	uint32_t batch_size_max; /* Largest single write; bounds a torn tail. */
+	uint32_t version;        /* Decoded only: SEGMENT_VERSION_MIN..SEGMENT_VERSION. */
 };
 
 /* A decoded record. payload points into the buffer that was decoded. */
@@ -83,7 +85,7 @@ uint32_t segment_entries_payload_size(uint32_t count, uint64_t data_size);
 void segment_header_put(uint8_t *out, const struct segment_header *header);
 
 /* Decode and verify a segment header. Returns 0, or WAL_ERR_CORRUPT when the
- * magic, version or checksum is wrong. */
+ * magic, version (SEGMENT_VERSION_MIN..SEGMENT_VERSION) or checksum is wrong. */
 int segment_header_get(const uint8_t *buf, struct segment_header *header);
 
 /* The format version of a segment header whose checksum and magic verify,

@@ -16,6 +16,17 @@
  * its records end: recovery then knows where every closed segment must end,
  * and a bad record before that point is corruption, not a torn tail.
  *
+ * Which segments are in use is recoverable from the segments and one small
+ * file: each header names the segment before it, and the chain file
+ * (wal_chain.c) names the oldest and the newest in use, written before
+ * either end moves (the newest once a segment's first batch is durable,
+ * before that batch is reported durable). A segment in use that is missing,
+ * zeroed, truncated or replaced is then a lost segment, never a spare;
+ * files that fail identification are moved into damaged/, never removed
+ * (wal_files.c). Segment format 3 marks a WAL that keeps a chain file; a WAL
+ * of format-2 segments only (same layout) gets one on open, and format 1
+ * is refused.
+ *
  * Batch buffers are reused in a ring (batch n uses buffer n % count); the
  * durable ones still in the ring serve reads of recent entries.
  *
@@ -32,7 +43,8 @@
  * A short write resubmits the rest. Recovery refuses a WAL with a bad record
  * or an index gap anywhere but at the tail, unless asked to salvage: then
  * the groups the bad records belong to (all of them when a record's header
- * is bad too) are reported damaged, for the caller to repair from peers. A process that dies with
+ * is bad too, or a whole segment was lost) are reported damaged, for the
+ * caller to repair from peers. A process that dies with
  * direct writes in flight leaves them to land after its exit: recovery waits for them first (see
  * wal_file_open in wal_recover.c).
  *
@@ -667,6 +679,13 @@ static void wal_batch_done(struct wal *wal, struct wal_batch *batch)
 	}
 	DEBUG_ASSERT(wal_batch_verifies(batch));
 	ASSERT(batch->number == wal->durable_batch + 1); /* Durable in order, one by one. */
+	/* The first batch of a segment: the chain file names it as the tail
+	 * before anything in it is reported durable (io/wal_chain.c). */
+	if (batch->head_size != 0 && wal_chain_note_tail(wal, batch->seq) != 0) {
+		wal->writing_batch = 0;
+		wal_fail(wal, WAL_ERR_FAILED, true);
+		return;
+	}
 	batch->state = WAL_BATCH_DURABLE;
 	wal->durable_batch = batch->number;
 	wal->writing_batch = 0;
@@ -838,6 +857,7 @@ static void wal_free(struct wal *wal)
 	free(wal->spares);
 	free(wal->groups);
 	free(wal->batches);
+	wal_chain_close(wal);
 	if (wal->dir_fd >= 0)
 		close(wal->dir_fd);
 	wal->segments = wal->spares = NULL;
@@ -877,6 +897,7 @@ int wal_init(struct wal *wal, struct loop *loop, const char *dir, const struct w
 	wal->loop = loop;
 	wal->config = *config;
 	wal->dir_fd = -1;
+	wal->chain_fd = -1;
 	wal->next_batch = 1;
 	wal->next_seq = 1;
 	rv = wal_config_check(wal, config);

@@ -200,6 +200,16 @@ struct wal_stats {
 				   * a record of the last batches cut short. */
 	uint64_t torn_seq;
 	uint64_t torn_offset;
+	/* Whole segments: files of the chain (see io/wal_chain.c) that are
+	 * missing or fail identification (zeroed, truncated, foreign), the
+	 * highest lost segment (every group is damaged from there: the
+	 * records lost could be anyone's), and files in the directory that
+	 * are neither segments nor spares of this WAL (moved aside into
+	 * damaged/ unless read-only; never removed). wal_loss_why() names them. */
+	uint64_t segments_lost;
+	uint64_t lost_seq;
+	uint64_t files_foreign;
+	bool chain_lost; /* The chain file itself was missing or failed its check. */
 };
 
 /* Visible so callers can embed it; only io/wal*.c touch fields. */
@@ -229,6 +239,13 @@ struct wal {
 	uint64_t reclaim_barrier; /* ... once this batch is durable. */
 	uint32_t reads_inflight;
 	uint64_t tail_zero_end; /* Recovery: zero the tail segment from its end to here. */
+	int chain_fd;           /* The chain file (io/wal_chain.c); -1 when read-only. */
+	uint64_t chain_gen;     /* Generation of its newest slot. */
+	uint64_t chain_head;    /* Oldest segment in use, as the chain file says; 0 if none. */
+	uint64_t chain_tail;    /* Newest segment in use whose first batch is durable. */
+	uint64_t chain_loss;    /* A segment up to here was lost: groups are damaged from the
+				 * first segment after it, at every start, until reclaimed. */
+	char loss_why[600];     /* Recovery: the lost segments and foreign files, named. */
 	struct wal_stats stats;
 };
 
@@ -278,6 +295,17 @@ void wal_deinit(struct wal *wal);
 
 /* A sentence saying why the last call failed or why the WAL stopped. */
 const char *wal_why(const struct wal *wal);
+
+/* After wal_init(): the segments found lost and the files moved aside (or,
+ * read-only, that would be), each named with why; "" when none. */
+const char *wal_loss_why(const struct wal *wal);
+
+/* Whether some segment of this WAL was lost (now or at an earlier start,
+ * until the segments written before the loss are reclaimed): every group
+ * recovered is damaged unless reset since, and a group the WAL does not
+ * know may have had all its records in the lost segment. The caller starts
+ * such a group (wal_group_find() NULL) as a repairing member too. */
+bool wal_has_lost_segments(const struct wal *wal);
 
 /* Append entries first_index, first_index + 1, ... of group. A first_index
  * at or below the group's last index overwrites the log from there (a

@@ -7,6 +7,9 @@
  *   wal_reclaim.c  freeing disk: retiring dead segments, rewriting pinning
  *                  groups forward (through the core's appends)
  *   wal_recover.c  rebuilding every group on open, torn tails, salvage
+ *   wal_files.c    recovery's view of the directory: which file is a
+ *                  segment in use, a spare, lost or foreign
+ *   wal_chain.c    the chain file: the ends of the segments in use
  *   wal_read.c     reading entries back from the batch cache or the files
  *   wal_segments.c segment files: create, preallocate, spares, rotate
  *   wal_index.c    the per-group index: group table, runs of live entries,
@@ -152,6 +155,55 @@ int wal_read_file(int fd, uint8_t *buf, uint64_t size, uint64_t offset);
 /* The bytes of the record run points at, from the batch cache or its
  * segment file, into out[run->size]. Unverified. */
 int wal_read_record(const struct wal *wal, const struct wal_run *run, uint8_t *out);
+
+/* wal_chain.c: the chain file. */
+
+#define WAL_CHAIN_NAME "chain"
+
+/* Read the chain file into wal->chain_*; *found says whether it exists.
+ * Returns 0, WAL_ERR_CORRUPT (it exists but no slot verifies) or -errno.
+ * Unless read-only, its descriptor stays open for wal_chain_write(). */
+int wal_chain_read(struct wal *wal, bool *found);
+
+/* Write wal->chain_head, _tail and _loss durably (creating the file if
+ * needed). Synchronous: a pwrite and an fdatasync. Returns 0 or -errno. */
+int wal_chain_write(struct wal *wal);
+
+/* The first batch of segment seq is durable: move the tail to it (before
+ * that batch is reported durable). Returns 0 or -errno (wal_why says). */
+int wal_chain_note_tail(struct wal *wal, uint64_t seq);
+
+void wal_chain_close(struct wal *wal);
+
+/* wal_files.c: recovery's view of the directory. */
+
+/* A file named like a segment, as recovery found it. */
+struct wal_file {
+	uint64_t seq;
+	int fd;
+	uint64_t size;
+	bool valid; /* Its header verifies and matches its name and size. */
+	/* Its header fails, but its first record verifies as one written to
+	 * this segment: the header is damaged, the file is no spare. */
+	bool header_damaged;
+	bool used;       /* A segment in use: its records are the log. */
+	bool spare;      /* Identified as a spare (or a dead segment): recycled. */
+	bool foreign;    /* Fails identification: moved aside, never removed. */
+	const char *why; /* Why it is no segment (static text). */
+	struct segment_header header;
+};
+
+/* List and open every file named like a segment, sorted by sequence number,
+ * identify each, read the chain file and check the chain: *files[i].used
+ * are the segments to scan, in order. Lost segments are named in
+ * wal_loss_why() and counted in stats (without salvage they refuse the
+ * WAL: WAL_ERR_CORRUPT). Returns 0, -ENOTSUP (a format-1 segment), -errno,
+ * or WAL_ERR_CORRUPT. The caller frees *files and closes their fds. */
+int wal_files_load(struct wal *wal, struct wal_file **files, uint32_t *count);
+
+/* Unless read-only, move the files that failed identification into the
+ * directory's damaged/ subdirectory. Returns 0 or -errno. */
+int wal_files_settle(struct wal *wal, struct wal_file *files, uint32_t count);
 
 /* wal_recover.c: recovery. */
 

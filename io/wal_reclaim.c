@@ -102,6 +102,34 @@ static int wal_segment_retire(struct wal *wal)
 	return 0;
 }
 
+/* Before the oldest segments are retired, the chain file's head moves to
+ * the first one that stays (io/wal_chain.c): a crash in between leaves
+ * dead segments before the head, not a head that is missing. Never past
+ * the chain's tail (a segment whose first batch is not durable yet). Once
+ * a segment written after a loss goes, every group has long been started
+ * since the loss: the loss is forgotten. */
+static int wal_reclaim_move_head(struct wal *wal)
+{
+	uint64_t head = wal->chain_head;
+	int rv;
+
+	for (uint32_t i = 0; i + 1 < wal->segments_count; i++) {
+		if (wal->segments[i].seq > wal->reclaim_seq ||
+		    wal->segments[i + 1].seq > wal->chain_tail)
+			break;
+		head = wal->segments[i + 1].seq;
+	}
+	if (head == wal->chain_head)
+		return 0;
+	if (wal->chain_loss != 0 && wal->chain_loss < wal->segments[0].seq)
+		wal->chain_loss = 0;
+	wal->chain_head = head;
+	rv = wal_chain_write(wal);
+	if (rv != 0)
+		wal_say(wal, "writing the WAL's chain file failed: %s", err_str(rv));
+	return rv;
+}
+
 /* Retire the segments decided on, once what made them dead is durable. */
 static int wal_reclaim_execute(struct wal *wal)
 {
@@ -111,7 +139,9 @@ static int wal_reclaim_execute(struct wal *wal)
 	if (wal->reclaim_seq == 0 || wal->durable_batch < wal->reclaim_barrier ||
 	    wal->reads_inflight > 0)
 		return 0;
-	while (wal->segments_count > 1 && wal->segments[0].seq <= wal->reclaim_seq) {
+	rv = wal_reclaim_move_head(wal);
+	while (rv == 0 && wal->segments_count > 1 && wal->segments[0].seq <= wal->reclaim_seq &&
+	       wal->segments[1].seq <= wal->chain_tail) {
 		rv = wal_segment_retire(wal);
 		if (rv != 0)
 			break;

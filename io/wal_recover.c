@@ -28,141 +28,6 @@
 #include "base/err.h"
 #include "io/wal_internal.h"
 
-struct wal_file {
-	uint64_t seq;
-	int fd;
-	uint64_t size;
-	bool valid; /* Its header verifies and matches its name and size. */
-	/* Its header fails, but its first record verifies as one written to
-	 * this segment: the header is damaged, the file is no spare. */
-	bool header_damaged;
-	struct segment_header header;
-};
-
-static int wal_file_compare(const void *a, const void *b)
-{
-	const struct wal_file *x = a, *y = b;
-
-	return x->seq < y->seq ? -1 : x->seq > y->seq;
-}
-
-static int wal_list(struct wal *wal, struct wal_file **out, uint32_t *count)
-{
-	struct wal_file *files = NULL;
-	uint32_t n = 0, cap = 0;
-	struct dirent *e;
-	int fd = dup(wal->dir_fd);
-	DIR *dir;
-
-	if (fd < 0)
-		return -errno;
-	dir = fdopendir(fd);
-	if (dir == NULL) {
-		close(fd);
-		return -errno;
-	}
-	rewinddir(dir);
-	while ((e = readdir(dir)) != NULL) {
-		uint64_t seq;
-
-		if (!segment_parse_name(e->d_name, &seq))
-			continue;
-		if (n == cap) {
-			struct wal_file *more;
-
-			cap = cap ? cap * 2 : 16;
-			more = realloc(files, sizeof(*files) * cap);
-			if (more == NULL) {
-				free(files);
-				closedir(dir);
-				return -ENOMEM;
-			}
-			files = more;
-		}
-		files[n++] = (struct wal_file){.seq = seq, .fd = -1};
-	}
-	closedir(dir);
-	if (n > 0)
-		qsort(files, n, sizeof(*files), wal_file_compare);
-	*out = files;
-	*count = n;
-	return 0;
-}
-
-/* A file whose header fails is a spare (never used, or recycled: its old
- * records were written for another segment number) unless its first record
- * verifies as one written to this very segment: then its header is damaged
- * and the records after it are the log. Such a file is never taken for a
- * spare (that would drop durable records without a word): recovery refuses
- * it, or under salvage reads it with a header rebuilt from what is known
- * and repairs every group, since where the previous segment ended is lost
- * with the header. */
-static int wal_file_check_records(struct wal *wal, struct wal_file *file)
-{
-	uint8_t buf[SEGMENT_RECORD_HEADER_SIZE];
-	struct segment_record record;
-	int rv;
-
-	rv = wal_read_file(file->fd, buf, sizeof(buf), SEGMENT_HEADER_SIZE);
-	if (rv != 0)
-		return rv;
-	/* Only the record's header is read and checked: avail bounds its size. */
-	if (segment_record_head_get(buf, file->size - SEGMENT_HEADER_SIZE, file->seq, &record) != 0)
-		return 0;
-	file->header_damaged = true;
-	file->header = (struct segment_header){.seq = file->seq,
-					       .size = file->size,
-					       .first_batch = record.batch,
-					       .batch_size_max = wal->config.batch_size_max};
-	return 0;
-}
-
-static int wal_file_open(struct wal *wal, struct wal_file *file)
-{
-	char name[SEGMENT_NAME_SIZE];
-	uint8_t buf[SEGMENT_HEADER_SIZE];
-	struct stat st;
-	int rv;
-
-	segment_name(name, file->seq);
-	file->fd =
-	    openat(wal->dir_fd, name, (wal->config.read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
-	if (file->fd < 0 || fstat(file->fd, &st) != 0) {
-		rv = -errno;
-		wal_say(wal, "cannot open segment %s: %s", name, err_str(rv));
-		return rv;
-	}
-	file->size = (uint64_t)st.st_size;
-	if (file->size < SEGMENT_HEADER_SIZE)
-		return 0;
-	/* A process that died may still have direct writes in flight to this
-	 * file: io_uring does not wait for them at exit. A no-op fallocate
-	 * takes the inode lock and waits for in-flight direct I/O (ext4, XFS)
-	 * so that what we read is what stays. Best effort elsewhere. */
-	if (!wal->config.read_only)
-		(void)fallocate(file->fd, FALLOC_FL_KEEP_SIZE, 0, WAL_BLOCK_SIZE);
-	rv = wal_read_file(file->fd, buf, SEGMENT_HEADER_SIZE, 0);
-	if (rv != 0) {
-		wal_say(wal, "cannot read segment %s: %s", name, err_str(rv));
-		return rv;
-	}
-	if (segment_header_version(buf) != 0 && segment_header_version(buf) != SEGMENT_VERSION) {
-		wal_say(wal,
-			"segment %s has format version %d; this build reads version %d only "
-			"(record headers have their own check since version 2)",
-			name, segment_header_version(buf), SEGMENT_VERSION);
-		return -ENOTSUP;
-	}
-	file->valid = segment_header_get(buf, &file->header) == 0 &&
-		      file->header.seq == file->seq && file->header.size == file->size &&
-		      file->size % 8 == 0 && file->size <= WAL_SEGMENT_SIZE_MAX &&
-		      file->header.batch_size_max <= file->size;
-	if (!file->valid && file->size >= SEGMENT_HEADER_SIZE + SEGMENT_RECORD_HEADER_SIZE &&
-	    file->size % 8 == 0 && file->size <= WAL_SEGMENT_SIZE_MAX)
-		return wal_file_check_records(wal, file);
-	return 0;
-}
-
 static void wal_say_corrupt(struct wal *wal, uint64_t seq, uint64_t offset, const uint8_t *rec,
 			    uint64_t avail, const char *what)
 {
@@ -479,18 +344,18 @@ static int wal_recover_segment(struct wal *wal, const struct wal_file *file,
 	return rv;
 }
 
-/* Files after the last valid segment were prepared but never written (or
- * their first write was torn). Give them fresh sequence numbers: the seed
- * changes, so whatever is in them can never verify. */
-static int wal_recover_spares(struct wal *wal, struct wal_file *files, uint32_t from,
-			      uint32_t count)
+/* Spares (and dead segments, whose reclaim a crash interrupted) get fresh
+ * sequence numbers: the seed changes, so whatever is in them can never
+ * verify. They were identified as this WAL's (wal_files.c): one of another
+ * size, or beyond spares_max, is removed. */
+static int wal_recover_spares(struct wal *wal, struct wal_file *files, uint32_t count)
 {
-	for (uint32_t i = from; i < count; i++) {
+	for (uint32_t i = 0; i < count; i++) {
 		char name[SEGMENT_NAME_SIZE], target[SEGMENT_NAME_SIZE];
 
-		segment_name(name, files[i].seq);
-		if (wal->config.read_only)
+		if (!files[i].spare || wal->config.read_only)
 			continue;
+		segment_name(name, files[i].seq);
 		if (files[i].size != wal->config.segment_size ||
 		    wal->spares_count >= wal->config.spares_max) {
 			if (unlinkat(wal->dir_fd, name, 0) != 0)
@@ -625,21 +490,48 @@ static bool wal_recover_index_is_sane(const struct wal *wal)
 }
 #endif
 
+/* A segment was lost before seq (offset 0 of it), or at the end (seq 0):
+ * the records lost could be anyone's, so every group known so far is
+ * damaged, and so is every group first seen later (damage_all) unless a
+ * reset of its own comes first. */
+static void wal_recover_lost(struct wal *wal, uint64_t seq)
+{
+	for (uint32_t i = 0; i < wal->groups_cap; i++) {
+		struct wal_group *g = &wal->groups[i];
+
+		if (g->used)
+			wal_damage(wal, g, g->mark_index + 1, 0, seq, 0);
+	}
+	wal->damage_all = true;
+	wal->stats.damaged_unnamed = true;
+}
+
+/* Write the chain file as recovery leaves the WAL: the segments in use,
+ * and any loss (kept until reclaimed: see wal_chain.c). */
+static int wal_recover_chain(struct wal *wal)
+{
+	if (wal->config.read_only)
+		return 0;
+	wal->chain_head = wal->segments_count ? wal->segments[0].seq : 0;
+	wal->chain_tail = wal->segments_count ? wal_segments_tail(wal)->seq : 0;
+	return wal_chain_write(wal);
+}
+
 int wal_recover(struct wal *wal)
 {
 	struct wal_file *files = NULL;
-	uint32_t count = 0, valid_end = 0;
+	uint32_t count = 0, last_used = 0;
 	uint64_t last_batch = 0, size_max = 0;
+	bool lost_applied = false;
 	uint8_t *buf = NULL;
 	int rv;
 
-	rv = wal_list(wal, &files, &count);
+	rv = wal_files_load(wal, &files, &count);
 	if (rv != 0)
 		goto out;
 	for (uint32_t i = 0; i < count; i++) {
-		rv = wal_file_open(wal, &files[i]);
-		if (rv != 0)
-			goto out;
+		if (!files[i].used)
+			continue;
 		if (files[i].header_damaged) {
 			char name[SEGMENT_NAME_SIZE];
 
@@ -659,46 +551,54 @@ int wal_recover(struct wal *wal)
 				name);
 			wal->damage_all = true; /* Before any record: every group. */
 			wal->stats.damaged_unnamed = true;
-			files[i].valid = true;
 		}
-		if (files[i].valid) {
-			valid_end = i + 1;
-			size_max = files[i].size > size_max ? files[i].size : size_max;
-		}
-		wal->next_seq = files[i].seq + 1;
-	}
-	for (uint32_t i = 0; i < valid_end; i++) {
-		if (!files[i].valid) {
-			wal_say_corrupt(
-			    wal, files[i].seq, 0, NULL, 0,
-			    "segment header is invalid but later segments hold records");
-			rv = WAL_ERR_CORRUPT;
-			goto out;
-		}
+		last_used = i + 1;
+		size_max = files[i].size > size_max ? files[i].size : size_max;
 	}
 	buf = malloc(size_max ? size_max : 1);
 	if (buf == NULL) {
 		rv = -ENOMEM;
 		goto out;
 	}
-	for (uint32_t i = 0; i < valid_end; i++) {
-		const struct segment_header *next = i + 1 < valid_end ? &files[i + 1].header : NULL;
+	for (uint32_t i = 0; i < last_used; i++) {
+		const struct segment_header *next = NULL;
 
+		if (!files[i].used)
+			continue;
+		for (uint32_t j = i + 1; j < last_used && next == NULL; j++)
+			next = files[j].used ? &files[j].header : NULL;
+		/* Salvage only: without it a loss refused the WAL already. */
+		if (wal->chain_loss != 0 && wal->config.salvage && !lost_applied &&
+		    files[i].seq > wal->chain_loss) {
+			wal_recover_lost(wal, files[i].seq);
+			lost_applied = true;
+		}
 		rv =
-		    wal_recover_segment(wal, &files[i], next, i + 1 == valid_end, buf, &last_batch);
+		    wal_recover_segment(wal, &files[i], next, i + 1 == last_used, buf, &last_batch);
 		if (rv != 0)
 			goto out;
 		files[i].fd = -1; /* The segment owns it now. */
 	}
+	if (wal->chain_loss != 0 && wal->config.salvage && !lost_applied)
+		wal_recover_lost(wal, 0);
+	/* Records written from now on must come after the loss: not in a
+	 * segment at or before it. */
+	if (wal->chain_loss != 0 && wal->segments_count > 0 &&
+	    wal_segments_tail(wal)->seq <= wal->chain_loss)
+		wal_segments_tail(wal)->full = true;
 	wal_recover_damaged(wal);
 	rv = wal_recover_gaps(wal);
 	DEBUG_ASSERT(rv != 0 || wal_recover_index_is_sane(wal));
 	if (rv == 0)
-		rv = wal_recover_spares(wal, files, valid_end, count);
+		rv = wal_files_settle(wal, files, count);
+	if (rv == 0)
+		rv = wal_recover_spares(wal, files, count);
 	if (rv == 0)
 		rv = wal_recover_tail(wal);
 	if (rv == 0 && !wal->config.read_only)
 		rv = wal_segments_sync_dir(wal); /* Earlier unlinks and renames are durable now. */
+	if (rv == 0)
+		rv = wal_recover_chain(wal);
 	wal->next_batch = last_batch + 1;
 	wal->durable_batch = last_batch;
 	wal->appended_batch = last_batch;

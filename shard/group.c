@@ -381,6 +381,8 @@ int group_create(struct shard *s, uint64_t id, const uint64_t *members, uint32_t
 
 	if (table_find(s, id))
 		return ERR_GROUP_EXISTS;
+	if (wal_has_lost_segments(&s->wal) && wal_group_find(&s->wal, id) == NULL)
+		return recover_lost_group(s, id);
 	for (uint32_t i = 0; i < count; i++)
 		if (raft_conf_add(&conf, members[i], RAFT_MEMBER_VOTER) != 0)
 			return RAFT_ERR_CONF_INVALID;

@@ -148,6 +148,29 @@ static int recover_damaged(struct shard *s, uint64_t id, const char *what)
 	return 0;
 }
 
+int recover_lost_group(struct shard *s, uint64_t id)
+{
+	struct raft_boot boot = {.repair = true, .repair_id = recover_repair_id(id)};
+	struct wal_hard hard = {.repairing = true};
+	struct group *g;
+	int rv;
+
+	rv = wal_append_reset(&s->wal, id, 0, 0);
+	if (rv == 0)
+		rv = wal_append_hard(&s->wal, id, &hard);
+	if (rv == 0)
+		rv = group_open(s, id, &boot, &g);
+	if (rv != 0)
+		return rv;
+	g->repairing = true;
+	log_print(s->config.node_id,
+		  "group %llu: the WAL lost a segment that may have held its records; starting "
+		  "it from nothing as a non-voting, non-acknowledging member and repairing it "
+		  "from the leader",
+		  (unsigned long long)id);
+	return 0;
+}
+
 static int recover_damaged_push(uint64_t id, uint64_t **damaged, uint32_t *count, uint32_t *cap)
 {
 	uint64_t *ids = array_grow(*damaged, cap, *count + 1, sizeof(*ids), 8);
@@ -258,7 +281,12 @@ int recover_groups(struct shard *s, char *why, size_t why_size)
 		const struct wal_group *d = wal_group_find(&s->wal, damaged[i]);
 		char what[96];
 
-		if (d->damaged)
+		if (d->damaged && d->damaged_offset == 0 && wal_has_lost_segments(&s->wal))
+			snprintf(what, sizeof(what),
+				 "a WAL segment that may have held its records was lost "
+				 "(damaged from index %llu)",
+				 (unsigned long long)d->damaged_index);
+		else if (d->damaged)
 			snprintf(what, sizeof(what),
 				 "WAL records damaged from index %llu (first at segment %llu "
 				 "offset %llu)",

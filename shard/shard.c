@@ -430,6 +430,13 @@ int shard_start(struct shard **out, const struct shard_config *config, char *why
 		goto err_after_loop;
 	}
 	s->now_ms = loop_now_ns(&s->loop) / 1000000;
+	if (wal_loss_why(&s->wal)[0] != '\0' &&
+	    (s->wal.stats.segments_lost > 0 || s->wal.stats.files_foreign > 0))
+		log_print(config->node_id, "shard %u: WAL %s: %s%s", config->shard_index,
+			  config->wal_dir, wal_loss_why(&s->wal),
+			  s->wal.stats.segments_lost > 0
+			      ? "; every group of this shard repairs from its peers"
+			      : "");
 	if (s->wal.stats.damaged_records > 0)
 		log_print(config->node_id, "shard %u: WAL %s: %s", config->shard_index,
 			  config->wal_dir, wal_why(&s->wal));
@@ -503,7 +510,11 @@ bool shard_group_state(struct shard *s, uint64_t group, struct shard_group_state
 	*state = (struct shard_group_state){.term = raft_term(&g->raft),
 					    .commit_index = raft_commit_index(&g->raft),
 					    .applied_index = raft_applied_index(&g->raft),
-					    .leader = raft_is_leader(&g->raft)};
+					    .leader = raft_is_leader(&g->raft),
+					    .vote_term = g->hard_term,
+					    .vote = g->hard_vote,
+					    .vote_durable =
+						wal_durable(&s->wal) >= wal_position(&s->wal)};
 	return true;
 }
 

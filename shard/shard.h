@@ -156,6 +156,11 @@ void shard_crash(struct shard *shard);
 struct shard_group_state {
 	uint64_t term, commit_index, applied_index;
 	bool leader;
+	/* The hard state last appended to the WAL (term and vote), and whether
+	 * everything appended to the shard's WAL is durable now: then this
+	 * vote is one the node may have granted (for simulation checks). */
+	uint64_t vote_term, vote;
+	bool vote_durable;
 };
 
 /* Fill *state for group. Returns false when the shard does not host it. */

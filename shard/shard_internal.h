@@ -443,6 +443,14 @@ void group_propose_batch(struct shard *s, struct group *g);
 /* recover.c */
 int recover_groups(struct shard *s, char *why, size_t why_size);
 
+/* Create group id on a shard whose WAL lost a segment
+ * (wal_has_lost_segments()): the group may have had every record there,
+ * so it starts from nothing as a repairing member (never voting, never
+ * counting toward a commit) and learns its configuration, log and term
+ * from the leader. A reset goes first, so that later starts, which damage
+ * every group from the loss on, find this group's records superseding it. */
+int recover_lost_group(struct shard *s, uint64_t id);
+
 /* request.c */
 void request_free(struct shard_req *req);
 void request_drain(struct shard *s);

@@ -6,7 +6,9 @@
  * point are still printed by dump, so the damage can be looked at.
  *
  * Exit status: 0 the WAL opens as is (a torn tail is normal after a crash),
- * 1 the WAL is corrupt (it would refuse to open), 2 usage or I/O error. */
+ * 1 the WAL is corrupt (it would refuse to open: a bad record, or a segment
+ * in use missing, zeroed, truncated or replaced) or, for verify, holds a
+ * file named like a segment that is none of its own, 2 usage or I/O error. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -33,7 +35,8 @@ static void tool_usage(FILE *out)
 	fprintf(out,
 		"usage: flotilla-wal <command> [options] <wal-dir>\n"
 		"commands:\n"
-		"  verify   check every record and every group's indexes; exit 1 if corrupt\n"
+		"  verify   check every record, every group's indexes and that no segment in use\n"
+		"           is missing or foreign; exit 1 if corrupt or a file is foreign\n"
 		"  dump     print every record, then a summary per group\n"
 		"             --group=<id>  only this group\n"
 		"             --entries     also list each entry (index, term, type, size, bytes)\n"
@@ -148,6 +151,9 @@ static void tool_print_salvage(const char *dir)
 		return;
 	}
 	printf("a node starts over it and repairs from its peers:");
+	if (wal.stats.segments_lost > 0)
+		printf(" every group (a segment was lost; groups it alone held are unknown "
+		       "here and repair too):");
 	while ((g = wal_group_next(&wal, g)) != NULL) {
 		if (g->damaged && !g->removed)
 			printf(" group %" PRIu64 " (from index %" PRIu64 ")", g->group,
@@ -278,6 +284,18 @@ int main(int argc, char **argv)
 	if (wal.stats.damaged_records > 0)
 		printf("DAMAGED: %" PRIu64 " record(s); first: %s\n", wal.stats.damaged_records,
 		       wal_why(&wal));
+	if (wal.stats.segments_lost > 0)
+		printf("DAMAGED: %s; every group repairs from its peers\n", wal_loss_why(&wal));
+	else if (wal.stats.files_foreign > 0)
+		printf("FOREIGN: %s; a node moves such files aside\n", wal_loss_why(&wal));
+	else if (wal_has_lost_segments(&wal))
+		printf("note: a segment was lost at an earlier start; groups not reset since then "
+		       "repair from their peers at every start until the segments written before "
+		       "the loss are reclaimed\n");
+	if (strcmp(tool.command, "verify") == 0 && wal.stats.files_foreign > 0) {
+		wal_deinit(&wal);
+		return 1;
+	}
 	if (strcmp(tool.command, "stat") == 0) {
 		tool_stat(&wal);
 	} else if (strcmp(tool.command, "dump") == 0 && !tool.records_only) {

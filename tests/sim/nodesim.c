@@ -10,13 +10,17 @@
  *      ways or one), pauses and crashes nodes (unsynced writes lost or torn),
  *      slows disks and fails them (fdatasync or write EIO, ENOSPC: the node
  *      is crashed and restarted, as an operator would), and flips bits in the
- *      closed WAL segments or snapshot files of a stopped node (they must be
- *      refused: that node stays down for the rest of the seed);
+ *      closed WAL segments or snapshot files of a stopped node, or loses a
+ *      whole segment file of it (deleted, zeroed, truncated, replaced by
+ *      foreign bytes), on a minority of nodes: the damaged groups repair
+ *      from their peers;
  *   3. heal everything, restart the nodes that are down (not the corrupt
  *      ones), and require a new proposal in every group to commit within a
  *      bounded virtual time, then every live replica to apply every
  *      acknowledged proposal.
  * Checks, after every round of turns: at most one leader per term per group;
+ * no node holds two votes in one term of a group (votes it held durably are
+ * remembered across its crashes and losses);
  * every entry applied at an index is the one every other replica applied
  * there (so applied sequences are prefixes of one another), no value is
  * applied at two indexes, no replica applies an index twice, an acknowledged
@@ -82,6 +86,10 @@ struct node {
 	struct shard *shards[SHARDS_MAX];
 	bool due[SHARDS_MAX];
 	struct applied sm[GROUPS_MAX];
+	/* Term -> 1 + the vote this node durably held in that term, by group
+	 * slot (0: none seen): kept across crashes, to catch a second vote. */
+	uint64_t *votes[GROUPS_MAX];
+	uint64_t votes_cap[GROUPS_MAX];
 	char dir[512];
 };
 
@@ -117,12 +125,13 @@ struct world {
 	struct op *pending;
 	uint64_t steps; /* world_step() calls: bounded, see STEPS_MAX. */
 	uint64_t crashes, restarts, wal_failures, pauses, partitions, resets, flips,
-	    corrupt_refusals;
+	    corrupt_refusals, segments_lost;
 };
 
 /* Sums over the seeds of one run, for tools/sim-soak. */
 static struct {
 	uint64_t crashes, restarts, wal_failures, pauses, partitions, resets, flips, refused;
+	uint64_t segments_lost;
 	uint64_t writes_lost, writes_torn, eio, enospc, stalls;
 	uint64_t proposed, acked, reads, reads_ok, virtual_ms;
 } total;
@@ -751,6 +760,38 @@ static bool file_flip(struct world *w, struct node *n, const char *path, uint64_
 	return flipped;
 }
 
+/* Lose the segment file at path whole: deleted, zeroed, truncated, or
+ * replaced by bytes Flotilla did not write. */
+static bool file_lose(struct world *w, struct node *n, const char *path)
+{
+	static const char *const hows[] = {"deleted", "zeroed", "truncated", "replaced"};
+	uint64_t how = between(w, 0, 3);
+	struct stat st;
+	bool done = false;
+	int fd;
+
+	if (stat(path, &st) != 0)
+		return false;
+	if (how == 0) {
+		done = unlink(path) == 0;
+	} else if ((fd = open(path, O_RDWR | O_CLOEXEC)) >= 0) {
+		done = ftruncate(fd, 0) == 0;
+		if (how == 1)
+			done = done && ftruncate(fd, st.st_size) == 0;
+		else if (how == 2)
+			done = done && ftruncate(fd, st.st_size / 2) == 0;
+		for (off_t at = 0; how == 3 && done && at < st.st_size; at += 8) {
+			uint64_t junk = rnd(w);
+
+			done = pwrite(fd, &junk, sizeof(junk), at) == (ssize_t)sizeof(junk);
+		}
+		close(fd);
+	}
+	if (done)
+		trace(w, "node %" PRIu64 ": segment %s %s", n->id, path, hows[how]);
+	return done;
+}
+
 /* The sorted names in dir that end with suffix (at most 64). */
 static uint32_t dir_names(const char *dir, const char *suffix, char names[64][64])
 {
@@ -800,6 +841,18 @@ static void node_flip(struct world *w, struct node *n)
 	}
 	snprintf(dir, sizeof(dir), "%s/shard-%u", n->dir, j);
 	count = dir_names(dir, ".wal", names);
+	/* One time in five, a whole segment file is lost: any of them (the
+	 * tail, a closed one, or a spare). Drawn apart as above. */
+	if (count > 0 &&
+	    XXH3_64bits_withSeed(&w->flips, sizeof(w->flips), w->seed ^ 0x5e61ull) % 5 == 0) {
+		snprintf(path, sizeof(path), "%s/%.63s", dir, names[between(w, 0, count - 1)]);
+		if (file_lose(w, n, path)) {
+			n->flipped = true;
+			w->flips++;
+			w->segments_lost++;
+		}
+		return;
+	}
 	/* One time in four, the header of any segment file: the tail's (whose
 	 * records must not pass for a spare's), a closed one's, or a spare's
 	 * (which changes nothing). Drawn apart as above. */
@@ -871,6 +924,29 @@ static void node_restart(struct world *w, struct node *n)
 
 /* --------------------------------------------------------------- checks */
 
+/* A node never holds two votes in one term of a group: every vote it held
+ * durably (so may have granted) is remembered across its crashes and data
+ * losses. */
+static void check_vote(struct world *w, struct node *n, uint32_t slot,
+		       const struct shard_group_state *st)
+{
+	uint64_t **votes = &n->votes[slot];
+
+	if (!st->vote_durable || st->vote == 0 || st->vote_term == 0)
+		return;
+	*votes = grow(*votes, &n->votes_cap[slot], st->vote_term + 1, sizeof(**votes));
+	if ((*votes)[st->vote_term] == 0) {
+		(*votes)[st->vote_term] = st->vote + 1;
+		return;
+	}
+	if ((*votes)[st->vote_term] != st->vote + 1)
+		fail(w,
+		     "group %" PRIu64 ": node %" PRIu64 " voted for %" PRIu64 " and %" PRIu64
+		     " in term %" PRIu64,
+		     w->groups[slot].id, n->id, (*votes)[st->vote_term] - 1, st->vote,
+		     st->vote_term);
+}
+
 static void check_leaders(struct world *w)
 {
 	for (uint32_t i = 0; i < w->nodes_count; i++) {
@@ -882,8 +958,10 @@ static void check_leaders(struct world *w)
 			struct group_ref *g = &w->groups[k];
 			struct shard_group_state st;
 
-			if (!shard_group_state(n->shards[shard_of(w, g->id)], g->id, &st) ||
-			    !st.leader)
+			if (!shard_group_state(n->shards[shard_of(w, g->id)], g->id, &st))
+				continue;
+			check_vote(w, n, k, &st);
+			if (!st.leader)
 				continue;
 			g->leaders =
 			    grow(g->leaders, &g->leaders_cap, st.term + 1, sizeof(*g->leaders));
@@ -1158,8 +1236,11 @@ static void world_deinit(struct world *w)
 	for (uint32_t i = 0; i < w->nodes_count; i++)
 		if (w->nodes[i].up)
 			node_crash(w, &w->nodes[i], "end of run");
-	for (uint32_t i = 0; i < w->nodes_count; i++)
+	for (uint32_t i = 0; i < w->nodes_count; i++) {
 		sm_reset(&w->nodes[i]);
+		for (uint32_t k = 0; k < GROUPS_MAX; k++)
+			free(w->nodes[i].votes[k]);
+	}
 	loop_sim_free(w->sim);
 	for (uint32_t i = 0; i < w->groups_count; i++) {
 		free(w->groups[i].at);
@@ -1349,6 +1430,7 @@ static int run_seed(uint64_t seed, bool verbose, bool quiet, bool no_faults)
 		total.partitions += w.partitions;
 		total.resets += w.resets;
 		total.flips += w.flips;
+		total.segments_lost += w.segments_lost;
 		total.refused += w.corrupt_refusals;
 		total.writes_lost += st->writes_lost;
 		total.writes_torn += st->writes_torn;
@@ -1458,6 +1540,8 @@ int main(int argc, char **argv)
 	       total.crashes, total.wal_failures, total.restarts, total.pauses, total.partitions,
 	       total.resets, total.flips, total.refused, total.writes_lost, total.writes_torn,
 	       total.eio, total.enospc, total.stalls);
+	printf("total whole segments lost: %" PRIu64 " (within the bit flips)\n",
+	       total.segments_lost);
 	printf("total ops: proposed=%" PRIu64 " acknowledged=%" PRIu64 " reads=%" PRIu64
 	       " reads_ok=%" PRIu64 " virtual_ms=%" PRIu64 "\n",
 	       total.proposed, total.acked, total.reads, total.reads_ok, total.virtual_ms);
