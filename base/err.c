@@ -50,8 +50,8 @@ const char *err_str(int err)
 	case ERR_DIR_IN_USE:
 		return "the data directory is in use by another process or node (the log names it)";
 	case ERR_DIR_MISMATCH:
-		return "the data directory belongs to another node, cluster or shard count (the log "
-		       "names both)";
+		return "the data directory belongs to another node, cluster or shard count "
+		       "(the log names both)";
 	case ERR_DIR_FOREIGN:
 		return "the data directory holds files Flotilla did not write (the log names one)";
 	case ERR_DIR_CORRUPT:

@@ -173,7 +173,10 @@ static int datadir_lock(struct datadir *dd, const char *dir, char *why, size_t w
 	int fd, n;
 
 	datadir_path(path, sizeof(path), dir, DATADIR_LOCK);
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	dd->lock_created = fd >= 0;
+	if (fd < 0 && errno == EEXIST)
+		fd = open(path, O_RDWR | O_CLOEXEC);
 	if (fd < 0) {
 		int rv = -errno;
 
@@ -295,8 +298,7 @@ static int datadir_scan(const char *dir, const struct datadir_expect *expect, ui
 static int datadir_check(const char *dir, const struct datadir_manifest *m,
 			 const struct datadir_expect *x, char *why, size_t why_size)
 {
-	unsigned long long mc = m->cluster_id, mn = m->node_id, xc = x->cluster_id,
-			   xn = x->node_id;
+	unsigned long long mc = m->cluster_id, mn = m->node_id, xc = x->cluster_id, xn = x->node_id;
 
 	if (m->cluster_id != x->cluster_id) {
 		snprintf(why, why_size,
@@ -387,6 +389,13 @@ int datadir_open(struct datadir *dd, const char *dir, const struct datadir_expec
 	else
 		rv = datadir_check(dir, &dd->manifest, expect, why, why_size);
 	if (rv != 0) {
+		char path[4200];
+
+		/* Leave a directory we refuse as it was: the lock file we made
+		 * goes, while we still hold it. */
+		datadir_path(path, sizeof(path), dir, DATADIR_LOCK);
+		if (rv == ERR_DIR_FOREIGN && dd->lock_created)
+			unlink(path);
 		datadir_close(dd);
 		return rv;
 	}

@@ -11,6 +11,7 @@
 #ifndef SHARD_DATADIR_H
 #define SHARD_DATADIR_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -37,7 +38,8 @@ struct datadir_expect {
 };
 
 struct datadir {
-	int lock_fd; /* -1 when not held. */
+	int lock_fd;       /* -1 when not held. */
+	bool lock_created; /* This open made the lock file. */
 	struct datadir_manifest manifest;
 };
 

@@ -79,8 +79,8 @@ struct net_dial {
 struct node_net {
 	struct node_net_config config;
 	struct node_net_peer *peers;
-	struct net_ident *idents;     /* One per peer, in the order of peers. */
-	pthread_mutex_t ident_lock;   /* Accept and dial threads both note identities. */
+	struct net_ident *idents;   /* One per peer, in the order of peers. */
+	pthread_mutex_t ident_lock; /* Accept and dial threads both note identities. */
 	struct shard **shards;
 	int listen_fd;
 	int wake_fd[2]; /* A pipe: dial requests and stop wake the poll. */
@@ -309,8 +309,8 @@ static void net_ident_log_refusal(struct node_net *net, const struct wire_handsh
 		struct sockaddr_in *a4 = (struct sockaddr_in *)&addr;
 		struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&addr;
 
-		inet_ntop(addr.ss_family, v4 ? (void *)&a4->sin_addr : (void *)&a6->sin6_addr,
-			  host, sizeof(host));
+		inet_ntop(addr.ss_family, v4 ? (void *)&a4->sin_addr : (void *)&a6->sin6_addr, host,
+			  sizeof(host));
 		snprintf(from, sizeof(from), "%s:%u", host,
 			 ntohs(v4 ? a4->sin_port : a6->sin6_port));
 	}

@@ -195,9 +195,11 @@ int fl_node_start(const struct fl_node_config *config, struct fl_node **out)
 			goto err_after_shards;
 	}
 	node_net_ready(node->net);
-	log_print(config->node_id, "started: %u shards, peers on port %u, data directory %s "
-		  "(incarnation %016llx)", node->shards_count, node_net_port(node->net),
-		  config->data_dir, (unsigned long long)node->datadir.manifest.incarnation);
+	log_print(config->node_id,
+		  "started: %u shards, peers on port %u, data directory %s "
+		  "(incarnation %016llx)",
+		  node->shards_count, node_net_port(node->net), config->data_dir,
+		  (unsigned long long)node->datadir.manifest.incarnation);
 	*out = node;
 	return 0;
 err_after_shards:

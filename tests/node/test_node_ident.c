@@ -20,7 +20,7 @@
 #define CHECK(cond)                                                                                \
 	do {                                                                                       \
 		if (!(cond)) {                                                                     \
-			dprintf(saved_stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__,    \
+			dprintf(saved_stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__,     \
 				#cond);                                                            \
 			exit(1);                                                                   \
 		}                                                                                  \

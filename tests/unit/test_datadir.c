@@ -301,7 +301,8 @@ static void test_unrelated_files_are_refused(void **state)
 	assert_int_equal(datadir_open(&dd, dir, &expect, why, sizeof(why)), ERR_DIR_FOREIGN);
 	assert_non_null(strstr(why, "notes.txt"));
 	assert_false(exists(dir, DATADIR_MANIFEST));
-	assert_true(exists(dir, "notes.txt")); /* Never removed. */
+	assert_true(exists(dir, "notes.txt"));   /* Never removed, */
+	assert_false(exists(dir, DATADIR_LOCK)); /* and nothing added. */
 	dir_free(dir);
 
 	dir = dir_new(); /* Named like a shard, but a file. */
