@@ -47,6 +47,15 @@ const char *err_str(int err)
 		return "no space left on the WAL's file system; writes refused until space returns";
 	case ERR_INDETERMINATE:
 		return "outcome unknown: this replica skipped the entry's index by a snapshot";
+	case ERR_DIR_IN_USE:
+		return "the data directory is in use by another process or node (the log names it)";
+	case ERR_DIR_MISMATCH:
+		return "the data directory belongs to another node, cluster or shard count "
+		       "(the log names both)";
+	case ERR_DIR_FOREIGN:
+		return "the data directory holds files Flotilla did not write (the log names one)";
+	case ERR_DIR_CORRUPT:
+		return "the data directory's manifest fails verification (the log names it)";
 	default:
 		break;
 	}

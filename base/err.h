@@ -28,7 +28,12 @@ enum {
 	ERR_DIVERGED = -(ERR_BASE + 24),      /* A check found this replica's state differs. */
 	ERR_NO_SPACE = -(ERR_BASE + 25),      /* The WAL's file system is full: writes refused. */
 	ERR_INDETERMINATE = -(ERR_BASE + 26), /* Whether the entry was applied is not known here. */
-	ERR_LAST = -(ERR_BASE + 27),
+	/* The data directory (shard/datadir.h): */
+	ERR_DIR_IN_USE = -(ERR_BASE + 27),   /* Its lock is held by another process or node. */
+	ERR_DIR_MISMATCH = -(ERR_BASE + 28), /* Made for another node, cluster or shard count. */
+	ERR_DIR_FOREIGN = -(ERR_BASE + 29),  /* It holds files Flotilla did not write. */
+	ERR_DIR_CORRUPT = -(ERR_BASE + 30),  /* Its manifest fails verification. */
+	ERR_LAST = -(ERR_BASE + 31),
 };
 
 /* Text for an error code, project or errno. Never NULL; the string is static. */

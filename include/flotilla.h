@@ -54,6 +54,14 @@ enum {
 						     * leader, caught up by a snapshot past
 						     * its index. It may have been applied
 						     * (read the state to find out). */
+	/* fl_node_start() refusing a data directory; the log says which and why. */
+	FL_ERR_DIR_IN_USE = -(FL_ERR_BASE + 27),   /* Another process (or fl_node) holds its
+						    * lock; the log names the holder's PID. */
+	FL_ERR_DIR_MISMATCH = -(FL_ERR_BASE + 28), /* Made for another node id, cluster id or
+						    * shard count; the log names both values. */
+	FL_ERR_DIR_FOREIGN = -(FL_ERR_BASE + 29),  /* No manifest, and files Flotilla did not
+						    * write: it is not adopted. */
+	FL_ERR_DIR_CORRUPT = -(FL_ERR_BASE + 30),  /* Its manifest fails verification. */
 };
 
 #define FL_MEMBERS_MAX 16
@@ -196,15 +204,35 @@ struct fl_node_config {
 /* Fill config with defaults for node_id; the caller sets dirs, addresses and sm. */
 void fl_node_config_default(struct fl_node_config *config, uint64_t node_id);
 
-/* Open the WALs (recovering every group found in them), start the shard
+/* Lock and identify the data directory, open the WALs (recovering every
+ * group found in them), start the shard
  * threads and the peer listener. A group whose WAL records or snapshot file
  * fail verification does not stop the node: it starts as a repairing member
  * (no vote, no acknowledgement that counts) and copies what it lost from the
  * group's leader; the log says which groups and when each is repaired.
+ *
+ * The data directory: data_dir holds a manifest (flotilla.manifest: node
+ * id, cluster id, shard count, and a random incarnation id fixed when the
+ * directory was made) and a lock file (flotilla.lock) that the node holds,
+ * with flock(2), until fl_node_stop(). An empty or absent directory gets a
+ * new manifest. A directory with WAL shard directories but no manifest (made
+ * by an older Flotilla) is adopted once if it holds nothing else and its
+ * shards are exactly 0..shards_count-1. Refused, with a log line naming both
+ * values and what to do: FL_ERR_DIR_IN_USE (the lock is held: by another
+ * process, whose PID the log names, or by another fl_node of this process),
+ * FL_ERR_DIR_MISMATCH (the manifest names another node id, cluster id or
+ * shard count: a data directory never changes its shard count),
+ * FL_ERR_DIR_FOREIGN (no manifest, and other files), FL_ERR_DIR_CORRUPT (the
+ * manifest fails its checksum or has an unknown format version). The
+ * incarnation id travels in the peer handshake: peers refuse a second live
+ * process that claims this node id from another data directory
+ * (docs/operations.md).
+ *
  * Returns 0 and *node, or -EINVAL (bad config: the log has one line naming
- * the field, its value and the rule; peer addresses must resolve now), -EADDRINUSE, -ENOSYS/-EPERM
- * (io_uring unavailable; the log says why), FL_ERR_* from recovery, or
- * -errno from the file system. */
+ * the field, its value and the rule; peer addresses must resolve now),
+ * -EADDRINUSE, -ENOSYS/-EPERM (io_uring unavailable; the log says why),
+ * FL_ERR_DIR_* above, FL_ERR_* from recovery, or -errno from the file
+ * system. */
 int fl_node_start(const struct fl_node_config *config, struct fl_node **node);
 
 /* Stop gracefully: refuse new requests, finish what is in flight, make the

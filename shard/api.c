@@ -17,6 +17,10 @@ _Static_assert((int)FL_ERR_GROUP_EXISTS == (int)ERR_GROUP_EXISTS, "public error 
 _Static_assert((int)FL_ERR_DIVERGED == (int)ERR_DIVERGED, "public error codes match");
 _Static_assert((int)FL_ERR_NO_SPACE == (int)ERR_NO_SPACE, "public error codes match");
 _Static_assert((int)FL_ERR_INDETERMINATE == (int)ERR_INDETERMINATE, "public error codes match");
+_Static_assert((int)FL_ERR_DIR_IN_USE == (int)ERR_DIR_IN_USE, "public error codes match");
+_Static_assert((int)FL_ERR_DIR_MISMATCH == (int)ERR_DIR_MISMATCH, "public error codes match");
+_Static_assert((int)FL_ERR_DIR_FOREIGN == (int)ERR_DIR_FOREIGN, "public error codes match");
+_Static_assert((int)FL_ERR_DIR_CORRUPT == (int)ERR_DIR_CORRUPT, "public error codes match");
 
 #define STR2(x) #x
 #define STR(x)  STR2(x)

@@ -15,7 +15,23 @@
  * handshakes, each side sends a 32-byte random challenge and answers the
  * other's with crypto_auth(key, challenge | sender's handshake | receiver's
  * handshake), HMAC-SHA-512-256 from libsodium. The MAC binds the handshakes,
- * so a proof cannot be replayed for another node id, shard or connection. */
+ * so a proof cannot be replayed for another node id, shard or connection.
+ *
+ * PEER IDENTITY. Each handshake carries the incarnation id of the sender's
+ * data directory (fixed when the directory was made; shard/datadir.c), so a
+ * restart on the same directory keeps it and a process started on another
+ * directory under the same node id does not. The net thread remembers one
+ * incarnation per peer: the one that answered when we dialled the peer's
+ * configured address, or the first one accepted. An accepted connection with
+ * another incarnation is either the peer's replacement (its directory was
+ * made anew) or a second process claiming its node id. To tell them apart,
+ * the net thread probes the peer's configured address (a handshake flagged
+ * WIRE_HANDSHAKE_PROBE, answered and closed without reaching a shard): if the
+ * newcomer is what answers there, it is the peer now and is accepted; if the
+ * known incarnation answers, or nothing does, the newcomer is refused (its
+ * dialler sees WIRE_HANDSHAKE_REFUSED) for NET_IDENT_REFUSE_MS, and both
+ * incarnations are logged, at most once per peer every NET_IDENT_LOG_MS.
+ * Connections accepted before a conflict was seen stay until they close. */
 #include "shard/net.h"
 
 #include <arpa/inet.h>
@@ -31,6 +47,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "base/err.h"
@@ -43,6 +60,16 @@ enum {
 	NET_CONNECT_TIMEOUT_MS = 500,
 	NET_DIALS_MAX = 1024,
 	NET_SOCKET_BUFFER = 4 << 20,
+	NET_IDENT_REFUSE_MS = 5000, /* A refused incarnation is refused again without a probe. */
+	NET_IDENT_LOG_MS = 5000,    /* At most one identity log line per peer this often. */
+};
+
+/* What this node knows of a peer's identity. Under ident_lock. */
+struct net_ident {
+	uint64_t incarnation;      /* Known; 0: none seen yet. */
+	uint64_t refused;          /* The incarnation refused last, */
+	uint64_t refused_until_ms; /* until then without another probe. */
+	uint64_t logged_ms;        /* The last identity log line about the peer. */
 };
 
 struct net_dial {
@@ -53,6 +80,8 @@ struct net_dial {
 struct node_net {
 	struct node_net_config config;
 	struct node_net_peer *peers;
+	struct net_ident *idents;   /* One per peer, in the order of peers. */
+	pthread_mutex_t ident_lock; /* Accept and dial threads both note identities. */
 	struct shard **shards;
 	int listen_fd;
 	int wake_fd[2]; /* A pipe: dial requests and stop wake the poll. */
@@ -101,6 +130,14 @@ static int io_exact(int fd, void *buf, size_t size, bool writing, int timeout_ms
 			done += (size_t)n;
 	}
 	return 0;
+}
+
+static uint64_t net_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 static bool net_peer_known(const struct node_net *net, uint64_t id)
@@ -170,14 +207,16 @@ static int auth_exchange(const struct node_net *net, int fd, const uint8_t *hs_o
 	return sodium_memcmp(mac, got, sizeof(mac)) == 0 ? 0 : -EACCES;
 }
 
-static void handshake_ours(const struct node_net *net, uint32_t shard_index, uint8_t *buf)
+static void handshake_ours(const struct node_net *net, uint32_t shard_index, uint32_t flags,
+			   uint8_t *buf)
 {
 	struct wire_handshake hs = {.version = WIRE_VERSION,
 				    .cluster_id = net->config.cluster_id,
 				    .node_id = net->config.node_id,
 				    .shard_index = shard_index,
 				    .shard_count = net->config.shards_count,
-				    .flags = net->config.auth ? WIRE_HANDSHAKE_AUTH : 0};
+				    .incarnation = net->config.incarnation,
+				    .flags = flags | (net->config.auth ? WIRE_HANDSHAKE_AUTH : 0)};
 
 	wire_handshake_encode(&hs, buf);
 }
@@ -198,12 +237,162 @@ static void net_refused(struct node_net *net, const char *why)
 				  memory_order_relaxed);
 }
 
+static int net_connect(struct node_net *net, uint32_t shard_index, uint64_t peer, uint32_t flags,
+		       struct wire_handshake *hs);
+static const char *net_peer_addr(const struct node_net *net, uint64_t id);
+
+static struct net_ident *net_ident_of(struct node_net *net, uint64_t id)
+{
+	for (uint32_t i = 0; i < net->config.peers_count; i++)
+		if (net->peers[i].id == id)
+			return &net->idents[i];
+	return NULL;
+}
+
+/* Whether a line about this peer's identity may be logged now; if so, the
+ * time is noted. Under ident_lock. */
+static bool net_ident_may_log(struct net_ident *id, uint64_t now_ms)
+{
+	if (id->logged_ms != 0 && now_ms < id->logged_ms + NET_IDENT_LOG_MS)
+		return false;
+	id->logged_ms = now_ms;
+	return true;
+}
+
+/* Who answers at peer's configured address: its incarnation, or 0 when
+ * nothing answers in time. Blocks for at most the connect and handshake
+ * time limits. */
+static uint64_t net_ident_probe(struct node_net *net, uint64_t peer)
+{
+	struct wire_handshake hs;
+	int fd = net_connect(net, 0, peer, WIRE_HANDSHAKE_PROBE, &hs);
+
+	if (fd < 0)
+		return 0;
+	close(fd);
+	return hs.incarnation;
+}
+
+/* Both facts of a refusal: the newcomer, and the process we keep. */
+static void net_ident_log_refusal(struct node_net *net, const struct wire_handshake *hs,
+				  uint64_t known, bool answered, int fd)
+{
+	struct sockaddr_storage addr;
+	socklen_t len = sizeof(addr);
+	char from[INET6_ADDRSTRLEN + 8] = "?";
+	unsigned long long node = hs->node_id;
+
+	if (getpeername(fd, (struct sockaddr *)&addr, &len) == 0) {
+		char host[INET6_ADDRSTRLEN] = "?";
+		bool v4 = addr.ss_family == AF_INET;
+		struct sockaddr_in *a4 = (struct sockaddr_in *)&addr;
+		struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&addr;
+
+		inet_ntop(addr.ss_family, v4 ? (void *)&a4->sin_addr : (void *)&a6->sin6_addr, host,
+			  sizeof(host));
+		snprintf(from, sizeof(from), "%s:%u", host,
+			 ntohs(v4 ? a4->sin_port : a6->sin6_port));
+	}
+	log_print(net->config.node_id,
+		  "two processes claim node %llu: refused the newer one, incarnation %016llx "
+		  "(connecting from %s); node %llu is incarnation %016llx, %s at its address %s. "
+		  "Stop the process started on another data directory (logged at most every "
+		  "%d s per peer)",
+		  node, (unsigned long long)hs->incarnation, from, node, (unsigned long long)known,
+		  answered ? "live and answering" : "and nothing else answers",
+		  net_peer_addr(net, hs->node_id), NET_IDENT_LOG_MS / 1000);
+}
+
+/* Whether an accepted connection with handshake hs comes from the peer we
+ * know under its node id (see PEER IDENTITY above). May probe the peer's
+ * address: runs on the accept thread, never on a shard's. */
+static bool net_ident_admit(struct node_net *net, const struct wire_handshake *hs, int fd)
+{
+	struct net_ident *id = net_ident_of(net, hs->node_id);
+	uint64_t known, answer, now_ms = net_now_ms();
+	bool cached, log_now;
+
+	pthread_mutex_lock(&net->ident_lock);
+	known = id->incarnation;
+	cached = id->refused == hs->incarnation && now_ms < id->refused_until_ms;
+	pthread_mutex_unlock(&net->ident_lock);
+	/* The same directory restarted keeps its incarnation: admitted at once,
+	 * whether or not its old connections have closed yet. */
+	if (known == 0 || known == hs->incarnation)
+		return true;
+	/* No lock held while probing: the dial thread notes identities too. */
+	answer = cached ? known : net_ident_probe(net, hs->node_id);
+	if (answer == hs->incarnation)
+		return true; /* It answers at the peer's address: the peer now. */
+	pthread_mutex_lock(&net->ident_lock);
+	now_ms = net_now_ms();
+	if (!cached) {
+		id->refused = hs->incarnation;
+		id->refused_until_ms = now_ms + NET_IDENT_REFUSE_MS;
+	}
+	if (answer != 0)
+		id->incarnation = known = answer;
+	log_now = net_ident_may_log(id, now_ms);
+	pthread_mutex_unlock(&net->ident_lock);
+	if (log_now)
+		net_ident_log_refusal(net, hs, known, answer != 0, fd);
+	atomic_fetch_add_explicit(&shard_stats(net->shards[0])->peers_refused, 1,
+				  memory_order_relaxed);
+	return false;
+}
+
+/* The peer answered with incarnation at its address, or was admitted. */
+static void net_ident_note(struct node_net *net, uint64_t peer, uint64_t incarnation)
+{
+	struct net_ident *id = net_ident_of(net, peer);
+	uint64_t was;
+	bool log_now;
+
+	pthread_mutex_lock(&net->ident_lock);
+	was = id->incarnation;
+	/* Not rate-limited: it happens once per new directory of the peer. */
+	log_now = was != 0 && was != incarnation;
+	id->incarnation = incarnation;
+	if (id->refused == incarnation)
+		id->refused_until_ms = 0;
+	pthread_mutex_unlock(&net->ident_lock);
+	if (log_now)
+		log_print(net->config.node_id,
+			  "node %llu is now incarnation %016llx (was %016llx): it runs on a new "
+			  "data directory",
+			  (unsigned long long)peer, (unsigned long long)incarnation,
+			  (unsigned long long)was);
+}
+
+/* The dialled peer refused us: another process claims our node id. */
+static void net_ident_refused_us(struct node_net *net, uint64_t peer)
+{
+	struct net_ident *id = net_ident_of(net, peer);
+	bool log_now;
+
+	pthread_mutex_lock(&net->ident_lock);
+	log_now = net_ident_may_log(id, net_now_ms());
+	pthread_mutex_unlock(&net->ident_lock);
+	if (log_now)
+		log_print(net->config.node_id,
+			  "node %llu refuses this process as node %llu: another process with "
+			  "node id %llu and another data directory is live (this one is "
+			  "incarnation %016llx). Stop one of them (logged at most every %d s per "
+			  "peer)",
+			  (unsigned long long)peer, (unsigned long long)net->config.node_id,
+			  (unsigned long long)net->config.node_id,
+			  (unsigned long long)net->config.incarnation, NET_IDENT_LOG_MS / 1000);
+	atomic_fetch_add_explicit(&shard_stats(net->shards[0])->peers_refused, 1,
+				  memory_order_relaxed);
+}
+
 static void net_accept(struct node_net *net)
 {
 	uint8_t buf[WIRE_HANDSHAKE_SIZE], ours[WIRE_HANDSHAKE_SIZE];
 	struct wire_handshake hs;
 	struct shard_req *req;
 	const char *why;
+	bool refused;
 	int fd = accept4(net->listen_fd, NULL, NULL, SOCK_CLOEXEC), rv;
 
 	if (fd < 0)
@@ -230,8 +419,10 @@ static void net_accept(struct node_net *net)
 		close(fd);
 		return;
 	}
-	handshake_ours(net, hs.shard_index, ours);
-	if (io_exact(fd, ours, sizeof(ours), true, NET_HANDSHAKE_TIMEOUT_MS) != 0) {
+	/* A probe only asks who we are; anything else must be the peer we know. */
+	refused = (hs.flags & WIRE_HANDSHAKE_PROBE) == 0 && !net_ident_admit(net, &hs, fd);
+	handshake_ours(net, hs.shard_index, refused ? WIRE_HANDSHAKE_REFUSED : 0, ours);
+	if (io_exact(fd, ours, sizeof(ours), true, NET_HANDSHAKE_TIMEOUT_MS) != 0 || refused) {
 		close(fd);
 		return;
 	}
@@ -245,6 +436,11 @@ static void net_accept(struct node_net *net)
 		close(fd);
 		return;
 	}
+	if (hs.flags & WIRE_HANDSHAKE_PROBE) {
+		close(fd); /* Answered: that was all it asked. */
+		return;
+	}
+	net_ident_note(net, hs.node_id, hs.incarnation);
 	socket_tune(fd);
 	req = calloc(1, sizeof(*req));
 	if (req == NULL) {
@@ -265,14 +461,16 @@ static const char *net_peer_addr(const struct node_net *net, uint64_t id)
 	return NULL;
 }
 
-/* Dial peer for shard_index. Returns the connected socket or -errno. */
-static int net_connect(struct node_net *net, uint32_t shard_index, uint64_t peer)
+/* Dial peer for shard_index, sending flags in our handshake; *hs gets the
+ * peer's. Returns the connected socket, or -EEXIST (the peer refuses this
+ * process: another one claims our node id), or -errno. */
+static int net_connect(struct node_net *net, uint32_t shard_index, uint64_t peer, uint32_t flags,
+		       struct wire_handshake *hs)
 {
 	const char *text = net_peer_addr(net, peer);
 	struct sockaddr_storage addr;
 	socklen_t len;
 	uint8_t buf[WIRE_HANDSHAKE_SIZE], ours[WIRE_HANDSHAKE_SIZE];
-	struct wire_handshake hs;
 	int fd, rv, err = 0;
 	socklen_t err_len = sizeof(err);
 	char why[384];
@@ -300,16 +498,21 @@ static int net_connect(struct node_net *net, uint32_t shard_index, uint64_t peer
 		rv = -err;
 		goto err;
 	}
-	handshake_ours(net, shard_index, ours);
+	handshake_ours(net, shard_index, flags, ours);
 	rv = io_exact(fd, ours, sizeof(ours), true, NET_HANDSHAKE_TIMEOUT_MS);
 	if (rv == 0)
 		rv = io_exact(fd, buf, sizeof(buf), false, NET_HANDSHAKE_TIMEOUT_MS);
 	if (rv != 0)
 		goto err;
-	if (wire_handshake_decode(&hs, buf) != 0 ||
-	    handshake_check(net, &hs, peer, shard_index) != NULL) {
+	if (wire_handshake_decode(hs, buf) != 0 ||
+	    handshake_check(net, hs, peer, shard_index) != NULL) {
 		net_refused(net, "the dialled peer answered with a bad handshake");
 		rv = -EPROTO;
+		goto err;
+	}
+	if (hs->flags & WIRE_HANDSHAKE_REFUSED) {
+		net_ident_refused_us(net, peer);
+		rv = -EEXIST;
 		goto err;
 	}
 	if (net->config.auth && (rv = auth_exchange(net, fd, ours, buf)) != 0) {
@@ -329,7 +532,8 @@ err:
 static void net_dial_one(struct node_net *net, struct net_dial d)
 {
 	struct shard_req *req = calloc(1, sizeof(*req));
-	int fd = net_connect(net, d.shard_index, d.peer);
+	struct wire_handshake hs;
+	int fd = net_connect(net, d.shard_index, d.peer, 0, &hs);
 
 	if (req == NULL) {
 		if (fd >= 0)
@@ -337,6 +541,8 @@ static void net_dial_one(struct node_net *net, struct net_dial d)
 		return;
 	}
 	req->member = d.peer;
+	if (fd >= 0)
+		net_ident_note(net, d.peer, hs.incarnation); /* It answers at its address. */
 	if (fd >= 0) {
 		req->type = SHARD_REQ_CONN;
 		req->fd = fd;
@@ -456,6 +662,13 @@ int node_net_start(struct node_net **out, const struct node_net_config *config,
 		return -ENOMEM;
 	}
 	memcpy(net->peers, config->peers, config->peers_count * sizeof(*net->peers));
+	net->idents = calloc(config->peers_count ? config->peers_count : 1, sizeof(*net->idents));
+	if (net->idents == NULL) {
+		free(net->peers);
+		free(net);
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&net->ident_lock, NULL);
 	pthread_mutex_init(&net->lock, NULL);
 	pthread_cond_init(&net->dial_cond, NULL);
 	rv = net_listen(net, why, why_size);
@@ -484,6 +697,8 @@ err_after_listen:
 err:
 	pthread_cond_destroy(&net->dial_cond);
 	pthread_mutex_destroy(&net->lock);
+	pthread_mutex_destroy(&net->ident_lock);
+	free(net->idents);
 	free(net->peers);
 	free(net);
 	return rv;
@@ -503,6 +718,8 @@ void node_net_stop(struct node_net *net)
 	close(net->wake_fd[1]);
 	pthread_cond_destroy(&net->dial_cond);
 	pthread_mutex_destroy(&net->lock);
+	pthread_mutex_destroy(&net->ident_lock);
+	free(net->idents);
 	free(net->peers);
 	free(net);
 }

@@ -23,6 +23,7 @@ struct node_net_config {
 	uint8_t auth_key[32]; /* crypto_auth_KEYBYTES, derived from the configured secret. */
 	uint64_t node_id;
 	uint64_t cluster_id;
+	uint64_t incarnation; /* The data directory's: sent in every handshake. */
 	uint32_t shards_count;
 	const char *listen_addr;
 	const struct node_net_peer *peers;

@@ -17,6 +17,7 @@
 #include "engine/raft.h"
 #include "flotilla.h"
 #include "shard/config.h"
+#include "shard/datadir.h"
 #include "shard/net.h"
 #include "shard/shard.h"
 #include "shard/snapshot.h"
@@ -29,6 +30,7 @@ struct fl_node {
 	struct snapshot_worker *snapshots; /* With sm.freeze: writes the frozen views. */
 	uint64_t *peer_ids;
 	struct node_net_peer *net_peers;
+	struct datadir datadir; /* Locked from start to stop. */
 };
 
 void fl_node_config_default(struct fl_node_config *config, uint64_t node_id)
@@ -75,7 +77,7 @@ int fl_node_start(const struct fl_node_config *config, struct fl_node **out)
 {
 	struct fl_node *node;
 	struct node_net_config nc;
-	char why[512] = "";
+	char why[1024] = "";
 	int rv = config_check(config, why, sizeof(why));
 	uint32_t started = 0;
 
@@ -109,9 +111,20 @@ int fl_node_start(const struct fl_node_config *config, struct fl_node **out)
 		node_free(node);
 		return rv;
 	}
+	rv = datadir_open(&node->datadir, config->data_dir,
+			  &(struct datadir_expect){.cluster_id = config->cluster_id,
+						   .node_id = config->node_id,
+						   .shards_count = node->shards_count},
+			  why, sizeof(why));
+	if (rv != 0) {
+		log_print(config->node_id, "cannot start: %s", why);
+		node_free(node);
+		return rv;
+	}
 	nc = (struct node_net_config){.auth = config->auth_key != NULL,
 				      .node_id = config->node_id,
 				      .cluster_id = config->cluster_id,
+				      .incarnation = node->datadir.manifest.incarnation,
 				      .shards_count = node->shards_count,
 				      .listen_addr = config->listen_addr,
 				      .peers = node->net_peers,
@@ -165,8 +178,11 @@ int fl_node_start(const struct fl_node_config *config, struct fl_node **out)
 			goto err_after_shards;
 	}
 	node_net_ready(node->net);
-	log_print(config->node_id, "started: %u shards, peers on port %u", node->shards_count,
-		  node_net_port(node->net));
+	log_print(config->node_id,
+		  "started: %u shards, peers on port %u, data directory %s "
+		  "(incarnation %016llx)",
+		  node->shards_count, node_net_port(node->net), config->data_dir,
+		  (unsigned long long)node->datadir.manifest.incarnation);
 	*out = node;
 	return 0;
 err_after_shards:
@@ -181,6 +197,7 @@ err_after_shards:
 		shard_close(node->shards[started]);
 err:
 	snapshot_worker_stop(node->snapshots);
+	datadir_close(&node->datadir);
 	log_print(config->node_id, "cannot start: %s (%s)", why, err_str(rv));
 	node_free(node);
 	return rv;
@@ -197,6 +214,9 @@ void fl_node_stop(struct fl_node *node)
 	snapshot_worker_stop(node->snapshots);
 	for (uint32_t i = 0; i < node->shards_count; i++)
 		shard_close(node->shards[i]);
+	/* Last: the directory is free for the next process once nothing of
+	 * ours writes to it. */
+	datadir_close(&node->datadir);
 	log_print(node->config.node_id, "stopped");
 	node_free(node);
 }

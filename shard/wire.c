@@ -1,15 +1,17 @@
 /* Encoding and checked decoding of everything that crosses a peer connection.
  *
- * HANDSHAKE: 48 bytes, little-endian, sent once by each side.
+ * HANDSHAKE: 56 bytes, little-endian, sent once by each side.
  *    0: u32 magic         WIRE_MAGIC
- *    4: u32 version       WIRE_VERSION
+ *    4: u32 version       WIRE_VERSION (2; version 1 had no incarnation)
  *    8: u64 cluster_id
  *   16: u64 node_id
  *   24: u32 shard_index
  *   28: u32 shard_count
- *   32: u32 flags         bit 0: authentication follows (see shard/net.c)
+ *   32: u32 flags         bit 0: authentication follows (see shard/net.c);
+ *                         bit 1: a probe (dialler); bit 2: refused (acceptor)
  *   36: u32 reserved      zero
- *   40: u64 checksum      xxh3-64 of bytes 0..39
+ *   40: u64 incarnation   of the sender's data directory (shard/datadir.c)
+ *   48: u64 checksum      xxh3-64 of bytes 0..47
  *
  * FRAME: 16-byte header, then the body.
  *    0: u32 body_size     at most WIRE_FRAME_SIZE_MAX
@@ -63,7 +65,7 @@
 #define WIRE_CHECK_ENTRIES_MAX    8 /* Entries the encoder's decode-back check compares. */
 
 /* The sizes of the format tables above. */
-_Static_assert(WIRE_HANDSHAKE_SIZE == 48, "handshake is 48 bytes");
+_Static_assert(WIRE_HANDSHAKE_SIZE == 56, "handshake is 56 bytes");
 _Static_assert(WIRE_FRAME_HEADER_SIZE == 16, "frame header is 16 bytes");
 _Static_assert(WIRE_MSG_HEADER_SIZE == 88, "message header is 88 bytes");
 _Static_assert(WIRE_ENTRY_HEADER_SIZE == 16, "entry header is 16 bytes");
@@ -85,7 +87,7 @@ static void wire_handshake_check(const struct wire_handshake *hs, const uint8_t 
 
 void wire_handshake_encode(const struct wire_handshake *hs, uint8_t *buf)
 {
-	ASSERT((hs->flags & ~(uint32_t)WIRE_HANDSHAKE_AUTH) == 0); /* Only flags we know. */
+	ASSERT((hs->flags & ~(uint32_t)WIRE_HANDSHAKE_FLAGS) == 0); /* Only flags we know. */
 	le_put32(buf, WIRE_MAGIC);
 	le_put32(buf + 4, hs->version);
 	le_put64(buf + 8, hs->cluster_id);
@@ -94,13 +96,14 @@ void wire_handshake_encode(const struct wire_handshake *hs, uint8_t *buf)
 	le_put32(buf + 28, hs->shard_count);
 	le_put32(buf + 32, hs->flags);
 	le_put32(buf + 36, 0);
-	le_put64(buf + 40, XXH3_64bits(buf, 40));
+	le_put64(buf + 40, hs->incarnation);
+	le_put64(buf + 48, XXH3_64bits(buf, 48));
 	wire_handshake_check(hs, buf);
 }
 
 int wire_handshake_decode(struct wire_handshake *hs, const uint8_t *buf)
 {
-	if (le_get32(buf) != WIRE_MAGIC || le_get64(buf + 40) != XXH3_64bits(buf, 40))
+	if (le_get32(buf) != WIRE_MAGIC || le_get64(buf + 48) != XXH3_64bits(buf, 48))
 		return -EPROTO;
 	hs->version = le_get32(buf + 4);
 	hs->cluster_id = le_get64(buf + 8);
@@ -108,7 +111,8 @@ int wire_handshake_decode(struct wire_handshake *hs, const uint8_t *buf)
 	hs->shard_index = le_get32(buf + 24);
 	hs->shard_count = le_get32(buf + 28);
 	hs->flags = le_get32(buf + 32);
-	if (hs->version != WIRE_VERSION || (hs->flags & ~(uint32_t)WIRE_HANDSHAKE_AUTH) != 0 ||
+	hs->incarnation = le_get64(buf + 40);
+	if (hs->version != WIRE_VERSION || (hs->flags & ~(uint32_t)WIRE_HANDSHAKE_FLAGS) != 0 ||
 	    le_get32(buf + 36) != 0)
 		return -EPROTO;
 	return 0;
@@ -131,6 +135,7 @@ static void wire_handshake_check(const struct wire_handshake *hs, const uint8_t 
 	DEBUG_ASSERT(back.shard_index == hs->shard_index);
 	DEBUG_ASSERT(back.shard_count == hs->shard_count);
 	DEBUG_ASSERT(back.flags == hs->flags);
+	DEBUG_ASSERT(back.incarnation == hs->incarnation);
 #endif
 }
 

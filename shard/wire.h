@@ -14,8 +14,8 @@
 #include "engine/raft.h"
 
 #define WIRE_MAGIC             0x414c5446u /* "FTLA" little-endian. */
-#define WIRE_VERSION           1
-#define WIRE_HANDSHAKE_SIZE    48
+#define WIRE_VERSION           2
+#define WIRE_HANDSHAKE_SIZE    56
 #define WIRE_FRAME_HEADER_SIZE 16
 #define WIRE_FRAME_SIZE_MAX    (64u << 20) /* Body bytes of one frame. */
 #define WIRE_MSG_HEADER_SIZE   88
@@ -43,7 +43,11 @@ struct wire_chunk {
 };
 
 enum wire_handshake_flags {
-	WIRE_HANDSHAKE_AUTH = 1u << 0, /* A challenge-response with the shared key follows. */
+	WIRE_HANDSHAKE_AUTH = 1u << 0,    /* A challenge-response with the shared key follows. */
+	WIRE_HANDSHAKE_PROBE = 1u << 1,   /* Dialler: only asking who answers; close after. */
+	WIRE_HANDSHAKE_REFUSED = 1u << 2, /* Acceptor: another process with the dialler's node
+					   * id and another incarnation is live; closing. */
+	WIRE_HANDSHAKE_FLAGS = WIRE_HANDSHAKE_AUTH | WIRE_HANDSHAKE_PROBE | WIRE_HANDSHAKE_REFUSED,
 };
 
 struct wire_handshake {
@@ -53,6 +57,7 @@ struct wire_handshake {
 	uint64_t node_id;
 	uint32_t shard_index;
 	uint32_t shard_count;
+	uint64_t incarnation; /* The sender's data directory's (shard/datadir.h). */
 };
 
 struct wire_frame_header {

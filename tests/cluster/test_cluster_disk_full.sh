@@ -111,10 +111,13 @@ start_cluster() {
 }
 
 step "node 2 on a ${tmpfs_mb} MiB tmpfs with a ${filler_mb} MiB filler; ${segment_mb} MiB segments"
-dd if=/dev/zero of="$small/filler" bs=1M count="$filler_mb" status=none
+# The filler goes in once the node has made its directory (a directory
+# without a manifest that holds other files is refused); the writes that
+# fill the disk come later.
 start_cluster "$dir" "$small" --groups "$groups" --nodes 3 --shards 1 --bin "$node_bin" -- \
 	--snapshot-entries 0 --check-entries 0 --entry-size-max 65536 \
 	--wal-segment-size $((segment_mb << 20))
+dd if=/dev/zero of="$small/filler" bs=1M count="$filler_mb" status=none
 nodes="1=127.0.0.1:$((base + 1)),2=127.0.0.1:$((base + 3)),3=127.0.0.1:$((base + 5))"
 acks=$dir/acks
 "$kvcheck" --nodes "$nodes" --groups "$groups" --timeout-ms 10000 lead --group 1 --via 2
@@ -183,10 +186,10 @@ df -m "$small" | tail -n 1
 "$cluster" stop --dir "$dir"
 
 step "one node alone on a full tmpfs: its writes are refused (no_space), then taken again"
-dd if=/dev/zero of="$solo/node-1/filler" bs=1M count="$filler_mb" status=none
 start_cluster "$solo" "$solo/node-1" --groups 1 --nodes 1 --shards 1 --bin "$node_bin" -- \
 	--snapshot-entries 0 --check-entries 0 --entry-size-max 65536 \
 	--wal-segment-size $((segment_mb << 20))
+dd if=/dev/zero of="$solo/node-1/filler" bs=1M count="$filler_mb" status=none
 fill "$solo" 1 "$solo/node-1" "$solo/node-1.log"
 load_round "$solo" 1
 if ! grep -qE "^errors .*no_space [1-9]" "$dir/load.out"; then

@@ -2,7 +2,7 @@
  * runs it on received bytes.
  *
  * INPUT: u8 mode, then bytes.
- *   mode % 2 == 0: the first 48 bytes are a handshake (with mode bit 1 set,
+ *   mode % 2 == 0: the first 56 bytes are a handshake (with mode bit 1 set,
  *       its checksum is recomputed first).
  *   mode % 2 == 1: the bytes are a stream of frames, walked like
  *       conn_parse() does. With mode bit 1 set, each frame is resealed
@@ -35,7 +35,7 @@ static void fuzz_wire_handshake(const uint8_t *input, size_t size, bool reseal)
 		return;
 	memcpy(data, input, WIRE_HANDSHAKE_SIZE);
 	if (reseal)
-		le_put64(data + 40, XXH3_64bits(data, 40));
+		le_put64(data + 48, XXH3_64bits(data, 48));
 	if (wire_handshake_decode(&hs, data) != 0)
 		return;
 	wire_handshake_encode(&hs, buf);

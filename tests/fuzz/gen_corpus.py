@@ -63,8 +63,8 @@ def wire_frame(kind, body):
 
 
 def wire_seeds():
-    handshake = u32(0x414C5446) + u32(1) + u64(42) + u64(2) + u32(0) + u32(4)
-    handshake += u32(0) + u32(0) + u64(0)
+    handshake = u32(0x414C5446) + u32(2) + u64(42) + u64(2) + u32(0) + u32(4)
+    handshake += u32(0) + u32(0) + u64(0x1234567890ABCDEF) + u64(0)
     three = conf([(1, 1, 0), (2, 1, 0), (3, 1, 0)])
     append = wire_msg(7, 1, 2, 3, 1, log_term=2, index=10, commit=9,
                       entries=[(3, 0, b"hello"), (3, 1, b""), (3, 2, three)])

@@ -245,7 +245,6 @@ static void test_beats_round_trip_and_refuse_garbage(void **state)
 	assert_int_equal(wire_beat_decode(beat, 1, 2, &got), -EPROTO);
 }
 
-/* A handshake round trips; a wrong magic, version or checksum is refused. */
 /* A chunk says whether its bytes are raw or LZ4-packed, and its body must
  * hold exactly the bytes it announces. */
 static void test_chunk_round_trips_raw_and_packed(void **state)
@@ -278,13 +277,17 @@ static void test_chunk_round_trips_raw_and_packed(void **state)
 	assert_int_equal(wire_chunk_decode(&out, body, WIRE_CHUNK_HEADER_SIZE + 40), -EPROTO);
 }
 
+/* A handshake round trips, incarnation and flags included; a wrong magic,
+ * version or checksum is refused. */
 static void test_handshake(void **state)
 {
 	struct wire_handshake hs = {.version = WIRE_VERSION,
 				    .cluster_id = 0xc1,
 				    .node_id = 2,
 				    .shard_index = 1,
-				    .shard_count = 4},
+				    .shard_count = 4,
+				    .incarnation = 0xfeedfacecafebeefull,
+				    .flags = WIRE_HANDSHAKE_REFUSED},
 			      got;
 	uint8_t buf[WIRE_HANDSHAKE_SIZE];
 
@@ -293,6 +296,11 @@ static void test_handshake(void **state)
 	assert_int_equal(wire_handshake_decode(&got, buf), 0);
 	assert_int_equal(got.cluster_id, 0xc1);
 	assert_int_equal(got.shard_count, 4);
+	assert_int_equal(got.incarnation, 0xfeedfacecafebeefull);
+	assert_int_equal(got.flags, WIRE_HANDSHAKE_REFUSED);
+	buf[44] ^= 1; /* Incarnation bit: covered by the checksum too. */
+	assert_int_equal(wire_handshake_decode(&got, buf), -EPROTO);
+	buf[44] ^= 1;
 	buf[9] ^= 1; /* Cluster id bit: the checksum catches it. */
 	assert_int_equal(wire_handshake_decode(&got, buf), -EPROTO);
 	hs.version = WIRE_VERSION + 1;
