@@ -155,7 +155,9 @@ void shard_crash(struct shard *shard);
 /* What a test may check of a group hosted by the shard (shard thread only). */
 struct shard_group_state {
 	uint64_t term, commit_index, applied_index;
+	uint64_t commit_term; /* Term of the entry at commit_index; 0 when compacted. */
 	bool leader;
+	bool quiesced;
 };
 
 /* Fill *state for group. Returns false when the shard does not host it. */
