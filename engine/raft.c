@@ -107,7 +107,9 @@ void raft_wake(struct raft *raft)
 		for (uint32_t i = 0; i < raft->progress_count; i++)
 			raft->progress[i].recent_active = true;
 	} else {
-		raft->leader_heard_ms = raft->now_ms;
+		/* Not leader_heard_ms: nothing came from the leader, and what a
+		 * voter promised it (raft_in_lease) rests on what did. */
+		raft->woken_ms = raft->now_ms;
 		raft_election_timer_reset(raft);
 	}
 }
@@ -118,6 +120,7 @@ static void heard_from_leader(struct raft *raft, uint64_t from)
 	raft->leader = from;
 	raft->leader_heard_ms = raft->now_ms;
 	raft->leader_down = false;
+	raft->leader_suspect = false;
 	raft_election_timer_reset(raft);
 }
 
@@ -368,6 +371,10 @@ void raft_tick(struct raft *raft, uint64_t now_ms)
 	/* A takeover gets one round in its order; past its timer, the ordinary
 	 * rules again (else a survivor that cannot win would block the others). */
 	raft->takeover = false;
+	/* LIVENESS: a follower campaigns only past the lease it promised its
+	 * leader, unless that leader's process is gone (raft_peer_down). */
+	ASSERT(raft->leader == RAFT_NONE || raft->leader_down ||
+	       raft->now_ms >= raft->leader_heard_ms + raft->config.election_timeout_ms);
 	if (raft_is_promotable(raft))
 		raft_campaign(raft, false);
 	else

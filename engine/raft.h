@@ -281,6 +281,7 @@ struct raft {
 	uint8_t role;
 	bool quiesced;
 	bool leader_down;     /* Our leader's process is gone (raft_peer_down). */
+	bool leader_suspect;  /* Our leader's host is silent (raft_peer_suspect). */
 	bool snapshot_dirty;  /* snap is to be handed out for installation. */
 	bool ready_taken;     /* The output buffers belong to the last ready. */
 	bool hb_pending;      /* A heartbeat round is owed to confirm reads. */
@@ -295,6 +296,7 @@ struct raft {
 	uint64_t election_deadline_ms, heartbeat_deadline_ms, check_quorum_deadline_ms;
 	uint64_t quiesce_deadline_ms;
 	uint64_t leader_heard_ms;      /* Last message from the current leader. */
+	uint64_t woken_ms;             /* Follower: last woken from quiescence (raft_wake). */
 	uint64_t boot_sticky_until_ms; /* Refuse to elect others until then (see raft_in_lease). */
 	uint64_t transfer_target, transfer_deadline_ms;
 	uint64_t uncommitted_size;
@@ -439,6 +441,18 @@ void raft_peer_down(struct raft *raft, uint64_t node, uint64_t now_ms);
 
 /* The transport reached node again (connection re-established). */
 void raft_peer_up(struct raft *raft, uint64_t node);
+
+/* The transport has heard nothing from node's host for a few heartbeat
+ * intervals: it may be stopped, cut off or only slow. A follower whose
+ * leader that is wakes from quiescence and campaigns (PreVote) once the
+ * lease it promised that leader has run out, in the group's takeover order;
+ * as a voter it keeps refusing other candidates until then. Unlike
+ * raft_peer_down() it releases no promise early: see LIVENESS in
+ * raft_election.c. Cheap for groups not led by node. */
+void raft_peer_suspect(struct raft *raft, uint64_t node, uint64_t now_ms);
+
+/* The transport hears from node's host again: the suspicion is lifted. */
+void raft_peer_heard(struct raft *raft, uint64_t node);
 
 /* The leader finished (ok) or gave up sending a snapshot to node. */
 void raft_snapshot_sent(struct raft *raft, uint64_t node, bool ok, uint64_t now_ms);

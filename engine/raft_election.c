@@ -77,6 +77,7 @@ void raft_become_follower(struct raft *raft, uint64_t term, uint64_t leader)
 	raft->role = RAFT_ROLE_FOLLOWER;
 	raft->leader = leader;
 	raft->leader_down = false;
+	raft->leader_suspect = false;
 	if (leader != RAFT_NONE)
 		raft->takeover = false; /* Someone took over. */
 	raft->leader_heard_ms = raft->now_ms;
@@ -219,9 +220,18 @@ bool raft_in_lease(const struct raft *raft)
 		return true;
 	if (raft->leader == RAFT_NONE || raft->leader_down)
 		return false;
-	if (raft->role == RAFT_ROLE_LEADER || raft->quiesced)
+	if (raft->role == RAFT_ROLE_LEADER)
 		return true;
-	return raft->now_ms < raft->leader_heard_ms + raft->config.election_timeout_ms;
+	/* LIVENESS: the promise made with the last acknowledgement, exactly. */
+	if (raft->leader_suspect)
+		return raft->now_ms < raft->leader_heard_ms + raft->config.election_timeout_ms;
+	/* Quiesced, or woken lately, with the leader's host heard: more
+	 * refusal than promised, which only guards the leader from
+	 * disruption. */
+	if (raft->quiesced)
+		return true;
+	return raft->now_ms <
+	       max_u64(raft->leader_heard_ms, raft->woken_ms) + raft->config.election_timeout_ms;
 }
 
 void raft_step_vote(struct raft *raft, const struct raft_msg *m)
@@ -424,4 +434,80 @@ void raft_peer_up(struct raft *raft, uint64_t node)
 	pr->down = false;
 	pr->probe_sent = false;
 	raft_send_append(raft, pr, true);
+}
+
+/* LIVENESS: host-level suspicion, and why the lease still holds.
+ *
+ * The shard exchanges one small frame per heartbeat interval with each peer
+ * node for all of its groups together, and suspects a peer whose host sent
+ * nothing for a few intervals (raft_peer_suspect). A quiesced group has no
+ * traffic of its own: without the suspicion its followers would believe in
+ * a silent leader for as long as the silence lasts (raft_in_lease counts a
+ * quiesced group as led), and a busy group would wait out a randomized
+ * timeout.
+ *
+ * The lease (raft_read.c): a leader serves reads alone until
+ *     hb_sent(s) + election_timeout - clock_drift_max
+ * for a heartbeat round s that a quorum acknowledged. Each voter that
+ * acknowledged it promised not to help elect another before an election
+ * timeout after it heard that round, which was after it was sent. A voter
+ * keeps that promise in the only two places where it helps a candidate:
+ *   - it grants no PreVote and no Vote to another while raft_in_lease(). For
+ *     a suspected leader that is until leader_heard_ms + election_timeout:
+ *     exactly the promise made with its last acknowledgement.
+ *     leader_heard_ms is set only by a message from the leader (never by
+ *     waking from quiescence: see raft_wake), and a voter acknowledges
+ *     nothing it did not hear.
+ *   - it votes for itself only when raft_tick's election timer fires, and
+ *     every timer set while it follows a leader is at or past
+ *     leader_heard_ms + election_timeout (asserted in raft_tick): a reset
+ *     adds at least a timeout to now >= leader_heard_ms, and the suspicion
+ *     moves the timer earlier but never below that.
+ * So a quorum that elects another leader on the strength of a suspicion
+ * holds only voters past their promise. It intersects the quorum whose
+ * acknowledgements gave the old leader its lease, so that lease ended (on
+ * the old leader's clock, less the drift allowance) before the first vote
+ * of the new term was granted: a leader cut off but alive serves no lease
+ * read after its groups moved. It learns that it is cut off at its next
+ * CheckQuorum or read confirmation round and steps down.
+ *
+ * Election Safety, Log Matching and Leader Completeness do not rest on time:
+ * votes still need a majority of each configuration, one per term, for an
+ * up-to-date log. What the suspicion changes is when a follower campaigns:
+ * a quiesced one wakes and campaigns as soon as its promise ran out (at once,
+ * for a group quiet for longer than an election timeout), in the group's
+ * takeover order, half a heartbeat apart so that survivors do not split the
+ * vote. A false suspicion (a slow host) costs at most a PreVote round, which
+ * the followers that still hear the leader's host refuse. */
+void raft_peer_suspect(struct raft *raft, uint64_t node, uint64_t now_ms)
+{
+	uint64_t promise_ms, deadline_ms;
+
+	raft_out_begin(raft);
+	raft->now_ms = max_u64(raft->now_ms, now_ms);
+	if (raft->role != RAFT_ROLE_FOLLOWER || node != raft->leader || raft->leader_down)
+		return;
+	raft->leader_suspect = true;
+	raft->quiesced = false;
+	if (!raft_is_promotable(raft))
+		return;
+	/* The lease we promised the leader with our last acknowledgement. */
+	promise_ms = max_u64(raft->leader_heard_ms + raft->config.election_timeout_ms,
+			     raft->boot_sticky_until_ms);
+	deadline_ms =
+	    max_u64(raft->now_ms, promise_ms) +
+	    takeover_rank(raft, node) * max_u64(1, raft->config.heartbeat_interval_ms / 2);
+	ASSERT(deadline_ms >= raft->leader_heard_ms + raft->config.election_timeout_ms);
+	raft->election_deadline_ms = deadline_ms;
+}
+
+void raft_peer_heard(struct raft *raft, uint64_t node)
+{
+	raft_out_begin(raft);
+	if (raft->leader != node || !raft->leader_suspect)
+		return;
+	/* Its host answers again: its groups will soon say whether it still
+	 * leads. The election timer stays as set: if nothing comes from the
+	 * leader before it fires, the group campaigns as on any timeout. */
+	raft->leader_suspect = false;
 }

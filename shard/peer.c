@@ -171,6 +171,7 @@ void peer_send(struct shard *s, struct peer *p)
 	p->out.len = 0;
 	p->flight_sent = 0;
 	p->sending = true;
+	p->sent_ms = s->now_ms; /* Liveness: see liveness_ping(). */
 	p->ops++;
 	loop_send(&s->loop, &p->send_op, p->fd, p->flight.data, (uint32_t)p->flight.len, 0,
 		  peer_send_done);

@@ -157,6 +157,7 @@ static void shard_arm_timer(struct shard *s)
 	for (uint32_t i = 0; i < s->peers_count; i++)
 		if (s->peers[i].state == PEER_DOWN && s->peers[i].redial_ms < due)
 			due = s->peers[i].redial_ms;
+	due = liveness_due(s, due);
 	if (due < s->now_ms + s->config.tick_ms)
 		due = s->now_ms + s->config.tick_ms; /* The tick is the finest grain. */
 	if (s->tick_armed) {
@@ -175,6 +176,7 @@ static void shard_arm_timer(struct shard *s)
 static void shard_turn(struct shard *s)
 {
 	s->now_ms = loop_now_ns(&s->loop) / 1000000;
+	liveness_turn(s); /* Before the parse consumes what arrived. */
 	for (int i = 0; i < SHARD_CONNS_MAX; i++)
 		if (s->conns[i] && s->conns[i]->received)
 			conn_parse(s, s->conns[i]);
@@ -204,8 +206,10 @@ static void shard_turn(struct shard *s)
 	if (!s->wal_failed && wal_flush(&s->wal) != 0)
 		shard_fail(s, WAL_ERR_FAILED, NULL);
 	catchup_pump(s);
-	for (uint32_t i = 0; i < s->peers_count; i++)
+	for (uint32_t i = 0; i < s->peers_count; i++) {
+		liveness_ping(s, &s->peers[i]);
 		peer_send(s, &s->peers[i]);
+	}
 	if (s->now_ms >= s->reclaim_ms)
 		shard_reclaim(s);
 	shard_arm_timer(s);
@@ -507,14 +511,16 @@ bool shard_group_state(struct shard *s, uint64_t group, struct shard_group_state
 
 	if (g == NULL)
 		return false;
-	*state = (struct shard_group_state){.term = raft_term(&g->raft),
-					    .commit_index = raft_commit_index(&g->raft),
-					    .applied_index = raft_applied_index(&g->raft),
-					    .leader = raft_is_leader(&g->raft),
-					    .vote_term = g->hard_term,
-					    .vote = g->hard_vote,
-					    .vote_durable =
-						wal_durable(&s->wal) >= wal_position(&s->wal)};
+	*state = (struct shard_group_state){
+	    .term = raft_term(&g->raft),
+	    .commit_index = raft_commit_index(&g->raft),
+	    .applied_index = raft_applied_index(&g->raft),
+	    .commit_term = raft_term_at(&g->raft, raft_commit_index(&g->raft)),
+	    .leader = raft_is_leader(&g->raft),
+	    .quiesced = raft_is_quiesced(&g->raft),
+	    .vote_term = g->hard_term,
+	    .vote = g->hard_vote,
+	    .vote_durable = wal_durable(&s->wal) >= wal_position(&s->wal)};
 	return true;
 }
 

@@ -155,7 +155,9 @@ void shard_crash(struct shard *shard);
 /* What a test may check of a group hosted by the shard (shard thread only). */
 struct shard_group_state {
 	uint64_t term, commit_index, applied_index;
+	uint64_t commit_term; /* Term of the entry at commit_index; 0 when compacted. */
 	bool leader;
+	bool quiesced;
 	/* The hard state last appended to the WAL (term and vote), and whether
 	 * everything appended to the shard's WAL is durable now: then this
 	 * vote is one the node may have granted (for simulation checks). */

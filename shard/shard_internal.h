@@ -49,6 +49,7 @@ enum {
 	SHARD_REDIAL_MIN_MS = 50,
 	SHARD_REDIAL_MAX_MS = 1000,
 	SHARD_IDLE_WAKE_MS = 1000, /* Longest sleep of a shard with nothing due. */
+	SHARD_SUSPECT_BEATS = 3,   /* Heartbeat intervals of silence before a host is suspected. */
 	SHARD_TRANSFERS_MAX = 64,  /* Snapshots being sent at once by one shard. */
 	SHARD_RECVS_MAX = 64,      /* Snapshots being received at once. */
 	SHARD_REFUSED_MAX = 256,   /* Snapshot sends refused this turn, told to the engine. */
@@ -222,9 +223,12 @@ struct peer {
 	int fd;
 	uint8_t state;
 	bool reported_down; /* Groups were told peer_down. */
+	bool suspected;     /* Groups were told peer_suspect: see liveness.c. */
 	bool sending;
 	uint32_t ops; /* In flight on fd. */
 	uint64_t redial_ms, backoff_ms;
+	uint64_t heard_ms;      /* Last turn that received bytes from its host. */
+	uint64_t sent_ms;       /* Last send posted to it. */
 	struct buf out, flight; /* Filling, and being sent. */
 	struct buf beats;       /* This turn's heartbeats, coalesced into one frame. */
 	size_t frame_start;     /* Offset of the open frame's header in out; SIZE_MAX: none. */
@@ -269,6 +273,7 @@ struct shard {
 	int wal_error;          /* Reported by the durable callback. */
 	uint64_t durable_batch; /* Likewise. */
 	uint64_t now_ms;
+	uint64_t live_turn_ms; /* The last turn, for liveness_turn(). */
 	struct loop_timer tick;
 	bool tick_armed, tick_cancelled;
 	uint64_t tick_due_ms;
@@ -368,6 +373,11 @@ void peer_connected(struct shard *s, struct peer *p, int fd);
 void peer_dial_failed(struct shard *s, struct peer *p, int err);
 void peer_dial_all(struct shard *s);
 void peer_frame_close(struct peer *p);
+
+/* liveness.c */
+void liveness_turn(struct shard *s);
+void liveness_ping(struct shard *s, struct peer *p);
+uint64_t liveness_due(const struct shard *s, uint64_t due_ms);
 
 /* conn.c */
 void conn_free(struct shard *s, struct conn *c);

@@ -27,6 +27,13 @@
  *       acknowledged write (linearizable) and wait until all nodes report the
  *       same DIGEST for every group.
  *
+ *   flotilla-cluster-check stop --nodes SPEC --groups N --dir D --election-ms E
+ *                              --heartbeat-ms H
+ *       With no load for 4 E + 1 s (idle groups quiesce after 3 E), SIGSTOP the
+ *       node leading the most groups (PID checked as for kill) and require a
+ *       PUT to each group it led to be acknowledged by the survivors within
+ *       3 H + 1 s of the stop; SIGCONT it after.
+ *
  *   flotilla-cluster-check replace --nodes SPEC --groups N --dir D --cluster SCRIPT
  *                                 --admin ADMIN [--voters V] [--parallel P] [--max-gap-ms G]
  *       Under a write load (16 writer threads over disjoint groups, every
@@ -82,6 +89,7 @@ struct check {
 	uint32_t proposals_count;
 	uint32_t batch_count;
 	uint32_t election_ms;
+	uint32_t heartbeat_ms;
 	struct client_router router;
 };
 
@@ -846,6 +854,117 @@ static int check_kill(struct check *k)
 	return rv;
 }
 
+/* --- stop --- */
+
+/* PUT one write to each wanted group, through a fresh router each round
+ * whose calls start at a survivor (a stopped node answers nothing; the
+ * survivors' NOT_LEADER hints lead to the new leaders), until every one is
+ * acknowledged or bound_ms after from_ms. Returns the milliseconds from
+ * from_ms until the last was acknowledged, or UINT64_MAX. */
+static uint64_t check_write_each(struct check *k, uint64_t victim, bool *wanted, uint64_t from_ms,
+				 uint64_t bound_ms)
+{
+	struct client_call *calls = calloc(k->groups_count, sizeof(*calls));
+	char(*keys)[CHECK_KEY_SIZE_MAX] = calloc(k->groups_count, sizeof(*keys));
+	uint32_t remaining = 1, round = 0;
+	uint64_t now = from_ms, via = victim == 1 ? 2 : 1;
+
+	if (calls == NULL || keys == NULL)
+		goto out;
+	remaining = 0;
+	for (uint32_t g = 0; g < k->groups_count; g++)
+		remaining += wanted[g];
+	while (remaining > 0 && (now = check_now_ms()) < from_ms + bound_ms) {
+		struct client_router r;
+		uint32_t count = 0;
+
+		if (client_router_init(&r, k->nodes) != 0)
+			break;
+		round++;
+		for (uint32_t g = 0; g < k->groups_count; g++) {
+			if (!wanted[g])
+				continue;
+			snprintf(keys[count], CHECK_KEY_SIZE_MAX, "stop-%u-%u", g + 1, round);
+			calls[count].req = check_put(g + 1, keys[count], "after-stop");
+			client_router_set_leader(&r, g + 1, via);
+			count++;
+		}
+		client_router_run(&r, calls, count, true, 100);
+		now = check_now_ms();
+		for (uint32_t i = 0; i < count; i++) {
+			if (calls[i].rv == 0 && calls[i].status == CLIENT_STATUS_OK) {
+				wanted[calls[i].req.group - 1] = false;
+				remaining--;
+			}
+			client_call_clear(&calls[i]);
+		}
+		client_router_deinit(&r);
+		via = via % k->router.nodes_count + 1;
+		if (via == victim)
+			via = via % k->router.nodes_count + 1;
+	}
+out:
+	free(keys);
+	free(calls);
+	return remaining == 0 ? now - from_ms : UINT64_MAX;
+}
+
+/* Quiesced groups whose leader's host stops: no load for more than the 3
+ * election timeouts after which idle groups quiesce; then SIGSTOP the node
+ * leading the most groups, and require a write to each group it led to be
+ * acknowledged by the survivors within bound_ms: host liveness suspects the
+ * node after 3 heartbeat intervals, and a group quiet for longer than an
+ * election timeout elects at once. SIGCONT it after, in every case. */
+static int check_stop(struct check *k)
+{
+	uint64_t *leaders = calloc(k->groups_count, sizeof(*leaders));
+	bool *wanted = calloc(k->groups_count, sizeof(*wanted));
+	uint64_t victim, stopped_ms, moved_ms, bound_ms = 3 * (uint64_t)k->heartbeat_ms + 1000;
+	uint32_t led;
+	pid_t pid;
+	int rv = 2;
+
+	if (leaders == NULL || wanted == NULL)
+		goto out;
+	check_learn_leaders(k);
+	printf("idle for %u ms: every group quiesces\n", 4 * k->election_ms + 1000);
+	check_sleep_ms(4 * k->election_ms + 1000);
+	victim = check_busiest_leader(k, leaders, &led);
+	pid = victim != 0 ? check_node_pid(k, victim) : 0;
+	if (pid == 0) {
+		printf("FAIL: no leader to stop, or no flotilla-node of this cluster for it\n");
+		goto out;
+	}
+	for (uint32_t g = 0; g < k->groups_count; g++)
+		wanted[g] = leaders[g] == victim;
+	printf("SIGSTOP node %llu (pid %ld), leader of %u quiesced groups\n",
+	       (unsigned long long)victim, (long)pid, led);
+	stopped_ms = check_now_ms();
+	if (kill(pid, SIGSTOP) != 0) {
+		perror("kill");
+		goto out;
+	}
+	moved_ms = check_write_each(k, victim, wanted, stopped_ms, 10 * bound_ms);
+	kill(pid, SIGCONT);
+	if (moved_ms == UINT64_MAX) {
+		printf("FAIL: some groups of node %llu took no write within %llu ms\n",
+		       (unsigned long long)victim, (unsigned long long)(10 * bound_ms));
+		rv = 1;
+		goto out;
+	}
+	printf("every group node %llu led took a write on the survivors %llu ms after the stop "
+	       "(bound: 3 heartbeat intervals + 1 s = %llu ms)\n",
+	       (unsigned long long)victim, (unsigned long long)moved_ms,
+	       (unsigned long long)bound_ms);
+	rv = moved_ms <= bound_ms ? 0 : 1;
+	if (rv != 0)
+		printf("FAIL: longer than the bound\n");
+out:
+	free(wanted);
+	free(leaders);
+	return rv;
+}
+
 /* --- replace --- */
 
 #define CHECK_LANES     16   /* Writers: a group a move stalls holds up only its lane. */
@@ -1145,16 +1264,19 @@ static int check_replace(struct check *k)
 
 static void check_usage(void)
 {
-	fprintf(stderr,
-		"usage: flotilla-cluster-check scale --nodes SPEC --groups N --proposals P "
-		"[--batch B]\n"
-		"       flotilla-cluster-check write --nodes SPEC --groups N --proposals P "
-		"--prefix X\n"
-		"       flotilla-cluster-check converge --nodes SPEC --groups N\n"
-		"       flotilla-cluster-check kill --nodes SPEC --groups N --dir D --cluster "
-		"SCRIPT --election-ms E\n"
-		"       flotilla-cluster-check replace --nodes SPEC --groups N --dir D --cluster "
-		"SCRIPT --admin ADMIN [--voters 3] [--parallel 8] [--max-gap-ms 5000]\n");
+	fprintf(
+	    stderr,
+	    "usage: flotilla-cluster-check scale --nodes SPEC --groups N --proposals P "
+	    "[--batch B]\n"
+	    "       flotilla-cluster-check write --nodes SPEC --groups N --proposals P "
+	    "--prefix X\n"
+	    "       flotilla-cluster-check converge --nodes SPEC --groups N\n"
+	    "       flotilla-cluster-check kill --nodes SPEC --groups N --dir D --cluster "
+	    "SCRIPT --election-ms E\n"
+	    "       flotilla-cluster-check stop --nodes SPEC --groups N --dir D --election-ms E "
+	    "--heartbeat-ms H\n"
+	    "       flotilla-cluster-check replace --nodes SPEC --groups N --dir D --cluster "
+	    "SCRIPT --admin ADMIN [--voters 3] [--parallel 8] [--max-gap-ms 5000]\n");
 }
 
 static int check_parse_u32(const char *text, uint32_t min, uint32_t *out)
@@ -1195,6 +1317,8 @@ static int check_parse(struct check *k, int argc, char **argv)
 			rv = check_parse_u32(value, 1, &k->batch_count);
 		else if (strcmp(name, "--election-ms") == 0)
 			rv = check_parse_u32(value, 1, &k->election_ms);
+		else if (strcmp(name, "--heartbeat-ms") == 0)
+			rv = check_parse_u32(value, 1, &k->heartbeat_ms);
 		else if (strcmp(name, "--admin") == 0)
 			k->admin = value;
 		else if (strcmp(name, "--voters") == 0)
@@ -1212,6 +1336,8 @@ static int check_parse(struct check *k, int argc, char **argv)
 		return -EINVAL;
 	if (strcmp(k->command, "kill") == 0)
 		return k->dir != NULL && k->cluster != NULL && k->election_ms > 0 ? 0 : -EINVAL;
+	if (strcmp(k->command, "stop") == 0)
+		return k->dir != NULL && k->election_ms > 0 && k->heartbeat_ms > 0 ? 0 : -EINVAL;
 	if (strcmp(k->command, "replace") == 0)
 		return k->dir != NULL && k->cluster != NULL && k->admin != NULL &&
 			       k->groups_count >= CHECK_LANES
@@ -1248,6 +1374,8 @@ int main(int argc, char **argv)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (strcmp(k.command, "kill") == 0)
 		rv = check_kill(&k);
+	else if (strcmp(k.command, "stop") == 0)
+		rv = check_stop(&k);
 	else if (strcmp(k.command, "converge") == 0)
 		rv = check_converge_only(&k);
 	else if (strcmp(k.command, "replace") == 0)

@@ -57,6 +57,8 @@ enum {
 	GROUPS_MAX = 8,
 	INFLIGHT_MAX = 8, /* Client operations outstanding per group. */
 	TURN_ROUNDS_MAX = 64,
+	ELECTION_TIMEOUT_MS = 300, /* Of every node's shards. */
+	HEARTBEAT_INTERVAL_MS = 60,
 };
 
 /* A seed takes about ten thousand steps per second of virtual time; a run that
@@ -508,15 +510,12 @@ static bool node_runs(const struct world *w, const struct node *n)
 	return n->up && n->paused_until_ns <= loop_sim_now_ns(w->sim);
 }
 
-/* One client operation on a random group: a proposal (mostly) or a read. */
-static void client_step(struct world *w, bool heal)
+/* One client operation on the group at slot, asked of node target. */
+static void client_submit(struct world *w, uint32_t slot, uint32_t target, bool read, bool heal)
 {
-	uint32_t slot = (uint32_t)between(w, 0, w->groups_count - 1);
 	struct group_ref *g = &w->groups[slot];
-	uint32_t target = rnd(w) % 4 ? g->hint : (uint32_t)between(w, 0, w->nodes_count - 1);
 	struct node *n = &w->nodes[target];
 	struct op *op;
-	bool read = !heal && rnd(w) % 4 == 0;
 
 	if (g->inflight >= INFLIGHT_MAX)
 		return;
@@ -554,6 +553,17 @@ static void client_step(struct world *w, bool heal)
 		g->proposed++;
 		submit(w, n, req);
 	}
+}
+
+/* One client operation on a random group: a proposal (mostly) or a read. */
+static void client_step(struct world *w, bool heal)
+{
+	uint32_t slot = (uint32_t)between(w, 0, w->groups_count - 1);
+	uint32_t target =
+	    rnd(w) % 4 ? w->groups[slot].hint : (uint32_t)between(w, 0, w->nodes_count - 1);
+	bool read = !heal && rnd(w) % 4 == 0;
+
+	client_submit(w, slot, target, read, heal);
 }
 
 /* --------------------------------------------------------------- nodes */
@@ -672,8 +682,8 @@ static int node_start(struct world *w, struct node *n)
 		    .shard_index = j,
 		    .shards_count = w->shards_count,
 		    .tick_ms = 10,
-		    .election_timeout_ms = 300,
-		    .heartbeat_interval_ms = 60,
+		    .election_timeout_ms = ELECTION_TIMEOUT_MS,
+		    .heartbeat_interval_ms = HEARTBEAT_INTERVAL_MS,
 		    .entry_size_max = 256,
 		    .inbox_max = 4096,
 		    .wal_segment_size = 64 << 10,
@@ -1401,6 +1411,274 @@ static void phase_heal(struct world *w)
 	}
 }
 
+/* ------------------------------------------------------------- silence */
+
+/* SILENCE: after the fault phase, on a third of the seeds (drawn from a hash of the
+ * seed, not from the world's stream, so that the fault phase of every seed
+ * is what it was), the world calms down, some groups go idle (and quiesce,
+ * when the seed has quiescence on) while the others stay busy, and then the
+ * node that leads the most groups goes silent: stopped (as by SIGSTOP) or
+ * cut off both ways from every other node, its connections kept or reset.
+ * It stays silent for SILENCE_BOUND_MS and 300 ms more. Availability
+ * check: every group it led, busy or quiesced, must have a new leader on
+ * the majority side, with an entry of that leader's term committed, within
+ * SILENCE_BOUND_MS of the start of the silence:
+ *   2 x election timeout + 4 x heartbeat interval = 840 ms, which is
+ *   detection (3 heartbeat intervals without a byte from the node's host,
+ *   180 ms, or a busy group's own election timeout) and the lease every
+ *   voter promised the old leader (one election timeout from the last
+ *   message heard from it: the election may not come sooner, see LIVENESS
+ *   in engine/raft_election.c), then a PreVote and a vote round, a retry by
+ *   the next survivor in the group's takeover order (half a heartbeat each)
+ *   or, at worst, a second randomized timeout.
+ * Clients meanwhile write to the busy groups and read from every node, the
+ * silent one included: a lease read served there after its group moved is
+ * the stale read the read check catches. */
+#define SILENCE_BOUND_MS ((uint64_t)2 * ELECTION_TIMEOUT_MS + 4 * HEARTBEAT_INTERVAL_MS)
+
+static bool silence_drawn(uint64_t seed)
+{
+	return XXH3_64bits_withSeed(&seed, sizeof(seed), 0x73696c656e6365) % 3 == 0;
+}
+
+/* Faults off, partitions healed, every node up (false when a corrupt node
+ * stays down: the silence would leave no majority to check), then one
+ * proposal acknowledged in every group. */
+static bool silence_settle(struct world *w)
+{
+	struct loop_sim_faults quiet = {
+	    .disk_us_min = 10, .disk_us_max = 100, .net_us_min = 20, .net_us_max = 200};
+	uint64_t deadline = now(w) + 30000 * MS;
+	uint64_t want[GROUPS_MAX];
+
+	for (uint32_t i = 0; i < w->nodes_count; i++)
+		if (w->nodes[i].corrupt)
+			return false;
+	loop_sim_set_faults(w->sim, &quiet);
+	for (uint32_t x = 1; x <= w->nodes_count; x++)
+		for (uint32_t y = 1; y <= w->nodes_count; y++)
+			loop_sim_block(w->sim, x, y, false);
+	for (uint32_t i = 0; i < w->nodes_count; i++) {
+		struct node *n = &w->nodes[i];
+
+		n->paused_until_ns = 0;
+		n->crash_ns = 0;
+		if (!n->up)
+			n->restart_ns = now(w);
+	}
+	for (uint32_t k = 0; k < w->groups_count; k++)
+		want[k] = w->groups[k].acked + 1;
+	for (;;) {
+		bool done = true;
+
+		for (uint32_t k = 0; k < w->groups_count; k++)
+			done &= w->groups[k].acked >= want[k];
+		for (uint32_t i = 0; i < w->nodes_count; i++)
+			done &= w->nodes[i].up;
+		if (done || w->failed)
+			return !w->failed;
+		if (now(w) >= deadline) {
+			dump_groups(w);
+			fail(w, "silence: the groups did not settle within 30 s of calm");
+			return false;
+		}
+		world_step(w, now(w) + 20 * MS);
+		client_step(w, true);
+	}
+}
+
+/* The node that leads the most groups (the first on ties). */
+static uint32_t silence_victim(struct world *w, uint64_t old_term[GROUPS_MAX])
+{
+	uint32_t count[NODES_MAX] = {0}, best = 0;
+
+	for (uint32_t i = 0; i < w->nodes_count; i++)
+		for (uint32_t k = 0; k < w->groups_count; k++) {
+			struct shard_group_state st;
+			struct node *n = &w->nodes[i];
+
+			if (n->up &&
+			    shard_group_state(n->shards[shard_of(w, w->groups[k].id)],
+					      w->groups[k].id, &st) &&
+			    st.leader)
+				count[i]++;
+		}
+	for (uint32_t i = 1; i < w->nodes_count; i++)
+		if (count[i] > count[best])
+			best = i;
+	for (uint32_t k = 0; k < w->groups_count; k++) {
+		struct shard_group_state st;
+		struct node *n = &w->nodes[best];
+
+		old_term[k] = 0; /* Not led by the victim. */
+		if (shard_group_state(n->shards[shard_of(w, w->groups[k].id)], w->groups[k].id,
+				      &st) &&
+		    st.leader)
+			old_term[k] = st.term;
+	}
+	return best;
+}
+
+/* The silence under way: who went silent, and what each group did since. */
+struct silence {
+	uint32_t victim; /* Node index; UINT32_MAX before the silence. */
+	uint32_t busy;   /* Groups with clients, by slot. */
+	uint64_t start_ns;
+	uint64_t old_term[GROUPS_MAX]; /* Term the victim led it in; 0: not led by it. */
+	uint32_t leader[GROUPS_MAX];   /* The new leader's node index, once moved. */
+	uint64_t acked_at[GROUPS_MAX]; /* Acknowledged proposals when it moved. */
+	bool moved[GROUPS_MAX], quiesced[GROUPS_MAX], probed[GROUPS_MAX];
+};
+
+/* The node other than the victim that leads group k in a term after the
+ * victim's and has committed an entry of that term; UINT32_MAX: none. */
+static uint32_t silence_new_leader(struct world *w, const struct silence *sl, uint32_t k)
+{
+	for (uint32_t i = 0; i < w->nodes_count; i++) {
+		struct node *n = &w->nodes[i];
+		struct shard_group_state st;
+
+		if (i == sl->victim || !n->up ||
+		    !shard_group_state(n->shards[shard_of(w, w->groups[k].id)], w->groups[k].id,
+				       &st))
+			continue;
+		if (st.leader && st.term > sl->old_term[k] && st.commit_term == st.term)
+			return i;
+	}
+	return UINT32_MAX;
+}
+
+/* One client operation of the silence: a write to a busy group (at its
+ * leader as far as the client knows), or a read from any node. An idle group
+ * is left alone but for reads at the silent node, which reach no other. */
+static void silence_client(struct world *w, const struct silence *sl)
+{
+	uint32_t slot = (uint32_t)between(w, 0, w->groups_count - 1);
+	bool read = rnd(w) % 3 == 0;
+	bool at_victim = sl->victim != UINT32_MAX && rnd(w) % 3 == 0;
+	uint32_t target = at_victim ? sl->victim : w->groups[slot].hint;
+
+	if (!(sl->busy & (1u << slot)) && !(read && at_victim))
+		return;
+	if (!read && rnd(w) % 2)
+		target = (uint32_t)between(w, 0, w->nodes_count - 1);
+	client_submit(w, slot, target, read, false);
+}
+
+/* Group k moved: write through its new leader, and once a write is
+ * acknowledged there, read at the silent node. A lease read served there
+ * now would miss that write: the read check fails it (see LIVENESS in
+ * engine/raft_election.c for why the lease ran out before the move). */
+static void silence_probe(struct world *w, struct silence *sl, uint32_t k)
+{
+	if (sl->probed[k])
+		return;
+	if (w->groups[k].acked == sl->acked_at[k]) {
+		if (w->groups[k].inflight == 0)
+			client_submit(w, k, sl->leader[k], false, false);
+		return;
+	}
+	sl->probed[k] = true;
+	client_submit(w, k, sl->victim, true, false);
+}
+
+/* Check that every group the victim led moved within the bound. */
+static void silence_check(struct world *w, struct silence *sl)
+{
+	for (uint32_t k = 0; k < w->groups_count; k++) {
+		if (sl->old_term[k] == 0)
+			continue;
+		if (sl->moved[k]) {
+			silence_probe(w, sl, k);
+			continue;
+		}
+		sl->leader[k] = silence_new_leader(w, sl, k);
+		sl->moved[k] = sl->leader[k] != UINT32_MAX;
+		if (sl->moved[k]) {
+			sl->acked_at[k] = w->groups[k].acked;
+			trace(w, "silence: group %" PRIu64 " moved to node %u after %.1f ms",
+			      w->groups[k].id, sl->leader[k] + 1,
+			      (double)(now(w) - sl->start_ns) / 1e6);
+		} else if (now(w) - sl->start_ns > SILENCE_BOUND_MS * MS) {
+			dump_groups(w);
+			fail(w,
+			     "group %" PRIu64 " (%s): its leader, node %u, went silent %" PRIu64
+			     " ms ago, and no node of the majority has led it since with an "
+			     "entry of its term committed (bound %" PRIu64
+			     " ms: 2 election timeouts + 4 heartbeats)",
+			     w->groups[k].id, sl->quiesced[k] ? "quiesced" : "not quiesced",
+			     sl->victim + 1, (now(w) - sl->start_ns) / MS, SILENCE_BOUND_MS);
+		}
+	}
+}
+
+/* Run clients for ms of virtual time, checking the silence if one is on. */
+static void silence_run(struct world *w, struct silence *sl, uint64_t ms)
+{
+	uint64_t end = now(w) + ms * MS, next_client = now(w);
+
+	while (!w->failed && now(w) < end) {
+		world_step(w, next_client < end ? next_client : end);
+		if (now(w) >= next_client) {
+			silence_client(w, sl);
+			next_client = now(w) + between(w, 1000, 10000) * 1000;
+		}
+		if (sl->victim != UINT32_MAX)
+			silence_check(w, sl);
+	}
+}
+
+static void phase_silence(struct world *w)
+{
+	struct silence sl = {.victim = UINT32_MAX};
+	struct node *v;
+	bool pause;
+
+	if (!silence_settle(w))
+		return;
+	for (uint32_t k = 0; k < w->groups_count; k++)
+		sl.busy |= (uint32_t)(rnd(w) % 2) << k;
+	/* Idle groups quiesce after 3 election timeouts without work. */
+	silence_run(w, &sl, 3 * ELECTION_TIMEOUT_MS + 4 * HEARTBEAT_INTERVAL_MS);
+	if (w->failed)
+		return;
+	sl.victim = silence_victim(w, sl.old_term);
+	v = &w->nodes[sl.victim];
+	for (uint32_t k = 0; k < w->groups_count; k++) {
+		struct shard_group_state st;
+
+		sl.quiesced[k] = shard_group_state(v->shards[shard_of(w, w->groups[k].id)],
+						   w->groups[k].id, &st) &&
+				 st.quiesced;
+	}
+	pause = rnd(w) % 2;
+	if (pause) {
+		v->paused_until_ns = now(w) + (SILENCE_BOUND_MS + 300) * MS;
+	} else {
+		bool reset = rnd(w) % 2;
+
+		for (uint32_t i = 0; i < w->nodes_count; i++) {
+			if (i == sl.victim)
+				continue;
+			loop_sim_block(w->sim, sl.victim + 1, i + 1, true);
+			loop_sim_block(w->sim, i + 1, sl.victim + 1, true);
+			if (reset)
+				loop_sim_reset(w->sim, sl.victim + 1, i + 1);
+		}
+	}
+	trace(w, "silence: node %u %s; busy groups 0x%x", sl.victim + 1,
+	      pause ? "paused" : "cut off", sl.busy);
+	sl.start_ns = now(w);
+	silence_run(w, &sl, SILENCE_BOUND_MS + 300);
+	for (uint32_t i = 0; i < w->nodes_count; i++)
+		if (i != sl.victim) {
+			loop_sim_block(w->sim, sl.victim + 1, i + 1, false);
+			loop_sim_block(w->sim, i + 1, sl.victim + 1, false);
+		}
+	v->paused_until_ns = 0;
+	trace(w, "silence: node %u heard again", sl.victim + 1);
+}
+
 static int run_seed(uint64_t seed, bool verbose, bool quiet, bool no_faults)
 {
 	struct world w;
@@ -1409,6 +1687,8 @@ static int run_seed(uint64_t seed, bool verbose, bool quiet, bool no_faults)
 
 	if (rv == 0 && !w.failed) {
 		phase_faults(&w);
+		if (!w.failed && !w.no_faults && silence_drawn(seed))
+			phase_silence(&w);
 		if (!w.failed)
 			phase_heal(&w);
 	} else if (!w.failed) {

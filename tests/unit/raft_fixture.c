@@ -335,6 +335,12 @@ void fx_peer_down(struct fixture *f, uint64_t id, uint64_t node)
 	fx_collect(f, id);
 }
 
+void fx_peer_suspect(struct fixture *f, uint64_t id, uint64_t node)
+{
+	raft_peer_suspect(fx_raft(f, id), node, f->now);
+	fx_collect(f, id);
+}
+
 /* ------------------------------------------------------------------ time */
 
 void fx_advance(struct fixture *f, uint64_t ms)

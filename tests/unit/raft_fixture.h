@@ -108,6 +108,7 @@ int fx_read(struct fixture *f, uint64_t id, uint64_t context);
 int fx_transfer(struct fixture *f, uint64_t id, uint64_t target);
 int fx_change(struct fixture *f, uint64_t id, const struct raft_conf *target);
 void fx_peer_down(struct fixture *f, uint64_t id, uint64_t node);
+void fx_peer_suspect(struct fixture *f, uint64_t id, uint64_t node);
 void fx_collect(struct fixture *f, uint64_t id);
 
 /* Time: move the clock by ms, then tick every live node. */

@@ -159,6 +159,69 @@ static void test_peer_down_of_quiesced_leader_starts_election(void **state)
 	fx_deinit(&f);
 }
 
+/* Quiescence + peer_suspect: a quiet group whose leader's host fell silent
+ * elects a new leader within a heartbeat of the suspicion, even when one
+ * follower was woken by the other's PreVote before it suspected the host. */
+static void test_suspected_quiet_leader_is_replaced_without_timeout(void **state)
+{
+	struct fixture f;
+	uint64_t term, now;
+
+	(void)state;
+	setup_quiesced(&f);
+	term = raft_term(fx_raft(&f, 1));
+	f.now += 2 * FX_ELECTION_MS; /* Quiet for longer than any promise lasts. */
+	fx_isolate(&f, 1);
+	now = f.now;
+	fx_peer_suspect(&f, 2, 1);
+	assert_false(raft_is_quiesced(fx_raft(&f, 2)));
+	assert_true(raft_is_quiesced(fx_raft(&f, 3)));
+	fx_takeover(&f, 2);
+	assert_int_equal(raft_role(fx_raft(&f, 2)), RAFT_ROLE_PRE_CANDIDATE);
+	fx_deliver_all(&f); /* 3 still hears 1's host: it wakes and refuses. */
+	assert_false(raft_is_leader(fx_raft(&f, 2)));
+	assert_false(raft_is_quiesced(fx_raft(&f, 3)));
+	assert_int_equal(raft_leader(fx_raft(&f, 3)), 1);
+	fx_peer_suspect(&f, 3, 1); /* Its promise ran out long ago: waking made none. */
+	for (int i = 0;
+	     i < 20 && !raft_is_leader(fx_raft(&f, 2)) && !raft_is_leader(fx_raft(&f, 3)); i++)
+		fx_run(&f, 5, 5);
+	assert_true(raft_is_leader(fx_raft(&f, 2)) || raft_is_leader(fx_raft(&f, 3)));
+	assert_int_equal(raft_term(fx_raft(&f, 2)), term + 1);
+	assert_true(f.now - now <= FX_HEARTBEAT_MS); /* Not an election timeout. */
+	fx_deinit(&f);
+}
+
+/* peer_suspect releases no promise: followers that heard the leader lately
+ * wait until an election timeout after that before electing another, so
+ * that the lease the leader holds on their acknowledgements runs out first. */
+static void test_suspicion_waits_for_the_lease_promise(void **state)
+{
+	struct fixture f;
+	uint64_t heard, term;
+
+	(void)state;
+	fx_init(&f, 3);
+	fx_elect(&f, 1);
+	fx_run(&f, FX_HEARTBEAT_MS, 10); /* A heartbeat round heard and acknowledged. */
+	term = raft_term(fx_raft(&f, 1));
+	heard = fx_raft(&f, 2)->leader_heard_ms;
+	fx_isolate(&f, 1);
+	fx_peer_suspect(&f, 2, 1);
+	fx_peer_suspect(&f, 3, 1);
+	for (uint64_t id = 2; id <= 3; id++)
+		assert_true(fx_raft(&f, id)->election_deadline_ms >=
+			    fx_raft(&f, id)->leader_heard_ms + FX_ELECTION_MS);
+	while (f.now + 10 < heard + FX_ELECTION_MS) {
+		fx_run(&f, 10, 10);
+		assert_int_equal(raft_term(fx_raft(&f, 2)), term);
+		assert_int_equal(raft_term(fx_raft(&f, 3)), term);
+	}
+	fx_run(&f, 2 * FX_HEARTBEAT_MS, 5);
+	assert_true(raft_is_leader(fx_raft(&f, 2)) || raft_is_leader(fx_raft(&f, 3)));
+	fx_deinit(&f);
+}
+
 /* A quiesced leader ignores peer_down of a node outside the group and stays asleep. */
 static void test_quiesced_leader_ignores_peer_down_of_non_member(void **state)
 {
@@ -182,6 +245,8 @@ int main(int argc, char **argv)
 	    cmocka_unit_test(test_message_wakes_a_quiesced_node),
 	    cmocka_unit_test(test_peer_down_of_quiesced_leader_starts_election),
 	    cmocka_unit_test(test_quiesced_leader_ignores_peer_down_of_non_member),
+	    cmocka_unit_test(test_suspected_quiet_leader_is_replaced_without_timeout),
+	    cmocka_unit_test(test_suspicion_waits_for_the_lease_promise),
 	};
 	if (argc > 1)
 		cmocka_set_test_filter(argv[1]); /* A test name, or a pattern with '*'. */
