@@ -241,6 +241,7 @@ struct raft_progress {
 	bool repairing;          /* It lost data: its match does not count toward commit */
 	uint64_t repair_mark;    /* until it holds our log up to here; */
 	uint64_t repair_id;      /* which life of it (raft_repair_flag() in raft_repair.c). */
+	uint64_t repair_match;   /* Highest index that life acknowledged (<= match). */
 	uint64_t snapshot_need;
 	bool down; /* The transport reported the process gone. */
 	uint32_t inflight_head, inflight_count, inflight_size;

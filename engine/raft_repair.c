@@ -27,7 +27,10 @@
  *      we lost) and remembers its last index as the repair mark; our match
  *      does not count toward a commit until the repair ends, so no commit
  *      rests on a copy we lack. It probes and sends entries, or its snapshot once
- *      the entries are compacted, as to any follower that is behind.
+ *      the entries are compacted, as to any follower that is behind. A late
+ *      answer of an earlier life can still raise that match past our log; our
+ *      reject below it puts it back to what we acknowledged (repair_rewind()
+ *      in raft_replicate.c), or the probe would never reach our log.
  *   3. We accept entries only by the Log Matching check (§5.3) and take a
  *      commit index only from an append that matched up to it, never from
  *      heartbeats (which carry min(match, commit) for a match that may be
@@ -92,6 +95,7 @@ static void progress_repair_start(struct raft *raft, struct raft_progress *pr, u
 	pr->repair_id = id;
 	pr->repair_mark = raft_log_last(&raft->log);
 	pr->match = 0;
+	pr->repair_match = 0;
 	if (pr->state != RAFT_PROGRESS_SNAPSHOT)
 		raft_progress_become(raft, pr, RAFT_PROGRESS_PROBE);
 	pr->next = raft_log_last(&raft->log) + 1; /* Probe back with its hints. */

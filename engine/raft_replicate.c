@@ -293,6 +293,44 @@ void raft_handle_append(struct raft *raft, const struct raft_msg *m)
 	raft_repair_flag(raft, resp, true);
 }
 
+/* REPAIR (raft_repair_end in raft_repair.c): while pr repairs, its match may
+ * come from an answer of an earlier life of it, delayed or duplicated past
+ * the loss. A life that never repaired answers with no repair id, so such an
+ * answer is not told apart from one of a later, whole life, and is taken; it
+ * claims entries the life being repaired lacks. Left alone, that match keeps
+ * the probe floor (match + 1) above the repairing life's log: it rejects the
+ * same append forever and the repair never ends. So the leader keeps, apart,
+ * the highest index the life being repaired acknowledged (repair_match), and
+ * when that life rejects with a hint below match while match is not its own
+ * claim, match goes back to its claim and the probe restarts from its hint.
+ * (A reject of its own, reordered behind its later acknowledgement, leaves
+ * match alone: repair_match covers it.) The match of a repairing member counts
+ * toward no commit, so lowering it costs only a probe. Returns true when it
+ * rewound (a probe went out). */
+static bool repair_rewind(struct raft *raft, struct raft_progress *pr, const struct raft_msg *m)
+{
+	uint64_t hint;
+
+	if (!pr->repairing || m->context != pr->repair_id)
+		return false;
+	ASSERT(pr->repair_match <= pr->match); /* Its own claims were taken too. */
+	if (!m->reject) {
+		if (m->index <= raft_log_last(&raft->log))
+			pr->repair_match = max_u64(pr->repair_match, m->index);
+		return false;
+	}
+	if (m->hint_index >= pr->match || pr->repair_match >= pr->match)
+		return false;
+	hint = find_conflict_by_term(raft, m->hint_index, m->hint_term);
+	pr->match = pr->repair_match;
+	if (pr->state != RAFT_PROGRESS_SNAPSHOT)
+		raft_progress_become(raft, pr, RAFT_PROGRESS_PROBE);
+	pr->next = max_u64(min_u64(m->index, hint + 1), pr->match + 1);
+	ASSERT(pr->match < pr->next && pr->next <= raft_log_last(&raft->log) + 1);
+	raft_send_append(raft, pr, true);
+	return true;
+}
+
 void raft_handle_append_resp(struct raft *raft, struct raft_progress *pr, const struct raft_msg *m)
 {
 	raft_assert_step(raft);
@@ -301,7 +339,7 @@ void raft_handle_append_resp(struct raft *raft, struct raft_progress *pr, const 
 	ASSERT(pr->id == m->from);
 	ASSERT(pr->id != raft->config.id); /* We never answer ourselves. */
 	pr->recent_active = true;
-	if (raft_progress_repair_check(raft, pr, m))
+	if (raft_progress_repair_check(raft, pr, m) || repair_rewind(raft, pr, m))
 		return;
 	if (pr->repairing && !m->reject && (m->flags & RAFT_MSG_FLAG_REPAIRED) &&
 	    m->context == pr->repair_id && m->index >= pr->repair_mark &&

@@ -433,6 +433,10 @@ static struct sim_batch *batch_new(struct sim *sim, struct sim_node *n)
 	}
 	b = &n->batches[n->batches_count++];
 	memset(b, 0, sizeof(*b));
+	/* A batch that writes no hard state leaves the repair state on the
+	 * disk as it was (shard.c writes it only in hard state): one that only
+	 * holds back messages must not end a repair when it completes. */
+	b->repairing = n->repairing;
 	/* Writes complete in order. */
 	b->done_ms = done > n->disk_done_ms ? done : n->disk_done_ms;
 	n->disk_done_ms = b->done_ms;
@@ -493,6 +497,11 @@ static void disk_complete(struct sim *sim, struct sim_node *n)
 	}
 	if (b.hard_set)
 		n->disk.hard = b.hard;
+	/* The disk leaves repair only by a write made after the repair ended
+	 * (an engine never returns to repair within one life). */
+	if (n->disk.repairing && !b.repairing && raft_is_repairing(&n->raft))
+		sim_fail(sim, "n%llu: the disk left repair while the engine repairs",
+			 (unsigned long long)n->id);
 	n->disk.repairing = b.repairing;
 	if (last_index > 0)
 		raft_persisted(&n->raft, last_index, last_term);

@@ -201,6 +201,45 @@ static void test_second_loss_restarts_the_repair(void **state)
 	fx_deinit(&f);
 }
 
+/* An answer of the member's life before the loss (delayed or duplicated on
+ * the way) that reaches the leader after it started the repair claims
+ * entries that life lost; its own answers carry no repair id, so the leader
+ * takes it. The life being repaired rejects the appends past its log: the
+ * leader forgets the stale match and probes again, and the repair ends,
+ * instead of sending the same append forever. */
+static void test_stale_answer_of_an_earlier_life_does_not_stall_the_repair(void **state)
+{
+	struct fixture f;
+	struct raft_msg stale;
+	const struct raft_progress *pr;
+
+	(void)state;
+	setup_repairing(&f);
+	fx_cut(&f, 1, 2);
+	fx_advance(&f, FX_HEARTBEAT_MS);
+	pr = raft_progress_of(fx_raft(&f, 1), 3);
+	for (int i = 0; i < ROUNDS_MAX && f.net_count > 0 && !pr->repairing; i++)
+		fx_deliver_round(&f);
+	assert_true(pr->repairing);
+	assert_int_equal(pr->match, 0);
+	fx_drop(&f, RAFT_MSG_APPEND, 1, 3); /* The first probe is lost, */
+	stale = fx_msg(RAFT_MSG_APPEND_RESP, 3, 1, raft_term(fx_raft(&f, 1)));
+	stale.index = 5; /* and the old life's answer arrives late. */
+	fx_step(&f, 1, &stale);
+	pr = raft_progress_of(fx_raft(&f, 1), 3);
+	assert_int_equal(pr->match, 5); /* Taken: nothing tells it from a current one. */
+	assert_int_equal(raft_commit_index(fx_raft(&f, 1)), 5);
+	for (int i = 0; i < 20 && raft_is_repairing(fx_raft(&f, 3)); i++) {
+		fx_advance(&f, FX_HEARTBEAT_MS);
+		deliver_quiet(&f);
+	}
+	assert_false(raft_is_repairing(fx_raft(&f, 3)));
+	assert_false(raft_progress_of(fx_raft(&f, 1), 3)->repairing);
+	assert_int_equal(raft_last_index(fx_raft(&f, 3)), 5);
+	assert_int_equal(raft_progress_of(fx_raft(&f, 1), 3)->match, 5);
+	fx_deinit(&f);
+}
+
 /* A repairing member takes no commit index from heartbeats: their commit
  * rests on a match the leader may not yet know to be stale. */
 static void test_repairing_member_ignores_heartbeat_commit(void **state)
@@ -263,6 +302,7 @@ int main(void)
 	    cmocka_unit_test(test_repairing_member_never_campaigns),
 	    cmocka_unit_test(test_leader_counts_repairing_member_only_after_the_mark),
 	    cmocka_unit_test(test_second_loss_restarts_the_repair),
+	    cmocka_unit_test(test_stale_answer_of_an_earlier_life_does_not_stall_the_repair),
 	    cmocka_unit_test(test_repairing_member_ignores_heartbeat_commit),
 	    cmocka_unit_test(test_majority_repairing_refuses_proposals),
 	};
