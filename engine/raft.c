@@ -28,22 +28,6 @@
 
 #include "engine/raft_internal.h"
 
-/* splitmix64: a small, well-mixed PRNG; the whole engine state is its seed. */
-uint64_t raft_rng_next(struct raft *raft)
-{
-	return raft_mix64(raft->rng += 0x9E3779B97F4A7C15ull);
-}
-
-void raft_out_begin(struct raft *raft)
-{
-	if (!raft->ready_taken)
-		return;
-	raft->msgs_count = 0;
-	raft->msgs_after_count = 0;
-	raft->reads_out_count = 0;
-	raft->ready_taken = false;
-}
-
 void raft_trim(struct raft *raft)
 {
 	if (!raft->quiesced || raft_has_ready(raft))
@@ -62,37 +46,30 @@ void raft_trim(struct raft *raft)
 	}
 }
 
-struct raft_msg *raft_msg_new(struct raft *raft, uint32_t type, uint64_t to, bool after)
+struct raft_msg *raft_msg_slot_grow(struct raft *raft, bool after)
 {
-	struct raft_msg *m, *msgs;
+	struct raft_msg *msgs;
 
 	if (after) {
 		msgs = array_grow(raft->msgs_after, &raft->msgs_after_cap,
-				  raft->msgs_after_count + 1, sizeof(*m), 2);
+				  raft->msgs_after_count + 1, sizeof(*msgs), 2);
 		if (msgs != NULL) {
 			raft->msgs_after = msgs;
-			m = &raft->msgs_after[raft->msgs_after_count++];
+			return &raft->msgs_after[raft->msgs_after_count++];
 		}
 	} else {
-		msgs = array_grow(raft->msgs, &raft->msgs_cap, raft->msgs_count + 1, sizeof(*m), 2);
+		msgs =
+		    array_grow(raft->msgs, &raft->msgs_cap, raft->msgs_count + 1, sizeof(*msgs), 2);
 		if (msgs != NULL) {
 			raft->msgs = msgs;
-			m = &raft->msgs[raft->msgs_count++];
+			return &raft->msgs[raft->msgs_count++];
 		}
 	}
-	if (msgs == NULL) {
-		/* Out of memory: the message is lost, as the network may lose
-		 * any message; Raft retries (heartbeats, probes, elections). It
-		 * is written to a slot that is never sent. */
-		m = &raft->msg_lost;
-		raft->msgs_lost++;
-	}
-	*m = (struct raft_msg){.group = raft->config.group,
-			       .from = raft->config.id,
-			       .to = to,
-			       .term = raft->term,
-			       .type = type};
-	return m;
+	/* Out of memory: the message is lost, as the network may lose any
+	 * message; Raft retries (heartbeats, probes, elections). It is written
+	 * to a slot that is never sent. */
+	raft->msgs_lost++;
+	return &raft->msg_lost;
 }
 
 void raft_wake(struct raft *raft)

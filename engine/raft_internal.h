@@ -25,6 +25,12 @@
 #include "base/err.h"
 #include "engine/raft.h"
 
+/* Everything declared here is the engine's own: never exported (the shared
+ * library exports fl_* only), so hidden. Code built for a shared library
+ * (-fPIC) may not inline or call directly a function that another library
+ * could interpose; a hidden one it may, within its file. */
+#pragma GCC visibility push(hidden)
+
 #define CHUNK_SIZE      (256u * 1024u)
 #define CHUNK_FREE_MAX  4
 #define HB_RING         16
@@ -84,11 +90,52 @@ static inline int raft_conf_halves(const struct raft_conf *conf)
 	return conf->joint ? 2 : 1;
 }
 
+/* splitmix64: a small, well-mixed PRNG; the whole engine state is its seed. */
+static inline uint64_t raft_rng_next(struct raft *raft)
+{
+	return raft_mix64(raft->rng += 0x9E3779B97F4A7C15ull);
+}
+
+/* Every input calls this first: the output of the last ready, handed out
+ * and borrowed until now, is dropped and the next one begins. */
+static inline void raft_out_begin(struct raft *raft)
+{
+	if (!raft->ready_taken)
+		return;
+	raft->msgs_count = 0;
+	raft->msgs_after_count = 0;
+	raft->reads_out_count = 0;
+	raft->ready_taken = false;
+}
+
 /* raft.c */
-uint64_t raft_rng_next(struct raft *raft);
-void raft_out_begin(struct raft *raft);
-struct raft_msg *raft_msg_new(struct raft *raft, uint32_t type, uint64_t to, bool after);
+/* raft_msg_new()'s slow path: the array is full; grow it, or (out of
+ * memory) return the slot of a message that is lost. */
+struct raft_msg *raft_msg_slot_grow(struct raft *raft, bool after);
 void raft_wake(struct raft *raft);
+
+/* A message to send at the next ready (msgs), or once all that was handed out
+ * before it is durable (after: msgs_after). Stamped with our group, id and
+ * term, every other field zero. Valid until the next message is queued.
+ * Inline: every answer and every append takes one. */
+static inline struct raft_msg *raft_msg_new(struct raft *raft, uint32_t type, uint64_t to,
+					    bool after)
+{
+	struct raft_msg *m;
+
+	if (after && raft->msgs_after_count < raft->msgs_after_cap)
+		m = &raft->msgs_after[raft->msgs_after_count++];
+	else if (!after && raft->msgs_count < raft->msgs_cap)
+		m = &raft->msgs[raft->msgs_count++];
+	else
+		m = raft_msg_slot_grow(raft, after);
+	*m = (struct raft_msg){.group = raft->config.group,
+			       .from = raft->config.id,
+			       .to = to,
+			       .term = raft->term,
+			       .type = type};
+	return m;
+}
 
 /* raft_invariants.c: assert what holds between inputs (a bug if not). */
 void raft_assert_invariants(const struct raft *raft);
@@ -146,14 +193,29 @@ bool raft_quorum_active(const struct raft *raft);
  * (or installing a membership). Returns 0 or -ENOMEM. */
 int raft_confs_reserve(struct raft *raft);
 void raft_conf_push(struct raft *raft, uint64_t index, const struct raft_conf *conf);
-void raft_conf_appended(struct raft *raft, const struct raft_entry *e);
+/* A CONF entry was just appended: its configuration is in force. */
+void raft_conf_entry_appended(struct raft *raft, const struct raft_entry *e);
+
+/* Called after every append (inline: most entries are not CONF). */
+static inline void raft_conf_appended(struct raft *raft, const struct raft_entry *e)
+{
+	if (e->type == RAFT_ENTRY_CONF)
+		raft_conf_entry_appended(raft, e);
+}
 void raft_conf_truncated(struct raft *raft, uint64_t index);
 const struct raft_conf *raft_conf_in_force_at(const struct raft *raft, uint64_t index);
 void raft_confs_trim(struct raft *raft, uint64_t index);
 void raft_conf_advance(struct raft *raft);
 
-/* raft_election.c */
-void raft_election_timer_reset(struct raft *raft);
+/* raft_election.c; the timer's reset is inline: every message from the
+ * leader resets it. */
+static inline void raft_election_timer_reset(struct raft *raft)
+{
+	uint32_t base = raft->config.election_timeout_ms;
+
+	raft->election_deadline_ms = raft->now_ms + base + raft_rng_next(raft) % base;
+}
+
 void raft_become_follower(struct raft *raft, uint64_t term, uint64_t leader);
 void raft_campaign(struct raft *raft, bool transfer);
 void raft_transfer_maybe_send(struct raft *raft, struct raft_progress *pr);
@@ -191,7 +253,27 @@ void raft_handle_snapshot_wanted(struct raft *raft, struct raft_progress *pr,
 
 /* raft_repair.c */
 void raft_repair_end(struct raft *raft, uint64_t leader);
-void raft_repair_flag(const struct raft *raft, struct raft_msg *resp, bool matched);
+
+/* REPAIR: flag an append response. Every response of a member booted in
+ * repair carries its repair id (drawn at boot) in context, so that a leader
+ * tells this life's answers from those of an earlier one still in flight
+ * (which may claim entries since lost again). While repairing: the REPAIR
+ * flag; once repaired, RAFT_MSG_FLAG_REPAIRED on answers that say how far
+ * its log matches the leader's (matched), so that a leader that missed the
+ * first one still learns that the repair ended. Inline: every append's
+ * answer passes here. */
+static inline void raft_repair_flag(const struct raft *raft, struct raft_msg *resp, bool matched)
+{
+	if (raft->repair_id == 0) {
+		ASSERT(!raft->repairing); /* Booted in repair: has an id. */
+		return;
+	}
+	if (raft->repairing)
+		resp->flags |= RAFT_MSG_FLAG_REPAIR;
+	else if (matched)
+		resp->flags |= RAFT_MSG_FLAG_REPAIRED;
+	resp->context = raft->repair_id;
+}
 bool raft_progress_repair_check(struct raft *raft, struct raft_progress *pr,
 				const struct raft_msg *m);
 
@@ -212,5 +294,7 @@ static inline void raft_assert_step(const struct raft *raft)
 	ASSERT((raft->role == RAFT_ROLE_LEADER) == (raft->leader == raft->config.id));
 	ASSERT(raft->role == RAFT_ROLE_LEADER || raft->progress_count == 0);
 }
+
+#pragma GCC visibility pop
 
 #endif /* ENGINE_RAFT_INTERNAL_H */
