@@ -10,7 +10,7 @@
  *   raft_repair.c      members that lost data (REPAIR)
  *   raft_membership.c  configurations, progress, quorums, raft_change
  *   raft_log.c         the in-memory log and its payload chunks
- *   raft_invariants.c  the invariants asserted at the entry of every step handler
+ *   raft_invariants.c  the invariants and where each is asserted
  * Functions shared between them carry the raft_ prefix and are declared here;
  * the rest are static to their file. */
 #ifndef ENGINE_RAFT_INTERNAL_H
@@ -137,10 +137,14 @@ static inline struct raft_msg *raft_msg_new(struct raft *raft, uint32_t type, ui
 	return m;
 }
 
-/* raft_invariants.c: assert what holds between inputs (a bug if not). */
+/* raft_invariants.c: assert what holds between inputs (a bug if not). The
+ * whole walk, every member's progress included: at raft_tick, and at
+ * raft_ready once per heartbeat interval. */
 void raft_assert_invariants(const struct raft *raft);
-/* DEBUG: entries are contiguous and their terms, from prev_term on, never decrease. */
-void raft_assert_entries(const struct raft_entry *entries, uint32_t count, uint64_t prev_term);
+/* The leader's view of one member (pr, a slot of raft->progress): at the
+ * entry of the leader's handlers of that member's messages (APPEND_RESP,
+ * HEARTBEAT_RESP, SNAPSHOT_WANTED), which move its progress. O(1). */
+void raft_assert_progress(const struct raft *raft, const struct raft_progress *pr);
 
 /* raft_log.c; its accessors are inline: they sit on every hot path. */
 static inline uint64_t raft_log_first(const struct raft_log *log)
@@ -293,6 +297,38 @@ static inline void raft_assert_step(const struct raft *raft)
 		ASSERT(raft->vote == handed->vote);
 	ASSERT((raft->role == RAFT_ROLE_LEADER) == (raft->leader == raft->config.id));
 	ASSERT(raft->role == RAFT_ROLE_LEADER || raft->progress_count == 0);
+}
+
+/* What a ready hands out, at its entry: the hard state to persist never
+ * goes back (term is monotonic, one vote per term, commit never regresses),
+ * and applied <= commit <= last. Inline, cheap: every ready passes here. */
+static inline void raft_assert_ready(const struct raft *raft)
+{
+	const struct raft_hard_state *handed = &raft->hard_handed;
+
+	ASSERT(handed->term <= raft->term);                /* Term is monotonic. */
+	ASSERT(handed->commit <= raft->commit);            /* Commit never regresses. */
+	ASSERT(raft->applied <= raft->applying);           /* Applied only what was handed out. */
+	ASSERT(raft->applying <= raft->commit);            /* applied <= commit ... */
+	ASSERT(raft->commit <= raft_log_last(&raft->log)); /* ... <= last. */
+	/* One vote per term: a vote handed out to persist is never changed. */
+	if (handed->term == raft->term && handed->vote != RAFT_NONE)
+		ASSERT(raft->vote == handed->vote);
+}
+
+/* The count entries a ready hands out, the log's from handed_index + 1 to
+ * its last: they follow what was handed before, and their terms run from
+ * the term at handed_index to at most ours. Each entry's term was asserted
+ * not to decrease when raft_log_append() took it, and its index is the one
+ * after its predecessor's by construction, so the ends of the run are what
+ * is left to check: O(1). */
+static inline void raft_assert_handed(const struct raft_log *log, const struct raft_entry *entries,
+				      uint32_t count, uint64_t term)
+{
+	ASSERT(entries[0].index == log->handed_index + 1); /* Handed out once, in order. */
+	ASSERT(entries[count - 1].index == raft_log_last(log));
+	ASSERT(entries[0].term >= raft_log_term_at(log, log->handed_index));
+	ASSERT(entries[count - 1].term <= term); /* No entry from the future. */
 }
 
 #pragma GCC visibility pop
