@@ -28,22 +28,6 @@
 
 #include "engine/raft_internal.h"
 
-/* splitmix64: a small, well-mixed PRNG; the whole engine state is its seed. */
-uint64_t raft_rng_next(struct raft *raft)
-{
-	return raft_mix64(raft->rng += 0x9E3779B97F4A7C15ull);
-}
-
-void raft_out_begin(struct raft *raft)
-{
-	if (!raft->ready_taken)
-		return;
-	raft->msgs_count = 0;
-	raft->msgs_after_count = 0;
-	raft->reads_out_count = 0;
-	raft->ready_taken = false;
-}
-
 void raft_trim(struct raft *raft)
 {
 	if (!raft->quiesced || raft_has_ready(raft))
@@ -62,37 +46,30 @@ void raft_trim(struct raft *raft)
 	}
 }
 
-struct raft_msg *raft_msg_new(struct raft *raft, uint32_t type, uint64_t to, bool after)
+struct raft_msg *raft_msg_slot_grow(struct raft *raft, bool after)
 {
-	struct raft_msg *m, *msgs;
+	struct raft_msg *msgs;
 
 	if (after) {
 		msgs = array_grow(raft->msgs_after, &raft->msgs_after_cap,
-				  raft->msgs_after_count + 1, sizeof(*m), 2);
+				  raft->msgs_after_count + 1, sizeof(*msgs), 2);
 		if (msgs != NULL) {
 			raft->msgs_after = msgs;
-			m = &raft->msgs_after[raft->msgs_after_count++];
+			return &raft->msgs_after[raft->msgs_after_count++];
 		}
 	} else {
-		msgs = array_grow(raft->msgs, &raft->msgs_cap, raft->msgs_count + 1, sizeof(*m), 2);
+		msgs =
+		    array_grow(raft->msgs, &raft->msgs_cap, raft->msgs_count + 1, sizeof(*msgs), 2);
 		if (msgs != NULL) {
 			raft->msgs = msgs;
-			m = &raft->msgs[raft->msgs_count++];
+			return &raft->msgs[raft->msgs_count++];
 		}
 	}
-	if (msgs == NULL) {
-		/* Out of memory: the message is lost, as the network may lose
-		 * any message; Raft retries (heartbeats, probes, elections). It
-		 * is written to a slot that is never sent. */
-		m = &raft->msg_lost;
-		raft->msgs_lost++;
-	}
-	*m = (struct raft_msg){.group = raft->config.group,
-			       .from = raft->config.id,
-			       .to = to,
-			       .term = raft->term,
-			       .type = type};
-	return m;
+	/* Out of memory: the message is lost, as the network may lose any
+	 * message; Raft retries (heartbeats, probes, elections). It is written
+	 * to a slot that is never sent. */
+	raft->msgs_lost++;
+	return &raft->msg_lost;
 }
 
 void raft_wake(struct raft *raft)
@@ -308,6 +285,16 @@ void raft_step(struct raft *raft, const struct raft_msg *m, uint64_t now_ms)
 
 /* ------------------------------------------------------------------ tick */
 
+/* The whole invariant walk (raft_invariants.c), O(members): at every tick,
+ * and at a ready when none ran for a heartbeat interval, so that a follower
+ * that never ticks (its leader's messages keep moving its election timer)
+ * is walked as well, and a busy group once per interval, not per message. */
+static void invariants_walk(struct raft *raft)
+{
+	raft_assert_invariants(raft);
+	raft->walked_ms = raft->now_ms;
+}
+
 static void tick_leader(struct raft *raft)
 {
 	uint64_t now = raft->now_ms;
@@ -358,7 +345,7 @@ static void tick_leader(struct raft *raft)
 void raft_tick(struct raft *raft, uint64_t now_ms)
 {
 	raft_out_begin(raft);
-	raft_assert_invariants(raft);
+	invariants_walk(raft);
 	raft->now_ms = max_u64(raft->now_ms, now_ms);
 	if (raft->quiesced)
 		return;
@@ -454,18 +441,25 @@ void raft_ready(struct raft *raft, struct raft_ready *ready)
 	uint64_t limit;
 
 	raft_out_begin(raft);
-	raft_assert_invariants(raft);
+	raft_assert_ready(raft);
+	if (raft->now_ms - raft->walked_ms >= raft->config.heartbeat_interval_ms)
+		invariants_walk(raft);
 	if (raft->hb_pending && raft->role == RAFT_ROLE_LEADER)
 		raft_bcast_heartbeat(raft, 0);
 	raft->hb_pending = false;
 	msgs_resolve(raft);
-	memset(ready, 0, sizeof(*ready));
-
+	/* Every field is set below, each exactly once (no memset first: this
+	 * runs once per group per turn). */
 	ready->hard = (struct raft_hard_state){
 	    .term = raft->term, .vote = raft->vote, .commit = raft->commit};
-	ready->hard_changed = memcmp(&ready->hard, &raft->hard_handed, sizeof(ready->hard)) != 0;
+	ready->hard_changed = ready->hard.term != raft->hard_handed.term ||
+			      ready->hard.vote != raft->hard_handed.vote ||
+			      ready->hard.commit != raft->hard_handed.commit;
 	raft->hard_handed = ready->hard;
 
+	ready->snapshot = NULL;
+	ready->entries = ready->committed = NULL;
+	ready->entries_count = ready->committed_count = 0;
 	if (raft->snapshot_dirty) {
 		ready->snapshot = &raft->snap;
 		raft->snapshot_dirty = false;
@@ -474,9 +468,7 @@ void raft_ready(struct raft *raft, struct raft_ready *ready)
 		/* Each entry is handed out once, in order, after those before it. */
 		ready->entries = raft_log_at(log, log->handed_index + 1);
 		ready->entries_count = (uint32_t)(raft_log_last(log) - log->handed_index);
-		ASSERT(ready->entries->index == log->handed_index + 1);
-		raft_assert_entries(ready->entries, ready->entries_count,
-				    raft_log_term_at(log, log->handed_index));
+		raft_assert_handed(log, ready->entries, ready->entries_count, raft->term);
 		log->handed_index = raft_log_last(log);
 	}
 	limit = apply_limit(raft);

@@ -315,6 +315,7 @@ struct raft {
 	struct raft_pending_read *reads_pending;
 	uint32_t reads_pending_count, reads_pending_cap; /* Grown on demand to reads_max. */
 	struct raft_hard_state hard_handed;
+	uint64_t walked_ms; /* The whole invariant walk last ran (raft_invariants.c). */
 	/* Ready output buffers, reused across readies. */
 	struct raft_msg *msgs, *msgs_after;
 	uint32_t msgs_count, msgs_cap, msgs_after_count, msgs_after_cap;

@@ -50,13 +50,6 @@ static enum vote_result vote_tally(const struct raft *raft)
 
 /* ------------------------------------------------------------ role change */
 
-void raft_election_timer_reset(struct raft *raft)
-{
-	uint32_t base = raft->config.election_timeout_ms;
-
-	raft->election_deadline_ms = raft->now_ms + base + raft_rng_next(raft) % base;
-}
-
 /* Order of node id in this group's takeover (see takeover_rank). */
 static uint64_t takeover_key(const struct raft *raft, uint64_t id)
 {

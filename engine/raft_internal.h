@@ -10,7 +10,7 @@
  *   raft_repair.c      members that lost data (REPAIR)
  *   raft_membership.c  configurations, progress, quorums, raft_change
  *   raft_log.c         the in-memory log and its payload chunks
- *   raft_invariants.c  the invariants asserted at the entry of every step handler
+ *   raft_invariants.c  the invariants and where each is asserted
  * Functions shared between them carry the raft_ prefix and are declared here;
  * the rest are static to their file. */
 #ifndef ENGINE_RAFT_INTERNAL_H
@@ -24,6 +24,12 @@
 #include "base/assert.h"
 #include "base/err.h"
 #include "engine/raft.h"
+
+/* Everything declared here is the engine's own: never exported (the shared
+ * library exports fl_* only), so hidden. Code built for a shared library
+ * (-fPIC) may not inline or call directly a function that another library
+ * could interpose; a hidden one it may, within its file. */
+#pragma GCC visibility push(hidden)
 
 #define CHUNK_SIZE      (256u * 1024u)
 #define CHUNK_FREE_MAX  4
@@ -84,16 +90,61 @@ static inline int raft_conf_halves(const struct raft_conf *conf)
 	return conf->joint ? 2 : 1;
 }
 
+/* splitmix64: a small, well-mixed PRNG; the whole engine state is its seed. */
+static inline uint64_t raft_rng_next(struct raft *raft)
+{
+	return raft_mix64(raft->rng += 0x9E3779B97F4A7C15ull);
+}
+
+/* Every input calls this first: the output of the last ready, handed out
+ * and borrowed until now, is dropped and the next one begins. */
+static inline void raft_out_begin(struct raft *raft)
+{
+	if (!raft->ready_taken)
+		return;
+	raft->msgs_count = 0;
+	raft->msgs_after_count = 0;
+	raft->reads_out_count = 0;
+	raft->ready_taken = false;
+}
+
 /* raft.c */
-uint64_t raft_rng_next(struct raft *raft);
-void raft_out_begin(struct raft *raft);
-struct raft_msg *raft_msg_new(struct raft *raft, uint32_t type, uint64_t to, bool after);
+/* raft_msg_new()'s slow path: the array is full; grow it, or (out of
+ * memory) return the slot of a message that is lost. */
+struct raft_msg *raft_msg_slot_grow(struct raft *raft, bool after);
 void raft_wake(struct raft *raft);
 
-/* raft_invariants.c: assert what holds between inputs (a bug if not). */
+/* A message to send at the next ready (msgs), or once all that was handed out
+ * before it is durable (after: msgs_after). Stamped with our group, id and
+ * term, every other field zero. Valid until the next message is queued.
+ * Inline: every answer and every append takes one. */
+static inline struct raft_msg *raft_msg_new(struct raft *raft, uint32_t type, uint64_t to,
+					    bool after)
+{
+	struct raft_msg *m;
+
+	if (after && raft->msgs_after_count < raft->msgs_after_cap)
+		m = &raft->msgs_after[raft->msgs_after_count++];
+	else if (!after && raft->msgs_count < raft->msgs_cap)
+		m = &raft->msgs[raft->msgs_count++];
+	else
+		m = raft_msg_slot_grow(raft, after);
+	*m = (struct raft_msg){.group = raft->config.group,
+			       .from = raft->config.id,
+			       .to = to,
+			       .term = raft->term,
+			       .type = type};
+	return m;
+}
+
+/* raft_invariants.c: assert what holds between inputs (a bug if not). The
+ * whole walk, every member's progress included: at raft_tick, and at
+ * raft_ready once per heartbeat interval. */
 void raft_assert_invariants(const struct raft *raft);
-/* DEBUG: entries are contiguous and their terms, from prev_term on, never decrease. */
-void raft_assert_entries(const struct raft_entry *entries, uint32_t count, uint64_t prev_term);
+/* The leader's view of one member (pr, a slot of raft->progress): at the
+ * entry of the leader's handlers of that member's messages (APPEND_RESP,
+ * HEARTBEAT_RESP, SNAPSHOT_WANTED), which move its progress. O(1). */
+void raft_assert_progress(const struct raft *raft, const struct raft_progress *pr);
 
 /* raft_log.c; its accessors are inline: they sit on every hot path. */
 static inline uint64_t raft_log_first(const struct raft_log *log)
@@ -146,14 +197,29 @@ bool raft_quorum_active(const struct raft *raft);
  * (or installing a membership). Returns 0 or -ENOMEM. */
 int raft_confs_reserve(struct raft *raft);
 void raft_conf_push(struct raft *raft, uint64_t index, const struct raft_conf *conf);
-void raft_conf_appended(struct raft *raft, const struct raft_entry *e);
+/* A CONF entry was just appended: its configuration is in force. */
+void raft_conf_entry_appended(struct raft *raft, const struct raft_entry *e);
+
+/* Called after every append (inline: most entries are not CONF). */
+static inline void raft_conf_appended(struct raft *raft, const struct raft_entry *e)
+{
+	if (e->type == RAFT_ENTRY_CONF)
+		raft_conf_entry_appended(raft, e);
+}
 void raft_conf_truncated(struct raft *raft, uint64_t index);
 const struct raft_conf *raft_conf_in_force_at(const struct raft *raft, uint64_t index);
 void raft_confs_trim(struct raft *raft, uint64_t index);
 void raft_conf_advance(struct raft *raft);
 
-/* raft_election.c */
-void raft_election_timer_reset(struct raft *raft);
+/* raft_election.c; the timer's reset is inline: every message from the
+ * leader resets it. */
+static inline void raft_election_timer_reset(struct raft *raft)
+{
+	uint32_t base = raft->config.election_timeout_ms;
+
+	raft->election_deadline_ms = raft->now_ms + base + raft_rng_next(raft) % base;
+}
+
 void raft_become_follower(struct raft *raft, uint64_t term, uint64_t leader);
 void raft_campaign(struct raft *raft, bool transfer);
 void raft_transfer_maybe_send(struct raft *raft, struct raft_progress *pr);
@@ -191,7 +257,27 @@ void raft_handle_snapshot_wanted(struct raft *raft, struct raft_progress *pr,
 
 /* raft_repair.c */
 void raft_repair_end(struct raft *raft, uint64_t leader);
-void raft_repair_flag(const struct raft *raft, struct raft_msg *resp, bool matched);
+
+/* REPAIR: flag an append response. Every response of a member booted in
+ * repair carries its repair id (drawn at boot) in context, so that a leader
+ * tells this life's answers from those of an earlier one still in flight
+ * (which may claim entries since lost again). While repairing: the REPAIR
+ * flag; once repaired, RAFT_MSG_FLAG_REPAIRED on answers that say how far
+ * its log matches the leader's (matched), so that a leader that missed the
+ * first one still learns that the repair ended. Inline: every append's
+ * answer passes here. */
+static inline void raft_repair_flag(const struct raft *raft, struct raft_msg *resp, bool matched)
+{
+	if (raft->repair_id == 0) {
+		ASSERT(!raft->repairing); /* Booted in repair: has an id. */
+		return;
+	}
+	if (raft->repairing)
+		resp->flags |= RAFT_MSG_FLAG_REPAIR;
+	else if (matched)
+		resp->flags |= RAFT_MSG_FLAG_REPAIRED;
+	resp->context = raft->repair_id;
+}
 bool raft_progress_repair_check(struct raft *raft, struct raft_progress *pr,
 				const struct raft_msg *m);
 
@@ -212,5 +298,39 @@ static inline void raft_assert_step(const struct raft *raft)
 	ASSERT((raft->role == RAFT_ROLE_LEADER) == (raft->leader == raft->config.id));
 	ASSERT(raft->role == RAFT_ROLE_LEADER || raft->progress_count == 0);
 }
+
+/* What a ready hands out, at its entry: the hard state to persist never
+ * goes back (term is monotonic, one vote per term, commit never regresses),
+ * and applied <= commit <= last. Inline, cheap: every ready passes here. */
+static inline void raft_assert_ready(const struct raft *raft)
+{
+	const struct raft_hard_state *handed = &raft->hard_handed;
+
+	ASSERT(handed->term <= raft->term);                /* Term is monotonic. */
+	ASSERT(handed->commit <= raft->commit);            /* Commit never regresses. */
+	ASSERT(raft->applied <= raft->applying);           /* Applied only what was handed out. */
+	ASSERT(raft->applying <= raft->commit);            /* applied <= commit ... */
+	ASSERT(raft->commit <= raft_log_last(&raft->log)); /* ... <= last. */
+	/* One vote per term: a vote handed out to persist is never changed. */
+	if (handed->term == raft->term && handed->vote != RAFT_NONE)
+		ASSERT(raft->vote == handed->vote);
+}
+
+/* The count entries a ready hands out, the log's from handed_index + 1 to
+ * its last: they follow what was handed before, and their terms run from
+ * the term at handed_index to at most ours. Each entry's term was asserted
+ * not to decrease when raft_log_append() took it, and its index is the one
+ * after its predecessor's by construction, so the ends of the run are what
+ * is left to check: O(1). */
+static inline void raft_assert_handed(const struct raft_log *log, const struct raft_entry *entries,
+				      uint32_t count, uint64_t term)
+{
+	ASSERT(entries[0].index == log->handed_index + 1); /* Handed out once, in order. */
+	ASSERT(entries[count - 1].index == raft_log_last(log));
+	ASSERT(entries[0].term >= raft_log_term_at(log, log->handed_index));
+	ASSERT(entries[count - 1].term <= term); /* No entry from the future. */
+}
+
+#pragma GCC visibility pop
 
 #endif /* ENGINE_RAFT_INTERNAL_H */

@@ -1,24 +1,36 @@
-/* The invariants of one engine: the core facts (term, vote, commit, apply,
- * role) at the entry of every step handler, after the stale-message returns
- * (raft_assert_step); all of them, the leader's progress of every member
- * and the log's bookkeeping too, at the entry of raft_tick() and of
- * raft_ready() (raft_assert_invariants), which every step is followed by
- * before its output leaves the engine.
+/* The invariants of one engine, each asserted where it is cheapest to
+ * check as often as it can change:
+ *   - the core facts (term, vote, commit, apply, role) at the entry of every
+ *     step handler, after the stale-message returns (raft_assert_step,
+ *     inline in raft_internal.h);
+ *   - what a ready hands out, at raft_ready(): the hard state never goes
+ *     back, applied <= commit <= last, and the run of entries follows what
+ *     was handed before with terms from the last handed one's up to ours
+ *     (raft_assert_ready, raft_assert_handed; O(1));
+ *   - the progress of the one member an answer is about, at the entry of the
+ *     leader's handlers of APPEND_RESP, HEARTBEAT_RESP and SNAPSHOT_WANTED
+ *     (raft_assert_progress);
+ *   - all of them, every member's progress and the log's bookkeeping
+ *     included (raft_assert_invariants, a walk of O(members)), at the entry
+ *     of raft_tick() and of a raft_ready() when none ran for a heartbeat
+ *     interval: once per interval rather than once per message;
+ *   - and where a value moves, its own rule: commit never regresses
+ *     (raft_commit_to), the term never decreases (raft_become_follower),
+ *     entry terms never decrease along the log (raft_log_append).
  *
- * Each assertion states one fact. The cheap ones (O(members)) are ASSERTs and
- * stay on in release builds; the walks along the log are DEBUG_ASSERTs and
- * cover only the entries a ready hands out, so that every entry is walked
- * once over the life of the group. A failure is a bug in the engine: peer
- * input never reaches these checks unvalidated (raft_step handles it). */
+ * Each assertion states one fact, and all are ASSERTs: on in every build.
+ * A failure is a bug in the engine: peer input never reaches these checks
+ * unvalidated (raft_step handles it). */
 #include "engine/raft_internal.h"
 
 /* The leader's view of one member. */
-static void raft_assert_progress(const struct raft *raft, const struct raft_progress *pr,
-				 uint64_t member)
+void raft_assert_progress(const struct raft *raft, const struct raft_progress *pr)
 {
 	uint64_t last = raft_log_last(&raft->log);
+	uint32_t slot = (uint32_t)(pr - raft->progress);
 
-	ASSERT(pr->id == member);     /* Progress slot i is member i (quorum_value). */
+	ASSERT(slot < raft->progress_count);
+	ASSERT(pr->id == raft_conf_current(raft)->members[slot].id); /* Slot i is member i. */
 	ASSERT(pr->match <= last);    /* A leader's match_index[i] <= last. */
 	ASSERT(pr->next <= last + 1); /* Nothing is sent past our log. */
 	ASSERT(pr->state <= RAFT_PROGRESS_SNAPSHOT);
@@ -42,7 +54,7 @@ static void raft_assert_leader(const struct raft *raft)
 	ASSERT(raft->progress != NULL || conf->members_count == 0);
 	ASSERT(raft_log_last_term(&raft->log) == raft->term); /* Its no-op is in the log. */
 	for (uint32_t i = 0; i < raft->progress_count; i++)
-		raft_assert_progress(raft, &raft->progress[i], conf->members[i].id);
+		raft_assert_progress(raft, &raft->progress[i]);
 }
 
 static void raft_assert_not_leader(const struct raft *raft)
@@ -94,14 +106,4 @@ void raft_assert_invariants(const struct raft *raft)
 		raft_assert_leader(raft);
 	else
 		raft_assert_not_leader(raft);
-}
-
-void raft_assert_entries(const struct raft_entry *entries, uint32_t count, uint64_t prev_term)
-{
-	for (uint32_t i = 0; i < count; i++) {
-		DEBUG_ASSERT(entries[i].term >=
-			     prev_term); /* Terms never decrease along the log. */
-		DEBUG_ASSERT(i == 0 || entries[i].index == entries[i - 1].index + 1);
-		prev_term = entries[i].term;
-	}
 }

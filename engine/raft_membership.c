@@ -207,12 +207,13 @@ static void raft_progress_resync(struct raft *raft)
 }
 
 /* A configuration is in force as soon as it is in the log (thesis §4.1). */
-void raft_conf_appended(struct raft *raft, const struct raft_entry *e)
+void raft_conf_entry_appended(struct raft *raft, const struct raft_entry *e)
 {
 	struct raft_conf conf;
 
+	ASSERT(e->type == RAFT_ENTRY_CONF);
 	ASSERT(e->index == raft_log_last(&raft->log)); /* Called right after the append. */
-	if (e->type != RAFT_ENTRY_CONF || raft_conf_decode(&conf, e->data, e->size) != 0)
+	if (raft_conf_decode(&conf, e->data, e->size) != 0)
 		return;
 	raft_conf_push(raft, e->index, &conf);
 	raft_progress_resync(raft);

@@ -66,25 +66,6 @@ void raft_repair_end(struct raft *raft, uint64_t leader)
 		raft->vote = leader;
 }
 
-/* REPAIR: flag an append response. Every response of a member booted in
- * repair carries its repair id (drawn at boot) in context, so that a leader
- * tells this life's answers from those of an earlier one still in flight
- * (which may claim entries since lost again). While repairing: the REPAIR
- * flag; once repaired, RAFT_MSG_FLAG_REPAIRED on answers that say how far
- * its log matches the leader's (matched), so that a leader that missed the
- * first one still learns that the repair ended. */
-void raft_repair_flag(const struct raft *raft, struct raft_msg *resp, bool matched)
-{
-	ASSERT(!raft->repairing || raft->repair_id != 0); /* Booted in repair: has an id. */
-	if (raft->repair_id == 0)
-		return;
-	if (raft->repairing)
-		resp->flags |= RAFT_MSG_FLAG_REPAIR;
-	else if (matched)
-		resp->flags |= RAFT_MSG_FLAG_REPAIRED;
-	resp->context = raft->repair_id;
-}
-
 /* REPAIR (see raft_repair_end): pr lost data. Forget what it matched and count
  * it only once it holds our log up to our last index as of now. */
 static void progress_repair_start(struct raft *raft, struct raft_progress *pr, uint64_t id)

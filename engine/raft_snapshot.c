@@ -127,6 +127,7 @@ void raft_handle_snapshot_wanted(struct raft *raft, struct raft_progress *pr,
 	raft_assert_step(raft);
 	ASSERT(raft->role == RAFT_ROLE_LEADER);
 	ASSERT(pr->id == m->from);
+	raft_assert_progress(raft, pr);
 	pr->recent_active = true;
 	if (pr->state == RAFT_PROGRESS_SNAPSHOT)
 		return; /* One is on its way. */
