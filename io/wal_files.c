@@ -319,8 +319,9 @@ static void wal_files_check_chain(struct wal *wal, struct wal_file *files, uint3
 			wal_files_lost(wal, files, count, wal->chain_head, "the oldest in use");
 		if (prev != NULL && f->valid && f->header.prev_seq != prev->seq)
 			wal_files_lost(wal, files, count,
-				       f->header.prev_seq > prev->seq ? f->header.prev_seq
-								      : prev->seq,
+				       f->header.prev_seq > prev->seq && f->header.prev_seq < f->seq
+					   ? f->header.prev_seq
+					   : prev->seq,
 				       "in use between two others");
 		prev = f;
 	}
@@ -375,6 +376,10 @@ int wal_files_load(struct wal *wal, struct wal_file **out, uint32_t *out_count)
 		rv = wal_file_open(wal, &files[i]);
 		if (rv != 0)
 			return rv;
+		if (files[i].seq == UINT64_MAX) {
+			wal_say(wal, "a file is named with the last segment number there is");
+			return WAL_ERR_CORRUPT;
+		}
 		if (files[i].seq >= wal->next_seq)
 			wal->next_seq = files[i].seq + 1;
 	}
@@ -385,6 +390,10 @@ int wal_files_load(struct wal *wal, struct wal_file **out, uint32_t *out_count)
 		wal_files_no_chain(wal, files, count, rv == WAL_ERR_CORRUPT);
 	wal_files_check_chain(wal, files, count);
 	wal_files_sort_rest(wal, files, count);
+	if (wal->chain_tail == UINT64_MAX || wal->chain_loss == UINT64_MAX) {
+		wal_say(wal, "the chain file names the last segment number there is");
+		return WAL_ERR_CORRUPT;
+	}
 	if (wal->chain_tail >= wal->next_seq)
 		wal->next_seq = wal->chain_tail + 1;
 	if (wal->chain_loss >= wal->next_seq)

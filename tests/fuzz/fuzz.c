@@ -33,7 +33,10 @@ const char *fuzz_dir(void)
 	return fuzz_dir_path;
 }
 
-void fuzz_dir_clear(const char *path)
+/* Remove what path holds, subdirectories included (a WAL moves files it
+ * cannot identify into damaged/): every input starts from an empty
+ * directory, or one input's files would change what the next one finds. */
+static void fuzz_dir_clear_depth(const char *path, int depth)
 {
 	DIR *dir = opendir(path);
 	struct dirent *e;
@@ -41,10 +44,23 @@ void fuzz_dir_clear(const char *path)
 	if (dir == NULL)
 		return;
 	while ((e = readdir(dir)) != NULL) {
-		if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
-			unlinkat(dirfd(dir), e->d_name, 0);
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		if (unlinkat(dirfd(dir), e->d_name, 0) != 0 &&
+		    (errno == EISDIR || errno == EPERM) && depth < 4) {
+			char sub[4096 + 256];
+
+			snprintf(sub, sizeof(sub), "%s/%s", path, e->d_name);
+			fuzz_dir_clear_depth(sub, depth + 1);
+			unlinkat(dirfd(dir), e->d_name, AT_REMOVEDIR);
+		}
 	}
 	closedir(dir);
+}
+
+void fuzz_dir_clear(const char *path)
+{
+	fuzz_dir_clear_depth(path, 0);
 }
 
 void fuzz_write_file(const char *dir, const char *name, const void *data, size_t size)
