@@ -553,3 +553,15 @@ int64_t fx_read_index_of(const struct fx_node *node, uint64_t context)
 			return (int64_t)node->reads[i].index;
 	return -1;
 }
+
+struct raft_conf fx_conf_of(const uint64_t *voters, uint32_t voters_count, const uint64_t *learners,
+			    uint32_t learners_count)
+{
+	struct raft_conf c = {0};
+
+	for (uint32_t i = 0; i < voters_count; i++)
+		assert_int_equal(raft_conf_add(&c, voters[i], RAFT_MEMBER_VOTER), 0);
+	for (uint32_t i = 0; i < learners_count; i++)
+		assert_int_equal(raft_conf_add(&c, learners[i], RAFT_MEMBER_LEARNER), 0);
+	return c;
+}

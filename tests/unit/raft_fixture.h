@@ -148,6 +148,10 @@ void fx_elect(struct fixture *f, uint64_t id);
 /* Fire id's election timer now (moves the clock to its deadline). */
 void fx_timeout(struct fixture *f, uint64_t id);
 
+/* A membership of the voters, then the learners, given. */
+struct raft_conf fx_conf_of(const uint64_t *voters, uint32_t voters_count, const uint64_t *learners,
+			    uint32_t learners_count);
+
 /* A message as a peer would send it, for injection with fx_step(). */
 struct raft_msg fx_msg(uint32_t type, uint64_t from, uint64_t to, uint64_t term);
 

@@ -12,18 +12,6 @@
 #include "engine/raft.h"
 #include "tests/unit/raft_fixture.h"
 
-static struct raft_conf conf_of(const uint64_t *voters, uint32_t voters_count,
-				const uint64_t *learners, uint32_t learners_count)
-{
-	struct raft_conf c = {0};
-
-	for (uint32_t i = 0; i < voters_count; i++)
-		assert_int_equal(raft_conf_add(&c, voters[i], RAFT_MEMBER_VOTER), 0);
-	for (uint32_t i = 0; i < learners_count; i++)
-		assert_int_equal(raft_conf_add(&c, learners[i], RAFT_MEMBER_LEARNER), 0);
-	return c;
-}
-
 /* Nodes 1..n with voters 1..voters and learners after; 1 leads, all caught up. */
 static void setup_group(struct fixture *f, uint32_t n, uint32_t voters)
 {
@@ -180,7 +168,7 @@ static void test_learner_promotion_enters_and_leaves_joint(void **state)
 {
 	static const uint64_t voters[] = {1, 2, 3, 4};
 	struct fixture f;
-	struct raft_conf target = conf_of(voters, 4, NULL, 0);
+	struct raft_conf target = fx_conf_of(voters, 4, NULL, 0);
 	const struct raft_conf *c;
 
 	(void)state;
@@ -206,7 +194,7 @@ static void test_learner_promotion_enters_and_leaves_joint(void **state)
 static uint64_t start_joint_change(struct fixture *f)
 {
 	static const uint64_t voters[] = {1, 4, 5};
-	struct raft_conf target = conf_of(voters, 3, NULL, 0);
+	struct raft_conf target = fx_conf_of(voters, 3, NULL, 0);
 
 	setup_group(f, 5, 3);
 	assert_int_equal(fx_change(f, 1, &target), 0);
@@ -299,7 +287,7 @@ static void test_only_one_change_at_a_time(void **state)
 {
 	static const uint64_t v123[] = {1, 2, 3}, v1234[] = {1, 2, 3, 4}, l4[] = {4};
 	struct fixture f;
-	struct raft_conf promote = conf_of(v1234, 4, NULL, 0), back = conf_of(v123, 3, l4, 1);
+	struct raft_conf promote = fx_conf_of(v1234, 4, NULL, 0), back = fx_conf_of(v123, 3, l4, 1);
 
 	(void)state;
 	fx_setup(&f, 4);
@@ -333,15 +321,15 @@ static void test_change_rejects_invalid_memberships(void **state)
 	setup_group(&f, 3, 3);
 	c = (struct raft_conf){0};
 	assert_int_equal(fx_change(&f, 1, &c), RAFT_ERR_CONF_INVALID);
-	c = conf_of(NULL, 0, l3, 1); /* No voter. */
+	c = fx_conf_of(NULL, 0, l3, 1); /* No voter. */
 	assert_int_equal(fx_change(&f, 1, &c), RAFT_ERR_CONF_INVALID);
-	c = conf_of(v12, 2, NULL, 0);
+	c = fx_conf_of(v12, 2, NULL, 0);
 	c.members[1].id = 1; /* Duplicate. */
 	assert_int_equal(fx_change(&f, 1, &c), RAFT_ERR_CONF_INVALID);
-	c = conf_of(v12, 2, NULL, 0);
+	c = fx_conf_of(v12, 2, NULL, 0);
 	c.joint = true;
 	assert_int_equal(fx_change(&f, 1, &c), RAFT_ERR_CONF_INVALID);
-	c = conf_of(v12, 2, NULL, 0);
+	c = fx_conf_of(v12, 2, NULL, 0);
 	c.members[0].id = RAFT_NONE;
 	assert_int_equal(fx_change(&f, 1, &c), RAFT_ERR_CONF_INVALID);
 	assert_int_equal(raft_last_index(fx_raft(&f, 1)), raft_commit_index(fx_raft(&f, 1)));
@@ -353,7 +341,7 @@ static void test_removed_leader_steps_down_after_commit(void **state)
 {
 	static const uint64_t v23[] = {2, 3};
 	struct fixture f;
-	struct raft_conf target = conf_of(v23, 2, NULL, 0);
+	struct raft_conf target = fx_conf_of(v23, 2, NULL, 0);
 
 	(void)state;
 	setup_group(&f, 3, 3);
@@ -378,7 +366,7 @@ static void test_lagging_learner_is_not_promoted(void **state)
 {
 	static const uint64_t voters[] = {1, 2, 3, 4};
 	struct fixture f;
-	struct raft_conf target = conf_of(voters, 4, NULL, 0);
+	struct raft_conf target = fx_conf_of(voters, 4, NULL, 0);
 
 	(void)state;
 	fx_setup(&f, 4);
@@ -410,7 +398,7 @@ static void test_removed_leader_hands_off_leadership(void **state)
 {
 	static const uint64_t v23[] = {2, 3};
 	struct fixture f;
-	struct raft_conf target = conf_of(v23, 2, NULL, 0);
+	struct raft_conf target = fx_conf_of(v23, 2, NULL, 0);
 	uint64_t now;
 
 	(void)state;
@@ -430,7 +418,7 @@ static void test_truncated_conf_entry_is_undone(void **state)
 {
 	static const uint64_t terms[] = {1}, v1234[] = {1, 2, 3, 4};
 	struct fixture f;
-	struct raft_conf c = conf_of(v1234, 4, NULL, 0);
+	struct raft_conf c = fx_conf_of(v1234, 4, NULL, 0);
 	uint8_t buf[8 + 16 * RAFT_MEMBERS_MAX];
 	struct raft_entry e = {.term = 2, .index = 2, .type = RAFT_ENTRY_CONF};
 	struct raft_entry other = {.term = 3, .index = 2, .type = RAFT_ENTRY_NORMAL};

@@ -25,18 +25,6 @@
 #define OOM_ONE_IN    8 /* Random mode: one allocation in this many fails. */
 #define OOM_SWEEP_MAX 4000
 
-static struct raft_conf conf_of(const uint64_t *voters, uint32_t voters_count,
-				const uint64_t *learners, uint32_t learners_count)
-{
-	struct raft_conf c = {0};
-
-	for (uint32_t i = 0; i < voters_count; i++)
-		assert_int_equal(raft_conf_add(&c, voters[i], RAFT_MEMBER_VOTER), 0);
-	for (uint32_t i = 0; i < learners_count; i++)
-		assert_int_equal(raft_conf_add(&c, learners[i], RAFT_MEMBER_LEARNER), 0);
-	return c;
-}
-
 /* The leader of the highest term, or 0. At most one per term. */
 static uint64_t leader_of(struct fixture *f)
 {
@@ -70,7 +58,7 @@ static void setup(struct fixture *f)
 static void workload(struct fixture *f)
 {
 	static const uint64_t v123[] = {1, 2, 3}, v1234[] = {1, 2, 3, 4}, l4[] = {4};
-	struct raft_conf promote = conf_of(v1234, 4, NULL, 0), back = conf_of(v123, 3, l4, 1);
+	struct raft_conf promote = fx_conf_of(v1234, 4, NULL, 0), back = fx_conf_of(v123, 3, l4, 1);
 
 	for (uint32_t r = 0; r < OOM_ROUNDS; r++) {
 		uint64_t leader = leader_of(f);
