@@ -1337,15 +1337,13 @@ static void dump_pending(struct world *w)
 		       (double)(op->asked_ns - SIM_START_NS) / 1e6);
 }
 
-/* Heal, restart, and require progress within bounded virtual time: a new
- * proposal in every group, every acknowledged one applied on every live
- * replica, and an answer to every request. */
-static void phase_heal(struct world *w)
+/* Faults off, partitions healed, pauses ended, and every node that is down
+ * (and whose data is not refused) restarting now; with cancel_crashes, no
+ * crash planned earlier happens. */
+static void world_calm(struct world *w, bool cancel_crashes)
 {
 	struct loop_sim_faults quiet = {
 	    .disk_us_min = 10, .disk_us_max = 100, .net_us_min = 20, .net_us_max = 200};
-	uint64_t deadline, start;
-	uint64_t want[GROUPS_MAX];
 
 	loop_sim_set_faults(w->sim, &quiet);
 	for (uint32_t x = 1; x <= w->nodes_count; x++)
@@ -1355,9 +1353,22 @@ static void phase_heal(struct world *w)
 		struct node *n = &w->nodes[i];
 
 		n->paused_until_ns = 0;
+		if (cancel_crashes)
+			n->crash_ns = 0;
 		if (!n->up && !n->corrupt)
 			n->restart_ns = now(w);
 	}
+}
+
+/* Heal, restart, and require progress within bounded virtual time: a new
+ * proposal in every group, every acknowledged one applied on every live
+ * replica, and an answer to every request. */
+static void phase_heal(struct world *w)
+{
+	uint64_t deadline, start;
+	uint64_t want[GROUPS_MAX];
+
+	world_calm(w, false);
 	trace(w, "heal: faults off, partitions healed, down nodes restart");
 	start = now(w);
 	deadline = start + 30000 * MS;
@@ -1461,26 +1472,13 @@ static bool silence_drawn(uint64_t seed)
  * proposal acknowledged in every group. */
 static bool silence_settle(struct world *w)
 {
-	struct loop_sim_faults quiet = {
-	    .disk_us_min = 10, .disk_us_max = 100, .net_us_min = 20, .net_us_max = 200};
 	uint64_t deadline = now(w) + 30000 * MS;
 	uint64_t want[GROUPS_MAX];
 
 	for (uint32_t i = 0; i < w->nodes_count; i++)
 		if (w->nodes[i].corrupt)
 			return false;
-	loop_sim_set_faults(w->sim, &quiet);
-	for (uint32_t x = 1; x <= w->nodes_count; x++)
-		for (uint32_t y = 1; y <= w->nodes_count; y++)
-			loop_sim_block(w->sim, x, y, false);
-	for (uint32_t i = 0; i < w->nodes_count; i++) {
-		struct node *n = &w->nodes[i];
-
-		n->paused_until_ns = 0;
-		n->crash_ns = 0;
-		if (!n->up)
-			n->restart_ns = now(w);
-	}
+	world_calm(w, true);
 	for (uint32_t k = 0; k < w->groups_count; k++)
 		want[k] = w->groups[k].acked + 1;
 	for (;;) {
