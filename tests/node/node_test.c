@@ -7,6 +7,8 @@
 #include <time.h>
 #include <unistd.h>
 
+int node_test_err_fd = 2;
+
 uint64_t node_test_now_ms(void)
 {
 	struct timespec ts;

@@ -1,14 +1,30 @@
-/* What the in-process cluster tests of tests/node share: a clock, a free
- * port on 127.0.0.1, and the addresses and common settings of node i of a
- * cluster whose nodes listen on ports[]. */
+/* What the in-process cluster tests of tests/node share: CHECK(), a clock, a
+ * free port on 127.0.0.1, and the addresses and common settings of node i
+ * of a cluster whose nodes listen on ports[]. */
 #ifndef TESTS_NODE_NODE_TEST_H
 #define TESTS_NODE_NODE_TEST_H
 
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 
 #include "flotilla.h"
 
 #define NODE_TEST_NODES_MAX 8
+
+/* Where CHECK() reports: standard error, or the copy of it a test keeps
+ * while it captures descriptor 2. */
+extern int node_test_err_fd;
+
+/* Stop the test with the file, line and condition that failed. */
+#define CHECK(cond)                                                                                \
+	do {                                                                                       \
+		if (!(cond)) {                                                                     \
+			dprintf(node_test_err_fd, "%s:%d: check failed: %s\n", __FILE__, __LINE__, \
+				#cond);                                                            \
+			exit(1);                                                                   \
+		}                                                                                  \
+	} while (0)
 
 /* Storage for the strings and peers a config points at: keep it alive until
  * fl_node_start() returns. */

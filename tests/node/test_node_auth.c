@@ -14,14 +14,6 @@
 #include "flotilla.h"
 #include "tests/node/node_test.h"
 
-#define CHECK(cond)                                                                                \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);   \
-			exit(1);                                                                   \
-		}                                                                                  \
-	} while (0)
-
 static char root[64] = "flotilla-auth-XXXXXX";
 
 static void sm_apply(void *ctx, uint64_t group, const struct fl_entry *entries, uint32_t count,

@@ -32,14 +32,6 @@
 #define NODES      3
 #define GROUPS_MAX 4096
 
-#define CHECK(cond)                                                                                \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);   \
-			exit(1);                                                                   \
-		}                                                                                  \
-	} while (0)
-
 /* One node's state machine: per group, a running hash over applied entries. */
 struct sm {
 	pthread_mutex_t lock; /* Groups live on different shard threads. */

@@ -12,14 +12,7 @@
 #include <unistd.h>
 
 #include "flotilla.h"
-
-#define CHECK(cond)                                                                                \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);   \
-			exit(1);                                                                   \
-		}                                                                                  \
-	} while (0)
+#include "tests/node/node_test.h"
 
 static char dir[] = "flotilla-config-XXXXXX";
 static int failed;

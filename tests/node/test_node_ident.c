@@ -17,18 +17,8 @@
 #include "flotilla.h"
 #include "tests/node/node_test.h"
 
-#define CHECK(cond)                                                                                \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			dprintf(saved_stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__,     \
-				#cond);                                                            \
-			exit(1);                                                                   \
-		}                                                                                  \
-	} while (0)
-
 enum { NODES = 3, GROUP = 1 };
 
-static int saved_stderr = 2;
 static char log_path[600];
 static _Atomic uint64_t applied[NODES + 1]; /* By slot: 0..2 the nodes, 3 the impostor. */
 
@@ -53,7 +43,7 @@ static struct fl_node *node_start(int slot, int as_index, const uint16_t *ports,
 	config.sm = (struct fl_sm_ops){.apply = sm_apply, .ctx = (void *)&applied[slot]};
 	rv = fl_node_start(&config, &node);
 	if (rv != 0)
-		dprintf(saved_stderr, "node slot %d: %s\n", slot, fl_strerror(rv));
+		dprintf(node_test_err_fd, "node slot %d: %s\n", slot, fl_strerror(rv));
 	CHECK(rv == 0);
 	return node;
 }
@@ -95,7 +85,7 @@ static void wait_applied(int slot, uint64_t count)
 
 	while (atomic_load(&applied[slot]) < count) {
 		if (node_test_now_ms() - t0 > 10000) {
-			dprintf(saved_stderr, "slot %d applied %llu, not %llu, in 10 s\n", slot,
+			dprintf(node_test_err_fd, "slot %d applied %llu, not %llu, in 10 s\n", slot,
 				(unsigned long long)atomic_load(&applied[slot]),
 				(unsigned long long)count);
 			CHECK(!"applied in time");
@@ -116,9 +106,9 @@ int main(void)
 	snprintf(root, sizeof(root), "%s/flotilla-ident-XXXXXX", base ? base : ".");
 	CHECK(mkdtemp(root) != NULL);
 	snprintf(log_path, sizeof(log_path), "%s/log", root);
-	saved_stderr = dup(2);
+	node_test_err_fd = dup(2);
 	fd = open(log_path, O_CREAT | O_WRONLY | O_APPEND | O_CLOEXEC, 0644);
-	CHECK(fd >= 0 && saved_stderr >= 0);
+	CHECK(fd >= 0 && node_test_err_fd >= 0);
 	CHECK(dup2(fd, 2) == 2);
 	close(fd);
 	for (int i = 0; i < NODES; i++) {
@@ -150,7 +140,7 @@ int main(void)
 	elapsed_ms = node_test_now_ms() - t0;
 	claims = log_count("two processes claim node 3: refused the newer one");
 	refused_lines = log_count("refuses this process as node 3");
-	dprintf(saved_stderr, "in %llu ms: %d refusal lines at the peers, %d at the newcomer\n",
+	dprintf(node_test_err_fd, "in %llu ms: %d refusal lines at the peers, %d at the newcomer\n",
 		(unsigned long long)elapsed_ms, claims, refused_lines);
 	CHECK(claims >= 2); /* Both peers saw it, each logging both incarnations... */
 	CHECK(log_count("is incarnation") >= 2);
@@ -204,7 +194,7 @@ int main(void)
 
 	for (int i = 0; i < NODES; i++)
 		fl_node_stop(nodes[i]);
-	dup2(saved_stderr, 2);
+	dup2(node_test_err_fd, 2);
 	{
 		char cmd[600];
 

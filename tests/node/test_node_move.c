@@ -33,14 +33,6 @@
 #define WAIT_MS 20000
 #define ENTRIES 300 /* Before node 4 joins: several snapshots' worth. */
 
-#define CHECK(cond)                                                                                \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);   \
-			exit(1);                                                                   \
-		}                                                                                  \
-	} while (0)
-
 /* One node's state machine: per group, a count and a hash of applied entries. */
 struct sm {
 	pthread_mutex_t lock;

@@ -20,14 +20,7 @@
 
 #include "flotilla.h"
 #include "shard/wire.h"
-
-#define CHECK(cond)                                                                                \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);   \
-			exit(1);                                                                   \
-		}                                                                                  \
-	} while (0)
+#include "tests/node/node_test.h"
 
 static uint16_t port;
 
