@@ -25,7 +25,9 @@
  * files that fail identification are moved into damaged/, never removed
  * (wal_files.c). Segment format 3 marks a WAL that keeps a chain file; a WAL
  * of format-2 segments only (same layout) gets one on open, and format 1
- * is refused.
+ * is refused. Format 4 ends every batch with an END record: recovery then
+ * tells a record of the last batch damaged after its write from a torn
+ * write (wal_recover.c).
  *
  * Batch buffers are reused in a ring (batch n uses buffer n % count); the
  * durable ones still in the ring serve reads of recent entries.

@@ -10,7 +10,8 @@
  *      ways or one), pauses and crashes nodes (unsynced writes lost or torn),
  *      slows disks and fails them (fdatasync or write EIO, ENOSPC: the node
  *      is crashed and restarted, as an operator would), and flips bits in the
- *      closed WAL segments or snapshot files of a stopped node, or loses a
+ *      closed WAL segments, the last batch of the tail segment (damage there
+ *      is no torn write) or snapshot files of a stopped node, or loses a
  *      whole segment file of it (deleted, zeroed, truncated, replaced by
  *      foreign bytes), on a minority of nodes: the damaged groups repair
  *      from their peers;
@@ -49,6 +50,7 @@
 #include "base/err.h"
 #include "flotilla.h"
 #include "io/loop_sim.h"
+#include "io/segment.h"
 #include "shard/shard.h"
 
 enum {
@@ -127,13 +129,13 @@ struct world {
 	struct op *pending;
 	uint64_t steps; /* world_step() calls: bounded, see STEPS_MAX. */
 	uint64_t crashes, restarts, wal_failures, pauses, partitions, resets, flips,
-	    corrupt_refusals, segments_lost;
+	    corrupt_refusals, segments_lost, tail_flips;
 };
 
 /* Sums over the seeds of one run, for tools/sim-soak. */
 static struct {
 	uint64_t crashes, restarts, wal_failures, pauses, partitions, resets, flips, refused;
-	uint64_t segments_lost;
+	uint64_t segments_lost, tail_flips;
 	uint64_t writes_lost, writes_torn, eio, enospc, stalls;
 	uint64_t proposed, acked, reads, reads_ok, virtual_ms;
 } total;
@@ -744,8 +746,9 @@ static void node_crash(struct world *w, struct node *n, const char *why)
 	w->crashes++;
 }
 
-/* Flip one bit at a random offset below limit of the file at path. */
-static bool file_flip(struct world *w, struct node *n, const char *path, uint64_t limit)
+/* Flip one bit at a random offset in from..to - 1 of the file at path. */
+static bool file_flip_in(struct world *w, struct node *n, const char *path, uint64_t from,
+			 uint64_t to)
 {
 	struct stat st;
 	bool flipped = false;
@@ -753,9 +756,9 @@ static bool file_flip(struct world *w, struct node *n, const char *path, uint64_
 
 	if (fd < 0)
 		return false;
-	if (fstat(fd, &st) == 0 && st.st_size > 0) {
+	if (fstat(fd, &st) == 0 && (uint64_t)st.st_size > from && to > from) {
 		uint64_t off = between(
-		    w, 0, ((uint64_t)st.st_size < limit ? (uint64_t)st.st_size : limit) - 1);
+		    w, from, ((uint64_t)st.st_size < to ? (uint64_t)st.st_size : to) - 1);
 		uint8_t byte;
 
 		if (pread(fd, &byte, 1, (off_t)off) == 1) {
@@ -768,6 +771,12 @@ static bool file_flip(struct world *w, struct node *n, const char *path, uint64_
 	}
 	close(fd);
 	return flipped;
+}
+
+/* Flip one bit at a random offset below limit of the file at path. */
+static bool file_flip(struct world *w, struct node *n, const char *path, uint64_t limit)
+{
+	return file_flip_in(w, n, path, 0, limit);
 }
 
 /* Lose the segment file at path whole: deleted, zeroed, truncated, or
@@ -823,8 +832,48 @@ static uint32_t dir_names(const char *dir, const char *suffix, char names[64][64
 	return count;
 }
 
-/* Flip one bit of a stopped node: in the records of a closed WAL segment
- * (the tail's last batch could pass for a torn write), in the header of any
+/* Where the last batch of the tail segment of the WAL in dir lies: the
+ * newest file whose first record verifies under its own number (a spare's
+ * leftovers never do), scanned with segment.h as recovery does. Its last
+ * batch is the one a crash may have torn (never acknowledged then) or,
+ * durable, holds acknowledged entries. */
+static bool wal_tail_batch(const char *dir, char names[64][64], uint32_t count, char *path,
+			   size_t path_size, uint64_t *from, uint64_t *to)
+{
+	static uint8_t buf[1u << 20]; /* Segments here are 64 KiB. */
+
+	for (uint32_t i = count; i-- > 0;) {
+		struct segment_record record;
+		uint64_t seq, at = SEGMENT_HEADER_SIZE, batch = 0;
+		ssize_t size;
+		int fd;
+
+		if (!segment_parse_name(names[i], &seq))
+			continue;
+		snprintf(path, path_size, "%s/%.63s", dir, names[i]);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		size = pread(fd, buf, sizeof(buf), 0);
+		close(fd);
+		*from = *to = 0;
+		while (size > 0 && at < (uint64_t)size &&
+		       segment_record_get(buf + at, (uint64_t)size - at, seq, &record) == 0) {
+			if (record.batch != batch)
+				*from = at;
+			batch = record.batch;
+			at += segment_record_size(record.size);
+			*to = at;
+		}
+		if (*to > *from)
+			return true;
+	}
+	return false;
+}
+
+/* Flip one bit of a stopped node: in the records of a closed WAL segment,
+ * in the last batch of the tail segment (which a flip must not let pass for
+ * a torn write: acknowledged entries would be dropped), in the header of any
  * segment, or, one time in three when it has one, in the snapshot file of a
  * group. Each must be refused or repaired when the node starts, never
  * applied. */
@@ -872,6 +921,20 @@ static void node_flip(struct world *w, struct node *n)
 		if (file_flip(w, n, path, 64)) {
 			n->flipped = true;
 			w->flips++;
+		}
+		return;
+	}
+	/* One time in three, the tail segment's last batch. Drawn apart as
+	 * above. */
+	if (count > 0 &&
+	    XXH3_64bits_withSeed(&w->flips, sizeof(w->flips), w->seed ^ 0x7a11ull) % 3 == 0) {
+		uint64_t from, to;
+
+		if (wal_tail_batch(dir, names, count, path, sizeof(path), &from, &to) &&
+		    file_flip_in(w, n, path, from, to)) {
+			n->flipped = true;
+			w->flips++;
+			w->tail_flips++;
 		}
 		return;
 	}
@@ -1724,6 +1787,7 @@ static int run_seed(uint64_t seed, bool verbose, bool quiet, bool no_faults)
 		total.resets += w.resets;
 		total.flips += w.flips;
 		total.segments_lost += w.segments_lost;
+		total.tail_flips += w.tail_flips;
 		total.refused += w.corrupt_refusals;
 		total.writes_lost += st->writes_lost;
 		total.writes_torn += st->writes_torn;
@@ -1833,8 +1897,9 @@ int main(int argc, char **argv)
 	       total.crashes, total.wal_failures, total.restarts, total.pauses, total.partitions,
 	       total.resets, total.flips, total.refused, total.writes_lost, total.writes_torn,
 	       total.eio, total.enospc, total.stalls);
-	printf("total whole segments lost: %" PRIu64 " (within the bit flips)\n",
-	       total.segments_lost);
+	printf("total whole segments lost: %" PRIu64 ", flips in the tail's last batch: %" PRIu64
+	       " (within the bit flips)\n",
+	       total.segments_lost, total.tail_flips);
 	printf("total ops: proposed=%" PRIu64 " acknowledged=%" PRIu64 " reads=%" PRIu64
 	       " reads_ok=%" PRIu64 " virtual_ms=%" PRIu64 "\n",
 	       total.proposed, total.acked, total.reads, total.reads_ok, total.virtual_ms);
