@@ -757,8 +757,8 @@ static bool file_flip_in(struct world *w, struct node *n, const char *path, uint
 	if (fd < 0)
 		return false;
 	if (fstat(fd, &st) == 0 && (uint64_t)st.st_size > from && to > from) {
-		uint64_t off = between(
-		    w, from, ((uint64_t)st.st_size < to ? (uint64_t)st.st_size : to) - 1);
+		uint64_t off =
+		    between(w, from, ((uint64_t)st.st_size < to ? (uint64_t)st.st_size : to) - 1);
 		uint8_t byte;
 
 		if (pread(fd, &byte, 1, (off_t)off) == 1) {
