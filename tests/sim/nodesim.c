@@ -21,7 +21,8 @@
  *      acknowledged proposal.
  * Checks, after every round of turns: at most one leader per term per group;
  * no node holds two votes in one term of a group (votes it held durably are
- * remembered across its crashes and losses);
+ * remembered across its crashes and losses); no node holds less than a
+ * committed index it held durably unless the group repairs (check_held);
  * every entry applied at an index is the one every other replica applied
  * there (so applied sequences are prefixes of one another), no value is
  * applied at two indexes, no replica applies an index twice, an acknowledged
@@ -82,6 +83,7 @@ struct node {
 	uint32_t idx;
 	uint64_t id;
 	bool up, corrupt, flipped;
+	uint64_t held[GROUPS_MAX]; /* Per group slot: see check_held(). */
 	uint64_t paused_until_ns;
 	uint64_t restart_ns; /* Down: when to restart (0: not planned). */
 	uint64_t crash_ns;   /* Crash once a write is unsynced, or at this time. */
@@ -832,13 +834,17 @@ static uint32_t dir_names(const char *dir, const char *suffix, char names[64][64
 	return count;
 }
 
-/* Where the last batch of the tail segment of the WAL in dir lies: the
- * newest file whose first record verifies under its own number (a spare's
- * leftovers never do), scanned with segment.h as recovery does. Its last
- * batch is the one a crash may have torn (never acknowledged then) or,
- * durable, holds acknowledged entries. */
-static bool wal_tail_batch(const char *dir, char names[64][64], uint32_t count, char *path,
-			   size_t path_size, uint64_t *from, uint64_t *to)
+/* Where the records of the last two batches of the tail segment of the WAL
+ * in dir lie (END records included, PAD records not): the newest file whose
+ * first record verifies under its own number (a spare's leftovers never
+ * do), scanned with segment.h as recovery does. The last batch there is
+ * the last durable one, which may hold acknowledged entries, or one a crash
+ * tore (never acknowledged), and then the one before it is the last durable
+ * batch: a flip in it, followed by the torn batch's first records, must not
+ * pass for a torn write either. ranges[1] is the last batch's, ranges[0]
+ * the one before (empty when the file has one batch). */
+static bool wal_tail_batches(const char *dir, char names[64][64], uint32_t count, char *path,
+			     size_t path_size, uint64_t ranges[2][2])
 {
 	static uint8_t buf[1u << 20]; /* Segments here are 64 KiB. */
 
@@ -856,16 +862,19 @@ static bool wal_tail_batch(const char *dir, char names[64][64], uint32_t count, 
 			continue;
 		size = pread(fd, buf, sizeof(buf), 0);
 		close(fd);
-		*from = *to = 0;
+		memset(ranges, 0, 2 * sizeof(ranges[0]));
 		while (size > 0 && at < (uint64_t)size &&
 		       segment_record_get(buf + at, (uint64_t)size - at, seq, &record) == 0) {
-			if (record.batch != batch)
-				*from = at;
+			if (record.batch != batch) {
+				memcpy(ranges[0], ranges[1], sizeof(ranges[0]));
+				ranges[1][0] = ranges[1][1] = at;
+			}
 			batch = record.batch;
 			at += segment_record_size(record.size);
-			*to = at;
+			if (record.type != SEGMENT_RECORD_PAD)
+				ranges[1][1] = at; /* Its records, not its padding of zeros. */
 		}
-		if (*to > *from)
+		if (ranges[1][1] > ranges[1][0])
 			return true;
 	}
 	return false;
@@ -924,14 +933,21 @@ static void node_flip(struct world *w, struct node *n)
 		}
 		return;
 	}
-	/* One time in three, the tail segment's last batch. Drawn apart as
-	 * above. */
+	/* One time in three, the records of the tail segment's last batch or
+	 * the one before it (wal_tail_batches). Drawn apart as above. */
 	if (count > 0 &&
 	    XXH3_64bits_withSeed(&w->flips, sizeof(w->flips), w->seed ^ 0x7a11ull) % 3 == 0) {
-		uint64_t from, to;
+		uint64_t ranges[2][2], *range;
 
-		if (wal_tail_batch(dir, names, count, path, sizeof(path), &from, &to) &&
-		    file_flip_in(w, n, path, from, to)) {
+		if (!wal_tail_batches(dir, names, count, path, sizeof(path), ranges))
+			return;
+		range = ranges[ranges[0][1] > ranges[0][0] ? between(w, 0, 1) : 1];
+		trace(w,
+		      "node %" PRIu64 ": flip in %s %" PRIu64 "..%" PRIu64 " (last batches %" PRIu64
+		      "..%" PRIu64 ", %" PRIu64 "..%" PRIu64 ")",
+		      n->id, path, range[0], range[1], ranges[0][0], ranges[0][1], ranges[1][0],
+		      ranges[1][1]);
+		if (file_flip_in(w, n, path, range[0], range[1])) {
 			n->flipped = true;
 			w->flips++;
 			w->tail_flips++;
@@ -1035,6 +1051,30 @@ static void check_vote(struct world *w, struct node *n, uint32_t slot,
 		     st->vote_term);
 }
 
+/* A node never loses a committed entry it held durably, at a restart
+ * least of all (a bit flipped in its tail's last batch must not pass for a
+ * torn write): only a group that says it repairs (its data was damaged)
+ * may hold less. held is the commit index the node last reported while
+ * everything it had appended was durable, so its log on disk reached it;
+ * Raft never truncates a committed entry, so the log's last index stays at
+ * least that. */
+static void check_held(struct world *w, struct node *n, uint32_t slot,
+		       const struct shard_group_state *st)
+{
+	if (st->repairing) {
+		n->held[slot] = 0; /* Until it holds its leader's log again. */
+		return;
+	}
+	if (st->last_index < n->held[slot])
+		fail(w,
+		     "group %" PRIu64 ": node %" PRIu64 " lost committed entries it held "
+		     "durably: its log ends at %" PRIu64 ", below %" PRIu64
+		     ", and it does not repair",
+		     w->groups[slot].id, n->id, st->last_index, n->held[slot]);
+	if (st->vote_durable && st->commit_index > n->held[slot])
+		n->held[slot] = st->commit_index;
+}
+
 static void check_leaders(struct world *w)
 {
 	for (uint32_t i = 0; i < w->nodes_count; i++) {
@@ -1049,6 +1089,7 @@ static void check_leaders(struct world *w)
 			if (!shard_group_state(n->shards[shard_of(w, g->id)], g->id, &st))
 				continue;
 			check_vote(w, n, k, &st);
+			check_held(w, n, k, &st);
 			if (!st.leader)
 				continue;
 			g->leaders =
