@@ -772,6 +772,39 @@ static void test_tail_flip_in_end_record_loses_nothing(void **state)
 		fx_check_group(fx, k);
 }
 
+/* An END record whose header is damaged before later batches: refused
+ * without salvage (damage, not a torn write); salvage steps over it and
+ * damages no group, since an END record holds nothing. */
+static void test_salvage_steps_over_a_bad_end_record(void **state)
+{
+	struct fx *fx = *state;
+	struct tail_batch tail;
+	const struct found_record *end = NULL;
+	uint64_t offset;
+	struct wal_stats stats;
+
+	fx_tail_batch(fx, &tail);
+	assert_int_equal(fx_open(fx), 0);
+	for (uint32_t i = 0; i < fx->found_count && end == NULL; i++) {
+		if (fx->found[i].type == SEGMENT_RECORD_END && fx->found[i].seq == tail.seq)
+			end = &fx->found[i];
+	}
+	assert_non_null(end);
+	offset = end->offset;
+	assert_true(offset < tail.end.offset); /* Not the last batch's. */
+	wal_deinit(&fx->wal);
+	fx_flip_bit(fx, tail.seq, offset + 20); /* Its header: no group named. */
+	assert_int_equal(fx_open(fx), WAL_ERR_CORRUPT);
+	fx->config.salvage = true;
+	assert_int_equal(fx_open(fx), 0);
+	wal_stats_get(&fx->wal, &stats);
+	assert_int_equal(stats.damaged_records, 1);
+	assert_int_equal(stats.damaged_groups, 0);
+	assert_false(stats.damaged_unnamed);
+	for (uint64_t k = 1; k <= 3; k++)
+		fx_check_group(fx, k);
+}
+
 /* A torn last batch (its bytes zero from a sector boundary inside it to
  * its end, END included) is cut as a torn write under salvage: the
  * records before the tear stay, the ones after are gone, no group is
@@ -1047,6 +1080,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_tail_flip_in_end_record_loses_nothing, fx_setup,
 					    fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_tail_tear_is_cut, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_salvage_steps_over_a_bad_end_record, fx_setup,
+					    fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_segment_header_is_refused, fx_setup,
 					    fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_index_gap_is_refused, fx_setup, fx_teardown),
