@@ -94,7 +94,7 @@ for try in 1 2 3 4 5; do
 done
 [ -n "$found" ] || fail "node 3's last batch never held entries"
 cat "$dir/last-batch"
-grep -q " end " "$dir/last-batch" || fail "the last batch has no END record"
+grep -q " end$" "$dir/last-batch" || fail "the last batch has no END record"
 read -r seg offset group < <(awk '$5 == "entries" { r = $1 " " substr($2, 2) " " $7 }
 	END { print r }' "$dir/last-batch")
 
