@@ -9,13 +9,15 @@
  * SEGMENT HEADER: 64 bytes at offset 0, written with the first batch.
  *    0: u64 checksum       XXH3-64 (seed 0) of bytes 8..63
  *    8: u64 magic          "FLOTWAL1"
- *   16: u32 version        3; 2 is read too (version 1 had one 64-bit record
- *                          checksum; it is refused with a clear error). The
- *                          layout of 2 and 3 is the same: 3 says the WAL
- *                          keeps a chain file (io/wal_chain.c), so a WAL of
- *                          version 3 segments without one has lost it, while
- *                          one of version 2 segments only was written before
- *                          chain files existed and gets one on open.
+ *   16: u32 version        4; 2 and 3 are read too (version 1 had one 64-bit
+ *                          record checksum; it is refused with a clear error).
+ *                          The layout of 2, 3 and 4 is the same: 3 says the
+ *                          WAL keeps a chain file (io/wal_chain.c), so a WAL
+ *                          of version 3 or 4 segments without one has lost
+ *                          it, while one of version 2 segments only was
+ *                          written before chain files existed and gets one on
+ *                          open; 4 says every batch ends with an END record
+ *                          (a segment of 2 or 3 simply has none).
  *   20: u32 batch_size_max largest single write into this segment
  *   24: u64 seq            sequence number, as in the file name
  *   32: u64 size           file size in bytes
@@ -32,7 +34,7 @@
  *                          HARD: the hard state's term
  *   32: u64 batch          group-commit batch; never decreases along the log
  *   40: u32 size           payload bytes, before padding
- *   44: u16 type           1 ENTRIES, 2 HARD, 3 MARK, 4 REMOVED, 5 PAD
+ *   44: u16 type           1 ENTRIES, 2 HARD, 3 MARK, 4 REMOVED, 5 PAD, 6 END
  *   46: u16 flags          MARK: bit 0 KEEP (entries after the mark were kept),
  *                          or bit 2 RESET (the group's log is replaced entirely,
  *                          even below an earlier mark: a repair);
@@ -56,7 +58,17 @@
  *
  * HARD payload: u64 term, u64 vote, u64 commit.
  * MARK, REMOVED and PAD have no payload beyond what the header says (a PAD
- * record's payload is zeros). */
+ * record's payload is zeros).
+ *
+ * BATCH: one group-commit write. Its records all carry its batch number;
+ * the first batch of a segment starts with the segment header. Since
+ * version 4 a batch's last record before any PAD is an END record: group,
+ * first_index and term zero, no payload (48 bytes). A crash tears a write
+ * as a prefix, so a record that verifies after a bad one of the same batch
+ * (the END record at the latest) proves the bad bytes were written whole
+ * and changed later: damage, not a torn write (io/wal_recover.c).
+ *    [segment header] record ... record END [PAD]   batch n
+ *    record ... record END [PAD]                    batch n + 1 */
 #include "io/segment.h"
 
 #include <inttypes.h>
@@ -81,7 +93,7 @@ static_assert(SEGMENT_ENTRIES_FIXED_SIZE == 8, "an ENTRIES payload starts with c
 static_assert(SEGMENT_ENTRY_META_SIZE == 8, "an entry's meta is size and type, u32 each");
 static_assert(SEGMENT_HARD_SIZE == 3 * sizeof(uint64_t), "a HARD payload is term, vote, commit");
 static_assert(SEGMENT_NAME_SIZE >= 16 + sizeof(".wal"), "a name is 16 hex digits, .wal, NUL");
-static_assert(SEGMENT_RECORD_TYPE_MAX == SEGMENT_RECORD_PAD, "PAD is the last record type");
+static_assert(SEGMENT_RECORD_TYPE_MAX == SEGMENT_RECORD_END, "END is the last record type");
 static_assert(SEGMENT_BATCH_MAX < UINT64_MAX, "a batch number has a successor");
 
 uint32_t segment_record_size(uint32_t payload_size)
@@ -218,6 +230,8 @@ int segment_record_peek(const uint8_t *buf, uint64_t avail, struct segment_recor
 		return WAL_ERR_CORRUPT;
 	if (record->type == SEGMENT_RECORD_HARD && record->size != SEGMENT_HARD_SIZE)
 		return WAL_ERR_CORRUPT;
+	if (record->type == SEGMENT_RECORD_END && record->size != 0)
+		return WAL_ERR_CORRUPT;
 	/* Batches count group commits from 1: 2^63 of them is not a real
 	 * log, and numbering on from near 2^64 would wrap. */
 	if (record->batch > SEGMENT_BATCH_MAX)
@@ -345,6 +359,8 @@ const char *segment_record_type_name(uint16_t type)
 		return "removed";
 	case SEGMENT_RECORD_PAD:
 		return "pad";
+	case SEGMENT_RECORD_END:
+		return "end";
 	default:
 		return "unknown";
 	}

@@ -15,8 +15,8 @@
 #define SEGMENT_ENTRY_META_SIZE    8  /* size + type of one entry. */
 #define SEGMENT_HARD_SIZE          24 /* Payload of a hard-state record. */
 #define SEGMENT_NAME_SIZE          24 /* "%016x.wal" and the NUL. */
-#define SEGMENT_VERSION            3
-#define SEGMENT_VERSION_MIN        2 /* Read still; a WAL of them gets its chain file on open. */
+#define SEGMENT_VERSION            4  /* 4: every batch ends with an END record. */
+#define SEGMENT_VERSION_MIN        2  /* Read still; a WAL of them gets its chain file on open. */
 #define SEGMENT_BATCH_MAX          (UINT64_MAX / 2) /* A record's batch number is at most this. */
 
 enum segment_record_type {
@@ -25,7 +25,11 @@ enum segment_record_type {
 	SEGMENT_RECORD_MARK = 3,    /* A group's log is compacted up to first_index (term). */
 	SEGMENT_RECORD_REMOVED = 4, /* The group is gone; its earlier records are dead. */
 	SEGMENT_RECORD_PAD = 5,     /* Filler up to an alignment boundary; no meaning. */
-	SEGMENT_RECORD_TYPE_MAX = 5,
+	/* The end of a batch: after its last record, before any PAD. Its
+	 * verifying tells a record damaged after it was written from a torn
+	 * write (io/wal_recover.c). No payload, no group. */
+	SEGMENT_RECORD_END = 6,
+	SEGMENT_RECORD_TYPE_MAX = 6,
 };
 
 enum segment_record_flags {

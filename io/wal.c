@@ -25,7 +25,9 @@
  * files that fail identification are moved into damaged/, never removed
  * (wal_files.c). Segment format 3 marks a WAL that keeps a chain file; a WAL
  * of format-2 segments only (same layout) gets one on open, and format 1
- * is refused.
+ * is refused. Format 4 ends every batch with an END record: recovery then
+ * tells a record of the last batch damaged after its write from a torn
+ * write (wal_recover.c).
  *
  * Batch buffers are reused in a ring (batch n uses buffer n % count); the
  * durable ones still in the ring serve reads of recent entries.
@@ -117,10 +119,12 @@ static int wal_check_appendable(const struct wal *wal)
 
 /* Batches */
 
-/* Bytes a batch keeps free for its closing PAD record with direct_io. */
-static uint64_t wal_pad_reserve(const struct wal *wal)
+/* Bytes a batch keeps free for what closes it: its END record, and its
+ * PAD record with direct_io. */
+static uint64_t wal_close_reserve(const struct wal *wal)
 {
-	return wal->config.direct_io ? WAL_BLOCK_SIZE + SEGMENT_RECORD_HEADER_SIZE : 0;
+	return SEGMENT_RECORD_HEADER_SIZE +
+	       (wal->config.direct_io ? WAL_BLOCK_SIZE + SEGMENT_RECORD_HEADER_SIZE : 0);
 }
 
 /* Bytes the tail segment can still take for records. */
@@ -128,14 +132,14 @@ static uint64_t wal_segment_room(const struct wal *wal, const struct wal_segment
 {
 	uint64_t left = segment->size - segment->end;
 
-	return left > wal_pad_reserve(wal) ? left - wal_pad_reserve(wal) : 0;
+	return left > wal_close_reserve(wal) ? left - wal_close_reserve(wal) : 0;
 }
 
 static uint32_t wal_batch_room(const struct wal *wal, const struct wal_batch *batch)
 {
 	const struct wal_segment *tail = wal_segments_tail(wal);
 	uint64_t batch_room =
-	    wal->config.batch_size_max - wal_pad_reserve(wal) - (batch->size - batch->head_size);
+	    wal->config.batch_size_max - wal_close_reserve(wal) - (batch->size - batch->head_size);
 	uint64_t segment_room = wal_segment_room(wal, tail);
 
 	ASSERT(tail->seq == batch->seq);
@@ -166,9 +170,16 @@ static void wal_batch_pad(struct wal *wal)
 	ASSERT((batch->offset + batch->size) % WAL_BLOCK_SIZE == 0);
 }
 
+/* The END record closes every batch (segment.c): a record of the batch
+ * that verifies after a bad one tells damage from a torn write, even when
+ * the bad one is the batch's last entries (wal_recover.c). */
 static void wal_batch_close(struct wal *wal)
 {
+	struct segment_record end = {.type = SEGMENT_RECORD_END, .batch = wal->open->number};
+
 	ASSERT(wal->open->state == WAL_BATCH_OPEN);
+	wal_record_begin(wal, &end);
+	wal_record_end(wal, &end);
 	if (wal->config.direct_io)
 		wal_batch_pad(wal);
 	wal->open->state = WAL_BATCH_QUEUED;
@@ -185,9 +196,9 @@ int wal_reserve(struct wal *wal, uint64_t upper)
 	/* Each new batch takes at least half its size before it closes,
 	 * because an entry is at most a quarter of a batch. One buffer may be
 	 * in flight at any time, so more than all the others is never free.
-	 * With direct_io each batch closed on the way adds its PAD record. */
+	 * Each batch closed on the way adds its END (and PAD) record. */
 	uint64_t need = upper / half + 2;
-	uint64_t segment_need = upper + need * wal_pad_reserve(wal) + SEGMENT_HEADER_SIZE;
+	uint64_t segment_need = upper + need * wal_close_reserve(wal) + SEGMENT_HEADER_SIZE;
 
 	if (segment_need > wal->config.segment_size / 2 || need > wal->config.buffers_count - 1) {
 		wal_say(wal, "append of %" PRIu64 " bytes is larger than the WAL can take at once",

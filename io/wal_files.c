@@ -205,7 +205,7 @@ static int wal_file_open(struct wal *wal, struct wal_file *file)
 	}
 	if (segment_header_version(buf) != 0 && segment_header_version(buf) < SEGMENT_VERSION_MIN) {
 		wal_say(wal,
-			"segment %s has format version %d; this build reads versions %d and %d "
+			"segment %s has format version %d; this build reads versions %d to %d "
 			"only (record headers have their own check since version 2)",
 			name, segment_header_version(buf), SEGMENT_VERSION_MIN, SEGMENT_VERSION);
 		return -ENOTSUP;

@@ -4,11 +4,12 @@
  * the valid ones are scanned in order, each record verified and applied to
  * the index exactly as its append did. A segment's successor records where
  * it ends, so a bad record before that point is corruption; a bad record
- * in the last segment is a torn write of one of the last batches and is
- * cut off (zeroed and synced), unless a later batch follows it, which only
- * corruption explains. Files beyond the last valid segment become spares
- * under fresh sequence numbers. At the end each group's live log must run
- * from just after its mark to its last index without a hole.
+ * in the last segment is a torn write of the last batch and is cut off
+ * (zeroed and synced), unless a record of the same batch or a later one
+ * verifies after it, which only damage explains (wal_record_follows).
+ * Files beyond the last valid segment become spares under fresh sequence
+ * numbers. At the end each group's live log must run from just after its
+ * mark to its last index without a hole.
  *
  * Salvage (config.salvage) steps over bad records instead of refusing the
  * WAL: the group a bad record names (all of them when its header fails
@@ -84,8 +85,8 @@ static int wal_recover_record(struct wal *wal, uint64_t seq, uint64_t offset,
 	bool known;
 	int rv;
 
-	if (record->type == SEGMENT_RECORD_PAD)
-		return 0;
+	if (record->type == SEGMENT_RECORD_PAD || record->type == SEGMENT_RECORD_END)
+		return 0; /* No group's: filler, and the end of a batch. */
 	known = wal_group_find(wal, record->group) != NULL;
 	rv = wal_index_group_get(wal, record->group, &g);
 	if (rv != 0)
@@ -143,17 +144,30 @@ static int wal_recover_record(struct wal *wal, uint64_t seq, uint64_t offset,
 	return 0;
 }
 
-/* In the last segment, a bad record followed by a valid record of a later
- * batch than the one that could have been torn is corruption: batch n + 1
- * is only written once batch n is durable. */
-static bool wal_later_batch_follows(const uint8_t *buf, uint64_t from, uint64_t size, uint64_t seq,
-				    uint64_t last_batch)
+/* In the last segment, is a bad record at from damage rather than a torn
+ * write? It is when a record that verifies follows it (at any 8-byte
+ * offset up to size) and belongs to last_batch, the last batch that
+ * verified, or a later one. Batch n + 1 is only written once batch n is
+ * durable, so a torn write is of the last batch written, and a crash tears
+ * a write as a prefix kept up to a sector boundary: it never leaves a later
+ * record of its own batch, or of a later batch, intact. A record verifying
+ * there proves that the bad bytes were written whole and changed after.
+ * Every batch ends with an END record (segment.c), so this holds for the
+ * batch's last entries too; a bad END record alone is cut, losing nothing.
+ * The one case still taken for a torn write: a whole sector lost that held
+ * both the batch's last records and its END record (and nothing of the
+ * batch after it verifies). Segments of format 3 have no END record: there
+ * a bad last record of the last batch is cut as torn. */
+static bool wal_record_follows(const uint8_t *buf, uint64_t from, uint64_t size, uint64_t seq,
+			       uint64_t last_batch)
 {
 	for (uint64_t at = from + 8; at + SEGMENT_RECORD_HEADER_SIZE <= size; at += 8) {
 		struct segment_record record;
 
+		/* A PAD record proves as much, but it only follows an END
+		 * record, whose loss alone loses nothing: the cut is harmless. */
 		if (segment_record_get(buf + at, size - at, seq, &record) == 0 &&
-		    record.batch >= last_batch + 2)
+		    record.batch >= last_batch && record.type != SEGMENT_RECORD_PAD)
 			return true;
 	}
 	return false;
@@ -188,8 +202,8 @@ static int wal_salvage(struct wal *wal, uint64_t seq, const uint8_t *buf, uint64
 	wal->stats.damaged_records++;
 	if (segment_record_head_get(buf + at, limit - at, seq, &record) == 0) {
 		*offset = at + segment_record_size(record.size);
-		if (record.type == SEGMENT_RECORD_PAD)
-			return 0; /* Filler: nothing was lost. */
+		if (record.type == SEGMENT_RECORD_PAD || record.type == SEGMENT_RECORD_END)
+			return 0; /* Filler, or a batch's end: nothing was lost. */
 		rv = wal_index_group_get(wal, record.group, &g);
 		if (rv != 0)
 			return rv;
@@ -207,6 +221,16 @@ static int wal_salvage(struct wal *wal, uint64_t seq, const uint8_t *buf, uint64
 				"from index %" PRIu64 " and must be repaired from its peers",
 				name, at, segment_record_type_name(record.type), record.group,
 				g->damaged_index);
+		return 0;
+	}
+	/* An END record has no payload: one whose header alone is bad, with
+	 * the next record right after it verifying, cost nothing. */
+	if (segment_record_peek(buf + at, limit - at, &record) == 0 &&
+	    record.type == SEGMENT_RECORD_END && record.size == 0 &&
+	    (at + SEGMENT_RECORD_HEADER_SIZE == limit ||
+	     segment_record_get(buf + at + SEGMENT_RECORD_HEADER_SIZE,
+				limit - at - SEGMENT_RECORD_HEADER_SIZE, seq, &record) == 0)) {
+		*offset = at + SEGMENT_RECORD_HEADER_SIZE;
 		return 0;
 	}
 	first = first || !wal->stats.damaged_unnamed; /* The graver news wins. */
@@ -279,10 +303,11 @@ static int wal_recover_segment(struct wal *wal, const struct wal_file *file,
 		}
 		if (!wal->config.salvage || offset >= limit)
 			break;
-		/* Corruption, not a torn tail, when the segment's end is known or
-		 * a later batch follows (see below): salvage steps over it. */
-		if (!end_known && !(is_last && wal_later_batch_follows(buf, offset, file->size,
-								       file->seq, *last_batch)))
+		/* Damage, not a torn tail, when the segment's end is known or a
+		 * record of the last batch or a later one follows it (see
+		 * wal_record_follows): salvage steps over it. */
+		if (!end_known && !(is_last && wal_record_follows(buf, offset, file->size,
+								  file->seq, *last_batch)))
 			break;
 		rv = wal_salvage(wal, file->seq, buf, &offset, limit);
 		if (rv != 0)
@@ -301,10 +326,11 @@ static int wal_recover_segment(struct wal *wal, const struct wal_file *file,
 	if (is_last && offset < file->size && !file->header_damaged) {
 		uint64_t torn_end = offset + file->header.batch_size_max + SEGMENT_HEADER_SIZE;
 
-		if (wal_later_batch_follows(buf, offset, file->size, file->seq, *last_batch)) {
+		if (wal_record_follows(buf, offset, file->size, file->seq, *last_batch)) {
 			wal_say_corrupt(wal, file->seq, offset, buf + offset, file->size - offset,
-					"record fails verification and records of a later batch "
-					"follow it");
+					"record fails verification and a record of its batch or a "
+					"later batch verifies after it (damaged after it was "
+					"written, not a torn write)");
 			return WAL_ERR_CORRUPT;
 		}
 		if (torn_end > file->size)

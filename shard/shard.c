@@ -520,7 +520,9 @@ bool shard_group_state(struct shard *s, uint64_t group, struct shard_group_state
 	    .quiesced = raft_is_quiesced(&g->raft),
 	    .vote_term = g->hard_term,
 	    .vote = g->hard_vote,
-	    .vote_durable = wal_durable(&s->wal) >= wal_position(&s->wal)};
+	    .vote_durable = wal_durable(&s->wal) >= wal_position(&s->wal),
+	    .last_index = raft_last_index(&g->raft),
+	    .repairing = raft_is_repairing(&g->raft)};
 	return true;
 }
 

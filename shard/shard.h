@@ -163,6 +163,8 @@ struct shard_group_state {
 	 * vote is one the node may have granted (for simulation checks). */
 	uint64_t vote_term, vote;
 	bool vote_durable;
+	uint64_t last_index; /* The log's last index (a snapshot's when it has none after). */
+	bool repairing;      /* It lost data and repairs from its peers (never votes). */
 };
 
 /* Fill *state for group. Returns false when the shard does not host it. */

@@ -77,6 +77,12 @@ static void tool_scan(void *arg, uint64_t seq, uint64_t offset, const struct seg
 	    record->type == SEGMENT_RECORD_PAD)
 		return;
 	segment_name(name, seq);
+	if (record->type == SEGMENT_RECORD_END) { /* The batch's end: no group, no payload. */
+		printf("%.16s +%-9" PRIu64 " batch %-8" PRIu64 " end\n", name, offset,
+		       record->batch);
+		tool->records_printed++;
+		return;
+	}
 	printf("%.16s +%-9" PRIu64 " batch %-8" PRIu64 " %-8s group %-6" PRIu64, name, offset,
 	       record->batch, segment_record_type_name(record->type), record->group);
 	switch (record->type) {

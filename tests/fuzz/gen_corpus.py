@@ -102,12 +102,12 @@ def wal_hard(group, term, vote, commit, batch):
     return wal_record(group, 0, 0, batch, 2, u64(term) + u64(vote) + u64(commit))
 
 
-def wal_segment(seq, records, prev_seq=0, prev_end=0, first_batch=1, tail=b""):
+def wal_segment(seq, records, prev_seq=0, prev_end=0, first_batch=1, tail=b"", version=2):
     """A segment file; the harness seals header and records (fix bits 0..2)."""
     body = b"".join(records) + tail
     size = 64 + len(body)
     size += -size % 8
-    head = u64(0) + u64(0) + u32(2) + u32(size) + u64(seq) + u64(size)
+    head = u64(0) + u64(0) + u32(version) + u32(size) + u64(seq) + u64(size)
     head += u64(prev_end) + u64(first_batch) + u64(prev_seq)
     data = (head + body).ljust(size, b"\0")
     return data, 64 + len(b"".join(records))
@@ -136,7 +136,25 @@ def wal_seeds():
     ], prev_seq=1, prev_end=first_end, first_batch=3)
     torn, _ = wal_segment(1, [wal_entries(4, 1, 5, 1, [b"kept"])],
                           tail=wal_entries(4, 2, 5, 2, [b"torn" * 8])[:40])
+    # Format 4: each batch ends with an END record (type 6). Fix bit 3 flips
+    # a bit of the first record's payload, in the last batch: damage, since
+    # records of that batch verify after it.
+    ended, _ = wal_segment(1, [
+        wal_entries(1, 1, 1, 1, [b"a", b"b"]),
+        wal_record(0, 0, 0, 1, 6),
+        wal_entries(1, 3, 1, 2, [b"c"]),
+        wal_entries(2, 1, 1, 2, [b"d"]),
+        wal_record(0, 0, 0, 2, 6),
+    ], version=4)
+    last, _ = wal_segment(1, [
+        wal_entries(1, 1, 1, 1, [b"a", b"b"]),
+        wal_entries(2, 1, 1, 1, [b"d"]),
+        wal_record(0, 0, 0, 1, 6),
+    ], version=4)
     return {
+        "end-records": u8(2) + wal_file(1, ended),
+        "end-records-last-batch-damaged": u8(2) + wal_file(1, last, fix=15),
+        "end-records-last-batch-salvaged": u8(6) + wal_file(1, last, fix=15),
         "one-segment-append": u8(2) + wal_file(1, one),
         "two-segments-mark-removed": u8(2) + wal_file(1, first) + wal_file(2, second),
         "two-segments-read-only": u8(1) + wal_file(1, first) + wal_file(2, second),

@@ -663,6 +663,190 @@ static void test_bad_record_before_later_batches_is_refused(void **state)
 	assert_non_null(strstr(wal_why(&fx->wal), "later batch"));
 }
 
+/* The last batch of the tail segment: three groups' records and its END. */
+struct tail_batch {
+	uint64_t seq;
+	struct found_record records[3]; /* Groups 1, 2, 3 in write order. */
+	struct found_record end;
+};
+
+/* Write four batches of groups 1..3, all durable and so acknowledged, and
+ * find the records of the last one as recovery sees them. */
+static void fx_tail_batch(struct fx *fx, struct tail_batch *tail)
+{
+	for (int round = 0; round < 4; round++) {
+		for (uint64_t g = 1; g <= 3; g++)
+			fx_append(fx, g, fx->model[g].last + 1, 7, 1);
+		fx_sync(fx);
+	}
+	fx_reopen(fx);
+	memset(tail, 0, sizeof(*tail));
+	tail->seq = fx->wal.segments[fx->wal.segments_count - 1].seq;
+	for (uint32_t i = 0; i < fx->found_count; i++) {
+		const struct found_record *r = &fx->found[i];
+
+		if (r->type == SEGMENT_RECORD_ENTRIES && r->group >= 1 && r->group <= 3)
+			tail->records[r->group - 1] = *r;
+		if (r->type == SEGMENT_RECORD_END)
+			tail->end = *r;
+	}
+	assert_int_equal(tail->end.seq, tail->seq);
+	for (int k = 0; k < 3; k++) {
+		assert_int_equal(tail->records[k].seq, tail->seq);
+		assert_true(tail->records[k].offset < tail->end.offset);
+		assert_true(k == 0 || tail->records[k - 1].offset < tail->records[k].offset);
+	}
+	wal_deinit(&fx->wal);
+}
+
+/* A bit flipped in the payload of group's record in the last batch, after
+ * that batch was durable: without salvage the WAL refuses to open, naming
+ * the segment and offset; with salvage that group alone is damaged from the
+ * record's first index (nothing is cut), and every other group is whole. */
+static void fx_tail_flip_is_damage(struct fx *fx, uint64_t group)
+{
+	char name[SEGMENT_NAME_SIZE], offset[32];
+	struct tail_batch tail;
+	const struct wal_group *g;
+	uint64_t first, at;
+
+	fx_tail_batch(fx, &tail);
+	first = tail.records[group - 1].first_index;
+	at = tail.records[group - 1].offset;
+	fx_flip_bit(fx, tail.seq, at + SEGMENT_RECORD_HEADER_SIZE + 12);
+	assert_int_equal(fx_open(fx), WAL_ERR_CORRUPT);
+	segment_name(name, tail.seq);
+	snprintf(offset, sizeof(offset), "offset %" PRIu64, at);
+	assert_non_null(strstr(wal_why(&fx->wal), name));
+	assert_non_null(strstr(wal_why(&fx->wal), offset));
+	assert_non_null(strstr(wal_why(&fx->wal), "not a torn write"));
+	fx->config.salvage = true;
+	assert_int_equal(fx_open(fx), 0);
+	assert_false(fx->wal.stats.torn);
+	g = wal_group_find(&fx->wal, group);
+	assert_true(g->damaged);
+	assert_int_equal(g->damaged_index, first);
+	assert_int_equal(g->damaged_seq, tail.seq);
+	assert_int_equal(g->damaged_offset, at);
+	assert_int_equal(g->last_index, g->mark_index); /* Repaired from peers. */
+	for (uint64_t k = 1; k <= 3; k++) {
+		if (k == group)
+			continue;
+		assert_false(wal_group_find(&fx->wal, k)->damaged);
+		fx_check_group(fx, k);
+	}
+}
+
+/* The last entries record of the last batch: only its END record follows. */
+static void test_tail_flip_in_last_record_is_damage(void **state)
+{
+	fx_tail_flip_is_damage(*state, 3);
+}
+
+/* A record in the middle of the last batch. */
+static void test_tail_flip_in_middle_record_is_damage(void **state)
+{
+	fx_tail_flip_is_damage(*state, 2);
+}
+
+/* A bit flipped in the END record alone loses nothing: it is cut. */
+static void test_tail_flip_in_end_record_loses_nothing(void **state)
+{
+	struct fx *fx = *state;
+	struct tail_batch tail;
+	struct wal_stats stats;
+
+	fx_tail_batch(fx, &tail);
+	fx_flip_bit(fx, tail.seq, tail.end.offset + 20);
+	fx->config.salvage = true;
+	assert_int_equal(fx_open(fx), 0);
+	wal_stats_get(&fx->wal, &stats);
+	assert_int_equal(stats.damaged_groups, 0);
+	for (uint64_t k = 1; k <= 3; k++)
+		fx_check_group(fx, k);
+	/* And it writes on and recovers again. */
+	fx_append(fx, 1, fx->model[1].last + 1, 3, 1);
+	fx_sync(fx);
+	fx_reopen(fx);
+	for (uint64_t k = 1; k <= 3; k++)
+		fx_check_group(fx, k);
+}
+
+/* An END record whose header is damaged before later batches: refused
+ * without salvage (damage, not a torn write); salvage steps over it and
+ * damages no group, since an END record holds nothing. */
+static void test_salvage_steps_over_a_bad_end_record(void **state)
+{
+	struct fx *fx = *state;
+	struct tail_batch tail;
+	const struct found_record *end = NULL;
+	uint64_t offset;
+	struct wal_stats stats;
+
+	fx_tail_batch(fx, &tail);
+	assert_int_equal(fx_open(fx), 0);
+	for (uint32_t i = 0; i < fx->found_count && end == NULL; i++) {
+		if (fx->found[i].type == SEGMENT_RECORD_END && fx->found[i].seq == tail.seq)
+			end = &fx->found[i];
+	}
+	assert_non_null(end);
+	offset = end->offset;
+	assert_true(offset < tail.end.offset); /* Not the last batch's. */
+	wal_deinit(&fx->wal);
+	fx_flip_bit(fx, tail.seq, offset + 20); /* Its header: no group named. */
+	assert_int_equal(fx_open(fx), WAL_ERR_CORRUPT);
+	fx->config.salvage = true;
+	assert_int_equal(fx_open(fx), 0);
+	wal_stats_get(&fx->wal, &stats);
+	assert_int_equal(stats.damaged_records, 1);
+	assert_int_equal(stats.damaged_groups, 0);
+	assert_false(stats.damaged_unnamed);
+	for (uint64_t k = 1; k <= 3; k++)
+		fx_check_group(fx, k);
+}
+
+/* A torn last batch (its bytes zero from a sector boundary inside it to
+ * its end, END included) is cut as a torn write under salvage: the
+ * records before the tear stay, the ones after are gone, no group is
+ * damaged. */
+static void test_tail_tear_is_cut(void **state)
+{
+	struct fx *fx = *state;
+	struct tail_batch tail;
+	uint64_t from, to, size, cut[3];
+	uint8_t *zeros;
+
+	fx_tail_batch(fx, &tail);
+	/* A sector boundary inside group 2's record, past its header. */
+	from = ((tail.records[1].offset + SEGMENT_RECORD_HEADER_SIZE) / 512 + 1) * 512;
+	assert_true(from < tail.records[2].offset);
+	to = tail.end.offset + SEGMENT_RECORD_HEADER_SIZE + WAL_BLOCK_SIZE; /* Any PAD too. */
+	size = fx->config.segment_size;
+	to = to < size ? to : size;
+	zeros = calloc(1, to - from);
+	assert_non_null(zeros);
+	fx_file_io(fx, tail.seq, from, zeros, to - from, true);
+	free(zeros);
+	for (int k = 1; k < 3; k++)
+		cut[k] = tail.records[k].first_index;
+	fx->config.salvage = true;
+	for (int round = 0; round < 2; round++) {
+		assert_int_equal(fx_open(fx), 0);
+		/* The first open cuts the torn batch for good. */
+		assert_int_equal(fx->wal.stats.torn, round == 0);
+		assert_true(round == 1 || fx->wal.stats.torn_seq == tail.seq);
+		assert_true(round == 1 || fx->wal.stats.torn_offset == tail.records[1].offset);
+		for (int k = 1; k < 3; k++)
+			fx->model[k + 1].last = cut[k] - 1;
+		for (uint64_t k = 1; k <= 3; k++) {
+			assert_false(wal_group_find(&fx->wal, k)->damaged);
+			fx_check_group(fx, k);
+		}
+		wal_deinit(&fx->wal);
+	}
+	assert_int_equal(fx_open(fx), 0);
+}
+
 /* A damaged segment header before later segments is corruption too. */
 static void test_bad_segment_header_is_refused(void **state)
 {
@@ -888,6 +1072,15 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(
 		test_salvage_keeps_a_vote_whose_record_header_is_damaged, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_damaged_tail_header_is_not_a_spare, fx_setup,
+					    fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_tail_flip_in_last_record_is_damage, fx_setup,
+					    fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_tail_flip_in_middle_record_is_damage, fx_setup,
+					    fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_tail_flip_in_end_record_loses_nothing, fx_setup,
+					    fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_tail_tear_is_cut, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_salvage_steps_over_a_bad_end_record, fx_setup,
 					    fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_segment_header_is_refused, fx_setup,
 					    fx_teardown),

@@ -10,7 +10,8 @@
  *      ways or one), pauses and crashes nodes (unsynced writes lost or torn),
  *      slows disks and fails them (fdatasync or write EIO, ENOSPC: the node
  *      is crashed and restarted, as an operator would), and flips bits in the
- *      closed WAL segments or snapshot files of a stopped node, or loses a
+ *      closed WAL segments, the last batch of the tail segment (damage there
+ *      is no torn write) or snapshot files of a stopped node, or loses a
  *      whole segment file of it (deleted, zeroed, truncated, replaced by
  *      foreign bytes), on a minority of nodes: the damaged groups repair
  *      from their peers;
@@ -20,7 +21,8 @@
  *      acknowledged proposal.
  * Checks, after every round of turns: at most one leader per term per group;
  * no node holds two votes in one term of a group (votes it held durably are
- * remembered across its crashes and losses);
+ * remembered across its crashes and losses); no node holds less than a
+ * committed index it held durably unless the group repairs (check_held);
  * every entry applied at an index is the one every other replica applied
  * there (so applied sequences are prefixes of one another), no value is
  * applied at two indexes, no replica applies an index twice, an acknowledged
@@ -49,6 +51,7 @@
 #include "base/err.h"
 #include "flotilla.h"
 #include "io/loop_sim.h"
+#include "io/segment.h"
 #include "shard/shard.h"
 
 enum {
@@ -80,6 +83,7 @@ struct node {
 	uint32_t idx;
 	uint64_t id;
 	bool up, corrupt, flipped;
+	uint64_t held[GROUPS_MAX]; /* Per group slot: see check_held(). */
 	uint64_t paused_until_ns;
 	uint64_t restart_ns; /* Down: when to restart (0: not planned). */
 	uint64_t crash_ns;   /* Crash once a write is unsynced, or at this time. */
@@ -127,13 +131,13 @@ struct world {
 	struct op *pending;
 	uint64_t steps; /* world_step() calls: bounded, see STEPS_MAX. */
 	uint64_t crashes, restarts, wal_failures, pauses, partitions, resets, flips,
-	    corrupt_refusals, segments_lost;
+	    corrupt_refusals, segments_lost, tail_flips;
 };
 
 /* Sums over the seeds of one run, for tools/sim-soak. */
 static struct {
 	uint64_t crashes, restarts, wal_failures, pauses, partitions, resets, flips, refused;
-	uint64_t segments_lost;
+	uint64_t segments_lost, tail_flips;
 	uint64_t writes_lost, writes_torn, eio, enospc, stalls;
 	uint64_t proposed, acked, reads, reads_ok, virtual_ms;
 } total;
@@ -744,8 +748,9 @@ static void node_crash(struct world *w, struct node *n, const char *why)
 	w->crashes++;
 }
 
-/* Flip one bit at a random offset below limit of the file at path. */
-static bool file_flip(struct world *w, struct node *n, const char *path, uint64_t limit)
+/* Flip one bit at a random offset in from..to - 1 of the file at path. */
+static bool file_flip_in(struct world *w, struct node *n, const char *path, uint64_t from,
+			 uint64_t to)
 {
 	struct stat st;
 	bool flipped = false;
@@ -753,9 +758,9 @@ static bool file_flip(struct world *w, struct node *n, const char *path, uint64_
 
 	if (fd < 0)
 		return false;
-	if (fstat(fd, &st) == 0 && st.st_size > 0) {
-		uint64_t off = between(
-		    w, 0, ((uint64_t)st.st_size < limit ? (uint64_t)st.st_size : limit) - 1);
+	if (fstat(fd, &st) == 0 && (uint64_t)st.st_size > from && to > from) {
+		uint64_t off =
+		    between(w, from, ((uint64_t)st.st_size < to ? (uint64_t)st.st_size : to) - 1);
 		uint8_t byte;
 
 		if (pread(fd, &byte, 1, (off_t)off) == 1) {
@@ -768,6 +773,12 @@ static bool file_flip(struct world *w, struct node *n, const char *path, uint64_
 	}
 	close(fd);
 	return flipped;
+}
+
+/* Flip one bit at a random offset below limit of the file at path. */
+static bool file_flip(struct world *w, struct node *n, const char *path, uint64_t limit)
+{
+	return file_flip_in(w, n, path, 0, limit);
 }
 
 /* Lose the segment file at path whole: deleted, zeroed, truncated, or
@@ -823,8 +834,55 @@ static uint32_t dir_names(const char *dir, const char *suffix, char names[64][64
 	return count;
 }
 
-/* Flip one bit of a stopped node: in the records of a closed WAL segment
- * (the tail's last batch could pass for a torn write), in the header of any
+/* Where the records of the last two batches of the tail segment of the WAL
+ * in dir lie (END records included, PAD records not): the newest file whose
+ * first record verifies under its own number (a spare's leftovers never
+ * do), scanned with segment.h as recovery does. The last batch there is
+ * the last durable one, which may hold acknowledged entries, or one a crash
+ * tore (never acknowledged), and then the one before it is the last durable
+ * batch: a flip in it, followed by the torn batch's first records, must not
+ * pass for a torn write either. ranges[1] is the last batch's, ranges[0]
+ * the one before (empty when the file has one batch). */
+static bool wal_tail_batches(const char *dir, char names[64][64], uint32_t count, char *path,
+			     size_t path_size, uint64_t ranges[2][2])
+{
+	static uint8_t buf[1u << 20]; /* Segments here are 64 KiB. */
+
+	for (uint32_t i = count; i-- > 0;) {
+		struct segment_record record;
+		uint64_t seq, at = SEGMENT_HEADER_SIZE, batch = 0;
+		ssize_t size;
+		int fd;
+
+		if (!segment_parse_name(names[i], &seq))
+			continue;
+		snprintf(path, path_size, "%s/%.63s", dir, names[i]);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		size = pread(fd, buf, sizeof(buf), 0);
+		close(fd);
+		memset(ranges, 0, 2 * sizeof(ranges[0]));
+		while (size > 0 && at < (uint64_t)size &&
+		       segment_record_get(buf + at, (uint64_t)size - at, seq, &record) == 0) {
+			if (record.batch != batch) {
+				memcpy(ranges[0], ranges[1], sizeof(ranges[0]));
+				ranges[1][0] = ranges[1][1] = at;
+			}
+			batch = record.batch;
+			at += segment_record_size(record.size);
+			if (record.type != SEGMENT_RECORD_PAD)
+				ranges[1][1] = at; /* Its records, not its padding of zeros. */
+		}
+		if (ranges[1][1] > ranges[1][0])
+			return true;
+	}
+	return false;
+}
+
+/* Flip one bit of a stopped node: in the records of a closed WAL segment,
+ * in the last batch of the tail segment (which a flip must not let pass for
+ * a torn write: acknowledged entries would be dropped), in the header of any
  * segment, or, one time in three when it has one, in the snapshot file of a
  * group. Each must be refused or repaired when the node starts, never
  * applied. */
@@ -872,6 +930,27 @@ static void node_flip(struct world *w, struct node *n)
 		if (file_flip(w, n, path, 64)) {
 			n->flipped = true;
 			w->flips++;
+		}
+		return;
+	}
+	/* One time in three, the records of the tail segment's last batch or
+	 * the one before it (wal_tail_batches). Drawn apart as above. */
+	if (count > 0 &&
+	    XXH3_64bits_withSeed(&w->flips, sizeof(w->flips), w->seed ^ 0x7a11ull) % 3 == 0) {
+		uint64_t ranges[2][2], *range;
+
+		if (!wal_tail_batches(dir, names, count, path, sizeof(path), ranges))
+			return;
+		range = ranges[ranges[0][1] > ranges[0][0] ? between(w, 0, 1) : 1];
+		trace(w,
+		      "node %" PRIu64 ": flip in %s %" PRIu64 "..%" PRIu64 " (last batches %" PRIu64
+		      "..%" PRIu64 ", %" PRIu64 "..%" PRIu64 ")",
+		      n->id, path, range[0], range[1], ranges[0][0], ranges[0][1], ranges[1][0],
+		      ranges[1][1]);
+		if (file_flip_in(w, n, path, range[0], range[1])) {
+			n->flipped = true;
+			w->flips++;
+			w->tail_flips++;
 		}
 		return;
 	}
@@ -972,6 +1051,30 @@ static void check_vote(struct world *w, struct node *n, uint32_t slot,
 		     st->vote_term);
 }
 
+/* A node never loses a committed entry it held durably, at a restart
+ * least of all (a bit flipped in its tail's last batch must not pass for a
+ * torn write): only a group that says it repairs (its data was damaged)
+ * may hold less. held is the commit index the node last reported while
+ * everything it had appended was durable, so its log on disk reached it;
+ * Raft never truncates a committed entry, so the log's last index stays at
+ * least that. */
+static void check_held(struct world *w, struct node *n, uint32_t slot,
+		       const struct shard_group_state *st)
+{
+	if (st->repairing) {
+		n->held[slot] = 0; /* Until it holds its leader's log again. */
+		return;
+	}
+	if (st->last_index < n->held[slot])
+		fail(w,
+		     "group %" PRIu64 ": node %" PRIu64 " lost committed entries it held "
+		     "durably: its log ends at %" PRIu64 ", below %" PRIu64
+		     ", and it does not repair",
+		     w->groups[slot].id, n->id, st->last_index, n->held[slot]);
+	if (st->vote_durable && st->commit_index > n->held[slot])
+		n->held[slot] = st->commit_index;
+}
+
 static void check_leaders(struct world *w)
 {
 	for (uint32_t i = 0; i < w->nodes_count; i++) {
@@ -986,6 +1089,7 @@ static void check_leaders(struct world *w)
 			if (!shard_group_state(n->shards[shard_of(w, g->id)], g->id, &st))
 				continue;
 			check_vote(w, n, k, &st);
+			check_held(w, n, k, &st);
 			if (!st.leader)
 				continue;
 			g->leaders =
@@ -1724,6 +1828,7 @@ static int run_seed(uint64_t seed, bool verbose, bool quiet, bool no_faults)
 		total.resets += w.resets;
 		total.flips += w.flips;
 		total.segments_lost += w.segments_lost;
+		total.tail_flips += w.tail_flips;
 		total.refused += w.corrupt_refusals;
 		total.writes_lost += st->writes_lost;
 		total.writes_torn += st->writes_torn;
@@ -1833,8 +1938,9 @@ int main(int argc, char **argv)
 	       total.crashes, total.wal_failures, total.restarts, total.pauses, total.partitions,
 	       total.resets, total.flips, total.refused, total.writes_lost, total.writes_torn,
 	       total.eio, total.enospc, total.stalls);
-	printf("total whole segments lost: %" PRIu64 " (within the bit flips)\n",
-	       total.segments_lost);
+	printf("total whole segments lost: %" PRIu64 ", flips in the tail's last batch: %" PRIu64
+	       " (within the bit flips)\n",
+	       total.segments_lost, total.tail_flips);
 	printf("total ops: proposed=%" PRIu64 " acknowledged=%" PRIu64 " reads=%" PRIu64
 	       " reads_ok=%" PRIu64 " virtual_ms=%" PRIu64 "\n",
 	       total.proposed, total.acked, total.reads, total.reads_ok, total.virtual_ms);

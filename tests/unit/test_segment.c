@@ -166,6 +166,27 @@ static void test_inconsistent_entries_payload_is_rejected(void **state)
 	assert_int_equal(segment_record_get(buf, size, SEQ, &record), WAL_ERR_CORRUPT);
 }
 
+/* A batch's END record has no payload and no group; one claiming a payload
+ * is implausible. */
+static void test_end_record_round_trips_and_has_no_payload(void **state)
+{
+	uint8_t buf[64] = {0};
+	struct segment_record record = {.type = SEGMENT_RECORD_END, .batch = 7}, out;
+
+	(void)state;
+	segment_record_put(buf, &record);
+	segment_record_seal(buf, SEQ);
+	assert_int_equal(segment_record_size(0), SEGMENT_RECORD_HEADER_SIZE);
+	assert_int_equal(segment_record_get(buf, SEGMENT_RECORD_HEADER_SIZE, SEQ, &out), 0);
+	assert_int_equal(out.type, SEGMENT_RECORD_END);
+	assert_int_equal(out.batch, 7);
+	assert_string_equal(segment_record_type_name(out.type), "end");
+	record.size = 8;
+	segment_record_put(buf, &record);
+	segment_record_seal(buf, SEQ);
+	assert_int_equal(segment_record_get(buf, sizeof(buf), SEQ, &out), WAL_ERR_CORRUPT);
+}
+
 static void test_segment_header_round_trips_and_detects_damage(void **state)
 {
 	struct segment_header in = {.seq = 12,
@@ -215,6 +236,7 @@ int main(void)
 	    cmocka_unit_test(test_record_of_another_segment_is_rejected),
 	    cmocka_unit_test(test_implausible_headers_are_rejected),
 	    cmocka_unit_test(test_inconsistent_entries_payload_is_rejected),
+	    cmocka_unit_test(test_end_record_round_trips_and_has_no_payload),
 	    cmocka_unit_test(test_segment_header_round_trips_and_detects_damage),
 	    cmocka_unit_test(test_segment_names_parse),
 	};
