@@ -588,6 +588,7 @@ int raft_init(struct raft *raft, const struct raft_config *config, const struct 
 	if (raft->applied > raft->commit || raft->term < raft_log_last_term(&raft->log))
 		goto err;
 	raft->applying = raft->applied;
+	raft_confs_settle(raft);
 	raft->repairing = boot->repair;
 	if (boot->repair) /* Nonzero: see raft_repair_flag(). */
 		raft->repair_id = boot->repair_id ? boot->repair_id

@@ -266,8 +266,8 @@ struct raft_log {
 };
 
 struct raft_conf_slot {
-	uint64_t
-	    index; /* Log index of the CONF entry; for the base slot, at or below the snapshot. */
+	uint64_t index; /* Log index of the CONF entry; for the base slot, at or below the snapshot
+			 * (or the group's first CONF entry, once committed: raft_confs_settle). */
 	struct raft_conf conf;
 };
 

@@ -244,12 +244,32 @@ void raft_conf_truncated(struct raft *raft, uint64_t index)
 }
 
 /* The configuration in force at index (for a snapshot taken there). */
+/* No members: in force before a group's first configuration (a group that
+ * starts from its first CONF entry, or joins and waits to be told). */
+static const struct raft_conf conf_none;
+
 const struct raft_conf *raft_conf_in_force_at(const struct raft *raft, uint64_t index)
 {
 	for (uint32_t i = raft->confs_count; i-- > 0;)
 		if (raft->confs[i].index <= index)
 			return &raft->confs[i].conf;
-	return &raft->confs[0].conf;
+	/* Only once raft_confs_settle() dropped an empty base at index 0. */
+	return raft->confs[0].index > index ? &conf_none : &raft->confs[0].conf;
+}
+
+void raft_confs_settle_slow(struct raft *raft)
+{
+	struct raft_conf_slot *slots;
+
+	ASSERT(raft->confs_count == 2 && raft->confs[0].index == 0);
+	ASSERT(raft->confs[0].conf.members_count == 0 && raft->confs[1].index <= raft->commit);
+	raft->confs[0] = raft->confs[1];
+	raft->confs_count = 1;
+	slots = realloc(raft->confs, sizeof(*slots));
+	if (slots != NULL) { /* Else the larger array stays: nothing is lost. */
+		raft->confs = slots;
+		raft->confs_cap = 1;
+	}
 }
 
 /* Keep the configuration in force at index as the base of the history. */

@@ -182,6 +182,7 @@ void raft_commit_to(struct raft *raft, uint64_t commit)
 	ASSERT(raft_log_term_at(&raft->log, commit) <= raft->term);
 	raft->commit = commit;
 	ASSERT(raft->applied <= raft->commit);
+	raft_confs_settle(raft);
 }
 
 int raft_leader_append(struct raft *raft, uint32_t type, const void *data, uint32_t size)
