@@ -44,6 +44,16 @@ void raft_trim(struct raft *raft)
 		raft->reads_pending = NULL;
 		raft->reads_pending_cap = 0;
 	}
+	/* A quiesced leader has nothing in flight; a window is allocated again
+	 * when the member next replicates (raft_send_append). */
+	for (uint32_t i = 0; i < raft->progress_count; i++) {
+		struct raft_progress *pr = &raft->progress[i];
+
+		if (pr->inflight_count == 0) {
+			free(pr->inflight);
+			pr->inflight = NULL;
+		}
+	}
 }
 
 struct raft_msg *raft_msg_slot_grow(struct raft *raft, bool after)
@@ -578,6 +588,7 @@ int raft_init(struct raft *raft, const struct raft_config *config, const struct 
 	if (raft->applied > raft->commit || raft->term < raft_log_last_term(&raft->log))
 		goto err;
 	raft->applying = raft->applied;
+	raft_confs_settle(raft);
 	raft->repairing = boot->repair;
 	if (boot->repair) /* Nonzero: see raft_repair_flag(). */
 		raft->repair_id = boot->repair_id ? boot->repair_id
@@ -597,7 +608,7 @@ void raft_deinit(struct raft *raft)
 {
 	raft_log_deinit(&raft->log);
 	free(raft->confs);
-	free(raft->progress);
+	raft_progress_clear(raft);
 	free(raft->reads_pending);
 	free(raft->msgs);
 	free(raft->msgs_after);

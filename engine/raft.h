@@ -173,18 +173,18 @@ struct raft_ready {
 };
 
 struct raft_config {
-	uint64_t id;                  /* This node; >= 1. */
-	uint64_t group;               /* Stamped on messages. */
-	uint64_t seed;                /* PRNG seed for election jitter. */
-	uint32_t election_timeout_ms; /* Base; each timeout is drawn in [base, 2*base). */
-	uint32_t heartbeat_interval_ms;
-	uint32_t clock_drift_max_ms;   /* Lease reads assume clocks drift less than this. */
-	uint32_t inflight_count_max;   /* Per follower, <= RAFT_INFLIGHT_MAX. */
-	uint32_t inflight_size_max;    /* Payload bytes in flight per follower. */
-	uint32_t msg_size_max;         /* Payload bytes per APPEND. */
-	uint32_t entry_size_max;       /* Largest single proposal. */
+	uint64_t id;                   /* This node; >= 1. */
+	uint64_t group;                /* Stamped on messages. */
+	uint64_t seed;                 /* PRNG seed for election jitter. */
 	uint64_t uncommitted_size_max; /* Leader refuses proposals past this (-EAGAIN). */
-	uint32_t reads_max;            /* Pending ReadIndex requests. */
+	uint32_t election_timeout_ms;  /* Base; each timeout is drawn in [base, 2*base). */
+	uint32_t heartbeat_interval_ms;
+	uint32_t clock_drift_max_ms; /* Lease reads assume clocks drift less than this. */
+	uint32_t inflight_count_max; /* Per follower, <= RAFT_INFLIGHT_MAX. */
+	uint32_t inflight_size_max;  /* Payload bytes in flight per follower. */
+	uint32_t msg_size_max;       /* Payload bytes per APPEND. */
+	uint32_t entry_size_max;     /* Largest single proposal. */
+	uint32_t reads_max;          /* Pending ReadIndex requests. */
 	bool pre_vote;
 	bool check_quorum;
 	bool lease_read;           /* Serve reads on the leader's lease when valid. */
@@ -245,7 +245,10 @@ struct raft_progress {
 	uint64_t snapshot_need;
 	bool down; /* The transport reported the process gone. */
 	uint32_t inflight_head, inflight_count, inflight_size;
-	struct raft_inflight inflight[RAFT_INFLIGHT_MAX];
+	/* REPLICATE: the window, a ring of config.inflight_count_max slots,
+	 * allocated when the member first replicates and freed when the group
+	 * quiesces (raft_trim); NULL until then. */
+	struct raft_inflight *inflight;
 };
 
 /* Internal state, visible only so that struct raft can be embedded. */
@@ -263,8 +266,8 @@ struct raft_log {
 };
 
 struct raft_conf_slot {
-	uint64_t
-	    index; /* Log index of the CONF entry; for the base slot, at or below the snapshot. */
+	uint64_t index; /* Log index of the CONF entry; for the base slot, at or below the snapshot
+			 * (or the group's first CONF entry, once committed: raft_confs_settle). */
 	struct raft_conf conf;
 };
 
@@ -275,10 +278,51 @@ struct raft_pending_read {
 	uint64_t from; /* Node that asked (self or a follower). */
 };
 
+/* Laid out for the idle case: a host keeps thousands of quiesced groups, so
+ * what only a campaign, a leader or a busy group needs is small or outside
+ * (the leader's progress and heartbeat ring, the ready's buffers, pending
+ * reads), and the small fields are packed together. */
 struct raft {
 	struct raft_config config;
 	uint64_t term, vote, commit, leader;
 	uint64_t applied, applying; /* Applied by the state machine / handed out to apply. */
+	uint64_t repair_id;         /* Nonzero once booted in repair: tells this life apart. */
+	uint64_t repair_refused_ms; /* A repairing voter last refused us a vote. */
+	uint64_t rng;
+	uint64_t now_ms;
+	uint64_t election_deadline_ms, heartbeat_deadline_ms, check_quorum_deadline_ms;
+	uint64_t quiesce_deadline_ms;
+	uint64_t leader_heard_ms;      /* Last message from the current leader. */
+	uint64_t woken_ms;             /* Follower: last woken from quiescence (raft_wake). */
+	uint64_t boot_sticky_until_ms; /* Refuse to elect others until then (see raft_in_lease). */
+	uint64_t transfer_target, transfer_deadline_ms;
+	uint64_t uncommitted_size;
+	/* This campaign's answers, ours first: votes_refused has bit i set when
+	 * votes[i] refused. Members only, and us (raft_step_vote_resp). */
+	uint64_t votes[RAFT_MEMBERS_MAX + 1];
+	uint32_t votes_refused;
+	uint32_t votes_count;
+	struct raft_log log;
+	struct raft_snapshot_meta snap; /* Where the log begins; handed out when installed. */
+	struct raft_conf_slot *confs;   /* Configuration history; the last is in force. */
+	/* Leader only: one per member, self included; one allocation with
+	 * hb_sent_ms, the send time of heartbeat sequence s at s % 16 (for the
+	 * lease). Both NULL while not leading. */
+	struct raft_progress *progress;
+	uint64_t *hb_sent_ms;
+	uint64_t hb_seq;         /* Last heartbeat sequence sent. */
+	uint64_t lease_until_ms; /* Leader: lease reads are safe before this. */
+	struct raft_pending_read *reads_pending;
+	struct raft_hard_state hard_handed;
+	uint64_t walked_ms; /* The whole invariant walk last ran (raft_invariants.c). */
+	/* Ready output buffers, reused across readies. */
+	struct raft_msg *msgs, *msgs_after;
+	struct raft_read *reads_out;
+	uint32_t confs_count, confs_cap;
+	uint32_t progress_count;
+	uint32_t reads_pending_count, reads_pending_cap; /* Grown on demand to reads_max. */
+	uint32_t msgs_count, msgs_cap, msgs_after_count, msgs_after_cap;
+	uint32_t reads_out_count, reads_out_cap;
 	uint8_t role;
 	bool quiesced;
 	bool leader_down;     /* Our leader's process is gone (raft_peer_down). */
@@ -290,37 +334,6 @@ struct raft {
 	bool takeover;        /* Campaigning (or about to) because our leader's process died. */
 	bool snapshot_wanted; /* Follower: install the next snapshot even over our log. */
 	bool repairing;       /* raft_boot.repair: see raft_is_repairing(). */
-	uint64_t repair_id;   /* Nonzero once booted in repair: tells this life apart. */
-	uint64_t repair_refused_ms; /* A repairing voter last refused us a vote. */
-	uint64_t rng;
-	uint64_t now_ms;
-	uint64_t election_deadline_ms, heartbeat_deadline_ms, check_quorum_deadline_ms;
-	uint64_t quiesce_deadline_ms;
-	uint64_t leader_heard_ms;      /* Last message from the current leader. */
-	uint64_t woken_ms;             /* Follower: last woken from quiescence (raft_wake). */
-	uint64_t boot_sticky_until_ms; /* Refuse to elect others until then (see raft_in_lease). */
-	uint64_t transfer_target, transfer_deadline_ms;
-	uint64_t uncommitted_size;
-	uint64_t votes_granted[RAFT_MEMBERS_MAX], votes_rejected[RAFT_MEMBERS_MAX];
-	uint32_t votes_granted_count, votes_rejected_count;
-	struct raft_log log;
-	struct raft_snapshot_meta snap; /* Where the log begins; handed out when installed. */
-	struct raft_conf_slot *confs;   /* Configuration history; the last is in force. */
-	uint32_t confs_count, confs_cap;
-	struct raft_progress *progress; /* Leader only: one per member, self included. */
-	uint32_t progress_count;
-	uint64_t hb_seq;         /* Last heartbeat sequence sent. */
-	uint64_t hb_sent_ms[16]; /* Send time of sequence s at s % 16 (for the lease). */
-	uint64_t lease_until_ms; /* Leader: lease reads are safe before this. */
-	struct raft_pending_read *reads_pending;
-	uint32_t reads_pending_count, reads_pending_cap; /* Grown on demand to reads_max. */
-	struct raft_hard_state hard_handed;
-	uint64_t walked_ms; /* The whole invariant walk last ran (raft_invariants.c). */
-	/* Ready output buffers, reused across readies. */
-	struct raft_msg *msgs, *msgs_after;
-	uint32_t msgs_count, msgs_cap, msgs_after_count, msgs_after_cap;
-	struct raft_read *reads_out;
-	uint32_t reads_out_count, reads_out_cap;
 	/* Counters for metrics and tests. */
 	uint64_t elections_started;
 	uint64_t leaderships_won;

@@ -10,12 +10,33 @@
 
 enum vote_result { VOTE_PENDING, VOTE_WON, VOTE_LOST };
 
-static bool id_in(const uint64_t *ids, uint32_t count, uint64_t id)
+enum vote_answer { VOTE_NONE, VOTE_GIVEN, VOTE_REFUSED };
+
+/* The answer id gave to this campaign. The answers are one list of ids (at
+ * most one per member) and a mask of the refusals, not a list per kind. */
+static enum vote_answer vote_of(const struct raft *raft, uint64_t id)
 {
-	for (uint32_t i = 0; i < count; i++)
-		if (ids[i] == id)
+	for (uint32_t i = 0; i < raft->votes_count; i++)
+		if (raft->votes[i] == id)
+			return (raft->votes_refused >> i) & 1u ? VOTE_REFUSED : VOTE_GIVEN;
+	return VOTE_NONE;
+}
+
+/* Whether id is a member of conf (in either half while joint). */
+static bool conf_has(const struct raft_conf *conf, uint64_t id)
+{
+	for (uint32_t i = 0; i < conf->members_count; i++)
+		if (conf->members[i].id == id)
 			return true;
 	return false;
+}
+
+/* A campaign starts with our own vote. */
+static void votes_reset(struct raft *raft)
+{
+	raft->votes[0] = raft->config.id;
+	raft->votes_count = 1;
+	raft->votes_refused = 0;
 }
 
 /* An election needs a majority of each half (§4.3). */
@@ -33,10 +54,16 @@ static enum vote_result vote_tally(const struct raft *raft)
 			if (!raft_role_votes(raft_member_role_in(m, h)))
 				continue;
 			n++;
-			if (id_in(raft->votes_granted, raft->votes_granted_count, m->id))
+			switch (vote_of(raft, m->id)) {
+			case VOTE_GIVEN:
 				granted++;
-			else if (id_in(raft->votes_rejected, raft->votes_rejected_count, m->id))
+				break;
+			case VOTE_REFUSED:
 				rejected++;
+				break;
+			default:
+				break;
+			}
 		}
 		if (n == 0)
 			continue;
@@ -79,7 +106,8 @@ void raft_become_follower(struct raft *raft, uint64_t term, uint64_t leader)
 	raft->lease_revoked = false;
 	raft->quiesced = false;
 	raft->hb_pending = false;
-	raft->votes_granted_count = raft->votes_rejected_count = 0;
+	raft->votes_count = 0;
+	raft->votes_refused = 0;
 	raft_election_timer_reset(raft);
 }
 
@@ -144,8 +172,7 @@ static void become_candidate(struct raft *raft, bool transfer)
 	raft->leader = RAFT_NONE;
 	raft->quiesced = false;
 	raft->elections_started++;
-	raft->votes_granted_count = raft->votes_rejected_count = 0;
-	raft->votes_granted[raft->votes_granted_count++] = raft->config.id;
+	votes_reset(raft);
 	raft_election_timer_reset(raft);
 	if (vote_tally(raft) == VOTE_WON) {
 		become_leader(raft);
@@ -160,8 +187,7 @@ static void become_pre_candidate(struct raft *raft)
 	raft->role = RAFT_ROLE_PRE_CANDIDATE;
 	raft->leader = RAFT_NONE;
 	raft->quiesced = false;
-	raft->votes_granted_count = raft->votes_rejected_count = 0;
-	raft->votes_granted[raft->votes_granted_count++] = raft->config.id;
+	votes_reset(raft);
 	raft_election_timer_reset(raft);
 	if (vote_tally(raft) == VOTE_WON) {
 		become_candidate(raft, false);
@@ -281,18 +307,22 @@ void raft_step_vote_resp(struct raft *raft, const struct raft_msg *m)
 	raft_assert_step(raft);
 	ASSERT(raft->role == RAFT_ROLE_PRE_CANDIDATE || raft->role == RAFT_ROLE_CANDIDATE);
 	ASSERT(raft->role != RAFT_ROLE_CANDIDATE || m->term == raft->term);
-	ASSERT(id_in(raft->votes_granted, raft->votes_granted_count, raft->config.id));
+	ASSERT(vote_of(raft, raft->config.id) == VOTE_GIVEN);
 	if (m->reject && (m->flags & RAFT_MSG_FLAG_REPAIR))
 		raft->repair_refused_ms = raft->now_ms;
-	uint64_t *list = m->reject ? raft->votes_rejected : raft->votes_granted;
-	uint32_t *count = m->reject ? &raft->votes_rejected_count : &raft->votes_granted_count;
 	enum vote_result result;
 
-	if (id_in(raft->votes_granted, raft->votes_granted_count, m->from) ||
-	    id_in(raft->votes_rejected, raft->votes_rejected_count, m->from) ||
-	    *count == RAFT_MEMBERS_MAX)
+	/* Only members' answers are kept: vote_tally() counts no other, and a
+	 * campaign ends before the membership can change (a new entry or
+	 * snapshot comes from a leader, which we then follow). So the list
+	 * never holds more than the members and us (a voter that a later
+	 * configuration removes may campaign: raft_is_promotable). */
+	if (vote_of(raft, m->from) != VOTE_NONE || !conf_has(raft_conf_current(raft), m->from))
 		return;
-	list[(*count)++] = m->from;
+	ASSERT(raft->votes_count < RAFT_MEMBERS_MAX + 1); /* At most one per member. */
+	if (m->reject)
+		raft->votes_refused |= 1u << raft->votes_count;
+	raft->votes[raft->votes_count++] = m->from;
 	result = vote_tally(raft);
 	if (result == VOTE_WON) {
 		if (raft->role == RAFT_ROLE_PRE_CANDIDATE)

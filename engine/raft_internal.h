@@ -209,6 +209,20 @@ static inline void raft_conf_appended(struct raft *raft, const struct raft_entry
 void raft_conf_truncated(struct raft *raft, uint64_t index);
 const struct raft_conf *raft_conf_in_force_at(const struct raft *raft, uint64_t index);
 void raft_confs_trim(struct raft *raft, uint64_t index);
+
+/* A new group's history starts with an empty configuration at index 0 and
+ * its first CONF entry: once that entry is committed (it is never
+ * truncated then), the empty base answers nothing raft_conf_in_force_at()
+ * cannot answer without it, and the history shrinks to one slot (a host
+ * keeps thousands of idle groups). Inline: it runs on every commit. */
+void raft_confs_settle_slow(struct raft *raft);
+static inline void raft_confs_settle(struct raft *raft)
+{
+	if (raft->confs_count == 2 && raft->confs[0].index == 0 &&
+	    raft->confs[0].conf.members_count == 0 && !raft->confs[0].conf.joint &&
+	    raft->confs[1].index <= raft->commit)
+		raft_confs_settle_slow(raft);
+}
 void raft_conf_advance(struct raft *raft);
 
 /* raft_election.c; the timer's reset is inline: every message from the

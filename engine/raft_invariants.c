@@ -98,8 +98,9 @@ void raft_assert_invariants(const struct raft *raft)
 	ASSERT(raft->confs_count >= 1); /* A membership is always in force. */
 	ASSERT(raft->confs_count <= raft->confs_cap);
 	ASSERT(raft->reads_pending_count <= raft->config.reads_max);
-	ASSERT(raft->votes_granted_count <= RAFT_MEMBERS_MAX);
-	ASSERT(raft->votes_rejected_count <= RAFT_MEMBERS_MAX);
+	ASSERT(raft->votes_count <= RAFT_MEMBERS_MAX + 1);
+	ASSERT(raft->votes_count == 0 || raft->votes[0] == raft->config.id); /* Ours first. */
+	ASSERT((raft->votes_refused & 1u) == 0);                             /* We vote for us. */
 	ASSERT(!raft->repairing || raft->repair_id != 0); /* A repair has its life's id. */
 	raft_assert_log(raft);
 	if (raft->role == RAFT_ROLE_LEADER)

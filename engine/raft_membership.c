@@ -60,20 +60,26 @@ static void progress_reset(struct raft *raft, struct raft_progress *pr, uint64_t
 		pr->match = raft->log.stable_index;
 }
 
-/* Leader: one progress per member of the configuration in force, self included.
- * Existing progress is kept; members that left are dropped. Returns 0, or
- * -ENOMEM with the old progress kept (the caller steps down). */
+/* Leader: one progress per member of the configuration in force, self
+ * included, in one allocation after the heartbeat ring (raft->hb_sent_ms).
+ * Existing progress (and the ring) is kept; members that left are dropped,
+ * with their inflight windows. Returns 0, or -ENOMEM with the old progress
+ * kept (the caller steps down). */
 int raft_progress_sync(struct raft *raft)
 {
 	const struct raft_conf *conf = raft_conf_current(raft);
 	struct raft_progress *old = raft->progress;
 	uint32_t old_count = raft->progress_count;
-	struct raft_progress *prs =
-	    calloc(conf->members_count ? conf->members_count : 1, sizeof(*prs));
+	uint32_t count = conf->members_count ? conf->members_count : 1;
+	uint64_t *ring = calloc(1, HB_RING * sizeof(*ring) + count * sizeof(*old));
+	struct raft_progress *prs;
 
 	ASSERT(raft->role == RAFT_ROLE_LEADER); /* Only a leader tracks progress. */
-	if (prs == NULL)
+	if (ring == NULL)
 		return -ENOMEM;
+	prs = (struct raft_progress *)(ring + HB_RING);
+	if (raft->hb_sent_ms != NULL)
+		memcpy(ring, raft->hb_sent_ms, HB_RING * sizeof(*ring));
 	for (uint32_t i = 0; i < conf->members_count; i++) {
 		uint64_t id = conf->members[i].id;
 		bool kept = false;
@@ -81,6 +87,7 @@ int raft_progress_sync(struct raft *raft)
 		for (uint32_t j = 0; j < old_count; j++) {
 			if (old[j].id == id) {
 				prs[i] = old[j];
+				old[j].inflight = NULL; /* Moved. */
 				kept = true;
 			}
 		}
@@ -88,7 +95,8 @@ int raft_progress_sync(struct raft *raft)
 			progress_reset(raft, &prs[i], id);
 		ASSERT(prs[i].id == conf->members[i].id); /* quorum_value pairs them by slot. */
 	}
-	free(old);
+	raft_progress_clear(raft);
+	raft->hb_sent_ms = ring;
 	raft->progress = prs;
 	raft->progress_count = conf->members_count;
 	return 0;
@@ -96,7 +104,10 @@ int raft_progress_sync(struct raft *raft)
 
 void raft_progress_clear(struct raft *raft)
 {
-	free(raft->progress);
+	for (uint32_t i = 0; i < raft->progress_count; i++)
+		free(raft->progress[i].inflight);
+	free(raft->hb_sent_ms); /* The progress follows it in one allocation. */
+	raft->hb_sent_ms = NULL;
 	raft->progress = NULL;
 	raft->progress_count = 0;
 }
@@ -233,12 +244,32 @@ void raft_conf_truncated(struct raft *raft, uint64_t index)
 }
 
 /* The configuration in force at index (for a snapshot taken there). */
+/* No members: in force before a group's first configuration (a group that
+ * starts from its first CONF entry, or joins and waits to be told). */
+static const struct raft_conf conf_none;
+
 const struct raft_conf *raft_conf_in_force_at(const struct raft *raft, uint64_t index)
 {
 	for (uint32_t i = raft->confs_count; i-- > 0;)
 		if (raft->confs[i].index <= index)
 			return &raft->confs[i].conf;
-	return &raft->confs[0].conf;
+	/* Only once raft_confs_settle() dropped an empty base at index 0. */
+	return raft->confs[0].index > index ? &conf_none : &raft->confs[0].conf;
+}
+
+void raft_confs_settle_slow(struct raft *raft)
+{
+	struct raft_conf_slot *slots;
+
+	ASSERT(raft->confs_count == 2 && raft->confs[0].index == 0);
+	ASSERT(raft->confs[0].conf.members_count == 0 && raft->confs[1].index <= raft->commit);
+	raft->confs[0] = raft->confs[1];
+	raft->confs_count = 1;
+	slots = realloc(raft->confs, sizeof(*slots));
+	if (slots != NULL) { /* Else the larger array stays: nothing is lost. */
+		raft->confs = slots;
+		raft->confs_cap = 1;
+	}
 }
 
 /* Keep the configuration in force at index as the base of the history. */

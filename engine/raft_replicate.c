@@ -15,29 +15,31 @@ static bool inflight_full(const struct raft *raft, const struct raft_progress *p
 	       pr->inflight_size >= raft->config.inflight_size_max;
 }
 
-static void inflight_add(struct raft_progress *pr, uint64_t last_index, uint32_t size)
+static void inflight_add(const struct raft *raft, struct raft_progress *pr, uint64_t last_index,
+			 uint32_t size)
 {
-	uint32_t slot = (pr->inflight_head + pr->inflight_count) % RAFT_INFLIGHT_MAX;
+	uint32_t slot = (pr->inflight_head + pr->inflight_count) % raft->config.inflight_count_max;
 
-	ASSERT(pr->inflight_count < RAFT_INFLIGHT_MAX);
+	ASSERT(pr->inflight != NULL); /* Allocated by raft_send_append(). */
+	ASSERT(pr->inflight_count < raft->config.inflight_count_max);
 	pr->inflight[slot] = (struct raft_inflight){.last_index = last_index, .size = size};
 	pr->inflight_count++;
 	pr->inflight_size += size;
 }
 
-static void inflight_free_first(struct raft_progress *pr)
+static void inflight_free_first(const struct raft *raft, struct raft_progress *pr)
 {
 	if (pr->inflight_count == 0)
 		return;
 	pr->inflight_size -= pr->inflight[pr->inflight_head].size;
-	pr->inflight_head = (pr->inflight_head + 1) % RAFT_INFLIGHT_MAX;
+	pr->inflight_head = (pr->inflight_head + 1) % raft->config.inflight_count_max;
 	pr->inflight_count--;
 }
 
-static void inflight_free_to(struct raft_progress *pr, uint64_t index)
+static void inflight_free_to(const struct raft *raft, struct raft_progress *pr, uint64_t index)
 {
 	while (pr->inflight_count > 0 && pr->inflight[pr->inflight_head].last_index <= index)
-		inflight_free_first(pr);
+		inflight_free_first(raft, pr);
 }
 
 void raft_progress_become(struct raft *raft, struct raft_progress *pr, uint8_t state)
@@ -77,6 +79,14 @@ void raft_send_append(struct raft *raft, struct raft_progress *pr, bool allow_em
 		return;
 	if (pr->state == RAFT_PROGRESS_REPLICATE && inflight_full(raft, pr))
 		return;
+	if (pr->state == RAFT_PROGRESS_REPLICATE && pr->inflight == NULL) {
+		/* The window, sized to the config, only while replicating. Out
+		 * of memory, nothing is sent: as if the append were lost; the
+		 * next heartbeat's answer tries again. */
+		pr->inflight = malloc(raft->config.inflight_count_max * sizeof(*pr->inflight));
+		if (pr->inflight == NULL)
+			return;
+	}
 	if (pr->next < raft_log_first(log)) {
 		raft_send_snapshot(raft, pr); /* The entries it needs were compacted. */
 		return;
@@ -113,7 +123,7 @@ void raft_send_append(struct raft *raft, struct raft_progress *pr, bool allow_em
 	if (pr->state == RAFT_PROGRESS_REPLICATE) {
 		if (n > 0) {
 			pr->next = prev + n + 1;
-			inflight_add(pr, prev + n, (uint32_t)bytes);
+			inflight_add(raft, pr, prev + n, (uint32_t)bytes);
 		}
 	} else {
 		pr->probe_sent = true;
@@ -172,6 +182,7 @@ void raft_commit_to(struct raft *raft, uint64_t commit)
 	ASSERT(raft_log_term_at(&raft->log, commit) <= raft->term);
 	raft->commit = commit;
 	ASSERT(raft->applied <= raft->commit);
+	raft_confs_settle(raft);
 }
 
 int raft_leader_append(struct raft *raft, uint32_t type, const void *data, uint32_t size)
@@ -392,7 +403,7 @@ void raft_handle_append_resp(struct raft *raft, struct raft_progress *pr, const 
 		if (pr->state == RAFT_PROGRESS_PROBE ||
 		    (pr->state == RAFT_PROGRESS_SNAPSHOT && pr->match >= pr->snapshot_index))
 			raft_progress_become(raft, pr, RAFT_PROGRESS_REPLICATE);
-		inflight_free_to(pr, pr->match);
+		inflight_free_to(raft, pr, pr->match);
 		if (maybe_commit(raft))
 			raft_bcast_append(raft, true);
 		/* A commit may have changed the membership: find pr again. */
@@ -436,7 +447,7 @@ void raft_handle_heartbeat_resp(struct raft *raft, struct raft_progress *pr,
 		 * lost data says so: its answer to an append tells which life
 		 * of it repairs (raft_progress_repair_check). */
 		if (pr->state == RAFT_PROGRESS_REPLICATE && inflight_full(raft, pr))
-			inflight_free_first(pr);
+			inflight_free_first(raft, pr);
 		raft_send_append(raft, pr, true);
 	}
 	raft_reads_process(raft);

@@ -860,21 +860,18 @@ static void wal_free(struct wal *wal)
 		wal_segments_close(&wal->segments[i]);
 	for (uint32_t i = 0; i < wal->spares_count; i++)
 		wal_segments_close(&wal->spares[i]);
-	for (uint32_t i = 0; i < wal->groups_cap; i++)
-		free(wal->groups[i].runs);
+	wal_index_deinit(wal);
 	for (uint32_t i = 0; wal->batches != NULL && i < wal->config.buffers_count; i++)
 		free(wal->batches[i].buf);
 	free(wal->segments);
 	free(wal->spares);
-	free(wal->groups);
 	free(wal->batches);
 	wal_chain_close(wal);
 	if (wal->dir_fd >= 0)
 		close(wal->dir_fd);
 	wal->segments = wal->spares = NULL;
-	wal->groups = NULL;
 	wal->batches = NULL;
-	wal->segments_count = wal->spares_count = wal->groups_cap = 0;
+	wal->segments_count = wal->spares_count = 0;
 	wal->dir_fd = -1;
 }
 
@@ -882,11 +879,9 @@ static int wal_alloc(struct wal *wal)
 {
 	uint32_t count = wal->config.buffers_count;
 
-	wal->groups_cap = 64;
-	wal->groups = calloc(wal->groups_cap, sizeof(*wal->groups));
 	wal->spares = calloc(wal->config.spares_max + 1, sizeof(*wal->spares));
 	wal->batches = calloc(count, sizeof(*wal->batches));
-	if (wal->groups == NULL || wal->spares == NULL || wal->batches == NULL)
+	if (wal_index_init(wal) != 0 || wal->spares == NULL || wal->batches == NULL)
 		return -ENOMEM;
 	for (uint32_t i = 0; i < count; i++) {
 		wal->batches[i].wal = wal;

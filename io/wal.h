@@ -116,9 +116,9 @@ struct wal_group {
 	 * record's verified header named (0 if none): a lost HARD record may
 	 * have held a vote in it. */
 	bool damaged;
+	bool used; /* Private, like every field from hard_seq on. */
 	uint64_t damaged_index, damaged_term;
 	uint64_t damaged_seq, damaged_offset;     /* The first damaged record. */
-	bool used;                                /* Private from here on. */
 	uint64_t hard_seq, mark_seq, removed_seq; /* Segments holding the live records. */
 	uint64_t gap_index, gap_seq, gap_offset;  /* Recovery: a hole not yet covered. */
 	uint64_t live_size;                       /* Bytes of live entries records. */
@@ -232,9 +232,11 @@ struct wal {
 	uint64_t next_batch;       /* Number of the next batch to open. */
 	uint64_t appended_batch;   /* Batch of the latest record. */
 	uint64_t durable_batch;
-	uint64_t writing_batch; /* In flight; 0 if none. */
-	struct wal_group *groups;
+	uint64_t writing_batch;   /* In flight; 0 if none. */
+	struct wal_group *groups; /* groups_count of them, dense: see wal_index.c. */
 	uint32_t groups_cap, groups_count;
+	uint32_t *slots; /* Open addressing by group id: index in groups + 1, or 0. */
+	uint32_t slots_cap;
 	uint64_t reclaim_seq;     /* Segments up to here may go ... */
 	uint64_t reclaim_barrier; /* ... once this batch is durable. */
 	uint32_t reads_inflight;

@@ -17,42 +17,80 @@
 #include "base/assert.h"
 #include "io/wal_internal.h"
 
-/* Groups: an open-addressing table keyed by group id, linear probing,
- * deletion by backward shift. */
+/* Groups: a dense array (wal->groups[0 .. groups_count), no holes, grown by
+ * half when full), found through an open-addressing table of slots keyed
+ * by group id (linear probing, deletion by backward shift), each slot the
+ * index of its group plus one (0: empty). An idle host keeps thousands of
+ * groups, each costing its struct wal_group and a few bytes of slots: not
+ * a struct per slot of a half-empty table. */
 
 static uint32_t wal_group_home(const struct wal *wal, uint64_t group)
 {
-	return (uint32_t)(XXH3_64bits(&group, sizeof(group)) & (wal->groups_cap - 1));
+	return (uint32_t)(XXH3_64bits(&group, sizeof(group)) & (wal->slots_cap - 1));
 }
 
-static struct wal_group *wal_group_slot(const struct wal *wal, uint64_t group)
+/* The slot of group, or the empty slot where it would go. */
+static uint32_t wal_group_slot(const struct wal *wal, uint64_t group)
 {
-	uint32_t mask = wal->groups_cap - 1;
+	uint32_t mask = wal->slots_cap - 1;
 
 	for (uint32_t i = wal_group_home(wal, group);; i = (i + 1) & mask) {
-		struct wal_group *g = &wal->groups[i];
+		uint32_t at = wal->slots[i];
 
-		if (!g->used || g->group == group)
-			return g;
+		if (at == 0 || wal->groups[at - 1].group == group)
+			return i;
 	}
+}
+
+static int wal_slots_grow(struct wal *wal)
+{
+	uint32_t *old = wal->slots, old_cap = wal->slots_cap;
+	uint32_t *slots = calloc((size_t)old_cap * 2, sizeof(*slots));
+
+	if (slots == NULL)
+		return -ENOMEM;
+	wal->slots = slots;
+	wal->slots_cap = old_cap * 2;
+	for (uint32_t i = 0; i < wal->groups_count; i++)
+		wal->slots[wal_group_slot(wal, wal->groups[i].group)] = i + 1;
+	free(old);
+	return 0;
 }
 
 static int wal_groups_grow(struct wal *wal)
 {
-	struct wal_group *old = wal->groups;
-	uint32_t old_cap = wal->groups_cap;
-	struct wal_group *groups = calloc((size_t)old_cap * 2, sizeof(*groups));
+	uint32_t cap = wal->groups_cap + wal->groups_cap / 2;
+	struct wal_group *groups;
 
+	if (cap > UINT32_MAX / 2)
+		return -ENOMEM;
+	groups = realloc(wal->groups, (size_t)cap * sizeof(*groups));
 	if (groups == NULL)
 		return -ENOMEM;
 	wal->groups = groups;
-	wal->groups_cap = old_cap * 2;
-	for (uint32_t i = 0; i < old_cap; i++) {
-		if (old[i].used)
-			*wal_group_slot(wal, old[i].group) = old[i];
-	}
-	free(old);
+	wal->groups_cap = cap;
 	return 0;
+}
+
+int wal_index_init(struct wal *wal)
+{
+	wal->groups_count = 0;
+	wal->groups_cap = 64;
+	wal->slots_cap = 128;
+	wal->groups = malloc(wal->groups_cap * sizeof(*wal->groups));
+	wal->slots = calloc(wal->slots_cap, sizeof(*wal->slots));
+	return wal->groups != NULL && wal->slots != NULL ? 0 : -ENOMEM;
+}
+
+void wal_index_deinit(struct wal *wal)
+{
+	for (uint32_t i = 0; wal->groups != NULL && i < wal->groups_count; i++)
+		free(wal->groups[i].runs);
+	free(wal->groups);
+	free(wal->slots);
+	wal->groups = NULL;
+	wal->slots = NULL;
+	wal->groups_cap = wal->groups_count = wal->slots_cap = 0;
 }
 
 void wal_index_group_clear(struct wal_group *g)
@@ -81,46 +119,58 @@ void wal_index_group_clear(struct wal_group *g)
 /* The group, created if missing. A tombstone stays a tombstone here. */
 int wal_index_group_get(struct wal *wal, uint64_t group, struct wal_group **out)
 {
-	struct wal_group *g = wal_group_slot(wal, group);
+	uint32_t slot = wal_group_slot(wal, group);
+	struct wal_group *g;
 	int rv;
 
-	if (!g->used) {
-		if ((wal->groups_count + 1) * 2 > wal->groups_cap) {
-			rv = wal_groups_grow(wal);
+	if (wal->slots[slot] == 0) {
+		if ((wal->groups_count + 1) * 2 > wal->slots_cap) {
+			rv = wal_slots_grow(wal);
 			if (rv != 0)
 				return rv;
-			g = wal_group_slot(wal, group);
+			slot = wal_group_slot(wal, group);
 		}
+		if (wal->groups_count == wal->groups_cap && (rv = wal_groups_grow(wal)) != 0)
+			return rv;
+		g = &wal->groups[wal->groups_count];
 		memset(g, 0, sizeof(*g));
 		g->used = true;
 		g->group = group;
 		wal_index_group_clear(g);
-		wal->groups_count++;
+		wal->slots[slot] = ++wal->groups_count;
 	}
-	*out = g;
+	*out = &wal->groups[wal->slots[slot] - 1];
 	return 0;
 }
 
 void wal_index_group_delete(struct wal *wal, struct wal_group *g)
 {
-	uint32_t mask = wal->groups_cap - 1;
-	uint32_t hole = (uint32_t)(g - wal->groups);
+	uint32_t mask = wal->slots_cap - 1;
+	uint32_t hole = wal_group_slot(wal, g->group);
+	uint32_t at = (uint32_t)(g - wal->groups), last = wal->groups_count - 1;
 
+	ASSERT(wal->slots[hole] == at + 1); /* g is in the table. */
 	free(g->runs);
-	memset(g, 0, sizeof(*g));
-	wal->groups_count--;
+	wal->slots[hole] = 0;
 	/* Backward shift: move later members of the probe chain into the hole
 	 * when their home does not lie cyclically in (hole, i]. */
-	for (uint32_t i = (hole + 1) & mask; wal->groups[i].used; i = (i + 1) & mask) {
-		uint32_t home = wal_group_home(wal, wal->groups[i].group);
+	for (uint32_t i = (hole + 1) & mask; wal->slots[i] != 0; i = (i + 1) & mask) {
+		uint32_t home = wal_group_home(wal, wal->groups[wal->slots[i] - 1].group);
 		bool stays = hole <= i ? (home > hole && home <= i) : (home > hole || home <= i);
 
 		if (stays)
 			continue;
-		wal->groups[hole] = wal->groups[i];
-		memset(&wal->groups[i], 0, sizeof(wal->groups[i]));
+		wal->slots[hole] = wal->slots[i];
+		wal->slots[i] = 0;
 		hole = i;
 	}
+	/* The last group moves into g's place in the array. */
+	if (at != last) {
+		wal->groups[at] = wal->groups[last];
+		wal->slots[wal_group_slot(wal, wal->groups[at].group)] = at + 1;
+	}
+	memset(&wal->groups[last], 0, sizeof(wal->groups[last]));
+	wal->groups_count--;
 }
 
 /* Runs: a ring per group, in index order, non-overlapping. */
@@ -132,7 +182,8 @@ struct wal_run *wal_index_run_at(const struct wal_group *g, uint32_t slot)
 
 int wal_index_runs_reserve(struct wal_group *g, uint32_t more)
 {
-	uint32_t cap = g->runs_cap ? g->runs_cap : 4;
+	/* Two runs first: an idle group's live log is a record or two. */
+	uint32_t cap = g->runs_cap ? g->runs_cap : 2;
 	struct wal_run *runs;
 
 	if (g->runs_count + more <= g->runs_cap)
@@ -412,20 +463,16 @@ void wal_index_apply_removed(struct wal_group *g, uint64_t seq)
 
 const struct wal_group *wal_group_find(const struct wal *wal, uint64_t group)
 {
-	const struct wal_group *g = wal_group_slot(wal, group);
+	uint32_t at = wal->slots[wal_group_slot(wal, group)];
 
-	return g->used ? g : NULL;
+	return at != 0 ? &wal->groups[at - 1] : NULL;
 }
 
 const struct wal_group *wal_group_next(const struct wal *wal, const struct wal_group *prev)
 {
 	uint32_t i = prev ? (uint32_t)(prev - wal->groups) + 1 : 0;
 
-	for (; i < wal->groups_cap; i++) {
-		if (wal->groups[i].used)
-			return &wal->groups[i];
-	}
-	return NULL;
+	return i < wal->groups_count ? &wal->groups[i] : NULL;
 }
 
 int wal_term(const struct wal *wal, uint64_t group, uint64_t index, uint64_t *term)

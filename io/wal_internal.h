@@ -64,11 +64,15 @@ int wal_append_entries_flags(struct wal *wal, uint64_t group, uint64_t first_ind
 /* wal_index.c: the per-group index. Pointers into the group table are
  * valid until the next wal_index_group_get() or wal_index_group_delete(). */
 
+/* Set up (0 or -ENOMEM) and free the group table. */
+int wal_index_init(struct wal *wal);
+void wal_index_deinit(struct wal *wal);
+
 /* The group, created (empty) if missing. A tombstone stays a tombstone.
  * Returns 0 or -ENOMEM. */
 int wal_index_group_get(struct wal *wal, uint64_t group, struct wal_group **out);
 
-/* Remove g from the table; another group may move into its slot. */
+/* Remove g from the table; another group (the last) may move into its place. */
 void wal_index_group_delete(struct wal *wal, struct wal_group *g);
 
 /* Empty g's log, mark, hard state and damage; its id and runs stay. */

@@ -45,7 +45,7 @@ static void wal_drop_stale_removals(struct wal *wal)
 {
 	uint64_t front = wal->segments_count ? wal->segments[0].seq : UINT64_MAX;
 
-	for (uint32_t i = 0; i < wal->groups_cap;) {
+	for (uint32_t i = 0; i < wal->groups_count;) {
 		struct wal_group *g = &wal->groups[i];
 
 		if (!g->used || g->removed_seq == 0 || g->removed_seq > front) {
@@ -278,7 +278,7 @@ static int wal_relieve(struct wal *wal, struct wal_pin *pins, uint32_t pins_max,
 {
 	uint64_t front = wal->segments[0].seq;
 
-	for (uint32_t i = 0; i < wal->groups_cap && *pins_count < pins_max; i++) {
+	for (uint32_t i = 0; i < wal->groups_count && *pins_count < pins_max; i++) {
 		struct wal_group *g = &wal->groups[i];
 		struct wal_pin pin = {.group = g->group, .seq = front};
 		int rv;

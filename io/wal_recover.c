@@ -236,7 +236,7 @@ static int wal_salvage(struct wal *wal, uint64_t seq, const uint8_t *buf, uint64
 	first = first || !wal->stats.damaged_unnamed; /* The graver news wins. */
 	wal->damage_all = true;
 	wal->stats.damaged_unnamed = true;
-	for (uint32_t i = 0; i < wal->groups_cap; i++) {
+	for (uint32_t i = 0; i < wal->groups_count; i++) {
 		g = &wal->groups[i];
 		if (g->used)
 			wal_damage(wal, g, g->mark_index + 1, 0, seq, at);
@@ -488,7 +488,7 @@ static int wal_recover_gaps(struct wal *wal)
  * caller restarts it from its snapshot and repairs the rest from peers). */
 static void wal_recover_damaged(struct wal *wal)
 {
-	for (uint32_t i = 0; i < wal->groups_cap; i++) {
+	for (uint32_t i = 0; i < wal->groups_count; i++) {
 		struct wal_group *g = &wal->groups[i];
 
 		if (!g->used || !g->damaged)
@@ -522,7 +522,7 @@ static bool wal_recover_index_is_sane(const struct wal *wal)
  * reset of its own comes first. */
 static void wal_recover_lost(struct wal *wal, uint64_t seq)
 {
-	for (uint32_t i = 0; i < wal->groups_cap; i++) {
+	for (uint32_t i = 0; i < wal->groups_count; i++) {
 		struct wal_group *g = &wal->groups[i];
 
 		if (g->used)

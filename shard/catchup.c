@@ -13,11 +13,16 @@
 /* Follower: restore the snapshot the engine installs, make it current. */
 int catchup_install(struct shard *s, struct group *g, const struct raft_snapshot_meta *snap)
 {
-	struct snapshot_meta meta = g->received;
+	struct snapshot_meta meta;
 	int rv;
 
-	if (meta.index != snap->index || meta.term != snap->term)
-		return -ENOENT; /* catchup_accept() let no other through. */
+	/* catchup_accept() let no other through. */
+	if (g->received == NULL || g->received->index != snap->index ||
+	    g->received->term != snap->term)
+		return -ENOENT;
+	meta = *g->received;
+	free(g->received); /* The engine hands each snapshot it installs out once. */
+	g->received = NULL;
 	meta.conf = snap->conf;
 	rv = s->config.sm.restore
 		 ? snapshot_restore(s->snap_dir, &meta, s->config.sm.restore, s->config.sm.ctx)
@@ -321,6 +326,11 @@ bool catchup_accept(struct shard *s, struct group *g, uint64_t peer, const struc
 	r = recv_find(s, g->id, snap->index, peer, &slot);
 	if (r == NULL || r->term != snap->term)
 		return false;
+	/* Room for what catchup_install() needs, taken only while a snapshot
+	 * is on its way in; without it the file stays, and the leader's next
+	 * SNAPSHOT message finds it. */
+	if (g->received == NULL && (g->received = malloc(sizeof(*g->received))) == NULL)
+		return false;
 	s->recvs_used[slot] = false;
 	if (snapshot_recv_finish(s->snap_dir, r) != 0) {
 		snapshot_recv_abort(s->snap_dir, r); /* Idempotent: finish may have closed it. */
@@ -333,10 +343,10 @@ bool catchup_accept(struct shard *s, struct group *g, uint64_t peer, const struc
 		  "group %llu: snapshot %llu received from node %llu: %llu bytes in %llu ms",
 		  (unsigned long long)g->id, (unsigned long long)r->index, (unsigned long long)peer,
 		  (unsigned long long)r->size, (unsigned long long)(s->now_ms - r->started_ms));
-	g->received = (struct snapshot_meta){.group = g->id,
-					     .index = r->index,
-					     .term = r->term,
-					     .size = r->size,
-					     .checksum = r->checksum};
+	*g->received = (struct snapshot_meta){.group = g->id,
+					      .index = r->index,
+					      .term = r->term,
+					      .size = r->size,
+					      .checksum = r->checksum};
 	return true;
 }

@@ -1,4 +1,5 @@
 /* Consistency checks: mark and result entries, digests, divergence. */
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -149,6 +150,7 @@ static void check_diverge(struct shard *s, struct group *g, uint64_t index, uint
 /* A MARK at index is applied: everything before it is. */
 static void check_mark_apply(struct shard *s, struct group *g, uint64_t index)
 {
+	static_assert(256 % SHARD_CHECKS_MAX == 0, "checks_next (8 bits) wraps with the ring");
 	struct check_record *r = &g->checks[g->checks_next++ % SHARD_CHECKS_MAX];
 
 	*r = (struct check_record){.index = index, .source = CHECK_SOURCE_UNKNOWN};

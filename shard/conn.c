@@ -140,6 +140,18 @@ void conn_parse(struct shard *s, struct conn *c)
 	}
 	memmove(c->in.data, c->in.data + off, c->in.len - off);
 	c->in.len -= off;
+	/* A burst (elections of thousands of groups, a catch-up) may have grown
+	 * the buffer far past what the peer sends now: give the rest back. No
+	 * receive is in flight here (the turn parses, then posts the next). */
+	if (c->in.cap > SHARD_RECV_SIZE && c->in.len < c->in.cap / 16) {
+		size_t cap = c->in.len > SHARD_RECV_SIZE ? c->in.len : SHARD_RECV_SIZE;
+		uint8_t *p = realloc(c->in.data, cap);
+
+		if (p != NULL) { /* Else the larger buffer stays. */
+			c->in.data = p;
+			c->in.cap = cap;
+		}
+	}
 	conn_recv_post(s, c);
 }
 

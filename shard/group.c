@@ -365,6 +365,7 @@ void group_close(struct shard *s, struct group *g, int rv)
 	free(g->reads);
 	free(g->reads_apply);
 	free(g->check_waits);
+	free(g->received);
 	free(g);
 }
 

@@ -164,6 +164,10 @@ void peer_send(struct shard *s, struct peer *p)
 			p->out.len += WIRE_FRAME_HEADER_SIZE + body;
 		}
 		p->beats.len = 0; /* Any beyond a frame are dropped: the next round comes. */
+		/* Grown by a burst of heartbeats (thousands of groups electing):
+		 * give it back once a turn's heartbeats use little of it. */
+		if (p->beats.cap > SHARD_BUF_KEEP && body < p->beats.cap / 16)
+			buf_free(&p->beats);
 	}
 	tmp = p->flight;
 	p->flight = p->out;

@@ -118,58 +118,63 @@ struct check_wait {
 	void *arg;
 };
 
+/* Laid out for the idle case: thousands of quiesced groups cost this
+ * struct (and the engine inline in it) each, so what only an active group
+ * needs is allocated while it is needed (received, props, reads, deferred,
+ * check_waits), and the small fields are packed at the end. */
 struct group {
 	uint64_t id;
 	struct raft raft;
 	struct group *dirty_next;
-	bool dirty;
-	bool was_leader;
 	uint64_t scheduled_ms;         /* Deadline already in the heap. */
 	uint64_t hard_term, hard_vote; /* Last written to the WAL (or deferred). */
 	/* WAL records deferred while the WAL's buffers were full, oldest first:
 	 * no new ready is taken until they are in (see persist.c). */
 	struct persist_record *deferred;
-	uint32_t deferred_count, deferred_cap;
-	bool stalled; /* On the shard's stalled list: see table_stall(). */
 	struct group *stalled_next;
 	uint64_t last_leader;
-	struct pending_prop *props; /* Ring, oldest first. */
-	uint32_t props_head, props_count, props_cap;
+	struct pending_prop *props;                /* Ring, oldest first. */
 	struct shard_req *batch_head, *batch_tail; /* Proposals of this turn. */
-	uint32_t batch_count;
-	bool batched;
 	struct group *batch_next;
 	struct pending_read *reads, *reads_apply;
-	uint32_t reads_count, reads_cap, reads_apply_count, reads_apply_cap;
-	struct snapshot_meta received; /* Last snapshot file received, awaiting install. */
+	/* Last snapshot file received, awaiting install: allocated from its
+	 * acceptance (catchup_accept) to its install. */
+	struct snapshot_meta *received;
 	uint64_t snapshot_retry;      /* Applied index before which a failed save is not retried. */
 	uint64_t elections_seen;      /* The engine's count, already added to the stats. */
-	bool snapshot_wanted;         /* The WAL asked for one (a pinned segment). */
-	bool saving;                  /* A frozen view is being written: see save_group(). */
 	uint64_t applied_bytes;       /* Entry bytes applied since the last consistent point. */
 	struct shard_req *snap_asked; /* fl_group_snapshot() calls for the next snapshot, */
 	struct shard_req *snap_saving; /* and those the one being written will answer. */
 	/* Consistency checks: see CHECK ENTRY. */
-	bool diverged;           /* A check found our state differs: no reads. */
-	bool check_hash_known;   /* check_hash covers every entry since the last mark. */
 	uint64_t check_hash;     /* Entries applied since the last mark (no sm.digest). */
 	uint64_t check_mark;     /* Index of the last mark applied here. */
 	uint64_t check_proposed; /* Leader: a periodic mark appended, not yet applied. */
 	struct check_record checks[SHARD_CHECKS_MAX]; /* Last marks applied, a ring. */
-	uint32_t checks_next;
-	struct check_record owed[SHARD_CHECKS_MAX]; /* Leader: results still to append. */
-	uint32_t owed_count;
+	struct check_record owed[SHARD_CHECKS_MAX];   /* Leader: results still to append. */
 	struct check_wait *check_waits;
-	uint32_t check_waits_count, check_waits_cap;
 	uint64_t applied_max;  /* Highest index ever applied here. */
 	uint64_t replay_until; /* Results up to here are history replayed after a rebuild. */
+	fl_done_cb rebuild_cb; /* fl_group_rebuild()'s answer. */
+	void *rebuild_arg;
+	uint32_t deferred_count, deferred_cap;
+	uint32_t props_head, props_count, props_cap;
+	uint32_t batch_count;
+	uint32_t reads_count, reads_cap, reads_apply_count, reads_apply_cap;
+	uint32_t check_waits_count, check_waits_cap;
+	uint8_t checks_next; /* Next slot of checks, modulo SHARD_CHECKS_MAX (wraps with it). */
+	uint8_t owed_count;
+	bool dirty;
+	bool was_leader;
+	bool stalled; /* On the shard's stalled list: see table_stall(). */
+	bool batched;
+	bool snapshot_wanted;  /* The WAL asked for one (a pinned segment). */
+	bool saving;           /* A frozen view is being written: see save_group(). */
+	bool diverged;         /* A check found our state differs: no reads. */
+	bool check_hash_known; /* check_hash covers every entry since the last mark. */
 	/* Storage lost data of this group: it repairs from the leader (see
 	 * recover_damaged); blocked_logged: said that repair blocks it. */
 	bool repairing, blocked_logged;
-	/* fl_group_rebuild(): waiting for the leader's snapshot. */
-	bool rebuilding;
-	fl_done_cb rebuild_cb;
-	void *rebuild_arg;
+	bool rebuilding; /* fl_group_rebuild(): waiting for the leader's snapshot. */
 };
 
 /* A snapshot send that could not start this turn. */

@@ -59,6 +59,14 @@
 
 #define NODE_CREATE_WAIT_MS 30000
 
+#ifdef FLOTILLA_JEMALLOC
+/* Read by jemalloc at start (MALLOC_CONF adds to it). A background thread
+ * returns freed pages to the kernel as they decay: without it, pages freed
+ * after a burst (thousands of groups electing, then quiescing) stay
+ * resident while an idle node makes no allocator calls to purge them. */
+const char *malloc_conf = "background_thread:true";
+#endif
+
 enum { EXIT_USAGE = 2, EXIT_ADDR_IN_USE = 3, EXIT_NO_IO_URING = 4 };
 
 /* --- Logging. --- */

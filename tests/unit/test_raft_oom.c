@@ -171,11 +171,73 @@ static void test_random_allocations_fail(void **state)
 	assert_true(refused > OOM_SEEDS);
 }
 
+/* Three voters, 1 leads, idle until quiesced; each engine has given back
+ * what only an active group needs (raft_trim, as the shard calls it). */
+static void setup_quiesced(struct fixture *f)
+{
+	fx_setup(f, 3);
+	f->config.quiesce = true;
+	f->config.quiesce_after_ms = 5 * FX_HEARTBEAT_MS;
+	fx_start(f);
+	fx_elect(f, 1);
+	(void)fx_propose(f, 1, 8);
+	fx_run(f, 20 * FX_HEARTBEAT_MS, 10);
+	for (uint64_t id = 1; id <= 3; id++) {
+		assert_true(raft_is_quiesced(fx_raft(f, id)));
+		raft_trim(fx_raft(f, id));
+	}
+}
+
+/* A quiesced group costs its state and nothing more: while it sleeps its
+ * engines allocate nothing, however long. */
+static void test_quiesced_group_allocates_nothing(void **state)
+{
+	struct fixture f;
+
+	(void)state;
+	setup_quiesced(&f);
+	oom_count();
+	fx_run(&f, 10 * FX_ELECTION_MS, 100);
+	assert_int_equal(oom_asked(), 0);
+	for (uint64_t id = 1; id <= 3; id++)
+		assert_true(raft_is_quiesced(fx_raft(&f, id)));
+	fx_deinit(&f);
+}
+
+/* Waking takes back what quiescence gave (ready buffers, inflight
+ * windows): each of those allocations failed alone still leaves a group
+ * that commits once memory is back. */
+static void test_wake_from_quiescence_survives_each_failed_allocation(void **state)
+{
+	struct fixture f;
+	uint64_t asked;
+
+	(void)state;
+	setup_quiesced(&f);
+	oom_count();
+	assert_int_equal(fx_propose(&f, 1, 8), 0);
+	fx_run(&f, 5 * FX_HEARTBEAT_MS, 10);
+	asked = oom_asked();
+	fx_deinit(&f);
+	assert_true(asked > 0); /* Waking allocates: the buffers were given back. */
+	for (uint64_t n = 1; n <= asked; n++) {
+		setup_quiesced(&f);
+		oom_fail_nth(n);
+		(void)fx_propose(&f, 1, 8);
+		fx_run(&f, 5 * FX_HEARTBEAT_MS, 10);
+		oom_off();
+		check_recovers(&f);
+		fx_deinit(&f);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_each_allocation_fails_once),
 	    cmocka_unit_test(test_random_allocations_fail),
+	    cmocka_unit_test(test_quiesced_group_allocates_nothing),
+	    cmocka_unit_test(test_wake_from_quiescence_survives_each_failed_allocation),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -235,9 +235,87 @@ static void test_quiesced_leader_ignores_peer_down_of_non_member(void **state)
 	fx_deinit(&f);
 }
 
+/* What a quiesced group keeps is its state: raft_trim() gives back the
+ * ready's buffers and the leader's inflight windows; a follower holds no
+ * progress or heartbeat ring. A proposal takes the windows back, and the
+ * next quiescence gives them back again. */
+static void test_quiesced_group_keeps_only_its_state(void **state)
+{
+	struct fixture f;
+	struct raft *leader;
+
+	(void)state;
+	setup_quiesced(&f);
+	leader = fx_raft(&f, 1);
+	for (int round = 0; round < 2; round++) {
+		for (uint64_t id = 1; id <= 3; id++) {
+			struct raft *r = fx_raft(&f, id);
+
+			assert_true(raft_is_quiesced(r));
+			raft_trim(r);
+			assert_null(r->msgs);
+			assert_null(r->msgs_after);
+			assert_null(r->reads_out);
+			assert_null(r->reads_pending);
+			assert_int_equal(r->confs_count, 1);
+			if (id != 1) {
+				assert_null(r->progress);
+				assert_null(r->hb_sent_ms);
+			}
+		}
+		assert_int_equal(leader->progress_count, 3);
+		assert_non_null(leader->hb_sent_ms);
+		for (uint64_t id = 1; id <= 3; id++)
+			assert_null(raft_progress_of(leader, id)->inflight);
+		/* Awake, it replicates through windows again, then sleeps. */
+		assert_int_equal(fx_propose(&f, 1, 8), 0);
+		fx_deliver_all(&f);
+		assert_non_null(raft_progress_of(leader, 2)->inflight);
+		fx_run(&f, QUIESCE_AFTER_MS + 4 * FX_HEARTBEAT_MS, 10);
+		assert_int_equal(raft_commit_index(fx_raft(&f, 3)), raft_last_index(leader));
+	}
+	fx_deinit(&f);
+}
+
+/* A group that starts as a shard creates it (an empty membership at index
+ * 0, its first CONF entry at 1, committed) keeps one configuration: the
+ * empty one is in force only before index 1. */
+static void test_new_group_keeps_one_configuration(void **state)
+{
+	struct raft_conf conf = {0};
+	uint8_t buf[8 + 16 * RAFT_MEMBERS_MAX];
+	struct raft_entry entry = {.term = 1, .index = 1, .type = RAFT_ENTRY_CONF, .data = buf};
+	struct raft_boot boot = {.hard = {.term = 1, .commit = 1}, .entries = &entry};
+	struct raft_config config;
+	struct raft r;
+
+	(void)state;
+	for (uint64_t id = 1; id <= 3; id++)
+		assert_int_equal(raft_conf_add(&conf, id, RAFT_MEMBER_VOTER), 0);
+	raft_conf_encode(&conf, buf);
+	entry.size = raft_conf_encoded_size(&conf);
+	boot.entries_count = 1;
+	raft_config_default(&config, 1, 7);
+	assert_int_equal(raft_init(&r, &config, &boot, 0), 0);
+	assert_int_equal(r.confs_count, 1);
+	assert_int_equal(r.confs_cap, 1);
+	assert_int_equal(raft_conf_index(&r), 1);
+	assert_int_equal(raft_conf(&r)->members_count, 3);
+	assert_int_equal(raft_conf_at(&r, 1)->members_count, 3);
+	assert_int_equal(raft_conf_at(&r, 0)->members_count, 0);
+	raft_deinit(&r);
+	/* Not committed yet (a member that joins and is told): both kept. */
+	boot.hard.commit = 0;
+	assert_int_equal(raft_init(&r, &config, &boot, 0), 0);
+	assert_int_equal(r.confs_count, 2);
+	raft_deinit(&r);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_quiesced_group_keeps_only_its_state),
+	    cmocka_unit_test(test_new_group_keeps_one_configuration),
 	    cmocka_unit_test(test_idle_group_stops_ticking_and_heartbeating),
 	    cmocka_unit_test(test_busy_group_does_not_quiesce),
 	    cmocka_unit_test(test_quiesced_follower_does_not_campaign),
