@@ -163,14 +163,23 @@ int wal_chain_write(struct wal *wal)
 	return 0;
 }
 
+/* A bound over term, with headroom; short of UINT64_MAX, so that the term
+ * after it exists (no real group gets near: the engine refuses terms past
+ * 2^63). */
+static uint64_t wal_chain_bound_over(uint64_t term)
+{
+	if (term >= UINT64_MAX - 1 - WAL_CHAIN_BOUND_HEADROOM)
+		return UINT64_MAX - 1;
+	return term + WAL_CHAIN_BOUND_HEADROOM;
+}
+
 /* Raise the term bound, if one is known, over every hard state appended so
  * far. Returns whether it moved. */
 static bool wal_chain_raise_bound(struct wal *wal)
 {
 	if (wal->chain_term_bound == 0 || wal->hard_term_max <= wal->chain_term_bound)
 		return false;
-	ASSERT(wal->hard_term_max < UINT64_MAX - WAL_CHAIN_BOUND_HEADROOM);
-	wal->chain_term_bound = wal->hard_term_max + WAL_CHAIN_BOUND_HEADROOM;
+	wal->chain_term_bound = wal_chain_bound_over(wal->hard_term_max);
 	return true;
 }
 
@@ -218,7 +227,7 @@ void wal_chain_settle_bound(struct wal *wal)
 	if (st->segments_lost != 0 || st->chain_lost || st->damaged_unnamed ||
 	    st->damaged_records != 0 || st->damaged_groups != 0 || wal->chain_loss != 0)
 		return;
-	wal->chain_term_bound = wal->hard_term_max + WAL_CHAIN_BOUND_HEADROOM;
+	wal->chain_term_bound = wal_chain_bound_over(wal->hard_term_max);
 }
 
 bool wal_term_bound(const struct wal *wal, uint64_t *term)

@@ -93,10 +93,10 @@ static void recover_term(struct shard *s, uint64_t group, struct wal_hard *hard)
 	uint64_t bound;
 
 	if (wal_term_bound(&s->wal, &bound)) {
-		if (hard->term <= bound) {
-			hard->term = bound + 1;
-			hard->vote = RAFT_NONE;
-		}
+		/* The WAL raised its bound over every term it recovered: the
+		 * group's is at most the bound (the larger is taken anyway). */
+		hard->term = (hard->term > bound ? hard->term : bound) + 1;
+		hard->vote = RAFT_NONE;
 		return;
 	}
 	if (s->unbounded_said)
