@@ -44,19 +44,31 @@
  *      us). From then on we hold every committed entry we acknowledge, as
  *      any follower does, and count and vote again.
  *
- * A lost hard-state record could hold a vote of a term we no longer know
- * (storage learns the term from the damaged record's verified header when
- * it can). Leaving repair we take the current leader as our vote of its
- * term if we had none, so we never vote in that term for another. The
- * storage keeps the repair going across restarts until it ends (shard.c
- * writes it in hard state), and a restart draws a new id.
+ * A lost hard-state record (a lost segment, or both copies of a hard state
+ * damaged) could hold a vote of a term we no longer know: any term up to
+ * the latest that a hard state of that WAL named. Storage keeps a durable
+ * bound on those terms, raised before a batch holding a later one is
+ * reported durable, so before any vote of that term is sent
+ * (io/wal_chain.c), and starts a member that repairs at the term after the
+ * bound with no vote (shard/recover.c recover_term()): a term in which it
+ * never voted, nor in any later one. Our answers carry that term, so a
+ * leader of an older term steps down; while repairing we grant no vote, so
+ * the leader we repair from was elected in a term above the bound, in which
+ * we have voted for no one. Leaving repair we take that leader as our vote
+ * of its term if we had none: a first vote, never a second, and never one
+ * for another in that term later. The storage keeps the repair going across
+ * restarts until it ends (shard.c writes it in hard state, with its term
+ * and vote), and a restart draws a new id.
  *
- * When a record's header is damaged too, its group cannot be named and
- * every group of that WAL repairs; storage raises each group's term to the
- * largest that its later records name. A lost hard-state record could hold
- * a vote of a later term still, so storage writes every hard state twice
- * (io/wal.c wal_append_hard()): a vote is forgotten only if both copies are
- * damaged, and could then be cast again in that term once the repair ends. */
+ * When storage knows no bound (a chain file from before the bound, or one
+ * lost together with a segment, or damage found before a bound was set) the
+ * member keeps the term it recovered, which storage raises to the largest
+ * term that a damaged record's verified header names (when a record's
+ * header is damaged too, its group cannot be named and every group of that
+ * WAL repairs). A vote of a later term could then be cast again in that
+ * term once the repair ends. Storage writes every hard state twice
+ * (io/wal.c wal_append_hard()), so that a flipped bit alone does not come to
+ * that. */
 void raft_repair_end(struct raft *raft, uint64_t leader)
 {
 	ASSERT(raft->repairing);

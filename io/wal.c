@@ -499,7 +499,9 @@ int wal_append_hard(struct wal *wal, uint64_t group, const struct wal_hard *hard
 	rv = wal_index_group_get(wal, group, &g);
 	if (rv != 0)
 		return rv;
-	record.term = hard->term; /* Salvage learns it from a verified header. */
+	if (hard->term > wal->hard_term_max)
+		wal->hard_term_max = hard->term; /* Bound before durable (wal_chain.c). */
+	record.term = hard->term;                /* Salvage learns it from a verified header. */
 	record.flags = hard->repairing ? SEGMENT_HARD_REPAIRING : 0;
 	segment_hard_put(payload, hard->term, hard->vote, hard->commit);
 	/* Twice: a vote forgotten could be cast again in the same term, and a
@@ -690,9 +692,11 @@ static void wal_batch_done(struct wal *wal, struct wal_batch *batch)
 	}
 	DEBUG_ASSERT(wal_batch_verifies(batch));
 	ASSERT(batch->number == wal->durable_batch + 1); /* Durable in order, one by one. */
-	/* The first batch of a segment: the chain file names it as the tail
-	 * before anything in it is reported durable (io/wal_chain.c). */
-	if (batch->head_size != 0 && wal_chain_note_tail(wal, batch->seq) != 0) {
+	/* Before anything in the batch is reported durable, the chain file
+	 * names a segment's first batch as the tail, and its term bound covers
+	 * every hard state appended (io/wal_chain.c). */
+	if ((batch->head_size != 0 || wal->hard_term_max > wal->chain_term_bound) &&
+	    wal_chain_note_durable(wal, batch->head_size != 0 ? batch->seq : 0) != 0) {
 		wal->writing_batch = 0;
 		wal_fail(wal, WAL_ERR_FAILED, true);
 		return;

@@ -248,6 +248,11 @@ struct wal {
 	uint64_t chain_loss;    /* A segment up to here was lost: groups are damaged from the
 				 * first segment after it, at every start, until reclaimed. */
 	char loss_why[600];     /* Recovery: the lost segments and foreign files, named. */
+
+	/* The chain file's bound on the terms of hard states (io/wal_chain.c):
+	 * none names a later term; 0 when none is known. */
+	uint64_t chain_term_bound;
+	uint64_t hard_term_max; /* The highest term of a hard state recovered or appended. */
 	struct wal_stats stats;
 };
 
@@ -308,6 +313,13 @@ const char *wal_loss_why(const struct wal *wal);
  * know may have had all its records in the lost segment. The caller starts
  * such a group (wal_group_find() NULL) as a repairing member too. */
 bool wal_has_lost_segments(const struct wal *wal);
+
+/* Whether a bound on the terms of every hard state this WAL holds (or held
+ * in a segment since lost) is known, in *term: no vote was ever cast through
+ * this WAL in a later term. None is known (false) when the chain file
+ * predates it, or was lost, or since a start that found the WAL damaged
+ * without one, until a start finds it whole (io/wal_chain.c). */
+bool wal_term_bound(const struct wal *wal, uint64_t *term);
 
 /* Append entries first_index, first_index + 1, ... of group. A first_index
  * at or below the group's last index overwrites the log from there (a

@@ -169,13 +169,24 @@ int wal_read_record(const struct wal *wal, const struct wal_run *run, uint8_t *o
  * Unless read-only, its descriptor stays open for wal_chain_write(). */
 int wal_chain_read(struct wal *wal, bool *found);
 
-/* Write wal->chain_head, _tail and _loss durably (creating the file if
- * needed). Synchronous: a pwrite and an fdatasync. Returns 0 or -errno. */
+/* Write wal->chain_head, _tail, _loss and _term_bound durably (creating the
+ * file if needed). Synchronous: a pwrite and an fdatasync. Returns 0 or
+ * -errno. */
 int wal_chain_write(struct wal *wal);
 
-/* The first batch of segment seq is durable: move the tail to it (before
- * that batch is reported durable). Returns 0 or -errno (wal_why says). */
-int wal_chain_note_tail(struct wal *wal, uint64_t seq);
+/* The term bound moves by this much more than it must (see wal_chain.c). */
+#define WAL_CHAIN_BOUND_HEADROOM 1024
+
+/* A batch is durable (the first of segment seq, or seq 0): before it is
+ * reported so, move the tail to seq and raise the term bound over
+ * wal->hard_term_max, writing the chain file if either moved. Returns 0 or
+ * -errno (wal_why says). */
+int wal_chain_note_durable(struct wal *wal, uint64_t seq);
+
+/* End of recovery, before the chain file is written: raise the term bound
+ * over every term recovered, or set it if none was known and the WAL was
+ * found whole. */
+void wal_chain_settle_bound(struct wal *wal);
 
 void wal_chain_close(struct wal *wal);
 

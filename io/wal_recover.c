@@ -540,6 +540,7 @@ static int wal_recover_chain(struct wal *wal)
 		return 0;
 	wal->chain_head = wal->segments_count ? wal->segments[0].seq : 0;
 	wal->chain_tail = wal->segments_count ? wal_segments_tail(wal)->seq : 0;
+	wal_chain_settle_bound(wal);
 	return wal_chain_write(wal);
 }
 

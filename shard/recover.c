@@ -81,6 +81,35 @@ static uint64_t recover_repair_id(uint64_t group)
 	return XXH3_64bits(seed, sizeof(seed)) | 1;
 }
 
+/* REPAIR: group, starting to repair, cannot prove its hard state (a lost
+ * segment or a damaged hard state may have held a later term and a vote of
+ * it). No hard state of the WAL named a term above its bound (io/wal_chain.c),
+ * so the group never voted in the term after it: it starts there, with no
+ * vote (engine/raft_repair.c says why this is safe). With no bound known it
+ * keeps the term it has, as said once per shard: a vote it cast in a later
+ * term could then be cast again. */
+static void recover_term(struct shard *s, uint64_t group, struct wal_hard *hard)
+{
+	uint64_t bound;
+
+	if (wal_term_bound(&s->wal, &bound)) {
+		/* The WAL raised its bound over every term it recovered: the
+		 * group's is at most the bound (the larger is taken anyway). */
+		hard->term = (hard->term > bound ? hard->term : bound) + 1;
+		hard->vote = RAFT_NONE;
+		return;
+	}
+	if (s->unbounded_said)
+		return;
+	s->unbounded_said = true;
+	log_print(s->config.node_id,
+		  "shard %u: the WAL knows no bound on the terms its hard states named (its "
+		  "chain file predates it or was lost, or the WAL was damaged before one was "
+		  "set); group %llu and any other group repairing here keep the term they "
+		  "recovered, and a vote cast in a later term before the loss could be cast again",
+		  s->config.shard_index, (unsigned long long)group);
+}
+
 /* Start group id, whose storage lost data (a WAL record or its snapshot
  * failed verification; what says which), as a repairing member: from its
  * own snapshot if that verifies, else from nothing, with no log after it
@@ -88,9 +117,8 @@ static uint64_t recover_repair_id(uint64_t group)
  * is reset to that snapshot first, so that the damaged records are
  * superseded and what the repair writes wins on every later recovery; a
  * damaged snapshot's files go once that reset is durable (the WAL's mark
- * then names no snapshot). Term and vote are kept; a damaged record's
- * verified header may raise the term, whose vote is then unknown (and the
- * engine casts none while repairing). Other groups are untouched. */
+ * then names no snapshot). It starts past every term it may have voted
+ * in (recover_term()). Other groups are untouched. */
 static int recover_damaged(struct shard *s, uint64_t id, const char *what)
 {
 	const struct wal_group *wg = wal_group_find(&s->wal, id);
@@ -120,6 +148,7 @@ static int recover_damaged(struct shard *s, uint64_t id, const char *what)
 	}
 	if (hard.term < boot.snapshot.term)
 		hard.term = boot.snapshot.term;
+	recover_term(s, id, &hard);
 	hard.commit = boot.snapshot.index;
 	hard.repairing = true;
 	boot.hard = (struct raft_hard_state){hard.term, hard.vote, hard.commit};
@@ -155,6 +184,8 @@ int recover_lost_group(struct shard *s, uint64_t id)
 	struct group *g;
 	int rv;
 
+	recover_term(s, id, &hard);
+	boot.hard = (struct raft_hard_state){hard.term, hard.vote, 0};
 	rv = wal_append_reset(&s->wal, id, 0, 0);
 	if (rv == 0)
 		rv = wal_append_hard(&s->wal, id, &hard);

@@ -320,6 +320,7 @@ struct shard {
 	struct snapshot_recv recvs[SHARD_RECVS_MAX];
 	bool recvs_used[SHARD_RECVS_MAX];
 	uint64_t reclaim_ms;
+	bool unbounded_said; /* Logged that the WAL knows no term bound: recover_term(). */
 	/* Test faults, from the environment at start (see shard_faults_read());
 	 * read and acted on only in test builds (FLOTILLA_TEST_HOOKS). Always
 	 * present, so that the struct is the same to every file including it. */

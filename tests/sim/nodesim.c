@@ -1013,23 +1013,12 @@ static void node_restart(struct world *w, struct node *n)
 
 /* --------------------------------------------------------------- checks */
 
-/* The node that led term of group slot, as check_leaders() saw it, or 0. */
-static uint64_t leader_of_term(const struct world *w, uint32_t slot, uint64_t term)
-{
-	const struct group_ref *g = &w->groups[slot];
-
-	if (term >= g->leaders_cap || g->leaders[term] == 0)
-		return 0;
-	return w->nodes[g->leaders[term] - 1].id;
-}
-
 /* A node never holds two votes in one term of a group: every vote it held
  * durably (so may have granted) is remembered across its crashes and data
- * losses. One exception, by design: a member whose repair ends takes the
- * leader it repaired from as its vote for that leader's term (REPAIR, at
- * raft_repair_end()), so that it never votes for another in that term. That
- * grants nothing: the term has its leader already, and two leaders of one
- * term are checked directly (check_leaders). */
+ * losses. No exception: a member that repairs after losing its hard state
+ * starts past every term it may have voted in (REPAIR, at
+ * raft_repair_end()), so the leader it takes as its vote when the repair
+ * ends is its first vote of that term. */
 static void check_vote(struct world *w, struct node *n, uint32_t slot,
 		       const struct shard_group_state *st)
 {
@@ -1042,8 +1031,7 @@ static void check_vote(struct world *w, struct node *n, uint32_t slot,
 		(*votes)[st->vote_term] = st->vote + 1;
 		return;
 	}
-	if ((*votes)[st->vote_term] != st->vote + 1 &&
-	    st->vote != leader_of_term(w, slot, st->vote_term))
+	if ((*votes)[st->vote_term] != st->vote + 1)
 		fail(w,
 		     "group %" PRIu64 ": node %" PRIu64 " voted for %" PRIu64 " and %" PRIu64
 		     " in term %" PRIu64,
