@@ -207,7 +207,7 @@ void wal_chain_settle_bound(struct wal *wal)
 	const struct wal_stats *st = &wal->stats;
 	uint64_t max = 0;
 
-	for (uint32_t i = 0; i < wal->groups_cap; i++) {
+	for (uint32_t i = 0; i < wal->groups_count; i++) {
 		const struct wal_group *g = &wal->groups[i];
 
 		if (!g->used)
