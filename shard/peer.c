@@ -131,10 +131,7 @@ static void peer_send_done(struct loop_op *op, int res)
 		return;
 	}
 	p->sending = false;
-	/* A burst (elections of thousands of groups, a catch-up) may have grown
-	 * the buffer far past what the peer needs now: give it back. */
-	if (p->flight.cap > SHARD_BUF_KEEP && p->flight.len < p->flight.cap / 16)
-		buf_free(&p->flight);
+	buf_trim(&p->flight, p->flight.len);
 	p->flight.len = 0;
 	peer_maybe_closed(s, p);
 }
@@ -164,10 +161,7 @@ void peer_send(struct shard *s, struct peer *p)
 			p->out.len += WIRE_FRAME_HEADER_SIZE + body;
 		}
 		p->beats.len = 0; /* Any beyond a frame are dropped: the next round comes. */
-		/* Grown by a burst of heartbeats (thousands of groups electing):
-		 * give it back once a turn's heartbeats use little of it. */
-		if (p->beats.cap > SHARD_BUF_KEEP && body < p->beats.cap / 16)
-			buf_free(&p->beats);
+		buf_trim(&p->beats, body);
 	}
 	tmp = p->flight;
 	p->flight = p->out;

@@ -109,8 +109,7 @@ void persist_release(struct shard *s, uint64_t durable, persist_send_cb send)
 		s->held_off += 24 + size;
 	}
 	if (s->held_off == s->held.len) {
-		if (s->held.cap > SHARD_BUF_KEEP && s->held.len < s->held.cap / 16)
-			buf_free(&s->held);
+		buf_trim(&s->held, s->held.len);
 		s->held.len = s->held_off = 0;
 	}
 }

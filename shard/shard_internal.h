@@ -91,6 +91,15 @@ static inline void buf_free(struct buf *b)
 	*b = (struct buf){0};
 }
 
+/* A burst (elections of thousands of groups, a catch-up) may have grown b
+ * far past what a turn needs now: free it when used, this turn's bytes,
+ * is little of a capacity above SHARD_BUF_KEEP. */
+static inline void buf_trim(struct buf *b, size_t used)
+{
+	if (b->cap > SHARD_BUF_KEEP && used < b->cap / 16)
+		buf_free(b);
+}
+
 struct pending_prop {
 	uint64_t index, term;
 	fl_done_cb cb;
