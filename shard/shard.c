@@ -236,6 +236,14 @@ static void *shard_main(void *arg)
 		loop_run(&s->loop, idle ? 1 : 0);
 		atomic_store(&s->sleeping, false);
 	}
+	/* The WAL's writes and reads in flight were submitted by this thread:
+	 * see them complete here. The kernel cancels or fails what a thread
+	 * submitted once it ends, and shard_close() runs on another thread; a
+	 * batch cut short there would read as a WAL failure at shutdown. */
+	for (int i = 0; i < 1000 && !s->wal_failed &&
+			(s->wal.writing_batch != 0 || s->wal.reads_inflight != 0);
+	     i++)
+		loop_run(&s->loop, 1);
 	return NULL;
 }
 
