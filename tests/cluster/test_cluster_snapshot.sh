@@ -11,7 +11,9 @@
 # After each step every replica must report the same DIGEST for every group,
 # and no node may have restored from a bad file. Chunks are paced
 # (FLOTILLA_TEST_SNAPSHOT_PACE_MS) so that a transfer lasts long enough to
-# be interrupted. Chunks travel LZ4-compressed (--snapshot-compress on); the
+# be seen and interrupted: a snapshot here is 2 to 3 chunks of 1 MiB, so 600
+# ms a chunk keeps a transfer open for a second or more, which a loaded
+# machine's polling loop still sees (at 150 ms it was missed under load). Chunks travel LZ4-compressed (--snapshot-compress on); the
 # other tests cover raw chunks.
 #
 #   test_cluster_snapshot.sh FLOTILLA_NODE CLUSTER_CHECK TOOLS_CLUSTER WORK_DIR WRITES
@@ -39,7 +41,7 @@ fail() {
 	exit 1
 }
 
-export FLOTILLA_TEST_SNAPSHOT_CORRUPT=1 FLOTILLA_TEST_SNAPSHOT_PACE_MS=150
+export FLOTILLA_TEST_SNAPSHOT_CORRUPT=1 FLOTILLA_TEST_SNAPSHOT_PACE_MS=600
 
 step "start 3 nodes, $groups groups, a snapshot every 500 entries, LZ4 chunks"
 cluster_start_random 19990 --groups "$groups" --nodes 3 --shards 1 \
