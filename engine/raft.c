@@ -371,7 +371,7 @@ void raft_tick(struct raft *raft, uint64_t now_ms)
 	/* LIVENESS: a follower campaigns only past the lease it promised its
 	 * leader, unless that leader's process is gone (raft_peer_down). */
 	ASSERT(raft->leader == RAFT_NONE || raft->leader_down ||
-	       raft->now_ms >= raft->leader_heard_ms + raft->config.election_timeout_ms);
+	       raft->now_ms >= raft->leader_heard_ms + raft->config.promise_ms);
 	if (raft_is_promotable(raft))
 		raft_campaign(raft, false);
 	else
@@ -529,7 +529,8 @@ static int config_check(const struct raft_config *c)
 {
 	if (c->id == RAFT_NONE || c->election_timeout_ms == 0 || c->heartbeat_interval_ms == 0 ||
 	    c->heartbeat_interval_ms >= c->election_timeout_ms ||
-	    c->clock_drift_max_ms >= c->election_timeout_ms || c->inflight_count_max == 0 ||
+	    c->clock_drift_max_ms >= c->election_timeout_ms ||
+	    c->promise_ms > c->election_timeout_ms || c->inflight_count_max == 0 ||
 	    c->inflight_count_max > RAFT_INFLIGHT_MAX || c->msg_size_max == 0 ||
 	    c->entry_size_max == 0 || c->reads_max == 0)
 		return -EINVAL;
@@ -547,6 +548,8 @@ int raft_init(struct raft *raft, const struct raft_config *config, const struct 
 		return -EINVAL;
 	memset(raft, 0, sizeof(*raft));
 	raft->config = *config;
+	if (raft->config.promise_ms == 0)
+		raft->config.promise_ms = config->election_timeout_ms;
 	/* splitmix64 steps its state by a constant, so seeds that differ by a
 	 * multiple of it (id * constant, as in the default config) would give
 	 * nodes the same timeouts shifted by a draw: start from a hash instead. */

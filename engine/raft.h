@@ -193,6 +193,12 @@ struct raft_config {
 	/* A learner becomes a voter only while its log is within this many
 	 * entries of the leader's last one (raft_change). */
 	uint32_t promote_lag_entries_max;
+	/* How long each acknowledgement promises the leader that this voter
+	 * helps elect no other once the leader's host is suspected
+	 * (raft_peer_suspect): the leader's lease lasts this long less the
+	 * drift, and a suspected leader's groups elect when it ends. 0 means
+	 * election_timeout_ms; at most election_timeout_ms. */
+	uint32_t promise_ms;
 };
 
 /* What survived on stable storage, for raft_init(). A brand-new group passes

@@ -243,7 +243,7 @@ bool raft_in_lease(const struct raft *raft)
 		return true;
 	/* LIVENESS: the promise made with the last acknowledgement, exactly. */
 	if (raft->leader_suspect)
-		return raft->now_ms < raft->leader_heard_ms + raft->config.election_timeout_ms;
+		return raft->now_ms < raft->leader_heard_ms + raft->config.promise_ms;
 	/* Quiesced, or woken lately, with the leader's host heard: more
 	 * refusal than promised, which only guards the leader from
 	 * disruption. */
@@ -470,22 +470,24 @@ void raft_peer_up(struct raft *raft, uint64_t node)
  * timeout.
  *
  * The lease (raft_read.c): a leader serves reads alone until
- *     hb_sent(s) + election_timeout - clock_drift_max
- * for a heartbeat round s that a quorum acknowledged. Each voter that
- * acknowledged it promised not to help elect another before an election
- * timeout after it heard that round, which was after it was sent. A voter
- * keeps that promise in the only two places where it helps a candidate:
+ *     hb_sent(s) + promise - clock_drift_max
+ * for a heartbeat round s that a quorum acknowledged (promise is
+ * config.promise_ms, at most the election timeout). Each voter that
+ * acknowledged it promised not to help elect another before promise_ms
+ * after it heard that round, which was after it was sent. A voter keeps that
+ * promise in the only two places where it helps a candidate:
  *   - it grants no PreVote and no Vote to another while raft_in_lease(). For
- *     a suspected leader that is until leader_heard_ms + election_timeout:
- *     exactly the promise made with its last acknowledgement.
+ *     a suspected leader that is until leader_heard_ms + promise_ms: exactly
+ *     the promise made with its last acknowledgement; for a leader whose
+ *     host it still hears, longer (an election timeout).
  *     leader_heard_ms is set only by a message from the leader (never by
  *     waking from quiescence: see raft_wake), and a voter acknowledges
  *     nothing it did not hear.
  *   - it votes for itself only when raft_tick's election timer fires, and
  *     every timer set while it follows a leader is at or past
- *     leader_heard_ms + election_timeout (asserted in raft_tick): a reset
- *     adds at least a timeout to now >= leader_heard_ms, and the suspicion
- *     moves the timer earlier but never below that.
+ *     leader_heard_ms + promise_ms (asserted in raft_tick): a reset adds at
+ *     least an election timeout to now >= leader_heard_ms, and the
+ *     suspicion moves the timer earlier but never below that.
  * So a quorum that elects another leader on the strength of a suspicion
  * holds only voters past their promise. It intersects the quorum whose
  * acknowledgements gave the old leader its lease, so that lease ended (on
@@ -515,12 +517,12 @@ void raft_peer_suspect(struct raft *raft, uint64_t node, uint64_t now_ms)
 	if (!raft_is_promotable(raft))
 		return;
 	/* The lease we promised the leader with our last acknowledgement. */
-	promise_ms = max_u64(raft->leader_heard_ms + raft->config.election_timeout_ms,
-			     raft->boot_sticky_until_ms);
+	promise_ms =
+	    max_u64(raft->leader_heard_ms + raft->config.promise_ms, raft->boot_sticky_until_ms);
 	deadline_ms =
 	    max_u64(raft->now_ms, promise_ms) +
 	    takeover_rank(raft, node) * max_u64(1, raft->config.heartbeat_interval_ms / 2);
-	ASSERT(deadline_ms >= raft->leader_heard_ms + raft->config.election_timeout_ms);
+	ASSERT(deadline_ms >= raft->leader_heard_ms + raft->config.promise_ms);
 	raft->election_deadline_ms = deadline_ms;
 }
 

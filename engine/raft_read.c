@@ -61,9 +61,10 @@ void raft_reads_process(struct raft *raft)
 
 	if (raft->config.check_quorum && acked > 0 && raft->hb_seq - acked < HB_RING) {
 		/* Voters that acked a heartbeat sent at t will not vote for anyone
-		 * else before t + election_timeout on their clocks (§6.4.1). */
-		uint64_t until = raft->hb_sent_ms[acked % HB_RING] +
-				 raft->config.election_timeout_ms - raft->config.clock_drift_max_ms;
+		 * else before t + promise_ms on their clocks (§6.4.1; the promise
+		 * is at most the election timeout: raft_in_lease). */
+		uint64_t until = raft->hb_sent_ms[acked % HB_RING] + raft->config.promise_ms -
+				 min_u64(raft->config.clock_drift_max_ms, raft->config.promise_ms);
 		raft->lease_until_ms = max_u64(raft->lease_until_ms, until);
 	}
 	for (uint32_t i = 0; i < raft->reads_pending_count; i++) {

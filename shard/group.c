@@ -307,6 +307,13 @@ int group_open(struct shard *s, uint64_t id, const struct raft_boot *boot, struc
 	rc.election_timeout_ms = s->config.election_timeout_ms;
 	rc.heartbeat_interval_ms = s->config.heartbeat_interval_ms;
 	rc.clock_drift_max_ms = s->config.election_timeout_ms / 10;
+	/* Each acknowledgement promises the leader no vote for another for as
+	 * long as its host may be silent before it is suspected: a busy group
+	 * whose leader's host went silent elects as soon as it is suspected,
+	 * and the lease (that long less the drift) still ends first. */
+	rc.promise_ms = SHARD_SUSPECT_BEATS * s->config.heartbeat_interval_ms;
+	if (rc.promise_ms > rc.election_timeout_ms)
+		rc.promise_ms = rc.election_timeout_ms;
 	rc.entry_size_max = s->config.entry_size_max;
 	rc.quiesce = s->config.quiesce;
 	rc.quiesce_after_ms = s->config.election_timeout_ms * 3;

@@ -222,6 +222,48 @@ static void test_suspicion_waits_for_the_lease_promise(void **state)
 	fx_deinit(&f);
 }
 
+/* With a promise of three heartbeats (config.promise_ms, as the shard sets
+ * it), a busy group whose leader's host is suspected elects as soon as that
+ * promise ends, long before an election timeout, and not a moment before:
+ * the old leader's lease, which rests on the same promise, has ended first. */
+static void test_suspicion_elects_when_a_short_promise_ends(void **state)
+{
+	const uint64_t promise = 3 * FX_HEARTBEAT_MS;
+	struct fixture f;
+	uint64_t heard, term, lease_until;
+
+	(void)state;
+	fx_setup(&f, 3);
+	f.config.lease_read = true;
+	f.config.promise_ms = promise;
+	fx_start(&f);
+	fx_elect(&f, 1);
+	fx_run(&f, FX_HEARTBEAT_MS, 10); /* A heartbeat round heard and acknowledged. */
+	term = raft_term(fx_raft(&f, 1));
+	heard = fx_raft(&f, 2)->leader_heard_ms; /* The earlier of the two promises. */
+	if (fx_raft(&f, 3)->leader_heard_ms < heard)
+		heard = fx_raft(&f, 3)->leader_heard_ms;
+	lease_until = fx_raft(&f, 1)->lease_until_ms;
+	assert_true(lease_until > heard - FX_HEARTBEAT_MS); /* The leader holds a lease. */
+	fx_isolate(&f, 1);
+	fx_peer_suspect(&f, 2, 1);
+	fx_peer_suspect(&f, 3, 1);
+	while (f.now + 10 < heard + promise) {
+		fx_run(&f, 10, 10);
+		assert_int_equal(raft_term(fx_raft(&f, 2)), term);
+		assert_int_equal(raft_term(fx_raft(&f, 3)), term);
+	}
+	for (int i = 0;
+	     i < 40 && !raft_is_leader(fx_raft(&f, 2)) && !raft_is_leader(fx_raft(&f, 3)); i++) {
+		fx_run(&f, 10, 10);
+		if (raft_term(fx_raft(&f, 2)) > term || raft_term(fx_raft(&f, 3)) > term)
+			assert_true(f.now >= lease_until); /* No vote before the lease ended. */
+	}
+	assert_true(raft_is_leader(fx_raft(&f, 2)) || raft_is_leader(fx_raft(&f, 3)));
+	assert_true(f.now < heard + FX_ELECTION_MS); /* Not an election timeout. */
+	fx_deinit(&f);
+}
+
 /* A quiesced leader ignores peer_down of a node outside the group and stays asleep. */
 static void test_quiesced_leader_ignores_peer_down_of_non_member(void **state)
 {
@@ -325,6 +367,7 @@ int main(int argc, char **argv)
 	    cmocka_unit_test(test_quiesced_leader_ignores_peer_down_of_non_member),
 	    cmocka_unit_test(test_suspected_quiet_leader_is_replaced_without_timeout),
 	    cmocka_unit_test(test_suspicion_waits_for_the_lease_promise),
+	    cmocka_unit_test(test_suspicion_elects_when_a_short_promise_ends),
 	};
 	if (argc > 1)
 		cmocka_set_test_filter(argv[1]); /* A test name, or a pattern with '*'. */

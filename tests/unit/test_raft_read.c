@@ -156,6 +156,35 @@ static void test_lease_ends_at_election_timeout_minus_drift(void **state)
 	fx_deinit(&f);
 }
 
+/* With a promise shorter than the election timeout (config.promise_ms), the
+ * lease lasts promise - clock_drift_max from the acked heartbeat's send; a
+ * promise above the election timeout is refused. */
+static void test_lease_ends_at_promise_minus_drift(void **state)
+{
+	struct fixture f;
+	struct raft bad;
+	uint64_t sent;
+
+	(void)state;
+	fx_setup(&f, 3);
+	f.config.lease_read = true;
+	f.config.promise_ms = 3 * FX_HEARTBEAT_MS;
+	fx_start(&f);
+	fx_elect(&f, 1);
+	fx_run(&f, 2 * FX_HEARTBEAT_MS, 10);
+	assert_true(raft_is_leader(fx_raft(&f, 1)));
+	sent = last_heartbeat_ms(&f);
+	f.now = sent + 3 * FX_HEARTBEAT_MS - FX_DRIFT_MS - 1;
+	assert_int_equal(fx_read(&f, 1, 1), 0);
+	assert_true(fx_read_index_of(fx_node(&f, 1), 1) > 0);
+	f.now = sent + 3 * FX_HEARTBEAT_MS - FX_DRIFT_MS;
+	assert_int_equal(fx_read(&f, 1, 2), 0);
+	assert_int_equal(fx_read_index_of(fx_node(&f, 1), 2), -1);
+	f.config.promise_ms = FX_ELECTION_MS + 1;
+	assert_int_equal(raft_init(&bad, &f.config, &(struct raft_boot){0}, f.now), -EINVAL);
+	fx_deinit(&f);
+}
+
 /* §6.4.1: the lease rests on CheckQuorum's stickiness; without it there is no lease. */
 static void test_no_lease_without_check_quorum(void **state)
 {
@@ -334,6 +363,7 @@ int main(int argc, char **argv)
 	    cmocka_unit_test(test_read_index_reports_errors),
 	    cmocka_unit_test(test_lease_read_needs_no_heartbeat_round),
 	    cmocka_unit_test(test_lease_ends_at_election_timeout_minus_drift),
+	    cmocka_unit_test(test_lease_ends_at_promise_minus_drift),
 	    cmocka_unit_test(test_no_lease_without_check_quorum),
 	    cmocka_unit_test(test_no_lease_read_after_transfer_starts),
 	    cmocka_unit_test(test_no_lease_read_after_peer_down_of_voter),
