@@ -534,6 +534,11 @@ int main(int argc, char **argv)
 		server_log("starting the node: %s", fl_strerror(rv));
 		return node_exit_status(rv);
 	}
+	if (s->opt.metrics_addr[0] != '\0' && (rv = node_metrics_start(s)) != 0) {
+		server_log("metrics listener %s: %s", s->opt.metrics_addr, strerror(-rv));
+		fl_node_stop(s->node);
+		return node_exit_status(rv);
+	}
 	node_addr_host(s->opt.listen_addr, peer_host, sizeof(peer_host));
 	node_addr_host(s->opt.client_addr, client_host, sizeof(client_host));
 	server_log("listening: peer %s:%u client %s:%u (flotilla %s)", peer_host,
@@ -541,10 +546,9 @@ int main(int argc, char **argv)
 	rv = s->opt.join ? 0 : server_create_groups(s);
 	if (rv == 0)
 		rv = server_start_threads(s);
-	if (rv == 0 && s->opt.metrics_addr[0] != '\0' && (rv = node_metrics_start(s)) != 0)
-		server_log("metrics listener %s: %s", s->opt.metrics_addr, strerror(-rv));
 	if (rv != 0) {
 		server_log("start failed: %s", fl_strerror(rv));
+		node_metrics_stop(s); /* It reads the node. */
 		fl_node_stop(s->node);
 		return EXIT_FAILURE;
 	}
@@ -556,6 +560,8 @@ int main(int argc, char **argv)
 	}
 	printf("\n");
 	fflush(stdout);
+	if (s->metrics != NULL)
+		server_log("metrics: GET http://%s:%u/metrics", metrics_host, s->metrics_port);
 	server_log("ready");
 
 	while (sigwait(&signals, &signal_number) != 0) {
