@@ -97,6 +97,20 @@ for id in 1 2 3; do
 	fsync_before=$(value "$dir/before-$id.prom" flotilla_wal_fsync_latency_seconds_count)
 	fsync_after=$(value "$dir/after-$id.prom" flotilla_wal_fsync_latency_seconds_count)
 	echo "node $id: fsyncs measured $fsync_before -> $fsync_after"
+	# The census: every group is led or followed here, each with a leader
+	# known; the WAL holds segment files.
+	hosted=$(value "$dir/after-$id.prom" flotilla_groups)
+	led=$(value "$dir/after-$id.prom" flotilla_groups_led)
+	following=$(value "$dir/after-$id.prom" flotilla_groups_following)
+	leaderless=$(value "$dir/after-$id.prom" flotilla_groups_without_leader)
+	disk=$(value "$dir/after-$id.prom" flotilla_wal_disk_bytes)
+	echo "node $id: $hosted groups, $led led, $following followed, $leaderless without a" \
+		"leader, $disk WAL bytes on disk"
+	[ "$hosted" -eq "$groups" ] && [ $((led + following)) -eq "$groups" ] &&
+		[ "$leaderless" -eq 0 ] && [ "$disk" -gt 0 ] || {
+		echo "FAIL: node $id's group gauges do not add up"
+		exit 1
+	}
 	[ "$fsync_after" -gt "$fsync_before" ] || {
 		echo "FAIL: node $id's fsync histogram did not move"
 		exit 1
