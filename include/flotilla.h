@@ -445,6 +445,65 @@ struct fl_metrics {
 /* A snapshot of the node's counters, summed over its shards. */
 void fl_node_metrics(struct fl_node *node, struct fl_metrics *metrics);
 
+/* Histograms: fixed log-2 buckets, the same bounds for every histogram.
+ * counts[i] counts the values v with 2^(i-1) < v <= 2^i in the histogram's
+ * unit (counts[0]: v <= 1), and the last bucket, FL_HISTOGRAM_BUCKETS - 1,
+ * every value above 2^(FL_HISTOGRAM_BUCKETS - 2). Counts are per bucket, not
+ * cumulative; the number of values is their total. In microseconds the
+ * buckets span 1 us .. 67 s; in bytes, 1 B .. 64 MiB. */
+#define FL_HISTOGRAM_BUCKETS 28
+
+struct fl_histogram {
+	uint64_t counts[FL_HISTOGRAM_BUCKETS];
+	uint64_t sum; /* Of every value counted, in the same unit. */
+};
+
+/* One shard's view, kept by its thread without locks: counters since the
+ * node started; gauges counted over the shard's groups once a second (so up
+ * to a second old); histograms since the node started. Each field is read
+ * whole, not all of them at one instant. The struct may grow at its end in
+ * later versions; fields keep their meaning. */
+struct fl_shard_metrics {
+	/* Counters: the fields of struct fl_metrics, for this shard. */
+	uint64_t proposals, commits, applied;
+	uint64_t fsyncs;    /* WAL batches submitted: one write and one fdatasync each. */
+	uint64_t wal_bytes; /* Bytes written to the WAL. */
+	uint64_t bytes_in, bytes_out;
+	uint64_t elections, leaderships;
+	uint64_t snapshots_taken, snapshots_sent, snapshots_received;
+	uint64_t peers_refused; /* Counted by shard 0 for the whole node. */
+	uint64_t checks, divergences;
+	uint64_t writes_refused_no_space, appends_dropped_no_space;
+	uint64_t repairs; /* Groups whose repair of lost data ended here. */
+	/* Gauges. */
+	uint64_t groups;         /* Hosted here. */
+	uint64_t leaders;        /* Groups this node leads (kept at once, not counted). */
+	uint64_t followers;      /* Groups where this node is a voter and not the leader. */
+	uint64_t learners;       /* Groups where this node is a learner. */
+	uint64_t leaderless;     /* Groups whose leader this node does not know. */
+	uint64_t repairing;      /* Groups whose replica here repairs lost data. */
+	uint64_t lag_max;        /* Led groups: the most entries a member's log is behind
+				  * the leader's last index, */
+	uint64_t lag_sum;        /* and the sum over every member of every led group. */
+	uint64_t wal_disk_bytes; /* Segment files of the shard's WAL, live and spare. */
+	uint64_t memory_bytes;   /* As fl_metrics.memory_bytes, for this shard. */
+	uint32_t inbox_depth;    /* Requests queued for the shard right now. */
+	bool no_space;           /* The WAL's file system is full: writes refused. */
+	/* Histograms. */
+	struct fl_histogram commit_us;     /* Leader: a proposal taken by the shard until
+					    * its entry committed (microseconds). */
+	struct fl_histogram fsync_us;      /* A WAL batch's write submitted until its
+					    * fdatasync completed (microseconds). */
+	struct fl_histogram apply_us;      /* One call of fl_sm_ops.apply (microseconds). */
+	struct fl_histogram batch_bytes;   /* Bytes per WAL batch made durable. */
+	struct fl_histogram batch_entries; /* Entries per WAL batch made durable. */
+};
+
+/* Fill *metrics with shard's metrics (0 .. fl_metrics.shards_count - 1).
+ * Returns 0, or -EINVAL past the last shard. Any thread; does not block
+ * the shard. */
+int fl_shard_metrics(struct fl_node *node, uint32_t shard, struct fl_shard_metrics *metrics);
+
 /* Leader of group as this node knows it (0 if unknown), and whether this
  * node is it. Returns 0 or FL_ERR_NO_GROUP. Blocking: asks the shard. */
 int fl_group_leader(struct fl_node *node, uint64_t group, uint64_t *leader);

@@ -248,6 +248,8 @@ static int wal_make_room(struct wal *wal, uint32_t need)
 	batch->size = 0;
 	batch->head_size = 0;
 	batch->done = 0;
+	batch->entries_count = 0;
+	batch->submitted_ns = 0;
 	batch->state = WAL_BATCH_OPEN;
 	if (tail->end == 0) {
 		struct segment_header header = {
@@ -446,6 +448,7 @@ int wal_append_entries_flags(struct wal *wal, uint64_t group, uint64_t first_ind
 		 * on the old records, which stay valid and pinned. */
 		(void)wal_index_apply_entries(g, &run, flags & SEGMENT_ENTRIES_COPY, false);
 		wal->stats.entries += n;
+		wal->open->entries_count += n;
 		i += n;
 	}
 	/* Indexes per group: an append ends the log at its last entry (§5.3:
@@ -705,6 +708,9 @@ static void wal_batch_done(struct wal *wal, struct wal_batch *batch)
 	wal->durable_batch = batch->number;
 	wal->writing_batch = 0;
 	wal->stats.batches_written++;
+	hist_record(&wal->stats.fsync_us, (loop_now_ns(wal->loop) - batch->submitted_ns) / 1000);
+	hist_record(&wal->stats.batch_bytes, batch->size);
+	hist_record(&wal->stats.batch_entries, batch->entries_count);
 	if (next < wal->next_batch &&
 	    wal->batches[next % wal->config.buffers_count].state == WAL_BATCH_QUEUED) {
 		/* A full batch is waiting: hand it to the kernel now rather than
@@ -749,6 +755,8 @@ static void wal_batch_submit(struct wal *wal, struct wal_batch *batch)
 	 * boundary (wal_batch_pad). */
 	ASSERT(!wal->config.direct_io || batch->offset % WAL_BLOCK_SIZE == 0);
 	ASSERT(!wal->config.direct_io || batch->size % WAL_BLOCK_SIZE == 0);
+	if (batch->state == WAL_BATCH_QUEUED)
+		batch->submitted_ns = loop_now_ns(wal->loop); /* Not again for the rest of it. */
 	batch->state = WAL_BATCH_WRITING;
 	batch->pending = 2;
 	batch->write_res = 0;

@@ -21,6 +21,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "base/hist.h"
 #include "io/loop.h"
 #include "io/segment.h"
 
@@ -149,10 +150,12 @@ struct wal_batch {
 	uint64_t number;
 	uint64_t seq; /* Segment the batch goes to. */
 	int fd;
-	uint64_t offset;    /* File offset of buf[0]. */
-	uint32_t size;      /* Bytes in buf. */
-	uint32_t head_size; /* SEGMENT_HEADER_SIZE when the batch starts its segment, else 0. */
-	uint32_t done;      /* Bytes written so far. */
+	uint64_t offset;        /* File offset of buf[0]. */
+	uint32_t size;          /* Bytes in buf. */
+	uint32_t head_size;     /* SEGMENT_HEADER_SIZE when the batch starts its segment, else 0. */
+	uint32_t done;          /* Bytes written so far. */
+	uint32_t entries_count; /* Entries in its records (for wal_stats.batch_entries). */
+	uint64_t submitted_ns;  /* When its write was first submitted (wal_stats.fsync_us). */
 	uint8_t state;
 	uint8_t pending;
 	int write_res;
@@ -210,6 +213,10 @@ struct wal_stats {
 	uint64_t lost_seq;
 	uint64_t files_foreign;
 	bool chain_lost; /* The chain file itself was missing or failed its check. */
+	/* Per batch made durable (its owner's thread writes them, anyone may
+	 * read: base/hist.h): from the write's submission to its fdatasync's
+	 * completion in microseconds, its bytes, and its entries. */
+	struct hist fsync_us, batch_bytes, batch_entries;
 };
 
 /* Visible so callers can embed it; only io/wal*.c touch fields. */

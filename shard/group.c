@@ -64,9 +64,13 @@ static void group_apply_run(struct shard *s, struct group *g, uint32_t from, uin
 {
 	if (from == to)
 		return;
-	if (s->config.sm.apply)
+	if (s->config.sm.apply) {
+		uint64_t started_ns = loop_now_ns(&s->loop);
+
 		s->config.sm.apply(s->config.sm.ctx, g->id, s->apply_entries + from, to - from,
 				   s->apply_results + from);
+		hist_record(&s->stats.apply_us, (loop_now_ns(&s->loop) - started_ns) / 1000);
+	}
 	if (s->config.sm.digest == NULL)
 		for (uint32_t i = from; i < to; i++)
 			check_hash_entry(g, &s->apply_entries[i]);
@@ -77,10 +81,11 @@ static void group_apply_run(struct shard *s, struct group *g, uint32_t from, uin
 static int group_apply(struct shard *s, struct group *g, const struct raft_ready *rd)
 {
 	uint32_t n = 0, k = 0, run = 0;
-	uint64_t last;
+	uint64_t last, committed_ns;
 
 	if (rd->committed_count == 0)
 		return 0;
+	committed_ns = loop_now_ns(&s->loop); /* Before the applies: commit latency. */
 	if (rd->committed_count > s->apply_cap) {
 		uint32_t entries_cap = s->apply_cap, results_cap = s->apply_cap;
 		struct fl_entry *entries = array_grow(s->apply_entries, &entries_cap,
@@ -117,11 +122,13 @@ static int group_apply(struct shard *s, struct group *g, const struct raft_ready
 	group_apply_run(s, g, run, n);
 	for (uint32_t i = 0; i < rd->committed_count; i++) {
 		const struct raft_entry *e = &rd->committed[i];
-		uint64_t result = 0;
+		uint64_t result = 0, proposed_ns;
 
 		if (e->type == RAFT_ENTRY_NORMAL)
 			result = s->config.sm.apply ? s->apply_results[k++] : 0;
-		pending_props_settle(g, e->index, e->term, result);
+		proposed_ns = pending_props_settle(g, e->index, e->term, result);
+		if (proposed_ns != 0 && proposed_ns <= committed_ns)
+			hist_record(&s->stats.commit_us, (committed_ns - proposed_ns) / 1000);
 	}
 	last = rd->committed[rd->committed_count - 1].index;
 	if (last > g->applied_max)
@@ -221,6 +228,7 @@ static int group_repair_watch(struct shard *s, struct group *g)
 			return WAL_ERR_FAILED;
 		}
 		g->repairing = false;
+		stat_add(&s->stats.repairs, 1);
 		log_print(s->config.node_id,
 			  "group %llu: repaired: the log holds leader %llu's up to its mark "
 			  "(index %llu now); voting and acknowledging again",
@@ -490,8 +498,8 @@ void group_propose_batch(struct shard *s, struct group *g)
 					: ((const struct shard_prop_item *)req->data)[k].arg;
 
 			if (rv == 0)
-				pending_prop_push(
-				    g, (struct pending_prop){index++, term, req->cb, arg});
+				pending_prop_push(g, (struct pending_prop){index++, term, req->cb,
+									   arg, s->now_ns});
 			else
 				pending_answer(req->cb, arg, rv, 0, raft_leader(&g->raft));
 		}

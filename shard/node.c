@@ -2,6 +2,7 @@
  * thread. Requests are routed to the shard that owns the group (xxh3 of the
  * group id modulo the shard count, the same on every node) and answered
  * through callbacks that run on that shard's thread. */
+#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <sodium.h>
@@ -16,6 +17,7 @@
 #include "base/err.h"
 #include "engine/raft.h"
 #include "flotilla.h"
+#include "io/wal.h"
 #include "shard/config.h"
 #include "shard/datadir.h"
 #include "shard/net.h"
@@ -537,4 +539,63 @@ void fl_node_metrics(struct fl_node *node, struct fl_metrics *m)
 		if (i < 64)
 			m->inbox_depth[i] = (uint32_t)depth;
 	}
+}
+
+static void node_histogram(struct fl_histogram *out, const struct hist *h)
+{
+	memset(out, 0, sizeof(*out));
+	hist_add_to(h, out->counts, &out->sum);
+}
+
+int fl_shard_metrics(struct fl_node *node, uint32_t shard, struct fl_shard_metrics *m)
+{
+	struct shard *sh;
+	struct shard_stats *st;
+	struct wal_stats *ws;
+
+	static_assert(HIST_BUCKETS == FL_HISTOGRAM_BUCKETS, "one bucket layout");
+	if (shard >= node->shards_count)
+		return -EINVAL;
+	sh = node->shards[shard];
+	st = shard_stats(sh);
+	ws = shard_wal_stats(sh);
+	memset(m, 0, sizeof(*m));
+#define NODE_LOAD(field) atomic_load_explicit(&st->field, memory_order_relaxed)
+	m->proposals = NODE_LOAD(proposals);
+	m->commits = NODE_LOAD(commits);
+	m->applied = NODE_LOAD(applied);
+	m->fsyncs = shard_wal_fsyncs(sh);
+	m->wal_bytes = shard_wal_bytes(sh);
+	m->bytes_in = NODE_LOAD(bytes_in);
+	m->bytes_out = NODE_LOAD(bytes_out);
+	m->elections = NODE_LOAD(elections);
+	m->leaderships = NODE_LOAD(leaderships);
+	m->snapshots_taken = NODE_LOAD(snapshots_taken);
+	m->snapshots_sent = NODE_LOAD(snapshots_sent);
+	m->snapshots_received = NODE_LOAD(snapshots_received);
+	m->peers_refused = NODE_LOAD(peers_refused);
+	m->checks = NODE_LOAD(checks);
+	m->divergences = NODE_LOAD(divergences);
+	m->writes_refused_no_space = NODE_LOAD(writes_refused_no_space);
+	m->appends_dropped_no_space = NODE_LOAD(appends_dropped_no_space);
+	m->repairs = NODE_LOAD(repairs);
+	m->groups = NODE_LOAD(groups);
+	m->leaders = NODE_LOAD(leaders);
+	m->followers = NODE_LOAD(followers);
+	m->learners = NODE_LOAD(learners);
+	m->leaderless = NODE_LOAD(leaderless);
+	m->repairing = NODE_LOAD(repairing);
+	m->lag_max = NODE_LOAD(lag_max);
+	m->lag_sum = NODE_LOAD(lag_sum);
+	m->wal_disk_bytes = NODE_LOAD(wal_disk_size);
+	m->no_space = NODE_LOAD(space_low) != 0;
+#undef NODE_LOAD
+	m->memory_bytes = shard_memory(sh);
+	m->inbox_depth = (uint32_t)shard_inbox_depth(sh);
+	node_histogram(&m->commit_us, &st->commit_us);
+	node_histogram(&m->apply_us, &st->apply_us);
+	node_histogram(&m->fsync_us, &ws->fsync_us);
+	node_histogram(&m->batch_bytes, &ws->batch_bytes);
+	node_histogram(&m->batch_entries, &ws->batch_entries);
+	return 0;
 }

@@ -93,21 +93,25 @@ static void pending_props_drop_older(struct group *g, uint64_t term)
 	}
 }
 
-void pending_props_settle(struct group *g, uint64_t index, uint64_t term, uint64_t result)
+uint64_t pending_props_settle(struct group *g, uint64_t index, uint64_t term, uint64_t result)
 {
+	uint64_t proposed_ns = 0;
+
 	while (g->props_count > 0) {
 		struct pending_prop *p = &g->props[g->props_head];
 
 		if (p->index > index)
 			break;
-		if (p->index == index && p->term == term)
+		if (p->index == index && p->term == term) {
+			proposed_ns = p->proposed_ns;
 			pending_answer(p->cb, p->arg, 0, result, raft_leader(&g->raft));
-		else
+		} else
 			pending_answer(p->cb, p->arg, ERR_DROPPED, 0, raft_leader(&g->raft));
 		g->props_head = (g->props_head + 1) % g->props_cap;
 		g->props_count--;
 	}
 	pending_props_drop_older(g, term);
+	return proposed_ns;
 }
 
 /* The replica jumped to a snapshot at index (term): whether the proposals up

@@ -144,6 +144,64 @@ static void shard_reclaim(struct shard *s)
 	}
 }
 
+/* Leader: how far g's members' logs are behind its own last index, the
+ * largest and the sum (self excluded; a member not known to match anything
+ * yet counts from 0). */
+static void shard_census_lag(const struct group *g, uint64_t *lag_max, uint64_t *lag_sum)
+{
+	const struct raft_conf *conf = raft_conf(&g->raft);
+	uint64_t last = raft_last_index(&g->raft);
+
+	for (uint32_t i = 0; i < conf->members_count; i++) {
+		const struct raft_progress *pr = raft_progress_of(&g->raft, conf->members[i].id);
+		uint64_t lag;
+
+		if (conf->members[i].id == g->raft.config.id || pr == NULL || pr->match >= last)
+			continue;
+		lag = last - pr->match;
+		*lag_sum += lag;
+		if (lag > *lag_max)
+			*lag_max = lag;
+	}
+}
+
+/* Count the gauges of shard_stats over the shard's groups (SHARD_CENSUS_MS):
+ * a walk of the table that reads each group and wakes none. Readers see
+ * each gauge whole, not all of them from the same walk. */
+static void shard_census(struct shard *s)
+{
+	uint64_t followers = 0, learners = 0, leaderless = 0, repairing = 0;
+	uint64_t lag_max = 0, lag_sum = 0;
+	struct wal_stats ws;
+
+	s->census_ms = s->now_ms + SHARD_CENSUS_MS;
+	for (uint64_t i = 0; i < s->table_cap; i++) {
+		const struct group *g = s->table[i];
+
+		if (g == NULL)
+			continue;
+		if (raft_leader(&g->raft) == RAFT_NONE)
+			leaderless++;
+		if (g->repairing || raft_is_repairing(&g->raft))
+			repairing++;
+		if (raft_is_leader(&g->raft))
+			shard_census_lag(g, &lag_max, &lag_sum);
+		else if (raft_conf_role(raft_conf(&g->raft), s->config.node_id) ==
+			 RAFT_MEMBER_LEARNER)
+			learners++;
+		else if (raft_conf_is_voter(raft_conf(&g->raft), s->config.node_id))
+			followers++;
+	}
+	wal_stats_get(&s->wal, &ws);
+	atomic_store_explicit(&s->stats.followers, followers, memory_order_relaxed);
+	atomic_store_explicit(&s->stats.learners, learners, memory_order_relaxed);
+	atomic_store_explicit(&s->stats.leaderless, leaderless, memory_order_relaxed);
+	atomic_store_explicit(&s->stats.repairing, repairing, memory_order_relaxed);
+	atomic_store_explicit(&s->stats.lag_max, lag_max, memory_order_relaxed);
+	atomic_store_explicit(&s->stats.lag_sum, lag_sum, memory_order_relaxed);
+	atomic_store_explicit(&s->stats.wal_disk_size, ws.disk_size, memory_order_relaxed);
+}
+
 /* One timer per shard, due at the earliest group deadline (or a redial): a
  * shard whose groups are all quiesced sleeps until a message comes. */
 static void shard_arm_timer(struct shard *s)
@@ -175,7 +233,8 @@ static void shard_arm_timer(struct shard *s)
 
 static void shard_turn(struct shard *s)
 {
-	s->now_ms = loop_now_ns(&s->loop) / 1000000;
+	s->now_ns = loop_now_ns(&s->loop);
+	s->now_ms = s->now_ns / 1000000;
 	liveness_turn(s); /* Before the parse consumes what arrived. */
 	for (int i = 0; i < SHARD_CONNS_MAX; i++)
 		if (s->conns[i] && s->conns[i]->received)
@@ -212,6 +271,8 @@ static void shard_turn(struct shard *s)
 	}
 	if (s->now_ms >= s->reclaim_ms)
 		shard_reclaim(s);
+	if (s->now_ms >= s->census_ms)
+		shard_census(s);
 	shard_arm_timer(s);
 }
 
@@ -441,7 +502,8 @@ int shard_start(struct shard **out, const struct shard_config *config, char *why
 		snprintf(why, why_size, "WAL %s: %s", config->wal_dir, wal_why(&s->wal));
 		goto err_after_loop;
 	}
-	s->now_ms = loop_now_ns(&s->loop) / 1000000;
+	s->now_ns = loop_now_ns(&s->loop);
+	s->now_ms = s->now_ns / 1000000;
 	if (wal_loss_why(&s->wal)[0] != '\0' &&
 	    (s->wal.stats.segments_lost > 0 || s->wal.stats.files_foreign > 0))
 		log_print(config->node_id, "shard %u: WAL %s: %s%s", config->shard_index,
@@ -590,6 +652,11 @@ uint64_t shard_memory(struct shard *s)
 uint64_t shard_wal_fsyncs(struct shard *s)
 {
 	return __atomic_load_n(&s->wal.stats.fsyncs, __ATOMIC_RELAXED);
+}
+
+struct wal_stats *shard_wal_stats(struct shard *s)
+{
+	return &s->wal.stats;
 }
 
 uint64_t shard_wal_bytes(struct shard *s)

@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "base/hist.h"
 #include "base/log.h"
 #include "flotilla.h"
 
@@ -120,6 +121,20 @@ struct shard_stats {
 	_Atomic uint64_t checks, divergences;
 	_Atomic uint64_t space_low; /* 1 while the WAL is low on space: writes refused. */
 	_Atomic uint64_t writes_refused_no_space, appends_dropped_no_space;
+	_Atomic uint64_t repairs; /* Groups whose repair ended here. */
+	/* Gauges the shard thread counts over its groups once a second (see
+	 * shard_census()): this node a follower (voter) or a learner, the
+	 * leader unknown, repairing; as leader, entries each member's log is
+	 * behind the leader's last index (the largest, and the sum); the
+	 * bytes of the WAL's segment files, live and spare. */
+	_Atomic uint64_t followers, learners, leaderless, repairing;
+	_Atomic uint64_t lag_max, lag_sum;
+	_Atomic uint64_t wal_disk_size;
+	/* Written by the shard thread only (base/hist.h), in microseconds:
+	 * leader, a proposal taken from the inbox until its entry committed
+	 * and is about to be applied; and each call of the state machine's
+	 * apply. */
+	struct hist commit_us, apply_us;
 };
 
 /* Create the shard: open and recover its WAL (recovering every group in it)
@@ -179,5 +194,9 @@ uint64_t shard_wal_fsyncs(struct shard *shard);
 /* Bytes allocated from the shard thread's own arena (0 without jemalloc). */
 uint64_t shard_memory(struct shard *shard);
 uint64_t shard_wal_bytes(struct shard *shard);
+/* The WAL's stats, written by the shard thread: read only the histograms
+ * (base/hist.h) from other threads. */
+struct wal_stats;
+struct wal_stats *shard_wal_stats(struct shard *shard);
 
 #endif /* SHARD_SHARD_H */

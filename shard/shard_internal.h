@@ -61,6 +61,7 @@ enum {
 	SHARD_SAVE_LOG_SIZE = 8 << 20, /* Saves of this many bytes or more are logged. */
 	SHARD_CHECKS_MAX = 4,          /* Check marks remembered per group. */
 	SHARD_SPACE_RETRY_MS = 500,    /* While the WAL is low on space: try a spare this often. */
+	SHARD_CENSUS_MS = 1000,        /* The gauges of shard_stats are counted this often. */
 };
 
 struct buf {
@@ -104,6 +105,7 @@ struct pending_prop {
 	uint64_t index, term;
 	fl_done_cb cb;
 	void *arg;
+	uint64_t proposed_ns; /* The turn that proposed it: for stats.commit_us. */
 };
 
 struct pending_read {
@@ -287,6 +289,8 @@ struct shard {
 	int wal_error;          /* Reported by the durable callback. */
 	uint64_t durable_batch; /* Likewise. */
 	uint64_t now_ms;
+	uint64_t now_ns;       /* The same instant as now_ms: the turn's start. */
+	uint64_t census_ms;    /* The next shard_census() is due then. */
 	uint64_t live_turn_ms; /* The last turn, for liveness_turn(). */
 	struct loop_timer tick;
 	bool tick_armed, tick_cancelled;
@@ -371,7 +375,10 @@ void pending_fail_all(struct group *g, int rv);
 int pending_props_reserve(struct group *g, uint32_t count);
 /* Queue p, for which room was reserved; proposals come in log order. */
 void pending_prop_push(struct group *g, struct pending_prop p);
-void pending_props_settle(struct group *g, uint64_t index, uint64_t term, uint64_t result);
+/* Answer the proposals up to index, the entry of term applied with result.
+ * Returns when the proposal of that entry was proposed (its proposed_ns),
+ * or 0 when none of this node's succeeded with it. */
+uint64_t pending_props_settle(struct group *g, uint64_t index, uint64_t term, uint64_t result);
 void pending_props_skip(struct group *g, uint64_t index, uint64_t term);
 int pending_read_rv(const struct group *g);
 void pending_reads_settle(struct group *g, uint64_t applied);

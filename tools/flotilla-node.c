@@ -446,6 +446,7 @@ static int server_start_threads(struct server *s)
 static void server_stop(struct server *s)
 {
 	atomic_store(&s->stopping, true);
+	node_metrics_stop(s); /* It reads the node. */
 	for (uint32_t i = 0; i < s->workers_count; i++) {
 		uint64_t one = 1;
 
@@ -488,6 +489,7 @@ int main(int argc, char **argv)
 	static struct fl_peer peers[NODE_PEERS_MAX];
 	struct server *s = &server;
 	char peer_host[NODE_ADDR_SIZE_MAX], client_host[NODE_ADDR_SIZE_MAX];
+	char metrics_host[NODE_ADDR_SIZE_MAX];
 	sigset_t signals;
 	int rv, signal_number = 0;
 
@@ -532,6 +534,11 @@ int main(int argc, char **argv)
 		server_log("starting the node: %s", fl_strerror(rv));
 		return node_exit_status(rv);
 	}
+	if (s->opt.metrics_addr[0] != '\0' && (rv = node_metrics_start(s)) != 0) {
+		server_log("metrics listener %s: %s", s->opt.metrics_addr, strerror(-rv));
+		fl_node_stop(s->node);
+		return node_exit_status(rv);
+	}
 	node_addr_host(s->opt.listen_addr, peer_host, sizeof(peer_host));
 	node_addr_host(s->opt.client_addr, client_host, sizeof(client_host));
 	server_log("listening: peer %s:%u client %s:%u (flotilla %s)", peer_host,
@@ -541,12 +548,20 @@ int main(int argc, char **argv)
 		rv = server_start_threads(s);
 	if (rv != 0) {
 		server_log("start failed: %s", fl_strerror(rv));
+		node_metrics_stop(s); /* It reads the node. */
 		fl_node_stop(s->node);
 		return EXIT_FAILURE;
 	}
-	printf("flotilla-node %llu ready: peer %s:%u client %s:%u\n", (unsigned long long)s->opt.id,
+	printf("flotilla-node %llu ready: peer %s:%u client %s:%u", (unsigned long long)s->opt.id,
 	       peer_host, fl_node_port(s->node), client_host, s->client_port);
+	if (s->metrics != NULL) {
+		node_addr_host(s->opt.metrics_addr, metrics_host, sizeof(metrics_host));
+		printf(" metrics %s:%u", metrics_host, s->metrics_port);
+	}
+	printf("\n");
 	fflush(stdout);
+	if (s->metrics != NULL)
+		server_log("metrics: GET http://%s:%u/metrics", metrics_host, s->metrics_port);
 	server_log("ready");
 
 	while (sigwait(&signals, &signal_number) != 0) {

@@ -7,7 +7,8 @@
  *   node_conn.c      client threads: accept, read, write, limits, wake-ups
  *   node_request.c   decoding requests, the client ops, their callbacks
  *   node_store.c     the stores behind the node, by name (node_store.h)
- *   node_store_memory.c  the in-memory store (tools/kv.c) */
+ *   node_store_memory.c  the in-memory store (tools/kv.c)
+ *   node_metrics.c   GET /metrics over HTTP (--metrics; tools/metrics_text.c) */
 #ifndef TOOLS_NODE_INTERNAL_H
 #define TOOLS_NODE_INTERNAL_H
 
@@ -32,6 +33,7 @@
 
 struct server;
 struct worker;
+struct MHD_Daemon;
 
 /* One client connection. Owned by its worker's thread; callbacks only read
  * the immutable worker pointer, and only while the request they answer keeps
@@ -101,6 +103,8 @@ struct server {
 	uint32_t monitor_leading;     /* Groups led at the last poll; the monitor's. */
 	uint64_t monitor_divergences; /* Likewise, fl_metrics.divergences. */
 	uint32_t monitor_no_space;    /* Likewise, fl_metrics.shards_no_space. */
+	struct MHD_Daemon *metrics;   /* --metrics: the HTTP server; NULL when off. */
+	uint16_t metrics_port;
 };
 
 /* flotilla-node.c */
@@ -113,6 +117,11 @@ uint64_t server_now_ms(void);
 /* The last leader of group this node heard of (0: none), for answers that
  * no library callback carries a hint for. Any thread. */
 uint64_t server_leader_hint(struct server *s, uint64_t group);
+
+/* node_metrics.c: serve GET /metrics on --metrics (after the node started;
+ * sets metrics_port). Returns 0 or a negative errno. Stop it before the node. */
+int node_metrics_start(struct server *s);
+void node_metrics_stop(struct server *s);
 
 /* node_conn.c: client threads. Each serves its connections on its own epoll
  * set; shard threads hand answers back with worker_complete(). */

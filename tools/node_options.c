@@ -32,6 +32,8 @@ static const struct node_options_entry node_options_table[] = {
      "HOST:PORT  peer listener (127.0.0.1:0)"},
     {"client", OPT_STR, OPT_FIELD(client_addr), NODE_ADDR_SIZE_MAX, 0, 0,
      "HOST:PORT  client listener (127.0.0.1:0)"},
+    {"metrics", OPT_STR, OPT_FIELD(metrics_addr), NODE_ADDR_SIZE_MAX, 0, 0,
+     "HOST:PORT  serve GET /metrics (Prometheus text) here; port 0 picks one (off)"},
     {"peer", OPT_PEER, 0, 0, 0, 0,
      "ID=HOST:PORT  another node's peer listener (repeatable); must resolve at start"},
     {"shards", OPT_U32, OPT_FIELD(shards_count), 0, 0, 1024, "N  shard threads (0: CPUs)"},
@@ -352,6 +354,11 @@ static int node_options_check_addrs(const struct node_options *opt)
 	}
 	if (config_addr_resolve(opt->client_addr, true, &addr, &len, why, sizeof(why)) != 0) {
 		fprintf(stderr, "flotilla-node: --client %s: %s\n", opt->client_addr, why);
+		return -EINVAL;
+	}
+	if (opt->metrics_addr[0] != '\0' &&
+	    config_addr_resolve(opt->metrics_addr, true, &addr, &len, why, sizeof(why)) != 0) {
+		fprintf(stderr, "flotilla-node: --metrics %s: %s\n", opt->metrics_addr, why);
 		return -EINVAL;
 	}
 	/* Port 0 picks a free port for each; any other cannot serve both. */

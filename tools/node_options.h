@@ -20,7 +20,8 @@ struct node_options {
 	char data_dir[PATH_MAX];
 	char listen_addr[NODE_ADDR_SIZE_MAX];
 	char client_addr[NODE_ADDR_SIZE_MAX];
-	char store[NODE_STORE_NAME_SIZE_MAX]; /* A name node_store_find() knows. */
+	char metrics_addr[NODE_ADDR_SIZE_MAX]; /* GET /metrics over HTTP; "": off. */
+	char store[NODE_STORE_NAME_SIZE_MAX];  /* A name node_store_find() knows. */
 	uint64_t peer_ids[NODE_PEERS_MAX];
 	char peer_addrs[NODE_PEERS_MAX][NODE_ADDR_SIZE_MAX];
 	uint32_t peers_count;

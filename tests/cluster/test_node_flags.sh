@@ -56,6 +56,8 @@ refused "--listen 127.0.0.1:x: port 'x' is not a number from 0 to 65535" \
 	--listen 127.0.0.1:x
 refused "--listen 127.0.0.1:7000 and --client 127.0.0.1:7000: the peer and the client" \
 	--listen 127.0.0.1:7000 --client 127.0.0.1:7000
+refused "--metrics 127.0.0.1:x: port 'x' is not a number from 0 to 65535" \
+	--metrics 127.0.0.1:x
 refused "--join on and --groups 5 conflict" --join on --groups 5
 refused "--members must include this node (--id 1) to create --groups 2" \
 	--peer 2=127.0.0.1:7000 --members 2 --groups 2

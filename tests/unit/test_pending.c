@@ -50,7 +50,7 @@ static void group_free(struct group *g)
 
 static void push(struct group *g, uint64_t index, uint64_t term, uintptr_t tag)
 {
-	pending_prop_push(g, (struct pending_prop){index, term, answer_cb, (void *)tag});
+	pending_prop_push(g, (struct pending_prop){index, term, answer_cb, (void *)tag, 0});
 }
 
 /* Entries applied in order settle their proposals with the state machine's

@@ -1,0 +1,140 @@
+/* GET /metrics: the node's metrics in the Prometheus text format, served by
+ * libmicrohttpd on a thread of its own (--metrics HOST:PORT).
+ *
+ * Each request reads the library's counters (fl_node_metrics() for the
+ * shard count, fl_shard_metrics() per shard: relaxed loads, no shard is
+ * stopped or asked) and formats them (tools/metrics_text.c). Anything else
+ * than GET /metrics gets 404 or 405. The listener is bound here, so that
+ * port 0 lets the kernel choose and the node can print the port. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "tools/metrics_text.h"
+#include "tools/node_internal.h"
+
+enum {
+	NODE_METRICS_CONNS_MAX = 16, /* Scrapers at once: a handful is plenty. */
+	NODE_METRICS_TIMEOUT_S = 10, /* An idle scrape connection is closed after this. */
+};
+
+static enum MHD_Result node_metrics_reply(struct MHD_Connection *conn, unsigned status,
+					  const char *type, char *body, size_t size)
+{
+	/* MUST_FREE: the response frees body with free() once sent. */
+	struct MHD_Response *response =
+	    MHD_create_response_from_buffer(size, body, MHD_RESPMEM_MUST_FREE);
+	enum MHD_Result rv;
+
+	if (response == NULL) {
+		free(body);
+		return MHD_NO;
+	}
+	MHD_add_response_header(response, "Content-Type", type);
+	rv = MHD_queue_response(conn, status, response);
+	MHD_destroy_response(response);
+	return rv;
+}
+
+static enum MHD_Result node_metrics_text_reply(struct MHD_Connection *conn, unsigned status,
+					       const char *text)
+{
+	char *body = strdup(text);
+
+	if (body == NULL)
+		return MHD_NO;
+	return node_metrics_reply(conn, status, "text/plain; charset=utf-8", body, strlen(body));
+}
+
+/* The body of GET /metrics, or an error. */
+static int node_metrics_render(struct server *s, struct metrics_text *t)
+{
+	struct fl_metrics node;
+	struct fl_shard_metrics *shards;
+	int rv = 0;
+
+	fl_node_metrics(s->node, &node);
+	shards = calloc(node.shards_count ? node.shards_count : 1, sizeof(*shards));
+	if (shards == NULL)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < node.shards_count && rv == 0; i++)
+		rv = fl_shard_metrics(s->node, i, &shards[i]);
+	if (rv == 0)
+		rv = metrics_text_node(t, s->opt.id, shards, node.shards_count);
+	free(shards);
+	return rv;
+}
+
+static enum MHD_Result node_metrics_handle(void *cls, struct MHD_Connection *conn, const char *url,
+					   const char *method, const char *version,
+					   const char *upload_data, size_t *upload_data_size,
+					   void **state)
+{
+	struct server *s = cls;
+	struct metrics_text t = {0};
+
+	(void)version;
+	(void)upload_data;
+	(void)upload_data_size;
+	(void)state;
+	if (strcmp(url, "/metrics") != 0)
+		return node_metrics_text_reply(conn, MHD_HTTP_NOT_FOUND,
+					       "not found: the metrics are at /metrics\n");
+	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+		return node_metrics_text_reply(conn, MHD_HTTP_METHOD_NOT_ALLOWED,
+					       "only GET /metrics\n");
+	if (node_metrics_render(s, &t) != 0) {
+		metrics_text_free(&t);
+		return node_metrics_text_reply(conn, MHD_HTTP_INTERNAL_SERVER_ERROR,
+					       "out of memory\n");
+	}
+	/* The response owns t.data from here. */
+	return node_metrics_reply(conn, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8",
+				  t.data, t.len);
+}
+
+int node_metrics_start(struct server *s)
+{
+	struct sockaddr_in addr;
+	socklen_t len = sizeof(addr);
+	int one = 1, fd, rv;
+
+	if (client_parse_addr(s->opt.metrics_addr, &addr) != 0) {
+		fprintf(stderr, "flotilla-node: bad --metrics address '%s'\n", s->opt.metrics_addr);
+		return -EINVAL;
+	}
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (const struct sockaddr *)&addr, sizeof(addr)) != 0 || listen(fd, 64) != 0 ||
+	    getsockname(fd, (struct sockaddr *)&addr, &len) != 0) {
+		rv = -errno;
+		close(fd);
+		return rv;
+	}
+	s->metrics_port = ntohs(addr.sin_port);
+	/* The daemon owns fd from here and closes it in MHD_stop_daemon(). */
+	s->metrics = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL,
+				      NULL, node_metrics_handle, s, MHD_OPTION_LISTEN_SOCKET, fd,
+				      MHD_OPTION_CONNECTION_LIMIT, (unsigned)NODE_METRICS_CONNS_MAX,
+				      MHD_OPTION_CONNECTION_TIMEOUT,
+				      (unsigned)NODE_METRICS_TIMEOUT_S, MHD_OPTION_END);
+	if (s->metrics == NULL) {
+		close(fd);
+		return -EIO;
+	}
+	return 0;
+}
+
+void node_metrics_stop(struct server *s)
+{
+	if (s->metrics != NULL)
+		MHD_stop_daemon(s->metrics);
+	s->metrics = NULL;
+}
