@@ -51,7 +51,8 @@ void log_limit_init(struct log_limit *l, const struct logger *log, int32_t shard
 		    const char *const *whats, uint32_t kinds_count, uint32_t allowance);
 
 /* An event of kind about group at now_ms: logged through log_group() while
- * the window allows, else counted. */
+ * the window allows, else counted. An event below the logger's level is
+ * neither logged nor counted. */
 void log_limit_group(struct log_limit *l, uint64_t now_ms, unsigned kind, unsigned level,
 		     uint64_t group, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 

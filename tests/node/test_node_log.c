@@ -13,7 +13,11 @@
  *    LINES_MAX lines since the stop, and its summary lines, with the leader
  *    lines logged one by one, must count a change for every group the
  *    stopped node led.
- * Every wait is bounded. Exits 1 with the failed check. */
+ * Every wait is bounded. Exits 1 with the failed check.
+ *
+ * In a test build, FLOTILLA_TEST_LOG_UNLIMITED=1 logs every per-group line
+ * one by one, as before the limiter: then part 2 fails (each survivor logs
+ * a line per group the stopped node led). */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
