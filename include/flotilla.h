@@ -162,6 +162,49 @@ struct fl_peer {
 	const char *addr; /* "host:port" of its peer listener. */
 };
 
+/* Logging. Each node logs its own lines (several nodes may share a
+ * process): by default as text on stderr, one write(2) per line so that
+ * threads never interleave, at FL_LOG_INFO and more severe:
+ *   2026-01-02T03:04:05.678Z INFO node 2: group 17: leader is node 3, term 5
+ * FL_LOG_LOGFMT and FL_LOG_JSON write the same fields as key=value pairs
+ * or as one JSON object per line (keys ts, level, node, shard, group, msg;
+ * shard and group only when the line is about one). Levels: ERROR when
+ * something failed (a WAL, a group's state machine, a start), WARN when the
+ * node goes on degraded (a lost or refused peer, a full disk), INFO for
+ * state changes (leaders, repairs, snapshots installed), DEBUG for detail.
+ *
+ * Events that a mass failover repeats for every group (a leader change, a
+ * repair, a snapshot installed or received, a group unavailable) are
+ * limited per shard: the first few of each kind per second are logged one
+ * by one, the rest counted, and once that second is over one line sums them
+ * up with a dozen examples ("1,203 groups changed leader in the last second
+ * (8 logged one by one); 12 examples: group 4: leader is node 2, term 7;
+ * ..."); docs/operations.md, "Reading the logs". */
+enum fl_log_level {
+	FL_LOG_ERROR = 1,
+	FL_LOG_WARN = 2,
+	FL_LOG_INFO = 3,
+	FL_LOG_DEBUG = 4,
+};
+
+enum fl_log_format {
+	FL_LOG_TEXT = 0,
+	FL_LOG_LOGFMT = 1,
+	FL_LOG_JSON = 2,
+};
+
+/* One log line, handed to fl_node_config.log_cb. Borrowed for the call. */
+struct fl_log_record {
+	uint8_t level;    /* enum fl_log_level. */
+	uint64_t node_id; /* The node that logs it. */
+	int32_t shard;    /* The shard it is about, or -1. */
+	uint64_t group;   /* The group it is about, or 0. */
+	uint64_t time_ns; /* CLOCK_REALTIME, nanoseconds since the epoch. */
+	const char *msg;  /* The text, without the fields above (except that the
+			   * text of a line about a group or a shard does not
+			   * repeat them), NUL-terminated, at most 1023 bytes. */
+};
+
 struct fl_node_config {
 	uint64_t node_id;            /* >= 1, unique in the cluster. */
 	uint64_t cluster_id;         /* Peers of another cluster are refused. */
@@ -198,6 +241,16 @@ struct fl_node_config {
 	 * cluster must have the same one, at least 16 bytes. */
 	const void *auth_key;
 	uint32_t auth_key_size;
+	/* Logging (see fl_log_record above). log_level: lines less severe are
+	 * dropped; 0: FL_LOG_INFO. log_format: on stderr. log_cb: when set,
+	 * every line goes to it instead of stderr, with log_arg; it runs on
+	 * the thread that logs (a shard thread, the node's network thread, or
+	 * the caller of fl_node_start/fl_node_stop), must not block, and must
+	 * not call into Flotilla. */
+	uint8_t log_level;
+	uint8_t log_format;
+	void (*log_cb)(void *arg, const struct fl_log_record *rec);
+	void *log_arg;
 	struct fl_sm_ops sm;
 };
 

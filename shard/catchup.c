@@ -36,15 +36,15 @@ int catchup_install(struct shard *s, struct group *g, const struct raft_snapshot
 		 * no entry up to there will be applied one by one any more. */
 		pending_reads_settle(g, meta.index);
 		stat_add(&s->stats.snapshots_received, 1);
-		log_print(s->config.node_id, "group %llu: installed snapshot %llu (%llu bytes)",
-			  (unsigned long long)g->id, (unsigned long long)meta.index,
-			  (unsigned long long)meta.size);
+		log_limit_group(&s->log_limit, s->now_ms, SHARD_LOG_INSTALLED, LOG_LEVEL_INFO,
+				g->id, "installed snapshot %llu (%llu bytes)",
+				(unsigned long long)meta.index, (unsigned long long)meta.size);
 	}
 	if (rv == 0 && g->rebuilding) {
 		/* The state is the leader's now: whatever a check found is gone. */
-		log_print(s->config.node_id,
-			  "group %llu: rebuilt from the leader's snapshot at %llu",
-			  (unsigned long long)g->id, (unsigned long long)snap->index);
+		log_group(&s->config.log, LOG_LEVEL_INFO, (int32_t)s->config.shard_index, g->id,
+			  "rebuilt from the leader's snapshot at %llu",
+			  (unsigned long long)snap->index);
 		g->rebuilding = false;
 		g->diverged = false;
 		g->replay_until = g->applied_max;
@@ -108,13 +108,12 @@ static void transfer_end(struct shard *s, struct transfer *t, bool ok)
 	}
 	if (ok) {
 		stat_add(&s->stats.snapshots_sent, 1);
-		log_print(s->config.node_id,
-			  "group %llu: snapshot %llu queued to node %llu: %llu bytes, %llu on the "
-			  "wire, in %llu ms",
-			  (unsigned long long)t->group, (unsigned long long)t->file.index,
-			  (unsigned long long)t->peer, (unsigned long long)t->file.size,
-			  (unsigned long long)t->wire_bytes,
-			  (unsigned long long)(s->now_ms - t->started_ms));
+		log_limit_group(
+		    &s->log_limit, s->now_ms, SHARD_LOG_SENT, LOG_LEVEL_INFO, t->group,
+		    "snapshot %llu queued to node %llu: %llu bytes, %llu on the wire, in %llu ms",
+		    (unsigned long long)t->file.index, (unsigned long long)t->peer,
+		    (unsigned long long)t->file.size, (unsigned long long)t->wire_bytes,
+		    (unsigned long long)(s->now_ms - t->started_ms));
 	}
 }
 
@@ -151,7 +150,8 @@ static int transfer_chunk(struct shard *s, struct transfer *t, struct peer *p)
 		 * it, at the receiver. */
 		raw[len / 2] ^= 0x40;
 		s->fault_corrupt = false;
-		log_print(s->config.node_id, "test fault: corrupted a chunk of group %llu",
+		log_shard(&s->config.log, LOG_LEVEL_WARN, s->config.shard_index,
+			  "test fault: corrupted a chunk of group %llu",
 			  (unsigned long long)t->group);
 	}
 #endif
@@ -334,15 +334,16 @@ bool catchup_accept(struct shard *s, struct group *g, uint64_t peer, const struc
 	s->recvs_used[slot] = false;
 	if (snapshot_recv_finish(s->snap_dir, r) != 0) {
 		snapshot_recv_abort(s->snap_dir, r); /* Idempotent: finish may have closed it. */
-		log_print(s->config.node_id, "group %llu: snapshot %llu from node %llu %s",
-			  (unsigned long long)g->id, (unsigned long long)snap->index,
+		log_group(&s->config.log, LOG_LEVEL_WARN, (int32_t)s->config.shard_index, g->id,
+			  "snapshot %llu from node %llu %s", (unsigned long long)snap->index,
 			  (unsigned long long)peer, "is incomplete or fails its checksum");
 		return false;
 	}
-	log_print(s->config.node_id,
-		  "group %llu: snapshot %llu received from node %llu: %llu bytes in %llu ms",
-		  (unsigned long long)g->id, (unsigned long long)r->index, (unsigned long long)peer,
-		  (unsigned long long)r->size, (unsigned long long)(s->now_ms - r->started_ms));
+	log_limit_group(&s->log_limit, s->now_ms, SHARD_LOG_RECEIVED, LOG_LEVEL_INFO, g->id,
+			"snapshot %llu received from node %llu: %llu bytes in %llu ms",
+			(unsigned long long)r->index, (unsigned long long)peer,
+			(unsigned long long)r->size,
+			(unsigned long long)(s->now_ms - r->started_ms));
 	*g->received = (struct snapshot_meta){.group = g->id,
 					      .index = r->index,
 					      .term = r->term,

@@ -127,11 +127,10 @@ static void check_waits_settle(struct group *g, uint64_t index)
 static void check_diverge(struct shard *s, struct group *g, uint64_t index, uint64_t local,
 			  uint64_t leader)
 {
-	log_print(s->config.node_id,
-		  "group %llu: DIVERGED: at check index %llu this replica's digest is %016llx, "
-		  "the leader's %016llx; reads refused until it is rebuilt",
-		  (unsigned long long)g->id, (unsigned long long)index, (unsigned long long)local,
-		  (unsigned long long)leader);
+	log_group(&s->config.log, LOG_LEVEL_ERROR, (int32_t)s->config.shard_index, g->id,
+		  "DIVERGED: at check index %llu this replica's digest is %016llx, the leader's "
+		  "%016llx; reads refused until it is rebuilt",
+		  (unsigned long long)index, (unsigned long long)local, (unsigned long long)leader);
 	if (g->diverged)
 		return; /* Counted and reported once until rebuilt. */
 	g->diverged = true;
@@ -198,10 +197,10 @@ static void check_result_apply(struct shard *s, struct group *g, const struct ch
 			 * against an earlier leader (one whose own state was wrong)
 			 * no longer holds. An entry hash proves no such thing. */
 			g->diverged = false;
-			log_print(s->config.node_id,
-				  "group %llu: matches its leader again at check index %llu; "
-				  "reads served again",
-				  (unsigned long long)g->id, (unsigned long long)c->index);
+			log_group(
+			    &s->config.log, LOG_LEVEL_INFO, (int32_t)s->config.shard_index, g->id,
+			    "matches its leader again at check index %llu; reads served again",
+			    (unsigned long long)c->index);
 		}
 	}
 	check_waits_settle(g, c->index);
@@ -212,8 +211,8 @@ void check_apply(struct shard *s, struct group *g, const struct raft_entry *e)
 	struct check_payload c;
 
 	if (!check_decode(e, &c)) {
-		log_print(s->config.node_id, "group %llu: malformed check entry %llu skipped",
-			  (unsigned long long)g->id, (unsigned long long)e->index);
+		log_group(&s->config.log, LOG_LEVEL_WARN, (int32_t)s->config.shard_index, g->id,
+			  "malformed check entry %llu skipped", (unsigned long long)e->index);
 		return;
 	}
 	if (c.kind == CHECK_MARK)
@@ -282,8 +281,9 @@ int check_rebuild_start(struct shard *s, struct group *g, fl_done_cb cb, void *a
 	rv = raft_want_snapshot(&g->raft);
 	if (rv != 0)
 		return rv;
-	log_print(s->config.node_id, "group %llu: rebuilding from a snapshot of leader %llu",
-		  (unsigned long long)g->id, (unsigned long long)raft_leader(&g->raft));
+	log_group(&s->config.log, LOG_LEVEL_INFO, (int32_t)s->config.shard_index, g->id,
+		  "rebuilding from a snapshot of leader %llu",
+		  (unsigned long long)raft_leader(&g->raft));
 	g->rebuilding = true;
 	g->rebuild_cb = cb;
 	g->rebuild_arg = arg;

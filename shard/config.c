@@ -9,6 +9,7 @@
  *   entry_size_max from 1 to FL_ENTRY_SIZE_MAX (16 MiB)
  *   wal_segment_size 0 (the default) or at most 1 GiB
  *   auth_key NULL, or of at least 16 bytes
+ *   log_level 0 to FL_LOG_DEBUG, log_format FL_LOG_TEXT to FL_LOG_JSON
  *   peers: at most 4 x FL_MEMBERS_MAX, ids >= 1, none this node's, none twice,
  *     each address "host:port" that resolves now
  *   sm: freeze, save_view and release all or none, and restore with them
@@ -213,6 +214,11 @@ int config_check(const struct fl_node_config *c, char *why, size_t why_size)
 	if (c->auth_key != NULL && c->auth_key_size < CONFIG_AUTH_KEY_SIZE_MIN) {
 		snprintf(why, why_size, "auth_key_size %u: a key must have at least %u bytes",
 			 c->auth_key_size, CONFIG_AUTH_KEY_SIZE_MIN);
+		return -EINVAL;
+	}
+	if (c->log_level > FL_LOG_DEBUG || c->log_format > FL_LOG_JSON) {
+		snprintf(why, why_size, "log_level %u, log_format %u: at most %u and %u",
+			 c->log_level, c->log_format, FL_LOG_DEBUG, FL_LOG_JSON);
 		return -EINVAL;
 	}
 	if (config_check_sm(&c->sm, why, why_size) != 0)

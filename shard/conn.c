@@ -22,8 +22,8 @@ void conn_free(struct shard *s, struct conn *c)
 
 static void conn_refuse(struct shard *s, struct conn *c, const char *why)
 {
-	log_print(s->config.node_id, "shard %u: closing connection from node %llu: %s",
-		  s->config.shard_index, (unsigned long long)c->peer, why);
+	log_shard(&s->config.log, LOG_LEVEL_WARN, s->config.shard_index,
+		  "closing connection from node %llu: %s", (unsigned long long)c->peer, why);
 	stat_add(&s->stats.peers_refused, 1);
 	c->closing = true;
 }

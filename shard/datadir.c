@@ -212,7 +212,8 @@ static int datadir_lock(struct datadir *dd, const char *dir, char *why, size_t w
 	/* Ours until close: say so for the next one to come. */
 	n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
 	if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)n, 0) != n)
-		log_print(0, "cannot write the PID into %s: %s", path, strerror(errno));
+		log_at(&dd->log, LOG_LEVEL_WARN, "cannot write the PID into %s: %s", path,
+		       strerror(errno));
 	dd->lock_fd = fd;
 	return 0;
 }
@@ -357,11 +358,11 @@ static int datadir_create(struct datadir *dd, const char *dir, const struct data
 		return rv;
 	}
 	if (found != 0)
-		log_print(x->node_id,
-			  "data directory %s had no manifest: adopted its %u shards as node %llu "
-			  "of cluster %llu (wrote %s)",
-			  dir, found, (unsigned long long)x->node_id,
-			  (unsigned long long)x->cluster_id, DATADIR_MANIFEST);
+		log_at(&dd->log, LOG_LEVEL_INFO,
+		       "data directory %s had no manifest: adopted its %u shards as node %llu "
+		       "of cluster %llu (wrote %s)",
+		       dir, found, (unsigned long long)x->node_id,
+		       (unsigned long long)x->cluster_id, DATADIR_MANIFEST);
 	return 0;
 }
 
@@ -371,6 +372,7 @@ int datadir_open(struct datadir *dd, const char *dir, const struct datadir_expec
 	int rv;
 
 	dd->lock_fd = -1;
+	dd->log = expect->log ? *expect->log : (struct logger){.node_id = expect->node_id};
 	rv = datadir_lock(dd, dir, why, why_size);
 	if (rv != 0)
 		return rv;

@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/log.h"
+
 #define DATADIR_MANIFEST      "flotilla.manifest"
 #define DATADIR_MANIFEST_TEMP "flotilla.manifest.tmp"
 #define DATADIR_LOCK          "flotilla.lock"
@@ -35,11 +37,13 @@ struct datadir_expect {
 	uint64_t cluster_id;
 	uint64_t node_id;
 	uint32_t shards_count;
+	const struct logger *log; /* NULL: text on stderr. Borrowed until datadir_close(). */
 };
 
 struct datadir {
 	int lock_fd;       /* -1 when not held. */
 	bool lock_created; /* This open made the lock file. */
+	struct logger log;
 	struct datadir_manifest manifest;
 };
 

@@ -150,13 +150,13 @@ static void group_append_failed(struct shard *s, int rv)
 	/* -ENOSPC here means the reserve kept for a full disk is spent, which
 	 * space_check() is there to prevent. */
 	if (!s->wal_failed && rv == -ENOSPC)
-		log_print(s->config.node_id,
-			  "shard %u: WAL directory %s is out of space and its "
-			  "reserve is spent; stopping its groups: %s",
-			  s->config.shard_index, s->config.wal_dir, wal_why(&s->wal));
+		log_shard(&s->config.log, LOG_LEVEL_ERROR, s->config.shard_index,
+			  "WAL directory %s is out of space and its reserve is spent; stopping its "
+			  "groups: %s",
+			  s->config.wal_dir, wal_why(&s->wal));
 	else if (!s->wal_failed)
-		log_print(s->config.node_id, "shard %u: WAL append failed: %s",
-			  s->config.shard_index, err_str(rv));
+		log_shard(&s->config.log, LOG_LEVEL_ERROR, s->config.shard_index,
+			  "WAL append failed: %s", err_str(rv));
 }
 
 static int group_ready(struct shard *s, struct group *g)
@@ -169,9 +169,9 @@ static int group_ready(struct shard *s, struct group *g)
 	if (rd.snapshot && (rv = catchup_install(s, g, rd.snapshot)) != 0) {
 		/* The engine moved on to the snapshot; the state machine could not.
 		 * Stop here rather than apply entries on top of the wrong state. */
-		log_print(s->config.node_id, "group %llu: cannot install snapshot %llu: %s",
-			  (unsigned long long)g->id, (unsigned long long)rd.snapshot->index,
-			  err_str(rv));
+		log_group(&s->config.log, LOG_LEVEL_ERROR, (int32_t)s->config.shard_index, g->id,
+			  "cannot install snapshot %llu: %s",
+			  (unsigned long long)rd.snapshot->index, err_str(rv));
 		return s->wal_failed ? 0 : WAL_ERR_FAILED;
 	}
 	if (rd.snapshot || rd.entries_count > 0 || rd.hard_changed) {
@@ -203,8 +203,8 @@ static int group_ready(struct shard *s, struct group *g)
 	pending_reads_ready(g, &rd);
 	rv = group_apply(s, g, &rd); /* Last: it calls back into the engine. */
 	if (rv != 0) {
-		log_print(s->config.node_id, "group %llu: cannot apply: %s",
-			  (unsigned long long)g->id, err_str(rv));
+		log_group(&s->config.log, LOG_LEVEL_ERROR, (int32_t)s->config.shard_index, g->id,
+			  "cannot apply: %s", err_str(rv));
 		return s->wal_failed ? 0 : WAL_ERR_FAILED;
 	}
 	return 0;
@@ -229,18 +229,18 @@ static int group_repair_watch(struct shard *s, struct group *g)
 		}
 		g->repairing = false;
 		stat_add(&s->stats.repairs, 1);
-		log_print(s->config.node_id,
-			  "group %llu: repaired: the log holds leader %llu's up to its mark "
-			  "(index %llu now); voting and acknowledging again",
-			  (unsigned long long)g->id, (unsigned long long)raft_leader(&g->raft),
-			  (unsigned long long)raft_last_index(&g->raft));
+		log_limit_group(&s->log_limit, s->now_ms, SHARD_LOG_REPAIRED, LOG_LEVEL_INFO, g->id,
+				"repaired: the log holds leader %llu's up to its mark (index %llu "
+				"now); voting and acknowledging again",
+				(unsigned long long)raft_leader(&g->raft),
+				(unsigned long long)raft_last_index(&g->raft));
 	}
 	if (blocked && !g->blocked_logged)
-		log_print(s->config.node_id,
-			  "group %llu: unavailable: too many of its members repair data their "
-			  "storage lost (%s); waiting, never electing without them",
-			  (unsigned long long)g->id,
-			  raft_is_leader(&g->raft) ? "too few left to commit" : "votes refused");
+		log_limit_group(
+		    &s->log_limit, s->now_ms, SHARD_LOG_UNAVAILABLE, LOG_LEVEL_WARN, g->id,
+		    "unavailable: too many of its members repair data their storage lost (%s); "
+		    "waiting, never electing without them",
+		    raft_is_leader(&g->raft) ? "too few left to commit" : "votes refused");
 	g->blocked_logged = blocked;
 	return 0;
 }
@@ -291,9 +291,10 @@ int group_process(struct shard *s, struct group *g)
 			s->config.sm.leader_changed(s->config.sm.ctx, g->id, g->last_leader,
 						    raft_term(&g->raft));
 		if (g->last_leader != RAFT_NONE)
-			log_print(s->config.node_id, "group %llu: leader is node %llu, term %llu",
-				  (unsigned long long)g->id, (unsigned long long)g->last_leader,
-				  (unsigned long long)raft_term(&g->raft));
+			log_limit_group(&s->log_limit, s->now_ms, SHARD_LOG_LEADER, LOG_LEVEL_INFO,
+					g->id, "leader is node %llu, term %llu",
+					(unsigned long long)g->last_leader,
+					(unsigned long long)raft_term(&g->raft));
 	}
 	/* Stalled: its deferred records, or a deadline that found no memory,
 	 * are tried again at the next turn. */

@@ -56,7 +56,7 @@ static void liveness_heard(struct shard *s, uint64_t node)
 	if (!p->suspected)
 		return;
 	p->suspected = false;
-	log_print(s->config.node_id, "shard %u: node %llu heard again", s->config.shard_index,
+	log_shard(&s->config.log, LOG_LEVEL_INFO, s->config.shard_index, "node %llu heard again",
 		  (unsigned long long)node);
 	liveness_tell(s, node, false);
 }
@@ -79,10 +79,9 @@ void liveness_turn(struct shard *s)
 		if (p->suspected || s->now_ms < p->heard_ms + suspect_ms)
 			continue;
 		p->suspected = true;
-		log_print(s->config.node_id,
-			  "shard %u: nothing from node %llu for %llu ms: suspected",
-			  s->config.shard_index, (unsigned long long)p->id,
-			  (unsigned long long)(s->now_ms - p->heard_ms));
+		log_shard(&s->config.log, LOG_LEVEL_WARN, s->config.shard_index,
+			  "nothing from node %llu for %llu ms: suspected",
+			  (unsigned long long)p->id, (unsigned long long)(s->now_ms - p->heard_ms));
 		liveness_tell(s, p->id, true);
 	}
 }

@@ -232,7 +232,7 @@ static void net_hand_over(struct node_net *net, uint32_t shard_index, struct sha
 
 static void net_refused(struct node_net *net, const char *why)
 {
-	log_print(net->config.node_id, "refused a peer connection: %s", why);
+	log_at(&net->config.log, LOG_LEVEL_WARN, "refused a peer connection: %s", why);
 	atomic_fetch_add_explicit(&shard_stats(net->shards[0])->peers_refused, 1,
 				  memory_order_relaxed);
 }
@@ -293,14 +293,13 @@ static void net_ident_log_refusal(struct node_net *net, const struct wire_handsh
 		snprintf(from, sizeof(from), "%s:%u", host,
 			 ntohs(v4 ? a4->sin_port : a6->sin6_port));
 	}
-	log_print(net->config.node_id,
-		  "two processes claim node %llu: refused the newer one, incarnation %016llx "
-		  "(connecting from %s); node %llu is incarnation %016llx, %s at its address %s. "
-		  "Stop the process started on another data directory (logged at most every "
-		  "%d s per peer)",
-		  node, (unsigned long long)hs->incarnation, from, node, (unsigned long long)known,
-		  answered ? "live and answering" : "and nothing else answers",
-		  net_peer_addr(net, hs->node_id), NET_IDENT_LOG_MS / 1000);
+	log_at(&net->config.log, LOG_LEVEL_WARN,
+	       "two processes claim node %llu: refused the newer one, incarnation %016llx "
+	       "(connecting from %s); node %llu is incarnation %016llx, %s at its address %s. Stop "
+	       "the process started on another data directory (logged at most every %d s per peer)",
+	       node, (unsigned long long)hs->incarnation, from, node, (unsigned long long)known,
+	       answered ? "live and answering" : "and nothing else answers",
+	       net_peer_addr(net, hs->node_id), NET_IDENT_LOG_MS / 1000);
 }
 
 /* Whether an accepted connection with handshake hs comes from the peer we
@@ -357,11 +356,11 @@ static void net_ident_note(struct node_net *net, uint64_t peer, uint64_t incarna
 		id->refused_until_ms = 0;
 	pthread_mutex_unlock(&net->ident_lock);
 	if (log_now)
-		log_print(net->config.node_id,
-			  "node %llu is now incarnation %016llx (was %016llx): it runs on a new "
-			  "data directory",
-			  (unsigned long long)peer, (unsigned long long)incarnation,
-			  (unsigned long long)was);
+		log_at(&net->config.log, LOG_LEVEL_INFO,
+		       "node %llu is now incarnation %016llx (was %016llx): it runs on a new data "
+		       "directory",
+		       (unsigned long long)peer, (unsigned long long)incarnation,
+		       (unsigned long long)was);
 }
 
 /* The dialled peer refused us: another process claims our node id. */
@@ -374,14 +373,13 @@ static void net_ident_refused_us(struct node_net *net, uint64_t peer)
 	log_now = net_ident_may_log(id, net_now_ms());
 	pthread_mutex_unlock(&net->ident_lock);
 	if (log_now)
-		log_print(net->config.node_id,
-			  "node %llu refuses this process as node %llu: another process with "
-			  "node id %llu and another data directory is live (this one is "
-			  "incarnation %016llx). Stop one of them (logged at most every %d s per "
-			  "peer)",
-			  (unsigned long long)peer, (unsigned long long)net->config.node_id,
-			  (unsigned long long)net->config.node_id,
-			  (unsigned long long)net->config.incarnation, NET_IDENT_LOG_MS / 1000);
+		log_at(&net->config.log, LOG_LEVEL_ERROR,
+		       "node %llu refuses this process as node %llu: another process with node id "
+		       "%llu and another data directory is live (this one is incarnation %016llx). "
+		       "Stop one of them (logged at most every %d s per peer)",
+		       (unsigned long long)peer, (unsigned long long)net->config.node_id,
+		       (unsigned long long)net->config.node_id,
+		       (unsigned long long)net->config.incarnation, NET_IDENT_LOG_MS / 1000);
 	atomic_fetch_add_explicit(&shard_stats(net->shards[0])->peers_refused, 1,
 				  memory_order_relaxed);
 }

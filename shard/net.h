@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/log.h"
+
 struct node_net;
 struct shard;
 
@@ -22,6 +24,7 @@ struct node_net_config {
 	bool auth;
 	uint8_t auth_key[32]; /* crypto_auth_KEYBYTES, derived from the configured secret. */
 	uint64_t node_id;
+	struct logger log; /* The node's. */
 	uint64_t cluster_id;
 	uint64_t incarnation; /* The data directory's: sent in every handshake. */
 	uint32_t shards_count;

@@ -52,8 +52,41 @@ void fl_node_config_default(struct fl_node_config *config, uint64_t node_id)
 	    .lease_read = false,
 	    .snapshot_entries = 10000,
 	    .check_entries = 10000,
+	    .log_level = FL_LOG_INFO,
+	    .log_format = FL_LOG_TEXT,
 	};
 }
+
+/* The logger's sink when the embedder set log_cb: arg is the node's config. */
+static void node_log_sink(void *arg, const struct log_record *rec)
+{
+	const struct fl_node_config *config = arg;
+	struct fl_log_record r = {.level = rec->level,
+				  .node_id = rec->node_id,
+				  .shard = rec->shard,
+				  .group = rec->group,
+				  .time_ns = rec->time_ns,
+				  .msg = rec->msg};
+
+	config->log_cb(config->log_arg, &r);
+}
+
+/* Where config's lines go; valid while config is. */
+static struct logger node_logger(const struct fl_node_config *config)
+{
+	return (struct logger){.node_id = config->node_id,
+			       .level_min = config->log_level,
+			       .format = config->log_format,
+			       .sink = config->log_cb ? node_log_sink : NULL,
+			       .sink_arg = (void *)config};
+}
+
+static_assert((int)FL_LOG_ERROR == (int)LOG_LEVEL_ERROR &&
+		  (int)FL_LOG_DEBUG == (int)LOG_LEVEL_DEBUG,
+	      "the public levels are base/log.h's");
+static_assert((int)FL_LOG_JSON == (int)LOG_FORMAT_JSON &&
+		  (int)FL_LOG_LOGFMT == (int)LOG_FORMAT_LOGFMT,
+	      "the public formats are base/log.h's");
 
 static uint32_t node_shard_of(const struct fl_node *node, uint64_t group)
 {
@@ -81,10 +114,13 @@ int fl_node_start(const struct fl_node_config *config, struct fl_node **out)
 	struct node_net_config nc;
 	char why[1024] = "";
 	int rv = config_check(config, why, sizeof(why));
+	struct logger lg = node_logger(config); /* Until node->config is set. */
 	uint32_t started = 0;
 
 	if (rv != 0) {
-		log_print(config->node_id, "cannot start: bad configuration: %s", why);
+		if (config->log_level > FL_LOG_DEBUG || config->log_format > FL_LOG_JSON)
+			lg = (struct logger){.node_id = config->node_id};
+		log_at(&lg, LOG_LEVEL_ERROR, "cannot start: bad configuration: %s", why);
 		return rv;
 	}
 	node = calloc(1, sizeof(*node));
@@ -108,23 +144,25 @@ int fl_node_start(const struct fl_node_config *config, struct fl_node **out)
 	}
 	if (mkdir(config->data_dir, 0755) != 0 && errno != EEXIST) {
 		rv = -errno;
-		log_print(config->node_id, "cannot create %s: %s", config->data_dir,
-			  strerror(errno));
+		log_at(&lg, LOG_LEVEL_ERROR, "cannot create %s: %s", config->data_dir,
+		       strerror(errno));
 		node_free(node);
 		return rv;
 	}
 	rv = datadir_open(&node->datadir, config->data_dir,
 			  &(struct datadir_expect){.cluster_id = config->cluster_id,
 						   .node_id = config->node_id,
-						   .shards_count = node->shards_count},
+						   .shards_count = node->shards_count,
+						   .log = &lg},
 			  why, sizeof(why));
 	if (rv != 0) {
-		log_print(config->node_id, "cannot start: %s", why);
+		log_at(&lg, LOG_LEVEL_ERROR, "cannot start: %s", why);
 		node_free(node);
 		return rv;
 	}
 	nc = (struct node_net_config){.auth = config->auth_key != NULL,
 				      .node_id = config->node_id,
+				      .log = node_logger(&node->config),
 				      .cluster_id = config->cluster_id,
 				      .incarnation = node->datadir.manifest.incarnation,
 				      .shards_count = node->shards_count,
@@ -151,6 +189,7 @@ int fl_node_start(const struct fl_node_config *config, struct fl_node **out)
 	for (; started < node->shards_count; started++) {
 		struct shard_config sc = {
 		    .node_id = config->node_id,
+		    .log = node_logger(&node->config),
 		    .cluster_id = config->cluster_id,
 		    .shard_index = started,
 		    .shards_count = node->shards_count,
@@ -180,11 +219,11 @@ int fl_node_start(const struct fl_node_config *config, struct fl_node **out)
 			goto err_after_shards;
 	}
 	node_net_ready(node->net);
-	log_print(config->node_id,
-		  "started: %u shards, peers on port %u, data directory %s "
-		  "(incarnation %016llx)",
-		  node->shards_count, node_net_port(node->net), config->data_dir,
-		  (unsigned long long)node->datadir.manifest.incarnation);
+	log_at(&lg, LOG_LEVEL_INFO,
+	       "started: %u shards, peers on port %u, data directory %s "
+	       "(incarnation %016llx)",
+	       node->shards_count, node_net_port(node->net), config->data_dir,
+	       (unsigned long long)node->datadir.manifest.incarnation);
 	*out = node;
 	return 0;
 err_after_shards:
@@ -200,13 +239,15 @@ err_after_shards:
 err:
 	snapshot_worker_stop(node->snapshots);
 	datadir_close(&node->datadir);
-	log_print(config->node_id, "cannot start: %s (%s)", why, err_str(rv));
+	log_at(&lg, LOG_LEVEL_ERROR, "cannot start: %s (%s)", why, err_str(rv));
 	node_free(node);
 	return rv;
 }
 
 void fl_node_stop(struct fl_node *node)
 {
+	struct logger lg = node_logger(&node->config);
+
 	/* The order of err_after_shards in fl_node_start(), for the same reason. */
 	for (uint32_t i = 0; i < node->shards_count; i++)
 		shard_stop(node->shards[i]);
@@ -219,7 +260,7 @@ void fl_node_stop(struct fl_node *node)
 	/* Last: the directory is free for the next process once nothing of
 	 * ours writes to it. */
 	datadir_close(&node->datadir);
-	log_print(node->config.node_id, "stopped");
+	log_at(&lg, LOG_LEVEL_INFO, "stopped");
 	node_free(node);
 }
 

@@ -88,8 +88,8 @@ static void peer_close(struct shard *s, struct peer *p, const char *why)
 {
 	if (p->state != PEER_UP)
 		return;
-	log_print(s->config.node_id, "shard %u: connection to node %llu lost: %s",
-		  s->config.shard_index, (unsigned long long)p->id, why);
+	log_shard(&s->config.log, LOG_LEVEL_WARN, s->config.shard_index,
+		  "connection to node %llu lost: %s", (unsigned long long)p->id, why);
 	p->state = PEER_CLOSING;
 	shutdown(p->fd, SHUT_RDWR); /* Completes the outstanding probe and send. */
 }
@@ -217,10 +217,12 @@ void peer_connected(struct shard *s, struct peer *p, int fd)
 	p->frame_start = SIZE_MAX;
 	p->ops++;
 	loop_recv(&s->loop, &p->probe_op, fd, &p->probe_byte, 1, 0, peer_probe_done);
+	log_shard(&s->config.log, LOG_LEVEL_DEBUG, s->config.shard_index,
+		  "connection to node %llu up", (unsigned long long)p->id);
 	if (p->reported_down) {
 		p->reported_down = false;
-		log_print(s->config.node_id, "shard %u: node %llu is back", s->config.shard_index,
-			  (unsigned long long)p->id);
+		log_shard(&s->config.log, LOG_LEVEL_INFO, s->config.shard_index,
+			  "node %llu is back", (unsigned long long)p->id);
 		peer_groups_event(s, p->id, true);
 	}
 }
@@ -235,8 +237,8 @@ void peer_dial_failed(struct shard *s, struct peer *p, int err)
 	 * (see raft_peer_down). */
 	if (err == ECONNREFUSED && !p->reported_down) {
 		p->reported_down = true;
-		log_print(s->config.node_id, "shard %u: node %llu refuses connections: down",
-			  s->config.shard_index, (unsigned long long)p->id);
+		log_shard(&s->config.log, LOG_LEVEL_WARN, s->config.shard_index,
+			  "node %llu refuses connections: down", (unsigned long long)p->id);
 		peer_groups_event(s, p->id, false);
 	}
 	p->redial_ms = s->now_ms + p->backoff_ms;

@@ -102,12 +102,12 @@ static void recover_term(struct shard *s, uint64_t group, struct wal_hard *hard)
 	if (s->unbounded_said)
 		return;
 	s->unbounded_said = true;
-	log_print(s->config.node_id,
-		  "shard %u: the WAL knows no bound on the terms its hard states named (its "
-		  "chain file predates it or was lost, or the WAL was damaged before one was "
-		  "set); group %llu and any other group repairing here keep the term they "
-		  "recovered, and a vote cast in a later term before the loss could be cast again",
-		  s->config.shard_index, (unsigned long long)group);
+	log_shard(&s->config.log, LOG_LEVEL_WARN, s->config.shard_index,
+		  "the WAL knows no bound on the terms its hard states named (its chain file "
+		  "predates it or was lost, or the WAL was damaged before one was set); group %llu "
+		  "and any other group repairing here keep the term they recovered, and a vote "
+		  "cast in a later term before the loss could be cast again",
+		  (unsigned long long)group);
 }
 
 /* Start group id, whose storage lost data (a WAL record or its snapshot
@@ -165,10 +165,10 @@ static int recover_damaged(struct shard *s, uint64_t id, const char *what)
 	if (rv != 0)
 		return rv;
 	g->repairing = true;
-	log_print(s->config.node_id,
-		  "group %llu: %s%s; starting it from %s%llu as a non-voting, non-acknowledging "
-		  "member and repairing it from the leader",
-		  (unsigned long long)id, what,
+	log_group(&s->config.log, LOG_LEVEL_WARN, (int32_t)s->config.shard_index, id,
+		  "%s%s; starting it from %s%llu as a non-voting, non-acknowledging member and "
+		  "repairing it from the leader",
+		  what,
 		  snapshot_bad && strstr(what, "snapshot") == NULL
 		      ? " (its snapshot fails verification too)"
 		      : "",
@@ -194,11 +194,9 @@ int recover_lost_group(struct shard *s, uint64_t id)
 	if (rv != 0)
 		return rv;
 	g->repairing = true;
-	log_print(s->config.node_id,
-		  "group %llu: the WAL lost a segment that may have held its records; starting "
-		  "it from nothing as a non-voting, non-acknowledging member and repairing it "
-		  "from the leader",
-		  (unsigned long long)id);
+	log_group(&s->config.log, LOG_LEVEL_WARN, (int32_t)s->config.shard_index, id,
+		  "the WAL lost a segment that may have held its records; starting it from nothing "
+		  "as a non-voting, non-acknowledging member and repairing it from the leader");
 	return 0;
 }
 
@@ -279,11 +277,9 @@ static int recover_one(struct shard *s, const struct wal_group *wg, uint64_t **d
 		rv = group_open(s, wg->group, &boot, &g);
 	if (rv == 0 && boot.repair) {
 		g->repairing = true;
-		log_print(
-		    s->config.node_id,
-		    "group %llu: its repair from peers was interrupted; resuming it (no vote, "
-		    "no acknowledgement that counts, until it holds the leader's log)",
-		    (unsigned long long)wg->group);
+		log_group(&s->config.log, LOG_LEVEL_INFO, (int32_t)s->config.shard_index, wg->group,
+			  "its repair from peers was interrupted; resuming it (no vote, no "
+			  "acknowledgement that counts, until it holds the leader's log)");
 	}
 	for (uint32_t i = 0; i < count; i++)
 		free((void *)entries[i].data);

@@ -73,8 +73,8 @@ static int save_commit(struct shard *s, struct group *g, struct snapshot_meta *m
 
 static void save_failed(struct shard *s, struct group *g, uint64_t index, int rv)
 {
-	log_print(s->config.node_id, "group %llu: snapshot at %llu failed: %s",
-		  (unsigned long long)g->id, (unsigned long long)index, err_str(rv));
+	log_group(&s->config.log, LOG_LEVEL_WARN, (int32_t)s->config.shard_index, g->id,
+		  "snapshot at %llu failed: %s", (unsigned long long)index, err_str(rv));
 	g->snapshot_retry = index + (s->config.snapshot_entries ? s->config.snapshot_entries : 1);
 }
 
@@ -86,11 +86,11 @@ static void save_log(struct shard *s, const struct snapshot_meta *meta, uint64_t
 {
 	if (meta->size < SHARD_SAVE_LOG_SIZE)
 		return;
-	log_print(s->config.node_id,
-		  "group %llu: snapshot %llu saved: %llu bytes in %.1f ms; the shard thread spent "
-		  "%.1f ms %s and %.1f ms after it",
-		  (unsigned long long)meta->group, (unsigned long long)meta->index,
-		  (unsigned long long)meta->size, (double)total_ns / 1e6, (double)save_ns / 1e6,
+	log_group(&s->config.log, LOG_LEVEL_INFO, (int32_t)s->config.shard_index, meta->group,
+		  "snapshot %llu saved: %llu bytes in %.1f ms; the shard thread spent %.1f ms %s "
+		  "and %.1f ms after it",
+		  (unsigned long long)meta->index, (unsigned long long)meta->size,
+		  (double)total_ns / 1e6, (double)save_ns / 1e6,
 		  s->config.sm.freeze ? "freezing it" : "saving it", (double)commit_ns / 1e6);
 }
 

@@ -48,6 +48,16 @@
 #include "io/wal.h"
 #include "shard/shard_internal.h"
 
+/* What each group of a summary did: "1,203 groups <what> in the last second". */
+static const char *const shard_log_kinds[SHARD_LOG_KINDS] = {
+    [SHARD_LOG_LEADER] = "changed leader",
+    [SHARD_LOG_REPAIRED] = "were repaired",
+    [SHARD_LOG_UNAVAILABLE] = "became unavailable (too many members repairing)",
+    [SHARD_LOG_INSTALLED] = "installed a snapshot",
+    [SHARD_LOG_RECEIVED] = "received a snapshot",
+    [SHARD_LOG_SENT] = "sent a snapshot",
+};
+
 static void groups_fail_all(struct shard *s, int rv)
 {
 	for (uint64_t i = 0; i < s->table_cap; i++)
@@ -64,7 +74,7 @@ static void shard_fail(struct shard *s, int rv, const char *why)
 	if (s->wal_failed)
 		return;
 	if (why != NULL)
-		log_print(s->config.node_id, "shard %u: %s", s->config.shard_index, why);
+		log_shard(&s->config.log, LOG_LEVEL_ERROR, s->config.shard_index, "%s", why);
 	s->wal_failed = true;
 	groups_fail_all(s, rv);
 }
@@ -216,6 +226,7 @@ static void shard_arm_timer(struct shard *s)
 		if (s->peers[i].state == PEER_DOWN && s->peers[i].redial_ms < due)
 			due = s->peers[i].redial_ms;
 	due = liveness_due(s, due);
+	due = log_limit_due(&s->log_limit, due); /* A summary is written on time. */
 	if (due < s->now_ms + s->config.tick_ms)
 		due = s->now_ms + s->config.tick_ms; /* The tick is the finest grain. */
 	if (s->tick_armed) {
@@ -273,6 +284,7 @@ static void shard_turn(struct shard *s)
 		shard_reclaim(s);
 	if (s->now_ms >= s->census_ms)
 		shard_census(s);
+	log_limit_flush(&s->log_limit, s->now_ms);
 	shard_arm_timer(s);
 }
 
@@ -395,6 +407,7 @@ static int shard_fault(void *arg, const struct loop_fault_site *site)
 
 static void shard_faults_read(struct shard *s)
 {
+	const char *unlimited = getenv("FLOTILLA_TEST_LOG_UNLIMITED");
 	const char *corrupt = getenv("FLOTILLA_TEST_SNAPSHOT_CORRUPT");
 	const char *pace = getenv("FLOTILLA_TEST_SNAPSHOT_PACE_MS");
 	const char *no_space = getenv("FLOTILLA_TEST_NO_SPACE");
@@ -402,17 +415,22 @@ static void shard_faults_read(struct shard *s)
 	if (no_space != NULL && strcmp(no_space, "1") == 0) {
 		snprintf(s->fault_no_space, sizeof(s->fault_no_space), "%s.no-space",
 			 s->config.wal_dir);
-		log_print(s->config.node_id,
-			  "shard %u: test fault on: no space for WAL segments while %s exists",
-			  s->config.shard_index, s->fault_no_space);
+		log_shard(&s->config.log, LOG_LEVEL_WARN, s->config.shard_index,
+			  "test fault on: no space for WAL segments while %s exists",
+			  s->fault_no_space);
 	}
 
+	/* Every per-group line logged one by one, as before the limiter (to
+	 * measure what it saves). */
+	if (unlimited != NULL && strcmp(unlimited, "1") == 0)
+		s->log_limit.allowance = UINT32_MAX;
 	s->fault_corrupt = corrupt != NULL && strcmp(corrupt, "1") == 0;
 	if (pace != NULL)
 		s->fault_pace_ms = (uint32_t)strtoul(pace, NULL, 10);
 	if (s->fault_corrupt || s->fault_pace_ms > 0)
-		log_print(s->config.node_id, "shard %u: test faults on (corrupt %d, pace %u ms)",
-			  s->config.shard_index, s->fault_corrupt, s->fault_pace_ms);
+		log_shard(&s->config.log, LOG_LEVEL_WARN, s->config.shard_index,
+			  "test faults on (corrupt %d, pace %u ms)", s->fault_corrupt,
+			  s->fault_pace_ms);
 }
 #endif /* FLOTILLA_TEST_HOOKS */
 
@@ -429,6 +447,8 @@ int shard_start(struct shard **out, const struct shard_config *config, char *why
 		return -ENOMEM;
 	s->snap_dir = -1;
 	s->config = *config;
+	log_limit_init(&s->log_limit, &s->config.log, (int32_t)config->shard_index, shard_log_kinds,
+		       SHARD_LOG_KINDS, SHARD_LOG_ALLOWANCE);
 	s->conn_step = group_step;
 	s->conn_chunk = catchup_chunk;
 	pthread_mutex_init(&s->saved_lock, NULL);
@@ -493,8 +513,8 @@ int shard_start(struct shard **out, const struct shard_config *config, char *why
 	wc.salvage = true; /* Damaged groups repair from peers: recover_groups(). */
 	rv = wal_init(&s->wal, &s->loop, config->wal_dir, &wc);
 	if (rv == -EINVAL) {
-		log_print(config->node_id, "shard %u: %s; writing the WAL buffered",
-			  config->shard_index, wal_why(&s->wal));
+		log_shard(&config->log, LOG_LEVEL_WARN, config->shard_index,
+			  "%s; writing the WAL buffered", wal_why(&s->wal));
 		wc.direct_io = false;
 		rv = wal_init(&s->wal, &s->loop, config->wal_dir, &wc);
 	}
@@ -506,13 +526,13 @@ int shard_start(struct shard **out, const struct shard_config *config, char *why
 	s->now_ms = s->now_ns / 1000000;
 	if (wal_loss_why(&s->wal)[0] != '\0' &&
 	    (s->wal.stats.segments_lost > 0 || s->wal.stats.files_foreign > 0))
-		log_print(config->node_id, "shard %u: WAL %s: %s%s", config->shard_index,
+		log_shard(&config->log, LOG_LEVEL_WARN, config->shard_index, "WAL %s: %s%s",
 			  config->wal_dir, wal_loss_why(&s->wal),
 			  s->wal.stats.segments_lost > 0
 			      ? "; every group of this shard repairs from its peers"
 			      : "");
 	if (s->wal.stats.damaged_records > 0)
-		log_print(config->node_id, "shard %u: WAL %s: %s", config->shard_index,
+		log_shard(&config->log, LOG_LEVEL_WARN, config->shard_index, "WAL %s: %s",
 			  config->wal_dir, wal_why(&s->wal));
 	rv = recover_groups(s, why, why_size);
 	if (rv != 0)
@@ -629,6 +649,7 @@ void shard_close(struct shard *s)
 			shutdown(s->conns[i]->fd, SHUT_RDWR);
 	for (int i = 0; i < 100 && loop_inflight(&s->loop) > 1; i++)
 		loop_run(&s->loop, 1); /* Let the closed sockets' operations finish. */
+	log_limit_flush_all(&s->log_limit);
 	wal_deinit(&s->wal);
 	loop_deinit(&s->loop);
 	shard_free(s);

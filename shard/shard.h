@@ -79,6 +79,7 @@ struct shard_req {
 
 struct shard_config {
 	uint64_t node_id;
+	struct logger log; /* Where this shard's lines go (its node's logger). */
 	uint64_t cluster_id;
 	uint32_t shard_index;
 	uint32_t shards_count;

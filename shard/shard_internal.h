@@ -31,6 +31,7 @@
 
 #include "base/array.h"
 #include "base/assert.h"
+#include "base/log_limit.h"
 #include "engine/raft.h"
 #include "io/loop.h"
 #include "io/wal.h"
@@ -41,6 +42,20 @@
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
+/* Per-group lines that a mass event repeats for thousands of groups at once:
+ * each kind goes through the shard's limiter (base/log_limit.h), which logs
+ * SHARD_LOG_ALLOWANCE of them per second and sums up the rest. The names
+ * are in shard.c. */
+enum shard_log_kind {
+	SHARD_LOG_LEADER,      /* "leader is node N, term T" (group.c). */
+	SHARD_LOG_REPAIRED,    /* "repaired: ..." (group.c). */
+	SHARD_LOG_UNAVAILABLE, /* "unavailable: too many of its members repair ..." */
+	SHARD_LOG_INSTALLED,   /* "installed snapshot ..." (catchup.c). */
+	SHARD_LOG_RECEIVED,    /* "snapshot N received from node M ..." */
+	SHARD_LOG_SENT,        /* "snapshot N queued to node M ..." */
+	SHARD_LOG_KINDS,
+};
+
 enum {
 	SHARD_OUT_SIZE_MAX = 64 << 20,   /* Bytes queued to one peer before dropping. */
 	SHARD_FRAME_BODY_SOFT = 4 << 20, /* Start a new frame past this. */
@@ -49,6 +64,7 @@ enum {
 	SHARD_REDIAL_MIN_MS = 50,
 	SHARD_REDIAL_MAX_MS = 1000,
 	SHARD_IDLE_WAKE_MS = 1000, /* Longest sleep of a shard with nothing due. */
+	SHARD_LOG_ALLOWANCE = 8,   /* Lines per second per limited kind (log_limit.h). */
 	SHARD_SUSPECT_BEATS = 3,   /* Heartbeat intervals of silence before a host is suspected. */
 	SHARD_TRANSFERS_MAX = 64,  /* Snapshots being sent at once by one shard. */
 	SHARD_RECVS_MAX = 64,      /* Snapshots being received at once. */
@@ -289,9 +305,10 @@ struct shard {
 	int wal_error;          /* Reported by the durable callback. */
 	uint64_t durable_batch; /* Likewise. */
 	uint64_t now_ms;
-	uint64_t now_ns;       /* The same instant as now_ms: the turn's start. */
-	uint64_t census_ms;    /* The next shard_census() is due then. */
-	uint64_t live_turn_ms; /* The last turn, for liveness_turn(). */
+	uint64_t now_ns;            /* The same instant as now_ms: the turn's start. */
+	uint64_t census_ms;         /* The next shard_census() is due then. */
+	struct log_limit log_limit; /* Lines of mass events: enum shard_log_kind. */
+	uint64_t live_turn_ms;      /* The last turn, for liveness_turn(). */
 	struct loop_timer tick;
 	bool tick_armed, tick_cancelled;
 	uint64_t tick_due_ms;

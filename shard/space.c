@@ -70,15 +70,14 @@ void space_check(struct shard *s)
 		s->space_low = true;
 		s->space_retry_ms = s->now_ms + SHARD_SPACE_RETRY_MS;
 		atomic_store_explicit(&s->stats.space_low, 1, memory_order_relaxed);
-		log_print(s->config.node_id,
-			  "shard %u: WAL directory %s is out of space (ENOSPC): refusing writes "
-			  "until space returns (%s)",
-			  s->config.shard_index, s->config.wal_dir, wal_why(&s->wal));
+		log_shard(&s->config.log, LOG_LEVEL_WARN, s->config.shard_index,
+			  "WAL directory %s is out of space (ENOSPC): refusing writes until space "
+			  "returns (%s)",
+			  s->config.wal_dir, wal_why(&s->wal));
 		started = space_handoff(s);
 		if (started > 0)
-			log_print(s->config.node_id,
-				  "shard %u: handing leadership of %u groups to peers with room",
-				  s->config.shard_index, started);
+			log_shard(&s->config.log, LOG_LEVEL_INFO, s->config.shard_index,
+				  "handing leadership of %u groups to peers with room", started);
 		return;
 	}
 	if (!s->space_low || s->now_ms < s->space_retry_ms)
@@ -91,6 +90,6 @@ void space_check(struct shard *s)
 	}
 	s->space_low = false;
 	atomic_store_explicit(&s->stats.space_low, 0, memory_order_relaxed);
-	log_print(s->config.node_id, "shard %u: WAL directory %s has space again: accepting writes",
-		  s->config.shard_index, s->config.wal_dir);
+	log_shard(&s->config.log, LOG_LEVEL_INFO, s->config.shard_index,
+		  "WAL directory %s has space again: accepting writes", s->config.wal_dir);
 }

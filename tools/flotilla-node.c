@@ -71,14 +71,15 @@ enum { EXIT_USAGE = 2, EXIT_ADDR_IN_USE = 3, EXIT_NO_IO_URING = 4 };
 
 /* --- Logging. --- */
 
-static uint64_t server_log_id;
+/* The program's own lines, at the level and in the format of the node's. */
+static struct logger server_logger;
 
-void server_log(const char *fmt, ...)
+void server_log(unsigned level, const char *fmt, ...)
 {
 	va_list ap;
 
 	va_start(ap, fmt);
-	log_vprint(server_log_id, fmt, ap);
+	log_vrecord(&server_logger, level, -1, 0, fmt, ap);
 	va_end(ap);
 }
 
@@ -122,23 +123,30 @@ static void monitor_poll(struct server *s)
 	uint32_t leading = atomic_load_explicit(&s->leading, memory_order_relaxed);
 	struct fl_metrics m;
 
-	if (s->opt.groups_count > 0 && leading != s->monitor_leading) {
-		server_log("this node leads %u of %u groups", leading, s->opt.groups_count);
+	/* At most once a second: a mass failover moves it every poll. */
+	if (s->opt.groups_count > 0 && leading != s->monitor_leading &&
+	    server_now_ms() >= s->monitor_leading_ms + 1000) {
+		server_log(LOG_LEVEL_INFO, "this node leads %u of %u groups", leading,
+			   s->opt.groups_count);
 		s->monitor_leading = leading;
+		s->monitor_leading_ms = server_now_ms();
 	}
 	fl_node_metrics(s->node, &m);
 	if (m.shards_no_space != s->monitor_no_space) {
 		if (m.shards_no_space > 0)
-			server_log("disk full: the WAL of %u of %u shards is out of space; their "
+			server_log(LOG_LEVEL_WARN,
+				   "disk full: the WAL of %u of %u shards is out of space; their "
 				   "writes are refused until space returns (%llu refused so far)",
 				   m.shards_no_space, m.shards_count,
 				   (unsigned long long)m.writes_refused_no_space);
 		else
-			server_log("disk: every shard's WAL has space again; writes accepted");
+			server_log(LOG_LEVEL_INFO,
+				   "disk: every shard's WAL has space again; writes accepted");
 		s->monitor_no_space = m.shards_no_space;
 	}
 	if (m.divergences != s->monitor_divergences) {
 		server_log(
+		    LOG_LEVEL_ERROR,
 		    "consistency: %llu groups diverged here, %llu checks compared; their reads "
 		    "are refused",
 		    (unsigned long long)m.divergences, (unsigned long long)m.checks);
@@ -229,8 +237,8 @@ static int server_create_groups(struct server *s)
 			continue;
 		}
 		if (rv != 0) {
-			server_log("creating group %llu: %s", (unsigned long long)g,
-				   fl_strerror(rv));
+			server_log(LOG_LEVEL_ERROR, "creating group %llu: %s",
+				   (unsigned long long)g, fl_strerror(rv));
 			return rv;
 		}
 		started++;
@@ -248,19 +256,19 @@ static int server_create_groups(struct server *s)
 		pthread_cond_timedwait(&wait.cond, &wait.lock, &until);
 	}
 	if (wait.done < started) {
-		server_log("%u group creations did not finish in %d ms", started - wait.done,
-			   NODE_CREATE_WAIT_MS);
+		server_log(LOG_LEVEL_WARN, "%u group creations did not finish in %d ms",
+			   started - wait.done, NODE_CREATE_WAIT_MS);
 		rv = -ETIMEDOUT;
 	} else if (wait.failed > 0) {
-		server_log("%u group creations failed, the last with: %s", wait.failed,
-			   fl_strerror(wait.error));
+		server_log(LOG_LEVEL_ERROR, "%u group creations failed, the last with: %s",
+			   wait.failed, fl_strerror(wait.error));
 		rv = wait.error;
 	}
 	existed += wait.existed;
 	pthread_mutex_unlock(&wait.lock);
 	if (rv == 0)
-		server_log("groups 1..%u: %u created, %u found in the WAL", s->opt.groups_count,
-			   s->opt.groups_count - existed, existed);
+		server_log(LOG_LEVEL_INFO, "groups 1..%u: %u created, %u found in the WAL",
+			   s->opt.groups_count, s->opt.groups_count - existed, existed);
 	return rv;
 }
 
@@ -283,7 +291,8 @@ static void server_check_fd_limit(struct server *s)
 					 ? (uint32_t)(limit.rlim_cur - reserved)
 					 : (uint32_t)(limit.rlim_cur / 2);
 
-		server_log("--client-conns-max %u lowered to %u: at most %llu open files",
+		server_log(LOG_LEVEL_WARN,
+			   "--client-conns-max %u lowered to %u: at most %llu open files",
 			   s->opt.conns_max, conns_max, (unsigned long long)limit.rlim_cur);
 		s->opt.conns_max = conns_max;
 	}
@@ -405,6 +414,8 @@ static int server_start_node(struct server *s, struct fl_peer *peers)
 	config.check_entries = s->opt.check_entries;
 	config.snapshot_bytes = s->opt.snapshot_bytes;
 	config.snapshot_compress = s->opt.snapshot_compress;
+	config.log_level = s->opt.log_level;
+	config.log_format = s->opt.log_format;
 	config.sm = (struct fl_sm_ops){.apply = server_apply,
 				       .leader_changed = server_leader_changed,
 				       .save = server_save,
@@ -499,7 +510,8 @@ int main(int argc, char **argv)
 				"and their rules)\n");
 		return EXIT_USAGE;
 	}
-	server_log_id = s->opt.id;
+	server_logger = (struct logger){
+	    .node_id = s->opt.id, .level_min = s->opt.log_level, .format = s->opt.log_format};
 	/* Block the stop signals in every thread (they inherit the mask); the
 	 * main thread takes them with sigwait(). */
 	sigemptyset(&signals);
@@ -509,12 +521,13 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	if (mkdir(s->opt.data_dir, 0755) != 0 && errno != EEXIST) {
-		server_log("%s: %s", s->opt.data_dir, strerror(errno));
+		server_log(LOG_LEVEL_ERROR, "%s: %s", s->opt.data_dir, strerror(errno));
 		return EXIT_FAILURE;
 	}
 	rv = node_store_find(s->opt.store)->open(s->opt.data_dir, &s->store);
 	if (rv != 0) {
-		server_log("opening the %s store: %s", s->opt.store, fl_strerror(rv));
+		server_log(LOG_LEVEL_ERROR, "opening the %s store: %s", s->opt.store,
+			   fl_strerror(rv));
 		return EXIT_FAILURE;
 	}
 	server_check_fd_limit(s);
@@ -526,28 +539,29 @@ int main(int argc, char **argv)
 	}
 	rv = server_listen(s);
 	if (rv != 0) {
-		server_log("client listener %s: %s", s->opt.client_addr, strerror(-rv));
+		server_log(LOG_LEVEL_ERROR, "client listener %s: %s", s->opt.client_addr,
+			   strerror(-rv));
 		return node_exit_status(rv);
 	}
 	rv = server_start_node(s, peers);
 	if (rv != 0) {
-		server_log("starting the node: %s", fl_strerror(rv));
+		server_log(LOG_LEVEL_ERROR, "starting the node: %s", fl_strerror(rv));
 		return node_exit_status(rv);
 	}
 	if (s->opt.metrics_addr[0] != '\0' && (rv = node_metrics_start(s)) != 0) {
-		server_log("metrics listener %s: %s", s->opt.metrics_addr, strerror(-rv));
+		server_log(LOG_LEVEL_ERROR, "metrics listener %s: %s", s->opt.metrics_addr, strerror(-rv));
 		fl_node_stop(s->node);
 		return node_exit_status(rv);
 	}
 	node_addr_host(s->opt.listen_addr, peer_host, sizeof(peer_host));
 	node_addr_host(s->opt.client_addr, client_host, sizeof(client_host));
-	server_log("listening: peer %s:%u client %s:%u (flotilla %s)", peer_host,
+	server_log(LOG_LEVEL_INFO, "listening: peer %s:%u client %s:%u (flotilla %s)", peer_host,
 		   fl_node_port(s->node), client_host, s->client_port, fl_version());
 	rv = s->opt.join ? 0 : server_create_groups(s);
 	if (rv == 0)
 		rv = server_start_threads(s);
 	if (rv != 0) {
-		server_log("start failed: %s", fl_strerror(rv));
+		server_log(LOG_LEVEL_ERROR, "start failed: %s", fl_strerror(rv));
 		node_metrics_stop(s); /* It reads the node. */
 		fl_node_stop(s->node);
 		return EXIT_FAILURE;
@@ -561,13 +575,14 @@ int main(int argc, char **argv)
 	printf("\n");
 	fflush(stdout);
 	if (s->metrics != NULL)
-		server_log("metrics: GET http://%s:%u/metrics", metrics_host, s->metrics_port);
-	server_log("ready");
+		server_log(LOG_LEVEL_INFO, "metrics: GET http://%s:%u/metrics", metrics_host, s->metrics_port);
+	server_log(LOG_LEVEL_INFO, "ready");
 
 	while (sigwait(&signals, &signal_number) != 0) {
 	}
-	server_log("stopping on %s", signal_number == SIGINT ? "SIGINT" : "SIGTERM");
+	server_log(LOG_LEVEL_INFO, "stopping on %s",
+		   signal_number == SIGINT ? "SIGINT" : "SIGTERM");
 	server_stop(s);
-	server_log("exiting");
+	server_log(LOG_LEVEL_INFO, "exiting");
 	return 0;
 }

@@ -85,7 +85,7 @@ void conn_respond(struct conn *c, uint32_t status, uint64_t request_id, uint64_t
 		return;
 	if (client_reserve(&c->out, &c->out_size, &c->out_start, &c->out_end, size,
 			   CONN_READ_SIZE) != 0) {
-		server_log("client connection closed: out of memory for an answer");
+		server_log(LOG_LEVEL_WARN, "client connection closed: out of memory for an answer");
 		conn_close(c);
 		return;
 	}
@@ -153,7 +153,7 @@ static void conn_update_events(struct conn *c)
 	if (events == c->events)
 		return;
 	if (epoll_ctl(c->worker->epfd, EPOLL_CTL_MOD, c->fd, &ev) != 0) {
-		server_log("epoll_ctl: %s", strerror(errno));
+		server_log(LOG_LEVEL_ERROR, "epoll_ctl: %s", strerror(errno));
 		conn_close(c);
 		return;
 	}
@@ -231,7 +231,7 @@ static void worker_accept_failed(struct worker *w, int err)
 
 	(void)w;
 	if (now >= last + 1000 && atomic_compare_exchange_strong(&logged_ms, &last, now))
-		server_log("accept: %s", strerror(err));
+		server_log(LOG_LEVEL_WARN, "accept: %s", strerror(err));
 	usleep(10 * 1000);
 }
 
@@ -275,7 +275,7 @@ static void worker_accept(struct worker *w)
 		w->conns = c;
 		continue;
 	err_after_count:
-		server_log("client connection refused: %s", strerror(errno));
+		server_log(LOG_LEVEL_WARN, "client connection refused: %s", strerror(errno));
 		atomic_fetch_sub(&s->conns_count, 1);
 		close(fd);
 	}
@@ -363,7 +363,7 @@ void *worker_main(void *arg)
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			server_log("epoll_wait: %s", strerror(errno));
+			server_log(LOG_LEVEL_ERROR, "epoll_wait: %s", strerror(errno));
 			break;
 		}
 		for (int i = 0; i < n; i++) {
@@ -423,7 +423,8 @@ void worker_deinit(struct worker *w)
 	w->done_head = w->done_tail = NULL;
 	while (w->conns != NULL) {
 		if (w->conns->outstanding != 0)
-			server_log("a client connection still waits for %u answers at exit",
+			server_log(LOG_LEVEL_WARN,
+				   "a client connection still waits for %u answers at exit",
 				   w->conns->outstanding);
 		conn_free(w->conns);
 	}

@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "base/log.h"
 #include "flotilla.h"
 #include "tools/client.h"
 #include "tools/node_options.h"
@@ -100,7 +101,8 @@ struct server {
 	pthread_mutex_t monitor_lock;
 	pthread_cond_t monitor_cond;
 	bool monitor_stop;
-	uint32_t monitor_leading;     /* Groups led at the last poll; the monitor's. */
+	uint32_t monitor_leading;     /* Groups led when last logged; the monitor's. */
+	uint64_t monitor_leading_ms;  /* When it was logged. */
 	uint64_t monitor_divergences; /* Likewise, fl_metrics.divergences. */
 	uint32_t monitor_no_space;    /* Likewise, fl_metrics.shards_no_space. */
 	struct MHD_Daemon *metrics;   /* --metrics: the HTTP server; NULL when off. */
@@ -111,7 +113,8 @@ struct server {
 
 /* One line to stderr with a UTC timestamp and this node's id, written in one
  * call so that lines of different threads do not interleave. Any thread. */
-__attribute__((format(printf, 1, 2))) void server_log(const char *fmt, ...);
+/* Log a line at level (enum log_level) as the node's logger would. */
+__attribute__((format(printf, 2, 3))) void server_log(unsigned level, const char *fmt, ...);
 uint64_t server_now_ms(void);
 
 /* The last leader of group this node heard of (0: none), for answers that

@@ -8,10 +8,21 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/log.h"
 #include "shard/config.h"
 #include "tools/node_store.h"
 
-enum { OPT_U64, OPT_U32, OPT_BOOL, OPT_STR, OPT_PEER, OPT_MEMBERS, OPT_CONFIG };
+enum {
+	OPT_U64,
+	OPT_U32,
+	OPT_BOOL,
+	OPT_STR,
+	OPT_PEER,
+	OPT_MEMBERS,
+	OPT_CONFIG,
+	OPT_LOG_LEVEL,
+	OPT_LOG_FORMAT
+};
 
 struct node_options_entry {
 	const char *name;
@@ -79,6 +90,10 @@ static const struct node_options_entry node_options_table[] = {
      "MS  how often each group's leader is polled (200)"},
     {"store", OPT_STR, OPT_FIELD(store), NODE_STORE_NAME_SIZE_MAX, 0, 0,
      "NAME  the key-value store: memory (memory)"},
+    {"log-level", OPT_LOG_LEVEL, OPT_FIELD(log_level), 0, 0, 0,
+     "error|warn|info|debug  the least severe lines logged (info)"},
+    {"log-format", OPT_LOG_FORMAT, OPT_FIELD(log_format), 0, 0, 0,
+     "text|logfmt|json  how lines are written on stderr (text)"},
     {"config", OPT_CONFIG, 0, 0, 0, 0, "FILE  key=value lines with these names; # comments"},
 };
 
@@ -227,6 +242,20 @@ static int node_options_set_one(struct node_options *opt, const struct node_opti
 		return node_options_parse_members(opt, value, why, why_size);
 	case OPT_CONFIG:
 		return node_options_read_file(opt, value, depth + 1);
+	case OPT_LOG_LEVEL:
+	case OPT_LOG_FORMAT: {
+		int parsed =
+		    o->kind == OPT_LOG_LEVEL ? log_level_parse(value) : log_format_parse(value);
+
+		if (parsed < 0) {
+			snprintf(why, why_size, "must be %s",
+				 o->kind == OPT_LOG_LEVEL ? "error, warn, info or debug"
+							  : "text, logfmt or json");
+			return -EINVAL;
+		}
+		*(uint8_t *)field = (uint8_t)parsed;
+		return 0;
+	}
 	}
 	return -EINVAL;
 }
@@ -500,4 +529,6 @@ void node_options_default(struct node_options *opt)
 	opt->conns_max = 1024;
 	opt->inflight_max = 1024;
 	opt->leader_poll_ms = 200;
+	opt->log_level = config.log_level;
+	opt->log_format = config.log_format;
 }

@@ -48,6 +48,8 @@ struct node_options {
 	uint32_t conns_max;
 	uint32_t inflight_max;
 	uint32_t leader_poll_ms;
+	uint8_t log_level;  /* enum fl_log_level. */
+	uint8_t log_format; /* enum fl_log_format. */
 };
 
 /* The defaults: the library's, then the program's own. */

@@ -408,7 +408,8 @@ static void request_corrupt(struct conn *c, const struct client_request *req)
 		conn_respond_text(c, CLIENT_STATUS_ERROR, req->request_id, hint, fl_strerror(rv));
 		return;
 	}
-	server_log("group %llu: CORRUPT: a key was set in this replica alone, on request",
+	server_log(LOG_LEVEL_WARN,
+		   "group %llu: CORRUPT: a key was set in this replica alone, on request",
 		   (unsigned long long)req->group);
 	conn_respond(c, CLIENT_STATUS_OK, req->request_id, hint, NULL, 0);
 }

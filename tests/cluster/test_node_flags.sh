@@ -62,6 +62,8 @@ refused "--join on and --groups 5 conflict" --join on --groups 5
 refused "--members must include this node (--id 1) to create --groups 2" \
 	--peer 2=127.0.0.1:7000 --members 2 --groups 2
 refused "--quiesce maybe: must be on or off" --quiesce maybe
+refused "--log-level verbose: must be error, warn, info or debug" --log-level verbose
+refused "--log-format xml: must be text, logfmt or json" --log-format xml
 
 # The rules' edges are allowed: election = 2 heartbeats = 5 ticks.
 "$node_bin" --id 1 --data "$dir/ok" --listen 127.0.0.1:0 --client 127.0.0.1:0 --groups 1 \
@@ -86,6 +88,50 @@ elif grep -q "^flotilla-node 1 ready" "$dir/ok.out"; then
 else
 	echo "FAIL: a configuration at the rules' edges did not start (status ${status:-none}):"
 	tail -5 "$dir/ok.err"
+	failed=1
+fi
+pid=
+
+# --log-format json --log-level debug: every line on stderr is one JSON
+# object with the fields of docs/operations.md, debug lines among them.
+"$node_bin" --id 1 --data "$dir/json" --listen 127.0.0.1:0 --client 127.0.0.1:0 --groups 1 \
+	--log-format json --log-level debug >"$dir/json.out" 2>"$dir/json.err" &
+pid=$!
+for _ in $(seq 100); do
+	grep -q "^flotilla-node 1 ready" "$dir/json.out" 2>/dev/null && break
+	kill -0 "$pid" 2>/dev/null || break
+	sleep 0.1
+done
+if grep -q "^flotilla-node 1 ready" "$dir/json.out"; then
+	for _ in $(seq 100); do # The group elects itself: a leader line with its group.
+		grep -q '"group":1,"msg":"leader is node 1' "$dir/json.err" && break
+		sleep 0.1
+	done
+	kill -TERM "$pid"
+	wait "$pid" || { echo "FAIL: exit $? after SIGTERM"; failed=1; }
+	if python3 - "$dir/json.err" <<'PY'; then
+import json, sys
+lines = open(sys.argv[1], encoding="utf-8").read().splitlines()
+recs = [json.loads(line) for line in lines]
+assert recs, "no lines"
+for r in recs:
+    assert set(r) >= {"ts", "level", "node", "msg"}, r
+    assert r["level"] in ("error", "warn", "info", "debug") and r["node"] == 1, r
+assert any(r.get("group") == 1 and r["msg"].startswith("leader is node 1") for r in recs)
+assert any(r["msg"] == "exiting" for r in recs)
+print("ok: %d JSON lines, levels %s" % (len(recs), sorted({r["level"] for r in recs})))
+PY
+		:
+	else
+		echo "FAIL: --log-format json wrote lines that are not the JSON of the docs:"
+		head -5 "$dir/json.err"
+		failed=1
+	fi
+elif ! wait "$pid" && [ $? -eq 4 ]; then
+	echo "io_uring is not available here: the JSON lines are not checked"
+else
+	echo "FAIL: a node with --log-format json did not start:"
+	tail -5 "$dir/json.err"
 	failed=1
 fi
 pid=

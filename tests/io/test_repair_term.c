@@ -107,6 +107,7 @@ static struct shard *fx_shard_start(struct fx *fx)
 {
 	struct shard_config sc = {
 	    .node_id = NODE,
+	    .log = {.node_id = NODE},
 	    .cluster_id = 7,
 	    .shard_index = 0,
 	    .shards_count = 1,

@@ -682,6 +682,7 @@ static int node_start(struct world *w, struct node *n)
 	for (uint32_t j = 0; j < w->shards_count; j++) {
 		struct shard_config sc = {
 		    .node_id = n->id,
+		    .log = {.node_id = n->id},
 		    .cluster_id = 7,
 		    .shard_index = j,
 		    .shards_count = w->shards_count,
