@@ -123,11 +123,11 @@ static void request_handle(struct shard *s, struct shard_req *req)
 			struct peer *p = peer_find(s, req->member);
 
 			if (p)
-				peer_connected(s, p, req->fd);
+				peer_connected(s, p, req->fd, req->auth ? req->session_key : NULL);
 			else
 				close(req->fd);
 		} else {
-			conn_adopt(s, req->fd, req->member);
+			conn_adopt(s, req->fd, req->member, req->auth ? req->session_key : NULL);
 		}
 		request_free(req);
 		return;
