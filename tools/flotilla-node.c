@@ -405,6 +405,10 @@ static int server_start_node(struct server *s, struct fl_peer *peers)
 	config.check_entries = s->opt.check_entries;
 	config.snapshot_bytes = s->opt.snapshot_bytes;
 	config.snapshot_compress = s->opt.snapshot_compress;
+	if (s->opt.auth_key_size > 0) {
+		config.auth_key = s->opt.auth_key;
+		config.auth_key_size = s->opt.auth_key_size;
+	}
 	config.sm = (struct fl_sm_ops){.apply = server_apply,
 				       .leader_changed = server_leader_changed,
 				       .save = server_save,
