@@ -470,8 +470,8 @@ static int node_options_read_key(struct node_options *opt)
 	n = read(fd, text, sizeof(text) - 1);
 	close(fd);
 	len = n > 0 ? (size_t)n : 0;
-	while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r' ||
-			   text[len - 1] == ' ' || text[len - 1] == '\t'))
+	while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r' || text[len - 1] == ' ' ||
+			   text[len - 1] == '\t'))
 		len--;
 	opt->auth_key_size = 0;
 	for (size_t i = 0; i < len; i += 2) {

@@ -13,7 +13,7 @@
 #define NODE_PEERS_MAX           64
 #define NODE_ADDR_SIZE_MAX       64
 #define NODE_STORE_NAME_SIZE_MAX 16
-#define NODE_AUTH_KEY_SIZE_MIN   32  /* Bytes of a --auth-key-file key (64 hex digits). */
+#define NODE_AUTH_KEY_SIZE_MIN   32 /* Bytes of a --auth-key-file key (64 hex digits). */
 #define NODE_AUTH_KEY_SIZE_MAX   128
 
 struct node_options {
@@ -49,7 +49,7 @@ struct node_options {
 	uint32_t conns_max;
 	uint32_t inflight_max;
 	uint32_t leader_poll_ms;
-	char auth_key_file[PATH_MAX]; /* Empty: no shared key. */
+	char auth_key_file[PATH_MAX];             /* Empty: no shared key. */
 	uint8_t auth_key[NODE_AUTH_KEY_SIZE_MAX]; /* Read by node_options_check(). */
 	uint32_t auth_key_size;                   /* 0: none. */
 };
