@@ -49,8 +49,8 @@ static void conn_refuse_tag(struct shard *s, struct conn *c)
 	}
 	log_print(s->config.node_id,
 		  "shard %u: closing connection from node %llu: frame %llu failed authentication "
-		  "(forged, altered, replayed or reordered; %llu more such closes not logged in "
-		  "the last %d ms)",
+		  "(forged, altered, replayed or reordered); %llu more such closes since the last "
+		  "line (at most one line every %d ms)",
 		  s->config.shard_index, (unsigned long long)c->peer,
 		  (unsigned long long)c->auth_frames, (unsigned long long)s->auth_unlogged,
 		  SHARD_AUTH_LOG_MS);
