@@ -4,6 +4,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "base/assert.h"
 #include "base/err.h"
 #include "shard/shard_internal.h"
@@ -129,6 +131,7 @@ static void request_handle(struct shard *s, struct shard_req *req)
 		} else {
 			conn_adopt(s, req->fd, req->member, req->auth ? req->session_key : NULL);
 		}
+		sodium_memzero(req->session_key, sizeof(req->session_key)); /* Copied. */
 		request_free(req);
 		return;
 	case SHARD_REQ_DIAL_FAILED: {
