@@ -1,10 +1,9 @@
 /* Requests from the inbox: application calls and the net thread's sockets. */
 #include <errno.h>
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-#include <sodium.h>
 
 #include "base/assert.h"
 #include "base/err.h"
