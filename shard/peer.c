@@ -13,6 +13,9 @@
 #include "shard/shard_internal.h"
 
 _Static_assert(SHARD_FRAME_TAG_ROOM == AUTH_TAG_SIZE, "room for one tag after each frame");
+_Static_assert(sizeof(((struct peer *)0)->auth_key) == AUTH_KEY_SIZE, "a session key");
+_Static_assert(sizeof(((struct conn *)0)->auth_key) == AUTH_KEY_SIZE, "a session key");
+_Static_assert(sizeof(((struct shard_req *)0)->session_key) == AUTH_KEY_SIZE, "a session key");
 
 struct peer *peer_find(struct shard *s, uint64_t id)
 {
