@@ -133,12 +133,12 @@ static int transfer_chunk(struct shard *s, struct transfer *t, struct peer *p)
 	uint8_t *at, *data, *raw;
 
 	ASSERT(t->offset < t->file.size); /* A chunk is only sent while some is left. */
+	peer_frame_close(p);              /* Before reserving: sealing may append a tag. */
 	if (buf_reserve(&p->out, WIRE_FRAME_HEADER_SIZE + WIRE_CHUNK_HEADER_SIZE +
-				     (bound > len ? bound : len)) != 0)
+				     (bound > len ? bound : len) + SHARD_FRAME_TAG_ROOM) != 0)
 		return -ENOMEM;
 	if (compress && s->chunk_buf == NULL && (s->chunk_buf = malloc(SHARD_CHUNK_SIZE)) == NULL)
 		return -ENOMEM;
-	peer_frame_close(p);
 	at = p->out.data + p->out.len;
 	data = at + WIRE_FRAME_HEADER_SIZE + WIRE_CHUNK_HEADER_SIZE;
 	raw = compress ? s->chunk_buf : data;
@@ -164,8 +164,8 @@ static int transfer_chunk(struct shard *s, struct transfer *t, struct peer *p)
 			memcpy(data, raw, len);
 	}
 	wire_chunk_encode(&chunk, at + WIRE_FRAME_HEADER_SIZE);
-	wire_frame_seal(at, WIRE_FRAME_SNAPSHOT, WIRE_CHUNK_HEADER_SIZE + wire_len);
 	p->out.len += WIRE_FRAME_HEADER_SIZE + WIRE_CHUNK_HEADER_SIZE + wire_len;
+	peer_frame_seal(p, (size_t)(at - p->out.data), WIRE_FRAME_SNAPSHOT);
 	t->offset += len;
 	ASSERT(t->offset <= t->file.size);
 	t->wire_bytes += wire_len;

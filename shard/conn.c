@@ -1,13 +1,21 @@
 /* Incoming peer connections: receive, verify and decode frames. Decoded
  * messages and snapshot chunks go to the handlers the shard set
- * (shard->conn_step, shard->conn_chunk): this layer calls nothing above it. */
+ * (shard->conn_step, shard->conn_chunk): this layer calls nothing above it.
+ *
+ * On an authenticated connection (a shared key) every frame is followed by
+ * its tag (shard/auth.c), checked before anything in the frame is believed:
+ * a frame whose tag fails (forged, altered, replayed, reordered, or from
+ * another connection or direction) closes the connection, and nothing of it
+ * or after it reaches a group. */
 #include <errno.h>
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "base/assert.h"
 #include "base/err.h"
+#include "shard/auth.h"
 #include "shard/shard_internal.h"
 
 void conn_free(struct shard *s, struct conn *c)
@@ -17,6 +25,7 @@ void conn_free(struct shard *s, struct conn *c)
 			s->conns[i] = NULL;
 	close(c->fd);
 	buf_free(&c->in);
+	sodium_memzero(c->auth_key, sizeof(c->auth_key));
 	free(c);
 }
 
@@ -26,6 +35,26 @@ static void conn_refuse(struct shard *s, struct conn *c, const char *why)
 		  "closing connection from node %llu: %s", (unsigned long long)c->peer, why);
 	stat_add(&s->stats.peers_refused, 1);
 	c->closing = true;
+}
+
+/* A frame failed its tag: close, with a line naming the peer at most every
+ * SHARD_AUTH_LOG_MS per shard (a flood of forgeries must not flood the log). */
+static void conn_refuse_tag(struct shard *s, struct conn *c)
+{
+	stat_add(&s->stats.peers_refused, 1);
+	c->closing = true;
+	if (s->auth_logged_ms != 0 && s->now_ms < s->auth_logged_ms + SHARD_AUTH_LOG_MS) {
+		s->auth_unlogged++;
+		return;
+	}
+	log_shard(&s->config.log, LOG_LEVEL_WARN, s->config.shard_index,
+		  "closing connection from node %llu: frame %llu failed authentication "
+		  "(forged, altered, replayed or reordered); %llu more such closes since the last "
+		  "line (at most one line every %d ms)",
+		  (unsigned long long)c->peer, (unsigned long long)c->auth_frames,
+		  (unsigned long long)s->auth_unlogged, SHARD_AUTH_LOG_MS);
+	s->auth_logged_ms = s->now_ms;
+	s->auth_unlogged = 0;
 }
 
 /* Decode every message of a verified frame body. Returns 0 or -EPROTO. */
@@ -110,17 +139,27 @@ void conn_parse(struct shard *s, struct conn *c)
 	c->received = false;
 	while (c->in.len - off >= WIRE_FRAME_HEADER_SIZE) {
 		struct wire_frame_header h;
+		size_t tag_size = c->auth ? AUTH_TAG_SIZE : 0;
 		int rv = wire_frame_header_decode(&h, c->in.data + off);
 
 		if (rv != 0) {
 			conn_refuse(s, c, rv == -EMSGSIZE ? "frame too large" : "bad frame kind");
 			break;
 		}
-		if (c->in.len - off < WIRE_FRAME_HEADER_SIZE + h.body_size) {
-			if (buf_reserve(&c->in, WIRE_FRAME_HEADER_SIZE + h.body_size) != 0)
+		if (c->in.len - off < WIRE_FRAME_HEADER_SIZE + h.body_size + tag_size) {
+			if (buf_reserve(&c->in, WIRE_FRAME_HEADER_SIZE + h.body_size + tag_size) !=
+			    0)
 				conn_refuse(s, c, "out of memory");
 			break;
 		}
+		if (c->auth &&
+		    !auth_frame_check(c->in.data + off + WIRE_FRAME_HEADER_SIZE + h.body_size,
+				      c->auth_key, c->auth_frames, c->in.data + off,
+				      WIRE_FRAME_HEADER_SIZE + h.body_size)) {
+			conn_refuse_tag(s, c);
+			break;
+		}
+		c->auth_frames++;
 		if (wire_frame_verify(&h, c->in.data + off + WIRE_FRAME_HEADER_SIZE) != 0) {
 			conn_refuse(s, c, "frame checksum mismatch");
 			break;
@@ -132,7 +171,7 @@ void conn_parse(struct shard *s, struct conn *c)
 			conn_refuse(s, c, rv == -ENOMEM ? "out of memory" : "malformed message");
 			break;
 		}
-		off += WIRE_FRAME_HEADER_SIZE + h.body_size;
+		off += WIRE_FRAME_HEADER_SIZE + h.body_size + tag_size;
 	}
 	if (c->closing) {
 		conn_free(s, c);
@@ -166,7 +205,7 @@ static void conn_recv_post(struct shard *s, struct conn *c)
 		  (uint32_t)(c->in.cap - c->in.len), 0, conn_recv_done);
 }
 
-void conn_adopt(struct shard *s, int fd, uint64_t peer)
+void conn_adopt(struct shard *s, int fd, uint64_t peer, const uint8_t *session_key)
 {
 	struct conn *c = calloc(1, sizeof(*c));
 	int slot = -1;
@@ -180,6 +219,9 @@ void conn_adopt(struct shard *s, int fd, uint64_t peer)
 		return;
 	}
 	*c = (struct conn){.shard = s, .fd = fd, .peer = peer, .in = c->in};
+	c->auth = session_key != NULL;
+	if (c->auth)
+		memcpy(c->auth_key, session_key, sizeof(c->auth_key));
 	s->conns[slot] = c;
 	conn_recv_post(s, c);
 }

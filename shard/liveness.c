@@ -92,11 +92,11 @@ void liveness_ping(struct shard *s, struct peer *p)
 	if (p->state != PEER_UP || p->out.len > 0 || p->beats.len > 0 ||
 	    s->now_ms < p->sent_ms + s->config.heartbeat_interval_ms)
 		return;
-	if (buf_reserve(&p->out, WIRE_FRAME_HEADER_SIZE) != 0)
+	if (buf_reserve(&p->out, WIRE_FRAME_HEADER_SIZE + SHARD_FRAME_TAG_ROOM) != 0)
 		return;                     /* Out of memory: the next turn tries again. */
 	ASSERT(p->frame_start == SIZE_MAX); /* An empty out has no open frame. */
-	wire_frame_seal(p->out.data, WIRE_FRAME_HEARTBEATS, 0);
 	p->out.len = WIRE_FRAME_HEADER_SIZE;
+	peer_frame_seal(p, 0, WIRE_FRAME_HEARTBEATS);
 }
 
 /* The earliest of due_ms and the next ping or suspicion due. */

@@ -11,11 +11,13 @@
  * it dialled and receives on the ones it accepted.
  *
  * AUTHENTICATION (when a shared key is configured; both handshakes then carry
- * WIRE_HANDSHAKE_AUTH, and a node without the key is refused). After the
- * handshakes, each side sends a 32-byte random challenge and answers the
- * other's with crypto_auth(key, challenge | sender's handshake | receiver's
- * handshake), HMAC-SHA-512-256 from libsodium. The MAC binds the handshakes,
- * so a proof cannot be replayed for another node id, shard or connection.
+ * WIRE_HANDSHAKE_AUTH and WIRE_HANDSHAKE_AUTH_FRAMES, and a node without the
+ * key, or with the older scheme, is refused). After the handshakes, each side
+ * sends a 32-byte random challenge and a proof bound to its role (dialler or
+ * acceptor), both challenges, both handshakes and the cluster id; both
+ * derive the session key of the dialler's frames, which then each carry a
+ * tag (shard/auth.c has the protocol; shard/conn.c checks the tags). The
+ * shard is handed the session key with the socket.
  *
  * PEER IDENTITY. Each handshake carries the incarnation id of the sender's
  * data directory (fixed when the directory was made; shard/datadir.c), so a
@@ -51,6 +53,7 @@
 #include <unistd.h>
 
 #include "base/err.h"
+#include "shard/auth.h"
 #include "shard/config.h"
 #include "shard/shard.h"
 #include "shard/wire.h"
@@ -164,59 +167,62 @@ static const char *handshake_check(const struct node_net *net, const struct wire
 	    (expect_shard != UINT32_MAX && hs->shard_index != expect_shard))
 		return "a bad shard index";
 	if (((hs->flags & WIRE_HANDSHAKE_AUTH) != 0) != net->config.auth)
-		return net->config.auth ? "no authentication" : "authentication we do not use";
+		return net->config.auth ? "no authentication key (this node requires one)"
+					: "an authentication key (this node has none)";
+	if (net->config.auth && (hs->flags & WIRE_HANDSHAKE_AUTH_FRAMES) == 0)
+		return "the older shared-key authentication without authenticated frames "
+		       "(upgrade it)";
 	return NULL;
 }
 
-/* The MAC one side sends: over the other's challenge and both handshakes,
- * the sender's first. */
-static void auth_mac(const struct node_net *net, uint8_t *mac, const uint8_t *challenge,
-		     const uint8_t *hs_sender, const uint8_t *hs_receiver)
+/* Prove we hold the key and check that the peer does (shard/auth.c). role
+ * is ours; hs_ours and hs_theirs are the handshakes as sent on the wire. On
+ * success session_key gets the key of the frames the dialler sends. Returns
+ * 0, -EACCES on a wrong proof, or -errno from the socket. */
+static int auth_exchange(const struct node_net *net, int fd, enum auth_role role,
+			 const uint8_t *hs_ours, const uint8_t *hs_theirs, uint8_t *session_key)
 {
-	uint8_t msg[32 + 2 * WIRE_HANDSHAKE_SIZE];
-
-	memcpy(msg, challenge, 32);
-	memcpy(msg + 32, hs_sender, WIRE_HANDSHAKE_SIZE);
-	memcpy(msg + 32 + WIRE_HANDSHAKE_SIZE, hs_receiver, WIRE_HANDSHAKE_SIZE);
-	crypto_auth(mac, msg, sizeof(msg), net->config.auth_key);
-}
-
-/* Prove we hold the key and check that the peer does. hs_ours and hs_theirs
- * are the handshakes as sent on the wire. Returns 0, -EACCES on a wrong
- * proof, or -errno from the socket. */
-static int auth_exchange(const struct node_net *net, int fd, const uint8_t *hs_ours,
-			 const uint8_t *hs_theirs)
-{
-	uint8_t mine[32], theirs[32], mac[crypto_auth_BYTES], got[crypto_auth_BYTES];
+	enum auth_role other = role == AUTH_DIALLER ? AUTH_ACCEPTOR : AUTH_DIALLER;
+	uint8_t mine[AUTH_CHALLENGE_SIZE], theirs[AUTH_CHALLENGE_SIZE];
+	uint8_t proof[AUTH_PROOF_SIZE], got[AUTH_PROOF_SIZE];
+	struct auth_transcript t = {.cluster_id = net->config.cluster_id};
 	int rv;
 
+	t.challenge[role] = mine;
+	t.challenge[other] = theirs;
+	t.handshake[role] = hs_ours;
+	t.handshake[other] = hs_theirs;
 	randombytes_buf(mine, sizeof(mine));
 	rv = io_exact(fd, mine, sizeof(mine), true, NET_HANDSHAKE_TIMEOUT_MS);
 	if (rv == 0)
 		rv = io_exact(fd, theirs, sizeof(theirs), false, NET_HANDSHAKE_TIMEOUT_MS);
 	if (rv != 0)
 		return rv;
-	auth_mac(net, mac, theirs, hs_ours, hs_theirs);
-	rv = io_exact(fd, mac, sizeof(mac), true, NET_HANDSHAKE_TIMEOUT_MS);
+	auth_proof(proof, net->config.auth_key, role, &t);
+	rv = io_exact(fd, proof, sizeof(proof), true, NET_HANDSHAKE_TIMEOUT_MS);
 	if (rv == 0)
 		rv = io_exact(fd, got, sizeof(got), false, NET_HANDSHAKE_TIMEOUT_MS);
 	if (rv != 0)
 		return rv;
-	/* What the peer must have sent: our challenge, its handshake first. */
-	auth_mac(net, mac, mine, hs_theirs, hs_ours);
-	return sodium_memcmp(mac, got, sizeof(mac)) == 0 ? 0 : -EACCES;
+	/* The peer's proof is of the other role: ours, sent back, never is. */
+	if (!auth_proof_check(got, net->config.auth_key, other, &t))
+		return -EACCES;
+	auth_session_key(session_key, net->config.auth_key, AUTH_DIALLER, &t);
+	return 0;
 }
 
 static void handshake_ours(const struct node_net *net, uint32_t shard_index, uint32_t flags,
 			   uint8_t *buf)
 {
-	struct wire_handshake hs = {.version = WIRE_VERSION,
-				    .cluster_id = net->config.cluster_id,
-				    .node_id = net->config.node_id,
-				    .shard_index = shard_index,
-				    .shard_count = net->config.shards_count,
-				    .incarnation = net->config.incarnation,
-				    .flags = flags | (net->config.auth ? WIRE_HANDSHAKE_AUTH : 0)};
+	struct wire_handshake hs = {
+	    .version = WIRE_VERSION,
+	    .cluster_id = net->config.cluster_id,
+	    .node_id = net->config.node_id,
+	    .shard_index = shard_index,
+	    .shard_count = net->config.shards_count,
+	    .incarnation = net->config.incarnation,
+	    .flags =
+		flags | (net->config.auth ? WIRE_HANDSHAKE_AUTH | WIRE_HANDSHAKE_AUTH_FRAMES : 0)};
 
 	wire_handshake_encode(&hs, buf);
 }
@@ -238,7 +244,7 @@ static void net_refused(struct node_net *net, const char *why)
 }
 
 static int net_connect(struct node_net *net, uint32_t shard_index, uint64_t peer, uint32_t flags,
-		       struct wire_handshake *hs);
+		       struct wire_handshake *hs, uint8_t *session_key);
 static const char *net_peer_addr(const struct node_net *net, uint64_t id);
 
 static struct net_ident *net_ident_of(struct node_net *net, uint64_t id)
@@ -265,8 +271,10 @@ static bool net_ident_may_log(struct net_ident *id, uint64_t now_ms)
 static uint64_t net_ident_probe(struct node_net *net, uint64_t peer)
 {
 	struct wire_handshake hs;
-	int fd = net_connect(net, 0, peer, WIRE_HANDSHAKE_PROBE, &hs);
+	uint8_t key[AUTH_KEY_SIZE];
+	int fd = net_connect(net, 0, peer, WIRE_HANDSHAKE_PROBE, &hs, key);
 
+	sodium_memzero(key, sizeof(key));
 	if (fd < 0)
 		return 0;
 	close(fd);
@@ -386,7 +394,7 @@ static void net_ident_refused_us(struct node_net *net, uint64_t peer)
 
 static void net_accept(struct node_net *net)
 {
-	uint8_t buf[WIRE_HANDSHAKE_SIZE], ours[WIRE_HANDSHAKE_SIZE];
+	uint8_t buf[WIRE_HANDSHAKE_SIZE], ours[WIRE_HANDSHAKE_SIZE], key[AUTH_KEY_SIZE];
 	struct wire_handshake hs;
 	struct shard_req *req;
 	const char *why;
@@ -424,12 +432,13 @@ static void net_accept(struct node_net *net)
 		close(fd);
 		return;
 	}
-	if (net->config.auth && (rv = auth_exchange(net, fd, ours, buf)) != 0) {
-		char line[128];
+	if (net->config.auth && (rv = auth_exchange(net, fd, AUTH_ACCEPTOR, ours, buf, key)) != 0) {
+		char line[160];
 
 		snprintf(line, sizeof(line), "node %llu failed authentication: %s",
 			 (unsigned long long)hs.node_id,
-			 rv == -EACCES ? "wrong key" : strerror(-rv));
+			 rv == -EACCES ? "wrong proof (another key, or not the peer)"
+				       : strerror(-rv));
 		net_refused(net, line);
 		close(fd);
 		return;
@@ -448,6 +457,10 @@ static void net_accept(struct node_net *net)
 	req->type = SHARD_REQ_CONN;
 	req->fd = fd;
 	req->member = hs.node_id;
+	req->auth = net->config.auth;
+	if (req->auth)
+		memcpy(req->session_key, key, sizeof(key));
+	sodium_memzero(key, sizeof(key));
 	net_hand_over(net, hs.shard_index, req);
 }
 
@@ -460,10 +473,11 @@ static const char *net_peer_addr(const struct node_net *net, uint64_t id)
 }
 
 /* Dial peer for shard_index, sending flags in our handshake; *hs gets the
- * peer's. Returns the connected socket, or -EEXIST (the peer refuses this
+ * peer's, and session_key (AUTH_KEY_SIZE bytes) the key of the frames we
+ * send when authentication is on. Returns the connected socket, or -EEXIST (the peer refuses this
  * process: another one claims our node id), or -errno. */
 static int net_connect(struct node_net *net, uint32_t shard_index, uint64_t peer, uint32_t flags,
-		       struct wire_handshake *hs)
+		       struct wire_handshake *hs, uint8_t *session_key)
 {
 	const char *text = net_peer_addr(net, peer);
 	struct sockaddr_storage addr;
@@ -513,9 +527,17 @@ static int net_connect(struct node_net *net, uint32_t shard_index, uint64_t peer
 		rv = -EEXIST;
 		goto err;
 	}
-	if (net->config.auth && (rv = auth_exchange(net, fd, ours, buf)) != 0) {
-		if (rv == -EACCES)
-			net_refused(net, "the dialled peer failed authentication: wrong key");
+	if (net->config.auth &&
+	    (rv = auth_exchange(net, fd, AUTH_DIALLER, ours, buf, session_key)) != 0) {
+		if (rv == -EACCES) {
+			char line[160];
+
+			snprintf(line, sizeof(line),
+				 "dialled node %llu failed authentication: wrong proof (another "
+				 "key, or not the peer)",
+				 (unsigned long long)peer);
+			net_refused(net, line);
+		}
 		goto err;
 	}
 	/* Blocking again: the shard's io_uring does the waiting from here on. */
@@ -531,7 +553,8 @@ static void net_dial_one(struct node_net *net, struct net_dial d)
 {
 	struct shard_req *req = calloc(1, sizeof(*req));
 	struct wire_handshake hs;
-	int fd = net_connect(net, d.shard_index, d.peer, 0, &hs);
+	uint8_t key[AUTH_KEY_SIZE];
+	int fd = net_connect(net, d.shard_index, d.peer, 0, &hs, key);
 
 	if (req == NULL) {
 		if (fd >= 0)
@@ -545,6 +568,9 @@ static void net_dial_one(struct node_net *net, struct net_dial d)
 		req->type = SHARD_REQ_CONN;
 		req->fd = fd;
 		req->outgoing = true;
+		req->auth = net->config.auth;
+		if (req->auth)
+			memcpy(req->session_key, key, sizeof(key));
 	} else {
 		req->type = SHARD_REQ_DIAL_FAILED;
 		req->fd = -fd;

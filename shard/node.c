@@ -220,10 +220,12 @@ int fl_node_start(const struct fl_node_config *config, struct fl_node **out)
 	}
 	node_net_ready(node->net);
 	log_at(&lg, LOG_LEVEL_INFO,
-	       "started: %u shards, peers on port %u, data directory %s "
+	       "started: %u shards, peers on port %u%s, data directory %s "
 	       "(incarnation %016llx)",
-	       node->shards_count, node_net_port(node->net), config->data_dir,
-	       (unsigned long long)node->datadir.manifest.incarnation);
+	       node->shards_count, node_net_port(node->net),
+	       config->auth_key != NULL ? " (shared key: peers and frames authenticated)"
+					: " (no shared key: peers unauthenticated)",
+	       config->data_dir, (unsigned long long)node->datadir.manifest.incarnation);
 	*out = node;
 	return 0;
 err_after_shards:

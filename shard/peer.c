@@ -9,7 +9,13 @@
 
 #include "base/assert.h"
 #include "base/err.h"
+#include "shard/auth.h"
 #include "shard/shard_internal.h"
+
+_Static_assert(SHARD_FRAME_TAG_ROOM == AUTH_TAG_SIZE, "room for one tag after each frame");
+_Static_assert(sizeof(((struct peer *)0)->auth_key) == AUTH_KEY_SIZE, "a session key");
+_Static_assert(sizeof(((struct conn *)0)->auth_key) == AUTH_KEY_SIZE, "a session key");
+_Static_assert(sizeof(((struct shard_req *)0)->session_key) == AUTH_KEY_SIZE, "a session key");
 
 struct peer *peer_find(struct shard *s, uint64_t id)
 {
@@ -30,12 +36,9 @@ uint8_t *peer_reserve(struct shard *s, struct peer *p, size_t size)
 		return NULL; /* Raft retransmits what is lost. */
 	}
 	if (p->frame_start != SIZE_MAX &&
-	    p->out.len - p->frame_start - WIRE_FRAME_HEADER_SIZE + size > SHARD_FRAME_BODY_SOFT) {
-		wire_frame_seal(p->out.data + p->frame_start, WIRE_FRAME_RAFT,
-				(uint32_t)(p->out.len - p->frame_start - WIRE_FRAME_HEADER_SIZE));
-		p->frame_start = SIZE_MAX;
-	}
-	if (buf_reserve(&p->out, size + WIRE_FRAME_HEADER_SIZE) != 0) {
+	    p->out.len - p->frame_start - WIRE_FRAME_HEADER_SIZE + size > SHARD_FRAME_BODY_SOFT)
+		peer_frame_close(p);
+	if (buf_reserve(&p->out, size + WIRE_FRAME_HEADER_SIZE + SHARD_FRAME_TAG_ROOM) != 0) {
 		stat_add(&s->stats.msgs_dropped, 1);
 		return NULL;
 	}
@@ -143,22 +146,17 @@ void peer_send(struct shard *s, struct peer *p)
 
 	if (p->state != PEER_UP || p->sending || (p->out.len == 0 && p->beats.len == 0))
 		return;
-	if (p->frame_start != SIZE_MAX) {
-		wire_frame_seal(p->out.data + p->frame_start, WIRE_FRAME_RAFT,
-				(uint32_t)(p->out.len - p->frame_start - WIRE_FRAME_HEADER_SIZE));
-		p->frame_start = SIZE_MAX;
-	}
+	peer_frame_close(p);
 	if (p->beats.len > 0) {
-		size_t body = p->beats.len;
+		size_t body = p->beats.len, start = p->out.len;
 
 		if (body > WIRE_FRAME_SIZE_MAX)
 			body = WIRE_FRAME_SIZE_MAX / WIRE_BEAT_SIZE * WIRE_BEAT_SIZE;
-		if (buf_reserve(&p->out, WIRE_FRAME_HEADER_SIZE + body) == 0) {
-			memcpy(p->out.data + p->out.len + WIRE_FRAME_HEADER_SIZE, p->beats.data,
-			       body);
-			wire_frame_seal(p->out.data + p->out.len, WIRE_FRAME_HEARTBEATS,
-					(uint32_t)body);
+		if (buf_reserve(&p->out, WIRE_FRAME_HEADER_SIZE + body + SHARD_FRAME_TAG_ROOM) ==
+		    0) {
+			memcpy(p->out.data + start + WIRE_FRAME_HEADER_SIZE, p->beats.data, body);
 			p->out.len += WIRE_FRAME_HEADER_SIZE + body;
+			peer_frame_seal(p, start, WIRE_FRAME_HEARTBEATS);
 		}
 		p->beats.len = 0; /* Any beyond a frame are dropped: the next round comes. */
 		buf_trim(&p->beats, body);
@@ -205,12 +203,17 @@ static void peer_groups_event(struct shard *s, uint64_t node, bool up)
 	}
 }
 
-void peer_connected(struct shard *s, struct peer *p, int fd)
+void peer_connected(struct shard *s, struct peer *p, int fd, const uint8_t *session_key)
 {
 	if (p->state == PEER_UP || p->state == PEER_CLOSING) {
 		close(fd); /* Lost a race with an older dial; keep the one we have. */
 		return;
 	}
+	ASSERT(p->out.len == 0 && p->flight.len == 0); /* No frame of the last connection. */
+	p->auth = session_key != NULL;
+	if (p->auth)
+		memcpy(p->auth_key, session_key, sizeof(p->auth_key));
+	p->auth_frames = 0; /* A new connection counts its frames from 0. */
 	p->fd = fd;
 	p->state = PEER_UP;
 	p->backoff_ms = SHARD_REDIAL_MIN_MS;
@@ -261,9 +264,26 @@ void peer_dial_all(struct shard *s)
 /* Seal the peer's open message frame so that a chunk frame can follow it. */
 void peer_frame_close(struct peer *p)
 {
-	if (p->frame_start == SIZE_MAX)
+	size_t start = p->frame_start;
+
+	if (start == SIZE_MAX)
 		return;
-	wire_frame_seal(p->out.data + p->frame_start, WIRE_FRAME_RAFT,
-			(uint32_t)(p->out.len - p->frame_start - WIRE_FRAME_HEADER_SIZE));
 	p->frame_start = SIZE_MAX;
+	peer_frame_seal(p, start, WIRE_FRAME_RAFT);
+}
+
+void peer_frame_seal(struct peer *p, size_t start, uint32_t kind)
+{
+	size_t size = p->out.len - start; /* Header and body. */
+
+	ASSERT(size >= WIRE_FRAME_HEADER_SIZE);
+	ASSERT(p->frame_start == SIZE_MAX); /* The frame sealed is the last one. */
+	wire_frame_seal(p->out.data + start, kind, (uint32_t)(size - WIRE_FRAME_HEADER_SIZE));
+	if (!p->auth)
+		return;
+	/* Room was reserved with the frame (SHARD_FRAME_TAG_ROOM). */
+	ASSERT(p->out.cap - p->out.len >= AUTH_TAG_SIZE);
+	auth_frame_tag(p->out.data + p->out.len, p->auth_key, p->auth_frames++, p->out.data + start,
+		       size);
+	p->out.len += AUTH_TAG_SIZE;
 }

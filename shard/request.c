@@ -1,5 +1,6 @@
 /* Requests from the inbox: application calls and the net thread's sockets. */
 #include <errno.h>
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -123,12 +124,13 @@ static void request_handle(struct shard *s, struct shard_req *req)
 			struct peer *p = peer_find(s, req->member);
 
 			if (p)
-				peer_connected(s, p, req->fd);
+				peer_connected(s, p, req->fd, req->auth ? req->session_key : NULL);
 			else
 				close(req->fd);
 		} else {
-			conn_adopt(s, req->fd, req->member);
+			conn_adopt(s, req->fd, req->member, req->auth ? req->session_key : NULL);
 		}
+		sodium_memzero(req->session_key, sizeof(req->session_key)); /* Copied. */
 		request_free(req);
 		return;
 	case SHARD_REQ_DIAL_FAILED: {

@@ -68,9 +68,11 @@ struct shard_req {
 	uint32_t type;
 	uint32_t change;
 	uint64_t group;
-	uint64_t member; /* TRANSFER target, CHANGE member, CONN/DIAL peer. */
-	int fd;          /* CONN: the socket; DIAL_FAILED: the errno. */
-	bool outgoing;   /* CONN: we dialled it. */
+	uint64_t member;         /* TRANSFER target, CHANGE member, CONN/DIAL peer. */
+	int fd;                  /* CONN: the socket; DIAL_FAILED: the errno. */
+	bool outgoing;           /* CONN: we dialled it. */
+	bool auth;               /* CONN: frames carry tags made with session_key. */
+	uint8_t session_key[32]; /* CONN: AUTH_KEY_SIZE; the dialler's frames' key. */
 	fl_done_cb cb;
 	void *arg;
 	uint32_t size;              /* PROPOSE: payload bytes; CREATE: members count. */

@@ -59,8 +59,10 @@ enum shard_log_kind {
 enum {
 	SHARD_OUT_SIZE_MAX = 64 << 20,   /* Bytes queued to one peer before dropping. */
 	SHARD_FRAME_BODY_SOFT = 4 << 20, /* Start a new frame past this. */
-	SHARD_RECV_SIZE = 1 << 20,       /* Initial receive buffer per connection. */
-	SHARD_CONNS_MAX = 64,            /* Incoming connections per shard. */
+	SHARD_FRAME_TAG_ROOM = 16, /* Reserved after each frame for its tag (AUTH_TAG_SIZE). */
+	SHARD_AUTH_LOG_MS = 1000,  /* At most one failed-tag line per shard this often. */
+	SHARD_RECV_SIZE = 1 << 20, /* Initial receive buffer per connection. */
+	SHARD_CONNS_MAX = 64,      /* Incoming connections per shard. */
 	SHARD_REDIAL_MIN_MS = 50,
 	SHARD_REDIAL_MAX_MS = 1000,
 	SHARD_IDLE_WAKE_MS = 1000, /* Longest sleep of a shard with nothing due. */
@@ -267,6 +269,9 @@ struct peer {
 	size_t flight_sent;
 	struct loop_op send_op, probe_op;
 	uint8_t probe_byte;
+	bool auth;            /* Each frame gets a tag (shard/auth.c): */
+	uint8_t auth_key[32]; /* the connection's session key (AUTH_KEY_SIZE), */
+	uint64_t auth_frames; /* and the frames tagged so far on it. */
 };
 
 struct conn {
@@ -278,6 +283,9 @@ struct conn {
 	uint32_t ops;
 	struct buf in;
 	struct loop_op recv_op;
+	bool auth;            /* Each frame must carry the tag (shard/auth.c) of */
+	uint8_t auth_key[32]; /* the connection's session key (AUTH_KEY_SIZE) */
+	uint64_t auth_frames; /* and of its number, counted from 0. */
 };
 
 /* Handlers of what an incoming connection decodes (see conn.c): a message,
@@ -341,6 +349,8 @@ struct shard {
 	struct raft_buf *prop_bufs;
 	uint32_t prop_bufs_cap;
 	struct shard_stats stats;
+	uint64_t auth_logged_ms; /* The last failed-tag log line (conn.c), */
+	uint64_t auth_unlogged;  /* and the failures since, not logged. */
 	unsigned arena;
 	_Atomic bool arena_ready;
 	int snap_dir;
@@ -408,10 +418,17 @@ uint8_t *peer_reserve(struct shard *s, struct peer *p, size_t size);
 void peer_queue(struct shard *s, struct peer *p, const struct raft_msg *m);
 void peer_queue_encoded(struct shard *s, uint64_t peer, const uint8_t *msg, size_t size);
 void peer_send(struct shard *s, struct peer *p);
-void peer_connected(struct shard *s, struct peer *p, int fd);
+/* session_key: the key of this connection's frame tags (AUTH_KEY_SIZE
+ * bytes, copied), or NULL when the node has no shared key. */
+void peer_connected(struct shard *s, struct peer *p, int fd, const uint8_t *session_key);
 void peer_dial_failed(struct shard *s, struct peer *p, int err);
 void peer_dial_all(struct shard *s);
 void peer_frame_close(struct peer *p);
+/* Seal the frame at start of p->out, which runs to p->out.len, and append
+ * its tag when the connection is authenticated. Frames are sealed in the
+ * order they go out; whoever reserves room for a frame reserves
+ * SHARD_FRAME_TAG_ROOM bytes more for the tag. */
+void peer_frame_seal(struct peer *p, size_t start, uint32_t kind);
 
 /* liveness.c */
 void liveness_turn(struct shard *s);
@@ -421,7 +438,8 @@ uint64_t liveness_due(const struct shard *s, uint64_t due_ms);
 /* conn.c */
 void conn_free(struct shard *s, struct conn *c);
 void conn_parse(struct shard *s, struct conn *c);
-void conn_adopt(struct shard *s, int fd, uint64_t peer);
+/* session_key as for peer_connected(). */
+void conn_adopt(struct shard *s, int fd, uint64_t peer, const uint8_t *session_key);
 
 /* persist.c */
 /* Queue item: its group persisted up to item.index once batch item.batch is

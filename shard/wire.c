@@ -7,8 +7,9 @@
  *   16: u64 node_id
  *   24: u32 shard_index
  *   28: u32 shard_count
- *   32: u32 flags         bit 0: authentication follows (see shard/net.c);
- *                         bit 1: a probe (dialler); bit 2: refused (acceptor)
+ *   32: u32 flags         bit 0: authentication follows (see shard/auth.c);
+ *                         bit 1: a probe (dialler); bit 2: refused (acceptor);
+ *                         bit 3: with bit 0, frames carry tags (shard/auth.c)
  *   36: u32 reserved      zero
  *   40: u64 incarnation   of the sender's data directory (shard/datadir.c)
  *   48: u64 checksum      xxh3-64 of bytes 0..47
@@ -17,6 +18,8 @@
  *    0: u32 body_size     at most WIRE_FRAME_SIZE_MAX
  *    4: u32 kind          enum wire_frame_kind
  *    8: u64 checksum      xxh3-64 of the body, seeded with body_size | kind << 32
+ * When the connection is authenticated (a shared key), a 16-byte tag follows
+ * the body (not counted in body_size): see shard/auth.c.
  *
  * RAFT MESSAGE inside a WIRE_FRAME_RAFT body; messages follow back to back.
  *    0: u64 group          8: u64 from          16: u64 to

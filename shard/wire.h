@@ -47,7 +47,10 @@ enum wire_handshake_flags {
 	WIRE_HANDSHAKE_PROBE = 1u << 1,   /* Dialler: only asking who answers; close after. */
 	WIRE_HANDSHAKE_REFUSED = 1u << 2, /* Acceptor: another process with the dialler's node
 					   * id and another incarnation is live; closing. */
-	WIRE_HANDSHAKE_FLAGS = WIRE_HANDSHAKE_AUTH | WIRE_HANDSHAKE_PROBE | WIRE_HANDSHAKE_REFUSED,
+	WIRE_HANDSHAKE_AUTH_FRAMES = 1u << 3, /* With AUTH: role-bound proofs, and every frame
+					       * carries a tag (shard/auth.c). */
+	WIRE_HANDSHAKE_FLAGS = WIRE_HANDSHAKE_AUTH | WIRE_HANDSHAKE_PROBE | WIRE_HANDSHAKE_REFUSED |
+			       WIRE_HANDSHAKE_AUTH_FRAMES,
 };
 
 struct wire_handshake {

@@ -416,6 +416,10 @@ static int server_start_node(struct server *s, struct fl_peer *peers)
 	config.snapshot_compress = s->opt.snapshot_compress;
 	config.log_level = s->opt.log_level;
 	config.log_format = s->opt.log_format;
+	if (s->opt.auth_key_size > 0) {
+		config.auth_key = s->opt.auth_key;
+		config.auth_key_size = s->opt.auth_key_size;
+	}
 	config.sm = (struct fl_sm_ops){.apply = server_apply,
 				       .leader_changed = server_leader_changed,
 				       .save = server_save,
@@ -549,7 +553,8 @@ int main(int argc, char **argv)
 		return node_exit_status(rv);
 	}
 	if (s->opt.metrics_addr[0] != '\0' && (rv = node_metrics_start(s)) != 0) {
-		server_log(LOG_LEVEL_ERROR, "metrics listener %s: %s", s->opt.metrics_addr, strerror(-rv));
+		server_log(LOG_LEVEL_ERROR, "metrics listener %s: %s", s->opt.metrics_addr,
+			   strerror(-rv));
 		fl_node_stop(s->node);
 		return node_exit_status(rv);
 	}
@@ -575,7 +580,8 @@ int main(int argc, char **argv)
 	printf("\n");
 	fflush(stdout);
 	if (s->metrics != NULL)
-		server_log(LOG_LEVEL_INFO, "metrics: GET http://%s:%u/metrics", metrics_host, s->metrics_port);
+		server_log(LOG_LEVEL_INFO, "metrics: GET http://%s:%u/metrics", metrics_host,
+			   s->metrics_port);
 	server_log(LOG_LEVEL_INFO, "ready");
 
 	while (sigwait(&signals, &signal_number) != 0) {

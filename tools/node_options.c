@@ -3,10 +3,13 @@
 #include "tools/node_options.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "base/log.h"
 #include "shard/config.h"
@@ -94,6 +97,10 @@ static const struct node_options_entry node_options_table[] = {
      "error|warn|info|debug  the least severe lines logged (info)"},
     {"log-format", OPT_LOG_FORMAT, OPT_FIELD(log_format), 0, 0, 0,
      "text|logfmt|json  how lines are written on stderr (text)"},
+    {"auth-key-file", OPT_STR, OPT_FIELD(auth_key_file), PATH_MAX, 0, 0,
+     "FILE  the cluster's shared peer key: 64 to 256 hex digits (32+ random bytes, e.g. "
+     "`openssl rand -hex 32`), mode 0600 or stricter; every node the same (none: peers "
+     "unauthenticated)"},
     {"config", OPT_CONFIG, 0, 0, 0, 0, "FILE  key=value lines with these names; # comments"},
 };
 
@@ -460,6 +467,74 @@ static int node_options_check_members(struct node_options *opt)
 	return 0;
 }
 
+static int node_options_hex(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* Read the shared peer key: a file of hex digits (whitespace at its end is
+ * ignored), NODE_AUTH_KEY_SIZE_MIN to _MAX bytes, that only its owner may
+ * read (it is the cluster's secret). Says which rule failed. */
+static int node_options_read_key(struct node_options *opt)
+{
+	char text[2 * NODE_AUTH_KEY_SIZE_MAX + 64];
+	const char *path = opt->auth_key_file;
+	struct stat st;
+	ssize_t n;
+	size_t len;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0) {
+		fprintf(stderr, "flotilla-node: --auth-key-file %s: cannot read it: %s\n", path,
+			strerror(errno));
+		return -EINVAL;
+	}
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (st.st_mode & 077) != 0) {
+		fprintf(stderr,
+			"flotilla-node: --auth-key-file %s: must be a regular file that only its "
+			"owner can read (chmod 600 %s); it is mode %04o\n",
+			path, path, (unsigned)(st.st_mode & 07777));
+		close(fd);
+		return -EINVAL;
+	}
+	n = read(fd, text, sizeof(text) - 1);
+	close(fd);
+	len = n > 0 ? (size_t)n : 0;
+	while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r' || text[len - 1] == ' ' ||
+			   text[len - 1] == '\t'))
+		len--;
+	opt->auth_key_size = 0;
+	for (size_t i = 0; i < len; i += 2) {
+		int hi = node_options_hex(text[i]);
+		int lo = i + 1 < len ? node_options_hex(text[i + 1]) : -1;
+
+		if (hi < 0 || lo < 0 || opt->auth_key_size == NODE_AUTH_KEY_SIZE_MAX) {
+			opt->auth_key_size = 0;
+			break;
+		}
+		opt->auth_key[opt->auth_key_size++] = (uint8_t)(hi << 4 | lo);
+	}
+	if (n < 0 || opt->auth_key_size < NODE_AUTH_KEY_SIZE_MIN) {
+		fprintf(stderr,
+			"flotilla-node: --auth-key-file %s: must hold %d to %d hex digits (%d to "
+			"%d random bytes; e.g. `openssl rand -hex 32`), and nothing else but "
+			"whitespace at its end\n",
+			path, 2 * NODE_AUTH_KEY_SIZE_MIN, 2 * NODE_AUTH_KEY_SIZE_MAX,
+			NODE_AUTH_KEY_SIZE_MIN, NODE_AUTH_KEY_SIZE_MAX);
+		memset(text, 0, sizeof(text));
+		opt->auth_key_size = 0;
+		return -EINVAL;
+	}
+	memset(text, 0, sizeof(text));
+	return 0;
+}
+
 int node_options_check(struct node_options *opt)
 {
 	static const struct config_timer_names names = {
@@ -499,6 +574,8 @@ int node_options_check(struct node_options *opt)
 			opt->store);
 		return -EINVAL;
 	}
+	if (opt->auth_key_file[0] != '\0' && node_options_read_key(opt) != 0)
+		return -EINVAL;
 	return 0;
 }
 

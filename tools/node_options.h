@@ -13,6 +13,8 @@
 #define NODE_PEERS_MAX           64
 #define NODE_ADDR_SIZE_MAX       64
 #define NODE_STORE_NAME_SIZE_MAX 16
+#define NODE_AUTH_KEY_SIZE_MIN   32 /* Bytes of a --auth-key-file key (64 hex digits). */
+#define NODE_AUTH_KEY_SIZE_MAX   128
 
 struct node_options {
 	uint64_t id;
@@ -48,8 +50,11 @@ struct node_options {
 	uint32_t conns_max;
 	uint32_t inflight_max;
 	uint32_t leader_poll_ms;
-	uint8_t log_level;  /* enum fl_log_level. */
-	uint8_t log_format; /* enum fl_log_format. */
+	uint8_t log_level;                        /* enum fl_log_level. */
+	uint8_t log_format;                       /* enum fl_log_format. */
+	char auth_key_file[PATH_MAX];             /* Empty: no shared key. */
+	uint8_t auth_key[NODE_AUTH_KEY_SIZE_MAX]; /* Read by node_options_check(). */
+	uint32_t auth_key_size;                   /* 0: none. */
 };
 
 /* The defaults: the library's, then the program's own. */
@@ -61,7 +66,8 @@ void node_options_default(struct node_options *opt);
 int node_options_parse(struct node_options *opt, int argc, char **argv);
 
 /* Check what no single flag can: required flags, peers against members, the
- * store's name; fills in the default voters. Returns 0 or -EINVAL. */
+ * store's name; fills in the default voters and reads the --auth-key-file.
+ * Returns 0 or -EINVAL. */
 int node_options_check(struct node_options *opt);
 
 void node_options_usage(FILE *out);

@@ -65,9 +65,24 @@ refused "--quiesce maybe: must be on or off" --quiesce maybe
 refused "--log-level verbose: must be error, warn, info or debug" --log-level verbose
 refused "--log-format xml: must be text, logfmt or json" --log-format xml
 
+# The shared peer key: hex, long enough, readable by its owner only.
+key=$(printf '%064x' 7)
+(umask 077 && printf '%s\n' "$key" >"$dir/key.ok" && printf 'abcd\n' >"$dir/key.short" &&
+	printf '%s' "${key}zz" >"$dir/key.nothex")
+printf '%s\n' "$key" >"$dir/key.open"
+chmod 644 "$dir/key.open"
+refused "--auth-key-file $dir/key.open: must be a regular file that only its owner can read" \
+	--auth-key-file "$dir/key.open"
+refused "--auth-key-file $dir/key.short: must hold 64 to 256 hex digits" \
+	--auth-key-file "$dir/key.short"
+refused "--auth-key-file $dir/key.nothex: must hold 64 to 256 hex digits" \
+	--auth-key-file "$dir/key.nothex"
+refused "--auth-key-file $dir/key.none: cannot read it" --auth-key-file "$dir/key.none"
+
 # The rules' edges are allowed: election = 2 heartbeats = 5 ticks.
 "$node_bin" --id 1 --data "$dir/ok" --listen 127.0.0.1:0 --client 127.0.0.1:0 --groups 1 \
-	--tick-ms 20 --heartbeat-ms 50 --election-ms 100 >"$dir/ok.out" 2>"$dir/ok.err" &
+	--tick-ms 20 --heartbeat-ms 50 --election-ms 100 --auth-key-file "$dir/key.ok" \
+	>"$dir/ok.out" 2>"$dir/ok.err" &
 pid=$!
 status=
 for _ in $(seq 100); do
@@ -82,7 +97,9 @@ done
 if [ "$status" = 4 ]; then
 	echo "io_uring is not available here: the start of a good configuration is not checked"
 elif grep -q "^flotilla-node 1 ready" "$dir/ok.out"; then
-	echo "ok: a configuration at the rules' edges starts"
+	echo "ok: a configuration at the rules' edges (and with a good key file) starts"
+	grep -q "shared key: peers and frames authenticated" "$dir/ok.err" ||
+		{ echo "FAIL: the start line does not say the key is on"; failed=1; }
 	kill -TERM "$pid"
 	wait "$pid" || { echo "FAIL: exit $? after SIGTERM"; failed=1; }
 else

@@ -8,7 +8,11 @@
  *       conn_parse() does. With mode bit 1 set, each frame is resealed
  *       before it is verified (the fuzzer cannot forge an XXH3 checksum,
  *       and what follows the checksum is what needs exploring); otherwise
- *       the checksum must hold as sent.
+ *       the checksum must hold as sent. With mode bit 2 set, the stream is
+ *       an authenticated connection's: a 16-byte tag follows each body
+ *       (shard/auth.c), recomputed when resealing (the fuzzer cannot forge
+ *       a tag either) and checked, with the frame counter, before the body
+ *       is decoded.
  * Checks: no crash, decoders stay within the bytes they were given,
  * anything accepted re-encodes to what was decoded, and the decoded-entries
  * array grows like the shard's does (so a message that would make a node
@@ -18,6 +22,7 @@
 #include <xxhash.h>
 
 #include "base/le.h"
+#include "shard/auth.h"
 #include "shard/wire.h"
 #include "tests/fuzz/fuzz.h"
 
@@ -158,9 +163,12 @@ static int fuzz_wire_chunk(const uint8_t *body, size_t size)
 	return 0;
 }
 
-static void fuzz_wire_frames(uint8_t *buf, size_t size, bool reseal)
+static const uint8_t fuzz_session_key[AUTH_KEY_SIZE] = {1, 2, 3, 4, 5, 6, 7, 8};
+
+static void fuzz_wire_frames(uint8_t *buf, size_t size, bool reseal, bool tagged)
 {
-	size_t off = 0;
+	size_t off = 0, tag_size = tagged ? AUTH_TAG_SIZE : 0;
+	uint64_t counter = 0;
 
 	while (size - off >= WIRE_FRAME_HEADER_SIZE) {
 		struct wire_frame_header h;
@@ -172,14 +180,31 @@ static void fuzz_wire_frames(uint8_t *buf, size_t size, bool reseal)
 			return;
 		}
 		FUZZ_CHECK(h.body_size <= WIRE_FRAME_SIZE_MAX);
-		if (size - off - WIRE_FRAME_HEADER_SIZE < h.body_size)
+		if (size - off - WIRE_FRAME_HEADER_SIZE < (uint64_t)h.body_size + tag_size)
 			return; /* Incomplete: the connection waits for more. */
 		if (reseal) {
 			wire_frame_seal(buf + off, h.kind, h.body_size);
 			FUZZ_CHECK(wire_frame_header_decode(&h, buf + off) == 0);
 			FUZZ_CHECK(wire_frame_verify(&h, body) == 0);
+			if (tagged)
+				auth_frame_tag(body + h.body_size, fuzz_session_key, counter,
+					       buf + off, WIRE_FRAME_HEADER_SIZE + h.body_size);
 		} else if (wire_frame_verify(&h, body) != 0) {
 			return;
+		}
+		if (tagged) {
+			bool good =
+			    auth_frame_check(body + h.body_size, fuzz_session_key, counter,
+					     buf + off, WIRE_FRAME_HEADER_SIZE + h.body_size);
+
+			FUZZ_CHECK(good || !reseal);
+			/* The next frame's tag is never this one's. */
+			FUZZ_CHECK(!good || !auth_frame_check(
+						body + h.body_size, fuzz_session_key, counter + 1,
+						buf + off, WIRE_FRAME_HEADER_SIZE + h.body_size));
+			if (!good)
+				return; /* The shard closes the connection. */
+			counter++;
 		}
 		if (h.kind == WIRE_FRAME_SNAPSHOT)
 			rv = fuzz_wire_chunk(body, h.body_size);
@@ -189,7 +214,7 @@ static void fuzz_wire_frames(uint8_t *buf, size_t size, bool reseal)
 			rv = fuzz_wire_raft_body(body, h.body_size);
 		if (rv != 0)
 			return; /* The shard closes the connection. */
-		off += WIRE_FRAME_HEADER_SIZE + h.body_size;
+		off += WIRE_FRAME_HEADER_SIZE + h.body_size + tag_size;
 	}
 }
 
@@ -209,7 +234,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	copy = malloc(size ? size : 1); /* Resealing writes into the frames. */
 	FUZZ_CHECK(copy != NULL);
 	memcpy(copy, data, size);
-	fuzz_wire_frames(copy, size, (mode & 2) != 0);
+	fuzz_wire_frames(copy, size, (mode & 2) != 0, (mode & 4) != 0);
 	free(copy);
 	return 0;
 }

@@ -80,6 +80,10 @@ def wire_seeds():
         "snapshot-msg": u8(3) + wire_frame(1, snap + resp),
         "beats": u8(3) + wire_frame(3, beat + beat_resp),
         "chunk-then-raft": u8(3) + wire_frame(2, chunk) + wire_frame(1, resp),
+        # Mode bit 2: frames of an authenticated connection, each with a
+        # 16-byte tag after its body (recomputed when resealing).
+        "tagged-frames": u8(7) + wire_frame(3, beat + beat_resp) + b"\0" * 16
+        + wire_frame(1, resp) + b"\0" * 16,
     }
 
 

@@ -2,6 +2,8 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -56,4 +58,76 @@ void node_test_config(struct fl_node_config *config, struct node_test_addrs *a, 
 	config->shards_count = 1;
 	config->election_timeout_ms = 300;
 	config->heartbeat_interval_ms = 50;
+}
+
+int node_test_dial(uint16_t port)
+{
+	struct sockaddr_in addr = {.sin_family = AF_INET,
+				   .sin_port = htons(port),
+				   .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	CHECK(fd >= 0);
+	CHECK(connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0);
+	return fd;
+}
+
+static void node_test_io(int fd, void *buf, size_t size, bool sending)
+{
+	size_t done = 0;
+
+	while (done < size) {
+		struct pollfd pfd = {.fd = fd, .events = sending ? POLLOUT : POLLIN};
+		ssize_t n;
+
+		CHECK(poll(&pfd, 1, 3000) == 1);
+		n = sending ? send(fd, (char *)buf + done, size - done, MSG_NOSIGNAL)
+			    : recv(fd, (char *)buf + done, size - done, 0);
+		CHECK(n > 0);
+		done += (size_t)n;
+	}
+}
+
+void node_test_send(int fd, const void *buf, size_t size)
+{
+	node_test_io(fd, (void *)buf, size, true);
+}
+
+void node_test_recv(int fd, void *buf, size_t size)
+{
+	node_test_io(fd, buf, size, false);
+}
+
+bool node_test_closed(int fd, int wait_ms)
+{
+	uint64_t end_ms = node_test_now_ms() + (uint64_t)wait_ms;
+	bool closed = false;
+
+	while (!closed && node_test_now_ms() < end_ms) {
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
+		uint8_t buf[256];
+
+		if (poll(&pfd, 1, (int)(end_ms - node_test_now_ms()) + 1) == 1)
+			closed = recv(fd, buf, sizeof(buf), MSG_DONTWAIT) <= 0;
+	}
+	close(fd);
+	return closed;
+}
+
+static void node_test_info_done(void *arg, int rv, uint64_t result, uint64_t leader)
+{
+	(void)result, (void)leader;
+	atomic_store((_Atomic int *)arg, rv == 0 ? 1 : 2);
+}
+
+uint64_t node_test_term(struct fl_node *node, uint64_t group)
+{
+	struct fl_group_info info;
+	_Atomic int done = 0;
+
+	CHECK(fl_group_info(node, group, &info, node_test_info_done, (void *)&done) == 0);
+	for (int i = 0; i < 500 && atomic_load(&done) == 0; i++)
+		usleep(10000);
+	CHECK(atomic_load(&done) == 1);
+	return info.term;
 }

@@ -4,6 +4,8 @@
 #ifndef TESTS_NODE_NODE_TEST_H
 #define TESTS_NODE_NODE_TEST_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,5 +47,16 @@ uint16_t node_test_free_port(void);
 void node_test_config(struct fl_node_config *config, struct node_test_addrs *a, int i,
 		      int nodes_count, const uint16_t *ports, const char *data_dir,
 		      uint64_t cluster_id);
+
+/* A fake peer's raw socket to 127.0.0.1:port (CHECKed). */
+int node_test_dial(uint16_t port);
+/* Send or receive exactly size bytes; CHECKs that it happens within 3 s. */
+void node_test_send(int fd, const void *buf, size_t size);
+void node_test_recv(int fd, void *buf, size_t size);
+/* Whether the other side closed fd within wait_ms (bytes it sends first are
+ * skipped); closes fd either way. */
+bool node_test_closed(int fd, int wait_ms);
+/* The term of node's replica of group (fl_group_info), waited for. */
+uint64_t node_test_term(struct fl_node *node, uint64_t group);
 
 #endif
