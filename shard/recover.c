@@ -46,17 +46,20 @@ static int recover_snapshot(struct shard *s, const struct wal_group *wg, struct 
 	return 0;
 }
 
-/* Append a reset (hard NULL) or a hard state of group at start. Start is
- * not group processing: when the batch buffers are full it waits for what
- * was appended to be durable (wal_sync), once. */
-static int recover_append(struct shard *s, uint64_t group, const struct wal_hard *hard,
-			  uint64_t index, uint64_t term)
+enum recover_record { RECOVER_HARD, RECOVER_RESET, RECOVER_MARK };
+
+/* Append a hard state, a reset or a mark of group at start. Start is not
+ * group processing: when the batch buffers are full it waits for what was
+ * appended to be durable (wal_sync), once. */
+static int recover_append(struct shard *s, uint64_t group, enum recover_record kind,
+			  const struct wal_hard *hard, uint64_t index, uint64_t term)
 {
 	int rv = -EAGAIN;
 
 	for (int tries = 0; tries < 2 && rv == -EAGAIN; tries++) {
-		rv = hard ? wal_append_hard(&s->wal, group, hard)
-			  : wal_append_reset(&s->wal, group, index, term);
+		rv = kind == RECOVER_HARD    ? wal_append_hard(&s->wal, group, hard)
+		     : kind == RECOVER_RESET ? wal_append_reset(&s->wal, group, index, term)
+					     : wal_append_mark(&s->wal, group, index, term);
 		if (rv == -EAGAIN && tries == 0) {
 			int sync = wal_sync(&s->wal);
 
@@ -152,9 +155,9 @@ static int recover_damaged(struct shard *s, uint64_t id, const char *what)
 	hard.commit = boot.snapshot.index;
 	hard.repairing = true;
 	boot.hard = (struct raft_hard_state){hard.term, hard.vote, hard.commit};
-	rv = recover_append(s, id, NULL, boot.snapshot.index, boot.snapshot.term);
+	rv = recover_append(s, id, RECOVER_RESET, NULL, boot.snapshot.index, boot.snapshot.term);
 	if (rv == 0)
-		rv = recover_append(s, id, &hard, 0, 0);
+		rv = recover_append(s, id, RECOVER_HARD, &hard, 0, 0);
 	if (rv == 0 && snapshot_bad) {
 		rv = wal_sync(&s->wal);
 		if (rv == 0)
@@ -234,6 +237,14 @@ static int recover_one(struct shard *s, const struct wal_group *wg, uint64_t **d
 	boot.snapshot.term = wg->mark_term;
 	if (rv == 0)
 		rv = recover_snapshot(s, wg, &boot, &next);
+	/* The snapshot was installed past everything the WAL holds of the
+	 * group, and the mark that would have said so was lost with an
+	 * unsynced write: write it now, or the first entry after the snapshot
+	 * would leave a gap in the WAL's indexes (nothing the WAL holds is
+	 * after the snapshot, so the mark drops nothing that is not in it). */
+	if (rv == 0 && boot.snapshot.index > wg->last_index)
+		rv = recover_append(s, wg->group, RECOVER_MARK, NULL, boot.snapshot.index,
+				    boot.snapshot.term);
 	/* A snapshot that fails verification, or is gone, is damage too. */
 	if (rv == -EBADMSG || rv == -ENOENT || rv == WAL_ERR_GAP || rv == WAL_ERR_CORRUPT)
 		return recover_damaged_push(wg->group, damaged, damaged_count, damaged_cap);
