@@ -53,29 +53,31 @@ static const char auth_labels[2][2][AUTH_LABEL_SIZE + 1] = {
     {"flotilla/1 data dialler  ", "flotilla/1 data acceptor "},
 };
 
-/* The transcript's bytes after the label, in their fixed order. */
-static size_t auth_transcript_bytes(const struct auth_transcript *t, uint8_t *out)
+#define AUTH_MESSAGE_SIZE (AUTH_LABEL_SIZE + 8 + 2 * AUTH_CHALLENGE_SIZE + 2 * WIRE_HANDSHAKE_SIZE)
+
+/* What a proof or a session key is computed over: the label, then the
+ * transcript in its fixed order. */
+static void auth_message(uint8_t *msg, const char *label, const struct auth_transcript *t)
 {
-	le_put64(out, t->cluster_id);
-	memcpy(out + 8, t->challenge[AUTH_DIALLER], AUTH_CHALLENGE_SIZE);
-	memcpy(out + 8 + AUTH_CHALLENGE_SIZE, t->challenge[AUTH_ACCEPTOR], AUTH_CHALLENGE_SIZE);
-	memcpy(out + 8 + 2 * AUTH_CHALLENGE_SIZE, t->handshake[AUTH_DIALLER], WIRE_HANDSHAKE_SIZE);
-	memcpy(out + 8 + 2 * AUTH_CHALLENGE_SIZE + WIRE_HANDSHAKE_SIZE, t->handshake[AUTH_ACCEPTOR],
-	       WIRE_HANDSHAKE_SIZE);
-	return 8 + 2 * AUTH_CHALLENGE_SIZE + 2 * WIRE_HANDSHAKE_SIZE;
+	uint8_t *p = msg + AUTH_LABEL_SIZE + 8;
+
+	memcpy(msg, label, AUTH_LABEL_SIZE);
+	le_put64(msg + AUTH_LABEL_SIZE, t->cluster_id);
+	for (int side = AUTH_DIALLER; side <= AUTH_ACCEPTOR; side++, p += AUTH_CHALLENGE_SIZE)
+		memcpy(p, t->challenge[side], AUTH_CHALLENGE_SIZE);
+	for (int side = AUTH_DIALLER; side <= AUTH_ACCEPTOR; side++, p += WIRE_HANDSHAKE_SIZE)
+		memcpy(p, t->handshake[side], WIRE_HANDSHAKE_SIZE);
+	ASSERT(p == msg + AUTH_MESSAGE_SIZE);
 }
 
 void auth_proof(uint8_t *proof, const uint8_t *key, enum auth_role role,
 		const struct auth_transcript *t)
 {
-	uint8_t msg[AUTH_LABEL_SIZE + 8 + 2 * AUTH_CHALLENGE_SIZE + 2 * WIRE_HANDSHAKE_SIZE];
-	size_t size;
+	uint8_t msg[AUTH_MESSAGE_SIZE];
 
 	ASSERT(role == AUTH_DIALLER || role == AUTH_ACCEPTOR);
-	memcpy(msg, auth_labels[0][role], AUTH_LABEL_SIZE);
-	size = AUTH_LABEL_SIZE + auth_transcript_bytes(t, msg + AUTH_LABEL_SIZE);
-	ASSERT(size == sizeof(msg));
-	crypto_auth(proof, msg, size, key);
+	auth_message(msg, auth_labels[0][role], t);
+	crypto_auth(proof, msg, sizeof(msg), key);
 }
 
 bool auth_proof_check(const uint8_t *got, const uint8_t *key, enum auth_role role,
@@ -90,13 +92,11 @@ bool auth_proof_check(const uint8_t *got, const uint8_t *key, enum auth_role rol
 void auth_session_key(uint8_t *session_key, const uint8_t *key, enum auth_role sender,
 		      const struct auth_transcript *t)
 {
-	uint8_t msg[AUTH_LABEL_SIZE + 8 + 2 * AUTH_CHALLENGE_SIZE + 2 * WIRE_HANDSHAKE_SIZE];
-	size_t size;
+	uint8_t msg[AUTH_MESSAGE_SIZE];
 
 	ASSERT(sender == AUTH_DIALLER || sender == AUTH_ACCEPTOR);
-	memcpy(msg, auth_labels[1][sender], AUTH_LABEL_SIZE);
-	size = AUTH_LABEL_SIZE + auth_transcript_bytes(t, msg + AUTH_LABEL_SIZE);
-	crypto_generichash(session_key, AUTH_KEY_SIZE, msg, size, key, AUTH_KEY_SIZE);
+	auth_message(msg, auth_labels[1][sender], t);
+	crypto_generichash(session_key, AUTH_KEY_SIZE, msg, sizeof(msg), key, AUTH_KEY_SIZE);
 }
 
 static void auth_nonce(uint8_t *nonce, uint64_t counter)
