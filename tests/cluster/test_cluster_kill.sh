@@ -6,7 +6,12 @@
 # Groups snapshot every 500 entries, so recovery and catch-up go through
 # snapshots (flotilla-node's key-value store saves and restores its maps).
 #
-#   test_cluster_kill.sh FLOTILLA_NODE CLUSTER_CHECK TOOLS_CLUSTER WORK_DIR GROUPS
+# With --auth-key, tools/cluster start writes one shared key (mode 0600) and
+# gives it to every node: each must say its key is on, every frame between
+# them (snapshot chunks included) is tagged, and none may fail its tag or its
+# proof on the way.
+#
+#   test_cluster_kill.sh FLOTILLA_NODE CLUSTER_CHECK TOOLS_CLUSTER WORK_DIR GROUPS [--auth-key]
 #
 # The cluster lives in a temporary directory under WORK_DIR, on a random
 # base port, and is stopped by PID (tools/cluster stop) on every exit.
@@ -15,22 +20,34 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/cluster_lib.sh"
 
 node_bin=$(realpath "$1") check_bin=$(realpath "$2") cluster=$(realpath "$3") work_dir=$4
-groups=$5
+groups=$5 auth=${6:-}
 election_ms=1000
+start_args=() name=kill
+if [ "$auth" = --auth-key ]; then
+	start_args=(--auth-key) name=auth
+fi
 
 mkdir -p "$work_dir"
-dir=$(mktemp -d "$(realpath "$work_dir")/cluster-kill.XXXXXX")
+dir=$(mktemp -d "$(realpath "$work_dir")/cluster-$name.XXXXXX")
 failed=1
 cleanup() {
 	cluster_stop_and_show 20
 }
 trap cleanup EXIT
 
-step "start 3 nodes, $groups groups, election timeout $election_ms ms"
-cluster_start_random 19990 --groups "$groups" --nodes 3 \
+step "start 3 nodes, $groups groups, election timeout $election_ms ms ${start_args[*]}"
+cluster_start_random 19990 --groups "$groups" --nodes 3 "${start_args[@]}" \
 	--bin "$node_bin" -- --election-ms "$election_ms" --heartbeat-ms 100 \
 	--snapshot-entries 500
 nodes="1=127.0.0.1:$((base + 1)),2=127.0.0.1:$((base + 3)),3=127.0.0.1:$((base + 5))"
+if [ -n "$auth" ]; then
+	mode=$(stat -c %a "$dir/auth.key")
+	[ "$mode" = 600 ] || { echo "auth.key has mode $mode, not 600"; exit 1; }
+	for i in 1 2 3; do
+		grep -q "shared key: peers and frames authenticated" "$dir/node-$i.log" ||
+			{ echo "node $i does not say its key is on"; exit 1; }
+	done
+fi
 
 step "write, kill -9 the busiest leader, restart it, verify"
 "$check_bin" kill --nodes "$nodes" --groups "$groups" --dir "$dir" --cluster "$cluster" \
@@ -43,5 +60,9 @@ if grep -l -E "AddressSanitizer|LeakSanitizer|runtime error:|kv: group .* applie
 	echo "a node reported an error (above)"
 	exit 1
 fi
+if [ -n "$auth" ] && grep -E "frame [0-9]+ failed authentication|wrong proof" "$dir"/node-*.log; then
+	echo "a frame or a proof failed between nodes with the same key (above)"
+	exit 1
+fi
 failed=0
-step "kill check passed"
+step "$name check passed"
