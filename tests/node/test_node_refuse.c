@@ -7,9 +7,7 @@
  * that does not decode, and a truncated frame. Each connection must be
  * closed by the node (and counted as refused where a reason is logged), and
  * afterwards the node must still commit proposals. */
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -40,18 +38,6 @@ static void batch_done(void *arg, int rv, uint64_t result, uint64_t leader)
 	if (rv != 0 || result != 42)
 		batch_failures++;
 	batch_calls++;
-}
-
-static int dial(void)
-{
-	struct sockaddr_in addr = {.sin_family = AF_INET,
-				   .sin_port = htons(port),
-				   .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-	CHECK(fd >= 0);
-	CHECK(connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0);
-	return fd;
 }
 
 static void send_all(int fd, const void *buf, size_t size)
@@ -87,7 +73,7 @@ static int handshake(uint64_t cluster, uint64_t node, uint32_t shard, uint32_t s
 				    .shard_index = shard,
 				    .shard_count = shards};
 	uint8_t buf[WIRE_HANDSHAKE_SIZE];
-	int fd = dial();
+	int fd = node_test_dial(port);
 
 	wire_handshake_encode(&hs, buf);
 	send_all(fd, buf, sizeof(buf));
@@ -155,10 +141,10 @@ int main(void)
 	expect_closed(handshake(7, 2, 2, 2)); /* Shard index out of range. */
 	for (size_t i = 0; i < sizeof(garbage); i++)
 		garbage[i] = (uint8_t)(i * 37 + 11);
-	fd = dial();
+	fd = node_test_dial(port);
 	send_all(fd, garbage, sizeof(garbage));
 	expect_closed(fd);
-	fd = dial(); /* A handshake cut short. */
+	fd = node_test_dial(port); /* A handshake cut short. */
 	send_all(fd, garbage, 10);
 	shutdown(fd, SHUT_WR);
 	expect_closed(fd);
