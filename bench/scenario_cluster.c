@@ -46,6 +46,27 @@ static int sc_remove_entry(const char *path, const struct stat *st, int flag, st
 	return remove(path) != 0 && errno != ENOENT ? -1 : 0;
 }
 
+/* A random even base port whose SC_NODES pairs of ports lie below the
+ * kernel's ephemeral range, as tools/cluster pick-port chooses: no
+ * outgoing connection takes such a port while a killed node is down. */
+static uint32_t sc_pick_base_port(void)
+{
+	FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+	unsigned low = 32768, high;
+	uint32_t first = 10000, width = 2 * SC_NODES;
+
+	if (f != NULL) {
+		if (fscanf(f, "%u %u", &low, &high) != 2)
+			low = 32768;
+		fclose(f);
+	}
+	if (low < first + width + 2)
+		first = 1024;
+	if (low < first + width + 2)
+		return first;
+	return first + 2 * (uint32_t)(sc_rand() % ((low - width - first) / 2));
+}
+
 /* Remove a node's data directory and log: only paths this program named. */
 void sc_node_wipe(struct sc_node *n)
 {
@@ -65,8 +86,7 @@ int sc_cluster_init(struct sc_cluster *c, const struct sc_opt *opt, const char *
 	memset(c, 0, sizeof(*c));
 	c->opt = opt;
 	c->groups = groups;
-	c->base_port =
-	    opt->base_port != 0 ? opt->base_port : 20000 + 2 * (uint32_t)(sc_rand() % 20000);
+	c->base_port = opt->base_port != 0 ? opt->base_port : sc_pick_base_port();
 	if (snprintf(c->dir, sizeof(c->dir), "%s/%s", opt->dir, name) >= (int)sizeof(c->dir))
 		return -ENAMETOOLONG;
 	if (mkdir(opt->dir, 0755) != 0 && errno != EEXIST)
@@ -443,7 +463,7 @@ int sc_start_all(struct sc_cluster *c, uint64_t *ready_ns)
 			return rv;
 		if (c->opt->base_port != 0)
 			break;
-		c->base_port = 20000 + 2 * (uint32_t)(sc_rand() % 20000);
+		c->base_port = sc_pick_base_port();
 		fprintf(stderr, "scenarios: a port was in use; base port %u now\n", c->base_port);
 	}
 	fprintf(stderr, "scenarios: ports in use (try another --base-port)\n");

@@ -53,6 +53,7 @@
 #include <unistd.h>
 
 #include "base/err.h"
+#include "base/sock.h"
 #include "shard/auth.h"
 #include "shard/config.h"
 #include "shard/shard.h"
@@ -508,6 +509,13 @@ static int net_connect(struct node_net *net, uint32_t shard_index, uint64_t peer
 	getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &err_len);
 	if (err != 0) {
 		rv = -err;
+		goto err;
+	}
+	/* The peer is down and its port in the ephemeral range: this socket may
+	 * have taken that port and connected to itself, which would keep the
+	 * peer from listening again until we closed it (base/sock.h). */
+	if (sock_is_self_connected(fd)) {
+		rv = -ECONNREFUSED;
 		goto err;
 	}
 	handshake_ours(net, shard_index, flags, ours);

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "base/le.h"
+#include "base/sock.h"
 
 #define CLIENT_BUFFER_SIZE_MIN (64u << 10)
 #define CLIENT_DOWN_MS         100
@@ -418,7 +419,7 @@ int client_connect(struct client *c, const char *addr, int timeout_ms)
 		return -errno;
 	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (connect(c->fd, (const struct sockaddr *)&sin, sizeof(sin)) == 0)
-		return 0;
+		goto connected;
 	if (errno != EINPROGRESS) {
 		rv = -errno;
 		goto err;
@@ -431,6 +432,11 @@ int client_connect(struct client *c, const char *addr, int timeout_ms)
 	}
 	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0) {
 		rv = err != 0 ? -err : -errno;
+		goto err;
+	}
+connected:
+	if (sock_is_self_connected(c->fd)) { /* Nothing listens there: see base/sock.h. */
+		rv = -ECONNREFUSED;
 		goto err;
 	}
 	return 0;

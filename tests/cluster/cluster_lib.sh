@@ -23,16 +23,16 @@ cluster_stop_and_show() {
 	rm -rf "$dir"
 }
 
-# cluster_start_random SPAN START_ARGS...: tools/cluster start --dir $dir
-# --base-port B START_ARGS, B an even port in 20000 .. 20000 + 2 SPAN. A node
-# whose port is taken exits with status 3: then the cluster is started again
+# cluster_start_random START_ARGS...: tools/cluster start --dir $dir
+# --base-port B START_ARGS, B from tools/cluster pick-port (below the
+# ephemeral ports, so a restarted node finds its port free). A node whose
+# port is taken exits with status 3: then the cluster is started again
 # elsewhere, five tries in all. Status 4 means io_uring is not available:
 # the test is skipped (exit 77). Sets base.
 cluster_start_random() {
-	local span=$1 attempt rc
-	shift
+	local attempt rc
 	for attempt in 1 2 3 4 5; do
-		base=$((20000 + 2 * (RANDOM % span)))
+		base=$("$cluster" pick-port)
 		rc=0
 		"$cluster" start --dir "$dir" --base-port "$base" "$@" || rc=$?
 		[ "$rc" -eq 0 ] && return 0

@@ -35,7 +35,7 @@ check() {
 }
 
 step "start 3 nodes, $groups groups"
-cluster_start_random 19990 --groups "$groups" --nodes 3 \
+cluster_start_random --groups "$groups" --nodes 3 \
 	--bin "$node_bin" -- "${node_flags[@]}"
 nodes="1=127.0.0.1:$((base + 1)),2=127.0.0.1:$((base + 3)),3=127.0.0.1:$((base + 5))"
 acks=$dir/acked.txt

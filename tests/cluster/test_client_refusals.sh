@@ -22,7 +22,7 @@ cleanup() {
 trap cleanup EXIT
 
 step "start 1 node, 2 groups"
-cluster_start_random 19990 --groups 2 --nodes 1 --shards 1 --bin "$node_bin" -- \
+cluster_start_random --groups 2 --nodes 1 --shards 1 --bin "$node_bin" -- \
 	--client-threads 1
 step "send each refused request"
 "$refusals" "127.0.0.1:$((base + 1))"

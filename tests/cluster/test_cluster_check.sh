@@ -41,7 +41,7 @@ check() {
 }
 
 step "start 3 nodes, $groups groups, a check every $interval entries"
-cluster_start_random 19990 --groups "$groups" --nodes 3 \
+cluster_start_random --groups "$groups" --nodes 3 \
 	--bin "$node_bin" -- "${node_flags[@]}"
 nodes="1=127.0.0.1:$((base + 1)),2=127.0.0.1:$((base + 3)),3=127.0.0.1:$((base + 5))"
 

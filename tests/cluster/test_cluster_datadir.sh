@@ -57,7 +57,7 @@ expect_out() { # TEXT: shown, or the test fails
 }
 
 step "start 3 nodes, 4 groups, 2 shards"
-cluster_start_random 19990 --groups 4 --nodes 3 --shards 2 --bin "$node_bin"
+cluster_start_random --groups 4 --nodes 3 --shards 2 --bin "$node_bin"
 pid1=$(cat "$dir/node-1.pid")
 
 step "a second process on node 1's live directory is refused, naming pid $pid1"

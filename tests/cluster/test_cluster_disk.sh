@@ -39,7 +39,7 @@ cleanup() {
 trap cleanup EXIT
 
 step "start 3 nodes, $groups groups, a snapshot every 200 entries, $segment_mb MiB segments"
-cluster_start_random 19990 --groups "$groups" --nodes 3 --shards 1 \
+cluster_start_random --groups "$groups" --nodes 3 --shards 1 \
 	--bin "$node_bin" -- --snapshot-entries 200 --entry-size-max 65536 \
 	--wal-segment-size $((segment_mb << 20))
 

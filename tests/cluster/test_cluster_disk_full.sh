@@ -91,7 +91,7 @@ start_cluster() {
 	local cdir=$1 mnt=$2 attempt rc
 	shift 2
 	for attempt in 1 2 3 4 5; do
-		base=$((20000 + 2 * (RANDOM % 19990)))
+		base=$("$cluster" pick-port)
 		rc=0
 		"$cluster" start --dir "$cdir" --base-port "$base" "$@" || rc=$?
 		[ "$rc" -eq 0 ] && return 0

@@ -36,7 +36,7 @@ cleanup() {
 trap cleanup EXIT
 
 step "start 3 nodes, $groups groups, election timeout $election_ms ms ${start_args[*]}"
-cluster_start_random 19990 --groups "$groups" --nodes 3 "${start_args[@]}" \
+cluster_start_random --groups "$groups" --nodes 3 "${start_args[@]}" \
 	--bin "$node_bin" -- --election-ms "$election_ms" --heartbeat-ms 100 \
 	--snapshot-entries 500
 nodes="1=127.0.0.1:$((base + 1)),2=127.0.0.1:$((base + 3)),3=127.0.0.1:$((base + 5))"

@@ -64,7 +64,7 @@ value() {
 }
 
 step "start 3 nodes, $groups groups, metrics on kernel-chosen ports"
-cluster_start_random 19990 --groups "$groups" --nodes 3 --shards 2 --metrics --bin "$node_bin"
+cluster_start_random --groups "$groups" --nodes 3 --shards 2 --metrics --bin "$node_bin"
 "$cluster" status --dir "$dir"
 
 step "scrape each node; promtool check metrics"

@@ -79,7 +79,7 @@ wait_log() { # pattern seconds file
 }
 
 step "start 3 nodes, $groups groups, 1 shard, a snapshot every 200 entries"
-cluster_start_random 19990 --groups "$groups" --nodes 3 --shards 1 \
+cluster_start_random --groups "$groups" --nodes 3 --shards 1 \
 	--bin "$node_bin" -- --election-ms 1000 --heartbeat-ms 100 --snapshot-entries 200
 n1="1=127.0.0.1:$((base + 1))" n2="2=127.0.0.1:$((base + 3))" n3="3=127.0.0.1:$((base + 5))"
 all="$n1,$n2,$n3"

@@ -25,7 +25,7 @@ trap cleanup EXIT
 # Status 3 from tools/cluster: a port was in use, try another base; 4: no
 # io_uring here, skip.
 step "start 3 nodes, $groups groups"
-cluster_start_random 19990 --groups "$groups" --nodes 3 \
+cluster_start_random --groups "$groups" --nodes 3 \
 	--bin "$node_bin" -- --election-ms 1000 --heartbeat-ms 100
 nodes="1=127.0.0.1:$((base + 1)),2=127.0.0.1:$((base + 3)),3=127.0.0.1:$((base + 5))"
 

@@ -56,7 +56,7 @@ wait_count() { # pattern seconds file count
 }
 
 step "start 3 nodes, $groups groups, 1 shard, small WAL segments"
-cluster_start_random 19990 --groups "$groups" --nodes 3 --shards 1 \
+cluster_start_random --groups "$groups" --nodes 3 --shards 1 \
 	--bin "$node_bin" -- --election-ms 1000 --heartbeat-ms 100 --entry-size-max 16384 \
 	--wal-segment-size 524288
 n1="1=127.0.0.1:$((base + 1))" n2="2=127.0.0.1:$((base + 3))" n3="3=127.0.0.1:$((base + 5))"

@@ -44,7 +44,7 @@ fail() {
 export FLOTILLA_TEST_SNAPSHOT_CORRUPT=1 FLOTILLA_TEST_SNAPSHOT_PACE_MS=600
 
 step "start 3 nodes, $groups groups, a snapshot every 500 entries, LZ4 chunks"
-cluster_start_random 19990 --groups "$groups" --nodes 3 --shards 1 \
+cluster_start_random --groups "$groups" --nodes 3 --shards 1 \
 	--bin "$node_bin" -- --election-ms 1000 --heartbeat-ms 100 \
 	--snapshot-entries 500 --snapshot-compress on
 n1="1=127.0.0.1:$((base + 1))" n2="2=127.0.0.1:$((base + 3))" n3="3=127.0.0.1:$((base + 5))"

@@ -26,7 +26,7 @@ cleanup() {
 trap cleanup EXIT
 
 step "start 3 nodes, $groups groups, quiescence on, election timeout $election_ms ms"
-cluster_start_random 19990 --groups "$groups" --nodes 3 \
+cluster_start_random --groups "$groups" --nodes 3 \
 	--bin "$node_bin" -- --election-ms "$election_ms" --heartbeat-ms "$heartbeat_ms" \
 	--quiesce on
 nodes="1=127.0.0.1:$((base + 1)),2=127.0.0.1:$((base + 3)),3=127.0.0.1:$((base + 5))"

@@ -146,7 +146,7 @@ node_host() { echo "127.0.0.$((10 + $1))"; }
 node_peer_addr() { echo "127.0.0.$((10 + $1)):$((base_port + 10 + $2))"; }
 EOF
 	for _ in 1 2 3 4 5; do
-		base_port=$((20000 + 20 * (RANDOM % 2000)))
+		base_port=$("$cluster" pick-port 20)
 		ctl_port=$((base_port + 19))
 		routes=()
 		for i in $(seq "$nodes"); do
