@@ -39,6 +39,7 @@ struct sc_opt {
 	bool fault_kill, fault_stop;
 	uint32_t trials;
 	uint32_t mass_trials, mass_groups;
+	bool mass_stop; /* Mass failover by SIGSTOP rather than kill -9. */
 	uint64_t idle_groups[SC_IDLE_SIZES_MAX];
 	uint32_t idle_sizes;
 	uint32_t election_ms, heartbeat_ms, shards;

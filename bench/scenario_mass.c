@@ -1,5 +1,6 @@
-/* Scenario mass: kill -9 the node that leads about a third of many groups,
- * and time until every group has acknowledged a PUT from a live leader. */
+/* Scenario mass: kill -9 (or SIGSTOP: a silent host whose connections stay
+ * open) the node that leads about a third of many groups, and time until
+ * every group has acknowledged a PUT from a live leader. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -157,9 +158,10 @@ int sc_mass(const struct sc_opt *opt, struct sc_mass_trial *trials, uint32_t *do
 		r->victim = victim + 1;
 		snprintf(value, sizeof(value), "after-%u", t);
 		t0 = sc_now_ns();
-		kill(c.nodes[victim].pid, SIGKILL);
+		kill(c.nodes[victim].pid, opt->mass_stop ? SIGSTOP : SIGKILL);
 		c.nodes[victim].stopped = true;
-		sc_node_reap(&c, victim, 10000);
+		if (!opt->mass_stop)
+			sc_node_reap(&c, victim, 10000);
 		m.redirects = m.not_leader_no_hint = m.errors = m.retries = 0;
 		left = sc_many_run(&c, &m, "m", value, t0, 120000);
 		r->redirects = m.redirects;
@@ -192,7 +194,12 @@ int sc_mass(const struct sc_opt *opt, struct sc_mass_trial *trials, uint32_t *do
 		       "mass trial %u: node %u led %u of %u groups; all committed again after "
 		       "%.1f ms (its groups: p50 %.1f ms)",
 		       t + 1, victim + 1, r->led[victim], m.n, sc_ms(r->all_ns), r->affected.p50);
-		/* The killed node restarts from its WAL and catches up. */
+		/* The killed node restarts from its WAL and catches up (a stopped
+		 * one is killed first: SIGKILL also ends a stopped process). */
+		if (opt->mass_stop) {
+			kill(c.nodes[victim].pid, SIGKILL);
+			sc_node_reap(&c, victim, 10000);
+		}
 		if (sc_start(&c, 1u << victim, ready_ns) != 0) {
 			fprintf(stderr, "scenarios: mass trial %u: node %u did not restart\n",
 				t + 1, victim + 1);

@@ -85,8 +85,10 @@ void sc_print_mass(const struct sc_opt *opt, const struct sc_mass_trial *t, uint
 
 	if (count == 0)
 		return;
-	printf("\nMass failover, %u groups, 3 nodes, election %u ms, kill -9 of one node\n",
-	       opt->mass_groups, opt->election_ms);
+	printf("\nMass failover, %u groups, 3 nodes, election %u ms, heartbeat %u ms, %s of one "
+	       "node\n",
+	       opt->mass_groups, opt->election_ms, opt->heartbeat_ms,
+	       opt->mass_stop ? "SIGSTOP" : "kill -9");
 	for (uint32_t k = 0; k < count; k++) {
 		char what[32];
 
@@ -94,7 +96,7 @@ void sc_print_mass(const struct sc_opt *opt, const struct sc_mass_trial *t, uint
 		sc_print_load(stdout, what, t[k].load);
 	}
 	printf("%5s %9s %9s %6s %12s %10s %10s %10s %10s %10s\n", "trial", "start ms", "commit ms",
-	       "killed", "it led", "all ms", "its p50", "its p99", "its max", "others max");
+	       "node", "it led", "all ms", "its p50", "its p99", "its max", "others max");
 	for (uint32_t k = 0; k < count; k++) {
 		printf(
 		    "%5u %9.0f %9.0f %6u %5u (%4.1f%%) %9.1f %9.1f %9.1f %9.1f %10.1f %6u %9.0f\n",
@@ -107,9 +109,10 @@ void sc_print_mass(const struct sc_opt *opt, const struct sc_mass_trial *t, uint
 			all[n++] = t[k].all_ns;
 	}
 	s = sc_stats(all, n);
-	printf("every group committed again after the kill: min %.1f ms, p50 %.1f ms, max %.1f ms "
+	printf("every group committed again after the fault: min %.1f ms, p50 %.1f ms, max %.1f ms "
 	       "over %u trials (retry every %u ms)\n'slow': groups that took over %u ms (half an "
-	       "election timeout); 'rejoin': restart of the killed node from its WAL until it has "
+	       "election timeout); 'rejoin': restart of the node from its WAL (a stopped one is "
+	       "killed first) until it has "
 	       "applied the last PUT of every group\n",
 	       s.min, s.p50, s.max, n, opt->retry_ms, opt->election_ms / 2);
 }
@@ -191,16 +194,17 @@ int sc_write_json(const struct sc_opt *opt, const struct sc_election_result *e, 
 	fprintf(f, "],\n \"mass\": [");
 	for (uint32_t k = 0; k < m_count; k++) {
 		fprintf(f,
-			"%s\n  {\"groups\": %u, \"start_ms\": %.1f, \"start_committed_ms\": %.1f, "
+			"%s\n  {\"groups\": %u, \"fault\": \"%s\", \"start_ms\": %.1f, "
+			"\"start_committed_ms\": %.1f, "
 			"\"killed\": %u, \"led\": [%u, %u, %u], \"all_committed_ms\": %.3f, "
 			"\"others_max_ms\": %.3f, \"slow_groups\": %u, \"rejoin_ready_ms\": %.1f, "
 			"\"rejoin_ms\": %.1f, "
 			"\"redirects\": %llu, \"not_leader_no_hint\": %llu, "
 			"\"errors\": %llu, \"retries\": %llu, ",
-			k ? "," : "", opt->mass_groups, sc_ms(m[k].start_ns),
-			sc_ms(m[k].committed_ns), m[k].victim, m[k].led[0], m[k].led[1],
-			m[k].led[2], sc_ms(m[k].all_ns), sc_ms(m[k].others_max_ns), m[k].slow,
-			sc_ms(m[k].rejoin_ready_ns), sc_ms(m[k].rejoin_ns),
+			k ? "," : "", opt->mass_groups, opt->mass_stop ? "stop" : "kill",
+			sc_ms(m[k].start_ns), sc_ms(m[k].committed_ns), m[k].victim, m[k].led[0],
+			m[k].led[1], m[k].led[2], sc_ms(m[k].all_ns), sc_ms(m[k].others_max_ns),
+			m[k].slow, sc_ms(m[k].rejoin_ready_ns), sc_ms(m[k].rejoin_ns),
 			(unsigned long long)m[k].redirects, (unsigned long long)m[k].no_hint,
 			(unsigned long long)m[k].errors, (unsigned long long)m[k].retries);
 		sc_json_load(f, m[k].load);

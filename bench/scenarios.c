@@ -132,6 +132,8 @@ static void sc_usage(FILE *out)
 	    "  --trials N             election trials per fault (50)\n"
 	    "  --mass-trials N        mass failover trials (3)\n"
 	    "  --mass-groups N        groups in the mass failover (10000)\n"
+	    "  --mass-fault F         mass failover fault: kill (kill -9) or stop\n"
+	    "                         (SIGSTOP: the host is silent, connections open)\n"
 	    "  --idle-groups LIST     group counts for idle scale (10000,100000)\n"
 	    "  --election-ms MS       election timeout (1000)\n"
 	    "  --heartbeat-ms MS      heartbeat interval (100)\n"
@@ -198,6 +200,7 @@ static int sc_parse_args(struct sc_opt *o, int argc, char **argv)
 		O_TRIALS,
 		O_MTRIALS,
 		O_MGROUPS,
+		O_MFAULT,
 		O_IGROUPS,
 		O_ELECT,
 		O_HB,
@@ -223,6 +226,7 @@ static int sc_parse_args(struct sc_opt *o, int argc, char **argv)
 	    {"trials", required_argument, NULL, O_TRIALS},
 	    {"mass-trials", required_argument, NULL, O_MTRIALS},
 	    {"mass-groups", required_argument, NULL, O_MGROUPS},
+	    {"mass-fault", required_argument, NULL, O_MFAULT},
 	    {"idle-groups", required_argument, NULL, O_IGROUPS},
 	    {"election-ms", required_argument, NULL, O_ELECT},
 	    {"heartbeat-ms", required_argument, NULL, O_HB},
@@ -291,6 +295,10 @@ static int sc_parse_args(struct sc_opt *o, int argc, char **argv)
 			break;
 		case O_MGROUPS:
 			bad = sc_parse_u32(optarg, 1, 10000000, &o->mass_groups);
+			break;
+		case O_MFAULT:
+			bad = strcmp(optarg, "kill") != 0 && strcmp(optarg, "stop") != 0;
+			o->mass_stop = strcmp(optarg, "stop") == 0;
 			break;
 		case O_IGROUPS: {
 			char buf[256];
