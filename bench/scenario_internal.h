@@ -39,7 +39,8 @@ struct sc_opt {
 	bool fault_kill, fault_stop;
 	uint32_t trials;
 	uint32_t mass_trials, mass_groups;
-	bool mass_stop; /* Mass failover by SIGSTOP rather than kill -9. */
+	bool mass_stop;       /* Mass failover by SIGSTOP rather than kill -9. */
+	uint32_t mass_wait_s; /* For every group to commit again after the fault. */
 	uint64_t idle_groups[SC_IDLE_SIZES_MAX];
 	uint32_t idle_sizes;
 	uint32_t election_ms, heartbeat_ms, shards;

@@ -163,7 +163,7 @@ int sc_mass(const struct sc_opt *opt, struct sc_mass_trial *trials, uint32_t *do
 		if (!opt->mass_stop)
 			sc_node_reap(&c, victim, 10000);
 		m.redirects = m.not_leader_no_hint = m.errors = m.retries = 0;
-		left = sc_many_run(&c, &m, "m", value, t0, 120000);
+		left = sc_many_run(&c, &m, "m", value, t0, opt->mass_wait_s * 1000);
 		r->redirects = m.redirects;
 		r->no_hint = m.not_leader_no_hint;
 		r->errors = m.errors;
@@ -182,8 +182,9 @@ int sc_mass(const struct sc_opt *opt, struct sc_mass_trial *trials, uint32_t *do
 		if (left > 0) {
 			fprintf(stderr,
 				"scenarios: mass trial %u: %u of %u groups without a committed "
-				"PUT 120 s after node %u was killed\n",
-				t + 1, left, m.n, victim + 1);
+				"PUT %u s after node %u was %s\n",
+				t + 1, left, m.n, opt->mass_wait_s, victim + 1,
+				opt->mass_stop ? "stopped" : "killed");
 			for (uint32_t i = 0; i < SC_NODES; i++)
 				sc_print_log_tail(&c.nodes[i]);
 			rv = -1;

@@ -134,6 +134,8 @@ static void sc_usage(FILE *out)
 	    "  --mass-groups N        groups in the mass failover (10000)\n"
 	    "  --mass-fault F         mass failover fault: kill (kill -9) or stop\n"
 	    "                         (SIGSTOP: the host is silent, connections open)\n"
+	    "  --mass-wait-s S        mass: a trial fails unless every group commits\n"
+	    "                         again within S s of the fault (120)\n"
 	    "  --idle-groups LIST     group counts for idle scale (10000,100000)\n"
 	    "  --election-ms MS       election timeout (1000)\n"
 	    "  --heartbeat-ms MS      heartbeat interval (100)\n"
@@ -201,6 +203,7 @@ static int sc_parse_args(struct sc_opt *o, int argc, char **argv)
 		O_MTRIALS,
 		O_MGROUPS,
 		O_MFAULT,
+		O_MWAIT,
 		O_IGROUPS,
 		O_ELECT,
 		O_HB,
@@ -227,6 +230,7 @@ static int sc_parse_args(struct sc_opt *o, int argc, char **argv)
 	    {"mass-trials", required_argument, NULL, O_MTRIALS},
 	    {"mass-groups", required_argument, NULL, O_MGROUPS},
 	    {"mass-fault", required_argument, NULL, O_MFAULT},
+	    {"mass-wait-s", required_argument, NULL, O_MWAIT},
 	    {"idle-groups", required_argument, NULL, O_IGROUPS},
 	    {"election-ms", required_argument, NULL, O_ELECT},
 	    {"heartbeat-ms", required_argument, NULL, O_HB},
@@ -254,6 +258,7 @@ static int sc_parse_args(struct sc_opt *o, int argc, char **argv)
 			     .trials = 50,
 			     .mass_trials = 3,
 			     .mass_groups = 10000,
+			     .mass_wait_s = 120,
 			     .idle_groups = {10000, 100000},
 			     .idle_sizes = 2,
 			     .election_ms = 1000,
@@ -299,6 +304,9 @@ static int sc_parse_args(struct sc_opt *o, int argc, char **argv)
 		case O_MFAULT:
 			bad = strcmp(optarg, "kill") != 0 && strcmp(optarg, "stop") != 0;
 			o->mass_stop = strcmp(optarg, "stop") == 0;
+			break;
+		case O_MWAIT:
+			bad = sc_parse_u32(optarg, 1, 600, &o->mass_wait_s);
 			break;
 		case O_IGROUPS: {
 			char buf[256];
