@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -19,21 +20,54 @@ uint64_t node_test_now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/* splitmix64 over a shared counter: a different number at every call. */
+static uint64_t node_test_random(void)
+{
+	static atomic_uint_fast64_t state;
+	uint64_t z;
+
+	if (atomic_load(&state) == 0) {
+		uint_fast64_t zero = 0;
+
+		atomic_compare_exchange_strong(&state, &zero,
+					       (uint64_t)getpid() << 32 ^ node_test_now_ms());
+	}
+	z = atomic_fetch_add(&state, 0x9e3779b97f4a7c15ull) + 0x9e3779b97f4a7c15ull;
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
 uint16_t node_test_free_port(void)
 {
-	struct sockaddr_in addr = {.sin_family = AF_INET,
-				   .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t len = sizeof(addr);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	uint16_t port = 0;
+	unsigned low = 32768, high, first = 10000;
+	FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
 
-	if (fd < 0)
+	if (f != NULL) {
+		if (fscanf(f, "%u %u", &low, &high) != 2)
+			low = 32768;
+		fclose(f);
+	}
+	if (low <= first + 2)
+		first = 1024;
+	if (low <= first + 2)
 		return 0;
-	if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0 &&
-	    getsockname(fd, (struct sockaddr *)&addr, &len) == 0)
-		port = ntohs(addr.sin_port);
-	close(fd);
-	return port;
+	for (int tries = 0; tries < 200; tries++) {
+		struct sockaddr_in addr = {.sin_family = AF_INET,
+					   .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+		uint16_t port = (uint16_t)(first + node_test_random() % (low - first));
+		int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		bool free_now;
+
+		if (fd < 0)
+			return 0;
+		addr.sin_port = htons(port);
+		free_now = bind(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0;
+		close(fd);
+		if (free_now)
+			return port;
+	}
+	return 0;
 }
 
 void node_test_config(struct fl_node_config *config, struct node_test_addrs *a, int i,

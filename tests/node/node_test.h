@@ -38,7 +38,9 @@ struct node_test_addrs {
 
 uint64_t node_test_now_ms(void);
 
-/* A TCP port on 127.0.0.1 that was free a moment ago; 0 if none was found. */
+/* A TCP port on 127.0.0.1 that was free a moment ago, below the kernel's
+ * ephemeral ports (so no outgoing connection takes it while its node is
+ * stopped); 0 if none was found. */
 uint16_t node_test_free_port(void);
 
 /* Fill config for node i (id i + 1) of nodes_count nodes: defaults, the
