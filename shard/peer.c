@@ -107,8 +107,19 @@ static void peer_maybe_closed(struct shard *s, struct peer *p)
 	p->frame_start = SIZE_MAX;
 	p->sending = false;
 	p->state = PEER_DOWN;
-	p->backoff_ms = SHARD_REDIAL_MIN_MS;
-	p->redial_ms = s->now_ms; /* Redial at once: a refusal proves the process gone. */
+	/* A connection that lasted is dialled again at once (a refusal then
+	 * proves the process gone). One closed soon after it came up (a peer
+	 * accepting while it stops, or dropping us after the handshake) is
+	 * dialled again only after the backoff, which doubles: no storm of
+	 * connections, nor of these lines. */
+	if (s->now_ms >= p->up_ms + SHARD_REDIAL_MAX_MS) {
+		p->backoff_ms = SHARD_REDIAL_MIN_MS;
+		p->redial_ms = s->now_ms;
+	} else {
+		p->redial_ms = s->now_ms + p->backoff_ms;
+		p->backoff_ms = p->backoff_ms * 2 > SHARD_REDIAL_MAX_MS ? SHARD_REDIAL_MAX_MS
+									: p->backoff_ms * 2;
+	}
 }
 
 static void peer_send_done(struct loop_op *op, int res)
@@ -216,7 +227,7 @@ void peer_connected(struct shard *s, struct peer *p, int fd, const uint8_t *sess
 	p->auth_frames = 0; /* A new connection counts its frames from 0. */
 	p->fd = fd;
 	p->state = PEER_UP;
-	p->backoff_ms = SHARD_REDIAL_MIN_MS;
+	p->up_ms = s->now_ms;
 	p->frame_start = SIZE_MAX;
 	p->ops++;
 	loop_recv(&s->loop, &p->probe_op, fd, &p->probe_byte, 1, 0, peer_probe_done);

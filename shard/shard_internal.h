@@ -261,6 +261,7 @@ struct peer {
 	bool sending;
 	uint32_t ops; /* In flight on fd. */
 	uint64_t redial_ms, backoff_ms;
+	uint64_t up_ms;         /* When the connection came up. */
 	uint64_t heard_ms;      /* Last turn that received bytes from its host. */
 	uint64_t sent_ms;       /* Last send posted to it. */
 	struct buf out, flight; /* Filling, and being sent. */

@@ -35,12 +35,9 @@ trap cleanup EXIT
 # Status 3 from tools/cluster: a port was in use, try another base; 4: no
 # io_uring here, skip. Nodes 4..6 are spares: known to all, started later.
 step "start 3 nodes (and 3 spares to come), $groups groups"
-# The spares bind their ports only later, so keep all six ports below the
-# kernel's ephemeral range, where outgoing connections cannot take them.
-ephemeral_low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
-span=$(((ephemeral_low - 20000 - 12) / 2))
-[ "$span" -ge 100 ] || span=19990
-cluster_start_random "$span" --groups "$groups" --nodes 3 --spares 3 \
+# The spares bind their ports only later: cluster_start_random keeps all
+# six below the kernel's ephemeral range, where no connect() takes them.
+cluster_start_random --groups "$groups" --nodes 3 --spares 3 \
 	--bin "$node_bin" -- --election-ms 1000 --heartbeat-ms 100 \
 	--snapshot-entries 500
 nodes=
