@@ -35,6 +35,15 @@ def fs_type(path):
         return "?"
 
 
+def pick_port(width=20):
+    """A random even base port whose next width ports lie below the kernel's
+    ephemeral range (tools/cluster pick-port): no connect() takes them while
+    a node is down."""
+    out = subprocess.run([CLUSTER, "pick-port", str(width)], capture_output=True, text=True,
+                         check=True)
+    return int(out.stdout.strip())
+
+
 def cluster_start(d, node_bin, groups, nodes, base_ports, shards=0, extra=()):
     """Start a cluster in d, trying each base port in turn while tools/cluster
     says an address is in use (status 3); d is emptied before each try.
