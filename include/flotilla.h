@@ -224,11 +224,11 @@ struct fl_node_config {
 					 * 20 segments with compaction on. */
 	bool quiesce;                   /* Idle groups stop ticking; default on. */
 	bool lease_read;                /* Serve reads on the leader lease; default off. */
-	uint32_t snapshot_entries;      /* Snapshot a group and compact its log after this
-					 * many applied entries; default 10000; 0: never. */
-	uint64_t snapshot_bytes;        /* Likewise after this many bytes of applied
-					 * entries; default 0: never. Either threshold
-					 * starts a snapshot. */
+	uint32_t snapshot_entries;      /* Floor of the snapshot rule below, in applied
+					 * entries; default 10000; 0: none. */
+	uint64_t snapshot_bytes;        /* Likewise in bytes of applied entries; default
+					 * 0: none. With both 0, a group snapshots only
+					 * when asked (or when its WAL needs it). */
 	bool snapshot_compress;         /* Send snapshot chunks LZ4-compressed, each chunk
 					 * on its own; default off (on loopback it costs
 					 * more CPU than it saves; see docs/snapshots.md).
@@ -236,6 +236,18 @@ struct fl_node_config {
 	uint32_t check_entries;         /* The leader of a group starts a consistency
 					 * check after this many log entries; 0: only
 					 * on demand (fl_group_check). Default 10000. */
+	/* A group snapshots and compacts its log on its own once the floor
+	 * (snapshot_entries entries or snapshot_bytes bytes applied since its
+	 * last snapshot, whichever is set and reached first) AND the ratio (the
+	 * bytes applied since are at least snapshot_ratio_percent% of that
+	 * snapshot's size) both hold. The ratio keeps the bytes snapshots write
+	 * within 100 / snapshot_ratio_percent times the bytes applied (plus the
+	 * state's growth), whatever the state's size; the floor lets a small
+	 * state compact often. The log kept is at most the larger of the floor
+	 * and snapshot_ratio_percent% of the state. Default 50; 0: the floor
+	 * alone (a snapshot every snapshot_entries entries, whatever the
+	 * state's size); at most 1000. See docs/snapshots.md. */
+	uint32_t snapshot_ratio_percent;
 	/* Shared secret for peer authentication (a challenge answered with a
 	 * keyed MAC, libsodium's crypto_auth); NULL: off. Every node of the
 	 * cluster must have the same one, at least 16 bytes. */
@@ -493,6 +505,9 @@ struct fl_metrics {
 				   * refuse writes until space returns. */
 	uint32_t inbox_depth_max; /* Deepest shard queue right now. */
 	uint32_t inbox_depth[64]; /* Each shard's queue right now (the first 64 shards). */
+	/* Bytes of snapshot files saved here (each written whole): over the
+	 * bytes applied, the snapshots' write amplification. */
+	uint64_t snapshot_bytes_written;
 };
 
 /* A snapshot of the node's counters, summed over its shards. */
@@ -550,6 +565,8 @@ struct fl_shard_metrics {
 	struct fl_histogram apply_us;      /* One call of fl_sm_ops.apply (microseconds). */
 	struct fl_histogram batch_bytes;   /* Bytes per WAL batch made durable. */
 	struct fl_histogram batch_entries; /* Entries per WAL batch made durable. */
+	/* Counter: as in struct fl_metrics, for this shard. */
+	uint64_t snapshot_bytes_written;
 };
 
 /* Fill *metrics with shard's metrics (0 .. fl_metrics.shards_count - 1).

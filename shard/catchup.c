@@ -31,6 +31,8 @@ int catchup_install(struct shard *s, struct group *g, const struct raft_snapshot
 		rv = save_manifest_write(s, &meta);
 	if (rv == 0) {
 		check_forget(g);
+		g->snapshot_size = meta.size; /* What the snapshot policy measures from. */
+		g->applied_bytes = 0;
 		pending_props_skip(g, meta.index, meta.term);
 		/* Reads waiting for an index the snapshot covers are served by it:
 		 * no entry up to there will be applied one by one any more. */

@@ -27,6 +27,7 @@
 
 #include "io/wal.h"
 #include "shard/net.h"
+#include "shard/snapshot_policy.h"
 
 #define CONFIG_AUTH_KEY_SIZE_MIN 16
 
@@ -209,6 +210,11 @@ int config_check(const struct fl_node_config *c, char *why, size_t why_size)
 	if (c->wal_segment_size > WAL_SEGMENT_SIZE_MAX) {
 		snprintf(why, why_size, "wal_segment_size %u exceeds the limit of %u bytes (1 GiB)",
 			 c->wal_segment_size, WAL_SEGMENT_SIZE_MAX);
+		return -EINVAL;
+	}
+	if (c->snapshot_ratio_percent > SNAPSHOT_POLICY_RATIO_PERCENT_MAX) {
+		snprintf(why, why_size, "snapshot_ratio_percent %u: must be from 0 to %u",
+			 c->snapshot_ratio_percent, SNAPSHOT_POLICY_RATIO_PERCENT_MAX);
 		return -EINVAL;
 	}
 	if (c->auth_key != NULL && c->auth_key_size < CONFIG_AUTH_KEY_SIZE_MIN) {

@@ -51,6 +51,7 @@ void fl_node_config_default(struct fl_node_config *config, uint64_t node_id)
 	    .quiesce = true,
 	    .lease_read = false,
 	    .snapshot_entries = 10000,
+	    .snapshot_ratio_percent = 50,
 	    .check_entries = 10000,
 	    .log_level = FL_LOG_INFO,
 	    .log_format = FL_LOG_TEXT,
@@ -204,6 +205,7 @@ int fl_node_start(const struct fl_node_config *config, struct fl_node **out)
 		    .snapshot_entries = config->snapshot_entries,
 		    .check_entries = config->check_entries,
 		    .snapshot_bytes = config->snapshot_bytes,
+		    .snapshot_ratio_percent = config->snapshot_ratio_percent,
 		    .snapshot_compress = config->snapshot_compress,
 		    .snapshots = node->snapshots,
 		    .sm = config->sm,
@@ -574,6 +576,8 @@ void fl_node_metrics(struct fl_node *node, struct fl_metrics *m)
 		    atomic_load_explicit(&st->snapshots_sent, memory_order_relaxed);
 		m->snapshots_received +=
 		    atomic_load_explicit(&st->snapshots_received, memory_order_relaxed);
+		m->snapshot_bytes_written +=
+		    atomic_load_explicit(&st->snapshot_bytes_written, memory_order_relaxed);
 		m->fsyncs += shard_wal_fsyncs(node->shards[i]);
 		m->wal_bytes += shard_wal_bytes(node->shards[i]);
 		m->memory_bytes += shard_memory(node->shards[i]);
@@ -616,6 +620,7 @@ int fl_shard_metrics(struct fl_node *node, uint32_t shard, struct fl_shard_metri
 	m->snapshots_taken = NODE_LOAD(snapshots_taken);
 	m->snapshots_sent = NODE_LOAD(snapshots_sent);
 	m->snapshots_received = NODE_LOAD(snapshots_received);
+	m->snapshot_bytes_written = NODE_LOAD(snapshot_bytes_written);
 	m->peers_refused = NODE_LOAD(peers_refused);
 	m->checks = NODE_LOAD(checks);
 	m->divergences = NODE_LOAD(divergences);

@@ -19,7 +19,7 @@
  * below it are skipped, and a WAL entry at its index with another term
  * means the log after it was never this snapshot's (Raft §7): dropped. */
 static int recover_snapshot(struct shard *s, const struct wal_group *wg, struct raft_boot *boot,
-			    uint64_t *next)
+			    uint64_t *next, uint64_t *size)
 {
 	struct snapshot_meta meta;
 	uint64_t term = 0;
@@ -38,6 +38,7 @@ static int recover_snapshot(struct shard *s, const struct wal_group *wg, struct 
 		return rv;
 	boot->snapshot = (struct raft_snapshot_meta){meta.index, meta.term, meta.conf};
 	boot->applied = meta.index;
+	*size = meta.size;
 	*next = meta.index + 1;
 	if (wal_term(&s->wal, wg->group, meta.index, &term) == 0 && term != meta.term)
 		*next = wg->last_index + 1;
@@ -128,7 +129,7 @@ static int recover_damaged(struct shard *s, uint64_t id, const char *what)
 	struct wal_hard hard = wg->hard;
 	uint64_t damaged_term = wg->damaged_term;
 	struct raft_boot boot = {.repair = true, .repair_id = recover_repair_id(id)};
-	struct snapshot_meta meta;
+	struct snapshot_meta meta = {0};
 	bool snapshot_bad = false;
 	struct group *g;
 	int rv = snapshot_manifest_read(s->snap_dir, id, &meta);
@@ -168,6 +169,7 @@ static int recover_damaged(struct shard *s, uint64_t id, const char *what)
 	if (rv != 0)
 		return rv;
 	g->repairing = true;
+	g->snapshot_size = boot.snapshot.index ? meta.size : 0;
 	log_group(&s->config.log, LOG_LEVEL_WARN, (int32_t)s->config.shard_index, id,
 		  "%s%s; starting it from %s%llu as a non-voting, non-acknowledging member and "
 		  "repairing it from the leader",
@@ -222,7 +224,7 @@ static int recover_one(struct shard *s, const struct wal_group *wg, uint64_t **d
 	struct wal_read rd = {0};
 	struct raft_entry *entries = NULL;
 	struct group *g;
-	uint64_t next = wg->first_index;
+	uint64_t next = wg->first_index, snapshot_size = 0;
 	uint32_t count = 0, cap = 0;
 	int rv = 0;
 
@@ -236,7 +238,7 @@ static int recover_one(struct shard *s, const struct wal_group *wg, uint64_t **d
 	boot.snapshot.index = wg->mark_index;
 	boot.snapshot.term = wg->mark_term;
 	if (rv == 0)
-		rv = recover_snapshot(s, wg, &boot, &next);
+		rv = recover_snapshot(s, wg, &boot, &next, &snapshot_size);
 	/* The snapshot was installed past everything the WAL holds of the
 	 * group, and the mark that would have said so was lost with an
 	 * unsynced write: write it now, or the first entry after the snapshot
@@ -286,6 +288,8 @@ static int recover_one(struct shard *s, const struct wal_group *wg, uint64_t **d
 	boot.entries_count = count;
 	if (rv == 0)
 		rv = group_open(s, wg->group, &boot, &g);
+	if (rv == 0)
+		g->snapshot_size = snapshot_size; /* The snapshot policy's base. */
 	if (rv == 0 && boot.repair) {
 		g->repairing = true;
 		log_group(&s->config.log, LOG_LEVEL_INFO, (int32_t)s->config.shard_index, wg->group,

@@ -41,8 +41,10 @@ static int save_compact(struct shard *s, struct group *g, const struct snapshot_
 
 		rv = persist_append_hard(s, g, &hard);
 	}
-	if (rv == 0)
+	if (rv == 0) {
+		g->snapshot_size = meta->size; /* The base of the next one's ratio. */
 		stat_add(&s->stats.snapshots_taken, 1);
+	}
 	return rv;
 }
 
@@ -145,8 +147,10 @@ static void save_group(struct shard *s, struct group *g)
 
 		rv = snapshot_save(s->snap_dir, &meta, save_fill, &fill);
 		saved_ns = loop_now_ns(&s->loop);
-		if (rv == 0)
+		if (rv == 0) {
+			stat_add(&s->stats.snapshot_bytes_written, meta.size);
 			rv = save_commit(s, g, &meta);
+		}
 		if (rv != 0)
 			save_failed(s, g, index, rv);
 		else
@@ -186,6 +190,8 @@ static void save_done(struct shard *s, struct snapshot_job *job)
 	struct group *g = table_find(s, job->meta.group);
 	int rv = job->rv;
 
+	if (rv == 0 || rv == -ESTALE) /* The file was written whole (then maybe dropped). */
+		stat_add(&s->stats.snapshot_bytes_written, job->meta.size);
 	if (g == NULL) {
 		if (rv == 0) /* Its manifest was written after the group left. */
 			snapshot_remove_group(s->snap_dir, job->meta.group);
@@ -235,6 +241,9 @@ void save_maybe(struct shard *s, struct group *g)
 {
 	uint64_t applied = raft_applied_index(&g->raft);
 	const struct shard_config *c = &s->config;
+	const struct snapshot_policy policy = {.entries = c->snapshot_entries,
+					       .bytes = c->snapshot_bytes,
+					       .ratio_percent = c->snapshot_ratio_percent};
 	bool due;
 
 	if (g->saving)
@@ -256,10 +265,10 @@ void save_maybe(struct shard *s, struct group *g)
 	}
 	if ((c->snapshot_entries == 0 && c->snapshot_bytes == 0) || applied < g->snapshot_retry)
 		return;
+	/* The floor and the ratio: see snapshot_policy.h. The WAL's ask wins. */
 	due = g->snapshot_wanted ||
-	      (c->snapshot_entries > 0 &&
-	       applied >= raft_snapshot(&g->raft)->index + c->snapshot_entries) ||
-	      (c->snapshot_bytes > 0 && g->applied_bytes >= c->snapshot_bytes);
+	      snapshot_policy_is_due(&policy, applied - raft_snapshot(&g->raft)->index,
+				     g->applied_bytes, g->snapshot_size);
 	if (due)
 		save_group(s, g);
 }

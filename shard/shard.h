@@ -98,6 +98,7 @@ struct shard_config {
 	uint32_t snapshot_entries;
 	uint32_t check_entries;
 	uint64_t snapshot_bytes;
+	uint32_t snapshot_ratio_percent;   /* See shard/snapshot_policy.h. */
 	bool snapshot_compress;            /* LZ4 each chunk sent. */
 	struct snapshot_worker *snapshots; /* Writes frozen views (sm.freeze set). */
 	struct fl_sm_ops sm;
@@ -121,6 +122,7 @@ struct shard_stats {
 	_Atomic uint64_t bytes_in, bytes_out, elections, leaderships, peers_refused;
 	_Atomic uint64_t msgs_dropped;
 	_Atomic uint64_t snapshots_taken, snapshots_sent, snapshots_received;
+	_Atomic uint64_t snapshot_bytes_written; /* Files saved here, whole. */
 	_Atomic uint64_t checks, divergences;
 	_Atomic uint64_t space_low; /* 1 while the WAL is low on space: writes refused. */
 	_Atomic uint64_t writes_refused_no_space, appends_dropped_no_space;

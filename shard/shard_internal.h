@@ -38,6 +38,7 @@
 #include "shard/inbox.h"
 #include "shard/shard.h"
 #include "shard/snapshot.h"
+#include "shard/snapshot_policy.h"
 #include "shard/wire.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
@@ -172,6 +173,7 @@ struct group {
 	uint64_t snapshot_retry;      /* Applied index before which a failed save is not retried. */
 	uint64_t elections_seen;      /* The engine's count, already added to the stats. */
 	uint64_t applied_bytes;       /* Entry bytes applied since the last consistent point. */
+	uint64_t snapshot_size;       /* Bytes of the current snapshot's file; 0: none. */
 	struct shard_req *snap_asked; /* fl_group_snapshot() calls for the next snapshot, */
 	struct shard_req *snap_saving; /* and those the one being written will answer. */
 	/* Consistency checks: see CHECK ENTRY. */

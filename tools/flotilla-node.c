@@ -413,6 +413,7 @@ static int server_start_node(struct server *s, struct fl_peer *peers)
 	config.snapshot_entries = s->opt.snapshot_entries;
 	config.check_entries = s->opt.check_entries;
 	config.snapshot_bytes = s->opt.snapshot_bytes;
+	config.snapshot_ratio_percent = s->opt.snapshot_ratio_percent;
 	config.snapshot_compress = s->opt.snapshot_compress;
 	config.log_level = s->opt.log_level;
 	config.log_format = s->opt.log_format;

@@ -53,6 +53,8 @@ static const struct metrics_text_row metrics_text_rows[] = {
 			 "Snapshots sent to followers."),
     METRICS_TEXT_COUNTER("flotilla_snapshots_received_total", snapshots_received,
 			 "Snapshots received from leaders."),
+    METRICS_TEXT_COUNTER("flotilla_snapshot_written_bytes_total", snapshot_bytes_written,
+			 "Bytes of snapshot files saved here."),
     METRICS_TEXT_COUNTER("flotilla_peers_refused_total", peers_refused,
 			 "Peer connections closed for a bad handshake or frame."),
     METRICS_TEXT_COUNTER("flotilla_checks_total", checks,

@@ -13,6 +13,7 @@
 
 #include "base/log.h"
 #include "shard/config.h"
+#include "shard/snapshot_policy.h"
 #include "tools/node_store.h"
 
 enum {
@@ -71,7 +72,8 @@ static const struct node_options_entry node_options_table[] = {
     {"wal-segment-size", OPT_U32, OPT_FIELD(wal_segment_size), 0, 0, 1u << 30,
      "BYTES  WAL segment file size (0: library default)"},
     {"snapshot-entries", OPT_U32, OPT_FIELD(snapshot_entries), 0, 0, UINT32_MAX,
-     "N  snapshot a group every N applied entries (0: never)"},
+     "N  floor: a group snapshots once N entries were applied since its last one, and "
+     "the ratio holds (10000; 0: off)"},
     {"check-entries", OPT_U32, OPT_FIELD(check_entries), 0, 0, UINT32_MAX,
      "N  a consistency check of each group every N log entries (0: on request only)"},
 #ifdef FLOTILLA_TEST_HOOKS
@@ -79,7 +81,13 @@ static const struct node_options_entry node_options_table[] = {
      "on|off  accept CORRUPT requests that make this replica diverge (off)"},
 #endif
     {"snapshot-bytes", OPT_U32, OPT_FIELD(snapshot_bytes), 0, 0, UINT32_MAX,
-     "BYTES  snapshot a group every BYTES of applied entries (0: never)"},
+     "BYTES  floor: or once BYTES of entries were (0: off); with both floors off, a group "
+     "snapshots only when asked"},
+    {"snapshot-ratio-percent", OPT_U32, OPT_FIELD(snapshot_ratio_percent), 0, 0,
+     SNAPSHOT_POLICY_RATIO_PERCENT_MAX,
+     "P  ratio: the bytes applied since a group's last snapshot are at least P% of its "
+     "size, so that snapshots write about 100/P x the bytes applied, 0 to 1000 "
+     "(50; 0: the floor alone)"},
     {"snapshot-compress", OPT_BOOL, OPT_FIELD(snapshot_compress), 0, 0, 0,
      "on|off  send snapshot chunks LZ4-compressed (off)"},
     {"snapshot-freeze", OPT_BOOL, OPT_FIELD(snapshot_freeze), 0, 0, 0,
@@ -598,6 +606,7 @@ void node_options_default(struct node_options *opt)
 	opt->snapshot_entries = config.snapshot_entries;
 	opt->check_entries = config.check_entries;
 	opt->snapshot_bytes = (uint32_t)config.snapshot_bytes;
+	opt->snapshot_ratio_percent = config.snapshot_ratio_percent;
 	opt->snapshot_compress = config.snapshot_compress;
 	opt->snapshot_freeze = true;
 	opt->quiesce = config.quiesce;

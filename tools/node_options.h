@@ -41,6 +41,7 @@ struct node_options {
 	uint32_t check_entries;
 	bool allow_corrupt; /* Accept CORRUPT requests (test builds only). */
 	uint32_t snapshot_bytes;
+	uint32_t snapshot_ratio_percent;
 	bool snapshot_compress;
 	bool snapshot_freeze;
 	bool quiesce;

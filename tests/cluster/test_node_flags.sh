@@ -62,6 +62,8 @@ refused "--join on and --groups 5 conflict" --join on --groups 5
 refused "--members must include this node (--id 1) to create --groups 2" \
 	--peer 2=127.0.0.1:7000 --members 2 --groups 2
 refused "--quiesce maybe: must be on or off" --quiesce maybe
+refused "--snapshot-ratio-percent 1001: must be a whole number from 0 to 1000" \
+	--snapshot-ratio-percent 1001
 refused "--log-level verbose: must be error, warn, info or debug" --log-level verbose
 refused "--log-format xml: must be text, logfmt or json" --log-format xml
 
@@ -82,6 +84,7 @@ refused "--auth-key-file $dir/key.none: cannot read it" --auth-key-file "$dir/ke
 # The rules' edges are allowed: election = 2 heartbeats = 5 ticks.
 "$node_bin" --id 1 --data "$dir/ok" --listen 127.0.0.1:0 --client 127.0.0.1:0 --groups 1 \
 	--tick-ms 20 --heartbeat-ms 50 --election-ms 100 --auth-key-file "$dir/key.ok" \
+	--snapshot-ratio-percent 1000 \
 	>"$dir/ok.out" 2>"$dir/ok.err" &
 pid=$!
 status=

@@ -113,6 +113,10 @@ int main(void)
 	refused("wal_segment_size over 1 GiB", &c,
 		"wal_segment_size 2147483648 exceeds the limit of 1073741824 bytes");
 	config_base(&c);
+	c.snapshot_ratio_percent = 1001;
+	refused("snapshot ratio over 10x", &c,
+		"snapshot_ratio_percent 1001: must be from 0 to 1000");
+	config_base(&c);
 	c.auth_key = key;
 	c.auth_key_size = sizeof(key);
 	refused("short auth key", &c, "auth_key_size 8: a key must have at least 16 bytes");

@@ -125,6 +125,7 @@ struct world {
 	char root[256];
 	uint64_t fault_end_ns, next_fault_ns, next_client_ns;
 	uint64_t snapshot_entries;
+	uint32_t snapshot_ratio_percent;
 	bool lease_read, quiesce;
 	uint32_t check_entries;
 	/* Counters for the summary. */
@@ -694,6 +695,7 @@ static int node_start(struct world *w, struct node *n)
 		    .wal_segment_size = 64 << 10,
 		    .wal_batch_size = 16 << 10,
 		    .snapshot_entries = (uint32_t)w->snapshot_entries,
+		    .snapshot_ratio_percent = w->snapshot_ratio_percent,
 		    .lease_read = w->lease_read,
 		    .quiesce = w->quiesce,
 		    .check_entries = w->check_entries,
@@ -1297,6 +1299,9 @@ static int world_init(struct world *w, uint64_t seed, bool verbose, bool no_faul
 	w->lease_read = rnd(w) % 2;
 	w->quiesce = rnd(w) % 2;
 	w->check_entries = rnd(w) % 2 ? (uint32_t)between(w, 10, 100) : 0;
+	/* From the seed's bits, not the PRNG: every other parameter of a seed
+	 * stays what it was before the ratio existed. */
+	w->snapshot_ratio_percent = (seed >> 1) % 2 ? 50 : 0;
 	for (uint32_t i = 0; i < w->groups_count; i++)
 		w->groups[i].id = 100 + i * 7;
 	f.disk_us_min = 10;
@@ -1318,12 +1323,13 @@ static int world_init(struct world *w, uint64_t seed, bool verbose, bool no_faul
 	if (verbose)
 		fprintf(stderr,
 			"seed %" PRIu64 ": %u nodes x %u shards, %u groups, snapshot every %" PRIu64
-			" entries, lease reads %d, quiesce %d, check every %u entries, fault phase "
+			" entries (ratio %u%%), lease reads %d, quiesce %d, check every %u "
+			"entries, fault phase "
 			"%" PRIu64 " ms; disk %u-%u us (stall %u ppm, %u ms), "
 			"net %u-%u us (spike %u ppm, %u ms), fsync EIO %u ppm, write EIO %u ppm, "
 			"ENOSPC %u ppm\n",
 			seed, w->nodes_count, w->shards_count, w->groups_count, w->snapshot_entries,
-			w->lease_read, w->quiesce, w->check_entries,
+			w->snapshot_ratio_percent, w->lease_read, w->quiesce, w->check_entries,
 			(w->fault_end_ns - SIM_START_NS) / MS, f.disk_us_min, f.disk_us_max,
 			f.disk_stall_ppm, f.disk_stall_ms_max, f.net_us_min, f.net_us_max,
 			f.net_spike_ppm, f.net_spike_ms_max, f.fsync_eio_ppm, f.write_eio_ppm,
