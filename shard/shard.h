@@ -38,6 +38,7 @@ enum shard_req_type {
 	SHARD_REQ_REBUILD,  /* fl_group_rebuild(). */
 	SHARD_REQ_INFO,     /* Fill the struct fl_group_info whose address is in data. */
 	SHARD_REQ_SNAPSHOT, /* fl_group_snapshot(): cb gets the index once current. */
+	SHARD_REQ_READ_STALE, /* fl_read_stale(): data holds the struct fl_stale_read's address. */
 };
 
 enum shard_change {
