@@ -520,12 +520,17 @@ struct raft_staleness {
 				 * leader carried. Never past the group's true commit. */
 	uint64_t contact_ms;    /* When that was last confirmed, on the engine's clock:
 				 * a follower's last message from a leader of its term; a
-				 * leader's last heartbeat round a quorum acknowledged. 0:
-				 * not since boot (or since this leader was elected). */
+				 * leader's last heartbeat round a quorum acknowledged, or
+				 * its election. 0: not since boot. */
 	bool leading;           /* A leader whose lease holds (raft_config.lease_read):
 				 * no other leader can commit anything right now. */
 };
 void raft_staleness(const struct raft *raft, struct raft_staleness *out);
+/* index is known to be committed in the group, from a leader's message the
+ * caller does not step (a snapshot's first chunk, ahead of the snapshot; an
+ * append dropped for lack of room): raft_staleness() counts it in
+ * leader_commit. */
+void raft_note_committed(struct raft *raft, uint64_t index);
 
 /* Membership helpers. */
 enum raft_member_role raft_conf_role(const struct raft_conf *conf, uint64_t id);
