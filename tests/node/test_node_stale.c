@@ -33,7 +33,7 @@
 #define NODES         3
 #define GROUP         1
 #define WAIT_MS       15000
-#define PACE_MS       "800"       /* Between snapshot chunks: the lag lasts seconds. */
+#define PACE_MS       "800"      /* Between snapshot chunks: the lag lasts seconds. */
 #define SNAP_PAD_SIZE (3u << 20) /* Snapshot bytes: four 1 MiB chunks. */
 
 /* One node's state machine: what it applied, as the test can check it. */
