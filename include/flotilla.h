@@ -363,35 +363,35 @@ int fl_read(struct fl_node *node, uint64_t group, fl_done_cb cb, void *arg);
  * reports never goes backwards while it runs, except across
  * fl_group_rebuild(), which restores a snapshot of the leader's and applies
  * this replica's log after it again (after a restart it starts from what it
- * recovered). Nothing more: two replicas may answer with different prefixes, and an
- * answer may miss a write acknowledged before the call (use fl_read for
- * that).
+ * recovered). Nothing more: two replicas may answer with different
+ * prefixes, and an answer may miss a write acknowledged before the call
+ * (use fl_read for that).
  *
  * What the figures mean:
  *   leader_commit   a commit index the group's leader had reached: on a
- *                   leader its own; elsewhere the highest one a message of
- *                   a leader carried (appends and heartbeats carry it). It
- *                   is never past the group's true commit index, which may
- *                   have moved on since.
+ *                   leader its own; elsewhere the highest one a leader's
+ *                   message carried (appends, heartbeats, a snapshot's
+ *                   first chunk). Never past the group's true commit
+ *                   index, which may have moved on since.
  *   entries_behind  leader_commit - applied_index: entries this replica
  *                   knows it lacks, a lower bound.
- *   contact_age_ms  how long since that knowledge was confirmed: on a
- *                   follower or learner, since it last heard from a leader
- *                   of its term; on a leader, since the start of its last
- *                   heartbeat round a quorum acknowledged (under a heartbeat
- *                   interval plus a round trip while healthy), and 0 while
- *                   its lease holds (fl_node_config.lease_read: no other
- *                   leader can commit then). In a quiesced (idle) group, the
- *                   time since the leader's host (on a leader: a quorum of
- *                   voters' hosts) was last heard: its leader quiesced it
- *                   with every replica up to date and would have woken it to
- *                   write. FL_STALE_AGE_UNKNOWN when nothing was heard since
- *                   this node started (or this leader was elected). Measured
- *                   on this node's monotonic clock, good to a message's
- *                   transit and a loop turn: a caller wanting "at most T ms
- *                   stale" asks for a bound a little under T.
- * So the writes this replica's answer lacks are the entries_behind it
- * knows of plus whatever the group committed in the last contact_age_ms.
+ *   contact_age_ms  how long since that was confirmed: on a follower or
+ *                   learner, since it last heard from a leader of its
+ *                   term; on a leader, since the start of its last
+ *                   heartbeat round a quorum acknowledged, or its election
+ *                   (under a heartbeat interval plus a round trip while
+ *                   healthy), and 0 while its lease holds
+ *                   (fl_node_config.lease_read: no other leader can commit
+ *                   then). In a quiesced (idle) group, since the leader's
+ *                   host (on a leader: a quorum of its voters' hosts) was
+ *                   last heard: the leader quiesced it with every replica
+ *                   up to date and would have woken it to write.
+ *                   FL_STALE_AGE_UNKNOWN when nothing was heard since this
+ *                   node started. Measured on this node's monotonic clock,
+ *                   good to a message's transit and a loop turn: a caller
+ *                   wanting "at most T ms stale" asks for a little under T.
+ * So the writes this replica's answer lacks are the entries_behind it knows
+ * of plus whatever the group committed in the last contact_age_ms.
  *
  * cb's rv: 0 (result: applied_index); FL_ERR_STALE when entries_behind
  * exceeds behind_max or contact_age_ms exceeds age_max_ms (nonzero ones;
