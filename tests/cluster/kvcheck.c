@@ -400,8 +400,15 @@ static int kvcheck_stale(struct kvcheck *k)
 		status = kvcheck_stale_get(k, key, 0, 1, &st, value, sizeof(value));
 		if (status == CLIENT_STATUS_STALE && st.contact_age_ms > 1 && value[0] == '\0')
 			refused = 1;
-		else if (status != CLIENT_STATUS_OK || st.contact_age_ms > 1)
+		else if (status != CLIENT_STATUS_OK || st.contact_age_ms > 1) {
+			fprintf(stderr,
+				"stale: a 1 ms bound on node %llu: status %s with %llu ms since "
+				"contact\n",
+				(unsigned long long)k->via,
+				status == UINT32_MAX ? "none" : kvcheck_status_name(status),
+				(unsigned long long)st.contact_age_ms);
 			return 1;
+		}
 		usleep(2000);
 	}
 	printf("stale on node %llu, group %llu: applied %llu, %llu behind, refused past 1 ms: "
