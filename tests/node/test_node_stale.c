@@ -3,6 +3,8 @@
  *
  * - The leader answers with nothing behind, a recent contact, and its state
  *   machine at exactly the index it reports while the callback runs.
+ * - Once the idle group quiesces, every replica still reports a recent
+ *   contact (host liveness stands in for the heartbeats it no longer gets).
  * - A follower cut off from the rest (both other nodes stopped: writes stop)
  *   goes on answering with no bound, reports a growing time since it heard
  *   a leader, and is refused (FL_ERR_STALE) once the caller's bound is below
@@ -336,6 +338,23 @@ static void test_leader_stale_read_is_not_behind(void **state)
 	}
 }
 
+/* An idle group quiesces (no heartbeats of its own): its replicas' figures
+ * fall back on host liveness, so they stay fresh instead of ageing. */
+static void test_quiesced_group_stays_fresh(void **state)
+{
+	struct stale_call c;
+
+	(void)state;
+	propose_many(1);
+	/* Quiescence comes after three election timeouts (900 ms) idle. */
+	usleep(2000 * 1000);
+	for (int i = 0; i < NODES; i++) {
+		assert_int_equal(stale_read(i, 0, 300, &c), 0);
+		assert_true(c.read.contact_age_ms <= 300);
+		assert_int_equal(c.read.entries_behind, 0);
+	}
+}
+
 /* Cut off from every other node, a follower serves what it has, says how
  * long it has heard nothing, and refuses a caller whose bound is below that. */
 static void test_cut_off_follower_ages_and_refuses_past_the_bound(void **state)
@@ -451,6 +470,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_leader_stale_read_is_not_behind),
+	    cmocka_unit_test(test_quiesced_group_stays_fresh),
 	    cmocka_unit_test(test_cut_off_follower_ages_and_refuses_past_the_bound),
 	    cmocka_unit_test(test_lagging_follower_refuses_past_the_entries_bound),
 	};
