@@ -56,6 +56,8 @@ const char *err_str(int err)
 		return "the data directory holds files Flotilla did not write (the log names one)";
 	case ERR_DIR_CORRUPT:
 		return "the data directory's manifest fails verification (the log names it)";
+	case ERR_STALE:
+		return "this replica may be further behind its leader than the read's bound allows";
 	default:
 		break;
 	}

@@ -33,7 +33,8 @@ enum {
 	ERR_DIR_MISMATCH = -(ERR_BASE + 28), /* Made for another node, cluster or shard count. */
 	ERR_DIR_FOREIGN = -(ERR_BASE + 29),  /* It holds files Flotilla did not write. */
 	ERR_DIR_CORRUPT = -(ERR_BASE + 30),  /* Its manifest fails verification. */
-	ERR_LAST = -(ERR_BASE + 31),
+	ERR_STALE = -(ERR_BASE + 31),        /* A stale read's bound is exceeded here. */
+	ERR_LAST = -(ERR_BASE + 32),
 };
 
 /* Text for an error code, project or errno. Never NULL; the string is static. */

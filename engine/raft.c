@@ -101,11 +101,18 @@ void raft_wake(struct raft *raft)
 	}
 }
 
-static void heard_from_leader(struct raft *raft, uint64_t from)
+static void heard_from_leader(struct raft *raft, const struct raft_msg *m)
 {
 	raft->takeover = false;
-	raft->leader = from;
+	raft->leader = m->from;
 	raft->leader_heard_ms = raft->now_ms;
+	raft->leader_contact_ms = raft->now_ms;
+	/* Whatever we do with the message (an append we cannot take yet is
+	 * refused), the leader's commit index in it is the group's: stale
+	 * reads report how far our applied index is behind it. A snapshot's
+	 * message carries none; its index is ours once installed. */
+	if (m->type != RAFT_MSG_SNAPSHOT && m->commit > raft->leader_commit_seen)
+		raft->leader_commit_seen = m->commit;
 	raft->leader_down = false;
 	raft->leader_suspect = false;
 	raft_election_timer_reset(raft);
@@ -226,7 +233,7 @@ static void step_follower(struct raft *raft, const struct raft_msg *m)
 	case RAFT_MSG_SNAPSHOT:
 		if (raft->role != RAFT_ROLE_FOLLOWER)
 			raft_become_follower(raft, raft->term, m->from);
-		heard_from_leader(raft, m->from);
+		heard_from_leader(raft, m);
 		if (m->type == RAFT_MSG_APPEND) {
 			raft_handle_append(raft, m);
 		} else if (m->type == RAFT_MSG_SNAPSHOT) {

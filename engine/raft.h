@@ -299,6 +299,9 @@ struct raft {
 	uint64_t election_deadline_ms, heartbeat_deadline_ms, check_quorum_deadline_ms;
 	uint64_t quiesce_deadline_ms;
 	uint64_t leader_heard_ms;      /* Last message from the current leader. */
+	uint64_t leader_contact_ms;    /* Likewise, but never set without one (0: none since
+					* boot): what stale reads report (raft_staleness). */
+	uint64_t leader_commit_seen;   /* The highest commit index a leader's message carried. */
 	uint64_t woken_ms;             /* Follower: last woken from quiescence (raft_wake). */
 	uint64_t boot_sticky_until_ms; /* Refuse to elect others until then (see raft_in_lease). */
 	uint64_t transfer_target, transfer_deadline_ms;
@@ -507,6 +510,27 @@ const struct raft_snapshot_meta *raft_snapshot(const struct raft *raft);
 const struct raft_conf *raft_conf_at(const struct raft *raft, uint64_t index);
 /* Entries applied by the state machine (raft_applied). */
 uint64_t raft_applied_index(const struct raft *raft);
+
+/* How far behind its group this replica may be, for reads served from its
+ * state machine without a barrier (stale reads; shard/stale.c). */
+struct raft_staleness {
+	uint64_t applied;       /* The state machine holds the committed log up to here. */
+	uint64_t leader_commit; /* A commit index some leader reached (at least ours):
+				 * our own as leader; else the highest one a message of a
+				 * leader carried. Never past the group's true commit. */
+	uint64_t contact_ms;    /* When that was last confirmed, on the engine's clock:
+				 * a follower's last message from a leader of its term; a
+				 * leader's last heartbeat round a quorum acknowledged, or
+				 * its election. 0: not since boot. */
+	bool leading;           /* A leader whose lease holds (raft_config.lease_read):
+				 * no other leader can commit anything right now. */
+};
+void raft_staleness(const struct raft *raft, struct raft_staleness *out);
+/* index is known to be committed in the group, from a leader's message the
+ * caller does not step (a snapshot's first chunk, ahead of the snapshot; an
+ * append dropped for lack of room): raft_staleness() counts it in
+ * leader_commit. */
+void raft_note_committed(struct raft *raft, uint64_t index);
 
 /* Membership helpers. */
 enum raft_member_role raft_conf_role(const struct raft_conf *conf, uint64_t id);

@@ -125,6 +125,7 @@ static void become_leader(struct raft *raft)
 	raft->lease_until_ms = 0;
 	raft->lease_revoked = false;
 	raft->reads_pending_count = 0;
+	raft->leader_contact_ms = raft->now_ms; /* A quorum's votes just confirmed us. */
 	raft_progress_clear(raft);
 	raft->heartbeat_deadline_ms = raft->now_ms + raft->config.heartbeat_interval_ms;
 	raft->check_quorum_deadline_ms = raft->now_ms + raft->config.election_timeout_ms;

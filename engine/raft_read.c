@@ -168,3 +168,36 @@ int raft_read_index(struct raft *raft, uint64_t context, uint64_t now_ms)
 	m->context = context;
 	return 0;
 }
+
+/* Stale reads are served from whatever this replica applied, with no round
+ * to the leader: the figures say how stale that may be. A follower knows
+ * the leader's commit index as of its last message; a leader knows it was
+ * still leading as of the last heartbeat round a quorum acknowledged (each
+ * acknowledgment promises no vote for another candidate for a while:
+ * raft_reads_process), and, while its lease holds, that no one else can
+ * commit at all. Until its first round is acknowledged, a new leader counts
+ * from its election (the votes of a quorum). A leader elected but not yet
+ * committing in its term may lag the commit index of the leader before it:
+ * it claims no lease then. */
+void raft_staleness(const struct raft *raft, struct raft_staleness *out)
+{
+	uint64_t acked;
+
+	*out = (struct raft_staleness){.applied = raft->applied,
+				       .leader_commit =
+					   max_u64(raft->commit, raft->leader_commit_seen),
+				       .contact_ms = raft->leader_contact_ms};
+	ASSERT(out->applied <= out->leader_commit); /* Only committed entries are applied. */
+	if (raft->role != RAFT_ROLE_LEADER)
+		return;
+	out->leading = lease_valid(raft) && raft_committed_in_term(raft);
+	acked = raft_quorum_value(raft, true);
+	if (acked > 0 && raft->hb_seq - acked < HB_RING)
+		out->contact_ms = max_u64(out->contact_ms, raft->hb_sent_ms[acked % HB_RING]);
+}
+
+void raft_note_committed(struct raft *raft, uint64_t index)
+{
+	if (index > raft->leader_commit_seen)
+		raft->leader_commit_seen = index;
+}

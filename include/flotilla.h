@@ -62,6 +62,9 @@ enum {
 	FL_ERR_DIR_FOREIGN = -(FL_ERR_BASE + 29),  /* No manifest, and files Flotilla did not
 						    * write: it is not adopted. */
 	FL_ERR_DIR_CORRUPT = -(FL_ERR_BASE + 30),  /* Its manifest fails verification. */
+	FL_ERR_STALE = -(FL_ERR_BASE + 31),        /* fl_read_stale(): this replica may be
+						    * further behind than the caller's bound
+						    * allows; the figures say how far. */
 };
 
 #define FL_MEMBERS_MAX 16
@@ -359,6 +362,74 @@ int fl_propose_batch(struct fl_node *node, uint64_t group, const struct fl_propo
  * before the call; then read the state machine. */
 int fl_read(struct fl_node *node, uint64_t group, fl_done_cb cb, void *arg);
 
+/* Stale (bounded-staleness) read: served by this replica alone, whatever
+ * its role (leader, follower, learner), with no read barrier and no message
+ * to the leader. The caller sets the bounds of *read (0: no bound) and gets
+ * the figures below; cb runs on the group's shard thread, where fl_read's
+ * does, right after they are taken: until cb returns, the state machine
+ * holds exactly the committed log up to applied_index (read it from cb, or
+ * copy what you need: a later apply may change it once cb returns).
+ *
+ * What is guaranteed: the state read is a prefix of the group's committed
+ * log (never an entry that did not commit), and the applied index a replica
+ * reports never goes backwards while it runs, except across
+ * fl_group_rebuild(), which restores a snapshot of the leader's and applies
+ * this replica's log after it again (after a restart it starts from what it
+ * recovered). Nothing more: two replicas may answer with different
+ * prefixes, and an answer may miss a write acknowledged before the call
+ * (use fl_read for that).
+ *
+ * What the figures mean:
+ *   leader_commit   a commit index the group's leader had reached: on a
+ *                   leader its own; elsewhere the highest one a leader's
+ *                   message carried (appends, heartbeats, a snapshot's
+ *                   first chunk). Never past the group's true commit
+ *                   index, which may have moved on since.
+ *   entries_behind  leader_commit - applied_index: entries this replica
+ *                   knows it lacks, a lower bound.
+ *   contact_age_ms  how long since that was confirmed: on a follower or
+ *                   learner, since it last heard from a leader of its
+ *                   term; on a leader, since the start of its last
+ *                   heartbeat round a quorum acknowledged, or its election
+ *                   (under a heartbeat interval plus a round trip while
+ *                   healthy), and 0 while its lease holds
+ *                   (fl_node_config.lease_read: no other leader can commit
+ *                   then). In a quiesced (idle) group, since the leader's
+ *                   host (on a leader: a quorum of its voters' hosts) was
+ *                   last heard: the leader quiesced it with every replica
+ *                   up to date and would have woken it to write.
+ *                   FL_STALE_AGE_UNKNOWN when nothing was heard since this
+ *                   node started. Measured on this node's monotonic clock,
+ *                   good to a message's transit and a loop turn: a caller
+ *                   wanting "at most T ms stale" asks for a little under T.
+ * So the writes this replica's answer lacks are the entries_behind it knows
+ * of plus whatever the group committed in the last contact_age_ms.
+ *
+ * cb's rv: 0 (result: applied_index); FL_ERR_STALE when entries_behind
+ * exceeds behind_max or contact_age_ms exceeds age_max_ms (nonzero ones;
+ * the figures are filled in); FL_ERR_DIVERGED (a consistency check found
+ * this replica diverged); -EAGAIN in the moment this replica installs a
+ * snapshot (retry); FL_ERR_NO_GROUP; FL_ERR_WAL_FAILED; FL_ERR_STOPPING.
+ * *read must stay valid until cb runs. */
+#define FL_STALE_AGE_UNKNOWN UINT64_MAX
+
+struct fl_stale_read {
+	/* In: the caller's bounds; 0: none. */
+	uint64_t behind_max; /* Refuse when entries_behind exceeds this. */
+	uint64_t age_max_ms; /* Refuse when contact_age_ms exceeds this. */
+	/* Out. */
+	uint64_t applied_index;
+	uint64_t leader_commit;
+	uint64_t entries_behind;
+	uint64_t contact_age_ms;
+	uint64_t leader; /* As this replica knows it; 0: unknown. */
+	uint64_t term;
+	bool is_leader;
+};
+
+int fl_read_stale(struct fl_node *node, uint64_t group, struct fl_stale_read *read, fl_done_cb cb,
+		  void *arg);
+
 /* Snapshot group now (if anything was applied since its last snapshot) and
  * compact its log. cb runs once the snapshot is durable and current, with
  * rv 0 and result the index it covers (the last snapshot's when nothing new
@@ -477,6 +548,8 @@ int fl_group_info(struct fl_node *node, uint64_t group, struct fl_group_info *in
 int fl_propose_sync(struct fl_node *node, uint64_t group, const void *data, uint32_t size,
 		    uint64_t *result, uint64_t *leader);
 int fl_read_sync(struct fl_node *node, uint64_t group, uint64_t *leader);
+/* fl_read_stale(), then wait: returns cb's rv, with *read filled in. */
+int fl_read_stale_sync(struct fl_node *node, uint64_t group, struct fl_stale_read *read);
 
 struct fl_metrics {
 	uint64_t groups;

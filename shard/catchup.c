@@ -238,12 +238,18 @@ int catchup_chunk(struct shard *s, uint64_t peer, const uint8_t *body, size_t si
 	struct wire_chunk c;
 	struct snapshot_recv *r;
 	const uint8_t *data;
+	struct group *g;
 	int slot = -1;
 
 	if (wire_chunk_decode(&c, body, size) != 0)
 		return -EPROTO;
-	if (table_find(s, c.group) == NULL)
+	g = table_find(s, c.group);
+	if (g == NULL)
 		return 0;
+	/* A snapshot holds only committed entries: until it is installed, this
+	 * replica knows it is behind that far (stale reads: shard/stale.c). */
+	if (peer == raft_leader(&g->raft))
+		raft_note_committed(&g->raft, c.index);
 	r = recv_find(s, c.group, c.index, peer, &slot);
 	if (r != NULL && (c.offset != r->received || c.size != r->size)) {
 		snapshot_recv_abort(s->snap_dir, r); /* A new attempt, or a gap. */

@@ -39,8 +39,11 @@ void group_step(struct shard *s, uint64_t peer, const struct raft_msg *m)
 	if (s->space_low && ((m->type == RAFT_MSG_APPEND && m->entries_count > 0) ||
 			     m->type == RAFT_MSG_SNAPSHOT)) {
 		/* No room for them: as if the network lost them. The leader
-		 * sends them again once a heartbeat shows this log behind. */
+		 * sends them again once a heartbeat shows this log behind.
+		 * Its commit index still tells stale reads how far behind. */
 		stat_add(&s->stats.appends_dropped_no_space, 1);
+		if (m->type == RAFT_MSG_APPEND)
+			raft_note_committed(&g->raft, m->commit);
 		return;
 	}
 	if (m->type == RAFT_MSG_SNAPSHOT && !catchup_accept(s, g, peer, m))

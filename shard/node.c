@@ -401,6 +401,17 @@ int fl_read(struct fl_node *node, uint64_t group, fl_done_cb cb, void *arg)
 	return simple_req(node, SHARD_REQ_READ, group, 0, 0, cb, arg);
 }
 
+int fl_read_stale(struct fl_node *node, uint64_t group, struct fl_stale_read *read, fl_done_cb cb,
+		  void *arg)
+{
+	struct shard_req *req = req_new(SHARD_REQ_READ_STALE, group, sizeof(read), cb, arg);
+
+	if (req == NULL)
+		return -ENOMEM;
+	memcpy(req->data, &read, sizeof(read));
+	return req_submit(node, req);
+}
+
 int fl_transfer(struct fl_node *node, uint64_t group, uint64_t target, fl_done_cb cb, void *arg)
 {
 	return simple_req(node, SHARD_REQ_TRANSFER, group, target, 0, cb, arg);
@@ -502,6 +513,14 @@ int fl_read_sync(struct fl_node *node, uint64_t group, uint64_t *leader)
 
 	waiter_init(&w);
 	return waiter_wait(&w, fl_read(node, group, waiter_done, &w), NULL, leader);
+}
+
+int fl_read_stale_sync(struct fl_node *node, uint64_t group, struct fl_stale_read *read)
+{
+	struct waiter w;
+
+	waiter_init(&w);
+	return waiter_wait(&w, fl_read_stale(node, group, read, waiter_done, &w), NULL, NULL);
 }
 
 int fl_group_list(struct fl_node *node, uint64_t *groups, uint32_t max, uint32_t *count)

@@ -205,6 +205,9 @@ static void request_handle(struct shard *s, struct shard_req *req)
 		}
 		break;
 	}
+	case SHARD_REQ_READ_STALE: /* No barrier: answered now, like READ's callback. */
+		stale_read(s, g, req);
+		break;
 	case SHARD_REQ_TRANSFER:
 		rv = raft_transfer(&g->raft, req->member, s->now_ms);
 		pending_answer(req->cb, req->arg, rv, 0, raft_leader(&g->raft));

@@ -433,6 +433,10 @@ void peer_frame_close(struct peer *p);
  * SHARD_FRAME_TAG_ROOM bytes more for the tag. */
 void peer_frame_seal(struct peer *p, size_t start, uint32_t kind);
 
+/* stale.c */
+/* fl_read_stale() of g: fill in the caller's figures and answer at once. */
+void stale_read(struct shard *s, struct group *g, struct shard_req *req);
+
 /* liveness.c */
 void liveness_turn(struct shard *s);
 void liveness_ping(struct shard *s, struct peer *p);

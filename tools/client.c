@@ -72,6 +72,8 @@ static uint64_t client_body_size(const struct client_request *req)
 	case CLIENT_OP_DELETE:
 	case CLIENT_OP_LOCAL_GET:
 		return 4 + (uint64_t)req->key_size;
+	case CLIENT_OP_STALE_GET:
+		return 20 + (uint64_t)req->key_size;
 	case CLIENT_OP_CAS:
 		return 12 + (uint64_t)req->key_size + expected + req->value_size;
 	case CLIENT_OP_LEADER:
@@ -127,6 +129,12 @@ void client_request_encode(const struct client_request *req, void *buf)
 		p = client_store32(p, req->key_size);
 		client_store_bytes(p, req->key, req->key_size);
 		break;
+	case CLIENT_OP_STALE_GET:
+		p = client_store32(p, req->key_size);
+		p = client_store64(p, req->behind_max);
+		p = client_store64(p, req->age_max_ms);
+		client_store_bytes(p, req->key, req->key_size);
+		break;
 	case CLIENT_OP_CAS:
 		p = client_store32(p, req->key_size);
 		p = client_store32(p, req->expected_size);
@@ -149,14 +157,14 @@ void client_request_encode(const struct client_request *req, void *buf)
 
 const char *client_op_name(uint32_t op)
 {
-	/* Indexed by CLIENT_OP_*, 1 to CLIENT_OP_DROP. */
+	/* Indexed by CLIENT_OP_*, 1 to CLIENT_OP_LAST. */
 	static const char *const names[] = {
 	    NULL,        "PUT",         "GET",     "DELETE",        "CAS",          "LEADER",
 	    "LOCAL_GET", "DIGEST",      "CHECK",   "CORRUPT",       "CHECK_STATUS", "REBUILD",
 	    "JOIN",      "ADD_LEARNER", "PROMOTE", "REMOVE_MEMBER", "TRANSFER",     "MEMBERS",
-	    "DROP"};
+	    "DROP",      "STALE_GET"};
 
-	static_assert(sizeof(names) / sizeof(names[0]) == CLIENT_OP_DROP + 1, "a name per op");
+	static_assert(sizeof(names) / sizeof(names[0]) == CLIENT_OP_LAST + 1, "a name per op");
 	return op < sizeof(names) / sizeof(names[0]) ? names[op] : NULL;
 }
 
@@ -230,6 +238,9 @@ static int client_request_decode_body(const unsigned char *p, uint32_t body_size
 	case CLIENT_OP_LOCAL_GET:
 		fixed = 4;
 		break;
+	case CLIENT_OP_STALE_GET:
+		fixed = 20; /* key_size, behind_max, age_max_ms. */
+		break;
 	case CLIENT_OP_CAS:
 		fixed = 12;
 		break;
@@ -237,7 +248,7 @@ static int client_request_decode_body(const unsigned char *p, uint32_t body_size
 		/* The body cannot be checked against its fields: a newer client
 		 * and a stream out of step look the same, so this one closes. */
 		snprintf(r->text, sizeof(r->text), "unknown op %u (ops are 1 to %u)", req->op,
-			 (unsigned)CLIENT_OP_DROP);
+			 (unsigned)CLIENT_OP_LAST);
 		return -EBADMSG;
 	}
 	if (body_size < fixed) {
@@ -252,6 +263,9 @@ static int client_request_decode_body(const unsigned char *p, uint32_t body_size
 	} else if (req->op == CLIENT_OP_CAS) {
 		req->expected_size = le_get32(p + 4);
 		req->value_size = le_get32(p + 8);
+	} else if (req->op == CLIENT_OP_STALE_GET) {
+		req->behind_max = le_get64(p + 4);
+		req->age_max_ms = le_get64(p + 12);
 	}
 	need = client_body_size(req);
 	if (need != body_size)
@@ -356,7 +370,7 @@ int client_response_decode(const void *buf, size_t size, struct client_response 
 	resp->status = le_get32(p + 4);
 	resp->leader_hint = le_get64(p + 16);
 	resp->value_size = le_get32(p + 24);
-	if (resp->status > CLIENT_STATUS_NO_SPACE ||
+	if (resp->status > CLIENT_STATUS_STALE ||
 	    (uint64_t)resp->value_size + CLIENT_RESPONSE_HEADER_SIZE - 4 != frame)
 		return -EBADMSG;
 	resp->value = p + CLIENT_RESPONSE_HEADER_SIZE;
@@ -838,12 +852,12 @@ static void client_router_answer(struct client_router *r, struct client_node *no
 			call->retry_at_ms += client_backoff_ms(call->attempts);
 		return;
 	}
-	if (call->req.op != CLIENT_OP_LOCAL_GET && call->req.op != CLIENT_OP_LEADER &&
-	    call->req.op != CLIENT_OP_DIGEST && call->req.op != CLIENT_OP_CORRUPT &&
-	    call->req.op != CLIENT_OP_CHECK_STATUS && call->req.op != CLIENT_OP_REBUILD &&
-	    call->req.op != CLIENT_OP_JOIN && call->req.op != CLIENT_OP_MEMBERS &&
-	    call->req.op != CLIENT_OP_DROP && resp->status != CLIENT_STATUS_ERROR &&
-	    resp->status != CLIENT_STATUS_BAD_REQUEST)
+	if (call->req.op != CLIENT_OP_LOCAL_GET && call->req.op != CLIENT_OP_STALE_GET &&
+	    call->req.op != CLIENT_OP_LEADER && call->req.op != CLIENT_OP_DIGEST &&
+	    call->req.op != CLIENT_OP_CORRUPT && call->req.op != CLIENT_OP_CHECK_STATUS &&
+	    call->req.op != CLIENT_OP_REBUILD && call->req.op != CLIENT_OP_JOIN &&
+	    call->req.op != CLIENT_OP_MEMBERS && call->req.op != CLIENT_OP_DROP &&
+	    resp->status != CLIENT_STATUS_ERROR && resp->status != CLIENT_STATUS_BAD_REQUEST)
 		client_router_set_leader(r, call->req.group, node->id);
 	call->status = resp->status;
 	free(call->value);
@@ -925,90 +939,4 @@ uint32_t client_router_run(struct client_router *r, struct client_call *calls, u
 			answered++;
 	}
 	return answered;
-}
-
-void client_digest_encode(const struct client_digest *digest, void *buf)
-{
-	unsigned char *p = buf;
-
-	p = client_store64(p, digest->applied_count);
-	p = client_store64(p, digest->last_applied_index);
-	p = client_store64(p, digest->digest);
-	p = client_store64(p, digest->order_violations);
-	client_store64(p, digest->keys_count);
-}
-
-int client_digest_decode(const void *value, uint32_t size, struct client_digest *digest)
-{
-	const unsigned char *p = value;
-
-	memset(digest, 0, sizeof(*digest));
-	if (size != CLIENT_DIGEST_SIZE)
-		return -EBADMSG;
-	digest->applied_count = le_get64(p);
-	digest->last_applied_index = le_get64(p + 8);
-	digest->digest = le_get64(p + 16);
-	digest->order_violations = le_get64(p + 24);
-	digest->keys_count = le_get64(p + 32);
-	return 0;
-}
-
-uint32_t client_members_size(const struct client_members *m)
-{
-	return CLIENT_MEMBERS_HEADER_SIZE + CLIENT_MEMBER_SIZE * m->members_count;
-}
-
-void client_members_encode(const struct client_members *m, void *buf)
-{
-	unsigned char *p = buf;
-
-	p = client_store64(p, m->leader);
-	p = client_store64(p, m->term);
-	p = client_store64(p, m->commit_index);
-	p = client_store64(p, m->last_index);
-	p = client_store64(p, m->conf_index);
-	p = client_store32(p, m->flags);
-	p = client_store32(p, m->members_count);
-	for (uint32_t i = 0; i < m->members_count; i++) {
-		p = client_store64(p, m->members[i].id);
-		p = client_store64(p, m->members[i].match);
-		p = client_store32(p, m->members[i].role);
-		p = client_store32(p, m->members[i].role_old);
-	}
-}
-
-int client_members_decode(const void *value, uint32_t size, struct client_members *m)
-{
-	const unsigned char *p = value;
-
-	memset(m, 0, sizeof(*m));
-	if (size < CLIENT_MEMBERS_HEADER_SIZE)
-		return -EBADMSG;
-	m->members_count = le_get32(p + 44);
-	if (m->members_count > CLIENT_MEMBERS_MAX || size != client_members_size(m)) {
-		m->members_count = 0;
-		return -EBADMSG;
-	}
-	m->leader = le_get64(p);
-	m->term = le_get64(p + 8);
-	m->commit_index = le_get64(p + 16);
-	m->last_index = le_get64(p + 24);
-	m->conf_index = le_get64(p + 32);
-	m->flags = le_get32(p + 40);
-	p += CLIENT_MEMBERS_HEADER_SIZE;
-	for (uint32_t i = 0; i < m->members_count; i++, p += CLIENT_MEMBER_SIZE) {
-		m->members[i].id = le_get64(p);
-		m->members[i].match = le_get64(p + 8);
-		m->members[i].role = le_get32(p + 16);
-		m->members[i].role_old = le_get32(p + 20);
-	}
-	return 0;
-}
-
-uint32_t client_members_role(const struct client_members *m, uint64_t id)
-{
-	for (uint32_t i = 0; i < m->members_count; i++)
-		if (m->members[i].id == id)
-			return m->members[i].role;
-	return CLIENT_ROLE_NONE;
 }

@@ -24,6 +24,8 @@
  *                  (expected_size CLIENT_ABSENT: the key must be absent; no expected bytes)
  *       LEADER     empty
  *       LOCAL_GET  u32 key_size | key   (debug: this node's state, no read barrier)
+ *       STALE_GET  u32 key_size | u64 behind_max | u64 age_max_ms | key
+ *                                       (this node's state, no barrier, bounded: 0 no bound)
  *       DIGEST     empty                (debug: this node's apply record, no read barrier)
  *       CHECK      empty                (a consistency check of the group; leader only)
  *       CORRUPT    u32 key_size | u32 value_size | key | value
@@ -67,6 +69,8 @@ enum {
 	CLIENT_OP_TRANSFER = 16,
 	CLIENT_OP_MEMBERS = 17,
 	CLIENT_OP_DROP = 18,
+	CLIENT_OP_STALE_GET = 19,
+	CLIENT_OP_LAST = CLIENT_OP_STALE_GET,
 };
 
 enum {
@@ -78,6 +82,7 @@ enum {
 	CLIENT_STATUS_BAD_REQUEST = 5,
 	CLIENT_STATUS_RETRY = 6,    /* Membership ops: not now (change pending, learner behind). */
 	CLIENT_STATUS_NO_SPACE = 7, /* A write refused: the leader's disk is full; not done. */
+	CLIENT_STATUS_STALE = 8,    /* STALE_GET past its bounds: the figures say how far. */
 };
 
 /* A request. Pointers are borrowed (encode) or point into the decoded buffer
@@ -93,6 +98,7 @@ struct client_request {
 	uint32_t expected_size; /* CAS; CLIENT_ABSENT: the key must be absent. */
 	uint32_t value_size;
 	uint64_t member; /* ADD_LEARNER, PROMOTE, REMOVE_MEMBER: the node; TRANSFER: the target. */
+	uint64_t behind_max, age_max_ms; /* STALE_GET's bounds; 0: none. */
 };
 
 struct client_response {
@@ -322,6 +328,29 @@ void client_members_encode(const struct client_members *m, void *buf);
 int client_members_decode(const void *value, uint32_t size, struct client_members *m);
 /* The role of node id in m's configuration in force (new half while joint). */
 uint32_t client_members_role(const struct client_members *m, uint64_t id);
+
+/* STALE_GET ANSWER VALUE: how stale the answering replica may be, then (OK
+ * only) the key's value, little-endian (docs/client-protocol.md, op 19):
+ *    0: u64 applied_index   the replica's state is the committed log up to here
+ *    8: u64 leader_commit   a commit index the leader reached, as last learned
+ *   16: u64 entries_behind  leader_commit - applied_index
+ *   24: u64 contact_age_ms  since that was confirmed; UINT64_MAX: never
+ *   32: the value (OK), nothing (NOT_FOUND, STALE) */
+#define CLIENT_STALE_SIZE 32
+
+struct client_stale {
+	uint64_t applied_index;
+	uint64_t leader_commit;
+	uint64_t entries_behind;
+	uint64_t contact_age_ms;
+};
+
+/* Write st into buf, which holds CLIENT_STALE_SIZE bytes. */
+void client_stale_encode(const struct client_stale *st, void *buf);
+/* Parse the figures at the front of a STALE_GET answer's value (the key's
+ * value follows them). Returns 0, or -EBADMSG when size is under
+ * CLIENT_STALE_SIZE. */
+int client_stale_decode(const void *value, uint32_t size, struct client_stale *st);
 
 /* Room for need more bytes at *end of the buffer *buf (*capacity bytes, live
  * bytes from *start to *end), moving the live bytes to the front first and

@@ -1,5 +1,5 @@
 /* flotilla-node's client ops: decode each request a connection received,
- * start it in the library (fl_propose, fl_read, the membership calls) or
+ * start it in the library (fl_propose, fl_read, fl_read_stale, the membership calls) or
  * answer it at once from this node's store (LOCAL_GET, DIGEST,
  * CHECK_STATUS), and turn each library callback into the answer its client
  * thread sends. Callbacks run on shard threads: they only fill in the
@@ -17,7 +17,8 @@
 
 static struct pending *pending_new(struct conn *c, const struct client_request *req)
 {
-	bool keep_key = req->op == CLIENT_OP_GET || req->op == CLIENT_OP_CAS;
+	bool keep_key =
+	    req->op == CLIENT_OP_GET || req->op == CLIENT_OP_STALE_GET || req->op == CLIENT_OP_CAS;
 	uint32_t key_size = keep_key ? req->key_size : 0;
 	struct pending *p = calloc(1, sizeof(*p) + key_size);
 
@@ -129,6 +130,52 @@ static void request_get_done(void *arg, int rv, uint64_t result, uint64_t leader
 		p->leader = leader != 0 ? leader : server_leader_hint(p->server, p->group);
 		pending_read_value(p, CLIENT_STATUS_OK);
 	}
+	worker_complete(p);
+}
+
+/* fl_read_stale callback for STALE_GET: no barrier, so the local map is
+ * this replica's as of the applied index in the figures, which lead the
+ * answer's value (tools/client.h); the key's value follows them on OK. It
+ * runs on the shard thread between two applies: the map is read as of that
+ * index. */
+static void request_stale_done(void *arg, int rv, uint64_t result, uint64_t leader)
+{
+	struct pending *p = arg;
+	const struct fl_stale_read *st = p->stale;
+	struct client_stale figures = {.applied_index = st->applied_index,
+				       .leader_commit = st->leader_commit,
+				       .entries_behind = st->entries_behind,
+				       .contact_age_ms = st->contact_age_ms};
+	unsigned char *value;
+
+	(void)result;
+	if (rv != 0 && rv != FL_ERR_STALE) {
+		pending_set_error(p, rv, leader);
+		worker_complete(p);
+		return;
+	}
+	p->leader = leader != 0 ? leader : server_leader_hint(p->server, p->group);
+	if (rv == FL_ERR_STALE)
+		p->status = CLIENT_STATUS_STALE;
+	else
+		pending_read_value(p, CLIENT_STATUS_OK);
+	if (p->status != CLIENT_STATUS_OK && p->status != CLIENT_STATUS_NOT_FOUND &&
+	    p->status != CLIENT_STATUS_STALE) {
+		worker_complete(p); /* The map failed to answer: its error text. */
+		return;
+	}
+	value = malloc((size_t)CLIENT_STALE_SIZE + p->value_size);
+	if (value == NULL) {
+		pending_set_error(p, -ENOMEM, leader);
+		worker_complete(p);
+		return;
+	}
+	client_stale_encode(&figures, value);
+	if (p->value_size > 0)
+		memcpy(value + CLIENT_STALE_SIZE, p->value, p->value_size);
+	free(p->value);
+	p->value = value;
+	p->value_size += CLIENT_STALE_SIZE;
 	worker_complete(p);
 }
 
@@ -263,6 +310,7 @@ void pending_free(struct pending *p)
 {
 	free(p->value);
 	free(p->info);
+	free(p->stale);
 	free(p);
 }
 
@@ -302,6 +350,17 @@ static int request_admin(struct conn *c, const struct client_request *req, struc
 	default:
 		return -EINVAL;
 	}
+}
+
+/* STALE_GET: fl_read_stale with the request's bounds; its callback answers. */
+static int request_stale_start(struct conn *c, const struct client_request *req, struct pending *p)
+{
+	p->stale = calloc(1, sizeof(*p->stale));
+	if (p->stale == NULL)
+		return -ENOMEM;
+	p->stale->behind_max = req->behind_max;
+	p->stale->age_max_ms = req->age_max_ms;
+	return fl_read_stale(c->worker->server->node, req->group, p->stale, request_stale_done, p);
 }
 
 static_assert((int)KV_OP_PUT == (int)CLIENT_OP_PUT, "KV commands use the protocol's op codes");
@@ -477,6 +536,8 @@ static void request_handle(struct conn *c, const struct client_request *req)
 	c->outstanding++;
 	if (req->op == CLIENT_OP_GET)
 		rv = fl_read(s->node, req->group, request_get_done, p);
+	else if (req->op == CLIENT_OP_STALE_GET)
+		rv = request_stale_start(c, req, p);
 	else if (req->op == CLIENT_OP_LEADER)
 		rv = fl_read(s->node, req->group, request_leader_done, p);
 	else if (req->op == CLIENT_OP_CHECK)

@@ -7,7 +7,8 @@
 # NOT_LEADER hints) and are read back linearizably starting from every node.
 # Then node 3 is killed with SIGKILL, writes go on with two nodes, node 3 is
 # restarted, and the test checks that no acknowledged write is lost and that
-# node 3's own state catches up. Also checks CAS/DELETE answers, that
+# node 3's own state catches up. Also checks CAS/DELETE answers, STALE_GET
+# (served by a follower with its figures, refused past a bound), that
 # malformed requests get BAD_REQUEST without harming the node, and that every
 # node exits cleanly on SIGTERM. Every process it starts is stopped by PID
 # (tools/cluster stop) on any exit.
@@ -46,6 +47,7 @@ for via in 1 2 3; do
 	check verify --ack "$acks" --via "$via"
 done
 check ops --group 5
+check stale --group 5 --via 2
 check garbage --via 2
 "$cluster" status --dir "$dir"
 

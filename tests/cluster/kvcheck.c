@@ -11,6 +11,11 @@
  *     local --ack FILE --via ID            LOCAL_GET every key of FILE on node ID until
  *                                          all match or the timeout passes: catch-up
  *     ops [--group G]                      CAS and DELETE semantics on one group
+ *     stale --via ID [--group G]           STALE_GET on node ID: a fresh PUT is served
+ *                                          with figures that add up, an absent key is
+ *                                          NOT_FOUND with figures, a 1 ms bound on the
+ *                                          time since the leader was heard is refused
+ *                                          (STALE) with figures over it
  *     garbage --via ID                     malformed requests get BAD_REQUEST and a
  *                                          closed connection; the node keeps serving
  *     leaders [--via ID]                   print each group's leader (LEADER op)
@@ -74,8 +79,9 @@ static uint64_t kvcheck_now_ms(void)
 
 static const char *kvcheck_status_name(uint32_t status)
 {
-	static const char *const names[] = {"OK",    "NOT_FOUND",   "NOT_LEADER", "CAS_MISMATCH",
-					    "ERROR", "BAD_REQUEST", "RETRY",      "NO_SPACE"};
+	static const char *const names[] = {"OK",           "NOT_FOUND", "NOT_LEADER",
+					    "CAS_MISMATCH", "ERROR",     "BAD_REQUEST",
+					    "RETRY",        "NO_SPACE",  "STALE"};
 
 	return status < sizeof(names) / sizeof(names[0]) ? names[status] : "?";
 }
@@ -311,6 +317,106 @@ static int kvcheck_ops(struct kvcheck *k)
 	failed |= kvcheck_call(k, &call, CLIENT_STATUS_NOT_FOUND, NULL, "CAS on a deleted key");
 	printf("ops on group %llu: %s\n", (unsigned long long)k->group, failed ? "FAILED" : "ok");
 	return failed;
+}
+
+/* One STALE_GET of key on node via with these bounds; its figures in *st.
+ * Returns the call's status, or UINT32_MAX when it failed or its value does
+ * not start with figures that add up (said on stderr). */
+static uint32_t kvcheck_stale_get(struct kvcheck *k, const char *key, uint64_t behind_max,
+				  uint64_t age_max_ms, struct client_stale *st, char *value,
+				  size_t value_max)
+{
+	struct client_call call = {.req = {.op = CLIENT_OP_STALE_GET,
+					   .group = k->group,
+					   .key = key,
+					   .key_size = (uint32_t)strlen(key),
+					   .behind_max = behind_max,
+					   .age_max_ms = age_max_ms}};
+	uint32_t status = UINT32_MAX;
+
+	value[0] = '\0';
+	kvcheck_seed(k, &call, 1);
+	/* Not retried elsewhere: the answer must be node via's. */
+	client_router_run(&k->router, &call, 1, false, k->timeout_ms);
+	if (call.rv == 0 && call.node == k->via &&
+	    client_stale_decode(call.value, call.value_size, st) == 0 &&
+	    st->entries_behind == st->leader_commit - st->applied_index &&
+	    st->applied_index <= st->leader_commit) {
+		size_t size = call.value_size - CLIENT_STALE_SIZE;
+
+		status = call.status;
+		if (size < value_max) {
+			memcpy(value, (const char *)call.value + CLIENT_STALE_SIZE, size);
+			value[size] = '\0';
+		}
+	} else {
+		fprintf(stderr, "stale: %s on node %llu: rv %d status %s, value '%.*s'\n", key,
+			(unsigned long long)call.node, call.rv, kvcheck_status_name(call.status),
+			(int)call.value_size, call.value != NULL ? (const char *)call.value : "");
+	}
+	client_call_clear(&call);
+	return status;
+}
+
+static int kvcheck_stale(struct kvcheck *k)
+{
+	uint64_t deadline = kvcheck_now_ms() + (uint64_t)k->timeout_ms;
+	struct client_request put = {.op = CLIENT_OP_PUT, .group = k->group};
+	struct client_call call;
+	struct client_stale st;
+	char key[64], absent[80], value[64];
+	uint32_t status;
+	int refused = 0;
+
+	snprintf(key, sizeof(key), "stale-%ld-%llu", (long)getpid(),
+		 (unsigned long long)kvcheck_now_ms());
+	snprintf(absent, sizeof(absent), "%s-absent", key);
+	put.key = key;
+	put.key_size = (uint32_t)strlen(key);
+	put.value = "fresh";
+	put.value_size = 5;
+	call = (struct client_call){.req = put};
+	if (kvcheck_call(k, &call, CLIENT_STATUS_OK, NULL, "PUT before STALE_GET") != 0)
+		return 1;
+	/* No bound: served at once, the write once this replica applied it. */
+	do {
+		status = kvcheck_stale_get(k, key, 0, 0, &st, value, sizeof(value));
+		if (status == CLIENT_STATUS_NOT_FOUND)
+			usleep(20 * 1000);
+	} while (status == CLIENT_STATUS_NOT_FOUND && kvcheck_now_ms() < deadline);
+	if (status != CLIENT_STATUS_OK || strcmp(value, "fresh") != 0 || st.applied_index == 0) {
+		fprintf(stderr, "stale: the write never showed on node %llu\n",
+			(unsigned long long)k->via);
+		return 1;
+	}
+	if (kvcheck_stale_get(k, absent, 0, 0, &st, value, sizeof(value)) !=
+	    CLIENT_STATUS_NOT_FOUND) {
+		fprintf(stderr, "stale: an absent key is not NOT_FOUND\n");
+		return 1;
+	}
+	/* A 1 ms bound on the contact age: heartbeats come every interval, so
+	 * most reads are past it. */
+	for (int i = 0; i < 200 && !refused; i++) {
+		status = kvcheck_stale_get(k, key, 0, 1, &st, value, sizeof(value));
+		if (status == CLIENT_STATUS_STALE && st.contact_age_ms > 1 && value[0] == '\0')
+			refused = 1;
+		else if (status != CLIENT_STATUS_OK || st.contact_age_ms > 1) {
+			fprintf(stderr,
+				"stale: a 1 ms bound on node %llu: status %s with %llu ms since "
+				"contact\n",
+				(unsigned long long)k->via,
+				status == UINT32_MAX ? "none" : kvcheck_status_name(status),
+				(unsigned long long)st.contact_age_ms);
+			return 1;
+		}
+		usleep(2000);
+	}
+	printf("stale on node %llu, group %llu: applied %llu, %llu behind, refused past 1 ms: "
+	       "%s\n",
+	       (unsigned long long)k->via, (unsigned long long)k->group,
+	       (unsigned long long)st.applied_index, (unsigned long long)st.entries_behind,
+	       refused ? "yes" : "NO");
+	return refused ? 0 : 1;
 }
 
 /* Send raw bytes on a fresh connection to node via; expect BAD_REQUEST, then
@@ -628,9 +734,10 @@ static int kvcheck_lead(struct kvcheck *k)
 
 static int kvcheck_usage(void)
 {
-	fprintf(stderr, "usage: flotilla-kvcheck --nodes SPEC [--groups N] [--timeout-ms T] "
-			"put|verify|local|ops|garbage|leaders|lead|diverge [--prefix P] [--keys K] "
-			"[--ack FILE] [--via ID] [--group G]\n");
+	fprintf(stderr,
+		"usage: flotilla-kvcheck --nodes SPEC [--groups N] [--timeout-ms T] "
+		"put|verify|local|ops|stale|garbage|leaders|lead|diverge [--prefix P] [--keys K] "
+		"[--ack FILE] [--via ID] [--group G]\n");
 	return 2;
 }
 
@@ -685,6 +792,8 @@ int main(int argc, char **argv)
 		rv = kvcheck_local(&k);
 	else if (strcmp(command, "ops") == 0)
 		rv = kvcheck_ops(&k);
+	else if (strcmp(command, "stale") == 0 && k.via != 0)
+		rv = kvcheck_stale(&k);
 	else if (strcmp(command, "garbage") == 0 && k.via != 0)
 		rv = kvcheck_garbage(&k);
 	else if (strcmp(command, "leaders") == 0)

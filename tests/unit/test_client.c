@@ -68,6 +68,13 @@ static void test_requests_round_trip_for_every_op(void **state)
 	    {.op = CLIENT_OP_TRANSFER, .request_id = 12, .group = 9, .member = UINT64_MAX},
 	    {.op = CLIENT_OP_MEMBERS, .request_id = 13, .group = 9},
 	    {.op = CLIENT_OP_DROP, .request_id = 14, .group = 9},
+	    {.op = CLIENT_OP_STALE_GET,
+	     .request_id = 15,
+	     .group = 9,
+	     .key = key,
+	     .key_size = 3,
+	     .behind_max = 7,
+	     .age_max_ms = UINT64_MAX},
 	};
 
 	(void)state;
@@ -84,6 +91,8 @@ static void test_requests_round_trip_for_every_op(void **state)
 		assert_int_equal(got.key_size, want->key_size);
 		assert_int_equal(got.value_size, want->value_size);
 		assert_int_equal(got.member, want->member);
+		assert_int_equal(got.behind_max, want->behind_max);
+		assert_int_equal(got.age_max_ms, want->age_max_ms);
 		if (want->key_size > 0)
 			assert_memory_equal(got.key, want->key, want->key_size);
 		if (want->value_size > 0)
@@ -101,6 +110,36 @@ static void test_requests_round_trip_for_every_op(void **state)
 }
 
 /* A membership op carries exactly 8 bytes of member id; the others none. */
+/* A STALE_GET answer: the figures lead the value, and a STALE status
+ * decodes like any other. */
+static void test_stale_answer_round_trips(void **state)
+{
+	struct client_stale st = {.applied_index = 7,
+				  .leader_commit = 19,
+				  .entries_behind = 12,
+				  .contact_age_ms = UINT64_MAX},
+			    got;
+	unsigned char value[CLIENT_STALE_SIZE + 2];
+	unsigned char buf[CLIENT_RESPONSE_HEADER_SIZE + sizeof(value)];
+	struct client_response resp = {.status = CLIENT_STATUS_STALE,
+				       .request_id = 3,
+				       .value = value,
+				       .value_size = sizeof(value)},
+			       back;
+
+	(void)state;
+	client_stale_encode(&st, value);
+	memcpy(value + CLIENT_STALE_SIZE, "ab", 2);
+	assert_int_equal(client_stale_decode(value, sizeof(value), &got), 0);
+	assert_memory_equal(&got, &st, sizeof(st));
+	assert_int_equal(client_stale_decode(value, CLIENT_STALE_SIZE - 1, &got), -EBADMSG);
+	assert_int_equal(client_response_size(sizeof(value)), sizeof(buf));
+	client_response_encode(&resp, buf);
+	assert_int_equal(client_response_decode(buf, sizeof(buf), &back), (int)sizeof(buf));
+	assert_int_equal(back.status, CLIENT_STATUS_STALE);
+	assert_int_equal(back.value_size, sizeof(value));
+}
+
 static void test_membership_bodies_are_exact(void **state)
 {
 	struct client_request req = {
@@ -258,7 +297,7 @@ static void test_refusals_say_why_and_whether_to_close(void **state)
 	assert_non_null(huge);
 	le_put32(buf + 4, 77);
 	assert_int_equal(client_request_decode_why(buf, size, &got, &why), -EBADMSG);
-	assert_string_equal(why.text, "unknown op 77 (ops are 1 to 18)");
+	assert_string_equal(why.text, "unknown op 77 (ops are 1 to 19)");
 	assert_int_equal(why.skip, 0);
 	le_put32(buf + 4, CLIENT_OP_GET);
 	le_put32(buf + 24, 2);
@@ -468,6 +507,7 @@ int main(void)
 	    cmocka_unit_test(test_requests_round_trip_for_every_op),
 	    cmocka_unit_test(test_membership_bodies_are_exact),
 	    cmocka_unit_test(test_members_value_round_trips),
+	    cmocka_unit_test(test_stale_answer_round_trips),
 	    cmocka_unit_test(test_put_layout_is_byte_exact),
 	    cmocka_unit_test(test_oversized_requests_fail_from_the_size_field),
 	    cmocka_unit_test(test_malformed_bodies_are_rejected_with_their_id),

@@ -12,13 +12,29 @@
 static void test_project_codes_have_names(void **state)
 {
 	(void)state;
-	static const int codes[] = {
-	    WAL_ERR_CORRUPT,       RAFT_ERR_NOT_LEADER, RAFT_ERR_TRANSFER,    RAFT_ERR_CONF_PENDING,
-	    RAFT_ERR_CONF_INVALID, RAFT_ERR_COMPACTED,  RAFT_ERR_UNAVAILABLE, RAFT_ERR_NO_QUORUM,
-	    WAL_ERR_FAILED,        WAL_ERR_GAP,         ERR_NO_GROUP,         ERR_STOPPING,
-	    ERR_DROPPED,           ERR_GROUP_EXISTS,    ERR_DIVERGED,         ERR_NO_SPACE,
-	    RAFT_ERR_REPAIRING,    ERR_INDETERMINATE,   ERR_DIR_IN_USE,       ERR_DIR_MISMATCH,
-	    ERR_DIR_FOREIGN,       ERR_DIR_CORRUPT};
+	static const int codes[] = {WAL_ERR_CORRUPT,
+				    RAFT_ERR_NOT_LEADER,
+				    RAFT_ERR_TRANSFER,
+				    RAFT_ERR_CONF_PENDING,
+				    RAFT_ERR_CONF_INVALID,
+				    RAFT_ERR_COMPACTED,
+				    RAFT_ERR_UNAVAILABLE,
+				    RAFT_ERR_NO_QUORUM,
+				    WAL_ERR_FAILED,
+				    WAL_ERR_GAP,
+				    ERR_NO_GROUP,
+				    ERR_STOPPING,
+				    ERR_DROPPED,
+				    ERR_GROUP_EXISTS,
+				    ERR_DIVERGED,
+				    ERR_NO_SPACE,
+				    RAFT_ERR_REPAIRING,
+				    ERR_INDETERMINATE,
+				    ERR_DIR_IN_USE,
+				    ERR_DIR_MISMATCH,
+				    ERR_DIR_FOREIGN,
+				    ERR_DIR_CORRUPT,
+				    ERR_STALE};
 
 	for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++)
 		assert_string_not_equal(err_str(codes[i]), "unknown error");

@@ -353,6 +353,75 @@ static void test_transfer_rejects_invalid_targets(void **state)
 	fx_deinit(&f);
 }
 
+/* Stale reads: a follower keeps the highest commit index its leader sent,
+ * even in an append it must refuse, and the time it last heard that leader. */
+static void test_stale_follower_keeps_leader_commit_beyond_its_log(void **state)
+{
+	struct fixture f;
+	struct raft_staleness st;
+	struct raft_msg m;
+	struct raft *r;
+	uint64_t heard_ms;
+
+	(void)state;
+	setup_leader(&f, 3, false);
+	r = fx_raft(&f, 3);
+	raft_staleness(r, &st);
+	assert_int_equal(st.applied, raft_commit_index(fx_raft(&f, 1)));
+	assert_int_equal(st.leader_commit, st.applied);
+	assert_true(st.contact_ms > FX_START_MS && st.contact_ms <= f.now);
+	assert_false(st.leading);
+	heard_ms = st.contact_ms;
+	/* The leader is far ahead: its append does not match our log. */
+	m = fx_msg(RAFT_MSG_APPEND, 1, 3, raft_term(fx_raft(&f, 1)));
+	m.index = raft_last_index(r) + 50;
+	m.log_term = m.term;
+	m.commit = raft_last_index(r) + 40;
+	fx_advance(&f, 30);
+	fx_step(&f, 3, &m);
+	raft_staleness(r, &st);
+	assert_int_equal(st.leader_commit, m.commit);
+	assert_int_equal(st.leader_commit - st.applied, 40);
+	assert_int_equal(st.contact_ms, f.now);
+	assert_true(st.contact_ms > heard_ms);
+	/* Cut off, it learns nothing more: the contact time stays. */
+	fx_isolate(&f, 3);
+	heard_ms = st.contact_ms;
+	fx_run(&f, FX_ELECTION_MS / 2, 10);
+	raft_staleness(r, &st);
+	assert_int_equal(st.contact_ms, heard_ms);
+	assert_int_equal(st.leader_commit, m.commit);
+	fx_deinit(&f);
+}
+
+/* Stale reads on a leader: contact is its last heartbeat round a quorum
+ * acknowledged; a lease, when it holds, says no one else commits. */
+static void test_stale_leader_contact_is_its_last_acked_round(void **state)
+{
+	struct fixture f;
+	struct raft_staleness st;
+	uint64_t acked_ms;
+
+	(void)state;
+	setup_leader(&f, 3, false);
+	raft_staleness(fx_raft(&f, 1), &st);
+	assert_int_equal(st.applied, st.leader_commit);
+	assert_int_equal(st.contact_ms, last_heartbeat_ms(&f));
+	assert_false(st.leading);
+	fx_isolate(&f, 1);
+	acked_ms = st.contact_ms;
+	fx_run(&f, FX_ELECTION_MS / 2, 10);
+	assert_true(raft_is_leader(fx_raft(&f, 1)));
+	raft_staleness(fx_raft(&f, 1), &st);
+	assert_int_equal(st.contact_ms, acked_ms); /* Unacknowledged rounds count for nothing. */
+	fx_deinit(&f);
+
+	setup_leader(&f, 3, true);
+	raft_staleness(fx_raft(&f, 1), &st);
+	assert_true(st.leading);
+	fx_deinit(&f);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -372,6 +441,8 @@ int main(int argc, char **argv)
 	    cmocka_unit_test(test_transfer_to_lagging_follower_catches_up_first),
 	    cmocka_unit_test(test_transfer_aborts_after_election_timeout),
 	    cmocka_unit_test(test_transfer_rejects_invalid_targets),
+	    cmocka_unit_test(test_stale_follower_keeps_leader_commit_beyond_its_log),
+	    cmocka_unit_test(test_stale_leader_contact_is_its_last_acked_round),
 	};
 	if (argc > 1)
 		cmocka_set_test_filter(argv[1]); /* A test name, or a pattern with '*'. */

@@ -1,0 +1,119 @@
+/* Values of client answers (tools/client.h): the DIGEST, MEMBERS and
+ * STALE_GET figures that travel in a response's value, little-endian as
+ * docs/client-protocol.md specifies them. */
+#include <errno.h>
+#include <string.h>
+
+#include "base/le.h"
+#include "tools/client.h"
+
+void client_digest_encode(const struct client_digest *digest, void *buf)
+{
+	unsigned char *p = buf;
+
+	le_put64(p, digest->applied_count);
+	le_put64(p + 8, digest->last_applied_index);
+	le_put64(p + 16, digest->digest);
+	le_put64(p + 24, digest->order_violations);
+	le_put64(p + 32, digest->keys_count);
+}
+
+int client_digest_decode(const void *value, uint32_t size, struct client_digest *digest)
+{
+	const unsigned char *p = value;
+
+	memset(digest, 0, sizeof(*digest));
+	if (size != CLIENT_DIGEST_SIZE)
+		return -EBADMSG;
+	digest->applied_count = le_get64(p);
+	digest->last_applied_index = le_get64(p + 8);
+	digest->digest = le_get64(p + 16);
+	digest->order_violations = le_get64(p + 24);
+	digest->keys_count = le_get64(p + 32);
+	return 0;
+}
+
+uint32_t client_members_size(const struct client_members *m)
+{
+	return CLIENT_MEMBERS_HEADER_SIZE + CLIENT_MEMBER_SIZE * m->members_count;
+}
+
+void client_members_encode(const struct client_members *m, void *buf)
+{
+	unsigned char *p = buf;
+
+	le_put64(p, m->leader);
+	le_put64(p + 8, m->term);
+	le_put64(p + 16, m->commit_index);
+	le_put64(p + 24, m->last_index);
+	le_put64(p + 32, m->conf_index);
+	le_put32(p + 40, m->flags);
+	le_put32(p + 44, m->members_count);
+	p += CLIENT_MEMBERS_HEADER_SIZE;
+	for (uint32_t i = 0; i < m->members_count; i++, p += CLIENT_MEMBER_SIZE) {
+		le_put64(p, m->members[i].id);
+		le_put64(p + 8, m->members[i].match);
+		le_put32(p + 16, m->members[i].role);
+		le_put32(p + 20, m->members[i].role_old);
+	}
+}
+
+int client_members_decode(const void *value, uint32_t size, struct client_members *m)
+{
+	const unsigned char *p = value;
+
+	memset(m, 0, sizeof(*m));
+	if (size < CLIENT_MEMBERS_HEADER_SIZE)
+		return -EBADMSG;
+	m->members_count = le_get32(p + 44);
+	if (m->members_count > CLIENT_MEMBERS_MAX || size != client_members_size(m)) {
+		m->members_count = 0;
+		return -EBADMSG;
+	}
+	m->leader = le_get64(p);
+	m->term = le_get64(p + 8);
+	m->commit_index = le_get64(p + 16);
+	m->last_index = le_get64(p + 24);
+	m->conf_index = le_get64(p + 32);
+	m->flags = le_get32(p + 40);
+	p += CLIENT_MEMBERS_HEADER_SIZE;
+	for (uint32_t i = 0; i < m->members_count; i++, p += CLIENT_MEMBER_SIZE) {
+		m->members[i].id = le_get64(p);
+		m->members[i].match = le_get64(p + 8);
+		m->members[i].role = le_get32(p + 16);
+		m->members[i].role_old = le_get32(p + 20);
+	}
+	return 0;
+}
+
+uint32_t client_members_role(const struct client_members *m, uint64_t id)
+{
+	for (uint32_t i = 0; i < m->members_count; i++)
+		if (m->members[i].id == id)
+			return m->members[i].role;
+	return CLIENT_ROLE_NONE;
+}
+
+void client_stale_encode(const struct client_stale *st, void *buf)
+{
+	unsigned char *p = buf;
+
+	le_put64(p, st->applied_index);
+	le_put64(p + 8, st->leader_commit);
+	le_put64(p + 16, st->entries_behind);
+	le_put64(p + 24, st->contact_age_ms);
+}
+
+int client_stale_decode(const void *value, uint32_t size, struct client_stale *st)
+{
+	const unsigned char *p = value;
+
+	memset(st, 0, sizeof(*st));
+	if (size < CLIENT_STALE_SIZE)
+		return -EBADMSG;
+	st->applied_index = le_get64(p);
+	st->leader_commit = le_get64(p + 8);
+	st->entries_behind = le_get64(p + 16);
+	st->contact_age_ms = le_get64(p + 24);
+	return 0;
+}
