@@ -82,6 +82,8 @@ static uint64_t client_body_size(const struct client_request *req)
 	case CLIENT_OP_JOIN:
 	case CLIENT_OP_MEMBERS:
 	case CLIENT_OP_DROP:
+	case CLIENT_OP_NODE_STATUS:
+	case CLIENT_OP_SNAPSHOT:
 		return 0;
 	case CLIENT_OP_ADD_LEARNER:
 	case CLIENT_OP_PROMOTE:
@@ -157,6 +159,10 @@ const char *client_op_name(uint32_t op)
 	    "DROP"};
 
 	static_assert(sizeof(names) / sizeof(names[0]) == CLIENT_OP_DROP + 1, "a name per op");
+	if (op == CLIENT_OP_NODE_STATUS)
+		return "NODE_STATUS";
+	if (op == CLIENT_OP_SNAPSHOT)
+		return "SNAPSHOT";
 	return op < sizeof(names) / sizeof(names[0]) ? names[op] : NULL;
 }
 
@@ -205,6 +211,8 @@ static int client_request_decode_body(const unsigned char *p, uint32_t body_size
 	case CLIENT_OP_JOIN:
 	case CLIENT_OP_MEMBERS:
 	case CLIENT_OP_DROP:
+	case CLIENT_OP_NODE_STATUS:
+	case CLIENT_OP_SNAPSHOT:
 		if (body_size == 0)
 			return 0;
 		snprintf(r->text, sizeof(r->text), "%s takes no body, got %u bytes", name,
