@@ -65,7 +65,8 @@ static bool admin_is_caught_up(const struct admin_view *v, uint64_t group, int l
 	return lr->m.last_index <= mb->match || lr->m.last_index - mb->match <= lag_max;
 }
 
-/* Caught-up voters of one configuration (old: the outgoing one while joint). */
+/* Caught-up voters (witnesses included) of one configuration (old: the
+ * outgoing one while joint). */
 static void admin_count_voters(const struct admin_view *v, uint64_t group, int leader, bool old,
 			       uint64_t lag_max, uint32_t *voters, uint32_t *caught)
 {
@@ -75,8 +76,10 @@ static void admin_count_voters(const struct admin_view *v, uint64_t group, int l
 	for (uint32_t i = 0; i < m->members_count; i++) {
 		const struct client_member *mb = &m->members[i];
 
-		if ((old ? mb->role_old : mb->role) != CLIENT_ROLE_VOTER)
-			continue;
+		uint32_t role = old ? mb->role_old : mb->role;
+
+		if (role != CLIENT_ROLE_VOTER && role != CLIENT_ROLE_WITNESS)
+			continue; /* A witness votes and counts toward commits too. */
 		(*voters)++;
 		*caught += admin_is_caught_up(v, group, leader, mb, lag_max);
 	}
