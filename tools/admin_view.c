@@ -1,9 +1,10 @@
 /* flotilla-admin's look at a cluster: per node, NODE_STATUS (op 40), then
  * MEMBERS (op 17) of every group 1..N, pipelined on the node's connection
  * (ADMIN_WINDOW requests in flight). A node that does not answer its
- * NODE_STATUS is down: it is not asked for its groups, and each of its
- * replicas is UNKNOWN. A MEMBERS answered ERROR means the node does not host
- * the group (FL_ERR_NO_GROUP); any other failure leaves the replica UNKNOWN.
+ * NODE_STATUS within ADMIN_STATUS_MS is down: it is not asked for its
+ * groups, and each of its replicas is UNKNOWN. A MEMBERS answered ERROR
+ * means the node does not host the group (FL_ERR_NO_GROUP); any other
+ * failure leaves the replica UNKNOWN.
  *
  * Also here: the list of problems the commands report, and JSON strings. */
 #include <errno.h>
@@ -15,7 +16,8 @@
 
 #include "tools/admin_internal.h"
 
-#define ADMIN_WINDOW 128
+#define ADMIN_WINDOW    128
+#define ADMIN_STATUS_MS 3000 /* NODE_STATUS is answered by a client thread at once. */
 
 uint64_t admin_now_ms(void)
 {
@@ -192,6 +194,11 @@ static void admin_view_read_node(struct admin_view *v, uint32_t slot, uint64_t d
 	n->up = false;
 	n->hosted = n->leads = 0;
 	memset(&n->st, 0, sizeof(n->st));
+	/* A node that accepts connections but does not answer (stopped, hung)
+	 * is down after ADMIN_STATUS_MS, leaving the others the rest of the
+	 * time. */
+	if (deadline_ms > admin_now_ms() + ADMIN_STATUS_MS)
+		deadline_ms = admin_now_ms() + ADMIN_STATUS_MS;
 	admin_batch(&v->router, n->id, &rq, 1, deadline_ms);
 	if (rq.rv == 0 && rq.status == CLIENT_STATUS_OK &&
 	    client_node_status_decode(rq.value, rq.value_size, &n->st) == 0) {

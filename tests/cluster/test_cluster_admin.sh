@@ -5,7 +5,8 @@
 #      (and its --json parses), verify 0; transfer and snapshot work;
 #   2. node 3 killed with SIGKILL (by the PID in its pid file): health 1
 #      naming node 3 as down, verify 1 naming it; once node 3 is started
-#      again, health 0 again (bounded wait);
+#      again, health 0 again (bounded wait); node 1 stopped (SIGSTOP):
+#      health 1 naming node 1, then 0 again once it goes on;
 #   3. a follower of group 2 diverged (CORRUPT, a test hook: this case is
 #      skipped on a build without test hooks): health 0 before any check,
 #      then verify 1 naming group 2 and the node, and health 1 naming them;
@@ -118,6 +119,12 @@ expect 0 '"id":3,"address":"127.0.0.1:[0-9]+","up":false' \
 "$cluster" start --dir "$dir" --node 3 >/dev/null
 wait_healthy
 expect 0 "^healthy: 3 nodes up" "$admin" health --nodes "$nodes" --groups "$groups"
+# A node that takes connections but answers nothing (SIGSTOP) is down too,
+# after a bounded wait, and the others are still looked at.
+kill -STOP "$(cat "$dir/node-1.pid")"
+expect 1 "^node 1: down: " "$admin" health --nodes "$nodes" --groups "$groups"
+kill -CONT "$(cat "$dir/node-1.pid")"
+wait_healthy
 
 if [ -n "$hooks" ]; then
 	step "3. a follower of group 2 diverged (CORRUPT)"
