@@ -9,7 +9,8 @@
  *   flotilla-admin snapshot --nodes ID=HOST:PORT,... --group G [--node ID]
  *   flotilla-admin move --from A --to B --nodes ID=HOST:PORT,... --groups N
  *                       [--parallel 8] [--group-timeout-s 300] [--voters-min 3] [--verbose]
- *   (each takes --timeout-s S, 30 by default: how long it waits for answers)
+ *   (all but move take --timeout-s S, 30 by default: how long they wait for
+ *   answers; verify's whole run)
  *
  * status, health (admin_status.c), verify (admin_verify.c), transfer and
  * snapshot (admin_group.c) are in files of their own; this one parses the
