@@ -534,6 +534,10 @@ struct fl_group_info {
 	 * counts toward commits until it holds the leader's log), or too many
 	 * members do for the group to elect or commit (FL_ERR_REPAIRING). */
 	bool repairing;
+	/* A consistency check found this replica's state differs from the
+	 * leader's: it serves no reads until fl_group_rebuild() (see
+	 * fl_group_check()). */
+	bool diverged;
 	uint32_t members_count;
 	struct fl_member_info members[FL_MEMBERS_MAX];
 };

@@ -84,6 +84,7 @@ static void request_info(struct group *g, struct shard_req *req)
 				       .joint = conf->joint,
 				       .repairing = raft_is_repairing(&g->raft) ||
 						    raft_is_blocked_by_repair(&g->raft),
+				       .diverged = g->diverged,
 				       .members_count = conf->members_count};
 	for (uint32_t i = 0; i < conf->members_count && i < FL_MEMBERS_MAX; i++) {
 		const struct raft_progress *pr = raft_progress_of(&g->raft, conf->members[i].id);

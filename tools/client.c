@@ -84,6 +84,8 @@ static uint64_t client_body_size(const struct client_request *req)
 	case CLIENT_OP_JOIN:
 	case CLIENT_OP_MEMBERS:
 	case CLIENT_OP_DROP:
+	case CLIENT_OP_NODE_STATUS:
+	case CLIENT_OP_SNAPSHOT:
 		return 0;
 	case CLIENT_OP_ADD_LEARNER:
 	case CLIENT_OP_PROMOTE:
@@ -165,6 +167,10 @@ const char *client_op_name(uint32_t op)
 	    "DROP",      "STALE_GET"};
 
 	static_assert(sizeof(names) / sizeof(names[0]) == CLIENT_OP_LAST + 1, "a name per op");
+	if (op == CLIENT_OP_NODE_STATUS)
+		return "NODE_STATUS";
+	if (op == CLIENT_OP_SNAPSHOT)
+		return "SNAPSHOT";
 	return op < sizeof(names) / sizeof(names[0]) ? names[op] : NULL;
 }
 
@@ -213,6 +219,8 @@ static int client_request_decode_body(const unsigned char *p, uint32_t body_size
 	case CLIENT_OP_JOIN:
 	case CLIENT_OP_MEMBERS:
 	case CLIENT_OP_DROP:
+	case CLIENT_OP_NODE_STATUS:
+	case CLIENT_OP_SNAPSHOT:
 		if (body_size == 0)
 			return 0;
 		snprintf(r->text, sizeof(r->text), "%s takes no body, got %u bytes", name,
@@ -247,8 +255,9 @@ static int client_request_decode_body(const unsigned char *p, uint32_t body_size
 	default:
 		/* The body cannot be checked against its fields: a newer client
 		 * and a stream out of step look the same, so this one closes. */
-		snprintf(r->text, sizeof(r->text), "unknown op %u (ops are 1 to %u)", req->op,
-			 (unsigned)CLIENT_OP_LAST);
+		snprintf(r->text, sizeof(r->text), "unknown op %u (ops are 1 to %u, %u and %u)",
+			 req->op, (unsigned)CLIENT_OP_LAST, (unsigned)CLIENT_OP_NODE_STATUS,
+			 (unsigned)CLIENT_OP_SNAPSHOT);
 		return -EBADMSG;
 	}
 	if (body_size < fixed) {

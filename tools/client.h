@@ -34,6 +34,8 @@
  *       REBUILD    empty                (restore this node's copy from the leader's snapshot)
  *       JOIN, MEMBERS, DROP                       empty   (this node: membership admin)
  *       ADD_LEARNER, PROMOTE, REMOVE_MEMBER, TRANSFER  u64 member   (the group's leader)
+ *       NODE_STATUS  empty              (this node's groups, leaders, repairs, disk; no group)
+ *       SNAPSHOT     empty              (snapshot this node's copy of the group now)
  * RESPONSE, little-endian:
  *    0: u32 size           24 + value_size
  *    4: u32 status         CLIENT_STATUS_*
@@ -71,6 +73,9 @@ enum {
 	CLIENT_OP_DROP = 18,
 	CLIENT_OP_STALE_GET = 19,
 	CLIENT_OP_LAST = CLIENT_OP_STALE_GET,
+	/* Operator ops, numbered from 40 (19 to 39 are left to the data ops). */
+	CLIENT_OP_NODE_STATUS = 40,
+	CLIENT_OP_SNAPSHOT = 41,
 };
 
 enum {
@@ -290,7 +295,8 @@ int client_digest_decode(const void *value, uint32_t size, struct client_digest 
  *   16: u64 commit_index
  *   24: u64 last_index
  *   32: u64 conf_index      log index of the membership in force
- *   40: u32 flags           bit 0: the answering node leads; bit 1: joint
+ *   40: u32 flags           bit 0: the answering node leads; bit 1: joint;
+ *                           bit 2: its replica repairs; bit 3: its replica diverged
  *   44: u32 members_count   at most CLIENT_MEMBERS_MAX
  *   48: members_count times 24 bytes:
  *       u64 id | u64 match (known on the leader only) | u32 role | u32 role_old
@@ -300,6 +306,8 @@ int client_digest_decode(const void *value, uint32_t size, struct client_digest 
 #define CLIENT_MEMBER_SIZE         24
 #define CLIENT_MEMBERS_LEADER      1u
 #define CLIENT_MEMBERS_JOINT       2u
+#define CLIENT_MEMBERS_REPAIRING   4u /* This replica repairs lost data (or repairs block it). */
+#define CLIENT_MEMBERS_DIVERGED    8u /* A check found this replica's state differs. */
 
 enum { CLIENT_ROLE_NONE, CLIENT_ROLE_VOTER, CLIENT_ROLE_LEARNER, CLIENT_ROLE_WITNESS };
 
@@ -351,6 +359,42 @@ void client_stale_encode(const struct client_stale *st, void *buf);
  * value follows them). Returns 0, or -EBADMSG when size is under
  * CLIENT_STALE_SIZE. */
 int client_stale_decode(const void *value, uint32_t size, struct client_stale *st);
+/* NODE_STATUS ANSWER VALUE: the answering node as a whole, little-endian
+ * (docs/client-protocol.md, op 40). Gauges are up to a second old.
+ *    0: u64 node_id
+ *    8: u64 groups                   hosted here
+ *   16: u64 leaders                  groups this node leads
+ *   24: u64 leaderless               groups whose leader this node does not know
+ *   32: u64 repairing                groups whose replica here repairs lost data
+ *   40: u64 checks                   consistency checks compared here since start
+ *   48: u64 divergences              groups found diverged here since start
+ *   56: u64 lag_max                  led groups: most entries a member is behind
+ *   64: u64 writes_refused_no_space  since start
+ *   72: u32 shards_count
+ *   76: u32 shards_no_space          shards whose WAL file system is full now */
+#define CLIENT_NODE_STATUS_SIZE 80
+
+struct client_node_status {
+	uint64_t node_id;
+	uint64_t groups;
+	uint64_t leaders;
+	uint64_t leaderless;
+	uint64_t repairing;
+	uint64_t checks;
+	uint64_t divergences;
+	uint64_t lag_max;
+	uint64_t writes_refused_no_space;
+	uint32_t shards_count;
+	uint32_t shards_no_space;
+};
+
+/* Write st into buf, which holds CLIENT_NODE_STATUS_SIZE bytes. */
+void client_node_status_encode(const struct client_node_status *st, void *buf);
+
+/* Parse a NODE_STATUS answer's value. Returns 0, or -EBADMSG when size is
+ * smaller than CLIENT_NODE_STATUS_SIZE (a larger value is a newer node's:
+ * the known fields are read). */
+int client_node_status_decode(const void *value, uint32_t size, struct client_node_status *st);
 
 /* Room for need more bytes at *end of the buffer *buf (*capacity bytes, live
  * bytes from *start to *end), moving the live bytes to the front first and

@@ -1,9 +1,20 @@
 /* flotilla-admin: operator commands against a running cluster of
  * flotilla-node processes, through their client protocol
- * (docs/client-protocol.md, ops 12 to 18).
+ * (docs/client-protocol.md: ops 8, 12 to 18, 40 and 41).
  *
+ *   flotilla-admin status   --nodes ID=HOST:PORT,... --groups N [--lag-max 1000] [--json]
+ *   flotilla-admin health   --nodes ID=HOST:PORT,... --groups N [--lag-max 1000] [--json]
+ *   flotilla-admin verify   --nodes ID=HOST:PORT,... --groups N [--json]
+ *   flotilla-admin transfer --nodes ID=HOST:PORT,... --group G --to ID
+ *   flotilla-admin snapshot --nodes ID=HOST:PORT,... --group G [--node ID]
  *   flotilla-admin move --from A --to B --nodes ID=HOST:PORT,... --groups N
  *                       [--parallel 8] [--group-timeout-s 300] [--voters-min 3] [--verbose]
+ *   (all but move take --timeout-s S, 30 by default: how long they wait for
+ *   answers; verify's whole run)
+ *
+ * status, health (admin_status.c), verify (admin_verify.c), transfer and
+ * snapshot (admin_group.c) are in files of their own; this one parses the
+ * options and runs move.
  *
  * move replaces node A by node B in every group 1..N that A is a voter of,
  * so a failed or retired machine can be replaced: B must be running
@@ -35,8 +46,9 @@
  *
  * Output: one line per failed group (and per group with --verbose), then a
  * summary with the counts and the elapsed time. Exit status 0 when every
- * group was moved or had nothing to move, 1 when some group failed, 2 on
- * bad usage. */
+ * group was moved or had nothing to move, 1 when some group failed.
+ *
+ * Every command exits 2 on bad usage. */
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -49,25 +61,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tools/admin_internal.h"
 #include "tools/client.h"
 
 #define ADMIN_PARALLEL_MAX 256
 #define ADMIN_CALL_MS      5000 /* One request's answer. */
 #define ADMIN_BACKOFF_MIN  10
 #define ADMIN_BACKOFF_MAX  500
-#define ADMIN_POLL_MS      10 /* While a change commits or an election ends: soon. */
-#define ADMIN_ERROR_SIZE   160
+#define ADMIN_POLL_MS      10     /* While a change commits or an election ends: soon. */
 #define ADMIN_ROUNDS_MAX   100000 /* Per group: a bound besides the deadline. */
-
-struct admin_options {
-	const char *nodes;
-	uint64_t from, to;
-	uint64_t groups_count;
-	uint32_t parallel;
-	uint32_t group_timeout_s;
-	uint32_t voters_min;
-	bool verbose;
-};
 
 enum admin_outcome { ADMIN_MOVED, ADMIN_ALREADY, ADMIN_ABSENT, ADMIN_FAILED };
 
@@ -87,22 +89,6 @@ struct admin_worker {
 	uint64_t leader; /* Where the current group's leader was last seen. */
 	char error[ADMIN_ERROR_SIZE];
 };
-
-static uint64_t admin_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static void admin_sleep_ms(uint64_t ms)
-{
-	struct timespec ts = {.tv_sec = (time_t)(ms / 1000),
-			      .tv_nsec = (long)(ms % 1000) * 1000000};
-
-	nanosleep(&ts, NULL);
-}
 
 static const char *admin_op_name(uint32_t op)
 {
@@ -391,13 +377,29 @@ static void *admin_worker_main(void *arg)
 
 static void admin_usage(FILE *out)
 {
-	fprintf(
-	    out,
-	    "usage: flotilla-admin move --from A --to B --nodes ID=HOST:PORT,... --groups N\n"
-	    "                           [--parallel 8] [--group-timeout-s 300] [--voters-min 3]\n"
-	    "                           [--verbose]\n"
-	    "Replaces node A by node B (running with --join on) in every group 1..N that\n"
-	    "A is a voter of, --parallel groups at a time. --nodes lists client addresses.\n");
+	fprintf(out,
+		"usage: flotilla-admin COMMAND --nodes ID=HOST:PORT,... [options]\n"
+		"  status   --groups N [--lag-max 1000] [--json]\n"
+		"           nodes up or down, groups hosted and led per node, groups without a\n"
+		"           leader, lagging, repairing and diverged replicas, full disks\n"
+		"  health   --groups N [--lag-max 1000] [--json]\n"
+		"           exit 0 when every node answers, every group has a leader and a\n"
+		"           quorum of voters within --lag-max entries, nothing repairs or\n"
+		"           diverged and no disk is full; else exit 1, one line per reason\n"
+		"  verify   --groups N [--json]\n"
+		"           a consistency check (CHECK) of every group; exit 1 naming each\n"
+		"           diverged replica, or what could not be checked\n"
+		"  transfer --group G --to ID\n"
+		"           hand group G's leadership to voter ID; exit 0 once it leads\n"
+		"  snapshot --group G [--node ID]\n"
+		"           snapshot group G now on every node hosting it (or on node ID)\n"
+		"  move     --from A --to B --groups N [--parallel 8] [--group-timeout-s 300]\n"
+		"           [--voters-min 3] [--verbose]\n"
+		"           replace node A by node B (running with --join on) in every group\n"
+		"           1..N that A is a voter of, --parallel groups at a time\n"
+		"--nodes lists the nodes' client addresses; --timeout-s S (30) bounds the wait\n"
+		"for answers (status, health, transfer, snapshot) or the whole run (verify).\n"
+		"Exit status 2 on bad usage.\n");
 }
 
 static int admin_parse_u64(const char *text, uint64_t min, uint64_t max, uint64_t *out)
@@ -415,83 +417,132 @@ static int admin_parse_u64(const char *text, uint64_t min, uint64_t max, uint64_
 	return 0;
 }
 
+static int admin_parse_command(struct admin_options *opt, const char *name)
+{
+	static const char *const names[] = {"move",   "status",   "health",
+					    "verify", "transfer", "snapshot"};
+
+	for (uint32_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (name != NULL && strcmp(name, names[i]) == 0) {
+			opt->command = (enum admin_command)i;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+/* One option with its value (argv[i + 1]). Returns 0 or -EINVAL. */
+static int admin_parse_option(struct admin_options *opt, const char *name, const char *value)
+{
+	uint64_t v = 0;
+	int rv = -EINVAL;
+
+	if (strcmp(name, "--nodes") == 0 && value != NULL) {
+		opt->nodes = value;
+		rv = 0;
+	} else if (strcmp(name, "--from") == 0) {
+		rv = admin_parse_u64(value, 1, UINT64_MAX, &opt->from);
+	} else if (strcmp(name, "--to") == 0) {
+		rv = admin_parse_u64(value, 1, UINT64_MAX, &opt->to);
+	} else if (strcmp(name, "--groups") == 0) {
+		rv = admin_parse_u64(value, 1, UINT32_MAX, &opt->groups_count);
+	} else if (strcmp(name, "--group") == 0) {
+		rv = admin_parse_u64(value, 1, UINT64_MAX, &opt->group);
+	} else if (strcmp(name, "--node") == 0) {
+		rv = admin_parse_u64(value, 1, UINT64_MAX, &opt->node);
+	} else if (strcmp(name, "--lag-max") == 0) {
+		rv = admin_parse_u64(value, 0, UINT64_MAX, &opt->lag_max);
+	} else if (strcmp(name, "--timeout-s") == 0) {
+		if ((rv = admin_parse_u64(value, 1, 86400, &v)) == 0)
+			opt->timeout_s = (uint32_t)v;
+	} else if (strcmp(name, "--parallel") == 0) {
+		if ((rv = admin_parse_u64(value, 1, ADMIN_PARALLEL_MAX, &v)) == 0)
+			opt->parallel = (uint32_t)v;
+	} else if (strcmp(name, "--group-timeout-s") == 0) {
+		if ((rv = admin_parse_u64(value, 1, 86400, &v)) == 0)
+			opt->group_timeout_s = (uint32_t)v;
+	} else if (strcmp(name, "--voters-min") == 0) {
+		if ((rv = admin_parse_u64(value, 1, CLIENT_MEMBERS_MAX, &v)) == 0)
+			opt->voters_min = (uint32_t)v;
+	}
+	return rv;
+}
+
+/* What each command requires. Returns 0 or -EINVAL with a message. */
+static int admin_check_options(const struct admin_options *opt)
+{
+	const char *need = NULL;
+
+	if (opt->nodes == NULL)
+		need = "--nodes is required";
+	else if (opt->command == ADMIN_MOVE &&
+		 (opt->from == 0 || opt->to == 0 || opt->groups_count == 0 || opt->from == opt->to))
+		need = "move: --from, --to (another node) and --groups are required";
+	else if ((opt->command == ADMIN_STATUS || opt->command == ADMIN_HEALTH ||
+		  opt->command == ADMIN_VERIFY) &&
+		 opt->groups_count == 0)
+		need = "--groups is required";
+	else if (opt->command == ADMIN_TRANSFER && (opt->group == 0 || opt->to == 0))
+		need = "transfer: --group and --to are required";
+	else if (opt->command == ADMIN_SNAPSHOT && opt->group == 0)
+		need = "snapshot: --group is required";
+	if (need == NULL)
+		return 0;
+	fprintf(stderr, "flotilla-admin: %s\n", need);
+	return -EINVAL;
+}
+
 static int admin_parse_args(struct admin_options *opt, int argc, char **argv)
 {
-	*opt = (struct admin_options){.parallel = 8, .group_timeout_s = 300, .voters_min = 3};
-	if (argc < 2 || strcmp(argv[1], "move") != 0)
+	*opt = (struct admin_options){.parallel = 8,
+				      .group_timeout_s = 300,
+				      .voters_min = 3,
+				      .lag_max = 1000,
+				      .timeout_s = 30};
+	if (argc < 2 || admin_parse_command(opt, argv[1]) != 0) {
+		fprintf(stderr, "flotilla-admin: no command or an unknown one\n");
 		return -EINVAL;
+	}
 	for (int i = 2; i < argc; i++) {
 		const char *name = argv[i], *value = i + 1 < argc ? argv[i + 1] : NULL;
-		uint64_t v = 0;
-		int rv = 0;
 
 		if (strcmp(name, "--verbose") == 0) {
 			opt->verbose = true;
 			continue;
 		}
-		if (strcmp(name, "--nodes") == 0 && value != NULL)
-			opt->nodes = value;
-		else if (strcmp(name, "--from") == 0)
-			rv = admin_parse_u64(value, 1, UINT64_MAX, &opt->from);
-		else if (strcmp(name, "--to") == 0)
-			rv = admin_parse_u64(value, 1, UINT64_MAX, &opt->to);
-		else if (strcmp(name, "--groups") == 0)
-			rv = admin_parse_u64(value, 1, UINT32_MAX, &opt->groups_count);
-		else if (strcmp(name, "--parallel") == 0 &&
-			 (rv = admin_parse_u64(value, 1, ADMIN_PARALLEL_MAX, &v)) == 0)
-			opt->parallel = (uint32_t)v;
-		else if (strcmp(name, "--group-timeout-s") == 0 &&
-			 (rv = admin_parse_u64(value, 1, 86400, &v)) == 0)
-			opt->group_timeout_s = (uint32_t)v;
-		else if (strcmp(name, "--voters-min") == 0 &&
-			 (rv = admin_parse_u64(value, 1, CLIENT_MEMBERS_MAX, &v)) == 0)
-			opt->voters_min = (uint32_t)v;
-		else
-			rv = -EINVAL;
-		if (rv != 0) {
+		if (strcmp(name, "--json") == 0) {
+			opt->json = true;
+			continue;
+		}
+		if (admin_parse_option(opt, name, value) != 0) {
 			fprintf(stderr, "flotilla-admin: bad argument '%s'\n", name);
 			return -EINVAL;
 		}
 		i++;
 	}
-	if (opt->nodes == NULL || opt->from == 0 || opt->to == 0 || opt->groups_count == 0 ||
-	    opt->from == opt->to) {
-		fprintf(stderr, "flotilla-admin: --nodes, --from, --to (another node) and --groups "
-				"are required\n");
-		return -EINVAL;
-	}
-	return 0;
+	return admin_check_options(opt);
 }
 
-int main(int argc, char **argv)
+/* move: every group of node A to node B, --parallel at a time. */
+static int admin_move(struct admin *admin)
 {
-	static struct admin admin = {.out_lock = PTHREAD_MUTEX_INITIALIZER};
 	struct admin_worker *workers;
 	uint64_t started;
 	uint32_t running = 0;
 	int rv = 0;
 
-	if (argc >= 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
-		admin_usage(stdout);
-		return 0;
-	}
-	if (admin_parse_args(&admin.opt, argc, argv) != 0) {
-		admin_usage(stderr);
-		return 2;
-	}
-	workers = calloc(admin.opt.parallel, sizeof(*workers));
+	workers = calloc(admin->opt.parallel, sizeof(*workers));
 	if (workers == NULL)
 		return 1;
-	atomic_store(&admin.next_group, 1);
+	atomic_store(&admin->next_group, 1);
 	started = admin_now_ms();
-	for (uint32_t i = 0; i < admin.opt.parallel; i++) {
+	for (uint32_t i = 0; i < admin->opt.parallel; i++) {
 		struct admin_worker *w = &workers[i];
 
-		w->admin = &admin;
+		w->admin = admin;
 		w->request_id = (uint64_t)i << 48;
-		rv = client_router_init(&w->router, admin.opt.nodes);
+		rv = client_router_init(&w->router, admin->opt.nodes);
 		if (rv != 0) {
-			fprintf(stderr, "flotilla-admin: bad --nodes '%s'\n", admin.opt.nodes);
+			fprintf(stderr, "flotilla-admin: bad --nodes '%s'\n", admin->opt.nodes);
 			break;
 		}
 		rv = -pthread_create(&w->thread, NULL, admin_worker_main, w);
@@ -511,10 +562,38 @@ int main(int argc, char **argv)
 	printf("move %" PRIu64 " -> %" PRIu64 ": %" PRIu64 " groups moved, %" PRIu64
 	       " already moved, %" PRIu64 " not on node %" PRIu64 ", %" PRIu64
 	       " failed, in %.3f s\n",
-	       admin.opt.from, admin.opt.to, (uint64_t)atomic_load(&admin.counts[ADMIN_MOVED]),
-	       (uint64_t)atomic_load(&admin.counts[ADMIN_ALREADY]),
-	       (uint64_t)atomic_load(&admin.counts[ADMIN_ABSENT]), admin.opt.from,
-	       (uint64_t)atomic_load(&admin.counts[ADMIN_FAILED]),
+	       admin->opt.from, admin->opt.to, (uint64_t)atomic_load(&admin->counts[ADMIN_MOVED]),
+	       (uint64_t)atomic_load(&admin->counts[ADMIN_ALREADY]),
+	       (uint64_t)atomic_load(&admin->counts[ADMIN_ABSENT]), admin->opt.from,
+	       (uint64_t)atomic_load(&admin->counts[ADMIN_FAILED]),
 	       (double)(admin_now_ms() - started) / 1000.0);
-	return atomic_load(&admin.counts[ADMIN_FAILED]) > 0 ? 1 : 0;
+	return atomic_load(&admin->counts[ADMIN_FAILED]) > 0 ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+	static struct admin admin = {.out_lock = PTHREAD_MUTEX_INITIALIZER};
+
+	if (argc >= 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
+		admin_usage(stdout);
+		return 0;
+	}
+	if (admin_parse_args(&admin.opt, argc, argv) != 0) {
+		admin_usage(stderr);
+		return 2;
+	}
+	switch (admin.opt.command) {
+	case ADMIN_STATUS:
+	case ADMIN_HEALTH:
+		return admin_status(&admin.opt);
+	case ADMIN_VERIFY:
+		return admin_verify(&admin.opt);
+	case ADMIN_TRANSFER:
+		return admin_transfer(&admin.opt);
+	case ADMIN_SNAPSHOT:
+		return admin_snapshot(&admin.opt);
+	case ADMIN_MOVE:
+	default:
+		return admin_move(&admin);
+	}
 }

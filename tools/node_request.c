@@ -1,7 +1,7 @@
 /* flotilla-node's client ops: decode each request a connection received,
  * start it in the library (fl_propose, fl_read, fl_read_stale, the membership calls) or
  * answer it at once from this node's store (LOCAL_GET, DIGEST,
- * CHECK_STATUS), and turn each library callback into the answer its client
+ * CHECK_STATUS, NODE_STATUS), and turn each library callback into the answer its client
  * thread sends. Callbacks run on shard threads: they only fill in the
  * struct pending and hand it to worker_complete(). */
 #include <assert.h>
@@ -218,8 +218,9 @@ static void pending_set_rebuild_error(struct pending *p, int rv, uint64_t leader
 }
 
 /* fl_group_check callback for CHECK (the leader's digest at the check's
- * index is applied here) and fl_group_rebuild callback for REBUILD (the
- * leader's snapshot is restored here): the value is that index. */
+ * index is applied here), fl_group_rebuild callback for REBUILD (the
+ * leader's snapshot is restored here) and fl_group_snapshot callback for
+ * SNAPSHOT (this node's snapshot is durable): the value is that index. */
 static void request_index_done(void *arg, int rv, uint64_t result, uint64_t leader)
 {
 	struct pending *p = arg;
@@ -285,7 +286,9 @@ static void request_members_done(void *arg, int rv, uint64_t result, uint64_t le
 				    .last_index = info->last_index,
 				    .conf_index = info->conf_index,
 				    .flags = (info->is_leader ? CLIENT_MEMBERS_LEADER : 0) |
-					     (info->joint ? CLIENT_MEMBERS_JOINT : 0),
+					     (info->joint ? CLIENT_MEMBERS_JOINT : 0) |
+					     (info->repairing ? CLIENT_MEMBERS_REPAIRING : 0) |
+					     (info->diverged ? CLIENT_MEMBERS_DIVERGED : 0),
 				    .members_count = info->members_count < CLIENT_MEMBERS_MAX
 							 ? info->members_count
 							 : CLIENT_MEMBERS_MAX};
@@ -498,6 +501,35 @@ static void request_check_status(struct conn *c, const struct client_request *re
 		     sizeof(value));
 }
 
+/* NODE_STATUS: this node as a whole, for flotilla-admin status and health:
+ * the node's counters and its shards' gauges summed (lag: the largest). */
+static void request_node_status(struct conn *c, const struct client_request *req)
+{
+	struct server *s = c->worker->server;
+	unsigned char value[CLIENT_NODE_STATUS_SIZE];
+	struct client_node_status st = {.node_id = s->opt.id};
+	struct fl_shard_metrics sm;
+	struct fl_metrics m;
+
+	fl_node_metrics(s->node, &m);
+	st.groups = m.groups;
+	st.leaders = m.leaders;
+	st.checks = m.checks;
+	st.divergences = m.divergences;
+	st.writes_refused_no_space = m.writes_refused_no_space;
+	st.shards_count = m.shards_count;
+	st.shards_no_space = m.shards_no_space;
+	for (uint32_t i = 0; i < m.shards_count; i++) {
+		if (fl_shard_metrics(s->node, i, &sm) != 0)
+			break;
+		st.leaderless += sm.leaderless;
+		st.repairing += sm.repairing;
+		st.lag_max = sm.lag_max > st.lag_max ? sm.lag_max : st.lag_max;
+	}
+	client_node_status_encode(&st, value);
+	conn_respond(c, CLIENT_STATUS_OK, req->request_id, 0, value, sizeof(value));
+}
+
 static void request_handle(struct conn *c, const struct client_request *req)
 {
 	struct server *s = c->worker->server;
@@ -505,9 +537,10 @@ static void request_handle(struct conn *c, const struct client_request *req)
 	int rv;
 
 	/* Groups are numbered from 1 (any u64 above 0: a node may host groups
-	 * beyond its --groups by JOIN); only CHECK_STATUS, which is about the
-	 * node, ignores the field. The request was well framed: go on. */
-	if (req->group == 0 && req->op != CLIENT_OP_CHECK_STATUS) {
+	 * beyond its --groups by JOIN); only CHECK_STATUS and NODE_STATUS,
+	 * which are about the node, ignore the field. The request was well framed: go on. */
+	if (req->group == 0 && req->op != CLIENT_OP_CHECK_STATUS &&
+	    req->op != CLIENT_OP_NODE_STATUS) {
 		conn_respond_text(c, CLIENT_STATUS_BAD_REQUEST, req->request_id, 0,
 				  "group 0 is out of range: groups are numbered from 1");
 		return;
@@ -528,6 +561,10 @@ static void request_handle(struct conn *c, const struct client_request *req)
 		request_check_status(c, req);
 		return;
 	}
+	if (req->op == CLIENT_OP_NODE_STATUS) {
+		request_node_status(c, req);
+		return;
+	}
 	p = pending_new(c, req);
 	if (p == NULL) {
 		conn_respond_text(c, CLIENT_STATUS_ERROR, req->request_id, 0, fl_strerror(-ENOMEM));
@@ -544,6 +581,8 @@ static void request_handle(struct conn *c, const struct client_request *req)
 		rv = fl_group_check(s->node, req->group, request_index_done, p);
 	else if (req->op == CLIENT_OP_REBUILD)
 		rv = fl_group_rebuild(s->node, req->group, request_index_done, p);
+	else if (req->op == CLIENT_OP_SNAPSHOT)
+		rv = fl_group_snapshot(s->node, req->group, request_index_done, p);
 	else if (request_is_membership(req->op))
 		rv = request_admin(c, req, p);
 	else

@@ -31,6 +31,9 @@
  *                                          REBUILD the follower: the corrupt key is
  *                                          gone, GET works, K more keys and no new
  *                                          divergence
+ *     corrupt --group G --via ID           CORRUPT group G on node ID only, and nothing
+ *                                          else: the replica stays diverged until a
+ *                                          check finds it (flotilla-admin verify)
  *
  * SPEC is "1=127.0.0.1:PORT,2=127.0.0.1:PORT,...". Keys are "P-g-i" and values
  * "value-P-g-i" followed by padding, so a value proves which write it came from. */
@@ -701,6 +704,28 @@ static int kvcheck_diverge(struct kvcheck *k)
 	return failed;
 }
 
+/* CORRUPT k->group on node k->via alone: a key set behind the log's back. */
+static int kvcheck_corrupt(struct kvcheck *k)
+{
+	char key[64];
+	struct client_call call = {0};
+	int failed;
+
+	snprintf(key, sizeof(key), "corrupt-%ld", (long)getpid());
+	call.req = (struct client_request){.op = CLIENT_OP_CORRUPT,
+					   .group = k->group,
+					   .key = key,
+					   .key_size = (uint32_t)strlen(key),
+					   .value = "not-the-group's",
+					   .value_size = 15};
+	kvcheck_on(k, k->via, &call);
+	failed = call.rv != 0 || call.status != CLIENT_STATUS_OK;
+	printf("corrupt: group %llu on node %llu: %s\n", (unsigned long long)k->group,
+	       (unsigned long long)k->via, failed ? kvcheck_status_name(call.status) : "ok");
+	client_call_clear(&call);
+	return failed;
+}
+
 /* Make node via lead k->group: TRANSFER at the current leader, then ask via
  * until it says it leads, within the timeout. */
 static int kvcheck_lead(struct kvcheck *k)
@@ -734,10 +759,10 @@ static int kvcheck_lead(struct kvcheck *k)
 
 static int kvcheck_usage(void)
 {
-	fprintf(stderr,
-		"usage: flotilla-kvcheck --nodes SPEC [--groups N] [--timeout-ms T] "
-		"put|verify|local|ops|stale|garbage|leaders|lead|diverge [--prefix P] [--keys K] "
-		"[--ack FILE] [--via ID] [--group G]\n");
+	fprintf(stderr, "usage: flotilla-kvcheck --nodes SPEC [--groups N] [--timeout-ms T] "
+			"put|verify|local|ops|stale|garbage|leaders|lead|diverge|corrupt [--prefix "
+			"P] [--keys K] "
+			"[--ack FILE] [--via ID] [--group G]\n");
 	return 2;
 }
 
@@ -802,6 +827,8 @@ int main(int argc, char **argv)
 		rv = kvcheck_lead(&k);
 	else if (strcmp(command, "diverge") == 0)
 		rv = kvcheck_diverge(&k);
+	else if (strcmp(command, "corrupt") == 0 && k.via != 0)
+		rv = kvcheck_corrupt(&k);
 	else
 		rv = kvcheck_usage();
 	client_router_deinit(&k.router);

@@ -379,6 +379,25 @@ static int check_sync(int i, uint64_t *result)
 	return call_sync(fl_group_check, i, result);
 }
 
+/* fl_group_info() of node i: whether it says its replica diverged. */
+static bool info_diverged(int i)
+{
+	struct check_done d = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+	struct fl_group_info info;
+	struct timespec until;
+
+	assert_int_equal(fl_group_info(nodes[i], GROUP, &info, check_cb, &d), 0);
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += WAIT_MS / 1000;
+	pthread_mutex_lock(&d.lock);
+	while (!d.done && pthread_cond_timedwait(&d.cond, &d.lock, &until) == 0)
+		;
+	pthread_mutex_unlock(&d.lock);
+	assert_true(d.done);
+	assert_int_equal(d.rv, 0);
+	return info.diverged;
+}
+
 /* A check on demand: on the leader it completes with the mark's index, and
  * with no write at all after a corruption it catches the corrupted replica. */
 static void test_check_on_demand_catches_a_corruption(void **state)
@@ -404,6 +423,9 @@ static void test_check_on_demand_catches_a_corruption(void **state)
 	assert_int_equal(atomic_load(&sms[other].diverged_index), index);
 	assert_int_equal(fl_read_sync(nodes[other], GROUP, &index), FL_ERR_DIVERGED);
 	assert_int_equal(fl_read_sync(nodes[leader], GROUP, &index), 0);
+	/* fl_group_info() tells the same without a read. */
+	assert_true(info_diverged(other));
+	assert_false(info_diverged(leader));
 }
 
 /* Wait (bounded) until every node applied the same count and state. */
@@ -445,6 +467,7 @@ static void test_rebuild_repairs_diverged_replicas(void **state)
 		assert_true(index > 0);
 		assert_true(metrics_of(i).snapshots_received > m.snapshots_received);
 		assert_int_equal(fl_read_sync(nodes[i], GROUP, &hint), 0);
+		assert_false(info_diverged(i));
 		rebuilt++;
 	}
 	assert_int_equal(rebuilt, 2); /* Both followers were corrupted above. */

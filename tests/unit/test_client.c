@@ -75,6 +75,8 @@ static void test_requests_round_trip_for_every_op(void **state)
 	     .key_size = 3,
 	     .behind_max = 7,
 	     .age_max_ms = UINT64_MAX},
+	    {.op = CLIENT_OP_NODE_STATUS, .request_id = 16, .group = 0},
+	    {.op = CLIENT_OP_SNAPSHOT, .request_id = 17, .group = 9},
 	};
 
 	(void)state;
@@ -192,6 +194,67 @@ static void test_members_value_round_trips(void **state)
 	assert_int_equal(got.members_count, 0);
 }
 
+/* The operator ops (40 and up) take no body and have names; 19 to 39 are
+ * not ops. */
+static void test_operator_ops_take_no_body(void **state)
+{
+	struct client_request req = {.op = CLIENT_OP_SNAPSHOT, .request_id = 3, .group = 2};
+	struct client_request got;
+	struct client_refusal why;
+	uint32_t size;
+	unsigned char *buf = encode(&req, &size);
+
+	(void)state;
+	assert_int_equal(size, 24);
+	assert_string_equal(client_op_name(CLIENT_OP_NODE_STATUS), "NODE_STATUS");
+	assert_string_equal(client_op_name(CLIENT_OP_SNAPSHOT), "SNAPSHOT");
+	assert_null(client_op_name(39));
+	assert_null(client_op_name(42));
+	free(buf);
+	buf = calloc(1, 32);
+	assert_non_null(buf);
+	le_put32(buf, 20 + 8); /* SNAPSHOT with a body of 8 bytes. */
+	le_put32(buf + 4, CLIENT_OP_SNAPSHOT);
+	assert_int_equal(client_request_decode_why(buf, 32, &got, &why), -EBADMSG);
+	assert_string_equal(why.text, "SNAPSHOT takes no body, got 8 bytes");
+	le_put32(buf + 4, 39);
+	assert_int_equal(client_request_decode(buf, 32, &got), -EBADMSG);
+	free(buf);
+}
+
+/* A NODE_STATUS value decodes to what was encoded, field by field at its
+ * offset; a short value is refused, a longer one (a newer node's) is read. */
+static void test_node_status_value_round_trips(void **state)
+{
+	struct client_node_status st = {.node_id = 3,
+					.groups = 1000,
+					.leaders = 333,
+					.leaderless = 2,
+					.repairing = 1,
+					.checks = 77,
+					.divergences = 1,
+					.lag_max = 12345,
+					.writes_refused_no_space = 9,
+					.shards_count = 4,
+					.shards_no_space = 1};
+	unsigned char buf[CLIENT_NODE_STATUS_SIZE + 8] = {0};
+	struct client_node_status got;
+
+	(void)state;
+	client_node_status_encode(&st, buf);
+	assert_int_equal(le_get64(buf), 3);
+	assert_int_equal(le_get64(buf + 56), 12345);
+	assert_int_equal(le_get32(buf + 72), 4);
+	assert_int_equal(le_get32(buf + 76), 1);
+	assert_int_equal(client_node_status_decode(buf, CLIENT_NODE_STATUS_SIZE, &got), 0);
+	assert_memory_equal(&got, &st, sizeof(st));
+	assert_int_equal(client_node_status_decode(buf, sizeof(buf), &got), 0);
+	assert_memory_equal(&got, &st, sizeof(st));
+	assert_int_equal(client_node_status_decode(buf, CLIENT_NODE_STATUS_SIZE - 1, &got),
+			 -EBADMSG);
+	assert_int_equal(got.node_id, 0);
+}
+
 static void test_put_layout_is_byte_exact(void **state)
 {
 	struct client_request req = {.op = CLIENT_OP_PUT,
@@ -297,7 +360,7 @@ static void test_refusals_say_why_and_whether_to_close(void **state)
 	assert_non_null(huge);
 	le_put32(buf + 4, 77);
 	assert_int_equal(client_request_decode_why(buf, size, &got, &why), -EBADMSG);
-	assert_string_equal(why.text, "unknown op 77 (ops are 1 to 19)");
+	assert_string_equal(why.text, "unknown op 77 (ops are 1 to 19, 40 and 41)");
 	assert_int_equal(why.skip, 0);
 	le_put32(buf + 4, CLIENT_OP_GET);
 	le_put32(buf + 24, 2);
@@ -508,6 +571,8 @@ int main(void)
 	    cmocka_unit_test(test_membership_bodies_are_exact),
 	    cmocka_unit_test(test_members_value_round_trips),
 	    cmocka_unit_test(test_stale_answer_round_trips),
+	    cmocka_unit_test(test_operator_ops_take_no_body),
+	    cmocka_unit_test(test_node_status_value_round_trips),
 	    cmocka_unit_test(test_put_layout_is_byte_exact),
 	    cmocka_unit_test(test_oversized_requests_fail_from_the_size_field),
 	    cmocka_unit_test(test_malformed_bodies_are_rejected_with_their_id),

@@ -1,0 +1,178 @@
+/* What flotilla-admin's files share. Only tools/flotilla-admin.c and the
+ * tools/admin_*.c files include this.
+ *
+ *   flotilla-admin.c  main, the options, move
+ *   admin_view.c      one look at the cluster: NODE_STATUS and MEMBERS of
+ *                     every group from every node, pipelined per node
+ *   admin_status.c    status and health: what the look shows, as a table or
+ *                     JSON, and the reasons the cluster is not healthy
+ *   admin_verify.c    verify: CHECK of every group, then who diverged
+ *   admin_group.c     transfer and snapshot of one group */
+#ifndef TOOLS_ADMIN_INTERNAL_H
+#define TOOLS_ADMIN_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "tools/client.h"
+
+#define ADMIN_ERROR_SIZE 160
+
+enum admin_command {
+	ADMIN_MOVE,
+	ADMIN_STATUS,
+	ADMIN_HEALTH,
+	ADMIN_VERIFY,
+	ADMIN_TRANSFER,
+	ADMIN_SNAPSHOT,
+};
+
+struct admin_options {
+	enum admin_command command;
+	const char *nodes;
+	uint64_t from, to;
+	uint64_t groups_count;
+	uint64_t group;   /* transfer, snapshot. */
+	uint64_t node;    /* snapshot: only this node (0: every node hosting the group). */
+	uint64_t lag_max; /* Entries a replica may be behind its leader and count as caught up. */
+	uint32_t timeout_s;
+	uint32_t parallel;
+	uint32_t group_timeout_s;
+	uint32_t voters_min;
+	bool verbose;
+	bool json;
+};
+
+uint64_t admin_now_ms(void);
+void admin_sleep_ms(uint64_t ms);
+
+/* One request to one node and its answer (admin_batch). */
+struct admin_req {
+	struct client_request req; /* op, group, member; admin_batch sets request_id. */
+	int rv;                    /* 0: answered; else -errno (unreachable, lost, timed out). */
+	uint32_t status;
+	uint64_t leader_hint;
+	void *value; /* malloc()ed; NULL when empty. */
+	uint32_t value_size;
+};
+
+/* Send count requests to node, at most a window of them at once, and take
+ * their answers until deadline_ms. Each request ends answered (rv 0) or
+ * failed (rv -errno; the connection is closed and reopened by the next
+ * call). Returns the count answered. Frees the values of an earlier run. */
+uint32_t admin_batch(struct client_router *r, uint64_t node, struct admin_req *reqs, uint32_t count,
+		     uint64_t deadline_ms);
+void admin_reqs_clear(struct admin_req *reqs, uint32_t count);
+
+/* The text of an answer that is not OK (or of rv), for a message. */
+void admin_req_error(const struct admin_req *rq, char *buf, size_t size);
+
+enum admin_replica_state {
+	ADMIN_REPLICA_UNKNOWN, /* The node did not answer. */
+	ADMIN_REPLICA_ABSENT,  /* The node does not host the group. */
+	ADMIN_REPLICA_HOSTED,
+};
+
+/* One group on one node, as that node sees it. */
+struct admin_replica {
+	enum admin_replica_state state;
+	struct client_members m; /* HOSTED: the node's MEMBERS answer. */
+};
+
+struct admin_node_view {
+	uint64_t id;
+	bool up; /* NODE_STATUS answered. */
+	char error[ADMIN_ERROR_SIZE];
+	struct client_node_status st;
+	uint64_t hosted, leads; /* Groups 1..N hosted and led, from MEMBERS. */
+};
+
+/* The cluster as seen by one look: every node of --nodes, groups 1..N. */
+struct admin_view {
+	struct client_router router;
+	uint32_t nodes_count;
+	struct admin_node_view nodes[CLIENT_NODES_MAX];
+	uint64_t groups_count;
+	struct admin_replica *replicas; /* groups_count x nodes_count, group-major. */
+	struct admin_req *reqs;         /* Scratch: one per group. */
+};
+
+/* Returns 0, -EINVAL (bad --nodes) or -ENOMEM. */
+int admin_view_init(struct admin_view *v, const struct admin_options *opt);
+void admin_view_deinit(struct admin_view *v);
+
+/* Look again: NODE_STATUS then MEMBERS of every group from every node, each
+ * node's answers until deadline_ms. */
+void admin_view_read(struct admin_view *v, uint64_t deadline_ms);
+
+/* Group's replica on the node in slot (0 .. nodes_count - 1). */
+struct admin_replica *admin_view_replica(const struct admin_view *v, uint64_t group, uint32_t slot);
+
+/* The slot of the node that leads group (the highest term among those that
+ * say they lead), or -1 when none does. */
+int admin_view_leader(const struct admin_view *v, uint64_t group);
+
+/* The slot of node id, or -1 when it is not in --nodes. */
+int admin_view_slot(const struct admin_view *v, uint64_t id);
+
+/* The reasons flotilla-admin reports, each with its kind and its text. */
+enum admin_problem_kind {
+	ADMIN_PROBLEM_DOWN,
+	ADMIN_PROBLEM_DISK_FULL,
+	ADMIN_PROBLEM_NO_LEADER,
+	ADMIN_PROBLEM_NO_QUORUM,
+	ADMIN_PROBLEM_REPAIRING,
+	ADMIN_PROBLEM_DIVERGED,
+	ADMIN_PROBLEM_LAGGING,   /* Reported, not unhealthy by itself. */
+	ADMIN_PROBLEM_UNCHECKED, /* verify: a group or replica the check did not cover. */
+	ADMIN_PROBLEM_KINDS,
+};
+
+struct admin_problem {
+	enum admin_problem_kind kind;
+	uint64_t node;  /* 0: not about one node. */
+	uint64_t group; /* 0: not about one group. */
+	uint64_t behind;
+	char text[ADMIN_ERROR_SIZE + 64];
+};
+
+struct admin_problems {
+	struct admin_problem *items;
+	uint32_t count, capacity;
+	uint32_t counts[ADMIN_PROBLEM_KINDS];
+};
+
+/* Add a problem; returns it, or NULL when out of memory (then it is
+ * counted, not listed). */
+__attribute__((format(printf, 5, 6))) struct admin_problem *
+admin_problem_add(struct admin_problems *p, enum admin_problem_kind kind, uint64_t node,
+		  uint64_t group, const char *fmt, ...);
+void admin_problems_free(struct admin_problems *p);
+
+/* The kind's name in JSON ("down", "disk_full", ...). */
+const char *admin_problem_name(enum admin_problem_kind kind);
+
+/* Whether a problem of kind makes health (and verify) fail. */
+bool admin_problem_is_unhealthy(enum admin_problem_kind kind);
+
+/* Print the problems, one line each, at most per_kind_max of each kind
+ * (then a line with how many more). */
+void admin_problems_print(FILE *out, const struct admin_problems *p, uint32_t per_kind_max);
+
+/* Print the problems as a JSON array. */
+void admin_problems_json(FILE *out, const struct admin_problems *p);
+
+/* Print s as a JSON string, quotes included. */
+void admin_json_string(FILE *out, const char *s);
+
+/* admin_status.c: nodes down or with a full disk, into p. */
+void admin_check_nodes(const struct admin_view *v, struct admin_problems *p);
+
+/* admin_status.c, admin_verify.c, admin_group.c: the commands; each returns the exit status. */
+int admin_status(const struct admin_options *opt);
+int admin_verify(const struct admin_options *opt);
+int admin_transfer(const struct admin_options *opt);
+int admin_snapshot(const struct admin_options *opt);
+
+#endif /* TOOLS_ADMIN_INTERNAL_H */
