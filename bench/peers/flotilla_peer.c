@@ -50,15 +50,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench/peers/peer_common.h"
 #include "flotilla.h"
 
-#define PEER_NODES_MAX   7
-#define PEER_WINDOW_MAX  65536
-#define PEER_SIZE_MAX    (1u << 20)
-#define PEER_SAMPLES_MAX (1u << 26)
-#define PEER_NS_PER_S    1000000000ull
-#define PEER_GROUP       1
-#define PEER_RETRY_NS    100000ull /* Back-off after -EAGAIN. */
+#define PEER_NODES_MAX  7
+#define PEER_WINDOW_MAX 65536
+#define PEER_SIZE_MAX   (1u << 20)
+#define PEER_GROUP      1
+#define PEER_RETRY_NS   100000ull /* Back-off after -EAGAIN. */
 
 enum { PEER_EXIT_RUN = 1, PEER_EXIT_USAGE = 2, PEER_EXIT_START = 3 };
 
@@ -76,11 +75,6 @@ struct peer;
 struct peer_slot {
 	struct peer *p;
 	uint64_t submit_ns;
-};
-
-struct peer_samples {
-	uint64_t *v;
-	uint32_t count, cap;
 };
 
 /* Fields below mu are shared between the main thread and the shard thread's
@@ -103,82 +97,6 @@ struct peer {
 	uint64_t window_entries, errors, retries;
 	struct peer_samples samples;
 };
-
-static uint64_t peer_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * PEER_NS_PER_S + (uint64_t)ts.tv_nsec;
-}
-
-static uint64_t peer_cpu_ns(void)
-{
-	struct rusage ru;
-
-	if (getrusage(RUSAGE_SELF, &ru) != 0)
-		return 0;
-	return (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * PEER_NS_PER_S +
-	       (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000ull;
-}
-
-/* End the process now: see the top of the file. */
-static void peer_exit(int status)
-{
-	fflush(stdout);
-	fflush(stderr);
-	_exit(status);
-}
-
-/* --- Latency samples and percentiles, as raft-peer computes them. --- */
-
-static void peer_samples_add(struct peer_samples *s, uint64_t ns)
-{
-	if (s->count == s->cap) {
-		uint32_t cap = s->cap == 0 ? 65536 : s->cap * 2;
-		uint64_t *v;
-
-		if (cap > PEER_SAMPLES_MAX)
-			return; /* Enough samples for any percentile: drop the rest. */
-		v = realloc(s->v, (size_t)cap * sizeof(*v));
-		if (v == NULL)
-			return;
-		s->v = v;
-		s->cap = cap;
-	}
-	s->v[s->count++] = ns;
-}
-
-static int peer_cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-/* Nearest-rank percentile p (0 < p <= 100) of the sorted samples, in us. */
-static double peer_percentile_us(const struct peer_samples *s, unsigned p)
-{
-	uint64_t rank;
-
-	if (s->count == 0)
-		return 0;
-	rank = ((uint64_t)p * s->count + 99) / 100;
-	return (double)s->v[rank == 0 ? 0 : rank - 1] / 1e3;
-}
-
-static void peer_print_percentiles(const char *prefix, struct peer_samples *s)
-{
-	double sum = 0;
-
-	qsort(s->v, s->count, sizeof(*s->v), peer_cmp_u64);
-	for (uint32_t i = 0; i < s->count; i++)
-		sum += (double)s->v[i] / 1e3;
-	printf("%s p50_us=%.1f p99_us=%.1f max_us=%.1f mean_us=%.1f samples=%u\n", prefix,
-	       peer_percentile_us(s, 50), peer_percentile_us(s, 99),
-	       s->count ? (double)s->v[s->count - 1] / 1e3 : 0, s->count ? sum / s->count : 0,
-	       s->count);
-}
 
 /* --- The state machine: a count of applied entries. --- */
 
@@ -490,33 +408,6 @@ static void peer_usage(FILE *f)
 		"  --size BYTES         entry payload (128)\n"
 		"  --warmup-s S         seconds before the window (1)\n"
 		"  --duration-s S       measured seconds (10)\n");
-}
-
-/* Parse an unsigned in [min, max]; false when it is not one. */
-static bool peer_parse_uint(const char *s, unsigned min, unsigned max, unsigned *out)
-{
-	char *end;
-	unsigned long v;
-
-	errno = 0;
-	v = strtoul(s, &end, 10);
-	if (errno != 0 || end == s || *end != '\0' || s[0] == '-' || v < min || v > max)
-		return false;
-	*out = (unsigned)v;
-	return true;
-}
-
-static bool peer_parse_seconds(const char *s, double *out)
-{
-	char *end;
-	double v;
-
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno != 0 || end == s || *end != '\0' || !(v >= 0 && v <= 86400))
-		return false;
-	*out = v;
-	return true;
 }
 
 static bool peer_parse_one(int c, const char *arg, struct peer_opt *o)
