@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -68,6 +69,34 @@ uint16_t node_test_free_port(void)
 			return port;
 	}
 	return 0;
+}
+
+bool node_test_root(char *root, size_t size, const char *name)
+{
+	const char *base = getenv("FLOTILLA_TEST_DIR");
+	int n = snprintf(root, size, "%s/flotilla-%s-XXXXXX", base ? base : ".", name);
+
+	return n > 0 && (size_t)n < size && mkdtemp(root) != NULL;
+}
+
+bool node_test_nodes(const char *root, int n, char dirs[][NODE_TEST_PATH_SIZE], uint16_t *ports)
+{
+	for (int i = 0; i < n; i++) {
+		int len = snprintf(dirs[i], NODE_TEST_PATH_SIZE, "%s/node-%d", root, i + 1);
+
+		ports[i] = node_test_free_port();
+		if (len <= 0 || len >= NODE_TEST_PATH_SIZE || ports[i] == 0)
+			return false;
+	}
+	return true;
+}
+
+bool node_test_remove(const char *root)
+{
+	char cmd[NODE_TEST_PATH_SIZE + 16];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
+	return system(cmd) == 0;
 }
 
 void node_test_config(struct fl_node_config *config, struct node_test_addrs *a, int i,

@@ -38,6 +38,20 @@ struct node_test_addrs {
 
 uint64_t node_test_now_ms(void);
 
+#define NODE_TEST_PATH_SIZE 600
+
+/* A fresh directory for a test's nodes, $FLOTILLA_TEST_DIR (or the current
+ * directory)/flotilla-NAME-XXXXXX, written to root; false when it cannot be
+ * made. */
+bool node_test_root(char *root, size_t size, const char *name);
+
+/* For nodes 0..n-1: dirs[i] = ROOT/node-(i+1) and a free port ports[i];
+ * false when no port was found. */
+bool node_test_nodes(const char *root, int n, char dirs[][NODE_TEST_PATH_SIZE], uint16_t *ports);
+
+/* Remove root and everything below it; false when that failed. */
+bool node_test_remove(const char *root);
+
 /* A TCP port on 127.0.0.1 that was free a moment ago, below the kernel's
  * ephemeral ports (so no outgoing connection takes it while its node is
  * stopped); 0 if none was found. */

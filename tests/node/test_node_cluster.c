@@ -44,7 +44,7 @@ struct sm {
 static struct sm sms[NODES];
 static struct fl_node *nodes[NODES];
 static uint16_t ports[NODES];
-static char dirs[NODES][600];
+static char dirs[NODES][NODE_TEST_PATH_SIZE];
 static uint32_t groups_count = 50, per_group = 200, shards_count = 2;
 
 static void sm_apply(void *ctx, uint64_t group, const struct fl_entry *entries, uint32_t count,
@@ -307,8 +307,6 @@ int main(int argc, char **argv)
 	struct writer writers[4];
 	pthread_t threads[4];
 	uint64_t digests[GROUPS_MAX + 1];
-	char tmpl[] = "flotilla-node-test-XXXXXX";
-	const char *base = getenv("FLOTILLA_TEST_DIR");
 	char root[512];
 	uint64_t t0;
 
@@ -319,14 +317,10 @@ int main(int argc, char **argv)
 	if (argc > 3)
 		shards_count = (uint32_t)atoi(argv[3]);
 	CHECK(groups_count >= 1 && groups_count <= GROUPS_MAX);
-	snprintf(root, sizeof(root), "%s/%s", base ? base : ".", tmpl);
-	CHECK(mkdtemp(root) != NULL);
-	for (int i = 0; i < NODES; i++) {
+	CHECK(node_test_root(root, sizeof(root), "node-test"));
+	for (int i = 0; i < NODES; i++)
 		pthread_mutex_init(&sms[i].lock, NULL);
-		snprintf(dirs[i], sizeof(dirs[i]), "%s/node-%d", root, i + 1);
-		ports[i] = node_test_free_port();
-		CHECK(ports[i] != 0);
-	}
+	CHECK(node_test_nodes(root, NODES, dirs, ports));
 	for (int i = 0; i < NODES; i++)
 		node_start(i);
 	create_groups();
@@ -417,12 +411,7 @@ int main(int argc, char **argv)
 	}
 	for (int i = 0; i < NODES; i++)
 		fl_node_stop(nodes[i]);
-	{
-		char cmd[600];
-
-		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
-		CHECK(system(cmd) == 0);
-	}
+	CHECK(node_test_remove(root));
 	printf("ok\n");
 	return 0;
 }

@@ -58,7 +58,7 @@ struct sm {
 static struct sm sms[NODES];
 static struct fl_node *nodes[NODES];
 static uint16_t ports[NODES];
-static char root[512], dirs[NODES][600];
+static char root[512], dirs[NODES][NODE_TEST_PATH_SIZE];
 static _Atomic int outcomes[IDS_MAX];
 static _Atomic int pending;
 static _Atomic uint32_t refused_no_space;
@@ -100,25 +100,19 @@ static void node_start(int i)
 
 static int cluster_setup(void **state)
 {
-	char tmpl[] = "flotilla-disk-full-test-XXXXXX";
-	const char *base = getenv("FLOTILLA_TEST_DIR");
 	uint64_t members[NODES] = {1, 2, 3};
 
 	(void)state;
 	assert_int_equal(setenv("FLOTILLA_TEST_NO_SPACE", "1", 1), 0);
-	snprintf(root, sizeof(root), "%s/%s", base ? base : ".", tmpl);
-	assert_non_null(mkdtemp(root));
+	assert_true(node_test_root(root, sizeof(root), "disk-full-test"));
 	memset(sms, 0, sizeof(sms));
 	for (uint32_t i = 0; i < IDS_MAX; i++)
 		atomic_store(&outcomes[i], OUTCOME_NONE);
 	atomic_store(&refused_no_space, 0);
 	next_id = 1;
-	for (int i = 0; i < NODES; i++) {
+	for (int i = 0; i < NODES; i++)
 		pthread_mutex_init(&sms[i].lock, NULL);
-		snprintf(dirs[i], sizeof(dirs[i]), "%s/node-%d", root, i + 1);
-		ports[i] = node_test_free_port();
-		assert_int_not_equal(ports[i], 0);
-	}
+	assert_true(node_test_nodes(root, NODES, dirs, ports));
 	for (int i = 0; i < NODES; i++)
 		node_start(i);
 	for (int i = 0; i < NODES; i++)
@@ -128,16 +122,13 @@ static int cluster_setup(void **state)
 
 static int cluster_teardown(void **state)
 {
-	char cmd[600];
-
 	(void)state;
 	for (int i = 0; i < NODES; i++)
 		if (nodes[i]) {
 			fl_node_stop(nodes[i]);
 			nodes[i] = NULL;
 		}
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
-	assert_int_equal(system(cmd), 0);
+	assert_true(node_test_remove(root));
 	return 0;
 }
 

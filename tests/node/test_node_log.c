@@ -303,19 +303,15 @@ static void test_mass_failover(const char *root, uint32_t groups)
 int main(int argc, char **argv)
 {
 	uint32_t groups = argc > 1 ? (uint32_t)atoi(argv[1]) : 2000;
-	char tmpl[] = "flotilla-log-test-XXXXXX";
-	const char *base = getenv("FLOTILLA_TEST_DIR");
-	char root[512], cmd[600];
+	char root[512];
 
 	CHECK(groups >= 10 && groups <= GROUPS_MAX);
-	snprintf(root, sizeof(root), "%s/%s", base ? base : ".", tmpl);
-	CHECK(mkdtemp(root) != NULL);
+	CHECK(node_test_root(root, sizeof(root), "log-test"));
 	for (int i = 0; i < NODES; i++)
 		pthread_mutex_init(&sinks[i].lock, NULL);
 	test_records(root);
 	test_mass_failover(root, groups);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
-	CHECK(system(cmd) == 0);
+	CHECK(node_test_remove(root));
 	printf("ok\n");
 	return 0;
 }

@@ -43,7 +43,7 @@ struct sm {
 static struct sm sms[NODES];
 static struct fl_node *nodes[NODES];
 static uint16_t ports[NODES];
-static char dirs[NODES][600];
+static char dirs[NODES][NODE_TEST_PATH_SIZE];
 
 static void sm_apply(void *ctx, uint64_t group, const struct fl_entry *entries, uint32_t count,
 		     uint64_t *results)
@@ -316,17 +316,11 @@ int main(void)
 {
 	uint64_t members[] = {1, 2, 3};
 	char root[512];
-	const char *base = getenv("FLOTILLA_TEST_DIR");
-	char cmd[600];
 
-	snprintf(root, sizeof(root), "%s/flotilla-move-test-XXXXXX", base ? base : ".");
-	CHECK(mkdtemp(root) != NULL);
-	for (int i = 0; i < NODES; i++) {
+	CHECK(node_test_root(root, sizeof(root), "move-test"));
+	for (int i = 0; i < NODES; i++)
 		pthread_mutex_init(&sms[i].lock, NULL);
-		snprintf(dirs[i], sizeof(dirs[i]), "%s/node-%d", root, i + 1);
-		ports[i] = node_test_free_port();
-		CHECK(ports[i] != 0);
-	}
+	CHECK(node_test_nodes(root, NODES, dirs, ports));
 	for (int i = 0; i < 3; i++)
 		node_start(i);
 	for (uint64_t g = 1; g <= GROUPS; g++)
@@ -362,8 +356,7 @@ int main(void)
 	}
 	for (int i = 0; i < NODES; i++)
 		fl_node_stop(nodes[i]);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
-	CHECK(system(cmd) == 0);
+	CHECK(node_test_remove(root));
 	printf("node move test passed\n");
 	return 0;
 }

@@ -48,7 +48,7 @@ struct sm {
 static struct sm sms[NODES];
 static struct fl_node *nodes[NODES];
 static uint16_t ports[NODES];
-static char root[512], dirs[NODES][600];
+static char root[512], dirs[NODES][NODE_TEST_PATH_SIZE];
 
 static void sm_apply(void *ctx, uint64_t group, const struct fl_entry *entries, uint32_t count,
 		     uint64_t *results)
@@ -276,19 +276,13 @@ static uint64_t snapshot_now(int i)
 
 static int cluster_setup(void **state)
 {
-	char tmpl[] = "flotilla-stale-test-XXXXXX";
-	const char *base = getenv("FLOTILLA_TEST_DIR");
 	uint64_t members[NODES] = {1, 2, 3};
 
 	(void)state;
-	snprintf(root, sizeof(root), "%s/%s", base ? base : ".", tmpl);
-	assert_non_null(mkdtemp(root));
-	for (int i = 0; i < NODES; i++) {
+	assert_true(node_test_root(root, sizeof(root), "stale-test"));
+	for (int i = 0; i < NODES; i++)
 		pthread_mutex_init(&sms[i].lock, NULL);
-		snprintf(dirs[i], sizeof(dirs[i]), "%s/node-%d", root, i + 1);
-		ports[i] = node_test_free_port();
-		assert_int_not_equal(ports[i], 0);
-	}
+	assert_true(node_test_nodes(root, NODES, dirs, ports));
 	for (int i = 0; i < NODES; i++)
 		node_start(i);
 	for (int i = 0; i < NODES; i++)
@@ -298,14 +292,11 @@ static int cluster_setup(void **state)
 
 static int cluster_teardown(void **state)
 {
-	char cmd[600];
-
 	(void)state;
 	for (int i = 0; i < NODES; i++)
 		if (nodes[i])
 			node_stop(i);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
-	assert_int_equal(system(cmd), 0);
+	assert_true(node_test_remove(root));
 	return 0;
 }
 
