@@ -34,6 +34,18 @@
  *       PUT to each group it led to be acknowledged by the survivors within
  *       3 H + 1 s of the stop; SIGCONT it after.
  *
+ *   flotilla-cluster-check isolate --nodes SPEC --groups N --fault FAULT
+ *                                 --election-ms E --heartbeat-ms H
+ *       One write to every group, then no load for 4 E + 1 s; "FAULT cut ID"
+ *       cuts the node leading the most groups off the network, and a PUT to
+ *       each group it led, sent through the other nodes only, must be
+ *       acknowledged within 3 H + 1 s of the cut; then "FAULT heal ID", and a
+ *       PUT to every group must be acknowledged within 3 H + 1 s of the heal.
+ *       Each group's time (to the end of the round, a router run of at most
+ *       100 ms, that got its write acknowledged) is printed, with p50 and
+ *       max. Last, every node must report the same DIGEST for every group,
+ *       holding every acknowledged write.
+ *
  *   flotilla-cluster-check replace --nodes SPEC --groups N --dir D --cluster SCRIPT
  *                                 --admin ADMIN [--voters V] [--parallel P] [--max-gap-ms G]
  *       Under a write load (16 writer threads over disjoint groups, every
@@ -81,6 +93,7 @@ struct check {
 	const char *dir;
 	const char *cluster;
 	const char *admin;
+	const char *fault;  /* isolate: "FAULT cut|heal ID" cuts a node off, heals it. */
 	const char *prefix; /* Of the keys scale and write put. */
 	uint32_t groups_count;
 	uint32_t voters_count;
@@ -854,15 +867,24 @@ static int check_kill(struct check *k)
 	return rv;
 }
 
-/* --- stop --- */
+/* --- stop and isolate --- */
 
-/* PUT one write to each wanted group, through a fresh router each round
- * whose calls start at a survivor (a stopped node answers nothing; the
- * survivors' NOT_LEADER hints lead to the new leaders), until every one is
- * acknowledged or bound_ms after from_ms. Returns the milliseconds from
- * from_ms until the last was acknowledged, or UINT64_MAX. */
+/* One round of check_write_each's writes: where they go and what they count. */
+struct check_round {
+	const char *spec;           /* The nodes to write through (a --nodes SPEC). */
+	const char *prefix;         /* Of the keys: "PREFIX-GROUP-ROUND". */
+	uint64_t *took_ms;          /* NULL, or per group: ms until its write was acknowledged. */
+	struct check_group *groups; /* NULL, or per group: what was written and acknowledged. */
+};
+
+/* PUT one write to each wanted group, through a fresh router on round->spec
+ * each round whose calls start at a node other than victim (a stopped or
+ * cut-off node answers nothing; the survivors' NOT_LEADER hints lead to the
+ * new leaders), until every one is acknowledged or bound_ms after from_ms.
+ * Returns the milliseconds from from_ms until the last was acknowledged, or
+ * UINT64_MAX. */
 static uint64_t check_write_each(struct check *k, uint64_t victim, bool *wanted, uint64_t from_ms,
-				 uint64_t bound_ms)
+				 uint64_t bound_ms, const struct check_round *round_of)
 {
 	struct client_call *calls = calloc(k->groups_count, sizeof(*calls));
 	char(*keys)[CHECK_KEY_SIZE_MAX] = calloc(k->groups_count, sizeof(*keys));
@@ -878,23 +900,34 @@ static uint64_t check_write_each(struct check *k, uint64_t victim, bool *wanted,
 		struct client_router r;
 		uint32_t count = 0;
 
-		if (client_router_init(&r, k->nodes) != 0)
+		if (client_router_init(&r, round_of->spec) != 0)
 			break;
 		round++;
 		for (uint32_t g = 0; g < k->groups_count; g++) {
 			if (!wanted[g])
 				continue;
-			snprintf(keys[count], CHECK_KEY_SIZE_MAX, "stop-%u-%u", g + 1, round);
+			snprintf(keys[count], CHECK_KEY_SIZE_MAX, "%s-%u-%u", round_of->prefix,
+				 g + 1, round);
 			calls[count].req = check_put(g + 1, keys[count], "after-stop");
 			client_router_set_leader(&r, g + 1, via);
+			if (round_of->groups != NULL)
+				round_of->groups[g].written++;
 			count++;
 		}
 		client_router_run(&r, calls, count, true, 100);
 		now = check_now_ms();
 		for (uint32_t i = 0; i < count; i++) {
+			uint64_t g = calls[i].req.group - 1;
+
+			if (round_of->groups != NULL && calls[i].attempts > 0)
+				round_of->groups[g].resent++;
 			if (calls[i].rv == 0 && calls[i].status == CLIENT_STATUS_OK) {
-				wanted[calls[i].req.group - 1] = false;
+				wanted[g] = false;
 				remaining--;
+				if (round_of->groups != NULL)
+					round_of->groups[g].acked++;
+				if (round_of->took_ms != NULL)
+					round_of->took_ms[g] = now - from_ms;
 			}
 			client_call_clear(&calls[i]);
 		}
@@ -944,7 +977,8 @@ static int check_stop(struct check *k)
 		perror("kill");
 		goto out;
 	}
-	moved_ms = check_write_each(k, victim, wanted, stopped_ms, 10 * bound_ms);
+	moved_ms = check_write_each(k, victim, wanted, stopped_ms, 10 * bound_ms,
+				    &(struct check_round){.spec = k->nodes, .prefix = "stop"});
 	kill(pid, SIGCONT);
 	if (moved_ms == UINT64_MAX) {
 		printf("FAIL: some groups of node %llu took no write within %llu ms\n",
@@ -1260,6 +1294,187 @@ static int check_replace(struct check *k)
 	return rv;
 }
 
+/* --- isolate --- */
+
+/* "FAULT cut|heal ID". */
+static int check_fault(const struct check *k, const char *cmd, uint64_t id)
+{
+	char id_text[24];
+	char *argv[] = {(char *)k->fault, (char *)cmd, id_text, NULL};
+
+	snprintf(id_text, sizeof(id_text), "%llu", (unsigned long long)id);
+	fflush(stdout);
+	return check_spawn(argv);
+}
+
+static int check_compare_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Print the time each group in mask took (took_ms), then their p50 and max;
+ * returns the max. */
+static uint64_t check_show_times(const struct check *k, const char *phase, const uint64_t *took_ms,
+				 const bool *mask)
+{
+	uint64_t *sorted = calloc(k->groups_count, sizeof(*sorted));
+	uint32_t count = 0;
+	uint64_t max = 0;
+
+	printf("%s, ms per group:", phase);
+	for (uint32_t g = 0; g < k->groups_count; g++) {
+		if (!mask[g])
+			continue;
+		printf(" %u:%llu", g + 1, (unsigned long long)took_ms[g]);
+		if (sorted != NULL)
+			sorted[count] = took_ms[g];
+		count++;
+		max = took_ms[g] > max ? took_ms[g] : max;
+	}
+	printf("\n");
+	if (sorted != NULL && count > 0) {
+		qsort(sorted, count, sizeof(*sorted), check_compare_u64);
+		printf("%s: %u groups, p50 %llu ms, max %llu ms\n", phase, count,
+		       (unsigned long long)sorted[(count - 1) / 2], (unsigned long long)max);
+	}
+	free(sorted);
+	return max;
+}
+
+/* spec without node id's entry, into out (strlen(spec) + 1 bytes). */
+static void check_spec_without(const char *spec, uint64_t id, char *out)
+{
+	char prefix[32];
+	const char *p = spec;
+
+	snprintf(prefix, sizeof(prefix), "%llu=", (unsigned long long)id);
+	out[0] = '\0';
+	while (*p != '\0') {
+		const char *end = strchr(p, ',');
+		size_t size = end != NULL ? (size_t)(end - p) : strlen(p);
+
+		if (strncmp(p, prefix, strlen(prefix)) != 0) {
+			if (out[0] != '\0')
+				strcat(out, ",");
+			strncat(out, p, size);
+		}
+		p += size + (end != NULL);
+	}
+}
+
+/* Quiesced groups whose leader's host is cut off from the network (FAULT
+ * cut ID, say its link set down): every group takes a write; no load for
+ * more than 3 election timeouts (idle groups quiesce); cut off the node
+ * leading the most groups; a write to each group it led, sent through the
+ * other nodes only, must be acknowledged within 3 heartbeat intervals + 1 s
+ * of the cut. Then FAULT heal ID, and a write to every group must be
+ * acknowledged within the same bound of the heal. Last, every node must
+ * hold the same replicas, with every acknowledged write. */
+static int check_isolate(struct check *k)
+{
+	struct check_group *groups = calloc(k->groups_count, sizeof(*groups));
+	uint64_t *leaders = calloc(k->groups_count, sizeof(*leaders));
+	uint64_t *took_ms = calloc(k->groups_count, sizeof(*took_ms));
+	bool *wanted = calloc(k->groups_count, sizeof(*wanted));
+	bool *mask = calloc(k->groups_count, sizeof(*mask));
+	char *survivors = malloc(strlen(k->nodes) + 1);
+	uint64_t victim = 0, at_ms, bound_ms = 3 * (uint64_t)k->heartbeat_ms + 1000;
+	uint64_t give_up_ms = 15000, max_ms;
+	uint32_t led;
+	int rv = 2;
+
+	if (groups == NULL || leaders == NULL || took_ms == NULL || wanted == NULL ||
+	    mask == NULL || survivors == NULL)
+		goto out;
+	check_learn_leaders(k);
+	for (uint32_t g = 0; g < k->groups_count; g++)
+		wanted[g] = true;
+	if (check_write_each(
+		k, 0, wanted, check_now_ms(), 30000,
+		&(struct check_round){.spec = k->nodes, .prefix = "first", .groups = groups}) ==
+	    UINT64_MAX) {
+		printf("FAIL: some groups took no first write within 30 s\n");
+		rv = 1;
+		goto out;
+	}
+	printf("every group took a write; idle for %u ms: every group quiesces\n",
+	       4 * k->election_ms + 1000);
+	check_sleep_ms(4 * k->election_ms + 1000);
+	victim = check_busiest_leader(k, leaders, &led);
+	if (victim == 0) {
+		printf("FAIL: no leader to cut off\n");
+		goto out;
+	}
+	for (uint32_t g = 0; g < k->groups_count; g++)
+		wanted[g] = mask[g] = leaders[g] == victim;
+	check_spec_without(k->nodes, victim, survivors);
+	printf("cut off node %llu, leader of %u quiesced groups; writing through %s\n",
+	       (unsigned long long)victim, led, survivors);
+	at_ms = check_now_ms();
+	if (check_fault(k, "cut", victim) != 0) {
+		printf("FAIL: %s cut %llu failed\n", k->fault, (unsigned long long)victim);
+		goto heal;
+	}
+	if (check_write_each(k, victim, wanted, at_ms, give_up_ms,
+			     &(struct check_round){.spec = survivors,
+						   .prefix = "cut",
+						   .took_ms = took_ms,
+						   .groups = groups}) == UINT64_MAX) {
+		printf("FAIL: some groups of node %llu took no write within %llu ms of the cut\n",
+		       (unsigned long long)victim, (unsigned long long)give_up_ms);
+		rv = 1;
+		goto heal;
+	}
+	max_ms = check_show_times(k, "during the cut", took_ms, mask);
+	if (max_ms > bound_ms) {
+		printf("FAIL: during the cut, longer than the bound (3 heartbeat intervals + 1 s = "
+		       "%llu ms)\n",
+		       (unsigned long long)bound_ms);
+		rv = 1;
+		goto heal;
+	}
+	printf("heal node %llu\n", (unsigned long long)victim);
+	at_ms = check_now_ms();
+	if (check_fault(k, "heal", victim) != 0) {
+		printf("FAIL: %s heal %llu failed\n", k->fault, (unsigned long long)victim);
+		goto out;
+	}
+	for (uint32_t g = 0; g < k->groups_count; g++)
+		wanted[g] = mask[g] = true;
+	if (check_write_each(k, victim, wanted, at_ms, give_up_ms,
+			     &(struct check_round){.spec = k->nodes,
+						   .prefix = "heal",
+						   .took_ms = took_ms,
+						   .groups = groups}) == UINT64_MAX) {
+		printf("FAIL: some groups took no write within %llu ms of the heal\n",
+		       (unsigned long long)give_up_ms);
+		rv = 1;
+		goto out;
+	}
+	max_ms = check_show_times(k, "after the heal", took_ms, mask);
+	if (max_ms > bound_ms) {
+		printf("FAIL: after the heal, longer than the bound (3 heartbeat intervals + 1 s = "
+		       "%llu ms)\n",
+		       (unsigned long long)bound_ms);
+		rv = 1;
+		goto out;
+	}
+	rv = check_replicas(k, groups, false);
+	goto out;
+heal:
+	check_fault(k, "heal", victim);
+out:
+	free(survivors);
+	free(mask);
+	free(wanted);
+	free(took_ms);
+	free(leaders);
+	free(groups);
+	return rv;
+}
+
 /* --- Arguments. --- */
 
 static void check_usage(void)
@@ -1275,6 +1490,8 @@ static void check_usage(void)
 	    "SCRIPT --election-ms E\n"
 	    "       flotilla-cluster-check stop --nodes SPEC --groups N --dir D --election-ms E "
 	    "--heartbeat-ms H\n"
+	    "       flotilla-cluster-check isolate --nodes SPEC --groups N --fault FAULT "
+	    "--election-ms E --heartbeat-ms H\n"
 	    "       flotilla-cluster-check replace --nodes SPEC --groups N --dir D --cluster "
 	    "SCRIPT --admin ADMIN [--voters 3] [--parallel 8] [--max-gap-ms 5000]\n");
 }
@@ -1321,6 +1538,8 @@ static int check_parse(struct check *k, int argc, char **argv)
 			rv = check_parse_u32(value, 1, &k->heartbeat_ms);
 		else if (strcmp(name, "--admin") == 0)
 			k->admin = value;
+		else if (strcmp(name, "--fault") == 0)
+			k->fault = value;
 		else if (strcmp(name, "--voters") == 0)
 			rv = check_parse_u32(value, 1, &k->voters_count);
 		else if (strcmp(name, "--parallel") == 0)
@@ -1338,6 +1557,8 @@ static int check_parse(struct check *k, int argc, char **argv)
 		return k->dir != NULL && k->cluster != NULL && k->election_ms > 0 ? 0 : -EINVAL;
 	if (strcmp(k->command, "stop") == 0)
 		return k->dir != NULL && k->election_ms > 0 && k->heartbeat_ms > 0 ? 0 : -EINVAL;
+	if (strcmp(k->command, "isolate") == 0)
+		return k->fault != NULL && k->election_ms > 0 && k->heartbeat_ms > 0 ? 0 : -EINVAL;
 	if (strcmp(k->command, "replace") == 0)
 		return k->dir != NULL && k->cluster != NULL && k->admin != NULL &&
 			       k->groups_count >= CHECK_LANES
@@ -1376,6 +1597,8 @@ int main(int argc, char **argv)
 		rv = check_kill(&k);
 	else if (strcmp(k.command, "stop") == 0)
 		rv = check_stop(&k);
+	else if (strcmp(k.command, "isolate") == 0)
+		rv = check_isolate(&k);
 	else if (strcmp(k.command, "converge") == 0)
 		rv = check_converge_only(&k);
 	else if (strcmp(k.command, "replace") == 0)
