@@ -49,3 +49,17 @@ cluster_start_random() {
 		rm -rf "$dir"/node-*
 	done
 }
+
+# pick_subnet: prints A.B.C of a /24 of 10.0.0.0/8 that no route of this
+# host covers (for the network-namespace tests).
+pick_subnet() {
+	local a b
+	for _ in $(seq 20); do
+		a=$((100 + RANDOM % 150)) b=$((RANDOM % 250))
+		if ! ip route show to match "10.$a.$b.1" | grep -qv '^default'; then
+			echo "10.$a.$b"
+			return 0
+		fi
+	done
+	return 1
+}

@@ -27,6 +27,8 @@
 # and removes every namespace, link and file it created, on every exit path.
 set -euo pipefail
 
+source "$(dirname "${BASH_SOURCE[0]}")/cluster_lib.sh" # pick_subnet
+
 node_bin=$(realpath "$1") load_bin=$(realpath "$2") proxy=$(realpath "$3")
 cluster=$(realpath "$4") work_dir=$5
 shift 5
@@ -78,19 +80,6 @@ can_netns() {
 	[ "${FLOTILLA_PARTITION_MODE:-}" != proxy ] && [ "$(id -u)" = 0 ] &&
 		command -v ip >/dev/null && ip netns add "$tag-probe" 2>/dev/null &&
 		ip netns del "$tag-probe"
-}
-
-# A /24 of 10.0.0.0/8 that no route of this host covers.
-pick_subnet() {
-	local a b
-	for _ in $(seq 20); do
-		a=$((100 + RANDOM % 150)) b=$((RANDOM % 250))
-		if ! ip route show to match "10.$a.$b.1" | grep -qv '^default'; then
-			echo "10.$a.$b"
-			return 0
-		fi
-	done
-	return 1
 }
 
 setup_netns() {
