@@ -154,6 +154,9 @@ static void conn_close(struct conn *c)
 {
 	if (c->closed)
 		return;
+	/* Free the slot before the client can see the close, so that it may
+	 * connect again at once. */
+	atomic_fetch_sub(&c->worker->server->conns_count, 1);
 	epoll_ctl(c->worker->epfd, EPOLL_CTL_DEL, c->fd, NULL);
 	close(c->fd);
 	c->fd = -1;
@@ -163,7 +166,6 @@ static void conn_close(struct conn *c)
 	c->in = c->out = NULL;
 	c->in_size = c->in_start = c->in_end = 0;
 	c->out_size = c->out_start = c->out_end = 0;
-	atomic_fetch_sub(&c->worker->server->conns_count, 1);
 	conn_mark_dirty(c);
 }
 
