@@ -501,6 +501,7 @@ int main(int argc, char **argv)
 {
 	static struct server server = {.listen_fd = -1,
 				       .monitor_lock = PTHREAD_MUTEX_INITIALIZER,
+				       .limit_log_lock = PTHREAD_MUTEX_INITIALIZER,
 				       .monitor_cond = PTHREAD_COND_INITIALIZER};
 	static struct fl_peer peers[NODE_PEERS_MAX];
 	struct server *s = &server;

@@ -3,19 +3,28 @@
  * others (EPOLLEXCLUSIVE); it accepts connections, reads requests, hands
  * them to node_request.c, and sends the answers of each loop turn together.
  *
- * Bounds: at most --client-conns-max connections (more are closed at once),
- * at most --client-inflight-max requests in flight per connection (then the
- * connection is not read until answers go out), and no reading while more
- * than CONN_OUT_MAX bytes of answers wait to be sent.
+ * Bounds: at most --client-conns-max connections (more get an ERROR answer
+ * with request id 0 and are closed at once), at most --client-inflight-max
+ * requests in flight per connection (then the connection is not read until
+ * answers go out), and no reading while more than CONN_OUT_MAX bytes of
+ * answers wait to be sent. Deadlines, checked every WORKER_TICK_MS: a
+ * request whose first bytes came must be complete within
+ * --client-request-ms, and a connection that sent no complete request for
+ * --client-idle-s while it waits for no answer is closed. Each limit hit is
+ * counted (the node's metrics) and logged, at most one line a second per
+ * kind.
  *
  * Lifetime: a connection counts its requests in flight (outstanding). When a
  * connection closes, its memory stays until every callback for it has come
  * back; only its client thread frees it, at the end of a loop turn, so no
  * event of the same turn can see freed memory. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -25,6 +34,108 @@
 
 #include "base/le.h"
 #include "tools/node_internal.h"
+
+/* --- Limits: counted, and logged at most once a second per kind. --- */
+
+static const char *const conn_limit_whats[CONN_LIMIT_COUNT] = {
+    [CONN_LIMIT_CONNS] = "client connections refused at --client-conns-max",
+    [CONN_LIMIT_IDLE] = "idle client connections closed after --client-idle-s",
+    [CONN_LIMIT_REQUEST] = "client connections closed with a request incomplete after "
+			   "--client-request-ms",
+};
+
+/* A hit of limit: log the line unless one of its kind went out less than a
+ * second ago (then count it; the next line says how many). Any thread. */
+static void conn_limit_log(struct server *s, enum conn_limit limit, uint64_t now_ms,
+			   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static void conn_limit_log(struct server *s, enum conn_limit limit, uint64_t now_ms,
+			   const char *fmt, ...)
+{
+	struct server_limit_log *l = &s->limit_log[limit];
+	uint64_t suppressed;
+	char line[256];
+	va_list ap;
+
+	pthread_mutex_lock(&s->limit_log_lock);
+	if (l->logged_ms != 0 && now_ms < l->logged_ms + 1000) {
+		l->suppressed++;
+		pthread_mutex_unlock(&s->limit_log_lock);
+		return;
+	}
+	suppressed = l->suppressed;
+	l->suppressed = 0;
+	l->logged_ms = now_ms;
+	pthread_mutex_unlock(&s->limit_log_lock);
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (suppressed > 0)
+		server_log(LOG_LEVEL_WARN, "%s (and %llu more %s, not logged one by one)", line,
+			   (unsigned long long)suppressed, conn_limit_whats[limit]);
+	else
+		server_log(LOG_LEVEL_WARN, "%s", line);
+}
+
+/* Write the count of hits that no line reported once their second is over,
+ * so that a burst's size is known even when no hit follows it. */
+static void conn_limit_flush(struct server *s, uint64_t now_ms)
+{
+	for (int i = 0; i < CONN_LIMIT_COUNT; i++) {
+		struct server_limit_log *l = &s->limit_log[i];
+		uint64_t suppressed = 0;
+
+		pthread_mutex_lock(&s->limit_log_lock);
+		if (l->suppressed > 0 && now_ms >= l->logged_ms + 1000) {
+			suppressed = l->suppressed;
+			l->suppressed = 0;
+		}
+		pthread_mutex_unlock(&s->limit_log_lock);
+		if (suppressed > 0)
+			server_log(LOG_LEVEL_WARN, "%llu more %s in the last second",
+				   (unsigned long long)suppressed, conn_limit_whats[i]);
+	}
+}
+
+/* "HOST:PORT" of fd's client, or "an unknown address". */
+static const char *conn_peer_name(int fd, char buf[64])
+{
+	struct sockaddr_in addr;
+	socklen_t len = sizeof(addr);
+	char host[INET_ADDRSTRLEN];
+
+	if (getpeername(fd, (struct sockaddr *)&addr, &len) != 0 || addr.sin_family != AF_INET ||
+	    inet_ntop(AF_INET, &addr.sin_addr, host, sizeof(host)) == NULL)
+		return "an unknown address";
+	snprintf(buf, 64, "%s:%u", host, (unsigned)ntohs(addr.sin_port));
+	return buf;
+}
+
+/* Whether c's input ends in a request not yet complete (bytes of it came,
+ * not all). Complete requests held back by the bounds do not count. */
+static bool conn_has_partial(const struct conn *c)
+{
+	uint32_t live = c->in_end - c->in_start;
+
+	if (live == 0 || c->closing || c->eof)
+		return false;
+	return live < 4 || live - 4 < le_get32(c->in + c->in_start);
+}
+
+/* After c's input was processed at now_ms: note a complete request, and when
+ * an incomplete one began waiting. */
+static void conn_track(struct conn *c, uint64_t now_ms)
+{
+	if (c->requests_seen != c->requests_seen_ms_at) {
+		c->requests_seen_ms_at = c->requests_seen;
+		c->active_ms = now_ms;
+		c->partial_ms = 0;
+	}
+	if (!conn_has_partial(c))
+		c->partial_ms = 0;
+	else if (c->partial_ms == 0)
+		c->partial_ms = now_ms;
+}
 
 /* --- Connections: buffers, answers, reading, writing. --- */
 
@@ -43,6 +154,9 @@ static void conn_close(struct conn *c)
 {
 	if (c->closed)
 		return;
+	/* Free the slot before the client can see the close, so that it may
+	 * connect again at once. */
+	atomic_fetch_sub(&c->worker->server->conns_count, 1);
 	epoll_ctl(c->worker->epfd, EPOLL_CTL_DEL, c->fd, NULL);
 	close(c->fd);
 	c->fd = -1;
@@ -52,7 +166,6 @@ static void conn_close(struct conn *c)
 	c->in = c->out = NULL;
 	c->in_size = c->in_start = c->in_end = 0;
 	c->out_size = c->out_start = c->out_end = 0;
-	atomic_fetch_sub(&c->worker->server->conns_count, 1);
 	conn_mark_dirty(c);
 }
 
@@ -235,6 +348,34 @@ static void worker_accept_failed(struct worker *w, int err)
 	usleep(10 * 1000);
 }
 
+/* Over --client-conns-max: say so (request id 0: no request came) and close
+ * fd. The answer is small and the socket new, so one send() takes it. */
+static void worker_refuse(struct worker *w, int fd)
+{
+	struct server *s = w->server;
+	unsigned char buf[CLIENT_RESPONSE_HEADER_SIZE + 128];
+	char text[128], peer[64];
+	struct client_response resp = {.status = CLIENT_STATUS_ERROR, .request_id = 0};
+	int n;
+
+	n = snprintf(text, sizeof(text),
+		     "too many client connections: this node serves at most %u "
+		     "(--client-conns-max)",
+		     s->opt.conns_max);
+	resp.value = text;
+	resp.value_size = (uint32_t)(n < (int)sizeof(text) ? n : (int)sizeof(text) - 1);
+	client_response_encode(&resp, buf);
+	if (send(fd, buf, client_response_size(resp.value_size), MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+		/* Best effort: the client sees the connection closed either way. */
+	}
+	atomic_fetch_add(&s->conns_refused, 1);
+	conn_limit_log(s, CONN_LIMIT_CONNS, server_now_ms(),
+		       "client connection from %s refused: %u connections are open, the limit "
+		       "(--client-conns-max %u)",
+		       conn_peer_name(fd, peer), s->opt.conns_max, s->opt.conns_max);
+	close(fd);
+}
+
 static void worker_accept(struct worker *w)
 {
 	struct server *s = w->server;
@@ -254,7 +395,7 @@ static void worker_accept(struct worker *w)
 		}
 		if (atomic_fetch_add(&s->conns_count, 1) >= s->opt.conns_max) {
 			atomic_fetch_sub(&s->conns_count, 1);
-			close(fd); /* Over --client-conns-max. */
+			worker_refuse(w, fd);
 			continue;
 		}
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -264,6 +405,7 @@ static void worker_accept(struct worker *w)
 		c->worker = w;
 		c->fd = fd;
 		c->events = EPOLLIN;
+		c->active_ms = server_now_ms();
 		ev = (struct epoll_event){.events = EPOLLIN, .data.ptr = c};
 		if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
 			free(c);
@@ -322,6 +464,7 @@ static void worker_event(struct conn *c, uint32_t events)
 			return;
 		}
 		request_process(c);
+		conn_track(c, c->worker->now_ms);
 	} else if ((events & (EPOLLERR | EPOLLHUP)) != 0) {
 		conn_close(c);
 		return;
@@ -340,6 +483,7 @@ static void worker_flush_dirty(struct worker *w)
 		/* c->dirty stays set while c is handled, so it is not queued twice. */
 		if (!c->closed) {
 			request_process(c);
+			conn_track(c, w->now_ms);
 			if (conn_flush(c) != 0 || conn_is_done(c))
 				conn_close(c);
 			else
@@ -352,13 +496,50 @@ static void worker_flush_dirty(struct worker *w)
 	}
 }
 
+/* Close the connections past a deadline: a request begun and not complete
+ * after --client-request-ms, or no complete request for --client-idle-s
+ * while no answer is due. Then write the limits' pending counts. */
+static void worker_sweep(struct worker *w, uint64_t now_ms)
+{
+	struct server *s = w->server;
+	uint64_t request_ms = s->opt.client_request_ms;
+	uint64_t idle_ms = (uint64_t)s->opt.client_idle_s * 1000;
+	char peer[64];
+
+	for (struct conn *c = w->conns; c != NULL; c = c->next) {
+		if (c->closed)
+			continue;
+		if (request_ms != 0 && c->partial_ms != 0 && now_ms >= c->partial_ms + request_ms) {
+			atomic_fetch_add(&s->timeouts_request, 1);
+			conn_limit_log(s, CONN_LIMIT_REQUEST, now_ms,
+				       "client connection from %s closed: %u bytes of a request "
+				       "came, not all of it, in %llu ms (--client-request-ms %llu)",
+				       conn_peer_name(c->fd, peer), c->in_end - c->in_start,
+				       (unsigned long long)(now_ms - c->partial_ms),
+				       (unsigned long long)request_ms);
+			conn_close(c);
+		} else if (idle_ms != 0 && c->outstanding == 0 && c->out_end == c->out_start &&
+			   now_ms >= c->active_ms + idle_ms) {
+			atomic_fetch_add(&s->timeouts_idle, 1);
+			conn_limit_log(s, CONN_LIMIT_IDLE, now_ms,
+				       "client connection from %s closed: no request in %llu s "
+				       "(--client-idle-s %u)",
+				       conn_peer_name(c->fd, peer),
+				       (unsigned long long)((now_ms - c->active_ms) / 1000),
+				       s->opt.client_idle_s);
+			conn_close(c);
+		}
+	}
+	conn_limit_flush(s, now_ms);
+}
+
 void *worker_main(void *arg)
 {
 	struct worker *w = arg;
 	struct epoll_event events[WORKER_EVENTS_MAX];
 
 	while (!atomic_load(&w->server->stopping)) {
-		int n = epoll_wait(w->epfd, events, WORKER_EVENTS_MAX, -1);
+		int n = epoll_wait(w->epfd, events, WORKER_EVENTS_MAX, WORKER_TICK_MS);
 
 		if (n < 0) {
 			if (errno == EINTR)
@@ -366,6 +547,7 @@ void *worker_main(void *arg)
 			server_log(LOG_LEVEL_ERROR, "epoll_wait: %s", strerror(errno));
 			break;
 		}
+		w->now_ms = server_now_ms();
 		for (int i = 0; i < n; i++) {
 			if (events[i].data.u64 == WORKER_TAG_WAKE)
 				worker_drain(w);
@@ -373,6 +555,10 @@ void *worker_main(void *arg)
 				worker_accept(w);
 			else
 				worker_event(events[i].data.ptr, events[i].events);
+		}
+		if (w->now_ms >= w->swept_ms + WORKER_TICK_MS) {
+			w->swept_ms = w->now_ms;
+			worker_sweep(w, w->now_ms);
 		}
 		worker_flush_dirty(w);
 	}

@@ -31,6 +31,11 @@
 #define CONN_READS_MAX    4 /* recv() calls per readiness event: fairness. */
 #define CONN_OUT_MAX      (64u << 20)
 #define CONN_BUFFER_KEEP  (1u << 20) /* Larger idle buffers are freed. */
+#define WORKER_TICK_MS    100        /* How often a client thread checks its deadlines. */
+
+/* The client limits whose hits are counted and logged (at most one line a
+ * second per kind; the next line says how many were not logged). */
+enum conn_limit { CONN_LIMIT_CONNS, CONN_LIMIT_IDLE, CONN_LIMIT_REQUEST, CONN_LIMIT_COUNT };
 
 struct server;
 struct worker;
@@ -47,7 +52,11 @@ struct conn {
 	bool closing;         /* Send what is queued, then close (after BAD_REQUEST). */
 	bool eof;             /* The client shut its side: answer what came, then close. */
 	bool closed;
-	bool dirty; /* On the worker's dirty list. */
+	bool dirty;                   /* On the worker's dirty list. */
+	uint32_t requests_seen;       /* Complete requests taken from the input; wraps. */
+	uint32_t requests_seen_ms_at; /* requests_seen when active_ms was last set. */
+	uint64_t active_ms;           /* Accepted, or a complete request last taken. */
+	uint64_t partial_ms;          /* When an incomplete request began waiting; 0: none. */
 	unsigned char *in;
 	uint32_t in_size, in_start, in_end;
 	unsigned char *out;
@@ -85,6 +94,8 @@ struct worker {
 	struct conn *dirty; /* Connections to revisit at the end of this loop turn. */
 	unsigned char *scratch;
 	uint32_t scratch_size;
+	uint64_t now_ms;   /* The clock at the start of this loop turn. */
+	uint64_t swept_ms; /* When deadlines were last checked. */
 };
 
 struct server {
@@ -109,6 +120,15 @@ struct server {
 	uint32_t monitor_no_space;    /* Likewise, fl_metrics.shards_no_space. */
 	struct MHD_Daemon *metrics;   /* --metrics: the HTTP server; NULL when off. */
 	uint16_t metrics_port;
+
+	_Atomic uint64_t conns_refused;    /* Over --client-conns-max. */
+	_Atomic uint64_t timeouts_idle;    /* Closed after --client-idle-s. */
+	_Atomic uint64_t timeouts_request; /* Closed after --client-request-ms. */
+	pthread_mutex_t limit_log_lock;    /* Guards limit_log: any client thread. */
+	struct server_limit_log {
+		uint64_t logged_ms;  /* When a line of this kind was last written. */
+		uint64_t suppressed; /* Events since then that wrote none. */
+	} limit_log[CONN_LIMIT_COUNT];
 };
 
 /* flotilla-node.c */

@@ -51,6 +51,44 @@ static enum MHD_Result node_metrics_text_reply(struct MHD_Connection *conn, unsi
 	return node_metrics_reply(conn, status, "text/plain; charset=utf-8", body, strlen(body));
 }
 
+/* Append the client port's counters (node_conn.c): node-wide, label node. */
+static int node_metrics_clients(struct server *s, struct metrics_text *t)
+{
+	unsigned long long id = (unsigned long long)s->opt.id;
+	char text[1024];
+	size_t cap;
+	char *data;
+	int n;
+
+	n = snprintf(
+	    text, sizeof(text),
+	    "# HELP flotilla_client_connections_refused_total Client connections refused at "
+	    "--client-conns-max.\n"
+	    "# TYPE flotilla_client_connections_refused_total counter\n"
+	    "flotilla_client_connections_refused_total{node=\"%llu\"} %llu\n"
+	    "# HELP flotilla_client_timeouts_total Client connections closed at a deadline: "
+	    "idle (--client-idle-s) or request (--client-request-ms).\n"
+	    "# TYPE flotilla_client_timeouts_total counter\n"
+	    "flotilla_client_timeouts_total{node=\"%llu\",kind=\"idle\"} %llu\n"
+	    "flotilla_client_timeouts_total{node=\"%llu\",kind=\"request\"} %llu\n",
+	    id, (unsigned long long)atomic_load(&s->conns_refused), id,
+	    (unsigned long long)atomic_load(&s->timeouts_idle), id,
+	    (unsigned long long)atomic_load(&s->timeouts_request));
+	if (n < 0 || (size_t)n >= sizeof(text))
+		return -EINVAL;
+	if (t->len + (size_t)n + 1 > t->cap) {
+		cap = t->len + (size_t)n + 1;
+		data = realloc(t->data, cap);
+		if (data == NULL)
+			return -ENOMEM;
+		t->data = data;
+		t->cap = cap;
+	}
+	memcpy(t->data + t->len, text, (size_t)n + 1);
+	t->len += (size_t)n;
+	return 0;
+}
+
 /* The body of GET /metrics, or an error. */
 static int node_metrics_render(struct server *s, struct metrics_text *t)
 {
@@ -66,6 +104,8 @@ static int node_metrics_render(struct server *s, struct metrics_text *t)
 		rv = fl_shard_metrics(s->node, i, &shards[i]);
 	if (rv == 0)
 		rv = metrics_text_node(t, s->opt.id, shards, node.shards_count);
+	if (rv == 0)
+		rv = node_metrics_clients(s, t);
 	free(shards);
 	return rv;
 }

@@ -97,6 +97,12 @@ static const struct node_options_entry node_options_table[] = {
      "N  client connections (1024)"},
     {"client-inflight-max", OPT_U32, OPT_FIELD(inflight_max), 0, 1, 1000000,
      "N  requests in flight per connection (1024)"},
+    {"client-idle-s", OPT_U32, OPT_FIELD(client_idle_s), 0, 0, 86400,
+     "S  close a client connection that sent no complete request and waits for no answer "
+     "for S seconds, 0 to 86400 (300; 0: never)"},
+    {"client-request-ms", OPT_U32, OPT_FIELD(client_request_ms), 0, 0, 3600000,
+     "MS  close a client connection whose request began arriving but is not complete "
+     "after MS ms, 0 to 3600000 (10000; 0: never)"},
     {"leader-poll-ms", OPT_U32, OPT_FIELD(leader_poll_ms), 0, 10, 3600000,
      "MS  how often each group's leader is polled (200)"},
     {"store", OPT_STR, OPT_FIELD(store), NODE_STORE_NAME_SIZE_MAX, 0, 0,
@@ -614,6 +620,8 @@ void node_options_default(struct node_options *opt)
 	opt->client_threads = 2;
 	opt->conns_max = 1024;
 	opt->inflight_max = 1024;
+	opt->client_idle_s = 300;
+	opt->client_request_ms = 10000;
 	opt->leader_poll_ms = 200;
 	opt->log_level = config.log_level;
 	opt->log_format = config.log_format;

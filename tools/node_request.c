@@ -634,12 +634,14 @@ void request_process(struct conn *c)
 			if (why.skip > 0) {
 				/* Well framed, refused for its content: go on. */
 				c->in_start += why.skip;
+				c->requests_seen++;
 				continue;
 			}
 			c->closing = true; /* The stream is out of step: close. */
 			break;
 		}
 		c->in_start += (uint32_t)n;
+		c->requests_seen++;
 		request_handle(c, &req);
 	}
 	if (!c->closed && c->in_start == c->in_end) {

@@ -44,6 +44,10 @@ refused "--election-ms 60 must be at least 5 x --tick-ms 20 (100)" \
 	--election-ms 60 --heartbeat-ms 20 --tick-ms 20
 refused "--entry-size-max 17000000: must be a whole number from 64 to 16777216" \
 	--entry-size-max 17000000
+refused "--client-idle-s 86401: must be a whole number from 0 to 86400" \
+	--client-idle-s 86401
+refused "--client-request-ms 1s: must be a whole number from 0 to 3600000" \
+	--client-request-ms 1s
 refused "--members names node 3, which is neither this node (--id 1) nor a --peer" \
 	--peer 2=127.0.0.1:7000 --members 1,2,3 --groups 1
 refused "--peer 2=no-such-host.invalid:7000: host 'no-such-host.invalid' does not resolve" \
