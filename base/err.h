@@ -34,7 +34,8 @@ enum {
 	ERR_DIR_FOREIGN = -(ERR_BASE + 29),  /* It holds files Flotilla did not write. */
 	ERR_DIR_CORRUPT = -(ERR_BASE + 30),  /* Its manifest fails verification. */
 	ERR_STALE = -(ERR_BASE + 31),        /* A stale read's bound is exceeded here. */
-	ERR_LAST = -(ERR_BASE + 32),
+	ERR_WITNESS = -(ERR_BASE + 36),      /* This replica is a witness: it holds no state. */
+	ERR_LAST = -(ERR_BASE + 37),
 };
 
 /* Text for an error code, project or errno. Never NULL; the string is static. */

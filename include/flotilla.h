@@ -65,6 +65,11 @@ enum {
 	FL_ERR_STALE = -(FL_ERR_BASE + 31),        /* fl_read_stale(): this replica may be
 						    * further behind than the caller's bound
 						    * allows; the figures say how far. */
+	FL_ERR_WITNESS = -(FL_ERR_BASE + 36),      /* This replica is a witness of the group:
+						    * it keeps entry metadata only and no
+						    * state, so it serves no reads (fl_read,
+						    * fl_read_stale) and has nothing to rebuild.
+						    * Read from a voter or a learner. */
 };
 
 #define FL_MEMBERS_MAX 16
@@ -323,7 +328,8 @@ int fl_group_create(struct fl_node *node, uint64_t group, const uint64_t *member
 		    uint32_t members_count, fl_done_cb cb, void *arg);
 
 /* Host group on this node as a new member: it waits to be contacted by the
- * group's leader after the leader adds it (fl_add_learner / fl_add_voter). */
+ * group's leader after the leader adds it (fl_add_learner / fl_add_voter /
+ * fl_add_witness). */
 int fl_group_join(struct fl_node *node, uint64_t group, fl_done_cb cb, void *arg);
 
 /* Stop and remove group from this node (its WAL records are dropped). */
@@ -467,7 +473,31 @@ int fl_transfer(struct fl_node *node, uint64_t group, uint64_t target, fl_done_c
  *   5. on the leader: fl_remove_member(A);
  *   6. on A, once the removal committed: fl_group_remove().
  * The group keeps a majority of up-to-date voters at every step.
- * tools/flotilla-admin `move` does this for every group of a node. */
+ * tools/flotilla-admin `move` does this for every group of a node.
+ *
+ * fl_add_witness() adds member as a witness: it votes and counts toward
+ * commits and elections like a voter, but keeps only the metadata of
+ * entries (index, term, type; appends to it carry no payloads of the
+ * embedder's entries) and no state: fl_sm_ops is never called for the
+ * group on that node (no apply, save, restore or digest; its snapshots are
+ * empty files and a snapshot sent to it is not kept), and reads there fail
+ * with FL_ERR_WITNESS. It never becomes a candidate or the leader (nor the
+ * target of fl_transfer), and it can never become a voter or a learner:
+ * remove it and add the node anew instead. So a group of two voters and a
+ * witness commits, and elects one of the voters, with any one of the three
+ * down, for the disk and bandwidth of two full copies; with both voters'
+ * copies lost, the group's data is lost. The role is part of the group's
+ * membership: it survives restarts. member must not be in the group
+ * (FL_ERR_CONF_INVALID otherwise). Like the other changes:
+ *   1. on the witness's node: fl_group_join();
+ *   2. on the leader: fl_add_witness(); the change commits with a majority
+ *      of the old voters and of the new members (the witness among them);
+ *   3. the witness has caught up once the leader's fl_group_info() shows it
+ *      with role FL_MEMBER_WITNESS and match near last_index (it receives
+ *      metadata only, so this is quick).
+ * tools/flotilla-admin `add-witness` does this for one group or many. */
+int fl_add_witness(struct fl_node *node, uint64_t group, uint64_t member, fl_done_cb cb,
+		   void *arg);
 int fl_add_voter(struct fl_node *node, uint64_t group, uint64_t member, fl_done_cb cb, void *arg);
 int fl_add_learner(struct fl_node *node, uint64_t group, uint64_t member, fl_done_cb cb, void *arg);
 int fl_promote(struct fl_node *node, uint64_t group, uint64_t member, fl_done_cb cb, void *arg);

@@ -24,9 +24,15 @@ int catchup_install(struct shard *s, struct group *g, const struct raft_snapshot
 	free(g->received); /* The engine hands each snapshot it installs out once. */
 	g->received = NULL;
 	meta.conf = snap->conf;
-	rv = s->config.sm.restore
-		 ? snapshot_restore(s->snap_dir, &meta, s->config.sm.restore, s->config.sm.ctx)
-		 : -ENOTSUP;
+	if (group_is_witness(g)) {
+		/* A witness keeps none of the state: its file is replaced by an
+		 * empty one of the same index (the metadata is what it needs). */
+		rv = snapshot_save(s->snap_dir, &meta, save_fill_none, NULL);
+	} else {
+		rv = s->config.sm.restore ? snapshot_restore(s->snap_dir, &meta,
+							     s->config.sm.restore, s->config.sm.ctx)
+					  : -ENOTSUP;
+	}
 	if (rv == 0)
 		rv = save_manifest_write(s, &meta);
 	if (rv == 0) {
@@ -68,6 +74,7 @@ static struct transfer *transfer_find(struct shard *s, uint64_t group, uint64_t 
 /* Leader: instead of the bare SNAPSHOT message, stream its file first. */
 void catchup_start(struct shard *s, const struct raft_msg *m)
 {
+	struct group *g = table_find(s, m->group);
 	struct transfer *t = NULL;
 	struct snapshot_meta file;
 
@@ -93,6 +100,8 @@ void catchup_start(struct shard *s, const struct raft_msg *m)
 			       .msg = *m,
 			       .started_ms = s->now_ms};
 	t->msg.snapshot = &t->meta;
+	if (g != NULL && group_conf_is_witness(raft_conf(&g->raft), m->to))
+		t->msg.flags |= RAFT_MSG_FLAG_METADATA; /* It keeps none of the bytes. */
 	t->fd = snapshot_open(s->snap_dir, m->group, file.index);
 	if (t->fd < 0)
 		t->used = false;

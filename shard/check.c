@@ -153,7 +153,9 @@ static void check_mark_apply(struct shard *s, struct group *g, uint64_t index)
 	struct check_record *r = &g->checks[g->checks_next++ % SHARD_CHECKS_MAX];
 
 	*r = (struct check_record){.index = index, .source = CHECK_SOURCE_UNKNOWN};
-	if (s->config.sm.digest) {
+	if (group_is_witness(g)) {
+		/* No state, no entries' payloads: nothing to digest. */
+	} else if (s->config.sm.digest) {
 		r->source = CHECK_SOURCE_STATE;
 		r->digest = s->config.sm.digest(s->config.sm.ctx, g->id);
 	} else if (g->check_hash_known) {
@@ -181,7 +183,7 @@ static void check_result_apply(struct shard *s, struct group *g, const struct ch
 		check_waits_settle(g, c->index);
 		return;
 	}
-	if (raft_conf_role(raft_conf(&g->raft), s->config.node_id) == RAFT_MEMBER_WITNESS) {
+	if (group_is_witness(g)) {
 		check_waits_settle(g, c->index);
 		return; /* A witness holds no state to compare. */
 	}
@@ -274,6 +276,8 @@ int check_rebuild_start(struct shard *s, struct group *g, fl_done_cb cb, void *a
 {
 	int rv;
 
+	if (group_is_witness(g))
+		return ERR_WITNESS; /* No state to rebuild. */
 	if (s->config.sm.save == NULL || s->config.sm.restore == NULL)
 		return -ENOTSUP;
 	if (g->rebuilding)

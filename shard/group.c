@@ -46,6 +46,9 @@ void group_step(struct shard *s, uint64_t peer, const struct raft_msg *m)
 			raft_note_committed(&g->raft, m->commit);
 		return;
 	}
+	if ((m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_SNAPSHOT) &&
+	    (m->flags & RAFT_MSG_FLAG_METADATA) && m->term >= raft_term(&g->raft))
+		g->metadata_only = true; /* A witness: see group_is_witness(). */
 	if (m->type == RAFT_MSG_SNAPSHOT && !catchup_accept(s, g, peer, m))
 		return; /* Its file is not here: the leader sends it again. */
 	raft_step(&g->raft, m, s->now_ms);
@@ -62,11 +65,17 @@ int group_error(const struct group *g, int rv)
 	return rv;
 }
 
-/* Hand entries from..to of the apply scratch to the state machine. */
+/* Hand entries from..to of the apply scratch to the state machine. Not on
+ * a witness: its entries have no payloads and its state machine holds
+ * nothing of the group (their results are 0). */
 static void group_apply_run(struct shard *s, struct group *g, uint32_t from, uint32_t to)
 {
 	if (from == to)
 		return;
+	if (group_is_witness(g)) {
+		memset(s->apply_results + from, 0, (to - from) * sizeof(*s->apply_results));
+		return;
+	}
 	if (s->config.sm.apply) {
 		uint64_t started_ns = loop_now_ns(&s->loop);
 

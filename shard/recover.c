@@ -13,6 +13,22 @@
 #include "base/err.h"
 #include "shard/shard_internal.h"
 
+/* Restore the state machine from the snapshot of meta, unless it is a
+ * witness's: an empty file whose membership names this node a witness, or
+ * does not name it (a snapshot a witness installed was taken before it
+ * joined). A witness's state machine holds nothing of the group. */
+static int recover_restore(struct shard *s, const struct snapshot_meta *meta)
+{
+	uint64_t id = s->config.node_id;
+
+	if (group_conf_is_witness(&meta->conf, id) ||
+	    (meta->size == 0 && raft_conf_role(&meta->conf, id) == RAFT_MEMBER_NONE))
+		return 0;
+	if (s->config.sm.restore == NULL)
+		return -ENOTSUP;
+	return snapshot_restore(s->snap_dir, meta, s->config.sm.restore, s->config.sm.ctx);
+}
+
 /* Start group from its current snapshot, if it has one: restore the state
  * machine from the file and begin the log after it. The manifest is written
  * before the WAL's mark, so it is at or past the mark; WAL entries at or
@@ -31,9 +47,7 @@ static int recover_snapshot(struct shard *s, const struct wal_group *wg, struct 
 		return rv;
 	if (meta.index < wg->mark_index)
 		return WAL_ERR_GAP;
-	if (s->config.sm.restore == NULL)
-		return -ENOTSUP;
-	rv = snapshot_restore(s->snap_dir, &meta, s->config.sm.restore, s->config.sm.ctx);
+	rv = recover_restore(s, &meta);
 	if (rv != 0)
 		return rv;
 	boot->snapshot = (struct raft_snapshot_meta){meta.index, meta.term, meta.conf};
@@ -135,9 +149,7 @@ static int recover_damaged(struct shard *s, uint64_t id, const char *what)
 	int rv = snapshot_manifest_read(s->snap_dir, id, &meta);
 
 	if (rv == 0)
-		rv = s->config.sm.restore ? snapshot_restore(s->snap_dir, &meta,
-							     s->config.sm.restore, s->config.sm.ctx)
-					  : -ENOTSUP;
+		rv = recover_restore(s, &meta);
 	if (rv == 0) {
 		boot.snapshot = (struct raft_snapshot_meta){meta.index, meta.term, meta.conf};
 		boot.applied = meta.index;

@@ -35,6 +35,14 @@ static void request_change(struct shard *s, struct group *g, struct shard_req *r
 	case SHARD_CHANGE_ADD_LEARNER:
 		rv = raft_conf_add(&target, req->member, RAFT_MEMBER_LEARNER);
 		break;
+	case SHARD_CHANGE_ADD_WITNESS:
+		/* Only a node outside the group: a voter or learner made a
+		 * witness would keep the payloads and the state it holds, and
+		 * a witness can never become anything else (the engine refuses). */
+		rv = raft_conf_role(&target, req->member) == RAFT_MEMBER_NONE
+			 ? raft_conf_add(&target, req->member, RAFT_MEMBER_WITNESS)
+			 : RAFT_ERR_CONF_INVALID;
+		break;
 	case SHARD_CHANGE_REMOVE: {
 		uint32_t k = 0;
 
@@ -195,8 +203,9 @@ static void request_handle(struct shard *s, struct shard_req *req)
 
 		if (reads != NULL)
 			g->reads = reads;
-		rv = reads == NULL ? -ENOMEM
-		     : g->diverged ? ERR_DIVERGED
+		rv = reads == NULL		? -ENOMEM
+		     : group_is_witness(g) ? ERR_WITNESS /* Its state machine is empty. */
+		     : g->diverged		? ERR_DIVERGED
 				   : group_error(g, raft_read_index(&g->raft, ctx, s->now_ms));
 		if (rv == 0) {
 			g->reads[g->reads_count++] =

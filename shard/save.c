@@ -108,6 +108,15 @@ static int save_fill(void *arg, struct fl_snapshot_writer *w)
 	return f->shard->config.sm.save(f->shard->config.sm.ctx, f->group, w);
 }
 
+/* A witness's snapshot: an empty file, for the metadata (index, term,
+ * membership) that lets it compact its log. */
+int save_fill_none(void *arg, struct fl_snapshot_writer *w)
+{
+	(void)arg;
+	(void)w;
+	return 0;
+}
+
 /* Snapshot thread: hand a written view back to its shard. */
 static void save_job_done(struct snapshot_job *job)
 {
@@ -140,12 +149,12 @@ static void save_group(struct shard *s, struct group *g)
 	}
 	g->applied_bytes = 0;
 	started_ns = loop_now_ns(&s->loop);
-	if (s->config.sm.freeze == NULL) {
+	if (s->config.sm.freeze == NULL || group_is_witness(g)) {
 		struct save_fill fill = {s, g->id};
-
 		uint64_t saved_ns;
 
-		rv = snapshot_save(s->snap_dir, &meta, save_fill, &fill);
+		rv = snapshot_save(s->snap_dir, &meta, group_is_witness(g) ? save_fill_none : save_fill,
+				   &fill);
 		saved_ns = loop_now_ns(&s->loop);
 		if (rv == 0) {
 			stat_add(&s->stats.snapshot_bytes_written, meta.size);
@@ -248,7 +257,8 @@ void save_maybe(struct shard *s, struct group *g)
 
 	if (g->saving)
 		return; /* One at a time; save_collect() looks again. */
-	if ((c->sm.save == NULL && c->sm.freeze == NULL) || s->wal_failed) {
+	if ((c->sm.save == NULL && c->sm.freeze == NULL && !group_is_witness(g)) ||
+	    s->wal_failed) {
 		save_answer(&g->snap_asked, s->wal_failed ? WAL_ERR_FAILED : -ENOTSUP, 0);
 		return;
 	}

@@ -46,6 +46,7 @@ enum shard_change {
 	SHARD_CHANGE_ADD_LEARNER,
 	SHARD_CHANGE_PROMOTE,
 	SHARD_CHANGE_REMOVE,
+	SHARD_CHANGE_ADD_WITNESS, /* A node not in the group only: witnesses join anew. */
 };
 
 /* One entry of a SHARD_REQ_PROPOSE_BATCH: its payload is at data + offset. */

@@ -206,7 +206,33 @@ struct group {
 	 * recover_damaged); blocked_logged: said that repair blocks it. */
 	bool repairing, blocked_logged;
 	bool rebuilding; /* fl_group_rebuild(): waiting for the leader's snapshot. */
+	/* A leader sent this replica metadata only (an APPEND or SNAPSHOT
+	 * with RAFT_MSG_FLAG_METADATA): it is a witness, even before the
+	 * entry that made it one reaches it (the leader's first appends to a
+	 * new member may end before that entry). Kept until the group is
+	 * closed: a witness never becomes anything else. */
+	bool metadata_only;
 };
+
+/* Is this replica a witness of g, in the latest configuration it knows? A
+ * witness votes and counts toward commits but keeps entry metadata only
+ * (appends to it carry no NORMAL payloads): its state machine is never
+ * called for the group (no apply, save or restore: its snapshots are empty
+ * files), it serves no reads (ERR_WITNESS) and compares no checks. The
+ * engine never lets it lead nor become a voter or a learner. */
+static inline bool group_conf_is_witness(const struct raft_conf *conf, uint64_t id)
+{
+	for (uint32_t i = 0; i < conf->members_count; i++)
+		if (conf->members[i].id == id)
+			return conf->members[i].role == RAFT_MEMBER_WITNESS ||
+			       (conf->joint && conf->members[i].role_old == RAFT_MEMBER_WITNESS);
+	return false;
+}
+
+static inline bool group_is_witness(const struct group *g)
+{
+	return g->metadata_only || group_conf_is_witness(raft_conf(&g->raft), g->raft.config.id);
+}
 
 /* A snapshot send that could not start this turn. */
 struct snapshot_refused {
@@ -489,6 +515,8 @@ int check_start(struct shard *s, struct group *g, fl_done_cb cb, void *arg);
 /* save.c */
 void save_answer(struct shard_req **list, int rv, uint64_t index);
 int save_manifest_write(struct shard *s, const struct snapshot_meta *meta);
+/* A witness's snapshot bytes: none (a snapshot_fill_fn). */
+int save_fill_none(void *arg, struct fl_snapshot_writer *w);
 void save_collect(struct shard *s);
 void save_maybe(struct shard *s, struct group *g);
 

@@ -21,6 +21,7 @@
  *
  * Refusals: ERR_STALE when a bound is exceeded (the figures are filled in
  * anyway), ERR_DIVERGED on a replica a consistency check found diverged,
+ * ERR_WITNESS on a witness (it holds no state),
  * -EAGAIN in the moment between the engine taking a snapshot and the state
  * machine restoring it. */
 #include <errno.h>
@@ -113,7 +114,7 @@ void stale_read(struct shard *s, struct group *g, struct shard_req *req)
 	read->leader = raft_leader(&g->raft);
 	read->term = raft_term(&g->raft);
 	read->is_leader = raft_is_leader(&g->raft);
-	rv = pending_read_rv(g);
+	rv = group_is_witness(g) ? ERR_WITNESS : pending_read_rv(g); /* A witness has no state. */
 	if (rv == 0 && !stale_within_bounds(read))
 		rv = ERR_STALE;
 	pending_answer(req->cb, req->arg, rv, rv == 0 ? st.applied : 0, read->leader);
