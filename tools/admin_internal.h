@@ -2,6 +2,10 @@
  * tools/admin_*.c files include this.
  *
  *   flotilla-admin.c  main, the options, move
+ *   admin_member.c    membership changes of many groups (move, add-witness):
+ *                     the thread pool, calls to the leader, each group
+ *                     driven round by round to its end
+ *   admin_witness.c   add-witness
  *   admin_view.c      one look at the cluster: NODE_STATUS and MEMBERS of
  *                     every group from every node, pipelined per node
  *   admin_status.c    status and health: what the look shows, as a table or
@@ -11,6 +15,8 @@
 #ifndef TOOLS_ADMIN_INTERNAL_H
 #define TOOLS_ADMIN_INTERNAL_H
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -26,6 +32,7 @@ enum admin_command {
 	ADMIN_VERIFY,
 	ADMIN_TRANSFER,
 	ADMIN_SNAPSHOT,
+	ADMIN_ADD_WITNESS,
 };
 
 struct admin_options {
@@ -86,6 +93,7 @@ struct admin_node_view {
 	char error[ADMIN_ERROR_SIZE];
 	struct client_node_status st;
 	uint64_t hosted, leads; /* Groups 1..N hosted and led, from MEMBERS. */
+	uint64_t witnesses;     /* Groups 1..N it is a witness of, by its own MEMBERS. */
 };
 
 /* The cluster as seen by one look: every node of --nodes, groups 1..N. */
@@ -169,7 +177,82 @@ void admin_json_string(FILE *out, const char *s);
 /* admin_status.c: nodes down or with a full disk, into p. */
 void admin_check_nodes(const struct admin_view *v, struct admin_problems *p);
 
-/* admin_status.c, admin_verify.c, admin_group.c: the commands; each returns the exit status. */
+/* admin_member.c: membership changes of groups first..last, --parallel at a
+ * time (see the top of admin_member.c). */
+enum admin_outcome { ADMIN_DONE, ADMIN_ALREADY, ADMIN_ABSENT, ADMIN_FAILED, ADMIN_OUTCOMES };
+
+struct admin_result {
+	uint8_t outcome; /* enum admin_outcome. */
+	uint64_t ms;
+	char error[ADMIN_ERROR_SIZE]; /* ADMIN_FAILED: the last error. */
+};
+
+struct admin_worker;
+
+/* One round of group's change: 1 when done (*outcome set), 0 after a step,
+ * -EINPROGRESS to look again shortly, -EAGAIN to back off. state is the
+ * group's own, state_size bytes zeroed before its first round. */
+typedef int (*admin_round_fn)(struct admin_worker *w, uint64_t group, void *state,
+			      enum admin_outcome *outcome);
+
+struct admin_pool {
+	const struct admin_options *opt; /* nodes, parallel, group_timeout_s, verbose, json. */
+	uint64_t first, last;            /* The groups, first..last. */
+	admin_round_fn round;
+	size_t state_size;
+	const char *outcome_text[ADMIN_OUTCOMES]; /* For --verbose lines. */
+	/* Out. */
+	struct admin_result *results; /* last - first + 1 of them; the caller frees. */
+	atomic_uint_fast64_t counts[ADMIN_OUTCOMES];
+	uint64_t started_ms, elapsed_ms;
+	/* The pool's. */
+	atomic_uint_fast64_t next_group;
+	pthread_mutex_t out_lock;
+};
+
+/* One thread of the pool: its connections and the group it drives. */
+struct admin_worker {
+	struct admin_pool *pool;
+	pthread_t thread;
+	struct client_router router; /* Used for its connections only. */
+	uint64_t request_id;
+	uint64_t leader; /* Where the current group's leader was last seen. */
+	void *state;
+	char error[ADMIN_ERROR_SIZE];
+};
+
+/* The answer of one call: status, leader hint and up to value_max bytes of
+ * value (the rest is dropped). */
+struct admin_answer {
+	uint32_t status;
+	uint64_t leader_hint;
+	unsigned char value[CLIENT_MEMBERS_HEADER_SIZE + CLIENT_MEMBER_SIZE * CLIENT_MEMBERS_MAX];
+	uint32_t value_size;
+};
+
+/* Run the pool over its groups. Returns 0 (see results and counts),
+ * -EINVAL (bad --nodes or no groups) or -ENOMEM. */
+int admin_pool_run(struct admin_pool *pool);
+
+/* Send op for group (with member) to node and wait for its answer. Returns
+ * 0 (see ans->status) or -errno (no connection, lost, timed out); the
+ * connection is closed on failure and reopened by the next call. Sets
+ * w->error on failure and on an answer other than OK. */
+int admin_call(struct admin_worker *w, uint64_t node, uint32_t op, uint64_t group, uint64_t member,
+	       struct admin_answer *ans);
+
+/* The leader's view of group's membership, following the MEMBERS answers'
+ * leader field from node to node; w->leader is set to it. Returns 0, or
+ * -EAGAIN when no leader is known right now (w->error says why). */
+int admin_leader_members(struct admin_worker *w, uint64_t group, struct client_members *m);
+
+/* A change at the leader: OK moves on; NOT_LEADER points elsewhere; RETRY
+ * and errors wait for the next round. Returns true on OK. */
+bool admin_change(struct admin_worker *w, uint32_t op, uint64_t group, uint64_t member);
+
+/* admin_status.c, admin_verify.c, admin_group.c, admin_witness.c: the
+ * commands; each returns the exit status. */
+int admin_add_witness(const struct admin_options *opt);
 int admin_status(const struct admin_options *opt);
 int admin_verify(const struct admin_options *opt);
 int admin_transfer(const struct admin_options *opt);

@@ -166,19 +166,20 @@ static void admin_status_text(const struct admin_view *v, const struct admin_opt
 {
 	uint64_t led = 0;
 
-	printf("%-6s %-22s %-5s %8s %8s %9s %s\n", "NODE", "ADDRESS", "STATE", "GROUPS", "LEADS",
-	       "REPAIRING", "DISK");
+	printf("%-6s %-22s %-5s %8s %8s %9s %9s %s\n", "NODE", "ADDRESS", "STATE", "GROUPS",
+	       "LEADS", "WITNESSES", "REPAIRING", "DISK");
 	for (uint32_t i = 0; i < v->nodes_count; i++) {
 		const struct admin_node_view *n = &v->nodes[i];
 
 		if (!n->up) {
-			printf("%-6" PRIu64 " %-22s %-5s %8s %8s %9s %-4s %s\n", n->id,
-			       v->router.nodes[i].addr, "down", "-", "-", "-", "-", n->error);
+			printf("%-6" PRIu64 " %-22s %-5s %8s %8s %9s %9s %-4s %s\n", n->id,
+			       v->router.nodes[i].addr, "down", "-", "-", "-", "-", "-", n->error);
 			continue;
 		}
-		printf("%-6" PRIu64 " %-22s %-5s %8" PRIu64 " %8" PRIu64 " %9" PRIu64 " %s\n",
-		       n->id, v->router.nodes[i].addr, "up", n->hosted, n->leads, n->st.repairing,
-		       n->st.shards_no_space > 0 ? "full" : "ok");
+		printf("%-6" PRIu64 " %-22s %-5s %8" PRIu64 " %8" PRIu64 " %9" PRIu64 " %9" PRIu64
+		       " %s\n",
+		       n->id, v->router.nodes[i].addr, "up", n->hosted, n->leads, n->witnesses,
+		       n->st.repairing, n->st.shards_no_space > 0 ? "full" : "ok");
 	}
 	for (uint64_t g = 1; g <= v->groups_count; g++)
 		led += admin_view_leader(v, g) >= 0;
@@ -206,12 +207,13 @@ static void admin_status_json_nodes(const struct admin_view *v)
 			printf("}");
 			continue;
 		}
-		printf(",\"groups\":%" PRIu64 ",\"leads\":%" PRIu64 ",\"groups_all\":%" PRIu64
+		printf(",\"groups\":%" PRIu64 ",\"leads\":%" PRIu64 ",\"witnesses\":%" PRIu64
+		       ",\"groups_all\":%" PRIu64
 		       ",\"leaders_all\":%" PRIu64 ",\"leaderless\":%" PRIu64
 		       ",\"repairing\":%" PRIu64 ",\"checks\":%" PRIu64 ",\"divergences\":%" PRIu64
 		       ",\"lag_max\":%" PRIu64 ",\"shards\":%u,\"shards_no_space\":%u"
 		       ",\"disk_full\":%s}",
-		       n->hosted, n->leads, n->st.groups, n->st.leaders, n->st.leaderless,
+		       n->hosted, n->leads, n->witnesses, n->st.groups, n->st.leaders, n->st.leaderless,
 		       n->st.repairing, n->st.checks, n->st.divergences, n->st.lag_max,
 		       n->st.shards_count, n->st.shards_no_space,
 		       n->st.shards_no_space > 0 ? "true" : "false");
@@ -231,8 +233,16 @@ static void admin_status_json(const struct admin_view *v, const struct admin_opt
 	for (uint64_t g = 1; g <= v->groups_count; g++) {
 		int leader = admin_view_leader(v, g);
 
-		printf("%s{\"group\":%" PRIu64 ",\"leader\":%" PRIu64 "}", g > 1 ? "," : "", g,
-		       leader >= 0 ? v->nodes[leader].id : 0);
+		const struct client_members *m =
+		    leader >= 0 ? &admin_view_replica(v, g, (uint32_t)leader)->m : NULL;
+		uint32_t witnesses = 0;
+
+		printf("%s{\"group\":%" PRIu64 ",\"leader\":%" PRIu64 ",\"witnesses\":[",
+		       g > 1 ? "," : "", g, leader >= 0 ? v->nodes[leader].id : 0);
+		for (uint32_t i = 0; m != NULL && i < m->members_count; i++)
+			if (m->members[i].role == CLIENT_ROLE_WITNESS)
+				printf("%s%" PRIu64, witnesses++ > 0 ? "," : "", m->members[i].id);
+		printf("]}");
 	}
 	printf("],\"problems\":");
 	admin_problems_json(stdout, p);

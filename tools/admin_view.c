@@ -192,7 +192,7 @@ static void admin_view_read_node(struct admin_view *v, uint32_t slot, uint64_t d
 	struct admin_req rq = {.req = {.op = CLIENT_OP_NODE_STATUS}};
 
 	n->up = false;
-	n->hosted = n->leads = 0;
+	n->hosted = n->leads = n->witnesses = 0;
 	memset(&n->st, 0, sizeof(n->st));
 	/* A node that accepts connections but does not answer (stopped, hung)
 	 * is down after ADMIN_STATUS_MS, leaving the others the rest of the
@@ -236,6 +236,7 @@ static void admin_view_read_groups(struct admin_view *v, uint32_t slot, uint64_t
 			continue;
 		n->hosted++;
 		n->leads += (rp->m.flags & CLIENT_MEMBERS_LEADER) != 0;
+		n->witnesses += client_members_role(&rp->m, n->id) == CLIENT_ROLE_WITNESS;
 	}
 	admin_reqs_clear(v->reqs, count);
 }

@@ -91,6 +91,7 @@ static uint64_t client_body_size(const struct client_request *req)
 	case CLIENT_OP_PROMOTE:
 	case CLIENT_OP_REMOVE_MEMBER:
 	case CLIENT_OP_TRANSFER:
+	case CLIENT_OP_ADD_WITNESS:
 		return 8;
 	default:
 		return UINT64_MAX;
@@ -150,6 +151,7 @@ void client_request_encode(const struct client_request *req, void *buf)
 	case CLIENT_OP_PROMOTE:
 	case CLIENT_OP_REMOVE_MEMBER:
 	case CLIENT_OP_TRANSFER:
+	case CLIENT_OP_ADD_WITNESS:
 		client_store64(p, req->member);
 		break;
 	default:
@@ -171,6 +173,8 @@ const char *client_op_name(uint32_t op)
 		return "NODE_STATUS";
 	if (op == CLIENT_OP_SNAPSHOT)
 		return "SNAPSHOT";
+	if (op == CLIENT_OP_ADD_WITNESS)
+		return "ADD_WITNESS";
 	return op < sizeof(names) / sizeof(names[0]) ? names[op] : NULL;
 }
 
@@ -230,6 +234,7 @@ static int client_request_decode_body(const unsigned char *p, uint32_t body_size
 	case CLIENT_OP_PROMOTE:
 	case CLIENT_OP_REMOVE_MEMBER:
 	case CLIENT_OP_TRANSFER:
+	case CLIENT_OP_ADD_WITNESS:
 		if (body_size != 8) {
 			snprintf(r->text, sizeof(r->text),
 				 "%s takes an 8-byte body (member), got %u bytes", name, body_size);
@@ -847,10 +852,13 @@ static void client_router_answer(struct client_router *r, struct client_node *no
 	call->sent_id = 0;
 	call->leader_hint = resp->leader_hint;
 	if (resp->status == CLIENT_STATUS_NOT_LEADER || resp->status == CLIENT_STATUS_NO_SPACE ||
+	    resp->status == CLIENT_STATUS_WITNESS ||
 	    (resp->status == CLIENT_STATUS_ERROR && idempotent)) {
 		uint64_t hint = resp->leader_hint;
-		bool follow = resp->status == CLIENT_STATUS_NOT_LEADER && hint != 0 &&
-			      hint != node->id && client_router_node(r, hint) != NULL;
+		/* A witness holds no data: its hint is where to read. */
+		bool follow = (resp->status == CLIENT_STATUS_NOT_LEADER ||
+			       resp->status == CLIENT_STATUS_WITNESS) &&
+			      hint != 0 && hint != node->id && client_router_node(r, hint) != NULL;
 
 		call->attempts++;
 		client_router_set_leader(r, call->req.group, follow ? hint : 0);

@@ -76,6 +76,7 @@ enum {
 	/* Operator ops, numbered from 40 (19 to 39 are left to the data ops). */
 	CLIENT_OP_NODE_STATUS = 40,
 	CLIENT_OP_SNAPSHOT = 41,
+	CLIENT_OP_ADD_WITNESS = 46, /* Membership: add member as a witness (fl_add_witness). */
 };
 
 enum {
@@ -88,6 +89,8 @@ enum {
 	CLIENT_STATUS_RETRY = 6,    /* Membership ops: not now (change pending, learner behind). */
 	CLIENT_STATUS_NO_SPACE = 7, /* A write refused: the leader's disk is full; not done. */
 	CLIENT_STATUS_STALE = 8,    /* STALE_GET past its bounds: the figures say how far. */
+	CLIENT_STATUS_WITNESS = 12, /* A read sent to a witness: it holds no data; read
+				     * elsewhere (leader_hint names the leader). */
 };
 
 /* A request. Pointers are borrowed (encode) or point into the decoded buffer
@@ -102,7 +105,8 @@ struct client_request {
 	uint32_t key_size;
 	uint32_t expected_size; /* CAS; CLIENT_ABSENT: the key must be absent. */
 	uint32_t value_size;
-	uint64_t member; /* ADD_LEARNER, PROMOTE, REMOVE_MEMBER: the node; TRANSFER: the target. */
+	uint64_t member; /* ADD_LEARNER, PROMOTE, REMOVE_MEMBER, ADD_WITNESS: the node; TRANSFER:
+			  * the target. */
 	uint64_t behind_max, age_max_ms; /* STALE_GET's bounds; 0: none. */
 };
 

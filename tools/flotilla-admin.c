@@ -9,12 +9,15 @@
  *   flotilla-admin snapshot --nodes ID=HOST:PORT,... --group G [--node ID]
  *   flotilla-admin move --from A --to B --nodes ID=HOST:PORT,... --groups N
  *                       [--parallel 8] [--group-timeout-s 300] [--voters-min 3] [--verbose]
+ *   flotilla-admin add-witness --node W --nodes ID=HOST:PORT,... (--group G | --groups N)
+ *                       [--parallel 8] [--group-timeout-s 300] [--lag-max 1000] [--json]
  *   (all but move take --timeout-s S, 30 by default: how long they wait for
  *   answers; verify's whole run)
  *
  * status, health (admin_status.c), verify (admin_verify.c), transfer and
- * snapshot (admin_group.c) are in files of their own; this one parses the
- * options and runs move.
+ * snapshot (admin_group.c), add-witness (admin_witness.c) are in files of
+ * their own; this one parses the options and runs move, whose groups are
+ * driven by the pool of admin_member.c as add-witness's are.
  *
  * move replaces node A by node B in every group 1..N that A is a voter of,
  * so a failed or retired machine can be replaced: B must be running
@@ -31,12 +34,10 @@
  * Each round reads the leader's view of the membership (MEMBERS) and takes
  * the step it calls for, so a move is idempotent: running it again after a
  * failure resumes every group where it stands, and groups already moved are
- * counted as such. A step waits while the previous change is not committed
- * (looking again every 10 ms: under load a commit takes tens of ms).
- * Transient answers (NOT_LEADER, RETRY: change pending, transfer under way,
- * learner behind; a lost connection or a timeout) are retried with a
- * backoff from 10 ms doubling to 500 ms, until the group's deadline; then
- * the group is reported failed with the last error, and the others go on.
+ * counted as such. A step waits while the previous change is not committed;
+ * transient answers are retried with a backoff until the group's deadline
+ * (admin_member.c); then the group is reported failed with the last error,
+ * and the others go on.
  *
  * A group where B is a voter already when the move first looks at it is
  * either a move interrupted after step 3 (A is then removed) or a mistake (B
@@ -65,158 +66,7 @@
 #include "tools/client.h"
 
 #define ADMIN_PARALLEL_MAX 256
-#define ADMIN_CALL_MS      5000 /* One request's answer. */
-#define ADMIN_BACKOFF_MIN  10
-#define ADMIN_BACKOFF_MAX  500
-#define ADMIN_POLL_MS      10     /* While a change commits or an election ends: soon. */
-#define ADMIN_ROUNDS_MAX   100000 /* Per group: a bound besides the deadline. */
 
-enum admin_outcome { ADMIN_MOVED, ADMIN_ALREADY, ADMIN_ABSENT, ADMIN_FAILED };
-
-struct admin {
-	struct admin_options opt;
-	atomic_uint_fast64_t next_group;
-	atomic_uint_fast64_t counts[4];
-	pthread_mutex_t out_lock;
-};
-
-/* One thread's connections and the group it is moving. */
-struct admin_worker {
-	struct admin *admin;
-	pthread_t thread;
-	struct client_router router; /* Used for its connections only. */
-	uint64_t request_id;
-	uint64_t leader; /* Where the current group's leader was last seen. */
-	char error[ADMIN_ERROR_SIZE];
-};
-
-static const char *admin_op_name(uint32_t op)
-{
-	switch (op) {
-	case CLIENT_OP_JOIN:
-		return "JOIN";
-	case CLIENT_OP_ADD_LEARNER:
-		return "ADD_LEARNER";
-	case CLIENT_OP_PROMOTE:
-		return "PROMOTE";
-	case CLIENT_OP_REMOVE_MEMBER:
-		return "REMOVE_MEMBER";
-	case CLIENT_OP_TRANSFER:
-		return "TRANSFER";
-	case CLIENT_OP_MEMBERS:
-		return "MEMBERS";
-	case CLIENT_OP_DROP:
-		return "DROP";
-	default:
-		return "?";
-	}
-}
-
-/* The answer of one call: status, leader hint and up to value_max bytes of
- * value (the rest is dropped). */
-struct admin_answer {
-	uint32_t status;
-	uint64_t leader_hint;
-	unsigned char value[CLIENT_MEMBERS_HEADER_SIZE + CLIENT_MEMBER_SIZE * CLIENT_MEMBERS_MAX];
-	uint32_t value_size;
-};
-
-/* Send op for group (with member) to node and wait for its answer. Returns
- * 0 (see ans->status) or -errno (no connection, lost, timed out); the
- * connection is closed on failure and reopened by the next call. Sets
- * w->error on failure and on an answer other than OK. */
-static int admin_call(struct admin_worker *w, uint64_t node, uint32_t op, uint64_t group,
-		      uint64_t member, struct admin_answer *ans)
-{
-	struct client_request req = {
-	    .op = op, .request_id = ++w->request_id, .group = group, .member = member};
-	struct client *c = client_router_conn(&w->router, node);
-	uint64_t deadline = admin_now_ms() + ADMIN_CALL_MS;
-	struct client_response resp;
-	int rv;
-
-	if (c == NULL) {
-		snprintf(w->error, sizeof(w->error), "%s: node %" PRIu64 " unreachable",
-			 admin_op_name(op), node);
-		return -ECONNREFUSED;
-	}
-	rv = client_send(c, &req);
-	while (rv == 0) {
-		uint64_t now = admin_now_ms();
-
-		rv = now >= deadline ? -ETIMEDOUT : client_wait(c, &resp, (int)(deadline - now));
-		if (rv != 0 || resp.request_id == req.request_id)
-			break; /* Any other id is a late answer to a call that timed out. */
-	}
-	if (rv != 0) {
-		snprintf(w->error, sizeof(w->error), "%s to node %" PRIu64 ": %s",
-			 admin_op_name(op), node, strerror(-rv));
-		client_close(c);
-		return rv;
-	}
-	ans->status = resp.status;
-	ans->leader_hint = resp.leader_hint;
-	ans->value_size =
-	    resp.value_size < sizeof(ans->value) ? resp.value_size : (uint32_t)sizeof(ans->value);
-	memcpy(ans->value, resp.value, ans->value_size);
-	if (resp.status != CLIENT_STATUS_OK)
-		snprintf(w->error, sizeof(w->error), "%s at node %" PRIu64 ": status %u%s%.*s",
-			 admin_op_name(op), node, resp.status, resp.value_size > 0 ? ": " : "",
-			 (int)(resp.value_size < 100 ? resp.value_size : 100),
-			 (const char *)resp.value);
-	return 0;
-}
-
-/* The leader's view of group's membership. Follows the MEMBERS answers'
- * leader field from node to node. Returns 0, or -EAGAIN when no leader is
- * known right now (w->error says why). */
-static int admin_leader_members(struct admin_worker *w, uint64_t group, struct client_members *m)
-{
-	struct client_router *r = &w->router;
-	struct admin_answer ans;
-
-	for (uint32_t hop = 0; hop < r->nodes_count + 1; hop++) {
-		uint64_t node = w->leader;
-
-		if (node == 0 || hop == r->nodes_count)
-			node = r->nodes[(group + hop) % r->nodes_count].id;
-		w->leader = 0;
-		if (admin_call(w, node, CLIENT_OP_MEMBERS, group, 0, &ans) != 0)
-			continue;
-		if (ans.status != CLIENT_STATUS_OK)
-			continue;
-		if (client_members_decode(ans.value, ans.value_size, m) != 0) {
-			snprintf(w->error, sizeof(w->error),
-				 "MEMBERS: malformed answer from node %" PRIu64, node);
-			continue;
-		}
-		if ((m->flags & CLIENT_MEMBERS_LEADER) != 0) {
-			w->leader = node;
-			return 0;
-		}
-		w->leader = m->leader; /* 0 when this node knows of no leader. */
-		snprintf(w->error, sizeof(w->error), "no leader known to node %" PRIu64, node);
-	}
-	return -EAGAIN;
-}
-
-/* An answer to a change at the leader: OK moves on; NOT_LEADER points
- * elsewhere; RETRY and errors wait for the next round. Returns true on OK. */
-static bool admin_change(struct admin_worker *w, uint32_t op, uint64_t group, uint64_t member)
-{
-	struct admin_answer ans;
-
-	if (admin_call(w, w->leader, op, group, member, &ans) != 0)
-		return false;
-	if (ans.status == CLIENT_STATUS_NOT_LEADER)
-		w->leader = ans.leader_hint;
-	return ans.status == CLIENT_STATUS_OK;
-}
-
-/* One round: look at the membership and take the step it calls for. Returns
- * 1 when the group is done (*outcome set), 0 when a step was taken (next
- * round at once), -EINPROGRESS to look again shortly (a change commits, an
- * election ends), -EAGAIN to back off first. */
 /* Voters of m's configuration in force. */
 static uint32_t admin_voters(const struct client_members *m)
 {
@@ -228,16 +78,19 @@ static uint32_t admin_voters(const struct client_members *m)
 }
 
 /* What one group's move has seen so far. */
-struct admin_group {
+struct admin_move_state {
 	bool seen;         /* The membership was read once. */
 	bool touched;      /* This run changed something. */
 	bool to_was_voter; /* B was a voter already at the first look. */
 };
 
-static int admin_round(struct admin_worker *w, uint64_t group, struct admin_group *ag,
-		       enum admin_outcome *outcome)
+/* One round of a move (an admin_round_fn): look at the membership and take
+ * the step it calls for. */
+static int admin_move_round(struct admin_worker *w, uint64_t group, void *state,
+			    enum admin_outcome *outcome)
 {
-	const struct admin_options *opt = &w->admin->opt;
+	const struct admin_options *opt = w->pool->opt;
+	struct admin_move_state *ag = state;
 	struct client_members m;
 	struct admin_answer ans;
 	uint32_t from_role, to_role;
@@ -262,7 +115,7 @@ static int admin_round(struct admin_worker *w, uint64_t group, struct admin_grou
 			    opt->verbose)
 				fprintf(stderr, "flotilla-admin: group %" PRIu64 ": %s (ignored)\n",
 					group, w->error);
-			*outcome = ADMIN_MOVED;
+			*outcome = ADMIN_DONE;
 		} else {
 			*outcome = to_role == CLIENT_ROLE_VOTER ? ADMIN_ALREADY : ADMIN_ABSENT;
 		}
@@ -314,67 +167,6 @@ static int admin_round(struct admin_worker *w, uint64_t group, struct admin_grou
 	return admin_change(w, CLIENT_OP_REMOVE_MEMBER, group, opt->from) ? 0 : -EAGAIN;
 }
 
-/* Drive group to the end or to its deadline. */
-static enum admin_outcome admin_move_group(struct admin_worker *w, uint64_t group)
-{
-	uint64_t started = admin_now_ms();
-	uint64_t deadline = started + (uint64_t)w->admin->opt.group_timeout_s * 1000;
-	uint64_t backoff = ADMIN_BACKOFF_MIN;
-	enum admin_outcome outcome = ADMIN_FAILED;
-	struct admin_group ag = {0};
-
-	w->leader = 0;
-	w->error[0] = '\0';
-	for (uint32_t round = 0; round < ADMIN_ROUNDS_MAX; round++) {
-		int rv = admin_round(w, group, &ag, &outcome);
-
-		if (rv == 1)
-			break;
-		if (admin_now_ms() >= deadline) {
-			outcome = ADMIN_FAILED;
-			break;
-		}
-		if (rv == 0) {
-			backoff = ADMIN_BACKOFF_MIN;
-			continue;
-		}
-		if (rv == -EINPROGRESS) {
-			admin_sleep_ms(ADMIN_POLL_MS);
-			continue;
-		}
-		admin_sleep_ms(backoff);
-		backoff = backoff * 2 > ADMIN_BACKOFF_MAX ? ADMIN_BACKOFF_MAX : backoff * 2;
-	}
-	pthread_mutex_lock(&w->admin->out_lock);
-	if (outcome == ADMIN_FAILED)
-		printf("group %" PRIu64 ": FAILED after %" PRIu64 " ms: %s\n", group,
-		       admin_now_ms() - started, w->error[0] != '\0' ? w->error : "no progress");
-	else if (w->admin->opt.verbose)
-		printf("group %" PRIu64 ": %s in %" PRIu64 " ms\n", group,
-		       outcome == ADMIN_MOVED     ? "moved"
-		       : outcome == ADMIN_ALREADY ? "already moved"
-						  : "not on the source node",
-		       admin_now_ms() - started);
-	fflush(stdout);
-	pthread_mutex_unlock(&w->admin->out_lock);
-	return outcome;
-}
-
-static void *admin_worker_main(void *arg)
-{
-	struct admin_worker *w = arg;
-	struct admin *a = w->admin;
-
-	for (;;) {
-		uint64_t group = atomic_fetch_add(&a->next_group, 1);
-
-		if (group > a->opt.groups_count)
-			break;
-		atomic_fetch_add(&a->counts[admin_move_group(w, group)], 1);
-	}
-	return NULL;
-}
-
 static void admin_usage(FILE *out)
 {
 	fprintf(out,
@@ -397,6 +189,10 @@ static void admin_usage(FILE *out)
 		"           [--voters-min 3] [--verbose]\n"
 		"           replace node A by node B (running with --join on) in every group\n"
 		"           1..N that A is a voter of, --parallel groups at a time\n"
+		"  add-witness --node W (--group G | --groups N) [--parallel 8]\n"
+		"           [--group-timeout-s 300] [--lag-max 1000] [--verbose] [--json]\n"
+		"           make node W (running with --join on) a witness of group G or of\n"
+		"           every group 1..N; exit 0 once it is one, caught up, in each\n"
 		"--nodes lists the nodes' client addresses; --timeout-s S (30) bounds the wait\n"
 		"for answers (status, health, transfer, snapshot) or the whole run (verify).\n"
 		"Exit status 2 on bad usage.\n");
@@ -419,8 +215,8 @@ static int admin_parse_u64(const char *text, uint64_t min, uint64_t max, uint64_
 
 static int admin_parse_command(struct admin_options *opt, const char *name)
 {
-	static const char *const names[] = {"move",   "status",   "health",
-					    "verify", "transfer", "snapshot"};
+	static const char *const names[] = {"move",     "status",   "health",     "verify",
+					    "transfer", "snapshot", "add-witness"};
 
 	for (uint32_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		if (name != NULL && strcmp(name, names[i]) == 0) {
@@ -485,6 +281,9 @@ static int admin_check_options(const struct admin_options *opt)
 		need = "transfer: --group and --to are required";
 	else if (opt->command == ADMIN_SNAPSHOT && opt->group == 0)
 		need = "snapshot: --group is required";
+	else if (opt->command == ADMIN_ADD_WITNESS &&
+		 (opt->node == 0 || (opt->group == 0) == (opt->groups_count == 0)))
+		need = "add-witness: --node and one of --group and --groups are required";
 	if (need == NULL)
 		return 0;
 	fprintf(stderr, "flotilla-admin: %s\n", need);
@@ -523,77 +322,58 @@ static int admin_parse_args(struct admin_options *opt, int argc, char **argv)
 }
 
 /* move: every group of node A to node B, --parallel at a time. */
-static int admin_move(struct admin *admin)
+static int admin_move(const struct admin_options *opt)
 {
-	struct admin_worker *workers;
-	uint64_t started;
-	uint32_t running = 0;
-	int rv = 0;
+	static struct admin_pool pool;
+	int rv;
 
-	workers = calloc(admin->opt.parallel, sizeof(*workers));
-	if (workers == NULL)
-		return 1;
-	atomic_store(&admin->next_group, 1);
-	started = admin_now_ms();
-	for (uint32_t i = 0; i < admin->opt.parallel; i++) {
-		struct admin_worker *w = &workers[i];
-
-		w->admin = admin;
-		w->request_id = (uint64_t)i << 48;
-		rv = client_router_init(&w->router, admin->opt.nodes);
-		if (rv != 0) {
-			fprintf(stderr, "flotilla-admin: bad --nodes '%s'\n", admin->opt.nodes);
-			break;
-		}
-		rv = -pthread_create(&w->thread, NULL, admin_worker_main, w);
-		if (rv != 0) {
-			client_router_deinit(&w->router);
-			break;
-		}
-		running++;
-	}
-	for (uint32_t i = 0; i < running; i++) {
-		pthread_join(workers[i].thread, NULL);
-		client_router_deinit(&workers[i].router);
-	}
-	free(workers);
+	pool = (struct admin_pool){
+	    .opt = opt,
+	    .first = 1,
+	    .last = opt->groups_count,
+	    .round = admin_move_round,
+	    .state_size = sizeof(struct admin_move_state),
+	    .outcome_text = {"moved", "already moved", "not on the source node", "failed"}};
+	rv = admin_pool_run(&pool);
+	free(pool.results);
 	if (rv != 0)
 		return rv == -EINVAL ? 2 : 1;
 	printf("move %" PRIu64 " -> %" PRIu64 ": %" PRIu64 " groups moved, %" PRIu64
 	       " already moved, %" PRIu64 " not on node %" PRIu64 ", %" PRIu64
 	       " failed, in %.3f s\n",
-	       admin->opt.from, admin->opt.to, (uint64_t)atomic_load(&admin->counts[ADMIN_MOVED]),
-	       (uint64_t)atomic_load(&admin->counts[ADMIN_ALREADY]),
-	       (uint64_t)atomic_load(&admin->counts[ADMIN_ABSENT]), admin->opt.from,
-	       (uint64_t)atomic_load(&admin->counts[ADMIN_FAILED]),
-	       (double)(admin_now_ms() - started) / 1000.0);
-	return atomic_load(&admin->counts[ADMIN_FAILED]) > 0 ? 1 : 0;
+	       opt->from, opt->to, (uint64_t)atomic_load(&pool.counts[ADMIN_DONE]),
+	       (uint64_t)atomic_load(&pool.counts[ADMIN_ALREADY]),
+	       (uint64_t)atomic_load(&pool.counts[ADMIN_ABSENT]), opt->from,
+	       (uint64_t)atomic_load(&pool.counts[ADMIN_FAILED]), (double)pool.elapsed_ms / 1000.0);
+	return atomic_load(&pool.counts[ADMIN_FAILED]) > 0 ? 1 : 0;
 }
 
 int main(int argc, char **argv)
 {
-	static struct admin admin = {.out_lock = PTHREAD_MUTEX_INITIALIZER};
+	static struct admin_options opt;
 
 	if (argc >= 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
 		admin_usage(stdout);
 		return 0;
 	}
-	if (admin_parse_args(&admin.opt, argc, argv) != 0) {
+	if (admin_parse_args(&opt, argc, argv) != 0) {
 		admin_usage(stderr);
 		return 2;
 	}
-	switch (admin.opt.command) {
+	switch (opt.command) {
 	case ADMIN_STATUS:
 	case ADMIN_HEALTH:
-		return admin_status(&admin.opt);
+		return admin_status(&opt);
 	case ADMIN_VERIFY:
-		return admin_verify(&admin.opt);
+		return admin_verify(&opt);
 	case ADMIN_TRANSFER:
-		return admin_transfer(&admin.opt);
+		return admin_transfer(&opt);
 	case ADMIN_SNAPSHOT:
-		return admin_snapshot(&admin.opt);
+		return admin_snapshot(&opt);
+	case ADMIN_ADD_WITNESS:
+		return admin_add_witness(&opt);
 	case ADMIN_MOVE:
 	default:
-		return admin_move(&admin);
+		return admin_move(&opt);
 	}
 }

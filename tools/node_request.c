@@ -67,7 +67,9 @@ static void pending_set_error(struct pending *p, int rv, uint64_t leader)
 		p->leader = 0;
 		return;
 	}
-	p->status = rv == FL_ERR_NO_SPACE ? CLIENT_STATUS_NO_SPACE : CLIENT_STATUS_ERROR;
+	p->status = rv == FL_ERR_NO_SPACE  ? CLIENT_STATUS_NO_SPACE
+		    : rv == FL_ERR_WITNESS ? CLIENT_STATUS_WITNESS
+					   : CLIENT_STATUS_ERROR;
 	pending_set_text(p, fl_strerror(rv));
 }
 
@@ -186,7 +188,8 @@ static void request_leader_done(void *arg, int rv, uint64_t result, uint64_t lea
 	struct pending *p = arg;
 
 	(void)result;
-	if (rv == 0 || rv == FL_ERR_NOT_LEADER) {
+	if (rv == 0 || rv == FL_ERR_NOT_LEADER || rv == FL_ERR_WITNESS) {
+		/* A witness passes no read barrier, but knows the leader. */
 		p->status = CLIENT_STATUS_OK;
 		p->leader = leader != 0 ? leader : server_leader_hint(p->server, p->group);
 	} else {
@@ -244,7 +247,7 @@ static void request_index_done(void *arg, int rv, uint64_t result, uint64_t lead
 }
 
 /* Callback of the membership ops (JOIN, ADD_LEARNER, PROMOTE, REMOVE_MEMBER,
- * TRANSFER, DROP). What an operator retries later is RETRY, not ERROR: a
+ * TRANSFER, DROP, ADD_WITNESS). What an operator retries later is RETRY, not ERROR: a
  * change not yet committed, a transfer under way, a learner still behind, a
  * full queue. JOIN of a group already here and DROP of one not here are done. */
 static void request_admin_done(void *arg, int rv, uint64_t result, uint64_t leader)
@@ -324,7 +327,7 @@ static bool request_is_write(uint32_t op)
 
 static bool request_is_membership(uint32_t op)
 {
-	return op >= CLIENT_OP_JOIN && op <= CLIENT_OP_DROP;
+	return (op >= CLIENT_OP_JOIN && op <= CLIENT_OP_DROP) || op == CLIENT_OP_ADD_WITNESS;
 }
 
 /* Start a membership op; its callback answers. Returns 0 or an error known at once. */
@@ -339,6 +342,8 @@ static int request_admin(struct conn *c, const struct client_request *req, struc
 		return fl_add_learner(node, req->group, req->member, request_admin_done, p);
 	case CLIENT_OP_PROMOTE:
 		return fl_promote(node, req->group, req->member, request_admin_done, p);
+	case CLIENT_OP_ADD_WITNESS:
+		return fl_add_witness(node, req->group, req->member, request_admin_done, p);
 	case CLIENT_OP_REMOVE_MEMBER:
 		return fl_remove_member(node, req->group, req->member, request_admin_done, p);
 	case CLIENT_OP_TRANSFER:
