@@ -77,6 +77,7 @@ static void test_requests_round_trip_for_every_op(void **state)
 	     .age_max_ms = UINT64_MAX},
 	    {.op = CLIENT_OP_NODE_STATUS, .request_id = 16, .group = 0},
 	    {.op = CLIENT_OP_SNAPSHOT, .request_id = 17, .group = 9},
+	    {.op = CLIENT_OP_ADD_WITNESS, .request_id = 18, .group = 9, .member = 4},
 	};
 
 	(void)state;
@@ -219,6 +220,29 @@ static void test_operator_ops_take_no_body(void **state)
 	assert_string_equal(why.text, "SNAPSHOT takes no body, got 8 bytes");
 	le_put32(buf + 4, 39);
 	assert_int_equal(client_request_decode(buf, 32, &got), -EBADMSG);
+	free(buf);
+}
+
+/* ADD_WITNESS (op 46) is a membership op: its body is the member's id,
+ * 8 bytes at offset 24, and nothing else. */
+static void test_add_witness_takes_a_member(void **state)
+{
+	struct client_request req = {
+	    .op = CLIENT_OP_ADD_WITNESS, .request_id = 5, .group = 2, .member = 7};
+	struct client_request got;
+	struct client_refusal why;
+	uint32_t size;
+	unsigned char *buf = encode(&req, &size);
+
+	(void)state;
+	assert_int_equal(CLIENT_OP_ADD_WITNESS, 46);
+	assert_int_equal(size, 32);
+	assert_int_equal(le_get32(buf + 4), 46);
+	assert_int_equal(le_get64(buf + 24), 7);
+	assert_string_equal(client_op_name(CLIENT_OP_ADD_WITNESS), "ADD_WITNESS");
+	le_put32(buf, 20); /* No body. */
+	assert_int_equal(client_request_decode_why(buf, 24, &got, &why), -EBADMSG);
+	assert_string_equal(why.text, "ADD_WITNESS takes an 8-byte body (member), got 0 bytes");
 	free(buf);
 }
 
@@ -572,6 +596,7 @@ int main(void)
 	    cmocka_unit_test(test_members_value_round_trips),
 	    cmocka_unit_test(test_stale_answer_round_trips),
 	    cmocka_unit_test(test_operator_ops_take_no_body),
+	    cmocka_unit_test(test_add_witness_takes_a_member),
 	    cmocka_unit_test(test_node_status_value_round_trips),
 	    cmocka_unit_test(test_put_layout_is_byte_exact),
 	    cmocka_unit_test(test_oversized_requests_fail_from_the_size_field),
