@@ -59,7 +59,8 @@ const char *err_str(int err)
 	case ERR_STALE:
 		return "this replica may be further behind its leader than the read's bound allows";
 	case ERR_WITNESS:
-		return "this replica is a witness of the group: it holds no state to read or rebuild";
+		return "this replica is a witness of the group: it holds no state to read or "
+		       "rebuild";
 	default:
 		break;
 	}

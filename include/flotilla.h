@@ -496,8 +496,7 @@ int fl_transfer(struct fl_node *node, uint64_t group, uint64_t target, fl_done_c
  *      with role FL_MEMBER_WITNESS and match near last_index (it receives
  *      metadata only, so this is quick).
  * tools/flotilla-admin `add-witness` does this for one group or many. */
-int fl_add_witness(struct fl_node *node, uint64_t group, uint64_t member, fl_done_cb cb,
-		   void *arg);
+int fl_add_witness(struct fl_node *node, uint64_t group, uint64_t member, fl_done_cb cb, void *arg);
 int fl_add_voter(struct fl_node *node, uint64_t group, uint64_t member, fl_done_cb cb, void *arg);
 int fl_add_learner(struct fl_node *node, uint64_t group, uint64_t member, fl_done_cb cb, void *arg);
 int fl_promote(struct fl_node *node, uint64_t group, uint64_t member, fl_done_cb cb, void *arg);

@@ -427,8 +427,7 @@ int fl_add_learner(struct fl_node *node, uint64_t group, uint64_t member, fl_don
 	return simple_req(node, SHARD_REQ_CHANGE, group, member, SHARD_CHANGE_ADD_LEARNER, cb, arg);
 }
 
-int fl_add_witness(struct fl_node *node, uint64_t group, uint64_t member, fl_done_cb cb,
-		   void *arg)
+int fl_add_witness(struct fl_node *node, uint64_t group, uint64_t member, fl_done_cb cb, void *arg)
 {
 	return simple_req(node, SHARD_REQ_CHANGE, group, member, SHARD_CHANGE_ADD_WITNESS, cb, arg);
 }

@@ -203,10 +203,14 @@ static void request_handle(struct shard *s, struct shard_req *req)
 
 		if (reads != NULL)
 			g->reads = reads;
-		rv = reads == NULL		? -ENOMEM
-		     : group_is_witness(g) ? ERR_WITNESS /* Its state machine is empty. */
-		     : g->diverged		? ERR_DIVERGED
-				   : group_error(g, raft_read_index(&g->raft, ctx, s->now_ms));
+		if (reads == NULL)
+			rv = -ENOMEM;
+		else if (group_is_witness(g))
+			rv = ERR_WITNESS; /* Its state machine holds nothing of the group. */
+		else if (g->diverged)
+			rv = ERR_DIVERGED;
+		else
+			rv = group_error(g, raft_read_index(&g->raft, ctx, s->now_ms));
 		if (rv == 0) {
 			g->reads[g->reads_count++] =
 			    (struct pending_read){ctx, req->cb, req->arg, s->now_ms};

@@ -153,8 +153,8 @@ static void save_group(struct shard *s, struct group *g)
 		struct save_fill fill = {s, g->id};
 		uint64_t saved_ns;
 
-		rv = snapshot_save(s->snap_dir, &meta, group_is_witness(g) ? save_fill_none : save_fill,
-				   &fill);
+		rv = snapshot_save(s->snap_dir, &meta,
+				   group_is_witness(g) ? save_fill_none : save_fill, &fill);
 		saved_ns = loop_now_ns(&s->loop);
 		if (rv == 0) {
 			stat_add(&s->stats.snapshot_bytes_written, meta.size);
@@ -257,8 +257,7 @@ void save_maybe(struct shard *s, struct group *g)
 
 	if (g->saving)
 		return; /* One at a time; save_collect() looks again. */
-	if ((c->sm.save == NULL && c->sm.freeze == NULL && !group_is_witness(g)) ||
-	    s->wal_failed) {
+	if ((c->sm.save == NULL && c->sm.freeze == NULL && !group_is_witness(g)) || s->wal_failed) {
 		save_answer(&g->snap_asked, s->wal_failed ? WAL_ERR_FAILED : -ENOTSUP, 0);
 		return;
 	}

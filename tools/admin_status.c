@@ -208,14 +208,14 @@ static void admin_status_json_nodes(const struct admin_view *v)
 			continue;
 		}
 		printf(",\"groups\":%" PRIu64 ",\"leads\":%" PRIu64 ",\"witnesses\":%" PRIu64
-		       ",\"groups_all\":%" PRIu64
-		       ",\"leaders_all\":%" PRIu64 ",\"leaderless\":%" PRIu64
-		       ",\"repairing\":%" PRIu64 ",\"checks\":%" PRIu64 ",\"divergences\":%" PRIu64
-		       ",\"lag_max\":%" PRIu64 ",\"shards\":%u,\"shards_no_space\":%u"
+		       ",\"groups_all\":%" PRIu64 ",\"leaders_all\":%" PRIu64
+		       ",\"leaderless\":%" PRIu64 ",\"repairing\":%" PRIu64 ",\"checks\":%" PRIu64
+		       ",\"divergences\":%" PRIu64 ",\"lag_max\":%" PRIu64
+		       ",\"shards\":%u,\"shards_no_space\":%u"
 		       ",\"disk_full\":%s}",
-		       n->hosted, n->leads, n->witnesses, n->st.groups, n->st.leaders, n->st.leaderless,
-		       n->st.repairing, n->st.checks, n->st.divergences, n->st.lag_max,
-		       n->st.shards_count, n->st.shards_no_space,
+		       n->hosted, n->leads, n->witnesses, n->st.groups, n->st.leaders,
+		       n->st.leaderless, n->st.repairing, n->st.checks, n->st.divergences,
+		       n->st.lag_max, n->st.shards_count, n->st.shards_no_space,
 		       n->st.shards_no_space > 0 ? "true" : "false");
 	}
 	printf("]");

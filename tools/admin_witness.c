@@ -23,8 +23,8 @@
 
 #include "tools/admin_internal.h"
 
-static const char *const admin_witness_outcomes[ADMIN_OUTCOMES] = {"added", "already",
-								   "absent", "failed"};
+static const char *const admin_witness_outcomes[ADMIN_OUTCOMES] = {"added", "already", "absent",
+								   "failed"};
 
 /* What one group's add-witness has seen so far. */
 struct admin_witness_state {
@@ -112,13 +112,13 @@ int admin_add_witness(const struct admin_options *opt)
 	static struct admin_pool pool;
 	int rv;
 
-	pool = (struct admin_pool){.opt = opt,
-				   .first = opt->group != 0 ? opt->group : 1,
-				   .last = opt->group != 0 ? opt->group : opt->groups_count,
-				   .round = admin_witness_round,
-				   .state_size = sizeof(struct admin_witness_state),
-				   .outcome_text = {"made a witness", "already a witness", "absent",
-						    "failed"}};
+	pool = (struct admin_pool){
+	    .opt = opt,
+	    .first = opt->group != 0 ? opt->group : 1,
+	    .last = opt->group != 0 ? opt->group : opt->groups_count,
+	    .round = admin_witness_round,
+	    .state_size = sizeof(struct admin_witness_state),
+	    .outcome_text = {"made a witness", "already a witness", "absent", "failed"}};
 	rv = admin_pool_run(&pool);
 	if (rv != 0) {
 		free(pool.results);

@@ -430,7 +430,8 @@ int main(void)
 		struct fl_group_info info;
 
 		CHECK(group_info(WITNESS, g, &info) == 0);
-		CHECK(member_of(&info, 3) != NULL && member_of(&info, 3)->role == FL_MEMBER_WITNESS);
+		CHECK(member_of(&info, 3) != NULL &&
+		      member_of(&info, 3)->role == FL_MEMBER_WITNESS);
 		for (uint32_t k = written; k < written + 20; k++)
 			propose(g, k);
 		CHECK(fl_read_sync(nodes[WITNESS], g, NULL) == FL_ERR_WITNESS);
