@@ -6,13 +6,16 @@
  * witness joins, so it catches up from a snapshot of the leader's: it keeps
  * none of its bytes. Then, on node 3: the state machine is never called for
  * the groups (no apply, save or restore, while its own snapshots compact
- * its log), reads and rebuilds are refused with FL_ERR_WITNESS, it is not a
+ * its log), no file of its data directory holds a payload (the voters' do),
+ * reads and rebuilds are refused with FL_ERR_WITNESS, it is not a
  * transfer target and never campaigns. With node 1 stopped every group
  * still commits (node 2 and the witness are a majority) and node 2 leads;
  * node 3 restarts (its role and its empty snapshots recovered, nothing
  * restored) and still counts; node 1 comes back and applies the same
  * entries as node 2. Every wait is bounded. */
 #include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -26,11 +29,12 @@
 #include "flotilla.h"
 #include "tests/node/node_test.h"
 
-#define NODES   3
-#define GROUPS  2
-#define WAIT_MS 20000
-#define ENTRIES 200 /* Before the witness joins: several snapshots' worth. */
-#define WITNESS 2   /* Node index of node 3. */
+#define NODES       3
+#define GROUPS      2
+#define WAIT_MS     20000
+#define ENTRIES     200 /* Before the witness joins: several snapshots' worth. */
+#define WITNESS     2   /* Node index of node 3. */
+#define PAYLOAD_TAG "witness-test-payload-"
 
 /* One node's state machine: per group, a count and a hash of applied
  * entries, and how often each callback ran. */
@@ -261,8 +265,9 @@ static void add_witness(uint64_t group)
 static void propose(uint64_t group, uint32_t k)
 {
 	uint64_t deadline = node_test_now_ms() + WAIT_MS;
-	char payload[32];
-	int size = snprintf(payload, sizeof(payload), "g%llu-%u", (unsigned long long)group, k);
+	char payload[48];
+	int size =
+	    snprintf(payload, sizeof(payload), PAYLOAD_TAG "%llu-%u", (unsigned long long)group, k);
 
 	while (node_test_now_ms() < deadline) {
 		uint64_t result, leader;
@@ -297,6 +302,49 @@ static void wait_applied(int a, int b, uint64_t group, uint64_t count)
 		CHECK(node_test_now_ms() < deadline);
 		usleep(10000);
 	}
+}
+
+/* Files below a directory that hold PAYLOAD_TAG, which starts every
+ * entry's payload. */
+static uint32_t payload_files;
+
+static int payload_scan(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	enum { TAG = sizeof(PAYLOAD_TAG) - 1 };
+	static char buf[TAG + (1 << 16)];
+	int fd;
+
+	(void)st;
+	(void)ftw;
+	if (type != FTW_F)
+		return 0;
+	fd = open(path, O_RDONLY);
+	CHECK(fd >= 0);
+	memset(buf, 0, TAG);
+	for (;;) {
+		ssize_t n = read(fd, buf + TAG, sizeof(buf) - TAG);
+
+		CHECK(n >= 0);
+		if (n == 0)
+			break;
+		/* buf starts with the last TAG bytes of the previous read: a tag
+		 * may straddle two reads. */
+		if (memmem(buf, (size_t)n + TAG, PAYLOAD_TAG, TAG) != NULL) {
+			payload_files++;
+			break;
+		}
+		memmove(buf, buf + n, TAG);
+	}
+	close(fd);
+	return 0;
+}
+
+/* How many files of node i's data directory hold an entry's payload. */
+static uint32_t payload_files_of(int i)
+{
+	payload_files = 0;
+	CHECK(nftw(dirs[i], payload_scan, 16, FTW_PHYS) == 0);
+	return payload_files;
 }
 
 /* Node 3's state machine was never called for a group; it never led. */
@@ -407,7 +455,13 @@ int main(void)
 	}
 	written += 100;
 	check_witness_untouched();
-	printf("witness added to %d groups; its state machine untouched\n", GROUPS);
+	/* No payload reached the witness's disk (its WAL and snapshots); the
+	 * voters' WALs hold them (the scan finds what it looks for). */
+	CHECK(payload_files_of(WITNESS) == 0);
+	CHECK(payload_files_of(1) > 0);
+	printf("witness added to %d groups; its state machine untouched, no payload on its "
+	       "disk\n",
+	       GROUPS);
 
 	/* One voter down: node 2 and the witness commit, and node 2 leads. */
 	fl_node_stop(nodes[0]);
@@ -450,6 +504,7 @@ int main(void)
 	check_witness_untouched();
 	for (int i = 0; i < NODES; i++)
 		fl_node_stop(nodes[i]);
+	CHECK(payload_files_of(WITNESS) == 0);
 	CHECK(node_test_remove(root));
 	printf("node witness test passed\n");
 	return 0;
