@@ -124,7 +124,11 @@ struct fl_sm_ops {
 	 * -EIO) can fail it. Return 0 or a negative errno. A failed save is
 	 * retried after another interval; a failed restore stops every group
 	 * of that shard (its log already moved past the entries the snapshot
-	 * replaces), like a WAL failure: the node must be restarted. */
+	 * replaces), like a WAL failure: the node must be restarted. Never
+	 * called for a group this node is a witness of (fl_add_witness), and
+	 * not at a restart for an empty snapshot file whose membership does
+	 * not name this node (what a witness installs): let a save that writes
+	 * nothing mean an empty state. */
 	int (*save)(void *ctx, uint64_t group, struct fl_snapshot_writer *w);
 	int (*restore)(void *ctx, uint64_t group, struct fl_snapshot_reader *r);
 	/* May be NULL. A digest of group's whole state as of the last entry
