@@ -34,7 +34,10 @@ enum {
 	ERR_DIR_FOREIGN = -(ERR_BASE + 29),  /* It holds files Flotilla did not write. */
 	ERR_DIR_CORRUPT = -(ERR_BASE + 30),  /* Its manifest fails verification. */
 	ERR_STALE = -(ERR_BASE + 31),        /* A stale read's bound is exceeded here. */
-	ERR_LAST = -(ERR_BASE + 32),
+	/* A forced recovery of a group (fl_group_recover): */
+	ERR_QUORUM_REACHABLE = -(ERR_BASE + 34), /* Refused: the group still has a quorum. */
+	ERR_NOT_SURVIVOR = -(ERR_BASE + 35),     /* This replica cannot carry the group alone. */
+	ERR_LAST = -(ERR_BASE + 36),
 };
 
 /* Text for an error code, project or errno. Never NULL; the string is static. */

@@ -92,6 +92,8 @@ static uint64_t client_body_size(const struct client_request *req)
 	case CLIENT_OP_REMOVE_MEMBER:
 	case CLIENT_OP_TRANSFER:
 		return 8;
+	case CLIENT_OP_RECOVER:
+		return 4;
 	default:
 		return UINT64_MAX;
 	}
@@ -152,6 +154,9 @@ void client_request_encode(const struct client_request *req, void *buf)
 	case CLIENT_OP_TRANSFER:
 		client_store64(p, req->member);
 		break;
+	case CLIENT_OP_RECOVER:
+		client_store32(p, req->flags);
+		break;
 	default:
 		break;
 	}
@@ -171,6 +176,8 @@ const char *client_op_name(uint32_t op)
 		return "NODE_STATUS";
 	if (op == CLIENT_OP_SNAPSHOT)
 		return "SNAPSHOT";
+	if (op == CLIENT_OP_RECOVER)
+		return "RECOVER";
 	return op < sizeof(names) / sizeof(names[0]) ? names[op] : NULL;
 }
 
@@ -236,6 +243,14 @@ static int client_request_decode_body(const unsigned char *p, uint32_t body_size
 			return -EBADMSG;
 		}
 		req->member = le_get64(p);
+		return 0;
+	case CLIENT_OP_RECOVER:
+		if (body_size != 4) {
+			snprintf(r->text, sizeof(r->text),
+				 "RECOVER takes a 4-byte body (flags), got %u bytes", body_size);
+			return -EBADMSG;
+		}
+		req->flags = le_get32(p);
 		return 0;
 	case CLIENT_OP_PUT:
 	case CLIENT_OP_CORRUPT:
