@@ -59,8 +59,8 @@ const char *err_str(int err)
 	case ERR_STALE:
 		return "this replica may be further behind its leader than the read's bound allows";
 	case ERR_QUORUM_REACHABLE:
-		return "the group still has a quorum (a live leader, or a majority of its voters "
-		       "heard from): recovery refused; force it only if the others never return";
+		return "the group still has a quorum: recovery refused (force it only if the "
+		       "others never return)";
 	case ERR_NOT_SURVIVOR:
 		return "this replica cannot carry the group alone (a witness without the data, or "
 		       "not a member)";

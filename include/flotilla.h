@@ -530,6 +530,8 @@ struct fl_recover_report {
 	uint64_t conf_index;    /* Log index of the single-voter configuration. */
 	uint32_t dropped_count; /* Members dropped from the configuration. */
 	uint64_t dropped[FL_MEMBERS_MAX];
+	char refused_why[96]; /* FL_ERR_QUORUM_REACHABLE: what was heard ("2 of its 3
+			       * voters are heard from"); else empty. */
 };
 
 /* Forced recovery of a group that lost a majority of its voters for good

@@ -1,6 +1,7 @@
 /* Requests from the inbox: application calls and the net thread's sockets. */
 #include <errno.h>
 #include <sodium.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -119,6 +120,9 @@ static void request_recover(struct shard *s, struct group *g, struct shard_req *
 	if (rv != 0) {
 		log_group(&s->config.log, LOG_LEVEL_WARN, (int32_t)s->config.shard_index, g->id,
 			  "recovery refused: %s%s%s", err_str(rv), why[0] ? ": " : "", why);
+		*out = (struct fl_recover_report){0};
+		if (rv == ERR_QUORUM_REACHABLE)
+			snprintf(out->refused_why, sizeof(out->refused_why), "%s", why);
 		pending_answer(req->cb, req->arg, rv, 0, raft_leader(&g->raft));
 		return;
 	}

@@ -1,6 +1,6 @@
 /* flotilla-admin: operator commands against a running cluster of
  * flotilla-node processes, through their client protocol
- * (docs/client-protocol.md: ops 8, 12 to 18, 40 and 41).
+ * (docs/client-protocol.md: ops 8, 12 to 18, 40, 41 and 45).
  *
  *   flotilla-admin status   --nodes ID=HOST:PORT,... --groups N [--lag-max 1000] [--json]
  *   flotilla-admin health   --nodes ID=HOST:PORT,... --groups N [--lag-max 1000] [--json]
@@ -9,12 +9,20 @@
  *   flotilla-admin snapshot --nodes ID=HOST:PORT,... --group G [--node ID]
  *   flotilla-admin move --from A --to B --nodes ID=HOST:PORT,... --groups N
  *                       [--parallel 8] [--group-timeout-s 300] [--voters-min 3] [--verbose]
+ *   flotilla-admin recover --nodes ... --node ID (--group G | --groups N) [--force] [--json]
+ *   flotilla-admin grow --to B --nodes ID=HOST:PORT,... --groups N
+ *                       [--parallel 8] [--group-timeout-s 300] [--verbose]
  *   (all but move take --timeout-s S, 30 by default: how long they wait for
  *   answers; verify's whole run)
  *
  * status, health (admin_status.c), verify (admin_verify.c), transfer and
- * snapshot (admin_group.c) are in files of their own; this one parses the
- * options and runs move.
+ * snapshot (admin_group.c), recover (admin_recover.c) are in files of their
+ * own; this one parses the options and runs move and grow.
+ *
+ * grow is move without a source: it adds node B as a voter to every group
+ * 1..N (steps 1 to 3 below), to re-grow groups that recover left with a
+ * single voter. It runs move's rounds with no node to remove, so a group
+ * where B is a voter already counts as done.
  *
  * move replaces node A by node B in every group 1..N that A is a voter of,
  * so a failed or retired machine can be replaced: B must be running
@@ -244,7 +252,8 @@ static int admin_round(struct admin_worker *w, uint64_t group, struct admin_grou
 
 	if (admin_leader_members(w, group, &m) != 0)
 		return -EAGAIN;
-	from_role = client_members_role(&m, opt->from);
+	/* grow (no source): as if a voter were to leave, until B is a voter. */
+	from_role = opt->from != 0 ? client_members_role(&m, opt->from) : CLIENT_ROLE_VOTER;
 	to_role = client_members_role(&m, opt->to);
 	if (!ag->seen) {
 		ag->seen = true;
@@ -253,6 +262,10 @@ static int admin_round(struct admin_worker *w, uint64_t group, struct admin_grou
 	if ((m.flags & CLIENT_MEMBERS_JOINT) != 0 || m.conf_index > m.commit_index) {
 		snprintf(w->error, sizeof(w->error), "a membership change is not committed yet");
 		return -EINPROGRESS;
+	}
+	if (opt->from == 0 && to_role == CLIENT_ROLE_VOTER) {
+		*outcome = ag->touched ? ADMIN_MOVED : ADMIN_ALREADY; /* grow: done. */
+		return 1;
 	}
 	if (from_role == CLIENT_ROLE_NONE) {
 		if (ag->touched) {
@@ -397,6 +410,13 @@ static void admin_usage(FILE *out)
 		"           [--voters-min 3] [--verbose]\n"
 		"           replace node A by node B (running with --join on) in every group\n"
 		"           1..N that A is a voter of, --parallel groups at a time\n"
+		"  recover  --node ID (--group G | --groups N) [--force] [--json]\n"
+		"           after a majority of voters is lost for good: make node ID the\n"
+		"           single voter of each group that has no quorum (all with --force);\n"
+		"           prints the index range each may have lost; exit 1 if none was\n"
+		"           recovered or one failed\n"
+		"  grow     --to B --groups N [--parallel 8] [--group-timeout-s 300] [--verbose]\n"
+		"           add node B (running with --join on) as a voter to every group 1..N\n"
 		"--nodes lists the nodes' client addresses; --timeout-s S (30) bounds the wait\n"
 		"for answers (status, health, transfer, snapshot) or the whole run (verify).\n"
 		"Exit status 2 on bad usage.\n");
@@ -419,8 +439,8 @@ static int admin_parse_u64(const char *text, uint64_t min, uint64_t max, uint64_
 
 static int admin_parse_command(struct admin_options *opt, const char *name)
 {
-	static const char *const names[] = {"move",   "status",   "health",
-					    "verify", "transfer", "snapshot"};
+	static const char *const names[] = {"move",     "status",   "health",  "verify",
+					    "transfer", "snapshot", "recover", "grow"};
 
 	for (uint32_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		if (name != NULL && strcmp(name, names[i]) == 0) {
@@ -485,6 +505,11 @@ static int admin_check_options(const struct admin_options *opt)
 		need = "transfer: --group and --to are required";
 	else if (opt->command == ADMIN_SNAPSHOT && opt->group == 0)
 		need = "snapshot: --group is required";
+	else if (opt->command == ADMIN_RECOVER &&
+		 (opt->node == 0 || (opt->group == 0) == (opt->groups_count == 0)))
+		need = "recover: --node and one of --group or --groups are required";
+	else if (opt->command == ADMIN_GROW && (opt->to == 0 || opt->groups_count == 0))
+		need = "grow: --to and --groups are required";
 	if (need == NULL)
 		return 0;
 	fprintf(stderr, "flotilla-admin: %s\n", need);
@@ -511,6 +536,10 @@ static int admin_parse_args(struct admin_options *opt, int argc, char **argv)
 		}
 		if (strcmp(name, "--json") == 0) {
 			opt->json = true;
+			continue;
+		}
+		if (strcmp(name, "--force") == 0) {
+			opt->force = true;
 			continue;
 		}
 		if (admin_parse_option(opt, name, value) != 0) {
@@ -559,6 +588,15 @@ static int admin_move(struct admin *admin)
 	free(workers);
 	if (rv != 0)
 		return rv == -EINVAL ? 2 : 1;
+	if (admin->opt.command == ADMIN_GROW) {
+		printf("grow onto %" PRIu64 ": %" PRIu64 " groups grown, %" PRIu64
+		       " already had it as a voter, %" PRIu64 " failed, in %.3f s\n",
+		       admin->opt.to, (uint64_t)atomic_load(&admin->counts[ADMIN_MOVED]),
+		       (uint64_t)atomic_load(&admin->counts[ADMIN_ALREADY]),
+		       (uint64_t)atomic_load(&admin->counts[ADMIN_FAILED]),
+		       (double)(admin_now_ms() - started) / 1000.0);
+		return atomic_load(&admin->counts[ADMIN_FAILED]) > 0 ? 1 : 0;
+	}
 	printf("move %" PRIu64 " -> %" PRIu64 ": %" PRIu64 " groups moved, %" PRIu64
 	       " already moved, %" PRIu64 " not on node %" PRIu64 ", %" PRIu64
 	       " failed, in %.3f s\n",
@@ -592,6 +630,9 @@ int main(int argc, char **argv)
 		return admin_transfer(&admin.opt);
 	case ADMIN_SNAPSHOT:
 		return admin_snapshot(&admin.opt);
+	case ADMIN_RECOVER:
+		return admin_recover(&admin.opt);
+	case ADMIN_GROW:
 	case ADMIN_MOVE:
 	default:
 		return admin_move(&admin);

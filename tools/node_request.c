@@ -320,9 +320,13 @@ static void request_recover_done(void *arg, int rv, uint64_t result, uint64_t le
 	(void)result;
 	if (rv == FL_ERR_QUORUM_REACHABLE || rv == FL_ERR_NOT_SURVIVOR ||
 	    rv == FL_ERR_REPAIRING) {
+		char text[256];
+
+		snprintf(text, sizeof(text), "%s%s%s", fl_strerror(rv),
+			 rep->refused_why[0] != '\0' ? ": " : "", rep->refused_why);
 		p->status = CLIENT_STATUS_REFUSED;
 		p->leader = leader;
-		pending_set_text(p, fl_strerror(rv));
+		pending_set_text(p, text);
 		worker_complete(p);
 		return;
 	}
