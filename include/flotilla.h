@@ -65,12 +65,12 @@ enum {
 	FL_ERR_STALE = -(FL_ERR_BASE + 31),        /* fl_read_stale(): this replica may be
 						    * further behind than the caller's bound
 						    * allows; the figures say how far. */
-	FL_ERR_QUORUM_REACHABLE = -(FL_ERR_BASE + 34), /* fl_group_recover() refused: the
-							* group knows a live leader or hears a
-							* majority of its voters. */
-	FL_ERR_NOT_SURVIVOR = -(FL_ERR_BASE + 35),     /* fl_group_recover(): this replica
-							* cannot carry the group alone (a
-							* witness, or not a member). */
+	/* fl_group_recover() refused: the group knows a live leader or hears a
+	 * majority of its voters (force it only if the others never return). */
+	FL_ERR_QUORUM_REACHABLE = -(FL_ERR_BASE + 34),
+	/* fl_group_recover(): this replica cannot carry the group alone (a
+	 * witness, which holds no payloads, or not a member). */
+	FL_ERR_NOT_SURVIVOR = -(FL_ERR_BASE + 35),
 };
 
 #define FL_MEMBERS_MAX 16

@@ -110,9 +110,9 @@ static void admin_recover_print(const struct admin_options *opt,
 		       opt->node, g->reason);
 		return;
 	}
-	printf("recovered on node %" PRIu64 "%s, single voter in term %" PRIu64
-	       " (was %" PRIu64 "); commit was %" PRIu64 ", last %" PRIu64
-	       "; index range possibly lost: %" PRIu64 " and up",
+	printf("recovered on node %" PRIu64 "%s, single voter in term %" PRIu64 " (was %" PRIu64
+	       "); commit was %" PRIu64 ", last %" PRIu64 "; index range possibly lost: %" PRIu64
+	       " and up",
 	       opt->node, g->committed ? "" : " (NOT YET COMMITTED)", rep->term, rep->term_before,
 	       rep->commit_before, rep->last_before, rep->commit_before + 1);
 	if (rep->last_before > rep->commit_before)
@@ -167,10 +167,10 @@ int admin_recover(const struct admin_options *opt)
 	}
 	for (uint32_t i = 0; i < count; i++) {
 		gs[i].group = first + i;
-		reqs[i] = (struct admin_req){
-		    .req = {.op = CLIENT_OP_RECOVER,
-			    .group = first + i,
-			    .flags = opt->force ? CLIENT_RECOVER_FORCE : 0}};
+		reqs[i] =
+		    (struct admin_req){.req = {.op = CLIENT_OP_RECOVER,
+					       .group = first + i,
+					       .flags = opt->force ? CLIENT_RECOVER_FORCE : 0}};
 	}
 	admin_batch(&r, opt->node, reqs, count, deadline);
 	for (uint32_t i = 0; i < count; i++)
@@ -187,16 +187,14 @@ int admin_recover(const struct admin_options *opt)
 		else
 			admin_recover_print(opt, &gs[i]);
 	}
-	rc = counts[ADMIN_RECOVER_DONE] > 0 && counts[ADMIN_RECOVER_FAILED] == 0 &&
-		     uncommitted == 0
+	rc = counts[ADMIN_RECOVER_DONE] > 0 && counts[ADMIN_RECOVER_FAILED] == 0 && uncommitted == 0
 		 ? 0
 		 : 1;
 	if (opt->json)
 		printf("\n], \"recovered\": %u, \"uncommitted\": %u, \"refused\": %u, "
 		       "\"failed\": %u, \"skipped\": %u}\n",
-		       counts[ADMIN_RECOVER_DONE], uncommitted,
-		       counts[ADMIN_RECOVER_REFUSED], counts[ADMIN_RECOVER_FAILED],
-		       counts[ADMIN_RECOVER_SKIPPED]);
+		       counts[ADMIN_RECOVER_DONE], uncommitted, counts[ADMIN_RECOVER_REFUSED],
+		       counts[ADMIN_RECOVER_FAILED], counts[ADMIN_RECOVER_SKIPPED]);
 	else
 		printf("recover on node %" PRIu64 ": %u groups recovered (%u not yet committed), "
 		       "%u refused, %u failed, %u not hosted\n",

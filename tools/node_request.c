@@ -318,8 +318,7 @@ static void request_recover_done(void *arg, int rv, uint64_t result, uint64_t le
 	struct client_recover r = {0};
 
 	(void)result;
-	if (rv == FL_ERR_QUORUM_REACHABLE || rv == FL_ERR_NOT_SURVIVOR ||
-	    rv == FL_ERR_REPAIRING) {
+	if (rv == FL_ERR_QUORUM_REACHABLE || rv == FL_ERR_NOT_SURVIVOR || rv == FL_ERR_REPAIRING) {
 		char text[256];
 
 		snprintf(text, sizeof(text), "%s%s%s", fl_strerror(rv),
