@@ -6,12 +6,16 @@
 #      everything (flotilla-cluster-check converge: equal DIGESTs on all three);
 #   2. flotilla-admin recover while all nodes are up is refused: exit status
 #      1, every group "not recovered" because it still has a quorum;
-#   3. nodes 2 and 3 killed with SIGKILL (by the PIDs in their pid files,
-#      checked to be theirs) and their data directories wiped;
+#   3. node 1 made the leader of every group (so that it commits every
+#      write before it is acknowledged), a background load of checked writes
+#      started, and, under it, nodes 2 and 3 killed with SIGKILL (by the PIDs
+#      in their pid files, checked to be theirs) and their data directories
+#      wiped;
 #   4. flotilla-admin recover --node 1 --groups GROUPS brings every group back:
 #      exit 0, each group's report names the index range possibly lost, and
-#      node 1's log has the WARN line; every acknowledged write is there
-#      (kvcheck verify through node 1 alone) and new writes commit;
+#      node 1's log has the WARN line; every write acknowledged before the
+#      loss is there, those of the load under which the nodes died included
+#      (kvcheck verify through node 1 alone), and new writes commit;
 #   5. node 1 restarted: the recovery survives (writes commit again);
 #   6. spares 4 and 5 started empty (--join on) and every group grown onto
 #      them (flotilla-admin grow); writes through all three; every
@@ -97,7 +101,15 @@ expect 1 "0 groups recovered.*$groups refused" \
 	"$admin" recover --nodes "$all" --node 1 --groups "$groups"
 expect 1 "still has a quorum" "$admin" recover --nodes "$all" --node 1 --group 1
 
-step "kill -9 nodes 2 and 3, wipe their data"
+step "node 1 leads every group"
+for g in $(seq "$groups"); do
+	kv --nodes "$first3" lead --group "$g" --via 1 >/dev/null
+done
+
+step "under a load of checked writes, kill -9 nodes 2 and 3, wipe their data"
+kv --nodes "$first3" put --prefix load --keys 1500 --ack "$dir/load.txt" >"$dir/load.out" 2>&1 &
+load_pid=$!
+sleep 0.2
 kill9 2
 kill9 3
 rm -rf "$dir/node-2" "$dir/node-3"
@@ -121,7 +133,11 @@ expect 1 '"recovered": 0, .*"refused": 1' \
 	"$admin" recover --nodes "$all" --node 1 --group 1 --json
 
 step "every acknowledged write is on node 1; new writes commit"
+wait "$load_pid" || true # Writes in doubt at the kill may fail; each acknowledged one counts.
+sed 's/^/    /' "$dir/load.out"
 kv --nodes "$survivor" verify --ack "$dir/acked.txt" --via 1
+kv --nodes "$survivor" verify --ack "$dir/load.txt" --via 1
+cat "$dir/load.txt" >>"$dir/acked.txt"
 kv --nodes "$survivor" put --prefix d --keys 5 --ack "$dir/acked.txt"
 
 step "restart node 1: it is still the single voter"
