@@ -10,7 +10,7 @@
 #      write before it is acknowledged), a background load of checked writes
 #      started, and, under it, nodes 2 and 3 killed with SIGKILL (by the PIDs
 #      in their pid files, checked to be theirs) and their data directories
-#      wiped;
+#      wiped: node 1 alone commits nothing;
 #   4. flotilla-admin recover --node 1 --groups GROUPS brings every group back:
 #      exit 0, each group's report names the index range possibly lost, and
 #      node 1's log has the WARN line; every write acknowledged before the
@@ -114,6 +114,10 @@ kill9 2
 kill9 3
 rm -rf "$dir/node-2" "$dir/node-3"
 sleep 2 # Node 1 suspects them after 3 heartbeat intervals of silence.
+# Without a majority nothing commits, however long one waits (Raft's rule):
+# the writes of this round stay in doubt until the recovery.
+expect 1 "put: 0 of $groups acknowledged" "$kvcheck" --nodes "$survivor" --groups "$groups" \
+	--timeout-ms 2000 put --prefix none --keys 1 --ack "$dir/none.txt"
 
 step "recover every group on node 1"
 expect 0 "recover on node 1: $groups groups recovered \(0 not yet committed\), 0 refused, 0 failed" \
