@@ -1,5 +1,6 @@
 /* flotilla-node's client ops: decode each request a connection received,
- * start it in the library (fl_propose, fl_read, fl_read_stale, the membership calls) or
+ * start it in the library (fl_propose, fl_read, fl_read_stale, the membership calls,
+ * fl_group_recover) or
  * answer it at once from this node's store (LOCAL_GET, DIGEST,
  * CHECK_STATUS, NODE_STATUS), and turn each library callback into the answer its client
  * thread sends. Callbacks run on shard threads: they only fill in the
