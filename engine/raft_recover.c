@@ -86,9 +86,9 @@ int raft_recover(struct raft *raft, struct raft_recover_report *report, uint64_t
 	single.members[0] = (struct raft_member){.id = raft->config.id, .role = RAFT_MEMBER_VOTER};
 	raft_conf_encode(&single, buf);
 
-	/* 1. A new term: whatever the old configuration's leaders did stays in
-	 * older terms, and our entry cannot share an (index, term) with one of
-	 * theirs. */
+	/* 1. A new term, above every one this replica took part in: a leader
+	 * of the old configuration it knew (itself included) is deposed, and
+	 * the recovery's entries come after everything it saw. */
 	raft_become_follower(raft, raft->term + 1, RAFT_NONE);
 	raft->snapshot_wanted = false;
 	/* 2. The single-voter configuration, in force once appended. */
