@@ -61,6 +61,12 @@ const char *err_str(int err)
 	case ERR_WITNESS:
 		return "this replica is a witness of the group: it holds no state to read or "
 		       "rebuild";
+	case ERR_QUORUM_REACHABLE:
+		return "the group still has a quorum: recovery refused (force it only if the "
+		       "others never return)";
+	case ERR_NOT_SURVIVOR:
+		return "this replica cannot carry the group alone (a witness without the data, or "
+		       "not a member)";
 	default:
 		break;
 	}

@@ -413,6 +413,33 @@ int raft_transfer(struct raft *raft, uint64_t target, uint64_t now_ms);
  * an election timeout. */
 int raft_change(struct raft *raft, const struct raft_conf *target);
 
+/* What raft_recover() did, for the operator: the figures bound what the
+ * recovery may have lost or made up. */
+struct raft_recover_report {
+	uint64_t term_before;   /* Our term before the recovery. */
+	uint64_t term;          /* Our term after it (we lead in it, unless out of memory). */
+	uint64_t commit_before; /* Known committed before: kept, and safe. */
+	uint64_t last_before;   /* Our last entry: (commit_before, last_before] become
+				 * committed though perhaps never acknowledged; entries
+				 * the group committed past commit_before that we did not
+				 * hold (past last_before, or rewritten by a later leader)
+				 * are lost. */
+	uint64_t conf_index;    /* Index of the single-voter CONF entry. */
+	uint32_t dropped_count; /* Members removed from the configuration. */
+	uint64_t dropped[RAFT_MEMBERS_MAX];
+};
+
+/* Forced recovery of a group that lost a majority of its voters: make this
+ * replica the group's single voter from its own log (raft_recover.c): a new
+ * term, a CONF entry with only us as voter, then our own election, which
+ * wins at once; the whole log commits once our entries are durable. It
+ * breaks Raft's safety on purpose: the caller decides that the other
+ * members are gone for good (the engine cannot know). Any role may call it.
+ * Returns 0 with *report filled; RAFT_ERR_CONF_INVALID (we are a witness,
+ * holding no payloads, or not a member); RAFT_ERR_REPAIRING (we repair data
+ * our storage lost: our log may lack what we acknowledged); -ENOMEM. */
+int raft_recover(struct raft *raft, struct raft_recover_report *report, uint64_t now_ms);
+
 /* Entries up to index, whose term is term, are durable. Stale reports (the
  * entry was since overwritten) are ignored. */
 void raft_persisted(struct raft *raft, uint64_t index, uint64_t term);

@@ -9,6 +9,7 @@
  *   raft_snapshot.c    sending, installing and asking for snapshots, compaction
  *   raft_repair.c      members that lost data (REPAIR)
  *   raft_membership.c  configurations, progress, quorums, raft_change
+ *   raft_recover.c     forced recovery of a group that lost its majority
  *   raft_log.c         the in-memory log and its payload chunks
  *   raft_invariants.c  the invariants and where each is asserted
  * Functions shared between them carry the raft_ prefix and are declared here;

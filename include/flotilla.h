@@ -65,6 +65,12 @@ enum {
 	FL_ERR_STALE = -(FL_ERR_BASE + 31),        /* fl_read_stale(): this replica may be
 						    * further behind than the caller's bound
 						    * allows; the figures say how far. */
+	/* fl_group_recover() refused: the group knows a live leader or hears a
+	 * majority of its voters (force it only if the others never return). */
+	FL_ERR_QUORUM_REACHABLE = -(FL_ERR_BASE + 34),
+	/* fl_group_recover(): this replica cannot carry the group alone (a
+	 * witness, which holds no payloads, or not a member). */
+	FL_ERR_NOT_SURVIVOR = -(FL_ERR_BASE + 35),
 	FL_ERR_WITNESS = -(FL_ERR_BASE + 36),      /* This replica is a witness of the group:
 						    * it keeps entry metadata only and no
 						    * state, so it serves no reads (fl_read,
@@ -540,6 +546,67 @@ int fl_group_check(struct fl_node *node, uint64_t group, fl_done_cb cb, void *ar
  * the group is under way); FL_ERR_DROPPED (this node became the leader
  * before the snapshot came). */
 int fl_group_rebuild(struct fl_node *node, uint64_t group, fl_done_cb cb, void *arg);
+
+#define FL_RECOVER_FORCE 1u /* fl_group_recover(): even though a quorum seems reachable. */
+
+/* What fl_group_recover() did on this replica. */
+struct fl_recover_report {
+	uint64_t term_before;   /* This replica's term before the recovery. */
+	uint64_t term;          /* Its term after: it leads the group in it. */
+	uint64_t commit_before; /* Known committed before: every entry up to here is kept. */
+	uint64_t last_before;   /* Its last entry before. Entries commit_before + 1 ..
+				 * last_before are kept and become committed, though no
+				 * majority may have acknowledged them. Entries the lost
+				 * members committed past commit_before that this replica
+				 * did not hold are lost: the range possibly lost starts
+				 * at commit_before + 1. */
+	uint64_t conf_index;    /* Log index of the single-voter configuration. */
+	uint32_t dropped_count; /* Members dropped from the configuration. */
+	uint64_t dropped[FL_MEMBERS_MAX];
+	char refused_why[96]; /* FL_ERR_QUORUM_REACHABLE: what was heard ("2 of its 3
+			       * voters are heard from"); else empty. */
+};
+
+/* Forced recovery of a group that lost a majority of its voters for good
+ * (their disks are gone): make this node's replica the group's single voter,
+ * from its own log and state, like etcd's --force-new-cluster. The replica
+ * moves to a new term, appends a configuration entry with itself as the only
+ * voter (every other member dropped: voters, learners, witnesses), elects
+ * itself, and once that is durable commits its whole log. The group then
+ * takes writes again, and grows back by the usual changes (fl_add_learner,
+ * fl_promote; tools/flotilla-admin `grow`). The entry is in the WAL like any
+ * membership change: a restart keeps the recovery.
+ *
+ * Rule: refused with FL_ERR_QUORUM_REACHABLE while the group seems able to
+ * work on its own: this node knows a leader (another node) that it hears
+ * from, or hears from a majority of the voters (of each half of a joint
+ * configuration), itself included. Hearing is the shard's host liveness: a
+ * node is heard until nothing came from it for a few heartbeat intervals.
+ * flags FL_RECOVER_FORCE skips the check.
+ *
+ * Risks, which is why it is an operator's decision and never automatic:
+ *   - entries the lost members committed that this replica did not hold are
+ *     lost: writes acknowledged to clients may vanish. The report's
+ *     commit_before bounds it: everything up to it is kept;
+ *   - entries commit_before + 1 .. last_before of this replica become
+ *     committed (and applied) though they may never have been acknowledged;
+ *   - a dropped member must never come back with its old data: two of them
+ *     together are a majority of the old configuration and could elect a
+ *     leader of their own, forking the group. Wipe them, or keep them out
+ *     (remove them from every node's address book); new nodes join empty.
+ *   - forced while a quorum is in fact alive, the group forks at once.
+ * A WARN line in the log names the group, the new term and the range
+ * possibly lost.
+ *
+ * *report must stay valid until cb runs. cb runs once the recovery entry
+ * is appended and this node leads (rv 0, result the entry's index: it
+ * commits once durable; watch with fl_group_info), or with FL_ERR_NO_GROUP,
+ * FL_ERR_QUORUM_REACHABLE, FL_ERR_NOT_SURVIVOR (a witness, or not a member),
+ * FL_ERR_REPAIRING (this replica repairs data its storage lost: its log may
+ * lack acknowledged entries; no recovery from it), FL_ERR_WAL_FAILED,
+ * FL_ERR_NO_SPACE, -ENOMEM. */
+int fl_group_recover(struct fl_node *node, uint64_t group, uint32_t flags,
+		     struct fl_recover_report *report, fl_done_cb cb, void *arg);
 enum fl_member_role {
 	FL_MEMBER_NONE = 0,
 	FL_MEMBER_VOTER = 1,

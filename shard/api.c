@@ -23,6 +23,9 @@ _Static_assert((int)FL_ERR_DIR_FOREIGN == (int)ERR_DIR_FOREIGN, "public error co
 _Static_assert((int)FL_ERR_DIR_CORRUPT == (int)ERR_DIR_CORRUPT, "public error codes match");
 _Static_assert((int)FL_ERR_STALE == (int)ERR_STALE, "public error codes match");
 _Static_assert((int)FL_ERR_WITNESS == (int)ERR_WITNESS, "public error codes match");
+_Static_assert((int)FL_ERR_QUORUM_REACHABLE == (int)ERR_QUORUM_REACHABLE,
+	       "public error codes match");
+_Static_assert((int)FL_ERR_NOT_SURVIVOR == (int)ERR_NOT_SURVIVOR, "public error codes match");
 
 #define STR2(x) #x
 #define STR(x)  STR2(x)

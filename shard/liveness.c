@@ -21,6 +21,8 @@
  * A suspicion is not evidence that the process died (raft_peer_down is): the
  * engine releases no promise on it, so a false one (a slow host or link)
  * costs a PreVote round, not safety. See LIVENESS in engine/raft_election.c. */
+#include <stdio.h>
+
 #include "base/assert.h"
 #include "base/log.h"
 #include "shard/shard_internal.h"
@@ -113,4 +115,49 @@ uint64_t liveness_due(const struct shard *s, uint64_t due_ms)
 			due_ms = suspect_ms;
 	}
 	return due_ms;
+}
+
+/* Host node's bytes arrived within the suspicion window (we always hear
+ * ourselves). */
+static bool liveness_hears(const struct shard *s, uint64_t node)
+{
+	const struct peer *p;
+
+	if (node == s->config.node_id)
+		return true;
+	p = NULL;
+	for (uint32_t i = 0; i < s->peers_count && p == NULL; i++)
+		if (s->peers[i].id == node)
+			p = &s->peers[i];
+	return p != NULL && !p->suspected && s->now_ms < p->heard_ms + liveness_suspect_ms(s);
+}
+
+bool liveness_group_has_quorum(const struct shard *s, const struct group *g, char *why,
+			       size_t why_size)
+{
+	const struct raft_conf *conf = raft_conf(&g->raft);
+	uint64_t leader = raft_leader(&g->raft);
+
+	if (leader != RAFT_NONE && leader != s->config.node_id && liveness_hears(s, leader)) {
+		snprintf(why, why_size, "its leader, node %llu, is heard from",
+			 (unsigned long long)leader);
+		return true;
+	}
+	for (int half = 0; half < (conf->joint ? 2 : 1); half++) {
+		uint32_t voters = 0, heard = 0;
+
+		for (uint32_t i = 0; i < conf->members_count; i++) {
+			const struct raft_member *m = &conf->members[i];
+			uint8_t role = half == 0 ? m->role : m->role_old;
+
+			if (role != RAFT_MEMBER_VOTER && role != RAFT_MEMBER_WITNESS)
+				continue;
+			voters++;
+			heard += liveness_hears(s, m->id);
+		}
+		if (voters > 0 && heard < voters / 2 + 1)
+			return false;
+		snprintf(why, why_size, "%u of its %u voters are heard from", heard, voters);
+	}
+	return conf->members_count > 0;
 }

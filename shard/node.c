@@ -443,6 +443,18 @@ int fl_remove_member(struct fl_node *node, uint64_t group, uint64_t member, fl_d
 	return simple_req(node, SHARD_REQ_CHANGE, group, member, SHARD_CHANGE_REMOVE, cb, arg);
 }
 
+int fl_group_recover(struct fl_node *node, uint64_t group, uint32_t flags,
+		     struct fl_recover_report *report, fl_done_cb cb, void *arg)
+{
+	struct shard_req *req = req_new(SHARD_REQ_RECOVER, group, sizeof(report), cb, arg);
+
+	if (req == NULL)
+		return -ENOMEM;
+	req->change = flags;
+	memcpy(req->data, &report, sizeof(report));
+	return req_submit(node, req);
+}
+
 int fl_group_info(struct fl_node *node, uint64_t group, struct fl_group_info *info, fl_done_cb cb,
 		  void *arg)
 {

@@ -1,12 +1,14 @@
 /* Requests from the inbox: application calls and the net thread's sockets. */
 #include <errno.h>
 #include <sodium.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "base/assert.h"
 #include "base/err.h"
+#include "base/log.h"
 #include "shard/shard_internal.h"
 
 void request_free(struct shard_req *req)
@@ -103,6 +105,52 @@ static void request_info(struct group *g, struct shard_req *req)
 							   .role_old = conf->members[i].role_old};
 	}
 	pending_answer(req->cb, req->arg, 0, 0, raft_leader(&g->raft));
+}
+
+/* fl_group_recover(): the refusal rule, then the engine's forced recovery
+ * (engine/raft_recover.c), told loudly in the log. */
+static void request_recover(struct shard *s, struct group *g, struct shard_req *req)
+{
+	struct raft_recover_report rep;
+	struct fl_recover_report *out;
+	char why[96] = "";
+	int rv = 0;
+
+	memcpy(&out, req->data, sizeof(out));
+	if (!(req->change & FL_RECOVER_FORCE) && liveness_group_has_quorum(s, g, why, sizeof(why)))
+		rv = ERR_QUORUM_REACHABLE;
+	if (rv == 0)
+		rv = group_write_refused(s, g);
+	if (rv == 0)
+		rv = raft_recover(&g->raft, &rep, s->now_ms);
+	if (rv == RAFT_ERR_CONF_INVALID)
+		rv = ERR_NOT_SURVIVOR;
+	if (rv != 0) {
+		log_group(&s->config.log, LOG_LEVEL_WARN, (int32_t)s->config.shard_index, g->id,
+			  "recovery refused: %s%s%s", err_str(rv), why[0] ? ": " : "", why);
+		*out = (struct fl_recover_report){0};
+		if (rv == ERR_QUORUM_REACHABLE)
+			snprintf(out->refused_why, sizeof(out->refused_why), "%s", why);
+		pending_answer(req->cb, req->arg, rv, 0, raft_leader(&g->raft));
+		return;
+	}
+	*out = (struct fl_recover_report){.term_before = rep.term_before,
+					  .term = rep.term,
+					  .commit_before = rep.commit_before,
+					  .last_before = rep.last_before,
+					  .conf_index = rep.conf_index,
+					  .dropped_count = rep.dropped_count};
+	for (uint32_t i = 0; i < rep.dropped_count && i < FL_MEMBERS_MAX; i++)
+		out->dropped[i] = rep.dropped[i];
+	log_group(&s->config.log, LOG_LEVEL_WARN, (int32_t)s->config.shard_index, g->id,
+		  "RECOVERED from a lost majority%s: single voter in term %llu (was %llu), "
+		  "%u members dropped; index range possibly lost: %llu and up (commit was "
+		  "%llu); entries %llu..%llu kept and committed without a majority",
+		  req->change & FL_RECOVER_FORCE ? " (forced)" : "", (unsigned long long)rep.term,
+		  (unsigned long long)rep.term_before, rep.dropped_count,
+		  (unsigned long long)rep.commit_before + 1, (unsigned long long)rep.commit_before,
+		  (unsigned long long)rep.commit_before + 1, (unsigned long long)rep.last_before);
+	pending_answer(req->cb, req->arg, 0, rep.conf_index, raft_leader(&g->raft));
 }
 
 /* Proposals of one drain are gathered per group and appended with one call. */
@@ -250,6 +298,9 @@ static void request_handle(struct shard *s, struct shard_req *req)
 		break;
 	case SHARD_REQ_INFO:
 		request_info(g, req);
+		break;
+	case SHARD_REQ_RECOVER:
+		request_recover(s, g, req);
 		break;
 	case SHARD_REQ_GROUP_REMOVE:
 		if (s->wal_failed || (rv = wal_append_removed(&s->wal, g->id)) != 0) {

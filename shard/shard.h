@@ -39,6 +39,8 @@ enum shard_req_type {
 	SHARD_REQ_INFO,       /* Fill the struct fl_group_info whose address is in data. */
 	SHARD_REQ_SNAPSHOT,   /* fl_group_snapshot(): cb gets the index once current. */
 	SHARD_REQ_READ_STALE, /* fl_read_stale(): data holds the struct fl_stale_read's address. */
+	SHARD_REQ_RECOVER,    /* fl_group_recover(): data holds the report's address; change
+			       * the flags. */
 };
 
 enum shard_change {

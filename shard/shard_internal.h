@@ -467,6 +467,11 @@ void stale_read(struct shard *s, struct group *g, struct shard_req *req);
 void liveness_turn(struct shard *s);
 void liveness_ping(struct shard *s, struct peer *p);
 uint64_t liveness_due(const struct shard *s, uint64_t due_ms);
+/* Whether g seems able to work without a forced recovery: a leader other
+ * than us that we hear from, or a majority of its voters heard from (each
+ * half of a joint configuration; ourselves included). why names which. */
+bool liveness_group_has_quorum(const struct shard *s, const struct group *g, char *why,
+			       size_t why_size);
 
 /* conn.c */
 void conn_free(struct shard *s, struct conn *c);

@@ -11,7 +11,8 @@
  *   admin_status.c    status and health: what the look shows, as a table or
  *                     JSON, and the reasons the cluster is not healthy
  *   admin_verify.c    verify: CHECK of every group, then who diverged
- *   admin_group.c     transfer and snapshot of one group */
+ *   admin_group.c     transfer and snapshot of one group
+ *   admin_recover.c   recover: groups that lost a majority, on a survivor */
 #ifndef TOOLS_ADMIN_INTERNAL_H
 #define TOOLS_ADMIN_INTERNAL_H
 
@@ -33,6 +34,8 @@ enum admin_command {
 	ADMIN_TRANSFER,
 	ADMIN_SNAPSHOT,
 	ADMIN_ADD_WITNESS,
+	ADMIN_RECOVER,
+	ADMIN_GROW,
 };
 
 struct admin_options {
@@ -40,8 +43,9 @@ struct admin_options {
 	const char *nodes;
 	uint64_t from, to;
 	uint64_t groups_count;
-	uint64_t group;   /* transfer, snapshot. */
-	uint64_t node;    /* snapshot: only this node (0: every node hosting the group). */
+	uint64_t group;   /* transfer, snapshot, recover. */
+	uint64_t node;    /* snapshot: only this node (0: every node hosting the group);
+			   * recover: the survivor. */
 	uint64_t lag_max; /* Entries a replica may be behind its leader and count as caught up. */
 	uint32_t timeout_s;
 	uint32_t parallel;
@@ -49,6 +53,7 @@ struct admin_options {
 	uint32_t voters_min;
 	bool verbose;
 	bool json;
+	bool force; /* recover: even where a quorum seems reachable. */
 };
 
 uint64_t admin_now_ms(void);
@@ -257,5 +262,6 @@ int admin_status(const struct admin_options *opt);
 int admin_verify(const struct admin_options *opt);
 int admin_transfer(const struct admin_options *opt);
 int admin_snapshot(const struct admin_options *opt);
+int admin_recover(const struct admin_options *opt);
 
 #endif /* TOOLS_ADMIN_INTERNAL_H */

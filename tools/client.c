@@ -93,6 +93,8 @@ static uint64_t client_body_size(const struct client_request *req)
 	case CLIENT_OP_TRANSFER:
 	case CLIENT_OP_ADD_WITNESS:
 		return 8;
+	case CLIENT_OP_RECOVER:
+		return 4;
 	default:
 		return UINT64_MAX;
 	}
@@ -154,6 +156,9 @@ void client_request_encode(const struct client_request *req, void *buf)
 	case CLIENT_OP_ADD_WITNESS:
 		client_store64(p, req->member);
 		break;
+	case CLIENT_OP_RECOVER:
+		client_store32(p, req->flags);
+		break;
 	default:
 		break;
 	}
@@ -175,6 +180,8 @@ const char *client_op_name(uint32_t op)
 		return "SNAPSHOT";
 	if (op == CLIENT_OP_ADD_WITNESS)
 		return "ADD_WITNESS";
+	if (op == CLIENT_OP_RECOVER)
+		return "RECOVER";
 	return op < sizeof(names) / sizeof(names[0]) ? names[op] : NULL;
 }
 
@@ -241,6 +248,14 @@ static int client_request_decode_body(const unsigned char *p, uint32_t body_size
 			return -EBADMSG;
 		}
 		req->member = le_get64(p);
+		return 0;
+	case CLIENT_OP_RECOVER:
+		if (body_size != 4) {
+			snprintf(r->text, sizeof(r->text),
+				 "RECOVER takes a 4-byte body (flags), got %u bytes", body_size);
+			return -EBADMSG;
+		}
+		req->flags = le_get32(p);
 		return 0;
 	case CLIENT_OP_PUT:
 	case CLIENT_OP_CORRUPT:
@@ -384,7 +399,7 @@ int client_response_decode(const void *buf, size_t size, struct client_response 
 	resp->status = le_get32(p + 4);
 	resp->leader_hint = le_get64(p + 16);
 	resp->value_size = le_get32(p + 24);
-	if (resp->status > CLIENT_STATUS_STALE ||
+	if ((resp->status > CLIENT_STATUS_STALE && resp->status != CLIENT_STATUS_REFUSED) ||
 	    (uint64_t)resp->value_size + CLIENT_RESPONSE_HEADER_SIZE - 4 != frame)
 		return -EBADMSG;
 	resp->value = p + CLIENT_RESPONSE_HEADER_SIZE;

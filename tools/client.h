@@ -36,6 +36,8 @@
  *       ADD_LEARNER, PROMOTE, REMOVE_MEMBER, TRANSFER  u64 member   (the group's leader)
  *       NODE_STATUS  empty              (this node's groups, leaders, repairs, disk; no group)
  *       SNAPSHOT     empty              (snapshot this node's copy of the group now)
+ *       RECOVER      u32 flags          (make this node's replica the group's single
+ *                                        voter: lost majority; bit 0 force)
  * RESPONSE, little-endian:
  *    0: u32 size           24 + value_size
  *    4: u32 status         CLIENT_STATUS_*
@@ -76,8 +78,11 @@ enum {
 	/* Operator ops, numbered from 40 (19 to 39 are left to the data ops). */
 	CLIENT_OP_NODE_STATUS = 40,
 	CLIENT_OP_SNAPSHOT = 41,
+	CLIENT_OP_RECOVER = 45,
 	CLIENT_OP_ADD_WITNESS = 46, /* Membership: add member as a witness (fl_add_witness). */
 };
+
+#define CLIENT_RECOVER_FORCE 1u /* RECOVER flags: even though a quorum seems reachable. */
 
 enum {
 	CLIENT_STATUS_OK = 0,
@@ -89,6 +94,8 @@ enum {
 	CLIENT_STATUS_RETRY = 6,    /* Membership ops: not now (change pending, learner behind). */
 	CLIENT_STATUS_NO_SPACE = 7, /* A write refused: the leader's disk is full; not done. */
 	CLIENT_STATUS_STALE = 8,    /* STALE_GET past its bounds: the figures say how far. */
+	CLIENT_STATUS_REFUSED = 10, /* RECOVER not done: the text says why (a quorum is
+				     * reachable, or this replica cannot carry the group). */
 	CLIENT_STATUS_WITNESS = 12, /* A read sent to a witness: it holds no data; read
 				     * elsewhere (leader_hint names the leader). */
 };
@@ -108,6 +115,7 @@ struct client_request {
 	uint64_t member; /* ADD_LEARNER, PROMOTE, REMOVE_MEMBER, ADD_WITNESS: the node; TRANSFER:
 			  * the target. */
 	uint64_t behind_max, age_max_ms; /* STALE_GET's bounds; 0: none. */
+	uint32_t flags;                  /* RECOVER: CLIENT_RECOVER_FORCE. */
 };
 
 struct client_response {
@@ -399,6 +407,36 @@ void client_node_status_encode(const struct client_node_status *st, void *buf);
  * smaller than CLIENT_NODE_STATUS_SIZE (a larger value is a newer node's:
  * the known fields are read). */
 int client_node_status_decode(const void *value, uint32_t size, struct client_node_status *st);
+
+/* RECOVER ANSWER VALUE: what the forced recovery did on the answering node,
+ * little-endian (docs/client-protocol.md, op 45):
+ *    0: u64 term_before     the replica's term before
+ *    8: u64 term            its term after: it leads the group in it
+ *   16: u64 commit_before   known committed before: kept
+ *   24: u64 last_before     its last entry before; commit_before + 1 .. last_before
+ *                           are committed now without a majority's acknowledgement
+ *   32: u64 conf_index      index of the single-voter configuration entry
+ *   40: u32 dropped_count   at most CLIENT_MEMBERS_MAX
+ *   44: u32 0
+ *   48: dropped_count times u64: the members dropped
+ * The index range possibly lost starts at commit_before + 1. */
+#define CLIENT_RECOVER_HEADER_SIZE 48
+
+struct client_recover {
+	uint64_t term_before;
+	uint64_t term;
+	uint64_t commit_before;
+	uint64_t last_before;
+	uint64_t conf_index;
+	uint32_t dropped_count;
+	uint64_t dropped[CLIENT_MEMBERS_MAX];
+};
+
+/* Encoded bytes of r (its dropped_count must be at most CLIENT_MEMBERS_MAX). */
+uint32_t client_recover_size(const struct client_recover *r);
+void client_recover_encode(const struct client_recover *r, void *buf);
+/* Parse a RECOVER answer's value. Returns 0 or -EBADMSG. */
+int client_recover_decode(const void *value, uint32_t size, struct client_recover *r);
 
 /* Room for need more bytes at *end of the buffer *buf (*capacity bytes, live
  * bytes from *start to *end), moving the live bytes to the front first and

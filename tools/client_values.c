@@ -1,5 +1,5 @@
 /* Values of client answers (tools/client.h): the DIGEST, MEMBERS,
- * STALE_GET and NODE_STATUS figures that travel in a response's value,
+ * STALE_GET, NODE_STATUS and RECOVER figures that travel in a response's value,
  * little-endian as docs/client-protocol.md specifies them. */
 #include <assert.h>
 #include <errno.h>
@@ -156,5 +156,47 @@ int client_node_status_decode(const void *value, uint32_t size, struct client_no
 	st->writes_refused_no_space = le_get64(p + 64);
 	st->shards_count = le_get32(p + 72);
 	st->shards_no_space = le_get32(p + 76);
+	return 0;
+}
+
+uint32_t client_recover_size(const struct client_recover *r)
+{
+	return CLIENT_RECOVER_HEADER_SIZE + 8 * r->dropped_count;
+}
+
+void client_recover_encode(const struct client_recover *r, void *buf)
+{
+	unsigned char *p = buf;
+
+	le_put64(p, r->term_before);
+	le_put64(p + 8, r->term);
+	le_put64(p + 16, r->commit_before);
+	le_put64(p + 24, r->last_before);
+	le_put64(p + 32, r->conf_index);
+	le_put32(p + 40, r->dropped_count);
+	le_put32(p + 44, 0);
+	for (uint32_t i = 0; i < r->dropped_count; i++)
+		le_put64(p + CLIENT_RECOVER_HEADER_SIZE + 8 * i, r->dropped[i]);
+}
+
+int client_recover_decode(const void *value, uint32_t size, struct client_recover *r)
+{
+	const unsigned char *p = value;
+
+	memset(r, 0, sizeof(*r));
+	if (size < CLIENT_RECOVER_HEADER_SIZE)
+		return -EBADMSG;
+	r->dropped_count = le_get32(p + 40);
+	if (r->dropped_count > CLIENT_MEMBERS_MAX || size != client_recover_size(r)) {
+		r->dropped_count = 0;
+		return -EBADMSG;
+	}
+	r->term_before = le_get64(p);
+	r->term = le_get64(p + 8);
+	r->commit_before = le_get64(p + 16);
+	r->last_before = le_get64(p + 24);
+	r->conf_index = le_get64(p + 32);
+	for (uint32_t i = 0; i < r->dropped_count; i++)
+		r->dropped[i] = le_get64(p + CLIENT_RECOVER_HEADER_SIZE + 8 * i);
 	return 0;
 }

@@ -1,6 +1,6 @@
 /* flotilla-admin: operator commands against a running cluster of
  * flotilla-node processes, through their client protocol
- * (docs/client-protocol.md: ops 8, 12 to 18, 40 and 41).
+ * (docs/client-protocol.md: ops 8, 12 to 18, 40, 41, 45 and 46).
  *
  *   flotilla-admin status   --nodes ID=HOST:PORT,... --groups N [--lag-max 1000] [--json]
  *   flotilla-admin health   --nodes ID=HOST:PORT,... --groups N [--lag-max 1000] [--json]
@@ -11,13 +11,22 @@
  *                       [--parallel 8] [--group-timeout-s 300] [--voters-min 3] [--verbose]
  *   flotilla-admin add-witness --node W --nodes ID=HOST:PORT,... (--group G | --groups N)
  *                       [--parallel 8] [--group-timeout-s 300] [--lag-max 1000] [--json]
+ *   flotilla-admin recover --nodes ... --node ID (--group G | --groups N) [--force] [--json]
+ *   flotilla-admin grow --to B --nodes ID=HOST:PORT,... --groups N
+ *                       [--parallel 8] [--group-timeout-s 300] [--verbose]
  *   (all but move take --timeout-s S, 30 by default: how long they wait for
  *   answers; verify's whole run)
  *
  * status, health (admin_status.c), verify (admin_verify.c), transfer and
- * snapshot (admin_group.c), add-witness (admin_witness.c) are in files of
- * their own; this one parses the options and runs move, whose groups are
- * driven by the pool of admin_member.c as add-witness's are.
+ * snapshot (admin_group.c), add-witness (admin_witness.c), recover
+ * (admin_recover.c) are in files of their own; this one parses the options
+ * and runs move and grow, whose groups are driven by the pool of
+ * admin_member.c as add-witness's are.
+ *
+ * grow is move without a source: it adds node B as a voter to every group
+ * 1..N (steps 1 to 3 below), to re-grow groups that recover left with a
+ * single voter. It runs move's rounds with no node to remove, so a group
+ * where B is a voter already counts as done.
  *
  * move replaces node A by node B in every group 1..N that A is a voter of,
  * so a failed or retired machine can be replaced: B must be running
@@ -97,7 +106,8 @@ static int admin_move_round(struct admin_worker *w, uint64_t group, void *state,
 
 	if (admin_leader_members(w, group, &m) != 0)
 		return -EAGAIN;
-	from_role = client_members_role(&m, opt->from);
+	/* grow (no source): as if a voter were to leave, until B is a voter. */
+	from_role = opt->from != 0 ? client_members_role(&m, opt->from) : CLIENT_ROLE_VOTER;
 	to_role = client_members_role(&m, opt->to);
 	if (!ag->seen) {
 		ag->seen = true;
@@ -106,6 +116,10 @@ static int admin_move_round(struct admin_worker *w, uint64_t group, void *state,
 	if ((m.flags & CLIENT_MEMBERS_JOINT) != 0 || m.conf_index > m.commit_index) {
 		snprintf(w->error, sizeof(w->error), "a membership change is not committed yet");
 		return -EINPROGRESS;
+	}
+	if (opt->from == 0 && to_role == CLIENT_ROLE_VOTER) {
+		*outcome = ag->touched ? ADMIN_DONE : ADMIN_ALREADY; /* grow: done. */
+		return 1;
 	}
 	if (from_role == CLIENT_ROLE_NONE) {
 		if (ag->touched) {
@@ -193,6 +207,13 @@ static void admin_usage(FILE *out)
 		"           [--group-timeout-s 300] [--lag-max 1000] [--verbose] [--json]\n"
 		"           make node W (running with --join on) a witness of group G or of\n"
 		"           every group 1..N; exit 0 once it is one, caught up, in each\n"
+		"  recover  --node ID (--group G | --groups N) [--force] [--json]\n"
+		"           after a majority of voters is lost for good: make node ID the\n"
+		"           single voter of each group that has no quorum (all with --force);\n"
+		"           prints the index range each may have lost; exit 1 if none was\n"
+		"           recovered or one failed\n"
+		"  grow     --to B --groups N [--parallel 8] [--group-timeout-s 300] [--verbose]\n"
+		"           add node B (running with --join on) as a voter to every group 1..N\n"
 		"--nodes lists the nodes' client addresses; --timeout-s S (30) bounds the wait\n"
 		"for answers (status, health, transfer, snapshot) or the whole run (verify).\n"
 		"Exit status 2 on bad usage.\n");
@@ -215,8 +236,9 @@ static int admin_parse_u64(const char *text, uint64_t min, uint64_t max, uint64_
 
 static int admin_parse_command(struct admin_options *opt, const char *name)
 {
-	static const char *const names[] = {"move",     "status",   "health",     "verify",
-					    "transfer", "snapshot", "add-witness"};
+	static const char *const names[] = {"move",     "status",      "health",
+					    "verify",   "transfer",    "snapshot",
+					    "add-witness", "recover", "grow"};
 
 	for (uint32_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		if (name != NULL && strcmp(name, names[i]) == 0) {
@@ -284,6 +306,11 @@ static int admin_check_options(const struct admin_options *opt)
 	else if (opt->command == ADMIN_ADD_WITNESS &&
 		 (opt->node == 0 || (opt->group == 0) == (opt->groups_count == 0)))
 		need = "add-witness: --node and one of --group and --groups are required";
+	else if (opt->command == ADMIN_RECOVER &&
+		 (opt->node == 0 || (opt->group == 0) == (opt->groups_count == 0)))
+		need = "recover: --node and one of --group or --groups are required";
+	else if (opt->command == ADMIN_GROW && (opt->to == 0 || opt->groups_count == 0))
+		need = "grow: --to and --groups are required";
 	if (need == NULL)
 		return 0;
 	fprintf(stderr, "flotilla-admin: %s\n", need);
@@ -312,6 +339,10 @@ static int admin_parse_args(struct admin_options *opt, int argc, char **argv)
 			opt->json = true;
 			continue;
 		}
+		if (strcmp(name, "--force") == 0) {
+			opt->force = true;
+			continue;
+		}
 		if (admin_parse_option(opt, name, value) != 0) {
 			fprintf(stderr, "flotilla-admin: bad argument '%s'\n", name);
 			return -EINVAL;
@@ -334,10 +365,23 @@ static int admin_move(const struct admin_options *opt)
 	    .round = admin_move_round,
 	    .state_size = sizeof(struct admin_move_state),
 	    .outcome_text = {"moved", "already moved", "not on the source node", "failed"}};
+	if (opt->command == ADMIN_GROW) {
+		pool.outcome_text[ADMIN_DONE] = "grown";
+		pool.outcome_text[ADMIN_ALREADY] = "already a voter";
+	}
 	rv = admin_pool_run(&pool);
 	free(pool.results);
 	if (rv != 0)
 		return rv == -EINVAL ? 2 : 1;
+	if (opt->command == ADMIN_GROW) {
+		printf("grow onto %" PRIu64 ": %" PRIu64 " groups grown, %" PRIu64
+		       " already had it as a voter, %" PRIu64 " failed, in %.3f s\n",
+		       opt->to, (uint64_t)atomic_load(&pool.counts[ADMIN_DONE]),
+		       (uint64_t)atomic_load(&pool.counts[ADMIN_ALREADY]),
+		       (uint64_t)atomic_load(&pool.counts[ADMIN_FAILED]),
+		       (double)pool.elapsed_ms / 1000.0);
+		return atomic_load(&pool.counts[ADMIN_FAILED]) > 0 ? 1 : 0;
+	}
 	printf("move %" PRIu64 " -> %" PRIu64 ": %" PRIu64 " groups moved, %" PRIu64
 	       " already moved, %" PRIu64 " not on node %" PRIu64 ", %" PRIu64
 	       " failed, in %.3f s\n",
@@ -372,6 +416,9 @@ int main(int argc, char **argv)
 		return admin_snapshot(&opt);
 	case ADMIN_ADD_WITNESS:
 		return admin_add_witness(&opt);
+	case ADMIN_RECOVER:
+		return admin_recover(&opt);
+	case ADMIN_GROW:
 	case ADMIN_MOVE:
 	default:
 		return admin_move(&opt);

@@ -23,6 +23,8 @@
  * MEMBERS, DROP) go to the library the same way and let flotilla-admin move a
  * node's replicas elsewhere. A node started with --join on is such a new
  * node: it creates no group at start and hosts only what it is asked to JOIN.
+ * RECOVER (fl_group_recover) makes this node's replica the single voter of
+ * a group whose majority is lost for good (flotilla-admin recover).
  *
  * The program is split by concern (tools/node_internal.h has the map):
  * options in node_options.c, client threads and connections in node_conn.c

@@ -76,8 +76,9 @@ struct pending {
 	uint32_t status;
 	void *value; /* malloc()ed answer value, or NULL. */
 	uint32_t value_size;
-	struct fl_group_info *info;  /* MEMBERS: filled by the library; malloc()ed. */
-	struct fl_stale_read *stale; /* STALE_GET: bounds in, figures out; malloc()ed. */
+	struct fl_group_info *info;        /* MEMBERS: filled by the library; malloc()ed. */
+	struct fl_stale_read *stale;       /* STALE_GET: bounds in, figures out; malloc()ed. */
+	struct fl_recover_report *recover; /* RECOVER: filled by the library; malloc()ed. */
 	uint32_t key_size;
 	unsigned char key[]; /* Kept for GET, STALE_GET and CAS, which read the map in the
 			      * callback. */

@@ -1,5 +1,6 @@
 /* flotilla-node's client ops: decode each request a connection received,
- * start it in the library (fl_propose, fl_read, fl_read_stale, the membership calls) or
+ * start it in the library (fl_propose, fl_read, fl_read_stale, the membership calls,
+ * fl_group_recover) or
  * answer it at once from this node's store (LOCAL_GET, DIGEST,
  * CHECK_STATUS, NODE_STATUS), and turn each library callback into the answer its client
  * thread sends. Callbacks run on shard threads: they only fill in the
@@ -312,8 +313,69 @@ static void request_members_done(void *arg, int rv, uint64_t result, uint64_t le
 	worker_complete(p);
 }
 
+/* fl_group_recover callback for RECOVER: the report's figures, or why not
+ * (REFUSED: a quorum is reachable, or this replica cannot carry the group). */
+static void request_recover_done(void *arg, int rv, uint64_t result, uint64_t leader)
+{
+	struct pending *p = arg;
+	const struct fl_recover_report *rep = p->recover;
+	struct client_recover r = {0};
+
+	(void)result;
+	if (rv == FL_ERR_QUORUM_REACHABLE || rv == FL_ERR_NOT_SURVIVOR || rv == FL_ERR_REPAIRING) {
+		char text[256];
+
+		snprintf(text, sizeof(text), "%s%s%s", fl_strerror(rv),
+			 rep->refused_why[0] != '\0' ? ": " : "", rep->refused_why);
+		p->status = CLIENT_STATUS_REFUSED;
+		p->leader = leader;
+		pending_set_text(p, text);
+		worker_complete(p);
+		return;
+	}
+	if (rv != 0) {
+		pending_set_error(p, rv, leader);
+		worker_complete(p);
+		return;
+	}
+	r = (struct client_recover){.term_before = rep->term_before,
+				    .term = rep->term,
+				    .commit_before = rep->commit_before,
+				    .last_before = rep->last_before,
+				    .conf_index = rep->conf_index,
+				    .dropped_count = rep->dropped_count < CLIENT_MEMBERS_MAX
+							 ? rep->dropped_count
+							 : CLIENT_MEMBERS_MAX};
+	for (uint32_t i = 0; i < r.dropped_count; i++)
+		r.dropped[i] = rep->dropped[i];
+	p->leader = leader;
+	p->value = malloc(client_recover_size(&r));
+	if (p->value == NULL) {
+		pending_set_error(p, -ENOMEM, leader);
+	} else {
+		client_recover_encode(&r, p->value);
+		p->value_size = client_recover_size(&r);
+		p->status = CLIENT_STATUS_OK;
+	}
+	worker_complete(p);
+}
+
+/* RECOVER: fl_group_recover with the request's flags; its callback answers. */
+static int request_recover_start(struct conn *c, const struct client_request *req,
+				 struct pending *p)
+{
+	uint32_t flags = req->flags & CLIENT_RECOVER_FORCE ? FL_RECOVER_FORCE : 0;
+
+	p->recover = malloc(sizeof(*p->recover));
+	if (p->recover == NULL)
+		return -ENOMEM;
+	return fl_group_recover(c->worker->server->node, req->group, flags, p->recover,
+				request_recover_done, p);
+}
+
 void pending_free(struct pending *p)
 {
+	free(p->recover);
 	free(p->value);
 	free(p->info);
 	free(p->stale);
@@ -588,6 +650,8 @@ static void request_handle(struct conn *c, const struct client_request *req)
 		rv = fl_group_rebuild(s->node, req->group, request_index_done, p);
 	else if (req->op == CLIENT_OP_SNAPSHOT)
 		rv = fl_group_snapshot(s->node, req->group, request_index_done, p);
+	else if (req->op == CLIENT_OP_RECOVER)
+		rv = request_recover_start(c, req, p);
 	else if (request_is_membership(req->op))
 		rv = request_admin(c, req, p);
 	else

@@ -431,6 +431,54 @@ static void test_responses_round_trip(void **state)
 	assert_int_equal(client_response_decode(buf, size, &got), -EBADMSG);
 }
 
+/* RECOVER (op 45): a 4-byte flags body, exact; its answer's value round
+ * trips; a REFUSED answer decodes. */
+static void test_recover_request_and_answer_round_trip(void **state)
+{
+	struct client_request req = {
+	    .op = CLIENT_OP_RECOVER, .request_id = 9, .group = 3, .flags = CLIENT_RECOVER_FORCE};
+	struct client_recover rep = {.term_before = 7,
+				     .term = 9,
+				     .commit_before = 1200,
+				     .last_before = 1203,
+				     .conf_index = 1204,
+				     .dropped_count = 2,
+				     .dropped = {2, 3}};
+	struct client_response resp = {
+	    .status = CLIENT_STATUS_REFUSED, .request_id = 9, .value = "quorum", .value_size = 6};
+	unsigned char value[CLIENT_RECOVER_HEADER_SIZE + 8 * CLIENT_MEMBERS_MAX], answer[64];
+	struct client_response back;
+	struct client_request got;
+	struct client_recover got_rep;
+	uint32_t size;
+	unsigned char *buf = encode(&req, &size);
+
+	(void)state;
+	assert_int_equal(size, 28);
+	assert_int_equal(client_request_decode(buf, size, &got), (int)size);
+	assert_int_equal(got.op, CLIENT_OP_RECOVER);
+	assert_int_equal(got.flags, CLIENT_RECOVER_FORCE);
+	assert_string_equal(client_op_name(CLIENT_OP_RECOVER), "RECOVER");
+	le_put32(buf, 20 + 3); /* Flags one byte short. */
+	assert_int_equal(client_request_decode(buf, size - 1, &got), -EBADMSG);
+	free(buf);
+
+	assert_int_equal(client_recover_size(&rep), 48 + 2 * 8);
+	client_recover_encode(&rep, value);
+	assert_int_equal(le_get64(value + 16), 1200); /* commit_before at 16 (28 in the answer). */
+	assert_int_equal(client_recover_decode(value, client_recover_size(&rep), &got_rep), 0);
+	assert_memory_equal(&got_rep, &rep, sizeof(rep));
+	assert_int_equal(client_recover_decode(value, client_recover_size(&rep) - 1, &got_rep),
+			 -EBADMSG);
+	le_put32(value + 40, CLIENT_MEMBERS_MAX + 1);
+	assert_int_equal(client_recover_decode(value, sizeof(value), &got_rep), -EBADMSG);
+
+	client_response_encode(&resp, answer);
+	assert_int_equal(client_response_decode(answer, client_response_size(6), &back),
+			 (int)client_response_size(6));
+	assert_int_equal(back.status, CLIENT_STATUS_REFUSED);
+}
+
 /* Random bytes never make the decoder read out of bounds (run under ASan). */
 static void test_random_bytes_decode_safely(void **state)
 {
@@ -604,6 +652,7 @@ int main(void)
 	    cmocka_unit_test(test_keys_over_the_limit_are_refused),
 	    cmocka_unit_test(test_refusals_say_why_and_whether_to_close),
 	    cmocka_unit_test(test_responses_round_trip),
+	    cmocka_unit_test(test_recover_request_and_answer_round_trip),
 	    cmocka_unit_test(test_random_bytes_decode_safely),
 	    cmocka_unit_test(test_pipelined_requests_and_out_of_order_answers),
 	    cmocka_unit_test(test_router_parses_node_lists),
