@@ -477,12 +477,13 @@ static void request_corrupt(struct conn *c, const struct client_request *req)
 }
 #else
 /* CORRUPT is a test hook: its op number stays reserved, and a node built
- * without FLOTILLA_TEST_HOOKS refuses it as an op it does not serve. */
+ * without FLOTILLA_TEST_HOOKS answers it as an unknown op (BAD_REQUEST; the
+ * connection goes on, as for any well-framed request it refuses). */
 static void request_corrupt(struct conn *c, const struct client_request *req)
 {
 	conn_respond_text(c, CLIENT_STATUS_BAD_REQUEST, req->request_id,
 			  server_leader_hint(c->worker->server, req->group),
-			  "CORRUPT is not supported: a test hook, and this node was built "
+			  "unknown op 9: CORRUPT is a test hook, and this node was built "
 			  "without test hooks");
 }
 #endif
