@@ -58,6 +58,8 @@ const char *err_str(int err)
 		return "the data directory's manifest fails verification (the log names it)";
 	case ERR_STALE:
 		return "this replica may be further behind its leader than the read's bound allows";
+	case ERR_GROUPS_FULL:
+		return "this node hosts the most groups it may (groups_max): no group was added";
 	default:
 		break;
 	}

@@ -34,6 +34,7 @@ enum {
 	ERR_DIR_FOREIGN = -(ERR_BASE + 29),  /* It holds files Flotilla did not write. */
 	ERR_DIR_CORRUPT = -(ERR_BASE + 30),  /* Its manifest fails verification. */
 	ERR_STALE = -(ERR_BASE + 31),        /* A stale read's bound is exceeded here. */
+	ERR_GROUPS_FULL = -(ERR_BASE + 38),  /* The node hosts its most groups already. */
 	ERR_LAST = -(ERR_BASE + 32),
 };
 

@@ -65,6 +65,10 @@ enum {
 	FL_ERR_STALE = -(FL_ERR_BASE + 31),        /* fl_read_stale(): this replica may be
 						    * further behind than the caller's bound
 						    * allows; the figures say how far. */
+	FL_ERR_GROUPS_FULL = -(FL_ERR_BASE + 38),  /* fl_group_create/fl_group_join: this
+						    * node hosts groups_max groups already
+						    * (struct fl_node_config); nothing was
+						    * created. */
 };
 
 #define FL_MEMBERS_MAX 16
@@ -251,6 +255,13 @@ struct fl_node_config {
 	 * alone (a snapshot every snapshot_entries entries, whatever the
 	 * state's size); at most 1000. See docs/snapshots.md. */
 	uint32_t snapshot_ratio_percent;
+	/* The most groups this node hosts: fl_group_create() and fl_group_join()
+	 * of a new group refuse with FL_ERR_GROUPS_FULL once it hosts this many
+	 * (groups found at start are all recovered, even past it). Each group
+	 * replica costs memory at every start (about 4 KiB idle, more while its
+	 * WAL is replayed), so a bound stops a client that may JOIN from making
+	 * the node unable to start. Default 100000; at least 1 (0 is refused). */
+	uint32_t groups_max;
 	/* Shared secret for peer authentication (a challenge answered with a
 	 * keyed MAC, libsodium's crypto_auth); NULL: off. Every node of the
 	 * cluster must have the same one, at least 16 bytes. */
@@ -585,6 +596,7 @@ struct fl_metrics {
 	/* Bytes of snapshot files saved here (each written whole): over the
 	 * bytes applied, the snapshots' write amplification. */
 	uint64_t snapshot_bytes_written;
+	uint64_t groups_refused; /* Creations and joins refused: FL_ERR_GROUPS_FULL. */
 };
 
 /* A snapshot of the node's counters, summed over its shards. */
@@ -619,7 +631,8 @@ struct fl_shard_metrics {
 	uint64_t peers_refused; /* Counted by shard 0 for the whole node. */
 	uint64_t checks, divergences;
 	uint64_t writes_refused_no_space, appends_dropped_no_space;
-	uint64_t repairs; /* Groups whose repair of lost data ended here. */
+	uint64_t repairs;        /* Groups whose repair of lost data ended here. */
+	uint64_t groups_refused; /* Creations and joins refused: FL_ERR_GROUPS_FULL. */
 	/* Gauges. */
 	uint64_t groups;         /* Hosted here. */
 	uint64_t leaders;        /* Groups this node leads (kept at once, not counted). */

@@ -54,6 +54,7 @@ enum shard_log_kind {
 	SHARD_LOG_INSTALLED,   /* "installed snapshot ..." (catchup.c). */
 	SHARD_LOG_RECEIVED,    /* "snapshot N received from node M ..." */
 	SHARD_LOG_SENT,        /* "snapshot N queued to node M ..." */
+	SHARD_LOG_GROUPS_FULL, /* "JOIN refused: ... groups_max" (group.c). */
 	SHARD_LOG_KINDS,
 };
 

@@ -88,6 +88,7 @@ enum {
 	CLIENT_STATUS_RETRY = 6,    /* Membership ops: not now (change pending, learner behind). */
 	CLIENT_STATUS_NO_SPACE = 7, /* A write refused: the leader's disk is full; not done. */
 	CLIENT_STATUS_STALE = 8,    /* STALE_GET past its bounds: the figures say how far. */
+	CLIENT_STATUS_GROUPS_FULL = 9, /* JOIN refused: the node hosts --groups-max groups. */
 };
 
 /* A request. Pointers are borrowed (encode) or point into the decoded buffer

@@ -54,7 +54,9 @@ static void pending_set_text(struct pending *p, const char *text)
  * ends (FL_ERR_TRANSFER): nothing was proposed, and the leader is about to
  * change, so that is NOT_LEADER too, with no hint (wait and retry). A leader
  * whose WAL's disk is full (FL_ERR_NO_SPACE) proposed nothing either: its
- * own status, with the error text, so that clients can tell it apart. */
+ * own status, with the error text, so that clients can tell it apart; so
+ * has a JOIN past the node's bound on groups (FL_ERR_GROUPS_FULL), which no
+ * retry on this node cures. */
 static void pending_set_error(struct pending *p, int rv, uint64_t leader)
 {
 	p->leader = leader != 0 ? leader : server_leader_hint(p->server, p->group);
@@ -65,6 +67,17 @@ static void pending_set_error(struct pending *p, int rv, uint64_t leader)
 	if (rv == FL_ERR_TRANSFER && p->op != CLIENT_OP_TRANSFER) {
 		p->status = CLIENT_STATUS_NOT_LEADER;
 		p->leader = 0;
+		return;
+	}
+	if (rv == FL_ERR_GROUPS_FULL) {
+		char text[160];
+
+		p->status = CLIENT_STATUS_GROUPS_FULL;
+		snprintf(text, sizeof(text),
+			 "group %llu refused: this node hosts the most groups it may "
+			 "(--groups-max %u)",
+			 (unsigned long long)p->group, p->server->opt.groups_max);
+		pending_set_text(p, text);
 		return;
 	}
 	p->status = rv == FL_ERR_NO_SPACE ? CLIENT_STATUS_NO_SPACE : CLIENT_STATUS_ERROR;
