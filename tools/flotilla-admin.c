@@ -275,8 +275,13 @@ static int admin_round(struct admin_worker *w, uint64_t group, struct admin_grou
 	ag->touched = true;
 	switch (to_role) {
 	case CLIENT_ROLE_NONE:
-		if (admin_call(w, opt->to, CLIENT_OP_JOIN, group, 0, &ans) != 0 ||
-		    ans.status != CLIENT_STATUS_OK)
+		if (admin_call(w, opt->to, CLIENT_OP_JOIN, group, 0, &ans) != 0)
+			return -EAGAIN;
+		if (ans.status == CLIENT_STATUS_GROUPS_FULL) {
+			*outcome = ADMIN_FAILED; /* B hosts its --groups-max: retries cannot help. */
+			return 1;
+		}
+		if (ans.status != CLIENT_STATUS_OK)
 			return -EAGAIN;
 		return admin_change(w, CLIENT_OP_ADD_LEARNER, group, opt->to) ? 0 : -EAGAIN;
 	case CLIENT_ROLE_LEARNER:
