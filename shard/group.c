@@ -392,12 +392,11 @@ void group_close(struct shard *s, struct group *g, int rv)
  * creations and joins: take one slot of the node-wide count, or refuse with
  * ERR_GROUPS_FULL (counted, and logged through the shard's limiter). The
  * count is shared by the node's shards, so the slot is taken with a
- * compare-and-swap; group_release() gives it back once the group is in the
- * table (table_insert() counts it there) or was not added. Between the two
- * a new group counts twice: a creation racing another one at the very edge
- * of the bound may be refused a slot early, but creations and joins never
- * take the node past the bound. Groups recovered at start are not bounded:
- * they exist already. */
+ * compare-and-swap: the count is the groups hosted plus the slots taken for
+ * groups being added, and creations and joins never take it past the
+ * bound. The group's table_insert() keeps the slot (s->group_reserved);
+ * group_release() gives it back when the group was not added. Groups
+ * recovered at start are not bounded: they exist already. */
 static int group_reserve(struct shard *s, uint64_t id, const char *what)
 {
 	_Atomic uint64_t *hosted = s->config.groups_hosted;
@@ -417,13 +416,18 @@ static int group_reserve(struct shard *s, uint64_t id, const char *what)
 			return ERR_GROUPS_FULL;
 		}
 	} while (!atomic_compare_exchange_weak(hosted, &n, n + 1));
+	ASSERT(!s->group_reserved); /* One group is added at a time. */
+	s->group_reserved = true;
 	return 0;
 }
 
+/* After the group was added (its insert kept the slot) or not. */
 static void group_release(struct shard *s)
 {
-	if (s->config.groups_hosted != NULL)
-		atomic_fetch_sub(s->config.groups_hosted, 1);
+	if (!s->group_reserved)
+		return;
+	s->group_reserved = false;
+	atomic_fetch_sub(s->config.groups_hosted, 1);
 }
 
 /* A new group starts from one CONF entry at index 1, term 1, the same on every

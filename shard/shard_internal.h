@@ -328,6 +328,7 @@ struct shard {
 	struct group **table;
 	uint64_t *table_ids; /* Each slot's group id, so that probes touch no group. */
 	uint64_t table_cap, groups_count;
+	bool group_reserved; /* A slot of groups_max is held for the group being added. */
 	struct group *dirty_head;
 	struct group *stalled_head; /* Groups with deferred WAL records: table_stall(). */
 	struct group *batched_head;

@@ -95,7 +95,10 @@ int table_insert(struct shard *s, struct group *g)
 	s->groups_count++;
 	ASSERT(s->groups_count * 2 <= s->table_cap); /* At most half full: probes end. */
 	stat_add(&s->stats.groups, 1);
-	if (s->config.groups_hosted != NULL)
+	/* Counted node-wide, unless the slot was taken already: group_reserve(). */
+	if (s->group_reserved)
+		s->group_reserved = false;
+	else if (s->config.groups_hosted != NULL)
 		atomic_fetch_add(s->config.groups_hosted, 1);
 	return 0;
 }

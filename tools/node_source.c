@@ -76,8 +76,7 @@ void node_sources_key(const struct sockaddr_storage *addr, uint8_t key[16])
 	}
 }
 
-bool node_sources_take(struct node_sources *t, const uint8_t key[16], uint32_t max,
-		       uint32_t *open)
+bool node_sources_take(struct node_sources *t, const uint8_t key[16], uint32_t max, uint32_t *open)
 {
 	struct node_source_slot *slot;
 	bool taken = false;
