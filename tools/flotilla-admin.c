@@ -278,7 +278,8 @@ static int admin_round(struct admin_worker *w, uint64_t group, struct admin_grou
 		if (admin_call(w, opt->to, CLIENT_OP_JOIN, group, 0, &ans) != 0)
 			return -EAGAIN;
 		if (ans.status == CLIENT_STATUS_GROUPS_FULL) {
-			*outcome = ADMIN_FAILED; /* B hosts its --groups-max: retries cannot help. */
+			/* B hosts its --groups-max groups: retries cannot help. */
+			*outcome = ADMIN_FAILED;
 			return 1;
 		}
 		if (ans.status != CLIENT_STATUS_OK)
