@@ -142,6 +142,25 @@ static void test_stale_answer_round_trips(void **state)
 	assert_int_equal(back.value_size, sizeof(value));
 }
 
+/* GROUPS_FULL, the last status, decodes; a status past it does not. */
+static void test_groups_full_is_the_last_status(void **state)
+{
+	unsigned char buf[CLIENT_RESPONSE_HEADER_SIZE + 4];
+	struct client_response resp = {.status = CLIENT_STATUS_GROUPS_FULL,
+				       .request_id = 4,
+				       .value = "full",
+				       .value_size = 4},
+			       back;
+
+	(void)state;
+	client_response_encode(&resp, buf);
+	assert_int_equal(client_response_decode(buf, sizeof(buf), &back), (int)sizeof(buf));
+	assert_int_equal(back.status, CLIENT_STATUS_GROUPS_FULL);
+	assert_memory_equal(back.value, "full", 4);
+	le_put32(buf + 4, CLIENT_STATUS_GROUPS_FULL + 1);
+	assert_int_equal(client_response_decode(buf, sizeof(buf), &back), -EBADMSG);
+}
+
 static void test_membership_bodies_are_exact(void **state)
 {
 	struct client_request req = {
@@ -571,6 +590,7 @@ int main(void)
 	    cmocka_unit_test(test_membership_bodies_are_exact),
 	    cmocka_unit_test(test_members_value_round_trips),
 	    cmocka_unit_test(test_stale_answer_round_trips),
+	    cmocka_unit_test(test_groups_full_is_the_last_status),
 	    cmocka_unit_test(test_operator_ops_take_no_body),
 	    cmocka_unit_test(test_node_status_value_round_trips),
 	    cmocka_unit_test(test_put_layout_is_byte_exact),
