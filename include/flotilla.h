@@ -329,12 +329,14 @@ typedef void (*fl_done_cb)(void *arg, int rv, uint64_t result, uint64_t leader);
 
 /* Create group on this node with the initial voters members (this node among
  * them). Every initial member must be created with the same list. Returns at
- * once; cb may be NULL. */
+ * once; cb may be NULL. cb gets FL_ERR_GROUP_EXISTS for a group hosted
+ * already, and FL_ERR_GROUPS_FULL when the node hosts groups_max groups. */
 int fl_group_create(struct fl_node *node, uint64_t group, const uint64_t *members,
 		    uint32_t members_count, fl_done_cb cb, void *arg);
 
 /* Host group on this node as a new member: it waits to be contacted by the
- * group's leader after the leader adds it (fl_add_learner / fl_add_voter). */
+ * group's leader after the leader adds it (fl_add_learner / fl_add_voter).
+ * The same errors as fl_group_create(), FL_ERR_GROUPS_FULL among them. */
 int fl_group_join(struct fl_node *node, uint64_t group, fl_done_cb cb, void *arg);
 
 /* Stop and remove group from this node (its WAL records are dropped). */
