@@ -67,6 +67,8 @@ const char *err_str(int err)
 	case ERR_NOT_SURVIVOR:
 		return "this replica cannot carry the group alone (a witness without the data, or "
 		       "not a member)";
+	case ERR_GROUPS_FULL:
+		return "this node hosts the most groups it may (groups_max): no group was added";
 	default:
 		break;
 	}

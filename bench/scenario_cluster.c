@@ -416,6 +416,10 @@ int sc_start(struct sc_cluster *c, uint32_t mask, uint64_t *ready_ns)
 	args[argc++] = heartbeat;
 	args[argc++] = "--quiesce";
 	args[argc++] = "on";
+	if (c->groups > 100000) { /* Past flotilla-node's default --groups-max. */
+		args[argc++] = "--groups-max";
+		args[argc++] = groups;
+	}
 	args[argc] = NULL;
 	for (uint32_t i = 0; i < SC_NODES; i++) {
 		char path[PATH_MAX + 32];

@@ -76,6 +76,10 @@ enum {
 						    * state, so it serves no reads (fl_read,
 						    * fl_read_stale) and has nothing to rebuild.
 						    * Read from a voter or a learner. */
+	FL_ERR_GROUPS_FULL = -(FL_ERR_BASE + 38),  /* fl_group_create/fl_group_join: this
+						    * node hosts groups_max groups already
+						    * (struct fl_node_config); nothing was
+						    * created. */
 };
 
 #define FL_MEMBERS_MAX 16
@@ -266,6 +270,13 @@ struct fl_node_config {
 	 * alone (a snapshot every snapshot_entries entries, whatever the
 	 * state's size); at most 1000. See docs/snapshots.md. */
 	uint32_t snapshot_ratio_percent;
+	/* The most groups this node hosts: fl_group_create() and fl_group_join()
+	 * of a new group refuse with FL_ERR_GROUPS_FULL once it hosts this many
+	 * (groups found at start are all recovered, even past it). Each group
+	 * replica costs memory at every start (about 4 KiB idle, more while its
+	 * WAL is replayed), so a bound stops a client that may JOIN from making
+	 * the node unable to start. Default 100000; at least 1 (0 is refused). */
+	uint32_t groups_max;
 	/* Shared secret for peer authentication (a challenge answered with a
 	 * keyed MAC, libsodium's crypto_auth); NULL: off. Every node of the
 	 * cluster must have the same one, at least 16 bytes. */
@@ -333,13 +344,15 @@ typedef void (*fl_done_cb)(void *arg, int rv, uint64_t result, uint64_t leader);
 
 /* Create group on this node with the initial voters members (this node among
  * them). Every initial member must be created with the same list. Returns at
- * once; cb may be NULL. */
+ * once; cb may be NULL. cb gets FL_ERR_GROUP_EXISTS for a group hosted
+ * already, and FL_ERR_GROUPS_FULL when the node hosts groups_max groups. */
 int fl_group_create(struct fl_node *node, uint64_t group, const uint64_t *members,
 		    uint32_t members_count, fl_done_cb cb, void *arg);
 
 /* Host group on this node as a new member: it waits to be contacted by the
  * group's leader after the leader adds it (fl_add_learner / fl_add_voter /
- * fl_add_witness). */
+ * fl_add_witness). The same errors as fl_group_create(), FL_ERR_GROUPS_FULL
+ * among them. */
 int fl_group_join(struct fl_node *node, uint64_t group, fl_done_cb cb, void *arg);
 
 /* Stop and remove group from this node (its WAL records are dropped). */
@@ -685,6 +698,7 @@ struct fl_metrics {
 	/* Bytes of snapshot files saved here (each written whole): over the
 	 * bytes applied, the snapshots' write amplification. */
 	uint64_t snapshot_bytes_written;
+	uint64_t groups_refused; /* Creations and joins refused: FL_ERR_GROUPS_FULL. */
 };
 
 /* A snapshot of the node's counters, summed over its shards. */
@@ -719,7 +733,8 @@ struct fl_shard_metrics {
 	uint64_t peers_refused; /* Counted by shard 0 for the whole node. */
 	uint64_t checks, divergences;
 	uint64_t writes_refused_no_space, appends_dropped_no_space;
-	uint64_t repairs; /* Groups whose repair of lost data ended here. */
+	uint64_t repairs;        /* Groups whose repair of lost data ended here. */
+	uint64_t groups_refused; /* Creations and joins refused: FL_ERR_GROUPS_FULL. */
 	/* Gauges. */
 	uint64_t groups;         /* Hosted here. */
 	uint64_t leaders;        /* Groups this node leads (kept at once, not counted). */

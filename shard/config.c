@@ -217,6 +217,10 @@ int config_check(const struct fl_node_config *c, char *why, size_t why_size)
 			 c->snapshot_ratio_percent, SNAPSHOT_POLICY_RATIO_PERCENT_MAX);
 		return -EINVAL;
 	}
+	if (c->groups_max == 0) {
+		snprintf(why, why_size, "groups_max 0: must be at least 1 (the default is 100000)");
+		return -EINVAL;
+	}
 	if (c->auth_key != NULL && c->auth_key_size < CONFIG_AUTH_KEY_SIZE_MIN) {
 		snprintf(why, why_size, "auth_key_size %u: a key must have at least %u bytes",
 			 c->auth_key_size, CONFIG_AUTH_KEY_SIZE_MIN);

@@ -397,9 +397,51 @@ void group_close(struct shard *s, struct group *g, int rv)
 	free(g);
 }
 
+/* The bound on the groups a node hosts (fl_node_config.groups_max), for
+ * creations and joins: take one slot of the node-wide count, or refuse with
+ * ERR_GROUPS_FULL (counted, and logged through the shard's limiter). The
+ * count is shared by the node's shards, so the slot is taken with a
+ * compare-and-swap: the count is the groups hosted plus the slots taken for
+ * groups being added, and creations and joins never take it past the
+ * bound. The group's table_insert() keeps the slot (s->group_reserved);
+ * group_release() gives it back when the group was not added. Groups
+ * recovered at start are not bounded: they exist already. */
+static int group_reserve(struct shard *s, uint64_t id, const char *what)
+{
+	_Atomic uint64_t *hosted = s->config.groups_hosted;
+	uint64_t n;
+
+	if (hosted == NULL)
+		return 0;
+	n = atomic_load(hosted);
+	do {
+		if (n >= s->config.groups_max) {
+			stat_add(&s->stats.groups_refused, 1);
+			log_limit_group(
+			    &s->log_limit, s->now_ms, SHARD_LOG_GROUPS_FULL, LOG_LEVEL_WARN, id,
+			    "%s refused: this node hosts %llu groups, the most it may "
+			    "(groups_max %llu)",
+			    what, (unsigned long long)n, (unsigned long long)s->config.groups_max);
+			return ERR_GROUPS_FULL;
+		}
+	} while (!atomic_compare_exchange_weak(hosted, &n, n + 1));
+	ASSERT(!s->group_reserved); /* One group is added at a time. */
+	s->group_reserved = true;
+	return 0;
+}
+
+/* After the group was added (its insert kept the slot) or not. */
+static void group_release(struct shard *s)
+{
+	if (!s->group_reserved)
+		return;
+	s->group_reserved = false;
+	atomic_fetch_sub(s->config.groups_hosted, 1);
+}
+
 /* A new group starts from one CONF entry at index 1, term 1, the same on every
  * initial member, so that their logs match from the first entry. */
-int group_create(struct shard *s, uint64_t id, const uint64_t *members, uint32_t count)
+static int group_create_new(struct shard *s, uint64_t id, const uint64_t *members, uint32_t count)
 {
 	struct raft_conf conf = {0};
 	uint8_t buf[8 + 16 * RAFT_MEMBERS_MAX];
@@ -435,6 +477,20 @@ int group_create(struct shard *s, uint64_t id, const uint64_t *members, uint32_t
 	return group_open(s, id, &boot, &g);
 }
 
+int group_create(struct shard *s, uint64_t id, const uint64_t *members, uint32_t count)
+{
+	int rv;
+
+	if (table_find(s, id))
+		return ERR_GROUP_EXISTS;
+	rv = group_reserve(s, id, "creation");
+	if (rv != 0)
+		return rv;
+	rv = group_create_new(s, id, members, count);
+	group_release(s);
+	return rv;
+}
+
 int group_join(struct shard *s, uint64_t id)
 {
 	struct raft_boot boot = {0};
@@ -444,10 +500,14 @@ int group_join(struct shard *s, uint64_t id)
 
 	if (table_find(s, id))
 		return ERR_GROUP_EXISTS;
-	rv = wal_append_hard(&s->wal, id, &hard); /* So a restart knows the group. */
+	rv = group_reserve(s, id, "JOIN");
 	if (rv != 0)
 		return rv;
-	return group_open(s, id, &boot, &g);
+	rv = wal_append_hard(&s->wal, id, &hard); /* So a restart knows the group. */
+	if (rv == 0)
+		rv = group_open(s, id, &boot, &g);
+	group_release(s);
+	return rv;
 }
 
 /* Whether a write (proposal, membership change) of g must be refused now:

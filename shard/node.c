@@ -32,7 +32,8 @@ struct fl_node {
 	struct snapshot_worker *snapshots; /* With sm.freeze: writes the frozen views. */
 	uint64_t *peer_ids;
 	struct node_net_peer *net_peers;
-	struct datadir datadir; /* Locked from start to stop. */
+	struct datadir datadir;         /* Locked from start to stop. */
+	_Atomic uint64_t groups_hosted; /* Over every shard: group_reserve() in group.c. */
 };
 
 void fl_node_config_default(struct fl_node_config *config, uint64_t node_id)
@@ -53,6 +54,7 @@ void fl_node_config_default(struct fl_node_config *config, uint64_t node_id)
 	    .snapshot_entries = 10000,
 	    .snapshot_ratio_percent = 50,
 	    .check_entries = 10000,
+	    .groups_max = 100000,
 	    .log_level = FL_LOG_INFO,
 	    .log_format = FL_LOG_TEXT,
 	};
@@ -209,6 +211,8 @@ int fl_node_start(const struct fl_node_config *config, struct fl_node **out)
 		    .snapshot_compress = config->snapshot_compress,
 		    .snapshots = node->snapshots,
 		    .sm = config->sm,
+		    .groups_hosted = &node->groups_hosted,
+		    .groups_max = config->groups_max,
 		    .peers = node->peer_ids,
 		    .peers_count = config->peers_count,
 		    .dial = node_dial,
@@ -614,6 +618,8 @@ void fl_node_metrics(struct fl_node *node, struct fl_metrics *m)
 		    atomic_load_explicit(&st->snapshots_received, memory_order_relaxed);
 		m->snapshot_bytes_written +=
 		    atomic_load_explicit(&st->snapshot_bytes_written, memory_order_relaxed);
+		m->groups_refused +=
+		    atomic_load_explicit(&st->groups_refused, memory_order_relaxed);
 		m->fsyncs += shard_wal_fsyncs(node->shards[i]);
 		m->wal_bytes += shard_wal_bytes(node->shards[i]);
 		m->memory_bytes += shard_memory(node->shards[i]);
@@ -663,6 +669,7 @@ int fl_shard_metrics(struct fl_node *node, uint32_t shard, struct fl_shard_metri
 	m->writes_refused_no_space = NODE_LOAD(writes_refused_no_space);
 	m->appends_dropped_no_space = NODE_LOAD(appends_dropped_no_space);
 	m->repairs = NODE_LOAD(repairs);
+	m->groups_refused = NODE_LOAD(groups_refused);
 	m->groups = NODE_LOAD(groups);
 	m->leaders = NODE_LOAD(leaders);
 	m->followers = NODE_LOAD(followers);

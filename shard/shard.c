@@ -56,6 +56,7 @@ static const char *const shard_log_kinds[SHARD_LOG_KINDS] = {
     [SHARD_LOG_INSTALLED] = "installed a snapshot",
     [SHARD_LOG_RECEIVED] = "received a snapshot",
     [SHARD_LOG_SENT] = "sent a snapshot",
+    [SHARD_LOG_GROUPS_FULL] = "were refused: the node hosts groups_max groups",
 };
 
 static void groups_fail_all(struct shard *s, int rv)

@@ -106,6 +106,11 @@ struct shard_config {
 	bool snapshot_compress;            /* LZ4 each chunk sent. */
 	struct snapshot_worker *snapshots; /* Writes frozen views (sm.freeze set). */
 	struct fl_sm_ops sm;
+	/* The node's count of hosted groups, shared by its shards, and its bound
+	 * (fl_node_config.groups_max): see group_reserve() in group.c. NULL: no
+	 * bound (tests/sim runs shards without a node). */
+	_Atomic uint64_t *groups_hosted;
+	uint64_t groups_max;
 	const uint64_t *peers; /* Node ids of every other node. */
 	uint32_t peers_count;
 	/* Ask for a connection from this shard (node, shard_index) to peer:
@@ -130,7 +135,8 @@ struct shard_stats {
 	_Atomic uint64_t checks, divergences;
 	_Atomic uint64_t space_low; /* 1 while the WAL is low on space: writes refused. */
 	_Atomic uint64_t writes_refused_no_space, appends_dropped_no_space;
-	_Atomic uint64_t repairs; /* Groups whose repair ended here. */
+	_Atomic uint64_t repairs;        /* Groups whose repair ended here. */
+	_Atomic uint64_t groups_refused; /* Creations and joins refused: ERR_GROUPS_FULL. */
 	/* Gauges the shard thread counts over its groups once a second (see
 	 * shard_census()): this node a follower (voter) or a learner, the
 	 * leader unknown, repairing; as leader, entries each member's log is

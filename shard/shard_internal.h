@@ -54,6 +54,7 @@ enum shard_log_kind {
 	SHARD_LOG_INSTALLED,   /* "installed snapshot ..." (catchup.c). */
 	SHARD_LOG_RECEIVED,    /* "snapshot N received from node M ..." */
 	SHARD_LOG_SENT,        /* "snapshot N queued to node M ..." */
+	SHARD_LOG_GROUPS_FULL, /* "JOIN refused: ... groups_max" (group.c). */
 	SHARD_LOG_KINDS,
 };
 
@@ -353,6 +354,7 @@ struct shard {
 	struct group **table;
 	uint64_t *table_ids; /* Each slot's group id, so that probes touch no group. */
 	uint64_t table_cap, groups_count;
+	bool group_reserved; /* A slot of groups_max is held for the group being added. */
 	struct group *dirty_head;
 	struct group *stalled_head; /* Groups with deferred WAL records: table_stall(). */
 	struct group *batched_head;

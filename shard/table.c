@@ -95,6 +95,11 @@ int table_insert(struct shard *s, struct group *g)
 	s->groups_count++;
 	ASSERT(s->groups_count * 2 <= s->table_cap); /* At most half full: probes end. */
 	stat_add(&s->stats.groups, 1);
+	/* Counted node-wide, unless the slot was taken already: group_reserve(). */
+	if (s->group_reserved)
+		s->group_reserved = false;
+	else if (s->config.groups_hosted != NULL)
+		atomic_fetch_add(s->config.groups_hosted, 1);
 	return 0;
 }
 
@@ -116,6 +121,8 @@ void table_erase(struct shard *s, struct group *g)
 	s->groups_count--;
 	ASSERT(table_find(s, g->id) == NULL); /* Gone, and the shift kept the others. */
 	atomic_fetch_sub_explicit(&s->stats.groups, 1, memory_order_relaxed);
+	if (s->config.groups_hosted != NULL)
+		atomic_fetch_sub(s->config.groups_hosted, 1);
 }
 
 int table_deadline_push(struct shard *s, uint64_t deadline_ms, uint64_t group)

@@ -399,7 +399,7 @@ int client_response_decode(const void *buf, size_t size, struct client_response 
 	resp->status = le_get32(p + 4);
 	resp->leader_hint = le_get64(p + 16);
 	resp->value_size = le_get32(p + 24);
-	if ((resp->status > CLIENT_STATUS_STALE && resp->status != CLIENT_STATUS_REFUSED) ||
+	if (resp->status > CLIENT_STATUS_LAST ||
 	    (uint64_t)resp->value_size + CLIENT_RESPONSE_HEADER_SIZE - 4 != frame)
 		return -EBADMSG;
 	resp->value = p + CLIENT_RESPONSE_HEADER_SIZE;

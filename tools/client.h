@@ -94,10 +94,12 @@ enum {
 	CLIENT_STATUS_RETRY = 6,    /* Membership ops: not now (change pending, learner behind). */
 	CLIENT_STATUS_NO_SPACE = 7, /* A write refused: the leader's disk is full; not done. */
 	CLIENT_STATUS_STALE = 8,    /* STALE_GET past its bounds: the figures say how far. */
+	CLIENT_STATUS_GROUPS_FULL = 9, /* JOIN refused: the node hosts --groups-max groups. */
 	CLIENT_STATUS_REFUSED = 10, /* RECOVER not done: the text says why (a quorum is
 				     * reachable, or this replica cannot carry the group). */
 	CLIENT_STATUS_WITNESS = 12, /* A read sent to a witness: it holds no data; read
 				     * elsewhere (leader_hint names the leader). */
+	CLIENT_STATUS_LAST = CLIENT_STATUS_WITNESS,
 };
 
 /* A request. Pointers are borrowed (encode) or point into the decoded buffer

@@ -142,8 +142,14 @@ static int admin_move_round(struct admin_worker *w, uint64_t group, void *state,
 	ag->touched = true;
 	switch (to_role) {
 	case CLIENT_ROLE_NONE:
-		if (admin_call(w, opt->to, CLIENT_OP_JOIN, group, 0, &ans) != 0 ||
-		    ans.status != CLIENT_STATUS_OK)
+		if (admin_call(w, opt->to, CLIENT_OP_JOIN, group, 0, &ans) != 0)
+			return -EAGAIN;
+		if (ans.status == CLIENT_STATUS_GROUPS_FULL) {
+			/* B hosts its --groups-max groups: retries cannot help. */
+			*outcome = ADMIN_FAILED;
+			return 1;
+		}
+		if (ans.status != CLIENT_STATUS_OK)
 			return -EAGAIN;
 		return admin_change(w, CLIENT_OP_ADD_LEARNER, group, opt->to) ? 0 : -EAGAIN;
 	case CLIENT_ROLE_LEARNER:

@@ -414,6 +414,7 @@ static int server_start_node(struct server *s, struct fl_peer *peers)
 	config.lease_read = s->opt.lease_read;
 	config.snapshot_entries = s->opt.snapshot_entries;
 	config.check_entries = s->opt.check_entries;
+	config.groups_max = s->opt.groups_max;
 	config.snapshot_bytes = s->opt.snapshot_bytes;
 	config.snapshot_ratio_percent = s->opt.snapshot_ratio_percent;
 	config.snapshot_compress = s->opt.snapshot_compress;
@@ -441,6 +442,10 @@ static int server_start_threads(struct server *s)
 {
 	int rv;
 
+	/* After server_check_fd_limit(): sized for the conns_max in force. */
+	rv = node_sources_init(&s->sources, s->opt.conns_max);
+	if (rv != 0)
+		return rv;
 	s->workers = calloc(s->opt.client_threads, sizeof(*s->workers));
 	if (s->workers == NULL)
 		return -ENOMEM;
@@ -487,6 +492,7 @@ static void server_stop(struct server *s)
 	for (uint32_t i = 0; i < s->workers_count; i++)
 		worker_deinit(&s->workers[i]);
 	free(s->workers);
+	node_sources_deinit(&s->sources);
 	free(s->leaders);
 	s->store->ops->close(s->store);
 	s->store = NULL;

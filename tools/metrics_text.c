@@ -67,6 +67,8 @@ static const struct metrics_text_row metrics_text_rows[] = {
 			 "Appends from leaders dropped because the WAL file system is full."),
     METRICS_TEXT_COUNTER("flotilla_repairs_total", repairs,
 			 "Replicas whose repair of data their storage lost ended here."),
+    METRICS_TEXT_COUNTER("flotilla_groups_refused_total", groups_refused,
+			 "Group creations and JOINs refused: the node hosts --groups-max groups."),
     METRICS_TEXT_GAUGE("flotilla_groups", groups, "Groups hosted.", METRICS_TEXT_U64),
     METRICS_TEXT_GAUGE("flotilla_groups_led", leaders, "Groups this node leads.", METRICS_TEXT_U64),
     METRICS_TEXT_GAUGE("flotilla_groups_following", followers,

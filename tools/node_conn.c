@@ -3,8 +3,10 @@
  * others (EPOLLEXCLUSIVE); it accepts connections, reads requests, hands
  * them to node_request.c, and sends the answers of each loop turn together.
  *
- * Bounds: at most --client-conns-max connections (more get an ERROR answer
- * with request id 0 and are closed at once), at most --client-inflight-max
+ * Bounds: at most --client-conns-max connections, and at most
+ * --client-conns-per-source-max of them from one address (node_source.c),
+ * so that one host cannot lock every other client out (more get an ERROR
+ * answer with request id 0 and are closed at once), at most --client-inflight-max
  * requests in flight per connection (then the connection is not read until
  * answers go out), and no reading while more than CONN_OUT_MAX bytes of
  * answers wait to be sent. Deadlines, checked every WORKER_TICK_MS: a
@@ -32,6 +34,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "base/assert.h"
 #include "base/le.h"
 #include "tools/node_internal.h"
 
@@ -39,6 +42,7 @@
 
 static const char *const conn_limit_whats[CONN_LIMIT_COUNT] = {
     [CONN_LIMIT_CONNS] = "client connections refused at --client-conns-max",
+    [CONN_LIMIT_PER_SOURCE] = "client connections refused at --client-conns-per-source-max",
     [CONN_LIMIT_IDLE] = "idle client connections closed after --client-idle-s",
     [CONN_LIMIT_REQUEST] = "client connections closed with a request incomplete after "
 			   "--client-request-ms",
@@ -154,8 +158,10 @@ static void conn_close(struct conn *c)
 {
 	if (c->closed)
 		return;
-	/* Free the slot before the client can see the close, so that it may
-	 * connect again at once. */
+	/* Free the slots before the client can see the close, so that it may
+	 * connect again at once; its source's first (it holds one of
+	 * conns_max, see node_sources_take). */
+	node_sources_give(&c->worker->server->sources, c->source);
 	atomic_fetch_sub(&c->worker->server->conns_count, 1);
 	epoll_ctl(c->worker->epfd, EPOLL_CTL_DEL, c->fd, NULL);
 	close(c->fd);
@@ -348,32 +354,75 @@ static void worker_accept_failed(struct worker *w, int err)
 	usleep(10 * 1000);
 }
 
-/* Over --client-conns-max: say so (request id 0: no request came) and close
- * fd. The answer is small and the socket new, so one send() takes it. */
-static void worker_refuse(struct worker *w, int fd)
+/* A connection refused at limit: answer ERROR with text (request id 0: no
+ * request came), count and log it, and close fd. The answer is small and
+ * the socket new, so one send() takes it. */
+static void worker_refuse(struct worker *w, int fd, enum conn_limit limit, const char *text,
+			  uint32_t open)
 {
 	struct server *s = w->server;
-	unsigned char buf[CLIENT_RESPONSE_HEADER_SIZE + 128];
-	char text[128], peer[64];
-	struct client_response resp = {.status = CLIENT_STATUS_ERROR, .request_id = 0};
-	int n;
+	unsigned char buf[CLIENT_RESPONSE_HEADER_SIZE + 160];
+	char peer[64];
+	struct client_response resp = {.status = CLIENT_STATUS_ERROR,
+				       .request_id = 0,
+				       .value = text,
+				       .value_size = (uint32_t)strlen(text)};
 
-	n = snprintf(text, sizeof(text),
-		     "too many client connections: this node serves at most %u "
-		     "(--client-conns-max)",
-		     s->opt.conns_max);
-	resp.value = text;
-	resp.value_size = (uint32_t)(n < (int)sizeof(text) ? n : (int)sizeof(text) - 1);
+	ASSERT(resp.value_size <= 160);
 	client_response_encode(&resp, buf);
 	if (send(fd, buf, client_response_size(resp.value_size), MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
 		/* Best effort: the client sees the connection closed either way. */
 	}
-	atomic_fetch_add(&s->conns_refused, 1);
-	conn_limit_log(s, CONN_LIMIT_CONNS, server_now_ms(),
-		       "client connection from %s refused: %u connections are open, the limit "
-		       "(--client-conns-max %u)",
-		       conn_peer_name(fd, peer), s->opt.conns_max, s->opt.conns_max);
+	if (limit == CONN_LIMIT_CONNS) {
+		atomic_fetch_add(&s->conns_refused, 1);
+		conn_limit_log(s, limit, server_now_ms(),
+			       "client connection from %s refused: %u connections are open, the "
+			       "limit (--client-conns-max %u)",
+			       conn_peer_name(fd, peer), open, s->opt.conns_max);
+	} else {
+		atomic_fetch_add(&s->conns_refused_per_source, 1);
+		conn_limit_log(s, limit, server_now_ms(),
+			       "client connection from %s refused: %u connections from its "
+			       "address are open, the limit (--client-conns-per-source-max %u)",
+			       conn_peer_name(fd, peer), open, s->opt.conns_per_source_max);
+	}
 	close(fd);
+}
+
+/* Admit fd within both connection limits, taking one slot of each, or
+ * refuse it. Returns whether it was admitted. */
+static bool worker_admit(struct worker *w, int fd, const struct sockaddr_storage *addr,
+			 uint8_t source[16])
+{
+	struct server *s = w->server;
+	char text[160], host[INET6_ADDRSTRLEN] = "?";
+	uint32_t open;
+
+	if (atomic_fetch_add(&s->conns_count, 1) >= s->opt.conns_max) {
+		atomic_fetch_sub(&s->conns_count, 1);
+		snprintf(text, sizeof(text),
+			 "too many client connections: this node serves at most %u "
+			 "(--client-conns-max)",
+			 s->opt.conns_max);
+		worker_refuse(w, fd, CONN_LIMIT_CONNS, text, s->opt.conns_max);
+		return false;
+	}
+	node_sources_key(addr, source);
+	if (node_sources_take(&s->sources, source, s->opt.conns_per_source_max, &open))
+		return true;
+	atomic_fetch_sub(&s->conns_count, 1);
+	if (addr->ss_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)addr)->sin_addr, host,
+			  sizeof(host));
+	else if (addr->ss_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)addr)->sin6_addr, host,
+			  sizeof(host));
+	snprintf(text, sizeof(text),
+		 "too many client connections from %s: this node serves at most %u from one "
+		 "address (--client-conns-per-source-max)",
+		 host, s->opt.conns_per_source_max);
+	worker_refuse(w, fd, CONN_LIMIT_PER_SOURCE, text, open);
+	return false;
 }
 
 static void worker_accept(struct worker *w)
@@ -382,7 +431,11 @@ static void worker_accept(struct worker *w)
 
 	for (int i = 0; i < WORKER_ACCEPT_MAX; i++) {
 		int one = 1;
-		int fd = accept4(s->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		struct sockaddr_storage addr;
+		socklen_t addr_len = sizeof(addr);
+		int fd = accept4(s->listen_fd, (struct sockaddr *)&addr, &addr_len,
+				 SOCK_NONBLOCK | SOCK_CLOEXEC);
+		uint8_t source[16];
 		struct epoll_event ev;
 		struct conn *c;
 
@@ -393,31 +446,30 @@ static void worker_accept(struct worker *w)
 				worker_accept_failed(w, errno);
 			return;
 		}
-		if (atomic_fetch_add(&s->conns_count, 1) >= s->opt.conns_max) {
-			atomic_fetch_sub(&s->conns_count, 1);
-			worker_refuse(w, fd);
+		if (!worker_admit(w, fd, &addr, source))
 			continue;
-		}
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		c = calloc(1, sizeof(*c));
 		if (c == NULL)
-			goto err_after_count;
+			goto err_after_admit;
 		c->worker = w;
 		c->fd = fd;
+		memcpy(c->source, source, sizeof(c->source));
 		c->events = EPOLLIN;
 		c->active_ms = server_now_ms();
 		ev = (struct epoll_event){.events = EPOLLIN, .data.ptr = c};
 		if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
 			free(c);
-			goto err_after_count;
+			goto err_after_admit;
 		}
 		c->next = w->conns;
 		if (w->conns != NULL)
 			w->conns->prev = c;
 		w->conns = c;
 		continue;
-	err_after_count:
+	err_after_admit:
 		server_log(LOG_LEVEL_WARN, "client connection refused: %s", strerror(errno));
+		node_sources_give(&s->sources, source);
 		atomic_fetch_sub(&s->conns_count, 1);
 		close(fd);
 	}

@@ -5,6 +5,7 @@
  *   flotilla-node.c  main, start and stop, the leader monitor, the log
  *   node_options.c   flags and the --config file
  *   node_conn.c      client threads: accept, read, write, limits, wake-ups
+ *   node_source.c    client connections counted per source address
  *   node_request.c   decoding requests, the client ops, their callbacks
  *   node_store.c     the stores behind the node, by name (node_store.h)
  *   node_store_memory.c  the in-memory store (tools/kv.c)
@@ -16,6 +17,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "base/log.h"
 #include "flotilla.h"
@@ -35,7 +37,13 @@
 
 /* The client limits whose hits are counted and logged (at most one line a
  * second per kind; the next line says how many were not logged). */
-enum conn_limit { CONN_LIMIT_CONNS, CONN_LIMIT_IDLE, CONN_LIMIT_REQUEST, CONN_LIMIT_COUNT };
+enum conn_limit {
+	CONN_LIMIT_CONNS,
+	CONN_LIMIT_PER_SOURCE,
+	CONN_LIMIT_IDLE,
+	CONN_LIMIT_REQUEST,
+	CONN_LIMIT_COUNT
+};
 
 struct server;
 struct worker;
@@ -53,6 +61,7 @@ struct conn {
 	bool eof;             /* The client shut its side: answer what came, then close. */
 	bool closed;
 	bool dirty;                   /* On the worker's dirty list. */
+	uint8_t source[16];           /* The client's address (node_sources_key). */
 	uint32_t requests_seen;       /* Complete requests taken from the input; wraps. */
 	uint32_t requests_seen_ms_at; /* requests_seen when active_ms was last set. */
 	uint64_t active_ms;           /* Accepted, or a complete request last taken. */
@@ -99,6 +108,20 @@ struct worker {
 	uint64_t swept_ms; /* When deadlines were last checked. */
 };
 
+/* Open client connections per source address (node_source.c). */
+struct node_source_slot {
+	uint8_t addr[16];
+	uint32_t count; /* Open connections from addr; 0: the slot is empty. */
+};
+
+struct node_sources {
+	pthread_mutex_t lock; /* Any client thread. */
+	struct node_source_slot *slots;
+	uint32_t cap;       /* A power of two, more than 2 x conns_max. */
+	uint32_t used;      /* Slots holding an address. */
+	uint32_t conns_max; /* --client-conns-max when the table was made. */
+};
+
 struct server {
 	struct node_options opt;
 	struct fl_node *node;
@@ -122,7 +145,9 @@ struct server {
 	struct MHD_Daemon *metrics;   /* --metrics: the HTTP server; NULL when off. */
 	uint16_t metrics_port;
 
-	_Atomic uint64_t conns_refused;    /* Over --client-conns-max. */
+	_Atomic uint64_t conns_refused;            /* Over --client-conns-max. */
+	_Atomic uint64_t conns_refused_per_source; /* Over --client-conns-per-source-max. */
+	struct node_sources sources;
 	_Atomic uint64_t timeouts_idle;    /* Closed after --client-idle-s. */
 	_Atomic uint64_t timeouts_request; /* Closed after --client-request-ms. */
 	pthread_mutex_t limit_log_lock;    /* Guards limit_log: any client thread. */
@@ -166,6 +191,22 @@ void conn_respond_text(struct conn *c, uint32_t status, uint64_t request_id, uin
 
 /* Whether the bounds allow starting one more request on c. */
 bool conn_can_start(const struct conn *c);
+
+/* node_source.c: the table of sources, sized for conns_max connections
+ * (--client-conns-max). Returns 0 or -ENOMEM. */
+int node_sources_init(struct node_sources *t, uint32_t conns_max);
+void node_sources_deinit(struct node_sources *t);
+
+/* addr (IPv4 or IPv6) as the table's 16-byte key. */
+void node_sources_key(const struct sockaddr_storage *addr, uint8_t key[16]);
+
+/* Count one more connection from key unless max are open from it already;
+ * *open is how many were. The caller holds one of the conns_max slots.
+ * Any client thread. */
+bool node_sources_take(struct node_sources *t, const uint8_t key[16], uint32_t max, uint32_t *open);
+
+/* The connection from key closed: once for each successful take. */
+void node_sources_give(struct node_sources *t, const uint8_t key[16]);
 
 /* node_request.c: the client ops. */
 

@@ -55,7 +55,7 @@ static enum MHD_Result node_metrics_text_reply(struct MHD_Connection *conn, unsi
 static int node_metrics_clients(struct server *s, struct metrics_text *t)
 {
 	unsigned long long id = (unsigned long long)s->opt.id;
-	char text[1024];
+	char text[1536];
 	size_t cap;
 	char *data;
 	int n;
@@ -70,10 +70,18 @@ static int node_metrics_clients(struct server *s, struct metrics_text *t)
 	    "idle (--client-idle-s) or request (--client-request-ms).\n"
 	    "# TYPE flotilla_client_timeouts_total counter\n"
 	    "flotilla_client_timeouts_total{node=\"%llu\",kind=\"idle\"} %llu\n"
-	    "flotilla_client_timeouts_total{node=\"%llu\",kind=\"request\"} %llu\n",
+	    "flotilla_client_timeouts_total{node=\"%llu\",kind=\"request\"} %llu\n"
+	    "# HELP flotilla_client_connections_refused_per_source_total Client connections "
+	    "refused at --client-conns-per-source-max.\n"
+	    "# TYPE flotilla_client_connections_refused_per_source_total counter\n"
+	    "flotilla_client_connections_refused_per_source_total{node=\"%llu\"} %llu\n"
+	    "# HELP flotilla_groups_max The most groups this node hosts (--groups-max).\n"
+	    "# TYPE flotilla_groups_max gauge\n"
+	    "flotilla_groups_max{node=\"%llu\"} %u\n",
 	    id, (unsigned long long)atomic_load(&s->conns_refused), id,
 	    (unsigned long long)atomic_load(&s->timeouts_idle), id,
-	    (unsigned long long)atomic_load(&s->timeouts_request));
+	    (unsigned long long)atomic_load(&s->timeouts_request), id,
+	    (unsigned long long)atomic_load(&s->conns_refused_per_source), id, s->opt.groups_max);
 	if (n < 0 || (size_t)n >= sizeof(text))
 		return -EINVAL;
 	if (t->len + (size_t)n + 1 > t->cap) {

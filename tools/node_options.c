@@ -54,6 +54,8 @@ static const struct node_options_entry node_options_table[] = {
     {"shards", OPT_U32, OPT_FIELD(shards_count), 0, 0, 1024, "N  shard threads (0: CPUs)"},
     {"groups", OPT_U32, OPT_FIELD(groups_count), 0, 0, 10000000,
      "N  create groups 1..N at start unless present (0); not with --join on"},
+    {"groups-max", OPT_U32, OPT_FIELD(groups_max), 0, 1, 10000000,
+     "N  host at most N groups: a JOIN of one more is refused, 1 to 10000000 (100000)"},
     {"members", OPT_MEMBERS, 0, 0, 0, 0,
      "ID,ID,...  their voters (this node and its peers); each this node or a --peer"},
     {"election-ms", OPT_U32, OPT_FIELD(election_ms), 0, 1, 600000,
@@ -95,6 +97,8 @@ static const struct node_options_entry node_options_table[] = {
     {"client-threads", OPT_U32, OPT_FIELD(client_threads), 0, 1, 64, "N  client threads (2)"},
     {"client-conns-max", OPT_U32, OPT_FIELD(conns_max), 0, 1, 1000000,
      "N  client connections (1024)"},
+    {"client-conns-per-source-max", OPT_U32, OPT_FIELD(conns_per_source_max), 0, 1, 1000000,
+     "N  client connections from one source address (256)"},
     {"client-inflight-max", OPT_U32, OPT_FIELD(inflight_max), 0, 1, 1000000,
      "N  requests in flight per connection (1024)"},
     {"client-idle-s", OPT_U32, OPT_FIELD(client_idle_s), 0, 0, 86400,
@@ -581,6 +585,13 @@ int node_options_check(struct node_options *opt)
 			opt->groups_count, opt->groups_count, opt->groups_count);
 		return -EINVAL;
 	}
+	if (opt->groups_count > opt->groups_max) {
+		fprintf(stderr,
+			"flotilla-node: --groups %u exceeds --groups-max %u: the node would be "
+			"refused groups it creates itself; raise --groups-max\n",
+			opt->groups_count, opt->groups_max);
+		return -EINVAL;
+	}
 	if (node_options_check_members(opt) != 0 || node_options_check_addrs(opt) != 0)
 		return -EINVAL;
 	if (node_store_find(opt->store) == NULL) {
@@ -611,6 +622,7 @@ void node_options_default(struct node_options *opt)
 	opt->inbox_max = config.inbox_max;
 	opt->snapshot_entries = config.snapshot_entries;
 	opt->check_entries = config.check_entries;
+	opt->groups_max = config.groups_max;
 	opt->snapshot_bytes = (uint32_t)config.snapshot_bytes;
 	opt->snapshot_ratio_percent = config.snapshot_ratio_percent;
 	opt->snapshot_compress = config.snapshot_compress;
@@ -619,6 +631,7 @@ void node_options_default(struct node_options *opt)
 	opt->lease_read = config.lease_read;
 	opt->client_threads = 2;
 	opt->conns_max = 1024;
+	opt->conns_per_source_max = 256;
 	opt->inflight_max = 1024;
 	opt->client_idle_s = 300;
 	opt->client_request_ms = 10000;

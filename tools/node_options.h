@@ -31,6 +31,7 @@ struct node_options {
 	uint32_t members_count;
 	uint32_t shards_count;
 	uint32_t groups_count;
+	uint32_t groups_max; /* The most groups hosted (fl_node_config.groups_max). */
 	uint32_t election_ms;
 	uint32_t heartbeat_ms;
 	uint32_t tick_ms;
@@ -49,6 +50,7 @@ struct node_options {
 	bool join;
 	uint32_t client_threads;
 	uint32_t conns_max;
+	uint32_t conns_per_source_max; /* Client connections from one address. */
 	uint32_t inflight_max;
 	uint32_t client_idle_s;     /* Close a connection without a request this long; 0: off. */
 	uint32_t client_request_ms; /* A started request completes within this; 0: off. */

@@ -55,7 +55,9 @@ static void pending_set_text(struct pending *p, const char *text)
  * ends (FL_ERR_TRANSFER): nothing was proposed, and the leader is about to
  * change, so that is NOT_LEADER too, with no hint (wait and retry). A leader
  * whose WAL's disk is full (FL_ERR_NO_SPACE) proposed nothing either: its
- * own status, with the error text, so that clients can tell it apart. */
+ * own status, with the error text, so that clients can tell it apart; so
+ * has a JOIN past the node's bound on groups (FL_ERR_GROUPS_FULL), which no
+ * retry on this node cures. */
 static void pending_set_error(struct pending *p, int rv, uint64_t leader)
 {
 	p->leader = leader != 0 ? leader : server_leader_hint(p->server, p->group);
@@ -66,6 +68,17 @@ static void pending_set_error(struct pending *p, int rv, uint64_t leader)
 	if (rv == FL_ERR_TRANSFER && p->op != CLIENT_OP_TRANSFER) {
 		p->status = CLIENT_STATUS_NOT_LEADER;
 		p->leader = 0;
+		return;
+	}
+	if (rv == FL_ERR_GROUPS_FULL) {
+		char text[160];
+
+		p->status = CLIENT_STATUS_GROUPS_FULL;
+		snprintf(text, sizeof(text),
+			 "group %llu refused: this node hosts the most groups it may "
+			 "(--groups-max %u)",
+			 (unsigned long long)p->group, p->server->opt.groups_max);
+		pending_set_text(p, text);
 		return;
 	}
 	p->status = rv == FL_ERR_NO_SPACE  ? CLIENT_STATUS_NO_SPACE
@@ -544,12 +557,13 @@ static void request_corrupt(struct conn *c, const struct client_request *req)
 }
 #else
 /* CORRUPT is a test hook: its op number stays reserved, and a node built
- * without FLOTILLA_TEST_HOOKS refuses it as an op it does not serve. */
+ * without FLOTILLA_TEST_HOOKS answers it as an unknown op (BAD_REQUEST; the
+ * connection goes on, as for any well-framed request it refuses). */
 static void request_corrupt(struct conn *c, const struct client_request *req)
 {
 	conn_respond_text(c, CLIENT_STATUS_BAD_REQUEST, req->request_id,
 			  server_leader_hint(c->worker->server, req->group),
-			  "CORRUPT is not supported: a test hook, and this node was built "
+			  "unknown op 9: CORRUPT is a test hook, and this node was built "
 			  "without test hooks");
 }
 #endif

@@ -69,6 +69,10 @@ refused "--quiesce maybe: must be on or off" --quiesce maybe
 refused "--snapshot-ratio-percent 1001: must be a whole number from 0 to 1000" \
 	--snapshot-ratio-percent 1001
 refused "--log-level verbose: must be error, warn, info or debug" --log-level verbose
+refused "--groups-max 0: must be a whole number from 1 to 10000000" --groups-max 0
+refused "--groups 5 exceeds --groups-max 4" --groups 5 --groups-max 4
+refused "--client-conns-per-source-max 0: must be a whole number from 1 to 1000000" \
+	--client-conns-per-source-max 0
 refused "--log-format xml: must be text, logfmt or json" --log-format xml
 
 # The shared peer key: hex, long enough, readable by its owner only.
@@ -88,7 +92,7 @@ refused "--auth-key-file $dir/key.none: cannot read it" --auth-key-file "$dir/ke
 # The rules' edges are allowed: election = 2 heartbeats = 5 ticks.
 "$node_bin" --id 1 --data "$dir/ok" --listen 127.0.0.1:0 --client 127.0.0.1:0 --groups 1 \
 	--tick-ms 20 --heartbeat-ms 50 --election-ms 100 --auth-key-file "$dir/key.ok" \
-	--snapshot-ratio-percent 1000 \
+	--snapshot-ratio-percent 1000 --groups-max 1 --client-conns-per-source-max 1 \
 	>"$dir/ok.out" 2>"$dir/ok.err" &
 pid=$!
 status=

@@ -117,6 +117,9 @@ int main(void)
 	refused("snapshot ratio over 10x", &c,
 		"snapshot_ratio_percent 1001: must be from 0 to 1000");
 	config_base(&c);
+	c.groups_max = 0;
+	refused("no bound on groups", &c, "groups_max 0: must be at least 1");
+	config_base(&c);
 	c.auth_key = key;
 	c.auth_key_size = sizeof(key);
 	refused("short auth key", &c, "auth_key_size 8: a key must have at least 16 bytes");

@@ -143,6 +143,25 @@ static void test_stale_answer_round_trips(void **state)
 	assert_int_equal(back.value_size, sizeof(value));
 }
 
+/* GROUPS_FULL decodes; a status past the last one does not. */
+static void test_groups_full_decodes(void **state)
+{
+	unsigned char buf[CLIENT_RESPONSE_HEADER_SIZE + 4];
+	struct client_response resp = {.status = CLIENT_STATUS_GROUPS_FULL,
+				       .request_id = 4,
+				       .value = "full",
+				       .value_size = 4},
+			       back;
+
+	(void)state;
+	client_response_encode(&resp, buf);
+	assert_int_equal(client_response_decode(buf, sizeof(buf), &back), (int)sizeof(buf));
+	assert_int_equal(back.status, CLIENT_STATUS_GROUPS_FULL);
+	assert_memory_equal(back.value, "full", 4);
+	le_put32(buf + 4, CLIENT_STATUS_LAST + 1);
+	assert_int_equal(client_response_decode(buf, sizeof(buf), &back), -EBADMSG);
+}
+
 static void test_membership_bodies_are_exact(void **state)
 {
 	struct client_request req = {
@@ -643,6 +662,7 @@ int main(void)
 	    cmocka_unit_test(test_membership_bodies_are_exact),
 	    cmocka_unit_test(test_members_value_round_trips),
 	    cmocka_unit_test(test_stale_answer_round_trips),
+	    cmocka_unit_test(test_groups_full_decodes),
 	    cmocka_unit_test(test_operator_ops_take_no_body),
 	    cmocka_unit_test(test_add_witness_takes_a_member),
 	    cmocka_unit_test(test_node_status_value_round_trips),
