@@ -58,6 +58,10 @@ const char *err_str(int err)
 		return "the data directory's manifest fails verification (the log names it)";
 	case ERR_STALE:
 		return "this replica may be further behind its leader than the read's bound allows";
+	case ERR_PEER_UNKNOWN:
+		return "no such peer in this node's address book";
+	case ERR_PEERS_FULL:
+		return "the address book holds its limit of peers (FL_PEERS_MAX)";
 	default:
 		break;
 	}
