@@ -7,7 +7,9 @@
  *   admin_status.c    status and health: what the look shows, as a table or
  *                     JSON, and the reasons the cluster is not healthy
  *   admin_verify.c    verify: CHECK of every group, then who diverged
- *   admin_group.c     transfer and snapshot of one group */
+ *   admin_group.c     transfer and snapshot of one group
+ *   admin_nodes.c     finding the cluster from one node (PEERS); add-node and
+ *                     remove-node (SET_PEER, REMOVE_PEER) */
 #ifndef TOOLS_ADMIN_INTERNAL_H
 #define TOOLS_ADMIN_INTERNAL_H
 
@@ -26,6 +28,8 @@ enum admin_command {
 	ADMIN_VERIFY,
 	ADMIN_TRANSFER,
 	ADMIN_SNAPSHOT,
+	ADMIN_ADD_NODE,
+	ADMIN_REMOVE_NODE,
 };
 
 struct admin_options {
@@ -42,6 +46,9 @@ struct admin_options {
 	uint32_t voters_min;
 	bool verbose;
 	bool json;
+	uint64_t id;           /* add-node, remove-node: the node. */
+	const char *peer_addr; /* add-node: its peer listener. */
+	bool force;            /* remove-node: even while it is a group's member. */
 };
 
 uint64_t admin_now_ms(void);
@@ -174,5 +181,11 @@ int admin_status(const struct admin_options *opt);
 int admin_verify(const struct admin_options *opt);
 int admin_transfer(const struct admin_options *opt);
 int admin_snapshot(const struct admin_options *opt);
+
+/* admin_nodes.c: find every node from those --nodes names (PEERS), and
+ * rewrite opt->nodes to name them all. Returns 0 or -errno (said on stderr). */
+int admin_discover(struct admin_options *opt);
+int admin_add_node(const struct admin_options *opt);
+int admin_remove_node(const struct admin_options *opt);
 
 #endif /* TOOLS_ADMIN_INTERNAL_H */

@@ -86,12 +86,16 @@ static uint64_t client_body_size(const struct client_request *req)
 	case CLIENT_OP_DROP:
 	case CLIENT_OP_NODE_STATUS:
 	case CLIENT_OP_SNAPSHOT:
+	case CLIENT_OP_PEERS:
 		return 0;
 	case CLIENT_OP_ADD_LEARNER:
 	case CLIENT_OP_PROMOTE:
 	case CLIENT_OP_REMOVE_MEMBER:
 	case CLIENT_OP_TRANSFER:
+	case CLIENT_OP_REMOVE_PEER:
 		return 8;
+	case CLIENT_OP_SET_PEER:
+		return 12 + (uint64_t)req->key_size;
 	default:
 		return UINT64_MAX;
 	}
@@ -150,7 +154,13 @@ void client_request_encode(const struct client_request *req, void *buf)
 	case CLIENT_OP_PROMOTE:
 	case CLIENT_OP_REMOVE_MEMBER:
 	case CLIENT_OP_TRANSFER:
+	case CLIENT_OP_REMOVE_PEER:
 		client_store64(p, req->member);
+		break;
+	case CLIENT_OP_SET_PEER:
+		p = client_store64(p, req->member);
+		p = client_store32(p, req->key_size);
+		client_store_bytes(p, req->key, req->key_size);
 		break;
 	default:
 		break;
@@ -171,6 +181,12 @@ const char *client_op_name(uint32_t op)
 		return "NODE_STATUS";
 	if (op == CLIENT_OP_SNAPSHOT)
 		return "SNAPSHOT";
+	if (op == CLIENT_OP_PEERS)
+		return "PEERS";
+	if (op == CLIENT_OP_SET_PEER)
+		return "SET_PEER";
+	if (op == CLIENT_OP_REMOVE_PEER)
+		return "REMOVE_PEER";
 	return op < sizeof(names) / sizeof(names[0]) ? names[op] : NULL;
 }
 
@@ -221,15 +237,36 @@ static int client_request_decode_body(const unsigned char *p, uint32_t body_size
 	case CLIENT_OP_DROP:
 	case CLIENT_OP_NODE_STATUS:
 	case CLIENT_OP_SNAPSHOT:
+	case CLIENT_OP_PEERS:
 		if (body_size == 0)
 			return 0;
 		snprintf(r->text, sizeof(r->text), "%s takes no body, got %u bytes", name,
 			 body_size);
 		return -EBADMSG;
+	case CLIENT_OP_SET_PEER:
+		if (body_size < 12 || body_size - 12 != le_get32(p + 8)) {
+			snprintf(r->text, sizeof(r->text),
+				 "SET_PEER body of %u bytes, but it takes 12 bytes (id, addr_size) "
+				 "and addr_size bytes of address",
+				 body_size);
+			return -EBADMSG;
+		}
+		req->member = le_get64(p);
+		req->key_size = le_get32(p + 8);
+		req->key = p + 12;
+		*framed = true;
+		if (req->key_size == 0 || req->key_size > CLIENT_PEER_ADDR_MAX) {
+			snprintf(r->text, sizeof(r->text),
+				 "SET_PEER address of %u bytes: it takes 1 to %u", req->key_size,
+				 CLIENT_PEER_ADDR_MAX);
+			return -EBADMSG;
+		}
+		return 0;
 	case CLIENT_OP_ADD_LEARNER:
 	case CLIENT_OP_PROMOTE:
 	case CLIENT_OP_REMOVE_MEMBER:
 	case CLIENT_OP_TRANSFER:
+	case CLIENT_OP_REMOVE_PEER:
 		if (body_size != 8) {
 			snprintf(r->text, sizeof(r->text),
 				 "%s takes an 8-byte body (member), got %u bytes", name, body_size);
@@ -379,7 +416,8 @@ int client_response_decode(const void *buf, size_t size, struct client_response 
 	resp->status = le_get32(p + 4);
 	resp->leader_hint = le_get64(p + 16);
 	resp->value_size = le_get32(p + 24);
-	if (resp->status > CLIENT_STATUS_STALE ||
+	/* Statuses 9 and 10 belong to other ops; a client takes any known status. */
+	if (resp->status > CLIENT_STATUS_PEER_REFUSED ||
 	    (uint64_t)resp->value_size + CLIENT_RESPONSE_HEADER_SIZE - 4 != frame)
 		return -EBADMSG;
 	resp->value = p + CLIENT_RESPONSE_HEADER_SIZE;
