@@ -70,8 +70,8 @@ enum {
 						    * holds FL_PEERS_MAX peers already. */
 };
 
-#define FL_MEMBERS_MAX 16
-#define FL_PEERS_MAX   (4 * FL_MEMBERS_MAX) /* Other nodes one node knows. */
+#define FL_MEMBERS_MAX          16
+#define FL_PEERS_MAX            (4 * FL_MEMBERS_MAX) /* Other nodes one node knows. */
 #define FL_ADDR_SIZE_MAX        256 /* Bytes of a peer's "host:port", its NUL included. */
 #define FL_CLIENT_ADDR_SIZE_MAX 116 /* Bytes of fl_node_config.client_addr, its NUL included. */
 
@@ -351,9 +351,9 @@ int fl_node_remove_peer(struct fl_node *node, uint64_t id);
 
 struct fl_peer_info {
 	uint64_t id;
-	char addr[FL_ADDR_SIZE_MAX];               /* Its peer listener. */
-	char client_addr[FL_CLIENT_ADDR_SIZE_MAX]; /* What it told us (its client_addr);
-						    * "" until it dialled us. */
+	char addr[FL_ADDR_SIZE_MAX]; /* Its peer listener. */
+	/* What it told us when it dialled us (its client_addr); "" until then. */
+	char client_addr[FL_CLIENT_ADDR_SIZE_MAX];
 	bool connected_out; /* Every shard's connection to it is up. */
 	bool connected_in;  /* Every shard has a connection from it. */
 };
@@ -361,8 +361,7 @@ struct fl_peer_info {
 /* The address book now: up to max peers into peers, their number in *count
  * (which may exceed max). Asks every shard for its connections; not from a
  * Flotilla callback. Returns 0 or -ENOMEM. */
-int fl_node_peers(struct fl_node *node, struct fl_peer_info *peers, uint32_t max,
-		  uint32_t *count);
+int fl_node_peers(struct fl_node *node, struct fl_peer_info *peers, uint32_t max, uint32_t *count);
 
 /* Completion of an asynchronous request. rv is 0 or an error; for a proposal,
  * result is what the state machine's apply returned for the entry. leader is

@@ -149,8 +149,8 @@ static int book_decode_line(struct book *b, const char *line)
 	unsigned long long id;
 	struct book_entry *e;
 
-	if (sscanf(line, "peer %llu %255s %255s %c", &id, addr, flag_addr, &tail) != 3 ||
-	    id == 0 || b->count == BOOK_ENTRIES_MAX || book_find(b, id) != NULL)
+	if (sscanf(line, "peer %llu %255s %255s %c", &id, addr, flag_addr, &tail) != 3 || id == 0 ||
+	    b->count == BOOK_ENTRIES_MAX || book_find(b, id) != NULL)
 		return -EBADMSG;
 	if ((strcmp(addr, "-") != 0 && !book_addr_is_valid(addr)) ||
 	    (strcmp(flag_addr, "-") != 0 && !book_addr_is_valid(flag_addr)))

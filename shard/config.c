@@ -161,12 +161,13 @@ static int config_check_peers(const struct fl_node_config *c, char *why, size_t 
 		    config_addr_resolve(p->addr, false, &addr, &len, reason, sizeof(reason)) != 0) {
 			snprintf(why, why_size, "peers[%u].addr '%s' of node %llu: %s", i, p->addr,
 				 (unsigned long long)p->id,
-				 book_addr_is_valid(p->addr) ? reason : "holds a space or a control byte");
+				 book_addr_is_valid(p->addr) ? reason
+							     : "holds a space or a control byte");
 			return -EINVAL;
 		}
 	}
-	if (c->client_addr != NULL &&
-	    (strlen(c->client_addr) >= FL_CLIENT_ADDR_SIZE_MAX || !book_addr_is_valid(c->client_addr))) {
+	if (c->client_addr != NULL && (strlen(c->client_addr) >= FL_CLIENT_ADDR_SIZE_MAX ||
+				       !book_addr_is_valid(c->client_addr))) {
 		snprintf(why, why_size,
 			 "client_addr '%.40s': must be 1 to %d printable bytes without spaces",
 			 c->client_addr, FL_CLIENT_ADDR_SIZE_MAX - 1);

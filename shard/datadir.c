@@ -50,9 +50,9 @@
 
 #include "base/assert.h"
 #include "base/err.h"
-#include "shard/book.h"
 #include "base/le.h"
 #include "base/log.h"
+#include "shard/book.h"
 
 #define DATADIR_MAGIC 0x464d4c46u /* "FLMF" little-endian. */
 

@@ -356,7 +356,8 @@ static void net_ident_log_refusal(struct node_net *net, const struct wire_handsh
 	       "the process started on another data directory (logged at most every %d s per peer)",
 	       node, (unsigned long long)hs->incarnation, from, node, (unsigned long long)known,
 	       answered ? "live and answering" : "and nothing else answers",
-	       net_peer_addr(net, hs->node_id, book_addr) ? book_addr : "?", NET_IDENT_LOG_MS / 1000);
+	       net_peer_addr(net, hs->node_id, book_addr) ? book_addr : "?",
+	       NET_IDENT_LOG_MS / 1000);
 }
 
 /* Whether an accepted connection with handshake hs comes from the peer we
@@ -474,8 +475,9 @@ static void net_accept(struct node_net *net)
 		return;
 	}
 	if (wire_handshake_decode(&hs, buf) != 0) {
-		net_refused(net, "malformed handshake (magic, version, flags or checksum: a node of "
-				 "another version?)");
+		net_refused(net,
+			    "malformed handshake (magic, version, flags or checksum: a node of "
+			    "another version?)");
 		close(fd);
 		return;
 	}
@@ -536,7 +538,6 @@ static void net_accept(struct node_net *net)
 	sodium_memzero(key, sizeof(key));
 	net_hand_over(net, hs.shard_index, req);
 }
-
 
 /* Dial peer for shard_index, sending flags in our handshake; *hs gets the
  * peer's, and session_key (AUTH_KEY_SIZE bytes) the key of the frames we
@@ -763,7 +764,8 @@ int node_net_start(struct node_net **out, const struct node_net_config *config,
 	net->shards = shards;
 	for (uint32_t i = 0; i < config->peers_count; i++) {
 		net->peers[i].id = config->peers[i].id;
-		snprintf(net->peers[i].addr, sizeof(net->peers[i].addr), "%s", config->peers[i].addr);
+		snprintf(net->peers[i].addr, sizeof(net->peers[i].addr), "%s",
+			 config->peers[i].addr);
 	}
 	net->config.peers = NULL; /* Only the table above from here on. */
 	if (config->client_addr != NULL)

@@ -675,8 +675,7 @@ int fl_shard_metrics(struct fl_node *node, uint32_t shard, struct fl_shard_metri
 	return 0;
 }
 
-int node_shard_call(struct fl_node *node, uint32_t shard, struct shard_req *req,
-		    uint64_t *result)
+int node_shard_call(struct fl_node *node, uint32_t shard, struct shard_req *req, uint64_t *result)
 {
 	struct waiter w;
 	int rv;

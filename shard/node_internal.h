@@ -32,8 +32,7 @@ struct fl_node {
 /* Submit req to shard and wait for its callback (req->cb and req->arg are
  * set here). A full inbox is retried for up to a second. Returns the
  * callback's rv (and *result), or the submission's error. */
-int node_shard_call(struct fl_node *node, uint32_t shard, struct shard_req *req,
-		    uint64_t *result);
+int node_shard_call(struct fl_node *node, uint32_t shard, struct shard_req *req, uint64_t *result);
 
 /* The node's logger (the sink fl_node_config chose). */
 struct logger node_logger_of(const struct fl_node *node);

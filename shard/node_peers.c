@@ -75,7 +75,8 @@ static int node_book_push(struct fl_node *node)
 			const struct book_entry *e = &node->book->entries[j];
 
 			if (e->addr[0] != '\0')
-				entries[n++] = (struct shard_book_entry){.id = e->id, .epoch = e->epoch};
+				entries[n++] =
+				    (struct shard_book_entry){.id = e->id, .epoch = e->epoch};
 		}
 		req->size = n;
 		one = node_shard_call(node, i, req, NULL);

@@ -58,9 +58,9 @@ enum shard_log_kind {
 };
 
 enum {
-	SHARD_OUT_SIZE_MAX = 64 << 20,   /* Bytes queued to one peer before dropping. */
+	SHARD_OUT_SIZE_MAX = 64 << 20,      /* Bytes queued to one peer before dropping. */
 	SHARD_PEERS_MAX = 2 * FL_PEERS_MAX, /* Peer slots: in force, and removed ones closing. */
-	SHARD_FRAME_BODY_SOFT = 4 << 20, /* Start a new frame past this. */
+	SHARD_FRAME_BODY_SOFT = 4 << 20,    /* Start a new frame past this. */
 	SHARD_FRAME_TAG_ROOM = 16, /* Reserved after each frame for its tag (AUTH_TAG_SIZE). */
 	SHARD_AUTH_LOG_MS = 1000,  /* At most one failed-tag line per shard this often. */
 	SHARD_RECV_SIZE = 1 << 20, /* Initial receive buffer per connection. */

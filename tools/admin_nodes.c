@@ -29,7 +29,7 @@
 
 /* One node as discovery found it. */
 struct admin_found {
-	uint64_t id;           /* 0: not known (HOST:PORT only, and it did not answer). */
+	uint64_t id;                     /* 0: not known (HOST:PORT only, and it did not answer). */
 	char addr[CLIENT_ADDR_SIZE_MAX]; /* Client address. */
 	char peer_addr[CLIENT_PEER_ADDR_MAX + 1];
 	bool answered;
@@ -125,7 +125,8 @@ static int admin_cluster_parse(struct admin_cluster *cl, const char *spec)
 		struct admin_found *f;
 		size_t addr_len = eq != NULL ? len - (size_t)(eq + 1 - p) : len;
 
-		if (cl->count == CLIENT_NODES_MAX || addr_len == 0 || addr_len >= CLIENT_ADDR_SIZE_MAX)
+		if (cl->count == CLIENT_NODES_MAX || addr_len == 0 ||
+		    addr_len >= CLIENT_ADDR_SIZE_MAX)
 			return -EINVAL;
 		f = &cl->nodes[cl->count++];
 		if (eq != NULL) {
@@ -161,8 +162,8 @@ static int admin_cluster_discover(struct admin_cluster *cl, bool quiet)
 			unnamed += given == 0;
 			if (!quiet)
 				fprintf(stderr, "flotilla-admin: node %s: no PEERS answer (%s)\n",
-					f->addr, rv == -EPROTO ? "it does not know the op"
-								: strerror(-rv));
+					f->addr,
+					rv == -EPROTO ? "it does not know the op" : strerror(-rv));
 			continue;
 		}
 		answered++;
@@ -225,8 +226,7 @@ static void admin_cluster_spec(const struct admin_cluster *cl, char *spec, size_
 	for (uint32_t i = 0; i < cl->count && n < size; i++)
 		if (cl->nodes[i].id != 0)
 			n += (size_t)snprintf(spec + n, size - n, "%s%" PRIu64 "=%s",
-					      n > 0 ? "," : "", cl->nodes[i].id,
-					      cl->nodes[i].addr);
+					      n > 0 ? "," : "", cl->nodes[i].id, cl->nodes[i].addr);
 }
 
 int admin_discover(struct admin_options *opt)
@@ -350,9 +350,8 @@ int admin_add_node(const struct admin_options *opt)
 		}
 	}
 	if (failed > 0 || targets == 0) {
-		printf("add-node %" PRIu64 ": FAILED: %u of %u nodes did not take it%s\n",
-		       opt->id, failed, targets,
-		       targets == 0 ? " (no node to tell)" : "");
+		printf("add-node %" PRIu64 ": FAILED: %u of %u nodes did not take it%s\n", opt->id,
+		       failed, targets, targets == 0 ? " (no node to tell)" : "");
 		admin_cluster_free(&cl);
 		return 1;
 	}
@@ -462,7 +461,8 @@ int admin_remove_node(const struct admin_options *opt)
 
 		if (count != 0) {
 			if (count < 0)
-				printf("remove-node %" PRIu64 ": refused: a node did not answer, so "
+				printf("remove-node %" PRIu64
+				       ": refused: a node did not answer, so "
 				       "whether node %" PRIu64 " is still a member of some group "
 				       "cannot be told (--force removes it anyway)\n",
 				       opt->id, opt->id);

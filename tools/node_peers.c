@@ -20,8 +20,8 @@ static void request_peers_list(struct conn *c, const struct client_request *req)
 	struct client_peer *peers = calloc(CLIENT_PEERS_MAX, sizeof(*peers));
 	unsigned char *value = malloc(CLIENT_PEERS_SIZE_MAX(CLIENT_PEERS_MAX));
 	uint32_t count = 0, n = 1;
-	int rv = info && peers && value ? fl_node_peers(s->node, info, FL_PEERS_MAX, &count)
-					: -ENOMEM;
+	int rv =
+	    info && peers && value ? fl_node_peers(s->node, info, FL_PEERS_MAX, &count) : -ENOMEM;
 
 	if (rv != 0) {
 		conn_respond_text(c, CLIENT_STATUS_ERROR, req->request_id, 0, fl_strerror(rv));
@@ -65,9 +65,10 @@ static void request_peer_refused(struct conn *c, const struct client_request *re
 	else
 		snprintf(text, sizeof(text), "node %llu: %s", (unsigned long long)req->member,
 			 fl_strerror(rv));
-	conn_respond_text(c, rv == -EINVAL || rv == FL_ERR_PEERS_FULL || rv == FL_ERR_PEER_UNKNOWN
-				 ? CLIENT_STATUS_PEER_REFUSED
-				 : CLIENT_STATUS_ERROR,
+	conn_respond_text(c,
+			  rv == -EINVAL || rv == FL_ERR_PEERS_FULL || rv == FL_ERR_PEER_UNKNOWN
+			      ? CLIENT_STATUS_PEER_REFUSED
+			      : CLIENT_STATUS_ERROR,
 			  req->request_id, 0, text);
 }
 

@@ -107,8 +107,8 @@ struct check {
 	const char *cluster;
 	const char *admin;
 	const char *peer_addr; /* addnode: the new node's peer listener. */
-	const char *fault;  /* isolate: "FAULT cut|heal ID" cuts a node off, heals it. */
-	const char *prefix; /* Of the keys scale and write put. */
+	const char *fault;     /* isolate: "FAULT cut|heal ID" cuts a node off, heals it. */
+	const char *prefix;    /* Of the keys scale and write put. */
 	uint32_t groups_count;
 	uint32_t voters_count;
 	uint32_t parallel;
@@ -1123,23 +1123,12 @@ static int check_cluster_node(const struct check *k, const char *cmd, uint64_t i
 }
 
 /* "ADMIN move --from A --to B --nodes SPEC --groups N --parallel P". */
-static int check_admin_move_at(const struct check *k, const char *nodes, uint64_t from,
-			       uint64_t to)
+static int check_admin_move_at(const struct check *k, const char *nodes, uint64_t from, uint64_t to)
 {
 	char from_text[24], to_text[24], groups_text[24], parallel_text[24];
-	char *argv[] = {(char *)k->admin,
-			"move",
-			"--from",
-			from_text,
-			"--to",
-			to_text,
-			"--nodes",
-			(char *)nodes,
-			"--groups",
-			groups_text,
-			"--parallel",
-			parallel_text,
-			NULL};
+	char *argv[] = {(char *)k->admin, "move",        "--from",      from_text,  "--to",
+			to_text,          "--nodes",     (char *)nodes, "--groups", groups_text,
+			"--parallel",     parallel_text, NULL};
 
 	snprintf(from_text, sizeof(from_text), "%llu", (unsigned long long)from);
 	snprintf(to_text, sizeof(to_text), "%llu", (unsigned long long)to);
@@ -1324,9 +1313,9 @@ static int check_addnode_steps(struct check *k, struct check_sampler *sp)
 	const struct client_node *first = &k->router.nodes[0];
 	uint64_t new_id = k->voters_count + 1, t0 = check_now_ms() - sp->started_ms, t1;
 	char id_text[24];
-	char *add[] = {(char *)k->admin,  "add-node", "--nodes",           (char *)first->addr,
-		       "--id",            id_text,    "--peer-addr",       (char *)k->peer_addr,
-		       NULL};
+	char *add[] = {
+	    (char *)k->admin, "add-node",           "--nodes", (char *)first->addr, "--id", id_text,
+	    "--peer-addr",    (char *)k->peer_addr, NULL};
 	int rv;
 
 	snprintf(id_text, sizeof(id_text), "%llu", (unsigned long long)new_id);
