@@ -129,6 +129,9 @@ static void request_handle(struct shard *s, struct shard_req *req)
 				peer_connected(s, p, req->fd, req->auth ? req->session_key : NULL);
 			else
 				close(req->fd);
+		} else if (peer_find_any(s, req->member) != NULL &&
+			   peer_find(s, req->member) == NULL) {
+			close(req->fd); /* Accepted just before the peer was removed. */
 		} else {
 			conn_adopt(s, req->fd, req->member, req->auth ? req->session_key : NULL);
 		}
