@@ -33,7 +33,17 @@
  * known incarnation answers, or nothing does, the newcomer is refused (its
  * dialler sees WIRE_HANDSHAKE_REFUSED) for NET_IDENT_REFUSE_MS, and both
  * incarnations are logged, at most once per peer every NET_IDENT_LOG_MS.
- * Connections accepted before a conflict was seen stay until they close. */
+ * Connections accepted before a conflict was seen stay until they close.
+ *
+ * THE ADDRESS BOOK. The peers known (id, address, identity, client address)
+ * are a fixed table of FL_PEERS_MAX slots under peers_lock, changed at run
+ * time by the node (node_net_set_peer, node_net_remove_peer): a dial reads
+ * its peer's address when it starts, an accept checks the id against the
+ * table, and a new address forgets the identity known at the old one.
+ * Closing the connections of a removed or readdressed peer is the shards'
+ * part (shard/peer.c). A dialler with a client address sends it in an
+ * address note right after its handshake (WIRE_HANDSHAKE_ADDR); the
+ * acceptor keeps it for the peer once the connection is admitted. */
 #include "shard/net.h"
 
 #include <arpa/inet.h>
