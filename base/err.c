@@ -69,6 +69,10 @@ const char *err_str(int err)
 		       "not a member)";
 	case ERR_GROUPS_FULL:
 		return "this node hosts the most groups it may (groups_max): no group was added";
+	case ERR_PEER_UNKNOWN:
+		return "no such peer in this node's address book";
+	case ERR_PEERS_FULL:
+		return "the address book holds its limit of peers (FL_PEERS_MAX)";
 	default:
 		break;
 	}

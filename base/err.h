@@ -34,6 +34,9 @@ enum {
 	ERR_DIR_FOREIGN = -(ERR_BASE + 29),  /* It holds files Flotilla did not write. */
 	ERR_DIR_CORRUPT = -(ERR_BASE + 30),  /* Its manifest fails verification. */
 	ERR_STALE = -(ERR_BASE + 31),        /* A stale read's bound is exceeded here. */
+	/* The address book (fl_node_set_peer, fl_node_remove_peer): */
+	ERR_PEER_UNKNOWN = -(ERR_BASE + 32), /* No such peer in this node's address book. */
+	ERR_PEERS_FULL = -(ERR_BASE + 33),   /* The address book holds its limit of peers. */
 	/* A forced recovery of a group (fl_group_recover): */
 	ERR_QUORUM_REACHABLE = -(ERR_BASE + 34), /* Refused: the group still has a quorum. */
 	ERR_NOT_SURVIVOR = -(ERR_BASE + 35),     /* This replica cannot carry the group alone. */

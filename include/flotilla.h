@@ -65,6 +65,9 @@ enum {
 	FL_ERR_STALE = -(FL_ERR_BASE + 31),        /* fl_read_stale(): this replica may be
 						    * further behind than the caller's bound
 						    * allows; the figures say how far. */
+	FL_ERR_PEER_UNKNOWN = -(FL_ERR_BASE + 32), /* fl_node_remove_peer(): no such peer. */
+	FL_ERR_PEERS_FULL = -(FL_ERR_BASE + 33),   /* fl_node_set_peer(): the address book
+						    * holds FL_PEERS_MAX peers already. */
 	/* fl_group_recover() refused: the group knows a live leader or hears a
 	 * majority of its voters (force it only if the others never return). */
 	FL_ERR_QUORUM_REACHABLE = -(FL_ERR_BASE + 34),
@@ -82,7 +85,10 @@ enum {
 						    * created. */
 };
 
-#define FL_MEMBERS_MAX 16
+#define FL_MEMBERS_MAX          16
+#define FL_PEERS_MAX            (4 * FL_MEMBERS_MAX) /* Other nodes one node knows. */
+#define FL_ADDR_SIZE_MAX        256 /* Bytes of a peer's "host:port", its NUL included. */
+#define FL_CLIENT_ADDR_SIZE_MAX 116 /* Bytes of fl_node_config.client_addr, its NUL included. */
 
 /* Limits of struct fl_node_config, checked by fl_node_start(): the largest
  * entry_size_max; election_timeout_ms is at least this many heartbeat
@@ -293,6 +299,11 @@ struct fl_node_config {
 	void (*log_cb)(void *arg, const struct fl_log_record *rec);
 	void *log_arg;
 	struct fl_sm_ops sm;
+	/* Text this node tells its peers when it dials them, listed by their
+	 * fl_node_peers(): the address its program serves clients on
+	 * (flotilla-node sets its --client address). NULL: none. At most
+	 * FL_CLIENT_ADDR_SIZE_MAX - 1 printable bytes. */
+	const char *client_addr;
 };
 
 /* Fill config with defaults for node_id; the caller sets dirs, addresses and sm. */
@@ -336,6 +347,47 @@ void fl_node_stop(struct fl_node *node);
 
 /* The port the peer listener is bound to (useful with port 0). */
 uint16_t fl_node_port(const struct fl_node *node);
+
+/* THE ADDRESS BOOK: the other nodes this node knows, by id, with the
+ * "host:port" of each one's peer listener. It starts as data_dir's
+ * flotilla.peers (written by earlier runs) merged with config->peers: an id
+ * in only one of them is taken as it is there; for an id in both, the
+ * file's address (or its removal) wins unless config names another address
+ * than it did at the last start (the operator changed the flag: the flag
+ * wins). Every change below is written to flotilla.peers (a temporary file,
+ * fsync, rename, fsync of the directory; a checksum verified when read), so
+ * a restart keeps it. A node accepts connections only from the nodes in its
+ * book and dials only them.
+ *
+ * fl_node_set_peer() adds node id, or changes its address: every shard
+ * dials it (again, at the new address: an established connection to the
+ * old one is closed first). fl_node_remove_peer() forgets it: its
+ * connections, both ways, are closed and it is not dialled again; groups
+ * that still count it as a member simply stop reaching it (remove it from
+ * them first). Both return once every shard has taken the change; call
+ * them from any thread but a Flotilla callback. Returns 0; -EINVAL (id 0,
+ * this node's id, or addr not "host:port" that resolves, or longer than
+ * FL_ADDR_SIZE_MAX - 1 bytes; the log has a line saying which);
+ * FL_ERR_PEERS_FULL (set: FL_PEERS_MAX peers known already);
+ * FL_ERR_PEER_UNKNOWN (remove: not in the book); -errno when the file
+ * cannot be written (then nothing changed). Setting a peer to the address
+ * it has already changes nothing and returns 0. */
+int fl_node_set_peer(struct fl_node *node, uint64_t id, const char *addr);
+int fl_node_remove_peer(struct fl_node *node, uint64_t id);
+
+struct fl_peer_info {
+	uint64_t id;
+	char addr[FL_ADDR_SIZE_MAX]; /* Its peer listener. */
+	/* What it told us when it dialled us (its client_addr); "" until then. */
+	char client_addr[FL_CLIENT_ADDR_SIZE_MAX];
+	bool connected_out; /* Every shard's connection to it is up. */
+	bool connected_in;  /* Every shard has a connection from it. */
+};
+
+/* The address book now: up to max peers into peers, their number in *count
+ * (which may exceed max). Asks every shard for its connections; not from a
+ * Flotilla callback. Returns 0 or -ENOMEM. */
+int fl_node_peers(struct fl_node *node, struct fl_peer_info *peers, uint32_t max, uint32_t *count);
 
 /* Completion of an asynchronous request. rv is 0 or an error; for a proposal,
  * result is what the state machine's apply returned for the entry. leader is

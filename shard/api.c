@@ -22,6 +22,8 @@ _Static_assert((int)FL_ERR_DIR_MISMATCH == (int)ERR_DIR_MISMATCH, "public error 
 _Static_assert((int)FL_ERR_DIR_FOREIGN == (int)ERR_DIR_FOREIGN, "public error codes match");
 _Static_assert((int)FL_ERR_DIR_CORRUPT == (int)ERR_DIR_CORRUPT, "public error codes match");
 _Static_assert((int)FL_ERR_STALE == (int)ERR_STALE, "public error codes match");
+_Static_assert((int)FL_ERR_PEER_UNKNOWN == (int)ERR_PEER_UNKNOWN, "public error codes match");
+_Static_assert((int)FL_ERR_PEERS_FULL == (int)ERR_PEERS_FULL, "public error codes match");
 _Static_assert((int)FL_ERR_WITNESS == (int)ERR_WITNESS, "public error codes match");
 _Static_assert((int)FL_ERR_QUORUM_REACHABLE == (int)ERR_QUORUM_REACHABLE,
 	       "public error codes match");

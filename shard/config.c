@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "io/wal.h"
+#include "shard/book.h"
 #include "shard/net.h"
 #include "shard/snapshot_policy.h"
 
@@ -156,11 +157,21 @@ static int config_check_peers(const struct fl_node_config *c, char *why, size_t 
 				 p->addr == NULL ? "NULL" : "longer than 255 bytes");
 			return -EINVAL;
 		}
-		if (config_addr_resolve(p->addr, false, &addr, &len, reason, sizeof(reason)) != 0) {
+		if (!book_addr_is_valid(p->addr) ||
+		    config_addr_resolve(p->addr, false, &addr, &len, reason, sizeof(reason)) != 0) {
 			snprintf(why, why_size, "peers[%u].addr '%s' of node %llu: %s", i, p->addr,
-				 (unsigned long long)p->id, reason);
+				 (unsigned long long)p->id,
+				 book_addr_is_valid(p->addr) ? reason
+							     : "holds a space or a control byte");
 			return -EINVAL;
 		}
+	}
+	if (c->client_addr != NULL && (strlen(c->client_addr) >= FL_CLIENT_ADDR_SIZE_MAX ||
+				       !book_addr_is_valid(c->client_addr))) {
+		snprintf(why, why_size,
+			 "client_addr '%.40s': must be 1 to %d printable bytes without spaces",
+			 c->client_addr, FL_CLIENT_ADDR_SIZE_MAX - 1);
+		return -EINVAL;
 	}
 	return 0;
 }

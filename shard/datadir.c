@@ -52,6 +52,7 @@
 #include "base/err.h"
 #include "base/le.h"
 #include "base/log.h"
+#include "shard/book.h"
 
 #define DATADIR_MAGIC 0x464d4c46u /* "FLMF" little-endian. */
 
@@ -260,6 +261,7 @@ static int datadir_scan(const char *dir, const struct datadir_expect *expect, ui
 
 		if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0 ||
 		    strcmp(name, DATADIR_LOCK) == 0 || strcmp(name, DATADIR_MANIFEST_TEMP) == 0 ||
+		    strcmp(name, BOOK_FILE) == 0 || strcmp(name, BOOK_FILE_TEMP) == 0 ||
 		    strcmp(name, "lost+found") == 0)
 			continue;
 		datadir_path(path, sizeof(path), dir, name);

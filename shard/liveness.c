@@ -78,7 +78,7 @@ void liveness_turn(struct shard *s)
 	for (uint32_t i = 0; i < s->peers_count; i++) {
 		struct peer *p = &s->peers[i];
 
-		if (p->suspected || s->now_ms < p->heard_ms + suspect_ms)
+		if (p->gone || p->suspected || s->now_ms < p->heard_ms + suspect_ms)
 			continue;
 		p->suspected = true;
 		log_shard(&s->config.log, LOG_LEVEL_WARN, s->config.shard_index,
@@ -111,7 +111,7 @@ uint64_t liveness_due(const struct shard *s, uint64_t due_ms)
 
 		if (p->state == PEER_UP && !p->sending && ping_ms < due_ms)
 			due_ms = ping_ms;
-		if (!p->suspected && suspect_ms < due_ms)
+		if (!p->gone && !p->suspected && suspect_ms < due_ms)
 			due_ms = suspect_ms;
 	}
 	return due_ms;

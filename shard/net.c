@@ -33,7 +33,17 @@
  * known incarnation answers, or nothing does, the newcomer is refused (its
  * dialler sees WIRE_HANDSHAKE_REFUSED) for NET_IDENT_REFUSE_MS, and both
  * incarnations are logged, at most once per peer every NET_IDENT_LOG_MS.
- * Connections accepted before a conflict was seen stay until they close. */
+ * Connections accepted before a conflict was seen stay until they close.
+ *
+ * THE ADDRESS BOOK. The peers known (id, address, identity, client address)
+ * are a fixed table of FL_PEERS_MAX slots under peers_lock, changed at run
+ * time by the node (node_net_set_peer, node_net_remove_peer): a dial reads
+ * its peer's address when it starts, an accept checks the id against the
+ * table, and a new address forgets the identity known at the old one.
+ * Closing the connections of a removed or readdressed peer is the shards'
+ * part (shard/peer.c). A dialler with a client address sends it in an
+ * address note right after its handshake (WIRE_HANDSHAKE_ADDR); the
+ * acceptor keeps it for the peer once the connection is admitted. */
 #include "shard/net.h"
 
 #include <arpa/inet.h>
@@ -52,6 +62,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/assert.h"
 #include "base/err.h"
 #include "base/sock.h"
 #include "shard/auth.h"
@@ -68,7 +79,7 @@ enum {
 	NET_IDENT_LOG_MS = 5000,    /* At most one identity log line per peer this often. */
 };
 
-/* What this node knows of a peer's identity. Under ident_lock. */
+/* What this node knows of a peer's identity. Under peers_lock. */
 struct net_ident {
 	uint64_t incarnation;      /* Known; 0: none seen yet. */
 	uint64_t refused;          /* The incarnation refused last, */
@@ -81,11 +92,22 @@ struct net_dial {
 	uint64_t peer;
 };
 
+/* One entry of the address book as the net threads use it (id 0: a free
+ * slot). Under peers_lock: the node changes it at run time. */
+struct net_peer {
+	uint64_t id;
+	char addr[FL_ADDR_SIZE_MAX];
+	char client_addr[WIRE_ADDR_NOTE_TEXT_MAX + 1]; /* Its address note; "": none yet. */
+	struct net_ident ident;
+};
+
 struct node_net {
 	struct node_net_config config;
-	struct node_net_peer *peers;
-	struct net_ident *idents;   /* One per peer, in the order of peers. */
-	pthread_mutex_t ident_lock; /* Accept and dial threads both note identities. */
+	struct net_peer peers[FL_PEERS_MAX];
+	char client_note[WIRE_ADDR_NOTE_SIZE]; /* Ours, sent when we dial (config.client_addr). */
+	/* The address book and the identities: accept and dial threads read
+	 * and note them, the node changes them. Held briefly, never across I/O. */
+	pthread_mutex_t peers_lock;
 	struct shard **shards;
 	int listen_fd;
 	int wake_fd[2]; /* A pipe: dial requests and stop wake the poll. */
@@ -144,16 +166,41 @@ static uint64_t net_now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static bool net_peer_known(const struct node_net *net, uint64_t id)
+/* The slot of peer id, or NULL. Under peers_lock. */
+static struct net_peer *net_peer_of(struct node_net *net, uint64_t id)
 {
-	for (uint32_t i = 0; i < net->config.peers_count; i++)
+	for (uint32_t i = 0; i < FL_PEERS_MAX && id != 0; i++)
 		if (net->peers[i].id == id)
-			return true;
-	return false;
+			return &net->peers[i];
+	return NULL;
+}
+
+static bool net_peer_known(struct node_net *net, uint64_t id)
+{
+	bool known;
+
+	pthread_mutex_lock(&net->peers_lock);
+	known = net_peer_of(net, id) != NULL;
+	pthread_mutex_unlock(&net->peers_lock);
+	return known;
+}
+
+/* Copy peer id's address into addr (FL_ADDR_SIZE_MAX bytes). Returns false
+ * when id is not in the book. */
+static bool net_peer_addr(struct node_net *net, uint64_t id, char *addr)
+{
+	struct net_peer *p;
+
+	pthread_mutex_lock(&net->peers_lock);
+	p = net_peer_of(net, id);
+	if (p != NULL)
+		memcpy(addr, p->addr, FL_ADDR_SIZE_MAX);
+	pthread_mutex_unlock(&net->peers_lock);
+	return p != NULL;
 }
 
 /* Check a peer's handshake. Returns NULL if fine, else why it is refused. */
-static const char *handshake_check(const struct node_net *net, const struct wire_handshake *hs,
+static const char *handshake_check(struct node_net *net, const struct wire_handshake *hs,
 				   uint64_t expect_node, uint32_t expect_shard)
 {
 	if (hs->cluster_id != net->config.cluster_id)
@@ -246,18 +293,29 @@ static void net_refused(struct node_net *net, const char *why)
 
 static int net_connect(struct node_net *net, uint32_t shard_index, uint64_t peer, uint32_t flags,
 		       struct wire_handshake *hs, uint8_t *session_key);
-static const char *net_peer_addr(const struct node_net *net, uint64_t id);
 
+/* Peer id told us its client address. */
+static void net_note_client_addr(struct node_net *net, uint64_t id, const char *client_addr)
+{
+	struct net_peer *p;
+
+	pthread_mutex_lock(&net->peers_lock);
+	p = net_peer_of(net, id);
+	if (p != NULL)
+		snprintf(p->client_addr, sizeof(p->client_addr), "%s", client_addr);
+	pthread_mutex_unlock(&net->peers_lock);
+}
+
+/* Peer id's identity record, or NULL when it left the book. Under peers_lock. */
 static struct net_ident *net_ident_of(struct node_net *net, uint64_t id)
 {
-	for (uint32_t i = 0; i < net->config.peers_count; i++)
-		if (net->peers[i].id == id)
-			return &net->idents[i];
-	return NULL;
+	struct net_peer *p = net_peer_of(net, id);
+
+	return p != NULL ? &p->ident : NULL;
 }
 
 /* Whether a line about this peer's identity may be logged now; if so, the
- * time is noted. Under ident_lock. */
+ * time is noted. Under peers_lock. */
 static bool net_ident_may_log(struct net_ident *id, uint64_t now_ms)
 {
 	if (id->logged_ms != 0 && now_ms < id->logged_ms + NET_IDENT_LOG_MS)
@@ -288,7 +346,7 @@ static void net_ident_log_refusal(struct node_net *net, const struct wire_handsh
 {
 	struct sockaddr_storage addr;
 	socklen_t len = sizeof(addr);
-	char from[INET6_ADDRSTRLEN + 8] = "?";
+	char from[INET6_ADDRSTRLEN + 8] = "?", book_addr[FL_ADDR_SIZE_MAX] = "?";
 	unsigned long long node = hs->node_id;
 
 	if (getpeername(fd, (struct sockaddr *)&addr, &len) == 0) {
@@ -308,7 +366,8 @@ static void net_ident_log_refusal(struct node_net *net, const struct wire_handsh
 	       "the process started on another data directory (logged at most every %d s per peer)",
 	       node, (unsigned long long)hs->incarnation, from, node, (unsigned long long)known,
 	       answered ? "live and answering" : "and nothing else answers",
-	       net_peer_addr(net, hs->node_id), NET_IDENT_LOG_MS / 1000);
+	       net_peer_addr(net, hs->node_id, book_addr) ? book_addr : "?",
+	       NET_IDENT_LOG_MS / 1000);
 }
 
 /* Whether an accepted connection with handshake hs comes from the peer we
@@ -316,14 +375,15 @@ static void net_ident_log_refusal(struct node_net *net, const struct wire_handsh
  * address: runs on the accept thread, never on a shard's. */
 static bool net_ident_admit(struct node_net *net, const struct wire_handshake *hs, int fd)
 {
-	struct net_ident *id = net_ident_of(net, hs->node_id);
+	struct net_ident *id;
 	uint64_t known, answer, now_ms = net_now_ms();
 	bool cached, log_now;
 
-	pthread_mutex_lock(&net->ident_lock);
-	known = id->incarnation;
-	cached = id->refused == hs->incarnation && now_ms < id->refused_until_ms;
-	pthread_mutex_unlock(&net->ident_lock);
+	pthread_mutex_lock(&net->peers_lock);
+	id = net_ident_of(net, hs->node_id);
+	known = id != NULL ? id->incarnation : 0;
+	cached = id != NULL && id->refused == hs->incarnation && now_ms < id->refused_until_ms;
+	pthread_mutex_unlock(&net->peers_lock);
 	/* The same directory restarted keeps its incarnation: admitted at once,
 	 * whether or not its old connections have closed yet. */
 	if (known == 0 || known == hs->incarnation)
@@ -332,8 +392,13 @@ static bool net_ident_admit(struct node_net *net, const struct wire_handshake *h
 	answer = cached ? known : net_ident_probe(net, hs->node_id);
 	if (answer == hs->incarnation)
 		return true; /* It answers at the peer's address: the peer now. */
-	pthread_mutex_lock(&net->ident_lock);
+	pthread_mutex_lock(&net->peers_lock);
 	now_ms = net_now_ms();
+	id = net_ident_of(net, hs->node_id);
+	if (id == NULL) { /* Removed from the book meanwhile. */
+		pthread_mutex_unlock(&net->peers_lock);
+		return false;
+	}
 	if (!cached) {
 		id->refused = hs->incarnation;
 		id->refused_until_ms = now_ms + NET_IDENT_REFUSE_MS;
@@ -341,7 +406,7 @@ static bool net_ident_admit(struct node_net *net, const struct wire_handshake *h
 	if (answer != 0)
 		id->incarnation = known = answer;
 	log_now = net_ident_may_log(id, now_ms);
-	pthread_mutex_unlock(&net->ident_lock);
+	pthread_mutex_unlock(&net->peers_lock);
 	if (log_now)
 		net_ident_log_refusal(net, hs, known, answer != 0, fd);
 	atomic_fetch_add_explicit(&shard_stats(net->shards[0])->peers_refused, 1,
@@ -352,18 +417,23 @@ static bool net_ident_admit(struct node_net *net, const struct wire_handshake *h
 /* The peer answered with incarnation at its address, or was admitted. */
 static void net_ident_note(struct node_net *net, uint64_t peer, uint64_t incarnation)
 {
-	struct net_ident *id = net_ident_of(net, peer);
+	struct net_ident *id;
 	uint64_t was;
 	bool log_now;
 
-	pthread_mutex_lock(&net->ident_lock);
+	pthread_mutex_lock(&net->peers_lock);
+	id = net_ident_of(net, peer);
+	if (id == NULL) { /* Removed from the book meanwhile. */
+		pthread_mutex_unlock(&net->peers_lock);
+		return;
+	}
 	was = id->incarnation;
 	/* Not rate-limited: it happens once per new directory of the peer. */
 	log_now = was != 0 && was != incarnation;
 	id->incarnation = incarnation;
 	if (id->refused == incarnation)
 		id->refused_until_ms = 0;
-	pthread_mutex_unlock(&net->ident_lock);
+	pthread_mutex_unlock(&net->peers_lock);
 	if (log_now)
 		log_at(&net->config.log, LOG_LEVEL_INFO,
 		       "node %llu is now incarnation %016llx (was %016llx): it runs on a new data "
@@ -375,12 +445,13 @@ static void net_ident_note(struct node_net *net, uint64_t peer, uint64_t incarna
 /* The dialled peer refused us: another process claims our node id. */
 static void net_ident_refused_us(struct node_net *net, uint64_t peer)
 {
-	struct net_ident *id = net_ident_of(net, peer);
+	struct net_ident *id;
 	bool log_now;
 
-	pthread_mutex_lock(&net->ident_lock);
-	log_now = net_ident_may_log(id, net_now_ms());
-	pthread_mutex_unlock(&net->ident_lock);
+	pthread_mutex_lock(&net->peers_lock);
+	id = net_ident_of(net, peer);
+	log_now = id != NULL && net_ident_may_log(id, net_now_ms());
+	pthread_mutex_unlock(&net->peers_lock);
 	if (log_now)
 		log_at(&net->config.log, LOG_LEVEL_ERROR,
 		       "node %llu refuses this process as node %llu: another process with node id "
@@ -396,6 +467,8 @@ static void net_ident_refused_us(struct node_net *net, uint64_t peer)
 static void net_accept(struct node_net *net)
 {
 	uint8_t buf[WIRE_HANDSHAKE_SIZE], ours[WIRE_HANDSHAKE_SIZE], key[AUTH_KEY_SIZE];
+	uint8_t note[WIRE_ADDR_NOTE_SIZE];
+	char client_addr[WIRE_ADDR_NOTE_TEXT_MAX + 1] = "";
 	struct wire_handshake hs;
 	struct shard_req *req;
 	const char *why;
@@ -412,7 +485,16 @@ static void net_accept(struct node_net *net)
 		return;
 	}
 	if (wire_handshake_decode(&hs, buf) != 0) {
-		net_refused(net, "malformed handshake (magic, version or checksum)");
+		net_refused(net,
+			    "malformed handshake (magic, version, flags or checksum: a node of "
+			    "another version?)");
+		close(fd);
+		return;
+	}
+	if ((hs.flags & WIRE_HANDSHAKE_ADDR) != 0 &&
+	    (io_exact(fd, note, sizeof(note), false, NET_HANDSHAKE_TIMEOUT_MS) != 0 ||
+	     wire_addr_note_decode(note, client_addr) != 0)) {
+		net_refused(net, "malformed or missing address note after the handshake");
 		close(fd);
 		return;
 	}
@@ -449,6 +531,8 @@ static void net_accept(struct node_net *net)
 		return;
 	}
 	net_ident_note(net, hs.node_id, hs.incarnation);
+	if ((hs.flags & WIRE_HANDSHAKE_ADDR) != 0)
+		net_note_client_addr(net, hs.node_id, client_addr);
 	socket_tune(fd);
 	req = calloc(1, sizeof(*req));
 	if (req == NULL) {
@@ -465,14 +549,6 @@ static void net_accept(struct node_net *net)
 	net_hand_over(net, hs.shard_index, req);
 }
 
-static const char *net_peer_addr(const struct node_net *net, uint64_t id)
-{
-	for (uint32_t i = 0; i < net->config.peers_count; i++)
-		if (net->peers[i].id == id)
-			return net->peers[i].addr;
-	return NULL;
-}
-
 /* Dial peer for shard_index, sending flags in our handshake; *hs gets the
  * peer's, and session_key (AUTH_KEY_SIZE bytes) the key of the frames we
  * send when authentication is on. Returns the connected socket, or -EEXIST (the peer refuses this
@@ -480,7 +556,7 @@ static const char *net_peer_addr(const struct node_net *net, uint64_t id)
 static int net_connect(struct node_net *net, uint32_t shard_index, uint64_t peer, uint32_t flags,
 		       struct wire_handshake *hs, uint8_t *session_key)
 {
-	const char *text = net_peer_addr(net, peer);
+	char text[FL_ADDR_SIZE_MAX];
 	struct sockaddr_storage addr;
 	socklen_t len;
 	uint8_t buf[WIRE_HANDSHAKE_SIZE], ours[WIRE_HANDSHAKE_SIZE];
@@ -488,7 +564,8 @@ static int net_connect(struct node_net *net, uint32_t shard_index, uint64_t peer
 	socklen_t err_len = sizeof(err);
 	char why[384];
 
-	if (text == NULL || config_addr_resolve(text, false, &addr, &len, why, sizeof(why)) != 0)
+	if (!net_peer_addr(net, peer, text) ||
+	    config_addr_resolve(text, false, &addr, &len, why, sizeof(why)) != 0)
 		return -EINVAL;
 	fd = socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
@@ -518,8 +595,14 @@ static int net_connect(struct node_net *net, uint32_t shard_index, uint64_t peer
 		rv = -ECONNREFUSED;
 		goto err;
 	}
+	/* Our client address goes with every dial but a probe. */
+	if (net->config.client_addr != NULL && (flags & WIRE_HANDSHAKE_PROBE) == 0)
+		flags |= WIRE_HANDSHAKE_ADDR;
 	handshake_ours(net, shard_index, flags, ours);
 	rv = io_exact(fd, ours, sizeof(ours), true, NET_HANDSHAKE_TIMEOUT_MS);
+	if (rv == 0 && (flags & WIRE_HANDSHAKE_ADDR) != 0)
+		rv = io_exact(fd, net->client_note, sizeof(net->client_note), true,
+			      NET_HANDSHAKE_TIMEOUT_MS);
 	if (rv == 0)
 		rv = io_exact(fd, buf, sizeof(buf), false, NET_HANDSHAKE_TIMEOUT_MS);
 	if (rv != 0)
@@ -686,21 +769,18 @@ int node_net_start(struct node_net **out, const struct node_net_config *config,
 
 	if (net == NULL)
 		return -ENOMEM;
+	ASSERT(config->peers_count <= FL_PEERS_MAX); /* Checked by the node. */
 	net->config = *config;
 	net->shards = shards;
-	net->peers = calloc(config->peers_count ? config->peers_count : 1, sizeof(*net->peers));
-	if (net->peers == NULL) {
-		free(net);
-		return -ENOMEM;
+	for (uint32_t i = 0; i < config->peers_count; i++) {
+		net->peers[i].id = config->peers[i].id;
+		snprintf(net->peers[i].addr, sizeof(net->peers[i].addr), "%s",
+			 config->peers[i].addr);
 	}
-	memcpy(net->peers, config->peers, config->peers_count * sizeof(*net->peers));
-	net->idents = calloc(config->peers_count ? config->peers_count : 1, sizeof(*net->idents));
-	if (net->idents == NULL) {
-		free(net->peers);
-		free(net);
-		return -ENOMEM;
-	}
-	pthread_mutex_init(&net->ident_lock, NULL);
+	net->config.peers = NULL; /* Only the table above from here on. */
+	if (config->client_addr != NULL)
+		wire_addr_note_encode(config->client_addr, (uint8_t *)net->client_note);
+	pthread_mutex_init(&net->peers_lock, NULL);
 	pthread_mutex_init(&net->lock, NULL);
 	pthread_cond_init(&net->dial_cond, NULL);
 	rv = net_listen(net, why, why_size);
@@ -729,9 +809,7 @@ err_after_listen:
 err:
 	pthread_cond_destroy(&net->dial_cond);
 	pthread_mutex_destroy(&net->lock);
-	pthread_mutex_destroy(&net->ident_lock);
-	free(net->idents);
-	free(net->peers);
+	pthread_mutex_destroy(&net->peers_lock);
 	free(net);
 	return rv;
 }
@@ -750,9 +828,7 @@ void node_net_stop(struct node_net *net)
 	close(net->wake_fd[1]);
 	pthread_cond_destroy(&net->dial_cond);
 	pthread_mutex_destroy(&net->lock);
-	pthread_mutex_destroy(&net->ident_lock);
-	free(net->idents);
-	free(net->peers);
+	pthread_mutex_destroy(&net->peers_lock);
 	free(net);
 }
 
@@ -768,4 +844,51 @@ void node_net_ready(struct node_net *net)
 uint16_t node_net_port(const struct node_net *net)
 {
 	return net->port;
+}
+
+int node_net_set_peer(struct node_net *net, uint64_t id, const char *addr)
+{
+	struct net_peer *p;
+	int rv = 0;
+
+	pthread_mutex_lock(&net->peers_lock);
+	p = net_peer_of(net, id);
+	for (uint32_t i = 0; i < FL_PEERS_MAX && p == NULL; i++)
+		if (net->peers[i].id == 0) {
+			p = &net->peers[i];
+			*p = (struct net_peer){.id = id};
+		}
+	if (p == NULL) {
+		rv = -ENOSPC;
+	} else if (strcmp(p->addr, addr) != 0) {
+		snprintf(p->addr, sizeof(p->addr), "%s", addr);
+		/* Whoever answers at the new address is the peer: no identity
+		 * known there yet (see PEER IDENTITY). */
+		p->ident = (struct net_ident){0};
+	}
+	pthread_mutex_unlock(&net->peers_lock);
+	return rv;
+}
+
+void node_net_remove_peer(struct node_net *net, uint64_t id)
+{
+	struct net_peer *p;
+
+	pthread_mutex_lock(&net->peers_lock);
+	p = net_peer_of(net, id);
+	if (p != NULL)
+		*p = (struct net_peer){0};
+	pthread_mutex_unlock(&net->peers_lock);
+}
+
+bool node_net_peer_client_addr(struct node_net *net, uint64_t id, char *client_addr, size_t size)
+{
+	struct net_peer *p;
+
+	pthread_mutex_lock(&net->peers_lock);
+	p = net_peer_of(net, id);
+	if (p != NULL)
+		snprintf(client_addr, size, "%s", p->client_addr);
+	pthread_mutex_unlock(&net->peers_lock);
+	return p != NULL;
 }

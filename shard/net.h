@@ -11,13 +11,14 @@
 #include <stdint.h>
 
 #include "base/log.h"
+#include "flotilla.h"
 
 struct node_net;
 struct shard;
 
 struct node_net_peer {
 	uint64_t id;
-	char addr[256];
+	char addr[FL_ADDR_SIZE_MAX];
 };
 
 struct node_net_config {
@@ -29,8 +30,9 @@ struct node_net_config {
 	uint64_t incarnation; /* The data directory's: sent in every handshake. */
 	uint32_t shards_count;
 	const char *listen_addr;
-	const struct node_net_peer *peers;
-	uint32_t peers_count;
+	const char *client_addr; /* Sent to the peers we dial (an address note); NULL: none. */
+	const struct node_net_peer *peers; /* At start; copied. */
+	uint32_t peers_count;              /* At most FL_PEERS_MAX. */
 };
 
 int node_net_start(struct node_net **net, const struct node_net_config *config,
@@ -42,5 +44,16 @@ uint16_t node_net_port(const struct node_net *net);
 /* Ask for a connection from shard shard_index to peer; the result arrives in
  * that shard's inbox as SHARD_REQ_CONN or SHARD_REQ_DIAL_FAILED. */
 void node_net_dial(struct node_net *net, uint32_t shard_index, uint64_t peer);
+
+/* The address book at run time (any thread): add peer id or change its
+ * address (dials from then on go there; its identity is learned anew), or
+ * forget it (its connections are refused from then on). Connections already
+ * made are the shards' to close. set returns 0 or -ENOSPC (FL_PEERS_MAX
+ * known already). */
+int node_net_set_peer(struct node_net *net, uint64_t id, const char *addr);
+void node_net_remove_peer(struct node_net *net, uint64_t id);
+/* Copy the client address peer id told us when it dialled ("" if none yet)
+ * into client_addr. Returns false when id is not in the book. */
+bool node_net_peer_client_addr(struct node_net *net, uint64_t id, char *client_addr, size_t size);
 
 #endif /* SHARD_NET_H */

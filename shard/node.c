@@ -21,20 +21,9 @@
 #include "shard/config.h"
 #include "shard/datadir.h"
 #include "shard/net.h"
+#include "shard/node_internal.h"
 #include "shard/shard.h"
 #include "shard/snapshot.h"
-
-struct fl_node {
-	struct fl_node_config config;
-	struct shard **shards;
-	uint32_t shards_count;
-	struct node_net *net;
-	struct snapshot_worker *snapshots; /* With sm.freeze: writes the frozen views. */
-	uint64_t *peer_ids;
-	struct node_net_peer *net_peers;
-	struct datadir datadir;         /* Locked from start to stop. */
-	_Atomic uint64_t groups_hosted; /* Over every shard: group_reserve() in group.c. */
-};
 
 void fl_node_config_default(struct fl_node_config *config, uint64_t node_id)
 {
@@ -84,6 +73,11 @@ static struct logger node_logger(const struct fl_node_config *config)
 			       .sink_arg = (void *)config};
 }
 
+struct logger node_logger_of(const struct fl_node *node)
+{
+	return node_logger(&node->config);
+}
+
 static_assert((int)FL_LOG_ERROR == (int)LOG_LEVEL_ERROR &&
 		  (int)FL_LOG_DEBUG == (int)LOG_LEVEL_DEBUG,
 	      "the public levels are base/log.h's");
@@ -101,6 +95,8 @@ static void node_free(struct fl_node *node)
 	free(node->shards);
 	free(node->peer_ids);
 	free(node->net_peers);
+	free(node->book);
+	pthread_mutex_destroy(&node->book_lock);
 	free(node);
 }
 
@@ -119,6 +115,7 @@ int fl_node_start(const struct fl_node_config *config, struct fl_node **out)
 	int rv = config_check(config, why, sizeof(why));
 	struct logger lg = node_logger(config); /* Until node->config is set. */
 	uint32_t started = 0;
+	int peers_count;
 
 	if (rv != 0) {
 		if (config->log_level > FL_LOG_DEBUG || config->log_format > FL_LOG_JSON)
@@ -133,17 +130,13 @@ int fl_node_start(const struct fl_node_config *config, struct fl_node **out)
 	node->shards_count =
 	    config->shards_count ? config->shards_count : (uint32_t)sysconf(_SC_NPROCESSORS_ONLN);
 	node->shards = calloc(node->shards_count, sizeof(*node->shards));
-	node->peer_ids = calloc(config->peers_count + 1, sizeof(*node->peer_ids));
-	node->net_peers = calloc(config->peers_count + 1, sizeof(*node->net_peers));
-	if (!node->shards || !node->peer_ids || !node->net_peers) {
+	node->peer_ids = calloc(FL_PEERS_MAX, sizeof(*node->peer_ids));
+	node->net_peers = calloc(FL_PEERS_MAX, sizeof(*node->net_peers));
+	node->book = calloc(1, sizeof(*node->book));
+	pthread_mutex_init(&node->book_lock, NULL);
+	if (!node->shards || !node->peer_ids || !node->net_peers || !node->book) {
 		node_free(node);
 		return -ENOMEM;
-	}
-	for (uint32_t i = 0; i < config->peers_count; i++) {
-		node->peer_ids[i] = config->peers[i].id;
-		node->net_peers[i].id = config->peers[i].id;
-		snprintf(node->net_peers[i].addr, sizeof(node->net_peers[i].addr), "%s",
-			 config->peers[i].addr);
 	}
 	if (mkdir(config->data_dir, 0755) != 0 && errno != EEXIST) {
 		rv = -errno;
@@ -163,6 +156,14 @@ int fl_node_start(const struct fl_node_config *config, struct fl_node **out)
 		node_free(node);
 		return rv;
 	}
+	peers_count = node_book_open(node, why, sizeof(why));
+	if (peers_count < 0) {
+		rv = peers_count;
+		log_at(&lg, LOG_LEVEL_ERROR, "cannot start: %s", why);
+		datadir_close(&node->datadir);
+		node_free(node);
+		return rv;
+	}
 	nc = (struct node_net_config){.auth = config->auth_key != NULL,
 				      .node_id = config->node_id,
 				      .log = node_logger(&node->config),
@@ -170,8 +171,9 @@ int fl_node_start(const struct fl_node_config *config, struct fl_node **out)
 				      .incarnation = node->datadir.manifest.incarnation,
 				      .shards_count = node->shards_count,
 				      .listen_addr = config->listen_addr,
+				      .client_addr = config->client_addr,
 				      .peers = node->net_peers,
-				      .peers_count = config->peers_count};
+				      .peers_count = (uint32_t)peers_count};
 	/* Any secret of 16 bytes or more becomes a crypto_auth key. */
 	if (nc.auth && (sodium_init() < 0 ||
 			crypto_generichash(nc.auth_key, sizeof(nc.auth_key), config->auth_key,
@@ -214,7 +216,7 @@ int fl_node_start(const struct fl_node_config *config, struct fl_node **out)
 		    .groups_hosted = &node->groups_hosted,
 		    .groups_max = config->groups_max,
 		    .peers = node->peer_ids,
-		    .peers_count = config->peers_count,
+		    .peers_count = (uint32_t)peers_count,
 		    .dial = node_dial,
 		    .dial_arg = node->net,
 		};
@@ -471,6 +473,11 @@ int fl_group_info(struct fl_node *node, uint64_t group, struct fl_group_info *in
 }
 
 /* A caller thread waiting for one callback. */
+struct waiter;
+static void waiter_init(struct waiter *w);
+static void waiter_done(void *arg, int rv, uint64_t result, uint64_t leader);
+static int waiter_wait(struct waiter *w, int submitted, uint64_t *result, uint64_t *leader);
+
 struct waiter {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
@@ -689,4 +696,24 @@ int fl_shard_metrics(struct fl_node *node, uint32_t shard, struct fl_shard_metri
 	node_histogram(&m->batch_bytes, &ws->batch_bytes);
 	node_histogram(&m->batch_entries, &ws->batch_entries);
 	return 0;
+}
+
+int node_shard_call(struct fl_node *node, uint32_t shard, struct shard_req *req, uint64_t *result)
+{
+	struct waiter w;
+	int rv;
+
+	waiter_init(&w);
+	req->cb = waiter_done;
+	req->arg = &w;
+	/* A full inbox drains within a turn or two: retry, bounded. */
+	for (int i = 0; i < 1000; i++) {
+		rv = shard_submit(node->shards[shard], req);
+		if (rv != -EAGAIN)
+			break;
+		usleep(1000);
+	}
+	if (rv != 0)
+		free(req); /* Otherwise the shard frees it once the callback ran. */
+	return waiter_wait(&w, rv, result, NULL);
 }

@@ -17,12 +17,19 @@ _Static_assert(sizeof(((struct peer *)0)->auth_key) == AUTH_KEY_SIZE, "a session
 _Static_assert(sizeof(((struct conn *)0)->auth_key) == AUTH_KEY_SIZE, "a session key");
 _Static_assert(sizeof(((struct shard_req *)0)->session_key) == AUTH_KEY_SIZE, "a session key");
 
-struct peer *peer_find(struct shard *s, uint64_t id)
+struct peer *peer_find_any(struct shard *s, uint64_t id)
 {
 	for (uint32_t i = 0; i < s->peers_count; i++)
 		if (s->peers[i].id == id)
 			return &s->peers[i];
 	return NULL;
+}
+
+struct peer *peer_find(struct shard *s, uint64_t id)
+{
+	struct peer *p = peer_find_any(s, id);
+
+	return p != NULL && !p->gone ? p : NULL;
 }
 
 /* Room for size bytes of messages in the peer's open frame, or NULL when
@@ -107,6 +114,10 @@ static void peer_maybe_closed(struct shard *s, struct peer *p)
 	p->frame_start = SIZE_MAX;
 	p->sending = false;
 	p->state = PEER_DOWN;
+	if (p->gone) {
+		p->redial_ms = UINT64_MAX; /* Removed from the address book. */
+		return;
+	}
 	/* A connection that lasted is dialled again at once (a refusal then
 	 * proves the process gone). One closed soon after it came up (a peer
 	 * accepting while it stops, or dropping us after the handshake) is
@@ -220,6 +231,14 @@ void peer_connected(struct shard *s, struct peer *p, int fd, const uint8_t *sess
 		close(fd); /* Lost a race with an older dial; keep the one we have. */
 		return;
 	}
+	if (p->gone || p->dial_epoch != p->epoch) {
+		/* Removed, or readdressed, while the dial was under way: that
+		 * socket goes to an address no longer in the book. */
+		close(fd);
+		p->state = PEER_DOWN;
+		p->redial_ms = p->gone ? UINT64_MAX : s->now_ms;
+		return;
+	}
 	ASSERT(p->out.len == 0 && p->flight.len == 0); /* No frame of the last connection. */
 	p->auth = session_key != NULL;
 	if (p->auth)
@@ -255,6 +274,14 @@ void peer_dial_failed(struct shard *s, struct peer *p, int err)
 			  "node %llu refuses connections: down", (unsigned long long)p->id);
 		peer_groups_event(s, p->id, false);
 	}
+	if (p->gone) {
+		p->redial_ms = UINT64_MAX;
+		return;
+	}
+	if (p->dial_epoch != p->epoch) {
+		p->redial_ms = s->now_ms; /* The new address, at once. */
+		return;
+	}
 	p->redial_ms = s->now_ms + p->backoff_ms;
 	p->backoff_ms =
 	    p->backoff_ms * 2 > SHARD_REDIAL_MAX_MS ? SHARD_REDIAL_MAX_MS : p->backoff_ms * 2;
@@ -266,8 +293,9 @@ void peer_dial_all(struct shard *s)
 		struct peer *p = &s->peers[i];
 
 		if (p->state != PEER_DOWN || s->now_ms < p->redial_ms)
-			continue;
+			continue; /* A removed peer's redial_ms is UINT64_MAX. */
 		p->state = PEER_DIALING;
+		p->dial_epoch = p->epoch;
 		s->config.dial(s->config.dial_arg, s->config.node_id, s->config.shard_index, p->id);
 	}
 }
@@ -297,4 +325,99 @@ void peer_frame_seal(struct peer *p, size_t start, uint32_t kind)
 	auth_frame_tag(p->out.data + p->out.len, p->auth_key, p->auth_frames++, p->out.data + start,
 		       size);
 	p->out.len += AUTH_TAG_SIZE;
+}
+
+/* Forget p: close our connection and theirs; the slot stays until its
+ * operations end (they point into it), then may be reused. */
+static void peer_forget(struct shard *s, struct peer *p)
+{
+	p->gone = true;
+	p->redial_ms = UINT64_MAX;
+	p->suspected = false;
+	peer_close(s, p, "removed from the address book");
+	peer_maybe_closed(s, p);
+	for (int i = 0; i < SHARD_CONNS_MAX; i++) {
+		struct conn *c = s->conns[i];
+
+		if (c != NULL && c->peer == p->id && !c->closing) {
+			c->closing = true; /* Freed by its receive's end or the next parse. */
+			shutdown(c->fd, SHUT_RDWR);
+		}
+	}
+}
+
+/* A slot for a peer new to this shard: a free one, or NULL. */
+static struct peer *peer_slot_new(struct shard *s)
+{
+	struct peer *p = NULL;
+
+	for (uint32_t i = 0; i < s->peers_count && p == NULL; i++)
+		if (s->peers[i].gone && s->peers[i].state == PEER_DOWN && s->peers[i].ops == 0)
+			p = &s->peers[i];
+	if (p == NULL && s->peers_count < SHARD_PEERS_MAX)
+		p = &s->peers[s->peers_count++];
+	if (p == NULL)
+		return NULL;
+	buf_free(&p->out);
+	buf_free(&p->flight);
+	buf_free(&p->beats);
+	*p = (struct peer){.shard = s, .fd = -1, .frame_start = SIZE_MAX};
+	return p;
+}
+
+void peer_book_apply(struct shard *s, const struct shard_book_entry *entries, uint32_t count)
+{
+	for (uint32_t i = 0; i < s->peers_count; i++) {
+		struct peer *p = &s->peers[i];
+		bool kept = false;
+
+		for (uint32_t j = 0; j < count && !kept; j++)
+			kept = entries[j].id == p->id;
+		if (!kept && !p->gone)
+			peer_forget(s, p);
+	}
+	for (uint32_t j = 0; j < count; j++) {
+		struct peer *p = peer_find_any(s, entries[j].id);
+
+		if (p != NULL && !p->gone && p->epoch == entries[j].epoch)
+			continue; /* Unchanged. */
+		if (p == NULL && (p = peer_slot_new(s)) == NULL) {
+			log_shard(&s->config.log, LOG_LEVEL_ERROR, s->config.shard_index,
+				  "no room for node %llu: %u peer slots in use",
+				  (unsigned long long)entries[j].id, (unsigned)SHARD_PEERS_MAX);
+			continue;
+		}
+		if (p->id == 0) { /* New: suspected by nobody until it had time to talk. */
+			p->id = entries[j].id;
+			p->heard_ms = s->now_ms;
+		}
+		p->gone = false;
+		p->epoch = entries[j].epoch;
+		p->backoff_ms = SHARD_REDIAL_MIN_MS;
+		/* A connection to the old address closes, then is dialled again
+		 * at once (peer_maybe_closed); one being dialled is dropped when
+		 * it comes (peer_connected); a peer down is dialled now. */
+		if (p->state == PEER_UP)
+			peer_close(s, p, "its address changed");
+		else if (p->state == PEER_DOWN)
+			p->redial_ms = s->now_ms;
+	}
+}
+
+uint32_t peer_states(struct shard *s, struct shard_peer_state *states)
+{
+	uint32_t n = 0;
+
+	for (uint32_t i = 0; i < s->peers_count && n < FL_PEERS_MAX; i++) {
+		struct peer *p = &s->peers[i];
+
+		if (p->gone)
+			continue;
+		states[n] = (struct shard_peer_state){.id = p->id, .out_up = p->state == PEER_UP};
+		for (int c = 0; c < SHARD_CONNS_MAX && !states[n].in_up; c++)
+			states[n].in_up = s->conns[c] != NULL && s->conns[c]->peer == p->id &&
+					  !s->conns[c]->closing;
+		n++;
+	}
+	return n;
 }

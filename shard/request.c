@@ -178,12 +178,16 @@ static void request_handle(struct shard *s, struct shard_req *req)
 	switch (req->type) {
 	case SHARD_REQ_CONN:
 		if (req->outgoing) {
-			struct peer *p = peer_find(s, req->member);
+			/* A removed peer's slot too: its dial ends there. */
+			struct peer *p = peer_find_any(s, req->member);
 
 			if (p)
 				peer_connected(s, p, req->fd, req->auth ? req->session_key : NULL);
 			else
 				close(req->fd);
+		} else if (peer_find_any(s, req->member) != NULL &&
+			   peer_find(s, req->member) == NULL) {
+			close(req->fd); /* Accepted just before the peer was removed. */
 		} else {
 			conn_adopt(s, req->fd, req->member, req->auth ? req->session_key : NULL);
 		}
@@ -191,10 +195,23 @@ static void request_handle(struct shard *s, struct shard_req *req)
 		request_free(req);
 		return;
 	case SHARD_REQ_DIAL_FAILED: {
-		struct peer *p = peer_find(s, req->member);
+		struct peer *p = peer_find_any(s, req->member);
 
 		if (p)
 			peer_dial_failed(s, p, req->fd);
+		request_free(req);
+		return;
+	}
+	case SHARD_REQ_PEERS:
+		peer_book_apply(s, (const struct shard_book_entry *)req->data, req->size);
+		pending_answer(req->cb, req->arg, 0, 0, 0);
+		request_free(req);
+		return;
+	case SHARD_REQ_PEER_STATES: {
+		struct shard_peer_state *states;
+
+		memcpy(&states, req->data, sizeof(states));
+		pending_answer(req->cb, req->arg, 0, peer_states(s, states), 0);
 		request_free(req);
 		return;
 	}

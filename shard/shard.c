@@ -458,7 +458,8 @@ int shard_start(struct shard **out, const struct shard_config *config, char *why
 	shard_faults_read(s);
 #endif
 	rv = table_init(s, 64);
-	s->peers = calloc(config->peers_count ? config->peers_count : 1, sizeof(*s->peers));
+	ASSERT(config->peers_count <= FL_PEERS_MAX);
+	s->peers = calloc(SHARD_PEERS_MAX, sizeof(*s->peers));
 	if (rv == 0)
 		rv = s->peers ? inbox_init(&s->inbox, config->inbox_max) : -ENOMEM;
 	if (rv != 0)

@@ -41,6 +41,22 @@ enum shard_req_type {
 	SHARD_REQ_READ_STALE, /* fl_read_stale(): data holds the struct fl_stale_read's address. */
 	SHARD_REQ_RECOVER,    /* fl_group_recover(): data holds the report's address; change
 			       * the flags. */
+	SHARD_REQ_PEERS,       /* The address book changed: data holds size shard_book_entry. */
+	SHARD_REQ_PEER_STATES, /* data holds the address of shard_peer_state[FL_PEERS_MAX];
+				* cb's result: how many were filled in. */
+};
+
+/* One peer in force, as SHARD_REQ_PEERS carries the whole address book. */
+struct shard_book_entry {
+	uint64_t id;
+	uint32_t epoch; /* Changes when its address does: reconnect. */
+};
+
+/* One peer's connections on one shard (SHARD_REQ_PEER_STATES). */
+struct shard_peer_state {
+	uint64_t id;
+	bool out_up; /* Our connection to it is up. */
+	bool in_up;  /* A connection from it is open. */
 };
 
 enum shard_change {
@@ -111,8 +127,8 @@ struct shard_config {
 	 * bound (tests/sim runs shards without a node). */
 	_Atomic uint64_t *groups_hosted;
 	uint64_t groups_max;
-	const uint64_t *peers; /* Node ids of every other node. */
-	uint32_t peers_count;
+	const uint64_t *peers; /* Node ids of every other node at start; then SHARD_REQ_PEERS. */
+	uint32_t peers_count;  /* At most FL_PEERS_MAX. */
 	/* Ask for a connection from this shard (node, shard_index) to peer:
 	 * the answer comes to the shard's inbox as SHARD_REQ_CONN or
 	 * SHARD_REQ_DIAL_FAILED (the node's net thread: node_net_dial). Called

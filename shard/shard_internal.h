@@ -59,8 +59,9 @@ enum shard_log_kind {
 };
 
 enum {
-	SHARD_OUT_SIZE_MAX = 64 << 20,   /* Bytes queued to one peer before dropping. */
-	SHARD_FRAME_BODY_SOFT = 4 << 20, /* Start a new frame past this. */
+	SHARD_OUT_SIZE_MAX = 64 << 20,      /* Bytes queued to one peer before dropping. */
+	SHARD_PEERS_MAX = 2 * FL_PEERS_MAX, /* Peer slots: in force, and removed ones closing. */
+	SHARD_FRAME_BODY_SOFT = 4 << 20,    /* Start a new frame past this. */
 	SHARD_FRAME_TAG_ROOM = 16, /* Reserved after each frame for its tag (AUTH_TAG_SIZE). */
 	SHARD_AUTH_LOG_MS = 1000,  /* At most one failed-tag line per shard this often. */
 	SHARD_RECV_SIZE = 1 << 20, /* Initial receive buffer per connection. */
@@ -288,7 +289,10 @@ struct peer {
 	bool reported_down; /* Groups were told peer_down. */
 	bool suspected;     /* Groups were told peer_suspect: see liveness.c. */
 	bool sending;
-	uint32_t ops; /* In flight on fd. */
+	bool gone;           /* Removed from the address book: closed, never dialled. */
+	uint32_t epoch;      /* Of its address in the book (shard_book_entry). */
+	uint32_t dial_epoch; /* Of the address the dial under way went to. */
+	uint32_t ops;        /* In flight on fd. */
 	uint64_t redial_ms, backoff_ms;
 	uint64_t up_ms;         /* When the connection came up. */
 	uint64_t heard_ms;      /* Last turn that received bytes from its host. */
@@ -444,7 +448,12 @@ void pending_reads_ready(struct group *g, const struct raft_ready *rd);
 void pending_reads_abandon(struct group *g, uint64_t before_ms);
 
 /* peer.c */
+/* The peer id in force, or NULL (unknown or removed). */
 struct peer *peer_find(struct shard *s, uint64_t id);
+/* The slot of id, removed or not. */
+struct peer *peer_find_any(struct shard *s, uint64_t id);
+void peer_book_apply(struct shard *s, const struct shard_book_entry *entries, uint32_t count);
+uint32_t peer_states(struct shard *s, struct shard_peer_state *states);
 uint8_t *peer_reserve(struct shard *s, struct peer *p, size_t size);
 void peer_queue(struct shard *s, struct peer *p, const struct raft_msg *m);
 void peer_queue_encoded(struct shard *s, uint64_t peer, const uint8_t *msg, size_t size);

@@ -121,6 +121,31 @@ int wire_handshake_decode(struct wire_handshake *hs, const uint8_t *buf)
 	return 0;
 }
 
+void wire_addr_note_encode(const char *text, uint8_t *buf)
+{
+	size_t len = strnlen(text, WIRE_ADDR_NOTE_TEXT_MAX);
+
+	memset(buf, 0, WIRE_ADDR_NOTE_SIZE);
+	le_put32(buf, (uint32_t)len);
+	memcpy(buf + 4, text, len);
+	le_put64(buf + WIRE_ADDR_NOTE_SIZE - 8, XXH3_64bits(buf, WIRE_ADDR_NOTE_SIZE - 8));
+}
+
+int wire_addr_note_decode(const uint8_t *buf, char *text)
+{
+	uint32_t len = le_get32(buf);
+
+	if (len > WIRE_ADDR_NOTE_TEXT_MAX ||
+	    le_get64(buf + WIRE_ADDR_NOTE_SIZE - 8) != XXH3_64bits(buf, WIRE_ADDR_NOTE_SIZE - 8))
+		return -EPROTO;
+	for (uint32_t i = 0; i < len; i++)
+		if (buf[4 + i] < 0x21 || buf[4 + i] > 0x7e)
+			return -EPROTO;
+	memcpy(text, buf + 4, len);
+	text[len] = '\0';
+	return 0;
+}
+
 /* Paired check: a handshake of our version decodes back to what was encoded. */
 static void wire_handshake_check(const struct wire_handshake *hs, const uint8_t *buf)
 {

@@ -49,8 +49,10 @@ enum wire_handshake_flags {
 					   * id and another incarnation is live; closing. */
 	WIRE_HANDSHAKE_AUTH_FRAMES = 1u << 3, /* With AUTH: role-bound proofs, and every frame
 					       * carries a tag (shard/auth.c). */
+	WIRE_HANDSHAKE_ADDR = 1u << 4, /* Dialler: an address note (WIRE_ADDR_NOTE_SIZE bytes,
+					* its client address) follows the handshake. */
 	WIRE_HANDSHAKE_FLAGS = WIRE_HANDSHAKE_AUTH | WIRE_HANDSHAKE_PROBE | WIRE_HANDSHAKE_REFUSED |
-			       WIRE_HANDSHAKE_AUTH_FRAMES,
+			       WIRE_HANDSHAKE_AUTH_FRAMES | WIRE_HANDSHAKE_ADDR,
 };
 
 struct wire_handshake {
@@ -73,6 +75,18 @@ struct wire_frame_header {
 void wire_handshake_encode(const struct wire_handshake *hs, uint8_t *buf);
 /* Returns 0, or -EPROTO for a bad magic, version or checksum. */
 int wire_handshake_decode(struct wire_handshake *hs, const uint8_t *buf);
+
+/* The address note: u32 length | that many bytes of text (printable, at
+ * most WIRE_ADDR_NOTE_TEXT_MAX) | zeros | u64 XXH3-64 of the 120 bytes
+ * before it. */
+#define WIRE_ADDR_NOTE_SIZE     128
+#define WIRE_ADDR_NOTE_TEXT_MAX 115
+
+/* Write text (at most WIRE_ADDR_NOTE_TEXT_MAX bytes; longer is cut) into buf. */
+void wire_addr_note_encode(const char *text, uint8_t *buf);
+/* Decode the note into text (WIRE_ADDR_NOTE_TEXT_MAX + 1 bytes, NUL
+ * terminated). Returns 0, or -EPROTO for a bad length, byte or checksum. */
+int wire_addr_note_decode(const uint8_t *buf, char *text);
 
 /* Bytes msg takes inside a frame body. */
 size_t wire_msg_size(const struct raft_msg *msg);

@@ -13,6 +13,8 @@
  *   admin_verify.c    verify: CHECK of every group, then who diverged
  *   admin_group.c     transfer and snapshot of one group
  *   admin_recover.c   recover: groups that lost a majority, on a survivor */
+ *   admin_nodes.c     finding the cluster from one node (PEERS); add-node and
+ *                     remove-node (SET_PEER, REMOVE_PEER) */
 #ifndef TOOLS_ADMIN_INTERNAL_H
 #define TOOLS_ADMIN_INTERNAL_H
 
@@ -36,6 +38,8 @@ enum admin_command {
 	ADMIN_ADD_WITNESS,
 	ADMIN_RECOVER,
 	ADMIN_GROW,
+	ADMIN_ADD_NODE,
+	ADMIN_REMOVE_NODE,
 };
 
 struct admin_options {
@@ -53,7 +57,10 @@ struct admin_options {
 	uint32_t voters_min;
 	bool verbose;
 	bool json;
-	bool force; /* recover: even where a quorum seems reachable. */
+	uint64_t id;           /* add-node, remove-node: the node. */
+	const char *peer_addr; /* add-node: its peer listener. */
+	bool force; /* recover: even where a quorum seems reachable; remove-node: even while
+		    * the node is a group's member. */
 };
 
 uint64_t admin_now_ms(void);
@@ -263,5 +270,11 @@ int admin_verify(const struct admin_options *opt);
 int admin_transfer(const struct admin_options *opt);
 int admin_snapshot(const struct admin_options *opt);
 int admin_recover(const struct admin_options *opt);
+
+/* admin_nodes.c: find every node from those --nodes names (PEERS), and
+ * rewrite opt->nodes to name them all. Returns 0 or -errno (said on stderr). */
+int admin_discover(struct admin_options *opt);
+int admin_add_node(const struct admin_options *opt);
+int admin_remove_node(const struct admin_options *opt);
 
 #endif /* TOOLS_ADMIN_INTERNAL_H */

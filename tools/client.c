@@ -86,6 +86,7 @@ static uint64_t client_body_size(const struct client_request *req)
 	case CLIENT_OP_DROP:
 	case CLIENT_OP_NODE_STATUS:
 	case CLIENT_OP_SNAPSHOT:
+	case CLIENT_OP_PEERS:
 		return 0;
 	case CLIENT_OP_ADD_LEARNER:
 	case CLIENT_OP_PROMOTE:
@@ -95,6 +96,10 @@ static uint64_t client_body_size(const struct client_request *req)
 		return 8;
 	case CLIENT_OP_RECOVER:
 		return 4;
+	case CLIENT_OP_REMOVE_PEER:
+		return 8;
+	case CLIENT_OP_SET_PEER:
+		return 12 + (uint64_t)req->key_size;
 	default:
 		return UINT64_MAX;
 	}
@@ -159,6 +164,14 @@ void client_request_encode(const struct client_request *req, void *buf)
 	case CLIENT_OP_RECOVER:
 		client_store32(p, req->flags);
 		break;
+	case CLIENT_OP_REMOVE_PEER:
+		client_store64(p, req->member);
+		break;
+	case CLIENT_OP_SET_PEER:
+		p = client_store64(p, req->member);
+		p = client_store32(p, req->key_size);
+		client_store_bytes(p, req->key, req->key_size);
+		break;
 	default:
 		break;
 	}
@@ -182,6 +195,12 @@ const char *client_op_name(uint32_t op)
 		return "ADD_WITNESS";
 	if (op == CLIENT_OP_RECOVER)
 		return "RECOVER";
+	if (op == CLIENT_OP_PEERS)
+		return "PEERS";
+	if (op == CLIENT_OP_SET_PEER)
+		return "SET_PEER";
+	if (op == CLIENT_OP_REMOVE_PEER)
+		return "REMOVE_PEER";
 	return op < sizeof(names) / sizeof(names[0]) ? names[op] : NULL;
 }
 
@@ -232,16 +251,37 @@ static int client_request_decode_body(const unsigned char *p, uint32_t body_size
 	case CLIENT_OP_DROP:
 	case CLIENT_OP_NODE_STATUS:
 	case CLIENT_OP_SNAPSHOT:
+	case CLIENT_OP_PEERS:
 		if (body_size == 0)
 			return 0;
 		snprintf(r->text, sizeof(r->text), "%s takes no body, got %u bytes", name,
 			 body_size);
 		return -EBADMSG;
+	case CLIENT_OP_SET_PEER:
+		if (body_size < 12 || body_size - 12 != le_get32(p + 8)) {
+			snprintf(r->text, sizeof(r->text),
+				 "SET_PEER body of %u bytes, but it takes 12 bytes (id, addr_size) "
+				 "and addr_size bytes of address",
+				 body_size);
+			return -EBADMSG;
+		}
+		req->member = le_get64(p);
+		req->key_size = le_get32(p + 8);
+		req->key = p + 12;
+		*framed = true;
+		if (req->key_size == 0 || req->key_size > CLIENT_PEER_ADDR_MAX) {
+			snprintf(r->text, sizeof(r->text),
+				 "SET_PEER address of %u bytes: it takes 1 to %u", req->key_size,
+				 CLIENT_PEER_ADDR_MAX);
+			return -EBADMSG;
+		}
+		return 0;
 	case CLIENT_OP_ADD_LEARNER:
 	case CLIENT_OP_PROMOTE:
 	case CLIENT_OP_REMOVE_MEMBER:
 	case CLIENT_OP_TRANSFER:
 	case CLIENT_OP_ADD_WITNESS:
+	case CLIENT_OP_REMOVE_PEER:
 		if (body_size != 8) {
 			snprintf(r->text, sizeof(r->text),
 				 "%s takes an 8-byte body (member), got %u bytes", name, body_size);

@@ -38,6 +38,9 @@
  *       SNAPSHOT     empty              (snapshot this node's copy of the group now)
  *       RECOVER      u32 flags          (make this node's replica the group's single
  *                                        voter: lost majority; bit 0 force)
+ *       PEERS        empty              (this node's address book; no group)
+ *       SET_PEER     u64 id | u32 addr_size | addr   (add a node or change its address)
+ *       REMOVE_PEER  u64 id             (forget a node)
  * RESPONSE, little-endian:
  *    0: u32 size           24 + value_size
  *    4: u32 status         CLIENT_STATUS_*
@@ -78,6 +81,9 @@ enum {
 	/* Operator ops, numbered from 40 (19 to 39 are left to the data ops). */
 	CLIENT_OP_NODE_STATUS = 40,
 	CLIENT_OP_SNAPSHOT = 41,
+	CLIENT_OP_PEERS = 42,
+	CLIENT_OP_SET_PEER = 43,
+	CLIENT_OP_REMOVE_PEER = 44,
 	CLIENT_OP_RECOVER = 45,
 	CLIENT_OP_ADD_WITNESS = 46, /* Membership: add member as a witness (fl_add_witness). */
 };
@@ -97,6 +103,7 @@ enum {
 	CLIENT_STATUS_GROUPS_FULL = 9, /* JOIN refused: the node hosts --groups-max groups. */
 	CLIENT_STATUS_REFUSED = 10, /* RECOVER not done: the text says why (a quorum is
 				     * reachable, or this replica cannot carry the group). */
+	CLIENT_STATUS_PEER_REFUSED = 11, /* SET_PEER, REMOVE_PEER: refused, nothing changed. */
 	CLIENT_STATUS_WITNESS = 12, /* A read sent to a witness: it holds no data; read
 				     * elsewhere (leader_hint names the leader). */
 	CLIENT_STATUS_LAST = CLIENT_STATUS_WITNESS,
@@ -115,7 +122,7 @@ struct client_request {
 	uint32_t expected_size; /* CAS; CLIENT_ABSENT: the key must be absent. */
 	uint32_t value_size;
 	uint64_t member; /* ADD_LEARNER, PROMOTE, REMOVE_MEMBER, ADD_WITNESS: the node; TRANSFER:
-			  * the target. */
+			  * the target; SET_PEER, REMOVE_PEER: the node (SET_PEER's address in key). */
 	uint64_t behind_max, age_max_ms; /* STALE_GET's bounds; 0: none. */
 	uint32_t flags;                  /* RECOVER: CLIENT_RECOVER_FORCE. */
 };
@@ -439,6 +446,46 @@ uint32_t client_recover_size(const struct client_recover *r);
 void client_recover_encode(const struct client_recover *r, void *buf);
 /* Parse a RECOVER answer's value. Returns 0 or -EBADMSG. */
 int client_recover_decode(const void *value, uint32_t size, struct client_recover *r);
+
+/* PEERS ANSWER VALUE: the answering node's address book, little-endian
+ * (docs/client-protocol.md, op 42):
+ *    0: u32 count           entries that follow (the node itself first)
+ *    4: u32 reserved        0
+ *    8: entries, each
+ *       u64 id | u32 flags | u16 addr_size | u16 client_addr_size | addr | client_addr
+ *       flags: CLIENT_PEER_* */
+#define CLIENT_PEERS_HEADER_SIZE 8
+#define CLIENT_PEER_HEADER_SIZE  16
+#define CLIENT_PEER_ADDR_MAX     255 /* Bytes of addr. */
+#define CLIENT_PEER_CLIENT_MAX   115 /* Bytes of client_addr. */
+#define CLIENT_PEERS_MAX         65  /* The node and its FL_PEERS_MAX peers. */
+
+enum {
+	CLIENT_PEER_SELF = 1u << 0,          /* The answering node itself. */
+	CLIENT_PEER_CONNECTED_OUT = 1u << 1, /* Its connections to this peer are up. */
+	CLIENT_PEER_CONNECTED_IN = 1u << 2,  /* This peer's connections to it are up. */
+};
+
+struct client_peer {
+	uint64_t id;
+	uint32_t flags;
+	char addr[CLIENT_PEER_ADDR_MAX + 1];          /* Its peer listener. */
+	char client_addr[CLIENT_PEER_CLIENT_MAX + 1]; /* "": not known. */
+};
+
+/* Bytes the PEERS value of count peers takes (at most). */
+#define CLIENT_PEERS_SIZE_MAX(count)                                                               \
+	(CLIENT_PEERS_HEADER_SIZE +                                                                \
+	 (count) * (CLIENT_PEER_HEADER_SIZE + CLIENT_PEER_ADDR_MAX + CLIENT_PEER_CLIENT_MAX))
+
+/* Write count peers into buf (CLIENT_PEERS_SIZE_MAX(count) bytes); returns
+ * the bytes written. */
+uint32_t client_peers_encode(const struct client_peer *peers, uint32_t count, void *buf);
+
+/* Parse a PEERS answer's value into up to max peers; *count gets how many
+ * it holds. Returns 0, or -EBADMSG when it is malformed. */
+int client_peers_decode(const void *value, uint32_t size, struct client_peer *peers, uint32_t max,
+			uint32_t *count);
 
 /* Room for need more bytes at *end of the buffer *buf (*capacity bytes, live
  * bytes from *start to *end), moving the live bytes to the front first and

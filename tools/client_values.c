@@ -200,3 +200,63 @@ int client_recover_decode(const void *value, uint32_t size, struct client_recove
 		r->dropped[i] = le_get64(p + CLIENT_RECOVER_HEADER_SIZE + 8 * i);
 	return 0;
 }
+
+uint32_t client_peers_encode(const struct client_peer *peers, uint32_t count, void *buf)
+{
+	unsigned char *p = buf;
+	uint32_t off = CLIENT_PEERS_HEADER_SIZE;
+
+	le_put32(p, count);
+	le_put32(p + 4, 0);
+	for (uint32_t i = 0; i < count; i++) {
+		size_t addr_size = strnlen(peers[i].addr, CLIENT_PEER_ADDR_MAX);
+		size_t client_size = strnlen(peers[i].client_addr, CLIENT_PEER_CLIENT_MAX);
+
+		le_put64(p + off, peers[i].id);
+		le_put32(p + off + 8, peers[i].flags);
+		le_put16(p + off + 12, (uint16_t)addr_size);
+		le_put16(p + off + 14, (uint16_t)client_size);
+		off += CLIENT_PEER_HEADER_SIZE;
+		memcpy(p + off, peers[i].addr, addr_size);
+		off += (uint32_t)addr_size;
+		memcpy(p + off, peers[i].client_addr, client_size);
+		off += (uint32_t)client_size;
+	}
+	return off;
+}
+
+int client_peers_decode(const void *value, uint32_t size, struct client_peer *peers, uint32_t max,
+			uint32_t *count)
+{
+	const unsigned char *p = value;
+	uint32_t off = CLIENT_PEERS_HEADER_SIZE, n;
+
+	*count = 0;
+	if (size < CLIENT_PEERS_HEADER_SIZE)
+		return -EBADMSG;
+	n = le_get32(p);
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t addr_size, client_size;
+
+		if (size - off < CLIENT_PEER_HEADER_SIZE)
+			return -EBADMSG;
+		addr_size = le_get16(p + off + 12);
+		client_size = le_get16(p + off + 14);
+		if (addr_size > CLIENT_PEER_ADDR_MAX || client_size > CLIENT_PEER_CLIENT_MAX ||
+		    size - off - CLIENT_PEER_HEADER_SIZE < addr_size + client_size)
+			return -EBADMSG;
+		if (i < max) {
+			struct client_peer *q = &peers[i];
+
+			memset(q, 0, sizeof(*q));
+			q->id = le_get64(p + off);
+			q->flags = le_get32(p + off + 8);
+			memcpy(q->addr, p + off + CLIENT_PEER_HEADER_SIZE, addr_size);
+			memcpy(q->client_addr, p + off + CLIENT_PEER_HEADER_SIZE + addr_size,
+			       client_size);
+		}
+		off += CLIENT_PEER_HEADER_SIZE + addr_size + client_size;
+	}
+	*count = n;
+	return 0;
+}

@@ -220,9 +220,19 @@ static void admin_usage(FILE *out)
 		"           recovered or one failed\n"
 		"  grow     --to B --groups N [--parallel 8] [--group-timeout-s 300] [--verbose]\n"
 		"           add node B (running with --join on) as a voter to every group 1..N\n"
-		"--nodes lists the nodes' client addresses; --timeout-s S (30) bounds the wait\n"
-		"for answers (status, health, transfer, snapshot) or the whole run (verify).\n"
-		"Exit status 2 on bad usage.\n");
+		"  add-node --id N --peer-addr HOST:PORT\n"
+		"           tell every node that node N's peer listener is at HOST:PORT (a new\n"
+		"           node, or a new address), wait until each is connected with it both\n"
+		"           ways, then tell node N every node's address; exit 1 naming what\n"
+		"           failed\n"
+		"  remove-node --id N (--groups G | --force)\n"
+		"           make every node forget node N; refused while N is a member of any of\n"
+		"           groups 1..G (move them off it first) unless --force\n"
+		"--nodes lists client addresses, ID=HOST:PORT or HOST:PORT; one node is enough:\n"
+		"every command asks the nodes named for their address books (PEERS) and runs on\n"
+		"every node found. --timeout-s S (30) bounds the wait for answers (status,\n"
+		"health, transfer, snapshot, remove-node), the whole run (verify) or the wait\n"
+		"for connections (add-node). Exit status 2 on bad usage.\n");
 }
 
 static int admin_parse_u64(const char *text, uint64_t min, uint64_t max, uint64_t *out)
@@ -242,9 +252,9 @@ static int admin_parse_u64(const char *text, uint64_t min, uint64_t max, uint64_
 
 static int admin_parse_command(struct admin_options *opt, const char *name)
 {
-	static const char *const names[] = {"move",     "status",      "health",
-					    "verify",   "transfer",    "snapshot",
-					    "add-witness", "recover", "grow"};
+	static const char *const names[] = {"move",     "status",      "health",   "verify",
+					    "transfer", "snapshot",    "add-witness", "recover",
+					    "grow",     "add-node", "remove-node"};
 
 	for (uint32_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		if (name != NULL && strcmp(name, names[i]) == 0) {
@@ -284,6 +294,11 @@ static int admin_parse_option(struct admin_options *opt, const char *name, const
 	} else if (strcmp(name, "--group-timeout-s") == 0) {
 		if ((rv = admin_parse_u64(value, 1, 86400, &v)) == 0)
 			opt->group_timeout_s = (uint32_t)v;
+	} else if (strcmp(name, "--id") == 0) {
+		rv = admin_parse_u64(value, 1, UINT64_MAX, &opt->id);
+	} else if (strcmp(name, "--peer-addr") == 0 && value != NULL) {
+		opt->peer_addr = value;
+		rv = 0;
 	} else if (strcmp(name, "--voters-min") == 0) {
 		if ((rv = admin_parse_u64(value, 1, CLIENT_MEMBERS_MAX, &v)) == 0)
 			opt->voters_min = (uint32_t)v;
@@ -317,6 +332,11 @@ static int admin_check_options(const struct admin_options *opt)
 		need = "recover: --node and one of --group or --groups are required";
 	else if (opt->command == ADMIN_GROW && (opt->to == 0 || opt->groups_count == 0))
 		need = "grow: --to and --groups are required";
+	else if (opt->command == ADMIN_ADD_NODE && (opt->id == 0 || opt->peer_addr == NULL))
+		need = "add-node: --id and --peer-addr are required";
+	else if (opt->command == ADMIN_REMOVE_NODE &&
+		 (opt->id == 0 || (opt->groups_count == 0 && !opt->force)))
+		need = "remove-node: --id, and --groups (or --force), are required";
 	if (need == NULL)
 		return 0;
 	fprintf(stderr, "flotilla-admin: %s\n", need);
@@ -410,7 +430,14 @@ int main(int argc, char **argv)
 		admin_usage(stderr);
 		return 2;
 	}
+	/* --nodes may name one node: find the others (add-node looks itself). */
+	if (opt.command != ADMIN_ADD_NODE && admin_discover(&opt) != 0)
+		return 1;
 	switch (opt.command) {
+	case ADMIN_ADD_NODE:
+		return admin_add_node(&opt);
+	case ADMIN_REMOVE_NODE:
+		return admin_remove_node(&opt);
 	case ADMIN_STATUS:
 	case ADMIN_HEALTH:
 		return admin_status(&opt);

@@ -399,6 +399,7 @@ static int server_start_node(struct server *s, struct fl_peer *peers)
 	config.cluster_id = s->opt.cluster_id;
 	config.data_dir = s->opt.data_dir;
 	config.listen_addr = s->opt.listen_addr;
+	config.client_addr = s->self_client_addr;
 	for (uint32_t i = 0; i < s->opt.peers_count; i++)
 		peers[i] = (struct fl_peer){.id = s->opt.peer_ids[i], .addr = s->opt.peer_addrs[i]};
 	config.peers = peers;
@@ -557,6 +558,9 @@ int main(int argc, char **argv)
 			   strerror(-rv));
 		return node_exit_status(rv);
 	}
+	node_addr_host(s->opt.client_addr, client_host, sizeof(client_host));
+	snprintf(s->self_client_addr, sizeof(s->self_client_addr), "%s:%u", client_host,
+		 s->client_port);
 	rv = server_start_node(s, peers);
 	if (rv != 0) {
 		server_log(LOG_LEVEL_ERROR, "starting the node: %s", fl_strerror(rv));
@@ -569,7 +573,8 @@ int main(int argc, char **argv)
 		return node_exit_status(rv);
 	}
 	node_addr_host(s->opt.listen_addr, peer_host, sizeof(peer_host));
-	node_addr_host(s->opt.client_addr, client_host, sizeof(client_host));
+	snprintf(s->self_peer_addr, sizeof(s->self_peer_addr), "%s:%u", peer_host,
+		 fl_node_port(s->node));
 	server_log(LOG_LEVEL_INFO, "listening: peer %s:%u client %s:%u (flotilla %s)", peer_host,
 		   fl_node_port(s->node), client_host, s->client_port, fl_version());
 	rv = s->opt.join ? 0 : server_create_groups(s);

@@ -128,6 +128,8 @@ struct server {
 	struct node_store *store; /* Opened by main(), closed after the node stops. */
 	int listen_fd;
 	uint16_t client_port;
+	char self_client_addr[116]; /* "host:port" of the client listener, told to peers. */
+	char self_peer_addr[128];   /* "host:port" of the peer listener (PEERS). */
 	atomic_bool stopping;
 	atomic_uint conns_count;
 	struct worker *workers;
@@ -213,6 +215,9 @@ void node_sources_give(struct node_sources *t, const uint8_t key[16]);
 /* Decode and start every complete request of c's input that the bounds
  * allow. Client thread of c. */
 void request_process(struct conn *c);
+
+/* node_peers.c: PEERS, SET_PEER, REMOVE_PEER (answered at once). */
+void request_peers(struct conn *c, const struct client_request *req);
 
 /* Free a request whose answer went out. */
 void pending_free(struct pending *p);

@@ -50,7 +50,8 @@ static const struct node_options_entry node_options_table[] = {
     {"metrics", OPT_STR, OPT_FIELD(metrics_addr), NODE_ADDR_SIZE_MAX, 0, 0,
      "HOST:PORT  serve GET /metrics (Prometheus text) here; port 0 picks one (off)"},
     {"peer", OPT_PEER, 0, 0, 0, 0,
-     "ID=HOST:PORT  another node's peer listener (repeatable); must resolve at start"},
+     "ID=HOST:PORT  another node's peer listener (repeatable); must resolve at start; "
+     "merged with the address book in --data (flotilla-admin add-node changes it)"},
     {"shards", OPT_U32, OPT_FIELD(shards_count), 0, 0, 1024, "N  shard threads (0: CPUs)"},
     {"groups", OPT_U32, OPT_FIELD(groups_count), 0, 0, 10000000,
      "N  create groups 1..N at start unless present (0); not with --join on"},

@@ -621,7 +621,8 @@ static void request_handle(struct conn *c, const struct client_request *req)
 	 * beyond its --groups by JOIN); only CHECK_STATUS and NODE_STATUS,
 	 * which are about the node, ignore the field. The request was well framed: go on. */
 	if (req->group == 0 && req->op != CLIENT_OP_CHECK_STATUS &&
-	    req->op != CLIENT_OP_NODE_STATUS) {
+	    req->op != CLIENT_OP_NODE_STATUS && req->op != CLIENT_OP_PEERS &&
+	    req->op != CLIENT_OP_SET_PEER && req->op != CLIENT_OP_REMOVE_PEER) {
 		conn_respond_text(c, CLIENT_STATUS_BAD_REQUEST, req->request_id, 0,
 				  "group 0 is out of range: groups are numbered from 1");
 		return;
@@ -644,6 +645,11 @@ static void request_handle(struct conn *c, const struct client_request *req)
 	}
 	if (req->op == CLIENT_OP_NODE_STATUS) {
 		request_node_status(c, req);
+		return;
+	}
+	if (req->op == CLIENT_OP_PEERS || req->op == CLIENT_OP_SET_PEER ||
+	    req->op == CLIENT_OP_REMOVE_PEER) {
+		request_peers(c, req);
 		return;
 	}
 	p = pending_new(c, req);

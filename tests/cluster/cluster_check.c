@@ -59,6 +59,19 @@
  *       acknowledged write and wait until the new nodes report the same
  *       DIGEST for every group. SPEC lists the V voters, then the V spares.
  *
+ *   flotilla-cluster-check addnode --nodes SPEC --groups N --dir D --cluster SCRIPT
+ *                                 --admin ADMIN --peer-addr HOST:PORT [--voters V]
+ *                                 [--parallel P] [--max-gap-ms G]
+ *       Under the same write load, add node V + 1 to the running voters
+ *       1..V, which do not know it: "SCRIPT start --dir D --node V+1" (a node
+ *       new to the cluster, empty), "ADMIN add-node --nodes A --id V+1
+ *       --peer-addr HOST:PORT" and "ADMIN move --from 1 --to V+1 --nodes A
+ *       --groups N" with A node 1's client address alone (the admin tool
+ *       finds the others). The longest time with no write acknowledged must
+ *       stay within G ms; then GET every acknowledged write, and nodes 2..V+1
+ *       must report the same DIGEST for every group. SPEC lists the V voters,
+ *       then the new node.
+ *
  * SPEC is "1=127.0.0.1:PORT,2=127.0.0.1:PORT,3=127.0.0.1:PORT". Every loop is
  * bounded in time; exit status 0 when every check passed, 1 when one failed,
  * 2 on bad usage or when the cluster could not be driven at all. */
@@ -93,8 +106,9 @@ struct check {
 	const char *dir;
 	const char *cluster;
 	const char *admin;
-	const char *fault;  /* isolate: "FAULT cut|heal ID" cuts a node off, heals it. */
-	const char *prefix; /* Of the keys scale and write put. */
+	const char *peer_addr; /* addnode: the new node's peer listener. */
+	const char *fault;     /* isolate: "FAULT cut|heal ID" cuts a node off, heals it. */
+	const char *prefix;    /* Of the keys scale and write put. */
 	uint32_t groups_count;
 	uint32_t voters_count;
 	uint32_t parallel;
@@ -1109,22 +1123,12 @@ static int check_cluster_node(const struct check *k, const char *cmd, uint64_t i
 }
 
 /* "ADMIN move --from A --to B --nodes SPEC --groups N --parallel P". */
-static int check_admin_move(const struct check *k, uint64_t from, uint64_t to)
+static int check_admin_move_at(const struct check *k, const char *nodes, uint64_t from, uint64_t to)
 {
 	char from_text[24], to_text[24], groups_text[24], parallel_text[24];
-	char *argv[] = {(char *)k->admin,
-			"move",
-			"--from",
-			from_text,
-			"--to",
-			to_text,
-			"--nodes",
-			(char *)k->nodes,
-			"--groups",
-			groups_text,
-			"--parallel",
-			parallel_text,
-			NULL};
+	char *argv[] = {(char *)k->admin, "move",        "--from",      from_text,  "--to",
+			to_text,          "--nodes",     (char *)nodes, "--groups", groups_text,
+			"--parallel",     parallel_text, NULL};
 
 	snprintf(from_text, sizeof(from_text), "%llu", (unsigned long long)from);
 	snprintf(to_text, sizeof(to_text), "%llu", (unsigned long long)to);
@@ -1132,6 +1136,11 @@ static int check_admin_move(const struct check *k, uint64_t from, uint64_t to)
 	snprintf(parallel_text, sizeof(parallel_text), "%u", k->parallel);
 	fflush(stdout);
 	return check_spawn(argv);
+}
+
+static int check_admin_move(const struct check *k, uint64_t from, uint64_t to)
+{
+	return check_admin_move_at(k, k->nodes, from, to);
 }
 
 /* Replace voter old by the empty node new under load: start new, move
@@ -1288,6 +1297,140 @@ static int check_replace(struct check *k)
 	if (lanes == CHECK_LANES && (rv == 0 || rv == 1) &&
 	    check_replace_verify(k, writers, groups) != 0)
 		rv = 1;
+	for (uint32_t i = 0; i < lanes; i++)
+		check_writer_free(&writers[i]);
+	free(groups);
+	return rv;
+}
+
+/* --- addnode --- */
+
+/* Start node 4, new to the cluster; "ADMIN add-node --nodes ADDR --id 4
+ * --peer-addr P" and "ADMIN move --from 1 --to 4 --nodes ADDR" with ADDR
+ * node 1's client address alone (the admin tool finds the rest). */
+static int check_addnode_steps(struct check *k, struct check_sampler *sp)
+{
+	const struct client_node *first = &k->router.nodes[0];
+	uint64_t new_id = k->voters_count + 1, t0 = check_now_ms() - sp->started_ms, t1;
+	char id_text[24];
+	char *add[] = {
+	    (char *)k->admin, "add-node",           "--nodes", (char *)first->addr, "--id", id_text,
+	    "--peer-addr",    (char *)k->peer_addr, NULL};
+	int rv;
+
+	snprintf(id_text, sizeof(id_text), "%llu", (unsigned long long)new_id);
+	printf("== start node %llu (new to the cluster, empty)\n", (unsigned long long)new_id);
+	rv = check_cluster_node(k, "start", new_id);
+	if (rv != 0) {
+		printf("FAIL: starting node %llu: status %d\n", (unsigned long long)new_id, rv);
+		return 1;
+	}
+	printf("== add-node %llu at %s, through node %llu alone\n", (unsigned long long)new_id,
+	       k->peer_addr, (unsigned long long)first->id);
+	fflush(stdout);
+	t1 = check_now_ms();
+	rv = check_spawn(add);
+	printf("add-node: %s in %llu ms\n", rv == 0 ? "done" : "FAILED",
+	       (unsigned long long)(check_now_ms() - t1));
+	if (rv != 0)
+		return 1;
+	printf("== move %llu -> %llu: %u groups, %u at a time\n", (unsigned long long)first->id,
+	       (unsigned long long)new_id, k->groups_count, k->parallel);
+	t1 = check_now_ms();
+	rv = check_admin_move_at(k, first->addr, first->id, new_id);
+	printf("move %llu -> %llu: %s in %llu ms (%u groups)\n", (unsigned long long)first->id,
+	       (unsigned long long)new_id, rv == 0 ? "done" : "FAILED",
+	       (unsigned long long)(check_now_ms() - t1), k->groups_count);
+	check_sampler_report(sp, t0, check_now_ms() - sp->started_ms, "during add-node and move");
+	return rv == 0 ? 0 : 1;
+}
+
+/* Add a node to a running cluster and move every group of node 1 onto it,
+ * under a write load of CHECK_LANES writers over disjoint groups. */
+static int check_addnode(struct check *k)
+{
+	static struct check_writer writers[CHECK_LANES];
+	static struct check_sampler sp = {.lock = PTHREAD_MUTEX_INITIALIZER};
+	struct check_group *groups = calloc(k->groups_count, sizeof(*groups));
+	uint32_t lanes = 0, per_lane = k->groups_count / CHECK_LANES;
+	char spec[CLIENT_NODES_MAX * (CLIENT_ADDR_SIZE_MAX + 24)];
+	uint64_t total_acked = 0, total_failed = 0, bad = 0, acked = 0;
+	int rv = 0;
+
+	if (groups == NULL || per_lane == 0 || k->router.nodes_count != k->voters_count + 1) {
+		printf("addnode needs at least %u groups and %u nodes in --nodes (voters, then "
+		       "the new one)\n",
+		       CHECK_LANES, k->voters_count + 1);
+		free(groups);
+		return 2;
+	}
+	check_learn_leaders(k);
+	for (; lanes < CHECK_LANES; lanes++) {
+		uint32_t first = 1 + lanes * per_lane;
+		uint32_t count = lanes + 1 == CHECK_LANES ? k->groups_count + 1 - first : per_lane;
+
+		if (check_writer_start_lane(&writers[lanes], k, lanes + 1, first, count, groups) !=
+		    0) {
+			printf("cannot start writer %u\n", lanes);
+			rv = 2;
+			break;
+		}
+	}
+	sp.writers = writers;
+	sp.writers_count = lanes;
+	sp.started_ms = check_now_ms();
+	atomic_init(&sp.stop, false);
+	if (rv == 0 && pthread_create(&sp.thread, NULL, check_sampler_main, &sp) != 0)
+		rv = 2;
+	if (rv == 0) {
+		check_sleep_ms(2000);
+		check_sampler_report(&sp, 0, check_now_ms() - sp.started_ms, "before");
+		rv = check_addnode_steps(k, &sp);
+		check_sleep_ms(2000);
+		atomic_store(&sp.stop, true);
+		pthread_join(sp.thread, NULL);
+		check_sampler_report(&sp, 0, check_now_ms() - sp.started_ms, "over the whole run");
+		printf("commit gap: the longest time with no write acknowledged was %llu ms "
+		       "(bound %u ms)\n",
+		       (unsigned long long)sp.gap_ms_max, k->gap_ms_max);
+		if (sp.gap_ms_max > k->gap_ms_max) {
+			printf("FAIL: the cluster stopped committing for longer than the bound\n");
+			rv = 1;
+		}
+	}
+	for (uint32_t i = 0; i < lanes; i++) {
+		atomic_store(&writers[i].stop, true);
+		pthread_join(writers[i].thread, NULL);
+		total_acked += writers[i].acked_count;
+		total_failed += atomic_load(&writers[i].failed_total);
+	}
+	printf("writers: %llu writes acknowledged, %llu not\n", (unsigned long long)total_acked,
+	       (unsigned long long)total_failed);
+	if (lanes == CHECK_LANES && (rv == 0 || rv == 1)) {
+		for (uint32_t i = 0; i < CHECK_LANES; i++) {
+			uint64_t lane_bad = check_read_back(k, &writers[i]);
+
+			bad += lane_bad == UINT64_MAX ? writers[i].acked_count : lane_bad;
+			acked += writers[i].acked_count;
+		}
+		printf("read back: %llu of %llu acknowledged writes missing or wrong\n",
+		       (unsigned long long)bad, (unsigned long long)acked);
+		if (bad != 0 || acked == 0)
+			rv = 1;
+		/* The replicas now: nodes 2 .. voters and the new one. */
+		if (check_final_spec(k, 2, k->voters_count, spec, sizeof(spec)) != 0) {
+			rv = 1;
+		} else {
+			client_router_deinit(&k->router);
+			if (client_router_init(&k->router, spec) != 0) {
+				rv = 1;
+			} else {
+				printf("replicas: comparing nodes %s\n", spec);
+				if (check_replicas(k, groups, false) != 0)
+					rv = 1;
+			}
+		}
+	}
 	for (uint32_t i = 0; i < lanes; i++)
 		check_writer_free(&writers[i]);
 	free(groups);
@@ -1493,7 +1636,10 @@ static void check_usage(void)
 	    "       flotilla-cluster-check isolate --nodes SPEC --groups N --fault FAULT "
 	    "--election-ms E --heartbeat-ms H\n"
 	    "       flotilla-cluster-check replace --nodes SPEC --groups N --dir D --cluster "
-	    "SCRIPT --admin ADMIN [--voters 3] [--parallel 8] [--max-gap-ms 5000]\n");
+	    "SCRIPT --admin ADMIN [--voters 3] [--parallel 8] [--max-gap-ms 5000]\n"
+	    "       flotilla-cluster-check addnode --nodes SPEC --groups N --dir D --cluster "
+	    "SCRIPT --admin ADMIN --peer-addr HOST:PORT [--voters 3] [--parallel 8] "
+	    "[--max-gap-ms 5000]\n");
 }
 
 static int check_parse_u32(const char *text, uint32_t min, uint32_t *out)
@@ -1538,6 +1684,8 @@ static int check_parse(struct check *k, int argc, char **argv)
 			rv = check_parse_u32(value, 1, &k->heartbeat_ms);
 		else if (strcmp(name, "--admin") == 0)
 			k->admin = value;
+		else if (strcmp(name, "--peer-addr") == 0)
+			k->peer_addr = value;
 		else if (strcmp(name, "--fault") == 0)
 			k->fault = value;
 		else if (strcmp(name, "--voters") == 0)
@@ -1562,6 +1710,11 @@ static int check_parse(struct check *k, int argc, char **argv)
 	if (strcmp(k->command, "replace") == 0)
 		return k->dir != NULL && k->cluster != NULL && k->admin != NULL &&
 			       k->groups_count >= CHECK_LANES
+			   ? 0
+			   : -EINVAL;
+	if (strcmp(k->command, "addnode") == 0)
+		return k->dir != NULL && k->cluster != NULL && k->admin != NULL &&
+			       k->peer_addr != NULL && k->groups_count >= CHECK_LANES
 			   ? 0
 			   : -EINVAL;
 	if (strcmp(k->command, "converge") == 0)
@@ -1603,6 +1756,8 @@ int main(int argc, char **argv)
 		rv = check_converge_only(&k);
 	else if (strcmp(k.command, "replace") == 0)
 		rv = check_replace(&k);
+	else if (strcmp(k.command, "addnode") == 0)
+		rv = check_addnode(&k);
 	else
 		rv = check_scale(&k);
 	client_router_deinit(&k.router);

@@ -229,7 +229,8 @@ static void test_operator_ops_take_no_body(void **state)
 	assert_string_equal(client_op_name(CLIENT_OP_NODE_STATUS), "NODE_STATUS");
 	assert_string_equal(client_op_name(CLIENT_OP_SNAPSHOT), "SNAPSHOT");
 	assert_null(client_op_name(39));
-	assert_null(client_op_name(42));
+	assert_string_equal(client_op_name(42), "PEERS"); /* The address book's ops, 42 to 44. */
+	assert_null(client_op_name(99));
 	free(buf);
 	buf = calloc(1, 32);
 	assert_non_null(buf);
@@ -263,6 +264,57 @@ static void test_add_witness_takes_a_member(void **state)
 	assert_int_equal(client_request_decode_why(buf, 24, &got, &why), -EBADMSG);
 	assert_string_equal(why.text, "ADD_WITNESS takes an 8-byte body (member), got 0 bytes");
 	free(buf);
+}
+
+/* SET_PEER and REMOVE_PEER round-trip; a SET_PEER whose addr_size
+ * disagrees with its body closes, an empty address keeps the connection;
+ * a PEERS value round-trips and a truncated one is refused. */
+static void test_peer_ops_round_trip(void **state)
+{
+	struct client_request set = {
+	    .op = CLIENT_OP_SET_PEER, .request_id = 5, .member = 4, .key = "h:1", .key_size = 3};
+	struct client_request rm = {.op = CLIENT_OP_REMOVE_PEER, .request_id = 6, .member = 4};
+	struct client_peer peers[2] = {
+	    {.id = 1, .flags = CLIENT_PEER_SELF, .addr = "a:1"},
+	    {.id = 4, .flags = CLIENT_PEER_CONNECTED_OUT, .addr = "b:2", .client_addr = "b:3"}};
+	struct client_peer back[2];
+	struct client_request got;
+	struct client_refusal why;
+	unsigned char value[CLIENT_PEERS_SIZE_MAX(2)];
+	uint32_t size, count;
+	unsigned char *buf = encode(&set, &size);
+
+	(void)state;
+	assert_int_equal(size, 24 + 12 + 3);
+	assert_int_equal(le_get64(buf + 24), 4);
+	assert_int_equal(le_get32(buf + 32), 3);
+	assert_memory_equal(buf + 36, "h:1", 3);
+	assert_int_equal(client_request_decode(buf, size, &got), (int)size);
+	assert_int_equal(got.member, 4);
+	assert_int_equal(got.key_size, 3);
+	assert_memory_equal(got.key, "h:1", 3);
+	le_put32(buf + 32, 4); /* addr_size past the body: out of step. */
+	assert_int_equal(client_request_decode_why(buf, size, &got, &why), -EBADMSG);
+	assert_int_equal(why.skip, 0);
+	free(buf);
+	set.key_size = 0;
+	buf = encode(&set, &size);
+	assert_int_equal(client_request_decode_why(buf, size, &got, &why), -EBADMSG);
+	assert_string_equal(why.text, "SET_PEER address of 0 bytes: it takes 1 to 255");
+	free(buf);
+	buf = encode(&rm, &size);
+	assert_int_equal(size, 32);
+	assert_int_equal(client_request_decode(buf, size, &got), 32);
+	assert_int_equal(got.op, CLIENT_OP_REMOVE_PEER);
+	assert_int_equal(got.member, 4);
+	free(buf);
+	size = client_peers_encode(peers, 2, value);
+	assert_int_equal(size, 8 + 16 + 3 + 16 + 6);
+	assert_int_equal(client_peers_decode(value, size, back, 2, &count), 0);
+	assert_int_equal(count, 2);
+	assert_memory_equal(back, peers, sizeof(peers));
+	assert_int_equal(client_peers_decode(value, size - 1, back, 2, &count), -EBADMSG);
+	assert_int_equal(client_peers_decode(value, 7, back, 2, &count), -EBADMSG);
 }
 
 /* A NODE_STATUS value decodes to what was encoded, field by field at its
@@ -666,6 +718,7 @@ int main(void)
 	    cmocka_unit_test(test_operator_ops_take_no_body),
 	    cmocka_unit_test(test_add_witness_takes_a_member),
 	    cmocka_unit_test(test_node_status_value_round_trips),
+	    cmocka_unit_test(test_peer_ops_round_trip),
 	    cmocka_unit_test(test_put_layout_is_byte_exact),
 	    cmocka_unit_test(test_oversized_requests_fail_from_the_size_field),
 	    cmocka_unit_test(test_malformed_bodies_are_rejected_with_their_id),

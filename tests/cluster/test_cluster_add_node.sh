@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Add-node check: three flotilla-node processes on 127.0.0.1, started with no
+# spares (no node knows a fourth), many groups under a checked write load.
+# Node 4 starts (--join on, knowing nodes 1..3); `flotilla-admin add-node`
+# tells the running nodes about it without restarting any; `flotilla-admin
+# move` moves every group of node 1 onto it, both given node 1's client
+# address alone. No acknowledged write may be lost, the cluster keeps
+# committing (the longest gap stays under a bound), and nodes 2, 3 and 4
+# end with identical replicas (DIGEST). Then node 1, now in no group, is
+# removed from the others' address books (`flotilla-admin remove-node`),
+# and `flotilla-admin status` through node 2 finds exactly nodes 2, 3, 4.
+#
+#   test_cluster_add_node.sh FLOTILLA_NODE CLUSTER_CHECK FLOTILLA_ADMIN TOOLS_CLUSTER WORK_DIR GROUPS
+#
+# FLOTILLA_ADD_NODE_GROUPS overrides GROUPS (say 1000 for the full run),
+# FLOTILLA_ADD_NODE_PARALLEL the groups moved at a time (8), and
+# FLOTILLA_ADD_NODE_MAX_GAP_MS the longest stall allowed (5000). The cluster
+# lives in a temporary directory under WORK_DIR, on a random base port, and
+# is stopped by PID (tools/cluster stop) on every exit.
+set -euo pipefail
+
+source "$(dirname "${BASH_SOURCE[0]}")/cluster_lib.sh"
+
+node_bin=$(realpath "$1") check_bin=$(realpath "$2") admin_bin=$(realpath "$3")
+cluster=$(realpath "$4") work_dir=$5
+groups=${FLOTILLA_ADD_NODE_GROUPS:-$6}
+max_gap_ms=${FLOTILLA_ADD_NODE_MAX_GAP_MS:-5000}
+parallel=${FLOTILLA_ADD_NODE_PARALLEL:-8}
+
+mkdir -p "$work_dir"
+dir=$(mktemp -d "$(realpath "$work_dir")/cluster-add-node.XXXXXX")
+failed=1
+cleanup() {
+	cluster_stop_and_show 20
+}
+trap cleanup EXIT
+
+step "start 3 nodes (no spares), $groups groups"
+cluster_start_random --groups "$groups" --nodes 3 \
+	--bin "$node_bin" -- --election-ms 1000 --heartbeat-ms 100 \
+	--snapshot-entries 500
+nodes=
+for id in 1 2 3 4; do
+	nodes="$nodes${nodes:+,}$id=127.0.0.1:$((base + 2 * (id - 1) + 1))"
+done
+peer4=127.0.0.1:$((base + 6))
+
+step "add node 4 and move node 1's groups onto it, under load"
+"$check_bin" addnode --nodes "$nodes" --groups "$groups" --dir "$dir" --cluster "$cluster" \
+	--admin "$admin_bin" --peer-addr "$peer4" --parallel "$parallel" \
+	--max-gap-ms "$max_gap_ms"
+
+step "node 1 hosts no group now: remove it from the address books"
+"$admin_bin" remove-node --nodes "127.0.0.1:$((base + 3))" --id 1 --groups "$groups"
+"$cluster" stop --dir "$dir" --node 1
+status_out=$("$admin_bin" status --nodes "127.0.0.1:$((base + 3))" --groups "$groups")
+echo "$status_out" | head -n 6
+listed=$(echo "$status_out" | awk '$1 ~ /^[0-9]+$/ && $3 == "up" { print $1 }' | sort | xargs)
+if [ "$listed" != "2 3 4" ]; then
+	echo "status through node 2 lists nodes up '$listed', not '2 3 4'"
+	exit 1
+fi
+if ! "$admin_bin" health --nodes "127.0.0.1:$((base + 7))" --groups "$groups" >/dev/null; then
+	echo "the cluster of nodes 2, 3, 4 is not healthy"
+	"$admin_bin" health --nodes "127.0.0.1:$((base + 7))" --groups "$groups" | head -n 10
+	exit 1
+fi
+
+step "stop: every node exits cleanly on SIGTERM"
+"$cluster" stop --dir "$dir"
+for id in 1 2 3 4; do
+	if ! tail -n 5 "$dir/node-$id.log" | grep -q "node $id: exiting"; then
+		echo "node $id did not exit cleanly"
+		exit 1
+	fi
+done
+if grep -l -E "AddressSanitizer|LeakSanitizer|runtime error:|kv: group .* applied index" \
+	"$dir"/node-*.log; then
+	echo "a node reported an error (above)"
+	exit 1
+fi
+failed=0
+step "add-node check passed"
