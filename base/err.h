@@ -40,7 +40,7 @@ enum {
 	/* A forced recovery of a group (fl_group_recover): */
 	ERR_QUORUM_REACHABLE = -(ERR_BASE + 34), /* Refused: the group still has a quorum. */
 	ERR_NOT_SURVIVOR = -(ERR_BASE + 35),     /* This replica cannot carry the group alone. */
-	ERR_WITNESS = -(ERR_BASE + 36),      /* This replica is a witness: it holds no state. */
+	ERR_WITNESS = -(ERR_BASE + 36),          /* This replica is a witness: it holds no state. */
 	ERR_GROUPS_FULL = -(ERR_BASE + 38),      /* The node hosts its most groups already. */
 	ERR_LAST = -(ERR_BASE + 39),
 };

@@ -74,15 +74,15 @@ enum {
 	/* fl_group_recover(): this replica cannot carry the group alone (a
 	 * witness, which holds no payloads, or not a member). */
 	FL_ERR_NOT_SURVIVOR = -(FL_ERR_BASE + 35),
-	FL_ERR_WITNESS = -(FL_ERR_BASE + 36),      /* This replica is a witness of the group:
-						    * it keeps entry metadata only and no
-						    * state, so it serves no reads (fl_read,
-						    * fl_read_stale) and has nothing to rebuild.
-						    * Read from a voter or a learner. */
-	FL_ERR_GROUPS_FULL = -(FL_ERR_BASE + 38),  /* fl_group_create/fl_group_join: this
-						    * node hosts groups_max groups already
-						    * (struct fl_node_config); nothing was
-						    * created. */
+	FL_ERR_WITNESS = -(FL_ERR_BASE + 36),     /* This replica is a witness of the group:
+						   * it keeps entry metadata only and no
+						   * state, so it serves no reads (fl_read,
+						   * fl_read_stale) and has nothing to rebuild.
+						   * Read from a voter or a learner. */
+	FL_ERR_GROUPS_FULL = -(FL_ERR_BASE + 38), /* fl_group_create/fl_group_join: this
+						   * node hosts groups_max groups already
+						   * (struct fl_node_config); nothing was
+						   * created. */
 };
 
 #define FL_MEMBERS_MAX          16

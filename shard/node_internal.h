@@ -22,6 +22,7 @@ struct fl_node {
 	uint64_t *peer_ids;                /* At start: FL_PEERS_MAX. */
 	struct node_net_peer *net_peers;   /* At start: FL_PEERS_MAX. */
 	struct datadir datadir;            /* Locked from start to stop. */
+	_Atomic uint64_t groups_hosted;    /* Over every shard: group_reserve() in group.c. */
 	/* The address book (shard/book.h): changed by fl_node_set_peer() and
 	 * fl_node_remove_peer() under book_lock, which is held until every
 	 * shard took the change, so shards see the changes in order. */

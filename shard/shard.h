@@ -34,13 +34,13 @@ enum shard_req_type {
 	SHARD_REQ_LEADER, /* Report the leader through the callback's leader. */
 	SHARD_REQ_CONN,   /* The net thread hands over a connected socket. */
 	SHARD_REQ_DIAL_FAILED,
-	SHARD_REQ_CHECK,      /* fl_group_check(). */
-	SHARD_REQ_REBUILD,    /* fl_group_rebuild(). */
-	SHARD_REQ_INFO,       /* Fill the struct fl_group_info whose address is in data. */
-	SHARD_REQ_SNAPSHOT,   /* fl_group_snapshot(): cb gets the index once current. */
-	SHARD_REQ_READ_STALE, /* fl_read_stale(): data holds the struct fl_stale_read's address. */
-	SHARD_REQ_RECOVER,    /* fl_group_recover(): data holds the report's address; change
-			       * the flags. */
+	SHARD_REQ_CHECK,       /* fl_group_check(). */
+	SHARD_REQ_REBUILD,     /* fl_group_rebuild(). */
+	SHARD_REQ_INFO,        /* Fill the struct fl_group_info whose address is in data. */
+	SHARD_REQ_SNAPSHOT,    /* fl_group_snapshot(): cb gets the index once current. */
+	SHARD_REQ_READ_STALE,  /* fl_read_stale(): data holds the struct fl_stale_read's address. */
+	SHARD_REQ_RECOVER,     /* fl_group_recover(): data holds the report's address; change
+				* the flags. */
 	SHARD_REQ_PEERS,       /* The address book changed: data holds size shard_book_entry. */
 	SHARD_REQ_PEER_STATES, /* data holds the address of shard_peer_state[FL_PEERS_MAX];
 				* cb's result: how many were filled in. */

@@ -12,7 +12,7 @@
  *                     JSON, and the reasons the cluster is not healthy
  *   admin_verify.c    verify: CHECK of every group, then who diverged
  *   admin_group.c     transfer and snapshot of one group
- *   admin_recover.c   recover: groups that lost a majority, on a survivor */
+ *   admin_recover.c   recover: groups that lost a majority, on a survivor
  *   admin_nodes.c     finding the cluster from one node (PEERS); add-node and
  *                     remove-node (SET_PEER, REMOVE_PEER) */
 #ifndef TOOLS_ADMIN_INTERNAL_H
@@ -60,7 +60,7 @@ struct admin_options {
 	uint64_t id;           /* add-node, remove-node: the node. */
 	const char *peer_addr; /* add-node: its peer listener. */
 	bool force; /* recover: even where a quorum seems reachable; remove-node: even while
-		    * the node is a group's member. */
+		     * the node is a group's member. */
 };
 
 uint64_t admin_now_ms(void);

@@ -315,9 +315,9 @@ static int client_request_decode_body(const unsigned char *p, uint32_t body_size
 	default:
 		/* The body cannot be checked against its fields: a newer client
 		 * and a stream out of step look the same, so this one closes. */
-		snprintf(r->text, sizeof(r->text), "unknown op %u (ops are 1 to %u, %u and %u)",
+		snprintf(r->text, sizeof(r->text), "unknown op %u (ops are 1 to %u and %u to %u)",
 			 req->op, (unsigned)CLIENT_OP_LAST, (unsigned)CLIENT_OP_NODE_STATUS,
-			 (unsigned)CLIENT_OP_SNAPSHOT);
+			 (unsigned)CLIENT_OP_ADD_WITNESS);
 		return -EBADMSG;
 	}
 	if (body_size < fixed) {

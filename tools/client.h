@@ -100,12 +100,12 @@ enum {
 	CLIENT_STATUS_RETRY = 6,    /* Membership ops: not now (change pending, learner behind). */
 	CLIENT_STATUS_NO_SPACE = 7, /* A write refused: the leader's disk is full; not done. */
 	CLIENT_STATUS_STALE = 8,    /* STALE_GET past its bounds: the figures say how far. */
-	CLIENT_STATUS_GROUPS_FULL = 9, /* JOIN refused: the node hosts --groups-max groups. */
-	CLIENT_STATUS_REFUSED = 10, /* RECOVER not done: the text says why (a quorum is
-				     * reachable, or this replica cannot carry the group). */
+	CLIENT_STATUS_GROUPS_FULL = 9,   /* JOIN refused: the node hosts --groups-max groups. */
+	CLIENT_STATUS_REFUSED = 10,      /* RECOVER not done: the text says why (a quorum is
+					  * reachable, or this replica cannot carry the group). */
 	CLIENT_STATUS_PEER_REFUSED = 11, /* SET_PEER, REMOVE_PEER: refused, nothing changed. */
-	CLIENT_STATUS_WITNESS = 12, /* A read sent to a witness: it holds no data; read
-				     * elsewhere (leader_hint names the leader). */
+	CLIENT_STATUS_WITNESS = 12,      /* A read sent to a witness: it holds no data; read
+					  * elsewhere (leader_hint names the leader). */
 	CLIENT_STATUS_LAST = CLIENT_STATUS_WITNESS,
 };
 
@@ -121,8 +121,9 @@ struct client_request {
 	uint32_t key_size;
 	uint32_t expected_size; /* CAS; CLIENT_ABSENT: the key must be absent. */
 	uint32_t value_size;
-	uint64_t member; /* ADD_LEARNER, PROMOTE, REMOVE_MEMBER, ADD_WITNESS: the node; TRANSFER:
-			  * the target; SET_PEER, REMOVE_PEER: the node (SET_PEER's address in key). */
+	uint64_t
+	    member; /* ADD_LEARNER, PROMOTE, REMOVE_MEMBER, ADD_WITNESS: the node; TRANSFER:
+		     * the target; SET_PEER, REMOVE_PEER: the node (SET_PEER's address in key). */
 	uint64_t behind_max, age_max_ms; /* STALE_GET's bounds; 0: none. */
 	uint32_t flags;                  /* RECOVER: CLIENT_RECOVER_FORCE. */
 };

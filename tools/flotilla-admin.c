@@ -252,8 +252,8 @@ static int admin_parse_u64(const char *text, uint64_t min, uint64_t max, uint64_
 
 static int admin_parse_command(struct admin_options *opt, const char *name)
 {
-	static const char *const names[] = {"move",     "status",      "health",   "verify",
-					    "transfer", "snapshot",    "add-witness", "recover",
+	static const char *const names[] = {"move",     "status",   "health",      "verify",
+					    "transfer", "snapshot", "add-witness", "recover",
 					    "grow",     "add-node", "remove-node"};
 
 	for (uint32_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
