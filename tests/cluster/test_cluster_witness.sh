@@ -34,13 +34,13 @@ trap cleanup EXIT
 expect() {
 	local want=$1 pattern=$2 rc=0
 	shift 2
-	"$@" >"$dir/out.txt" 2>&1 || rc=$?
-	sed 's/^/    /' "$dir/out.txt"
+	"$@" >"$dir/out.txt" 2>"$dir/err.txt" || rc=$?
+	sed 's/^/    /' "$dir/out.txt" "$dir/err.txt"
 	if [ "$rc" -ne "$want" ]; then
 		echo "FAIL: exit status $rc, not $want: $*"
 		exit 1
 	fi
-	if ! grep -qE -- "$pattern" "$dir/out.txt"; then
+	if ! grep -qhE -- "$pattern" "$dir/out.txt" "$dir/err.txt"; then
 		echo "FAIL: no '$pattern' in the output of: $*"
 		exit 1
 	fi
