@@ -8,7 +8,10 @@
  *
  * snapshot sends SNAPSHOT (op 41, fl_group_snapshot) to every node hosting
  * the group, or to --node only: each snapshots its own copy now and answers
- * with the index the snapshot covers. */
+ * with the index the snapshot covers.
+ *
+ * Both print text, or with --json one JSON document: transfer's outcome,
+ * the last leader seen and its term; snapshot's per node outcome. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
@@ -48,6 +51,7 @@ int admin_transfer(const struct admin_options *opt)
 	uint64_t started = admin_now_ms();
 	uint64_t deadline = started + (uint64_t)opt->timeout_s * 1000;
 	char error[ADMIN_ERROR_SIZE] = "no leader";
+	uint64_t seen = 0, seen_term = 0; /* The last leader seen, and its term. */
 	struct client_router r;
 	int rc = 1;
 
@@ -61,10 +65,11 @@ int admin_transfer(const struct admin_options *opt)
 		struct admin_req rq = {
 		    .req = {.op = CLIENT_OP_TRANSFER, .group = opt->group, .member = opt->to}};
 
+		if (leader != 0) {
+			seen = leader;
+			seen_term = m.term;
+		}
 		if (leader == opt->to) {
-			printf("group %" PRIu64 ": node %" PRIu64 " leads (term %" PRIu64
-			       "), after %" PRIu64 " ms\n",
-			       opt->group, opt->to, m.term, admin_now_ms() - started);
 			rc = 0;
 			break;
 		}
@@ -82,9 +87,25 @@ int admin_transfer(const struct admin_options *opt)
 		}
 		admin_sleep_ms(ADMIN_TRANSFER_POLL_MS);
 	}
-	if (rc != 0)
+	if (opt->json) {
+		printf("{\"command\":\"transfer\",\"group\":%" PRIu64 ",\"to\":%" PRIu64
+		       ",\"ok\":%s,\"leader\":%" PRIu64 ",\"term\":%" PRIu64 ",\"ms\":%" PRIu64,
+		       opt->group, opt->to, rc == 0 ? "true" : "false", seen, seen_term,
+		       admin_now_ms() - started);
+		if (rc != 0) {
+			printf(",\"error\":");
+			admin_json_string(stdout, error);
+		}
+		printf("}\n");
+	} else if (rc == 0) {
+		printf("group %" PRIu64 ": node %" PRIu64 " leads (term %" PRIu64
+		       "), after %" PRIu64 " ms\n",
+		       opt->group, opt->to, seen_term, admin_now_ms() - started);
+	} else {
 		printf("group %" PRIu64 ": leadership not moved to node %" PRIu64 ": %s\n",
 		       opt->group, opt->to, error);
+	}
+	fflush(stdout);
 	client_router_deinit(&r);
 	return rc;
 }
@@ -92,13 +113,15 @@ int admin_transfer(const struct admin_options *opt)
 int admin_snapshot(const struct admin_options *opt)
 {
 	uint64_t deadline = admin_now_ms() + (uint64_t)opt->timeout_s * 1000;
-	uint32_t taken = 0, failed = 0;
+	uint32_t taken = 0, failed = 0, absent = 0;
 	struct client_router r;
 
 	if (client_router_init(&r, opt->nodes) != 0) {
 		fprintf(stderr, "flotilla-admin: bad --nodes '%s'\n", opt->nodes);
 		return 2;
 	}
+	if (opt->json)
+		printf("{\"command\":\"snapshot\",\"group\":%" PRIu64 ",\"nodes\":[", opt->group);
 	for (uint32_t i = 0; i < r.nodes_count; i++) {
 		struct admin_req rq = {.req = {.op = CLIENT_OP_SNAPSHOT, .group = opt->group}};
 		uint64_t id = r.nodes[i].id;
@@ -107,25 +130,45 @@ int admin_snapshot(const struct admin_options *opt)
 		if (opt->node != 0 && id != opt->node)
 			continue;
 		admin_batch(&r, id, &rq, 1, deadline);
+		if (opt->json)
+			printf("%s{\"node\":%" PRIu64 ",", taken + failed + absent > 0 ? "," : "",
+			       id);
 		if (rq.rv == 0 && rq.status == CLIENT_STATUS_OK && rq.value_size == 8) {
-			printf("group %" PRIu64 ": node %" PRIu64 ": snapshot at index %" PRIu64
-			       "\n",
-			       opt->group, id, le_get64(rq.value));
+			if (opt->json)
+				printf("\"outcome\":\"taken\",\"index\":%" PRIu64 "}",
+				       le_get64(rq.value));
+			else
+				printf("group %" PRIu64 ": node %" PRIu64
+				       ": snapshot at index %" PRIu64 "\n",
+				       opt->group, id, le_get64(rq.value));
 			taken++;
 		} else if (opt->node == 0 && rq.rv == 0 && rq.status == CLIENT_STATUS_ERROR &&
 			   rq.value_size > 0 &&
 			   memmem(rq.value, rq.value_size, "no such group", 13)) {
 			/* Not hosted there: nothing to snapshot. */
+			if (opt->json)
+				printf("\"outcome\":\"absent\"}");
+			absent++;
 		} else {
 			admin_req_error(&rq, error, sizeof(error));
-			printf("group %" PRIu64 ": node %" PRIu64 ": snapshot failed: %s\n",
-			       opt->group, id, error);
+			if (opt->json) {
+				printf("\"outcome\":\"failed\",\"error\":");
+				admin_json_string(stdout, error);
+				printf("}");
+			} else {
+				printf("group %" PRIu64 ": node %" PRIu64 ": snapshot failed: %s\n",
+				       opt->group, id, error);
+			}
 			failed++;
 		}
 		admin_reqs_clear(&rq, 1);
 	}
 	client_router_deinit(&r);
-	if (taken == 0 && failed == 0)
+	if (opt->json)
+		printf("],\"ok\":%s,\"taken\":%u,\"absent\":%u,\"failed\":%u}\n",
+		       taken > 0 && failed == 0 ? "true" : "false", taken, absent, failed);
+	else if (taken == 0 && failed == 0)
 		printf("group %" PRIu64 ": no node of --nodes hosts it\n", opt->group);
+	fflush(stdout);
 	return taken > 0 && failed == 0 ? 0 : 1;
 }

@@ -246,6 +246,14 @@ struct admin_answer {
  * -EINVAL (bad --nodes or no groups) or -ENOMEM. */
 int admin_pool_run(struct admin_pool *pool);
 
+/* After the pool ran: print its part of a command's JSON document, from
+ * "ok" to the end: the count of each outcome named in names (ADMIN_ABSENT's
+ * only with with_absent), elapsed_ms, and "groups", each group's outcome,
+ * ms and, when it failed, error; then the closing brace and a newline. The
+ * caller prints the opening brace and its own fields first. */
+void admin_pool_json(const struct admin_pool *pool, const char *const names[ADMIN_OUTCOMES],
+		     bool with_absent);
+
 /* Send op for group (with member) to node and wait for its answer. Returns
  * 0 (see ans->status) or -errno (no connection, lost, timed out); the
  * connection is closed on failure and reopened by the next call. Sets

@@ -238,3 +238,26 @@ int admin_pool_run(struct admin_pool *pool)
 	pool->elapsed_ms = admin_now_ms() - pool->started_ms;
 	return running == parallel ? 0 : rv;
 }
+
+void admin_pool_json(const struct admin_pool *pool, const char *const names[ADMIN_OUTCOMES],
+		     bool with_absent)
+{
+	printf("\"ok\":%s", atomic_load(&pool->counts[ADMIN_FAILED]) == 0 ? "true" : "false");
+	for (int k = 0; k < ADMIN_OUTCOMES; k++)
+		if (k != ADMIN_ABSENT || with_absent)
+			printf(",\"%s\":%" PRIu64, names[k],
+			       (uint64_t)atomic_load(&pool->counts[k]));
+	printf(",\"elapsed_ms\":%" PRIu64 ",\"groups\":[", pool->elapsed_ms);
+	for (uint64_t g = pool->first; g <= pool->last; g++) {
+		const struct admin_result *r = &pool->results[g - pool->first];
+
+		printf("%s{\"group\":%" PRIu64 ",\"outcome\":\"%s\",\"ms\":%" PRIu64,
+		       g > pool->first ? "," : "", g, names[r->outcome], r->ms);
+		if (r->outcome == ADMIN_FAILED) {
+			printf(",\"error\":");
+			admin_json_string(stdout, r->error);
+		}
+		printf("}");
+	}
+	printf("]}\n");
+}

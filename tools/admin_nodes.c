@@ -13,9 +13,12 @@
  * the address of every node (SET_PEER on N; nodes it knows already are
  * unchanged). remove-node --id N: refused while N is a member of a group
  * 1..--groups on any node's view (or, when N answers, while it hosts any
- * group), unless --force; then REMOVE_PEER N on every node. */
+ * group), unless --force; then REMOVE_PEER N on every node. Both print a
+ * line per node and a summary, or with --json one JSON document with each
+ * node's result. */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -285,8 +288,80 @@ static uint32_t admin_peer_flags(const struct admin_found *f, uint64_t id)
 	return 0;
 }
 
+/* add-node and remove-node: what happened on each node, for --json. */
+struct admin_node_result {
+	uint64_t id;
+	const char *addr;   /* Its client address. */
+	const char *result; /* See admin_nodes_json. */
+	uint32_t flags;     /* add-node, "not_connected": the PEERS flags of the node added. */
+	char error[300];
+};
+
+struct admin_nodes_report {
+	uint32_t count;
+	struct admin_node_result nodes[CLIENT_NODES_MAX];
+	char error[400]; /* Why the command failed; empty when it did not. */
+};
+
+/* Set node f's result (and error, when fmt is not NULL). Returns its
+ * entry, or NULL when the report is full. */
+__attribute__((format(printf, 4, 5))) static struct admin_node_result *
+admin_report_set(struct admin_nodes_report *rep, const struct admin_found *f, const char *result,
+		 const char *fmt, ...)
+{
+	struct admin_node_result *n = NULL;
+	va_list ap;
+
+	for (uint32_t i = 0; i < rep->count && n == NULL; i++)
+		if (rep->nodes[i].id == f->id)
+			n = &rep->nodes[i];
+	if (n == NULL) {
+		if (rep->count == CLIENT_NODES_MAX)
+			return NULL;
+		n = &rep->nodes[rep->count++];
+		*n = (struct admin_node_result){.id = f->id, .addr = f->addr};
+	}
+	n->result = result;
+	n->error[0] = '\0';
+	if (fmt != NULL) {
+		va_start(ap, fmt);
+		vsnprintf(n->error, sizeof(n->error), fmt, ap);
+		va_end(ap);
+	}
+	return n;
+}
+
+/* The report as one JSON document's "nodes" and "error" (when failed); the
+ * caller opened the document and closes it. */
+static void admin_nodes_json(const struct admin_nodes_report *rep)
+{
+	printf("\"nodes\":[");
+	for (uint32_t i = 0; i < rep->count; i++) {
+		const struct admin_node_result *n = &rep->nodes[i];
+
+		printf("%s{\"node\":%" PRIu64 ",\"address\":", i > 0 ? "," : "", n->id);
+		admin_json_string(stdout, n->addr);
+		printf(",\"result\":\"%s\"", n->result);
+		if (strcmp(n->result, "not_connected") == 0)
+			printf(",\"to_it\":%s,\"from_it\":%s",
+			       n->flags & CLIENT_PEER_CONNECTED_OUT ? "true" : "false",
+			       n->flags & CLIENT_PEER_CONNECTED_IN ? "true" : "false");
+		if (n->error[0] != '\0') {
+			printf(",\"error\":");
+			admin_json_string(stdout, n->error);
+		}
+		printf("}");
+	}
+	printf("]");
+	if (rep->error[0] != '\0') {
+		printf(",\"error\":");
+		admin_json_string(stdout, rep->error);
+	}
+}
+
 /* Tell node id (at client_addr) the peer address of every other node. */
-static int admin_add_teach(const struct admin_cluster *cl, uint64_t id, const char *client_addr)
+static int admin_add_teach(const struct admin_options *opt, const struct admin_cluster *cl,
+			   uint64_t id, const char *client_addr, struct admin_nodes_report *rep)
 {
 	int failed = 0;
 
@@ -300,21 +375,57 @@ static int admin_add_teach(const struct admin_cluster *cl, uint64_t id, const ch
 		rv = admin_peer_change(client_addr, CLIENT_OP_SET_PEER, f->id, f->peer_addr, why,
 				       sizeof(why));
 		if (rv != 0) {
-			printf("node %" PRIu64 ": SET_PEER %" PRIu64 "=%s failed: %s\n", id, f->id,
-			       f->peer_addr, rv > 0 ? why : strerror(-rv));
+			if (!opt->json)
+				printf("node %" PRIu64 ": SET_PEER %" PRIu64 "=%s failed: %s\n", id,
+				       f->id, f->peer_addr, rv > 0 ? why : strerror(-rv));
+			admin_report_set(rep, f, "teach_failed",
+					 "node %" PRIu64 ": SET_PEER %" PRIu64 "=%s failed: %s", id,
+					 f->id, f->peer_addr, rv > 0 ? why : strerror(-rv));
 			failed = 1;
 		}
 	}
 	return failed;
 }
 
+/* add-node's end: its summary line (rep->error when it failed), or its
+ * JSON document. Returns the exit status. */
+static int admin_add_end(const struct admin_options *opt, struct admin_cluster *cl,
+			 const struct admin_nodes_report *rep, uint64_t started,
+			 const char *new_client)
+{
+	bool ok = rep->error[0] == '\0';
+
+	if (opt->json) {
+		printf("{\"command\":\"add-node\",\"id\":%" PRIu64 ",\"peer_addr\":", opt->id);
+		admin_json_string(stdout, opt->peer_addr);
+		printf(",\"client_addr\":");
+		admin_json_string(stdout, new_client);
+		printf(",\"ok\":%s,\"elapsed_ms\":%" PRIu64 ",", ok ? "true" : "false",
+		       admin_now_ms() - started);
+		admin_nodes_json(rep);
+		printf("}\n");
+	} else if (!ok) {
+		printf("add-node %" PRIu64 ": FAILED: %s\n", opt->id, rep->error);
+	} else {
+		printf("add-node %" PRIu64 ": done: %u nodes know it at %s and are connected with "
+		       "it (%.3f s); move groups onto it with `flotilla-admin move`\n",
+		       opt->id, rep->count, opt->peer_addr,
+		       (double)(admin_now_ms() - started) / 1000.0);
+	}
+	fflush(stdout);
+	admin_cluster_free(cl);
+	return ok ? 0 : 1;
+}
+
 int admin_add_node(const struct admin_options *opt)
 {
+	static struct admin_nodes_report rep;
 	struct admin_cluster cl;
 	uint64_t started = admin_now_ms(), deadline = started + (uint64_t)opt->timeout_s * 1000;
 	char new_client[CLIENT_PEER_CLIENT_MAX + 1] = "";
 	uint32_t targets = 0, failed = 0, waiting;
 
+	memset(&rep, 0, sizeof(rep));
 	if (admin_cluster_parse(&cl, opt->nodes) != 0) {
 		fprintf(stderr, "flotilla-admin: bad --nodes '%s'\n", opt->nodes);
 		return 2;
@@ -333,27 +444,33 @@ int admin_add_node(const struct admin_options *opt)
 			continue; /* The new node itself, already known to some. */
 		targets++;
 		if (!f->answered) {
-			printf("node %" PRIu64 " (%s): not reachable: cannot add node %" PRIu64
-			       " there\n",
-			       f->id, f->addr, opt->id);
+			if (!opt->json)
+				printf("node %" PRIu64
+				       " (%s): not reachable: cannot add node %" PRIu64 " there\n",
+				       f->id, f->addr, opt->id);
+			admin_report_set(&rep, f, "unreachable", "not reachable");
 			failed++;
 			continue;
 		}
 		rv = admin_peer_change(f->addr, CLIENT_OP_SET_PEER, opt->id, opt->peer_addr, why,
 				       sizeof(why));
 		if (rv != 0) {
-			printf("node %" PRIu64 ": %s\n", f->id, rv > 0 ? why : strerror(-rv));
+			if (!opt->json)
+				printf("node %" PRIu64 ": %s\n", f->id,
+				       rv > 0 ? why : strerror(-rv));
+			admin_report_set(&rep, f, "failed", "%s", rv > 0 ? why : strerror(-rv));
 			failed++;
 		} else {
-			printf("node %" PRIu64 ": knows node %" PRIu64 " at %s\n", f->id, opt->id,
-			       opt->peer_addr);
+			if (!opt->json)
+				printf("node %" PRIu64 ": knows node %" PRIu64 " at %s\n", f->id,
+				       opt->id, opt->peer_addr);
+			admin_report_set(&rep, f, "told", NULL);
 		}
 	}
 	if (failed > 0 || targets == 0) {
-		printf("add-node %" PRIu64 ": FAILED: %u of %u nodes did not take it%s\n", opt->id,
-		       failed, targets, targets == 0 ? " (no node to tell)" : "");
-		admin_cluster_free(&cl);
-		return 1;
+		snprintf(rep.error, sizeof(rep.error), "%u of %u nodes did not take it%s", failed,
+			 targets, targets == 0 ? " (no node to tell)" : "");
+		return admin_add_end(opt, &cl, &rep, started, new_client);
 	}
 	/* Wait until every node is connected with it both ways. */
 	do {
@@ -376,52 +493,52 @@ int admin_add_node(const struct admin_options *opt)
 		if (waiting > 0)
 			admin_sleep_ms(ADMIN_ADD_POLL_MS);
 	} while (waiting > 0 && admin_now_ms() < deadline);
-	if (waiting > 0) {
-		for (uint32_t i = 0; i < cl.count; i++) {
-			struct admin_found *f = &cl.nodes[i];
-			uint32_t flags = admin_peer_flags(f, opt->id);
+	for (uint32_t i = 0; i < cl.count; i++) {
+		struct admin_found *f = &cl.nodes[i];
+		uint32_t flags = admin_peer_flags(f, opt->id);
+		struct admin_node_result *n;
 
-			if (f->id == opt->id || !f->answered)
-				continue;
-			if ((flags & CLIENT_PEER_CONNECTED_OUT) == 0 ||
-			    (flags & CLIENT_PEER_CONNECTED_IN) == 0)
-				printf("node %" PRIu64 ": not connected with node %" PRIu64
-				       " (to it: %s, from it: %s)\n",
-				       f->id, opt->id,
-				       flags & CLIENT_PEER_CONNECTED_OUT ? "up" : "down",
-				       flags & CLIENT_PEER_CONNECTED_IN ? "up" : "down");
+		if (f->id == opt->id || !f->answered)
+			continue;
+		if ((flags & CLIENT_PEER_CONNECTED_OUT) != 0 &&
+		    (flags & CLIENT_PEER_CONNECTED_IN) != 0) {
+			admin_report_set(&rep, f, "connected", NULL);
+			continue;
 		}
-		printf("add-node %" PRIu64 ": FAILED: %u nodes not connected with it after %u s: "
-		       "is it running at %s, with the same --cluster-id, shard count and "
-		       "key, and with at least one of them as --peer?\n",
-		       opt->id, waiting, opt->timeout_s, opt->peer_addr);
-		admin_cluster_free(&cl);
-		return 1;
+		if (!opt->json)
+			printf("node %" PRIu64 ": not connected with node %" PRIu64
+			       " (to it: %s, from it: %s)\n",
+			       f->id, opt->id, flags & CLIENT_PEER_CONNECTED_OUT ? "up" : "down",
+			       flags & CLIENT_PEER_CONNECTED_IN ? "up" : "down");
+		n = admin_report_set(&rep, f, "not_connected", NULL);
+		if (n != NULL)
+			n->flags = flags;
 	}
-	if (new_client[0] != '\0' && admin_add_teach(&cl, opt->id, new_client) != 0) {
-		printf("add-node %" PRIu64 ": FAILED to tell it every node's address\n", opt->id);
-		admin_cluster_free(&cl);
-		return 1;
+	if (waiting > 0) {
+		snprintf(rep.error, sizeof(rep.error),
+			 "%u nodes not connected with it after %u s: is it running at %s, with "
+			 "the same --cluster-id, shard count and key, and with at least one of "
+			 "them as --peer?",
+			 waiting, opt->timeout_s, opt->peer_addr);
+		return admin_add_end(opt, &cl, &rep, started, new_client);
 	}
-	printf("add-node %" PRIu64 ": done: %u nodes know it at %s and are connected with it "
-	       "(%.3f s); move groups onto it with `flotilla-admin move`\n",
-	       opt->id, targets, opt->peer_addr, (double)(admin_now_ms() - started) / 1000.0);
-	admin_cluster_free(&cl);
-	return 0;
+	if (new_client[0] != '\0' && admin_add_teach(opt, &cl, opt->id, new_client, &rep) != 0)
+		snprintf(rep.error, sizeof(rep.error), "could not tell it every node's address");
+	return admin_add_end(opt, &cl, &rep, started, new_client);
 }
 
-/* Groups 1..--groups in which node id is a member on any node's view; up
- * to 5 of them named in text. Returns the count, or -1 when a node did not
- * answer (then nothing can be promised). */
-static int64_t admin_member_groups(const struct admin_options *opt, uint64_t id, char *text,
-				   size_t size)
+#define ADMIN_MEMBER_EXAMPLES 5
+
+/* Groups 1..--groups in which node id is a member on any node's view; the
+ * first ADMIN_MEMBER_EXAMPLES of them into examples. Returns the count, or
+ * -1 when a node did not answer (then nothing can be promised). */
+static int64_t admin_member_groups(const struct admin_options *opt, uint64_t id,
+				   uint64_t examples[ADMIN_MEMBER_EXAMPLES])
 {
 	struct admin_view v;
 	int64_t count = 0;
-	size_t n = 0;
 	uint32_t down = 0;
 
-	text[0] = '\0';
 	if (admin_view_init(&v, opt) != 0)
 		return -1;
 	admin_view_read(&v, admin_now_ms() + (uint64_t)opt->timeout_s * 1000);
@@ -438,43 +555,69 @@ static int64_t admin_member_groups(const struct admin_options *opt, uint64_t id,
 			else if (v.nodes[s].id == id && r->state != ADMIN_REPLICA_ABSENT)
 				member = v.nodes[s].up; /* It answered and hosts it. */
 		}
-		if (member && count++ < 5 && n < size)
-			n += (size_t)snprintf(text + n, size - n, "%s%" PRIu64, n > 0 ? ", " : "",
-					      g);
+		if (member && count < ADMIN_MEMBER_EXAMPLES)
+			examples[count] = g;
+		count += member;
 	}
 	admin_view_deinit(&v);
 	return down > 0 && count == 0 ? -1 : count;
 }
 
+/* remove-node refused: node id is (or may be) a member of count groups. */
+static int admin_remove_refused(const struct admin_options *opt, int64_t count,
+				const uint64_t examples[ADMIN_MEMBER_EXAMPLES])
+{
+	char text[128];
+	size_t n = 0;
+
+	text[0] = '\0';
+	for (int64_t i = 0; i < count && i < ADMIN_MEMBER_EXAMPLES; i++)
+		n += (size_t)snprintf(text + n, sizeof(text) - n, "%s%" PRIu64, i > 0 ? ", " : "",
+				      examples[i]);
+	if (opt->json) {
+		printf("{\"command\":\"remove-node\",\"id\":%" PRIu64
+		       ",\"ok\":false,\"refused\":true,\"member_of\":%" PRId64 ",\"groups\":[",
+		       opt->id, count);
+		for (int64_t i = 0; i < count && i < ADMIN_MEMBER_EXAMPLES; i++)
+			printf("%s%" PRIu64, i > 0 ? "," : "", examples[i]);
+		printf("],\"error\":\"%s\"}\n",
+		       count < 0 ? "a node did not answer: whether it is still a member of some "
+				   "group cannot be told"
+				 : "still a member of groups: move them off it first");
+	} else if (count < 0) {
+		printf("remove-node %" PRIu64 ": refused: a node did not answer, so whether node "
+		       "%" PRIu64 " is still a member of some group cannot be told (--force "
+		       "removes it anyway)\n",
+		       opt->id, opt->id);
+	} else {
+		printf("remove-node %" PRIu64 ": refused: node %" PRIu64 " is still a member of "
+		       "%" PRId64 " of groups 1..%" PRIu64 " (%s%s): move them off it first "
+		       "(flotilla-admin move), or --force\n",
+		       opt->id, opt->id, count, opt->groups_count, text,
+		       count > ADMIN_MEMBER_EXAMPLES ? ", ..." : "");
+	}
+	fflush(stdout);
+	return 1;
+}
+
 int admin_remove_node(const struct admin_options *opt)
 {
+	static struct admin_nodes_report rep;
 	struct admin_cluster cl;
 	uint32_t done = 0, failed = 0;
 
+	memset(&rep, 0, sizeof(rep));
 	if (admin_cluster_parse(&cl, opt->nodes) != 0) {
 		fprintf(stderr, "flotilla-admin: bad --nodes '%s'\n", opt->nodes);
 		return 2;
 	}
 	if (!opt->force) {
-		char groups[128];
-		int64_t count = admin_member_groups(opt, opt->id, groups, sizeof(groups));
+		uint64_t examples[ADMIN_MEMBER_EXAMPLES];
+		int64_t count = admin_member_groups(opt, opt->id, examples);
 
 		if (count != 0) {
-			if (count < 0)
-				printf("remove-node %" PRIu64
-				       ": refused: a node did not answer, so "
-				       "whether node %" PRIu64 " is still a member of some group "
-				       "cannot be told (--force removes it anyway)\n",
-				       opt->id, opt->id);
-			else
-				printf("remove-node %" PRIu64 ": refused: node %" PRIu64
-				       " is still a member of %" PRId64 " of groups 1..%" PRIu64
-				       " (%s%s): move them off it first (flotilla-admin move), or "
-				       "--force\n",
-				       opt->id, opt->id, count, opt->groups_count, groups,
-				       count > 5 ? ", ..." : "");
 			admin_cluster_free(&cl);
-			return 1;
+			return admin_remove_refused(opt, count, examples);
 		}
 	}
 	if (admin_cluster_discover(&cl, true) != 0) {
@@ -490,9 +633,11 @@ int admin_remove_node(const struct admin_options *opt)
 		if (f->id == opt->id)
 			continue;
 		if (!f->answered) {
-			printf("node %" PRIu64 " (%s): not reachable: remove node %" PRIu64
-			       " there once it is back\n",
-			       f->id, f->addr, opt->id);
+			if (!opt->json)
+				printf("node %" PRIu64 " (%s): not reachable: remove node %" PRIu64
+				       " there once it is back\n",
+				       f->id, f->addr, opt->id);
+			admin_report_set(&rep, f, "unreachable", "not reachable");
 			failed++;
 			continue;
 		}
@@ -501,15 +646,30 @@ int admin_remove_node(const struct admin_options *opt)
 		if (rv == 1 && admin_peer_flags(f, opt->id) == 0)
 			rv = 0; /* Not in its book: nothing to do. */
 		if (rv != 0) {
-			printf("node %" PRIu64 ": %s\n", f->id, rv > 0 ? why : strerror(-rv));
+			if (!opt->json)
+				printf("node %" PRIu64 ": %s\n", f->id,
+				       rv > 0 ? why : strerror(-rv));
+			admin_report_set(&rep, f, "failed", "%s", rv > 0 ? why : strerror(-rv));
 			failed++;
 		} else {
-			printf("node %" PRIu64 ": forgot node %" PRIu64 "\n", f->id, opt->id);
+			if (!opt->json)
+				printf("node %" PRIu64 ": forgot node %" PRIu64 "\n", f->id,
+				       opt->id);
+			admin_report_set(&rep, f, "forgot", NULL);
 			done++;
 		}
 	}
-	printf("remove-node %" PRIu64 ": %s: %u nodes forgot it, %u failed\n", opt->id,
-	       failed > 0 ? "FAILED" : "done", done, failed);
+	if (opt->json) {
+		printf("{\"command\":\"remove-node\",\"id\":%" PRIu64
+		       ",\"ok\":%s,\"refused\":false,\"forgot\":%u,\"failed\":%u,",
+		       opt->id, failed > 0 ? "false" : "true", done, failed);
+		admin_nodes_json(&rep);
+		printf("}\n");
+	} else {
+		printf("remove-node %" PRIu64 ": %s: %u nodes forgot it, %u failed\n", opt->id,
+		       failed > 0 ? "FAILED" : "done", done, failed);
+	}
+	fflush(stdout);
 	admin_cluster_free(&cl);
 	return failed > 0 ? 1 : 0;
 }

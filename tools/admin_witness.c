@@ -84,29 +84,6 @@ static int admin_witness_round(struct admin_worker *w, uint64_t group, void *sta
 	return -EAGAIN;
 }
 
-static void admin_witness_json(const struct admin_options *opt, const struct admin_pool *pool)
-{
-	printf("{\"command\":\"add-witness\",\"node\":%" PRIu64 ",\"ok\":%s", opt->node,
-	       atomic_load(&pool->counts[ADMIN_FAILED]) == 0 ? "true" : "false");
-	for (int k = 0; k < ADMIN_OUTCOMES; k++)
-		if (k != ADMIN_ABSENT)
-			printf(",\"%s\":%" PRIu64, admin_witness_outcomes[k],
-			       (uint64_t)atomic_load(&pool->counts[k]));
-	printf(",\"elapsed_ms\":%" PRIu64 ",\"groups\":[", pool->elapsed_ms);
-	for (uint64_t g = pool->first; g <= pool->last; g++) {
-		const struct admin_result *r = &pool->results[g - pool->first];
-
-		printf("%s{\"group\":%" PRIu64 ",\"outcome\":\"%s\",\"ms\":%" PRIu64,
-		       g > pool->first ? "," : "", g, admin_witness_outcomes[r->outcome], r->ms);
-		if (r->outcome == ADMIN_FAILED) {
-			printf(",\"error\":");
-			admin_json_string(stdout, r->error);
-		}
-		printf("}");
-	}
-	printf("]}\n");
-}
-
 int admin_add_witness(const struct admin_options *opt)
 {
 	static struct admin_pool pool;
@@ -124,15 +101,17 @@ int admin_add_witness(const struct admin_options *opt)
 		free(pool.results);
 		return rv == -EINVAL ? 2 : 1;
 	}
-	if (opt->json)
-		admin_witness_json(opt, &pool);
-	else
+	if (opt->json) {
+		printf("{\"command\":\"add-witness\",\"node\":%" PRIu64 ",", opt->node);
+		admin_pool_json(&pool, admin_witness_outcomes, false);
+	} else {
 		printf("add-witness %" PRIu64 ": %" PRIu64 " groups added, %" PRIu64
 		       " already a witness, %" PRIu64 " failed, in %.3f s\n",
 		       opt->node, (uint64_t)atomic_load(&pool.counts[ADMIN_DONE]),
 		       (uint64_t)atomic_load(&pool.counts[ADMIN_ALREADY]),
 		       (uint64_t)atomic_load(&pool.counts[ADMIN_FAILED]),
 		       (double)pool.elapsed_ms / 1000.0);
+	}
 	fflush(stdout);
 	free(pool.results);
 	return atomic_load(&pool.counts[ADMIN_FAILED]) > 0 ? 1 : 0;

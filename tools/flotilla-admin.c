@@ -5,15 +5,18 @@
  *   flotilla-admin status   --nodes ID=HOST:PORT,... --groups N [--lag-max 1000] [--json]
  *   flotilla-admin health   --nodes ID=HOST:PORT,... --groups N [--lag-max 1000] [--json]
  *   flotilla-admin verify   --nodes ID=HOST:PORT,... --groups N [--json]
- *   flotilla-admin transfer --nodes ID=HOST:PORT,... --group G --to ID
- *   flotilla-admin snapshot --nodes ID=HOST:PORT,... --group G [--node ID]
+ *   flotilla-admin transfer --nodes ID=HOST:PORT,... --group G --to ID [--json]
+ *   flotilla-admin snapshot --nodes ID=HOST:PORT,... --group G [--node ID] [--json]
  *   flotilla-admin move --from A --to B --nodes ID=HOST:PORT,... --groups N
  *                       [--parallel 8] [--group-timeout-s 300] [--voters-min 3] [--verbose]
+ *                       [--json]
  *   flotilla-admin add-witness --node W --nodes ID=HOST:PORT,... (--group G | --groups N)
  *                       [--parallel 8] [--group-timeout-s 300] [--lag-max 1000] [--json]
  *   flotilla-admin recover --nodes ... --node ID (--group G | --groups N) [--force] [--json]
  *   flotilla-admin grow --to B --nodes ID=HOST:PORT,... --groups N
- *                       [--parallel 8] [--group-timeout-s 300] [--verbose]
+ *                       [--parallel 8] [--group-timeout-s 300] [--verbose] [--json]
+ *   flotilla-admin add-node --nodes ... --id N --peer-addr HOST:PORT [--json]
+ *   flotilla-admin remove-node --nodes ... --id N (--groups G | --force) [--json]
  *   (all but move take --timeout-s S, 30 by default: how long they wait for
  *   answers; verify's whole run)
  *
@@ -55,7 +58,8 @@
  * the group fails with a message and is left as it is.
  *
  * Output: one line per failed group (and per group with --verbose), then a
- * summary with the counts and the elapsed time. Exit status 0 when every
+ * summary with the counts and the elapsed time; with --json one JSON
+ * document with the counts and every group's outcome. Exit status 0 when every
  * group was moved or had nothing to move, 1 when some group failed.
  *
  * Every command exits 2 on bad usage. */
@@ -201,12 +205,12 @@ static void admin_usage(FILE *out)
 		"  verify   --groups N [--json]\n"
 		"           a consistency check (CHECK) of every group; exit 1 naming each\n"
 		"           diverged replica, or what could not be checked\n"
-		"  transfer --group G --to ID\n"
+		"  transfer --group G --to ID [--json]\n"
 		"           hand group G's leadership to voter ID; exit 0 once it leads\n"
-		"  snapshot --group G [--node ID]\n"
+		"  snapshot --group G [--node ID] [--json]\n"
 		"           snapshot group G now on every node hosting it (or on node ID)\n"
 		"  move     --from A --to B --groups N [--parallel 8] [--group-timeout-s 300]\n"
-		"           [--voters-min 3] [--verbose]\n"
+		"           [--voters-min 3] [--verbose] [--json]\n"
 		"           replace node A by node B (running with --join on) in every group\n"
 		"           1..N that A is a voter of, --parallel groups at a time\n"
 		"  add-witness --node W (--group G | --groups N) [--parallel 8]\n"
@@ -219,20 +223,26 @@ static void admin_usage(FILE *out)
 		"           prints the index range each may have lost; exit 1 if none was\n"
 		"           recovered or one failed\n"
 		"  grow     --to B --groups N [--parallel 8] [--group-timeout-s 300] [--verbose]\n"
+		"           [--json]\n"
 		"           add node B (running with --join on) as a voter to every group 1..N\n"
-		"  add-node --id N --peer-addr HOST:PORT\n"
+		"  add-node --id N --peer-addr HOST:PORT [--json]\n"
 		"           tell every node that node N's peer listener is at HOST:PORT (a new\n"
 		"           node, or a new address), wait until each is connected with it both\n"
 		"           ways, then tell node N every node's address; exit 1 naming what\n"
 		"           failed\n"
-		"  remove-node --id N (--groups G | --force)\n"
+		"  remove-node --id N (--groups G | --force) [--json]\n"
 		"           make every node forget node N; refused while N is a member of any of\n"
 		"           groups 1..G (move them off it first) unless --force\n"
 		"--nodes lists client addresses, ID=HOST:PORT or HOST:PORT; one node is enough:\n"
 		"every command asks the nodes named for their address books (PEERS) and runs on\n"
 		"every node found. --timeout-s S (30) bounds the wait for answers (status,\n"
 		"health, transfer, snapshot, remove-node), the whole run (verify) or the wait\n"
-		"for connections (add-node). Exit status 2 on bad usage.\n");
+		"for connections (add-node). --json prints one JSON document on stdout instead\n"
+		"of the text, with the same facts and exit status (docs/operations.md lists\n"
+		"them): move, grow and add-witness give \"ok\", the counts and \"groups\" (each\n"
+		"group's \"outcome\"); transfer \"ok\", \"leader\" and \"term\"; snapshot,\n"
+		"add-node and remove-node \"ok\" and \"nodes\" (each node's result).\n"
+		"Exit status 2 on bad usage.\n");
 }
 
 static int admin_parse_u64(const char *text, uint64_t min, uint64_t max, uint64_t *out)
@@ -378,6 +388,12 @@ static int admin_parse_args(struct admin_options *opt, int argc, char **argv)
 	return admin_check_options(opt);
 }
 
+/* Outcome names in --json: "absent" is a group node A is no voter of. */
+static const char *const admin_move_outcomes[ADMIN_OUTCOMES] = {"moved", "already", "absent",
+								"failed"};
+static const char *const admin_grow_outcomes[ADMIN_OUTCOMES] = {"grown", "already", "absent",
+								"failed"};
+
 /* move: every group of node A to node B, --parallel at a time. */
 static int admin_move(const struct admin_options *opt)
 {
@@ -396,9 +412,24 @@ static int admin_move(const struct admin_options *opt)
 		pool.outcome_text[ADMIN_ALREADY] = "already a voter";
 	}
 	rv = admin_pool_run(&pool);
-	free(pool.results);
-	if (rv != 0)
+	if (rv != 0) {
+		free(pool.results);
 		return rv == -EINVAL ? 2 : 1;
+	}
+	if (opt->json) {
+		if (opt->command == ADMIN_GROW)
+			printf("{\"command\":\"grow\",\"to\":%" PRIu64 ",", opt->to);
+		else
+			printf("{\"command\":\"move\",\"from\":%" PRIu64 ",\"to\":%" PRIu64 ",",
+			       opt->from, opt->to);
+		admin_pool_json(
+		    &pool, opt->command == ADMIN_GROW ? admin_grow_outcomes : admin_move_outcomes,
+		    opt->command != ADMIN_GROW);
+		fflush(stdout);
+	}
+	free(pool.results);
+	if (opt->json)
+		return atomic_load(&pool.counts[ADMIN_FAILED]) > 0 ? 1 : 0;
 	if (opt->command == ADMIN_GROW) {
 		printf("grow onto %" PRIu64 ": %" PRIu64 " groups grown, %" PRIu64
 		       " already had it as a voter, %" PRIu64 " failed, in %.3f s\n",

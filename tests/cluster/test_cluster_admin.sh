@@ -2,7 +2,8 @@
 # flotilla-admin status, health and verify against real clusters, each case
 # asserting the exit status and the reason's text:
 #   1. three healthy nodes, 4 groups: health 0, status lists 3 nodes up
-#      (and its --json parses), verify 0; transfer and snapshot work;
+#      (and its --json parses), verify 0; transfer and snapshot work, as
+#      text and as JSON;
 #   2. node 3 killed with SIGKILL (by the PID in its pid file): health 1
 #      naming node 3 as down, verify 1 naming it; once node 3 is started
 #      again, health 0 again (bounded wait); node 1 stopped (SIGSTOP):
@@ -106,6 +107,32 @@ if [ "$(grep -c "snapshot at index" "$dir/out.txt")" -ne 3 ]; then
 	echo "FAIL: snapshot did not answer for each of the 3 nodes"
 	exit 1
 fi
+# --json: one document each, with the same facts.
+expect 0 '"ok":true' "$admin" transfer --nodes "$nodes" --group 1 --to 3 --json
+python3 -c 'import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["command"] == "transfer" and d["group"] == 1 and d["to"] == 3, d
+assert d["ok"] and d["leader"] == 3 and d["term"] > 0 and "error" not in d, d
+' "$dir/out.txt"
+expect 1 '"ok":false' "$admin" transfer --nodes "$nodes" --group 1 --to 9 --json --timeout-s 5
+python3 -c 'import json, sys
+d = json.load(open(sys.argv[1]))
+assert not d["ok"] and d["to"] == 9 and d["leader"] in (1, 2, 3), d
+assert "not a voter" in d["error"], d
+' "$dir/out.txt"
+expect 0 '"ok":true' "$admin" snapshot --nodes "$nodes" --group 2 --json
+python3 -c 'import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["command"] == "snapshot" and d["group"] == 2 and d["ok"], d
+assert d["taken"] == 3 and d["failed"] == 0 and d["absent"] == 0, d
+assert sorted(n["node"] for n in d["nodes"]) == [1, 2, 3], d
+assert all(n["outcome"] == "taken" and n["index"] > 0 for n in d["nodes"]), d
+' "$dir/out.txt"
+expect 0 '"ok":true' "$admin" snapshot --nodes "$nodes" --group 2 --node 2 --json
+python3 -c 'import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["taken"] == 1 and [n["node"] for n in d["nodes"]] == [2], d
+' "$dir/out.txt"
 expect 2 "--groups is required" "$admin" health --nodes "$nodes"
 
 step "2. node 3 killed (SIGKILL)"
