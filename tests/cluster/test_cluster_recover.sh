@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Recovery from a lost majority: three flotilla-node processes on 127.0.0.1
-# (and two spares known to all from the start), GROUPS groups.
+# Recovery from a lost majority: three flotilla-node processes on 127.0.0.1,
+# started with no spares (no node knows a fourth), GROUPS groups.
 #   1. rounds of checked writes (flotilla-kvcheck put: every write must be
 #      acknowledged, and is recorded); then every replica must have applied
 #      everything (flotilla-cluster-check converge: equal DIGESTs on all three);
@@ -17,10 +17,17 @@
 #      loss is there, those of the load under which the nodes died included
 #      (kvcheck verify through node 1 alone), and new writes commit;
 #   5. node 1 restarted: the recovery survives (writes commit again);
-#   6. spares 4 and 5 started empty (--join on) and every group grown onto
-#      them (flotilla-admin grow); writes through all three; every
-#      acknowledged write is present, and nodes 1, 4, 5 end with equal
-#      DIGESTs for every group.
+#   6. the lost nodes 2 and 3 removed from node 1's address book
+#      (flotilla-admin remove-node --force);
+#   7. new nodes 4 and 5 started empty (--join on) and made known to node 1
+#      at run time (flotilla-admin add-node, given node 1 alone), every
+#      group grown onto them (flotilla-admin grow); writes through all
+#      three; every acknowledged write is present, and nodes 1, 4, 5 end
+#      with equal DIGESTs for every group;
+#   8. nodes 2 and 3 removed again, now from the books of nodes 4 and 5
+#      (started knowing every node ever configured): flotilla-admin status
+#      through node 1 alone finds exactly nodes 1, 4, 5, all up, and no
+#      book names another node.
 #
 #   test_cluster_recover.sh FLOTILLA_NODE KVCHECK CLUSTER_CHECK FLOTILLA_ADMIN TOOLS_CLUSTER
 #                           WORK_DIR GROUPS
@@ -78,13 +85,9 @@ kill9() {
 	echo "node $id: killed (pid $pid)"
 }
 
-step "start 3 nodes (and spares 4, 5), $groups groups"
-cluster_start_random --groups "$groups" --nodes 3 --spares 2 \
+step "start 3 nodes (no spares), $groups groups"
+cluster_start_random --groups "$groups" --nodes 3 \
 	--bin "$node_bin" -- --election-ms 1000 --heartbeat-ms 100
-all= survivor=
-for id in 1 2 3 4 5; do
-	all="$all${all:+,}$id=127.0.0.1:$((base + 2 * (id - 1) + 1))"
-done
 survivor="1=127.0.0.1:$((base + 1))"
 first3="$survivor,2=127.0.0.1:$((base + 3)),3=127.0.0.1:$((base + 5))"
 grown="$survivor,4=127.0.0.1:$((base + 7)),5=127.0.0.1:$((base + 9))"
@@ -98,8 +101,8 @@ done
 
 step "recover while every node is up: refused"
 expect 1 "0 groups recovered.*$groups refused" \
-	"$admin" recover --nodes "$all" --node 1 --groups "$groups"
-expect 1 "still has a quorum" "$admin" recover --nodes "$all" --node 1 --group 1
+	"$admin" recover --nodes "$first3" --node 1 --groups "$groups"
+expect 1 "still has a quorum" "$admin" recover --nodes "$first3" --node 1 --group 1
 
 step "node 1 leads every group"
 for g in $(seq "$groups"); do
@@ -121,7 +124,7 @@ expect 1 "put: 0 of $groups acknowledged" "$kvcheck" --nodes "$survivor" --group
 
 step "recover every group on node 1"
 expect 0 "recover on node 1: $groups groups recovered \(0 not yet committed\), 0 refused, 0 failed" \
-	"$admin" recover --nodes "$all" --node 1 --groups "$groups"
+	"$admin" recover --nodes "$first3" --node 1 --groups "$groups"
 cp "$dir/out.txt" "$dir/recover.txt"
 lines=$(grep -cE "^group [0-9]+: recovered on node 1, single voter in term [0-9]+ .*index range possibly lost: [0-9]+ and up; .*dropped: [23],[23]$" "$dir/recover.txt" || true)
 if [ "$lines" -ne "$groups" ]; then
@@ -134,7 +137,7 @@ if ! grep -qE "RECOVERED from a lost majority: single voter in term [0-9]+ .*ind
 	exit 1
 fi
 expect 1 '"recovered": 0, .*"refused": 1' \
-	"$admin" recover --nodes "$all" --node 1 --group 1 --json
+	"$admin" recover --nodes "$first3" --node 1 --group 1 --json
 
 step "every acknowledged write is on node 1; new writes commit"
 wait "$load_pid" || true # Writes in doubt at the kill may fail; each acknowledged one counts.
@@ -150,18 +153,45 @@ step "restart node 1: it is still the single voter"
 kv --nodes "$survivor" put --prefix e --keys 5 --ack "$dir/acked.txt"
 kv --nodes "$survivor" verify --ack "$dir/acked.txt" --via 1
 
-step "start spares 4 and 5 empty; grow every group onto them"
-"$cluster" start --dir "$dir" --node 4
-"$cluster" start --dir "$dir" --node 5
-expect 0 "grow onto 4: $groups groups grown" "$admin" grow --nodes "$all" --to 4 --groups "$groups"
-expect 0 "grow onto 5: $groups groups grown" "$admin" grow --nodes "$all" --to 5 --groups "$groups"
+step "node 1 forgets the lost nodes 2 and 3"
+for id in 2 3; do
+	expect 0 "remove-node $id: done" "$admin" remove-node --nodes "$survivor" --id "$id" --force
+done
+
+step "start new nodes 4 and 5 empty; node 1 learns them at run time; grow every group onto them"
+for id in 4 5; do
+	"$cluster" start --dir "$dir" --node "$id"
+	expect 0 "add-node $id: done" "$admin" add-node --nodes "$survivor" --id "$id" \
+		--peer-addr "127.0.0.1:$((base + 2 * (id - 1)))"
+done
+expect 0 "grow onto 4: $groups groups grown" "$admin" grow --nodes "$survivor" --to 4 --groups "$groups"
+expect 0 "grow onto 5: $groups groups grown" "$admin" grow --nodes "$survivor" --to 5 --groups "$groups"
 expect 0 "grow onto 5: 0 groups grown, $groups already" \
-	"$admin" grow --nodes "$all" --to 5 --groups "$groups"
+	"$admin" grow --nodes "$survivor" --to 5 --groups "$groups"
 
 step "writes through the grown groups; nothing acknowledged lost; replicas equal"
 kv --nodes "$grown" put --prefix f --keys 5 --ack "$dir/acked.txt"
 kv --nodes "$grown" verify --ack "$dir/acked.txt"
 "$check_bin" converge --nodes "$grown" --groups "$groups"
+
+step "nodes 4 and 5 forget nodes 2 and 3 too; the books hold exactly nodes 1, 4, 5"
+# tools/cluster started 4 and 5 with every node ever configured as --peer.
+for id in 2 3; do
+	expect 0 "remove-node $id: done" "$admin" remove-node --nodes "$survivor" --id "$id" --force
+done
+"$admin" status --nodes "$survivor" --groups "$groups" >"$dir/status.txt" 2>"$dir/status.err"
+head -n 6 "$dir/status.txt" | sed 's/^/    /'
+sed 's/^/    /' "$dir/status.err"
+listed=$(awk '$1 ~ /^[0-9]+$/ { print $1 }' "$dir/status.txt" | sort | xargs)
+listed_up=$(awk '$1 ~ /^[0-9]+$/ && $3 == "up" { print $1 }' "$dir/status.txt" | sort | xargs)
+if [ "$listed" != "1 4 5" ] || [ "$listed_up" != "1 4 5" ]; then
+	echo "FAIL: status through node 1 lists nodes '$listed' (up: '$listed_up'), not '1 4 5'"
+	exit 1
+fi
+if [ -s "$dir/status.err" ]; then
+	echo "FAIL: some node's address book names a node other than 1, 4, 5 (above)"
+	exit 1
+fi
 
 if grep -l -E "AddressSanitizer|LeakSanitizer|runtime error:|kv: group .* applied index" \
 	"$dir"/node-*.log; then
