@@ -23,6 +23,44 @@ cluster_stop_and_show() {
 	rm -rf "$dir"
 }
 
+# expect RC PATTERN COMMAND...: run COMMAND with its standard output in
+# $dir/out.txt and its standard error in $dir/err.txt (a JSON document is
+# then out.txt alone), show both, and fail the test unless it exits RC and
+# PATTERN (grep -E) is in one of them.
+expect() {
+	local want=$1 pattern=$2 rc=0
+	shift 2
+	"$@" >"$dir/out.txt" 2>"$dir/err.txt" || rc=$?
+	sed 's/^/    /' "$dir/out.txt" "$dir/err.txt"
+	if [ "$rc" -ne "$want" ]; then
+		echo "FAIL: exit status $rc, not $want: $*"
+		exit 1
+	fi
+	if ! grep -qhE -- "$pattern" "$dir/out.txt" "$dir/err.txt"; then
+		echo "FAIL: no '$pattern' in the output of: $*"
+		exit 1
+	fi
+}
+
+# cluster_stop_clean ID...: stop every node of $dir by PID (SIGTERM), then
+# fail the test unless the log of each node ID ends with its exit line and
+# no node's log holds a sanitizer report or a store's order error.
+cluster_stop_clean() {
+	local id
+	"$cluster" stop --dir "$dir"
+	for id in "$@"; do
+		if ! tail -n 5 "$dir/node-$id.log" | grep -q "node $id: exiting"; then
+			echo "node $id did not exit cleanly"
+			exit 1
+		fi
+	done
+	if grep -l -E "AddressSanitizer|LeakSanitizer|runtime error:|kv: group .* applied index" \
+		"$dir"/node-*.log; then
+		echo "a node reported an error (above)"
+		exit 1
+	fi
+}
+
 # cluster_start_random START_ARGS...: tools/cluster start --dir $dir
 # --base-port B START_ARGS, B from tools/cluster pick-port (below the
 # ephemeral ports, so a restarted node finds its port free). A node whose

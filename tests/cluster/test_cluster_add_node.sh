@@ -111,17 +111,6 @@ if ! "$admin_bin" health --nodes "127.0.0.1:$((base + 7))" --groups "$groups" >/
 fi
 
 step "stop: every node exits cleanly on SIGTERM"
-"$cluster" stop --dir "$dir"
-for id in 1 2 3 4; do
-	if ! tail -n 5 "$dir/node-$id.log" | grep -q "node $id: exiting"; then
-		echo "node $id did not exit cleanly"
-		exit 1
-	fi
-done
-if grep -l -E "AddressSanitizer|LeakSanitizer|runtime error:|kv: group .* applied index" \
-	"$dir"/node-*.log; then
-	echo "a node reported an error (above)"
-	exit 1
-fi
+cluster_stop_clean 1 2 3 4
 failed=0
 step "add-node check passed"

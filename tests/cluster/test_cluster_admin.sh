@@ -43,23 +43,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# expect RC PATTERN COMMAND...: run COMMAND, show its output, and fail the
-# test unless it exits RC and its output has PATTERN (grep -E).
-expect() {
-	local want=$1 pattern=$2 rc=0
-	shift 2
-	"$@" >"$dir/out.txt" 2>&1 || rc=$?
-	sed 's/^/    /' "$dir/out.txt"
-	if [ "$rc" -ne "$want" ]; then
-		echo "FAIL: exit status $rc, not $want: $*"
-		exit 1
-	fi
-	if ! grep -qE -- "$pattern" "$dir/out.txt"; then
-		echo "FAIL: no '$pattern' in the output of: $*"
-		exit 1
-	fi
-}
-
 # wait_healthy: health until it exits 0 (bounded).
 wait_healthy() {
 	local i

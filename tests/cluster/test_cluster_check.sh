@@ -64,16 +64,6 @@ step "the cluster keeps taking writes in every group"
 check put --prefix b --keys 5 --ack "$dir/acked-b.txt"
 
 step "stop: every node exits cleanly on SIGTERM"
-"$cluster" stop --dir "$dir"
-for id in 1 2 3; do
-	if ! tail -n 5 "$dir/node-$id.log" | grep -q "node $id: exiting"; then
-		echo "node $id did not exit cleanly"
-		exit 1
-	fi
-done
-if grep -l -E "AddressSanitizer|LeakSanitizer|runtime error:" "$dir"/node-*.log; then
-	echo "a sanitizer reported an error"
-	exit 1
-fi
+cluster_stop_clean 1 2 3
 failed=0
 step "consistency check test passed"

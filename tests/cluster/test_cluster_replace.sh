@@ -50,17 +50,6 @@ step "replace nodes 1, 2, 3 by 4, 5, 6 under load"
 	--admin "$admin_bin" --voters 3 --parallel "$parallel" --max-gap-ms "$max_gap_ms"
 
 step "stop: every node, replaced or new, exits cleanly on SIGTERM"
-"$cluster" stop --dir "$dir"
-for id in 1 2 3 4 5 6; do
-	if ! tail -n 5 "$dir/node-$id.log" | grep -q "node $id: exiting"; then
-		echo "node $id did not exit cleanly"
-		exit 1
-	fi
-done
-if grep -l -E "AddressSanitizer|LeakSanitizer|runtime error:|kv: group .* applied index" \
-	"$dir"/node-*.log; then
-	echo "a node reported an error (above)"
-	exit 1
-fi
+cluster_stop_clean 1 2 3 4 5 6
 failed=0
 step "replace check passed"

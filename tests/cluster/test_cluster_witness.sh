@@ -29,23 +29,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# expect RC PATTERN COMMAND...: run COMMAND, show its output, and fail the
-# test unless it exits RC and its output has PATTERN (grep -E).
-expect() {
-	local want=$1 pattern=$2 rc=0
-	shift 2
-	"$@" >"$dir/out.txt" 2>"$dir/err.txt" || rc=$?
-	sed 's/^/    /' "$dir/out.txt" "$dir/err.txt"
-	if [ "$rc" -ne "$want" ]; then
-		echo "FAIL: exit status $rc, not $want: $*"
-		exit 1
-	fi
-	if ! grep -qhE -- "$pattern" "$dir/out.txt" "$dir/err.txt"; then
-		echo "FAIL: no '$pattern' in the output of: $*"
-		exit 1
-	fi
-}
-
 # json PYTHON_ASSERTIONS: check the JSON document in $dir/out.txt (as d).
 json() {
 	python3 -c "import json, sys
@@ -126,17 +109,6 @@ if grep -E "node 4: .*(leader is node 4|became leader|campaign)" "$dir/node-4.lo
 fi
 
 step "stop: every node exits cleanly on SIGTERM"
-"$cluster" stop --dir "$dir" >/dev/null
-for id in 1 2 3 4; do
-	if ! tail -n 5 "$dir/node-$id.log" | grep -q "node $id: exiting"; then
-		echo "node $id did not exit cleanly"
-		exit 1
-	fi
-done
-if grep -l -E "AddressSanitizer|LeakSanitizer|runtime error:|kv: group .* applied index" \
-	"$dir"/node-*.log; then
-	echo "a node reported an error (above)"
-	exit 1
-fi
+cluster_stop_clean 1 2 3 4
 failed=0
 step "witness check passed"
