@@ -73,6 +73,9 @@ const char *err_str(int err)
 		return "no such peer in this node's address book";
 	case ERR_PEERS_FULL:
 		return "the address book holds its limit of peers (FL_PEERS_MAX)";
+	case ERR_TLS:
+		return "a TLS certificate, key or CA file is unreadable or unfit (the log says "
+		       "why)";
 	default:
 		break;
 	}

@@ -42,7 +42,8 @@ enum {
 	ERR_NOT_SURVIVOR = -(ERR_BASE + 35),     /* This replica cannot carry the group alone. */
 	ERR_WITNESS = -(ERR_BASE + 36),          /* This replica is a witness: it holds no state. */
 	ERR_GROUPS_FULL = -(ERR_BASE + 38),      /* The node hosts its most groups already. */
-	ERR_LAST = -(ERR_BASE + 39),
+	ERR_TLS = -(ERR_BASE + 40), /* A TLS file is unreadable or unfit (the log says why). */
+	ERR_LAST = -(ERR_BASE + 42),
 };
 
 /* Text for an error code, project or errno. Never NULL; the string is static. */

@@ -83,6 +83,10 @@ enum {
 						   * node hosts groups_max groups already
 						   * (struct fl_node_config); nothing was
 						   * created. */
+	FL_ERR_TLS = -(FL_ERR_BASE + 40),         /* A TLS file (tls_ca_file, tls_cert_file,
+						   * tls_key_file) is unreadable or unfit:
+						   * the log has a line saying which and
+						   * why. */
 };
 
 #define FL_MEMBERS_MAX          16
@@ -288,6 +292,21 @@ struct fl_node_config {
 	 * cluster must have the same one, at least 16 bytes. */
 	const void *auth_key;
 	uint32_t auth_key_size;
+	/* Mutual TLS 1.3 between nodes: PEM files of the cluster CA, this node's
+	 * certificate (subject OU node, CN node-<node_id>) and its key. All
+	 * three, or none (NULL: plaintext peers). With them every peer
+	 * connection runs a TLS handshake in which each side verifies the
+	 * other's certificate against the CA and the node id it names, and
+	 * every frame after it is encrypted and authenticated; auth_key is then
+	 * unused. Read at start (fl_node_start() fails with FL_ERR_TLS and a log
+	 * line for an unreadable file, a key that does not match, or a
+	 * certificate of another node) and by fl_node_tls_reload(). */
+	const char *tls_ca_file;
+	const char *tls_cert_file;
+	const char *tls_key_file;
+	/* The most time one peer connection's set-up (TCP accept or connect,
+	 * TLS and Flotilla handshakes together) may take. 0: 2000 ms. */
+	uint32_t peer_handshake_timeout_ms;
 	/* Logging (see fl_log_record above). log_level: lines less severe are
 	 * dropped; 0: FL_LOG_INFO. log_format: on stderr. log_cb: when set,
 	 * every line goes to it instead of stderr, with log_arg; it runs on
@@ -344,6 +363,14 @@ int fl_node_start(const struct fl_node_config *config, struct fl_node **node);
  * WALs durable and close them, join the threads, free the node. Requests
  * still queued get FL_ERR_STOPPING. */
 void fl_node_stop(struct fl_node *node);
+
+/* Read the TLS files of the node's configuration again (after they were
+ * replaced: a renewed certificate, a new key): connections made from then
+ * on use them; connections up keep running. Logs one line saying what was
+ * loaded, or why not. Returns 0; FL_ERR_TLS when a file is unreadable or
+ * unfit (the files loaded before stay in use); -EINVAL when the node runs
+ * without TLS. Any thread but a Flotilla callback. */
+int fl_node_tls_reload(struct fl_node *node);
 
 /* The port the peer listener is bound to (useful with port 0). */
 uint16_t fl_node_port(const struct fl_node *node);

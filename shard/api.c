@@ -29,6 +29,7 @@ _Static_assert((int)FL_ERR_QUORUM_REACHABLE == (int)ERR_QUORUM_REACHABLE,
 	       "public error codes match");
 _Static_assert((int)FL_ERR_NOT_SURVIVOR == (int)ERR_NOT_SURVIVOR, "public error codes match");
 _Static_assert((int)FL_ERR_GROUPS_FULL == (int)ERR_GROUPS_FULL, "public error codes match");
+_Static_assert((int)FL_ERR_TLS == (int)ERR_TLS, "public error codes match");
 
 #define STR2(x) #x
 #define STR(x)  STR2(x)

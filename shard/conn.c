@@ -6,7 +6,10 @@
  * its tag (shard/auth.c), checked before anything in the frame is believed:
  * a frame whose tag fails (forged, altered, replayed, reordered, or from
  * another connection or direction) closes the connection, and nothing of it
- * or after it reaches a group. */
+ * or after it reaches a group. On a TLS connection every frame is sealed
+ * instead (shard/seal.c): its checksum (over the encrypted body) is checked,
+ * then the frame is decrypted in place and its tag checked, with the same
+ * outcome on a failure. */
 #include <errno.h>
 #include <sodium.h>
 #include <stdlib.h>
@@ -26,6 +29,7 @@ void conn_free(struct shard *s, struct conn *c)
 	close(c->fd);
 	buf_free(&c->in);
 	sodium_memzero(c->auth_key, sizeof(c->auth_key));
+	seal_deinit(&c->seal);
 	free(c);
 }
 
@@ -139,7 +143,7 @@ void conn_parse(struct shard *s, struct conn *c)
 	c->received = false;
 	while (c->in.len - off >= WIRE_FRAME_HEADER_SIZE) {
 		struct wire_frame_header h;
-		size_t tag_size = c->auth ? AUTH_TAG_SIZE : 0;
+		size_t tag_size = c->auth ? AUTH_TAG_SIZE : c->seal.ctx != NULL ? SEAL_TAG_SIZE : 0;
 		int rv = wire_frame_header_decode(&h, c->in.data + off);
 
 		if (rv != 0) {
@@ -162,6 +166,13 @@ void conn_parse(struct shard *s, struct conn *c)
 		c->auth_frames++;
 		if (wire_frame_verify(&h, c->in.data + off + WIRE_FRAME_HEADER_SIZE) != 0) {
 			conn_refuse(s, c, "frame checksum mismatch");
+			break;
+		}
+		/* Sealed: the checksum was of the encrypted body; open it in place. */
+		if (c->seal.ctx != NULL &&
+		    !seal_open(&c->seal, c->in.data + off, h.body_size,
+			       c->in.data + off + WIRE_FRAME_HEADER_SIZE + h.body_size)) {
+			conn_refuse_tag(s, c);
 			break;
 		}
 		rv =
@@ -205,7 +216,7 @@ static void conn_recv_post(struct shard *s, struct conn *c)
 		  (uint32_t)(c->in.cap - c->in.len), 0, conn_recv_done);
 }
 
-void conn_adopt(struct shard *s, int fd, uint64_t peer, const uint8_t *session_key)
+void conn_adopt(struct shard *s, int fd, uint64_t peer, const uint8_t *session_key, bool seal)
 {
 	struct conn *c = calloc(1, sizeof(*c));
 	int slot = -1;
@@ -219,7 +230,13 @@ void conn_adopt(struct shard *s, int fd, uint64_t peer, const uint8_t *session_k
 		return;
 	}
 	*c = (struct conn){.shard = s, .fd = fd, .peer = peer, .in = c->in};
-	c->auth = session_key != NULL;
+	if (seal && seal_init(&c->seal, session_key, false) != 0) {
+		buf_free(&c->in);
+		free(c);
+		close(fd); /* Out of memory: the peer dials again. */
+		return;
+	}
+	c->auth = session_key != NULL && !seal;
 	if (c->auth)
 		memcpy(c->auth_key, session_key, sizeof(c->auth_key));
 	s->conns[slot] = c;

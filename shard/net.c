@@ -10,6 +10,21 @@
  * process is gone). Connections are one-way: a node sends on the connections
  * it dialled and receives on the ones it accepted.
  *
+ * TLS (when the node has a CA, a certificate and a key; shard/tls.c). Every
+ * connection, the identity probe's too, runs a mutual TLS 1.3 handshake
+ * first, and the handshakes below travel inside it. The acceptor refuses a
+ * plaintext peer, a certificate that does not chain to the CA or has
+ * expired, no certificate, and a Flotilla handshake whose node id is not
+ * the one its certificate names (CN node-<id>); the dialler refuses an
+ * answer whose certificate is not the dialled node's. Each refusal is
+ * counted and logged with its cause, at most once per source and cause
+ * every GATE_LOG_MS. Afterwards the dialler's frames are sealed with a key
+ * both sides export from the TLS session (shard/seal.c), and the shard gets
+ * that key with the socket; the TLS session itself ends there. The shared
+ * key is not used with TLS. Every set-up, TLS or not, is bounded as a whole
+ * by one deadline, and each accepted one runs on its own thread
+ * (shard/net_accept.c), so a slow peer delays no other.
+ *
  * AUTHENTICATION (when a shared key is configured; both handshakes then carry
  * WIRE_HANDSHAKE_AUTH and WIRE_HANDSHAKE_AUTH_FRAMES, and a node without the
  * key, or with the older scheme, is refused). After the handshakes, each side
@@ -53,6 +68,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <signal.h>
 #include <sodium.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -67,61 +83,13 @@
 #include "base/sock.h"
 #include "shard/auth.h"
 #include "shard/config.h"
+#include "shard/gate.h"
+#include "shard/net_internal.h"
 #include "shard/shard.h"
+#include "shard/tls.h"
 #include "shard/wire.h"
 
-enum {
-	NET_HANDSHAKE_TIMEOUT_MS = 1000,
-	NET_CONNECT_TIMEOUT_MS = 500,
-	NET_DIALS_MAX = 1024,
-	NET_SOCKET_BUFFER = 4 << 20,
-	NET_IDENT_REFUSE_MS = 5000, /* A refused incarnation is refused again without a probe. */
-	NET_IDENT_LOG_MS = 5000,    /* At most one identity log line per peer this often. */
-};
-
-/* What this node knows of a peer's identity. Under peers_lock. */
-struct net_ident {
-	uint64_t incarnation;      /* Known; 0: none seen yet. */
-	uint64_t refused;          /* The incarnation refused last, */
-	uint64_t refused_until_ms; /* until then without another probe. */
-	uint64_t logged_ms;        /* The last identity log line about the peer. */
-};
-
-struct net_dial {
-	uint32_t shard_index;
-	uint64_t peer;
-};
-
-/* One entry of the address book as the net threads use it (id 0: a free
- * slot). Under peers_lock: the node changes it at run time. */
-struct net_peer {
-	uint64_t id;
-	char addr[FL_ADDR_SIZE_MAX];
-	char client_addr[WIRE_ADDR_NOTE_TEXT_MAX + 1]; /* Its address note; "": none yet. */
-	struct net_ident ident;
-};
-
-struct node_net {
-	struct node_net_config config;
-	struct net_peer peers[FL_PEERS_MAX];
-	char client_note[WIRE_ADDR_NOTE_SIZE]; /* Ours, sent when we dial (config.client_addr). */
-	/* The address book and the identities: accept and dial threads read
-	 * and note them, the node changes them. Held briefly, never across I/O. */
-	pthread_mutex_t peers_lock;
-	struct shard **shards;
-	int listen_fd;
-	int wake_fd[2]; /* A pipe: dial requests and stop wake the poll. */
-	uint16_t port;
-	pthread_t accept_thread, dial_thread;
-	pthread_cond_t dial_cond;
-	_Atomic bool stopping;
-	_Atomic bool ready;   /* Every shard is running: accept connections. */
-	pthread_mutex_t lock; /* Guards the dial queue (not the replication path). */
-	struct net_dial dials[NET_DIALS_MAX];
-	uint32_t dials_count;
-};
-
-static void socket_tune(int fd)
+void net_socket_tune(int fd)
 {
 	int one = 1, size = NET_SOCKET_BUFFER;
 
@@ -130,35 +98,15 @@ static void socket_tune(int fd)
 	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
 }
 
-/* Read or write exactly size bytes within timeout_ms. Returns 0 or -errno. */
-static int io_exact(int fd, void *buf, size_t size, bool writing, int timeout_ms)
+/* A channel for one connection's set-up, its deadline starting now. */
+struct tls_chan net_chan(struct node_net *net, int fd)
 {
-	size_t done = 0;
-
-	while (done < size) {
-		struct pollfd pfd = {.fd = fd, .events = writing ? POLLOUT : POLLIN};
-		ssize_t n;
-		int rv = poll(&pfd, 1, timeout_ms);
-
-		if (rv == 0)
-			return -ETIMEDOUT;
-		if (rv < 0 && errno != EINTR)
-			return -errno;
-		if (rv < 0)
-			continue;
-		n = writing ? send(fd, (char *)buf + done, size - done, MSG_NOSIGNAL)
-			    : recv(fd, (char *)buf + done, size - done, 0);
-		if (n == 0)
-			return -ECONNRESET;
-		if (n < 0 && errno != EINTR && errno != EAGAIN)
-			return -errno;
-		if (n > 0)
-			done += (size_t)n;
-	}
-	return 0;
+	return (struct tls_chan){.fd = fd,
+				 .deadline_ms = tls_now_ms() + net->config.handshake_timeout_ms,
+				 .stop = &net->stopping};
 }
 
-static uint64_t net_now_ms(void)
+uint64_t net_now_ms(void)
 {
 	struct timespec ts;
 
@@ -200,8 +148,8 @@ static bool net_peer_addr(struct node_net *net, uint64_t id, char *addr)
 }
 
 /* Check a peer's handshake. Returns NULL if fine, else why it is refused. */
-static const char *handshake_check(struct node_net *net, const struct wire_handshake *hs,
-				   uint64_t expect_node, uint32_t expect_shard)
+const char *net_handshake_check(struct node_net *net, const struct wire_handshake *hs,
+				uint64_t expect_node, uint32_t expect_shard)
 {
 	if (hs->cluster_id != net->config.cluster_id)
 		return "another cluster id";
@@ -227,8 +175,8 @@ static const char *handshake_check(struct node_net *net, const struct wire_hands
  * is ours; hs_ours and hs_theirs are the handshakes as sent on the wire. On
  * success session_key gets the key of the frames the dialler sends. Returns
  * 0, -EACCES on a wrong proof, or -errno from the socket. */
-static int auth_exchange(const struct node_net *net, int fd, enum auth_role role,
-			 const uint8_t *hs_ours, const uint8_t *hs_theirs, uint8_t *session_key)
+int net_auth_exchange(const struct node_net *net, struct tls_chan *ch, enum auth_role role,
+		      const uint8_t *hs_ours, const uint8_t *hs_theirs, uint8_t *session_key)
 {
 	enum auth_role other = role == AUTH_DIALLER ? AUTH_ACCEPTOR : AUTH_DIALLER;
 	uint8_t mine[AUTH_CHALLENGE_SIZE], theirs[AUTH_CHALLENGE_SIZE];
@@ -241,15 +189,15 @@ static int auth_exchange(const struct node_net *net, int fd, enum auth_role role
 	t.handshake[role] = hs_ours;
 	t.handshake[other] = hs_theirs;
 	randombytes_buf(mine, sizeof(mine));
-	rv = io_exact(fd, mine, sizeof(mine), true, NET_HANDSHAKE_TIMEOUT_MS);
+	rv = tls_chan_write(ch, mine, sizeof(mine));
 	if (rv == 0)
-		rv = io_exact(fd, theirs, sizeof(theirs), false, NET_HANDSHAKE_TIMEOUT_MS);
+		rv = tls_chan_read(ch, theirs, sizeof(theirs), NULL, 0);
 	if (rv != 0)
 		return rv;
 	auth_proof(proof, net->config.auth_key, role, &t);
-	rv = io_exact(fd, proof, sizeof(proof), true, NET_HANDSHAKE_TIMEOUT_MS);
+	rv = tls_chan_write(ch, proof, sizeof(proof));
 	if (rv == 0)
-		rv = io_exact(fd, got, sizeof(got), false, NET_HANDSHAKE_TIMEOUT_MS);
+		rv = tls_chan_read(ch, got, sizeof(got), NULL, 0);
 	if (rv != 0)
 		return rv;
 	/* The peer's proof is of the other role: ours, sent back, never is. */
@@ -259,8 +207,8 @@ static int auth_exchange(const struct node_net *net, int fd, enum auth_role role
 	return 0;
 }
 
-static void handshake_ours(const struct node_net *net, uint32_t shard_index, uint32_t flags,
-			   uint8_t *buf)
+void net_handshake_ours(const struct node_net *net, uint32_t shard_index, uint32_t flags,
+			uint8_t *buf)
 {
 	struct wire_handshake hs = {
 	    .version = WIRE_VERSION,
@@ -275,7 +223,7 @@ static void handshake_ours(const struct node_net *net, uint32_t shard_index, uin
 	wire_handshake_encode(&hs, buf);
 }
 
-static void net_hand_over(struct node_net *net, uint32_t shard_index, struct shard_req *req)
+void net_hand_over(struct node_net *net, uint32_t shard_index, struct shard_req *req)
 {
 	if (shard_submit(net->shards[shard_index], req) != 0) {
 		if (req->type == SHARD_REQ_CONN)
@@ -284,18 +232,35 @@ static void net_hand_over(struct node_net *net, uint32_t shard_index, struct sha
 	}
 }
 
-static void net_refused(struct node_net *net, const char *why)
+void net_refused(struct node_net *net, const char *why)
 {
 	log_at(&net->config.log, LOG_LEVEL_WARN, "refused a peer connection: %s", why);
 	atomic_fetch_add_explicit(&shard_stats(net->shards[0])->peers_refused, 1,
 				  memory_order_relaxed);
 }
 
+/* A refusal in TLS mode: counted, and logged at most once per source and
+ * cause every GATE_LOG_MS (a flood of bad handshakes must not flood the
+ * log). cause: an enum tls_refusal, or NET_REFUSAL_GATE. */
+void net_refused_tls(struct node_net *net, const char *host, const char *from, uint32_t cause,
+		     const char *why)
+{
+	uint32_t unlogged = 0;
+
+	atomic_fetch_add_explicit(&shard_stats(net->shards[0])->peers_refused, 1,
+				  memory_order_relaxed);
+	if (gate_may_log(&net->gate, host, cause, net_now_ms(), &unlogged))
+		log_at(&net->config.log, LOG_LEVEL_WARN,
+		       "refused a peer connection %s: %s (one such line per source every %d s; "
+		       "%u not logged since the last)",
+		       from, why, GATE_LOG_MS / 1000, unlogged);
+}
+
 static int net_connect(struct node_net *net, uint32_t shard_index, uint64_t peer, uint32_t flags,
 		       struct wire_handshake *hs, uint8_t *session_key);
 
 /* Peer id told us its client address. */
-static void net_note_client_addr(struct node_net *net, uint64_t id, const char *client_addr)
+void net_note_client_addr(struct node_net *net, uint64_t id, const char *client_addr)
 {
 	struct net_peer *p;
 
@@ -373,7 +338,7 @@ static void net_ident_log_refusal(struct node_net *net, const struct wire_handsh
 /* Whether an accepted connection with handshake hs comes from the peer we
  * know under its node id (see PEER IDENTITY above). May probe the peer's
  * address: runs on the accept thread, never on a shard's. */
-static bool net_ident_admit(struct node_net *net, const struct wire_handshake *hs, int fd)
+bool net_ident_admit(struct node_net *net, const struct wire_handshake *hs, int fd)
 {
 	struct net_ident *id;
 	uint64_t known, answer, now_ms = net_now_ms();
@@ -415,7 +380,7 @@ static bool net_ident_admit(struct node_net *net, const struct wire_handshake *h
 }
 
 /* The peer answered with incarnation at its address, or was admitted. */
-static void net_ident_note(struct node_net *net, uint64_t peer, uint64_t incarnation)
+void net_ident_note(struct node_net *net, uint64_t peer, uint64_t incarnation)
 {
 	struct net_ident *id;
 	uint64_t was;
@@ -464,95 +429,40 @@ static void net_ident_refused_us(struct node_net *net, uint64_t peer)
 				  memory_order_relaxed);
 }
 
-static void net_accept(struct node_net *net)
+/* The TLS part of a dial: the handshake, and a certificate of the node
+ * dialled. Returns 0, or -EACCES once the refusal is counted and logged, or
+ * -errno. */
+static int net_connect_tls(struct node_net *net, struct tls_chan *ch, uint64_t peer,
+			   const char *addr)
 {
-	uint8_t buf[WIRE_HANDSHAKE_SIZE], ours[WIRE_HANDSHAKE_SIZE], key[AUTH_KEY_SIZE];
-	uint8_t note[WIRE_ADDR_NOTE_SIZE];
-	char client_addr[WIRE_ADDR_NOTE_TEXT_MAX + 1] = "";
-	struct wire_handshake hs;
-	struct shard_req *req;
-	const char *why;
-	bool refused;
-	int fd = accept4(net->listen_fd, NULL, NULL, SOCK_CLOEXEC), rv;
+	char why[TLS_WHY_SIZE], host[FL_ADDR_SIZE_MAX + 64], line[TLS_WHY_SIZE + 64];
+	uint64_t cert_id = 0;
+	int rv;
 
-	if (fd < 0)
-		return;
-	rv = io_exact(fd, buf, sizeof(buf), false, NET_HANDSHAKE_TIMEOUT_MS);
-	if (rv != 0) {
-		net_refused(net,
-			    rv == -ETIMEDOUT ? "no handshake in time" : "closed during handshake");
-		close(fd);
-		return;
+	ch->ssl = tls_session_new(net->config.tls, ch->fd, true);
+	if (ch->ssl == NULL)
+		return -ENOMEM;
+	rv = tls_chan_handshake(ch, why, sizeof(why));
+	if (rv == 0)
+		rv = tls_peer_node_id(ch->ssl, &cert_id, why, sizeof(why));
+	if (rv == 0 && cert_id != peer) {
+		snprintf(why, sizeof(why), "its certificate is for node %llu, not the node dialled",
+			 (unsigned long long)cert_id);
+		rv = TLS_REFUSAL_NODE_ID;
 	}
-	if (wire_handshake_decode(&hs, buf) != 0) {
-		net_refused(net,
-			    "malformed handshake (magic, version, flags or checksum: a node of "
-			    "another version?)");
-		close(fd);
-		return;
-	}
-	if ((hs.flags & WIRE_HANDSHAKE_ADDR) != 0 &&
-	    (io_exact(fd, note, sizeof(note), false, NET_HANDSHAKE_TIMEOUT_MS) != 0 ||
-	     wire_addr_note_decode(note, client_addr) != 0)) {
-		net_refused(net, "malformed or missing address note after the handshake");
-		close(fd);
-		return;
-	}
-	why = handshake_check(net, &hs, 0, UINT32_MAX);
-	if (why != NULL) {
-		char line[128];
-
-		snprintf(line, sizeof(line), "node %llu has %s", (unsigned long long)hs.node_id,
-			 why);
-		net_refused(net, line);
-		close(fd);
-		return;
-	}
-	/* A probe only asks who we are; anything else must be the peer we know. */
-	refused = (hs.flags & WIRE_HANDSHAKE_PROBE) == 0 && !net_ident_admit(net, &hs, fd);
-	handshake_ours(net, hs.shard_index, refused ? WIRE_HANDSHAKE_REFUSED : 0, ours);
-	if (io_exact(fd, ours, sizeof(ours), true, NET_HANDSHAKE_TIMEOUT_MS) != 0 || refused) {
-		close(fd);
-		return;
-	}
-	if (net->config.auth && (rv = auth_exchange(net, fd, AUTH_ACCEPTOR, ours, buf, key)) != 0) {
-		char line[160];
-
-		snprintf(line, sizeof(line), "node %llu failed authentication: %s",
-			 (unsigned long long)hs.node_id,
-			 rv == -EACCES ? "wrong proof (another key, or not the peer)"
-				       : strerror(-rv));
-		net_refused(net, line);
-		close(fd);
-		return;
-	}
-	if (hs.flags & WIRE_HANDSHAKE_PROBE) {
-		close(fd); /* Answered: that was all it asked. */
-		return;
-	}
-	net_ident_note(net, hs.node_id, hs.incarnation);
-	if ((hs.flags & WIRE_HANDSHAKE_ADDR) != 0)
-		net_note_client_addr(net, hs.node_id, client_addr);
-	socket_tune(fd);
-	req = calloc(1, sizeof(*req));
-	if (req == NULL) {
-		close(fd);
-		return;
-	}
-	req->type = SHARD_REQ_CONN;
-	req->fd = fd;
-	req->member = hs.node_id;
-	req->auth = net->config.auth;
-	if (req->auth)
-		memcpy(req->session_key, key, sizeof(key));
-	sodium_memzero(key, sizeof(key));
-	net_hand_over(net, hs.shard_index, req);
+	if (rv <= 0)
+		return rv;
+	snprintf(host, sizeof(host), "dialled %s", addr);
+	snprintf(line, sizeof(line), "to node %llu at %s", (unsigned long long)peer, addr);
+	net_refused_tls(net, host, line, (uint32_t)rv, why);
+	return -EACCES;
 }
 
 /* Dial peer for shard_index, sending flags in our handshake; *hs gets the
  * peer's, and session_key (AUTH_KEY_SIZE bytes) the key of the frames we
- * send when authentication is on. Returns the connected socket, or -EEXIST (the peer refuses this
- * process: another one claims our node id), or -errno. */
+ * send when authentication or TLS is on. Returns the connected socket, or
+ * -EEXIST (the peer refuses this process: another one claims our node id),
+ * or -errno. The whole set-up is bounded by the set-up deadline. */
 static int net_connect(struct node_net *net, uint32_t shard_index, uint64_t peer, uint32_t flags,
 		       struct wire_handshake *hs, uint8_t *session_key)
 {
@@ -560,9 +470,10 @@ static int net_connect(struct node_net *net, uint32_t shard_index, uint64_t peer
 	struct sockaddr_storage addr;
 	socklen_t len;
 	uint8_t buf[WIRE_HANDSHAKE_SIZE], ours[WIRE_HANDSHAKE_SIZE];
+	struct tls_chan ch;
 	int fd, rv, err = 0;
 	socklen_t err_len = sizeof(err);
-	char why[384];
+	char why[TLS_WHY_SIZE];
 
 	if (!net_peer_addr(net, peer, text) ||
 	    config_addr_resolve(text, false, &addr, &len, why, sizeof(why)) != 0)
@@ -570,6 +481,7 @@ static int net_connect(struct node_net *net, uint32_t shard_index, uint64_t peer
 	fd = socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -errno;
+	ch = net_chan(net, fd);
 	if (connect(fd, (struct sockaddr *)&addr, len) != 0 && errno != EINPROGRESS) {
 		rv = -errno;
 		goto err;
@@ -595,20 +507,27 @@ static int net_connect(struct node_net *net, uint32_t shard_index, uint64_t peer
 		rv = -ECONNREFUSED;
 		goto err;
 	}
+	if (net->config.tls != NULL && (rv = net_connect_tls(net, &ch, peer, text)) != 0)
+		goto err;
 	/* Our client address goes with every dial but a probe. */
 	if (net->config.client_addr != NULL && (flags & WIRE_HANDSHAKE_PROBE) == 0)
 		flags |= WIRE_HANDSHAKE_ADDR;
-	handshake_ours(net, shard_index, flags, ours);
-	rv = io_exact(fd, ours, sizeof(ours), true, NET_HANDSHAKE_TIMEOUT_MS);
+	net_handshake_ours(net, shard_index, flags, ours);
+	rv = tls_chan_write(&ch, ours, sizeof(ours));
 	if (rv == 0 && (flags & WIRE_HANDSHAKE_ADDR) != 0)
-		rv = io_exact(fd, net->client_note, sizeof(net->client_note), true,
-			      NET_HANDSHAKE_TIMEOUT_MS);
+		rv = tls_chan_write(&ch, net->client_note, sizeof(net->client_note));
 	if (rv == 0)
-		rv = io_exact(fd, buf, sizeof(buf), false, NET_HANDSHAKE_TIMEOUT_MS);
+		rv = tls_chan_read(&ch, buf, sizeof(buf), why, sizeof(why));
+	if (rv == -EPROTO && ch.ssl != NULL) {
+		/* TLS 1.3: the acceptor checks our certificate after we finished. */
+		log_at(&net->config.log, LOG_LEVEL_WARN,
+		       "dialled node %llu at %s refused this node: %s", (unsigned long long)peer,
+		       text, why);
+	}
 	if (rv != 0)
 		goto err;
 	if (wire_handshake_decode(hs, buf) != 0 ||
-	    handshake_check(net, hs, peer, shard_index) != NULL) {
+	    net_handshake_check(net, hs, peer, shard_index) != NULL) {
 		net_refused(net, "the dialled peer answered with a bad handshake");
 		rv = -EPROTO;
 		goto err;
@@ -619,7 +538,7 @@ static int net_connect(struct node_net *net, uint32_t shard_index, uint64_t peer
 		goto err;
 	}
 	if (net->config.auth &&
-	    (rv = auth_exchange(net, fd, AUTH_DIALLER, ours, buf, session_key)) != 0) {
+	    (rv = net_auth_exchange(net, &ch, AUTH_DIALLER, ours, buf, session_key)) != 0) {
 		if (rv == -EACCES) {
 			char line[160];
 
@@ -631,11 +550,20 @@ static int net_connect(struct node_net *net, uint32_t shard_index, uint64_t peer
 		}
 		goto err;
 	}
+	if (ch.ssl != NULL) {
+		rv = tls_frame_key(ch.ssl, session_key);
+		tls_session_free(ch.ssl);
+		ch.ssl = NULL;
+		if (rv != 0)
+			goto err;
+	}
 	/* Blocking again: the shard's io_uring does the waiting from here on. */
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-	socket_tune(fd);
+	net_socket_tune(fd);
 	return fd;
 err:
+	if (ch.ssl != NULL)
+		tls_session_free(ch.ssl);
 	close(fd);
 	return rv;
 }
@@ -646,6 +574,8 @@ static void net_dial_one(struct node_net *net, struct net_dial d)
 	struct wire_handshake hs;
 	uint8_t key[AUTH_KEY_SIZE];
 	int fd = net_connect(net, d.shard_index, d.peer, 0, &hs, key);
+
+	_Static_assert(AUTH_KEY_SIZE == TLS_KEY_SIZE, "one key field for both modes");
 
 	if (req == NULL) {
 		if (fd >= 0)
@@ -660,12 +590,14 @@ static void net_dial_one(struct node_net *net, struct net_dial d)
 		req->fd = fd;
 		req->outgoing = true;
 		req->auth = net->config.auth;
-		if (req->auth)
+		req->seal = net->config.tls != NULL;
+		if (req->auth || req->seal)
 			memcpy(req->session_key, key, sizeof(key));
 	} else {
 		req->type = SHARD_REQ_DIAL_FAILED;
 		req->fd = -fd;
 	}
+	sodium_memzero(key, sizeof(key));
 	net_hand_over(net, d.shard_index, req);
 }
 
@@ -765,6 +697,7 @@ int node_net_start(struct node_net **out, const struct node_net_config *config,
 		   struct shard **shards, char *why, size_t why_size)
 {
 	struct node_net *net = calloc(1, sizeof(*net));
+	sigset_t pipe_only, mask;
 	int rv;
 
 	if (net == NULL)
@@ -778,6 +711,9 @@ int node_net_start(struct node_net **out, const struct node_net_config *config,
 			 config->peers[i].addr);
 	}
 	net->config.peers = NULL; /* Only the table above from here on. */
+	if (net->config.handshake_timeout_ms == 0)
+		net->config.handshake_timeout_ms = NET_HANDSHAKE_TIMEOUT_MS;
+	gate_init(&net->gate);
 	if (config->client_addr != NULL)
 		wire_addr_note_encode(config->client_addr, (uint8_t *)net->client_note);
 	pthread_mutex_init(&net->peers_lock, NULL);
@@ -790,15 +726,24 @@ int node_net_start(struct node_net **out, const struct node_net_config *config,
 		rv = -errno;
 		goto err_after_listen;
 	}
+	/* OpenSSL writes to the socket with write(2): a peer that closed
+	 * would raise SIGPIPE. The net threads (and the set-up threads the
+	 * accept thread starts, which inherit the mask) keep it blocked; the
+	 * write fails with EPIPE instead. */
+	sigemptyset(&pipe_only);
+	sigaddset(&pipe_only, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &pipe_only, &mask);
 	rv = -pthread_create(&net->accept_thread, NULL, net_accept_main, net);
+	if (rv == 0) {
+		rv = -pthread_create(&net->dial_thread, NULL, net_dial_main, net);
+		if (rv != 0) {
+			atomic_store(&net->stopping, true);
+			pthread_join(net->accept_thread, NULL);
+		}
+	}
+	pthread_sigmask(SIG_SETMASK, &mask, NULL);
 	if (rv != 0)
 		goto err_after_pipe;
-	rv = -pthread_create(&net->dial_thread, NULL, net_dial_main, net);
-	if (rv != 0) {
-		atomic_store(&net->stopping, true);
-		pthread_join(net->accept_thread, NULL);
-		goto err_after_pipe;
-	}
 	*out = net;
 	return 0;
 err_after_pipe:
@@ -807,6 +752,7 @@ err_after_pipe:
 err_after_listen:
 	close(net->listen_fd);
 err:
+	gate_deinit(&net->gate);
 	pthread_cond_destroy(&net->dial_cond);
 	pthread_mutex_destroy(&net->lock);
 	pthread_mutex_destroy(&net->peers_lock);
@@ -823,6 +769,9 @@ void node_net_stop(struct node_net *net)
 	pthread_mutex_unlock(&net->lock);
 	pthread_join(net->accept_thread, NULL);
 	pthread_join(net->dial_thread, NULL);
+	/* Set-ups under way see stopping within TLS_POLL_SLICE_MS. */
+	gate_wait_idle(&net->gate);
+	gate_deinit(&net->gate);
 	close(net->listen_fd);
 	close(net->wake_fd[0]);
 	close(net->wake_fd[1]);

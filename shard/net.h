@@ -15,6 +15,7 @@
 
 struct node_net;
 struct shard;
+struct tls;
 
 struct node_net_peer {
 	uint64_t id;
@@ -33,6 +34,10 @@ struct node_net_config {
 	const char *client_addr; /* Sent to the peers we dial (an address note); NULL: none. */
 	const struct node_net_peer *peers; /* At start; copied. */
 	uint32_t peers_count;              /* At most FL_PEERS_MAX. */
+	/* Mutual TLS for every peer connection (shard/tls.c); NULL: plaintext.
+	 * Borrowed until node_net_stop(); auth is false when it is set. */
+	struct tls *tls;
+	uint32_t handshake_timeout_ms; /* A connection's whole set-up; 0: 2000. */
 };
 
 int node_net_start(struct node_net **net, const struct node_net_config *config,

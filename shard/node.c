@@ -24,6 +24,7 @@
 #include "shard/node_internal.h"
 #include "shard/shard.h"
 #include "shard/snapshot.h"
+#include "shard/tls.h"
 
 void fl_node_config_default(struct fl_node_config *config, uint64_t node_id)
 {
@@ -92,12 +93,60 @@ static uint32_t node_shard_of(const struct fl_node *node, uint64_t group)
 
 static void node_free(struct fl_node *node)
 {
+	if (node->tls != NULL)
+		tls_deinit(node->tls);
+	free(node->tls);
 	free(node->shards);
 	free(node->peer_ids);
 	free(node->net_peers);
 	free(node->book);
 	pthread_mutex_destroy(&node->book_lock);
 	free(node);
+}
+
+/* Load the TLS files named by the configuration, if any. Returns 0,
+ * -EINVAL (not all three named) or ERR_TLS, with a log line saying why. */
+static int node_tls_open(struct fl_node *node, const struct logger *lg)
+{
+	const struct fl_node_config *c = &node->config;
+	char why[TLS_WHY_SIZE + 3 * TLS_PATH_SIZE];
+	int rv;
+
+	if (c->tls_ca_file == NULL && c->tls_cert_file == NULL && c->tls_key_file == NULL)
+		return 0;
+	if (c->tls_ca_file == NULL || c->tls_cert_file == NULL || c->tls_key_file == NULL) {
+		log_at(lg, LOG_LEVEL_ERROR,
+		       "cannot start: bad configuration: tls_ca_file, tls_cert_file and "
+		       "tls_key_file go together (all three, or none for plaintext)");
+		return -EINVAL;
+	}
+	node->tls = calloc(1, sizeof(*node->tls));
+	if (node->tls == NULL)
+		return -ENOMEM;
+	rv = tls_init(node->tls, c->tls_ca_file, c->tls_cert_file, c->tls_key_file, c->node_id, why,
+		      sizeof(why));
+	if (rv != 0) {
+		log_at(lg, LOG_LEVEL_ERROR, "cannot start: TLS: %s", why);
+		free(node->tls);
+		node->tls = NULL;
+	}
+	return rv;
+}
+
+int fl_node_tls_reload(struct fl_node *node)
+{
+	struct logger lg = node_logger(&node->config);
+	char what[TLS_WHY_SIZE + 4 * TLS_PATH_SIZE];
+	int rv;
+
+	if (node->tls == NULL) {
+		log_at(&lg, LOG_LEVEL_WARN,
+		       "TLS reload: TLS is off on this node; nothing to reload");
+		return -EINVAL;
+	}
+	rv = tls_reload(node->tls, what, sizeof(what));
+	log_at(&lg, rv == 0 ? LOG_LEVEL_INFO : LOG_LEVEL_ERROR, "TLS reload: %s", what);
+	return rv;
 }
 
 /* A shard's dial callback: the net thread dials for it. */
@@ -138,6 +187,11 @@ int fl_node_start(const struct fl_node_config *config, struct fl_node **out)
 		node_free(node);
 		return -ENOMEM;
 	}
+	rv = node_tls_open(node, &lg);
+	if (rv != 0) {
+		node_free(node);
+		return rv;
+	}
 	if (mkdir(config->data_dir, 0755) != 0 && errno != EEXIST) {
 		rv = -errno;
 		log_at(&lg, LOG_LEVEL_ERROR, "cannot create %s: %s", config->data_dir,
@@ -164,7 +218,9 @@ int fl_node_start(const struct fl_node_config *config, struct fl_node **out)
 		node_free(node);
 		return rv;
 	}
-	nc = (struct node_net_config){.auth = config->auth_key != NULL,
+	nc = (struct node_net_config){.auth = config->auth_key != NULL && node->tls == NULL,
+				      .tls = node->tls,
+				      .handshake_timeout_ms = config->peer_handshake_timeout_ms,
 				      .node_id = config->node_id,
 				      .log = node_logger(&node->config),
 				      .cluster_id = config->cluster_id,
@@ -181,6 +237,9 @@ int fl_node_start(const struct fl_node_config *config, struct fl_node **out)
 		node_free(node);
 		return -EINVAL;
 	}
+	if (node->tls != NULL && config->auth_key != NULL)
+		log_at(&lg, LOG_LEVEL_WARN,
+		       "auth_key is unused: TLS authenticates peers and seals their frames");
 	if (config->sm.freeze != NULL) {
 		rv = snapshot_worker_start(&node->snapshots);
 		if (rv != 0) {
@@ -231,8 +290,9 @@ int fl_node_start(const struct fl_node_config *config, struct fl_node **out)
 	       "started: %u shards, peers on port %u%s, data directory %s "
 	       "(incarnation %016llx)",
 	       node->shards_count, node_net_port(node->net),
-	       config->auth_key != NULL ? " (shared key: peers and frames authenticated)"
-					: " (no shared key: peers unauthenticated)",
+	       node->tls != NULL          ? " (mutual TLS 1.3: peers authenticated, frames sealed)"
+	       : config->auth_key != NULL ? " (shared key: peers and frames authenticated)"
+					  : " (no TLS, no shared key: peers unauthenticated)",
 	       config->data_dir, (unsigned long long)node->datadir.manifest.incarnation);
 	*out = node;
 	return 0;

@@ -28,6 +28,7 @@ struct fl_node {
 	 * shard took the change, so shards see the changes in order. */
 	pthread_mutex_t book_lock;
 	struct book *book;
+	struct tls *tls; /* Mutual TLS between nodes (shard/tls.c); NULL: off. */
 };
 
 /* Submit req to shard and wait for its callback (req->cb and req->arg are

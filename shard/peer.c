@@ -13,9 +13,14 @@
 #include "shard/shard_internal.h"
 
 _Static_assert(SHARD_FRAME_TAG_ROOM == AUTH_TAG_SIZE, "room for one tag after each frame");
+_Static_assert(SHARD_FRAME_TAG_ROOM == SEAL_TAG_SIZE, "room for one seal tag after each frame");
 _Static_assert(sizeof(((struct peer *)0)->auth_key) == AUTH_KEY_SIZE, "a session key");
 _Static_assert(sizeof(((struct conn *)0)->auth_key) == AUTH_KEY_SIZE, "a session key");
 _Static_assert(sizeof(((struct shard_req *)0)->session_key) == AUTH_KEY_SIZE, "a session key");
+
+#ifdef FLOTILLA_TEST_HOOKS
+_Atomic int peer_test_flip_sealed;
+#endif
 
 struct peer *peer_find_any(struct shard *s, uint64_t id)
 {
@@ -110,6 +115,7 @@ static void peer_maybe_closed(struct shard *s, struct peer *p)
 		return;
 	close(p->fd);
 	p->fd = -1;
+	seal_deinit(&p->seal);
 	p->out.len = p->flight.len = p->beats.len = 0;
 	p->frame_start = SIZE_MAX;
 	p->sending = false;
@@ -225,7 +231,7 @@ static void peer_groups_event(struct shard *s, uint64_t node, bool up)
 	}
 }
 
-void peer_connected(struct shard *s, struct peer *p, int fd, const uint8_t *session_key)
+void peer_connected(struct shard *s, struct peer *p, int fd, const uint8_t *session_key, bool seal)
 {
 	if (p->state == PEER_UP || p->state == PEER_CLOSING) {
 		close(fd); /* Lost a race with an older dial; keep the one we have. */
@@ -240,7 +246,14 @@ void peer_connected(struct shard *s, struct peer *p, int fd, const uint8_t *sess
 		return;
 	}
 	ASSERT(p->out.len == 0 && p->flight.len == 0); /* No frame of the last connection. */
-	p->auth = session_key != NULL;
+	ASSERT(p->seal.ctx == NULL);                   /* Freed when the last one closed. */
+	if (seal && seal_init(&p->seal, session_key, true) != 0) {
+		close(fd); /* Out of memory: dialled again later. */
+		p->state = PEER_DOWN;
+		p->redial_ms = s->now_ms + p->backoff_ms;
+		return;
+	}
+	p->auth = session_key != NULL && !seal;
 	if (p->auth)
 		memcpy(p->auth_key, session_key, sizeof(p->auth_key));
 	p->auth_frames = 0; /* A new connection counts its frames from 0. */
@@ -318,6 +331,24 @@ void peer_frame_seal(struct peer *p, size_t start, uint32_t kind)
 	ASSERT(size >= WIRE_FRAME_HEADER_SIZE);
 	ASSERT(p->frame_start == SIZE_MAX); /* The frame sealed is the last one. */
 	wire_frame_seal(p->out.data + start, kind, (uint32_t)(size - WIRE_FRAME_HEADER_SIZE));
+	if (p->seal.ctx != NULL) {
+		/* Room was reserved with the frame (SHARD_FRAME_TAG_ROOM). */
+		ASSERT(p->out.cap - p->out.len >= SEAL_TAG_SIZE);
+		seal_frame(&p->seal, p->out.data + start, kind,
+			   (uint32_t)(size - WIRE_FRAME_HEADER_SIZE), p->out.data + p->out.len);
+		p->out.len += SEAL_TAG_SIZE;
+#ifdef FLOTILLA_TEST_HOOKS
+		/* An attacker on the wire: one bit of the body flipped, and the
+		 * checksum (unkeyed) made right again; only the seal tells. */
+		if (size > WIRE_FRAME_HEADER_SIZE && atomic_load(&peer_test_flip_sealed) > 0 &&
+		    atomic_fetch_sub(&peer_test_flip_sealed, 1) > 0) {
+			p->out.data[start + WIRE_FRAME_HEADER_SIZE] ^= 1;
+			wire_frame_seal(p->out.data + start, kind,
+					(uint32_t)(size - WIRE_FRAME_HEADER_SIZE));
+		}
+#endif
+		return;
+	}
 	if (!p->auth)
 		return;
 	/* Room was reserved with the frame (SHARD_FRAME_TAG_ROOM). */
@@ -361,6 +392,7 @@ static struct peer *peer_slot_new(struct shard *s)
 	buf_free(&p->out);
 	buf_free(&p->flight);
 	buf_free(&p->beats);
+	seal_deinit(&p->seal);
 	*p = (struct peer){.shard = s, .fd = -1, .frame_start = SIZE_MAX};
 	return p;
 }

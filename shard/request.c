@@ -182,14 +182,17 @@ static void request_handle(struct shard *s, struct shard_req *req)
 			struct peer *p = peer_find_any(s, req->member);
 
 			if (p)
-				peer_connected(s, p, req->fd, req->auth ? req->session_key : NULL);
+				peer_connected(s, p, req->fd,
+					       req->auth || req->seal ? req->session_key : NULL,
+					       req->seal);
 			else
 				close(req->fd);
 		} else if (peer_find_any(s, req->member) != NULL &&
 			   peer_find(s, req->member) == NULL) {
 			close(req->fd); /* Accepted just before the peer was removed. */
 		} else {
-			conn_adopt(s, req->fd, req->member, req->auth ? req->session_key : NULL);
+			conn_adopt(s, req->fd, req->member,
+				   req->auth || req->seal ? req->session_key : NULL, req->seal);
 		}
 		sodium_memzero(req->session_key, sizeof(req->session_key)); /* Copied. */
 		request_free(req);

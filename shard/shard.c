@@ -365,6 +365,7 @@ static void shard_free(struct shard *s)
 		buf_free(&s->peers[i].out);
 		buf_free(&s->peers[i].flight);
 		buf_free(&s->peers[i].beats);
+		seal_deinit(&s->peers[i].seal);
 	}
 	/* group_close() shifts the table under a forward scan: restart it. */
 	for (uint64_t i = 0; i < s->table_cap;) {

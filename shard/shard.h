@@ -92,6 +92,7 @@ struct shard_req {
 	int fd;                  /* CONN: the socket; DIAL_FAILED: the errno. */
 	bool outgoing;           /* CONN: we dialled it. */
 	bool auth;               /* CONN: frames carry tags made with session_key. */
+	bool seal;               /* CONN: frames are sealed with session_key (TLS). */
 	uint8_t session_key[32]; /* CONN: AUTH_KEY_SIZE; the dialler's frames' key. */
 	fl_done_cb cb;
 	void *arg;

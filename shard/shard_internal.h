@@ -36,6 +36,7 @@
 #include "io/loop.h"
 #include "io/wal.h"
 #include "shard/inbox.h"
+#include "shard/seal.h"
 #include "shard/shard.h"
 #include "shard/snapshot.h"
 #include "shard/snapshot_policy.h"
@@ -306,6 +307,7 @@ struct peer {
 	bool auth;            /* Each frame gets a tag (shard/auth.c): */
 	uint8_t auth_key[32]; /* the connection's session key (AUTH_KEY_SIZE), */
 	uint64_t auth_frames; /* and the frames tagged so far on it. */
+	struct seal seal;     /* TLS: each frame sealed (shard/seal.c); ctx NULL: not. */
 };
 
 struct conn {
@@ -320,6 +322,7 @@ struct conn {
 	bool auth;            /* Each frame must carry the tag (shard/auth.c) of */
 	uint8_t auth_key[32]; /* the connection's session key (AUTH_KEY_SIZE) */
 	uint64_t auth_frames; /* and of its number, counted from 0. */
+	struct seal seal;     /* TLS: each frame must open (shard/seal.c); ctx NULL: not. */
 };
 
 /* Handlers of what an incoming connection decodes (see conn.c): a message,
@@ -459,8 +462,9 @@ void peer_queue(struct shard *s, struct peer *p, const struct raft_msg *m);
 void peer_queue_encoded(struct shard *s, uint64_t peer, const uint8_t *msg, size_t size);
 void peer_send(struct shard *s, struct peer *p);
 /* session_key: the key of this connection's frame tags (AUTH_KEY_SIZE
- * bytes, copied), or NULL when the node has no shared key. */
-void peer_connected(struct shard *s, struct peer *p, int fd, const uint8_t *session_key);
+ * bytes, copied), or NULL when the node has no shared key; with seal, the
+ * key its frames are sealed with instead (TLS, shard/seal.c). */
+void peer_connected(struct shard *s, struct peer *p, int fd, const uint8_t *session_key, bool seal);
 void peer_dial_failed(struct shard *s, struct peer *p, int err);
 void peer_dial_all(struct shard *s);
 void peer_frame_close(struct peer *p);
@@ -469,6 +473,11 @@ void peer_frame_close(struct peer *p);
  * order they go out; whoever reserves room for a frame reserves
  * SHARD_FRAME_TAG_ROOM bytes more for the tag. */
 void peer_frame_seal(struct peer *p, size_t start, uint32_t kind);
+#ifdef FLOTILLA_TEST_HOOKS
+/* Test hook: while above 0, each sealed frame sent gets one body bit flipped
+ * after sealing (and its checksum redone), and the count goes down. */
+extern _Atomic int peer_test_flip_sealed;
+#endif
 
 /* stale.c */
 /* fl_read_stale() of g: fill in the caller's figures and answer at once. */
@@ -488,7 +497,7 @@ bool liveness_group_has_quorum(const struct shard *s, const struct group *g, cha
 void conn_free(struct shard *s, struct conn *c);
 void conn_parse(struct shard *s, struct conn *c);
 /* session_key as for peer_connected(). */
-void conn_adopt(struct shard *s, int fd, uint64_t peer, const uint8_t *session_key);
+void conn_adopt(struct shard *s, int fd, uint64_t peer, const uint8_t *session_key, bool seal);
 
 /* persist.c */
 /* Queue item: its group persisted up to item.index once batch item.batch is
