@@ -7,8 +7,8 @@
  * connections they accept; leader changes arrive by callback (the hint for
  * answers that no library callback carries), and a monitor thread logs how
  * many groups this node leads, while the library logs each change; the
- * main thread waits for SIGTERM or SIGINT. Logs go to stderr, one line each
- * with a UTC timestamp.
+ * main thread waits for SIGTERM or SIGINT (SIGHUP reloads the TLS files).
+ * Logs go to stderr, one line each with a UTC timestamp.
  *
  * The happy path of a write: a client thread decodes a PUT, encodes it as a
  * KV command and calls fl_propose() with a struct pending as the callback
@@ -421,6 +421,15 @@ static int server_start_node(struct server *s, struct fl_peer *peers)
 	config.snapshot_compress = s->opt.snapshot_compress;
 	config.log_level = s->opt.log_level;
 	config.log_format = s->opt.log_format;
+	if (s->opt.tls_ca_file[0] != '\0') {
+		config.tls_ca_file = s->opt.tls_ca_file;
+		config.tls_cert_file = s->opt.tls_cert_file;
+		config.tls_key_file = s->opt.tls_key_file;
+	} else {
+		server_log(LOG_LEVEL_WARN,
+			   "TLS is off: peer and client traffic is neither encrypted nor "
+			   "authenticated (--tls-ca, --tls-cert and --tls-key turn it on)");
+	}
 	if (s->opt.auth_key_size > 0) {
 		config.auth_key = s->opt.auth_key;
 		config.auth_key_size = s->opt.auth_key_size;
@@ -532,6 +541,7 @@ int main(int argc, char **argv)
 	sigemptyset(&signals);
 	sigaddset(&signals, SIGTERM);
 	sigaddset(&signals, SIGINT);
+	sigaddset(&signals, SIGHUP); /* Reload the TLS files. */
 	pthread_sigmask(SIG_BLOCK, &signals, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
@@ -599,7 +609,13 @@ int main(int argc, char **argv)
 			   s->metrics_port);
 	server_log(LOG_LEVEL_INFO, "ready");
 
-	while (sigwait(&signals, &signal_number) != 0) {
+	while (sigwait(&signals, &signal_number) != 0 || signal_number == SIGHUP) {
+		/* The reload logs what it loaded, or why it kept the old files. */
+		if (signal_number == SIGHUP && s->opt.tls_ca_file[0] != '\0')
+			(void)fl_node_tls_reload(s->node);
+		else if (signal_number == SIGHUP)
+			server_log(LOG_LEVEL_INFO, "SIGHUP: TLS is off; nothing to reload");
+		signal_number = 0;
 	}
 	server_log(LOG_LEVEL_INFO, "stopping on %s",
 		   signal_number == SIGINT ? "SIGINT" : "SIGTERM");

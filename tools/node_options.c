@@ -120,6 +120,13 @@ static const struct node_options_entry node_options_table[] = {
      "FILE  the cluster's shared peer key: 64 to 256 hex digits (32+ random bytes, e.g. "
      "`openssl rand -hex 32`), mode 0600 or stricter; every node the same (none: peers "
      "unauthenticated)"},
+    {"tls-ca", OPT_STR, OPT_FIELD(tls_ca_file), PATH_MAX, 0, 0,
+     "FILE  the cluster CA (PEM) that peer and client certificates must chain to; with "
+     "--tls-cert and --tls-key: TLS 1.3 for peers and clients (none of the three: plaintext)"},
+    {"tls-cert", OPT_STR, OPT_FIELD(tls_cert_file), PATH_MAX, 0, 0,
+     "FILE  this node's certificate (PEM): subject OU node, CN node-ID"},
+    {"tls-key", OPT_STR, OPT_FIELD(tls_key_file), PATH_MAX, 0, 0,
+     "FILE  this node's private key (PEM); SIGHUP reloads the three files"},
     {"config", OPT_CONFIG, 0, 0, 0, 0, "FILE  key=value lines with these names; # comments"},
 };
 
@@ -602,6 +609,12 @@ int node_options_check(struct node_options *opt)
 	}
 	if (opt->auth_key_file[0] != '\0' && node_options_read_key(opt) != 0)
 		return -EINVAL;
+	if ((opt->tls_ca_file[0] != '\0') != (opt->tls_cert_file[0] != '\0') ||
+	    (opt->tls_ca_file[0] != '\0') != (opt->tls_key_file[0] != '\0')) {
+		fprintf(stderr, "flotilla-node: --tls-ca, --tls-cert and --tls-key go together: "
+				"all three for TLS, or none for plaintext\n");
+		return -EINVAL;
+	}
 	return 0;
 }
 

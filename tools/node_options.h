@@ -60,6 +60,9 @@ struct node_options {
 	char auth_key_file[PATH_MAX];             /* Empty: no shared key. */
 	uint8_t auth_key[NODE_AUTH_KEY_SIZE_MAX]; /* Read by node_options_check(). */
 	uint32_t auth_key_size;                   /* 0: none. */
+	char tls_ca_file[PATH_MAX];               /* The three, or none (empty): plaintext. */
+	char tls_cert_file[PATH_MAX];
+	char tls_key_file[PATH_MAX];
 };
 
 /* The defaults: the library's, then the program's own. */
