@@ -3,7 +3,9 @@
  *
  * INPUT: u8 mode, then bytes.
  *   mode % 2 == 0: the first 56 bytes are a handshake (with mode bit 1 set,
- *       its checksum is recomputed first).
+ *       its checksum is recomputed first). With mode bit 2 set instead,
+ *       the bytes are a peer's DER certificate, read for the node id it
+ *       names (shard/tls.c), as the TLS acceptor and dialler do.
  *   mode % 2 == 1: the bytes are a stream of frames, walked like
  *       conn_parse() does. With mode bit 1 set, each frame is resealed
  *       before it is verified (the fuzzer cannot forge an XXH3 checksum,
@@ -12,7 +14,11 @@
  *       an authenticated connection's: a 16-byte tag follows each body
  *       (shard/auth.c), recomputed when resealing (the fuzzer cannot forge
  *       a tag either) and checked, with the frame counter, before the body
- *       is decoded.
+ *       is decoded. With mode bit 3 set (and not bit 2), the stream is a TLS
+ *       connection's: each frame is sealed (shard/seal.c, a fixed key), and
+ *       opened (checked and decrypted in place) before it is decoded; with
+ *       bit 1 the body as given is sealed first, so the decoders see the
+ *       fuzzer's plaintext.
  * Checks: no crash, decoders stay within the bytes they were given,
  * anything accepted re-encodes to what was decoded, and the decoded-entries
  * array grows like the shard's does (so a message that would make a node
@@ -23,6 +29,8 @@
 
 #include "base/le.h"
 #include "shard/auth.h"
+#include "shard/seal.h"
+#include "shard/tls.h"
 #include "shard/wire.h"
 #include "tests/fuzz/fuzz.h"
 
@@ -165,11 +173,48 @@ static int fuzz_wire_chunk(const uint8_t *body, size_t size)
 
 static const uint8_t fuzz_session_key[AUTH_KEY_SIZE] = {1, 2, 3, 4, 5, 6, 7, 8};
 
-static void fuzz_wire_frames(uint8_t *buf, size_t size, bool reseal, bool tagged)
+/* The TLS mode's sealing contexts, keyed once with a fixed key. */
+static struct seal fuzz_sealer, fuzz_opener;
+
+static void fuzz_wire_seal_init(void)
 {
-	size_t off = 0, tag_size = tagged ? AUTH_TAG_SIZE : 0;
+	static const uint8_t key[SEAL_KEY_SIZE] = {9, 8, 7, 6, 5, 4, 3, 2, 1};
+
+	if (fuzz_sealer.ctx == NULL) {
+		FUZZ_CHECK(seal_init(&fuzz_sealer, key, true) == 0);
+		FUZZ_CHECK(seal_init(&fuzz_opener, key, false) == 0);
+	}
+	fuzz_sealer.frames = fuzz_opener.frames = 0; /* A new connection. */
+}
+
+/* As conn_parse() on a sealed frame: the checksum (of the encrypted body),
+ * then open. Returns whether the frame may be decoded. */
+static bool fuzz_wire_open(uint8_t *frame, struct wire_frame_header *h, bool reseal)
+{
+	uint8_t *body = frame + WIRE_FRAME_HEADER_SIZE, *tag = body + h->body_size;
+
+	if (reseal) {
+		seal_frame(&fuzz_sealer, frame, h->kind, h->body_size, tag);
+		FUZZ_CHECK(wire_frame_header_decode(h, frame) == 0);
+	}
+	if (wire_frame_verify(h, body) != 0) {
+		FUZZ_CHECK(!reseal);
+		return false;
+	}
+	if (!seal_open(&fuzz_opener, frame, h->body_size, tag)) {
+		FUZZ_CHECK(!reseal); /* What was sealed opens. */
+		return false;
+	}
+	return true;
+}
+
+static void fuzz_wire_frames(uint8_t *buf, size_t size, bool reseal, bool tagged, bool sealed)
+{
+	size_t off = 0, tag_size = tagged ? AUTH_TAG_SIZE : sealed ? SEAL_TAG_SIZE : 0;
 	uint64_t counter = 0;
 
+	if (sealed)
+		fuzz_wire_seal_init();
 	while (size - off >= WIRE_FRAME_HEADER_SIZE) {
 		struct wire_frame_header h;
 		uint8_t *body = buf + off + WIRE_FRAME_HEADER_SIZE;
@@ -182,7 +227,11 @@ static void fuzz_wire_frames(uint8_t *buf, size_t size, bool reseal, bool tagged
 		FUZZ_CHECK(h.body_size <= WIRE_FRAME_SIZE_MAX);
 		if (size - off - WIRE_FRAME_HEADER_SIZE < (uint64_t)h.body_size + tag_size)
 			return; /* Incomplete: the connection waits for more. */
-		if (reseal) {
+		if (sealed && !fuzz_wire_open(buf + off, &h, reseal))
+			return; /* The shard closes the connection. */
+		if (sealed) {
+			/* Opened: decoded below. */
+		} else if (reseal) {
 			wire_frame_seal(buf + off, h.kind, h.body_size);
 			FUZZ_CHECK(wire_frame_header_decode(&h, buf + off) == 0);
 			FUZZ_CHECK(wire_frame_verify(&h, body) == 0);
@@ -227,6 +276,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	mode = data[0];
 	data++;
 	size--;
+	if (mode % 2 == 0 && (mode & 4) != 0) {
+		uint64_t id = 0;
+
+		if (tls_der_node_id(data, size, &id) == 0)
+			FUZZ_CHECK(id != 0);
+		return 0;
+	}
 	if (mode % 2 == 0) {
 		fuzz_wire_handshake(data, size, (mode & 2) != 0);
 		return 0;
@@ -234,7 +290,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	copy = malloc(size ? size : 1); /* Resealing writes into the frames. */
 	FUZZ_CHECK(copy != NULL);
 	memcpy(copy, data, size);
-	fuzz_wire_frames(copy, size, (mode & 2) != 0, (mode & 4) != 0);
+	fuzz_wire_frames(copy, size, (mode & 2) != 0, (mode & 4) != 0,
+			 (mode & 4) == 0 && (mode & 8) != 0);
 	free(copy);
 	return 0;
 }

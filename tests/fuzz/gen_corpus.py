@@ -8,6 +8,7 @@ fuzzing are kept next to the seeds as crash-<what> and are not touched here.
 
     tests/fuzz/gen_corpus.py [target...]
 """
+import base64
 import os
 import struct
 import sys
@@ -62,6 +63,26 @@ def wire_frame(kind, body):
     return u32(len(body)) + u32(kind) + u64(0) + body
 
 
+# A node certificate (OU node, CN node-2, from tools/tls-certs), DER, fixed
+# so the seed does not change between runs.
+NODE_CERT_DER_B64 = (
+    "MIICDjCCAbSgAwIBAgIIL67r1nl0DQowCgYIKoZIzj0EAwIwSDERMA8GA1UECgwIRmxvdGlsbGEx"
+    "MzAxBgNVBAMMKkZsb3RpbGxhIGNsdXN0ZXIgQ0EgMjAyNjEyMDdUMTU0MDM5Wi0yOTE5OTAeFw0y"
+    "NjEyMDcxNTQwNDBaFw0yOTAzMTExNTQwNDBaMDMxETAPBgNVBAoMCEZsb3RpbGxhMQ0wCwYDVQQL"
+    "DARub2RlMQ8wDQYDVQQDDAZub2RlLTIwWTATBgcqhkjOPQIBBggqhkjOPQMBBwNCAAR+ykzTIknB"
+    "bIcRI3NHvQptws4A1j2ks4pvnOdI3IBLWsF+Yj7yP6lGO3EL6sHfiLsVx1bdHrEpbwGxQoHVrxgN"
+    "o4GcMIGZMAwGA1UdEwEB/wQCMAAwDgYDVR0PAQH/BAQDAgeAMB0GA1UdJQQWMBQGCCsGAQUFBwMB"
+    "BggrBgEFBQcDAjAaBgNVHREEEzARhwR/AAABgglsb2NhbGhvc3QwHQYDVR0OBBYEFItITPETyrpI"
+    "HUdl7lrPd4HYs2xWMB8GA1UdIwQYMBaAFL5lICk1kuW+zAKzoJv8oblCZ2IDMAoGCCqGSM49BAMC"
+    "A0gAMEUCIFrWY0yOiyRMsi84CRqyCH1Qq+QfbzeTDk0MmT1oSOc+AiEA6JQROATdPZoZEQDexrxc"
+    "sn+PfkgKFZ3luKJW6CuSLmo="
+)
+
+
+def node_cert_der():
+    return base64.b64decode(NODE_CERT_DER_B64)
+
+
 def wire_seeds():
     handshake = u32(0x414C5446) + u32(2) + u64(42) + u64(2) + u32(0) + u32(4)
     handshake += u32(0) + u32(0) + u64(0x1234567890ABCDEF) + u64(0)
@@ -84,6 +105,14 @@ def wire_seeds():
         # 16-byte tag after its body (recomputed when resealing).
         "tagged-frames": u8(7) + wire_frame(3, beat + beat_resp) + b"\0" * 16
         + wire_frame(1, resp) + b"\0" * 16,
+        # Mode bit 3: frames of a TLS connection, each sealed (AES-256-GCM,
+        # a fixed key) with a 16-byte tag after its body; with bit 1 the
+        # body given is sealed first, so the decoders see it.
+        "sealed-frames": u8(11) + wire_frame(3, beat + beat_resp) + b"\0" * 16
+        + wire_frame(1, append) + b"\0" * 16,
+        "sealed-unsealed": u8(9) + wire_frame(1, resp) + b"\0" * 16,
+        # Mode bit 2 of an even mode: a peer's DER certificate (node-2's).
+        "node-cert": u8(4) + node_cert_der(),
     }
 
 
