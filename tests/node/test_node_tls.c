@@ -174,38 +174,36 @@ static SSL_CTX *client_ctx(const char *dir, const char *name)
 	return ctx;
 }
 
-/* node 2's handshake for shard 0, as a real node 2 would send it. */
-static void handshake_of_node2(uint8_t *buf)
+/* A handshake for shard 0 claiming node, with flags and incarnation. */
+static void handshake_claiming(uint64_t node, uint32_t flags, uint64_t incarnation, uint8_t *buf)
 {
 	struct wire_handshake hs = {.version = WIRE_VERSION,
+				    .flags = flags,
 				    .cluster_id = CLUSTER,
-				    .node_id = 2,
+				    .node_id = node,
 				    .shard_index = 0,
 				    .shard_count = 1,
-				    .incarnation = 0x5eed};
+				    .incarnation = incarnation};
 
 	wire_handshake_encode(&hs, buf);
 }
 
-/* Connect to node 1's peer port with certificate NAME of dir (NULL: none),
- * or in plaintext, claim node 2, and return whether node 1 answered with a
- * handshake (admitted). serial, when set, gets the serial of node 1's
- * certificate in hex. */
-static bool attack(const char *dir, const char *name, bool plaintext, char *serial, size_t size)
+/* Connect to port with certificate NAME of dir (NULL: none), or in
+ * plaintext, send hs and read the answer. Returns whether a whole handshake
+ * came back. serial, when set, gets the serial of the node's certificate. */
+static bool exchange(uint16_t port, const char *dir, const char *name, bool plaintext,
+		     const uint8_t *hs, uint8_t *answer, char *serial, size_t size)
 {
-	uint8_t hs[WIRE_HANDSHAKE_SIZE], answer[WIRE_HANDSHAKE_SIZE];
-	int fd = node_test_dial(ports[0]);
+	int fd = node_test_dial(port);
 	size_t got = 0;
 	bool answered;
 
-	handshake_of_node2(hs);
 	if (plaintext) {
-		ssize_t n;
-
-		node_test_send(fd, hs, sizeof(hs));
-		n = recv(fd, answer, sizeof(answer), MSG_WAITALL);
+		node_test_send(fd, hs, WIRE_HANDSHAKE_SIZE);
+		answered =
+		    recv(fd, answer, WIRE_HANDSHAKE_SIZE, MSG_WAITALL) == WIRE_HANDSHAKE_SIZE;
 		close(fd);
-		return n == (ssize_t)sizeof(answer);
+		return answered;
 	}
 	{
 		struct timeval tv = {.tv_sec = 3};
@@ -223,15 +221,34 @@ static bool attack(const char *dir, const char *name, bool plaintext, char *seri
 			OPENSSL_free(hex);
 			BN_free(bn);
 		}
-		answered = SSL_write(ssl, hs, sizeof(hs)) == (int)sizeof(hs) &&
-			   SSL_read_ex(ssl, answer, sizeof(answer), &got) == 1 &&
-			   got == sizeof(answer);
+		answered = SSL_write(ssl, hs, WIRE_HANDSHAKE_SIZE) == WIRE_HANDSHAKE_SIZE &&
+			   SSL_read_ex(ssl, answer, WIRE_HANDSHAKE_SIZE, &got) == 1 &&
+			   got == WIRE_HANDSHAKE_SIZE;
 		SSL_free(ssl);
 		SSL_CTX_free(ctx);
 		ERR_clear_error();
 	}
 	close(fd);
 	return answered;
+}
+
+/* Connect to node 1's peer port as exchange() does, claiming node 2 with
+ * node 2's real incarnation (learnt by probing node 2 with node 3's
+ * certificate, as any holder of a node certificate can), and return whether
+ * node 1 admitted the connection as node 2's (answered, not refused). */
+static bool attack(const char *dir, const char *name, bool plaintext, char *serial, size_t size)
+{
+	uint8_t hs[WIRE_HANDSHAKE_SIZE], answer[WIRE_HANDSHAKE_SIZE];
+	struct wire_handshake node2, got;
+
+	handshake_claiming(3, WIRE_HANDSHAKE_PROBE, 3, hs);
+	CHECK(exchange(ports[1], tls_dir, "node-3", false, hs, answer, NULL, 0));
+	CHECK(wire_handshake_decode(&node2, answer) == 0 && node2.node_id == 2);
+	handshake_claiming(2, 0, node2.incarnation, hs);
+	if (!exchange(ports[0], dir, name, plaintext, hs, answer, serial, size))
+		return false;
+	CHECK(wire_handshake_decode(&got, answer) == 0);
+	return (got.flags & WIRE_HANDSHAKE_REFUSED) == 0;
 }
 
 /* Each kind of bad peer is refused with its line; the group commits after. */
