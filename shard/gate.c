@@ -30,10 +30,13 @@ void gate_deinit(struct gate *gate)
 
 /* host's slot, or a free one or the oldest idle one made host's; NULL when
  * every slot has a set-up under way. Under lock. */
-static struct gate_source *gate_source_of(struct gate *gate, const char *host)
+static struct gate_source *gate_source_of(struct gate *gate, const char *host_in)
 {
 	struct gate_source *reuse = NULL;
+	char host[GATE_HOST_SIZE];
 
+	/* Longer keys (a dialled peer's address) are cut as they are stored. */
+	snprintf(host, sizeof(host), "%s", host_in);
 	for (int i = 0; i < GATE_SOURCES_MAX; i++) {
 		struct gate_source *src = &gate->sources[i];
 

@@ -519,10 +519,14 @@ static int net_connect(struct node_net *net, uint32_t shard_index, uint64_t peer
 	if (rv == 0)
 		rv = tls_chan_read(&ch, buf, sizeof(buf), why, sizeof(why));
 	if (rv == -EPROTO && ch.ssl != NULL) {
-		/* TLS 1.3: the acceptor checks our certificate after we finished. */
-		log_at(&net->config.log, LOG_LEVEL_WARN,
-		       "dialled node %llu at %s refused this node: %s", (unsigned long long)peer,
-		       text, why);
+		/* TLS 1.3: the acceptor checks our certificate after we finished.
+		 * Redials come every second: the line is rate-limited too. */
+		char host[FL_ADDR_SIZE_MAX + 16], line[FL_ADDR_SIZE_MAX + 64];
+
+		snprintf(host, sizeof(host), "dialled %s", text);
+		snprintf(line, sizeof(line), "to node %llu at %s (it refused this node)",
+			 (unsigned long long)peer, text);
+		net_refused_tls(net, host, line, TLS_REFUSAL_OTHER, why);
 	}
 	if (rv != 0)
 		goto err;
