@@ -11,7 +11,13 @@
 # them (snapshot chunks included) is tagged, and none may fail its tag or its
 # proof on the way.
 #
-#   test_cluster_kill.sh FLOTILLA_NODE CLUSTER_CHECK TOOLS_CLUSTER WORK_DIR GROUPS [--auth-key]
+# With --tls, tools/cluster start makes a CA and node certificates and every
+# node runs mutual TLS: each must say so, no connection between them may be
+# refused or fail a frame, and SIGHUP to a node reloads its certificate
+# (one log line) while the cluster goes on.
+#
+#   test_cluster_kill.sh FLOTILLA_NODE CLUSTER_CHECK TOOLS_CLUSTER WORK_DIR GROUPS
+#                        [--auth-key | --tls]
 #
 # The cluster lives in a temporary directory under WORK_DIR, on a random
 # base port, and is stopped by PID (tools/cluster stop) on every exit.
@@ -25,6 +31,8 @@ election_ms=1000
 start_args=() name=kill
 if [ "$auth" = --auth-key ]; then
 	start_args=(--auth-key) name=auth
+elif [ "$auth" = --tls ]; then
+	start_args=(--tls) name=tls
 fi
 
 mkdir -p "$work_dir"
@@ -40,7 +48,19 @@ cluster_start_random --groups "$groups" --nodes 3 "${start_args[@]}" \
 	--bin "$node_bin" -- --election-ms "$election_ms" --heartbeat-ms 100 \
 	--snapshot-entries 500
 nodes="1=127.0.0.1:$((base + 1)),2=127.0.0.1:$((base + 3)),3=127.0.0.1:$((base + 5))"
-if [ -n "$auth" ]; then
+if [ "$auth" = --tls ]; then
+	for i in 1 2 3; do
+		grep -q "mutual TLS 1.3: peers authenticated, frames sealed" "$dir/node-$i.log" ||
+			{ echo "node $i does not say TLS is on"; exit 1; }
+	done
+	step "SIGHUP node 1: its certificate is reloaded"
+	kill -HUP "$(cat "$dir/node-1.pid")"
+	for _ in $(seq 1 50); do
+		grep -q "TLS reload: loaded" "$dir/node-1.log" && break
+		sleep 0.1
+	done
+	grep "TLS reload: loaded" "$dir/node-1.log" || { echo "node 1 did not reload"; exit 1; }
+elif [ -n "$auth" ]; then
 	mode=$(stat -c %a "$dir/auth.key")
 	[ "$mode" = 600 ] || { echo "auth.key has mode $mode, not 600"; exit 1; }
 	for i in 1 2 3; do
@@ -58,6 +78,12 @@ step "stop"
 if grep -l -E "AddressSanitizer|LeakSanitizer|runtime error:|kv: group .* applied index" \
 	"$dir"/node-*.log; then
 	echo "a node reported an error (above)"
+	exit 1
+fi
+tls_bad="failed authentication|another CA|certificate expired|no certificate"
+tls_bad+="|certificate is for node|plaintext connection"
+if [ "$auth" = --tls ] && grep -E "$tls_bad" "$dir"/node-*.log; then
+	echo "a frame or a connection failed between nodes of one CA (above)"
 	exit 1
 fi
 if [ -n "$auth" ] && grep -E "frame [0-9]+ failed authentication|wrong proof" "$dir"/node-*.log; then
