@@ -630,6 +630,58 @@ static void *net_accept_main(void *arg)
 	return NULL;
 }
 
+struct net_dial_run {
+	struct node_net *net;
+	struct net_dial dial;
+};
+
+static void *net_dial_run_main(void *arg)
+{
+	struct net_dial_run *run = arg;
+	struct node_net *net = run->net;
+
+	net_dial_one(net, run->dial);
+	free(run);
+	pthread_mutex_lock(&net->lock);
+	net->dials_running--;
+	pthread_cond_broadcast(&net->dials_ended);
+	pthread_mutex_unlock(&net->lock);
+	return NULL;
+}
+
+/* Run dial d on a thread of its own, once fewer than NET_DIALS_RUNNING_MAX
+ * run: a dial to a slow or silent address (each bounded by the set-up
+ * deadline) then delays no other. Inline when no thread can be had. */
+static void net_dial_start(struct node_net *net, struct net_dial d)
+{
+	struct net_dial_run *run = malloc(sizeof(*run));
+	pthread_attr_t attr;
+	pthread_t thread;
+	int rv = -1;
+
+	pthread_mutex_lock(&net->lock);
+	while (net->dials_running >= NET_DIALS_RUNNING_MAX && !atomic_load(&net->stopping))
+		pthread_cond_wait(&net->dials_ended, &net->lock);
+	net->dials_running++;
+	pthread_mutex_unlock(&net->lock);
+	if (run != NULL) {
+		*run = (struct net_dial_run){.net = net, .dial = d};
+		pthread_attr_init(&attr);
+		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+		pthread_attr_setstacksize(&attr, 256 << 10);
+		rv = pthread_create(&thread, &attr, net_dial_run_main, run);
+		pthread_attr_destroy(&attr);
+	}
+	if (rv == 0)
+		return;
+	free(run);
+	net_dial_one(net, d);
+	pthread_mutex_lock(&net->lock);
+	net->dials_running--;
+	pthread_cond_broadcast(&net->dials_ended);
+	pthread_mutex_unlock(&net->lock);
+}
+
 static void *net_dial_main(void *arg)
 {
 	struct node_net *net = arg;
@@ -651,7 +703,7 @@ static void *net_dial_main(void *arg)
 		if (atomic_load(&net->stopping))
 			return NULL;
 		for (uint32_t i = 0; i < count && !atomic_load(&net->stopping); i++)
-			net_dial_one(net, dials[i]);
+			net_dial_start(net, dials[i]);
 	}
 }
 
@@ -723,6 +775,7 @@ int node_net_start(struct node_net **out, const struct node_net_config *config,
 	pthread_mutex_init(&net->peers_lock, NULL);
 	pthread_mutex_init(&net->lock, NULL);
 	pthread_cond_init(&net->dial_cond, NULL);
+	pthread_cond_init(&net->dials_ended, NULL);
 	rv = net_listen(net, why, why_size);
 	if (rv != 0)
 		goto err;
@@ -757,6 +810,7 @@ err_after_listen:
 	close(net->listen_fd);
 err:
 	gate_deinit(&net->gate);
+	pthread_cond_destroy(&net->dials_ended);
 	pthread_cond_destroy(&net->dial_cond);
 	pthread_mutex_destroy(&net->lock);
 	pthread_mutex_destroy(&net->peers_lock);
@@ -770,15 +824,22 @@ void node_net_stop(struct node_net *net)
 	(void)!write(net->wake_fd[1], "s", 1);
 	pthread_mutex_lock(&net->lock);
 	pthread_cond_signal(&net->dial_cond);
+	pthread_cond_broadcast(&net->dials_ended); /* A dial waiting for its turn. */
 	pthread_mutex_unlock(&net->lock);
 	pthread_join(net->accept_thread, NULL);
 	pthread_join(net->dial_thread, NULL);
-	/* Set-ups under way see stopping within TLS_POLL_SLICE_MS. */
+	/* Set-ups and dials under way see stopping within TLS_POLL_SLICE_MS
+	 * (or their connect's time limit). */
 	gate_wait_idle(&net->gate);
+	pthread_mutex_lock(&net->lock);
+	while (net->dials_running > 0)
+		pthread_cond_wait(&net->dials_ended, &net->lock);
+	pthread_mutex_unlock(&net->lock);
 	gate_deinit(&net->gate);
 	close(net->listen_fd);
 	close(net->wake_fd[0]);
 	close(net->wake_fd[1]);
+	pthread_cond_destroy(&net->dials_ended);
 	pthread_cond_destroy(&net->dial_cond);
 	pthread_mutex_destroy(&net->lock);
 	pthread_mutex_destroy(&net->peers_lock);

@@ -21,6 +21,7 @@ enum {
 	NET_HANDSHAKE_TIMEOUT_MS = 2000,      /* The whole set-up of a connection, by default. */
 	NET_CONNECT_TIMEOUT_MS = 500,
 	NET_DIALS_MAX = 1024,
+	NET_DIALS_RUNNING_MAX = 16, /* Dials set up at once, each on its own thread. */
 	NET_SOCKET_BUFFER = 4 << 20,
 	NET_IDENT_REFUSE_MS = 5000, /* A refused incarnation is refused again without a probe. */
 	NET_IDENT_LOG_MS = 5000,    /* At most one identity log line per peer this often. */
@@ -66,7 +67,9 @@ struct node_net {
 	pthread_mutex_t lock; /* Guards the dial queue (not the replication path). */
 	struct net_dial dials[NET_DIALS_MAX];
 	uint32_t dials_count;
-	struct gate gate; /* Accepted set-ups under way, and the refusal lines. */
+	uint32_t dials_running;     /* Dial threads under way (under lock), */
+	pthread_cond_t dials_ended; /* signalled as each ends. */
+	struct gate gate;           /* Accepted set-ups under way, and the refusal lines. */
 };
 
 /* One accepted connection being set up, on its own thread (see SET-UP). */
