@@ -7,7 +7,8 @@
  * connections they accept; leader changes arrive by callback (the hint for
  * answers that no library callback carries), and a monitor thread logs how
  * many groups this node leads, while the library logs each change; the
- * main thread waits for SIGTERM or SIGINT. Logs go to stderr, one line each
+ * main thread waits for SIGTERM or SIGINT (SIGHUP: reload the TLS
+ * certificates, node_tls.c). Logs go to stderr, one line each
  * with a UTC timestamp.
  *
  * The happy path of a write: a client thread decodes a PUT, encodes it as a
@@ -494,6 +495,7 @@ static void server_stop(struct server *s)
 		worker_deinit(&s->workers[i]);
 	free(s->workers);
 	node_sources_deinit(&s->sources);
+	node_tls_deinit(s);
 	free(s->leaders);
 	s->store->ops->close(s->store);
 	s->store = NULL;
@@ -532,6 +534,7 @@ int main(int argc, char **argv)
 	sigemptyset(&signals);
 	sigaddset(&signals, SIGTERM);
 	sigaddset(&signals, SIGINT);
+	sigaddset(&signals, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &signals, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
@@ -546,6 +549,12 @@ int main(int argc, char **argv)
 		return EXIT_FAILURE;
 	}
 	server_check_fd_limit(s);
+	if (node_tls_init(s) != 0)
+		return EXIT_FAILURE;
+	if (!node_tls_enabled(s))
+		server_log(LOG_LEVEL_WARN,
+			   "TLS is off: peer and client traffic is neither encrypted nor "
+			   "authenticated (--tls-ca, --tls-cert and --tls-key turn it on)");
 	/* Before the node starts: recovered groups report their leaders at once. */
 	if (s->opt.groups_count > 0) {
 		s->leaders = calloc(s->opt.groups_count, sizeof(*s->leaders));
@@ -599,7 +608,12 @@ int main(int argc, char **argv)
 			   s->metrics_port);
 	server_log(LOG_LEVEL_INFO, "ready");
 
-	while (sigwait(&signals, &signal_number) != 0) {
+	/* SIGHUP: reload the certificates (new connections use them); SIGTERM
+	 * or SIGINT: stop. */
+	while (sigwait(&signals, &signal_number) != 0 || signal_number == SIGHUP) {
+		if (signal_number == SIGHUP)
+			node_tls_reload(s);
+		signal_number = 0;
 	}
 	server_log(LOG_LEVEL_INFO, "stopping on %s",
 		   signal_number == SIGINT ? "SIGINT" : "SIGTERM");

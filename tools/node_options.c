@@ -108,6 +108,9 @@ static const struct node_options_entry node_options_table[] = {
     {"client-request-ms", OPT_U32, OPT_FIELD(client_request_ms), 0, 0, 3600000,
      "MS  close a client connection whose request began arriving but is not complete "
      "after MS ms, 0 to 3600000 (10000; 0: never)"},
+    {"client-handshake-ms", OPT_U32, OPT_FIELD(client_handshake_ms), 0, 1, 60000,
+     "MS  close a client connection whose TLS handshake is not over after MS ms, 1 to "
+     "60000 (2000)"},
     {"leader-poll-ms", OPT_U32, OPT_FIELD(leader_poll_ms), 0, 10, 3600000,
      "MS  how often each group's leader is polled (200)"},
     {"store", OPT_STR, OPT_FIELD(store), NODE_STORE_NAME_SIZE_MAX, 0, 0,
@@ -120,6 +123,13 @@ static const struct node_options_entry node_options_table[] = {
      "FILE  the cluster's shared peer key: 64 to 256 hex digits (32+ random bytes, e.g. "
      "`openssl rand -hex 32`), mode 0600 or stricter; every node the same (none: peers "
      "unauthenticated)"},
+    {"tls-ca", OPT_STR, OPT_FIELD(tls_ca_file), PATH_MAX, 0, 0,
+     "FILE  the cluster CA's certificate (PEM): peers and clients must chain to it"},
+    {"tls-cert", OPT_STR, OPT_FIELD(tls_cert_file), PATH_MAX, 0, 0,
+     "FILE  this node's certificate (PEM; OU node, CN node-ID)"},
+    {"tls-key", OPT_STR, OPT_FIELD(tls_key_file), PATH_MAX, 0, 0,
+     "FILE  this node's private key (PEM); --tls-ca, --tls-cert and --tls-key together turn "
+     "TLS 1.3 on for peers and clients (none: plaintext)"},
     {"config", OPT_CONFIG, 0, 0, 0, 0, "FILE  key=value lines with these names; # comments"},
 };
 
@@ -602,6 +612,12 @@ int node_options_check(struct node_options *opt)
 	}
 	if (opt->auth_key_file[0] != '\0' && node_options_read_key(opt) != 0)
 		return -EINVAL;
+	if ((opt->tls_ca_file[0] != '\0') != (opt->tls_cert_file[0] != '\0') ||
+	    (opt->tls_ca_file[0] != '\0') != (opt->tls_key_file[0] != '\0')) {
+		fprintf(stderr, "flotilla-node: --tls-ca, --tls-cert and --tls-key go together: "
+				"give all three (TLS) or none (plaintext)\n");
+		return -EINVAL;
+	}
 	return 0;
 }
 
@@ -636,6 +652,7 @@ void node_options_default(struct node_options *opt)
 	opt->inflight_max = 1024;
 	opt->client_idle_s = 300;
 	opt->client_request_ms = 10000;
+	opt->client_handshake_ms = 2000;
 	opt->leader_poll_ms = 200;
 	opt->log_level = config.log_level;
 	opt->log_format = config.log_format;

@@ -52,14 +52,18 @@ struct node_options {
 	uint32_t conns_max;
 	uint32_t conns_per_source_max; /* Client connections from one address. */
 	uint32_t inflight_max;
-	uint32_t client_idle_s;     /* Close a connection without a request this long; 0: off. */
-	uint32_t client_request_ms; /* A started request completes within this; 0: off. */
+	uint32_t client_idle_s;       /* Close a connection without a request this long; 0: off. */
+	uint32_t client_request_ms;   /* A started request completes within this; 0: off. */
+	uint32_t client_handshake_ms; /* A client's TLS handshake completes within this. */
 	uint32_t leader_poll_ms;
 	uint8_t log_level;                        /* enum fl_log_level. */
 	uint8_t log_format;                       /* enum fl_log_format. */
 	char auth_key_file[PATH_MAX];             /* Empty: no shared key. */
 	uint8_t auth_key[NODE_AUTH_KEY_SIZE_MAX]; /* Read by node_options_check(). */
 	uint32_t auth_key_size;                   /* 0: none. */
+	char tls_ca_file[PATH_MAX];               /* All three or none (checked): TLS. */
+	char tls_cert_file[PATH_MAX];
+	char tls_key_file[PATH_MAX];
 };
 
 /* The defaults: the library's, then the program's own. */
