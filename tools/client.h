@@ -266,6 +266,10 @@ uint32_t client_op_role(uint32_t op);
 /* Whether a connection with role may run op. */
 bool client_role_allows(uint32_t role, uint32_t op);
 
+/* The text of the FORBIDDEN answer to op on a connection with role: the op
+ * and the role it needs. */
+void client_forbidden_text(uint32_t op, uint32_t role, char *buf, size_t size);
+
 /* The role of a certificate (an X509 *): its subject's only OU, or
  * CLIENT_ACCESS_NONE (no OU, two, or another name). */
 uint32_t client_tls_cert_role(const void *x509);

@@ -112,6 +112,21 @@ bool client_role_allows(uint32_t role, uint32_t op)
 	       (role == CLIENT_ACCESS_DATA && need == CLIENT_ACCESS_DATA);
 }
 
+void client_forbidden_text(uint32_t op, uint32_t role, char *buf, size_t size)
+{
+	const char *name = client_op_name(op);
+
+	if (name != NULL)
+		snprintf(buf, size,
+			 "%s needs the admin role; this connection's certificate has the %s role",
+			 name, client_role_name(role));
+	else
+		snprintf(
+		    buf, size,
+		    "op %u needs the admin role; this connection's certificate has the %s role", op,
+		    client_role_name(role));
+}
+
 /* The role a subject's single OU names. Two OUs, or one that is not a
  * role's name byte for byte, name none. */
 uint32_t client_tls_cert_role(const void *x509)

@@ -621,9 +621,7 @@ static void request_handle(struct conn *c, const struct client_request *req)
 	if (!client_role_allows(c->role, req->op)) {
 		char text[160];
 
-		snprintf(text, sizeof(text),
-			 "%s needs the admin role; this connection's certificate has the %s role",
-			 client_op_name(req->op), client_role_name(c->role));
+		client_forbidden_text(req->op, c->role, text, sizeof(text));
 		conn_respond_text(c, CLIENT_STATUS_FORBIDDEN, req->request_id, 0, text);
 		return;
 	}
