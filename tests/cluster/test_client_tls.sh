@@ -8,7 +8,7 @@
 #     connection that stays open; flotilla-admin with it is told why;
 #   - the admin certificate does all four;
 #   - refused, each with the client's sentence and the node's log line: no
-#     client certificate, a certificate of another CA, a node's certificate,
+#     client certificate, a certificate of another CA, an expired one, a node's,
 #     a client that does not trust the node's CA, a plaintext client (which
 #     gets one plaintext ERROR answer); a handshake never begun is closed at
 #     --client-handshake-ms; both counted in GET /metrics;
@@ -44,6 +44,7 @@ step "certificates: a cluster CA with 3 nodes, admin and data; another CA"
 "$tls_certs" cluster "$certs" --nodes 3 >/dev/null
 "$tls_certs" ca "$dir/other" >/dev/null
 "$tls_certs" client "$dir/other" rogue admin >/dev/null
+"$tls_certs" client "$certs" old data --expired >/dev/null
 
 # Each node gets its own certificate: tools/cluster runs this wrapper, which
 # becomes the node (exec) with the TLS flags of the --id it is given.
@@ -174,6 +175,9 @@ refused "a certificate of another CA" "alert unknown ca" \
 	"certificate verify failed: unable to get local issuer certificate" \
 	env FLOTILLA_TLS_CA="$certs/ca.pem" FLOTILLA_TLS_CERT="$dir/other/rogue.pem" \
 	FLOTILLA_TLS_KEY="$dir/other/rogue.key" "$roles"
+refused "an expired certificate" "TLS handshake with $(addr 1) failed" \
+	"certificate verify failed: certificate has expired" env FLOTILLA_TLS_CA="$certs/ca.pem" \
+	FLOTILLA_TLS_CERT="$certs/old.pem" FLOTILLA_TLS_KEY="$certs/old.key" "$roles"
 refused "a node certificate as a client's" "TLS handshake with $(addr 1) failed" \
 	"it is a node certificate (OU node)" env FLOTILLA_TLS_CA="$certs/ca.pem" \
 	FLOTILLA_TLS_CERT="$certs/node-2.pem" FLOTILLA_TLS_KEY="$certs/node-2.key" "$roles"
