@@ -439,8 +439,10 @@ int client_tls_connect(struct client *c, const char *addr, int timeout_ms)
 		return 0;
 	}
 	if (rv == -ETIMEDOUT)
-		client_tls_fail("TLS handshake with %s failed: no answer within %d ms", addr,
-				timeout_ms);
+		client_tls_fail("TLS handshake with %s failed: no answer within %d ms (a "
+				"plaintext node, without --tls-ca, --tls-cert and --tls-key, "
+				"waits for more bytes and does not answer)",
+				addr, timeout_ms);
 	else
 		client_tls_explain(ssl, rv, addr);
 	SSL_free(ssl);
