@@ -57,8 +57,9 @@ struct admin_options {
 	uint32_t voters_min;
 	bool verbose;
 	bool json;
-	uint64_t id;           /* add-node, remove-node: the node. */
-	const char *peer_addr; /* add-node: its peer listener. */
+	uint64_t id;                             /* add-node, remove-node: the node. */
+	const char *peer_addr;                   /* add-node: its peer listener. */
+	const char *tls_ca, *tls_cert, *tls_key; /* --tls-*; NULL: FLOTILLA_TLS_*. */
 	bool force; /* recover: even where a quorum seems reachable; remove-node: even while
 		     * the node is a group's member. */
 };

@@ -82,8 +82,10 @@ static int admin_peers_of(struct admin_found *f)
 	free(f->peers);
 	f->peers = NULL;
 	f->peers_count = 0;
-	if (rv == 0 && status != CLIENT_STATUS_OK)
-		rv = -EPROTO; /* An older node: it does not know PEERS. */
+	if (rv == 0 && status == CLIENT_STATUS_FORBIDDEN)
+		rv = -EACCES; /* A data certificate: PEERS needs the admin role. */
+	else if (rv == 0 && status != CLIENT_STATUS_OK)
+		rv = -EOPNOTSUPP; /* An older node: it does not know PEERS. */
 	if (rv == 0 && (f->peers = calloc(CLIENT_PEERS_MAX, sizeof(*f->peers))) == NULL)
 		rv = -ENOMEM;
 	if (rv == 0)
@@ -166,7 +168,11 @@ static int admin_cluster_discover(struct admin_cluster *cl, bool quiet)
 			if (!quiet)
 				fprintf(stderr, "flotilla-admin: node %s: no PEERS answer (%s)\n",
 					f->addr,
-					rv == -EPROTO ? "it does not know the op" : strerror(-rv));
+					rv == -EOPNOTSUPP ? "it does not know the op"
+					: rv == -EACCES
+					    ? "forbidden: PEERS needs the admin role, and this "
+					      "client's certificate has the data role"
+					    : client_error_text(rv));
 			continue;
 		}
 		answered++;
@@ -377,10 +383,10 @@ static int admin_add_teach(const struct admin_options *opt, const struct admin_c
 		if (rv != 0) {
 			if (!opt->json)
 				printf("node %" PRIu64 ": SET_PEER %" PRIu64 "=%s failed: %s\n", id,
-				       f->id, f->peer_addr, rv > 0 ? why : strerror(-rv));
+				       f->id, f->peer_addr, rv > 0 ? why : client_error_text(rv));
 			admin_report_set(rep, f, "teach_failed",
 					 "node %" PRIu64 ": SET_PEER %" PRIu64 "=%s failed: %s", id,
-					 f->id, f->peer_addr, rv > 0 ? why : strerror(-rv));
+					 f->id, f->peer_addr, rv > 0 ? why : client_error_text(rv));
 			failed = 1;
 		}
 	}
@@ -457,8 +463,9 @@ int admin_add_node(const struct admin_options *opt)
 		if (rv != 0) {
 			if (!opt->json)
 				printf("node %" PRIu64 ": %s\n", f->id,
-				       rv > 0 ? why : strerror(-rv));
-			admin_report_set(&rep, f, "failed", "%s", rv > 0 ? why : strerror(-rv));
+				       rv > 0 ? why : client_error_text(rv));
+			admin_report_set(&rep, f, "failed", "%s",
+					 rv > 0 ? why : client_error_text(rv));
 			failed++;
 		} else {
 			if (!opt->json)
@@ -648,8 +655,9 @@ int admin_remove_node(const struct admin_options *opt)
 		if (rv != 0) {
 			if (!opt->json)
 				printf("node %" PRIu64 ": %s\n", f->id,
-				       rv > 0 ? why : strerror(-rv));
-			admin_report_set(&rep, f, "failed", "%s", rv > 0 ? why : strerror(-rv));
+				       rv > 0 ? why : client_error_text(rv));
+			admin_report_set(&rep, f, "failed", "%s",
+					 rv > 0 ? why : client_error_text(rv));
 			failed++;
 		} else {
 			if (!opt->json)

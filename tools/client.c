@@ -5,7 +5,7 @@
  * unusable (-EBADMSG; the caller closes it); a connection that fails in the
  * router is closed and its node is left alone for CLIENT_DOWN_MS before the
  * next connect, so a dead node costs one refused connect per interval, not
- * one per request. */
+ * one per request. TLS, the roles and the op table live in client_tls.c. */
 #include "tools/client.h"
 
 #include <arpa/inet.h>
@@ -25,6 +25,7 @@
 
 #include "base/le.h"
 #include "base/sock.h"
+#include "tools/client_internal.h"
 
 #define CLIENT_BUFFER_SIZE_MIN (64u << 10)
 #define CLIENT_DOWN_MS         100
@@ -175,33 +176,6 @@ void client_request_encode(const struct client_request *req, void *buf)
 	default:
 		break;
 	}
-}
-
-const char *client_op_name(uint32_t op)
-{
-	/* Indexed by CLIENT_OP_*, 1 to CLIENT_OP_LAST. */
-	static const char *const names[] = {
-	    NULL,        "PUT",         "GET",     "DELETE",        "CAS",          "LEADER",
-	    "LOCAL_GET", "DIGEST",      "CHECK",   "CORRUPT",       "CHECK_STATUS", "REBUILD",
-	    "JOIN",      "ADD_LEARNER", "PROMOTE", "REMOVE_MEMBER", "TRANSFER",     "MEMBERS",
-	    "DROP",      "STALE_GET"};
-
-	static_assert(sizeof(names) / sizeof(names[0]) == CLIENT_OP_LAST + 1, "a name per op");
-	if (op == CLIENT_OP_NODE_STATUS)
-		return "NODE_STATUS";
-	if (op == CLIENT_OP_SNAPSHOT)
-		return "SNAPSHOT";
-	if (op == CLIENT_OP_ADD_WITNESS)
-		return "ADD_WITNESS";
-	if (op == CLIENT_OP_RECOVER)
-		return "RECOVER";
-	if (op == CLIENT_OP_PEERS)
-		return "PEERS";
-	if (op == CLIENT_OP_SET_PEER)
-		return "SET_PEER";
-	if (op == CLIENT_OP_REMOVE_PEER)
-		return "REMOVE_PEER";
-	return op < sizeof(names) / sizeof(names[0]) ? names[op] : NULL;
 }
 
 /* The body's fields against its length: a mismatch means the size field
@@ -522,6 +496,9 @@ connected:
 		rv = -ECONNREFUSED;
 		goto err;
 	}
+	rv = client_tls_connect(c, addr, timeout_ms);
+	if (rv != 0)
+		goto err;
 	return 0;
 err:
 	client_close(c);
@@ -530,6 +507,7 @@ err:
 
 void client_close(struct client *c)
 {
+	client_tls_close(c);
 	if (c->fd >= 0)
 		close(c->fd);
 	free(c->in);
@@ -590,6 +568,8 @@ bool client_has_output(const struct client *c)
 
 int client_flush(struct client *c)
 {
+	if (c->tls != NULL)
+		return client_tls_write(c);
 	while (c->out_start < c->out_end) {
 		ssize_t n =
 		    send(c->fd, c->out + c->out_start, c->out_end - c->out_start, MSG_NOSIGNAL);
@@ -623,6 +603,8 @@ int client_read(struct client *c)
 			    CLIENT_BUFFER_SIZE_MIN);
 	if (rv != 0)
 		return rv;
+	if (c->tls != NULL)
+		return client_tls_read(c, want, CLIENT_BUFFER_SIZE_MIN);
 	do
 		n = recv(c->fd, c->in + c->in_end, c->in_size - c->in_end, 0);
 	while (n < 0 && errno == EINTR);
@@ -777,6 +759,7 @@ static struct client_node *client_router_node(struct client_router *r, uint64_t 
 struct client *client_router_conn(struct client_router *r, uint64_t id)
 {
 	struct client_node *node = client_router_node(r, id);
+	int rv;
 
 	if (node == NULL)
 		return NULL;
@@ -784,7 +767,12 @@ struct client *client_router_conn(struct client_router *r, uint64_t id)
 		return &node->conn;
 	if (client_now_ms() < node->down_until_ms)
 		return NULL;
-	if (client_connect(&node->conn, node->addr, CLIENT_CONNECT_MS) != 0) {
+	rv = client_connect(&node->conn, node->addr, CLIENT_CONNECT_MS);
+	if (rv != 0) {
+		/* A TLS refusal is a set-up error: say it once, not per retry. */
+		if (rv == -EPROTO && !node->tls_told)
+			fprintf(stderr, "%s\n", client_error_text(rv));
+		node->tls_told = node->tls_told || rv == -EPROTO;
 		node->down_until_ms = client_now_ms() + CLIENT_DOWN_MS;
 		return NULL;
 	}

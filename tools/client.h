@@ -106,7 +106,9 @@ enum {
 	CLIENT_STATUS_PEER_REFUSED = 11, /* SET_PEER, REMOVE_PEER: refused, nothing changed. */
 	CLIENT_STATUS_WITNESS = 12,      /* A read sent to a witness: it holds no data; read
 					  * elsewhere (leader_hint names the leader). */
-	CLIENT_STATUS_LAST = CLIENT_STATUS_WITNESS,
+	CLIENT_STATUS_FORBIDDEN = 13,    /* The op needs the admin role; this connection's
+					  * certificate has the data role. Nothing was done. */
+	CLIENT_STATUS_LAST = CLIENT_STATUS_FORBIDDEN,
 };
 
 /* A request. Pointers are borrowed (encode) or point into the decoded buffer
@@ -188,7 +190,8 @@ int client_parse_addr(const char *text, struct sockaddr_in *addr);
  * order the server sends them with client_receive()/client_wait(). The
  * socket is non-blocking; fd may go into the caller's poll/epoll set. */
 struct client {
-	int fd; /* -1 when closed. */
+	int fd;    /* -1 when closed. */
+	void *tls; /* SSL *: TLS (client_tls_setup); NULL: plaintext. */
 	unsigned char *in;
 	uint32_t in_size; /* Capacity. */
 	uint32_t in_start, in_end;
@@ -197,8 +200,10 @@ struct client {
 	uint32_t out_start, out_end;
 };
 
-/* Connect to addr ("host:port") within timeout_ms. Returns 0, -EINVAL (bad
- * address), -ETIMEDOUT, -ENOMEM or -errno from connect (-ECONNREFUSED). */
+/* Connect to addr ("host:port") within timeout_ms, with TLS when it is set
+ * up (the handshake within the same timeout). Returns 0, -EINVAL (bad
+ * address), -ETIMEDOUT, -ENOMEM, -errno from connect (-ECONNREFUSED) or
+ * -EPROTO (TLS failed: client_error_text() says why). */
 int client_connect(struct client *c, const char *addr, int timeout_ms);
 
 /* Close the connection and free its buffers; safe to call twice. */
@@ -227,6 +232,51 @@ int client_receive(struct client *c, struct client_response *resp);
  * -EBADMSG or -errno from the socket. */
 int client_wait(struct client *c, struct client_response *resp, int timeout_ms);
 
+/* TLS and roles (tools/client_tls.c; docs/security.md).
+ *
+ * Set the process's client TLS: the CA that node certificates chain to, and
+ * this client's certificate and key (PEM files). A NULL or empty argument
+ * falls back to FLOTILLA_TLS_CA, FLOTILLA_TLS_CERT, FLOTILLA_TLS_KEY; with
+ * no CA at all, connections are plaintext. Without a call, the first
+ * connect reads the environment. Call before threads connect. Returns 0 or
+ * -EINVAL with err saying why. */
+int client_tls_setup(const char *ca, const char *cert, const char *key, char *err, size_t err_size);
+
+/* Whether connections use TLS (or would, and the settings are broken). */
+bool client_tls_enabled(void);
+
+/* strerror(-rv), or for -EPROTO the sentence of this thread's last TLS failure. */
+const char *client_error_text(int rv);
+
+/* Roles, from the OU of a certificate's subject. Plaintext connections to
+ * a node have the admin role. */
+enum {
+	CLIENT_ACCESS_NONE = 0,
+	CLIENT_ACCESS_DATA = 1,  /* OU data: the data ops and read-only inspection. */
+	CLIENT_ACCESS_ADMIN = 2, /* OU admin: every op. */
+	CLIENT_ACCESS_NODE = 3,  /* OU node: a node's certificate (peers; not a client). */
+};
+
+/* "data", "admin", "node" or "none". */
+const char *client_role_name(uint32_t role);
+
+/* The role op needs: CLIENT_ACCESS_DATA or CLIENT_ACCESS_ADMIN (unknown ops). */
+uint32_t client_op_role(uint32_t op);
+
+/* Whether a connection with role may run op. */
+bool client_role_allows(uint32_t role, uint32_t op);
+
+/* The text of the FORBIDDEN answer to op on a connection with role: the op
+ * and the role it needs. */
+void client_forbidden_text(uint32_t op, uint32_t role, char *buf, size_t size);
+
+/* The role of a certificate (an X509 *): its subject's only OU, or
+ * CLIENT_ACCESS_NONE (no OU, two, or another name). */
+uint32_t client_tls_cert_role(const void *x509);
+
+/* The same for DER bytes (CLIENT_ACCESS_NONE when they do not parse). */
+uint32_t client_tls_der_role(const void *der, size_t size);
+
 /* A request to run through the router, and its outcome. */
 struct client_call {
 	struct client_request req; /* In; the router sets req.request_id. */
@@ -248,6 +298,7 @@ struct client_node {
 	char addr[CLIENT_ADDR_SIZE_MAX];
 	struct client conn;
 	uint64_t down_until_ms; /* Do not reconnect before. */
+	bool tls_told;          /* A TLS failure connecting to it was reported. */
 };
 
 /* The nodes of a cluster and the leader of each group as last heard. */

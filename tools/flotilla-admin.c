@@ -242,6 +242,9 @@ static void admin_usage(FILE *out)
 		"them): move, grow and add-witness give \"ok\", the counts and \"groups\" (each\n"
 		"group's \"outcome\"); transfer \"ok\", \"leader\" and \"term\"; snapshot,\n"
 		"add-node and remove-node \"ok\" and \"nodes\" (each node's result).\n"
+		"--tls-ca FILE --tls-cert FILE --tls-key FILE: TLS 1.3 with a client\n"
+		"certificate (OU admin for every command); without them FLOTILLA_TLS_CA,\n"
+		"FLOTILLA_TLS_CERT and FLOTILLA_TLS_KEY; with neither, plaintext.\n"
 		"Exit status 2 on bad usage.\n");
 }
 
@@ -308,6 +311,15 @@ static int admin_parse_option(struct admin_options *opt, const char *name, const
 		rv = admin_parse_u64(value, 1, UINT64_MAX, &opt->id);
 	} else if (strcmp(name, "--peer-addr") == 0 && value != NULL) {
 		opt->peer_addr = value;
+		rv = 0;
+	} else if (strcmp(name, "--tls-ca") == 0 && value != NULL) {
+		opt->tls_ca = value;
+		rv = 0;
+	} else if (strcmp(name, "--tls-cert") == 0 && value != NULL) {
+		opt->tls_cert = value;
+		rv = 0;
+	} else if (strcmp(name, "--tls-key") == 0 && value != NULL) {
+		opt->tls_key = value;
 		rv = 0;
 	} else if (strcmp(name, "--voters-min") == 0) {
 		if ((rv = admin_parse_u64(value, 1, CLIENT_MEMBERS_MAX, &v)) == 0)
@@ -452,6 +464,7 @@ static int admin_move(const struct admin_options *opt)
 int main(int argc, char **argv)
 {
 	static struct admin_options opt;
+	char why[512];
 
 	if (argc >= 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
 		admin_usage(stdout);
@@ -459,6 +472,10 @@ int main(int argc, char **argv)
 	}
 	if (admin_parse_args(&opt, argc, argv) != 0) {
 		admin_usage(stderr);
+		return 2;
+	}
+	if (client_tls_setup(opt.tls_ca, opt.tls_cert, opt.tls_key, why, sizeof(why)) != 0) {
+		fprintf(stderr, "flotilla-admin: %s\n", why);
 		return 2;
 	}
 	/* --nodes may name one node: find the others (add-node looks itself). */

@@ -253,8 +253,11 @@ static int load_discover(struct load_run *run)
 	for (uint32_t round = 0;; round++) {
 		uint32_t node_slot = round % run->opt.nodes_count;
 		struct client c;
+		int rv = client_connect(&c, run->opt.nodes[node_slot].addr, 1000);
 
-		if (client_connect(&c, run->opt.nodes[node_slot].addr, 1000) == 0) {
+		if (rv == -EPROTO && round < run->opt.nodes_count) /* Once per node. */
+			fprintf(stderr, "flotilla-load: %s\n", client_error_text(rv));
+		if (rv == 0) {
 			reached = true;
 			known += load_discover_from(run, &c);
 			client_close(&c);

@@ -7,8 +7,9 @@
  * connections they accept; leader changes arrive by callback (the hint for
  * answers that no library callback carries), and a monitor thread logs how
  * many groups this node leads, while the library logs each change; the
- * main thread waits for SIGTERM or SIGINT (SIGHUP reloads the TLS files).
- * Logs go to stderr, one line each with a UTC timestamp.
+ * main thread waits for SIGTERM or SIGINT (SIGHUP reloads the TLS files: the
+ * peers' through the library, the client port's in node_tls.c). Logs go to
+ * stderr, one line each with a UTC timestamp.
  *
  * The happy path of a write: a client thread decodes a PUT, encodes it as a
  * KV command and calls fl_propose() with a struct pending as the callback
@@ -421,14 +422,10 @@ static int server_start_node(struct server *s, struct fl_peer *peers)
 	config.snapshot_compress = s->opt.snapshot_compress;
 	config.log_level = s->opt.log_level;
 	config.log_format = s->opt.log_format;
-	if (s->opt.tls_ca_file[0] != '\0') {
+	if (s->opt.tls_ca_file[0] != '\0') { /* Off: main() has said so. */
 		config.tls_ca_file = s->opt.tls_ca_file;
 		config.tls_cert_file = s->opt.tls_cert_file;
 		config.tls_key_file = s->opt.tls_key_file;
-	} else {
-		server_log(LOG_LEVEL_WARN,
-			   "TLS is off: peer and client traffic is neither encrypted nor "
-			   "authenticated (--tls-ca, --tls-cert and --tls-key turn it on)");
 	}
 	if (s->opt.auth_key_size > 0) {
 		config.auth_key = s->opt.auth_key;
@@ -503,6 +500,7 @@ static void server_stop(struct server *s)
 		worker_deinit(&s->workers[i]);
 	free(s->workers);
 	node_sources_deinit(&s->sources);
+	node_tls_deinit(s);
 	free(s->leaders);
 	s->store->ops->close(s->store);
 	s->store = NULL;
@@ -556,6 +554,12 @@ int main(int argc, char **argv)
 		return EXIT_FAILURE;
 	}
 	server_check_fd_limit(s);
+	if (node_tls_init(s) != 0)
+		return EXIT_FAILURE;
+	if (!node_tls_enabled(s))
+		server_log(LOG_LEVEL_WARN,
+			   "TLS is off: peer and client traffic is neither encrypted nor "
+			   "authenticated (--tls-ca, --tls-cert and --tls-key turn it on)");
 	/* Before the node starts: recovered groups report their leaders at once. */
 	if (s->opt.groups_count > 0) {
 		s->leaders = calloc(s->opt.groups_count, sizeof(*s->leaders));
@@ -609,12 +613,16 @@ int main(int argc, char **argv)
 			   s->metrics_port);
 	server_log(LOG_LEVEL_INFO, "ready");
 
+	/* SIGHUP: reload the certificates (new connections use them; each
+	 * reload logs what it loaded, or why it kept the old files); SIGTERM or
+	 * SIGINT: stop. */
 	while (sigwait(&signals, &signal_number) != 0 || signal_number == SIGHUP) {
-		/* The reload logs what it loaded, or why it kept the old files. */
-		if (signal_number == SIGHUP && s->opt.tls_ca_file[0] != '\0')
+		if (signal_number == SIGHUP && s->opt.tls_ca_file[0] != '\0') {
 			(void)fl_node_tls_reload(s->node);
-		else if (signal_number == SIGHUP)
+			(void)node_tls_reload(s);
+		} else if (signal_number == SIGHUP) {
 			server_log(LOG_LEVEL_INFO, "SIGHUP: TLS is off; nothing to reload");
+		}
 		signal_number = 0;
 	}
 	server_log(LOG_LEVEL_INFO, "stopping on %s",

@@ -106,7 +106,8 @@ struct load_options {
 	bool check;
 	bool check_initial_unknown; /* The keys may hold values from before. */
 	const char *check_history_path;
-	const char *check_file_path; /* Check this saved history; no load. */
+	const char *check_file_path;             /* Check this saved history; no load. */
+	const char *tls_ca, *tls_cert, *tls_key; /* --tls-*; NULL: FLOTILLA_TLS_*. */
 };
 
 enum load_req_state { LOAD_REQ_FREE, LOAD_REQ_SENT, LOAD_REQ_WAITING };

@@ -54,7 +54,12 @@ static void load_usage(FILE *out)
 	    "  --check-initial I     absent: keys start absent (a fresh cluster; the default);\n"
 	    "                        any: they may hold values written before this run\n"
 	    "  --check-history FILE  with --check: save the history, one operation a line\n"
-	    "  --check-file FILE     check a saved history instead of running load\n");
+	    "  --check-file FILE     check a saved history instead of running load\n"
+	    "  --tls-ca FILE         TLS 1.3: the cluster CA (else FLOTILLA_TLS_CA; neither:\n"
+	    "                        plaintext)\n"
+	    "  --tls-cert FILE       this client's certificate, OU data or admin (else\n"
+	    "                        FLOTILLA_TLS_CERT)\n"
+	    "  --tls-key FILE        its key (else FLOTILLA_TLS_KEY)\n");
 }
 
 static bool load_parse_u64(const char *text, uint64_t min, uint64_t max, uint64_t *out)
@@ -197,6 +202,9 @@ enum {
 	OPT_CHECK_INITIAL,
 	OPT_CHECK_HISTORY,
 	OPT_CHECK_FILE,
+	OPT_TLS_CA,
+	OPT_TLS_CERT,
+	OPT_TLS_KEY,
 	OPT_HELP,
 };
 
@@ -226,6 +234,9 @@ static const struct option load_long_options[] = {
     {"check-initial", required_argument, NULL, OPT_CHECK_INITIAL},
     {"check-history", required_argument, NULL, OPT_CHECK_HISTORY},
     {"check-file", required_argument, NULL, OPT_CHECK_FILE},
+    {"tls-ca", required_argument, NULL, OPT_TLS_CA},
+    {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+    {"tls-key", required_argument, NULL, OPT_TLS_KEY},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -308,6 +319,13 @@ static bool load_parse_option(struct load_options *opt, int code, const char *ar
 	case OPT_CHECK_FILE:
 		opt->check_file_path = arg;
 		return true;
+	case OPT_TLS_CA:
+	case OPT_TLS_CERT:
+	case OPT_TLS_KEY:
+		*(code == OPT_TLS_CA     ? &opt->tls_ca
+		  : code == OPT_TLS_CERT ? &opt->tls_cert
+					 : &opt->tls_key) = arg;
+		return true;
 	default:
 		return false;
 	}
@@ -317,6 +335,7 @@ static bool load_parse_option(struct load_options *opt, int code, const char *ar
 int load_parse_options(struct load_options *opt, int argc, char **argv)
 {
 	uint64_t cluster_groups = 0;
+	char why[512];
 	int code;
 
 	*opt = (struct load_options){
@@ -351,6 +370,10 @@ int load_parse_options(struct load_options *opt, int argc, char **argv)
 	}
 	if (opt->check_file_path != NULL)
 		return 0;
+	if (client_tls_setup(opt->tls_ca, opt->tls_cert, opt->tls_key, why, sizeof(why)) != 0) {
+		fprintf(stderr, "flotilla-load: %s\n", why);
+		return EXIT_USAGE;
+	}
 	if (opt->check_history_path != NULL && !opt->check) {
 		fprintf(stderr, "flotilla-load: --check-history needs --check\n");
 		return EXIT_USAGE;

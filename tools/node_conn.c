@@ -46,6 +46,9 @@ static const char *const conn_limit_whats[CONN_LIMIT_COUNT] = {
     [CONN_LIMIT_IDLE] = "idle client connections closed after --client-idle-s",
     [CONN_LIMIT_REQUEST] = "client connections closed with a request incomplete after "
 			   "--client-request-ms",
+    [CONN_LIMIT_HANDSHAKE] = "client connections closed with a TLS handshake not over after "
+			     "--client-handshake-ms",
+    [CONN_LIMIT_TLS] = "client connections refused by TLS",
 };
 
 /* A hit of limit: log the line unless one of its kind went out less than a
@@ -164,6 +167,7 @@ static void conn_close(struct conn *c)
 	node_sources_give(&c->worker->server->sources, c->source);
 	atomic_fetch_sub(&c->worker->server->conns_count, 1);
 	epoll_ctl(c->worker->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+	node_tls_close(c);
 	close(c->fd);
 	c->fd = -1;
 	c->closed = true;
@@ -223,8 +227,10 @@ void conn_respond_text(struct conn *c, uint32_t status, uint64_t request_id, uin
 static int conn_flush(struct conn *c)
 {
 	while (c->out_start < c->out_end) {
-		ssize_t n =
-		    send(c->fd, c->out + c->out_start, c->out_end - c->out_start, MSG_NOSIGNAL);
+		ssize_t n = c->tls != NULL
+				? node_tls_send(c, c->out + c->out_start, c->out_end - c->out_start)
+				: send(c->fd, c->out + c->out_start, c->out_end - c->out_start,
+				       MSG_NOSIGNAL);
 
 		if (n < 0) {
 			if (errno == EINTR)
@@ -267,8 +273,11 @@ static void conn_update_events(struct conn *c)
 {
 	uint32_t events =
 	    (conn_can_read(c) ? EPOLLIN : 0) | (c->out_end > c->out_start ? EPOLLOUT : 0);
-	struct epoll_event ev = {.events = events, .data.ptr = c};
+	struct epoll_event ev;
 
+	if (c->tls_state == CONN_TLS_SNIFF || c->tls_state == CONN_TLS_HANDSHAKE)
+		events = c->tls_events;
+	ev = (struct epoll_event){.events = events, .data.ptr = c};
 	if (events == c->events)
 		return;
 	if (epoll_ctl(c->worker->epfd, EPOLL_CTL_MOD, c->fd, &ev) != 0) {
@@ -279,11 +288,14 @@ static void conn_update_events(struct conn *c)
 	c->events = events;
 }
 
-/* Read what the socket has, a few chunks at most. Returns 0 or -errno
- * (-ECONNRESET when the client closed). */
+/* Read what the socket has, a few chunks at most (TLS: a few times 16
+ * records of at most 16 KiB, and what the TLS layer holds). Returns 0 or
+ * -errno (-ECONNRESET when the client closed). */
 static int conn_read(struct conn *c)
 {
-	for (int i = 0; i < CONN_READS_MAX; i++) {
+	int reads_max = c->tls != NULL ? CONN_READS_MAX * 16 : CONN_READS_MAX;
+
+	for (int i = 0; i < reads_max || node_tls_has_pending(c); i++) {
 		uint64_t want = CONN_READ_SIZE;
 		uint32_t live = c->in_end - c->in_start;
 		uint32_t room;
@@ -301,7 +313,8 @@ static int conn_read(struct conn *c)
 				   CONN_READ_SIZE) != 0)
 			return -ENOMEM;
 		room = c->in_size - c->in_end;
-		n = recv(c->fd, c->in + c->in_end, room, 0);
+		n = c->tls != NULL ? node_tls_recv(c, c->in + c->in_end, room)
+				   : recv(c->fd, c->in + c->in_end, room, 0);
 		if (n == 0)
 			return -ECONNRESET;
 		if (n < 0) {
@@ -310,7 +323,7 @@ static int conn_read(struct conn *c)
 			return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
 		}
 		c->in_end += (uint32_t)n;
-		if ((uint32_t)n < room)
+		if ((uint32_t)n < room && c->tls == NULL)
 			return 0;
 	}
 	return 0;
@@ -454,11 +467,18 @@ static void worker_accept(struct worker *w)
 			goto err_after_admit;
 		c->worker = w;
 		c->fd = fd;
+		c->role = CLIENT_ACCESS_ADMIN; /* Plaintext: every op, as without TLS. */
+		if (node_tls_enabled(s) && node_tls_accept(c) != 0) {
+			free(c);
+			errno = ENOMEM;
+			goto err_after_admit;
+		}
 		memcpy(c->source, source, sizeof(c->source));
 		c->events = EPOLLIN;
 		c->active_ms = server_now_ms();
 		ev = (struct epoll_event){.events = EPOLLIN, .data.ptr = c};
 		if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+			node_tls_close(c);
 			free(c);
 			goto err_after_admit;
 		}
@@ -501,12 +521,52 @@ static void worker_drain(struct worker *w)
 	}
 }
 
+/* A step of c's TLS handshake: done (serve it), not yet (wait for the
+ * socket), or refused (count, log, close; a plaintext client first gets an
+ * ERROR answer in plaintext). */
+static void worker_handshake(struct conn *c)
+{
+	struct server *s = c->worker->server;
+	char why[200], peer[64];
+	int rv = node_tls_handshake(c, why, sizeof(why));
+
+	if (rv == NODE_TLS_DONE)
+		c->active_ms = c->worker->now_ms;
+	if (rv >= 0) {
+		conn_mark_dirty(c);
+		return;
+	}
+	if (rv == NODE_TLS_PLAINTEXT) {
+		static const char text[] = "this node requires TLS: connect with --tls-ca, "
+					   "--tls-cert and --tls-key (or FLOTILLA_TLS_CA, "
+					   "FLOTILLA_TLS_CERT and FLOTILLA_TLS_KEY)";
+		unsigned char buf[CLIENT_RESPONSE_HEADER_SIZE + sizeof(text)];
+		struct client_response resp = {
+		    .status = CLIENT_STATUS_ERROR, .value = text, .value_size = sizeof(text) - 1};
+
+		client_response_encode(&resp, buf);
+		if (send(c->fd, buf, client_response_size(resp.value_size),
+			 MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+			/* Best effort: the client sees the connection closed either way. */
+		}
+	}
+	atomic_fetch_add(&s->tls_refused, 1);
+	conn_limit_log(s, CONN_LIMIT_TLS, c->worker->now_ms,
+		       "client connection from %s refused by TLS: %s", conn_peer_name(c->fd, peer),
+		       why);
+	conn_close(c);
+}
+
 static void worker_event(struct conn *c, uint32_t events)
 {
 	int rv;
 
 	if (c->closed)
 		return; /* Closed earlier in this loop turn. */
+	if (c->tls_state == CONN_TLS_SNIFF || c->tls_state == CONN_TLS_HANDSHAKE) {
+		worker_handshake(c);
+		return;
+	}
 	if ((events & EPOLLIN) != 0) {
 		rv = conn_read(c);
 		if (rv == -ECONNRESET) {
@@ -561,7 +621,18 @@ static void worker_sweep(struct worker *w, uint64_t now_ms)
 	for (struct conn *c = w->conns; c != NULL; c = c->next) {
 		if (c->closed)
 			continue;
-		if (request_ms != 0 && c->partial_ms != 0 && now_ms >= c->partial_ms + request_ms) {
+		if ((c->tls_state == CONN_TLS_SNIFF || c->tls_state == CONN_TLS_HANDSHAKE) &&
+		    now_ms >= c->active_ms + s->opt.client_handshake_ms) {
+			atomic_fetch_add(&s->timeouts_handshake, 1);
+			conn_limit_log(s, CONN_LIMIT_HANDSHAKE, now_ms,
+				       "client connection from %s closed: its TLS handshake was "
+				       "not over after %llu ms (--client-handshake-ms %u)",
+				       conn_peer_name(c->fd, peer),
+				       (unsigned long long)(now_ms - c->active_ms),
+				       s->opt.client_handshake_ms);
+			conn_close(c);
+		} else if (request_ms != 0 && c->partial_ms != 0 &&
+			   now_ms >= c->partial_ms + request_ms) {
 			atomic_fetch_add(&s->timeouts_request, 1);
 			conn_limit_log(s, CONN_LIMIT_REQUEST, now_ms,
 				       "client connection from %s closed: %u bytes of a request "

@@ -6,6 +6,7 @@
  *   node_options.c   flags and the --config file
  *   node_conn.c      client threads: accept, read, write, limits, wake-ups
  *   node_source.c    client connections counted per source address
+ *   node_tls.c       TLS on the client listener: context, handshake, reads, writes
  *   node_request.c   decoding requests, the client ops, their callbacks
  *   node_store.c     the stores behind the node, by name (node_store.h)
  *   node_store_memory.c  the in-memory store (tools/kv.c)
@@ -18,6 +19,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 
 #include "base/log.h"
 #include "flotilla.h"
@@ -42,6 +44,8 @@ enum conn_limit {
 	CONN_LIMIT_PER_SOURCE,
 	CONN_LIMIT_IDLE,
 	CONN_LIMIT_REQUEST,
+	CONN_LIMIT_HANDSHAKE, /* TLS handshakes not over within --client-handshake-ms. */
+	CONN_LIMIT_TLS,       /* TLS handshakes failed, plaintext clients of a TLS node. */
 	CONN_LIMIT_COUNT
 };
 
@@ -49,12 +53,24 @@ struct server;
 struct worker;
 struct MHD_Daemon;
 
+/* A connection's TLS (node_tls.c). */
+enum conn_tls {
+	CONN_TLS_OFF,       /* Plaintext: the node has no --tls-* flags. */
+	CONN_TLS_SNIFF,     /* Waiting for the first byte: TLS or plaintext? */
+	CONN_TLS_HANDSHAKE, /* SSL_do_handshake() under way. */
+	CONN_TLS_ON,        /* Requests and answers go through c->tls. */
+};
+
 /* One client connection. Owned by its worker's thread; callbacks only read
  * the immutable worker pointer, and only while the request they answer keeps
  * the connection alive (outstanding > 0). */
 struct conn {
 	struct worker *worker;
 	int fd;
+	void *tls;            /* SSL *, or NULL (plaintext). */
+	uint8_t tls_state;    /* enum conn_tls. */
+	uint8_t role;         /* CLIENT_ACCESS_*: from the certificate; ADMIN in plaintext. */
+	uint32_t tls_events;  /* The epoll interest of the handshake. */
 	uint32_t outstanding; /* Requests whose answer has not come back. */
 	uint32_t events;      /* The epoll interest currently registered. */
 	bool closing;         /* Send what is queued, then close (after BAD_REQUEST). */
@@ -150,9 +166,13 @@ struct server {
 	_Atomic uint64_t conns_refused;            /* Over --client-conns-max. */
 	_Atomic uint64_t conns_refused_per_source; /* Over --client-conns-per-source-max. */
 	struct node_sources sources;
-	_Atomic uint64_t timeouts_idle;    /* Closed after --client-idle-s. */
-	_Atomic uint64_t timeouts_request; /* Closed after --client-request-ms. */
-	pthread_mutex_t limit_log_lock;    /* Guards limit_log: any client thread. */
+	_Atomic uint64_t timeouts_idle;      /* Closed after --client-idle-s. */
+	_Atomic uint64_t timeouts_request;   /* Closed after --client-request-ms. */
+	_Atomic uint64_t timeouts_handshake; /* TLS: closed after --client-handshake-ms. */
+	_Atomic uint64_t tls_refused;        /* TLS: handshakes failed, plaintext clients. */
+	pthread_mutex_t tls_lock;            /* Guards tls_ctx: reload against accepts. */
+	void *tls_ctx;                       /* SSL_CTX *; NULL: plaintext. */
+	pthread_mutex_t limit_log_lock;      /* Guards limit_log: any client thread. */
 	struct server_limit_log {
 		uint64_t logged_ms;  /* When a line of this kind was last written. */
 		uint64_t suppressed; /* Events since then that wrote none. */
@@ -209,6 +229,33 @@ bool node_sources_take(struct node_sources *t, const uint8_t key[16], uint32_t m
 
 /* The connection from key closed: once for each successful take. */
 void node_sources_give(struct node_sources *t, const uint8_t key[16]);
+
+/* node_tls.c: TLS on the client listener. Init: 0, or -EINVAL after
+ * logging why (bad files). Reload (SIGHUP, main thread): 0, or -EINVAL
+ * after logging why, the old certificates kept. */
+int node_tls_init(struct server *s);
+int node_tls_reload(struct server *s);
+void node_tls_deinit(struct server *s);
+bool node_tls_enabled(const struct server *s);
+
+/* Give c, just accepted, its TLS state (the handshake to come). Returns 0
+ * or -ENOMEM. */
+int node_tls_accept(struct conn *c);
+
+/* Step c's handshake. Returns NODE_TLS_DONE (c->role set), NODE_TLS_WAIT
+ * (c->tls_events says for what), NODE_TLS_FAILED or NODE_TLS_PLAINTEXT (a
+ * plaintext client) with why filled in. Client thread of c. */
+enum { NODE_TLS_DONE = 1, NODE_TLS_WAIT = 0, NODE_TLS_FAILED = -1, NODE_TLS_PLAINTEXT = -2 };
+int node_tls_handshake(struct conn *c, char *why, size_t why_size);
+
+/* recv() and send() through c's TLS, with their contracts. */
+ssize_t node_tls_recv(struct conn *c, void *buf, size_t size);
+ssize_t node_tls_send(struct conn *c, const void *buf, size_t size);
+
+/* Whether c's TLS layer holds decrypted bytes not yet read (epoll cannot
+ * see them). */
+bool node_tls_has_pending(const struct conn *c);
+void node_tls_close(struct conn *c);
 
 /* node_request.c: the client ops. */
 

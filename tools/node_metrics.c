@@ -97,6 +97,40 @@ static int node_metrics_clients(struct server *s, struct metrics_text *t)
 	return 0;
 }
 
+/* The client TLS counters (node_tls.c), appended to t. */
+static int node_metrics_tls(struct server *s, struct metrics_text *t)
+{
+	unsigned long long id = (unsigned long long)s->opt.id;
+	char text[768];
+	char *data;
+	int n;
+
+	n = snprintf(text, sizeof(text),
+		     "# HELP flotilla_client_tls_refused_total Client connections refused by "
+		     "TLS: failed handshakes (no, unknown or wrong certificate) and plaintext "
+		     "clients of a TLS node.\n"
+		     "# TYPE flotilla_client_tls_refused_total counter\n"
+		     "flotilla_client_tls_refused_total{node=\"%llu\"} %llu\n"
+		     "# HELP flotilla_client_handshake_timeouts_total Client connections closed "
+		     "with a TLS handshake not over after --client-handshake-ms.\n"
+		     "# TYPE flotilla_client_handshake_timeouts_total counter\n"
+		     "flotilla_client_handshake_timeouts_total{node=\"%llu\"} %llu\n",
+		     id, (unsigned long long)atomic_load(&s->tls_refused), id,
+		     (unsigned long long)atomic_load(&s->timeouts_handshake));
+	if (n < 0 || (size_t)n >= sizeof(text))
+		return -EINVAL;
+	if (t->len + (size_t)n + 1 > t->cap) {
+		data = realloc(t->data, t->len + (size_t)n + 1);
+		if (data == NULL)
+			return -ENOMEM;
+		t->data = data;
+		t->cap = t->len + (size_t)n + 1;
+	}
+	memcpy(t->data + t->len, text, (size_t)n + 1);
+	t->len += (size_t)n;
+	return 0;
+}
+
 /* The body of GET /metrics, or an error. */
 static int node_metrics_render(struct server *s, struct metrics_text *t)
 {
@@ -114,6 +148,8 @@ static int node_metrics_render(struct server *s, struct metrics_text *t)
 		rv = metrics_text_node(t, s->opt.id, shards, node.shards_count);
 	if (rv == 0)
 		rv = node_metrics_clients(s, t);
+	if (rv == 0)
+		rv = node_metrics_tls(s, t);
 	free(shards);
 	return rv;
 }

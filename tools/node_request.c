@@ -617,6 +617,14 @@ static void request_handle(struct conn *c, const struct client_request *req)
 	struct pending *p;
 	int rv;
 
+	/* Roles first: a data certificate runs data ops only (client_op_role). */
+	if (!client_role_allows(c->role, req->op)) {
+		char text[160];
+
+		client_forbidden_text(req->op, c->role, text, sizeof(text));
+		conn_respond_text(c, CLIENT_STATUS_FORBIDDEN, req->request_id, 0, text);
+		return;
+	}
 	/* Groups are numbered from 1 (any u64 above 0: a node may host groups
 	 * beyond its --groups by JOIN); only CHECK_STATUS and NODE_STATUS,
 	 * which are about the node, ignore the field. The request was well framed: go on. */

@@ -2,19 +2,25 @@
  * the key-value commands it turns requests into (tools/kv.c).
  *
  * INPUT: u8 mode, then bytes.
- *   mode % 3 == 0: bytes a client sent to the node. Requests are decoded
+ *   mode % 5 == 0: bytes a client sent to the node. Requests are decoded
  *       one after the other as the node's conn_process() does; each write
  *       becomes a KV command as conn_propose() builds it, which is decoded
  *       and applied to a key-value map as a committed entry would be, and
  *       each read is served from that map.
- *   mode % 3 == 1: bytes a node sent to a client: responses, and the
+ *   mode % 5 == 1: bytes a node sent to a client: responses, and the
  *       DIGEST value of any response that is that size.
- *   mode % 3 == 2: the bytes are one log entry handed to kv_apply() (a
+ *   mode % 5 == 2: the bytes are one log entry handed to kv_apply() (a
  *       committed entry need not be a valid command: replicas reject it
  *       alike).
+ *   mode % 5 == 3: as 0, on a connection whose client certificate has the
+ *       data role: each op the role table refuses is answered FORBIDDEN
+ *       (encoded and decoded back) instead of run.
+ *   mode % 5 == 4: the bytes are a client certificate (DER), mapped to its
+ *       role as the node's TLS handshake does.
  * Checks: no crash; every accepted request or response re-encodes to the
  * same bytes; a command built from an accepted write decodes to itself;
- * kv_apply() answers one of its result codes. */
+ * kv_apply() answers one of its result codes; a data connection runs only
+ * data ops, and its refusals round-trip; a certificate maps to one role. */
 #include <errno.h>
 
 #include "tests/fuzz/fuzz.h"
@@ -61,7 +67,26 @@ static void fuzz_client_write(struct kv *kv, const struct client_request *req, u
 	free(buf);
 }
 
-static void fuzz_client_requests(const uint8_t *data, size_t size)
+/* A FORBIDDEN answer to req as the node builds it, decoded back. */
+static void fuzz_client_forbid(const struct client_request *req, uint32_t role)
+{
+	char text[160];
+	struct client_response resp = {
+	    .status = CLIENT_STATUS_FORBIDDEN, .request_id = req->request_id, .value = text};
+	struct client_response back;
+	uint8_t buf[CLIENT_RESPONSE_HEADER_SIZE + sizeof(text)];
+
+	FUZZ_CHECK(client_op_role(req->op) == CLIENT_ACCESS_ADMIN);
+	client_forbidden_text(req->op, role, text, sizeof(text));
+	resp.value_size = (uint32_t)strlen(text);
+	FUZZ_CHECK(resp.value_size > 0 && strstr(text, "needs the admin role") != NULL);
+	client_response_encode(&resp, buf);
+	FUZZ_CHECK(client_response_decode(buf, client_response_size(resp.value_size), &back) ==
+		   (int)client_response_size(resp.value_size));
+	FUZZ_CHECK(back.status == CLIENT_STATUS_FORBIDDEN && back.request_id == req->request_id);
+}
+
+static void fuzz_client_requests(const uint8_t *data, size_t size, uint32_t role)
 {
 	struct kv kv;
 	uint64_t index = 1;
@@ -81,8 +106,10 @@ static void fuzz_client_requests(const uint8_t *data, size_t size)
 		client_request_encode(&req, again);
 		FUZZ_CHECK(memcmp(again, data, (size_t)n) == 0);
 		free(again);
-		if (req.op == CLIENT_OP_PUT || req.op == CLIENT_OP_DELETE ||
-		    req.op == CLIENT_OP_CAS) {
+		if (!client_role_allows(role, req.op)) {
+			fuzz_client_forbid(&req, role);
+		} else if (req.op == CLIENT_OP_PUT || req.op == CLIENT_OP_DELETE ||
+			   req.op == CLIENT_OP_CAS) {
 			fuzz_client_write(&kv, &req, index++);
 		} else if (req.op == CLIENT_OP_GET || req.op == CLIENT_OP_LOCAL_GET) {
 			void *value;
@@ -135,12 +162,21 @@ static void fuzz_client_responses(const uint8_t *data, size_t size)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct kv kv;
+	uint32_t role;
 
 	if (size < 1)
 		return 0;
-	switch (data[0] % 3) {
+	switch (data[0] % 5) {
 	case 0:
-		fuzz_client_requests(data + 1, size - 1);
+		fuzz_client_requests(data + 1, size - 1, CLIENT_ACCESS_ADMIN);
+		break;
+	case 3:
+		fuzz_client_requests(data + 1, size - 1, CLIENT_ACCESS_DATA);
+		break;
+	case 4:
+		role = client_tls_der_role(data + 1, size - 1);
+		FUZZ_CHECK(role == CLIENT_ACCESS_NONE || role == CLIENT_ACCESS_DATA ||
+			   role == CLIENT_ACCESS_ADMIN || role == CLIENT_ACCESS_NODE);
 		break;
 	case 1:
 		fuzz_client_responses(data + 1, size - 1);

@@ -263,6 +263,13 @@ def client_seeds():
         + response(0, 8, 0, digest),
         "kv-entry-put": u8(2) + kv_cmd(1, b"key", value=b"value"),
         "kv-entry-cas": u8(2) + kv_cmd(4, b"key", expected=b"old", value=b"new"),
+        # A data-role connection: the writes and reads run, the admin ops
+        # (DROP, JOIN, TRANSFER, REMOVE_MEMBER, PEERS) are refused. The
+        # certificate seeds (mode 4, seed-cert-*) are DER files made once by
+        # tools/tls-certs and kept as they are.
+        "data-role-requests": u8(3) + put + get + request(18, 9, 3) + request(12, 10, 3)
+        + request(16, 11, 3, u64(2)) + request(15, 12, 3, u64(3)) + request(42, 13, 0)
+        + delete,
     }
 
 
