@@ -134,7 +134,7 @@ sys.exit(0 if r["ops"] > 0 and samples and not zero and lin else 1)
 PY
 for id in $(printf "%s\n" 1 "$target4" | sort -u); do
 	lines=$(tail -c +"$(($(cat "$dir/node-$id.offset") + 1))" "$dir/node-$id.log" |
-		grep -cE "refused a peer connection|failed authentication|closing connection from node" ||
+		grep -ciE "refused a peer connection|failed authentication|closing connection from node|tls" ||
 		true)
 	echo "node $id logged $lines refusals during the attacks"
 	[ "$lines" -gt 0 ] || fail "node $id logged no refusal of the attacker"
