@@ -221,7 +221,8 @@ static void admin_status_json_nodes(const struct admin_view *v)
 	printf("]");
 }
 
-/* One JSON document: nodes, each group's leader (0: none), the problems. */
+/* One JSON document: nodes, each group's leader (0: none) and highest term, the
+ * problems. */
 static void admin_status_json(const struct admin_view *v, const struct admin_options *opt,
 			      const struct admin_problems *p, bool healthy)
 {
@@ -236,9 +237,18 @@ static void admin_status_json(const struct admin_view *v, const struct admin_opt
 		const struct client_members *m =
 		    leader >= 0 ? &admin_view_replica(v, g, (uint32_t)leader)->m : NULL;
 		uint32_t witnesses = 0;
+		uint64_t term = 0;
 
-		printf("%s{\"group\":%" PRIu64 ",\"leader\":%" PRIu64 ",\"witnesses\":[",
-		       g > 1 ? "," : "", g, leader >= 0 ? v->nodes[leader].id : 0);
+		/* The highest term a replica reports: an election anywhere moves it. */
+		for (uint32_t i = 0; i < v->nodes_count; i++) {
+			const struct admin_replica *rp = admin_view_replica(v, g, i);
+
+			if (rp->state == ADMIN_REPLICA_HOSTED && rp->m.term > term)
+				term = rp->m.term;
+		}
+		printf("%s{\"group\":%" PRIu64 ",\"leader\":%" PRIu64 ",\"term\":%" PRIu64
+		       ",\"witnesses\":[",
+		       g > 1 ? "," : "", g, leader >= 0 ? v->nodes[leader].id : 0, term);
 		for (uint32_t i = 0; m != NULL && i < m->members_count; i++)
 			if (m->members[i].role == CLIENT_ROLE_WITNESS)
 				printf("%s%" PRIu64, witnesses++ > 0 ? "," : "", m->members[i].id);

@@ -17,11 +17,14 @@ Groups: the node hosts groups 1 and 2; JOIN of group 100 is OK (3 hosted);
 JOIN of group 101 and 102 get GROUPS_FULL (status 9) naming --groups-max;
 JOIN of group 100 again is OK (already hosted); LEADER of group 1 is still
 answered; after DROP of group 100, JOIN of group 101 is OK. Every wait is
-bounded. Exits 0 when all hold, 1 otherwise."""
-import socket
+bounded. Exits 0 when all hold, 1 otherwise.
+
+Plain TCP, or TLS when the cluster speaks it (flotilla_tls.py)."""
 import struct
 import sys
 import time
+
+import flotilla_tls
 
 PER_SOURCE = 4
 BURST = 10
@@ -53,11 +56,7 @@ def recv_response(sock, timeout_s=5):
 
 
 def connect_from(source, host, port):
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.settimeout(5)
-    sock.bind((source, 0))
-    sock.connect((host, port))
-    return sock
+    return flotilla_tls.connect(host, port, source=source)
 
 
 def call(sock, op, request_id, group):
@@ -87,7 +86,7 @@ def refused_per_source(sock):
         status, request_id, text = recv_response(sock, 5)
         sock.settimeout(5)
         closed = sock.recv(1) == b""
-    except (ConnectionError, socket.timeout) as e:
+    except flotilla_tls.CLOSED as e:
         print("FAIL: no refusal: %s" % e)
         return False
     if status != STATUS_ERROR or request_id != 0 or \
@@ -133,15 +132,17 @@ def check_sources(host, port):
     held.pop().close()
     deadline, again = time.monotonic() + 5, None
     while time.monotonic() < deadline:
-        s = connect_from("127.0.0.2", host, port)
+        s = None
         try:
+            s = connect_from("127.0.0.2", host, port)
             status, _ = call(s, OP_LEADER, 30, 1)
-        except (ConnectionError, socket.timeout, AssertionError):
+        except flotilla_tls.CLOSED + (AssertionError,):
             status = None
         if status == STATUS_OK:
             again = s
             break
-        s.close()
+        if s is not None:
+            s.close()
         time.sleep(0.1)
     if again is None:
         print("FAIL: 127.0.0.2 could not connect again after one of its connections closed")

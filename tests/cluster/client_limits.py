@@ -10,11 +10,14 @@ every answer. Meanwhile: a slowloris client (a request's first 6 bytes,
 then one byte each 200 ms) must be closed 0.5 to 2.5 s after its first byte;
 an idle connection 1 to 3 s after it opened; and with 8 connections open, a
 ninth must get an ERROR answer with request id 0 naming --client-conns-max,
-then be closed, and so must each of a burst of 20 more. Every wait is bounded. Exits 0 when all hold, 1 otherwise."""
-import socket
+then be closed, and so must each of a burst of 20 more. Every wait is bounded. Exits 0 when all hold, 1 otherwise.
+
+Plain TCP, or TLS when the cluster speaks it (flotilla_tls.py)."""
 import struct
 import sys
 import time
+
+import flotilla_tls
 
 BURST = 20
 OP_LEADER = 5
@@ -45,25 +48,11 @@ def recv_response(sock, timeout_s=5):
     return status, request_id, value
 
 
-def is_closed(sock):
-    """Whether the server closed sock (EOF or reset), without waiting."""
-    sock.setblocking(False)
-    try:
-        data = sock.recv(4096)
-        return data == b""
-    except BlockingIOError:
-        return False
-    except (ConnectionResetError, BrokenPipeError):
-        return True
-    finally:
-        sock.setblocking(True)
-
-
 class Good:
     """The well-behaved client: one LEADER at a time, each answered."""
 
     def __init__(self, host, port):
-        self.sock = socket.create_connection((host, port), timeout=5)
+        self.sock = flotilla_tls.connect(host, port)
         self.next_id = 1
         self.answered = 0
         self.last_ms = 0
@@ -96,21 +85,21 @@ def main():
 
     # Slowloris: 6 bytes, then one byte per 200 ms; the 24-byte request
     # would take 3.6 s more.
-    slow = socket.create_connection((host, port), timeout=5)
+    slow = flotilla_tls.connect(host, port)
     request = leader_request(99)
     slow.sendall(request[:6])
     start = now_ms()
     sent, closed_ms, next_byte = 6, None, start + 200
     while now_ms() < start + 5000 and closed_ms is None:
         good.poke(now_ms())
-        if is_closed(slow):
+        if flotilla_tls.is_closed(slow):
             closed_ms = now_ms() - start
             break
         if now_ms() >= next_byte and sent < len(request):
             try:
                 slow.send(request[sent:sent + 1])
                 sent += 1
-            except (BrokenPipeError, ConnectionResetError):
+            except flotilla_tls.CLOSED:
                 closed_ms = now_ms() - start
                 break
             next_byte += 200
@@ -125,11 +114,11 @@ def main():
               % (closed_ms, sent, len(request)))
 
     # Idle: nothing sent.
-    idle = socket.create_connection((host, port), timeout=5)
+    idle = flotilla_tls.connect(host, port)
     start, closed_ms = now_ms(), None
     while now_ms() < start + 5000:
         good.poke(now_ms())
-        if is_closed(idle):
+        if flotilla_tls.is_closed(idle):
             closed_ms = now_ms() - start
             break
         time.sleep(0.02)
@@ -144,9 +133,10 @@ def main():
     # refused with an answer.
     held = []
     for i in range(7):
-        held.append(socket.create_connection((host, port), timeout=5))
-    extra = socket.create_connection((host, port), timeout=5)
+        held.append(flotilla_tls.connect(host, port))
+    extra = None
     try:
+        extra = flotilla_tls.connect(host, port)
         status, request_id, value = recv_response(extra, 5)
         text = value.decode(errors="replace")
         if status != STATUS_ERROR or request_id != 0 or "--client-conns-max" not in text:
@@ -160,21 +150,24 @@ def main():
                 failed = True
             else:
                 print("ok: ninth connection refused: %s" % text)
-    except (ConnectionError, socket.timeout) as e:
+    except flotilla_tls.CLOSED as e:
         print("FAIL: ninth connection got no answer: %s" % e)
         failed = True
-    extra.close()
+    if extra is not None:
+        extra.close()
     # A burst over the limit: each refused, logged as one count (the
     # shell checks the log).
     burst = 0
     for i in range(BURST):
-        s = socket.create_connection((host, port), timeout=5)
+        s = None
         try:
+            s = flotilla_tls.connect(host, port)
             status, request_id, _ = recv_response(s, 5)
             burst += status == STATUS_ERROR and request_id == 0
-        except (ConnectionError, socket.timeout):
+        except flotilla_tls.CLOSED:
             pass
-        s.close()
+        if s is not None:
+            s.close()
     if burst != BURST:
         print("FAIL: %d of a burst of %d over the limit were refused with an answer"
               % (burst, BURST))

@@ -10,12 +10,12 @@
  * then answers LEADER), a framing error closes it. Prints one line per case;
  * exits 0 when all pass, 1 otherwise, 2 on bad usage. */
 #include <errno.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
 
 #include "base/le.h"
@@ -46,20 +46,23 @@ static unsigned char *refusals_frame(uint32_t size_field, uint32_t op, uint64_t 
 	return buf;
 }
 
+/* Queue bytes on c as they are and write them out: through the client's
+ * own output path, so a TLS connection carries them like any request. */
 static bool refusals_send(struct client *c, const unsigned char *bytes, size_t size)
 {
-	size_t sent = 0;
 	uint64_t deadline = (uint64_t)time(NULL) + REFUSALS_WAIT_MS / 1000;
+	int rv;
 
-	while (sent < size && (uint64_t)time(NULL) <= deadline) {
-		ssize_t n = send(c->fd, bytes + sent, size - sent, MSG_NOSIGNAL);
+	if (client_reserve(&c->out, &c->out_size, &c->out_start, &c->out_end, size, 4096) != 0)
+		return false;
+	memcpy(c->out + c->out_end, bytes, size);
+	c->out_end += (uint32_t)size;
+	while ((rv = client_flush(c)) == -EAGAIN && (uint64_t)time(NULL) <= deadline) {
+		struct pollfd pfd = {.fd = c->fd, .events = POLLOUT};
 
-		if (n > 0)
-			sent += (size_t)n;
-		else if (n < 0 && errno != EAGAIN && errno != EINTR)
-			return false;
+		poll(&pfd, 1, 100);
 	}
-	return sent == size;
+	return rv == 0;
 }
 
 /* LEADER of group 1 on c: whether it answers OK (the connection is alive). */

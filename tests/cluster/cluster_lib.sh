@@ -61,19 +61,39 @@ cluster_stop_clean() {
 	fi
 }
 
+# cluster_tls_env DIR: the client tools of a test speak to the cluster in
+# DIR as it expects. A TLS cluster (tools/cluster keeps its certificates in
+# DIR/tls) is spoken to with the admin certificate: FLOTILLA_TLS_CA,
+# FLOTILLA_TLS_CERT and FLOTILLA_TLS_KEY are exported, and flotilla-admin,
+# flotilla-load, the C test clients and the Python ones read them. A
+# plaintext cluster: they are unset.
+cluster_tls_env() {
+	local tls=$1/tls
+	if [ -f "$tls/ca.pem" ]; then
+		export FLOTILLA_TLS_CA="$tls/ca.pem" FLOTILLA_TLS_CERT="$tls/admin.pem" \
+			FLOTILLA_TLS_KEY="$tls/admin.key"
+	else
+		unset FLOTILLA_TLS_CA FLOTILLA_TLS_CERT FLOTILLA_TLS_KEY
+	fi
+}
+
 # cluster_start_random START_ARGS...: tools/cluster start --dir $dir
 # --base-port B START_ARGS, B from tools/cluster pick-port (below the
 # ephemeral ports, so a restarted node finds its port free). A node whose
 # port is taken exits with status 3: then the cluster is started again
 # elsewhere, five tries in all. Status 4 means io_uring is not available:
-# the test is skipped (exit 77). Sets base.
+# the test is skipped (exit 77). Sets base, and the TLS variables of
+# cluster_tls_env.
 cluster_start_random() {
 	local attempt rc
 	for attempt in 1 2 3 4 5; do
 		base=$("$cluster" pick-port)
 		rc=0
 		"$cluster" start --dir "$dir" --base-port "$base" "$@" || rc=$?
-		[ "$rc" -eq 0 ] && return 0
+		if [ "$rc" -eq 0 ]; then
+			cluster_tls_env "$dir"
+			return 0
+		fi
 		if [ "$rc" -eq 4 ]; then
 			echo "io_uring is not available here: skipped"
 			failed=0

@@ -31,6 +31,9 @@
  *                                          REBUILD the follower: the corrupt key is
  *                                          gone, GET works, K more keys and no new
  *                                          divergence
+ *     absent --group G --key K             no node's copy of group G holds key K
+ *                                          (LOCAL_GET on each), and a linearizable GET
+ *                                          asking each node in turn answers NOT_FOUND
  *     corrupt --group G --via ID           CORRUPT group G on node ID only, and nothing
  *                                          else: the replica stays diverged until a
  *                                          check finds it (flotilla-admin verify)
@@ -63,6 +66,7 @@ struct kvcheck {
 	const char *ack_path;
 	uint64_t via;
 	uint64_t group;
+	const char *key; /* absent */
 };
 
 /* One acknowledged write: group, key and value, as the ack file stores them. */
@@ -757,12 +761,42 @@ static int kvcheck_lead(struct kvcheck *k)
 	return 1;
 }
 
+static int kvcheck_absent(struct kvcheck *k)
+{
+	uint32_t found = 0;
+
+	for (uint32_t op = 0; op < 2; op++) {
+		for (uint32_t i = 0; i < k->router.nodes_count; i++) {
+			uint64_t node = k->router.nodes[i].id;
+			struct client_call call = {
+			    .req = {.op = op == 0 ? CLIENT_OP_LOCAL_GET : CLIENT_OP_GET,
+				    .group = k->group,
+				    .key = k->key,
+				    .key_size = (uint32_t)strlen(k->key)}};
+
+			kvcheck_on(k, node, &call); /* A GET follows NOT_LEADER from there. */
+			printf("absent: %s of %s in group %llu asking node %llu: %s%s%.*s\n",
+			       op == 0 ? "LOCAL_GET" : "GET", k->key, (unsigned long long)k->group,
+			       (unsigned long long)node,
+			       call.rv != 0 ? strerror(-call.rv) : kvcheck_status_name(call.status),
+			       call.rv == 0 && call.status == CLIENT_STATUS_OK ? ", value " : "",
+			       call.rv == 0 && call.status == CLIENT_STATUS_OK
+				   ? (int)call.value_size
+				   : 0,
+			       call.value != NULL ? (const char *)call.value : "");
+			if (call.rv != 0 || call.status != CLIENT_STATUS_NOT_FOUND)
+				found++;
+			client_call_clear(&call);
+		}
+	}
+	return found == 0 ? 0 : 1;
+}
+
 static int kvcheck_usage(void)
 {
 	fprintf(stderr, "usage: flotilla-kvcheck --nodes SPEC [--groups N] [--timeout-ms T] "
-			"put|verify|local|ops|stale|garbage|leaders|lead|diverge|corrupt [--prefix "
-			"P] [--keys K] "
-			"[--ack FILE] [--via ID] [--group G]\n");
+			"put|verify|local|ops|stale|garbage|leaders|lead|diverge|corrupt|absent "
+			"[--prefix P] [--keys K] [--ack FILE] [--via ID] [--group G] [--key K]\n");
 	return 2;
 }
 
@@ -799,6 +833,8 @@ int main(int argc, char **argv)
 			k.via = strtoull(value, NULL, 10);
 		else if (strcmp(arg, "--group") == 0)
 			k.group = strtoull(value, NULL, 10);
+		else if (strcmp(arg, "--key") == 0)
+			k.key = value;
 		else
 			return kvcheck_usage();
 	}
@@ -829,6 +865,8 @@ int main(int argc, char **argv)
 		rv = kvcheck_diverge(&k);
 	else if (strcmp(command, "corrupt") == 0 && k.via != 0)
 		rv = kvcheck_corrupt(&k);
+	else if (strcmp(command, "absent") == 0 && k.key != NULL)
+		rv = kvcheck_absent(&k);
 	else
 		rv = kvcheck_usage();
 	client_router_deinit(&k.router);

@@ -185,6 +185,7 @@ for attempt in 1 2 3 4 5; do
 	find "$dir" -maxdepth 1 -name 'node-*' ! -path "$small" -exec rm -rf {} +
 	find "$small" -mindepth 1 -delete
 done
+cluster_tls_env "$dir"
 dd if=/dev/zero of="$small/filler" bs=1M count=6 status=none
 nodes="1=127.0.0.1:$((base + 1)),2=127.0.0.1:$((base + 3)),3=127.0.0.1:$((base + 5))"
 groups=2

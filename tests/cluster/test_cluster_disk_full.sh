@@ -86,7 +86,8 @@ wait_log() {
 }
 
 # start_cluster DIR TMPFS ARGS...: like cluster_start_random, but a retry
-# keeps the node whose data is TMPFS on it (and its filler).
+# keeps the node whose data is TMPFS on it (and its filler). Sets base and
+# the TLS variables (cluster_tls_env).
 start_cluster() {
 	local cdir=$1 mnt=$2 attempt rc
 	shift 2
@@ -94,7 +95,10 @@ start_cluster() {
 		base=$("$cluster" pick-port)
 		rc=0
 		"$cluster" start --dir "$cdir" --base-port "$base" "$@" || rc=$?
-		[ "$rc" -eq 0 ] && return 0
+		if [ "$rc" -eq 0 ]; then
+			cluster_tls_env "$cdir"
+			return 0
+		fi
 		if [ "$rc" -eq 4 ]; then
 			echo "io_uring is not available here: skipped"
 			failed=0

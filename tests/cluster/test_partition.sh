@@ -219,7 +219,7 @@ start_nodes() { # [i]
 		-- --election-ms 1000 --heartbeat-ms 100 --snapshot-entries 2000 "${node_flags[@]}" ||
 		rc=$?
 	case $rc in
-	0) ;;
+	0) cluster_tls_env "$dir" ;;
 	4)
 		echo "io_uring is not available here: skipped"
 		failed=0

@@ -53,11 +53,15 @@ echo "ok: $(printf '%s\n' "$out" | head -n 1)"
 
 step "start 1 node, 1 group; CORRUPT (op 9) is an unknown op"
 cluster_start_random --groups 1 --nodes 1 --shards 1 --bin "$node_bin"
-python3 - "127.0.0.1:$((base + 1))" <<'PY'
-import socket, struct, sys, time
+# Plain TCP, or TLS when the cluster speaks it (flotilla_tls.py, found here).
+PYTHONPATH="$(dirname "${BASH_SOURCE[0]}")${PYTHONPATH:+:$PYTHONPATH}" \
+	python3 - "127.0.0.1:$((base + 1))" <<'PY'
+import struct, sys, time
+
+import flotilla_tls
 
 host, port = sys.argv[1].rsplit(":", 1)
-sock = socket.create_connection((host, int(port)), timeout=10)
+sock = flotilla_tls.connect(host, int(port), timeout=10)
 
 def recv_exact(size):
     data = b""

@@ -10,6 +10,8 @@
 #   load_smoke.sh FLOTILLA_NODE FLOTILLA_LOAD CLUSTER_SCRIPT WORK_DIR
 set -euo pipefail
 
+source "$(dirname "${BASH_SOURCE[0]}")/../cluster/cluster_lib.sh"
+
 node_bin=$(realpath "$1") load_bin=$(realpath "$2") cluster=$3 work_dir=$4
 command -v python3 >/dev/null || {
 	echo "python3 is needed to read the JSON output: skipped"
@@ -43,6 +45,7 @@ done
 	echo "no free ports after 5 attempts"
 	exit 1
 }
+cluster_tls_env "$dir"
 
 common=(--cluster-dir "$dir" --duration 3 --warmup 0.5 --keys 1000 --value-size 64
 	--timeout-ms 5000 --threads 2 --seed 7)
