@@ -44,10 +44,11 @@ def pick_port(width=20):
     return int(out.stdout.strip())
 
 
-def cluster_start(d, node_bin, groups, nodes, base_ports, shards=0, extra=()):
+def cluster_start(d, node_bin, groups, nodes, base_ports, shards=0, extra=(), cluster_args=()):
     """Start a cluster in d, trying each base port in turn while tools/cluster
     says an address is in use (status 3); d is emptied before each try.
-    shards 0 keeps the node's default; extra goes to every flotilla-node.
+    shards 0 keeps the node's default; extra goes to every flotilla-node,
+    cluster_args to tools/cluster start (say --insecure).
     Raises RuntimeError when no try succeeds."""
     r = None
     for port in base_ports:
@@ -57,6 +58,7 @@ def cluster_start(d, node_bin, groups, nodes, base_ports, shards=0, extra=()):
                "--base-port", str(port), "--bin", node_bin]
         if shards:
             cmd += ["--shards", str(shards)]
+        cmd += list(cluster_args)
         if extra:
             cmd += ["--"] + list(extra)
         r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -66,6 +68,22 @@ def cluster_start(d, node_bin, groups, nodes, base_ports, shards=0, extra=()):
             break
     raise RuntimeError("tools/cluster start failed (%s): %s" %
                        (r.returncode if r else "no port", r.stderr.strip() if r else ""))
+
+
+def client_env(d):
+    """The environment for a client of the cluster in d: its admin
+    certificate in FLOTILLA_TLS_* when tools/cluster made a TLS cluster
+    there (d/tls), else the environment as it is."""
+    env = dict(os.environ)
+    tls = os.path.join(d, "tls")
+    if os.path.exists(os.path.join(tls, "ca.pem")):
+        env.update(FLOTILLA_TLS_CA=os.path.join(tls, "ca.pem"),
+                   FLOTILLA_TLS_CERT=os.path.join(tls, "admin.pem"),
+                   FLOTILLA_TLS_KEY=os.path.join(tls, "admin.key"))
+    else:
+        for k in ("FLOTILLA_TLS_CA", "FLOTILLA_TLS_CERT", "FLOTILLA_TLS_KEY"):
+            env.pop(k, None)
+    return env
 
 
 def cluster_stop(d):

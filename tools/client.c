@@ -561,6 +561,21 @@ int client_send(struct client *c, const struct client_request *req)
 	return 0;
 }
 
+int client_send_bytes(struct client *c, const void *bytes, size_t size)
+{
+	int rv;
+
+	if (size > CLIENT_REQUEST_SIZE_MAX + CLIENT_REQUEST_HEADER_SIZE)
+		return -ENOMEM;
+	rv = client_reserve(&c->out, &c->out_size, &c->out_start, &c->out_end, (uint32_t)size,
+			    CLIENT_BUFFER_SIZE_MIN);
+	if (rv != 0)
+		return rv;
+	memcpy(c->out + c->out_end, bytes, size);
+	c->out_end += (uint32_t)size;
+	return 0;
+}
+
 bool client_has_output(const struct client *c)
 {
 	return c->out_end > c->out_start;

@@ -212,6 +212,10 @@ void client_close(struct client *c);
 /* Queue req for sending. Returns 0, -EINVAL (req breaks a limit) or -ENOMEM. */
 int client_send(struct client *c, const struct client_request *req);
 
+/* Queue size bytes as they are (tests: malformed requests), sent like a
+ * request, through TLS on a TLS connection. Returns 0 or -ENOMEM. */
+int client_send_bytes(struct client *c, const void *bytes, size_t size);
+
 /* Write what the socket takes. Returns 0 (all sent), -EAGAIN (some left:
  * wait for POLLOUT) or -errno (the connection is unusable). */
 int client_flush(struct client *c);

@@ -26,7 +26,8 @@ static void load_usage(FILE *out)
 	    "usage: flotilla-load (--node ID=HOST:PORT ... | --cluster-dir DIR) [options]\n"
 	    "       flotilla-load --check-file FILE [--check-initial absent|any]\n"
 	    "  --node ID=HOST:PORT   a node's client address (repeat for each node)\n"
-	    "  --cluster-dir DIR     the nodes of a local cluster made by tools/cluster\n"
+	    "  --cluster-dir DIR     the nodes of a local cluster made by tools/cluster (a TLS\n"
+	    "                        cluster: with its admin certificate, DIR/tls)\n"
 	    "  --mode closed|open    closed: N requests in flight; open: a fixed rate (closed)\n"
 	    "  --concurrency N       closed loop: requests in flight (64)\n"
 	    "  --rate OPS            open loop: requests per second (required with --mode open)\n"
@@ -120,13 +121,19 @@ static bool load_parse_node(struct load_options *opt, const char *text)
 	return load_parse_u64(id_text, 1, UINT64_MAX, &id) && load_add_node(opt, id, eq + 1);
 }
 
+/* The admin certificate of a TLS cluster made by tools/cluster. */
+static char load_cluster_tls[3][PATH_MAX];
+
 /* Read DIR/cluster.conf, written by tools/cluster: node i (1..nodes) serves
  * clients on 127.0.0.1 at base_port + 2(i - 1) + 1. Sets *groups to the
- * cluster's group count (0 when not saved). */
+ * cluster's group count (0 when not saved). A TLS cluster (tls=1, the
+ * default of tools/cluster) is spoken to with its admin certificate
+ * (DIR/tls), unless the --tls-* flags or FLOTILLA_TLS_* say otherwise. */
 static bool load_read_cluster_dir(struct load_options *opt, const char *dir, uint64_t *groups)
 {
 	char path[PATH_MAX], line[256];
 	uint64_t nodes = 0, base_port = 0;
+	bool tls = false;
 	FILE *f;
 
 	*groups = 0;
@@ -145,8 +152,23 @@ static bool load_read_cluster_dir(struct load_options *opt, const char *dir, uin
 			(void)load_parse_u64(line + 10, 1, 65535, &base_port);
 		else if (strncmp(line, "groups=", 7) == 0)
 			(void)load_parse_u64(line + 7, 0, LOAD_GROUPS_MAX, groups);
+		else if (strncmp(line, "tls=", 4) == 0)
+			tls = strcmp(line + 4, "1") == 0;
 	}
 	fclose(f);
+	if (tls && opt->tls_ca == NULL && getenv("FLOTILLA_TLS_CA") == NULL) {
+		static const char *const names[3] = {"ca.pem", "admin.pem", "admin.key"};
+
+		for (int i = 0; i < 3; i++)
+			if (snprintf(load_cluster_tls[i], PATH_MAX, "%s/tls/%s", dir, names[i]) >=
+			    PATH_MAX)
+				return false;
+		opt->tls_ca = load_cluster_tls[0];
+		if (opt->tls_cert == NULL && getenv("FLOTILLA_TLS_CERT") == NULL) {
+			opt->tls_cert = load_cluster_tls[1];
+			opt->tls_key = load_cluster_tls[2];
+		}
+	}
 	if (nodes == 0 || base_port == 0 || base_port + 2 * nodes > 65535) {
 		fprintf(stderr, "flotilla-load: %s lacks nodes= or base_port=\n", path);
 		return false;

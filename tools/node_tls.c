@@ -318,6 +318,13 @@ bool node_tls_has_pending(const struct conn *c)
 
 void node_tls_close(struct conn *c)
 {
+	/* close_notify, if the socket takes it now (never waited for): the
+	 * client then reads a clean end of the connection. */
+	if (c->tls != NULL && SSL_is_init_finished(c->tls)) {
+		ERR_clear_error();
+		(void)SSL_shutdown(c->tls);
+		ERR_clear_error();
+	}
 	SSL_free(c->tls);
 	c->tls = NULL;
 }

@@ -53,10 +53,8 @@ static bool refusals_send(struct client *c, const unsigned char *bytes, size_t s
 	uint64_t deadline = (uint64_t)time(NULL) + REFUSALS_WAIT_MS / 1000;
 	int rv;
 
-	if (client_reserve(&c->out, &c->out_size, &c->out_start, &c->out_end, size, 4096) != 0)
+	if (client_send_bytes(c, bytes, size) != 0)
 		return false;
-	memcpy(c->out + c->out_end, bytes, size);
-	c->out_end += (uint32_t)size;
 	while ((rv = client_flush(c)) == -EAGAIN && (uint64_t)time(NULL) <= deadline) {
 		struct pollfd pfd = {.fd = c->fd, .events = POLLOUT};
 

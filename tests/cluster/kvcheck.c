@@ -440,7 +440,7 @@ static int kvcheck_garbage_one(struct kvcheck *k, const void *bytes, size_t size
 			(unsigned long long)k->via);
 		return 1;
 	}
-	if (send(c->fd, bytes, size, MSG_NOSIGNAL) != (ssize_t)size) {
+	if (client_send_bytes(c, bytes, size) != 0) {
 		client_close(c);
 		return 1;
 	}

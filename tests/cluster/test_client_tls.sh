@@ -58,7 +58,9 @@ EOF
 chmod +x "$dir/tls-node"
 
 step "start 3 nodes with TLS, 2 groups"
-cluster_start_random --groups 2 --nodes 3 --shards 1 --metrics --bin "$dir/tls-node" -- \
+# The nodes take this test's certificates from the wrapper above, not
+# tools/cluster's own (--insecure: it adds none, and exports none).
+cluster_start_random --insecure --groups 2 --nodes 3 --shards 1 --metrics --bin "$dir/tls-node" -- \
 	--client-threads 1 --client-handshake-ms 1000
 addr() { echo "127.0.0.1:$((base + 2 * ($1 - 1) + 1))"; }
 log() { echo "$dir/node-$1.log"; }

@@ -14,15 +14,18 @@
 # accepted as a peer, and the nodes logged the refusals.
 #
 # The cluster's security flags are in $security, below: the attacks must
-# fail against them. A plaintext cluster (security empty) fails this test:
-# FLOTILLA_FORGE_SECURITY= meson test cluster-forge shows it.
+# fail against them. By default the cluster is tools/cluster's default, a
+# TLS cluster; the shared-key mode passes too
+# (FLOTILLA_FORGE_SECURITY="--insecure --auth-key"), and a plaintext cluster
+# fails this test: FLOTILLA_FORGE_SECURITY=--insecure meson test
+# cluster-forge shows it.
 #
 #   test_cluster_forge.sh FLOTILLA_NODE FLOTILLA_FORGE KVCHECK FLOTILLA_ADMIN FLOTILLA_LOAD
 #                         TOOLS_CLUSTER WORK_DIR
 set -euo pipefail
 
-# The cluster's security flags (tools/cluster start); empty: the default.
-security=${FLOTILLA_FORGE_SECURITY-"--auth-key"}
+# The cluster's security flags (tools/cluster start); empty: the default (TLS).
+security=${FLOTILLA_FORGE_SECURITY-}
 
 source "$(dirname "${BASH_SOURCE[0]}")/cluster_lib.sh"
 
