@@ -106,7 +106,9 @@ enum {
 	CLIENT_STATUS_PEER_REFUSED = 11, /* SET_PEER, REMOVE_PEER: refused, nothing changed. */
 	CLIENT_STATUS_WITNESS = 12,      /* A read sent to a witness: it holds no data; read
 					  * elsewhere (leader_hint names the leader). */
-	CLIENT_STATUS_LAST = CLIENT_STATUS_WITNESS,
+	CLIENT_STATUS_BUSY = 14,         /* A read's answer not kept: the node's client buffers
+					  * are full; nothing was done, retry later. */
+	CLIENT_STATUS_LAST = CLIENT_STATUS_BUSY,
 };
 
 /* A request. Pointers are borrowed (encode) or point into the decoded buffer
