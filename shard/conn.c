@@ -238,8 +238,10 @@ void conn_parse(struct shard *s, struct conn *c)
 		conn_free(s, c);
 		return;
 	}
-	memmove(c->in.data, c->in.data + off, c->in.len - off);
-	c->in.len -= off;
+	if (off > 0) { /* Not the rest of a large frame onto itself, at each arrival. */
+		memmove(c->in.data, c->in.data + off, c->in.len - off);
+		c->in.len -= off;
+	}
 	conn_hold(s, c, c->in.len);
 	if (s->partial_bytes > SHARD_PARTIAL_MAX && conn_shed(s, c))
 		return; /* c itself was closed. */

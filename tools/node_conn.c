@@ -220,6 +220,8 @@ void conn_respond_op(struct conn *c, uint32_t op, uint32_t status, uint64_t requ
 		return;
 	}
 	node_budget_sync(c);
+	if (c->out_end == c->out_start)
+		c->written_ms = c->worker->now_ms; /* The first answer waiting. */
 	client_response_encode(&resp, c->out + c->out_end);
 	c->out_end += size;
 	conn_mark_dirty(c);
@@ -252,6 +254,7 @@ static int conn_flush(struct conn *c)
 			return -errno;
 		}
 		c->out_start += (uint32_t)n;
+		c->written_ms = c->worker->now_ms;
 	}
 	c->out_start = c->out_end = 0;
 	if (c->out_size > CONN_BUFFER_KEEP) {
@@ -583,7 +586,8 @@ static void worker_flush_dirty(struct worker *w)
 
 /* Close the connections past a deadline: a request begun and not complete
  * after --client-request-ms, or no complete request for --client-idle-s
- * while no answer is due. Then write the limits' pending counts. */
+ * while no answer is due, or answers waiting and none read by the client
+ * for --client-idle-s. Then write the limits' pending counts. */
 static void worker_sweep(struct worker *w, uint64_t now_ms)
 {
 	struct server *s = w->server;
@@ -611,6 +615,16 @@ static void worker_sweep(struct worker *w, uint64_t now_ms)
 				       "(--client-idle-s %u)",
 				       conn_peer_name(c->fd, peer),
 				       (unsigned long long)((now_ms - c->active_ms) / 1000),
+				       s->opt.client_idle_s);
+			conn_close(c);
+		} else if (idle_ms != 0 && c->out_end > c->out_start &&
+			   now_ms >= c->written_ms + idle_ms) {
+			atomic_fetch_add(&s->timeouts_idle, 1);
+			conn_limit_log(s, CONN_LIMIT_IDLE, now_ms,
+				       "client connection from %s closed: %u bytes of answers not "
+				       "read in %llu s (--client-idle-s %u)",
+				       conn_peer_name(c->fd, peer), c->out_end - c->out_start,
+				       (unsigned long long)((now_ms - c->written_ms) / 1000),
 				       s->opt.client_idle_s);
 			conn_close(c);
 		}

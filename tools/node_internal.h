@@ -72,6 +72,7 @@ struct conn {
 	uint32_t requests_seen_ms_at; /* requests_seen when active_ms was last set. */
 	uint64_t active_ms;           /* Accepted, or a complete request last taken. */
 	uint64_t partial_ms;          /* When an incomplete request began waiting; 0: none. */
+	uint64_t written_ms;          /* Unsent answers last began waiting or went out. */
 	unsigned char *in;
 	uint32_t in_size, in_start, in_end;
 	unsigned char *out;
