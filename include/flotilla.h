@@ -750,7 +750,7 @@ struct fl_metrics {
 	/* Bytes of snapshot files saved here (each written whole): over the
 	 * bytes applied, the snapshots' write amplification. */
 	uint64_t snapshot_bytes_written;
-	uint64_t groups_refused; /* Creations and joins refused: FL_ERR_GROUPS_FULL. */
+	uint64_t groups_refused;    /* Creations and joins refused: FL_ERR_GROUPS_FULL. */
 	uint64_t peers_over_budget; /* Peer connections closed because a shard's partial
 				     * peer frames held more than two of the largest
 				     * frame (2 x 64 MiB). */

@@ -388,8 +388,8 @@ struct shard {
 	struct raft_buf *prop_bufs;
 	uint32_t prop_bufs_cap;
 	struct shard_stats stats;
-	uint64_t auth_logged_ms; /* The last failed-tag log line (conn.c), */
-	uint64_t auth_unlogged;  /* and the failures since, not logged. */
+	uint64_t auth_logged_ms;    /* The last failed-tag log line (conn.c), */
+	uint64_t auth_unlogged;     /* and the failures since, not logged. */
 	uint64_t partial_bytes;     /* Held by incoming connections in frames not yet whole, */
 	uint64_t partial_logged_ms; /* the last line about closing one past SHARD_PARTIAL_MAX, */
 	uint64_t partial_unlogged;  /* and the closes since, not logged. */

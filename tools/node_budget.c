@@ -84,8 +84,7 @@ static void node_budget_hit(struct server *s, const char *what, uint64_t size)
 
 bool node_budget_may_refuse(uint32_t op, uint32_t status, uint32_t value_size)
 {
-	bool read = op == CLIENT_OP_GET || op == CLIENT_OP_STALE_GET ||
-		    op == CLIENT_OP_LOCAL_GET ||
+	bool read = op == CLIENT_OP_GET || op == CLIENT_OP_STALE_GET || op == CLIENT_OP_LOCAL_GET ||
 		    (op == CLIENT_OP_CAS && status == CLIENT_STATUS_CAS_MISMATCH);
 
 	return read && value_size > BUDGET_ANSWER_SMALL;

@@ -11,8 +11,8 @@
  * answers go out), and no reading while more than CONN_OUT_MAX bytes of
  * answers wait to be sent; node-wide, the bytes of every client buffer
  * within --client-buffer-budget-mb (node_budget.c: the hooks here only ask
- * it before a buffer grows and tell it after a size changed). Deadlines, checked every WORKER_TICK_MS: a
- * request whose first bytes came must be complete within
+ * it before a buffer grows and tell it after a size changed). Deadlines, checked every
+ * WORKER_TICK_MS: a request whose first bytes came must be complete within
  * --client-request-ms, and a connection that sent no complete request for
  * --client-idle-s while it waits for no answer is closed. Each limit hit is
  * counted (the node's metrics) and logged, at most one line a second per
@@ -51,8 +51,7 @@ static const char *const conn_limit_whats[CONN_LIMIT_COUNT] = {
     [CONN_LIMIT_BUDGET] = "client buffer budget hits (--client-buffer-budget-mb)",
 };
 
-void conn_limit_log(struct server *s, enum conn_limit limit, uint64_t now_ms,
-		    const char *fmt, ...)
+void conn_limit_log(struct server *s, enum conn_limit limit, uint64_t now_ms, const char *fmt, ...)
 {
 	struct server_limit_log *l = &s->limit_log[limit];
 	uint64_t suppressed;
@@ -201,10 +200,10 @@ void conn_respond_op(struct conn *c, uint32_t op, uint32_t status, uint64_t requ
 
 	if (c->closed)
 		return;
-	if (!node_budget_grow(c, false,
-			      node_budget_capacity(c->out_size, c->out_start, c->out_end, size,
-						   CONN_IN_MIN),
-			      node_budget_may_refuse(op, status, value_size))) {
+	if (!node_budget_grow(
+		c, false,
+		node_budget_capacity(c->out_size, c->out_start, c->out_end, size, CONN_IN_MIN),
+		node_budget_may_refuse(op, status, value_size))) {
 		char text[192];
 
 		node_budget_busy_text(c->worker->server, text, sizeof(text));
@@ -212,8 +211,8 @@ void conn_respond_op(struct conn *c, uint32_t op, uint32_t status, uint64_t requ
 				(uint32_t)strlen(text));
 		return;
 	}
-	if (client_reserve(&c->out, &c->out_size, &c->out_start, &c->out_end, size,
-			   CONN_IN_MIN) != 0) {
+	if (client_reserve(&c->out, &c->out_size, &c->out_start, &c->out_end, size, CONN_IN_MIN) !=
+	    0) {
 		node_budget_sync(c);
 		server_log(LOG_LEVEL_WARN, "client connection closed: out of memory for an answer");
 		conn_close(c);
@@ -318,14 +317,15 @@ static int conn_read(struct conn *c)
 			uint64_t frame = 4 + (uint64_t)le_get32(c->in + c->in_start);
 
 			if (frame <= 4 + (uint64_t)CLIENT_REQUEST_SIZE_MAX && frame > live)
-				want = frame - live < CONN_READ_SIZE ? frame - live : CONN_READ_SIZE;
+				want =
+				    frame - live < CONN_READ_SIZE ? frame - live : CONN_READ_SIZE;
 			if (want < CONN_IN_MIN)
 				want = CONN_IN_MIN;
 		}
-		if (!node_budget_grow(c, true,
-				      node_budget_capacity(c->in_size, c->in_start, c->in_end, want,
-							   CONN_IN_MIN),
-				      false))
+		if (!node_budget_grow(
+			c, true,
+			node_budget_capacity(c->in_size, c->in_start, c->in_end, want, CONN_IN_MIN),
+			false))
 			return 0; /* Held unread until the budget has room. */
 		if (client_reserve(&c->in, &c->in_size, &c->in_start, &c->in_end, want,
 				   CONN_IN_MIN) != 0) {

@@ -33,11 +33,15 @@
 #define CONN_READ_SIZE    (256u << 10)
 #define CONN_READS_MAX    4 /* recv() calls per readiness event: fairness. */
 #define CONN_OUT_MAX      (64u << 20)
-#define CONN_BUFFER_KEEP  (1u << 20) /* Larger idle buffers are freed. */
-#define WORKER_TICK_MS    100        /* How often a client thread checks its deadlines. */
+#define CONN_BUFFER_KEEP  (1u << 20)  /* Larger idle buffers are freed. */
+#define WORKER_TICK_MS    100         /* How often a client thread checks its deadlines. */
 #define CONN_IN_MIN       (16u << 10) /* An input buffer's first size; it doubles as bytes come. */
-#define BUDGET_ANSWER_SMALL 1024      /* Values up to this are kept past the budget (BUSY costs as much). */
-#define BUDGET_HOLD_MAX     (64u << 10) /* Past the budget, a connection holding more unsent is not read. */
+/* Past the client buffer budget (node_budget.c), answers with values up to
+ * BUDGET_ANSWER_SMALL bytes are still kept (BUSY costs as much), and a
+ * connection holding more than BUDGET_HOLD_MAX bytes of unsent answers is
+ * not read. */
+#define BUDGET_ANSWER_SMALL 1024
+#define BUDGET_HOLD_MAX     (64u << 10)
 
 /* The client limits whose hits are counted and logged (at most one line a
  * second per kind; the next line says how many were not logged). */
@@ -162,9 +166,9 @@ struct server {
 	_Atomic uint64_t timeouts_idle;    /* Closed after --client-idle-s. */
 	_Atomic uint64_t timeouts_request; /* Closed after --client-request-ms. */
 	uint64_t budget_max;               /* --client-buffer-budget-mb in bytes. */
-	_Atomic uint64_t budget_used;      /* Bytes of client buffers and answers (node_budget.c). */
-	_Atomic uint64_t budget_hits;      /* Answers refused BUSY, connections held unread. */
-	pthread_mutex_t limit_log_lock;    /* Guards limit_log: any client thread. */
+	_Atomic uint64_t budget_used;   /* Bytes of client buffers and answers (node_budget.c). */
+	_Atomic uint64_t budget_hits;   /* Answers refused BUSY, connections held unread. */
+	pthread_mutex_t limit_log_lock; /* Guards limit_log: any client thread. */
 	struct server_limit_log {
 		uint64_t logged_ms;  /* When a line of this kind was last written. */
 		uint64_t suppressed; /* Events since then that wrote none. */
@@ -208,8 +212,8 @@ bool conn_can_start(const struct conn *c);
 
 /* Log a hit of limit unless one of its kind was logged less than a second
  * ago (then count it; the next line says how many). Any client thread. */
-void conn_limit_log(struct server *s, enum conn_limit limit, uint64_t now_ms, const char *fmt,
-		    ...) __attribute__((format(printf, 4, 5)));
+void conn_limit_log(struct server *s, enum conn_limit limit, uint64_t now_ms, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 /* Queue an answer to op (CLIENT_OP_*) on c; a read's large value that does
  * not fit in the budget is answered BUSY instead (node_budget.c). */

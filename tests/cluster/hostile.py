@@ -52,6 +52,8 @@ PEER_PARTIAL_PER_SHARD_MB = 128
 SLACK_MB = 160
 WIRE_MAGIC, WIRE_VERSION, WIRE_FRAME_RAFT = 0x414C5446, 2, 1
 
+STOP = threading.Event()  # set at the first node past its bound: the attacks end
+
 xxh = ctypes.CDLL("libxxhash.so.0")
 xxh.XXH3_64bits.restype = ctypes.c_uint64
 xxh.XXH3_64bits.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
@@ -203,7 +205,7 @@ def attack_peer(n, shards, spare_id):
     incarnation = 0x486F7374696C65  # fixed: every connection the same process
     n.peer_socks = []
     for shard in [0] * PEER_CONNS:
-        if True:
+        if not STOP.is_set():
             try:
                 s = connect(n.peer, "127.0.0.3")
                 s.sendall(handshake(spare_id, shard, shards, incarnation))
@@ -214,9 +216,13 @@ def attack_peer(n, shards, spare_id):
                     s.close()
                     continue
                 s.sendall(struct.pack("<IIQ", FRAME_BODY, WIRE_FRAME_RAFT, 0))
-                s.settimeout(10)
-                s.sendall(bytes(FRAME_BODY // 2))
                 n.peer_socks.append(s)
+                s.settimeout(10)
+                half = bytes(FRAME_BODY // 2)
+                for off in range(0, len(half), 1 << 20):
+                    if STOP.is_set():
+                        break
+                    s.sendall(half[off:off + (1 << 20)])
             except (OSError, ConnectionError) as e:
                 log("node %d, shard %d: half frame ended early: %s" % (n.id, shard, e))
     # A handshake a byte at a time: one byte each 0.5 s in the hold loop.
@@ -248,8 +254,9 @@ def sample(nodes, results):
             return False
         n.max_rss = max(n.max_rss, mb)
         if mb > n.bound:
-            results.append(("node %d RSS under %.0f MB" % (n.id, n.bound), False,
-                            "%.0f MB" % mb))
+            results.append(("node %d RSS under %.1f MB" % (n.id, n.bound), False,
+                            "%.1f MB" % mb))
+            STOP.set()
             ok = False
     return ok
 
@@ -330,7 +337,7 @@ def main():
     start = time.monotonic()
     for n in nodes:
         attack_client(n, results)
-        ok = sample(nodes, results) and ok
+        ok = ok and sample(nodes, results)
     log("client attacks set up in %.1f s" % (time.monotonic() - start))
     threads = [threading.Thread(target=attack_peer, args=(n, args["shards"], args["spare_id"]))
                for n in nodes]
@@ -338,9 +345,16 @@ def main():
         t.start()
     for t in threads:
         while t.is_alive():
-            ok = sample(nodes, results) and ok
+            if ok:
+                ok = sample(nodes, results)
             t.join(0.1)
     log("peer attacks set up at %.1f s" % (time.monotonic() - start))
+    if not ok:
+        log("FAIL: a node passed its bound while the attacks were set up")
+        for what, good, detail in results:
+            if not good:
+                log("FAIL: %s (%s)" % (what, detail))
+        return 1
     opened, refused = attack_idle(nodes)
     log("idle connections: %d open, %d refused; attacks set up in %.1f s"
         % (opened, refused, time.monotonic() - start))

@@ -88,7 +88,11 @@ for _ in $(seq 600); do
 done
 if [ ! -f "$dir/ready" ]; then
 	cat "$dir/hostile.log"
-	echo "FAIL: the attacks were not set up within 60 s"
+	if kill -0 "$hostile_pid" 2>/dev/null; then
+		echo "FAIL: the attacks were not set up within 60 s"
+	else
+		echo "FAIL: hostile.py ended before its attacks were set up (above)"
+	fi
 	exit 1
 fi
 sed 's/^/    /' "$dir/hostile.log"
