@@ -777,7 +777,10 @@ struct fl_metrics {
 	/* Bytes of snapshot files saved here (each written whole): over the
 	 * bytes applied, the snapshots' write amplification. */
 	uint64_t snapshot_bytes_written;
-	uint64_t groups_refused; /* Creations and joins refused: FL_ERR_GROUPS_FULL. */
+	uint64_t groups_refused;    /* Creations and joins refused: FL_ERR_GROUPS_FULL. */
+	uint64_t peers_over_budget; /* Peer connections closed because a shard's partial
+				     * peer frames held more than two of the largest
+				     * frame (2 x 64 MiB). */
 };
 
 /* A snapshot of the node's counters, summed over its shards. */
@@ -838,6 +841,7 @@ struct fl_shard_metrics {
 	struct fl_histogram batch_entries; /* Entries per WAL batch made durable. */
 	/* Counter: as in struct fl_metrics, for this shard. */
 	uint64_t snapshot_bytes_written;
+	uint64_t peers_over_budget; /* As in struct fl_metrics, for this shard. */
 };
 
 /* Fill *metrics with shard's metrics (0 .. fl_metrics.shards_count - 1).

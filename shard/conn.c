@@ -9,11 +9,24 @@
  * or after it reaches a group. On a TLS connection every frame is sealed
  * instead (shard/seal.c): its checksum (over the encrypted body) is checked,
  * then the frame is decrypted in place and its tag checked, with the same
- * outcome on a failure. */
+ * outcome on a failure.
+ *
+ * Memory: a connection's buffer grows as a frame's bytes arrive, never to
+ * the size its header announces (a peer could announce 64 MiB and send
+ * half). The bytes a shard's connections hold in frames not yet whole are
+ * counted (partial_bytes); past SHARD_PARTIAL_MAX, two of the largest frame
+ * a node sends, the connection holding the most is closed, counted
+ * (peers_over_budget) and logged at most once a second. A live cluster holds
+ * far less: a node cuts frames past SHARD_FRAME_BODY_SOFT (4 MiB) and sends
+ * snapshots in SHARD_CHUNK_SIZE chunks, so a partial frame of a real peer
+ * is a few MiB; a peer whose connection is closed dials again and sends
+ * the messages anew (Raft retries). */
+#include <assert.h>
 #include <errno.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "base/assert.h"
@@ -21,8 +34,20 @@
 #include "shard/auth.h"
 #include "shard/shard_internal.h"
 
+static_assert(SHARD_PARTIAL_MAX >= 2 * (uint64_t)WIRE_FRAME_SIZE_MAX,
+	      "the largest frame a node sends passes with another one half way");
+
+/* Count held bytes of c's input in the shard's partial_bytes. */
+static void conn_hold(struct shard *s, struct conn *c, uint64_t held)
+{
+	ASSERT(s->partial_bytes >= c->partial); /* Every connection's bytes are in the sum. */
+	s->partial_bytes = s->partial_bytes - c->partial + held;
+	c->partial = held;
+}
+
 void conn_free(struct shard *s, struct conn *c)
 {
+	conn_hold(s, c, 0);
 	for (int i = 0; i < SHARD_CONNS_MAX; i++)
 		if (s->conns[i] == c)
 			s->conns[i] = NULL;
@@ -120,6 +145,46 @@ static int conn_body(struct shard *s, struct conn *c, uint32_t kind, const uint8
 
 static void conn_recv_post(struct shard *s, struct conn *c);
 
+/* The shard's partial frames hold more than SHARD_PARTIAL_MAX: close the
+ * connection holding the most (c, being parsed, or another one), with a
+ * line at most every SHARD_AUTH_LOG_MS. Returns whether c was closed. */
+static bool conn_shed(struct shard *s, struct conn *c)
+{
+	struct conn *victim = c;
+	uint64_t held;
+
+	for (int i = 0; i < SHARD_CONNS_MAX; i++)
+		if (s->conns[i] != NULL && !s->conns[i]->closing &&
+		    s->conns[i]->partial > victim->partial)
+			victim = s->conns[i];
+	held = victim->partial;
+	stat_add(&s->stats.peers_over_budget, 1);
+	if (s->partial_logged_ms == 0 || s->now_ms >= s->partial_logged_ms + SHARD_AUTH_LOG_MS) {
+		log_shard(&s->config.log, LOG_LEVEL_WARN, s->config.shard_index,
+			  "closing connection from node %llu: it holds %llu bytes of a frame not "
+			  "yet whole, the most of this shard's peer connections, which hold %llu "
+			  "(at most %u); %llu more such closes since the last line",
+			  (unsigned long long)victim->peer, (unsigned long long)held,
+			  (unsigned long long)s->partial_bytes, (unsigned)SHARD_PARTIAL_MAX,
+			  (unsigned long long)s->partial_unlogged);
+		s->partial_logged_ms = s->now_ms;
+		s->partial_unlogged = 0;
+	} else {
+		s->partial_unlogged++;
+	}
+	victim->closing = true;
+	if (victim == c) {
+		conn_free(s, c); /* Being parsed: no receive in flight. */
+		return true;
+	}
+	/* Its bytes stop counting now; its memory goes when its receive
+	 * completes, which shutdown() makes happen at once (or at its parse,
+	 * later in this turn, when bytes came and wait for it). */
+	conn_hold(s, victim, 0);
+	shutdown(victim->fd, SHUT_RDWR);
+	return false;
+}
+
 static void conn_recv_done(struct loop_op *op, int res)
 {
 	struct conn *c = container_of(op, struct conn, recv_op);
@@ -150,12 +215,8 @@ void conn_parse(struct shard *s, struct conn *c)
 			conn_refuse(s, c, rv == -EMSGSIZE ? "frame too large" : "bad frame kind");
 			break;
 		}
-		if (c->in.len - off < WIRE_FRAME_HEADER_SIZE + h.body_size + tag_size) {
-			if (buf_reserve(&c->in, WIRE_FRAME_HEADER_SIZE + h.body_size + tag_size) !=
-			    0)
-				conn_refuse(s, c, "out of memory");
-			break;
-		}
+		if (c->in.len - off < WIRE_FRAME_HEADER_SIZE + h.body_size + tag_size)
+			break; /* The buffer grows as the rest comes: conn_recv_post(). */
 		if (c->auth &&
 		    !auth_frame_check(c->in.data + off + WIRE_FRAME_HEADER_SIZE + h.body_size,
 				      c->auth_key, c->auth_frames, c->in.data + off,
@@ -188,8 +249,13 @@ void conn_parse(struct shard *s, struct conn *c)
 		conn_free(s, c);
 		return;
 	}
-	memmove(c->in.data, c->in.data + off, c->in.len - off);
-	c->in.len -= off;
+	if (off > 0) { /* Not the rest of a large frame onto itself, at each arrival. */
+		memmove(c->in.data, c->in.data + off, c->in.len - off);
+		c->in.len -= off;
+	}
+	conn_hold(s, c, c->in.len);
+	if (s->partial_bytes > SHARD_PARTIAL_MAX && conn_shed(s, c))
+		return; /* c itself was closed. */
 	/* A burst (elections of thousands of groups, a catch-up) may have grown
 	 * the buffer far past what the peer sends now: give the rest back. No
 	 * receive is in flight here (the turn parses, then posts the next). */

@@ -687,6 +687,8 @@ void fl_node_metrics(struct fl_node *node, struct fl_metrics *m)
 		    atomic_load_explicit(&st->snapshot_bytes_written, memory_order_relaxed);
 		m->groups_refused +=
 		    atomic_load_explicit(&st->groups_refused, memory_order_relaxed);
+		m->peers_over_budget +=
+		    atomic_load_explicit(&st->peers_over_budget, memory_order_relaxed);
 		m->fsyncs += shard_wal_fsyncs(node->shards[i]);
 		m->wal_bytes += shard_wal_bytes(node->shards[i]);
 		m->memory_bytes += shard_memory(node->shards[i]);
@@ -737,6 +739,7 @@ int fl_shard_metrics(struct fl_node *node, uint32_t shard, struct fl_shard_metri
 	m->appends_dropped_no_space = NODE_LOAD(appends_dropped_no_space);
 	m->repairs = NODE_LOAD(repairs);
 	m->groups_refused = NODE_LOAD(groups_refused);
+	m->peers_over_budget = NODE_LOAD(peers_over_budget);
 	m->groups = NODE_LOAD(groups);
 	m->leaders = NODE_LOAD(leaders);
 	m->followers = NODE_LOAD(followers);

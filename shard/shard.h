@@ -152,8 +152,9 @@ struct shard_stats {
 	_Atomic uint64_t checks, divergences;
 	_Atomic uint64_t space_low; /* 1 while the WAL is low on space: writes refused. */
 	_Atomic uint64_t writes_refused_no_space, appends_dropped_no_space;
-	_Atomic uint64_t repairs;        /* Groups whose repair ended here. */
-	_Atomic uint64_t groups_refused; /* Creations and joins refused: ERR_GROUPS_FULL. */
+	_Atomic uint64_t repairs;           /* Groups whose repair ended here. */
+	_Atomic uint64_t groups_refused;    /* Creations and joins refused: ERR_GROUPS_FULL. */
+	_Atomic uint64_t peers_over_budget; /* Closed: partial frames past SHARD_PARTIAL_MAX. */
 	/* Gauges the shard thread counts over its groups once a second (see
 	 * shard_census()): this node a follower (voter) or a learner, the
 	 * leader unknown, repairing; as leader, entries each member's log is

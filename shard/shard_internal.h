@@ -67,6 +67,9 @@ enum {
 	SHARD_AUTH_LOG_MS = 1000,  /* At most one failed-tag line per shard this often. */
 	SHARD_RECV_SIZE = 1 << 20, /* Initial receive buffer per connection. */
 	SHARD_CONNS_MAX = 64,      /* Incoming connections per shard. */
+	/* Bytes held in partial frames by a shard's incoming connections: two of
+	 * the largest frame a node sends (WIRE_FRAME_SIZE_MAX, asserted in conn.c). */
+	SHARD_PARTIAL_MAX = 128 << 20,
 	SHARD_REDIAL_MIN_MS = 50,
 	SHARD_REDIAL_MAX_MS = 1000,
 	SHARD_IDLE_WAKE_MS = 1000, /* Longest sleep of a shard with nothing due. */
@@ -318,6 +321,7 @@ struct conn {
 	bool received; /* Bytes arrived; the turn parses them and posts the next receive. */
 	uint32_t ops;
 	struct buf in;
+	uint64_t partial; /* Bytes of in counted in the shard's partial_bytes. */
 	struct loop_op recv_op;
 	bool auth;            /* Each frame must carry the tag (shard/auth.c) of */
 	uint8_t auth_key[32]; /* the connection's session key (AUTH_KEY_SIZE) */
@@ -387,8 +391,11 @@ struct shard {
 	struct raft_buf *prop_bufs;
 	uint32_t prop_bufs_cap;
 	struct shard_stats stats;
-	uint64_t auth_logged_ms; /* The last failed-tag log line (conn.c), */
-	uint64_t auth_unlogged;  /* and the failures since, not logged. */
+	uint64_t auth_logged_ms;    /* The last failed-tag log line (conn.c), */
+	uint64_t auth_unlogged;     /* and the failures since, not logged. */
+	uint64_t partial_bytes;     /* Held by incoming connections in frames not yet whole, */
+	uint64_t partial_logged_ms; /* the last line about closing one past SHARD_PARTIAL_MAX, */
+	uint64_t partial_unlogged;  /* and the closes since, not logged. */
 	unsigned arena;
 	_Atomic bool arena_ready;
 	int snap_dir;

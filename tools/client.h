@@ -108,7 +108,9 @@ enum {
 					  * elsewhere (leader_hint names the leader). */
 	CLIENT_STATUS_FORBIDDEN = 13,    /* The op needs the admin role; this connection's
 					  * certificate has the data role. Nothing was done. */
-	CLIENT_STATUS_LAST = CLIENT_STATUS_FORBIDDEN,
+	CLIENT_STATUS_BUSY = 14,         /* A read's answer not kept: the node's client buffers
+					  * are full; nothing was done, retry later. */
+	CLIENT_STATUS_LAST = CLIENT_STATUS_BUSY,
 };
 
 /* A request. Pointers are borrowed (encode) or point into the decoded buffer

@@ -449,6 +449,7 @@ static int server_start_threads(struct server *s)
 {
 	int rv;
 
+	s->budget_max = (uint64_t)s->opt.client_buffer_budget_mb << 20;
 	/* After server_check_fd_limit(): sized for the conns_max in force. */
 	rv = node_sources_init(&s->sources, s->opt.conns_max);
 	if (rv != 0)

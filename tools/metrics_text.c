@@ -69,6 +69,9 @@ static const struct metrics_text_row metrics_text_rows[] = {
 			 "Replicas whose repair of data their storage lost ended here."),
     METRICS_TEXT_COUNTER("flotilla_groups_refused_total", groups_refused,
 			 "Group creations and JOINs refused: the node hosts --groups-max groups."),
+    METRICS_TEXT_COUNTER("flotilla_peers_over_budget_total", peers_over_budget,
+			 "Peer connections closed: the node's partial peer frames held too many "
+			 "bytes."),
     METRICS_TEXT_GAUGE("flotilla_groups", groups, "Groups hosted.", METRICS_TEXT_U64),
     METRICS_TEXT_GAUGE("flotilla_groups_led", leaders, "Groups this node leads.", METRICS_TEXT_U64),
     METRICS_TEXT_GAUGE("flotilla_groups_following", followers,

@@ -9,8 +9,10 @@
  * answer with request id 0 and are closed at once), at most --client-inflight-max
  * requests in flight per connection (then the connection is not read until
  * answers go out), and no reading while more than CONN_OUT_MAX bytes of
- * answers wait to be sent. Deadlines, checked every WORKER_TICK_MS: a
- * request whose first bytes came must be complete within
+ * answers wait to be sent; node-wide, the bytes of every client buffer
+ * within --client-buffer-budget-mb (node_budget.c: the hooks here only ask
+ * it before a buffer grows and tell it after a size changed). Deadlines, checked every
+ * WORKER_TICK_MS: a request whose first bytes came must be complete within
  * --client-request-ms, and a connection that sent no complete request for
  * --client-idle-s while it waits for no answer is closed. Each limit hit is
  * counted (the node's metrics) and logged, at most one line a second per
@@ -49,15 +51,10 @@ static const char *const conn_limit_whats[CONN_LIMIT_COUNT] = {
     [CONN_LIMIT_HANDSHAKE] = "client connections closed with a TLS handshake not over after "
 			     "--client-handshake-ms",
     [CONN_LIMIT_TLS] = "client connections refused by TLS",
+    [CONN_LIMIT_BUDGET] = "client buffer budget hits (--client-buffer-budget-mb)",
 };
 
-/* A hit of limit: log the line unless one of its kind went out less than a
- * second ago (then count it; the next line says how many). Any thread. */
-static void conn_limit_log(struct server *s, enum conn_limit limit, uint64_t now_ms,
-			   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-
-static void conn_limit_log(struct server *s, enum conn_limit limit, uint64_t now_ms,
-			   const char *fmt, ...)
+void conn_limit_log(struct server *s, enum conn_limit limit, uint64_t now_ms, const char *fmt, ...)
 {
 	struct server_limit_log *l = &s->limit_log[limit];
 	uint64_t suppressed;
@@ -176,6 +173,7 @@ static void conn_close(struct conn *c)
 	c->in = c->out = NULL;
 	c->in_size = c->in_start = c->in_end = 0;
 	c->out_size = c->out_start = c->out_end = 0;
+	node_budget_sync(c);
 	conn_mark_dirty(c);
 }
 
@@ -194,8 +192,8 @@ static void conn_free(struct conn *c)
 
 /* Queue an answer. Out of memory closes the connection: the client then sees
  * its requests fail as on any lost connection. */
-void conn_respond(struct conn *c, uint32_t status, uint64_t request_id, uint64_t leader,
-		  const void *value, uint32_t value_size)
+void conn_respond_op(struct conn *c, uint32_t op, uint32_t status, uint64_t request_id,
+		     uint64_t leader, const void *value, uint32_t value_size)
 {
 	struct client_response resp = {.status = status,
 				       .request_id = request_id,
@@ -206,15 +204,36 @@ void conn_respond(struct conn *c, uint32_t status, uint64_t request_id, uint64_t
 
 	if (c->closed)
 		return;
-	if (client_reserve(&c->out, &c->out_size, &c->out_start, &c->out_end, size,
-			   CONN_READ_SIZE) != 0) {
+	if (!node_budget_grow(
+		c, false,
+		node_budget_capacity(c->out_size, c->out_start, c->out_end, size, CONN_IN_MIN),
+		node_budget_may_refuse(op, status, value_size))) {
+		char text[192];
+
+		node_budget_busy_text(c->worker->server, text, sizeof(text));
+		conn_respond_op(c, op, CLIENT_STATUS_BUSY, request_id, leader, text,
+				(uint32_t)strlen(text));
+		return;
+	}
+	if (client_reserve(&c->out, &c->out_size, &c->out_start, &c->out_end, size, CONN_IN_MIN) !=
+	    0) {
+		node_budget_sync(c);
 		server_log(LOG_LEVEL_WARN, "client connection closed: out of memory for an answer");
 		conn_close(c);
 		return;
 	}
+	node_budget_sync(c);
+	if (c->out_end == c->out_start)
+		c->written_ms = c->worker->now_ms; /* The first answer waiting. */
 	client_response_encode(&resp, c->out + c->out_end);
 	c->out_end += size;
 	conn_mark_dirty(c);
+}
+
+void conn_respond(struct conn *c, uint32_t status, uint64_t request_id, uint64_t leader,
+		  const void *value, uint32_t value_size)
+{
+	conn_respond_op(c, 0, status, request_id, leader, value, value_size);
 }
 
 void conn_respond_text(struct conn *c, uint32_t status, uint64_t request_id, uint64_t leader,
@@ -240,12 +259,14 @@ static int conn_flush(struct conn *c)
 			return -errno;
 		}
 		c->out_start += (uint32_t)n;
+		c->written_ms = c->worker->now_ms;
 	}
 	c->out_start = c->out_end = 0;
 	if (c->out_size > CONN_BUFFER_KEEP) {
 		free(c->out);
 		c->out = NULL;
 		c->out_size = 0;
+		node_budget_sync(c);
 	}
 	return 0;
 }
@@ -257,9 +278,9 @@ bool conn_can_start(const struct conn *c)
 	       c->out_end - c->out_start < CONN_OUT_MAX;
 }
 
-static bool conn_can_read(const struct conn *c)
+static bool conn_can_read(struct conn *c)
 {
-	return conn_can_start(c) && !c->eof;
+	return conn_can_start(c) && !c->eof && node_budget_may_read(c);
 }
 
 /* Whether c has nothing left to do: after BAD_REQUEST, or after the client
@@ -296,22 +317,34 @@ static int conn_read(struct conn *c)
 	int reads_max = c->tls != NULL ? CONN_READS_MAX * 16 : CONN_READS_MAX;
 
 	for (int i = 0; i < reads_max || node_tls_has_pending(c); i++) {
-		uint64_t want = CONN_READ_SIZE;
+		uint64_t want = CONN_IN_MIN;
 		uint32_t live = c->in_end - c->in_start;
 		uint32_t room;
 		ssize_t n;
 
-		/* A partial request announces its size: make room for all of it. */
+		/* A partial request announces its size: room for the next chunk
+		 * of it, so that the buffer grows as its bytes come, never to
+		 * the size announced before they do. */
 		if (live >= 4) {
 			uint64_t frame = 4 + (uint64_t)le_get32(c->in + c->in_start);
 
-			if (frame <= 4 + (uint64_t)CLIENT_REQUEST_SIZE_MAX && frame > live &&
-			    frame - live > want)
-				want = frame - live;
+			if (frame <= 4 + (uint64_t)CLIENT_REQUEST_SIZE_MAX && frame > live)
+				want =
+				    frame - live < CONN_READ_SIZE ? frame - live : CONN_READ_SIZE;
+			if (want < CONN_IN_MIN)
+				want = CONN_IN_MIN;
 		}
+		if (!node_budget_grow(
+			c, true,
+			node_budget_capacity(c->in_size, c->in_start, c->in_end, want, CONN_IN_MIN),
+			false))
+			return 0; /* Held unread until the budget has room. */
 		if (client_reserve(&c->in, &c->in_size, &c->in_start, &c->in_end, want,
-				   CONN_READ_SIZE) != 0)
+				   CONN_IN_MIN) != 0) {
+			node_budget_sync(c);
 			return -ENOMEM;
+		}
+		node_budget_sync(c);
 		room = c->in_size - c->in_end;
 		n = c->tls != NULL ? node_tls_recv(c, c->in + c->in_end, room)
 				   : recv(c->fd, c->in + c->in_end, room, 0);
@@ -335,6 +368,7 @@ void worker_complete(struct pending *p)
 	bool was_empty;
 	uint64_t one = 1;
 
+	node_budget_answer(p); /* Counted as it is produced, before it waits. */
 	pthread_mutex_lock(&w->done_lock);
 	was_empty = w->done_head == NULL;
 	if (was_empty)
@@ -514,7 +548,9 @@ static void worker_drain(struct worker *w)
 		struct conn *c = p->conn;
 
 		c->outstanding--;
-		conn_respond(c, p->status, p->request_id, p->leader, p->value, p->value_size);
+		node_budget_answer_done(p); /* The output buffer counts it now. */
+		conn_respond_op(c, p->op, p->status, p->request_id, p->leader, p->value,
+				p->value_size);
 		conn_mark_dirty(c); /* Freed there if closed; resumes reading if throttled. */
 		pending_free(p);
 		p = next;
@@ -610,7 +646,8 @@ static void worker_flush_dirty(struct worker *w)
 
 /* Close the connections past a deadline: a request begun and not complete
  * after --client-request-ms, or no complete request for --client-idle-s
- * while no answer is due. Then write the limits' pending counts. */
+ * while no answer is due, or answers waiting and none read by the client
+ * for --client-idle-s. Then write the limits' pending counts. */
 static void worker_sweep(struct worker *w, uint64_t now_ms)
 {
 	struct server *s = w->server;
@@ -651,8 +688,19 @@ static void worker_sweep(struct worker *w, uint64_t now_ms)
 				       (unsigned long long)((now_ms - c->active_ms) / 1000),
 				       s->opt.client_idle_s);
 			conn_close(c);
+		} else if (idle_ms != 0 && c->out_end > c->out_start &&
+			   now_ms >= c->written_ms + idle_ms) {
+			atomic_fetch_add(&s->timeouts_idle, 1);
+			conn_limit_log(s, CONN_LIMIT_IDLE, now_ms,
+				       "client connection from %s closed: %u bytes of answers not "
+				       "read in %llu s (--client-idle-s %u)",
+				       conn_peer_name(c->fd, peer), c->out_end - c->out_start,
+				       (unsigned long long)((now_ms - c->written_ms) / 1000),
+				       s->opt.client_idle_s);
+			conn_close(c);
 		}
 	}
+	node_budget_sweep(w, conn_mark_dirty);
 	conn_limit_flush(s, now_ms);
 }
 
@@ -726,6 +774,7 @@ void worker_deinit(struct worker *w)
 		struct pending *next = p->next;
 
 		p->conn->outstanding--;
+		node_budget_answer_done(p);
 		pending_free(p);
 		p = next;
 	}

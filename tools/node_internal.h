@@ -7,6 +7,7 @@
  *   node_conn.c      client threads: accept, read, write, limits, wake-ups
  *   node_source.c    client connections counted per source address
  *   node_tls.c       TLS on the client listener: context, handshake, reads, writes
+ *   node_budget.c    the memory budget of client buffers (--client-buffer-budget-mb)
  *   node_request.c   decoding requests, the client ops, their callbacks
  *   node_store.c     the stores behind the node, by name (node_store.h)
  *   node_store_memory.c  the in-memory store (tools/kv.c)
@@ -34,8 +35,15 @@
 #define CONN_READ_SIZE    (256u << 10)
 #define CONN_READS_MAX    4 /* recv() calls per readiness event: fairness. */
 #define CONN_OUT_MAX      (64u << 20)
-#define CONN_BUFFER_KEEP  (1u << 20) /* Larger idle buffers are freed. */
-#define WORKER_TICK_MS    100        /* How often a client thread checks its deadlines. */
+#define CONN_BUFFER_KEEP  (1u << 20)  /* Larger idle buffers are freed. */
+#define WORKER_TICK_MS    100         /* How often a client thread checks its deadlines. */
+#define CONN_IN_MIN       (16u << 10) /* An input buffer's first size; it doubles as bytes come. */
+/* Past the client buffer budget (node_budget.c), answers with values up to
+ * BUDGET_ANSWER_SMALL bytes are still kept (BUSY costs as much), and a
+ * connection holding more than BUDGET_HOLD_MAX bytes of unsent answers is
+ * not read. */
+#define BUDGET_ANSWER_SMALL 1024
+#define BUDGET_HOLD_MAX     (64u << 10)
 
 /* The client limits whose hits are counted and logged (at most one line a
  * second per kind; the next line says how many were not logged). */
@@ -46,6 +54,7 @@ enum conn_limit {
 	CONN_LIMIT_REQUEST,
 	CONN_LIMIT_HANDSHAKE, /* TLS handshakes not over within --client-handshake-ms. */
 	CONN_LIMIT_TLS,       /* TLS handshakes failed, plaintext clients of a TLS node. */
+	CONN_LIMIT_BUDGET,
 	CONN_LIMIT_COUNT
 };
 
@@ -77,15 +86,18 @@ struct conn {
 	bool eof;             /* The client shut its side: answer what came, then close. */
 	bool closed;
 	bool dirty;                   /* On the worker's dirty list. */
+	bool budget_held;             /* Not read until the client buffer budget has room. */
 	uint8_t source[16];           /* The client's address (node_sources_key). */
 	uint32_t requests_seen;       /* Complete requests taken from the input; wraps. */
 	uint32_t requests_seen_ms_at; /* requests_seen when active_ms was last set. */
 	uint64_t active_ms;           /* Accepted, or a complete request last taken. */
 	uint64_t partial_ms;          /* When an incomplete request began waiting; 0: none. */
+	uint64_t written_ms;          /* Unsent answers last began waiting or went out. */
 	unsigned char *in;
 	uint32_t in_size, in_start, in_end;
 	unsigned char *out;
 	uint32_t out_size, out_start, out_end;
+	uint64_t budgeted; /* Bytes of the budget counted for in and out (their sizes). */
 	struct conn *prev, *next, *dirty_next;
 };
 
@@ -101,6 +113,7 @@ struct pending {
 	uint32_t status;
 	void *value; /* malloc()ed answer value, or NULL. */
 	uint32_t value_size;
+	uint32_t budgeted;                 /* Bytes of value counted in the budget. */
 	struct fl_group_info *info;        /* MEMBERS: filled by the library; malloc()ed. */
 	struct fl_stale_read *stale;       /* STALE_GET: bounds in, figures out; malloc()ed. */
 	struct fl_recover_report *recover; /* RECOVER: filled by the library; malloc()ed. */
@@ -172,7 +185,10 @@ struct server {
 	_Atomic uint64_t tls_refused;        /* TLS: handshakes failed, plaintext clients. */
 	pthread_mutex_t tls_lock;            /* Guards tls_ctx: reload against accepts. */
 	void *tls_ctx;                       /* SSL_CTX *; NULL: plaintext. */
-	pthread_mutex_t limit_log_lock;      /* Guards limit_log: any client thread. */
+	uint64_t budget_max;                 /* --client-buffer-budget-mb in bytes. */
+	_Atomic uint64_t budget_used;   /* Bytes of client buffers and answers (node_budget.c). */
+	_Atomic uint64_t budget_hits;   /* Answers refused BUSY, connections held unread. */
+	pthread_mutex_t limit_log_lock; /* Guards limit_log: any client thread. */
 	struct server_limit_log {
 		uint64_t logged_ms;  /* When a line of this kind was last written. */
 		uint64_t suppressed; /* Events since then that wrote none. */
@@ -213,6 +229,54 @@ void conn_respond_text(struct conn *c, uint32_t status, uint64_t request_id, uin
 
 /* Whether the bounds allow starting one more request on c. */
 bool conn_can_start(const struct conn *c);
+
+/* Log a hit of limit unless one of its kind was logged less than a second
+ * ago (then count it; the next line says how many). Any client thread. */
+void conn_limit_log(struct server *s, enum conn_limit limit, uint64_t now_ms, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Queue an answer to op (CLIENT_OP_*) on c; a read's large value that does
+ * not fit in the budget is answered BUSY instead (node_budget.c). */
+void conn_respond_op(struct conn *c, uint32_t op, uint32_t status, uint64_t request_id,
+		     uint64_t leader, const void *value, uint32_t value_size);
+
+/* node_budget.c: the client buffer budget (its comment says what counts).
+ * Whether every byte of it is in use. Any thread. */
+bool node_budget_is_spent(const struct server *s);
+
+/* Count p's value the moment its answer is produced; past the budget, a
+ * read's large value is dropped and p answers BUSY. Shard threads. */
+void node_budget_answer(struct pending *p);
+
+/* p's answer was queued on its connection (or dropped): give its count back. */
+void node_budget_answer_done(struct pending *p);
+
+/* Whether an answer to op with this status and value may be refused BUSY. */
+bool node_budget_may_refuse(uint32_t op, uint32_t status, uint32_t value_size);
+
+/* BUSY's text. */
+void node_budget_busy_text(const struct server *s, char *text, size_t size);
+
+/* The capacity client_reserve() would give the buffer for need more bytes. */
+uint64_t node_budget_capacity(uint32_t capacity, uint32_t start, uint32_t end, uint64_t need,
+			      uint32_t capacity_min);
+
+/* Before c's input (or output) buffer grows to capacity_new: take the
+ * growth from the budget. Past it, input is refused (c is held unread) and
+ * so is output when may_refuse; other output is counted anyway. Returns
+ * whether the buffer may grow. Client thread of c. */
+bool node_budget_grow(struct conn *c, bool input, uint64_t capacity_new, bool may_refuse);
+
+/* After c's buffers changed size: count the difference. */
+void node_budget_sync(struct conn *c);
+
+/* Whether c may be read: not while the budget is spent and c holds unsent
+ * answers past BUDGET_HOLD_MAX (or could not grow its input). */
+bool node_budget_may_read(struct conn *c);
+
+/* Once the budget has room again, mark every held connection (mark puts it
+ * on the dirty list, which resumes reading). Each WORKER_TICK_MS. */
+void node_budget_sweep(struct worker *w, void (*mark)(struct conn *c));
 
 /* node_source.c: the table of sources, sized for conns_max connections
  * (--client-conns-max). Returns 0 or -ENOMEM. */

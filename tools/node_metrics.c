@@ -55,7 +55,7 @@ static enum MHD_Result node_metrics_text_reply(struct MHD_Connection *conn, unsi
 static int node_metrics_clients(struct server *s, struct metrics_text *t)
 {
 	unsigned long long id = (unsigned long long)s->opt.id;
-	char text[1536];
+	char text[2560];
 	size_t cap;
 	char *data;
 	int n;
@@ -77,11 +77,26 @@ static int node_metrics_clients(struct server *s, struct metrics_text *t)
 	    "flotilla_client_connections_refused_per_source_total{node=\"%llu\"} %llu\n"
 	    "# HELP flotilla_groups_max The most groups this node hosts (--groups-max).\n"
 	    "# TYPE flotilla_groups_max gauge\n"
-	    "flotilla_groups_max{node=\"%llu\"} %u\n",
+	    "flotilla_groups_max{node=\"%llu\"} %u\n"
+	    "# HELP flotilla_client_buffer_bytes Bytes of client buffers and answers not yet "
+	    "sent.\n"
+	    "# TYPE flotilla_client_buffer_bytes gauge\n"
+	    "flotilla_client_buffer_bytes{node=\"%llu\"} %llu\n"
+	    "# HELP flotilla_client_buffer_budget_bytes The most bytes client buffers may hold "
+	    "(--client-buffer-budget-mb).\n"
+	    "# TYPE flotilla_client_buffer_budget_bytes gauge\n"
+	    "flotilla_client_buffer_budget_bytes{node=\"%llu\"} %llu\n"
+	    "# HELP flotilla_client_buffer_budget_hits_total Answers refused BUSY and "
+	    "connections held unread at --client-buffer-budget-mb.\n"
+	    "# TYPE flotilla_client_buffer_budget_hits_total counter\n"
+	    "flotilla_client_buffer_budget_hits_total{node=\"%llu\"} %llu\n",
 	    id, (unsigned long long)atomic_load(&s->conns_refused), id,
 	    (unsigned long long)atomic_load(&s->timeouts_idle), id,
 	    (unsigned long long)atomic_load(&s->timeouts_request), id,
-	    (unsigned long long)atomic_load(&s->conns_refused_per_source), id, s->opt.groups_max);
+	    (unsigned long long)atomic_load(&s->conns_refused_per_source), id, s->opt.groups_max,
+	    id, (unsigned long long)atomic_load(&s->budget_used), id,
+	    (unsigned long long)s->budget_max, id,
+	    (unsigned long long)atomic_load(&s->budget_hits));
 	if (n < 0 || (size_t)n >= sizeof(text))
 		return -EINVAL;
 	if (t->len + (size_t)n + 1 > t->cap) {

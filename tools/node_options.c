@@ -111,6 +111,10 @@ static const struct node_options_entry node_options_table[] = {
     {"client-handshake-ms", OPT_U32, OPT_FIELD(client_handshake_ms), 0, 1, 60000,
      "MS  close a client connection whose TLS handshake is not over after MS ms, 1 to "
      "60000 (2000)"},
+    {"client-buffer-budget-mb", OPT_U32, OPT_FIELD(client_buffer_budget_mb), 0, 16, 1048576,
+     "MB  bytes of client input and output buffers and of answers not yet sent, node-wide; "
+     "past it large read answers are BUSY and connections holding unsent answers are not "
+     "read, 16 to 1048576 (256)"},
     {"leader-poll-ms", OPT_U32, OPT_FIELD(leader_poll_ms), 0, 10, 3600000,
      "MS  how often each group's leader is polled (200)"},
     {"store", OPT_STR, OPT_FIELD(store), NODE_STORE_NAME_SIZE_MAX, 0, 0,
@@ -653,6 +657,7 @@ void node_options_default(struct node_options *opt)
 	opt->client_idle_s = 300;
 	opt->client_request_ms = 10000;
 	opt->client_handshake_ms = 2000;
+	opt->client_buffer_budget_mb = 256;
 	opt->leader_poll_ms = 200;
 	opt->log_level = config.log_level;
 	opt->log_format = config.log_format;

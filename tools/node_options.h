@@ -55,6 +55,7 @@ struct node_options {
 	uint32_t client_idle_s;       /* Close a connection without a request this long; 0: off. */
 	uint32_t client_request_ms;   /* A started request completes within this; 0: off. */
 	uint32_t client_handshake_ms; /* A client's TLS handshake completes within this. */
+	uint32_t client_buffer_budget_mb; /* Client input and output buffers, node-wide. */
 	uint32_t leader_poll_ms;
 	uint8_t log_level;                        /* enum fl_log_level. */
 	uint8_t log_format;                       /* enum fl_log_format. */

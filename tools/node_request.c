@@ -501,7 +501,8 @@ static void request_local_get(struct conn *c, const struct client_request *req)
 	    s->store->ops->get(s->store, req->group, req->key, req->key_size, &value, &value_size);
 
 	if (rv == 0)
-		conn_respond(c, CLIENT_STATUS_OK, req->request_id, hint, value, value_size);
+		conn_respond_op(c, req->op, CLIENT_STATUS_OK, req->request_id, hint, value,
+				value_size);
 	else if (rv == -ENOENT)
 		conn_respond(c, CLIENT_STATUS_NOT_FOUND, req->request_id, hint, NULL, 0);
 	else
@@ -747,6 +748,7 @@ void request_process(struct conn *c)
 			free(c->in);
 			c->in = NULL;
 			c->in_size = 0;
+			node_budget_sync(c);
 		}
 	}
 }
