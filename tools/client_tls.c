@@ -30,6 +30,7 @@
 #include <openssl/x509v3.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -293,6 +294,14 @@ int client_tls_setup(const char *ca, const char *cert, const char *key, char *er
 		ctx = client_tls_make(ca, cert, key, err, err_size);
 		if (ctx == NULL)
 			return -EINVAL;
+		/* OpenSSL writes with write(), not send(MSG_NOSIGNAL): a node
+		 * closing its end must be an error of that connection, not the
+		 * end of the program. */
+		if (signal(SIGPIPE, SIG_IGN) == SIG_ERR) {
+			SSL_CTX_free(ctx);
+			snprintf(err, err_size, "TLS: cannot ignore SIGPIPE");
+			return -EINVAL;
+		}
 	}
 	pthread_mutex_lock(&client_tls_lock);
 	SSL_CTX_free(client_tls_ctx);
@@ -516,7 +525,8 @@ int client_tls_read(struct client *c, uint64_t want, uint32_t capacity_min)
 		if (rv != 1) {
 			rv = client_tls_errno(c->tls, rv);
 			if (total > 0)
-				break; /* What came first; a failure shows again on the next read. */
+				break; /* What came first; a failure shows again on the next read.
+					*/
 			return rv;
 		}
 		c->in_end += (uint32_t)n;

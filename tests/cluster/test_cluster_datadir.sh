@@ -56,8 +56,11 @@ expect_out() { # TEXT: shown, or the test fails
 	}
 }
 
-step "start 3 nodes, 4 groups, 2 shards"
-cluster_start_random --groups 4 --nodes 3 --shards 2 --bin "$node_bin"
+# Plaintext (--insecure): the second processes below claim node ids with
+# their data directories alone; with TLS they would be refused at the
+# handshake, before the identity checks this test is about.
+step "start 3 nodes, 4 groups, 2 shards, plaintext"
+cluster_start_random --insecure --groups 4 --nodes 3 --shards 2 --bin "$node_bin"
 pid1=$(cat "$dir/node-1.pid")
 
 step "a second process on node 1's live directory is refused, naming pid $pid1"

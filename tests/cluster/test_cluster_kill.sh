@@ -30,7 +30,7 @@ groups=$5 auth=${6:-}
 election_ms=1000
 start_args=() name=kill
 if [ "$auth" = --auth-key ]; then
-	start_args=(--auth-key) name=auth
+	start_args=(--insecure --auth-key) name=auth # The shared key is for plaintext set-ups.
 elif [ "$auth" = --tls ]; then
 	start_args=(--tls) name=tls
 fi
