@@ -391,11 +391,10 @@ int sc_start(struct sc_cluster *c, uint32_t mask, uint64_t *ready_ns)
 	const struct sc_opt *opt = c->opt;
 	struct sc_ready_watch w = {.mask = mask, .ready_ns = ready_ns};
 	char groups[16], shards[16], port[16], node[16], wait_s[16], election[16], heartbeat[16];
-	const char *args[32] = {opt->cluster_bin, "start",       "--dir",        c->dir,
-				"--nodes",        "3",           "--groups",     groups,
-				"--shards",       shards,        "--base-port",  port,
-				"--bin",          opt->node_bin, "--ready-wait", wait_s,
-				"--insecure"};
+	const char *args[32] = {
+	    opt->cluster_bin, "start",       "--dir",        c->dir, "--nodes",     "3",
+	    "--groups",       groups,        "--shards",     shards, "--base-port", port,
+	    "--bin",          opt->node_bin, "--ready-wait", wait_s, "--insecure"};
 	int argc = 17, rv;
 
 	static_assert(SC_NODES == 3, "--nodes above");
