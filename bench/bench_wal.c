@@ -79,12 +79,15 @@ static void wal_bench_rmdir(const char *dir)
 {
 	char path[600], name[SEGMENT_NAME_SIZE];
 
-	/* Only our own files: segments and the ceiling file. */
+	/* Only our own files: segments, the WAL's chain file (io/wal_chain.c;
+	 * left behind, it kept the directory from going) and the ceiling file. */
 	for (uint64_t seq = 1; seq < 100000; seq++) {
 		segment_name(name, seq);
 		snprintf(path, sizeof(path), "%s/%s", dir, name);
 		unlink(path);
 	}
+	snprintf(path, sizeof(path), "%s/chain", dir);
+	unlink(path);
 	snprintf(path, sizeof(path), "%s/ceiling", dir);
 	unlink(path);
 	rmdir(dir);
