@@ -37,21 +37,8 @@ def request(op, request_id, group):
     return struct.pack("<IIQQ", 20, op, request_id, group)
 
 
-def recv_exact(sock, size, timeout_s):
-    sock.settimeout(timeout_s)
-    data = b""
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            raise ConnectionError("closed after %d of %d bytes" % (len(data), size))
-        data += chunk
-    return data
-
-
 def recv_response(sock, timeout_s=5):
-    head = recv_exact(sock, 28, timeout_s)
-    _, status, request_id, _, value_size = struct.unpack("<IIQQI", head)
-    value = recv_exact(sock, value_size, timeout_s) if value_size else b""
+    status, request_id, _, value = flotilla_tls.recv_response(sock, timeout_s)
     return status, request_id, value.decode(errors="replace")
 
 

@@ -30,24 +30,6 @@ def leader_request(request_id):
     return struct.pack("<IIQQ", 20, OP_LEADER, request_id, 1)
 
 
-def recv_exact(sock, size, timeout_s):
-    sock.settimeout(timeout_s)
-    data = b""
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            raise ConnectionError("closed after %d of %d bytes" % (len(data), size))
-        data += chunk
-    return data
-
-
-def recv_response(sock, timeout_s=5):
-    head = recv_exact(sock, 28, timeout_s)
-    size, status, request_id, leader, value_size = struct.unpack("<IIQQI", head)
-    value = recv_exact(sock, value_size, timeout_s) if value_size else b""
-    return status, request_id, value
-
-
 class Good:
     """The well-behaved client: one LEADER at a time, each answered."""
 
@@ -62,7 +44,7 @@ class Good:
             return
         self.last_ms = now_ms
         self.sock.sendall(leader_request(self.next_id))
-        status, request_id, _ = recv_response(self.sock)
+        status, request_id, _, _ = flotilla_tls.recv_response(self.sock)
         if status != STATUS_OK or request_id != self.next_id:
             raise AssertionError("good client: status %d id %d" % (status, request_id))
         self.next_id += 1
@@ -137,7 +119,7 @@ def main():
     extra = None
     try:
         extra = flotilla_tls.connect(host, port)
-        status, request_id, value = recv_response(extra, 5)
+        status, request_id, _, value = flotilla_tls.recv_response(extra, 5)
         text = value.decode(errors="replace")
         if status != STATUS_ERROR or request_id != 0 or "--client-conns-max" not in text:
             print("FAIL: ninth connection: status %d id %d text %r" % (status, request_id, text))
@@ -162,7 +144,7 @@ def main():
         s = None
         try:
             s = flotilla_tls.connect(host, port)
-            status, request_id, _ = recv_response(s, 5)
+            status, request_id, _, _ = flotilla_tls.recv_response(s, 5)
             burst += status == STATUS_ERROR and request_id == 0
         except flotilla_tls.CLOSED:
             pass

@@ -10,6 +10,7 @@ connection is plain TCP. The scripts import this from their own directory."""
 import os
 import socket
 import ssl
+import struct
 
 # What a client sees when the node closes a connection or does not answer.
 CLOSED = (ConnectionError, socket.timeout, ssl.SSLError)
@@ -64,3 +65,25 @@ def is_closed(sock):
         return True
     finally:
         sock.setblocking(True)
+
+
+def recv_exact(sock, size, timeout_s):
+    """size bytes from sock, each read within timeout_s; raises
+    ConnectionError when the node closes first (or socket.timeout)."""
+    sock.settimeout(timeout_s)
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise ConnectionError("closed after %d of %d bytes" % (len(data), size))
+        data += chunk
+    return data
+
+
+def recv_response(sock, timeout_s=5):
+    """One response of the client protocol (docs/client-protocol.md):
+    (status, request_id, leader_hint, value as bytes)."""
+    head = recv_exact(sock, 28, timeout_s)
+    _, status, request_id, leader, value_size = struct.unpack("<IIQQI", head)
+    value = recv_exact(sock, value_size, timeout_s) if value_size else b""
+    return status, request_id, leader, value

@@ -39,6 +39,8 @@ import sys
 import threading
 import time
 
+from flotilla_tls import recv_exact, recv_response
+
 OP_PUT, OP_GET, OP_LEADER = 1, 2, 5
 STATUS_OK, STATUS_NOT_LEADER, STATUS_BAD_REQUEST = 0, 2, 5
 BIG_KEY = b"hostile-big"
@@ -69,24 +71,6 @@ def request(op, request_id, group, body=b""):
 
 def get_request(request_id):
     return request(OP_GET, request_id, 1, struct.pack("<I", len(BIG_KEY)) + BIG_KEY)
-
-
-def recv_exact(sock, size, timeout_s):
-    sock.settimeout(timeout_s)
-    data = b""
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            raise ConnectionError("closed after %d of %d bytes" % (len(data), size))
-        data += chunk
-    return data
-
-
-def recv_response(sock, timeout_s=5):
-    size, status, request_id, leader, value_size = struct.unpack(
-        "<IIQQI", recv_exact(sock, 28, timeout_s))
-    value = recv_exact(sock, value_size, timeout_s) if value_size else b""
-    return status, request_id, leader, value
 
 
 def connect(addr, source, timeout_s=5):
