@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # TLS on the client port and the two client roles, against three
-# flotilla-node processes started with --tls-ca, --tls-cert and --tls-key
-# (certificates from tools/tls-certs):
+# flotilla-node processes of a default (TLS) tools/cluster cluster
+# (certificates from tools/tls-certs in its directory):
 #
 #   - a data certificate's PUT and GET work; its DROP, REMOVE_MEMBER,
 #     TRANSFER and JOIN get FORBIDDEN (13) naming the op and the role, on a
@@ -39,29 +39,18 @@ command -v openssl >/dev/null || {
 	exit 77
 }
 
-certs="$dir/certs"
-step "certificates: a cluster CA with 3 nodes, admin and data; another CA"
-"$tls_certs" cluster "$certs" --nodes 3 >/dev/null
+step "start 3 nodes with TLS (tools/cluster's certificates), 2 groups"
+cluster_start_random --groups 2 --nodes 3 --shards 1 --metrics --bin "$node_bin" -- \
+	--client-threads 1 --client-handshake-ms 1000
+# Each client below names the certificate it shows: none from the
+# environment (cluster_tls_env exported the admin's).
+unset FLOTILLA_TLS_CA FLOTILLA_TLS_CERT FLOTILLA_TLS_KEY
+certs="$dir/tls"
+step "certificates: an expired data one of the cluster's CA; another CA"
 "$tls_certs" ca "$dir/other" >/dev/null
 "$tls_certs" client "$dir/other" rogue admin >/dev/null
 "$tls_certs" client "$certs" old data --expired >/dev/null
 
-# Each node gets its own certificate: tools/cluster runs this wrapper, which
-# becomes the node (exec) with the TLS flags of the --id it is given.
-cat >"$dir/tls-node" <<EOF
-#!/usr/bin/env bash
-id= prev=
-for a in "\$@"; do [ "\$prev" != --id ] || id=\$a; prev=\$a; done
-exec "$node_bin" "\$@" --tls-ca "$certs/ca.pem" --tls-cert "$certs/node-\$id.pem" \\
-	--tls-key "$certs/node-\$id.key"
-EOF
-chmod +x "$dir/tls-node"
-
-step "start 3 nodes with TLS, 2 groups"
-# The nodes take this test's certificates from the wrapper above, not
-# tools/cluster's own (--insecure: it adds none, and exports none).
-cluster_start_random --insecure --groups 2 --nodes 3 --shards 1 --metrics --bin "$dir/tls-node" -- \
-	--client-threads 1 --client-handshake-ms 1000
 addr() { echo "127.0.0.1:$((base + 2 * ($1 - 1) + 1))"; }
 log() { echo "$dir/node-$1.log"; }
 if grep -q "TLS is off" "$(log 1)" || ! grep -q "client TLS 1.3 on" "$(log 1)"; then
