@@ -6,6 +6,15 @@ step() {
 	echo "== $(date +%T) $*"
 }
 
+# skip_without COMMAND: end the test as skipped (status 77) when COMMAND is
+# not installed.
+skip_without() {
+	command -v "$1" >/dev/null && return 0
+	echo "$1 not found: skipped"
+	failed=0
+	exit 77
+}
+
 # cluster_stop_and_show LINES [FILE...]: stop every node of $dir by PID; if
 # the test failed, show the last LINES lines of each node's log and of each
 # FILE; then remove $dir.

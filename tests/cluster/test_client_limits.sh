@@ -28,11 +28,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-command -v python3 >/dev/null || {
-	echo "python3 not found: skipped"
-	failed=0
-	exit 77
-}
+skip_without python3
 
 # Plaintext nodes (--insecure): a connection past a limit is answered with
 # an ERROR before any TLS, which a TLS client sees as a failed handshake;

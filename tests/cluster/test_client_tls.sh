@@ -33,11 +33,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-command -v openssl >/dev/null || {
-	echo "openssl not found: skipped"
-	failed=0
-	exit 77
-}
+skip_without openssl
 
 step "start 3 nodes with TLS (tools/cluster's certificates), 2 groups"
 cluster_start_random --groups 2 --nodes 3 --shards 1 --metrics --bin "$node_bin" -- \

@@ -43,11 +43,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-command -v python3 >/dev/null || {
-	echo "python3 not found: skipped"
-	failed=0
-	exit 77
-}
+skip_without python3
 if ! python3 -c 'import ctypes; ctypes.CDLL("libxxhash.so.0")' 2>/dev/null; then
 	echo "libxxhash.so.0 not loadable from python3: skipped"
 	failed=0
