@@ -70,20 +70,11 @@ def cluster_start(d, node_bin, groups, nodes, base_ports, shards=0, extra=(), cl
                        (r.returncode if r else "no port", r.stderr.strip() if r else ""))
 
 
-def client_env(d):
-    """The environment for a client of the cluster in d: its admin
-    certificate in FLOTILLA_TLS_* when tools/cluster made a TLS cluster
-    there (d/tls), else the environment as it is."""
-    env = dict(os.environ)
-    tls = os.path.join(d, "tls")
-    if os.path.exists(os.path.join(tls, "ca.pem")):
-        env.update(FLOTILLA_TLS_CA=os.path.join(tls, "ca.pem"),
-                   FLOTILLA_TLS_CERT=os.path.join(tls, "admin.pem"),
-                   FLOTILLA_TLS_KEY=os.path.join(tls, "admin.key"))
-    else:
-        for k in ("FLOTILLA_TLS_CA", "FLOTILLA_TLS_CERT", "FLOTILLA_TLS_KEY"):
-            env.pop(k, None)
-    return env
+def client_env():
+    """The environment for flotilla-load --cluster-dir: without FLOTILLA_TLS_*,
+    so that it speaks to the cluster as tools/cluster made it (with the
+    cluster's admin certificate, D/tls, when it is a TLS cluster)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("FLOTILLA_TLS_")}
 
 
 def cluster_stop(d):
